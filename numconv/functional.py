@@ -1,0 +1,521 @@
+"""The public functions, in the shape of ``torch.nn.functional``: same names, argument order and defaults.
+
+Layouts are PyTorch's: (N, C, L), (N, C, H, W), (N, C, D, H, W); weights (out_channels, in_channels // groups,
+*kernel). Inputs are float32 or float64 and every output has the input's dtype; mixing dtypes is a TypeError.
+
+Each op has ``<op>_backward(grad_output, *the forward's arrays, **the forward's keywords)`` returning one gradient per
+forward array argument, in order, with ``None`` where that argument was ``None`` (``dropout_backward`` takes the mask
+instead). Validation happens here, once: the kernels below assume valid, C-contiguous arrays.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from numconv import geometry
+from numconv.backend import backend_of, empty, kernels
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward",
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "global_avg_pool", "global_avg_pool_backward",
+    "linear", "linear_backward", "relu", "relu_backward", "dropout", "dropout_backward",
+    "local_response_norm", "local_response_norm_backward", "cross_entropy", "cross_entropy_backward",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --- validation ---------------------------------------------------------------------------------------------------
+
+
+def _float_array(value, name: str, ndim: int | None = None, dtype=None, min_ndim: int | None = None) -> np.ndarray:
+    """``value`` as a C-contiguous, writeable float32/float64 array (copied only when needed)."""
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    array = np.asarray(value)
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {array.dtype}")
+    if dtype is not None and array.dtype != dtype:
+        raise TypeError(f"{name} has dtype {array.dtype} but the input has dtype {dtype}; convert one of them")
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
+    if min_ndim is not None and array.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {array.shape}")
+    if any(s == 0 for s in array.shape):
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        # one compiled kernel per dtype: strided, Fortran-ordered and read-only arrays become plain C arrays here
+        array = np.array(array, order="C", copy=True)
+    return array
+
+
+def _check_shape(array: np.ndarray, expected: tuple, name: str) -> None:
+    if array.shape != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {array.shape}")
+
+
+def _as_3d_spatial(array: np.ndarray) -> np.ndarray:
+    """View (N, C, *spatial) with 1 to 3 spatial axes as (N, C, D, H, W), missing leading axes of size 1."""
+    missing = 5 - array.ndim
+    return array.reshape(array.shape[:2] + (1,) * missing + array.shape[2:])
+
+
+def _triple(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
+def _real(value, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+# --- convolution --------------------------------------------------------------------------------------------------
+
+
+def _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim):
+    x = _float_array(x, "input", ndim + 2)
+    weight = _float_array(weight, "weight", ndim + 2, x.dtype)
+    geometry.check_groups(x.shape[1], weight.shape, groups)
+    if bias is not None:
+        bias = _float_array(bias, "bias", 1, x.dtype)
+        _check_shape(bias, (weight.shape[0],), "bias")
+    geo = geometry.conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), int(groups))
+    out_shape = (x.shape[0], weight.shape[0]) + geo.output_shape
+    return x, weight, bias, out_shape, args
+
+
+def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
+    x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
+    backend = backend_of(x, weight, bias)
+    out = empty(out_shape, x.dtype, backend)
+    if bias is None:
+        bias = np.zeros(weight.shape[0], dtype=x.dtype)
+    kernels(backend).conv.conv_forward(_as_3d_spatial(x), _as_3d_spatial(weight), bias, _as_3d_spatial(out), *args)
+    return out
+
+
+def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim):
+    x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
+    grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
+    _check_shape(grad_output, out_shape, "grad_output")
+    backend = backend_of(grad_output, x, weight, bias)
+    k = kernels(backend)
+    grad_input = empty(x.shape, x.dtype, backend)
+    grad_weight = empty(weight.shape, x.dtype, backend)
+    g3 = _as_3d_spatial(grad_output)
+    k.conv.conv_grad_input(g3, _as_3d_spatial(weight), _as_3d_spatial(grad_input), *args)
+    k.conv.conv_grad_weight(g3, _as_3d_spatial(x), _as_3d_spatial(grad_weight), *args)
+    grad_bias = None
+    if bias is not None:
+        grad_bias = empty(bias.shape, x.dtype, backend)
+        k.dense.bias_grad(grad_output.reshape(out_shape[0], out_shape[1], -1), grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1D convolution (cross-correlation, as in PyTorch). input (N, C, L); weight (O, C // groups, K); bias (O,)
+    or None. ``padding`` is an int, a 1-tuple, 'valid' or 'same'. Returns (N, O, L_out)."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 1)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2D convolution. input (N, C, H, W); weight (O, C // groups, KH, KW); bias (O,) or None.
+    Returns (N, O, H_out, W_out)."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 2)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3D convolution. input (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,) or None.
+    Returns (N, O, D_out, H_out, W_out)."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 3)
+
+
+def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of ``conv1d``: (grad_input, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 1)
+
+
+def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of ``conv2d``: (grad_input, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 2)
+
+
+def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of ``conv3d``: (grad_input, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3)
+
+
+# --- pooling ------------------------------------------------------------------------------------------------------
+
+
+def _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim):
+    x = _float_array(x, "input", ndim + 2)
+    geo = geometry.pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    out_shape = x.shape[:2] + geo.output_shape
+    return x, geo, out_shape
+
+
+def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, ndim):
+    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    backend = backend_of(x)
+    out = empty(out_shape, x.dtype, backend)
+    indices = empty(out_shape, np.int64, backend)
+    kernels(backend).pool.max_pool_forward(
+        _as_3d_spatial(x), _as_3d_spatial(out), _as_3d_spatial(indices),
+        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1),
+    )
+    return (out, indices) if return_indices else out
+
+
+def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, ndim):
+    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
+    _check_shape(grad_output, out_shape, "grad_output")
+    if indices is None:
+        _, indices = _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, True, ndim)
+    else:
+        indices = np.asarray(indices)
+        if indices.dtype != np.int64:
+            raise TypeError(f"indices must be int64 as max_pool returns them, got dtype {indices.dtype}")
+        _check_shape(indices, out_shape, "indices")
+        plane = int(np.prod(x.shape[2:]))
+        if indices.size and (indices.min() < 0 or indices.max() >= plane):
+            raise ValueError(
+                f"indices must lie in [0, {plane}) (flat within each plane), got values from {indices.min()} "
+                f"to {indices.max()}"
+            )
+        indices = np.ascontiguousarray(indices)
+    backend = backend_of(grad_output, x)
+    grad_input = empty(x.shape, x.dtype, backend)
+    kernels(backend).pool.max_pool_backward(
+        _as_3d_spatial(grad_output), _as_3d_spatial(indices), _as_3d_spatial(grad_input)
+    )
+    return (grad_input,)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """1D max pooling. input (N, C, L). With ``return_indices`` also returns int64 indices of each maximum, flat
+    within each (n, c) row; ties go to the first maximum."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """2D max pooling. input (N, C, H, W); indices are flat within each (H, W) plane (h * W + w)."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """3D max pooling. input (N, C, D, H, W); indices are flat within each (D, H, W) volume."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3)
+
+
+def max_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                        return_indices=False, indices=None):
+    """Gradient of ``max_pool1d``: (grad_input,). Pass the forward's ``indices`` to skip the search."""
+    return _max_pool_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices, 1)
+
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                        return_indices=False, indices=None):
+    """Gradient of ``max_pool2d``: (grad_input,). Pass the forward's ``indices`` to skip the search."""
+    return _max_pool_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices, 2)
+
+
+def max_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                        return_indices=False, indices=None):
+    """Gradient of ``max_pool3d``: (grad_input,). Pass the forward's ``indices`` to skip the search."""
+    return _max_pool_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices, 3)
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
+    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
+    include = _check_flag(count_include_pad, "count_include_pad")
+    backend = backend_of(x)
+    out = empty(out_shape, x.dtype, backend)
+    kernels(backend).pool.avg_pool_forward(
+        _as_3d_spatial(x), _as_3d_spatial(out),
+        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), include,
+    )
+    return out
+
+
+def _avg_pool_backward(grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
+    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
+    include = _check_flag(count_include_pad, "count_include_pad")
+    grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
+    _check_shape(grad_output, out_shape, "grad_output")
+    backend = backend_of(grad_output, x)
+    grad_input = empty(x.shape, x.dtype, backend)
+    kernels(backend).pool.avg_pool_backward(
+        _as_3d_spatial(grad_output), _as_3d_spatial(grad_input),
+        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), include,
+    )
+    return (grad_input,)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """1D average pooling. input (N, C, L)."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, 1)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """2D average pooling. input (N, C, H, W)."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, 2)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """3D average pooling. input (N, C, D, H, W)."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, 3)
+
+
+def avg_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of ``avg_pool1d``: (grad_input,)."""
+    return _avg_pool_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, 1)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of ``avg_pool2d``: (grad_input,)."""
+    return _avg_pool_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, 2)
+
+
+def avg_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of ``avg_pool3d``: (grad_input,)."""
+    return _avg_pool_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, 3)
+
+
+def global_avg_pool(input):
+    """Mean over every spatial axis (Network in Network's classifier). input (N, C, *spatial) -> (N, C)."""
+    x = _float_array(input, "input", min_ndim=3)
+    backend = backend_of(x)
+    out = empty(x.shape[:2], x.dtype, backend)
+    kernels(backend).pool.global_avg_pool_forward(x.reshape(x.shape[0], x.shape[1], -1), out)
+    return out
+
+
+def global_avg_pool_backward(grad_output, input):
+    """Gradient of ``global_avg_pool``: (grad_input,)."""
+    x = _float_array(input, "input", min_ndim=3)
+    grad_output = _float_array(grad_output, "grad_output", 2, x.dtype)
+    _check_shape(grad_output, x.shape[:2], "grad_output")
+    backend = backend_of(grad_output, x)
+    grad_input = empty(x.shape, x.dtype, backend)
+    kernels(backend).pool.global_avg_pool_backward(grad_output, grad_input.reshape(x.shape[0], x.shape[1], -1))
+    return (grad_input,)
+
+
+# --- dense and element-wise ---------------------------------------------------------------------------------------
+
+
+def _linear_setup(x, weight, bias):
+    x = _float_array(x, "input", min_ndim=1)
+    weight = _float_array(weight, "weight", 2, x.dtype)
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"input has {x.shape[-1]} features (shape {x.shape}) but weight of shape {weight.shape} expects "
+            f"{weight.shape[1]}"
+        )
+    if bias is not None:
+        bias = _float_array(bias, "bias", 1, x.dtype)
+        _check_shape(bias, (weight.shape[0],), "bias")
+    return x, weight, bias
+
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b. input (*, in_features); weight (out_features, in_features); bias (out_features,) or None.
+    Returns (*, out_features)."""
+    x, weight, bias = _linear_setup(input, weight, bias)
+    backend = backend_of(x, weight, bias)
+    out = empty(x.shape[:-1] + (weight.shape[0],), x.dtype, backend)
+    if bias is None:
+        bias = np.zeros(weight.shape[0], dtype=x.dtype)
+    kernels(backend).dense.linear_forward(
+        x.reshape(-1, x.shape[-1]), weight, bias, out.reshape(-1, weight.shape[0])
+    )
+    return out
+
+
+def linear_backward(grad_output, input, weight, bias=None):
+    """Gradients of ``linear``: (grad_input, grad_weight, grad_bias or None)."""
+    x, weight, bias = _linear_setup(input, weight, bias)
+    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
+    _check_shape(grad_output, x.shape[:-1] + (weight.shape[0],), "grad_output")
+    backend = backend_of(grad_output, x, weight, bias)
+    k = kernels(backend)
+    g2 = grad_output.reshape(-1, weight.shape[0])
+    grad_input = empty(x.shape, x.dtype, backend)
+    grad_weight = empty(weight.shape, x.dtype, backend)
+    k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, x.shape[-1]))
+    k.dense.linear_grad_weight(g2, x.reshape(-1, x.shape[-1]), grad_weight)
+    grad_bias = None
+    if bias is not None:
+        grad_bias = empty(bias.shape, x.dtype, backend)
+        k.dense.bias_grad(g2.reshape(g2.shape[0], g2.shape[1], 1), grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+def relu(input):
+    """max(x, 0), element-wise, any shape."""
+    x = _float_array(input, "input")
+    backend = backend_of(x)
+    out = empty(x.shape, x.dtype, backend)
+    kernels(backend).pointwise.relu_forward(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def relu_backward(grad_output, input):
+    """Gradient of ``relu``: (grad_input,), grad_output where input > 0, else 0."""
+    x = _float_array(input, "input")
+    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
+    _check_shape(grad_output, x.shape, "grad_output")
+    backend = backend_of(grad_output, x)
+    grad_input = empty(x.shape, x.dtype, backend)
+    kernels(backend).pointwise.relu_backward(grad_output.reshape(-1), x.reshape(-1), grad_input.reshape(-1))
+    return (grad_input,)
+
+
+def _check_probability(p) -> float:
+    if not isinstance(p, numbers.Real) or isinstance(p, bool):
+        raise TypeError(f"p must be a real number, got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _dropout_scale(p: float) -> float:
+    return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+
+
+def dropout(input, p=0.5, training=True, rng=None, return_mask=False):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest by 1 / (1 - p);
+    in evaluation return the input unchanged.
+
+    ``rng`` is a ``numpy.random.Generator``; with ``None`` a fresh, unseeded one is used (not reproducible).
+    With ``return_mask`` also returns the boolean keep-mask, for ``dropout_backward``.
+    """
+    p = _check_probability(p)
+    x = _float_array(input, "input")
+    if not training:
+        return (x, np.ones(x.shape, dtype=bool)) if return_mask else x
+    if rng is None:
+        rng = np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    mask = rng.random(x.shape, dtype=np.float64) >= p
+    backend = backend_of(x)
+    out = empty(x.shape, x.dtype, backend)
+    kernels(backend).pointwise.dropout_forward(x.reshape(-1), mask.reshape(-1), _dropout_scale(p), out.reshape(-1))
+    return (out, mask) if return_mask else out
+
+
+def dropout_backward(grad_output, mask, p=0.5):
+    """Gradient of ``dropout`` in training given its mask: (grad_input,) = grad_output * mask / (1 - p)."""
+    p = _check_probability(p)
+    grad_output = _float_array(grad_output, "grad_output")
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be the boolean mask dropout returned, got dtype {mask.dtype}")
+    _check_shape(mask, grad_output.shape, "mask")
+    mask = np.ascontiguousarray(mask)
+    backend = backend_of(grad_output)
+    grad_input = empty(grad_output.shape, grad_output.dtype, backend)
+    kernels(backend).pointwise.dropout_backward(
+        grad_output.reshape(-1), mask.reshape(-1), _dropout_scale(p), grad_input.reshape(-1)
+    )
+    return (grad_input,)
+
+
+# --- normalisation and loss ---------------------------------------------------------------------------------------
+
+
+def _lrn_setup(x, size, alpha, beta, k):
+    x = _float_array(x, "input", min_ndim=3)
+    if not geometry._is_int(size) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    return x, (int(size), _real(alpha, "alpha"), _real(beta, "beta"), _real(k, "k"))
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation across channels (AlexNet), PyTorch's formula:
+    y = x / (k + alpha / size * sum of x^2 over ``size`` neighbouring channels) ** beta. input (N, C, *)."""
+    x, params = _lrn_setup(input, size, alpha, beta, k)
+    backend = backend_of(x)
+    out = empty(x.shape, x.dtype, backend)
+    flat = (x.shape[0], x.shape[1], -1)
+    kernels(backend).norm.lrn_forward(x.reshape(flat), out.reshape(flat), *params)
+    return out
+
+
+def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Gradient of ``local_response_norm``: (grad_input,)."""
+    x, params = _lrn_setup(input, size, alpha, beta, k)
+    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
+    _check_shape(grad_output, x.shape, "grad_output")
+    backend = backend_of(grad_output, x)
+    grad_input = empty(x.shape, x.dtype, backend)
+    flat = (x.shape[0], x.shape[1], -1)
+    kernels(backend).norm.lrn_backward(grad_output.reshape(flat), x.reshape(flat), grad_input.reshape(flat), *params)
+    return (grad_input,)
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _cross_entropy_setup(logits, target, reduction):
+    logits = _float_array(logits, "logits", 2)
+    target = np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class labels, got dtype {target.dtype}")
+    _check_shape(target, logits.shape[:1], "target")
+    classes = logits.shape[1]
+    if target.min() < 0 or target.max() >= classes:
+        bad = target[(target < 0) | (target >= classes)][0]
+        raise ValueError(f"target labels must lie in [0, {classes}), got {bad}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return logits, np.ascontiguousarray(target, dtype=np.int64)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Softmax cross-entropy, fused and stable for logits of any magnitude. logits (N, K) float; target (N,) int
+    labels in [0, K). Returns a 0-d array (``'mean'``, ``'sum'``) or the (N,) losses (``'none'``)."""
+    logits, target = _cross_entropy_setup(logits, target, reduction)
+    backend = backend_of(logits)
+    losses = empty(logits.shape[:1], logits.dtype, backend)
+    kernels(backend).loss.cross_entropy_forward(logits, target, losses)
+    if reduction == "none":
+        return losses
+    total = losses.sum(dtype=np.float64)
+    return np.asarray(total / len(losses) if reduction == "mean" else total, dtype=logits.dtype)
+
+
+def cross_entropy_backward(grad_output, logits, target, reduction="mean"):
+    """Gradient of ``cross_entropy``: (grad_logits, None). ``grad_output`` is a scalar for 'mean' and 'sum' and
+    an (N,) array for 'none'."""
+    logits, target = _cross_entropy_setup(logits, target, reduction)
+    batch = logits.shape[0]
+    if reduction == "none":
+        grad_losses = _float_array(grad_output, "grad_output", 1, logits.dtype)
+        _check_shape(grad_losses, (batch,), "grad_output")
+    else:
+        scale = _real(np.asarray(grad_output).item() if np.ndim(grad_output) == 0 else grad_output, "grad_output")
+        if reduction == "mean":
+            scale /= batch
+        grad_losses = np.full(batch, scale, dtype=logits.dtype)
+    backend = backend_of(logits)
+    grad_logits = empty(logits.shape, logits.dtype, backend)
+    kernels(backend).loss.cross_entropy_backward(grad_losses, logits, target, grad_logits)
+    return grad_logits, None

@@ -1,0 +1,235 @@
+"""Window arithmetic: the single source of truth for output sizes, window starts and padding.
+
+Along one axis, output position ``n`` of a window op reads the input positions
+
+    i(n, j) = stride * n - pad + dilation * j,    j = 0 .. kernel - 1
+
+and the number of outputs is ``floor((size + pad_left + pad_right - dilation * (kernel - 1) - 1) / stride) + 1``
+(pooling may round up instead: ``ceil_mode``). A grouped convolution connects output channel ``o`` to the input
+channels ``o // (out_channels // groups) * (in_channels // groups) + c`` for ``c < in_channels // groups``.
+
+The Python functions validate parameters and raise ``ValueError``/``TypeError`` naming the parameter and its value;
+the ``@njit`` helpers at the bottom are what the kernels use, and assume valid input.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "ConvGeometry",
+    "PoolGeometry",
+    "as_tuple",
+    "conv_geometry",
+    "conv_output_size",
+    "pool_geometry",
+    "pool_output_size",
+    "check_groups",
+    "valid_output_range",
+    "avg_pool_divisor",
+]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
+    """``value`` as a tuple of ``ndim`` Python ints: an int is repeated, a tuple or list must have length ``ndim``."""
+    if _is_int(value):
+        return (int(value),) * ndim
+    if isinstance(value, (tuple, list)):
+        if len(value) != ndim:
+            raise ValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r} (length {len(value)})")
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must contain only ints, got {value!r}")
+        return tuple(int(v) for v in value)
+    raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r} ({type(value).__name__})")
+
+
+def _check_at_least(values: tuple[int, ...], minimum: int, name: str, given) -> None:
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} on every axis, got {given!r}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_left: int, pad_right: int, dilation: int) -> int:
+    """Number of windows along one axis (floor rounding)."""
+    return (size + pad_left + pad_right - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """Number of pooling windows along one axis; with ``ceil_mode`` a last partial window is kept only if it
+    starts inside the input or its left padding (PyTorch's rule)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A validated convolution along ``ndim`` spatial axes.
+
+    ``padding`` is the padding before each axis; ``padding_right`` the padding after it (equal to ``padding``
+    except for ``padding='same'`` with an odd total, where the extra element goes on the right).
+    """
+
+    input_shape: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    padding_right: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.input_shape)
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """A validated pooling window along ``ndim`` spatial axes (symmetric padding)."""
+
+    input_shape: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    output_shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.input_shape)
+
+
+def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> ConvGeometry:
+    """Validate a convolution's window parameters and compute its output shape.
+
+    ``input_shape`` and ``kernel_size`` are the spatial sizes (no batch or channel axes). ``padding`` is an int, a
+    tuple, ``'valid'`` (no padding) or ``'same'`` (output size equals input size; stride 1 only).
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    ndim = len(input_shape)
+    kernel = as_tuple(kernel_size, ndim, "kernel_size")
+    _check_at_least(kernel, 1, "kernel_size", kernel_size)
+    strides = as_tuple(stride, ndim, "stride")
+    _check_at_least(strides, 1, "stride", stride)
+    dilations = as_tuple(dilation, ndim, "dilation")
+    _check_at_least(dilations, 1, "dilation", dilation)
+    if isinstance(padding, str):
+        if padding == "valid":
+            left = right = (0,) * ndim
+        elif padding == "same":
+            if any(s != 1 for s in strides):
+                raise ValueError(f"padding='same' needs stride 1 on every axis, got stride={stride!r}")
+            totals = [d * (k - 1) for k, d in zip(kernel, dilations)]
+            left = tuple(t // 2 for t in totals)
+            right = tuple(t - t // 2 for t in totals)
+        else:
+            raise ValueError(f"padding must be an int, a tuple of ints, 'valid' or 'same', got {padding!r}")
+    else:
+        left = right = as_tuple(padding, ndim, "padding")
+        _check_at_least(left, 0, "padding", padding)
+    for axis in range(ndim):
+        extent = dilations[axis] * (kernel[axis] - 1) + 1
+        padded = input_shape[axis] + left[axis] + right[axis]
+        if extent > padded:
+            raise ValueError(
+                f"kernel_size {kernel!r} with dilation {dilations!r} spans {extent} on axis {axis}, more than the "
+                f"padded input size {padded} (input {input_shape!r}, padding {padding!r})"
+            )
+    output = tuple(
+        conv_output_size(input_shape[a], kernel[a], strides[a], left[a], right[a], dilations[a]) for a in range(ndim)
+    )
+    return ConvGeometry(input_shape, kernel, strides, left, right, dilations, output)
+
+
+def pool_geometry(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> PoolGeometry:
+    """Validate a pooling window and compute its output shape. ``stride=None`` means ``stride=kernel_size``."""
+    input_shape = tuple(int(s) for s in input_shape)
+    ndim = len(input_shape)
+    kernel = as_tuple(kernel_size, ndim, "kernel_size")
+    _check_at_least(kernel, 1, "kernel_size", kernel_size)
+    strides = kernel if stride is None else as_tuple(stride, ndim, "stride")
+    _check_at_least(strides, 1, "stride", stride)
+    pads = as_tuple(padding, ndim, "padding")
+    _check_at_least(pads, 0, "padding", padding)
+    dilations = as_tuple(dilation, ndim, "dilation")
+    _check_at_least(dilations, 1, "dilation", dilation)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+    for axis in range(ndim):
+        if 2 * pads[axis] > kernel[axis]:
+            raise ValueError(
+                f"padding must be at most half of kernel_size on every axis, got padding={padding!r} "
+                f"with kernel_size={kernel_size!r}"
+            )
+        extent = dilations[axis] * (kernel[axis] - 1) + 1
+        padded = input_shape[axis] + 2 * pads[axis]
+        if extent > padded:
+            raise ValueError(
+                f"kernel_size {kernel!r} with dilation {dilations!r} spans {extent} on axis {axis}, more than the "
+                f"padded input size {padded} (input {input_shape!r}, padding {padding!r})"
+            )
+    output = tuple(
+        pool_output_size(input_shape[a], kernel[a], strides[a], pads[a], dilations[a], bool(ceil_mode))
+        for a in range(ndim)
+    )
+    return PoolGeometry(input_shape, kernel, strides, pads, dilations, bool(ceil_mode), output)
+
+
+def check_groups(in_channels: int, weight_shape: tuple[int, ...], groups) -> None:
+    """Check that a weight of shape ``(out_channels, in_channels // groups, *kernel)`` fits ``in_channels``."""
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups!r}")
+    out_channels, weight_in = weight_shape[0], weight_shape[1]
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} does not divide the input's {in_channels} channels")
+    if out_channels % groups:
+        raise ValueError(f"groups={groups} does not divide the weight's {out_channels} output channels")
+    if weight_in * groups != in_channels:
+        raise ValueError(
+            f"weight of shape {tuple(weight_shape)!r} expects {weight_in * groups} input channels with "
+            f"groups={groups}, but the input has {in_channels}"
+        )
+
+
+# --- helpers compiled into the kernels --------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def valid_output_range(in_size, out_size, stride, pad, dilation, tap):
+    """Output positions ``n`` in ``[lo, hi)`` whose input position ``stride*n - pad + dilation*tap`` lies in
+    ``[0, in_size)``; the kernels loop over these and so never test bounds in their inner loop."""
+    offset = dilation * tap - pad
+    # smallest n with stride*n + offset >= 0
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    # largest n with stride*n + offset <= in_size - 1, plus one
+    last = in_size - 1 - offset
+    hi = 0 if last < 0 else last // stride + 1
+    if hi > out_size:
+        hi = out_size
+    if lo > hi:
+        lo = hi
+    return lo, hi
+
+
+@njit(cache=True)
+def avg_pool_divisor(out_index, in_size, kernel, stride, pad, count_include_pad):
+    """Divisor contributed by one axis to an average-pooling window (PyTorch's rule): the window clipped to the
+    padded input when padding counts, else clipped to the input itself."""
+    start = out_index * stride - pad
+    end = min(start + kernel, in_size + pad)
+    if count_include_pad:
+        return end - start
+    return min(end, in_size) - max(start, 0)

@@ -1,0 +1,32 @@
+"""Element-wise kernels for the CPU on flat (size,) views: ReLU and dropout. Arrays are C-contiguous."""
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def relu_forward(x, out):
+    """out = max(x, 0); NaN stays NaN. x and out (size,)."""
+    for i in prange(x.shape[0]):
+        value = x[i]
+        out[i] = value if not value <= 0.0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def relu_backward(grad_output, x, grad_input):
+    """grad_input = grad_output where x > 0, else 0. All (size,)."""
+    for i in prange(x.shape[0]):
+        grad_input[i] = grad_output[i] if x[i] > 0.0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def dropout_forward(x, mask, scale, out):
+    """out = x * mask * scale (inverted dropout: kept units are scaled by 1 / (1 - p) in training).
+    x and out (size,); mask (size,) uint8 of 0/1; scale a float."""
+    for i in prange(x.shape[0]):
+        out[i] = x[i] * scale if mask[i] else 0.0
+
+
+@njit(parallel=True, cache=True)
+def dropout_backward(grad_output, mask, scale, grad_input):
+    """grad_input = grad_output * mask * scale. All (size,); mask uint8."""
+    for i in prange(grad_output.shape[0]):
+        grad_input[i] = grad_output[i] * scale if mask[i] else 0.0

@@ -1,0 +1,163 @@
+"""Pooling kernels for the CPU: max and average pooling over 3 spatial axes (1D and 2D are views with leading
+singleton axes), and global average pooling.
+
+Arrays are (N, C, D, H, W) and C-contiguous; ``kernel``, ``stride``, ``padding`` and ``dilation`` are tuples of
+three ints; the output's shape carries ``ceil_mode``. Each (n, c) plane is independent, so the loops run in parallel
+over planes.
+"""
+import math
+
+from numba import njit, prange
+
+from numconv.geometry import avg_pool_divisor
+
+
+@njit(parallel=True, cache=True)
+def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
+    """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
+
+    Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
+    over any number, as in PyTorch. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+    """
+    batch, channels, in_d, in_h, in_w = x.shape
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        for od in range(out_d):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    best = -math.inf
+                    best_index = -1
+                    for td in range(kernel[0]):
+                        i_d = od * stride[0] - padding[0] + td * dilation[0]
+                        if i_d < 0 or i_d >= in_d:
+                            continue
+                        for th in range(kernel[1]):
+                            i_h = oh * stride[1] - padding[1] + th * dilation[1]
+                            if i_h < 0 or i_h >= in_h:
+                                continue
+                            for tw in range(kernel[2]):
+                                i_w = ow * stride[2] - padding[2] + tw * dilation[2]
+                                if i_w < 0 or i_w >= in_w:
+                                    continue
+                                value = x[n, c, i_d, i_h, i_w]
+                                if best_index < 0 or value > best or (math.isnan(value) and not math.isnan(best)):
+                                    best = value
+                                    best_index = (i_d * in_h + i_h) * in_w + i_w
+                    out[n, c, od, oh, ow] = best
+                    indices[n, c, od, oh, ow] = best_index
+
+
+@njit(parallel=True, cache=True)
+def max_pool_backward(grad_output, indices, grad_input):
+    """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
+
+    grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    """
+    batch, channels, out_d, out_h, out_w = grad_output.shape
+    in_h, in_w = grad_input.shape[3], grad_input.shape[4]
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        grad_input[n, c] = 0.0
+        for od in range(out_d):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    flat = indices[n, c, od, oh, ow]
+                    i_w = flat % in_w
+                    i_h = (flat // in_w) % in_h
+                    i_d = flat // (in_w * in_h)
+                    grad_input[n, c, i_d, i_h, i_w] += grad_output[n, c, od, oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+    """out = the window's sum divided by its size; the size counts padded positions when ``count_include_pad``
+    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped).
+
+    x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
+    """
+    batch, channels, in_d, in_h, in_w = x.shape
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        for od in range(out_d):
+            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+            for oh in range(out_h):
+                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+                for ow in range(out_w):
+                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                    total = 0.0
+                    for td in range(kernel[0]):
+                        i_d = od * stride[0] - padding[0] + td
+                        if i_d < 0 or i_d >= in_d:
+                            continue
+                        for th in range(kernel[1]):
+                            i_h = oh * stride[1] - padding[1] + th
+                            if i_h < 0 or i_h >= in_h:
+                                continue
+                            for tw in range(kernel[2]):
+                                i_w = ow * stride[2] - padding[2] + tw
+                                if 0 <= i_w < in_w:
+                                    total += x[n, c, i_d, i_h, i_w]
+                    out[n, c, od, oh, ow] = total / (div_d * div_h * div_w)
+
+
+@njit(parallel=True, cache=True)
+def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+    """grad_input[i] = sum over the windows containing i of grad_output / window size.
+
+    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    """
+    batch, channels, out_d, out_h, out_w = grad_output.shape
+    in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        grad_input[n, c] = 0.0
+        for od in range(out_d):
+            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+            for oh in range(out_h):
+                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+                for ow in range(out_w):
+                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                    share = grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
+                    for td in range(kernel[0]):
+                        i_d = od * stride[0] - padding[0] + td
+                        if i_d < 0 or i_d >= in_d:
+                            continue
+                        for th in range(kernel[1]):
+                            i_h = oh * stride[1] - padding[1] + th
+                            if i_h < 0 or i_h >= in_h:
+                                continue
+                            for tw in range(kernel[2]):
+                                i_w = ow * stride[2] - padding[2] + tw
+                                if 0 <= i_w < in_w:
+                                    grad_input[n, c, i_d, i_h, i_w] += share
+
+
+@njit(parallel=True, cache=True)
+def global_avg_pool_forward(x, out):
+    """out[n, c] = mean of x[n, c, :]. x (N, C, S) with S the flattened spatial size; out (N, C)."""
+    batch, channels, size = x.shape
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        total = 0.0
+        for i in range(size):
+            total += x[n, c, i]
+        out[n, c] = total / size
+
+
+@njit(parallel=True, cache=True)
+def global_avg_pool_backward(grad_output, grad_input):
+    """grad_input[n, c, :] = grad_output[n, c] / S. grad_output (N, C); grad_input (N, C, S), overwritten."""
+    batch, channels, size = grad_input.shape
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane % channels
+        share = grad_output[n, c] / size
+        for i in range(size):
+            grad_input[n, c, i] = share

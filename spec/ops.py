@@ -1,0 +1,264 @@
+"""Symbolic forward expressions of every op, and their gradients by ``sympy.diff``.
+
+Each builder returns object arrays of SymPy symbols for its inputs (named like ``x[0,1,2]``) and of SymPy
+expressions for its outputs, shaped like the arrays the kernels see. Window ops take their windows from
+:mod:`spec.windows`; nothing here imports numconv.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from spec.windows import Window, group_input_channels, window_from
+
+
+def symbol_array(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An object array of distinct symbols ``name[i,j,...]``."""
+    array = np.empty(shape, dtype=object)
+    for index in itertools.product(*(range(size) for size in shape)):
+        array[index] = sp.Symbol(f"{name}[{','.join(map(str, index))}]")
+    return array
+
+
+# --- configurations -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvConfig:
+    """A convolution: ``input_shape`` and ``kernel`` are spatial (1 to 3 axes); per-axis ``stride``, ``padding``
+    (before each axis), ``padding_right`` (after; ``None`` means equal to ``padding``) and ``dilation``."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    input_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | None = None
+    dilation: tuple[int, ...] | None = None
+    groups: int = 1
+    padding_right: tuple[int, ...] | None = None
+
+    @property
+    def window(self) -> Window:
+        return window_from(self.input_shape, self.kernel, self.stride, self.padding, self.dilation,
+                           padding_right=self.padding_right)
+
+    def label(self) -> str:
+        w = self.window
+        parts = [f"{len(self.input_shape)}D", f"N{self.batch}", f"C{self.in_channels}->{self.out_channels}",
+                 "in " + "x".join(map(str, self.input_shape)), "k" + "x".join(map(str, self.kernel))]
+        axes = w.axes
+        if any(a.stride != 1 for a in axes):
+            parts.append("s" + "x".join(str(a.stride) for a in axes))
+        if any(a.pad_left or a.right for a in axes):
+            pads = ["%d" % a.pad_left if a.pad_left == a.right else "%d+%d" % (a.pad_left, a.right) for a in axes]
+            parts.append("p" + "x".join(pads))
+        if any(a.dilation != 1 for a in axes):
+            parts.append("d" + "x".join(str(a.dilation) for a in axes))
+        if self.groups != 1:
+            parts.append(f"g{self.groups}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A pooling window over (batch, channels, *input_shape)."""
+
+    batch: int
+    channels: int
+    input_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | None = None
+    dilation: tuple[int, ...] | None = None
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+    @property
+    def window(self) -> Window:
+        return window_from(self.input_shape, self.kernel, self.stride or self.kernel, self.padding,
+                           self.dilation, self.ceil_mode)
+
+    def label(self) -> str:
+        axes = self.window.axes
+        parts = [f"{len(self.input_shape)}D", f"N{self.batch}", f"C{self.channels}",
+                 "in " + "x".join(map(str, self.input_shape)), "k" + "x".join(map(str, self.kernel)),
+                 "s" + "x".join(str(a.stride) for a in axes)]
+        if any(a.pad_left for a in axes):
+            parts.append("p" + "x".join(str(a.pad_left) for a in axes))
+        if any(a.dilation != 1 for a in axes):
+            parts.append("d" + "x".join(str(a.dilation) for a in axes))
+        if self.ceil_mode:
+            parts.append("ceil")
+        if not self.count_include_pad:
+            parts.append("exclude-pad")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """An op defined by array shapes and scalar parameters (linear, element-wise, LRN, loss, global pooling)."""
+
+    shape: tuple[int, ...]
+    params: tuple = field(default=())
+
+    def label(self) -> str:
+        text = "x".join(map(str, self.shape))
+        return text + ("" if not self.params else " " + " ".join(f"{k}={v}" for k, v in self.params))
+
+    def param(self, name):
+        return dict(self.params)[name]
+
+
+# --- forward expressions ------------------------------------------------------------------------------------------
+
+
+def conv(cfg: ConvConfig):
+    """x (N, C, *in), weight (O, C/g, *k), bias (O,) -> y (N, O, *out): y = b + sum w * x over each window."""
+    window = cfg.window
+    x = symbol_array("x", (cfg.batch, cfg.in_channels) + tuple(cfg.input_shape))
+    w = symbol_array("w", (cfg.out_channels, cfg.in_channels // cfg.groups) + tuple(cfg.kernel))
+    b = symbol_array("b", (cfg.out_channels,))
+    y = np.empty((cfg.batch, cfg.out_channels) + window.out_shape, dtype=object)
+    for n in range(cfg.batch):
+        for o in range(cfg.out_channels):
+            channels = group_input_channels(o, cfg.in_channels, cfg.out_channels, cfg.groups)
+            for position in window.outputs():
+                terms = [b[o]]
+                for local, channel in enumerate(channels):
+                    for tap, index, inside in window.window(position):
+                        if inside:
+                            terms.append(w[(o, local) + tap] * x[(n, channel) + index])
+                y[(n, o) + position] = sp.Add(*terms)
+    return {"x": x, "weight": w, "bias": b}, y
+
+
+def max_pool(cfg: PoolConfig):
+    """x (N, C, *in) -> y (N, C, *out): the maximum over each window's positions inside the input."""
+    window = cfg.window
+    x = symbol_array("x", (cfg.batch, cfg.channels) + tuple(cfg.input_shape))
+    y = np.empty((cfg.batch, cfg.channels) + window.out_shape, dtype=object)
+    for n, ch in itertools.product(range(cfg.batch), range(cfg.channels)):
+        for position in window.outputs():
+            inside = [x[(n, ch) + index] for _, index, ok in window.window(position) if ok]
+            y[(n, ch) + position] = sp.Max(*inside)
+    return {"x": x}, y
+
+
+def avg_pool(cfg: PoolConfig):
+    """x (N, C, *in) -> y (N, C, *out): each window's sum over its count (padding counted when
+    ``count_include_pad``; a ceil_mode window hanging past the right padding is clipped to it, PyTorch's rule)."""
+    window = cfg.window
+    x = symbol_array("x", (cfg.batch, cfg.channels) + tuple(cfg.input_shape))
+    y = np.empty((cfg.batch, cfg.channels) + window.out_shape, dtype=object)
+    for n, ch in itertools.product(range(cfg.batch), range(cfg.channels)):
+        for position in window.outputs():
+            cells = list(window.window(position))
+            inside = [x[(n, ch) + index] for _, index, ok in cells if ok]
+            if cfg.count_include_pad:
+                # positions inside the padded input, padding included
+                count = sum(
+                    all(-axis.pad_left <= i < axis.size + axis.right for axis, i in zip(window.axes, index))
+                    for _, index, _ in cells
+                )
+            else:
+                count = len(inside)
+            y[(n, ch) + position] = sp.Add(*inside) / count
+    return {"x": x}, y
+
+
+def global_avg_pool(cfg: ShapeConfig):
+    """x (N, C, S) -> y (N, C): the mean over S."""
+    x = symbol_array("x", cfg.shape)
+    y = np.empty(cfg.shape[:2], dtype=object)
+    for n, ch in itertools.product(range(cfg.shape[0]), range(cfg.shape[1])):
+        y[n, ch] = sp.Add(*x[n, ch]) / cfg.shape[2]
+    return {"x": x}, y
+
+
+def linear(cfg: ShapeConfig):
+    """x (N, I), weight (O, I), bias (O,) -> y (N, O) = x W^T + b; ``cfg.shape`` is (N, I, O)."""
+    batch, in_features, out_features = cfg.shape
+    x = symbol_array("x", (batch, in_features))
+    w = symbol_array("w", (out_features, in_features))
+    b = symbol_array("b", (out_features,))
+    y = np.empty((batch, out_features), dtype=object)
+    for n, o in itertools.product(range(batch), range(out_features)):
+        y[n, o] = sp.Add(b[o], *(w[o, i] * x[n, i] for i in range(in_features)))
+    return {"x": x, "weight": w, "bias": b}, y
+
+
+def relu(cfg: ShapeConfig):
+    """y = max(x, 0), element-wise over a flat (size,) array."""
+    x = symbol_array("x", cfg.shape)
+    return {"x": x}, np.vectorize(lambda v: sp.Max(v, 0), otypes=[object])(x)
+
+
+def dropout(cfg: ShapeConfig, mask: np.ndarray):
+    """y = x * mask / (1 - p) for a given 0/1 mask (the randomness is the mask's, not the kernel's)."""
+    x = symbol_array("x", cfg.shape)
+    scale = 1 / (1 - sp.nsimplify(cfg.param("p")))
+    y = np.empty(cfg.shape, dtype=object)
+    for i in np.ndindex(*cfg.shape):
+        y[i] = x[i] * scale if mask[i] else sp.Integer(0)
+    return {"x": x}, y
+
+
+def local_response_norm(cfg: ShapeConfig):
+    """x (N, C, S) -> y = x / (k + alpha/size * sum of x^2 over the channel window)^beta (PyTorch's formula: the
+    window of channel c is c - size//2 .. c + (size-1)//2, clipped to the channels)."""
+    size = cfg.param("size")
+    alpha, beta, k = (sp.nsimplify(cfg.param(name)) for name in ("alpha", "beta", "k"))
+    batch, channels, spatial = cfg.shape
+    x = symbol_array("x", cfg.shape)
+    y = np.empty(cfg.shape, dtype=object)
+    for n, ch, s in itertools.product(range(batch), range(channels), range(spatial)):
+        lo, hi = max(ch - size // 2, 0), min(ch + (size - 1) // 2 + 1, channels)
+        total = sp.Add(*(x[n, j, s] ** 2 for j in range(lo, hi)))
+        y[n, ch, s] = x[n, ch, s] / (k + alpha / size * total) ** beta
+    return {"x": x}, y
+
+
+def cross_entropy(cfg: ShapeConfig, target: np.ndarray):
+    """logits (N, K) -> losses (N,): log(sum exp z) - z[target]."""
+    logits = symbol_array("z", cfg.shape)
+    losses = np.empty(cfg.shape[:1], dtype=object)
+    for n in range(cfg.shape[0]):
+        losses[n] = sp.log(sp.Add(*(sp.exp(v) for v in logits[n]))) - logits[n, int(target[n])]
+    return {"logits": logits}, losses
+
+
+# --- gradients ----------------------------------------------------------------------------------------------------
+
+
+def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = "g", polynomial: bool = True):
+    """The gradients of ``L = sum(g * outputs)`` with respect to each array of symbols in ``wrt``, by sympy.diff.
+
+    For polynomials, d/dv of a sum is taken term by term (linearity), which is the same derivative at a fraction
+    of the cost; other expressions are differentiated whole. Returns (g symbols, {name: expression array}).
+    """
+    grad_output = symbol_array(grad_name, outputs.shape)
+    position = {}
+    for name, symbols in wrt.items():
+        for index in np.ndindex(*symbols.shape):
+            position[symbols[index]] = (name, index)
+    collected: dict[str, dict] = {name: {} for name in wrt}
+    for index in np.ndindex(*outputs.shape):
+        expr = outputs[index]
+        pieces = sp.Add.make_args(expr) if polynomial else (expr,)
+        for piece in pieces:
+            for symbol in piece.free_symbols:
+                if symbol in position:
+                    name, where = position[symbol]
+                    collected[name].setdefault(where, []).append(grad_output[index] * sp.diff(piece, symbol))
+    result = {}
+    for name, symbols in wrt.items():
+        array = np.empty(symbols.shape, dtype=object)
+        for index in np.ndindex(*symbols.shape):
+            array[index] = sp.Add(*collected[name].get(index, []))
+        result[name] = array
+    return grad_output, result
