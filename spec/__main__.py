@@ -1,0 +1,16 @@
+"""python -m spec explain … | python -m spec check …"""
+import sys
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("explain", "check"):
+        print("usage: python -m spec {explain,check} ...", file=sys.stderr)
+        return 2
+    if argv[0] == "explain":
+        from spec.render import main as explain
+        return explain(argv[1:])
+    from spec.check import main as check
+    return check(argv[1:])
+
+if __name__ == "__main__":
+    sys.exit(main())
