@@ -161,6 +161,7 @@ def _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim):
 
 
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, ndim):
+    return_indices = _check_flag(return_indices, "return_indices")
     x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
@@ -407,13 +408,15 @@ def dropout(input, p=0.5, training=True, rng=None, return_mask=False):
     With ``return_mask`` also returns the boolean keep-mask, for ``dropout_backward``.
     """
     p = _check_probability(p)
+    training = _check_flag(training, "training")
+    return_mask = _check_flag(return_mask, "return_mask")
     x = _float_array(input, "input")
     if not training:
         return (x, np.ones(x.shape, dtype=bool)) if return_mask else x
     if rng is None:
         rng = np.random.default_rng()
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        raise TypeError(f"rng must be a numpy.random.Generator, got {rng!r} ({type(rng).__name__})")
     mask = rng.random(x.shape, dtype=np.float64) >= p
     backend = backend_of(x)
     out = empty(x.shape, x.dtype, backend)
@@ -443,8 +446,10 @@ def dropout_backward(grad_output, mask, p=0.5):
 
 def _lrn_setup(x, size, alpha, beta, k):
     x = _float_array(x, "input", min_ndim=3)
-    if not geometry._is_int(size) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    if not geometry.is_int(size):
+        raise TypeError(f"size must be an int, got {size!r}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size!r}")
     return x, (int(size), _real(alpha, "alpha"), _real(beta, "beta"), _real(k, "k"))
 
 

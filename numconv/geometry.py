@@ -23,6 +23,7 @@ __all__ = [
     "ConvGeometry",
     "PoolGeometry",
     "as_tuple",
+    "is_int",
     "conv_geometry",
     "conv_output_size",
     "pool_geometry",
@@ -33,18 +34,18 @@ __all__ = [
 ]
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
     """``value`` as a tuple of ``ndim`` Python ints: an int is repeated, a tuple or list must have length ``ndim``."""
-    if _is_int(value):
+    if is_int(value):
         return (int(value),) * ndim
     if isinstance(value, (tuple, list)):
         if len(value) != ndim:
             raise ValueError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r} (length {len(value)})")
-        if not all(_is_int(v) for v in value):
+        if not all(is_int(v) for v in value):
             raise TypeError(f"{name} must contain only ints, got {value!r}")
         return tuple(int(v) for v in value)
     raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r} ({type(value).__name__})")
@@ -172,23 +173,39 @@ def pool_geometry(input_shape, kernel_size, stride=None, padding=0, dilation=1, 
                 f"padding must be at most half of kernel_size on every axis, got padding={padding!r} "
                 f"with kernel_size={kernel_size!r}"
             )
-        extent = dilations[axis] * (kernel[axis] - 1) + 1
-        padded = input_shape[axis] + 2 * pads[axis]
-        if extent > padded:
-            raise ValueError(
-                f"kernel_size {kernel!r} with dilation {dilations!r} spans {extent} on axis {axis}, more than the "
-                f"padded input size {padded} (input {input_shape!r}, padding {padding!r})"
-            )
     output = tuple(
         pool_output_size(input_shape[a], kernel[a], strides[a], pads[a], dilations[a], bool(ceil_mode))
         for a in range(ndim)
     )
+    for axis in range(ndim):
+        # a ceil_mode window may hang past the input, but every window must hold at least one input element
+        if output[axis] < 1 or not _windows_touch_input(input_shape[axis], output[axis], kernel[axis],
+                                                        strides[axis], pads[axis], dilations[axis]):
+            extent = dilations[axis] * (kernel[axis] - 1) + 1
+            raise ValueError(
+                f"kernel_size {kernel!r} with dilation {dilations!r} spans {extent} on axis {axis}, which leaves "
+                f"a window without input (input {input_shape!r}, padding {padding!r}, ceil_mode={ceil_mode})"
+            )
     return PoolGeometry(input_shape, kernel, strides, pads, dilations, bool(ceil_mode), output)
+
+
+def _windows_touch_input(size: int, out_size: int, kernel: int, stride: int, pad: int, dilation: int) -> bool:
+    """Whether every one of ``out_size`` windows has a tap inside ``[0, size)``: the union over taps of the
+    outputs each tap reaches must cover them all."""
+    if out_size < 1:
+        return False
+    ranges = sorted(valid_output_range(size, out_size, stride, pad, dilation, tap) for tap in range(kernel))
+    covered = 0
+    for lo, hi in ranges:
+        if lo > covered:
+            return False
+        covered = max(covered, hi)
+    return covered >= out_size
 
 
 def check_groups(in_channels: int, weight_shape: tuple[int, ...], groups) -> None:
     """Check that a weight of shape ``(out_channels, in_channels // groups, *kernel)`` fits ``in_channels``."""
-    if not _is_int(groups):
+    if not is_int(groups):
         raise TypeError(f"groups must be an int, got {groups!r}")
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups!r}")

@@ -41,7 +41,8 @@ class Case:
     arrays)`` runs the kernel on numpy arrays of one dtype and returns its outputs by name; ``kind`` is 'exact',
     'piecewise' or 'numeric'; ``degree`` bounds the polynomial's total degree; ``scale`` multiplies the named
     inputs so that divisions come out exact (average pooling); ``prepare(values)`` adds spec-derived inputs;
-    ``probe`` = (one-hot input, labelled input or None, output) enables the connectivity check.
+    ``probe`` = (one-hot input, labelled input or None, output) enables the connectivity check; ``tie_trials``
+    extra piecewise trials draw from {-1, 0, 1}, so that equal maxima test the tie rule.
     """
 
     inputs: dict
@@ -54,6 +55,7 @@ class Case:
     probe: tuple | None = None
     ulps: int = 8
     sample: Callable | None = None
+    tie_trials: int = 0
 
 
 @dataclass
@@ -80,7 +82,8 @@ class Evaluator:
             if kind == "numeric":
                 self.functions[name] = (sp.lambdify(symbols, flat, modules="mpmath"), 1, expressions.shape)
                 continue
-            denominator = math.lcm(*(_denominator(e) for e in flat)) if flat else 1
+            exact = kind == "exact" and flat
+            denominator = math.lcm(*(_denominator(e) for e in flat)) if exact else 1
             scaled = [sp.expand(e * denominator) if denominator != 1 else e for e in flat]
             modules = _PIECEWISE_MODULES if kind == "piecewise" else "math"
             self.functions[name] = (sp.lambdify(symbols, scaled, modules=modules), denominator, expressions.shape)
@@ -102,11 +105,8 @@ class Evaluator:
 
 
 def _denominator(expr) -> int:
-    """The least common denominator of a polynomial's rational coefficients (1 for anything else)."""
-    if not expr.is_polynomial():
-        return 1
-    denominator = sp.fraction(sp.together(expr))[1]
-    return int(denominator) if denominator.is_Integer else 1
+    """The least common denominator of a polynomial's rational coefficients."""
+    return math.lcm(*(int(r.q) for r in expr.atoms(sp.Rational)))
 
 
 def _max_terms(case: Case) -> int:
@@ -171,8 +171,10 @@ def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DT
         else:
             needed = 3
         needed = trials or needed
-        for _ in range(needed):
-            if case.sample is not None:
+        for trial in range(needed + case.tie_trials):
+            if trial >= needed:
+                values = {name: rng.integers(-1, 2, size=symbols.shape) for name, symbols in case.inputs.items()}
+            elif case.sample is not None:
                 values = case.sample(rng, dtype)
             else:
                 values = _sample(case, rng, radius)
@@ -210,6 +212,8 @@ def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DT
         detail = f"identity, degree {case.degree}"
     elif case.kind == "piecewise":
         detail = "piecewise, distinct integers, values and routing exact"
+        if case.tie_trials:
+            detail += ", ties to the first"
     else:
         detail = f"numeric, 50 digits, worst {worst_ulps:.2f} ulps (allowed {case.ulps})"
     return Result(True, total_trials, worst_bound if case.kind == "exact" else None, detail, probed)

@@ -1,6 +1,6 @@
 """Symbolic forward expressions of every op, and their gradients by ``sympy.diff``.
 
-Each builder returns object arrays of SymPy symbols for its inputs (named like ``x[0,1,2]``) and of SymPy
+Each builder returns object arrays of SymPy symbols for its inputs (named like ``x_0_1_2``) and of SymPy
 expressions for its outputs, shaped like the arrays the kernels see. Window ops take their windows from
 :mod:`spec.windows`; nothing here imports numconv.
 """
@@ -16,10 +16,10 @@ from spec.windows import Window, group_input_channels, window_from
 
 
 def symbol_array(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """An object array of distinct symbols ``name[i,j,...]``."""
+    """An object array of distinct symbols ``name_i_j...``: plain identifiers, so lambdify uses them as they are."""
     array = np.empty(shape, dtype=object)
     for index in itertools.product(*(range(size) for size in shape)):
-        array[index] = sp.Symbol(f"{name}[{','.join(map(str, index))}]")
+        array[index] = sp.Symbol("_".join((name,) + tuple(map(str, index))))
     return array
 
 

@@ -1,0 +1,220 @@
+"""The spec checker over the whole registry, and the checker itself tested: planted bugs must be caught."""
+import itertools
+
+import numpy as np
+import pytest
+
+from spec import check, registry
+from spec.ops import ConvConfig, PoolConfig, ShapeConfig
+from tests import naive
+
+CPU_ROWS = list(registry.rows(["cpu"]))
+
+
+@pytest.mark.parametrize("row", CPU_ROWS, ids=[f"{r.kernel_name}-{r.label}" for r in CPU_ROWS])
+def test_cpu_kernel_equals_spec(row):
+    result = check.check_case(row.case(), row.kernel(), np.random.default_rng(0))
+    assert result.ok, result.detail
+    if row.case().kind == "exact":
+        assert result.bound < check.TARGET_BOUND
+
+
+def test_every_kernel_function_is_in_the_registry():
+    """Nothing escapes: each public function of the CPU kernel modules has a registry entry."""
+    import inspect
+
+    from numconv.kernels import cpu
+
+    registered = {(entry.module, entry.name) for entry in registry.ENTRIES}
+    for module_name in cpu.__all__:
+        module = getattr(cpu, module_name)
+        for name, value in vars(module).items():
+            if name.startswith("_") or not hasattr(value, "py_func"):
+                continue
+            if inspect.getmodule(value.py_func) is module:
+                assert (module_name, name) in registered, f"{module_name}.{name} has no spec entry"
+
+
+def test_registry_spans_dimensions_groups_and_ceil_mode():
+    convs = registry.CONV_CONFIGS
+    assert {len(c.input_shape) for c in convs} == {1, 2, 3}
+    assert any(c.groups == 2 for c in convs) and any(c.groups == c.in_channels > 1 for c in convs)
+    assert any(c.padding_right and c.padding_right != c.padding for c in convs)
+    assert any(p.ceil_mode for p in registry.MAX_POOL_CONFIGS) and any(p.ceil_mode for p in registry.AVG_POOL_CONFIGS)
+    assert any(not p.count_include_pad for p in registry.AVG_POOL_CONFIGS)
+
+
+# --- planted bugs ---------------------------------------------------------------------------------------------------
+
+
+def python_conv_forward(bug=None):
+    """conv_forward in plain Python loops (same signature as the kernel), with an optional planted bug."""
+
+    def kernel(x, weight, bias, out, stride, padding, dilation, groups):
+        batch, channels = x.shape[:2]
+        out_channels, group_in = weight.shape[:2]
+        group_out = out_channels // groups
+        for n, o in itertools.product(range(batch), range(out_channels)):
+            first = (o // group_out) * group_in if bug != "group offset" else (o % groups) * group_in
+            for position in np.ndindex(*out.shape[2:]):
+                total = bias[o]
+                for c in range(group_in):
+                    for tap in np.ndindex(*weight.shape[2:]):
+                        index = []
+                        for axis in range(3):
+                            step = stride[axis] if not (bug == "stride ignored" and axis == 1) else 1
+                            shift = 1 if bug == "window shifted" and axis == 2 else 0
+                            index.append(position[axis] * step - padding[axis] + tap[axis] * dilation[axis] + shift)
+                        if all(0 <= i < s for i, s in zip(index, x.shape[2:])):
+                            total += weight[(o, c) + tap] * x[(n, first + c) + tuple(index)]
+                out[(n, o) + position] = total
+
+    return kernel
+
+
+def python_conv_grad_input(bug=None):
+    """conv_grad_input in plain Python loops; 'missing term' drops the last tap of every window."""
+
+    def kernel(grad_output, weight, grad_input, stride, padding, dilation, groups):
+        grad_input[...] = 0
+        out_channels, group_in = weight.shape[:2]
+        group_out = out_channels // groups
+        taps = list(np.ndindex(*weight.shape[2:]))
+        if bug == "missing term":
+            taps = taps[:-1]
+        for n, o in itertools.product(range(grad_output.shape[0]), range(out_channels)):
+            first = (o // group_out) * group_in
+            for position in np.ndindex(*grad_output.shape[2:]):
+                for c, tap in itertools.product(range(group_in), taps):
+                    index = tuple(position[a] * stride[a] - padding[a] + tap[a] * dilation[a] for a in range(3))
+                    if all(0 <= i < s for i, s in zip(index, grad_input.shape[2:])):
+                        grad_input[(n, first + c) + index] += weight[(o, c) + tap] * grad_output[(n, o) + position]
+
+    return kernel
+
+
+def python_max_pool_forward(bug=None):
+    """max_pool_forward in Python; 'padding counts' lets a zero pad win, 'last tie' keeps the last maximum."""
+
+    def kernel(x, out, indices, kernel_size, stride, padding, dilation):
+        for n, c in np.ndindex(*x.shape[:2]):
+            for position in np.ndindex(*out.shape[2:]):
+                best, best_index = -np.inf, -1
+                for tap in np.ndindex(*kernel_size):
+                    index = tuple(position[a] * stride[a] - padding[a] + tap[a] * dilation[a] for a in range(3))
+                    inside = all(0 <= i < s for i, s in zip(index, x.shape[2:]))
+                    value = x[(n, c) + index] if inside else (0.0 if bug == "padding counts" else -np.inf)
+                    if value > best or (bug == "last tie" and value == best):
+                        best = value
+                        best_index = np.ravel_multi_index(index, x.shape[2:]) if inside else 0
+                out[(n, c) + position] = best
+                indices[(n, c) + position] = best_index
+
+    return kernel
+
+
+def python_lrn_forward(bug=None):
+    """lrn_forward in Python; 'one channel short' drops the last channel of each window (Chainer's old bug)."""
+
+    def kernel(x, out, size, alpha, beta, k):
+        channels = x.shape[1]
+        for n, c, s in np.ndindex(*x.shape):
+            lo, hi = max(c - size // 2, 0), min(c + (size - 1) // 2 + 1, channels)
+            if bug == "one channel short":
+                hi = min(c + (size - 1) // 2, channels)
+            total = sum(float(x[n, j, s]) ** 2 for j in range(lo, hi))
+            out[n, c, s] = x[n, c, s] / (k + alpha / size * total) ** beta
+
+    return kernel
+
+
+def python_avg_pool_forward(bug=None):
+    """avg_pool_forward in Python; 'divisor ignores padding' always divides by the inside count."""
+
+    def kernel(x, out, kernel_size, stride, padding, count_include_pad):
+        for n, c in np.ndindex(*x.shape[:2]):
+            for position in np.ndindex(*out.shape[2:]):
+                total, inside_count, padded_count = 0.0, 0, 0
+                for tap in np.ndindex(*kernel_size):
+                    index = tuple(position[a] * stride[a] - padding[a] + tap[a] for a in range(3))
+                    if all(-p <= i < s + p for i, s, p in zip(index, x.shape[2:], padding)):
+                        padded_count += 1
+                    if all(0 <= i < s for i, s in zip(index, x.shape[2:])):
+                        total += x[(n, c) + index]
+                        inside_count += 1
+                use_padded = count_include_pad and bug != "divisor ignores padding"
+                out[(n, c) + position] = total / (padded_count if use_padded else inside_count)
+
+    return kernel
+
+
+MUTANT_CASES = [
+    # (kernel factory, bug, case builder, configuration)
+    (python_conv_forward, "window shifted", registry.conv_forward_case, registry.CONV_CONFIGS[3]),
+    (python_conv_forward, "stride ignored", registry.conv_forward_case, registry.CONV_CONFIGS[3]),
+    (python_conv_forward, "group offset", registry.conv_forward_case, ConvConfig(1, 4, 4, (4, 4), (2, 2), groups=2)),
+    (python_conv_grad_input, "missing term", registry.conv_grad_input_case, registry.CONV_CONFIGS[1]),
+    (python_max_pool_forward, "padding counts", registry.max_pool_forward_case, registry.MAX_POOL_CONFIGS[0]),
+    (python_max_pool_forward, "last tie", registry.max_pool_forward_case,
+     PoolConfig(1, 1, (6,), (3,), (1,))),
+    (python_avg_pool_forward, "divisor ignores padding", registry.avg_pool_forward_case, registry.AVG_POOL_CONFIGS[0]),
+    (python_lrn_forward, "one channel short", registry.lrn_forward_case, registry.ENTRIES[17].configs[0]),
+]
+
+
+@pytest.mark.parametrize("factory,bug,build,config", MUTANT_CASES, ids=[m[1] for m in MUTANT_CASES])
+def test_checker_catches_planted_bug(factory, bug, build, config):
+    rng = np.random.default_rng(1)
+    # the same Python kernel without the bug passes, so the failure below is the bug's doing
+    assert check.check_case(build(config), factory(None), rng, dtypes=(np.float64,)).ok
+    result = check.check_case(build(config), factory(bug), rng, dtypes=(np.float64,))
+    assert not result.ok, f"planted bug '{bug}' escaped: {result.detail}"
+
+
+def test_connectivity_probe_reports_the_missing_triples():
+    case = registry.conv_grad_input_case(registry.CONV_CONFIGS[1])
+    message = check.connectivity_mismatch(case, python_conv_grad_input("missing term"))
+    assert message.startswith("missing") and "0 extra" in message
+    assert check.connectivity_mismatch(case, python_conv_grad_input(None)) == ""
+
+
+def test_spec_checks_the_naive_reference_too():
+    """tests/naive.py is a second oracle; the spec holds it equal to the equations as well."""
+
+    def naive_conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
+        right = [(o - 1) * s + d * (k - 1) + 1 - n - p for o, s, d, k, n, p in
+                 zip(out.shape[2:], stride, dilation, weight.shape[2:], x.shape[2:], padding)]
+        pads = [(p, max(r, 0)) for p, r in zip(padding, right)]
+        out[...] = naive.conv(x, weight, bias, stride, pads, dilation, groups)[(Ellipsis,) + tuple(
+            slice(0, o) for o in out.shape[2:])]
+
+    for config in registry.CONV_CONFIGS:
+        assert check.check_case(registry.conv_forward_case(config), naive_conv_forward,
+                                np.random.default_rng(2), dtypes=(np.float64,)).ok
+
+    def naive_lrn_forward(x, out, size, alpha, beta, k):
+        out[...] = naive.local_response_norm(x, size, alpha, beta, k)
+
+    lrn = registry.ENTRIES[17]
+    assert lrn.name == "lrn_forward"
+    for config in lrn.configs:
+        assert check.check_case(registry.lrn_forward_case(config), naive_lrn_forward, np.random.default_rng(3)).ok
+
+
+def test_error_bound_is_below_target_and_shrinks_with_trials():
+    case = registry.linear_forward_case(ShapeConfig((3, 5, 4)))
+    from numconv.kernels.cpu import dense
+
+    one = check.check_case(case, dense.linear_forward, np.random.default_rng(0), dtypes=(np.float32,), trials=1)
+    many = check.check_case(case, dense.linear_forward, np.random.default_rng(0), dtypes=(np.float32,))
+    assert one.ok and many.ok
+    assert many.bound < check.TARGET_BOUND < one.bound
+
+
+def test_spec_check_command_exits_nonzero_on_failure(monkeypatch, capsys):
+    monkeypatch.setattr(registry, "ENTRIES", (registry.Entry("conv", "conv_forward", registry.conv_forward_case,
+                                                             registry.CONV_CONFIGS[:1]),))
+    assert check.main(["--backend", "cpu"]) == 0
+    monkeypatch.setattr(registry, "kernel_function", lambda *args: python_conv_forward("window shifted"))
+    assert check.main(["--backend", "cpu"]) == 1
+    assert "FAIL" in capsys.readouterr().out
