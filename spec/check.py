@@ -120,8 +120,13 @@ def _max_terms(case: Case) -> int:
 
 
 def _sample_range(case: Case, dtype) -> int:
-    """Largest R such that every partial sum of values in [-R, R] (times the input scales) stays exact."""
+    """Largest R such that every partial sum of values in [-R, R] (times the input scales), with every fractional
+    bit of the coefficients, stays exact."""
     limit = 2 ** _MANTISSA[np.dtype(dtype)]
+    if case.kind == "exact":
+        # fractional coefficients (an SGD step's learning rate) use up bits below the integer part
+        limit //= math.lcm(*(_denominator(e) for expressions in case.outputs.values() if not callable(expressions)
+                             for e in expressions.flat))
     scale = max(case.scale.values(), default=1)
     radius = int((limit / (2 * _max_terms(case))) ** (1.0 / max(case.degree, 1)) / scale)
     return max(1, min(radius, 2 ** 20))

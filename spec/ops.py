@@ -262,3 +262,22 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
             array[index] = sp.Add(*collected[name].get(index, []))
         result[name] = array
     return grad_output, result
+
+
+def sgd_update(cfg: ShapeConfig):
+    """One SGD step on flat arrays: (w, g, v) -> (w', v') with the rule of numconv.optim (see its docstring);
+    lr, momentum and weight decay are exact binary fractions so that the result is exact."""
+    lr, momentum, decay = (sp.nsimplify(cfg.param(name)) for name in ("lr", "momentum", "weight_decay"))
+    nesterov, lr_in_velocity = cfg.param("nesterov"), cfg.param("lr_in_velocity")
+    w, g, v = (symbol_array(name, cfg.shape) for name in ("w", "g", "v"))
+    new_w = np.empty(cfg.shape, dtype=object)
+    new_v = np.empty(cfg.shape, dtype=object)
+    for i in np.ndindex(*cfg.shape):
+        step = g[i] + decay * w[i]
+        if lr_in_velocity:
+            new_v[i] = momentum * v[i] - lr * step
+            new_w[i] = w[i] + (momentum * new_v[i] - lr * step if nesterov else new_v[i])
+        else:
+            new_v[i] = momentum * v[i] + step
+            new_w[i] = w[i] - lr * (step + momentum * new_v[i] if nesterov else new_v[i])
+    return {"param": w, "grad": g, "velocity": v}, {"param": new_w, "velocity": new_v}

@@ -322,6 +322,18 @@ def dropout_backward_case(cfg: ShapeConfig) -> Case:
     return Case({"g": g}, {"grad_input": grads["x"]}, call)
 
 
+def sgd_update_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.sgd_update(cfg)
+    args = tuple(cfg.param(name) for name in ("lr", "momentum", "weight_decay", "nesterov", "lr_in_velocity"))
+
+    def call(kernel, a):
+        param, velocity = a["param"].copy(), a["velocity"].copy()
+        kernel(param, a["grad"], velocity, *args)
+        return {"param": param, "velocity": velocity}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
 # --- numeric ops ---------------------------------------------------------------------------------------------------
 
 
@@ -440,12 +452,15 @@ AVG_POOL_CONFIGS = (
 
 @dataclass(frozen=True)
 class Entry:
-    """One kernel, by module and function name, with its case builder and configurations."""
+    """One kernel, by module and function name, with its case builder and configurations. ``backends`` lists
+    where it must exist: the public kernels are on every backend; an algorithm that only one backend uses behind
+    a public kernel is checked there alone."""
 
     module: str
     name: str
     build: Callable
     configs: tuple
+    backends: tuple = ("cpu", "cuda")
 
 
 ENTRIES = (
@@ -471,6 +486,12 @@ ENTRIES = (
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
     Entry("pointwise", "dropout_backward", dropout_backward_case,
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
+    Entry("pointwise", "sgd_update", sgd_update_case, tuple(
+        ShapeConfig((9,), (("lr", lr), ("momentum", m), ("weight_decay", wd), ("nesterov", nesterov),
+                           ("lr_in_velocity", alexnet)))
+        for lr, m, wd, nesterov, alexnet in ((0.5, 0.75, 0.125, False, False), (0.25, 0.5, 0.0, True, False),
+                                             (0.5, 0.875, 0.25, False, True), (0.125, 0.5, 0.5, True, True))
+    )),
     Entry("norm", "lrn_forward", lrn_forward_case, (
         ShapeConfig((1, 7, 2), (("size", 5), ("alpha", 1.0), ("beta", 0.75), ("k", 2.0))),
         ShapeConfig((2, 4, 3), (("size", 2), ("alpha", 0.5), ("beta", 0.5), ("k", 1.0))),
@@ -489,8 +510,24 @@ ENTRIES = (
 
 
 def kernel_function(backend: str, module: str, name: str) -> Callable:
-    """The kernel ``numconv.kernels.<backend>.<module>.<name>``."""
-    return getattr(importlib.import_module(f"numconv.kernels.{backend}.{module}"), name)
+    """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CUDA kernel's
+    array arguments are copied to the device for the call and every one is copied back afterwards."""
+    kernel = getattr(importlib.import_module(f"numconv.kernels.{backend}.{module}"), name)
+    return kernel if backend == "cpu" else _through_device(kernel)
+
+
+def _through_device(kernel: Callable) -> Callable:
+    from numba import cuda
+
+    def call(*args):
+        moved = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        kernel(*moved)
+        for original, on_device in zip(args, moved):
+            if isinstance(original, np.ndarray):
+                on_device.copy_to_host(original)
+
+    call.__wrapped__ = kernel
+    return call
 
 
 def available_backends() -> list[str]:
@@ -534,5 +571,13 @@ def rows(backends, quick: bool = False):
     """Every row of the registry for ``backends``; ``quick`` keeps the first configuration of each kernel."""
     for backend in backends:
         for entry in ENTRIES:
+            if backend not in entry.backends:
+                continue
             for config in entry.configs[:1] if quick else entry.configs:
                 yield Row(entry, backend, config)
+
+
+def entry(name: str) -> Entry:
+    """The registry entry of the kernel called ``name``."""
+    (found,) = (e for e in ENTRIES if e.name == name)
+    return found

@@ -158,7 +158,7 @@ MUTANT_CASES = [
     (python_max_pool_forward, "last tie", registry.max_pool_forward_case,
      PoolConfig(1, 1, (6,), (3,), (1,))),
     (python_avg_pool_forward, "divisor ignores padding", registry.avg_pool_forward_case, registry.AVG_POOL_CONFIGS[0]),
-    (python_lrn_forward, "one channel short", registry.lrn_forward_case, registry.ENTRIES[17].configs[0]),
+    (python_lrn_forward, "one channel short", registry.lrn_forward_case, registry.entry("lrn_forward").configs[0]),
 ]
 
 
@@ -195,7 +195,7 @@ def test_spec_checks_the_naive_reference_too():
     def naive_lrn_forward(x, out, size, alpha, beta, k):
         out[...] = naive.local_response_norm(x, size, alpha, beta, k)
 
-    lrn = registry.ENTRIES[17]
+    lrn = registry.entry("lrn_forward")
     assert lrn.name == "lrn_forward"
     for config in lrn.configs:
         assert check.check_case(registry.lrn_forward_case(config), naive_lrn_forward, np.random.default_rng(3)).ok

@@ -30,3 +30,22 @@ def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,); mask uint8."""
     for i in prange(grad_output.shape[0]):
         grad_input[i] = grad_output[i] * scale if mask[i] else 0.0
+
+
+@njit(parallel=True, cache=True)
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
+    """One SGD step with momentum and weight decay, in place on flat (size,) arrays.
+
+    PyTorch's form: d = g + wd*w; v = m*v + d; w -= lr * (d + m*v if nesterov else v).
+    AlexNet's form (``lr_in_velocity``): v = m*v - lr*(g + wd*w); w += (m*v - lr*(g + wd*w) if nesterov else v);
+    the two agree while lr is constant and differ after a learning-rate change, where AlexNet's velocity keeps the
+    old rate.
+    """
+    for i in prange(param.shape[0]):
+        step = grad[i] + weight_decay * param[i]
+        if lr_in_velocity:
+            velocity[i] = momentum * velocity[i] - lr * step
+            param[i] += momentum * velocity[i] - lr * step if nesterov else velocity[i]
+        else:
+            velocity[i] = momentum * velocity[i] + step
+            param[i] -= lr * (step + momentum * velocity[i] if nesterov else velocity[i])
