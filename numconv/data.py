@@ -615,6 +615,28 @@ def _iterate_batches(dataset: Dataset, batch_size: int, order: np.ndarray | None
         yield np.ascontiguousarray(dataset.inputs[rows]), np.ascontiguousarray(dataset.targets[rows])
 
 
+def random_shift(max_shift: int):
+    """An augmentation for image batches: each sample moves by up to ``max_shift`` pixels along each spatial
+    axis, uniformly at random, and the uncovered border takes the sample's smallest value (the background of a
+    normalised image). Returns ``augment(inputs, rng) -> shifted copy`` for ``train.fit``."""
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+
+    def augment(inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        spatial = inputs.shape[2:]
+        shifts = rng.integers(-max_shift, max_shift + 1, size=(inputs.shape[0], len(spatial)))
+        background = inputs.reshape(inputs.shape[0], -1).min(axis=1)
+        out = np.empty_like(inputs)
+        for i, shift in enumerate(shifts):
+            out[i] = background[i]
+            target = tuple(slice(max(s, 0), n + min(s, 0)) for s, n in zip(shift, spatial))
+            source = tuple(slice(max(-s, 0), n + min(-s, 0)) for s, n in zip(shift, spatial))
+            out[(i, slice(None)) + target] = inputs[(i, slice(None)) + source]
+        return out
+
+    return augment
+
+
 DATASET_SPECS = ("mnist", "idx:DIR", "cifar10:DIR", "speech", "clips")
 
 

@@ -1,0 +1,498 @@
+"""Layers: modules with ``forward(x)`` and ``backward(grad_output)``, composed with :class:`Sequential`.
+
+Constructor arguments and state-dict key names are torch.nn's, so weights exported from PyTorch as numpy arrays
+load unchanged. ``backward`` returns the input's gradient and adds the parameters' gradients to ``.gradients()``
+(call ``zero_grad()`` between steps). A layer keeps only what its backward needs from the last forward.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from numconv import functional as F
+from numconv import geometry, init
+
+__all__ = [
+    "Module", "Sequential", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "AvgPool1d", "AvgPool2d", "AvgPool3d", "GlobalAvgPool", "Linear", "ReLU", "Dropout", "LocalResponseNorm",
+    "Flatten",
+]
+
+
+class Module:
+    """Base class. Subclasses list their parameter names in ``_parameter_names``; each parameter ``p`` has its
+    gradient in ``p_grad`` of the same shape."""
+
+    _parameter_names: tuple[str, ...] = ()
+
+    def __init__(self):
+        self.training = True
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The output's shape for an input of ``input_shape`` (batch axis included), without computing it."""
+        return tuple(input_shape)
+
+    def children(self):
+        return []
+
+    def named_parameters(self, prefix: str = ""):
+        """(name, array) pairs with PyTorch's key names, e.g. ``features.0.weight``."""
+        return [(prefix + name, getattr(self, name)) for name in self._parameter_names
+                if getattr(self, name) is not None]
+
+    def named_gradients(self, prefix: str = ""):
+        return [(prefix + name, getattr(self, name + "_grad")) for name in self._parameter_names
+                if getattr(self, name) is not None]
+
+    def parameters(self):
+        return [array for _, array in self.named_parameters()]
+
+    def gradients(self):
+        return [array for _, array in self.named_gradients()]
+
+    def zero_grad(self):
+        for grad in self.gradients():
+            grad[...] = 0
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        return OrderedDict((name, array.copy()) for name, array in self.named_parameters())
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Copy arrays into the parameters in place; a missing or unexpected key, or a shape that differs,
+        raises ValueError naming the key."""
+        own = OrderedDict(self.named_parameters())
+        if strict:
+            missing = [key for key in own if key not in state]
+            unexpected = [key for key in state if key not in own]
+            if missing or unexpected:
+                raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+        for key, array in own.items():
+            if key not in state:
+                continue
+            value = np.asarray(state[key])
+            if value.shape != array.shape:
+                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, expected {array.shape}")
+            np.copyto(array, value, casting="same_kind")
+        return self
+
+    def astype(self, dtype):
+        """Convert every parameter and gradient to ``dtype`` (float32 or float64), in place of the old arrays."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        for name in self._parameter_names:
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).astype(dtype))
+                setattr(self, name + "_grad", getattr(self, name + "_grad").astype(dtype))
+        for child in self.children():
+            child.astype(dtype)
+        return self
+
+    def num_parameters(self) -> int:
+        return int(sum(array.size for array in self.parameters()))
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class Sequential(Module):
+    """Layers applied in order; indexable (``model[0]``), iterable, and nestable. Children are named ``0, 1, …``
+    or by the keys of an OrderedDict, as in torch.nn.Sequential."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            self._layers = OrderedDict(layers[0])
+        else:
+            self._layers = OrderedDict((str(i), layer) for i, layer in enumerate(layers))
+        for name, layer in self._layers.items():
+            if not isinstance(layer, Module):
+                raise TypeError(f"layer {name!r} must be a numconv Module, got {type(layer).__name__}")
+
+    def __getitem__(self, index):
+        if isinstance(index, str):
+            return self._layers[index]
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(list(self._layers.items())[index]))
+        return list(self._layers.values())[index]
+
+    def __getattr__(self, name):
+        layers = self.__dict__.get("_layers")
+        if layers is not None and name in layers:
+            return layers[name]
+        raise AttributeError(name)
+
+    def __iter__(self):
+        return iter(self._layers.values())
+
+    def __len__(self):
+        return len(self._layers)
+
+    def children(self):
+        return list(self._layers.values())
+
+    def forward(self, x):
+        for layer in self._layers.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output):
+        for layer in reversed(self._layers.values()):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def output_shape(self, input_shape):
+        for layer in self._layers.values():
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def named_parameters(self, prefix=""):
+        return [pair for name, layer in self._layers.items() for pair in layer.named_parameters(f"{prefix}{name}.")]
+
+    def named_gradients(self, prefix=""):
+        return [pair for name, layer in self._layers.items() for pair in layer.named_gradients(f"{prefix}{name}.")]
+
+    def named_layers(self, prefix=""):
+        """(name, layer) for every leaf layer, depth first."""
+        for name, layer in self._layers.items():
+            if isinstance(layer, Sequential):
+                yield from layer.named_layers(f"{prefix}{name}.")
+            else:
+                yield prefix + name, layer
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({name}): " + repr(layer).replace("\n", "\n  ") for name, layer in self._layers.items())
+        return f"Sequential(\n{inner}\n)"
+
+
+def _check_positive_int(value, name: str) -> int:
+    if not geometry.is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class _ConvNd(Module):
+    _parameter_names = ("weight", "bias")
+    _ndim = 0
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = _check_positive_int(in_channels, "in_channels")
+        self.out_channels = _check_positive_int(out_channels, "out_channels")
+        self.kernel_size = geometry.as_tuple(kernel_size, self._ndim, "kernel_size")
+        groups = _check_positive_int(groups, "groups")
+        geometry.check_groups(self.in_channels, (self.out_channels, self.in_channels // groups), groups)
+        # validate stride, padding and dilation now, on the smallest input the window fits, not at the first forward
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size,
+                                                       geometry.as_tuple(dilation, self._ndim, "dilation")))
+        geometry.conv_geometry(extent, self.kernel_size, stride, padding, dilation)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, int(groups)
+        dtype = _check_dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng()
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = init.kaiming_normal(shape, rng).astype(dtype)
+        self.weight_grad = np.zeros_like(self.weight)
+        self.bias = np.zeros(self.out_channels, dtype=dtype) if bias else None
+        self.bias_grad = np.zeros_like(self.bias) if bias else None
+        self._input = None
+
+    def _options(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def forward(self, x):
+        self._input = x
+        return getattr(F, f"conv{self._ndim}d")(x, self.weight, self.bias, **self._options())
+
+    def backward(self, grad_output):
+        grad_input, grad_weight, grad_bias = getattr(F, f"conv{self._ndim}d_backward")(
+            grad_output, self._input, self.weight, self.bias, **self._options())
+        self.weight_grad += grad_weight
+        if self.bias is not None:
+            self.bias_grad += grad_bias
+        return grad_input
+
+    def output_shape(self, input_shape):
+        geo = geometry.conv_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation)
+        return (input_shape[0], self.out_channels) + geo.output_shape
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != 0:
+            text += f", padding={self.padding}"
+        if self.dilation != 1:
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv1d(_ConvNd):
+    """1D convolution over (N, C, L)."""
+
+    _ndim = 1
+
+
+class Conv2d(_ConvNd):
+    """2D convolution over (N, C, H, W)."""
+
+    _ndim = 2
+
+
+class Conv3d(_ConvNd):
+    """3D convolution over (N, C, D, H, W)."""
+
+    _ndim = 3
+
+
+class _MaxPoolNd(Module):
+    _ndim = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self._input = self._indices = None
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    ceil_mode=self.ceil_mode)
+
+    def forward(self, x):
+        out, indices = getattr(F, f"max_pool{self._ndim}d")(x, return_indices=True, **self._options())
+        self._input, self._indices = x, indices
+        return out
+
+    def backward(self, grad_output):
+        (grad_input,) = getattr(F, f"max_pool{self._ndim}d_backward")(grad_output, self._input,
+                                                                       indices=self._indices, **self._options())
+        return grad_input
+
+    def output_shape(self, input_shape):
+        geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
+                                     self.ceil_mode)
+        return tuple(input_shape[:2]) + geo.output_shape
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+
+
+class MaxPool1d(_MaxPoolNd):
+    _ndim = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    _ndim = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    _ndim = 3
+
+
+class _AvgPoolNd(Module):
+    _ndim = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self._input = None
+
+    def _options(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
+
+    def forward(self, x):
+        self._input = x
+        return getattr(F, f"avg_pool{self._ndim}d")(x, **self._options())
+
+    def backward(self, grad_output):
+        (grad_input,) = getattr(F, f"avg_pool{self._ndim}d_backward")(grad_output, self._input, **self._options())
+        return grad_input
+
+    def output_shape(self, input_shape):
+        geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
+        return tuple(input_shape[:2]) + geo.output_shape
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+
+
+class AvgPool1d(_AvgPoolNd):
+    _ndim = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    _ndim = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    _ndim = 3
+
+
+class GlobalAvgPool(Module):
+    """Mean over every spatial axis: (N, C, *spatial) -> (N, C) (Network in Network's classifier)."""
+
+    def __init__(self):
+        super().__init__()
+        self._input = None
+
+    def forward(self, x):
+        self._input = x
+        return F.global_avg_pool(x)
+
+    def backward(self, grad_output):
+        return F.global_avg_pool_backward(grad_output, self._input)[0]
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+
+class Linear(Module):
+    """y = x W^T + b over (*, in_features)."""
+
+    _parameter_names = ("weight", "bias")
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features = _check_positive_int(in_features, "in_features")
+        self.out_features = _check_positive_int(out_features, "out_features")
+        dtype = _check_dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng()
+        self.weight = init.kaiming_normal((self.out_features, self.in_features), rng).astype(dtype)
+        self.weight_grad = np.zeros_like(self.weight)
+        self.bias = np.zeros(self.out_features, dtype=dtype) if bias else None
+        self.bias_grad = np.zeros_like(self.bias) if bias else None
+        self._input = None
+
+    def forward(self, x):
+        self._input = x
+        return F.linear(x, self.weight, self.bias)
+
+    def backward(self, grad_output):
+        grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, self._input, self.weight, self.bias)
+        self.weight_grad += grad_weight
+        if self.bias is not None:
+            self.bias_grad += grad_bias
+        return grad_input
+
+    def output_shape(self, input_shape):
+        if input_shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {input_shape}")
+        return tuple(input_shape[:-1]) + (self.out_features,)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class ReLU(Module):
+    """max(x, 0). Keeps its output, whose sign is the input's, for the backward."""
+
+    def __init__(self):
+        super().__init__()
+        self._output = None
+
+    def forward(self, x):
+        self._output = F.relu(x)
+        return self._output
+
+    def backward(self, grad_output):
+        return F.relu_backward(grad_output, self._output)[0]
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training, the identity in evaluation. Its random numbers come
+    from ``rng`` (a numpy Generator; the models pass one derived from their seed)."""
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._mask = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        out, self._mask = F.dropout(x, self.p, training=True, rng=self.rng, return_mask=True)
+        return out
+
+    def backward(self, grad_output):
+        if self._mask is None:
+            return grad_output
+        return F.dropout_backward(grad_output, self._mask, self.p)[0]
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class LocalResponseNorm(Module):
+    """Local response normalisation across channels (AlexNet section 3.3; PyTorch's formula)."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size = _check_positive_int(size, "size")
+        self.alpha, self.beta, self.k = alpha, beta, k
+        self._input = None
+
+    def forward(self, x):
+        self._input = x
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def backward(self, grad_output):
+        return F.local_response_norm_backward(grad_output, self._input, self.size, self.alpha, self.beta,
+                                              self.k)[0]
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class Flatten(Module):
+    """(N, *rest) -> (N, prod(rest))."""
+
+    def __init__(self):
+        super().__init__()
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output):
+        return grad_output.reshape(self._shape)
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:])))

@@ -1,0 +1,124 @@
+"""Stochastic gradient descent with momentum and weight decay, and learning-rate schedules.
+
+AlexNet's rule (Krizhevsky et al. 2012, section 5), v <- 0.9 v - 0.0005 eps w - eps dL/dw; w <- w + v, is
+``SGD(model, lr=eps, momentum=0.9, weight_decay=0.0005, lr_in_velocity=True)``. The default is PyTorch's form, where
+the learning rate multiplies the velocity at each step; the two agree until the learning rate changes.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from numconv.backend import backend_of, kernels
+
+__all__ = ["SGD", "StepLR", "ReduceLROnPlateau"]
+
+
+def _real(value, name: str, minimum: float = 0.0) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+class SGD:
+    """SGD over a model's parameters (or an iterable of (parameter, gradient) pairs), updated in place."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, lr_in_velocity=False):
+        if hasattr(params, "parameters") and hasattr(params, "gradients"):
+            pairs = list(zip(params.parameters(), params.gradients()))
+        else:
+            pairs = [tuple(pair) for pair in params]
+        if not pairs:
+            raise ValueError("SGD got no parameters to optimise")
+        self.lr = _real(lr, "lr")
+        self.momentum = _real(momentum, "momentum")
+        self.weight_decay = _real(weight_decay, "weight_decay")
+        if not isinstance(nesterov, bool) or not isinstance(lr_in_velocity, bool):
+            raise TypeError("nesterov and lr_in_velocity must be bools")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov, self.lr_in_velocity = nesterov, lr_in_velocity
+        self.pairs = pairs
+        self.velocities = [np.zeros_like(param) for param, _ in pairs]
+
+    def step(self):
+        """One update of every parameter from its current gradient."""
+        for (param, grad), velocity in zip(self.pairs, self.velocities):
+            update = kernels(backend_of(param, grad, velocity)).pointwise.sgd_update
+            update(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), self.lr, self.momentum,
+                   self.weight_decay, self.nesterov, self.lr_in_velocity)
+
+    def zero_grad(self):
+        for _, grad in self.pairs:
+            grad[...] = 0
+
+    def state_dict(self) -> dict:
+        state = {"lr": np.asarray(self.lr)}
+        state.update({f"velocity.{i}": velocity.copy() for i, velocity in enumerate(self.velocities)})
+        return state
+
+    def load_state_dict(self, state: dict):
+        self.lr = float(state["lr"])
+        for i, velocity in enumerate(self.velocities):
+            key = f"velocity.{i}"
+            if key not in state or np.shape(state[key]) != velocity.shape:
+                raise ValueError(f"optimizer state {key!r} is missing or has the wrong shape")
+            np.copyto(velocity, state[key])
+
+
+class StepLR:
+    """Multiply the learning rate by ``gamma`` every ``step_size`` epochs (call ``step()`` once per epoch)."""
+
+    def __init__(self, optimizer: SGD, step_size: int, gamma: float = 0.1):
+        if not isinstance(step_size, numbers.Integral) or step_size < 1:
+            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
+        self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), _real(gamma, "gamma")
+        self.epoch = 0
+
+    def step(self, metric=None):
+        self.epoch += 1
+        if self.epoch % self.step_size == 0:
+            self.optimizer.lr *= self.gamma
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict):
+        self.epoch = int(state["epoch"])
+
+
+class ReduceLROnPlateau:
+    """Divide the learning rate by 10 (``factor``) when the monitored validation error has not improved by more
+    than ``threshold`` (relative) for ``patience`` epochs: AlexNet's manual schedule made automatic."""
+
+    def __init__(self, optimizer: SGD, factor: float = 0.1, patience: int = 0, threshold: float = 1e-4,
+                 min_lr: float = 0.0):
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        if not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"patience must be a non-negative int, got {patience!r}")
+        self.optimizer, self.factor, self.patience = optimizer, float(factor), int(patience)
+        self.threshold, self.min_lr = _real(threshold, "threshold"), _real(min_lr, "min_lr")
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, metric):
+        """Call once per epoch with the validation error (lower is better)."""
+        metric = float(metric)
+        if metric < self.best * (1.0 - self.threshold):
+            self.best, self.bad_epochs = metric, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.optimizer.lr = max(self.optimizer.lr * self.factor, self.min_lr)
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict):
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])

@@ -1,0 +1,206 @@
+"""Training and evaluation: ``fit`` with per-epoch metrics (train loss, test loss, top-1 and top-5), a progress bar
+on a terminal, an atomic checkpoint after each epoch, and ``resume`` that reaches exactly the weights an
+uninterrupted run reaches (the weights, the optimiser's velocities, the schedule and every random generator's
+state are saved)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from numconv import functional as F
+from numconv.data import Dataset, batches
+from numconv.layers import Dropout, Module, Sequential
+
+__all__ = ["fit", "evaluate", "save_checkpoint", "load_checkpoint", "atomic_write"]
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.json"
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``:
+    a reader (or a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(temporary, 0o666 & ~umask)
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _top_k_correct(logits: np.ndarray, targets: np.ndarray, k: int) -> int:
+    k = min(k, logits.shape[1])
+    # the target's rank: how many logits beat it (ties counted against, as a strict top-k would)
+    target_logit = logits[np.arange(len(targets)), targets][:, None]
+    return int(np.sum(np.sum(logits > target_logit, axis=1) < k))
+
+
+def evaluate(model: Module, dataset: Dataset, batch_size: int = 256) -> dict:
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) of ``model`` in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, top1, top5 = 0.0, 0, 0
+    try:
+        for inputs, targets in batches(dataset, batch_size, shuffle=False):
+            logits = np.asarray(model.forward(inputs))
+            total_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
+            top1 += _top_k_correct(logits, targets, 1)
+            top5 += _top_k_correct(logits, targets, 5)
+    finally:
+        model.train(was_training)
+    count = len(dataset)
+    return {"loss": total_loss / count, "top1": top1 / count, "top5": top5 / count}
+
+
+def _generators(model: Module, shuffle: np.random.Generator) -> list:
+    """Every random generator the run draws from, in a fixed order: data shuffling, then each dropout layer's."""
+    layers = [layer for _, layer in model.named_layers()] if isinstance(model, Sequential) else [model]
+    return [shuffle] + [layer.rng for layer in layers if isinstance(layer, Dropout)]
+
+
+def save_checkpoint(path, model, optimizer, scheduler, history, generators, meta=None) -> Path:
+    """Write everything a run needs to continue, atomically, as an .npz file of arrays and JSON strings."""
+    arrays = {f"model/{key}": value for key, value in model.state_dict().items()}
+    arrays.update({f"optimizer/{key}": np.asarray(value) for key, value in optimizer.state_dict().items()})
+    text = {
+        "history": history,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "generators": [g.bit_generator.state for g in generators],
+        "meta": meta or {},
+    }
+    arrays["json"] = np.asarray(json.dumps(text))
+    return atomic_write(path, lambda file: np.savez(file, **arrays))
+
+
+def load_checkpoint(path) -> dict:
+    """The parts of a checkpoint: ``model`` and ``optimizer`` state dicts, and the JSON fields. A truncated or
+    foreign file raises ValueError naming the file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            contents = {key: archive[key] for key in archive.files}
+        text = json.loads(str(contents.pop("json")))
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zipfile, json and key errors all mean the same thing here
+        raise ValueError(f"{path} is not a numconv checkpoint or is damaged: {error}") from error
+    result = {"model": {}, "optimizer": {}}
+    for key, value in contents.items():
+        group, _, name = key.partition("/")
+        result[group][name] = value
+    result.update(text)
+    return result
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, stream, enabled):
+        self.stream = stream
+        self.enabled = enabled
+
+    def update(self, epoch, epochs, done, total, loss):
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / total)
+        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{done}/{total} loss {loss:.4f}")
+        self.stream.flush()
+
+    def finish(self):
+        if self.enabled:
+            self.stream.write("\r" + " " * 79 + "\r")
+            self.stream.flush()
+
+
+def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: int, optimizer,
+        scheduler=None, seed: int = 0, out_dir=None, resume: bool = False, progress=None, log=None,
+        meta=None, on_epoch=None, augment=None) -> list:
+    """Train ``model`` for ``epochs`` epochs of shuffled mini-batches; returns the history, one dict per epoch
+    with ``epoch``, ``train_loss``, ``test_loss``, ``test_top1``, ``test_top5``, ``seconds`` and ``lr``.
+
+    With ``out_dir``, DIR/checkpoint.npz and DIR/metrics.json are rewritten atomically after every epoch, and
+    ``resume=True`` continues from the checkpoint there. ``scheduler.step`` is called after each epoch with the
+    test error (1 - top-1). ``progress`` (default: whether stderr is a terminal) shows a bar; ``log(text)``
+    receives one line per epoch. ``on_epoch(history)`` runs after each epoch's checkpoint. ``augment(inputs,
+    rng)`` transforms each training batch (``data.random_shift``), drawing from the run's saved generator.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    out_dir = Path(out_dir) if out_dir is not None else None
+    shuffle = np.random.default_rng(seed)
+    generators = _generators(model, shuffle)
+    history = []
+    if resume:
+        if out_dir is None or not (out_dir / CHECKPOINT).exists():
+            raise FileNotFoundError(f"resume=True but there is no checkpoint at {out_dir and out_dir / CHECKPOINT}")
+        state = load_checkpoint(out_dir / CHECKPOINT)
+        if meta and state["meta"] and state["meta"] != meta:
+            raise ValueError(f"the checkpoint in {out_dir} was made by another run: {state['meta']} != {meta}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        for generator, saved in zip(generators, state["generators"]):
+            generator.bit_generator.state = saved
+        history = list(state["history"])
+    bar = _Progress(sys.stderr, sys.stderr.isatty() if progress is None else progress)
+    steps = math.ceil(len(train) / batch_size)
+    for epoch in range(len(history) + 1, epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        total, seen = 0.0, 0
+        for step, (inputs, targets) in enumerate(batches(train, batch_size, shuffle=True, rng=shuffle), 1):
+            if augment is not None:
+                inputs = augment(inputs, shuffle)
+            logits = model.forward(inputs)
+            loss = float(F.cross_entropy(logits, targets))
+            model.zero_grad()
+            grad_logits, _ = F.cross_entropy_backward(1.0, logits, targets)
+            model.backward(grad_logits)
+            optimizer.step()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {loss} in epoch {epoch}, step {step}; "
+                                         f"lower the learning rate (lr={optimizer.lr})")
+            total += loss * len(targets)
+            seen += len(targets)
+            bar.update(epoch, epochs, step, steps, total / seen)
+        bar.finish()
+        scores = evaluate(model, test)
+        record = {"epoch": epoch, "train_loss": total / seen, "test_loss": scores["loss"],
+                  "test_top1": scores["top1"], "test_top5": scores["top5"],
+                  "seconds": time.perf_counter() - started, "lr": optimizer.lr}
+        history.append(record)
+        if scheduler is not None:
+            scheduler.step(1.0 - scores["top1"])
+        if out_dir is not None:
+            save_checkpoint(out_dir / CHECKPOINT, model, optimizer, scheduler, history, generators, meta)
+            atomic_write(out_dir / METRICS, lambda file: file.write(json.dumps(history, indent=1).encode()))
+        if log is not None:
+            log(f"epoch {epoch:>3}/{epochs}  train loss {record['train_loss']:.4f}  test loss "
+                f"{record['test_loss']:.4f}  top-1 {100 * record['test_top1']:.2f}%  top-5 "
+                f"{100 * record['test_top5']:.2f}%  {record['seconds']:.1f} s")
+        if on_epoch is not None:
+            on_epoch(history)
+    return history
