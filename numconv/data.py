@@ -367,7 +367,8 @@ def _syllable_envelope(length: int, rate: float, rng: np.random.Generator) -> np
     envelope = np.zeros(length)
     time = np.arange(length)
     for _ in range(rng.integers(1, 4)):
-        duration = rng.uniform(0.08, 0.30) * rate
+        # a short signal holds at most one whole syllable
+        duration = min(rng.uniform(0.08, 0.30) * rate, length)
         start = rng.uniform(-0.2 * duration, length - 0.8 * duration)
         phase = (time - start) / duration
         inside = (phase >= 0) & (phase <= 1)
