@@ -1,7 +1,9 @@
 """Which backend an array belongs to, and the kernels and allocation for that backend.
 
-NumPy arrays go to the CPU kernels. Arrays exposing ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays,
-PyTorch CUDA tensors) belong to the CUDA backend.
+NumPy arrays go to the CPU kernels. Device arrays belong to the CUDA backend: numba's device arrays (and the CUDA
+simulator's stand-ins for them, which mark themselves with ``__cuda_ndarray__``), and any object exposing
+``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors), which the CUDA backend wraps as numba device
+arrays without copying. Recognising an array never imports numba's CUDA target, so NumPy-only use never loads it.
 """
 from __future__ import annotations
 
@@ -9,12 +11,19 @@ import importlib
 
 import numpy as np
 
-__all__ = ["backend_of", "kernels", "is_device_array"]
+__all__ = ["backend_of", "kernels", "is_device_array", "empty", "zeros", "to_device", "to_host", "as_device_array",
+           "device_support"]
 
 
 def is_device_array(array) -> bool:
-    """True for arrays that live in GPU memory (they expose ``__cuda_array_interface__``)."""
-    return hasattr(array, "__cuda_array_interface__")
+    """True for arrays that live in GPU memory: they expose ``__cuda_array_interface__``, or are numba device
+    arrays (real, or the simulator's, which do not expose the interface)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        return True
+    try:
+        return getattr(type(array), "__cuda_ndarray__", False) is True
+    except Exception:  # an object whose type lookups fail is not a device array
+        return False
 
 
 def backend_of(*arrays) -> str:
@@ -29,12 +38,31 @@ def backend_of(*arrays) -> str:
     return found.pop() if found else "cpu"
 
 
+def _cuda():
+    """numba's CUDA module, or a RuntimeError saying why the CUDA backend cannot run here."""
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except ImportError as error:
+        raise RuntimeError(
+            "the CUDA backend needs the numba-cuda package: pip install 'numconv[cuda]' (or numba-cuda[cu12] / "
+            f"numba-cuda[cu13] for the CUDA compiler libraries); importing numba.cuda failed: {error}"
+        ) from error
+    if not cuda.is_available():
+        raise RuntimeError(
+            "the CUDA backend found no usable CUDA GPU (numba.cuda.is_available() is False: no NVIDIA driver or "
+            "device); to run the CUDA kernels without a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is first "
+            "imported (Numba's CUDA simulator, slow)"
+        )
+    return cuda
+
+
 def kernels(backend: str):
-    """The kernel package of ``backend``."""
+    """The kernel package of ``backend``. For ``'cuda'`` a RuntimeError explains a missing numba-cuda or GPU."""
     if backend == "cpu":
         return importlib.import_module("numconv.kernels.cpu")
     if backend == "cuda":
-        raise NotImplementedError("the CUDA backend is not available in this version of numconv")
+        _cuda()
+        return importlib.import_module("numconv.kernels.cuda")
     raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
 
 
@@ -42,4 +70,53 @@ def empty(shape, dtype, backend: str = "cpu"):
     """An uninitialised C-contiguous array on ``backend``."""
     if backend == "cpu":
         return np.empty(shape, dtype=dtype)
-    raise NotImplementedError("the CUDA backend is not available in this version of numconv")
+    if backend == "cuda":
+        shape = (shape,) if np.ndim(shape) == 0 else shape
+        return _cuda().device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype))
+    raise ValueError(f"backend must be 'cpu' or 'cuda', got {backend!r}")
+
+
+def zeros(shape, dtype, backend: str = "cpu"):
+    """A C-contiguous array of zeros on ``backend`` (filled on the device for ``'cuda'``)."""
+    if backend == "cpu":
+        return np.zeros(shape, dtype=dtype)
+    array = empty(shape, dtype, backend)
+    device_support().fill(array, 0)
+    return array
+
+
+def device_support():
+    """The CUDA backend's device utilities (fill, cast, strided copy, value range, sum), after checking that the
+    backend can run."""
+    kernels("cuda")
+    return importlib.import_module("numconv.kernels.cuda.support")
+
+
+def as_device_array(array):
+    """A numba device array for ``array``: numba's own (and the simulator's) unchanged, any other object with
+    ``__cuda_array_interface__`` wrapped without a copy. A TypeError for host arrays."""
+    if not is_device_array(array):
+        raise TypeError(f"expected an array on a CUDA device, got {type(array).__name__}")
+    if getattr(type(array), "__cuda_ndarray__", False) is True:
+        return array
+    return _cuda().as_cuda_array(array)
+
+
+def to_device(array):
+    """``array`` on the CUDA device: a host array is copied there (C-contiguous); a device array is returned as it
+    is (wrapped as a numba device array if it is another library's); ``None`` stays ``None``."""
+    if array is None:
+        return None
+    if is_device_array(array):
+        return as_device_array(array)
+    return _cuda().to_device(np.ascontiguousarray(array))
+
+
+def to_host(array):
+    """``array`` on the host as a NumPy array: a device array is copied back; NumPy arrays (and anything else
+    NumPy can read, such as scalars) are returned by ``np.asarray`` without a copy; ``None`` stays ``None``."""
+    if array is None:
+        return None
+    if is_device_array(array):
+        return as_device_array(array).copy_to_host()
+    return np.asarray(array)

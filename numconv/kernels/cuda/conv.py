@@ -1,0 +1,60 @@
+"""Convolution kernels for CUDA: the launchers have the CPU kernels' signatures and semantics (every array has three
+spatial axes; ``stride``, ``padding`` and ``dilation`` are tuples of three ints; the output's shape fixes the right
+padding).
+
+All three are implicit GEMMs on shared-memory tiles (numconv.kernels.cuda.gemm):
+
+- forward: rows are (n, output position), columns the output channels of a group, the reduction runs over
+  (input channel, tap); the window is decoded from the indices, never copied out (no im2col buffer);
+- gradient of the input: rows are (n, input position), columns the input channels of a group, the reduction runs
+  over (output channel, tap) and gathers from the outputs whose window covers the input, so no atomics;
+- gradient of the weight: rows are output channels, columns (input channel, tap), and the reduction over the batch
+  and every output position is split across blocks and summed afterwards in a fixed order.
+"""
+from numconv.kernels.cuda import gemm
+
+
+def _flat(array):
+    return array.reshape(-1)
+
+
+def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
+    """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)].
+
+    x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
+    """
+    geo = gemm.conv_geometry(x.shape, weight.shape, out.shape, stride, padding, dilation, groups)
+    spatial = out.shape[2] * out.shape[3] * out.shape[4]
+    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    gemm.product(gemm.FORWARD, _flat(x), _flat(weight), _flat(out), bias, geo, rows=x.shape[0] * spatial,
+                 cols=weight.shape[0] // groups, depth=weight.shape[1] * taps, groups=groups, a_along_k=False,
+                 b_along_k=True)
+
+
+def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """grad_input = d(sum grad_output * conv(x))/dx: each input element gathers weight times the gradient of every
+    output whose window covers it.
+
+    grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
+    """
+    geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)
+    spatial = grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4]
+    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    flat = _flat(grad_input)
+    gemm.product(gemm.GRAD_INPUT, _flat(grad_output), _flat(weight), flat, flat, geo,
+                 rows=grad_input.shape[0] * spatial, cols=weight.shape[1], depth=(weight.shape[0] // groups) * taps,
+                 groups=groups, a_along_k=False, b_along_k=True)
+
+
+def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):
+    """grad_weight[o, c, taps] = sum over the batch and output positions of grad_output * the input under that tap.
+
+    grad_output (N, O, OD, OH, OW); x (N, C, D, H, W); grad_weight (O, C // groups, KD, KH, KW), overwritten.
+    """
+    geo = gemm.conv_geometry(x.shape, grad_weight.shape, grad_output.shape, stride, padding, dilation, groups)
+    spatial = grad_output.shape[2] * grad_output.shape[3] * grad_output.shape[4]
+    taps = grad_weight.shape[2] * grad_weight.shape[3] * grad_weight.shape[4]
+    flat = _flat(grad_weight)
+    gemm.product(gemm.GRAD_WEIGHT, _flat(grad_output), _flat(x), flat, flat, geo,
+                 rows=grad_weight.shape[0] // groups, cols=grad_weight.shape[1] * taps,
+                 depth=grad_output.shape[0] * spatial, groups=groups, a_along_k=True, b_along_k=True, split=True)

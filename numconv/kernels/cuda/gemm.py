@@ -1,0 +1,390 @@
+"""Tiled matrix products in shared memory: convolution as an implicit GEMM, and the dense layer.
+
+Every product here is ``C[m, j] = sum_k A[m, k] * B[k, j]`` (per group of a grouped convolution), where A and B are
+never formed: a *kind* says how (m, k) and (k, j) map to elements of the arrays actually passed, all as flat views.
+
+============  =======================  ===========================  ===========================  ==================
+kind          rows m                   columns j                    reduction k                  A, B
+============  =======================  ===========================  ===========================  ==================
+FORWARD       (n, output position)     output channel in the group  (input channel, tap)         x window, weight
+GRAD_INPUT    (n, input position)      input channel in the group   (output channel, tap)        grad_output, weight
+GRAD_WEIGHT   output channel in group  (input channel, tap)         (n, output position)         grad_output, x
+DENSE         row of A                 column of B                  k                            strided matrices
+============  =======================  ===========================  ===========================  ==================
+
+The window equations are numconv.geometry's: input position ``i = stride * o - pad + dilation * tap`` along each
+axis, grouped input channel ``group * (C / groups) + c``. GRAD_INPUT inverts them by gathering: an input position
+receives from output ``o = (i + pad - dilation * tap) / stride`` when that is a whole number inside the output, so no
+atomics are needed. Positions outside the input (padding) read as zero.
+
+A block computes a ``TM x TN`` tile of C with ``(TM / RM) x (TN / RN)`` threads; each thread accumulates ``RM x RN``
+results in registers, rows ``tx + i * (TM / RM)`` and columns ``ty + j * (TN / RN)`` (so consecutive threads own
+consecutive rows, and conv outputs, whose rows are positions, are stored coalesced). The reduction advances ``TK``
+at a time: the block's threads load a ``TM x TK`` slice of A and a ``TK x TN`` slice of B into shared memory, with
+consecutive threads on consecutive addresses of the source (along k or along m/j, whichever is contiguous there);
+a slice loaded along k is stored row-major with a padded row of ``TK + 1`` so that neither the stores nor the
+reads of the product collide on shared-memory banks. Each thread decodes the window indices of its rows (or
+columns) once, outside the reduction loop.
+
+GRAD_WEIGHT reduces over the whole batch and every output position, so its reduction is split (``blockIdx.z``
+= group * splits + split): each split writes its partial sums to a workspace, and one more kernel adds the splits in
+order. Results are deterministic; there are no atomics.
+
+Tile shapes come from :mod:`numconv.config` at each launch; each distinct (kind, dtype, tile, load order) compiles
+one specialisation.
+"""
+import numpy as np
+from numba import cuda
+
+from numconv import config
+from numconv.kernels.cuda.support import blocks_for, launch, numba_type, specialise
+
+FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
+
+# positions in the geometry tuple of the convolution kinds
+_N, _C, _D, _H, _W, _O, _OD, _OH, _OW, _KD, _KH, _KW = range(12)
+_S0, _S1, _S2, _P0, _P1, _P2, _L0, _L1, _L2, _G = range(12, 22)
+# positions in the geometry tuple of DENSE: element strides of A along m and k, of B along k and j, of C along m
+# and j, and whether a bias (indexed by j) is added
+_AM, _AK, _BK, _BJ, _CM, _CJ, _HAS_BIAS = range(7)
+GEOMETRY_LENGTH = 22
+
+
+def conv_geometry(x_shape, weight_shape, out_shape, stride, padding, dilation, groups) -> tuple:
+    """The geometry tuple of a convolution: shapes of x (N, C, D, H, W), of the output (O, OD, OH, OW) and of the
+    kernel (KD, KH, KW), then stride, padding, dilation and groups."""
+    return (tuple(int(v) for v in x_shape) + tuple(int(v) for v in out_shape[1:]) +
+            tuple(int(v) for v in weight_shape[2:]) + tuple(int(v) for v in stride) +
+            tuple(int(v) for v in padding) + tuple(int(v) for v in dilation) + (int(groups),))
+
+
+def dense_geometry(a_strides, b_strides, c_strides, has_bias) -> tuple:
+    values = tuple(int(v) for v in a_strides + b_strides + c_strides) + (int(bool(has_bias)),)
+    return values + (0,) * (GEOMETRY_LENGTH - len(values))
+
+
+@cuda.jit(device=True)
+def _row_info(kind, geo, group, m):
+    """What a row's loads share, decoded once: (base offset, and for the window kinds a window origin per axis)."""
+    if kind == FORWARD:
+        spatial = geo[_OD] * geo[_OH] * geo[_OW]
+        n = m // spatial
+        p = m - n * spatial
+        ow = p % geo[_OW]
+        rest = p // geo[_OW]
+        oh = rest % geo[_OH]
+        od = rest // geo[_OH]
+        return (n * geo[_C] * geo[_D] * geo[_H] * geo[_W], od * geo[_S0] - geo[_P0], oh * geo[_S1] - geo[_P1],
+                ow * geo[_S2] - geo[_P2])
+    if kind == GRAD_INPUT:
+        spatial = geo[_D] * geo[_H] * geo[_W]
+        n = m // spatial
+        q = m - n * spatial
+        iw = q % geo[_W]
+        rest = q // geo[_W]
+        ih = rest % geo[_H]
+        i_d = rest // geo[_H]
+        return (n * geo[_O] * geo[_OD] * geo[_OH] * geo[_OW], i_d + geo[_P0], ih + geo[_P1], iw + geo[_P2])
+    if kind == GRAD_WEIGHT:
+        return ((group * (geo[_O] // geo[_G]) + m) * geo[_OD] * geo[_OH] * geo[_OW], 0, 0, 0)
+    return (m * geo[_AM], 0, 0, 0)
+
+
+@cuda.jit(device=True)
+def _col_info(kind, geo, group, j):
+    """What a column's loads share, decoded once (see :func:`_row_info`)."""
+    taps = geo[_KD] * geo[_KH] * geo[_KW]
+    if kind == FORWARD:
+        return ((group * (geo[_O] // geo[_G]) + j) * (geo[_C] // geo[_G]) * taps, 0, 0, 0)
+    if kind == GRAD_INPUT:
+        return (j * taps, 0, 0, 0)
+    if kind == GRAD_WEIGHT:
+        c = j // taps
+        t = j - c * taps
+        tw = t % geo[_KW]
+        rest = t // geo[_KW]
+        th = rest % geo[_KH]
+        td = rest // geo[_KH]
+        return ((group * (geo[_C] // geo[_G]) + c) * geo[_D] * geo[_H] * geo[_W], td * geo[_L0] - geo[_P0],
+                th * geo[_L1] - geo[_P1], tw * geo[_L2] - geo[_P2])
+    return (j * geo[_BJ], 0, 0, 0)
+
+
+@cuda.jit(device=True)
+def _a_index(kind, geo, group, base, at_d, at_h, at_w, k):
+    """Flat index of A[m, k] in the array passed as A, or -1 where A[m, k] is zero (padding, or no output)."""
+    if kind == FORWARD:
+        taps = geo[_KD] * geo[_KH] * geo[_KW]
+        c = k // taps
+        t = k - c * taps
+        tw = t % geo[_KW]
+        rest = t // geo[_KW]
+        th = rest % geo[_KH]
+        td = rest // geo[_KH]
+        i_d = at_d + td * geo[_L0]
+        i_h = at_h + th * geo[_L1]
+        i_w = at_w + tw * geo[_L2]
+        if i_d < 0 or i_d >= geo[_D] or i_h < 0 or i_h >= geo[_H] or i_w < 0 or i_w >= geo[_W]:
+            return -1
+        channel = group * (geo[_C] // geo[_G]) + c
+        return base + ((channel * geo[_D] + i_d) * geo[_H] + i_h) * geo[_W] + i_w
+    if kind == GRAD_INPUT:
+        taps = geo[_KD] * geo[_KH] * geo[_KW]
+        o = k // taps
+        t = k - o * taps
+        tw = t % geo[_KW]
+        rest = t // geo[_KW]
+        th = rest % geo[_KH]
+        td = rest // geo[_KH]
+        # output od reaches input i_d through tap td when stride * od = i_d + pad - dilation * td
+        a_d = at_d - td * geo[_L0]
+        a_h = at_h - th * geo[_L1]
+        a_w = at_w - tw * geo[_L2]
+        if a_d < 0 or a_h < 0 or a_w < 0:
+            return -1
+        od = a_d // geo[_S0]
+        oh = a_h // geo[_S1]
+        ow = a_w // geo[_S2]
+        if od * geo[_S0] != a_d or oh * geo[_S1] != a_h or ow * geo[_S2] != a_w:
+            return -1
+        if od >= geo[_OD] or oh >= geo[_OH] or ow >= geo[_OW]:
+            return -1
+        channel = group * (geo[_O] // geo[_G]) + o
+        return base + ((channel * geo[_OD] + od) * geo[_OH] + oh) * geo[_OW] + ow
+    if kind == GRAD_WEIGHT:
+        spatial = geo[_OD] * geo[_OH] * geo[_OW]
+        n = k // spatial
+        return n * geo[_O] * spatial + base + (k - n * spatial)
+    return base + k * geo[_AK]
+
+
+@cuda.jit(device=True)
+def _b_index(kind, geo, group, base, at_d, at_h, at_w, k):
+    """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero."""
+    if kind == FORWARD:
+        return base + k
+    if kind == GRAD_INPUT:
+        taps = geo[_KD] * geo[_KH] * geo[_KW]
+        o = k // taps
+        return (group * (geo[_O] // geo[_G]) + o) * (geo[_C] // geo[_G]) * taps + base + (k - o * taps)
+    if kind == GRAD_WEIGHT:
+        spatial = geo[_OD] * geo[_OH] * geo[_OW]
+        n = k // spatial
+        p = k - n * spatial
+        ow = p % geo[_OW]
+        rest = p // geo[_OW]
+        oh = rest % geo[_OH]
+        od = rest // geo[_OH]
+        i_d = od * geo[_S0] + at_d
+        i_h = oh * geo[_S1] + at_h
+        i_w = ow * geo[_S2] + at_w
+        if i_d < 0 or i_d >= geo[_D] or i_h < 0 or i_h >= geo[_H] or i_w < 0 or i_w >= geo[_W]:
+            return -1
+        return n * geo[_C] * geo[_D] * geo[_H] * geo[_W] + base + (i_d * geo[_H] + i_h) * geo[_W] + i_w
+    return base + k * geo[_BK]
+
+
+@cuda.jit(device=True)
+def _c_index(kind, geo, group, split, m, j):
+    """Flat index of C[m, j] in the array passed as C (for GRAD_WEIGHT, in the workspace row of ``split``)."""
+    if kind == FORWARD:
+        spatial = geo[_OD] * geo[_OH] * geo[_OW]
+        n = m // spatial
+        return (n * geo[_O] + group * (geo[_O] // geo[_G]) + j) * spatial + (m - n * spatial)
+    if kind == GRAD_INPUT:
+        spatial = geo[_D] * geo[_H] * geo[_W]
+        n = m // spatial
+        return (n * geo[_C] + group * (geo[_C] // geo[_G]) + j) * spatial + (m - n * spatial)
+    if kind == GRAD_WEIGHT:
+        row = (geo[_C] // geo[_G]) * geo[_KD] * geo[_KH] * geo[_KW]
+        return split * geo[_O] * row + (group * (geo[_O] // geo[_G]) + m) * row + j
+    return m * geo[_CM] + j * geo[_CJ]
+
+
+@cuda.jit(device=True)
+def _bias_index(kind, geo, group, j):
+    """Index into the bias added to C[m, j], or -1 for none."""
+    if kind == FORWARD:
+        return group * (geo[_O] // geo[_G]) + j
+    if kind == DENSE and geo[_HAS_BIAS] != 0:
+        return j
+    return -1
+
+
+@specialise
+def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
+    rows_tile, cols_tile, depth_tile, per_row, per_col = tile
+    threads_m = rows_tile // per_row
+    threads_n = cols_tile // per_col
+    threads = threads_m * threads_n
+    a_elements = rows_tile * depth_tile
+    b_elements = cols_tile * depth_tile
+    a_loads = -(-a_elements // threads)
+    b_loads = -(-b_elements // threads)
+    a_shared = rows_tile * (depth_tile + 1)
+    b_shared = cols_tile * (depth_tile + 1)
+    a_info_size = 4 * a_loads
+    b_info_size = 4 * b_loads
+    acc_size = per_row * per_col
+    padded = depth_tile + 1
+    value = numba_type(dtype_name)
+    index = cuda.int64
+
+    @cuda.jit(cache=True)
+    def gemm(a, b, c, bias, geo, rows, cols, depth, chunk):
+        a_tile = cuda.shared.array(a_shared, value)
+        b_tile = cuda.shared.array(b_shared, value)
+        acc = cuda.local.array(acc_size, value)
+        a_frag = cuda.local.array(per_row, value)
+        b_frag = cuda.local.array(per_col, value)
+        a_info = cuda.local.array(a_info_size, index)
+        b_info = cuda.local.array(b_info_size, index)
+        tid = cuda.threadIdx.x
+        tx = tid % threads_m
+        ty = tid // threads_m
+        row0 = cuda.blockIdx.x * rows_tile
+        col0 = cuda.blockIdx.y * cols_tile
+        splits = (depth + chunk - 1) // chunk
+        group = cuda.blockIdx.z // splits
+        split = cuda.blockIdx.z - group * splits
+        k_begin = split * chunk
+        k_end = min(depth, k_begin + chunk)
+
+        # decode, once, the rows and columns this thread loads
+        for r in range(a_loads):
+            e = tid + r * threads
+            m = row0 + (e // depth_tile if a_along_k else e % rows_tile)
+            if e < a_elements and m < rows:
+                info = _row_info(kind, geo, group, m)
+                for q in range(4):
+                    a_info[4 * r + q] = info[q]
+        for r in range(b_loads):
+            e = tid + r * threads
+            j = col0 + (e // depth_tile if b_along_k else e % cols_tile)
+            if e < b_elements and j < cols:
+                info = _col_info(kind, geo, group, j)
+                for q in range(4):
+                    b_info[4 * r + q] = info[q]
+        for q in range(acc_size):
+            acc[q] = 0
+
+        k0 = k_begin
+        while k0 < k_end:
+            for r in range(a_loads):
+                e = tid + r * threads
+                if e < a_elements:
+                    if a_along_k:
+                        m_l = e // depth_tile
+                        k_l = e - m_l * depth_tile
+                        slot = m_l * padded + k_l
+                    else:
+                        k_l = e // rows_tile
+                        m_l = e - k_l * rows_tile
+                        slot = k_l * rows_tile + m_l
+                    at = -1
+                    if k0 + k_l < k_end and row0 + m_l < rows:
+                        at = _a_index(kind, geo, group, a_info[4 * r], a_info[4 * r + 1], a_info[4 * r + 2],
+                                      a_info[4 * r + 3], k0 + k_l)
+                    if at >= 0:
+                        a_tile[slot] = a[at]
+                    else:
+                        a_tile[slot] = 0
+            for r in range(b_loads):
+                e = tid + r * threads
+                if e < b_elements:
+                    if b_along_k:
+                        j_l = e // depth_tile
+                        k_l = e - j_l * depth_tile
+                        slot = j_l * padded + k_l
+                    else:
+                        k_l = e // cols_tile
+                        j_l = e - k_l * cols_tile
+                        slot = k_l * cols_tile + j_l
+                    at = -1
+                    if k0 + k_l < k_end and col0 + j_l < cols:
+                        at = _b_index(kind, geo, group, b_info[4 * r], b_info[4 * r + 1], b_info[4 * r + 2],
+                                      b_info[4 * r + 3], k0 + k_l)
+                    if at >= 0:
+                        b_tile[slot] = b[at]
+                    else:
+                        b_tile[slot] = 0
+            cuda.syncthreads()
+            for kk in range(depth_tile):
+                for i in range(per_row):
+                    m_l = tx + i * threads_m
+                    a_frag[i] = a_tile[m_l * padded + kk] if a_along_k else a_tile[kk * rows_tile + m_l]
+                for jj in range(per_col):
+                    j_l = ty + jj * threads_n
+                    b_frag[jj] = b_tile[j_l * padded + kk] if b_along_k else b_tile[kk * cols_tile + j_l]
+                for i in range(per_row):
+                    for jj in range(per_col):
+                        acc[i * per_col + jj] += a_frag[i] * b_frag[jj]
+            cuda.syncthreads()
+            k0 += depth_tile
+
+        for i in range(per_row):
+            m = row0 + tx + i * threads_m
+            if m < rows:
+                for jj in range(per_col):
+                    j = col0 + ty + jj * threads_n
+                    if j < cols:
+                        at = _c_index(kind, geo, group, split, m, j)
+                        bias_at = _bias_index(kind, geo, group, j)
+                        if bias_at >= 0:
+                            c[at] = acc[i * per_col + jj] + bias[bias_at]
+                        else:
+                            c[at] = acc[i * per_col + jj]
+
+    return gemm
+
+
+@cuda.jit(cache=True)
+def _add_splits(workspace, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        total = 0.0
+        for s in range(workspace.shape[0]):
+            total += workspace[s, i]
+        out[i] = total
+
+
+def tile_for(cols: int) -> tuple:
+    """The configured tile for a product with ``cols`` columns (the narrow tile when they fit in it)."""
+    narrow = tuple(config.GEMM_TILE_NARROW)
+    tile = narrow if cols <= narrow[1] else tuple(config.GEMM_TILE)
+    rows_tile, cols_tile, depth_tile, per_row, per_col = tile
+    if min(tile) < 1 or rows_tile % per_row or cols_tile % per_col:
+        raise ValueError(f"a GEMM tile (rows, columns, depth, rows per thread, columns per thread) needs positive "
+                         f"sizes with rows and columns divisible by their per-thread counts, got {tile}")
+    return tile
+
+
+def split_count(blocks: int, depth: int) -> int:
+    """How many splits of the reduction a product of ``blocks`` blocks gets (see numconv.config)."""
+    most = depth // max(1, config.SPLIT_MIN_DEPTH)
+    wanted = -(-config.SPLIT_TARGET_BLOCKS // blocks)
+    return max(1, min(most, wanted))
+
+
+def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_along_k, split=False):
+    """Launch ``C = A B`` of ``kind`` on flat device arrays (C overwritten, ``bias`` read only where the kind adds
+    one). With ``split`` (GRAD_WEIGHT), the reduction may be split over a workspace and summed afterwards."""
+    tile = tile_for(cols)
+    rows_tile, cols_tile, depth_tile, per_row, per_col = tile
+    grid_m, grid_n = blocks_for(rows, rows_tile), blocks_for(cols, cols_tile)
+    splits = split_count(grid_m * grid_n * groups, depth) if split else 1
+    chunk = -(-(-(-depth // splits)) // depth_tile) * depth_tile
+    splits = -(-depth // chunk)
+    kernel = _kernel(kind, np.dtype(c.dtype).name, tile, bool(a_along_k), bool(b_along_k))
+    threads = (rows_tile // per_row) * (cols_tile // per_col)
+    target = c if splits == 1 else cuda.device_array(splits * c.shape[0], dtype=c.dtype)
+    launch(kernel, (grid_m, grid_n, groups * splits), threads, a, b, target, bias, tuple(geo), int(rows),
+           int(cols), int(depth), int(chunk))
+    if splits > 1:
+        size = c.shape[0]
+        block = config.THREADS_PER_BLOCK
+        launch(_add_splits, blocks_for(size, block), block, target.reshape(splits, size), c)
+
+
+__all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "DENSE", "conv_geometry", "dense_geometry", "product",
+           "tile_for", "split_count"]

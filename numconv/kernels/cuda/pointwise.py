@@ -1,0 +1,77 @@
+"""Element-wise kernels for CUDA on flat (size,) device arrays: ReLU, dropout and the SGD step.
+
+One thread per element, consecutive threads on consecutive elements (coalesced); the launchers have the CPU
+kernels' signatures and semantics.
+"""
+from numba import cuda
+
+from numconv import config
+from numconv.kernels.cuda.support import blocks_for, launch
+
+
+def _launch_flat(kernel, size, *args):
+    threads = config.THREADS_PER_BLOCK
+    launch(kernel, blocks_for(size, threads), threads, *args)
+
+
+@cuda.jit(cache=True)
+def _relu_forward(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        value = x[i]
+        out[i] = value if not value <= 0.0 else 0.0
+
+
+def relu_forward(x, out):
+    """out = max(x, 0); NaN stays NaN. x and out (size,)."""
+    _launch_flat(_relu_forward, x.shape[0], x, out)
+
+
+@cuda.jit(cache=True)
+def _relu_backward(grad_output, x, grad_input):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        grad_input[i] = grad_output[i] if x[i] > 0.0 else 0.0
+
+
+def relu_backward(grad_output, x, grad_input):
+    """grad_input = grad_output where x > 0, else 0. All (size,)."""
+    _launch_flat(_relu_backward, x.shape[0], grad_output, x, grad_input)
+
+
+@cuda.jit(cache=True)
+def _masked_scale(values, mask, scale, out):
+    i = cuda.grid(1)
+    if i < values.shape[0]:
+        out[i] = values[i] * scale if mask[i] else 0.0
+
+
+def dropout_forward(x, mask, scale, out):
+    """out = x * mask * scale (inverted dropout). x and out (size,); mask (size,) of 0/1 (bool or uint8);
+    scale a float."""
+    _launch_flat(_masked_scale, x.shape[0], x, mask, float(scale), out)
+
+
+def dropout_backward(grad_output, mask, scale, grad_input):
+    """grad_input = grad_output * mask * scale. All (size,)."""
+    _launch_flat(_masked_scale, grad_output.shape[0], grad_output, mask, float(scale), grad_input)
+
+
+@cuda.jit(cache=True)
+def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
+    i = cuda.grid(1)
+    if i < param.shape[0]:
+        step = grad[i] + weight_decay * param[i]
+        if lr_in_velocity:
+            velocity[i] = momentum * velocity[i] - lr * step
+            param[i] += momentum * velocity[i] - lr * step if nesterov else velocity[i]
+        else:
+            velocity[i] = momentum * velocity[i] + step
+            param[i] -= lr * (step + momentum * velocity[i] if nesterov else velocity[i])
+
+
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
+    """One SGD step with momentum and weight decay, in place on flat (size,) device arrays; the CPU kernel's two
+    forms (PyTorch's, and AlexNet's with the learning rate inside the velocity)."""
+    _launch_flat(_sgd_update, param.shape[0], param, grad, velocity, float(lr), float(momentum),
+                 float(weight_decay), bool(nesterov), bool(lr_in_velocity))

@@ -1,0 +1,229 @@
+"""Pooling kernels for CUDA: max and average pooling over 3 spatial axes (1D and 2D are views with leading
+singleton axes), and global average pooling. Same signatures and semantics as ``numconv.kernels.cpu.pool``.
+
+Window arithmetic is numconv.geometry's: input position ``stride * n - pad + dilation * tap`` and
+``avg_pool_divisor`` (numba-cuda compiles those ``@njit`` helpers as device functions).
+
+- forward passes: one thread per output element, consecutive threads on consecutive output positions;
+- average pooling's backward: one thread per input element, gathering over the windows that cover it (no atomics;
+  the outputs are visited in the CPU kernel's order);
+- max pooling's backward: the gradient of each output goes to the flat index of its maximum with an atomic add,
+  one thread per output (the signature has no window, so the covering outputs cannot be gathered); where windows
+  overlap, the order of the additions, and so the last bits of a sum of several gradients, may vary between runs;
+- global average pooling: one block per (n, c) row, a strided sum and a tree reduction in shared memory.
+"""
+import math
+
+from numba import cuda
+
+from numconv import config
+from numconv.geometry import avg_pool_divisor
+from numconv.kernels.cuda.support import FLOAT64, blocks_for, fill, launch, reduce_threads, specialise, tree_sum
+
+
+def _launch_flat(kernel, size, *args):
+    threads = config.THREADS_PER_BLOCK
+    launch(kernel, blocks_for(size, threads), threads, *args)
+
+
+@cuda.jit(cache=True)
+def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
+    i = cuda.grid(1)
+    channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    if i >= out.shape[0] * channels * out_d * out_h * out_w:
+        return
+    ow = i % out_w
+    rest = i // out_w
+    oh = rest % out_h
+    rest //= out_h
+    od = rest % out_d
+    plane = rest // out_d
+    n = plane // channels
+    c = plane % channels
+    best = -math.inf
+    best_index = -1
+    for td in range(kernel[0]):
+        i_d = od * stride[0] - padding[0] + td * dilation[0]
+        if i_d < 0 or i_d >= in_d:
+            continue
+        for th in range(kernel[1]):
+            i_h = oh * stride[1] - padding[1] + th * dilation[1]
+            if i_h < 0 or i_h >= in_h:
+                continue
+            for tw in range(kernel[2]):
+                i_w = ow * stride[2] - padding[2] + tw * dilation[2]
+                if i_w < 0 or i_w >= in_w:
+                    continue
+                value = x[n, c, i_d, i_h, i_w]
+                if best_index < 0 or value > best or (math.isnan(value) and not math.isnan(best)):
+                    best = value
+                    best_index = (i_d * in_h + i_h) * in_w + i_w
+    out[n, c, od, oh, ow] = best
+    indices[n, c, od, oh, ow] = best_index
+
+
+def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
+    """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
+
+    Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
+    over any number. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+    """
+    _launch_flat(_max_pool_forward, out.size, x, out, indices, kernel, stride, padding, dilation)
+
+
+@cuda.jit(cache=True)
+def _max_pool_scatter(grad_output, indices, grad_input):
+    i = cuda.grid(1)
+    per_plane = indices.shape[1]
+    if i < indices.shape[0] * per_plane:
+        plane = i // per_plane
+        cuda.atomic.add(grad_input, (plane, indices[plane, i % per_plane]), grad_output[i])
+
+
+def max_pool_backward(grad_output, indices, grad_input):
+    """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
+
+    grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    """
+    fill(grad_input, 0.0)
+    planes = grad_output.shape[0] * grad_output.shape[1]
+    _launch_flat(_max_pool_scatter, grad_output.size, grad_output.reshape(-1), indices.reshape(planes, -1),
+                 grad_input.reshape(planes, -1))
+
+
+@cuda.jit(cache=True)
+def _avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+    i = cuda.grid(1)
+    channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    if i >= out.shape[0] * channels * out_d * out_h * out_w:
+        return
+    ow = i % out_w
+    rest = i // out_w
+    oh = rest % out_h
+    rest //= out_h
+    od = rest % out_d
+    plane = rest // out_d
+    n = plane // channels
+    c = plane % channels
+    div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+    div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+    total = 0.0
+    for td in range(kernel[0]):
+        i_d = od * stride[0] - padding[0] + td
+        if i_d < 0 or i_d >= in_d:
+            continue
+        for th in range(kernel[1]):
+            i_h = oh * stride[1] - padding[1] + th
+            if i_h < 0 or i_h >= in_h:
+                continue
+            for tw in range(kernel[2]):
+                i_w = ow * stride[2] - padding[2] + tw
+                if 0 <= i_w < in_w:
+                    total += x[n, c, i_d, i_h, i_w]
+    out[n, c, od, oh, ow] = total / (div_d * div_h * div_w)
+
+
+def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+    """out = the window's sum divided by its size; the size counts padded positions when ``count_include_pad``
+    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped).
+
+    x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
+    """
+    _launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, bool(count_include_pad))
+
+
+@cuda.jit(device=True)
+def _covering_outputs(i, kernel, stride, pad, out_size):
+    """Outputs ``o`` in ``[lo, hi)`` whose window ``stride*o - pad + (0 .. kernel-1)`` contains input ``i``."""
+    first = i + pad - kernel + 1
+    lo = 0 if first <= 0 else (first + stride - 1) // stride
+    hi = (i + pad) // stride + 1
+    if hi > out_size:
+        hi = out_size
+    if lo > hi:
+        lo = hi
+    return lo, hi
+
+
+@cuda.jit(cache=True)
+def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+    i = cuda.grid(1)
+    channels, in_d, in_h, in_w = grad_input.shape[1], grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
+    out_d, out_h, out_w = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
+    if i >= grad_input.shape[0] * channels * in_d * in_h * in_w:
+        return
+    iw = i % in_w
+    rest = i // in_w
+    ih = rest % in_h
+    rest //= in_h
+    i_d = rest % in_d
+    plane = rest // in_d
+    n = plane // channels
+    c = plane % channels
+    d_lo, d_hi = _covering_outputs(i_d, kernel[0], stride[0], padding[0], out_d)
+    h_lo, h_hi = _covering_outputs(ih, kernel[1], stride[1], padding[1], out_h)
+    w_lo, w_hi = _covering_outputs(iw, kernel[2], stride[2], padding[2], out_w)
+    total = 0.0
+    for od in range(d_lo, d_hi):
+        div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+        for oh in range(h_lo, h_hi):
+            div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+            for ow in range(w_lo, w_hi):
+                div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                total += grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
+    grad_input[n, c, i_d, ih, iw] = total
+
+
+def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+    """grad_input[i] = sum over the windows containing i of grad_output / window size.
+
+    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    """
+    _launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding,
+                 bool(count_include_pad))
+
+
+@specialise
+def _row_mean_kernel(threads):
+    @cuda.jit(cache=True)
+    def row_mean(x, out):
+        partial = cuda.shared.array(threads, FLOAT64)
+        row = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        size = x.shape[2]
+        n = row // x.shape[1]
+        c = row % x.shape[1]
+        acc = 0.0
+        for i in range(tid, size, threads):
+            acc += x[n, c, i]
+        partial[tid] = acc
+        cuda.syncthreads()
+        tree_sum(partial, tid, threads)
+        if tid == 0:
+            out[n, c] = partial[0] / size
+
+    return row_mean
+
+
+def global_avg_pool_forward(x, out):
+    """out[n, c] = mean of x[n, c, :]. x (N, C, S) with S the flattened spatial size; out (N, C)."""
+    threads = reduce_threads(x.shape[2])
+    launch(_row_mean_kernel(threads), x.shape[0] * x.shape[1], threads, x, out)
+
+
+@cuda.jit(cache=True)
+def _global_avg_pool_backward(grad_output, grad_input):
+    i = cuda.grid(1)
+    size = grad_input.shape[1]
+    if i < grad_input.shape[0] * size:
+        grad_input[i // size, i % size] = grad_output[i // size] / size
+
+
+def global_avg_pool_backward(grad_output, grad_input):
+    """grad_input[n, c, :] = grad_output[n, c] / S. grad_output (N, C); grad_input (N, C, S), overwritten."""
+    planes = grad_input.shape[0] * grad_input.shape[1]
+    _launch_flat(_global_avg_pool_backward, grad_input.size, grad_output.reshape(-1),
+                 grad_input.reshape(planes, -1))

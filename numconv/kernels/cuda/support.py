@@ -1,0 +1,257 @@
+"""What the CUDA launchers share: grid arithmetic, the launch itself, specialisations of kernels whose shared-memory
+sizes are compile-time constants, the block-wide tree reduction, and small device utilities that the functional
+layer uses to validate and prepare device arrays without copying them to the host (fill, cast, strided copy, value
+range, first label out of range, sum).
+
+Every ``@cuda.jit`` kernel here and in the sibling modules is compiled with ``cache=True``. Kernels built by a
+factory (a closure over tile sizes and the dtype) are cached too: numba keys the cache on the closure's values.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+from numba import cuda
+
+from numconv import config
+
+#: the float64 type for shared arrays of sums (kernels name it as a module global: the simulator's stand-in for the
+#: cuda module inside a kernel has no types)
+FLOAT64 = cuda.float64
+
+def simulated() -> bool:
+    """Whether numba runs CUDA kernels in its simulator (decided when numba was first imported)."""
+    try:
+        from numba.cuda.core.config import ENABLE_CUDASIM
+    except ImportError:  # older numba-cuda releases keep the flag in numba's own config
+        from numba.core.config import ENABLE_CUDASIM
+    return bool(ENABLE_CUDASIM)
+
+
+def blocks_for(count: int, threads: int) -> int:
+    """Blocks of ``threads`` needed to give every one of ``count`` items a thread (at least one block)."""
+    return max(1, -(-int(count) // int(threads)))
+
+
+def launch(kernel, grid, block, *args) -> None:
+    """``kernel[grid, block](*args)``; under the simulator with a short thread switch interval for the launch."""
+    if not simulated():
+        kernel[grid, block](*args)
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(config.SIMULATOR_SWITCH_INTERVAL)
+    try:
+        kernel[grid, block](*args)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def specialise(factory):
+    """Memoise a kernel factory: one compiled kernel per distinct set of (hashable) constants."""
+    return functools.lru_cache(maxsize=None)(factory)
+
+
+def numba_type(dtype):
+    """The numba scalar type of a numpy dtype, for shared and local arrays."""
+    return {np.dtype(np.float32): cuda.float32, np.dtype(np.float64): cuda.float64,
+            np.dtype(np.int64): cuda.int64}[np.dtype(dtype)]
+
+
+def power_of_two_at_most(limit: int, count: int) -> int:
+    """The smallest power of two >= ``count``, capped at the power of two ``limit`` (a reduction's block size)."""
+    threads = 1
+    while threads < count and threads < limit:
+        threads *= 2
+    return threads
+
+
+def reduce_threads(count: int) -> int:
+    """Threads per block for a reduction over ``count`` terms."""
+    limit = config.REDUCE_THREADS
+    if limit < 1 or limit & (limit - 1):
+        raise ValueError(f"numconv.config.REDUCE_THREADS must be a power of two, got {limit}")
+    return power_of_two_at_most(limit, count)
+
+
+@cuda.jit(device=True)
+def tree_sum(shared, tid, threads):
+    """Sum ``shared[:threads]`` into ``shared[0]`` (``threads`` a power of two); every thread of the block calls
+    this, and ``shared[0]`` is valid for all of them on return."""
+    step = threads // 2
+    while step > 0:
+        if tid < step:
+            shared[tid] += shared[tid + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+@cuda.jit(device=True)
+def tree_max(shared, tid, threads):
+    """The largest of ``shared[:threads]`` into ``shared[0]``, like :func:`tree_sum`. A NaN is kept only where it
+    compares larger, as the CPU kernels' ``if value > top`` scans do."""
+    step = threads // 2
+    while step > 0:
+        if tid < step:
+            if shared[tid + step] > shared[tid]:
+                shared[tid] = shared[tid + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+# --- device utilities for the functional layer ----------------------------------------------------------------------
+
+
+@cuda.jit(cache=True)
+def _fill(array, value):
+    i = cuda.grid(1)
+    if i < array.shape[0]:
+        array[i] = value
+
+
+def fill(array, value) -> None:
+    """Set every element of the C-contiguous device ``array`` to ``value``."""
+    flat = array.reshape(-1)
+    threads = config.THREADS_PER_BLOCK
+    launch(_fill, blocks_for(flat.shape[0], threads), threads, flat, value)
+
+
+@cuda.jit(cache=True)
+def _cast(source, target):
+    i = cuda.grid(1)
+    if i < source.shape[0]:
+        target[i] = source[i]
+
+
+def cast(source, dtype):
+    """A C-contiguous device copy of the C-contiguous device ``source`` converted to ``dtype``."""
+    target = cuda.device_array(tuple(source.shape), dtype=dtype)
+    threads = config.THREADS_PER_BLOCK
+    launch(_cast, blocks_for(source.size, threads), threads, source.reshape(-1), target.reshape(-1))
+    return target
+
+
+@cuda.jit(cache=True)
+def _gather5(source, target):
+    i = cuda.grid(1)
+    if i < target.shape[0]:
+        s1, s2, s3, s4 = source.shape[1], source.shape[2], source.shape[3], source.shape[4]
+        e = i % s4
+        rest = i // s4
+        d = rest % s3
+        rest //= s3
+        c = rest % s2
+        rest //= s2
+        b = rest % s1
+        a = rest // s1
+        target[i] = source[a, b, c, d, e]
+
+
+def contiguous(array):
+    """A C-contiguous device copy of a strided device array of up to five dimensions, made on the device."""
+    shape = tuple(array.shape)
+    if len(shape) > 5:
+        raise ValueError(f"a non-contiguous device array must have at most 5 dimensions to be copied on the device, "
+                         f"got shape {shape}; make it contiguous first")
+    if any(stride < 0 for stride in array.strides):
+        raise ValueError(f"a device array with negative strides {tuple(array.strides)} cannot be copied on the "
+                         f"device; make it contiguous first")
+    padded = (1,) * (5 - len(shape)) + shape
+    strides = (0,) * (5 - len(shape)) + tuple(array.strides)
+    if simulated():
+        view = cuda.to_device(np.lib.stride_tricks.as_strided(array._ary, padded, strides))
+    else:
+        view = cuda.devicearray.DeviceNDArray(padded, strides, array.dtype, gpu_data=array.gpu_data)
+    target = cuda.device_array(shape, dtype=array.dtype)
+    threads = config.THREADS_PER_BLOCK
+    launch(_gather5, blocks_for(target.size, threads), threads, view, target.reshape(-1))
+    return target
+
+
+@cuda.jit(cache=True)
+def _int_range(values, result):
+    # result = [min, max], seeded by the launcher with values[0]; one atomic pair per thread after a strided scan
+    start = cuda.grid(1)
+    step = cuda.gridsize(1)
+    if start >= values.shape[0]:
+        return
+    low = values[start]
+    high = low
+    for i in range(start + step, values.shape[0], step):
+        value = values[i]
+        if value < low:
+            low = value
+        if value > high:
+            high = value
+    cuda.atomic.min(result, 0, low)
+    cuda.atomic.max(result, 1, high)
+
+
+def int_range(values) -> tuple[int, int]:
+    """(smallest, largest) of a non-empty int64 device array, as Python ints (two numbers come back)."""
+    flat = values.reshape(-1)
+    result = cuda.device_array(2, dtype=np.int64)
+    _copy_first_twice(flat, result)
+    threads = config.THREADS_PER_BLOCK
+    launch(_int_range, min(blocks_for(flat.shape[0], threads), 1024), threads, flat, result)
+    low, high = result.copy_to_host()
+    return int(low), int(high)
+
+
+@cuda.jit(cache=True)
+def _seed(values, result):
+    if cuda.grid(1) == 0:
+        result[0] = values[0]
+        result[1] = values[0]
+
+
+def _copy_first_twice(flat, result) -> None:
+    launch(_seed, 1, 1, flat, result)
+
+
+@cuda.jit(cache=True)
+def _first_outside(values, low, high, result):
+    i = cuda.grid(1)
+    if i < values.shape[0] and (values[i] < low or values[i] >= high):
+        cuda.atomic.min(result, 0, i)
+
+
+def first_outside(values, low: int, high: int) -> int:
+    """Index of the first element of the 1-d integer device array outside ``[low, high)``, or -1."""
+    size = values.shape[0]
+    result = cuda.to_device(np.array([size], dtype=np.int64))
+    threads = config.THREADS_PER_BLOCK
+    launch(_first_outside, blocks_for(size, threads), threads, values, low, high, result)
+    (index,) = result.copy_to_host()
+    return -1 if index == size else int(index)
+
+
+@specialise
+def _total_kernel(threads):
+    @cuda.jit(cache=True)
+    def total(values, result):
+        partial = cuda.shared.array(threads, FLOAT64)
+        tid = cuda.threadIdx.x
+        acc = 0.0
+        for i in range(tid, values.shape[0], threads):
+            acc += values[i]
+        partial[tid] = acc
+        cuda.syncthreads()
+        tree_sum(partial, tid, threads)
+        if tid == 0:
+            result[0] = partial[0]
+
+    return total
+
+
+def total(values) -> float:
+    """The sum of a float device array in float64, as a Python float (one block; for loss vectors)."""
+    flat = values.reshape(-1)
+    threads = reduce_threads(flat.shape[0])
+    result = cuda.device_array(1, dtype=np.float64)
+    launch(_total_kernel(threads), 1, threads, flat, result)
+    return float(result.copy_to_host()[0])
+
+
+__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "specialise", "numba_type", "reduce_threads", "tree_sum",
+           "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total"]
