@@ -432,6 +432,23 @@ CONV_CONFIGS = (
     ConvConfig(2, 2, 4, (4, 3, 3), (3, 2, 2), dilation=(1, 2, 1), padding=(1, 0, 1), groups=2),
 )
 
+#: CPU formulations that the small configurations above never reach: rows of at least 16 output positions with
+#: few output channels (where the CPU's choice of formulation is ``rows``), and a 1x1 convolution over planes
+ROWS_FORWARD_CONFIGS = (
+    ConvConfig(2, 2, 3, (18,), (3,)),
+    ConvConfig(1, 4, 4, (16,), (3,), padding=(1,), groups=2),
+    ConvConfig(2, 3, 2, (4, 4), (1, 1)),
+    ConvConfig(1, 2, 2, (2, 3, 18), (2, 2, 3), stride=(2, 1, 1), padding=(1, 0, 1)),
+)
+ROWS_GRAD_INPUT_CONFIGS = ROWS_FORWARD_CONFIGS[:3] + (
+    # two phases of 16 positions, written with stride 2
+    ConvConfig(1, 1, 2, (32,), (4,), stride=(2,), padding=(1,)),
+    ConvConfig(1, 2, 2, (3, 20), (2, 3), padding=(1, 1), dilation=(1, 2)),
+)
+#: the same through the ``lanes`` formulation, and padding wider than the kernel (the input gradient then reads a
+#: cropped output gradient)
+LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),)
+
 MAX_POOL_CONFIGS = (
     PoolConfig(2, 2, (9,), (3,), (2,), (1,)),
     # AlexNet's overlapping pooling, with ceil_mode
@@ -467,6 +484,13 @@ ENTRIES = (
     Entry("conv", "conv_forward", conv_forward_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_input", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, CONV_CONFIGS),
+    # the CPU's algorithms behind the three public convolution kernels, each forced onto configurations it serves
+    Entry("conv", "conv_forward_rows", conv_forward_case, ROWS_FORWARD_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_rows", conv_grad_input_case, ROWS_GRAD_INPUT_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_lanes", conv_forward_case, LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
+          (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),
     Entry("dense", "bias_grad", bias_grad_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),
     Entry("pool", "max_pool_forward", max_pool_forward_case, MAX_POOL_CONFIGS),
     Entry("pool", "max_pool_backward", max_pool_backward_case, MAX_POOL_CONFIGS),
