@@ -150,6 +150,21 @@ def test_linear_output_shape_rejects_wrong_features():
         Linear(6, 3).output_shape((2, 5))
 
 
+@pytest.mark.xfail(strict=True, reason="output_shape of convolution and pooling layers does not check the input's "
+                                       "channels or rank, so it answers for inputs the forward rejects")
+@pytest.mark.parametrize("layer,shape", [
+    (Conv2d(3, 4, 3), (1, 5, 10, 10)),
+    (Conv1d(4, 4, 3, groups=2), (1, 2, 10)),
+    (MaxPool2d(2), (1, 1, 8)),
+    (AvgPool1d(2), (1, 1, 8, 8)),
+], ids=["conv2d-channels", "conv1d-grouped-channels", "maxpool2d-rank", "avgpool1d-rank"])
+def test_output_shape_rejects_inputs_the_forward_rejects(layer, shape):
+    with pytest.raises(ValueError):
+        layer.forward(np.zeros(shape, dtype=np.float32))
+    with pytest.raises(ValueError):
+        layer.output_shape(shape)
+
+
 def test_relu_layer_matches_functional(rng):
     x = rng.standard_normal((3, 4, 5))
     g = rng.standard_normal(x.shape)
