@@ -202,6 +202,19 @@ def _check_dtype(dtype):
     return dtype
 
 
+def _check_input_shape(input_shape, ndim: int, layer: str) -> None:
+    if len(input_shape) != ndim + 2:
+        raise ValueError(f"{layer} takes inputs with {ndim + 2} dimensions, got shape {tuple(input_shape)}")
+
+
+def _check_pool_window(ndim, kernel_size, stride, padding, dilation, ceil_mode) -> None:
+    """Validate a pooling window now, on the smallest input it fits, rather than at the first forward."""
+    kernel = geometry.as_tuple(kernel_size, ndim, "kernel_size")
+    dilations = geometry.as_tuple(dilation, ndim, "dilation")
+    extent = tuple(max(d * (k - 1) + 1, 1) for k, d in zip(kernel, dilations))
+    geometry.pool_geometry(extent, kernel_size, stride, padding, dilation, ceil_mode)
+
+
 class _ConvNd(Module):
     _parameter_names = ("weight", "bias")
     _ndim = 0
@@ -244,6 +257,10 @@ class _ConvNd(Module):
         return grad_input
 
     def output_shape(self, input_shape):
+        _check_input_shape(input_shape, self._ndim, type(self).__name__)
+        if input_shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, ...) got an input "
+                             f"with {input_shape[1]} channels (shape {tuple(input_shape)})")
         geo = geometry.conv_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation)
         return (input_shape[0], self.out_channels) + geo.output_shape
 
@@ -281,6 +298,7 @@ class _MaxPoolNd(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
+        _check_pool_window(self._ndim, kernel_size, stride, padding, dilation, ceil_mode)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
         self._input = self._indices = None
@@ -300,6 +318,7 @@ class _MaxPoolNd(Module):
         return grad_input
 
     def output_shape(self, input_shape):
+        _check_input_shape(input_shape, self._ndim, type(self).__name__)
         geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
                                      self.ceil_mode)
         return tuple(input_shape[:2]) + geo.output_shape
@@ -325,6 +344,9 @@ class _AvgPoolNd(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
+        _check_pool_window(self._ndim, kernel_size, stride, padding, 1, ceil_mode)
+        if not isinstance(count_include_pad, (bool, np.bool_)):
+            raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self._input = None
@@ -342,6 +364,7 @@ class _AvgPoolNd(Module):
         return grad_input
 
     def output_shape(self, input_shape):
+        _check_input_shape(input_shape, self._ndim, type(self).__name__)
         geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
         return tuple(input_shape[:2]) + geo.output_shape
 
@@ -465,6 +488,9 @@ class LocalResponseNorm(Module):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
         self.size = _check_positive_int(size, "size")
+        for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise TypeError(f"{name} must be a finite real number, got {value!r}")
         self.alpha, self.beta, self.k = alpha, beta, k
         self._input = None
 

@@ -51,7 +51,8 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, rng=None, dtype=np.fl
     fully-connected layers to 1, the rest to 0 (section 5); otherwise He initialisation.
     """
     rng = _generator(rng)
-    lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    # the paper's alpha = 1e-4 multiplies the plain sum of squares; PyTorch's formula divides alpha by size
+    lrn = dict(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
     features = Sequential(
         Conv2d(in_channels, 96, 11, stride=4, rng=rng, dtype=dtype), ReLU(), LocalResponseNorm(**lrn),
         MaxPool2d(3, stride=2),

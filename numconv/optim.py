@@ -34,6 +34,12 @@ class SGD:
             pairs = [tuple(pair) for pair in params]
         if not pairs:
             raise ValueError("SGD got no parameters to optimise")
+        for index, (param, grad) in enumerate(pairs):
+            # updates go through flat views: a strided parameter would be updated in a copy and the step lost
+            if isinstance(param, np.ndarray) and not (param.flags.c_contiguous and param.flags.writeable):
+                raise ValueError(f"parameter {index} (shape {param.shape}) must be C-contiguous and writeable")
+            if param.shape != grad.shape:
+                raise ValueError(f"parameter {index} has shape {param.shape} but its gradient {grad.shape}")
         self.lr = _real(lr, "lr")
         self.momentum = _real(momentum, "momentum")
         self.weight_decay = _real(weight_decay, "weight_decay")

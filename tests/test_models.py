@@ -102,8 +102,6 @@ def test_summary_lists_every_alexnet_layer(alexnet_paper):
     assert stream.getvalue() == text + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="summary relies on output_shape, which does not check a convolution's input "
-                                       "channels: it prints a table for an input the model cannot take")
 def test_summary_rejects_an_input_the_model_cannot_take():
     with pytest.raises(ValueError):
         models.lenet5(rng=0).forward(np.zeros((1, 3, 28, 28), dtype=np.float32))
@@ -146,8 +144,6 @@ def test_alexnet_two_gpu_split_and_layer_settings(alexnet_paper):
     assert len(dropouts) == 2 and all(d.p == 0.5 for d in dropouts)
 
 
-@pytest.mark.xfail(strict=True, reason="alexnet's LRN uses alpha=1e-4 in PyTorch's formula, which divides alpha by "
-                                       "size: that is the paper's alpha of 2e-5; the paper's 1e-4 needs 5e-4 here")
 def test_alexnet_local_response_norm_is_the_papers(alexnet_paper, rng):
     # section 3.3: b = a / (k + alpha * sum of a^2 over n = 5 neighbouring maps) ** beta, k=2, alpha=1e-4, beta=0.75
     a = np.abs(rng.standard_normal((1, 96, 3, 3))) * 40
