@@ -445,6 +445,23 @@ ROWS_GRAD_INPUT_CONFIGS = ROWS_FORWARD_CONFIGS[:3] + (
     ConvConfig(1, 1, 2, (32,), (4,), stride=(2,), padding=(1,)),
     ConvConfig(1, 2, 2, (3, 20), (2, 3), padding=(1, 1), dilation=(1, 2)),
 )
+#: rows of at least 64 output positions, 4 output channels per task (the ``wide`` formulation); for the input
+#: gradient, rows of the input
+WIDE_CONFIGS = (
+    ConvConfig(1, 2, 3, (66,), (3,)),
+    ConvConfig(1, 2, 2, (64,), (3,), padding=(2,), dilation=(2,), groups=2),
+    ConvConfig(1, 3, 2, (8, 8), (1, 1)),
+)
+#: the input gradient as one sub-pixel convolution: strided, rows of at least 16 (64 for ``wide``) positions
+#: per phase, an input that is not a multiple of the stride (the output is cropped), groups, every phase with taps
+#: (k > s) and some without (k < s)
+SUBPIXEL_CONFIGS = (
+    ConvConfig(1, 1, 2, (66,), (5,), stride=(4,)),
+    ConvConfig(1, 2, 2, (64,), (3,), stride=(2,), padding=(1,), groups=2),
+    ConvConfig(1, 1, 2, (5, 34), (3, 3), stride=(2, 2), padding=(1, 1)),
+    ConvConfig(1, 1, 2, (256,), (6,), stride=(4,)),
+    ConvConfig(1, 1, 1, (96,), (2,), stride=(3,), dilation=(2,)),
+)
 #: the same through the ``lanes`` formulation, and padding wider than the kernel (the input gradient then reads a
 #: cropped output gradient)
 LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),)
@@ -487,6 +504,9 @@ ENTRIES = (
     # the CPU's algorithms behind the three public convolution kernels, each forced onto configurations it serves
     Entry("conv", "conv_forward_rows", conv_forward_case, ROWS_FORWARD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_rows", conv_grad_input_case, ROWS_GRAD_INPUT_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_wide", conv_forward_case, WIDE_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_wide", conv_grad_input_case, WIDE_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_subpixel", conv_grad_input_case, SUBPIXEL_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_lanes", conv_forward_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,

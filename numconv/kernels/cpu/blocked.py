@@ -157,3 +157,184 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
             at = ocol[j0 + j] + o_base
             for k in range(n_lanes):
                 out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """64 lanes x 4 columns per task; see codegen.py."""
+    blocks = vb.shape[0]
+    columns = xc.shape[0]
+    strips = (columns + 3) // 4
+    for task in prange(blocks * strips):
+        b = task // strips
+        j0 = (task - b * strips) * 4
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        c1 = min(j0 + 1, last)
+        x1 = xc[c1] + x_base
+        c2 = min(j0 + 2, last)
+        x2 = xc[c2] + x_base
+        c3 = min(j0 + 3, last)
+        x3 = xc[c3] + x_base
+        lane0 = np.uint64(b * 64)
+        i0 = init_lane[lane0 + np.uint64(0)]
+        i1 = init_lane[lane0 + np.uint64(1)]
+        i2 = init_lane[lane0 + np.uint64(2)]
+        i3 = init_lane[lane0 + np.uint64(3)]
+        i4 = init_lane[lane0 + np.uint64(4)]
+        i5 = init_lane[lane0 + np.uint64(5)]
+        i6 = init_lane[lane0 + np.uint64(6)]
+        i7 = init_lane[lane0 + np.uint64(7)]
+        i8 = init_lane[lane0 + np.uint64(8)]
+        i9 = init_lane[lane0 + np.uint64(9)]
+        i10 = init_lane[lane0 + np.uint64(10)]
+        i11 = init_lane[lane0 + np.uint64(11)]
+        i12 = init_lane[lane0 + np.uint64(12)]
+        i13 = init_lane[lane0 + np.uint64(13)]
+        i14 = init_lane[lane0 + np.uint64(14)]
+        i15 = init_lane[lane0 + np.uint64(15)]
+        i16 = init_lane[lane0 + np.uint64(16)]
+        i17 = init_lane[lane0 + np.uint64(17)]
+        i18 = init_lane[lane0 + np.uint64(18)]
+        i19 = init_lane[lane0 + np.uint64(19)]
+        i20 = init_lane[lane0 + np.uint64(20)]
+        i21 = init_lane[lane0 + np.uint64(21)]
+        i22 = init_lane[lane0 + np.uint64(22)]
+        i23 = init_lane[lane0 + np.uint64(23)]
+        i24 = init_lane[lane0 + np.uint64(24)]
+        i25 = init_lane[lane0 + np.uint64(25)]
+        i26 = init_lane[lane0 + np.uint64(26)]
+        i27 = init_lane[lane0 + np.uint64(27)]
+        i28 = init_lane[lane0 + np.uint64(28)]
+        i29 = init_lane[lane0 + np.uint64(29)]
+        i30 = init_lane[lane0 + np.uint64(30)]
+        i31 = init_lane[lane0 + np.uint64(31)]
+        i32 = init_lane[lane0 + np.uint64(32)]
+        i33 = init_lane[lane0 + np.uint64(33)]
+        i34 = init_lane[lane0 + np.uint64(34)]
+        i35 = init_lane[lane0 + np.uint64(35)]
+        i36 = init_lane[lane0 + np.uint64(36)]
+        i37 = init_lane[lane0 + np.uint64(37)]
+        i38 = init_lane[lane0 + np.uint64(38)]
+        i39 = init_lane[lane0 + np.uint64(39)]
+        i40 = init_lane[lane0 + np.uint64(40)]
+        i41 = init_lane[lane0 + np.uint64(41)]
+        i42 = init_lane[lane0 + np.uint64(42)]
+        i43 = init_lane[lane0 + np.uint64(43)]
+        i44 = init_lane[lane0 + np.uint64(44)]
+        i45 = init_lane[lane0 + np.uint64(45)]
+        i46 = init_lane[lane0 + np.uint64(46)]
+        i47 = init_lane[lane0 + np.uint64(47)]
+        i48 = init_lane[lane0 + np.uint64(48)]
+        i49 = init_lane[lane0 + np.uint64(49)]
+        i50 = init_lane[lane0 + np.uint64(50)]
+        i51 = init_lane[lane0 + np.uint64(51)]
+        i52 = init_lane[lane0 + np.uint64(52)]
+        i53 = init_lane[lane0 + np.uint64(53)]
+        i54 = init_lane[lane0 + np.uint64(54)]
+        i55 = init_lane[lane0 + np.uint64(55)]
+        i56 = init_lane[lane0 + np.uint64(56)]
+        i57 = init_lane[lane0 + np.uint64(57)]
+        i58 = init_lane[lane0 + np.uint64(58)]
+        i59 = init_lane[lane0 + np.uint64(59)]
+        i60 = init_lane[lane0 + np.uint64(60)]
+        i61 = init_lane[lane0 + np.uint64(61)]
+        i62 = init_lane[lane0 + np.uint64(62)]
+        i63 = init_lane[lane0 + np.uint64(63)]
+        e = init_col[c0]
+        a0_0 = i0 + e; a0_1 = i1 + e; a0_2 = i2 + e; a0_3 = i3 + e; a0_4 = i4 + e; a0_5 = i5 + e; a0_6 = i6 + e; a0_7 = i7 + e; a0_8 = i8 + e; a0_9 = i9 + e; a0_10 = i10 + e; a0_11 = i11 + e; a0_12 = i12 + e; a0_13 = i13 + e; a0_14 = i14 + e; a0_15 = i15 + e; a0_16 = i16 + e; a0_17 = i17 + e; a0_18 = i18 + e; a0_19 = i19 + e; a0_20 = i20 + e; a0_21 = i21 + e; a0_22 = i22 + e; a0_23 = i23 + e; a0_24 = i24 + e; a0_25 = i25 + e; a0_26 = i26 + e; a0_27 = i27 + e; a0_28 = i28 + e; a0_29 = i29 + e; a0_30 = i30 + e; a0_31 = i31 + e; a0_32 = i32 + e; a0_33 = i33 + e; a0_34 = i34 + e; a0_35 = i35 + e; a0_36 = i36 + e; a0_37 = i37 + e; a0_38 = i38 + e; a0_39 = i39 + e; a0_40 = i40 + e; a0_41 = i41 + e; a0_42 = i42 + e; a0_43 = i43 + e; a0_44 = i44 + e; a0_45 = i45 + e; a0_46 = i46 + e; a0_47 = i47 + e; a0_48 = i48 + e; a0_49 = i49 + e; a0_50 = i50 + e; a0_51 = i51 + e; a0_52 = i52 + e; a0_53 = i53 + e; a0_54 = i54 + e; a0_55 = i55 + e; a0_56 = i56 + e; a0_57 = i57 + e; a0_58 = i58 + e; a0_59 = i59 + e; a0_60 = i60 + e; a0_61 = i61 + e; a0_62 = i62 + e; a0_63 = i63 + e
+        e = init_col[c1]
+        a1_0 = i0 + e; a1_1 = i1 + e; a1_2 = i2 + e; a1_3 = i3 + e; a1_4 = i4 + e; a1_5 = i5 + e; a1_6 = i6 + e; a1_7 = i7 + e; a1_8 = i8 + e; a1_9 = i9 + e; a1_10 = i10 + e; a1_11 = i11 + e; a1_12 = i12 + e; a1_13 = i13 + e; a1_14 = i14 + e; a1_15 = i15 + e; a1_16 = i16 + e; a1_17 = i17 + e; a1_18 = i18 + e; a1_19 = i19 + e; a1_20 = i20 + e; a1_21 = i21 + e; a1_22 = i22 + e; a1_23 = i23 + e; a1_24 = i24 + e; a1_25 = i25 + e; a1_26 = i26 + e; a1_27 = i27 + e; a1_28 = i28 + e; a1_29 = i29 + e; a1_30 = i30 + e; a1_31 = i31 + e; a1_32 = i32 + e; a1_33 = i33 + e; a1_34 = i34 + e; a1_35 = i35 + e; a1_36 = i36 + e; a1_37 = i37 + e; a1_38 = i38 + e; a1_39 = i39 + e; a1_40 = i40 + e; a1_41 = i41 + e; a1_42 = i42 + e; a1_43 = i43 + e; a1_44 = i44 + e; a1_45 = i45 + e; a1_46 = i46 + e; a1_47 = i47 + e; a1_48 = i48 + e; a1_49 = i49 + e; a1_50 = i50 + e; a1_51 = i51 + e; a1_52 = i52 + e; a1_53 = i53 + e; a1_54 = i54 + e; a1_55 = i55 + e; a1_56 = i56 + e; a1_57 = i57 + e; a1_58 = i58 + e; a1_59 = i59 + e; a1_60 = i60 + e; a1_61 = i61 + e; a1_62 = i62 + e; a1_63 = i63 + e
+        e = init_col[c2]
+        a2_0 = i0 + e; a2_1 = i1 + e; a2_2 = i2 + e; a2_3 = i3 + e; a2_4 = i4 + e; a2_5 = i5 + e; a2_6 = i6 + e; a2_7 = i7 + e; a2_8 = i8 + e; a2_9 = i9 + e; a2_10 = i10 + e; a2_11 = i11 + e; a2_12 = i12 + e; a2_13 = i13 + e; a2_14 = i14 + e; a2_15 = i15 + e; a2_16 = i16 + e; a2_17 = i17 + e; a2_18 = i18 + e; a2_19 = i19 + e; a2_20 = i20 + e; a2_21 = i21 + e; a2_22 = i22 + e; a2_23 = i23 + e; a2_24 = i24 + e; a2_25 = i25 + e; a2_26 = i26 + e; a2_27 = i27 + e; a2_28 = i28 + e; a2_29 = i29 + e; a2_30 = i30 + e; a2_31 = i31 + e; a2_32 = i32 + e; a2_33 = i33 + e; a2_34 = i34 + e; a2_35 = i35 + e; a2_36 = i36 + e; a2_37 = i37 + e; a2_38 = i38 + e; a2_39 = i39 + e; a2_40 = i40 + e; a2_41 = i41 + e; a2_42 = i42 + e; a2_43 = i43 + e; a2_44 = i44 + e; a2_45 = i45 + e; a2_46 = i46 + e; a2_47 = i47 + e; a2_48 = i48 + e; a2_49 = i49 + e; a2_50 = i50 + e; a2_51 = i51 + e; a2_52 = i52 + e; a2_53 = i53 + e; a2_54 = i54 + e; a2_55 = i55 + e; a2_56 = i56 + e; a2_57 = i57 + e; a2_58 = i58 + e; a2_59 = i59 + e; a2_60 = i60 + e; a2_61 = i61 + e; a2_62 = i62 + e; a2_63 = i63 + e
+        e = init_col[c3]
+        a3_0 = i0 + e; a3_1 = i1 + e; a3_2 = i2 + e; a3_3 = i3 + e; a3_4 = i4 + e; a3_5 = i5 + e; a3_6 = i6 + e; a3_7 = i7 + e; a3_8 = i8 + e; a3_9 = i9 + e; a3_10 = i10 + e; a3_11 = i11 + e; a3_12 = i12 + e; a3_13 = i13 + e; a3_14 = i14 + e; a3_15 = i15 + e; a3_16 = i16 + e; a3_17 = i17 + e; a3_18 = i18 + e; a3_19 = i19 + e; a3_20 = i20 + e; a3_21 = i21 + e; a3_22 = i22 + e; a3_23 = i23 + e; a3_24 = i24 + e; a3_25 = i25 + e; a3_26 = i26 + e; a3_27 = i27 + e; a3_28 = i28 + e; a3_29 = i29 + e; a3_30 = i30 + e; a3_31 = i31 + e; a3_32 = i32 + e; a3_33 = i33 + e; a3_34 = i34 + e; a3_35 = i35 + e; a3_36 = i36 + e; a3_37 = i37 + e; a3_38 = i38 + e; a3_39 = i39 + e; a3_40 = i40 + e; a3_41 = i41 + e; a3_42 = i42 + e; a3_43 = i43 + e; a3_44 = i44 + e; a3_45 = i45 + e; a3_46 = i46 + e; a3_47 = i47 + e; a3_48 = i48 + e; a3_49 = i49 + e; a3_50 = i50 + e; a3_51 = i51 + e; a3_52 = i52 + e; a3_53 = i53 + e; a3_54 = i54 + e; a3_55 = i55 + e; a3_56 = i56 + e; a3_57 = i57 + e; a3_58 = i58 + e; a3_59 = i59 + e; a3_60 = i60 + e; a3_61 = i61 + e; a3_62 = i62 + e; a3_63 = i63 + e
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w0 = V[v_at + np.uint64(0)]
+            w1 = V[v_at + np.uint64(1)]
+            w2 = V[v_at + np.uint64(2)]
+            w3 = V[v_at + np.uint64(3)]
+            w4 = V[v_at + np.uint64(4)]
+            w5 = V[v_at + np.uint64(5)]
+            w6 = V[v_at + np.uint64(6)]
+            w7 = V[v_at + np.uint64(7)]
+            w8 = V[v_at + np.uint64(8)]
+            w9 = V[v_at + np.uint64(9)]
+            w10 = V[v_at + np.uint64(10)]
+            w11 = V[v_at + np.uint64(11)]
+            w12 = V[v_at + np.uint64(12)]
+            w13 = V[v_at + np.uint64(13)]
+            w14 = V[v_at + np.uint64(14)]
+            w15 = V[v_at + np.uint64(15)]
+            w16 = V[v_at + np.uint64(16)]
+            w17 = V[v_at + np.uint64(17)]
+            w18 = V[v_at + np.uint64(18)]
+            w19 = V[v_at + np.uint64(19)]
+            w20 = V[v_at + np.uint64(20)]
+            w21 = V[v_at + np.uint64(21)]
+            w22 = V[v_at + np.uint64(22)]
+            w23 = V[v_at + np.uint64(23)]
+            w24 = V[v_at + np.uint64(24)]
+            w25 = V[v_at + np.uint64(25)]
+            w26 = V[v_at + np.uint64(26)]
+            w27 = V[v_at + np.uint64(27)]
+            w28 = V[v_at + np.uint64(28)]
+            w29 = V[v_at + np.uint64(29)]
+            w30 = V[v_at + np.uint64(30)]
+            w31 = V[v_at + np.uint64(31)]
+            w32 = V[v_at + np.uint64(32)]
+            w33 = V[v_at + np.uint64(33)]
+            w34 = V[v_at + np.uint64(34)]
+            w35 = V[v_at + np.uint64(35)]
+            w36 = V[v_at + np.uint64(36)]
+            w37 = V[v_at + np.uint64(37)]
+            w38 = V[v_at + np.uint64(38)]
+            w39 = V[v_at + np.uint64(39)]
+            w40 = V[v_at + np.uint64(40)]
+            w41 = V[v_at + np.uint64(41)]
+            w42 = V[v_at + np.uint64(42)]
+            w43 = V[v_at + np.uint64(43)]
+            w44 = V[v_at + np.uint64(44)]
+            w45 = V[v_at + np.uint64(45)]
+            w46 = V[v_at + np.uint64(46)]
+            w47 = V[v_at + np.uint64(47)]
+            w48 = V[v_at + np.uint64(48)]
+            w49 = V[v_at + np.uint64(49)]
+            w50 = V[v_at + np.uint64(50)]
+            w51 = V[v_at + np.uint64(51)]
+            w52 = V[v_at + np.uint64(52)]
+            w53 = V[v_at + np.uint64(53)]
+            w54 = V[v_at + np.uint64(54)]
+            w55 = V[v_at + np.uint64(55)]
+            w56 = V[v_at + np.uint64(56)]
+            w57 = V[v_at + np.uint64(57)]
+            w58 = V[v_at + np.uint64(58)]
+            w59 = V[v_at + np.uint64(59)]
+            w60 = V[v_at + np.uint64(60)]
+            w61 = V[v_at + np.uint64(61)]
+            w62 = V[v_at + np.uint64(62)]
+            w63 = V[v_at + np.uint64(63)]
+            s = X[x0 + x_at]
+            a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s; a0_16 += w16 * s; a0_17 += w17 * s; a0_18 += w18 * s; a0_19 += w19 * s; a0_20 += w20 * s; a0_21 += w21 * s; a0_22 += w22 * s; a0_23 += w23 * s; a0_24 += w24 * s; a0_25 += w25 * s; a0_26 += w26 * s; a0_27 += w27 * s; a0_28 += w28 * s; a0_29 += w29 * s; a0_30 += w30 * s; a0_31 += w31 * s; a0_32 += w32 * s; a0_33 += w33 * s; a0_34 += w34 * s; a0_35 += w35 * s; a0_36 += w36 * s; a0_37 += w37 * s; a0_38 += w38 * s; a0_39 += w39 * s; a0_40 += w40 * s; a0_41 += w41 * s; a0_42 += w42 * s; a0_43 += w43 * s; a0_44 += w44 * s; a0_45 += w45 * s; a0_46 += w46 * s; a0_47 += w47 * s; a0_48 += w48 * s; a0_49 += w49 * s; a0_50 += w50 * s; a0_51 += w51 * s; a0_52 += w52 * s; a0_53 += w53 * s; a0_54 += w54 * s; a0_55 += w55 * s; a0_56 += w56 * s; a0_57 += w57 * s; a0_58 += w58 * s; a0_59 += w59 * s; a0_60 += w60 * s; a0_61 += w61 * s; a0_62 += w62 * s; a0_63 += w63 * s
+            s = X[x1 + x_at]
+            a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s; a1_16 += w16 * s; a1_17 += w17 * s; a1_18 += w18 * s; a1_19 += w19 * s; a1_20 += w20 * s; a1_21 += w21 * s; a1_22 += w22 * s; a1_23 += w23 * s; a1_24 += w24 * s; a1_25 += w25 * s; a1_26 += w26 * s; a1_27 += w27 * s; a1_28 += w28 * s; a1_29 += w29 * s; a1_30 += w30 * s; a1_31 += w31 * s; a1_32 += w32 * s; a1_33 += w33 * s; a1_34 += w34 * s; a1_35 += w35 * s; a1_36 += w36 * s; a1_37 += w37 * s; a1_38 += w38 * s; a1_39 += w39 * s; a1_40 += w40 * s; a1_41 += w41 * s; a1_42 += w42 * s; a1_43 += w43 * s; a1_44 += w44 * s; a1_45 += w45 * s; a1_46 += w46 * s; a1_47 += w47 * s; a1_48 += w48 * s; a1_49 += w49 * s; a1_50 += w50 * s; a1_51 += w51 * s; a1_52 += w52 * s; a1_53 += w53 * s; a1_54 += w54 * s; a1_55 += w55 * s; a1_56 += w56 * s; a1_57 += w57 * s; a1_58 += w58 * s; a1_59 += w59 * s; a1_60 += w60 * s; a1_61 += w61 * s; a1_62 += w62 * s; a1_63 += w63 * s
+            s = X[x2 + x_at]
+            a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s; a2_16 += w16 * s; a2_17 += w17 * s; a2_18 += w18 * s; a2_19 += w19 * s; a2_20 += w20 * s; a2_21 += w21 * s; a2_22 += w22 * s; a2_23 += w23 * s; a2_24 += w24 * s; a2_25 += w25 * s; a2_26 += w26 * s; a2_27 += w27 * s; a2_28 += w28 * s; a2_29 += w29 * s; a2_30 += w30 * s; a2_31 += w31 * s; a2_32 += w32 * s; a2_33 += w33 * s; a2_34 += w34 * s; a2_35 += w35 * s; a2_36 += w36 * s; a2_37 += w37 * s; a2_38 += w38 * s; a2_39 += w39 * s; a2_40 += w40 * s; a2_41 += w41 * s; a2_42 += w42 * s; a2_43 += w43 * s; a2_44 += w44 * s; a2_45 += w45 * s; a2_46 += w46 * s; a2_47 += w47 * s; a2_48 += w48 * s; a2_49 += w49 * s; a2_50 += w50 * s; a2_51 += w51 * s; a2_52 += w52 * s; a2_53 += w53 * s; a2_54 += w54 * s; a2_55 += w55 * s; a2_56 += w56 * s; a2_57 += w57 * s; a2_58 += w58 * s; a2_59 += w59 * s; a2_60 += w60 * s; a2_61 += w61 * s; a2_62 += w62 * s; a2_63 += w63 * s
+            s = X[x3 + x_at]
+            a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s; a3_16 += w16 * s; a3_17 += w17 * s; a3_18 += w18 * s; a3_19 += w19 * s; a3_20 += w20 * s; a3_21 += w21 * s; a3_22 += w22 * s; a3_23 += w23 * s; a3_24 += w24 * s; a3_25 += w25 * s; a3_26 += w26 * s; a3_27 += w27 * s; a3_28 += w28 * s; a3_29 += w29 * s; a3_30 += w30 * s; a3_31 += w31 * s; a3_32 += w32 * s; a3_33 += w33 * s; a3_34 += w34 * s; a3_35 += w35 * s; a3_36 += w36 * s; a3_37 += w37 * s; a3_38 += w38 * s; a3_39 += w39 * s; a3_40 += w40 * s; a3_41 += w41 * s; a3_42 += w42 * s; a3_43 += w43 * s; a3_44 += w44 * s; a3_45 += w45 * s; a3_46 += w46 * s; a3_47 += w47 * s; a3_48 += w48 * s; a3_49 += w49 * s; a3_50 += w50 * s; a3_51 += w51 * s; a3_52 += w52 * s; a3_53 += w53 * s; a3_54 += w54 * s; a3_55 += w55 * s; a3_56 += w56 * s; a3_57 += w57 * s; a3_58 += w58 * s; a3_59 += w59 * s; a3_60 += w60 * s; a3_61 += w61 * s; a3_62 += w62 * s; a3_63 += w63 * s
+        tile = np.empty(256, out.dtype)
+        tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31; tile[32] = a0_32; tile[33] = a0_33; tile[34] = a0_34; tile[35] = a0_35; tile[36] = a0_36; tile[37] = a0_37; tile[38] = a0_38; tile[39] = a0_39; tile[40] = a0_40; tile[41] = a0_41; tile[42] = a0_42; tile[43] = a0_43; tile[44] = a0_44; tile[45] = a0_45; tile[46] = a0_46; tile[47] = a0_47; tile[48] = a0_48; tile[49] = a0_49; tile[50] = a0_50; tile[51] = a0_51; tile[52] = a0_52; tile[53] = a0_53; tile[54] = a0_54; tile[55] = a0_55; tile[56] = a0_56; tile[57] = a0_57; tile[58] = a0_58; tile[59] = a0_59; tile[60] = a0_60; tile[61] = a0_61; tile[62] = a0_62; tile[63] = a0_63
+        tile[64] = a1_0; tile[65] = a1_1; tile[66] = a1_2; tile[67] = a1_3; tile[68] = a1_4; tile[69] = a1_5; tile[70] = a1_6; tile[71] = a1_7; tile[72] = a1_8; tile[73] = a1_9; tile[74] = a1_10; tile[75] = a1_11; tile[76] = a1_12; tile[77] = a1_13; tile[78] = a1_14; tile[79] = a1_15; tile[80] = a1_16; tile[81] = a1_17; tile[82] = a1_18; tile[83] = a1_19; tile[84] = a1_20; tile[85] = a1_21; tile[86] = a1_22; tile[87] = a1_23; tile[88] = a1_24; tile[89] = a1_25; tile[90] = a1_26; tile[91] = a1_27; tile[92] = a1_28; tile[93] = a1_29; tile[94] = a1_30; tile[95] = a1_31; tile[96] = a1_32; tile[97] = a1_33; tile[98] = a1_34; tile[99] = a1_35; tile[100] = a1_36; tile[101] = a1_37; tile[102] = a1_38; tile[103] = a1_39; tile[104] = a1_40; tile[105] = a1_41; tile[106] = a1_42; tile[107] = a1_43; tile[108] = a1_44; tile[109] = a1_45; tile[110] = a1_46; tile[111] = a1_47; tile[112] = a1_48; tile[113] = a1_49; tile[114] = a1_50; tile[115] = a1_51; tile[116] = a1_52; tile[117] = a1_53; tile[118] = a1_54; tile[119] = a1_55; tile[120] = a1_56; tile[121] = a1_57; tile[122] = a1_58; tile[123] = a1_59; tile[124] = a1_60; tile[125] = a1_61; tile[126] = a1_62; tile[127] = a1_63
+        tile[128] = a2_0; tile[129] = a2_1; tile[130] = a2_2; tile[131] = a2_3; tile[132] = a2_4; tile[133] = a2_5; tile[134] = a2_6; tile[135] = a2_7; tile[136] = a2_8; tile[137] = a2_9; tile[138] = a2_10; tile[139] = a2_11; tile[140] = a2_12; tile[141] = a2_13; tile[142] = a2_14; tile[143] = a2_15; tile[144] = a2_16; tile[145] = a2_17; tile[146] = a2_18; tile[147] = a2_19; tile[148] = a2_20; tile[149] = a2_21; tile[150] = a2_22; tile[151] = a2_23; tile[152] = a2_24; tile[153] = a2_25; tile[154] = a2_26; tile[155] = a2_27; tile[156] = a2_28; tile[157] = a2_29; tile[158] = a2_30; tile[159] = a2_31; tile[160] = a2_32; tile[161] = a2_33; tile[162] = a2_34; tile[163] = a2_35; tile[164] = a2_36; tile[165] = a2_37; tile[166] = a2_38; tile[167] = a2_39; tile[168] = a2_40; tile[169] = a2_41; tile[170] = a2_42; tile[171] = a2_43; tile[172] = a2_44; tile[173] = a2_45; tile[174] = a2_46; tile[175] = a2_47; tile[176] = a2_48; tile[177] = a2_49; tile[178] = a2_50; tile[179] = a2_51; tile[180] = a2_52; tile[181] = a2_53; tile[182] = a2_54; tile[183] = a2_55; tile[184] = a2_56; tile[185] = a2_57; tile[186] = a2_58; tile[187] = a2_59; tile[188] = a2_60; tile[189] = a2_61; tile[190] = a2_62; tile[191] = a2_63
+        tile[192] = a3_0; tile[193] = a3_1; tile[194] = a3_2; tile[195] = a3_3; tile[196] = a3_4; tile[197] = a3_5; tile[198] = a3_6; tile[199] = a3_7; tile[200] = a3_8; tile[201] = a3_9; tile[202] = a3_10; tile[203] = a3_11; tile[204] = a3_12; tile[205] = a3_13; tile[206] = a3_14; tile[207] = a3_15; tile[208] = a3_16; tile[209] = a3_17; tile[210] = a3_18; tile[211] = a3_19; tile[212] = a3_20; tile[213] = a3_21; tile[214] = a3_22; tile[215] = a3_23; tile[216] = a3_24; tile[217] = a3_25; tile[218] = a3_26; tile[219] = a3_27; tile[220] = a3_28; tile[221] = a3_29; tile[222] = a3_30; tile[223] = a3_31; tile[224] = a3_32; tile[225] = a3_33; tile[226] = a3_34; tile[227] = a3_35; tile[228] = a3_36; tile[229] = a3_37; tile[230] = a3_38; tile[231] = a3_39; tile[232] = a3_40; tile[233] = a3_41; tile[234] = a3_42; tile[235] = a3_43; tile[236] = a3_44; tile[237] = a3_45; tile[238] = a3_46; tile[239] = a3_47; tile[240] = a3_48; tile[241] = a3_49; tile[242] = a3_50; tile[243] = a3_51; tile[244] = a3_52; tile[245] = a3_53; tile[246] = a3_54; tile[247] = a3_55; tile[248] = a3_56; tile[249] = a3_57; tile[250] = a3_58; tile[251] = a3_59; tile[252] = a3_60; tile[253] = a3_61; tile[254] = a3_62; tile[255] = a3_63
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        for j in range(min(4, columns - j0)):
+            at = ocol[j0 + j] + o_base
+            for k in range(n_lanes):
+                out[at + np.uint64(k) * ostride] = tile[j * 64 + k]

@@ -37,9 +37,6 @@ from numba import njit, prange
 from numconv.kernels.cpu import blocked, tuning
 
 _U = np.uint64
-_LANES = tuning.LANES
-_COLUMNS = tuning.COLUMNS
-_FMA = blocked._fma_16x14
 
 
 @contextmanager
@@ -58,9 +55,9 @@ def _vectorizer_settings():
         numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
 
 
-def _fma(*args) -> None:
+def _fma(kernel, *args) -> None:
     with _vectorizer_settings():
-        _FMA(*args)
+        kernel(*args)
 
 
 # --- data movement ------------------------------------------------------------------------------------------------
@@ -160,7 +157,10 @@ class _Layout:
     (N, out_channels, *out_shape).
 
     Output position q (per axis, ``positions`` of them) reads padded index ``origin + stride * q + dilation * tap``
-    and is written at ``out_offset + out_step * q`` (strided for the phases of an input gradient).
+    and is written at ``out_offset + out_step * q`` (strided for the phases of an input gradient). Output channel
+    o starts at ``o * prod(out_shape)`` within its sample, or at ``channel_offsets[o]`` when given (the sub-pixel
+    channels of an input gradient interleave within one plane); ``out_channels`` is then the number of these
+    channels and ``sample_size`` the output's size per sample.
     """
 
     batch: int
@@ -176,6 +176,8 @@ class _Layout:
     out_shape: tuple
     out_offset: tuple = (0, 0, 0)
     out_step: tuple = (1, 1, 1)
+    channel_offsets: tuple | None = None
+    sample_size: int | None = None
 
     @property
     def group_in(self) -> int:
@@ -192,6 +194,13 @@ class _Layout:
     @property
     def out_plane(self) -> int:
         return math.prod(self.out_shape)
+
+    @property
+    def out_sample(self) -> int:
+        return self.sample_size or self.out_channels * self.out_plane
+
+    def channel_offset(self, o: int) -> int:
+        return o * self.out_plane if self.channel_offsets is None else self.channel_offsets[o]
 
 
 def _grid(shape) -> list:
@@ -213,22 +222,23 @@ def _offsets(layout: _Layout):
     return taps, inputs, outputs
 
 
-def _rows_shape(layout: _Layout):
-    """(row length, flat) for the ``rows`` formulation, or None where it does not apply: a vector holds 16
-    consecutive positions, which must be 16 consecutive elements of the padded buffer."""
+def _rows_shape(layout: _Layout, lanes: int):
+    """(row length, flat) for the ``rows`` and ``wide`` formulations, or None where they do not apply: a vector
+    holds ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer."""
     _, inputs, outputs = _offsets(layout)
     size = inputs.size
-    if size >= _LANES and layout.kernel == (1, 1, 1):
+    if size >= lanes and layout.kernel == (1, 1, 1):
         steps = np.arange(size)
         if np.array_equal(inputs - inputs[0], steps) and np.array_equal(outputs - outputs[0], steps):
             return size, True
-    if layout.stride[2] != 1 or layout.positions[2] < _LANES:
+    if layout.stride[2] != 1 or layout.positions[2] < lanes:
         return None
     return layout.positions[2], False
 
 
-#: set by the ``*_rows`` and ``*_split`` variants below: a formulation or a chunk count to use instead of the choice
-_forced = {"algorithm": None, "chunks": None}
+#: set by the forced variants at the end of this module: a formulation, a strategy for the input gradient or a
+#: chunk count to use instead of the automatic choice
+_forced = {"algorithm": None, "grad_input": None, "chunks": None}
 
 
 @contextmanager
@@ -245,61 +255,83 @@ def _use(count: int, unit: int) -> float:
     return count / (unit * math.ceil(count / unit))
 
 
+#: formulation -> (lanes per vector operand, columns per task)
+_SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning.COLUMNS),
+           "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
+_KERNELS = {(16, 14): blocked._fma_16x14, (64, 4): blocked._fma_64x4}
+
+
+@lru_cache(maxsize=256)
+def _uses(layout: _Layout) -> dict:
+    """The estimated share of useful work of each formulation that applies (see tuning.py)."""
+    uses = {}
+    if layout.channel_offsets is None:
+        uses["lanes"] = _use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
+    for form in ("rows", "wide"):
+        lanes, columns = _SHAPES[form]
+        rows = _rows_shape(layout, lanes)
+        if rows is not None:
+            bonus = tuning.LONG_ROW_BONUS if rows[0] >= tuning.LONG_ROW else 1.0
+            uses[form] = _use(rows[0], lanes) * _use(layout.group_out, columns) * tuning.EFFICIENCY[form] * bonus
+    return uses
+
+
 @lru_cache(maxsize=256)
 def algorithm(layout: _Layout) -> str:
-    """'lanes' or 'rows' (see tuning.py): the formulation whose lanes and columns do the least wasted work."""
-    rows = _rows_shape(layout)
-    if rows is None:
+    """'lanes', 'rows' or 'wide' (see tuning.py): the formulation whose lanes and columns do the least wasted
+    work; ``lanes`` unless another beats it by ``tuning.ADVANTAGE``."""
+    uses = _uses(layout)
+    best = max(uses, key=uses.get)
+    if "lanes" in uses and uses[best] < uses["lanes"] * tuning.ADVANTAGE:
         return "lanes"
-    length, _ = rows
-    lanes_use = _use(layout.group_out, _LANES)
-    rows_use = _use(length, _LANES) * _use(layout.group_out, _COLUMNS)
-    if rows_use > lanes_use * tuning.ROWS_ADVANTAGE:
-        return "rows"
-    if length >= tuning.ROWS_LONG and rows_use >= tuning.ROWS_LONG_SHARE * lanes_use:
-        return "rows"
-    return "lanes"
+    return best
+
+
+def _best_use(layout: _Layout) -> float:
+    return max(_uses(layout).values())
 
 
 @lru_cache(maxsize=128)
 def _lanes_tables(layout: _Layout):
     taps, inputs, outputs = _offsets(layout)
     plane, reduction = layout.plane, layout.group_in * taps.size
-    per_group = -(-layout.group_out // _LANES)
+    per_group = -(-layout.group_out // tuning.LANES)
     blocks = np.arange(layout.groups * per_group)
-    group, local = blocks // per_group, (blocks % per_group) * _LANES
+    group, local = blocks // per_group, (blocks % per_group) * tuning.LANES
     n = np.arange(layout.batch)[:, None]
     return dict(
-        voff=(np.arange(reduction) * _LANES).astype(_U),
-        vb=(blocks * reduction * _LANES).astype(_U),
+        voff=(np.arange(reduction) * tuning.LANES).astype(_U),
+        vb=(blocks * reduction * tuning.LANES).astype(_U),
         xr=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
         xc=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
         xb=(group * layout.group_in * plane).astype(_U),
         rlo=np.zeros(blocks.size, _U),
         rhi=np.full(blocks.size, reduction, _U),
-        ocol=(n * (layout.out_channels * layout.out_plane) + outputs[None, :]).ravel().astype(_U),
+        ocol=(n * layout.out_sample + outputs[None, :]).ravel().astype(_U),
         oblk=((group * layout.group_out + local) * layout.out_plane).astype(_U),
-        lanes=np.minimum(_LANES, layout.group_out - local).astype(np.int64),
+        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
         per_group=per_group,
     )
 
 
 @lru_cache(maxsize=128)
-def _rows_tables(layout: _Layout):
+def _rows_tables(layout: _Layout, lanes: int):
     """Tables of one group; the group is selected by offsetting the buffers."""
     taps, inputs, outputs = _offsets(layout)
-    length, flat = _rows_shape(layout)
+    length, flat = _rows_shape(layout, lanes)
     if flat:
-        starts = np.minimum(np.arange(0, length, _LANES), length - _LANES)
+        starts = np.minimum(np.arange(0, length, lanes), length - lanes)
         row_in, row_out, ostride = inputs[0] + starts, outputs[0] + starts, 1
     else:
         positions = layout.positions
-        starts = np.minimum(np.arange(0, positions[2], _LANES), positions[2] - _LANES)
+        starts = np.minimum(np.arange(0, positions[2], lanes), positions[2] - lanes)
         first = np.arange(positions[0] * positions[1])[:, None] * positions[2] + starts[None, :]
         row_in, row_out, ostride = inputs[first.ravel()], outputs[first.ravel()], layout.out_step[2]
     n = np.arange(layout.batch)[:, None]
     vb = (n * (layout.in_channels * layout.plane) + row_in[None, :]).ravel()
     reduction = layout.group_in * taps.size
+    channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
+    group_base = channels[::layout.group_out]
     return dict(
         voff=(np.arange(layout.group_in)[:, None] * layout.plane + taps[None, :]).ravel().astype(_U),
         vb=vb.astype(_U),
@@ -308,10 +340,12 @@ def _rows_tables(layout: _Layout):
         xb=np.zeros(vb.size, _U),
         rlo=np.zeros(vb.size, _U),
         rhi=np.full(vb.size, reduction, _U),
-        ocol=(np.arange(layout.group_out) * layout.out_plane).astype(_U),
-        oblk=(n * (layout.out_channels * layout.out_plane) + row_out[None, :]).ravel().astype(_U),
+        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
+               for g in range(layout.groups)],
+        group_base=[int(b) for b in group_base],
+        oblk=(n * layout.out_sample + row_out[None, :]).ravel().astype(_U),
         ostride=_U(ostride),
-        lanes=np.full(vb.size, _LANES, np.int64),
+        lanes=np.full(vb.size, lanes, np.int64),
     )
 
 
@@ -326,28 +360,30 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
     chosen = _forced["algorithm"] or algorithm(layout)
-    if chosen == "rows" and _rows_shape(layout) is None:
-        raise ValueError(f"the rows formulation does not apply to {layout}")
+    if chosen not in _uses(layout):
+        raise ValueError(f"the {chosen} formulation does not apply to {layout}")
+    lanes, columns = _SHAPES[chosen]
+    kernel = _KERNELS[lanes, columns]
     if chosen == "lanes":
         t = _lanes_tables(layout)
-        packed = np.empty((layout.groups * t["per_group"], reduction, _LANES), dtype)
+        packed = np.empty((layout.groups * t["per_group"], reduction, lanes), dtype)
         _pack_lanes(weight.reshape(layout.out_channels, reduction), layout.groups, packed)
-        init = np.zeros((layout.groups, t["per_group"] * _LANES), dtype)
+        init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
-        _fma(packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], out_flat,
-             t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
+        _fma(kernel, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
+             out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
              _zeros(t["xc"].size, dtype.str))
         return
-    t = _rows_tables(layout)
+    t = _rows_tables(layout, lanes)
     by_group = weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)
     by_group = np.ascontiguousarray(by_group).reshape(layout.groups, -1)
     for g in range(layout.groups):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
-        _fma(buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"], t["xb"],
-             t["rlo"], t["rhi"], out_flat[g * layout.group_out * layout.out_plane:], t["ocol"], t["oblk"],
-             t["ostride"], t["lanes"], _zeros(t["vb"].size * _LANES, dtype.str), init_col)
+        _fma(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
+             t["xb"], t["rlo"], t["rhi"], out_flat[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
+             t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col)
 
 
 def _padded(x, pads, size) -> np.ndarray:
@@ -379,7 +415,7 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
     _convolve(_padded(x, padding, layout.padded), layout, weight, bias, out.reshape(-1))
 
 
-def _phases(size, out_size, kernel, stride, pad, dilation):
+def _phases(size, kernel, stride, pad, dilation):
     """Per input phase f (positions f, f + s, ...): (f, count, taps reversed, first offset). Input position
     f + s q collects weight[t] * g[q + (f + pad - t d) / s] over the taps t that divide evenly; reversed, the taps
     read g at q + first + m * d / gcd(s, d), m = 0, 1, ... (a stride-1 convolution)."""
@@ -392,42 +428,133 @@ def _phases(size, out_size, kernel, stride, pad, dilation):
     return phases
 
 
+def _subpixel_axis(size, kernel, stride, pad, dilation):
+    """One axis of the sub-pixel form: (offset of sub-tap 0, sub-taps E, positions Q, tap index (stride, E) with
+    ``kernel`` where phase f has no tap at that offset). Input position f + s q collects weight[t] * g[q + e] with
+    e = (f + pad - t d) / s; all phases share the offsets e_min .. e_min + E - 1."""
+    pairs = [(f, t, (f + pad - t * dilation) // stride) for f in range(stride) for t in range(kernel)
+             if (f + pad - t * dilation) % stride == 0]
+    low = min(e for _, _, e in pairs)
+    extent = max(e for _, _, e in pairs) - low + 1
+    index = np.full((stride, extent), kernel, np.int64)
+    for f, t, e in pairs:
+        index[f, e - low] = t
+    return low, extent, -(-size // stride), index
+
+
+@dataclass(frozen=True)
+class _GradInputPlan:
+    strategy: str        # 'phases' or 'subpixel'
+    left: tuple          # padding before the output gradient, per axis
+    size: tuple          # its padded size
+    phases: tuple        # ((phase, taps per axis, layout) or (phase, None, None) where a phase has no tap), ...
+    subpixel: object     # the sub-pixel layout, or None
+    subpixel_index: tuple
+    subpixel_padded: bool  # whether the sub-pixel output covers more than the input (then it is cropped)
+    uses: tuple          # (phases, sub-pixel) estimated useful shares
+
+
+@lru_cache(maxsize=128)
+def _grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups) -> _GradInputPlan:
+    batch, out_channels = g_shape[:2]
+    in_channels, in_shape = x_shape[1], x_shape[2:]
+    axes = [_phases(in_shape[a], w_shape[2 + a], stride[a], padding[a], dilation[a]) for a in range(3)]
+    steps = tuple(dilation[a] // math.gcd(stride[a], dilation[a]) for a in range(3))
+    sub = [_subpixel_axis(in_shape[a], w_shape[2 + a], stride[a], padding[a], dilation[a]) for a in range(3)]
+    # one padded copy of the gradient serves every phase and the sub-pixel form: left padding for the most
+    # negative offset, right padding for the furthest tap
+    left = tuple(max([0, -sub[a][0]] + [-first for _, _, taps, first in axes[a] if taps]) for a in range(3))
+    size = tuple(max([left[a] + g_shape[2 + a], left[a] + sub[a][0] + sub[a][2] - 1 + sub[a][1]]
+                     + [left[a] + first + count - 1 + (len(taps) - 1) * steps[a] + 1
+                        for _, count, taps, first in axes[a] if taps])
+                 for a in range(3))
+    phases, work, useful = [], 0.0, 0.0
+    for (f_d, n_d, taps_d, first_d) in axes[0]:
+        for (f_h, n_h, taps_h, first_h) in axes[1]:
+            for (f_w, n_w, taps_w, first_w) in axes[2]:
+                if not (taps_d and taps_h and taps_w):
+                    phases.append(((f_d, f_h, f_w), None, None))
+                    continue
+                layout = _Layout(batch, out_channels, size, (left[0] + first_d, left[1] + first_h, left[2] + first_w),
+                                 (1, 1, 1), steps, (len(taps_d), len(taps_h), len(taps_w)), groups, (n_d, n_h, n_w),
+                                 in_channels, tuple(in_shape), (f_d, f_h, f_w), tuple(stride))
+                phases.append(((f_d, f_h, f_w), (tuple(taps_d), tuple(taps_h), tuple(taps_w)), layout))
+                amount = n_d * n_h * n_w * len(taps_d) * len(taps_h) * len(taps_w)
+                work += amount
+                useful += amount * _best_use(layout)
+    phase_use = useful / work if work else 1.0
+    # the sub-pixel form: every phase an extra output channel, written into an output padded to a multiple of
+    # the stride
+    count = math.prod(stride)
+    out_size = tuple(sub[a][2] * stride[a] for a in range(3))
+    out_plane = math.prod(out_size)
+    offsets = tuple(c * out_plane + (f_d * out_size[1] + f_h) * out_size[2] + f_w
+                    for c in range(in_channels) for f_d in range(stride[0]) for f_h in range(stride[1])
+                    for f_w in range(stride[2]))
+    subpixel = _Layout(batch, out_channels, size, tuple(left[a] + sub[a][0] for a in range(3)), (1, 1, 1), (1, 1, 1),
+                       tuple(sub[a][1] for a in range(3)), groups, tuple(sub[a][2] for a in range(3)),
+                       in_channels * count, out_size, (0, 0, 0), tuple(stride), offsets, in_channels * out_plane)
+    uses = _uses(subpixel)
+    taps_used = math.prod(w_shape[2:]) / (count * math.prod(sub[a][1] for a in range(3)))
+    subpixel_use = taps_used * max(uses.values()) if uses else 0.0
+    strategy = "subpixel" if count > 1 and subpixel_use > phase_use * tuning.SUBPIXEL_ADVANTAGE else "phases"
+    return _GradInputPlan(strategy, left, size, tuple(phases), subpixel if uses else None,
+                          tuple(sub[a][3] for a in range(3)), out_size != tuple(in_shape), (phase_use, subpixel_use))
+
+
+def _swapped(weight, groups):
+    """weight (O, C // groups, *k) with the channel axes swapped within each group: (C, O // groups, *k)."""
+    out_channels, group_in = weight.shape[:2]
+    swapped = weight.reshape((groups, out_channels // groups, group_in) + weight.shape[2:]).swapaxes(1, 2)
+    return swapped.reshape((groups * group_in, out_channels // groups) + weight.shape[2:])
+
+
+def _subpixel_weight(weight, groups, index):
+    """The sub-pixel form's weights (C * phases, O // groups, E_d, E_h, E_w): channel c * phases + phase gets, at
+    sub-tap e, the tap of ``index`` for that phase and offset, or zero."""
+    out_channels, group_in = weight.shape[:2]
+    padded = np.zeros(weight.shape[:2] + tuple(k + 1 for k in weight.shape[2:]), weight.dtype)
+    padded[:, :, :-1, :-1, :-1] = weight
+    index_d, index_h, index_w = index
+    gathered = padded[:, :, index_d][:, :, :, :, index_h][..., index_w]  # (O, C_g, s_d, E_d, s_h, E_h, s_w, E_w)
+    gathered = gathered.reshape((groups, out_channels // groups) + gathered.shape[1:])
+    gathered = gathered.transpose(0, 2, 3, 5, 7, 1, 4, 6, 8)  # (G, C_g, s_d, s_h, s_w, O_g, E_d, E_h, E_w)
+    phases = index_d.shape[0] * index_h.shape[0] * index_w.shape[0]
+    return np.ascontiguousarray(gathered).reshape(
+        (groups * group_in * phases, out_channels // groups, index_d.shape[1], index_h.shape[1], index_w.shape[1]))
+
+
 def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """grad_input = d(sum grad_output * conv(x))/dx: each input element gathers weight times the gradient of every
     output whose window covers it.
 
     grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
     """
-    batch, out_channels = grad_output.shape[:2]
-    in_channels, in_shape = grad_input.shape[1], grad_input.shape[2:]
     groups = int(groups)
-    group_out, group_in = out_channels // groups, in_channels // groups
-    axes = [_phases(in_shape[a], grad_output.shape[2 + a], weight.shape[2 + a], stride[a], padding[a], dilation[a])
-            for a in range(3)]
-    steps = [dilation[a] // math.gcd(stride[a], dilation[a]) for a in range(3)]
-    # one padded copy of the gradient serves every phase: left padding for the most negative offset, right
-    # padding for the furthest tap
-    left = [max([0] + [-first for _, _, taps, first in axes[a] if taps]) for a in range(3)]
-    size = [max([left[a] + grad_output.shape[2 + a]] + [left[a] + first + count - 1 + (len(taps) - 1) * steps[a] + 1
-                                                        for _, count, taps, first in axes[a] if taps])
-            for a in range(3)]
-    buf = _padded(grad_output, left, size)
-    # weights with the channel axes swapped within each group: (C, O // groups, KD, KH, KW)
-    swapped = weight.reshape((groups, group_out, group_in) + weight.shape[2:]).swapaxes(1, 2)
-    swapped = swapped.reshape((in_channels, group_out) + weight.shape[2:])
+    plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
+                            tuple(dilation), groups)
+    strategy = _forced["grad_input"] or plan.strategy
+    if _forced["algorithm"] == "lanes":
+        strategy = "phases"  # the sub-pixel form has no lanes formulation
+    buf = _padded(grad_output, plan.left, plan.size)
+    if strategy == "subpixel":
+        if plan.subpixel is None:
+            raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
+        layout = plan.subpixel
+        target = np.empty((grad_input.shape[0], grad_input.shape[1]) + layout.out_shape, grad_input.dtype) \
+            if plan.subpixel_padded else grad_input
+        _convolve(buf, layout, _subpixel_weight(weight, groups, plan.subpixel_index), None, target.reshape(-1))
+        if plan.subpixel_padded:
+            grad_input[...] = target[:, :, :grad_input.shape[2], :grad_input.shape[3], :grad_input.shape[4]]
+        return
+    swapped = _swapped(weight, groups)
     out_flat = grad_input.reshape(-1)
-    for (f_d, n_d, taps_d, first_d) in axes[0]:
-        for (f_h, n_h, taps_h, first_h) in axes[1]:
-            for (f_w, n_w, taps_w, first_w) in axes[2]:
-                if not (taps_d and taps_h and taps_w):
-                    grad_input[:, :, f_d::stride[0], f_h::stride[1], f_w::stride[2]] = 0.0
-                    continue
-                sub = swapped[:, :, taps_d][:, :, :, taps_h][:, :, :, :, taps_w]
-                layout = _Layout(batch, out_channels, tuple(size),
-                                 (left[0] + first_d, left[1] + first_h, left[2] + first_w), (1, 1, 1), tuple(steps),
-                                 sub.shape[2:], groups, (n_d, n_h, n_w), in_channels, tuple(in_shape),
-                                 (f_d, f_h, f_w), tuple(stride))
-                _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
+    for (f_d, f_h, f_w), taps, layout in plan.phases:
+        if taps is None:
+            grad_input[:, :, f_d::stride[0], f_h::stride[1], f_w::stride[2]] = 0.0
+            continue
+        sub = swapped[:, :, list(taps[0])][:, :, :, list(taps[1])][:, :, :, :, list(taps[2])]
+        _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
 
 
 @lru_cache(maxsize=128)
@@ -438,20 +565,20 @@ def _reduction_tables(layout: _Layout, forced_chunks=None):
     plane = layout.plane
     columns = layout.group_in * taps.size
     total = layout.batch * inputs.size
-    per_group = -(-layout.group_out // _LANES)
-    base_tasks = layout.groups * per_group * -(-columns // _COLUMNS)
+    per_group = -(-layout.group_out // tuning.LANES)
+    base_tasks = layout.groups * per_group * -(-columns // tuning.COLUMNS)
     chunks = max(-(-total // tuning.REDUCTION_CHUNK),
                  min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
     if forced_chunks is not None:
         chunks = min(forced_chunks, total)
     blocks = np.arange(chunks * layout.groups * per_group)
     chunk, within = blocks // (layout.groups * per_group), blocks % (layout.groups * per_group)
-    group, local = within // per_group, (within % per_group) * _LANES
+    group, local = within // per_group, (within % per_group) * tuning.LANES
     n = np.arange(layout.batch)[:, None]
     kernel_size = columns  # the weight gradient's row: (input channel, tap)
     return dict(
-        voff=(np.arange(total) * _LANES).astype(_U),
-        vb=(within * total * _LANES).astype(_U),
+        voff=(np.arange(total) * tuning.LANES).astype(_U),
+        vb=(within * total * tuning.LANES).astype(_U),
         xr=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
         xc=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
         xb=(group * layout.group_in * plane).astype(_U),
@@ -459,7 +586,7 @@ def _reduction_tables(layout: _Layout, forced_chunks=None):
         rhi=((chunk + 1) * total // chunks).astype(_U),
         ocol=np.arange(columns).astype(_U),
         oblk=((chunk * layout.out_channels + group * layout.group_out + local) * kernel_size).astype(_U),
-        lanes=np.minimum(_LANES, layout.group_out - local).astype(np.int64),
+        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
         chunks=chunks,
         per_group=per_group,
     )
@@ -476,13 +603,14 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
     dtype = x.dtype
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])
-    packed = np.empty((layout.groups * t["per_group"], batch * positions, _LANES), dtype)
+    packed = np.empty((layout.groups * t["per_group"], batch * positions, tuning.LANES), dtype)
     _pack_positions(grad_output.reshape(batch, out_channels, positions), layout.groups, packed)
     columns = t["ocol"].size
     chunks = t["chunks"]
     target = grad_weight.reshape(-1) if chunks == 1 else np.empty(chunks * out_channels * columns, dtype)
-    _fma(packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], target,
-         t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * _LANES, dtype.str),
+    _fma(_KERNELS[tuning.LANES, tuning.COLUMNS], packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"],
+         t["xb"], t["rlo"], t["rhi"], target, t["ocol"], t["oblk"], _U(columns), t["lanes"],
+         _zeros(t["vb"].size * tuning.LANES, dtype.str),
          _zeros(columns, dtype.str))
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1))
@@ -498,9 +626,29 @@ def conv_forward_rows(x, weight, bias, out, stride, padding, dilation, groups):
         conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
 
 
+def conv_forward_wide(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the ``wide`` formulation (``rows`` with 64 positions per block and 4 output channels per
+    task); ValueError where it does not apply."""
+    with _forcing(algorithm="wide"):
+        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+
+
 def conv_grad_input_rows(grad_output, weight, grad_input, stride, padding, dilation, groups):
-    """``conv_grad_input`` with every phase by the ``rows`` formulation; ValueError where it does not apply."""
-    with _forcing(algorithm="rows"):
+    """``conv_grad_input`` phase by phase, each by the ``rows`` formulation; ValueError where it does not apply."""
+    with _forcing(algorithm="rows", grad_input="phases"):
+        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+
+
+def conv_grad_input_wide(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` phase by phase, each by the ``wide`` formulation; ValueError where it does not apply."""
+    with _forcing(algorithm="wide", grad_input="phases"):
+        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+
+
+def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` as one sub-pixel convolution (every phase an extra output channel), by whichever of the
+    ``rows`` and ``wide`` formulations is estimated best; ValueError where neither applies."""
+    with _forcing(grad_input="subpixel"):
         conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
 
 

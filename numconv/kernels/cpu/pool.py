@@ -7,9 +7,10 @@ over planes.
 """
 import math
 
+import numpy as np
 from numba import njit, prange
 
-from numconv.geometry import avg_pool_divisor
+from numconv.geometry import avg_pool_divisor, valid_output_range
 
 
 @njit(parallel=True, cache=True)
@@ -18,35 +19,45 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
 
     Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
     over any number, as in PyTorch. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+
+    One pass over each output row: taps outside, positions inside, the running maximum and its index kept in the
+    output row itself and updated by selects rather than branches, so that the row loop vectorises.
     """
     batch, channels, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     for plane in prange(batch * channels):
         n = plane // channels
         c = plane % channels
+        source = x[n, c]
         for od in range(out_d):
             for oh in range(out_h):
-                for ow in range(out_w):
-                    best = -math.inf
-                    best_index = -1
-                    for td in range(kernel[0]):
-                        i_d = od * stride[0] - padding[0] + td * dilation[0]
-                        if i_d < 0 or i_d >= in_d:
+                best = out[n, c, od, oh]
+                where = indices[n, c, od, oh]
+                best[:] = -math.inf
+                where[:] = -1
+                for td in range(kernel[0]):
+                    i_d = od * stride[0] - padding[0] + td * dilation[0]
+                    if i_d < 0 or i_d >= in_d:
+                        continue
+                    for th in range(kernel[1]):
+                        i_h = oh * stride[1] - padding[1] + th * dilation[1]
+                        if i_h < 0 or i_h >= in_h:
                             continue
-                        for th in range(kernel[1]):
-                            i_h = oh * stride[1] - padding[1] + th * dilation[1]
-                            if i_h < 0 or i_h >= in_h:
-                                continue
-                            for tw in range(kernel[2]):
-                                i_w = ow * stride[2] - padding[2] + tw * dilation[2]
-                                if i_w < 0 or i_w >= in_w:
-                                    continue
-                                value = x[n, c, i_d, i_h, i_w]
-                                if best_index < 0 or value > best or (math.isnan(value) and not math.isnan(best)):
-                                    best = value
-                                    best_index = (i_d * in_h + i_h) * in_w + i_w
-                    out[n, c, od, oh, ow] = best
-                    indices[n, c, od, oh, ow] = best_index
+                        row = source[i_d, i_h]
+                        row_start = (i_d * in_h + i_h) * in_w
+                        for tw in range(kernel[2]):
+                            lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
+                            # unsigned indices: no negative-index wrap-around, which keeps LLVM from vectorising
+                            step = np.uint64(stride[2])
+                            shift = np.uint64(tw * dilation[2] - padding[2] + lo * stride[2])
+                            for ow in range(np.uint64(lo), np.uint64(hi)):
+                                i_w = (ow - np.uint64(lo)) * step + shift
+                                value = row[i_w]
+                                current = best[ow]
+                                index = where[ow]
+                                take = (value > current) | (index < 0) | ((value != value) & (current == current))
+                                best[ow] = value if take else current
+                                where[ow] = row_start + np.int64(i_w) if take else index
 
 
 @njit(parallel=True, cache=True)

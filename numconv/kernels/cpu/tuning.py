@@ -11,18 +11,27 @@ The blocked kernel (``codegen.py``) multiplies a 16-lane vector by one broadcast
   rows are short; a 1x1 convolution without padding treats each whole plane as one row.
 """
 
-#: lanes of the vector operand and columns per task of the generated kernel
-LANES = 16
-COLUMNS = 14
+#: lanes of the vector operand and columns per task of the two generated kernels: 16 x 14 for ``lanes`` and
+#: ``rows``, 64 x 4 (four vectors per column) for ``wide``, the form of rows when a group has only a few output
+#: channels (the first layer's input gradient)
+LANES, COLUMNS = 16, 14
+WIDE_LANES, WIDE_COLUMNS = 64, 4
 
-#: ``rows`` is chosen when its estimated lane-and-column use beats ``lanes``' by this factor ...
-ROWS_ADVANTAGE = 1.05
-#: ... or when rows are at least this long and its use is at least ``ROWS_LONG_SHARE`` of ``lanes``'
-ROWS_LONG = 64
-ROWS_LONG_SHARE = 0.85
+#: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor
+EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}
+#: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
+#: is multiplied by ``LONG_ROW_BONUS``
+LONG_ROW = 64
+LONG_ROW_BONUS = 1.2
+#: ``lanes`` is kept unless another formulation's estimate beats it by this factor
+ADVANTAGE = 1.05
+
+#: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,
+#: absent taps as zero weights) is chosen over one convolution per phase when its estimate beats theirs by this
+SUBPIXEL_ADVANTAGE = 1.05
 
 #: the weight gradient sums over batch x positions; each task sums at most this many terms in the input's dtype
 #: (partial sums are then added in float64), and the sum is split further until there are enough tasks
 REDUCTION_CHUNK = 16384
-REDUCTION_MIN_CHUNK = 1024
+REDUCTION_MIN_CHUNK = 64
 MIN_TASKS = 8

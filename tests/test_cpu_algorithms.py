@@ -1,0 +1,118 @@
+"""The CPU engine's algorithm choices and their edges: which formulation each anchor layer gets, every formulation
+against the NumPy reference on sizes the spec registry's small configurations do not reach (odd sizes, channel
+counts that are not multiples of 16, groups, float64), and the generated kernel module being up to date."""
+import numpy as np
+import pytest
+
+import numconv.functional as F
+from numconv.kernels.cpu import codegen
+from numconv.kernels.cpu import conv as cpu_conv
+from tests import naive
+
+
+def _five(shape):
+    return tuple(shape[:2]) + (1,) * (5 - len(shape)) + tuple(shape[2:])
+
+
+def _triple(value, ndim, fill):
+    values = (value,) * ndim if isinstance(value, int) else tuple(value)
+    return (fill,) * (3 - ndim) + values
+
+
+def _layouts(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    ndim = len(x_shape) - 2
+    stride, padding, dilation = (_triple(v, ndim, f) for v, f in ((stride, 1), (padding, 0), (dilation, 1)))
+    out = tuple((x_shape[2 + a] + 2 * padding[3 - ndim + a] - dilation[3 - ndim + a] * (w_shape[2 + a] - 1) - 1)
+                // stride[3 - ndim + a] + 1 for a in range(ndim))
+    y_shape = (x_shape[0], w_shape[0]) + out
+    forward = cpu_conv._forward_layout(_five(x_shape), _five(w_shape), _five(y_shape)[2:], stride, padding, dilation,
+                                       groups)
+    plan = cpu_conv._grad_input_plan(_five(y_shape), _five(w_shape), _five(x_shape), stride, padding, dilation, groups)
+    return forward, plan
+
+
+def test_generated_kernels_are_up_to_date():
+    assert codegen.TARGET.read_text() == codegen.module_source(), "run python -m numconv.kernels.cpu.codegen"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
+    # AlexNet's layers: small planes, many channels: 16 output channels per vector
+    ((16, 256, 13, 13), (384, 256, 3, 3), dict(padding=1), "lanes", "phases"),
+    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "lanes", "phases"),
+    # a strided first layer: its input gradient is one sub-pixel convolution over 3 x 16 phase channels
+    ((16, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "lanes", "subpixel"),
+    ((32, 1, 16000), (128, 1, 80), dict(stride=4), "lanes", "subpixel"),
+    # long rows: 64 positions per block (1x1: whole planes)
+    ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide", "phases"),
+    ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide", "phases"),
+])
+def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
+    layout, plan = _layouts(x_shape, w_shape, **kwargs)
+    assert cpu_conv.algorithm(layout) == forward
+    assert plan.strategy == grad_input
+
+
+def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():
+    _, plan = _layouts((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), padding=1)
+    (_, _, layout), = plan.phases
+    assert cpu_conv.algorithm(layout) == "wide"
+
+
+CASES = [
+    # (x shape, w shape, stride, padding, dilation, groups)
+    ((3, 5, 17, 19), (21, 5, 3, 3), 1, 1, 1, 1),
+    ((2, 6, 2, 2), (2, 3, 2, 2), 1, 0, 1, 2),
+    ((2, 4, 9, 70), (6, 2, 3, 3), (2, 1), (1, 1), (1, 2), 2),
+    ((2, 3, 131), (5, 3, 7), 3, 2, 1, 1),
+    ((2, 2, 250), (3, 2, 9), 4, 0, 2, 1),
+    ((2, 33, 7, 9), (17, 33, 1, 1), 1, 0, 1, 1),
+    ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
+    ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=[str(c[0]) + str(c[1]) for c in CASES])
+@pytest.mark.parametrize("variant", ["auto", "lanes", "rows", "wide", "subpixel", "split"])
+def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
+    x_shape, w_shape, stride, padding, dilation, groups = case
+    ndim = len(x_shape) - 2
+    tup = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    args = (tup(stride), [(p, p) for p in tup(padding)], tup(dilation), groups)
+    want = naive.conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), *args)
+    g = rng.standard_normal(want.shape).astype(dtype)
+    want_x, want_w, _ = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), *args)
+    forward_layout, plan = _layouts(x_shape, w_shape, stride, padding, dilation, groups)
+    choices = {"auto": {}, "lanes": dict(algorithm="lanes"), "rows": dict(algorithm="rows", grad_input="phases"),
+               "wide": dict(algorithm="wide", grad_input="phases"), "subpixel": dict(grad_input="subpixel"),
+               "split": dict(chunks=5)}[variant]
+    if variant in ("rows", "wide"):
+        if variant not in cpu_conv._uses(forward_layout) or any(
+                layout is not None and variant not in cpu_conv._uses(layout) for _, _, layout in plan.phases):
+            pytest.skip(f"{variant} does not apply")
+    if variant == "subpixel" and plan.subpixel is None:
+        pytest.skip("the sub-pixel form does not apply")
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ndim]
+    backward = {1: F.conv1d_backward, 2: F.conv2d_backward, 3: F.conv3d_backward}[ndim]
+    with cpu_conv._forcing(**choices):
+        y = conv(x, w, b, stride, padding, dilation, groups)
+        grad_x, grad_w, _ = backward(g, x, w, b, stride, padding, dilation, groups)
+    tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    scale = lambda a: max(1.0, float(np.abs(a).max()))  # noqa: E731
+    np.testing.assert_allclose(y / scale(want), want / scale(want), **tolerance)
+    np.testing.assert_allclose(grad_x / scale(want_x), want_x / scale(want_x), **tolerance)
+    np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
+
+
+def test_weight_gradient_sums_long_reductions_accurately(rng):
+    """A float32 weight gradient over 2 x 40000 positions: chunked sums added in float64 stay close."""
+    x = rng.standard_normal((2, 1, 40000)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 5)).astype(np.float32)
+    g = rng.standard_normal((2, 3, 39996)).astype(np.float32)
+    _, grad_w, _ = F.conv1d_backward(g, x, w)
+    want = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), (1,), [(0, 0)],
+                               (1,), 1)[1]
+    np.testing.assert_allclose(grad_w, want, rtol=2e-5, atol=2e-3)
