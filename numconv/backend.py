@@ -109,7 +109,7 @@ def to_device(array):
         return None
     if is_device_array(array):
         return as_device_array(array)
-    return _cuda().to_device(np.ascontiguousarray(array))
+    return _cuda().to_device(np.asarray(array, order="C"))
 
 
 def to_host(array):

@@ -14,7 +14,9 @@ import numbers
 import numpy as np
 
 from numconv import geometry
-from numconv.backend import backend_of, empty, kernels
+from numconv.backend import (
+    as_device_array, backend_of, device_support, empty, is_device_array, kernels, to_device, to_host, zeros,
+)
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward",
@@ -31,25 +33,35 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # --- validation ---------------------------------------------------------------------------------------------------
 
 
-def _float_array(value, name: str, ndim: int | None = None, dtype=None, min_ndim: int | None = None) -> np.ndarray:
-    """``value`` as a C-contiguous, writeable float32/float64 array (copied only when needed)."""
+def _float_array(value, name: str, ndim: int | None = None, dtype=None, min_ndim: int | None = None):
+    """``value`` as a C-contiguous, writeable float32/float64 array (copied only when needed). A device array stays
+    on its device: it is checked through its attributes, and a strided one is copied there."""
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
-    array = np.asarray(value)
+    device = is_device_array(value)
+    array = as_device_array(value) if device else np.asarray(value)
+    shape = tuple(array.shape)
     if array.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {array.dtype}")
     if dtype is not None and array.dtype != dtype:
         raise TypeError(f"{name} has dtype {array.dtype} but the input has dtype {dtype}; convert one of them")
-    if ndim is not None and array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
-    if min_ndim is not None and array.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {array.shape}")
-    if any(s == 0 for s in array.shape):
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
+    if min_ndim is not None and len(shape) < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {shape}")
+    if any(s == 0 for s in shape):
+        raise ValueError(f"{name} must not be empty, got shape {shape}")
+    if device:
+        return _device_contiguous(array)
     if not (array.flags.c_contiguous and array.flags.writeable):
         # one compiled kernel per dtype: strided, Fortran-ordered and read-only arrays become plain C arrays here
         array = np.array(array, order="C", copy=True)
     return array
+
+
+def _device_contiguous(array):
+    """A C-contiguous device array: ``array`` itself, or a copy made on the device."""
+    return array if array.is_c_contiguous() else device_support().contiguous(array)
 
 
 def _check_shape(array: np.ndarray, expected: tuple, name: str) -> None:
@@ -57,10 +69,10 @@ def _check_shape(array: np.ndarray, expected: tuple, name: str) -> None:
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {array.shape}")
 
 
-def _as_3d_spatial(array: np.ndarray) -> np.ndarray:
+def _as_3d_spatial(array):
     """View (N, C, *spatial) with 1 to 3 spatial axes as (N, C, D, H, W), missing leading axes of size 1."""
-    missing = 5 - array.ndim
-    return array.reshape(array.shape[:2] + (1,) * missing + array.shape[2:])
+    shape = tuple(array.shape)
+    return array.reshape(shape[:2] + (1,) * (5 - len(shape)) + shape[2:])
 
 
 def _triple(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
@@ -94,7 +106,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
     backend = backend_of(x, weight, bias)
     out = empty(out_shape, x.dtype, backend)
     if bias is None:
-        bias = np.zeros(weight.shape[0], dtype=x.dtype)
+        bias = zeros(weight.shape[0], x.dtype, backend)
     kernels(backend).conv.conv_forward(_as_3d_spatial(x), _as_3d_spatial(weight), bias, _as_3d_spatial(out), *args)
     return out
 
@@ -179,6 +191,8 @@ def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, c
     _check_shape(grad_output, out_shape, "grad_output")
     if indices is None:
         _, indices = _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, True, ndim)
+    elif is_device_array(indices):
+        indices = _device_indices(indices, x, out_shape)
     else:
         indices = np.asarray(indices)
         if indices.dtype != np.int64:
@@ -191,12 +205,26 @@ def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, c
                 f"to {indices.max()}"
             )
         indices = np.ascontiguousarray(indices)
-    backend = backend_of(grad_output, x)
+    backend = backend_of(grad_output, x, indices)
     grad_input = empty(x.shape, x.dtype, backend)
     kernels(backend).pool.max_pool_backward(
         _as_3d_spatial(grad_output), _as_3d_spatial(indices), _as_3d_spatial(grad_input)
     )
     return (grad_input,)
+
+
+def _device_indices(indices, x, out_shape):
+    """The checks of max_pool's backward on indices that live on the device: only their range comes back."""
+    indices = as_device_array(indices)
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices must be int64 as max_pool returns them, got dtype {indices.dtype}")
+    _check_shape(indices, out_shape, "indices")
+    indices = _device_contiguous(indices)
+    plane = int(np.prod(x.shape[2:]))
+    low, high = device_support().int_range(indices)
+    if low < 0 or high >= plane:
+        raise ValueError(f"indices must lie in [0, {plane}) (flat within each plane), got values from {low} to {high}")
+    return indices
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -324,9 +352,10 @@ def global_avg_pool_backward(grad_output, input):
 def _linear_setup(x, weight, bias):
     x = _float_array(x, "input", min_ndim=1)
     weight = _float_array(weight, "weight", 2, x.dtype)
-    if x.shape[-1] != weight.shape[1]:
+    features = tuple(x.shape)[-1]
+    if features != weight.shape[1]:
         raise ValueError(
-            f"input has {x.shape[-1]} features (shape {x.shape}) but weight of shape {weight.shape} expects "
+            f"input has {features} features (shape {x.shape}) but weight of shape {weight.shape} expects "
             f"{weight.shape[1]}"
         )
     if bias is not None:
@@ -340,11 +369,11 @@ def linear(input, weight, bias=None):
     Returns (*, out_features)."""
     x, weight, bias = _linear_setup(input, weight, bias)
     backend = backend_of(x, weight, bias)
-    out = empty(x.shape[:-1] + (weight.shape[0],), x.dtype, backend)
+    out = empty(tuple(x.shape)[:-1] + (weight.shape[0],), x.dtype, backend)
     if bias is None:
-        bias = np.zeros(weight.shape[0], dtype=x.dtype)
+        bias = zeros(weight.shape[0], x.dtype, backend)
     kernels(backend).dense.linear_forward(
-        x.reshape(-1, x.shape[-1]), weight, bias, out.reshape(-1, weight.shape[0])
+        x.reshape(-1, tuple(x.shape)[-1]), weight, bias, out.reshape(-1, weight.shape[0])
     )
     return out
 
@@ -353,14 +382,15 @@ def linear_backward(grad_output, input, weight, bias=None):
     """Gradients of ``linear``: (grad_input, grad_weight, grad_bias or None)."""
     x, weight, bias = _linear_setup(input, weight, bias)
     grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
-    _check_shape(grad_output, x.shape[:-1] + (weight.shape[0],), "grad_output")
+    _check_shape(grad_output, tuple(x.shape)[:-1] + (weight.shape[0],), "grad_output")
     backend = backend_of(grad_output, x, weight, bias)
     k = kernels(backend)
     g2 = grad_output.reshape(-1, weight.shape[0])
     grad_input = empty(x.shape, x.dtype, backend)
     grad_weight = empty(weight.shape, x.dtype, backend)
-    k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, x.shape[-1]))
-    k.dense.linear_grad_weight(g2, x.reshape(-1, x.shape[-1]), grad_weight)
+    features = tuple(x.shape)[-1]
+    k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, features))
+    k.dense.linear_grad_weight(g2, x.reshape(-1, features), grad_weight)
     grad_bias = None
     if bias is not None:
         grad_bias = empty(bias.shape, x.dtype, backend)
@@ -411,29 +441,41 @@ def dropout(input, p=0.5, training=True, rng=None, return_mask=False):
     training = _check_flag(training, "training")
     return_mask = _check_flag(return_mask, "return_mask")
     x = _float_array(input, "input")
+    backend = backend_of(x)
     if not training:
-        return (x, np.ones(x.shape, dtype=bool)) if return_mask else x
+        return (x, _all_kept(tuple(x.shape), backend)) if return_mask else x
     if rng is None:
         rng = np.random.default_rng()
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {rng!r} ({type(rng).__name__})")
-    mask = rng.random(x.shape, dtype=np.float64) >= p
-    backend = backend_of(x)
+    # drawn on the host from the caller's generator, so a seed gives the same mask on every backend
+    mask = rng.random(tuple(x.shape), dtype=np.float64) >= p
+    if backend == "cuda":
+        mask = to_device(mask)
     out = empty(x.shape, x.dtype, backend)
     kernels(backend).pointwise.dropout_forward(x.reshape(-1), mask.reshape(-1), _dropout_scale(p), out.reshape(-1))
     return (out, mask) if return_mask else out
+
+
+def _all_kept(shape: tuple, backend: str):
+    if backend == "cpu":
+        return np.ones(shape, dtype=bool)
+    mask = empty(shape, np.bool_, backend)
+    device_support().fill(mask, True)
+    return mask
 
 
 def dropout_backward(grad_output, mask, p=0.5):
     """Gradient of ``dropout`` in training given its mask: (grad_input,) = grad_output * mask / (1 - p)."""
     p = _check_probability(p)
     grad_output = _float_array(grad_output, "grad_output")
-    mask = np.asarray(mask)
+    device = is_device_array(mask)
+    mask = as_device_array(mask) if device else np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"mask must be the boolean mask dropout returned, got dtype {mask.dtype}")
     _check_shape(mask, grad_output.shape, "mask")
-    mask = np.ascontiguousarray(mask)
-    backend = backend_of(grad_output)
+    mask = _device_contiguous(mask) if device else np.ascontiguousarray(mask)
+    backend = backend_of(grad_output, mask)
     grad_input = empty(grad_output.shape, grad_output.dtype, backend)
     kernels(backend).pointwise.dropout_backward(
         grad_output.reshape(-1), mask.reshape(-1), _dropout_scale(p), grad_input.reshape(-1)
@@ -481,6 +523,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def _cross_entropy_setup(logits, target, reduction):
     logits = _float_array(logits, "logits", 2)
+    if is_device_array(target):
+        return logits, _device_target(logits, target, reduction)
     target = np.asarray(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class labels, got dtype {target.dtype}")
@@ -494,16 +538,36 @@ def _cross_entropy_setup(logits, target, reduction):
     return logits, np.ascontiguousarray(target, dtype=np.int64)
 
 
+def _device_target(logits, target, reduction):
+    """The checks of ``_cross_entropy_setup`` on labels that live on the device: the first label out of range is
+    found there, and only it comes back; the labels become int64 on the device."""
+    target = as_device_array(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class labels, got dtype {target.dtype}")
+    _check_shape(target, logits.shape[:1], "target")
+    backend_of(logits, target)
+    support = device_support()
+    target = _device_contiguous(target)
+    classes = logits.shape[1]
+    first_bad = support.first_outside(target, 0, classes)
+    if first_bad >= 0:
+        raise ValueError(f"target labels must lie in [0, {classes}), got {target[first_bad]}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return target if target.dtype == np.int64 else support.cast(target, np.int64)
+
+
 def cross_entropy(logits, target, reduction="mean"):
     """Softmax cross-entropy, fused and stable for logits of any magnitude. logits (N, K) float; target (N,) int
     labels in [0, K). Returns a 0-d array (``'mean'``, ``'sum'``) or the (N,) losses (``'none'``)."""
     logits, target = _cross_entropy_setup(logits, target, reduction)
-    backend = backend_of(logits)
+    backend = backend_of(logits, target)
     losses = empty(logits.shape[:1], logits.dtype, backend)
     kernels(backend).loss.cross_entropy_forward(logits, target, losses)
     if reduction == "none":
         return losses
-    total = losses.sum(dtype=np.float64)
+    # on the device the sum is taken there and only it comes back: the result is a host 0-d array on both backends
+    total = losses.sum(dtype=np.float64) if backend == "cpu" else device_support().total(losses)
     return np.asarray(total / len(losses) if reduction == "mean" else total, dtype=logits.dtype)
 
 
@@ -512,15 +576,22 @@ def cross_entropy_backward(grad_output, logits, target, reduction="mean"):
     an (N,) array for 'none'."""
     logits, target = _cross_entropy_setup(logits, target, reduction)
     batch = logits.shape[0]
+    backend = backend_of(logits, target)
     if reduction == "none":
         grad_losses = _float_array(grad_output, "grad_output", 1, logits.dtype)
         _check_shape(grad_losses, (batch,), "grad_output")
+        backend_of(grad_losses, logits)
     else:
+        if is_device_array(grad_output):
+            grad_output = to_host(grad_output)  # a scalar: the one number comes back
         scale = _real(np.asarray(grad_output).item() if np.ndim(grad_output) == 0 else grad_output, "grad_output")
         if reduction == "mean":
             scale /= batch
-        grad_losses = np.full(batch, scale, dtype=logits.dtype)
-    backend = backend_of(logits)
+        if backend == "cpu":
+            grad_losses = np.full(batch, scale, dtype=logits.dtype)
+        else:
+            grad_losses = empty((batch,), logits.dtype, backend)
+            device_support().fill(grad_losses, scale)
     grad_logits = empty(logits.shape, logits.dtype, backend)
     kernels(backend).loss.cross_entropy_backward(grad_losses, logits, target, grad_logits)
     return grad_logits, None

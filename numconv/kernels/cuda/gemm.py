@@ -23,7 +23,8 @@ consecutive rows, and conv outputs, whose rows are positions, are stored coalesc
 at a time: the block's threads load a ``TM x TK`` slice of A and a ``TK x TN`` slice of B into shared memory, with
 consecutive threads on consecutive addresses of the source (along k or along m/j, whichever is contiguous there);
 a slice loaded along k is stored row-major with a padded row of ``TK + 1`` so that neither the stores nor the
-reads of the product collide on shared-memory banks. Each thread decodes the window indices of its rows (or
+reads of the product collide on shared-memory banks. The slices are double-buffered: the next one is loaded while
+the current one is multiplied, one barrier per step. Each thread decodes the window indices of its rows (or
 columns) once, outside the reduction loop.
 
 GRAD_WEIGHT reduces over the whole batch and every output position, so its reduction is split (``blockIdx.z``
@@ -37,9 +38,14 @@ import numpy as np
 from numba import cuda
 
 from numconv import config
-from numconv.kernels.cuda.support import blocks_for, launch, numba_type, specialise
+from numconv.kernels.cuda.support import blocks_for, launch, numba_type, simulated, specialise
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
+
+# The index helpers below are device functions. Under the simulator they stay plain Python functions: its wrapper
+# for device functions swaps module globals under a lock on every call, which made up most of a simulated product's
+# time, and these helpers use nothing of the cuda module.
+_index_helper = (lambda function: function) if simulated() else cuda.jit(device=True)
 
 # positions in the geometry tuple of the convolution kinds
 _N, _C, _D, _H, _W, _O, _OD, _OH, _OW, _KD, _KH, _KW = range(12)
@@ -63,7 +69,7 @@ def dense_geometry(a_strides, b_strides, c_strides, has_bias) -> tuple:
     return values + (0,) * (GEOMETRY_LENGTH - len(values))
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _row_info(kind, geo, group, m):
     """What a row's loads share, decoded once: (base offset, and for the window kinds a window origin per axis)."""
     if kind == FORWARD:
@@ -90,7 +96,7 @@ def _row_info(kind, geo, group, m):
     return (m * geo[_AM], 0, 0, 0)
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _col_info(kind, geo, group, j):
     """What a column's loads share, decoded once (see :func:`_row_info`)."""
     taps = geo[_KD] * geo[_KH] * geo[_KW]
@@ -110,7 +116,7 @@ def _col_info(kind, geo, group, j):
     return (j * geo[_BJ], 0, 0, 0)
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _a_index(kind, geo, group, base, at_d, at_h, at_w, k):
     """Flat index of A[m, k] in the array passed as A, or -1 where A[m, k] is zero (padding, or no output)."""
     if kind == FORWARD:
@@ -158,7 +164,7 @@ def _a_index(kind, geo, group, base, at_d, at_h, at_w, k):
     return base + k * geo[_AK]
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _b_index(kind, geo, group, base, at_d, at_h, at_w, k):
     """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero."""
     if kind == FORWARD:
@@ -184,7 +190,7 @@ def _b_index(kind, geo, group, base, at_d, at_h, at_w, k):
     return base + k * geo[_BK]
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _c_index(kind, geo, group, split, m, j):
     """Flat index of C[m, j] in the array passed as C (for GRAD_WEIGHT, in the workspace row of ``split``)."""
     if kind == FORWARD:
@@ -201,7 +207,7 @@ def _c_index(kind, geo, group, split, m, j):
     return m * geo[_CM] + j * geo[_CJ]
 
 
-@cuda.jit(device=True)
+@_index_helper
 def _bias_index(kind, geo, group, j):
     """Index into the bias added to C[m, j], or -1 for none."""
     if kind == FORWARD:
@@ -223,6 +229,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
     b_loads = -(-b_elements // threads)
     a_shared = rows_tile * (depth_tile + 1)
     b_shared = cols_tile * (depth_tile + 1)
+    a_buffers = 2 * a_shared
+    b_buffers = 2 * b_shared
     a_info_size = 4 * a_loads
     b_info_size = 4 * b_loads
     acc_size = per_row * per_col
@@ -232,8 +240,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
 
     @cuda.jit(cache=True)
     def gemm(a, b, c, bias, geo, rows, cols, depth, chunk):
-        a_tile = cuda.shared.array(a_shared, value)
-        b_tile = cuda.shared.array(b_shared, value)
+        a_tile = cuda.shared.array(a_buffers, value)
+        b_tile = cuda.shared.array(b_buffers, value)
         acc = cuda.local.array(acc_size, value)
         a_frag = cuda.local.array(per_row, value)
         b_frag = cuda.local.array(per_col, value)
@@ -268,59 +276,75 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
         for q in range(acc_size):
             acc[q] = 0
 
-        k0 = k_begin
+        # two buffers: while the block multiplies one slice, it loads the next into the other, so that one barrier
+        # per step suffices (the first pass of the loop only loads)
+        k0 = k_begin - depth_tile
+        current = 1
         while k0 < k_end:
-            for r in range(a_loads):
-                e = tid + r * threads
-                if e < a_elements:
-                    if a_along_k:
-                        m_l = e // depth_tile
-                        k_l = e - m_l * depth_tile
-                        slot = m_l * padded + k_l
-                    else:
-                        k_l = e // rows_tile
-                        m_l = e - k_l * rows_tile
-                        slot = k_l * rows_tile + m_l
-                    at = -1
-                    if k0 + k_l < k_end and row0 + m_l < rows:
-                        at = _a_index(kind, geo, group, a_info[4 * r], a_info[4 * r + 1], a_info[4 * r + 2],
-                                      a_info[4 * r + 3], k0 + k_l)
-                    if at >= 0:
-                        a_tile[slot] = a[at]
-                    else:
-                        a_tile[slot] = 0
-            for r in range(b_loads):
-                e = tid + r * threads
-                if e < b_elements:
-                    if b_along_k:
-                        j_l = e // depth_tile
-                        k_l = e - j_l * depth_tile
-                        slot = j_l * padded + k_l
-                    else:
-                        k_l = e // cols_tile
-                        j_l = e - k_l * cols_tile
-                        slot = k_l * cols_tile + j_l
-                    at = -1
-                    if k0 + k_l < k_end and col0 + j_l < cols:
-                        at = _b_index(kind, geo, group, b_info[4 * r], b_info[4 * r + 1], b_info[4 * r + 2],
-                                      b_info[4 * r + 3], k0 + k_l)
-                    if at >= 0:
-                        b_tile[slot] = b[at]
-                    else:
-                        b_tile[slot] = 0
-            cuda.syncthreads()
-            for kk in range(depth_tile):
-                for i in range(per_row):
-                    m_l = tx + i * threads_m
-                    a_frag[i] = a_tile[m_l * padded + kk] if a_along_k else a_tile[kk * rows_tile + m_l]
-                for jj in range(per_col):
-                    j_l = ty + jj * threads_n
-                    b_frag[jj] = b_tile[j_l * padded + kk] if b_along_k else b_tile[kk * cols_tile + j_l]
-                for i in range(per_row):
+            k_next = k0 + depth_tile
+            if k_next < k_end:
+                a_base = (1 - current) * a_shared
+                b_base = (1 - current) * b_shared
+                for r in range(a_loads):
+                    e = tid + r * threads
+                    if e < a_elements:
+                        if a_along_k:
+                            m_l = e // depth_tile
+                            k_l = e - m_l * depth_tile
+                            slot = a_base + m_l * padded + k_l
+                        else:
+                            k_l = e // rows_tile
+                            m_l = e - k_l * rows_tile
+                            slot = a_base + k_l * rows_tile + m_l
+                        at = -1
+                        if k_next + k_l < k_end and row0 + m_l < rows:
+                            at = _a_index(kind, geo, group, a_info[4 * r], a_info[4 * r + 1], a_info[4 * r + 2],
+                                          a_info[4 * r + 3], k_next + k_l)
+                        if at >= 0:
+                            a_tile[slot] = a[at]
+                        else:
+                            a_tile[slot] = 0
+                for r in range(b_loads):
+                    e = tid + r * threads
+                    if e < b_elements:
+                        if b_along_k:
+                            j_l = e // depth_tile
+                            k_l = e - j_l * depth_tile
+                            slot = b_base + j_l * padded + k_l
+                        else:
+                            k_l = e // cols_tile
+                            j_l = e - k_l * cols_tile
+                            slot = b_base + k_l * cols_tile + j_l
+                        at = -1
+                        if k_next + k_l < k_end and col0 + j_l < cols:
+                            at = _b_index(kind, geo, group, b_info[4 * r], b_info[4 * r + 1], b_info[4 * r + 2],
+                                          b_info[4 * r + 3], k_next + k_l)
+                        if at >= 0:
+                            b_tile[slot] = b[at]
+                        else:
+                            b_tile[slot] = 0
+            if k0 >= k_begin:
+                a_base = current * a_shared
+                b_base = current * b_shared
+                for kk in range(depth_tile):
+                    for i in range(per_row):
+                        m_l = tx + i * threads_m
+                        if a_along_k:
+                            a_frag[i] = a_tile[a_base + m_l * padded + kk]
+                        else:
+                            a_frag[i] = a_tile[a_base + kk * rows_tile + m_l]
                     for jj in range(per_col):
-                        acc[i * per_col + jj] += a_frag[i] * b_frag[jj]
+                        j_l = ty + jj * threads_n
+                        if b_along_k:
+                            b_frag[jj] = b_tile[b_base + j_l * padded + kk]
+                        else:
+                            b_frag[jj] = b_tile[b_base + kk * cols_tile + j_l]
+                    for i in range(per_row):
+                        for jj in range(per_col):
+                            acc[i * per_col + jj] += a_frag[i] * b_frag[jj]
             cuda.syncthreads()
-            k0 += depth_tile
+            current = 1 - current
+            k0 = k_next
 
         for i in range(per_row):
             m = row0 + tx + i * threads_m

@@ -43,7 +43,9 @@ def relu_backward(grad_output, x, grad_input):
 def _masked_scale(values, mask, scale, out):
     i = cuda.grid(1)
     if i < values.shape[0]:
-        out[i] = values[i] * scale if mask[i] else 0.0
+        # the product in float64, rounded once on the store, as the CPU kernel's typing has it (and the simulator's
+        # NumPy scalars, left alone, would multiply in float32)
+        out[i] = float(values[i]) * scale if mask[i] else 0.0
 
 
 def dropout_forward(x, mask, scale, out):

@@ -159,7 +159,7 @@ def contiguous(array):
     padded = (1,) * (5 - len(shape)) + shape
     strides = (0,) * (5 - len(shape)) + tuple(array.strides)
     if simulated():
-        view = cuda.to_device(np.lib.stride_tricks.as_strided(array._ary, padded, strides))
+        view = type(array)(np.lib.stride_tricks.as_strided(array._ary, padded, strides))
     else:
         view = cuda.devicearray.DeviceNDArray(padded, strides, array.dtype, gpu_data=array.gpu_data)
     target = cuda.device_array(shape, dtype=array.dtype)

@@ -1,0 +1,454 @@
+"""The CUDA backend: every kernel against the spec, every public function on device arrays against the CPU, the
+recognition of device arrays, and the errors of the backend.
+
+Without a GPU this runs under Numba's CUDA simulator (tests/conftest.py chooses it), one Python thread per CUDA
+thread: the inputs are tiny, and the launch knobs of numconv.config are lowered so that they still span several
+blocks, several tiles of every matrix product, and several splits of the weight-gradient reduction.
+"""
+import dataclasses
+import inspect
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from spec import check, registry
+from spec.ops import ConvConfig, PoolConfig
+
+cuda = pytest.importorskip("numba.cuda")
+
+import numconv.functional as F  # noqa: E402
+from numconv import backend, config  # noqa: E402
+
+AVAILABLE = "cuda" in registry.available_backends()
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason="numba-cuda finds neither a GPU nor its simulator")
+
+if AVAILABLE:
+    from numconv.kernels import cpu as cpu_kernels
+    from numconv.kernels import cuda as cuda_kernels
+    from numconv.kernels.cuda import gemm, pool, support
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    """Few threads per block and small tiles: the tiny inputs below span several blocks, tiles and splits."""
+    monkeypatch.setattr(config, "THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(config, "REDUCE_THREADS", 4)
+    monkeypatch.setattr(config, "GEMM_TILE", (4, 4, 4, 2, 2))
+    monkeypatch.setattr(config, "GEMM_TILE_NARROW", (4, 2, 4, 2, 1))
+    monkeypatch.setattr(config, "SPLIT_MIN_DEPTH", 8)
+    monkeypatch.setattr(config, "SPLIT_TARGET_BLOCKS", 16)
+
+
+def to_dev(array):
+    return backend.to_device(np.asarray(array))
+
+
+def to_np(array):
+    assert backend.is_device_array(array), f"expected a device array, got {type(array).__name__}"
+    return backend.to_host(array)
+
+
+def integers(rng, shape, dtype, low=-3, high=3):
+    """Small integer values: sums of their products are exact in any order, so the backends must agree exactly."""
+    return rng.integers(low, high + 1, size=shape).astype(dtype)
+
+
+# --- the spec, on every CUDA kernel ---------------------------------------------------------------------------------
+
+CUDA_ROWS = list(registry.rows(["cuda"])) if AVAILABLE else []
+
+
+@pytest.mark.parametrize("row", CUDA_ROWS, ids=[f"{r.kernel_name}-{r.label}" for r in CUDA_ROWS])
+def test_cuda_kernel_equals_spec(row, monkeypatch):
+    # a little larger than the other tests' (the connectivity probe launches once per input element), and still
+    # several blocks and tiles for every configuration of the registry
+    monkeypatch.setattr(config, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(config, "GEMM_TILE", (4, 4, 8, 2, 2))
+    monkeypatch.setattr(config, "GEMM_TILE_NARROW", (8, 2, 8, 2, 1))
+    monkeypatch.setattr(config, "SPLIT_MIN_DEPTH", 16)
+    monkeypatch.setattr(config, "SPLIT_TARGET_BLOCKS", 4)
+    result = check.check_case(row.case(), row.kernel(), np.random.default_rng(0))
+    assert result.ok, result.detail
+    if row.case().kind == "exact":
+        assert result.bound < check.TARGET_BOUND
+
+
+def _cpu_function(module: str, name: str):
+    function = getattr(getattr(cpu_kernels, module), name)
+    return getattr(function, "py_func", function)
+
+
+def test_every_cpu_kernel_has_a_cuda_twin_with_its_signature():
+    """Each kernel the registry checks on CUDA exists there with the CPU kernel's signature; each public CPU kernel
+    is either such a kernel or marked CPU-only in the registry."""
+    on_cuda = {(e.module, e.name) for e in registry.ENTRIES if "cuda" in e.backends}
+    cpu_only = {(e.module, e.name) for e in registry.ENTRIES if "cuda" not in e.backends}
+    assert on_cuda
+    for module, name in sorted(on_cuda):
+        twin = getattr(getattr(cuda_kernels, module), name, None)
+        assert twin is not None, f"numconv.kernels.cuda.{module}.{name} is missing"
+        assert inspect.signature(twin) == inspect.signature(_cpu_function(module, name)), f"{module}.{name}"
+    for module_name in cpu_kernels.__all__:
+        module = getattr(cpu_kernels, module_name)
+        for name, value in vars(module).items():
+            if name.startswith("_") or not hasattr(value, "py_func") or inspect.getmodule(value.py_func) is not module:
+                continue
+            assert (module_name, name) in on_cuda | cpu_only, f"{module_name}.{name} is in no registry entry"
+
+
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_random_conv_and_pool_configurations_equal_the_spec(data):
+    """Random windows, strides, padding, dilation, groups and ceil_mode through the CUDA kernels, held to the spec
+    (identity tests, without the connectivity probe, in float64)."""
+    ndim = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 2))
+    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(ndim))
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
+    padding = tuple(data.draw(st.integers(0, 1)) for _ in range(ndim))
+    shape = tuple(max(data.draw(st.integers(1, 4)), d * (k - 1) + 1) for k, d in zip(kernel, dilation))
+    conv = ConvConfig(data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2)),
+                      groups * data.draw(st.integers(1, 2)), shape, kernel, stride, padding, dilation, groups)
+    pool = PoolConfig(1, 2, tuple(max(s, k) for s, k in zip(shape, kernel)), kernel, stride,
+                      tuple(min(p, k // 2) for p, k in zip(padding, kernel)), ceil_mode=data.draw(st.booleans()),
+                      count_include_pad=data.draw(st.booleans()))
+    for module, name, config_ in (("conv", "conv_forward", conv), ("conv", "conv_grad_input", conv),
+                                  ("conv", "conv_grad_weight", conv), ("pool", "max_pool_forward", pool),
+                                  ("pool", "avg_pool_forward", pool), ("pool", "avg_pool_backward", pool)):
+        case = dataclasses.replace(registry.entry(name).build(config_), probe=None)
+        result = check.check_case(case, registry.kernel_function("cuda", module, name), np.random.default_rng(0),
+                                  dtypes=(np.float64,))
+        assert result.ok, f"{name} {config_.label()}: {result.detail}"
+
+
+# --- the public functions on device arrays --------------------------------------------------------------------------
+
+CONV_CASES = [
+    # (ndim, N, C, O, spatial, kernel, stride, padding, dilation, groups, bias)
+    (1, 2, 2, 4, (9,), (3,), 2, 1, 2, 2, True),
+    (2, 1, 3, 3, (5, 6), (2, 3), (2, 1), (1, 1), (1, 2), 3, False),
+    (2, 2, 2, 3, (4, 5), (3, 2), 1, "same", 1, 1, True),
+    (3, 1, 2, 4, (3, 4, 4), (2, 2, 2), (1, 2, 1), (1, 0, 1), (1, 1, 2), 2, True),
+]
+CONV = {1: (F.conv1d, F.conv1d_backward), 2: (F.conv2d, F.conv2d_backward), 3: (F.conv3d, F.conv3d_backward)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_on_device_equals_cpu(case, dtype, rng):
+    ndim, batch, channels, out_channels, spatial, kernel, stride, padding, dilation, groups, with_bias = case
+    x = integers(rng, (batch, channels) + spatial, dtype)
+    w = integers(rng, (out_channels, channels // groups) + kernel, dtype)
+    b = integers(rng, (out_channels,), dtype) if with_bias else None
+    forward, backward = CONV[ndim]
+    keywords = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    want = forward(x, w, b, **keywords)
+    got = forward(to_dev(x), to_dev(w), None if b is None else to_dev(b), **keywords)
+    assert got.dtype == dtype and tuple(got.shape) == want.shape
+    np.testing.assert_array_equal(to_np(got), want)
+    g = integers(rng, want.shape, dtype)
+    wants = backward(g, x, w, b, **keywords)
+    gots = backward(to_dev(g), to_dev(x), to_dev(w), None if b is None else to_dev(b), **keywords)
+    for name, got_grad, want_grad in zip(("input", "weight", "bias"), gots, wants):
+        if want_grad is None:
+            assert got_grad is None
+            continue
+        np.testing.assert_array_equal(to_np(got_grad), want_grad, err_msg=name)
+
+
+def test_conv_with_real_values_matches_closely(rng):
+    x = rng.standard_normal((2, 4, 6, 5))
+    w = rng.standard_normal((6, 2, 3, 3))
+    b = rng.standard_normal(6)
+    keywords = dict(stride=(2, 1), padding=1, groups=2)
+    np.testing.assert_allclose(to_np(F.conv2d(to_dev(x), to_dev(w), to_dev(b), **keywords)),
+                               F.conv2d(x, w, b, **keywords), **TOL[np.float64])
+    g = rng.standard_normal((2, 6, 3, 5))
+    for got, want in zip(F.conv2d_backward(to_dev(g), to_dev(x), to_dev(w), to_dev(b), **keywords),
+                         F.conv2d_backward(g, x, w, b, **keywords)):
+        np.testing.assert_allclose(to_np(got), want, **TOL[np.float64])
+
+
+def test_launches_span_several_blocks_and_split_the_weight_reduction(monkeypatch, rng):
+    launches = []
+    real_launch = gemm.launch
+
+    def recording(kernel, grid, block, *args):
+        launches.append((kernel, grid, block))
+        real_launch(kernel, grid, block, *args)
+
+    monkeypatch.setattr(gemm, "launch", recording)
+    x = integers(rng, (2, 2, 6, 6), np.float32)
+    w = integers(rng, (3, 2, 3, 3), np.float32)
+    g = integers(rng, (2, 3, 4, 4), np.float32)
+    wants = F.conv2d_backward(g, x, w, None)
+    gots = F.conv2d_backward(to_dev(g), to_dev(x), to_dev(w), None)
+    for got, want in zip(gots[:2], wants[:2]):
+        np.testing.assert_array_equal(to_np(got), want)
+    products = [(grid, block) for kernel, grid, block in launches if kernel is not gemm._add_splits]
+    assert all(block > 1 for _, block in products)
+    assert all(np.prod(grid) > 1 for grid, _ in products)
+    assert any(kernel is gemm._add_splits for kernel, _, _ in launches), "the weight gradient was not split"
+
+
+MAX_POOL_CASES = [
+    # (ndim, shape, kernel, stride, padding, dilation, ceil_mode)
+    (1, (2, 2, 9), 3, 2, 1, 1, False),
+    (2, (1, 2, 7, 6), 3, 2, 0, 1, True),
+    (2, (1, 1, 6, 7), (2, 3), 2, 1, (2, 1), False),
+    (3, (1, 2, 4, 5, 5), 2, 2, 0, 1, True),
+]
+MAX_POOL = {1: (F.max_pool1d, F.max_pool1d_backward), 2: (F.max_pool2d, F.max_pool2d_backward),
+            3: (F.max_pool3d, F.max_pool3d_backward)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", MAX_POOL_CASES)
+def test_max_pool_on_device_equals_cpu(case, dtype, rng):
+    ndim, shape, kernel, stride, padding, dilation, ceil_mode = case
+    keywords = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    forward, backward = MAX_POOL[ndim]
+    # ties (few distinct values) test the first-maximum rule, a NaN must win its windows
+    x = integers(rng, shape, dtype, -2, 2)
+    x.flat[rng.integers(x.size)] = np.nan
+    want, want_indices = forward(x, kernel, return_indices=True, **keywords)
+    got, got_indices = forward(to_dev(x), kernel, return_indices=True, **keywords)
+    np.testing.assert_array_equal(to_np(got), want)
+    np.testing.assert_array_equal(to_np(got_indices), want_indices)
+    assert got_indices.dtype == np.int64
+    g = integers(rng, want.shape, dtype)
+    (want_grad,) = backward(g, x, kernel, indices=want_indices, **keywords)
+    (got_grad,) = backward(to_dev(g), to_dev(x), kernel, indices=got_indices, **keywords)
+    np.testing.assert_array_equal(to_np(got_grad), want_grad)
+    (searched,) = backward(to_dev(g), to_dev(x), kernel, **keywords)
+    np.testing.assert_array_equal(to_np(searched), want_grad)
+
+
+AVG_POOL_CASES = [
+    # (ndim, shape, kernel, stride, padding, ceil_mode, count_include_pad)
+    (1, (2, 2, 9), 3, 2, 1, False, True),
+    (2, (1, 2, 7, 6), 3, 2, 1, True, False),
+    (2, (1, 1, 5, 5), 2, None, 0, True, True),
+    (3, (1, 1, 3, 4, 5), (2, 2, 3), (1, 2, 2), (1, 0, 1), False, True),
+]
+AVG_POOL = {1: (F.avg_pool1d, F.avg_pool1d_backward), 2: (F.avg_pool2d, F.avg_pool2d_backward),
+            3: (F.avg_pool3d, F.avg_pool3d_backward)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", AVG_POOL_CASES)
+def test_avg_pool_on_device_equals_cpu(case, dtype, rng):
+    ndim, shape, kernel, stride, padding, ceil_mode, include = case
+    keywords = dict(stride=stride, padding=padding, ceil_mode=ceil_mode, count_include_pad=include)
+    forward, backward = AVG_POOL[ndim]
+    x = rng.standard_normal(shape).astype(dtype)
+    want = forward(x, kernel, **keywords)
+    got = forward(to_dev(x), kernel, **keywords)
+    np.testing.assert_allclose(to_np(got), want, **TOL[dtype])
+    g = rng.standard_normal(want.shape).astype(dtype)
+    np.testing.assert_allclose(to_np(backward(to_dev(g), to_dev(x), kernel, **keywords)[0]),
+                               backward(g, x, kernel, **keywords)[0], **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_avg_pool_on_device_equals_cpu(dtype, rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    np.testing.assert_allclose(to_np(F.global_avg_pool(to_dev(x))), F.global_avg_pool(x), **TOL[dtype])
+    g = rng.standard_normal((2, 3)).astype(dtype)
+    np.testing.assert_allclose(to_np(F.global_avg_pool_backward(to_dev(g), to_dev(x))[0]),
+                               F.global_avg_pool_backward(g, x)[0], **TOL[dtype])
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_on_device_equals_cpu(dtype, with_bias, rng):
+    x = integers(rng, (2, 3, 5), dtype)
+    w = integers(rng, (6, 5), dtype)
+    b = integers(rng, (6,), dtype) if with_bias else None
+    device_b = to_dev(b) if with_bias else None
+    np.testing.assert_array_equal(to_np(F.linear(to_dev(x), to_dev(w), device_b)), F.linear(x, w, b))
+    g = integers(rng, (2, 3, 6), dtype)
+    gots = F.linear_backward(to_dev(g), to_dev(x), to_dev(w), device_b)
+    for got, want in zip(gots, F.linear_backward(g, x, w, b)):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_array_equal(to_np(got), want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_on_device_equals_cpu(dtype, rng):
+    x = integers(rng, (3, 7), dtype)
+    x[0, 0] = np.nan
+    np.testing.assert_array_equal(to_np(F.relu(to_dev(x))), F.relu(x))
+    g = integers(rng, (3, 7), dtype)
+    np.testing.assert_array_equal(to_np(F.relu_backward(to_dev(g), to_dev(x))[0]), F.relu_backward(g, x)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_on_device_draws_the_cpu_mask_from_the_same_seed(dtype, rng):
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    want, want_mask = F.dropout(x, 0.25, rng=np.random.default_rng(7), return_mask=True)
+    got, got_mask = F.dropout(to_dev(x), 0.25, rng=np.random.default_rng(7), return_mask=True)
+    np.testing.assert_array_equal(to_np(got_mask), want_mask)
+    np.testing.assert_array_equal(to_np(got), want)
+    g = rng.standard_normal((4, 6)).astype(dtype)
+    np.testing.assert_array_equal(to_np(F.dropout_backward(to_dev(g), got_mask, 0.25)[0]),
+                                  F.dropout_backward(g, want_mask, 0.25)[0])
+    same, mask = F.dropout(to_dev(x), 0.25, training=False, return_mask=True)
+    np.testing.assert_array_equal(to_np(same), x)
+    assert to_np(mask).all() and mask.dtype == np.bool_
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_local_response_norm_on_device_equals_cpu(dtype, rng):
+    x = rng.standard_normal((2, 5, 3, 2)).astype(dtype)
+    keywords = dict(size=3, alpha=0.5, beta=0.75, k=2.0)
+    np.testing.assert_allclose(to_np(F.local_response_norm(to_dev(x), **keywords)),
+                               F.local_response_norm(x, **keywords), **TOL[dtype])
+    g = rng.standard_normal(x.shape).astype(dtype)
+    np.testing.assert_allclose(to_np(F.local_response_norm_backward(to_dev(g), to_dev(x), **keywords)[0]),
+                               F.local_response_norm_backward(g, x, **keywords)[0], **TOL[dtype])
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_on_device_equals_cpu(dtype, label_dtype, rng):
+    logits = (rng.standard_normal((5, 7)) * 4).astype(dtype)
+    target = rng.integers(0, 7, size=5).astype(label_dtype)
+    device_logits, device_target = to_dev(logits), to_dev(target)
+    for reduction in ("mean", "sum"):
+        got = F.cross_entropy(device_logits, device_target, reduction)
+        want = F.cross_entropy(logits, target, reduction)
+        assert isinstance(got, np.ndarray) and got.shape == () and got.dtype == dtype
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+        grad, none = F.cross_entropy_backward(2.0, device_logits, device_target, reduction)
+        assert none is None
+        np.testing.assert_allclose(to_np(grad), F.cross_entropy_backward(2.0, logits, target, reduction)[0],
+                                   **TOL[dtype])
+    np.testing.assert_allclose(to_np(F.cross_entropy(device_logits, device_target, "none")),
+                               F.cross_entropy(logits, target, "none"), **TOL[dtype])
+    g = rng.standard_normal(5).astype(dtype)
+    np.testing.assert_allclose(to_np(F.cross_entropy_backward(to_dev(g), device_logits, device_target, "none")[0]),
+                               F.cross_entropy_backward(g, logits, target, "none")[0], **TOL[dtype])
+    scalar = to_dev(np.asarray(3.0))
+    np.testing.assert_allclose(to_np(F.cross_entropy_backward(scalar, device_logits, device_target)[0]),
+                               F.cross_entropy_backward(3.0, logits, target)[0], **TOL[dtype])
+
+
+def test_strided_device_arrays_are_copied_on_the_device(rng):
+    big = integers(rng, (2, 4, 6, 10), np.float32)
+    w = integers(rng, (3, 2, 3, 3), np.float32)
+    view = big[:, ::2, :, ::2]
+    device_view = to_dev(big)[:, ::2, :, ::2]
+    assert not device_view.is_c_contiguous()
+    np.testing.assert_array_equal(to_np(F.conv2d(device_view, to_dev(w), padding=1)), F.conv2d(view, w, padding=1))
+    np.testing.assert_array_equal(to_np(F.relu(device_view)), F.relu(view))
+
+
+def test_device_validation_reports_what_the_cpu_reports(rng):
+    logits = rng.standard_normal((4, 3))
+    bad = np.array([0, 2, 5, 1])
+    for target in (bad, to_dev(bad)):
+        arrays = (logits, target) if isinstance(target, np.ndarray) else (to_dev(logits), target)
+        with pytest.raises(ValueError, match=r"target labels must lie in \[0, 3\), got 5"):
+            F.cross_entropy(*arrays)
+    x = rng.standard_normal((1, 1, 4, 4))
+    g = rng.standard_normal((1, 1, 2, 2))
+    indices = np.array([[[[0, 3], [16, 2]]]])
+    message = r"indices must lie in \[0, 16\) \(flat within each plane\), got values from 0 to 16"
+    with pytest.raises(ValueError, match=message):
+        F.max_pool2d_backward(g, x, 2, indices=indices)
+    with pytest.raises(ValueError, match=message):
+        F.max_pool2d_backward(to_dev(g), to_dev(x), 2, indices=to_dev(indices))
+    with pytest.raises(TypeError, match="must be float32 or float64, got dtype int64"):
+        F.relu(to_dev(np.arange(3)))
+    with pytest.raises(ValueError, match=r"weight must have 4 dimensions, got shape \(2, 3\)"):
+        F.conv2d(to_dev(x), to_dev(np.zeros((2, 3))))
+
+
+def test_mixing_host_and_device_arrays_is_a_type_error(rng):
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    with pytest.raises(TypeError, match="mixed"):
+        F.conv2d(to_dev(x), w)
+    with pytest.raises(TypeError, match="mixed"):
+        F.linear(rng.standard_normal((2, 3)), to_dev(rng.standard_normal((4, 3))))
+    out, mask = F.dropout(x, rng=np.random.default_rng(0), return_mask=True)
+    with pytest.raises(TypeError, match="mixed"):
+        F.dropout_backward(to_dev(out), mask)
+    with pytest.raises(TypeError, match="mixed"):
+        F.cross_entropy(to_dev(rng.standard_normal((2, 3))), np.array([0, 1]))
+    with pytest.raises(TypeError, match="mixed"):
+        F.max_pool2d_backward(to_dev(np.zeros((1, 2, 2, 2))), to_dev(x), 2, indices=np.zeros((1, 2, 2, 2), np.int64))
+
+
+# --- the backend -----------------------------------------------------------------------------------------------------
+
+
+def test_device_arrays_are_recognised_without_their_interface():
+    device = cuda.to_device(np.zeros(3))
+    assert backend.is_device_array(device) and backend.backend_of(device, None) == "cuda"
+
+    class Interface:
+        __cuda_array_interface__ = {"shape": (1,), "typestr": "<f4", "data": (0, False), "version": 3}
+
+    assert backend.is_device_array(Interface())
+    for host in (np.zeros(3), [1.0, 2.0], 3.0, None):
+        assert not backend.is_device_array(host)
+    assert backend.backend_of(np.zeros(1), None) == "cpu"
+
+
+def test_moving_arrays_between_host_and_device():
+    host = np.arange(6.0).reshape(2, 3)
+    device = backend.to_device(host)
+    assert backend.is_device_array(device)
+    assert backend.to_device(device) is device
+    np.testing.assert_array_equal(backend.to_host(device), host)
+    assert backend.to_host(host) is host
+    assert backend.to_host(None) is None and backend.to_device(None) is None
+    strided = backend.to_device(host[:, ::2])
+    np.testing.assert_array_equal(backend.to_host(strided), host[:, ::2])
+    empty = backend.empty((2, 3), np.float32, "cuda")
+    assert backend.is_device_array(empty) and tuple(empty.shape) == (2, 3) and empty.dtype == np.float32
+    zeros = backend.zeros(4, np.float64, "cuda")
+    np.testing.assert_array_equal(backend.to_host(zeros), np.zeros(4))
+    assert backend.kernels("cuda") is cuda_kernels
+
+
+def test_kernels_cuda_explains_a_missing_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba.cuda", None)
+    with pytest.raises(RuntimeError, match="needs the numba-cuda package"):
+        backend.kernels("cuda")
+
+
+def test_kernels_cuda_explains_a_missing_gpu(monkeypatch):
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="found no usable CUDA GPU.*NUMBA_ENABLE_CUDASIM=1"):
+        backend.kernels("cuda")
+    with pytest.raises(RuntimeError, match="found no usable CUDA GPU"):
+        F.relu(cuda.to_device(np.zeros(3)))
+    assert backend.kernels("cpu") is cpu_kernels
+
+
+def test_simulated_launches_restore_the_switch_interval():
+    if not support.simulated():
+        pytest.skip("only the simulator changes the switch interval")
+    before = sys.getswitchinterval()
+    pool.global_avg_pool_forward(cuda.to_device(np.ones((1, 2, 3))), cuda.device_array((1, 2)))
+    assert sys.getswitchinterval() == before
+
+
+def test_invalid_tiles_are_reported(monkeypatch):
+    monkeypatch.setattr(config, "GEMM_TILE", (4, 4, 4, 3, 2))
+    with pytest.raises(ValueError, match="GEMM tile"):
+        F.linear(to_dev(np.ones((2, 3))), to_dev(np.ones((5, 3))))
+    monkeypatch.setattr(config, "REDUCE_THREADS", 6)
+    with pytest.raises(ValueError, match="power of two"):
+        F.global_avg_pool(to_dev(np.ones((1, 2, 3))))
