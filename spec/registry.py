@@ -484,6 +484,11 @@ AVG_POOL_CONFIGS = (
 )
 
 
+#: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
+#: last block overlaps the one before), and more than 16 samples
+LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)))
+
+
 @dataclass(frozen=True)
 class Entry:
     """One kernel, by module and function name, with its case builder and configurations. ``backends`` lists
@@ -520,10 +525,9 @@ ENTRIES = (
           (ShapeConfig((2, 3, 6)), ShapeConfig((1, 2, 9)))),
     Entry("pool", "global_avg_pool_backward", global_avg_pool_backward_case,
           (ShapeConfig((2, 3, 6)), ShapeConfig((1, 2, 9)))),
-    Entry("dense", "linear_forward", linear_forward_case, (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)))),
-    Entry("dense", "linear_grad_input", linear_grad_input_case, (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)))),
-    Entry("dense", "linear_grad_weight", linear_grad_weight_case,
-          (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)))),
+    Entry("dense", "linear_forward", linear_forward_case, LINEAR_CONFIGS),
+    Entry("dense", "linear_grad_input", linear_grad_input_case, LINEAR_CONFIGS),
+    Entry("dense", "linear_grad_weight", linear_grad_weight_case, LINEAR_CONFIGS),
     Entry("pointwise", "relu_forward", relu_forward_case, (ShapeConfig((37,)),)),
     Entry("pointwise", "relu_backward", relu_backward_case, (ShapeConfig((37,)),)),
     Entry("pointwise", "dropout_forward", dropout_forward_case,

@@ -25,39 +25,17 @@ The tables depend only on the shapes and are cached; weights are packed and inpu
 from __future__ import annotations
 
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from numconv.kernels.cpu import blocked, tuning
+from numconv.kernels.cpu import tuning
+from numconv.kernels.cpu.launch import fma as _fma_shape, workspace as _workspace, zeros as _zeros
 
 _U = np.uint64
-
-
-@contextmanager
-def _vectorizer_settings():
-    """LLVM's SLP vectoriser on and its loop vectoriser off while the blocked kernel compiles (Numba's defaults are
-    the reverse, which leaves the accumulators scalar). A user's own NUMBA_SLP_VECTORIZE or NUMBA_LOOP_VECTORIZE
-    wins. Numba reads these settings only when it compiles, so the rest of the process is unaffected."""
-    saved = numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE
-    if "NUMBA_SLP_VECTORIZE" not in os.environ:
-        numba.config.SLP_VECTORIZE = 1
-    if "NUMBA_LOOP_VECTORIZE" not in os.environ:
-        numba.config.LOOP_VECTORIZE = 0
-    try:
-        yield
-    finally:
-        numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
-
-
-def _fma(kernel, *args) -> None:
-    with _vectorizer_settings():
-        kernel(*args)
 
 
 # --- data movement ------------------------------------------------------------------------------------------------
@@ -102,16 +80,13 @@ def _pack_lanes(weight, groups, packed):
     blocks = packed.shape[0] // groups
     for task in prange(packed.shape[0]):
         g = task // blocks
-        ob = task % blocks
-        for k in range(16):
-            local = ob * 16 + k
-            if local < group_out:
-                row = weight[g * group_out + local]
-                for r in range(reduction):
-                    packed[task, r, k] = row[r]
-            else:
-                for r in range(reduction):
-                    packed[task, r, k] = 0.0
+        first = g * group_out + (task % blocks) * 16
+        valid = min(16, g * group_out + group_out - first)
+        for r in range(reduction):
+            for k in range(valid):
+                packed[task, r, k] = weight[first + k, r]
+            for k in range(valid, 16):
+                packed[task, r, k] = 0.0
 
 
 @njit(parallel=True, cache=True)
@@ -258,7 +233,6 @@ def _use(count: int, unit: int) -> float:
 #: formulation -> (lanes per vector operand, columns per task)
 _SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning.COLUMNS),
            "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
-_KERNELS = {(16, 14): blocked._fma_16x14, (64, 4): blocked._fma_64x4}
 
 
 @lru_cache(maxsize=256)
@@ -349,11 +323,6 @@ def _rows_tables(layout: _Layout, lanes: int):
     )
 
 
-@lru_cache(maxsize=32)
-def _zeros(size: int, dtype: str) -> np.ndarray:
-    return np.zeros(size, dtype)  # shared: the kernels only read it
-
-
 def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     """out (through ``out_flat``) = bias + the convolution of the padded buffer ``buf`` with ``weight``
     (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
@@ -363,15 +332,16 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     if chosen not in _uses(layout):
         raise ValueError(f"the {chosen} formulation does not apply to {layout}")
     lanes, columns = _SHAPES[chosen]
-    kernel = _KERNELS[lanes, columns]
+    kernel = (lanes, columns)
     if chosen == "lanes":
         t = _lanes_tables(layout)
-        packed = np.empty((layout.groups * t["per_group"], reduction, lanes), dtype)
+        packed = _workspace("weights", layout.groups * t["per_group"] * reduction * lanes, dtype)
+        packed = packed.reshape(layout.groups * t["per_group"], reduction, lanes)
         _pack_lanes(weight.reshape(layout.out_channels, reduction), layout.groups, packed)
         init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
-        _fma(kernel, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
+        _fma_shape(kernel, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
              out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
              _zeros(t["xc"].size, dtype.str))
         return
@@ -381,16 +351,16 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     for g in range(layout.groups):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
-        _fma(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
+        _fma_shape(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
              t["xb"], t["rlo"], t["rhi"], out_flat[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
              t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col)
 
 
-def _padded(x, pads, size) -> np.ndarray:
+def _padded(x, pads, size, tag="input") -> np.ndarray:
     """x (N, C, D, H, W) as a flat buffer of shape (N, C, *size) holding x at offset ``pads`` (zeros around)."""
     if tuple(pads) == (0, 0, 0) and tuple(size) == x.shape[2:]:
         return x.reshape(-1)
-    buf = np.empty(x.shape[0] * x.shape[1] * math.prod(size), x.dtype)
+    buf = _workspace(tag, x.shape[0] * x.shape[1] * math.prod(size), x.dtype)
     _pad_planes(x, buf, pads[0], pads[1], pads[2], size[0], size[1], size[2])
     return buf
 
@@ -536,13 +506,15 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
     strategy = _forced["grad_input"] or plan.strategy
     if _forced["algorithm"] == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
-    buf = _padded(grad_output, plan.left, plan.size)
+    buf = _padded(grad_output, plan.left, plan.size, "grad_output")
     if strategy == "subpixel":
         if plan.subpixel is None:
             raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
         layout = plan.subpixel
-        target = np.empty((grad_input.shape[0], grad_input.shape[1]) + layout.out_shape, grad_input.dtype) \
-            if plan.subpixel_padded else grad_input
+        target = grad_input
+        if plan.subpixel_padded:
+            target = _workspace("subpixel", grad_input.shape[0] * grad_input.shape[1] * layout.out_plane,
+                                grad_input.dtype).reshape(grad_input.shape[:2] + layout.out_shape)
         _convolve(buf, layout, _subpixel_weight(weight, groups, plan.subpixel_index), None, target.reshape(-1))
         if plan.subpixel_padded:
             grad_input[...] = target[:, :, :grad_input.shape[2], :grad_input.shape[3], :grad_input.shape[4]]
@@ -603,12 +575,13 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
     dtype = x.dtype
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])
-    packed = np.empty((layout.groups * t["per_group"], batch * positions, tuning.LANES), dtype)
+    packed = _workspace("grad_output", layout.groups * t["per_group"] * batch * positions * tuning.LANES, dtype)
+    packed = packed.reshape(layout.groups * t["per_group"], batch * positions, tuning.LANES)
     _pack_positions(grad_output.reshape(batch, out_channels, positions), layout.groups, packed)
     columns = t["ocol"].size
     chunks = t["chunks"]
-    target = grad_weight.reshape(-1) if chunks == 1 else np.empty(chunks * out_channels * columns, dtype)
-    _fma(_KERNELS[tuning.LANES, tuning.COLUMNS], packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"],
+    target = grad_weight.reshape(-1) if chunks == 1 else _workspace("partials", chunks * out_channels * columns, dtype)
+    _fma_shape((tuning.LANES, tuning.COLUMNS), packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"],
          t["xb"], t["rlo"], t["rhi"], target, t["ocol"], t["oblk"], _U(columns), t["lanes"],
          _zeros(t["vb"].size * tuning.LANES, dtype.str),
          _zeros(columns, dtype.str))

@@ -1,0 +1,64 @@
+"""Calling the generated blocked kernels (``blocked.py``): the compiler settings they need, and shared zeros."""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+from numconv.kernels.cpu import blocked
+
+#: (lanes, columns) -> kernel
+KERNELS = {(16, 14): blocked._fma_16x14, (64, 4): blocked._fma_64x4}
+
+
+@contextmanager
+def vectorizer_settings():
+    """LLVM's SLP vectoriser on and its loop vectoriser off while a blocked kernel compiles (Numba's defaults are
+    the reverse, which leaves the accumulators scalar). A user's own NUMBA_SLP_VECTORIZE or NUMBA_LOOP_VECTORIZE
+    wins. Numba reads these settings only when it compiles, so the rest of the process is unaffected."""
+    saved = numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE
+    if "NUMBA_SLP_VECTORIZE" not in os.environ:
+        numba.config.SLP_VECTORIZE = 1
+    if "NUMBA_LOOP_VECTORIZE" not in os.environ:
+        numba.config.LOOP_VECTORIZE = 0
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
+
+
+def fma(shape: tuple, *args) -> None:
+    """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning)."""
+    with vectorizer_settings():
+        KERNELS[shape](*args)
+
+
+@lru_cache(maxsize=64)
+def zeros(size: int, dtype: str) -> np.ndarray:
+    """A shared array of zeros; the kernels only read it."""
+    return np.zeros(size, dtype)
+
+
+_workspaces = threading.local()
+
+
+def workspace(tag: str, size: int, dtype) -> np.ndarray:
+    """A flat scratch array of ``size`` elements, kept per thread and per ``tag`` and reused by later calls.
+
+    Fresh memory costs a page fault per page on first touch (on a small virtual machine that was measured at more
+    than the time to fill it), so the padded inputs and packed operands of the convolutions reuse their buffers.
+    A tag is used by one step of one call at a time; the contents are garbage on return.
+    """
+    cache = getattr(_workspaces, "arrays", None)
+    if cache is None:
+        cache = _workspaces.arrays = {}
+    dtype = np.dtype(dtype)
+    array = cache.get((tag, dtype.str))
+    if array is None or array.size < size:
+        array = np.empty(size, dtype)
+        cache[(tag, dtype.str)] = array
+    return array[:size]
