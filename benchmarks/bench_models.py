@@ -1,0 +1,71 @@
+"""Whole models: a LeNet-5 training step at batch 64 and an AlexNet forward pass at batch 16, and the time from a
+new process to the first LeNet-5 training step with a warm and with an empty compile cache."""
+import os
+import subprocess
+import sys
+import tempfile
+
+from benchmarks import _setup  # noqa: F401  (paths)
+
+import anchors
+
+
+class LeNet5:
+    timeout = 600
+
+    def setup_cache(self):
+        anchors.numconv_lenet_step()()
+
+    def setup(self):
+        self.step = anchors.numconv_lenet_step()
+        self.step()
+
+    def time_train_step_batch64(self):
+        self.step()
+
+
+class AlexNet:
+    timeout = 600
+
+    def setup_cache(self):
+        anchors.numconv_alexnet_forward()()
+
+    def setup(self):
+        self.forward = anchors.numconv_alexnet_forward()
+        self.forward()
+
+    def time_forward_batch16(self):
+        self.forward()
+
+
+_CHILD = ("import time; t0 = time.perf_counter(); import anchors; anchors.numconv_lenet_step()(); "
+          "print(time.perf_counter() - t0)")
+
+
+def _first_step_seconds(cache_dir: str) -> float:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+               PYTHONPATH=os.pathsep.join([str(_setup.HERE.parent), str(_setup.HERE)]))
+    done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+class Start:
+    """Seconds from importing numconv to the first LeNet-5 training step in a new process: ``warm`` with the
+    compile cache filled by a previous process, ``cold`` with an empty one (everything compiles)."""
+
+    timeout = 900
+    number = 1
+    repeat = 1
+
+    def track_warm_start(self):
+        with tempfile.TemporaryDirectory() as cache:
+            _first_step_seconds(cache)
+            return _first_step_seconds(cache)
+
+    track_warm_start.unit = "s"
+
+    def track_cold_start(self):
+        with tempfile.TemporaryDirectory() as cache:
+            return _first_step_seconds(cache)
+
+    track_cold_start.unit = "s"
