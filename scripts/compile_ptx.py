@@ -46,6 +46,7 @@ def _record_launches(support, gemm, loss_module):
 
     for module in (support, gemm, loss_module):
         module.launch = record
+    gemm.device_table = gemm.build_table
     # device allocations become NumPy arrays while the launchers are driven (restored before compiling)
     saved = {"device_array": cuda.device_array, "to_device": cuda.to_device}
     cuda.device_array = lambda shape, dtype=np.float64: np.zeros(shape, dtype=dtype).view(HostArray)

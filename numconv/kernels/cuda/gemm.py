@@ -25,7 +25,9 @@ consecutive threads on consecutive addresses of the source (along k or along m/j
 a slice loaded along k is stored row-major with a padded row of ``TK + 1`` so that neither the stores nor the
 reads of the product collide on shared-memory banks. The slices are double-buffered: the next one is loaded while
 the current one is multiplied, one barrier per step. Each thread decodes the window indices of its rows (or
-columns) once, outside the reduction loop.
+columns) once, outside the reduction loop; along the reduction, the loads look the decoded (channel, tap) or
+output position up in a small table built once per geometry (:func:`build_table`), so that the inner loop does not
+divide, except by the stride in GRAD_INPUT (skipped at stride 1) and by the positions per image in GRAD_WEIGHT.
 
 GRAD_WEIGHT reduces over the whole batch and every output position, so its reduction is split (``blockIdx.z``
 = group * splits + split): each split writes its partial sums to a workspace, and one more kernel adds the splits in
@@ -54,6 +56,8 @@ _S0, _S1, _S2, _P0, _P1, _P2, _L0, _L1, _L2, _G = range(12, 22)
 # and j, and whether a bias (indexed by j) is added
 _AM, _AK, _BK, _BJ, _CM, _CJ, _HAS_BIAS = range(7)
 GEOMETRY_LENGTH = 22
+#: int64 entries per reduction index in the decoded tables (see build_table)
+TABLE_WIDTH = 5
 
 
 def conv_geometry(x_shape, weight_shape, out_shape, stride, padding, dilation, groups) -> tuple:
@@ -116,47 +120,92 @@ def _col_info(kind, geo, group, j):
     return (j * geo[_BJ], 0, 0, 0)
 
 
+def _tap_offsets(geo) -> np.ndarray:
+    """(td * dilation, th * dilation, tw * dilation) of every tap, in the weight's (KD, KH, KW) order."""
+    taps = np.indices((geo[_KD], geo[_KH], geo[_KW])).reshape(3, -1).T
+    return taps * np.array([geo[_L0], geo[_L1], geo[_L2]])
+
+
+def build_table(kind, geo) -> np.ndarray:
+    """The decoded reduction index of a kind, ``TABLE_WIDTH`` int64 per entry, so that the loads of the product
+    look offsets up instead of dividing (integer division is slow on a GPU):
+
+    - FORWARD, k = (c, tap): ``c * D*H*W`` and the tap's offset along each axis (dilation * tap);
+    - GRAD_INPUT, k = (o, tap): ``o * OD*OH*OW``, the tap's offsets, and ``o * (C/groups) * taps + tap`` (the
+      weight element less the column's ``c * taps``);
+    - GRAD_WEIGHT, per output position p (k = n * positions + p): the window origin ``stride * o`` along each axis;
+    - DENSE: a single unused entry.
+    """
+    table = np.zeros((1, TABLE_WIDTH), dtype=np.int64)
+    if kind in (FORWARD, GRAD_INPUT):
+        offsets = _tap_offsets(geo)
+        taps = len(offsets)
+        groups = geo[_G]
+        count, step = ((geo[_C] // groups, geo[_D] * geo[_H] * geo[_W]) if kind == FORWARD
+                       else (geo[_O] // groups, geo[_OD] * geo[_OH] * geo[_OW]))
+        table = np.zeros((count * taps, TABLE_WIDTH), dtype=np.int64)
+        channel = np.repeat(np.arange(count), taps)
+        table[:, 0] = channel * step
+        table[:, 1:4] = np.tile(offsets, (count, 1))
+        table[:, 4] = channel * (geo[_C] // groups) * taps + np.tile(np.arange(taps), count)
+    elif kind == GRAD_WEIGHT:
+        origins = np.indices((geo[_OD], geo[_OH], geo[_OW])).reshape(3, -1).T
+        table = np.zeros((len(origins), TABLE_WIDTH), dtype=np.int64)
+        table[:, :3] = origins * np.array([geo[_S0], geo[_S1], geo[_S2]])
+    return table.reshape(-1)
+
+
+_TABLES = {}
+
+
+def device_table(kind, geo):
+    """:func:`build_table` on the device, kept for the next call with the same geometry (and device)."""
+    device = 0 if simulated() else cuda.get_current_device().id
+    key = (kind, tuple(geo), device)
+    table = _TABLES.get(key)
+    if table is None:
+        if len(_TABLES) >= 256:
+            _TABLES.clear()
+        table = _TABLES[key] = cuda.to_device(build_table(kind, geo))
+    return table
+
+
 @_index_helper
-def _a_index(kind, geo, group, base, at_d, at_h, at_w, k):
+def _through_stride(offset, stride):
+    """``offset / stride`` when ``stride`` divides the non-negative ``offset``, else -1 (no division at stride 1)."""
+    if stride == 1:
+        return offset
+    whole = offset // stride
+    return whole if whole * stride == offset else -1
+
+
+@_index_helper
+def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k):
     """Flat index of A[m, k] in the array passed as A, or -1 where A[m, k] is zero (padding, or no output)."""
     if kind == FORWARD:
-        taps = geo[_KD] * geo[_KH] * geo[_KW]
-        c = k // taps
-        t = k - c * taps
-        tw = t % geo[_KW]
-        rest = t // geo[_KW]
-        th = rest % geo[_KH]
-        td = rest // geo[_KH]
-        i_d = at_d + td * geo[_L0]
-        i_h = at_h + th * geo[_L1]
-        i_w = at_w + tw * geo[_L2]
+        e = k * TABLE_WIDTH
+        i_d = at_d + table[e + 1]
+        i_h = at_h + table[e + 2]
+        i_w = at_w + table[e + 3]
         if i_d < 0 or i_d >= geo[_D] or i_h < 0 or i_h >= geo[_H] or i_w < 0 or i_w >= geo[_W]:
             return -1
-        channel = group * (geo[_C] // geo[_G]) + c
-        return base + ((channel * geo[_D] + i_d) * geo[_H] + i_h) * geo[_W] + i_w
+        first = group * (geo[_C] // geo[_G]) * geo[_D] * geo[_H] * geo[_W]
+        return base + first + table[e] + (i_d * geo[_H] + i_h) * geo[_W] + i_w
     if kind == GRAD_INPUT:
-        taps = geo[_KD] * geo[_KH] * geo[_KW]
-        o = k // taps
-        t = k - o * taps
-        tw = t % geo[_KW]
-        rest = t // geo[_KW]
-        th = rest % geo[_KH]
-        td = rest // geo[_KH]
         # output od reaches input i_d through tap td when stride * od = i_d + pad - dilation * td
-        a_d = at_d - td * geo[_L0]
-        a_h = at_h - th * geo[_L1]
-        a_w = at_w - tw * geo[_L2]
+        e = k * TABLE_WIDTH
+        a_d = at_d - table[e + 1]
+        a_h = at_h - table[e + 2]
+        a_w = at_w - table[e + 3]
         if a_d < 0 or a_h < 0 or a_w < 0:
             return -1
-        od = a_d // geo[_S0]
-        oh = a_h // geo[_S1]
-        ow = a_w // geo[_S2]
-        if od * geo[_S0] != a_d or oh * geo[_S1] != a_h or ow * geo[_S2] != a_w:
+        od = _through_stride(a_d, geo[_S0])
+        oh = _through_stride(a_h, geo[_S1])
+        ow = _through_stride(a_w, geo[_S2])
+        if od < 0 or oh < 0 or ow < 0 or od >= geo[_OD] or oh >= geo[_OH] or ow >= geo[_OW]:
             return -1
-        if od >= geo[_OD] or oh >= geo[_OH] or ow >= geo[_OW]:
-            return -1
-        channel = group * (geo[_O] // geo[_G]) + o
-        return base + ((channel * geo[_OD] + od) * geo[_OH] + oh) * geo[_OW] + ow
+        first = group * (geo[_O] // geo[_G]) * geo[_OD] * geo[_OH] * geo[_OW]
+        return base + first + table[e] + (od * geo[_OH] + oh) * geo[_OW] + ow
     if kind == GRAD_WEIGHT:
         spatial = geo[_OD] * geo[_OH] * geo[_OW]
         n = k // spatial
@@ -165,25 +214,20 @@ def _a_index(kind, geo, group, base, at_d, at_h, at_w, k):
 
 
 @_index_helper
-def _b_index(kind, geo, group, base, at_d, at_h, at_w, k):
+def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k):
     """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero."""
     if kind == FORWARD:
         return base + k
     if kind == GRAD_INPUT:
         taps = geo[_KD] * geo[_KH] * geo[_KW]
-        o = k // taps
-        return (group * (geo[_O] // geo[_G]) + o) * (geo[_C] // geo[_G]) * taps + base + (k - o * taps)
+        return group * (geo[_O] // geo[_G]) * (geo[_C] // geo[_G]) * taps + base + table[k * TABLE_WIDTH + 4]
     if kind == GRAD_WEIGHT:
         spatial = geo[_OD] * geo[_OH] * geo[_OW]
         n = k // spatial
-        p = k - n * spatial
-        ow = p % geo[_OW]
-        rest = p // geo[_OW]
-        oh = rest % geo[_OH]
-        od = rest // geo[_OH]
-        i_d = od * geo[_S0] + at_d
-        i_h = oh * geo[_S1] + at_h
-        i_w = ow * geo[_S2] + at_w
+        e = (k - n * spatial) * TABLE_WIDTH
+        i_d = table[e] + at_d
+        i_h = table[e + 1] + at_h
+        i_w = table[e + 2] + at_w
         if i_d < 0 or i_d >= geo[_D] or i_h < 0 or i_h >= geo[_H] or i_w < 0 or i_w >= geo[_W]:
             return -1
         return n * geo[_C] * geo[_D] * geo[_H] * geo[_W] + base + (i_d * geo[_H] + i_h) * geo[_W] + i_w
@@ -239,7 +283,7 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
     index = cuda.int64
 
     @cuda.jit(cache=True)
-    def gemm(a, b, c, bias, geo, rows, cols, depth, chunk):
+    def gemm(a, b, c, bias, table, geo, rows, cols, depth, chunk):
         a_tile = cuda.shared.array(a_buffers, value)
         b_tile = cuda.shared.array(b_buffers, value)
         acc = cuda.local.array(acc_size, value)
@@ -298,8 +342,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                             slot = a_base + k_l * rows_tile + m_l
                         at = -1
                         if k_next + k_l < k_end and row0 + m_l < rows:
-                            at = _a_index(kind, geo, group, a_info[4 * r], a_info[4 * r + 1], a_info[4 * r + 2],
-                                          a_info[4 * r + 3], k_next + k_l)
+                            at = _a_index(kind, geo, table, group, a_info[4 * r], a_info[4 * r + 1],
+                                          a_info[4 * r + 2], a_info[4 * r + 3], k_next + k_l)
                         if at >= 0:
                             a_tile[slot] = a[at]
                         else:
@@ -317,8 +361,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                             slot = b_base + k_l * cols_tile + j_l
                         at = -1
                         if k_next + k_l < k_end and col0 + j_l < cols:
-                            at = _b_index(kind, geo, group, b_info[4 * r], b_info[4 * r + 1], b_info[4 * r + 2],
-                                          b_info[4 * r + 3], k_next + k_l)
+                            at = _b_index(kind, geo, table, group, b_info[4 * r], b_info[4 * r + 1],
+                                          b_info[4 * r + 2], b_info[4 * r + 3], k_next + k_l)
                         if at >= 0:
                             b_tile[slot] = b[at]
                         else:
@@ -402,13 +446,13 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     kernel = _kernel(kind, np.dtype(c.dtype).name, tile, bool(a_along_k), bool(b_along_k))
     threads = (rows_tile // per_row) * (cols_tile // per_col)
     target = c if splits == 1 else cuda.device_array(splits * c.shape[0], dtype=c.dtype)
-    launch(kernel, (grid_m, grid_n, groups * splits), threads, a, b, target, bias, tuple(geo), int(rows),
-           int(cols), int(depth), int(chunk))
+    launch(kernel, (grid_m, grid_n, groups * splits), threads, a, b, target, bias, device_table(kind, geo),
+           tuple(geo), int(rows), int(cols), int(depth), int(chunk))
     if splits > 1:
         size = c.shape[0]
         block = config.THREADS_PER_BLOCK
         launch(_add_splits, blocks_for(size, block), block, target.reshape(splits, size), c)
 
 
-__all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "DENSE", "conv_geometry", "dense_geometry", "product",
-           "tile_for", "split_count"]
+__all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "DENSE", "TABLE_WIDTH", "conv_geometry", "dense_geometry",
+           "build_table", "device_table", "product", "tile_for", "split_count"]
