@@ -462,6 +462,14 @@ SUBPIXEL_CONFIGS = (
     ConvConfig(1, 1, 2, (256,), (6,), stride=(4,)),
     ConvConfig(1, 1, 1, (96,), (2,), stride=(3,), dilation=(2,)),
 )
+#: stride 1 with rows shorter than a vector: the vectors run along the padded rows of each plane (the columns past
+#: the output's width are computed into scratch and dropped); 2D and 3D, groups, dilation
+PADDED_ROWS_CONFIGS = (
+    ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
+    ConvConfig(1, 4, 4, (10, 7), (3, 3), padding=(1, 1), dilation=(2, 1), groups=2),
+    ConvConfig(1, 1, 2, (3, 4, 6), (2, 3, 3), padding=(0, 1, 1)),
+)
+
 #: the same through the ``lanes`` formulation, and padding wider than the kernel (the input gradient then reads a
 #: cropped output gradient)
 LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),)
@@ -507,10 +515,14 @@ ENTRIES = (
     Entry("conv", "conv_grad_input", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, CONV_CONFIGS),
     # the CPU's algorithms behind the three public convolution kernels, each forced onto configurations it serves
-    Entry("conv", "conv_forward_rows", conv_forward_case, ROWS_FORWARD_CONFIGS, backends=("cpu",)),
-    Entry("conv", "conv_grad_input_rows", conv_grad_input_case, ROWS_GRAD_INPUT_CONFIGS, backends=("cpu",)),
-    Entry("conv", "conv_forward_wide", conv_forward_case, WIDE_CONFIGS, backends=("cpu",)),
-    Entry("conv", "conv_grad_input_wide", conv_grad_input_case, WIDE_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_rows", conv_forward_case, ROWS_FORWARD_CONFIGS + PADDED_ROWS_CONFIGS,
+          backends=("cpu",)),
+    Entry("conv", "conv_grad_input_rows", conv_grad_input_case, ROWS_GRAD_INPUT_CONFIGS + PADDED_ROWS_CONFIGS,
+          backends=("cpu",)),
+    Entry("conv", "conv_forward_wide", conv_forward_case, WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2],
+          backends=("cpu",)),
+    Entry("conv", "conv_grad_input_wide", conv_grad_input_case, WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2],
+          backends=("cpu",)),
     Entry("conv", "conv_grad_input_subpixel", conv_grad_input_case, SUBPIXEL_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_lanes", conv_forward_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),

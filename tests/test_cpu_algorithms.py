@@ -45,11 +45,20 @@ def test_generated_kernels_are_up_to_date():
     # long rows: 64 positions per block (1x1: whole planes)
     ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide", "phases"),
     ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide", "phases"),
+    # LeNet's first layer: 6 output channels, rows of 28; the vectors run along the padded rows of each plane
+    ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
     assert cpu_conv.algorithm(layout) == forward
     assert plan.strategy == grad_input
+
+
+def test_short_rows_run_along_the_padded_plane():
+    layout, plan = _layouts((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
+    assert cpu_conv._rows_shape(layout, 64) == (28 * 32, "padded")
+    (_, _, grad_layout), = plan.phases
+    assert cpu_conv.algorithm(grad_layout) == "wide"
 
 
 def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():

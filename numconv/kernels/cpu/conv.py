@@ -198,17 +198,24 @@ def _offsets(layout: _Layout):
 
 
 def _rows_shape(layout: _Layout, lanes: int):
-    """(row length, flat) for the ``rows`` and ``wide`` formulations, or None where they do not apply: a vector
-    holds ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer."""
+    """(run length, kind) for the ``rows`` and ``wide`` formulations, or None where they do not apply. A vector holds
+    ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer: along an output row
+    at stride 1 (kind 'row'), along a whole plane for a 1x1 convolution without padding ('flat'), or, for a
+    stride-1 convolution whose rows are too short, along the padded rows of a plane (OH x padded width; the
+    columns past the output's width are computed into a scratch output and dropped: 'padded')."""
     _, inputs, outputs = _offsets(layout)
     size = inputs.size
     if size >= lanes and layout.kernel == (1, 1, 1):
         steps = np.arange(size)
         if np.array_equal(inputs - inputs[0], steps) and np.array_equal(outputs - outputs[0], steps):
-            return size, True
-    if layout.stride[2] != 1 or layout.positions[2] < lanes:
-        return None
-    return layout.positions[2], False
+            return size, "flat"
+    if layout.stride[2] == 1 and layout.positions[2] >= lanes:
+        return layout.positions[2], "row"
+    if (layout.stride == (1, 1, 1) and layout.out_step == (1, 1, 1) and layout.out_offset == (0, 0, 0)
+            and layout.channel_offsets is None and tuple(layout.out_shape) == tuple(layout.positions)
+            and layout.positions[1] * layout.padded[2] >= lanes):
+        return layout.positions[1] * layout.padded[2], "padded"
+    return None
 
 
 #: set by the forced variants at the end of this module: a formulation, a strategy for the input gradient or a
@@ -245,8 +252,11 @@ def _uses(layout: _Layout) -> dict:
         lanes, columns = _SHAPES[form]
         rows = _rows_shape(layout, lanes)
         if rows is not None:
-            bonus = tuning.LONG_ROW_BONUS if rows[0] >= tuning.LONG_ROW else 1.0
-            uses[form] = _use(rows[0], lanes) * _use(layout.group_out, columns) * tuning.EFFICIENCY[form] * bonus
+            length, kind = rows
+            bonus = tuning.LONG_ROW_BONUS if length >= tuning.LONG_ROW else 1.0
+            kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
+            uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
+                          * bonus)
     return uses
 
 
@@ -292,19 +302,27 @@ def _lanes_tables(layout: _Layout):
 def _rows_tables(layout: _Layout, lanes: int):
     """Tables of one group; the group is selected by offsetting the buffers."""
     taps, inputs, outputs = _offsets(layout)
-    length, flat = _rows_shape(layout, lanes)
-    if flat:
-        starts = np.minimum(np.arange(0, length, lanes), length - lanes)
+    length, kind = _rows_shape(layout, lanes)
+    positions = layout.positions
+    out_plane, out_sample = layout.out_plane, layout.out_sample
+    channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
+    starts = np.minimum(np.arange(0, length, lanes), length - lanes)
+    if kind == "flat":
         row_in, row_out, ostride = inputs[0] + starts, outputs[0] + starts, 1
-    else:
-        positions = layout.positions
-        starts = np.minimum(np.arange(0, positions[2], lanes), positions[2] - lanes)
+    elif kind == "row":
         first = np.arange(positions[0] * positions[1])[:, None] * positions[2] + starts[None, :]
         row_in, row_out, ostride = inputs[first.ravel()], outputs[first.ravel()], layout.out_step[2]
+    else:  # 'padded': runs over (OH, padded width) per depth slice, into a scratch output of that shape
+        slabs = np.arange(positions[0])[:, None]
+        row_in = (inputs[slabs * positions[1] * positions[2]] + starts[None, :]).ravel()
+        row_out = (slabs * length + starts[None, :]).ravel()
+        ostride = 1
+        out_plane = positions[0] * length
+        out_sample = layout.out_channels * out_plane
+        channels = np.arange(layout.out_channels, dtype=np.int64) * out_plane
     n = np.arange(layout.batch)[:, None]
     vb = (n * (layout.in_channels * layout.plane) + row_in[None, :]).ravel()
     reduction = layout.group_in * taps.size
-    channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
     group_base = channels[::layout.group_out]
     return dict(
         voff=(np.arange(layout.group_in)[:, None] * layout.plane + taps[None, :]).ravel().astype(_U),
@@ -317,10 +335,27 @@ def _rows_tables(layout: _Layout, lanes: int):
         ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
                for g in range(layout.groups)],
         group_base=[int(b) for b in group_base],
-        oblk=(n * layout.out_sample + row_out[None, :]).ravel().astype(_U),
+        oblk=(n * out_sample + row_out[None, :]).ravel().astype(_U),
         ostride=_U(ostride),
         lanes=np.full(vb.size, lanes, np.int64),
+        scratch=layout.batch * out_sample if kind == "padded" else 0,
+        scratch_width=length // positions[1] if kind == "padded" else 0,
     )
+
+
+def _chosen(layout: _Layout) -> str:
+    chosen = _forced["algorithm"] or algorithm(layout)
+    if chosen not in _uses(layout):
+        raise ValueError(f"the {chosen} formulation does not apply to {layout}")
+    return chosen
+
+
+def _slack(layout: _Layout) -> int:
+    """Elements past the padded buffer's end that a 'padded' run may read (into columns that are dropped)."""
+    chosen = _chosen(layout)
+    if chosen == "lanes" or _rows_shape(layout, _SHAPES[chosen][0])[1] != "padded":
+        return 0
+    return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + _SHAPES[chosen][0]
 
 
 def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
@@ -328,9 +363,7 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
-    chosen = _forced["algorithm"] or algorithm(layout)
-    if chosen not in _uses(layout):
-        raise ValueError(f"the {chosen} formulation does not apply to {layout}")
+    chosen = _chosen(layout)
     lanes, columns = _SHAPES[chosen]
     kernel = (lanes, columns)
     if chosen == "lanes":
@@ -348,20 +381,28 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
     t = _rows_tables(layout, lanes)
     by_group = weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)
     by_group = np.ascontiguousarray(by_group).reshape(layout.groups, -1)
+    target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
     for g in range(layout.groups):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
         _fma_shape(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
-             t["xb"], t["rlo"], t["rhi"], out_flat[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
+             t["xb"], t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
              t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col)
+    if t["scratch"]:
+        shape = (layout.batch, layout.out_channels) + tuple(layout.positions)
+        scratch = target.reshape(shape[:-1] + (t["scratch_width"],))
+        out_flat.reshape(shape)[...] = scratch[..., :shape[-1]]
 
 
-def _padded(x, pads, size, tag="input") -> np.ndarray:
-    """x (N, C, D, H, W) as a flat buffer of shape (N, C, *size) holding x at offset ``pads`` (zeros around)."""
-    if tuple(pads) == (0, 0, 0) and tuple(size) == x.shape[2:]:
+def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
+    """x (N, C, D, H, W) as a flat buffer of shape (N, C, *size) holding x at offset ``pads`` (zeros around), with
+    ``slack`` more zeros after it."""
+    if tuple(pads) == (0, 0, 0) and tuple(size) == x.shape[2:] and not slack:
         return x.reshape(-1)
-    buf = _workspace(tag, x.shape[0] * x.shape[1] * math.prod(size), x.dtype)
+    used = x.shape[0] * x.shape[1] * math.prod(size)
+    buf = _workspace(tag, used + slack, x.dtype)
     _pad_planes(x, buf, pads[0], pads[1], pads[2], size[0], size[1], size[2])
+    buf[used:] = 0.0
     return buf
 
 
@@ -382,7 +423,7 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
     """
     layout = _forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
-    _convolve(_padded(x, padding, layout.padded), layout, weight, bias, out.reshape(-1))
+    _convolve(_padded(x, padding, layout.padded, slack=_slack(layout)), layout, weight, bias, out.reshape(-1))
 
 
 def _phases(size, kernel, stride, pad, dilation):
@@ -506,10 +547,11 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
     strategy = _forced["grad_input"] or plan.strategy
     if _forced["algorithm"] == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
-    buf = _padded(grad_output, plan.left, plan.size, "grad_output")
+    if strategy == "subpixel" and plan.subpixel is None:
+        raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
+    layouts = [plan.subpixel] if strategy == "subpixel" else [layout for _, _, layout in plan.phases if layout]
+    buf = _padded(grad_output, plan.left, plan.size, "grad_output", max([0] + [_slack(l) for l in layouts]))
     if strategy == "subpixel":
-        if plan.subpixel is None:
-            raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
         layout = plan.subpixel
         target = grad_input
         if plan.subpixel_padded:
