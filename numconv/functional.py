@@ -6,6 +6,14 @@ Layouts are PyTorch's: (N, C, L), (N, C, H, W), (N, C, D, H, W); weights (out_ch
 Each op has ``<op>_backward(grad_output, *the forward's arrays, **the forward's keywords)`` returning one gradient per
 forward array argument, in order, with ``None`` where that argument was ``None`` (``dropout_backward`` takes the mask
 instead). Validation happens here, once: the kernels below assume valid, C-contiguous arrays.
+
+Arrays on a CUDA device (numba device arrays, or anything exposing ``__cuda_array_interface__``) run the CUDA kernels
+and give numba device arrays; mixing host and device arrays in one call is a TypeError. Nothing is copied to the
+host on the way: shapes and dtypes are read from the arrays' attributes, strided arrays are made contiguous on the
+device, and where a check needs values (labels, max-pooling indices) only its outcome comes back. Two things cross
+over by design: dropout's mask is drawn on the host from the caller's generator (the same seed gives the same mask
+on both backends) and then copied to the device, and ``cross_entropy`` with ``'mean'`` or ``'sum'`` returns a host
+0-d array on both backends (the sum is taken on the device; one number comes back).
 """
 from __future__ import annotations
 

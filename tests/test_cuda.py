@@ -405,6 +405,14 @@ def test_device_arrays_are_recognised_without_their_interface():
     assert backend.backend_of(np.zeros(1), None) == "cpu"
 
 
+def test_numpy_inputs_never_load_the_cuda_target():
+    import subprocess
+
+    code = ("import sys, numpy as np; import numconv.functional as F; F.relu(np.ones(3)); "
+            "F.conv1d(np.ones((1, 1, 5)), np.ones((1, 1, 3))); assert 'numba.cuda' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_moving_arrays_between_host_and_device():
     host = np.arange(6.0).reshape(2, 3)
     device = backend.to_device(host)

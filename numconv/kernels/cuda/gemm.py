@@ -56,6 +56,7 @@ _S0, _S1, _S2, _P0, _P1, _P2, _L0, _L1, _L2, _G = range(12, 22)
 # and j, and whether a bias (indexed by j) is added
 _AM, _AK, _BK, _BJ, _CM, _CJ, _HAS_BIAS = range(7)
 GEOMETRY_LENGTH = 22
+_GRID_LIMIT = 65535  # blocks along the y and z axes of a grid
 #: int64 entries per reduction index in the decoded tables (see build_table)
 TABLE_WIDTH = 5
 
@@ -443,6 +444,9 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     splits = split_count(grid_m * grid_n * groups, depth) if split else 1
     chunk = -(-(-(-depth // splits)) // depth_tile) * depth_tile
     splits = -(-depth // chunk)
+    if grid_n > _GRID_LIMIT or groups * splits > _GRID_LIMIT:
+        raise ValueError(f"a product with {cols} columns, {groups} groups and {splits} splits needs more than "
+                         f"{_GRID_LIMIT} blocks along a grid axis; use a wider tile (numconv.config.GEMM_TILE)")
     kernel = _kernel(kind, np.dtype(c.dtype).name, tile, bool(a_along_k), bool(b_along_k))
     threads = (rows_tile // per_row) * (cols_tile // per_col)
     target = c if splits == 1 else cuda.device_array(splits * c.shape[0], dtype=c.dtype)
