@@ -27,7 +27,8 @@ reads of the product collide on shared-memory banks. The slices are double-buffe
 the current one is multiplied, one barrier per step. Each thread decodes the window indices of its rows (or
 columns) once, outside the reduction loop; along the reduction, the loads look the decoded (channel, tap) or
 output position up in a small table built once per geometry (:func:`build_table`), so that the inner loop does not
-divide, except by the stride in GRAD_INPUT (skipped at stride 1) and by the positions per image in GRAD_WEIGHT.
+divide, except by the stride in GRAD_INPUT (skipped at stride 1); GRAD_WEIGHT's reduction index (image, output
+position) is advanced by the step with carries.
 
 GRAD_WEIGHT reduces over the whole batch and every output position, so its reduction is split (``blockIdx.z``
 = group * splits + split): each split writes its partial sums to a workspace, and one more kernel adds the splits in
@@ -181,8 +182,9 @@ def _through_stride(offset, stride):
 
 
 @_index_helper
-def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k):
-    """Flat index of A[m, k] in the array passed as A, or -1 where A[m, k] is zero (padding, or no output)."""
+def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
+    """Flat index of A[m, k] in the array passed as A, or -1 where A[m, k] is zero (padding, or no output). For
+    GRAD_WEIGHT, ``k`` comes split as (image ``n``, output position ``p``)."""
     if kind == FORWARD:
         e = k * TABLE_WIDTH
         i_d = at_d + table[e + 1]
@@ -208,24 +210,21 @@ def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k):
         first = group * (geo[_O] // geo[_G]) * geo[_OD] * geo[_OH] * geo[_OW]
         return base + first + table[e] + (od * geo[_OH] + oh) * geo[_OW] + ow
     if kind == GRAD_WEIGHT:
-        spatial = geo[_OD] * geo[_OH] * geo[_OW]
-        n = k // spatial
-        return n * geo[_O] * spatial + base + (k - n * spatial)
+        return n * geo[_O] * geo[_OD] * geo[_OH] * geo[_OW] + base + p
     return base + k * geo[_AK]
 
 
 @_index_helper
-def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k):
-    """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero."""
+def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
+    """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero (``n``, ``p`` as in
+    :func:`_a_index`)."""
     if kind == FORWARD:
         return base + k
     if kind == GRAD_INPUT:
         taps = geo[_KD] * geo[_KH] * geo[_KW]
         return group * (geo[_O] // geo[_G]) * (geo[_C] // geo[_G]) * taps + base + table[k * TABLE_WIDTH + 4]
     if kind == GRAD_WEIGHT:
-        spatial = geo[_OD] * geo[_OH] * geo[_OW]
-        n = k // spatial
-        e = (k - n * spatial) * TABLE_WIDTH
+        e = p * TABLE_WIDTH
         i_d = table[e] + at_d
         i_h = table[e + 1] + at_h
         i_w = table[e + 2] + at_w
@@ -264,6 +263,8 @@ def _bias_index(kind, geo, group, j):
 
 @specialise
 def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
+    """The product kernel of ``kind`` for one dtype, tile and load order (all compile-time constants), launched
+    with ``(rows / TM, cols / TN, groups * splits)`` blocks of ``(TM / RM) * (TN / RN)`` threads."""
     rows_tile, cols_tile, depth_tile, per_row, per_col = tile
     threads_m = rows_tile // per_row
     threads_n = cols_tile // per_col
@@ -292,6 +293,11 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
         b_frag = cuda.local.array(per_col, value)
         a_info = cuda.local.array(a_info_size, index)
         b_info = cuda.local.array(b_info_size, index)
+        # GRAD_WEIGHT's reduction index as (image, output position) per load, advanced without dividing
+        a_image = cuda.local.array(a_loads, index)
+        a_position = cuda.local.array(a_loads, index)
+        b_image = cuda.local.array(b_loads, index)
+        b_position = cuda.local.array(b_loads, index)
         tid = cuda.threadIdx.x
         tx = tid % threads_m
         ty = tid // threads_m
@@ -320,6 +326,18 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                     b_info[4 * r + q] = info[q]
         for q in range(acc_size):
             acc[q] = 0
+        positions = geo[_OD] * geo[_OH] * geo[_OW]
+        if kind == GRAD_WEIGHT:
+            for r in range(a_loads):
+                e = tid + r * threads
+                k = k_begin + (e % depth_tile if a_along_k else e // rows_tile)
+                a_image[r] = k // positions
+                a_position[r] = k - a_image[r] * positions
+            for r in range(b_loads):
+                e = tid + r * threads
+                k = k_begin + (e % depth_tile if b_along_k else e // cols_tile)
+                b_image[r] = k // positions
+                b_position[r] = k - b_image[r] * positions
 
         # two buffers: while the block multiplies one slice, it loads the next into the other, so that one barrier
         # per step suffices (the first pass of the loop only loads)
@@ -344,7 +362,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                         at = -1
                         if k_next + k_l < k_end and row0 + m_l < rows:
                             at = _a_index(kind, geo, table, group, a_info[4 * r], a_info[4 * r + 1],
-                                          a_info[4 * r + 2], a_info[4 * r + 3], k_next + k_l)
+                                          a_info[4 * r + 2], a_info[4 * r + 3], k_next + k_l, a_image[r],
+                                          a_position[r])
                         if at >= 0:
                             a_tile[slot] = a[at]
                         else:
@@ -363,11 +382,23 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                         at = -1
                         if k_next + k_l < k_end and col0 + j_l < cols:
                             at = _b_index(kind, geo, table, group, b_info[4 * r], b_info[4 * r + 1],
-                                          b_info[4 * r + 2], b_info[4 * r + 3], k_next + k_l)
+                                          b_info[4 * r + 2], b_info[4 * r + 3], k_next + k_l, b_image[r],
+                                          b_position[r])
                         if at >= 0:
                             b_tile[slot] = b[at]
                         else:
                             b_tile[slot] = 0
+                if kind == GRAD_WEIGHT:
+                    for r in range(a_loads):
+                        a_position[r] += depth_tile
+                        while a_position[r] >= positions:
+                            a_position[r] -= positions
+                            a_image[r] += 1
+                    for r in range(b_loads):
+                        b_position[r] += depth_tile
+                        while b_position[r] >= positions:
+                            b_position[r] -= positions
+                            b_image[r] += 1
             if k0 >= k_begin:
                 a_base = current * a_shared
                 b_base = current * b_shared
