@@ -47,17 +47,33 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
                         row_start = (i_d * in_h + i_h) * in_w
                         for tw in range(kernel[2]):
                             lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
-                            # unsigned indices: no negative-index wrap-around, which keeps LLVM from vectorising
-                            step = np.uint64(stride[2])
-                            shift = np.uint64(tw * dilation[2] - padding[2] + lo * stride[2])
-                            for ow in range(np.uint64(lo), np.uint64(hi)):
-                                i_w = (ow - np.uint64(lo)) * step + shift
-                                value = row[i_w]
-                                current = best[ow]
-                                index = where[ow]
-                                take = (value > current) | (index < 0) | ((value != value) & (current == current))
-                                best[ow] = value if take else current
-                                where[ow] = row_start + np.int64(i_w) if take else index
+                            shift = tw * dilation[2] - padding[2] + lo * stride[2]
+                            # a literal stride lets LLVM vectorise the strided loads; others take the general loop
+                            if stride[2] == 1:
+                                _max_into(row, best, where, lo, hi, 1, shift, row_start)
+                            elif stride[2] == 2:
+                                _max_into(row, best, where, lo, hi, 2, shift, row_start)
+                            elif stride[2] == 3:
+                                _max_into(row, best, where, lo, hi, 3, shift, row_start)
+                            elif stride[2] == 4:
+                                _max_into(row, best, where, lo, hi, 4, shift, row_start)
+                            else:
+                                _max_into(row, best, where, lo, hi, stride[2], shift, row_start)
+
+
+@njit(cache=True, inline="always")
+def _max_into(row, best, where, lo, hi, step, shift, row_start):
+    """best[ow], where[ow] for ow in [lo, hi) take row[(ow - lo) * step + shift] where it is larger (or the first,
+    or a NaN). Indices are unsigned: no negative-index wrap-around, which keeps LLVM from vectorising."""
+    first = np.uint64(lo)
+    for ow in range(first, np.uint64(hi)):
+        i_w = (ow - first) * np.uint64(step) + np.uint64(shift)
+        value = row[i_w]
+        current = best[ow]
+        index = where[ow]
+        take = (value > current) | (index < 0) | ((value != value) & (current == current))
+        best[ow] = value if take else current
+        where[ow] = row_start + np.int64(i_w) if take else index
 
 
 @njit(parallel=True, cache=True)
