@@ -3,11 +3,12 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 
 from spec import check, registry
 from spec.ops import ConvConfig, PoolConfig, ShapeConfig
 from tests import naive
+from tests.strategies import conv_configs, pool_configs
 
 CPU_ROWS = list(registry.rows(["cpu"]))
 
@@ -222,17 +223,8 @@ def test_spec_check_command_exits_nonzero_on_failure(monkeypatch, capsys):
 
 
 @settings(max_examples=12, deadline=None)
-@given(data=st.data())
-def test_random_conv_configurations_equal_the_spec(data):
-    ndim = data.draw(st.integers(1, 3))
-    groups = data.draw(st.integers(1, 2))
-    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
-    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(ndim))
-    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
-    padding = tuple(data.draw(st.integers(0, 1)) for _ in range(ndim))
-    shape = tuple(max(data.draw(st.integers(1, 4)), d * (k - 1) + 1) for k, d in zip(kernel, dilation))
-    config = ConvConfig(1, groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2)), shape,
-                        kernel, stride, padding, dilation, groups)
+@given(config=conv_configs())
+def test_random_conv_configurations_equal_the_spec(config):
     for entry_name in ("conv_forward", "conv_grad_input", "conv_grad_weight"):
         entry = registry.entry(entry_name)
         result = check.check_case(entry.build(config), registry.kernel_function("cpu", "conv", entry_name),
@@ -241,19 +233,9 @@ def test_random_conv_configurations_equal_the_spec(data):
 
 
 @settings(max_examples=12, deadline=None)
-@given(data=st.data())
-def test_random_pool_configurations_equal_the_spec(data):
-    ndim = data.draw(st.integers(1, 3))
-    kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
-    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(ndim))
-    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
-    shape = tuple(data.draw(st.integers(k, k + 3)) for k in kernel)
-    ceil_mode = data.draw(st.booleans())
-    for build, name in ((registry.max_pool_forward_case, "max_pool_forward"),
-                        (registry.avg_pool_forward_case, "avg_pool_forward"),
-                        (registry.avg_pool_backward_case, "avg_pool_backward")):
-        config = PoolConfig(1, 2, shape, kernel, stride, padding, ceil_mode=ceil_mode,
-                            count_include_pad=data.draw(st.booleans()))
-        result = check.check_case(build(config), registry.kernel_function("cpu", "pool", name),
+@given(config=pool_configs())
+def test_random_pool_configurations_equal_the_spec(config):
+    for name in ("max_pool_forward", "avg_pool_forward", "avg_pool_backward"):
+        result = check.check_case(registry.entry(name).build(config), registry.kernel_function("cpu", "pool", name),
                                   np.random.default_rng(0), dtypes=(np.float64,))
         assert result.ok, f"{name} {config.label()}: {result.detail}"
