@@ -293,15 +293,32 @@ class Conv3d(_ConvNd):
     _ndim = 3
 
 
-class _MaxPoolNd(Module):
+class _PoolNd(Module):
+    """A pooling window over ``_ndim`` spatial axes: validated at construction, shared by max and average."""
+
     _ndim = 0
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
         super().__init__()
         _check_pool_window(self._ndim, kernel_size, stride, padding, dilation, ceil_mode)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
-        self._input = self._indices = None
+        self._input = None
+
+    def output_shape(self, input_shape):
+        _check_input_shape(input_shape, self._ndim, type(self).__name__)
+        geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
+                                     self.ceil_mode)
+        return tuple(input_shape[:2]) + geo.output_shape
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+
+
+class _MaxPoolNd(_PoolNd):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self._indices = None
 
     def _options(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -317,15 +334,6 @@ class _MaxPoolNd(Module):
                                                                        indices=self._indices, **self._options())
         return grad_input
 
-    def output_shape(self, input_shape):
-        _check_input_shape(input_shape, self._ndim, type(self).__name__)
-        geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation,
-                                     self.ceil_mode)
-        return tuple(input_shape[:2]) + geo.output_shape
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
-
 
 class MaxPool1d(_MaxPoolNd):
     _ndim = 1
@@ -339,17 +347,12 @@ class MaxPool3d(_MaxPoolNd):
     _ndim = 3
 
 
-class _AvgPoolNd(Module):
-    _ndim = 0
-
+class _AvgPoolNd(_PoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-        super().__init__()
-        _check_pool_window(self._ndim, kernel_size, stride, padding, 1, ceil_mode)
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
         if not isinstance(count_include_pad, (bool, np.bool_)):
             raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
-        self._input = None
+        self.count_include_pad = count_include_pad
 
     def _options(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
@@ -362,14 +365,6 @@ class _AvgPoolNd(Module):
     def backward(self, grad_output):
         (grad_input,) = getattr(F, f"avg_pool{self._ndim}d_backward")(grad_output, self._input, **self._options())
         return grad_input
-
-    def output_shape(self, input_shape):
-        _check_input_shape(input_shape, self._ndim, type(self).__name__)
-        geo = geometry.pool_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
-        return tuple(input_shape[:2]) + geo.output_shape
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
 
 
 class AvgPool1d(_AvgPoolNd):
