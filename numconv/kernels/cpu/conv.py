@@ -218,8 +218,15 @@ _SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tunin
 def _uses(layout: _Layout) -> dict:
     """The estimated share of useful work of each formulation that applies (see tuning.py)."""
     uses = {}
+    reduction = layout.group_in * math.prod(layout.kernel)
+
+    def storing(lanes, stored):  # the share of a task's time spent multiplying rather than storing results
+        return reduction * lanes / 16 / (reduction * lanes / 16 + tuning.STORE_COST * stored)
+
     if layout.channel_offsets is None:
-        uses["lanes"] = _use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
+        used = min(layout.group_out, tuning.LANES)
+        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
+                         * storing(tuning.LANES, used))
     for form in ("rows", "wide"):
         lanes, columns = _SHAPES[form]
         rows = _rows_shape(layout, lanes)
@@ -228,7 +235,7 @@ def _uses(layout: _Layout) -> dict:
             bonus = tuning.LONG_ROW_BONUS if length >= tuning.LONG_ROW else 1.0
             kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
             uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
-                          * bonus)
+                          * bonus * storing(lanes, lanes))
     return uses
 
 

@@ -23,6 +23,9 @@ EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}
 #: is multiplied by ``LONG_ROW_BONUS``
 LONG_ROW = 64
 LONG_ROW_BONUS = 1.2
+#: storing one result (a scalar store from the register tile) costs about this many vector multiply-adds: with a
+#: short reduction (LeNet's first layer sums 25 products) the stores are a large share of a task
+STORE_COST = 5
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
