@@ -14,7 +14,9 @@ number per column, broadcast to all lanes. A task computes one block and a strip
 16 x WIDTH accumulators are separate local variables in straight-line code, which is what lets LLVM keep them in
 vector registers (its SLP vectoriser turns each group of 16 into one AVX-512 register; ``conv.py`` enables it while
 these kernels compile). Indices are unsigned so that no negative-index wrap-around test blocks vectorisation. The
-last strip repeats the last column instead of testing bounds in the loop; only the final store skips repeats.
+last strip repeats the last column instead of testing bounds in the loop; only the final store skips repeats. When
+a task's lanes are all used and contiguous in the output, its results are stored straight from the accumulators
+(vector stores); otherwise through a small tile and a loop that handles any lane stride and count.
 """
 from __future__ import annotations
 
@@ -72,15 +74,22 @@ def kernel_source(lanes: int, width: int) -> str:
     for j in range(width):
         emit(f"            s = X[x{j} + x_at]")
         emit("            " + "; ".join(f"a{j}_{k} += w{k} * s" for k in range(lanes)))
-    emit(f"        tile = np.empty({width * lanes}, out.dtype)")
-    for j in range(width):
-        emit("        " + "; ".join(f"tile[{j * lanes + k}] = a{j}_{k}" for k in range(lanes)))
     emit("        n_lanes = lanes[b]")
     emit("        o_base = oblk[b]")
-    emit(f"        for j in range(min({width}, columns - j0)):")
-    emit("            at = ocol[j0 + j] + o_base")
-    emit("            for k in range(n_lanes):")
-    emit(f"                out[at + np.uint64(k) * ostride] = tile[j * {lanes} + k]")
+    # every lane of every column, contiguous lanes: straight-line stores, which the SLP vectoriser turns into
+    # whole-vector stores
+    emit(f"        if n_lanes == {lanes} and ostride == 1 and j0 + {width} <= columns:")
+    for j in range(width):
+        emit(f"            at = ocol[j0 + {j}] + o_base")
+        emit("            " + "; ".join(f"out[at + np.uint64({k})] = a{j}_{k}" for k in range(lanes)))
+    emit("        else:")
+    emit(f"            tile = np.empty({width * lanes}, out.dtype)")
+    for j in range(width):
+        emit("            " + "; ".join(f"tile[{j * lanes + k}] = a{j}_{k}" for k in range(lanes)))
+    emit(f"            for j in range(min({width}, columns - j0)):")
+    emit("                at = ocol[j0 + j] + o_base")
+    emit("                for k in range(n_lanes):")
+    emit(f"                    out[at + np.uint64(k) * ostride] = tile[j * {lanes} + k]")
     return "\n".join(lines) + "\n"
 
 
