@@ -17,6 +17,8 @@ class Convolution:
         for case in anchors.CONV_CASES:
             anchors.numconv_conv(case, backward=True)()
 
+    setup_cache.timeout = 900
+
     def setup(self, name):
         case = anchors.CONV_BY_NAME[name]
         self.case = case

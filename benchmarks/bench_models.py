@@ -16,6 +16,8 @@ class LeNet5:
     def setup_cache(self):
         anchors.numconv_lenet_step()()
 
+    setup_cache.timeout = 900
+
     def setup(self):
         self.step = anchors.numconv_lenet_step()
         self.step()
@@ -29,6 +31,8 @@ class AlexNet:
 
     def setup_cache(self):
         anchors.numconv_alexnet_forward()()
+
+    setup_cache.timeout = 900
 
     def setup(self):
         self.forward = anchors.numconv_alexnet_forward()

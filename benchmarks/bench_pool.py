@@ -14,6 +14,8 @@ class MaxPool:
         for case in anchors.POOL_CASES:
             anchors.numconv_pool(case)()
 
+    setup_cache.timeout = 900
+
     def setup(self, name):
         self.case = anchors.POOL_BY_NAME[name]
         self.pool = anchors.numconv_pool(self.case)
