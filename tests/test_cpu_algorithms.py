@@ -125,3 +125,13 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
     want = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), (1,), [(0, 0)],
                                (1,), 1)[1]
     np.testing.assert_allclose(grad_w, want, rtol=2e-5, atol=2e-3)
+
+
+def test_scratch_buffers_can_be_released(rng):
+    from numconv.kernels.cpu import launch
+
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    before = F.conv2d(x, w, padding=1)
+    launch.release_workspaces()
+    np.testing.assert_array_equal(F.conv2d(x, w, padding=1), before)

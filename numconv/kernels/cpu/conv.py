@@ -50,6 +50,33 @@ _U = np.uint64
 # --- data movement ------------------------------------------------------------------------------------------------
 
 
+@njit(parallel=True, cache=True)
+def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, size_h, size_w):
+    """buf (planes, size_d, size_h, size_w) = x (planes, in_d, in_h, in_w) shifted by the pads (which may be
+    negative: cropping), zeros elsewhere; both flat. One task per output row; unsigned offsets, so that the row
+    copies vectorise."""
+    w_lo = min(max(pad_w, 0), size_w)
+    w_hi = min(max(pad_w + in_w, w_lo), size_w)
+    for task in prange(planes * size_d * size_h):
+        i_h = task % size_h
+        i_d = (task // size_h) % size_d
+        plane = task // (size_h * size_d)
+        row = np.uint64(task * size_w)
+        s_d = i_d - pad_d
+        s_h = i_h - pad_h
+        if 0 <= s_d < in_d and 0 <= s_h < in_h:
+            source = np.uint64(((plane * in_d + s_d) * in_h + s_h) * in_w + w_lo - pad_w)
+            for i in range(np.uint64(0), np.uint64(w_lo)):
+                buf[row + i] = 0.0
+            for i in range(np.uint64(0), np.uint64(w_hi - w_lo)):
+                buf[row + np.uint64(w_lo) + i] = x[source + i]
+            for i in range(np.uint64(w_hi), np.uint64(size_w)):
+                buf[row + i] = 0.0
+        else:
+            for i in range(np.uint64(0), np.uint64(size_w)):
+                buf[row + i] = 0.0
+
+
 def _pack_lanes(weight, groups, packed):
     """packed (groups * blocks, R, 16)[g * blocks + ob, r, k] = weight (O, R)[g * group_out + 16 * ob + k, r], zero
     past the group's last channel. (A NumPy copy: for these small arrays it ran at memory speed where a compiled
@@ -163,7 +190,7 @@ def _grid(shape) -> list:
     return np.meshgrid(*(np.arange(s, dtype=np.int64) for s in shape), indexing="ij")
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _offsets(layout: _Layout):
     """(tap offsets (K,), input offsets of each output position (S,), output offsets of each position (S,))."""
     size_d, size_h, size_w = layout.padded
@@ -263,7 +290,7 @@ def _best_use(layout: _Layout) -> float:
     return max(_uses(layout).values())
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=64)
 def _lanes_tables(layout: _Layout):
     taps, inputs, outputs = _offsets(layout)
     plane, reduction = layout.plane, layout.group_in * taps.size
@@ -286,7 +313,7 @@ def _lanes_tables(layout: _Layout):
     )
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=64)
 def _rows_tables(layout: _Layout, lanes: int):
     """Tables of one group; the group is selected by offsetting the buffers."""
     taps, inputs, outputs = _offsets(layout)
@@ -389,18 +416,8 @@ def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
         return x.reshape(-1)
     used = x.shape[0] * x.shape[1] * math.prod(size)
     buf = _workspace(tag, used + slack, x.dtype)
-    view = buf[:used].reshape(x.shape[:2] + tuple(size))
-    inside, source = [slice(None)] * 5, [slice(None)] * 5
-    for axis in range(3):
-        lo = min(max(pads[axis], 0), size[axis])
-        hi = min(max(pads[axis] + x.shape[2 + axis], lo), size[axis])
-        inside[2 + axis], source[2 + axis] = slice(lo, hi), slice(lo - pads[axis], hi - pads[axis])
-        # zeros before and after the copied block along this axis (the block's extent along earlier axes only)
-        border = list(inside[:2 + axis]) + [slice(0, lo)]
-        view[tuple(border)] = 0.0
-        border[-1] = slice(hi, size[axis])
-        view[tuple(border)] = 0.0
-    view[tuple(inside)] = x[tuple(source)]
+    _pad_rows(x.reshape(-1), buf, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4], pads[0], pads[1],
+              pads[2], size[0], size[1], size[2])
     buf[used:] = 0.0
     return buf
 
@@ -570,7 +587,7 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
         _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=64)
 def _reduction_tables(layout: _Layout, forced_chunks=None):
     """Tables for the weight gradient: blocks (chunk, group, 16 output channels), columns (input channel, tap),
     the sum over (n, position) split into chunks."""

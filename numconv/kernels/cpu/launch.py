@@ -51,7 +51,9 @@ def workspace(tag: str, size: int, dtype) -> np.ndarray:
 
     Fresh memory costs a page fault per page on first touch (on a small virtual machine that was measured at more
     than the time to fill it), so the padded inputs and packed operands of the convolutions reuse their buffers.
-    A tag is used by one step of one call at a time; the contents are garbage on return.
+    A tag is used by one step of one call at a time; the contents are garbage on return. The largest buffer of each
+    tag stays allocated (a 3D layer's packed output gradient can take hundreds of megabytes):
+    :func:`release_workspaces` frees them.
     """
     cache = getattr(_workspaces, "arrays", None)
     if cache is None:
@@ -62,3 +64,8 @@ def workspace(tag: str, size: int, dtype) -> np.ndarray:
         array = np.empty(size, dtype)
         cache[(tag, dtype.str)] = array
     return array[:size]
+
+
+def release_workspaces() -> None:
+    """Free this thread's scratch buffers (they are allocated again when next needed)."""
+    _workspaces.arrays = {}
