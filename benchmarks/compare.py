@@ -40,19 +40,21 @@ except ImportError:  # the comparison degrades to numconv alone
     torch = None
 
 
-def best_times(functions: dict, rounds: int, budget: float) -> dict:
-    """Best wall time of each callable: one warm-up call each, then up to ``rounds`` rounds in turn, stopping early
-    once ``budget`` seconds are spent (but never before 3 rounds)."""
+def best_times(functions: dict, rounds: int, budget: float, spread: float = 1.5) -> dict:
+    """Best wall time of each callable: one warm-up call each, then rounds in turn until ``rounds`` rounds are done
+    and at least ``spread`` seconds have passed (so that fast cases sample a shared machine's quiet moments too),
+    stopping early once ``budget`` seconds are spent (but never before 3 rounds), and after at most 1000 rounds."""
     for function in functions.values():
         function()
     best = {name: math.inf for name in functions}
     started = time.perf_counter()
-    for round_index in range(rounds):
+    for round_index in range(1000):
         for name, function in functions.items():
             begin = time.perf_counter()
             function()
             best[name] = min(best[name], time.perf_counter() - begin)
-        if round_index >= 2 and time.perf_counter() - started > budget:
+        elapsed = time.perf_counter() - started
+        if round_index >= 2 and (elapsed > budget or (round_index + 1 >= rounds and elapsed > spread)):
             break
     return best
 
@@ -117,7 +119,7 @@ def run(args) -> dict:
         "conv": [], "pool": [], "models": [],
     }
     peak = report["peak"]["peak_gflops"]
-    rounds, budget = (3, 1.0) if args.quick else (10, 4.0)
+    rounds, budget, spread = (3, 1.0, 0.3) if args.quick else (10, 6.0, 1.5)
     wanted = set(args.only or [])
     for case in anchors.CONV_CASES:
         if wanted and case.name not in wanted:
@@ -127,7 +129,7 @@ def run(args) -> dict:
             functions = {"numconv": anchors.numconv_conv(case, backward)}
             if torch is not None:
                 functions["torch"] = anchors.torch_conv(case, backward)
-            best = best_times(functions, rounds, budget)
+            best = best_times(functions, rounds, budget, spread)
             flops = factor * case.flops
             ours, theirs = best["numconv"], best.get("torch")
             row[mode] = {
@@ -143,7 +145,7 @@ def run(args) -> dict:
         functions = {"numconv": anchors.numconv_pool(case)}
         if torch is not None:
             functions["torch"] = anchors.torch_pool(case)
-        best = best_times(functions, rounds, budget)
+        best = best_times(functions, rounds, budget, spread)
         ours, theirs = best["numconv"], best.get("torch")
         report["pool"].append({
             "name": case.name, "bytes": case.bytes, "numconv_ms": ours * 1e3,
@@ -159,7 +161,7 @@ def run(args) -> dict:
         functions = {"numconv": ours_factory()}
         if torch is not None:
             functions["torch"] = theirs_factory()
-        best = best_times(functions, rounds, budget)
+        best = best_times(functions, rounds, budget, spread)
         ours, theirs = best["numconv"], best.get("torch")
         report["models"].append({"name": name, "numconv_ms": ours * 1e3,
                                  "torch_ms": None if theirs is None else theirs * 1e3,
