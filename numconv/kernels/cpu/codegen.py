@@ -16,7 +16,8 @@ vector registers (its SLP vectoriser turns each group of 16 into one AVX-512 reg
 these kernels compile). Indices are unsigned so that no negative-index wrap-around test blocks vectorisation. The
 last strip repeats the last column instead of testing bounds in the loop; only the final store skips repeats. When
 a task's lanes are all used and contiguous in the output, its results are stored straight from the accumulators
-(vector stores); otherwise through a small tile and a loop that handles any lane stride and count.
+(vector stores); in the 16-lane kernel also when the columns are contiguous instead (lane by lane); otherwise
+through a small tile and a loop that handles any lane stride and count.
 """
 from __future__ import annotations
 
@@ -82,6 +83,15 @@ def kernel_source(lanes: int, width: int) -> str:
     for j in range(width):
         emit(f"            at = ocol[j0 + {j}] + o_base")
         emit("            " + "; ".join(f"out[at + np.uint64({k})] = a{j}_{k}" for k in range(lanes)))
+    if lanes == LANES:
+        # every lane of every column, the columns contiguous in the output (output channels as lanes, the
+        # ``lanes`` formulation): straight-line stores, lane by lane (10% on AlexNet's first layer)
+        emit(f"        elif n_lanes == {lanes} and j0 + {width} <= columns "
+             f"and ocol[j0 + {width - 1}] - ocol[j0] == {width - 1}:")
+        emit("            at = ocol[j0] + o_base")
+        for k in range(lanes):
+            emit(f"            lane = at + np.uint64({k}) * ostride")
+            emit("            " + "; ".join(f"out[lane + np.uint64({j})] = a{j}_{k}" for j in range(width)))
     emit("        else:")
     emit(f"            tile = np.empty({width * lanes}, out.dtype)")
     for j in range(width):
