@@ -119,17 +119,22 @@ def _max_terms(case: Case) -> int:
     return terms
 
 
-def _sample_range(case: Case, dtype) -> int:
-    """Largest R such that every partial sum of values in [-R, R] (times the input scales), with every fractional
-    bit of the coefficients, stays exact."""
-    limit = 2 ** _MANTISSA[np.dtype(dtype)]
+def _sample_ranges(case: Case, dtypes) -> dict:
+    """For each dtype, the largest R such that every partial sum of values in [-R, R] (times the input scales),
+    with every fractional bit of the coefficients, stays exact. The expressions are analysed once for all dtypes."""
+    denominator = 1
     if case.kind == "exact":
         # fractional coefficients (an SGD step's learning rate) use up bits below the integer part
-        limit //= math.lcm(*(_denominator(e) for expressions in case.outputs.values() if not callable(expressions)
-                             for e in expressions.flat))
+        denominator = math.lcm(*(_denominator(e) for expressions in case.outputs.values()
+                                 if not callable(expressions) for e in expressions.flat))
+    terms = _max_terms(case)
     scale = max(case.scale.values(), default=1)
-    radius = int((limit / (2 * _max_terms(case))) ** (1.0 / max(case.degree, 1)) / scale)
-    return max(1, min(radius, 2 ** 20))
+    ranges = {}
+    for dtype in dtypes:
+        limit = 2 ** _MANTISSA[np.dtype(dtype)] // denominator
+        radius = int((limit / (2 * terms)) ** (1.0 / max(case.degree, 1)) / scale)
+        ranges[dtype] = max(1, min(radius, 2 ** 20))
+    return ranges
 
 
 def _sample(case: Case, rng: np.random.Generator, radius: int) -> dict:
@@ -168,8 +173,9 @@ def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DT
     """Run the identity (or piecewise or numeric) test and, when the case allows it, the connectivity probe."""
     evaluate = Evaluator(case.inputs, case.outputs, case.kind)
     worst_bound, total_trials, worst_ulps = 0.0, 0, 0.0
+    radii = _sample_ranges(case, dtypes)
     for dtype in dtypes:
-        radius = _sample_range(case, dtype)
+        radius = radii[dtype]
         per_trial = case.degree / (2 * radius + 1)
         if case.kind == "exact":
             needed = max(2, math.ceil(math.log(TARGET_BOUND) / math.log(per_trial))) if per_trial < 1 else 64
