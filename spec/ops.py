@@ -264,6 +264,12 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
     return grad_output, result
 
 
+def accumulate(cfg: ShapeConfig):
+    """total' = total + term, element-wise over flat (size,) arrays (a parameter gradient summed over backwards)."""
+    total, term = symbol_array("t", cfg.shape), symbol_array("u", cfg.shape)
+    return {"total": total, "term": term}, {"total": total + term}
+
+
 def sgd_update(cfg: ShapeConfig):
     """One SGD step on flat arrays: (w, g, v) -> (w', v') with the rule of numconv.optim (see its docstring);
     lr, momentum and weight decay are exact binary fractions so that the result is exact."""

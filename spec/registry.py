@@ -322,6 +322,17 @@ def dropout_backward_case(cfg: ShapeConfig) -> Case:
     return Case({"g": g}, {"grad_input": grads["x"]}, call)
 
 
+def accumulate_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.accumulate(cfg)
+
+    def call(kernel, a):
+        total = a["total"].copy()
+        kernel(total, a["term"])
+        return {"total": total}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
 def sgd_update_case(cfg: ShapeConfig) -> Case:
     inputs, outputs = ops.sgd_update(cfg)
     args = tuple(cfg.param(name) for name in ("lr", "momentum", "weight_decay", "nesterov", "lr_in_velocity"))
@@ -546,6 +557,7 @@ ENTRIES = (
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
     Entry("pointwise", "dropout_backward", dropout_backward_case,
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
+    Entry("pointwise", "accumulate", accumulate_case, (ShapeConfig((37,)),)),
     Entry("pointwise", "sgd_update", sgd_update_case, tuple(
         ShapeConfig((9,), (("lr", lr), ("momentum", m), ("weight_decay", wd), ("nesterov", nesterov),
                            ("lr_in_velocity", alexnet)))

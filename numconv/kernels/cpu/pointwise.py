@@ -1,4 +1,5 @@
-"""Element-wise kernels for the CPU on flat (size,) views: ReLU and dropout. Arrays are C-contiguous."""
+"""Element-wise kernels for the CPU on flat (size,) views: ReLU, dropout, gradient accumulation and the SGD step.
+Arrays are C-contiguous."""
 from numba import njit, prange
 
 
@@ -30,6 +31,13 @@ def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,); mask uint8."""
     for i in prange(grad_output.shape[0]):
         grad_input[i] = grad_output[i] * scale if mask[i] else 0.0
+
+
+@njit(parallel=True, cache=True)
+def accumulate(total, term):
+    """total += term, in place (a layer adding one backward's parameter gradient to its running sum). Both (size,)."""
+    for i in prange(total.shape[0]):
+        total[i] += term[i]
 
 
 @njit(parallel=True, cache=True)

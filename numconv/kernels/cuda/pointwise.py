@@ -1,4 +1,5 @@
-"""Element-wise kernels for CUDA on flat (size,) device arrays: ReLU, dropout and the SGD step.
+"""Element-wise kernels for CUDA on flat (size,) device arrays: ReLU, dropout, gradient accumulation and the SGD
+step.
 
 One thread per element, consecutive threads on consecutive elements (coalesced); the launchers have the CPU
 kernels' signatures and semantics.
@@ -57,6 +58,18 @@ def dropout_forward(x, mask, scale, out):
 def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,)."""
     _launch_flat(_masked_scale, grad_output.shape[0], grad_output, mask, float(scale), grad_input)
+
+
+@cuda.jit(cache=True)
+def _accumulate(total, term):
+    i = cuda.grid(1)
+    if i < total.shape[0]:
+        total[i] += term[i]
+
+
+def accumulate(total, term):
+    """total += term, in place on flat (size,) device arrays (device arrays have no ``+=``)."""
+    _launch_flat(_accumulate, total.shape[0], total, term)
 
 
 @cuda.jit(cache=True)
