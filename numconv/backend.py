@@ -12,7 +12,10 @@ import importlib
 import numpy as np
 
 __all__ = ["backend_of", "kernels", "is_device_array", "empty", "zeros", "to_device", "to_host", "as_device_array",
-           "device_support"]
+           "device_support", "to_backend", "fill", "copy_into", "astype", "BACKENDS"]
+
+#: the names of the backends, which are also the names of the devices a model can be moved to
+BACKENDS = ("cpu", "cuda")
 
 
 def is_device_array(array) -> bool:
@@ -120,3 +123,35 @@ def to_host(array):
     if is_device_array(array):
         return as_device_array(array).copy_to_host()
     return np.asarray(array)
+
+
+def to_backend(array, backend: str):
+    """``array`` on ``backend``: ``to_device`` for ``'cuda'``, a C-contiguous host array for ``'cpu'``."""
+    if backend == "cuda":
+        return to_device(array)
+    if backend == "cpu":
+        return np.ascontiguousarray(to_host(array))
+    raise ValueError(f"device must be one of {BACKENDS}, got {backend!r}")
+
+
+def fill(array, value) -> None:
+    """Set every element of the C-contiguous ``array`` (host or device) to ``value``, in place."""
+    if is_device_array(array):
+        device_support().fill(as_device_array(array), value)
+    else:
+        array[...] = value
+
+
+def copy_into(target, source) -> None:
+    """Copy the host array ``source`` into ``target`` (host or device, same shape), converting to its dtype."""
+    if is_device_array(target):
+        target.copy_to_device(np.ascontiguousarray(source, dtype=target.dtype))
+    else:
+        np.copyto(target, source, casting="same_kind")
+
+
+def astype(array, dtype):
+    """A C-contiguous copy of ``array`` converted to ``dtype``, on the array's own backend."""
+    if is_device_array(array):
+        return device_support().cast(as_device_array(array), np.dtype(dtype))
+    return np.array(array, dtype=dtype, order="C", copy=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numconv import data, models, optim, viz
+from numconv import backend, data, models, optim, viz
 from numconv.train import CHECKPOINT, evaluate, fit, load_checkpoint
 
 #: default data set and training recipe per model; command-line flags override them
@@ -40,12 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, help="output directory (default: runs/MODEL)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="where the model trains: cpu (default) or cuda (an NVIDIA GPU)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     evaluate_cmd = commands.add_parser("evaluate", help="evaluate a trained checkpoint on its test set")
     evaluate_cmd.add_argument("--out", type=Path, help="the training run's directory (default: runs/lenet5)")
     evaluate_cmd.add_argument("--data", help="evaluate on another data set of the same shape")
+    evaluate_cmd.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
 
     summary = commands.add_parser("summary", help="print a model's layers, output shapes and parameters")
     summary.add_argument("model", choices=sorted(models.MODELS))
@@ -57,18 +59,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_device(device: str) -> None:
+    """Stop at once, before any data is read, when ``--device cuda`` cannot run here."""
     if device == "cpu":
         return
     try:
-        from numba import cuda
-
-        available = cuda.is_available()
-    except ImportError:
-        available = False
-    if not available:
-        raise SystemExit("numconv: --device cuda needs an NVIDIA GPU with its driver and the numba-cuda package "
-                         "(pip install 'numba-cuda[cu12]'); none was found on this machine")
-    raise SystemExit("numconv: training on the GPU is not available in this version; use --device cpu")
+        backend.kernels("cuda")
+    except RuntimeError as error:
+        raise SystemExit(f"numconv: --device cuda needs an NVIDIA GPU with its driver and the numba-cuda package "
+                         f"(pip install 'numconv[cuda]'): {error}")
 
 
 def _build(model_name: str, train_set: data.Dataset, seed: int):
@@ -87,7 +85,7 @@ def _build(model_name: str, train_set: data.Dataset, seed: int):
 
 
 def _first_weight(model) -> np.ndarray:
-    return next(array for name, array in model.named_parameters() if name.endswith("weight"))
+    return backend.to_host(next(array for name, array in model.named_parameters() if name.endswith("weight")))
 
 
 def _train(args) -> int:
@@ -106,7 +104,7 @@ def _train(args) -> int:
         train_set, test_set = data.load(spec, seed=args.seed)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"numconv: {error}")
-    model = _build(args.model, train_set, args.seed)
+    model = _build(args.model, train_set, args.seed).to(args.device)
     optimizer = optim.SGD(model, lr=recipe["lr"], momentum=args.momentum, weight_decay=args.weight_decay,
                           nesterov=args.momentum > 0)
     scheduler = optim.StepLR(optimizer, step_size=recipe["lr_step"], gamma=0.1)
@@ -134,6 +132,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    _check_device(args.device)
     out = args.out or Path("runs") / "lenet5"
     try:
         state = load_checkpoint(out / CHECKPOINT)
@@ -141,7 +140,7 @@ def _evaluate(args) -> int:
         raise SystemExit(f"numconv: {error}")
     meta = state["meta"]
     _, test_set = data.load(args.data or meta["data"], seed=meta["seed"])
-    model = _build(meta["model"], test_set, meta["seed"])
+    model = _build(meta["model"], test_set, meta["seed"]).to(args.device)
     model.load_state_dict(state["model"])
     scores = evaluate(model, test_set)
     print(json.dumps({"model": meta["model"], "data": args.data or meta["data"], **scores}))

@@ -5,7 +5,8 @@ Layouts are PyTorch's: (N, C, L), (N, C, H, W), (N, C, D, H, W); weights (out_ch
 
 Each op has ``<op>_backward(grad_output, *the forward's arrays, **the forward's keywords)`` returning one gradient per
 forward array argument, in order, with ``None`` where that argument was ``None`` (``dropout_backward`` takes the mask
-instead). Validation happens here, once: the kernels below assume valid, C-contiguous arrays.
+instead). The backward of a layer with weights (convolution, linear) takes ``needs_input_grad=False`` to skip the
+input's gradient, returned as ``None``: a network's first layer needs only its weights' gradients. Validation happens here, once: the kernels below assume valid, C-contiguous arrays.
 
 Arrays on a CUDA device (numba device arrays, or anything exposing ``__cuda_array_interface__``) run the CUDA kernels
 and give numba device arrays; mixing host and device arrays in one call is a TypeError. Nothing is copied to the
@@ -119,16 +120,19 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
     return out
 
 
-def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim):
+def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim, needs_input_grad):
     x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
+    needs_input_grad = _check_flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     backend = backend_of(grad_output, x, weight, bias)
     k = kernels(backend)
-    grad_input = empty(x.shape, x.dtype, backend)
+    grad_input = None
     grad_weight = empty(weight.shape, x.dtype, backend)
     g3 = _as_3d_spatial(grad_output)
-    k.conv.conv_grad_input(g3, _as_3d_spatial(weight), _as_3d_spatial(grad_input), *args)
+    if needs_input_grad:
+        grad_input = empty(x.shape, x.dtype, backend)
+        k.conv.conv_grad_input(g3, _as_3d_spatial(weight), _as_3d_spatial(grad_input), *args)
     k.conv.conv_grad_weight(g3, _as_3d_spatial(x), _as_3d_spatial(grad_weight), *args)
     grad_bias = None
     if bias is not None:
@@ -155,19 +159,22 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv(input, weight, bias, stride, padding, dilation, groups, 3)
 
 
-def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of ``conv1d``: (grad_input, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 1)
+def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                     needs_input_grad=True):
+    """Gradients of ``conv1d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 1, needs_input_grad)
 
 
-def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of ``conv2d``: (grad_input, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 2)
+def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                     needs_input_grad=True):
+    """Gradients of ``conv2d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 2, needs_input_grad)
 
 
-def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of ``conv3d``: (grad_input, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3)
+def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                     needs_input_grad=True):
+    """Gradients of ``conv3d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3, needs_input_grad)
 
 
 # --- pooling ------------------------------------------------------------------------------------------------------
@@ -386,18 +393,21 @@ def linear(input, weight, bias=None):
     return out
 
 
-def linear_backward(grad_output, input, weight, bias=None):
-    """Gradients of ``linear``: (grad_input, grad_weight, grad_bias or None)."""
+def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True):
+    """Gradients of ``linear``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
     x, weight, bias = _linear_setup(input, weight, bias)
+    needs_input_grad = _check_flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
     _check_shape(grad_output, tuple(x.shape)[:-1] + (weight.shape[0],), "grad_output")
     backend = backend_of(grad_output, x, weight, bias)
     k = kernels(backend)
     g2 = grad_output.reshape(-1, weight.shape[0])
-    grad_input = empty(x.shape, x.dtype, backend)
+    grad_input = None
     grad_weight = empty(weight.shape, x.dtype, backend)
     features = tuple(x.shape)[-1]
-    k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, features))
+    if needs_input_grad:
+        grad_input = empty(x.shape, x.dtype, backend)
+        k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, features))
     k.dense.linear_grad_weight(g2, x.reshape(-1, features), grad_weight)
     grad_bias = None
     if bias is not None:

@@ -3,6 +3,13 @@
 Constructor arguments and state-dict key names are torch.nn's, so weights exported from PyTorch as numpy arrays
 load unchanged. ``backward`` returns the input's gradient and adds the parameters' gradients to ``.gradients()``
 (call ``zero_grad()`` between steps). A layer keeps only what its backward needs from the last forward.
+
+Layers with parameters (and ``Sequential``) take ``backward(grad_output, needs_input_grad=False)`` to skip the
+input's gradient and return ``None``: the training loop asks this of the whole network, whose input is data, so the
+first convolution computes only its weights' gradients and the parameter-free layers before it do no work.
+
+``model.to("cuda")`` moves every parameter and gradient to the GPU; the layers then take and give device arrays
+(``numconv.to_device``), and ``state_dict()`` still returns host arrays, so checkpoints are the same on both.
 """
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from numconv import functional as F
+from numconv import backend, functional as F
 from numconv import geometry, init
 
 __all__ = [
@@ -36,6 +43,7 @@ class Module:
         raise NotImplementedError
 
     def backward(self, grad_output):
+        """The input's gradient from the output's; adds the parameters' gradients to theirs."""
         raise NotImplementedError
 
     def output_shape(self, input_shape: tuple) -> tuple:
@@ -62,7 +70,36 @@ class Module:
 
     def zero_grad(self):
         for grad in self.gradients():
-            grad[...] = 0
+            backend.fill(grad, 0)
+
+    @property
+    def device(self) -> str:
+        """``'cpu'`` or ``'cuda'``: where the parameters live (``'cpu'`` for a layer without parameters)."""
+        return backend.backend_of(*self.parameters())
+
+    def to(self, device: str):
+        """Move every parameter and gradient to ``device`` (``'cpu'`` or ``'cuda'``), replacing the arrays; returns
+        the module. Activations kept from the last forward are dropped. An optimiser made before the move follows
+        the model (``numconv.optim.SGD`` reads the parameters at each step). A RuntimeError says why ``'cuda'`` is
+        not available."""
+        if device not in backend.BACKENDS:
+            raise ValueError(f"device must be one of {backend.BACKENDS}, got {device!r}")
+        if device == "cuda":
+            backend.kernels("cuda")  # fails here, at once, when there is no GPU or numba-cuda
+        self._replace_arrays(lambda array: backend.to_backend(array, device))
+        return self
+
+    def _replace_arrays(self, convert):
+        """Apply ``convert`` to every parameter and gradient, here and in the children; forget the last forward."""
+        for name in self._parameter_names:
+            if getattr(self, name) is not None:
+                setattr(self, name, convert(getattr(self, name)))
+                setattr(self, name + "_grad", convert(getattr(self, name + "_grad")))
+        for attribute in ("_input", "_output", "_indices", "_mask"):
+            if hasattr(self, attribute):
+                setattr(self, attribute, None)
+        for child in self.children():
+            child._replace_arrays(convert)
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -74,7 +111,9 @@ class Module:
         return self.train(False)
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        return OrderedDict((name, array.copy()) for name, array in self.named_parameters())
+        """Host copies of the parameters, by PyTorch key name (copied back from the device when there)."""
+        return OrderedDict((name, np.array(backend.to_host(array), copy=True))
+                           for name, array in self.named_parameters())
 
     def load_state_dict(self, state: dict, strict: bool = True):
         """Copy arrays into the parameters in place; a missing or unexpected key, or a shape that differs,
@@ -88,23 +127,19 @@ class Module:
         for key, array in own.items():
             if key not in state:
                 continue
-            value = np.asarray(state[key])
-            if value.shape != array.shape:
-                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, expected {array.shape}")
-            np.copyto(array, value, casting="same_kind")
+            value = np.asarray(backend.to_host(state[key]))
+            if value.shape != tuple(array.shape):
+                raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, expected {tuple(array.shape)}")
+            if not np.can_cast(value.dtype, array.dtype, casting="same_kind"):
+                raise TypeError(f"state_dict[{key!r}] has dtype {value.dtype}, which does not convert to "
+                                f"{array.dtype}")
+            backend.copy_into(array, value)
         return self
 
     def astype(self, dtype):
         """Convert every parameter and gradient to ``dtype`` (float32 or float64), in place of the old arrays."""
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        for name in self._parameter_names:
-            if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).astype(dtype))
-                setattr(self, name + "_grad", getattr(self, name + "_grad").astype(dtype))
-        for child in self.children():
-            child.astype(dtype)
+        dtype = _check_dtype(dtype)
+        self._replace_arrays(lambda array: backend.astype(array, dtype))
         return self
 
     def num_parameters(self) -> int:
@@ -158,10 +193,18 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_output):
-        for layer in reversed(self._layers.values()):
-            grad_output = layer.backward(grad_output)
-        return grad_output
+    def backward(self, grad_output, needs_input_grad=True):
+        """Backward through the layers in reverse. With ``needs_input_grad=False`` the layers before the first one
+        with parameters are skipped, that one is told not to compute its input's gradient, and None is returned."""
+        layers = list(self._layers.values())
+        first = 0
+        if not needs_input_grad:
+            first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
+        for index in range(len(layers) - 1, first - 1, -1):
+            if index == first and not needs_input_grad:
+                return layers[index].backward(grad_output, needs_input_grad=False)
+            grad_output = layers[index].backward(grad_output)
+        return grad_output if needs_input_grad else None
 
     def output_shape(self, input_shape):
         for layer in self._layers.values():
@@ -207,6 +250,14 @@ def _check_input_shape(input_shape, ndim: int, layer: str) -> None:
         raise ValueError(f"{layer} takes inputs with {ndim + 2} dimensions, got shape {tuple(input_shape)}")
 
 
+def _add_gradient(total, term) -> None:
+    """total += term for a parameter's gradient (``None`` when the layer has no such parameter), on its backend:
+    device arrays have no ``+=``."""
+    if total is not None:
+        kernels = backend.kernels(backend.backend_of(total, term))
+        kernels.pointwise.accumulate(total.reshape(-1), term.reshape(-1))
+
+
 def _check_pool_window(ndim, kernel_size, stride, padding, dilation, ceil_mode) -> None:
     """Validate a pooling window now, on the smallest input it fits, rather than at the first forward."""
     kernel = geometry.as_tuple(kernel_size, ndim, "kernel_size")
@@ -248,12 +299,11 @@ class _ConvNd(Module):
         self._input = x
         return getattr(F, f"conv{self._ndim}d")(x, self.weight, self.bias, **self._options())
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, needs_input_grad=True):
         grad_input, grad_weight, grad_bias = getattr(F, f"conv{self._ndim}d_backward")(
-            grad_output, self._input, self.weight, self.bias, **self._options())
-        self.weight_grad += grad_weight
-        if self.bias is not None:
-            self.bias_grad += grad_bias
+            grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad, **self._options())
+        _add_gradient(self.weight_grad, grad_weight)
+        _add_gradient(self.bias_grad, grad_bias)
         return grad_input
 
     def output_shape(self, input_shape):
@@ -418,11 +468,11 @@ class Linear(Module):
         self._input = x
         return F.linear(x, self.weight, self.bias)
 
-    def backward(self, grad_output):
-        grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, self._input, self.weight, self.bias)
-        self.weight_grad += grad_weight
-        if self.bias is not None:
-            self.bias_grad += grad_bias
+    def backward(self, grad_output, needs_input_grad=True):
+        grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, self._input, self.weight, self.bias,
+                                                               needs_input_grad=needs_input_grad)
+        _add_gradient(self.weight_grad, grad_weight)
+        _add_gradient(self.bias_grad, grad_bias)
         return grad_input
 
     def output_shape(self, input_shape):

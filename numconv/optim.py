@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from numconv.backend import backend_of, kernels
+from numconv import backend
 
 __all__ = ["SGD", "StepLR", "ReduceLROnPlateau"]
 
@@ -25,21 +25,20 @@ def _real(value, name: str, minimum: float = 0.0) -> float:
 
 
 class SGD:
-    """SGD over a model's parameters (or an iterable of (parameter, gradient) pairs), updated in place."""
+    """SGD over a model's parameters (or an iterable of (parameter, gradient) pairs), updated in place.
+
+    Given a model, the parameters are read from it at every step, so the optimiser follows ``model.to(device)`` and
+    ``model.astype(dtype)`` made after it was created; each velocity moves with its parameter, keeping its values.
+    """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, lr_in_velocity=False):
         if hasattr(params, "parameters") and hasattr(params, "gradients"):
-            pairs = list(zip(params.parameters(), params.gradients()))
+            self._model, self._fixed_pairs = params, None
         else:
-            pairs = [tuple(pair) for pair in params]
+            self._model, self._fixed_pairs = None, [tuple(pair) for pair in params]
+        pairs = self.pairs
         if not pairs:
             raise ValueError("SGD got no parameters to optimise")
-        for index, (param, grad) in enumerate(pairs):
-            # updates go through flat views: a strided parameter would be updated in a copy and the step lost
-            if isinstance(param, np.ndarray) and not (param.flags.c_contiguous and param.flags.writeable):
-                raise ValueError(f"parameter {index} (shape {param.shape}) must be C-contiguous and writeable")
-            if param.shape != grad.shape:
-                raise ValueError(f"parameter {index} has shape {param.shape} but its gradient {grad.shape}")
         self.lr = _real(lr, "lr")
         self.momentum = _real(momentum, "momentum")
         self.weight_decay = _real(weight_decay, "weight_decay")
@@ -48,32 +47,59 @@ class SGD:
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov, self.lr_in_velocity = nesterov, lr_in_velocity
-        self.pairs = pairs
-        self.velocities = [np.zeros_like(param) for param, _ in pairs]
+        self.velocities = [backend.zeros(param.shape, param.dtype, backend.backend_of(param)) for param, _ in pairs]
+
+    @property
+    def pairs(self) -> list:
+        """The current (parameter, gradient) pairs, checked: updates go through flat views, so a strided parameter
+        would be updated in a copy and the step lost."""
+        pairs = self._fixed_pairs
+        if pairs is None:
+            pairs = list(zip(self._model.parameters(), self._model.gradients()))
+        for index, (param, grad) in enumerate(pairs):
+            contiguous = (param.is_c_contiguous() if backend.is_device_array(param)
+                          else param.flags.c_contiguous and param.flags.writeable)
+            if not contiguous:
+                raise ValueError(f"parameter {index} (shape {param.shape}) must be C-contiguous and writeable")
+            if tuple(param.shape) != tuple(grad.shape):
+                raise ValueError(f"parameter {index} has shape {param.shape} but its gradient {grad.shape}")
+        return pairs
 
     def step(self):
         """One update of every parameter from its current gradient."""
-        for (param, grad), velocity in zip(self.pairs, self.velocities):
-            update = kernels(backend_of(param, grad, velocity)).pointwise.sgd_update
+        for index, (param, grad) in enumerate(self.pairs):
+            velocity = self._velocity_for(index, param)
+            update = backend.kernels(backend.backend_of(param, grad, velocity)).pointwise.sgd_update
             update(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), self.lr, self.momentum,
                    self.weight_decay, self.nesterov, self.lr_in_velocity)
 
+    def _velocity_for(self, index: int, param):
+        """The velocity of parameter ``index``, moved to the parameter's backend and dtype if the model moved."""
+        velocity = self.velocities[index]
+        where = backend.backend_of(param)
+        if backend.backend_of(velocity) != where or velocity.dtype != param.dtype:
+            velocity = backend.astype(backend.to_backend(velocity, where), param.dtype)
+            self.velocities[index] = velocity
+        return velocity
+
     def zero_grad(self):
         for _, grad in self.pairs:
-            grad[...] = 0
+            backend.fill(grad, 0)
 
     def state_dict(self) -> dict:
+        """The learning rate and host copies of the velocities."""
         state = {"lr": np.asarray(self.lr)}
-        state.update({f"velocity.{i}": velocity.copy() for i, velocity in enumerate(self.velocities)})
+        state.update({f"velocity.{i}": np.array(backend.to_host(velocity), copy=True)
+                      for i, velocity in enumerate(self.velocities)})
         return state
 
     def load_state_dict(self, state: dict):
         self.lr = float(state["lr"])
         for i, velocity in enumerate(self.velocities):
             key = f"velocity.{i}"
-            if key not in state or np.shape(state[key]) != velocity.shape:
+            if key not in state or np.shape(state[key]) != tuple(velocity.shape):
                 raise ValueError(f"optimizer state {key!r} is missing or has the wrong shape")
-            np.copyto(velocity, state[key])
+            backend.copy_into(velocity, np.asarray(state[key]))
 
 
 class StepLR:

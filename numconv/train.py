@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from numconv import functional as F
+from numconv.backend import to_device, to_host
 from numconv.data import Dataset, batches
 from numconv.layers import Dropout, Module, Sequential
 
@@ -53,14 +54,21 @@ def _top_k_correct(logits: np.ndarray, targets: np.ndarray, k: int) -> int:
     return int(np.sum(np.sum(logits > target_logit, axis=1) < k))
 
 
+def _on(array: np.ndarray, device: str):
+    """A batch of host data on the model's device (one copy to the GPU for ``'cuda'``)."""
+    return to_device(array) if device == "cuda" else array
+
+
 def evaluate(model: Module, dataset: Dataset, batch_size: int = 256) -> dict:
-    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) of ``model`` in evaluation mode."""
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) of ``model`` in evaluation mode, on the model's
+    device; only the logits come back to the host."""
     was_training = model.training
+    device = getattr(model, "device", "cpu")  # any object with forward, train and eval can be evaluated
     model.eval()
     total_loss, top1, top5 = 0.0, 0, 0
     try:
         for inputs, targets in batches(dataset, batch_size, shuffle=False):
-            logits = np.asarray(model.forward(inputs))
+            logits = to_host(model.forward(_on(inputs, device)))
             total_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
             top1 += _top_k_correct(logits, targets, 1)
             top5 += _top_k_correct(logits, targets, 5)
@@ -138,6 +146,9 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches; returns the history, one dict per epoch
     with ``epoch``, ``train_loss``, ``test_loss``, ``test_top1``, ``test_top5``, ``seconds`` and ``lr``.
 
+    Training runs where the model is (``model.to("cuda")`` first for the GPU): each batch is copied there once, and
+    only the loss (one number per step) and the evaluation's logits come back.
+
     With ``out_dir``, DIR/checkpoint.npz and DIR/metrics.json are rewritten atomically after every epoch, and
     ``resume=True`` continues from the checkpoint there. ``scheduler.step`` is called after each epoch with the
     test error (1 - top-1). ``progress`` (default: whether stderr is a terminal) shows a bar; ``log(text)``
@@ -149,6 +160,7 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     out_dir = Path(out_dir) if out_dir is not None else None
+    device = model.device
     shuffle = np.random.default_rng(seed)
     generators = _generators(model, shuffle)
     history = []
@@ -174,11 +186,12 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
         for step, (inputs, targets) in enumerate(batches(train, batch_size, shuffle=True, rng=shuffle), 1):
             if augment is not None:
                 inputs = augment(inputs, shuffle)
+            inputs, targets_on_device = _on(inputs, device), _on(targets, device)
             logits = model.forward(inputs)
-            loss = float(F.cross_entropy(logits, targets))
+            loss = float(F.cross_entropy(logits, targets_on_device))
             model.zero_grad()
-            grad_logits, _ = F.cross_entropy_backward(1.0, logits, targets)
-            model.backward(grad_logits)
+            grad_logits, _ = F.cross_entropy_backward(1.0, logits, targets_on_device)
+            model.backward(grad_logits, needs_input_grad=False)  # the input is data: no gradient needed
             optimizer.step()
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} in epoch {epoch}, step {step}; "

@@ -52,6 +52,42 @@ def test_conv_matches_reference(case, dtype, rng):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("case", CONV_CASES[::3])
+def test_conv_backward_without_input_grad_gives_the_same_weight_grads(case, rng):
+    ndim, batch, channels, out_channels, spatial, kernel, stride, padding, dilation, groups = case
+    x = rng.standard_normal((batch, channels) + spatial)
+    w = rng.standard_normal((out_channels, channels // groups) + kernel)
+    b = rng.standard_normal(out_channels)
+    forward, backward = CONV[ndim]
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = rng.standard_normal(forward(x, w, b, **options).shape)
+    pads = [(p, p) for p in _tuple(padding, ndim)]
+    _, want_weight, want_bias = naive.conv_backward(g, x, w, _tuple(stride, ndim), pads, _tuple(dilation, ndim),
+                                                    groups)
+    grad_input, grad_weight, grad_bias = backward(g, x, w, b, needs_input_grad=False, **options)
+    assert grad_input is None
+    np.testing.assert_allclose(grad_weight, want_weight, **TOL[np.float64])
+    np.testing.assert_allclose(grad_bias, want_bias, **TOL[np.float64])
+
+
+def test_linear_backward_without_input_grad(rng):
+    x, w, b = rng.standard_normal((3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    g = rng.standard_normal((3, 4))
+    grad_input, grad_weight, grad_bias = F.linear_backward(g, x, w, b, needs_input_grad=False)
+    assert grad_input is None
+    np.testing.assert_allclose(grad_weight, g.T @ x, **TOL[np.float64])
+    np.testing.assert_allclose(grad_bias, g.sum(axis=0), **TOL[np.float64])
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.conv1d_backward(np.ones((1, 1, 2)), np.ones((1, 1, 3)), np.ones((1, 1, 2)), needs_input_grad=1),
+    lambda: F.linear_backward(np.ones((1, 1)), np.ones((1, 2)), np.ones((1, 2)), needs_input_grad="no"),
+])
+def test_needs_input_grad_must_be_a_bool(call):
+    with pytest.raises(TypeError, match="needs_input_grad"):
+        call()
+
+
 @pytest.mark.parametrize("kernel,dilation", [(4, 1), (3, 2), (5, 1)])
 def test_conv_same_padding_keeps_size_and_puts_extra_right(kernel, dilation, rng):
     x = rng.standard_normal((1, 2, 9)).astype(np.float64)

@@ -338,6 +338,43 @@ def test_nested_sequential_names_and_gradients(rng):
     np.testing.assert_allclose(dict(model.named_gradients())["classifier.3.weight"], g.T @ hidden, **CLOSE)
 
 
+class Recorder(Module):
+    """A parameter-free layer that records its backward calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.backward_calls = 0
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_output):
+        self.backward_calls += 1
+        return grad_output
+
+
+def test_backward_without_input_grad_skips_the_input_side_only(rng, monkeypatch):
+    """needs_input_grad=False: None comes back, the layers before the first weights are not run backward, the
+    first convolution is asked for no input gradient, and every parameter's gradient is the full backward's."""
+    recorder = Recorder()
+    model = Sequential(recorder, _nested(rng).eval())
+    x = rng.standard_normal((2, 2, 8, 8))
+    g = rng.standard_normal((2, 3))
+    model(x)
+    assert model.backward(g).shape == x.shape and recorder.backward_calls == 1
+    full = [grad.copy() for grad in model.gradients()]
+    model.zero_grad()
+    asked = []
+    conv_backward = F.conv2d_backward
+    monkeypatch.setattr(F, "conv2d_backward", lambda *a, **k: asked.append(k["needs_input_grad"]) or
+                        conv_backward(*a, **k))
+    assert model.backward(g, needs_input_grad=False) is None
+    assert recorder.backward_calls == 1
+    assert asked == [True, False]  # features.3 then features.0, the first layer with weights
+    for got, want in zip(model.gradients(), full):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_parameter_names_equal_torch_sequential(rng):
     torch = pytest.importorskip("torch")
     nn = torch.nn
