@@ -485,6 +485,15 @@ PADDED_ROWS_CONFIGS = (
 #: cropped output gradient)
 LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),)
 
+#: the fused Winograd F(2x2, 3x3) forward kernel (2D, 3x3, stride 1): output sizes that leave partial edge tiles,
+#: asymmetric and wide padding, groups, and more than 16 input and output channels (a second, partial block of each)
+WINOGRAD_CONFIGS = (
+    ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
+    ConvConfig(2, 4, 4, (4, 7), (3, 3), groups=2),
+    ConvConfig(1, 3, 2, (6, 5), (3, 3), padding=(2, 0), padding_right=(1, 2)),
+    ConvConfig(1, 17, 18, (3, 4), (3, 3), padding=(1, 1)),
+)
+
 MAX_POOL_CONFIGS = (
     PoolConfig(2, 2, (9,), (3,), (2,), (1,)),
     # AlexNet's overlapping pooling, with ceil_mode
@@ -536,6 +545,7 @@ ENTRIES = (
           backends=("cpu",)),
     Entry("conv", "conv_grad_input_subpixel", conv_grad_input_case, SUBPIXEL_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_lanes", conv_forward_case, LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_winograd", conv_forward_case, WINOGRAD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
           (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import numconv.functional as F
-from numconv.kernels.cpu import codegen
+from numconv.kernels.cpu import codegen, winograd, winograd_codegen
 from numconv.kernels.cpu import conv as cpu_conv
 from tests import naive
 
@@ -33,6 +33,21 @@ def _layouts(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
 
 def test_generated_kernels_are_up_to_date():
     assert codegen.TARGET.read_text() == codegen.module_source(), "run python -m numconv.kernels.cpu.codegen"
+    assert winograd_codegen.TARGET.read_text() == winograd_codegen.module_source(), \
+        "run python -m numconv.kernels.cpu.winograd_codegen"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
+    ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third and fourth layers
+    ((16, 384, 13, 13), (384, 192, 3, 3), 2, True),
+    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, False),  # 3D
+    ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
+    ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
+])
+def test_winograd_takes_wide_3x3_layers_only(x_shape, w_shape, groups, chosen):
+    five = _five(x_shape), _five(w_shape)
+    assert cpu_conv._use_winograd(*five, (1, 1, 1), (1, 1, 1), groups) is chosen
+    assert not cpu_conv._use_winograd(*five, (1, 2, 2), (1, 1, 1), groups)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
@@ -75,6 +90,8 @@ CASES = [
     ((2, 3, 131), (5, 3, 7), 3, 2, 1, 1),
     ((2, 2, 250), (3, 2, 9), 4, 0, 2, 1),
     ((2, 33, 7, 9), (17, 33, 1, 1), 1, 0, 1, 1),
+    # enough channels per group for Winograd to be chosen: two blocks of 16 lanes, the second partial
+    ((2, 64, 7, 9), (66, 32, 3, 3), 1, (2, 1), 1, 2),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
 ]
@@ -89,11 +106,15 @@ def _applies(case, variant) -> bool:
             layout is None or variant in cpu_conv._uses(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
+    if variant == "winograd":
+        x_shape, w_shape, stride, _, dilation, _ = case
+        ndim = len(x_shape) - 2
+        return winograd.applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1), _triple(dilation, ndim, 1))
     return True
 
 
 VARIANT_CASES = [(case, variant) for case in CASES
-                 for variant in ("auto", "lanes", "rows", "wide", "subpixel", "split") if _applies(case, variant)]
+                 for variant in ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd") if _applies(case, variant)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -111,7 +132,7 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     want_x, want_w, _ = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), *args)
     choices = {"auto": {}, "lanes": dict(algorithm="lanes"), "rows": dict(algorithm="rows", grad_input="phases"),
                "wide": dict(algorithm="wide", grad_input="phases"), "subpixel": dict(grad_input="subpixel"),
-               "split": dict(chunks=5)}[variant]
+               "split": dict(chunks=5), "winograd": dict(winograd=True)}[variant]
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ndim]
     backward = {1: F.conv1d_backward, 2: F.conv2d_backward, 3: F.conv3d_backward}[ndim]
     with cpu_conv._forcing(**choices):

@@ -25,9 +25,12 @@ The three public functions are small dispatchers around the register-blocked mul
   blocks the columns over (input channel, tap); the sum over batch and positions is split into chunks whose
   partial sums are added in float64.
 
-Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_subpixel``
-and ``*_split`` functions at the end), so that the spec registry proves every one of them on configurations it
-serves.
+* A 2D 3x3 stride-1 forward pass with at least ``tuning.WINOGRAD_MIN_CHANNELS`` channels per group in and out
+  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies.
+
+Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
+``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
+configurations it serves.
 
 The tables depend only on the shapes and are cached; weights are packed and inputs padded on every call.
 """
@@ -41,7 +44,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
-from numconv.kernels.cpu import tuning
+from numconv.kernels.cpu import tuning, winograd
 from numconv.kernels.cpu.launch import fma as _fma_shape, workspace as _workspace, zeros as _zeros
 
 _U = np.uint64
@@ -226,9 +229,9 @@ def _rows_shape(layout: _Layout, lanes: int):
     return None
 
 
-#: set by the forced variants at the end of this module: a formulation, a strategy for the input gradient or a
-#: chunk count to use instead of the automatic choice
-_forced = {"algorithm": None, "grad_input": None, "chunks": None}
+#: set by the forced variants at the end of this module: a formulation, a strategy for the input gradient, a
+#: chunk count or the Winograd forward pass to use instead of the automatic choice
+_forced = {"algorithm": None, "grad_input": None, "chunks": None, "winograd": False}
 
 
 @contextmanager
@@ -438,8 +441,23 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
     """
+    if _use_winograd(x.shape, weight.shape, stride, dilation, groups):
+        batch, channels, _, height, width = x.shape
+        winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
+                              bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
+        return
     layout = _forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout)), layout, weight, bias, out.reshape(-1))
+
+
+def _use_winograd(x_shape, weight_shape, stride, dilation, groups) -> bool:
+    """Winograd where it applies and pays, or where it is forced (a ValueError where forced but inapplicable)."""
+    applies = winograd.applies(x_shape, weight_shape, stride, dilation)
+    if _forced["winograd"]:
+        if not applies:
+            raise ValueError("the Winograd kernel computes 2D 3x3 convolutions with stride 1 and dilation 1 only")
+        return True
+    return _forced["algorithm"] is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
 
 
 def _phases(size, kernel, stride, pad, dilation):
@@ -681,6 +699,13 @@ def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, d
     ``rows`` and ``wide`` formulations is estimated best; ValueError where neither applies."""
     with _forcing(grad_input="subpixel"):
         conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+
+
+def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, any channel
+    count); ValueError where it does not apply."""
+    with _forcing(winograd=True):
+        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
 
 
 def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):
