@@ -44,10 +44,13 @@ def test_generated_kernels_are_up_to_date():
     ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
 ])
-def test_winograd_takes_wide_3x3_layers_only(x_shape, w_shape, groups, chosen):
+def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     five = _five(x_shape), _five(w_shape)
     assert cpu_conv._use_winograd(*five, (1, 1, 1), (1, 1, 1), groups) is chosen
     assert not cpu_conv._use_winograd(*five, (1, 2, 2), (1, 1, 1), groups)
+    # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd
+    assert cpu_conv._use_winograd_grad_input(*five, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
+    assert not cpu_conv._use_winograd_grad_input(*five, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [

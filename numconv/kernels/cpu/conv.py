@@ -26,7 +26,8 @@ The three public functions are small dispatchers around the register-blocked mul
   partial sums are added in float64.
 
 * A 2D 3x3 stride-1 forward pass with at least ``tuning.WINOGRAD_MIN_CHANNELS`` channels per group in and out
-  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies.
+  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so does its
+  input gradient (the flipped-weight convolution above) when the padding is at most 2.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
@@ -578,6 +579,9 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
     groups = int(groups)
     plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
+    if _use_winograd_grad_input(grad_output.shape, weight.shape, stride, padding, dilation, groups):
+        _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
+        return
     strategy = _forced["grad_input"] or plan.strategy
     if _forced["algorithm"] == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
@@ -603,6 +607,30 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
             continue
         sub = swapped[:, :, list(taps[0])][:, :, :, list(taps[1])][:, :, :, :, list(taps[2])]
         _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
+
+
+def _use_winograd_grad_input(g_shape, w_shape, stride, padding, dilation, groups) -> bool:
+    """The input gradient of a 3x3 stride-1 2D convolution is a 3x3 stride-1 convolution of the output gradient
+    (padded by 2 - padding): Winograd where that padding is not negative and the channels pay, or where forced."""
+    swapped_shape = (w_shape[1] * groups, w_shape[0] // groups) + tuple(w_shape[2:])
+    applies = winograd.applies(g_shape, swapped_shape, stride, dilation) and max(padding[1:]) <= 2
+    if _forced["winograd"]:
+        if not applies:
+            raise ValueError("the Winograd input gradient needs a 2D 3x3 convolution with stride 1, dilation 1 and "
+                             "padding of at most 2")
+        return True
+    return (_forced["algorithm"] is None and _forced["grad_input"] is None and applies
+            and winograd.worthwhile(g_shape, swapped_shape, groups))
+
+
+def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups) -> None:
+    (_, taps, _), = plan.phases  # stride 1: one phase, whose taps run backwards (the flipped kernel)
+    flipped = _swapped(weight, groups)[:, :, 0][:, :, list(taps[1])][:, :, :, list(taps[2])]
+    batch, out_channels, _, out_h, out_w = grad_output.shape
+    channels, height, width = grad_input.shape[1], grad_input.shape[3], grad_input.shape[4]
+    winograd.conv_forward(grad_output.reshape(batch, out_channels, out_h, out_w), np.ascontiguousarray(flipped),
+                          _zeros(channels, grad_output.dtype.str), grad_input.reshape(batch, channels, height, width),
+                          (2 - padding[1], 2 - padding[2]), groups)
 
 
 @lru_cache(maxsize=64)
@@ -706,6 +734,13 @@ def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, group
     count); ValueError where it does not apply."""
     with _forcing(winograd=True):
         conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+
+
+def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, padding at most
+    2); ValueError where it does not apply."""
+    with _forcing(winograd=True):
+        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
 
 
 def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):
