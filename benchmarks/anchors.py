@@ -164,7 +164,7 @@ def numconv_lenet_step(batch: int = 64, seed: int = 0):
         loss = F.cross_entropy(logits, labels)
         model.zero_grad()
         grad_logits, _ = F.cross_entropy_backward(1.0, logits, labels)
-        model.backward(grad_logits)
+        model.backward(grad_logits, needs_input_grad=False)  # the images need no gradient, as in PyTorch
         optimizer.step()
         return loss
 
