@@ -31,6 +31,7 @@ Kernels written:
 """
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -115,14 +116,14 @@ def weights_source(m: int, consts: Constants) -> list:
     e("        scratch = tmp[numba.get_thread_id()]")
     e("        __CONSTS__")
     e(f"        base = np.uint64(((g * oblocks + ob) * {a * a} * cpad + c) * 16)")
-    e(f"        step = np.uint64(cpad * 16)")
+    e("        step = np.uint64(cpad * 16)")
     # the zero-padded lanes: past the group's output channels or past its input channels
     e("        o0 = g * group_out + ob * 16")
     e("        valid = min(16, group_out - ob * 16) if c < group_in else 0")
     e("        for col in range(3):")
     e("            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once")
     for r in range(3):
-        e(f"            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, {r}, col] if {{k}} < valid else q0"))
+        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, {r}, col] if {{k}} < valid else q0"))
     for i in range(a):
         e("            " + "; ".join(f"p{i}_{k} = " + combination(consts, G[i], [f"w{r}" for r in range(3)], k)
                                      for k in range(LANES)))
@@ -201,7 +202,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("    blocks = (tiles + per_task - 1) // per_task")
     e("    of = out.reshape(-1)")
     e("    pf = P.reshape(-1)")
-    e(f"    for task in prange(groups * blocks):")
+    e("    for task in prange(groups * blocks):")
     e("        g = task // blocks")
     e("        first = (task - g * blocks) * per_task")
     e("        count = min(per_task, tiles - first)")
@@ -255,7 +256,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     for j in range(W):
         e(f"                        s = V[x{j} + c]")
         e("                        " + lanes(f"a{j}_{{k}} += w{{k}} * s"))
-    e(f"                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)")
+    e("                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)")
     for j in range(W):
         e("                    " + lanes(f"M[m_at + np.uint64({j * 16} + {{k}})] = a{j}_{{k}}"))
     e("            o0 = g * group_out + ob * 16")
@@ -304,8 +305,12 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
 
 def module_source() -> str:
     consts = Constants()
-    bodies = [weights_source(TILE, consts), pack_source(TILE), conv_source(TILE, WIDTH, consts)]
-    text = "\n".join("\n".join(body) for body in bodies).replace("__CONSTS__", "; ".join(consts.loads()))
+    bodies = ["\n".join(body) for body in (weights_source(TILE, consts), pack_source(TILE),
+                                           conv_source(TILE, WIDTH, consts))]
+    # each kernel loads the constants it uses (q0, zero, starts its sums)
+    text = "\n".join(body.replace("__CONSTS__", "; ".join(
+        load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
+        for body in bodies)
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
             f"#: output tile side and tiles per strip of the generated kernel\nTILE, WIDTH = {TILE}, {WIDTH}\n")
 

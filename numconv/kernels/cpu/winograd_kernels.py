@@ -108,7 +108,7 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_tas
         V = work_v[tid]
         M = work_m[tid]
         S = work_t[tid]
-        q0 = K[0]; q1 = K[1]
+        q0 = K[0]
         vrow = np.uint64(per_task * cpad)  # V (T, per_task, CP): one t
         # ---- input transform: V[t, j, c] = (BT d BT^T)[t] of tile j, 16 channels per vector
         for j in range(per_task):
