@@ -2,13 +2,23 @@
 
 Both frameworks get the same architecture, the same initial weights (numconv's, loaded into PyTorch by key name),
 the same shuffled mini-batches, batch size and SGD recipe (the `numconv train` recipe: lr 0.01, momentum 0.9,
-Nesterov, weight decay 5e-4), and the same number of epochs. They run in one process, epoch by epoch, taking turns
-to go first; each epoch's time covers forward, loss, backward and the update over every training batch (the
-batches are cut beforehand, and the test evaluation after each epoch is timed separately).
+Nesterov, weight decay 5e-4), and the same number of epochs. Each epoch's time covers forward, loss, backward and
+the update over every training batch (the batches are cut beforehand, and the test evaluation after each epoch is
+timed separately).
+
+Each framework trains in a child process of its own (this script re-invoked with ``--engine numconv`` or
+``--engine torch``), because Numba's OpenMP threading layer and PyTorch's OpenMP runtime in one process can fight
+over the cores, their spinning workers making epochs up to a hundred times slower. The parent writes the data, the
+initial weights and every epoch's shuffling to a temporary directory, starts both children, and has them run
+epoch by epoch, taking turns to go first and never at the same time; each child answers one line of JSON per epoch
+on its standard output and leaves its final weights in the directory. Another busy process on a small machine
+slows either framework the same way (an OpenMP team that loses a core waits at every barrier), which shows as an
+epoch far slower than the others with a CPU time close to its wall time: rerun then.
 
 numconv's first epoch includes compiling (or loading from Numba's cache) its kernels, so the steady-state ratio
 uses epochs 2 onwards for both frameworks (their mean, and fastest against fastest, which is the steadier number on
-a shared machine), and the first epochs are reported on their own. Each epoch's process CPU time is printed too.
+a shared machine), and the first epochs are reported on their own. Each epoch's CPU time (of the child that ran it)
+is printed too.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_lenet5.py [--epochs 3] [--batch-size 32]
         [--json results.json]
@@ -20,22 +30,23 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
 
-import numba  # noqa: E402
-import torch  # noqa: E402
-
-import numconv  # noqa: E402
-from numconv import functional as F  # noqa: E402
-from numconv import models, optim  # noqa: E402
-from numconv.data import mnist_subset  # noqa: E402
+ENGINES = {"numconv": "numconv", "pytorch": "torch"}  # result name -> --engine value
+SETUP_FILE = "setup.npz"
+# Pause between one child's epoch and the other's, so that the first child's OpenMP workers, which spin for a
+# while after their last parallel region (Intel's runtime for 200 ms by default), are asleep before the clock starts.
+SETTLE_SECONDS = 0.3
 
 
 def parse_args(argv=None):
@@ -48,14 +59,21 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="PyTorch's intra-op threads (default 2)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
+    parser.add_argument("--engine", choices=sorted(ENGINES.values()),
+                        help="internal: run one framework as a child process, taking commands on stdin")
+    parser.add_argument("--workdir", metavar="DIR", help="internal: the parent's temporary directory (with --engine)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         parser.error("--epochs and --batch-size must be positive")
+    if (args.engine is None) != (args.workdir is None):
+        parser.error("--engine and --workdir go together")
     return args
 
 
-def torch_lenet5(num_classes: int = 10) -> torch.nn.Sequential:
+def torch_lenet5(num_classes: int = 10):
     """numconv.models.lenet5 in torch.nn, with the same layer indices (so the same state-dict keys)."""
+    import torch
+
     nn = torch.nn
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -64,15 +82,29 @@ def torch_lenet5(num_classes: int = 10) -> torch.nn.Sequential:
     )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The children: one framework each. The torch child never imports numconv (nor Numba), and the numconv child
+# never imports torch.
+
 class NumconvRun:
     name = "numconv"
 
-    def __init__(self, model, args):
-        self.model = model
-        self.optimizer = optim.SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+    def __init__(self, state: "OrderedDict[str, np.ndarray]", args):
+        import numba
+
+        import numconv
+        from numconv import functional as F
+        from numconv import models, optim
+
+        self.numba, self.F = numba, F
+        self.model = models.lenet5(rng=args.seed).load_state_dict(state)
+        self.optimizer = optim.SGD(self.model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                    nesterov=args.momentum > 0)
+        self.info = {"version": numconv.__version__, "numba": numba.__version__,
+                     "threads": numba.config.NUMBA_NUM_THREADS}
 
     def train_epoch(self, batches) -> float:
+        F = self.F
         self.model.train()
         total = 0.0
         for inputs, targets in batches:
@@ -80,31 +112,46 @@ class NumconvRun:
             total += float(F.cross_entropy(logits, targets)) * len(targets)
             self.model.zero_grad()
             grad_logits, _ = F.cross_entropy_backward(1.0, logits, targets)
-            self.model.backward(grad_logits)
+            self.model.backward(grad_logits, needs_input_grad=False)  # the images need no gradient
             self.optimizer.step()
         return total
 
-    def accuracy(self, dataset, batch_size=500) -> float:
+    def accuracy(self, inputs, targets, batch_size=500) -> float:
         self.model.eval()
         correct = 0
-        for begin in range(0, len(dataset), batch_size):
-            logits = self.model.forward(np.ascontiguousarray(dataset.inputs[begin:begin + batch_size]))
-            correct += int(np.sum(logits.argmax(axis=1) == dataset.targets[begin:begin + batch_size]))
-        return correct / len(dataset)
+        for begin in range(0, len(inputs), batch_size):
+            logits = self.model.forward(np.ascontiguousarray(inputs[begin:begin + batch_size]))
+            correct += int(np.sum(logits.argmax(axis=1) == targets[begin:begin + batch_size]))
+        return correct / len(inputs)
 
     def state(self) -> "OrderedDict[str, np.ndarray]":
         return self.model.state_dict()
+
+    def final_info(self) -> dict:
+        try:
+            return {"threading_layer": self.numba.threading_layer()}
+        except ValueError:  # no parallel kernel has run
+            return {"threading_layer": None}
 
 
 class TorchRun:
     name = "pytorch"
 
-    def __init__(self, model, args):
-        self.model = model
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+    def __init__(self, state: "OrderedDict[str, np.ndarray]", args):
+        import torch
+
+        self.torch = torch
+        torch.set_num_threads(args.threads)
+        self.model = torch_lenet5()
+        if list(self.model.state_dict()) != list(state):
+            raise SystemExit(f"state-dict keys differ: {list(self.model.state_dict())} != {list(state)}")
+        self.model.load_state_dict({key: torch.from_numpy(value.copy()) for key, value in state.items()})
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                                          weight_decay=args.weight_decay, nesterov=args.momentum > 0)
+        self.info = {"version": torch.__version__, "threads": torch.get_num_threads()}
 
     def train_epoch(self, batches) -> float:
+        torch = self.torch
         self.model.train()
         total = 0.0
         for inputs, targets in batches:
@@ -116,70 +163,174 @@ class TorchRun:
             total += loss.item() * len(targets)
         return total
 
-    def accuracy(self, dataset, batch_size=500) -> float:
+    def accuracy(self, inputs, targets, batch_size=500) -> float:
+        torch = self.torch
         self.model.eval()
         correct = 0
         with torch.no_grad():
-            for begin in range(0, len(dataset), batch_size):
-                logits = self.model(torch.from_numpy(np.ascontiguousarray(dataset.inputs[begin:begin + batch_size])))
-                correct += int((logits.argmax(dim=1).numpy() == dataset.targets[begin:begin + batch_size]).sum())
-        return correct / len(dataset)
+            for begin in range(0, len(inputs), batch_size):
+                logits = self.model(torch.from_numpy(np.ascontiguousarray(inputs[begin:begin + batch_size])))
+                correct += int((logits.argmax(dim=1).numpy() == targets[begin:begin + batch_size]).sum())
+        return correct / len(inputs)
 
     def state(self) -> "OrderedDict[str, np.ndarray]":
         return OrderedDict((key, value.detach().numpy().copy()) for key, value in self.model.state_dict().items())
 
-
-def epoch_batches(dataset, batch_size: int, rng: np.random.Generator) -> list:
-    """One epoch's shuffled mini-batches, cut before either framework's clock starts."""
-    order = rng.permutation(len(dataset))
-    return [(np.ascontiguousarray(dataset.inputs[order[i:i + batch_size]]),
-             np.ascontiguousarray(dataset.targets[order[i:i + batch_size]]))
-            for i in range(0, len(dataset), batch_size)]
+    def final_info(self) -> dict:
+        return {}
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    train, test = mnist_subset()
-    model = models.lenet5(rng=args.seed)
-    reference = torch_lenet5()
-    state = model.state_dict()
-    if list(reference.state_dict()) != list(state):
-        raise SystemExit(f"state-dict keys differ: {list(reference.state_dict())} != {list(state)}")
-    reference.load_state_dict({key: torch.from_numpy(value.copy()) for key, value in state.items()})
-    runs = [NumconvRun(model, args), TorchRun(reference, args)]
+def epoch_batches(inputs, targets, order, batch_size: int) -> list:
+    """One epoch's shuffled mini-batches, cut before the clock starts."""
+    return [(np.ascontiguousarray(inputs[order[i:i + batch_size]]),
+             np.ascontiguousarray(targets[order[i:i + batch_size]]))
+            for i in range(0, len(order), batch_size)]
 
-    print(f"LeNet-5 ({model.num_parameters():,} parameters) on {train.name} ({len(train)} images) / {test.name} "
-          f"({len(test)}), {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} momentum "
-          f"{args.momentum} nesterov={args.momentum > 0} weight decay {args.weight_decay}")
-    print(f"numconv {numconv.__version__} (Numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads), "
-          f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}")
 
-    results = {run.name: {"epoch_seconds": [], "epoch_cpu_seconds": [], "train_loss": [], "test_accuracy": [],
-                          "eval_seconds": []}
-               for run in runs}
-    rng = np.random.default_rng(args.seed)
-    for epoch in range(1, args.epochs + 1):
-        batches = epoch_batches(train, args.batch_size, rng)
-        turn = runs if epoch % 2 else runs[::-1]  # take turns going first
-        for run in turn:
+def child_main(args) -> None:
+    """Run one framework: answer one JSON line on stdout per command read from stdin ("epoch N", "finish")."""
+    channel, sys.stdout = sys.stdout, sys.stderr  # anything else printed goes to stderr, never into the answers
+
+    def answer(message: dict):
+        channel.write(json.dumps(message) + "\n")
+        channel.flush()
+
+    workdir = Path(args.workdir)
+    with np.load(workdir / SETUP_FILE, allow_pickle=False) as setup:
+        data = {key: setup[key] for key in setup.files}
+    state = OrderedDict((key[len("initial/"):], value) for key, value in data.items() if key.startswith("initial/"))
+    run = (NumconvRun if args.engine == "numconv" else TorchRun)(state, args)
+    answer({"ready": True, **run.info})
+    for line in iter(sys.stdin.readline, ""):
+        command = line.split()
+        if command[0] == "epoch":
+            epoch = int(command[1])
+            batches = epoch_batches(data["train_inputs"], data["train_targets"], data["orders"][epoch - 1],
+                                    args.batch_size)
             started, cpu_started = time.perf_counter(), time.process_time()
             total_loss = run.train_epoch(batches)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
             started = time.perf_counter()
-            accuracy = run.accuracy(test)
-            record = results[run.name]
-            record["epoch_seconds"].append(seconds)
-            record["epoch_cpu_seconds"].append(cpu_seconds)
-            record["train_loss"].append(total_loss / len(train))
-            record["test_accuracy"].append(accuracy)
-            record["eval_seconds"].append(time.perf_counter() - started)
-        print(f"epoch {epoch}/{args.epochs}  " + "   ".join(
-            f"{run.name}: {results[run.name]['epoch_seconds'][-1]:6.2f} s "
-            f"(CPU {results[run.name]['epoch_cpu_seconds'][-1]:5.2f} s), train loss "
-            f"{results[run.name]['train_loss'][-1]:.4f}, test {100 * results[run.name]['test_accuracy'][-1]:.1f}%"
-            for run in runs), flush=True)
+            accuracy = run.accuracy(data["test_inputs"], data["test_targets"])
+            answer({"epoch_seconds": seconds, "epoch_cpu_seconds": cpu_seconds,
+                    "train_loss": total_loss / len(data["train_targets"]), "test_accuracy": accuracy,
+                    "eval_seconds": time.perf_counter() - started})
+        elif command[0] == "finish":
+            np.savez(workdir / f"final-{run.name}.npz", **run.state())
+            answer({"done": True, **run.final_info()})
+            return
+        else:
+            raise SystemExit(f"unknown command {line!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The parent: prepares the inputs, alternates the children, and reports.
+
+class Child:
+    """One framework's child process, spoken to one line at a time."""
+
+    def __init__(self, name: str, args, workdir: str):
+        self.name = name
+        command = [sys.executable, str(Path(__file__).resolve()), "--engine", ENGINES[name], "--workdir", workdir,
+                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", repr(args.lr),
+                   "--momentum", repr(args.momentum), "--weight-decay", repr(args.weight_decay),
+                   "--seed", str(args.seed), "--threads", str(args.threads)]
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(self, command: str | None = None) -> dict:
+        try:
+            if command is not None:
+                self.process.stdin.write(command + "\n")
+                self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            code = self.process.wait()
+            raise SystemExit(f"the {self.name} child exited with code {code} before answering "
+                             f"{command or 'at start-up'!r} (its messages are above)")
+        return json.loads(line)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except BrokenPipeError:
+                pass
+
+
+def write_setup(path: Path, args):
+    """The data, numconv's initial weights and every epoch's shuffling, for both children. Returns what the
+    parent prints about them."""
+    from numconv import models
+    from numconv.data import mnist_subset
+
+    train, test = mnist_subset()
+    model = models.lenet5(rng=args.seed)
+    rng = np.random.default_rng(args.seed)
+    orders = np.stack([rng.permutation(len(train)) for _ in range(args.epochs)])
+    np.savez(path, train_inputs=train.inputs, train_targets=train.targets, test_inputs=test.inputs,
+             test_targets=test.targets, orders=orders,
+             **{f"initial/{key}": value for key, value in model.state_dict().items()})
+    return train, test, model.num_parameters()
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.engine is not None:
+        child_main(args)
+        return {}
+    names = list(ENGINES)
+    results = {name: {"epoch_seconds": [], "epoch_cpu_seconds": [], "train_loss": [], "test_accuracy": [],
+                      "eval_seconds": []}
+               for name in names}
+    with tempfile.TemporaryDirectory(prefix="train_lenet5-") as workdir:
+        train, test, num_parameters = write_setup(Path(workdir) / SETUP_FILE, args)
+        children = {}
+        try:
+            for name in names:
+                children[name] = Child(name, args, workdir)
+            info = {}
+            for name in names:
+                info[name] = children[name].ask()
+                results[name]["startup_seconds"] = time.perf_counter() - children[name].started
+
+            print(f"LeNet-5 ({num_parameters:,} parameters) on {train.name} ({len(train)} images) / {test.name} "
+                  f"({len(test)}), {args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} momentum "
+                  f"{args.momentum} nesterov={args.momentum > 0} weight decay {args.weight_decay}")
+            print(f"numconv {info['numconv']['version']} (Numba {info['numconv']['numba']}, "
+                  f"{info['numconv']['threads']} threads), PyTorch {info['pytorch']['version']} "
+                  f"({info['pytorch']['threads']} threads), one child process each, {os.cpu_count()} CPUs, "
+                  f"{platform.processor() or platform.machine()}")
+
+            for epoch in range(1, args.epochs + 1):
+                turn = names if epoch % 2 else names[::-1]  # take turns going first
+                for name in turn:
+                    time.sleep(SETTLE_SECONDS)
+                    for key, value in children[name].ask(f"epoch {epoch}").items():
+                        results[name][key].append(value)
+                print(f"epoch {epoch}/{args.epochs}  " + "   ".join(
+                    f"{name}: {results[name]['epoch_seconds'][-1]:6.2f} s "
+                    f"(CPU {results[name]['epoch_cpu_seconds'][-1]:5.2f} s), train loss "
+                    f"{results[name]['train_loss'][-1]:.4f}, test {100 * results[name]['test_accuracy'][-1]:.1f}%"
+                    for name in names), flush=True)
+
+            final = {}
+            for name in names:
+                final[name] = children[name].ask("finish")
+                children[name].process.wait()
+            states = []
+            for name in names:
+                with np.load(Path(workdir) / f"final-{name}.npz", allow_pickle=False) as archive:
+                    states.append({key: archive[key] for key in archive.files})
+            drift = max(float(np.abs(states[0][key] - states[1][key]).max()) for key in states[0])
+        finally:
+            for child in children.values():
+                child.close()
 
     ours, theirs = results["numconv"], results["pytorch"]
     for record in (ours, theirs):
@@ -193,12 +344,13 @@ def main(argv=None) -> dict:
     ratio = (ours["steady_epoch_seconds"] / theirs["steady_epoch_seconds"]) if args.epochs > 1 else None
     fastest_ratio = (ours["fastest_steady_epoch_seconds"] / theirs["fastest_steady_epoch_seconds"]
                      if args.epochs > 1 else None)
-    drift = max(float(np.abs(a - b).max()) for a, b in zip(runs[0].state().values(), runs[1].state().values()))
+    config = {key: value for key, value in vars(args).items() if key not in ("engine", "workdir")}
     summary = {
-        "config": {**vars(args), "train_size": len(train), "test_size": len(test),
-                   "numba_threads": numba.config.NUMBA_NUM_THREADS, "torch_threads": torch.get_num_threads(),
-                   "numconv": numconv.__version__, "numba": numba.__version__, "torch": torch.__version__,
-                   "cpus": os.cpu_count()},
+        "config": {**config, "train_size": len(train), "test_size": len(test),
+                   "numba_threads": info["numconv"]["threads"], "torch_threads": info["pytorch"]["threads"],
+                   "numba_threading_layer": final["numconv"].get("threading_layer"),
+                   "numconv": info["numconv"]["version"], "numba": info["numconv"]["numba"],
+                   "torch": info["pytorch"]["version"], "cpus": os.cpu_count(), "processes": "one per framework"},
         "numconv": ours,
         "pytorch": theirs,
         "steady_epoch_time_ratio_numconv_over_pytorch": ratio,
