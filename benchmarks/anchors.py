@@ -51,8 +51,9 @@ class ConvCase:
 
     @property
     def large(self) -> bool:
-        """At least 1 GFLOP forward: where a fraction of the machine's peak is a fair target."""
-        return self.flops >= 1e9
+        """At least 1 GFLOP forward and 32 input channels per group: where a fraction of the machine's peak is a
+        fair target (a first layer's 1 to 3 channels make too short a sum per output to fill the vector units)."""
+        return self.flops >= 1e9 and self.channels // self.groups >= 32
 
 
 @dataclass(frozen=True)
