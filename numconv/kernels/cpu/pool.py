@@ -25,6 +25,14 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """
     batch, channels, in_d, in_h, in_w = x.shape
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    # each tap along a row covers the same outputs in every row: its range and first input, computed once
+    row_lo = np.empty(kernel[2], np.int64)
+    row_hi = np.empty(kernel[2], np.int64)
+    row_shift = np.empty(kernel[2], np.int64)
+    for tw in range(kernel[2]):
+        lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
+        row_lo[tw], row_hi[tw] = lo, hi
+        row_shift[tw] = tw * dilation[2] - padding[2] + lo * stride[2]
     for plane in prange(batch * channels):
         n = plane // channels
         c = plane % channels
@@ -46,8 +54,7 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
                         row = source[i_d, i_h]
                         row_start = (i_d * in_h + i_h) * in_w
                         for tw in range(kernel[2]):
-                            lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
-                            shift = tw * dilation[2] - padding[2] + lo * stride[2]
+                            lo, hi, shift = row_lo[tw], row_hi[tw], row_shift[tw]
                             # a literal stride lets LLVM vectorise the strided loads; others take the general loop
                             if stride[2] == 1:
                                 _max_into(row, best, where, lo, hi, 1, shift, row_start)
@@ -82,20 +89,18 @@ def max_pool_backward(grad_output, indices, grad_input):
 
     grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
-    batch, channels, out_d, out_h, out_w = grad_output.shape
-    in_h, in_w = grad_input.shape[3], grad_input.shape[4]
-    for plane in prange(batch * channels):
-        n = plane // channels
-        c = plane % channels
-        grad_input[n, c] = 0.0
-        for od in range(out_d):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    flat = indices[n, c, od, oh, ow]
-                    i_w = flat % in_w
-                    i_h = (flat // in_w) % in_h
-                    i_d = flat // (in_w * in_h)
-                    grad_input[n, c, i_d, i_h, i_w] += grad_output[n, c, od, oh, ow]
+    planes = grad_output.shape[0] * grad_output.shape[1]
+    in_plane = grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4]
+    out_plane = grad_output.shape[2] * grad_output.shape[3] * grad_output.shape[4]
+    # the indices are flat within a plane, so each plane's gradient is scattered through a flat view
+    grads = grad_output.reshape(planes, out_plane)
+    where = indices.reshape(planes, out_plane)
+    targets = grad_input.reshape(planes, in_plane)
+    for plane in prange(planes):
+        target = targets[plane]
+        target[:] = 0.0
+        for i in range(out_plane):
+            target[where[plane, i]] += grads[plane, i]
 
 
 @njit(parallel=True, cache=True)
