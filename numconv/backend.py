@@ -21,6 +21,8 @@ BACKENDS = ("cpu", "cuda")
 def is_device_array(array) -> bool:
     """True for arrays that live in GPU memory: they expose ``__cuda_array_interface__``, or are numba device
     arrays (real, or the simulator's, which do not expose the interface)."""
+    if type(array) is np.ndarray:  # the common case, answered without attribute lookups
+        return False
     if hasattr(array, "__cuda_array_interface__"):
         return True
     try:
