@@ -8,6 +8,7 @@ blocks, several tiles of every matrix product, and several splits of the weight-
 import dataclasses
 import inspect
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -448,3 +449,38 @@ def test_invalid_tiles_are_reported(monkeypatch):
     monkeypatch.setattr(config, "REDUCE_THREADS", 6)
     with pytest.raises(ValueError, match="power of two"):
         F.global_avg_pool(to_dev(np.ones((1, 2, 3))))
+
+
+class _SlowEmpty:
+    """NumPy, except that ``empty`` first sleeps: a thread switch inside the simulator's shared-array lookup, every
+    time, where an unguarded lookup would hand each thread of a block its own array."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def empty(self, *args, **kwargs):
+        time.sleep(0.002)
+        return np.empty(*args, **kwargs)
+
+
+if AVAILABLE:
+    @cuda.jit
+    def _block_sum(out):
+        values = cuda.shared.array(16, np.float64)
+        tid = cuda.threadIdx.x
+        values[tid] = tid + 1
+        cuda.syncthreads()
+        if tid == 0:
+            total = 0.0
+            for i in range(16):
+                total += values[i]
+            out[cuda.blockIdx.x] = total
+
+
+def test_simulated_threads_of_a_block_share_one_array(monkeypatch):
+    if not support.simulated():
+        pytest.skip("a guard on the simulator's shared-array lookup; a GPU has real shared memory")
+    monkeypatch.setattr(support, "np", _SlowEmpty())
+    out = np.zeros(2)
+    _block_sum[2, 16](out)
+    assert out.tolist() == [136.0, 136.0]

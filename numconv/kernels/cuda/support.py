@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 
 import numpy as np
 from numba import cuda
@@ -20,6 +21,7 @@ from numconv import config
 #: cuda module inside a kernel has no types)
 FLOAT64 = cuda.float64
 
+
 def simulated() -> bool:
     """Whether numba runs CUDA kernels in its simulator (decided when numba was first imported)."""
     try:
@@ -27,6 +29,45 @@ def simulated() -> bool:
     except ImportError:  # older numba-cuda releases keep the flag in numba's own config
         from numba.core.config import ENABLE_CUDASIM
     return bool(ENABLE_CUDASIM)
+
+
+def _lock_simulator_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` safe between the threads of a block.
+
+    The simulator finds a block's shared array by the line that asks for it, with a lookup and then an insertion
+    that no lock guards: two threads of a block that switch between the two get different arrays, and each then
+    reads garbage where the other wrote (a wrong result in about one launch of 40 with a short switch interval).
+    The replacement does the same lookup under a lock. Applied only under the simulator, and only to the version
+    whose internals it knows.
+    """
+    from numba.cuda.simulator import kernelapi
+
+    shared = getattr(kernelapi, "FakeCUDAShared", None)
+    if (shared is None or getattr(shared.array, "locked", False) or not hasattr(shared(0), "_allocations")
+            or not hasattr(kernelapi, "numpy_support")):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory, or an error: nothing to look up
+            return unlocked(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            found = self._allocations.get(caller)
+            if found is None:
+                found = self._allocations[caller] = np.empty(shape, dtype)
+        return found
+
+    unlocked = shared.array
+    array.locked = True
+    shared.array = array
+
+
+if simulated():
+    _lock_simulator_shared_arrays()
 
 
 def blocks_for(count: int, threads: int) -> int:
