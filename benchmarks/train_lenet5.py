@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch's intra-op threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of each engine (default 2)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH as JSON")
     parser.add_argument("--engine", choices=sorted(ENGINES.values()),
                         help="internal: run one framework as a child process, taking commands on stdin")
@@ -94,6 +94,8 @@ class NumconvRun:
 
         import numconv
         from numconv import functional as F
+
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         from numconv import models, optim
 
         self.numba, self.F = numba, F
@@ -101,7 +103,7 @@ class NumconvRun:
         self.optimizer = optim.SGD(self.model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                    nesterov=args.momentum > 0)
         self.info = {"version": numconv.__version__, "numba": numba.__version__,
-                     "threads": numba.config.NUMBA_NUM_THREADS}
+                     "threads": numba.get_num_threads()}
 
     def train_epoch(self, batches) -> float:
         F = self.F

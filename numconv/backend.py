@@ -8,11 +8,12 @@ arrays without copying. Recognising an array never imports numba's CUDA target, 
 from __future__ import annotations
 
 import importlib
+import weakref
 
 import numpy as np
 
 __all__ = ["backend_of", "kernels", "is_device_array", "empty", "zeros", "to_device", "to_host", "as_device_array",
-           "device_support", "to_backend", "fill", "copy_into", "astype", "BACKENDS"]
+           "device_support", "to_backend", "fill", "copy_into", "astype", "BACKENDS", "retire", "is_retired"]
 
 #: the names of the backends, which are also the names of the devices a model can be moved to
 BACKENDS = ("cpu", "cuda")
@@ -127,6 +128,20 @@ def to_host(array):
     return np.asarray(array)
 
 
+#: arrays that a module replaced (``Module.to``, ``astype``), by id, while something still holds them
+_retired = weakref.WeakValueDictionary()
+
+
+def retire(array) -> None:
+    """Record that ``array`` was replaced by a moved or converted copy: updating it would change nothing."""
+    _retired[id(array)] = array
+
+
+def is_retired(array) -> bool:
+    """Whether ``array`` was replaced by a moved or converted copy (see :func:`retire`)."""
+    return _retired.get(id(array)) is array
+
+
 def to_backend(array, backend: str):
     """``array`` on ``backend``: ``to_device`` for ``'cuda'``, a C-contiguous host array for ``'cpu'``."""
     if backend == "cuda":
@@ -145,7 +160,11 @@ def fill(array, value) -> None:
 
 
 def copy_into(target, source) -> None:
-    """Copy the host array ``source`` into ``target`` (host or device, same shape), converting to its dtype."""
+    """Copy the host array ``source`` into ``target`` (host or device, same shape), converting to its dtype where
+    NumPy's 'same_kind' rule allows (a TypeError otherwise)."""
+    source = np.asarray(source)
+    if not np.can_cast(source.dtype, target.dtype, casting="same_kind"):
+        raise TypeError(f"cannot copy {source.dtype} values into a {target.dtype} array")
     if is_device_array(target):
         target.copy_to_device(np.ascontiguousarray(source, dtype=target.dtype))
     else:

@@ -13,7 +13,9 @@ first convolution computes only its weights' gradients and the parameter-free la
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,7 +45,8 @@ class Module:
         raise NotImplementedError
 
     def backward(self, grad_output):
-        """The input's gradient from the output's; adds the parameters' gradients to theirs."""
+        """The input's gradient from the output's; adds the parameters' gradients to theirs. A layer with
+        parameters may also take ``needs_input_grad`` (see :func:`accepts_needs_input_grad`)."""
         raise NotImplementedError
 
     def output_shape(self, input_shape: tuple) -> tuple:
@@ -79,9 +82,10 @@ class Module:
 
     def to(self, device: str):
         """Move every parameter and gradient to ``device`` (``'cpu'`` or ``'cuda'``), replacing the arrays; returns
-        the module. Activations kept from the last forward are dropped. An optimiser made before the move follows
-        the model (``numconv.optim.SGD`` reads the parameters at each step). A RuntimeError says why ``'cuda'`` is
-        not available."""
+        the module. What the layers kept from the last forward is dropped: run a forward before the next backward.
+        An ``optim.SGD`` made from the model before the move follows it (it reads the parameters at each step); one
+        made from a list of (parameter, gradient) pairs keeps the old arrays and refuses to step. A RuntimeError
+        says why ``'cuda'`` is not available."""
         if device not in backend.BACKENDS:
             raise ValueError(f"device must be one of {backend.BACKENDS}, got {device!r}")
         if device == "cuda":
@@ -93,8 +97,11 @@ class Module:
         """Apply ``convert`` to every parameter and gradient, here and in the children; forget the last forward."""
         for name in self._parameter_names:
             if getattr(self, name) is not None:
-                setattr(self, name, convert(getattr(self, name)))
-                setattr(self, name + "_grad", convert(getattr(self, name + "_grad")))
+                for attribute in (name, name + "_grad"):
+                    old = getattr(self, attribute)
+                    setattr(self, attribute, convert(old))
+                    if getattr(self, attribute) is not old:
+                        backend.retire(old)
         for attribute in ("_input", "_output", "_indices", "_mask"):
             if hasattr(self, attribute):
                 setattr(self, attribute, None)
@@ -137,7 +144,8 @@ class Module:
         return self
 
     def astype(self, dtype):
-        """Convert every parameter and gradient to ``dtype`` (float32 or float64), in place of the old arrays."""
+        """Convert every parameter and gradient to ``dtype`` (float32 or float64), in place of the old arrays, on
+        their backend; what the layers kept from the last forward is dropped."""
         dtype = _check_dtype(dtype)
         self._replace_arrays(lambda array: backend.astype(array, dtype))
         return self
@@ -202,7 +210,8 @@ class Sequential(Module):
             first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
         for index in range(len(layers) - 1, first - 1, -1):
             if index == first and not needs_input_grad:
-                return layers[index].backward(grad_output, needs_input_grad=False)
+                backward_without_input_grad(layers[index], grad_output)
+                return None
             grad_output = layers[index].backward(grad_output)
         return grad_output if needs_input_grad else None
 
@@ -228,6 +237,26 @@ class Sequential(Module):
     def __repr__(self):
         inner = "\n".join(f"  ({name}): " + repr(layer).replace("\n", "\n  ") for name, layer in self._layers.items())
         return f"Sequential(\n{inner}\n)"
+
+
+def accepts_needs_input_grad(module: Module) -> bool:
+    """Whether ``module.backward`` takes ``needs_input_grad`` (numconv's layers with parameters and Sequential do;
+    a user's own layer may not)."""
+    return _backward_takes_flag(type(module))
+
+
+@lru_cache(maxsize=None)
+def _backward_takes_flag(cls) -> bool:
+    return "needs_input_grad" in inspect.signature(cls.backward).parameters
+
+
+def backward_without_input_grad(module: Module, grad_output) -> None:
+    """``module.backward`` for its parameters' gradients only: told to skip the input's gradient where it can be,
+    and the input's gradient dropped where it cannot."""
+    if accepts_needs_input_grad(module):
+        module.backward(grad_output, needs_input_grad=False)
+    else:
+        module.backward(grad_output)
 
 
 def _check_positive_int(value, name: str) -> int:

@@ -57,12 +57,15 @@ class SGD:
         if pairs is None:
             pairs = list(zip(self._model.parameters(), self._model.gradients()))
         for index, (param, grad) in enumerate(pairs):
-            contiguous = (param.is_c_contiguous() if backend.is_device_array(param)
+            contiguous = (backend.as_device_array(param).is_c_contiguous() if backend.is_device_array(param)
                           else param.flags.c_contiguous and param.flags.writeable)
             if not contiguous:
                 raise ValueError(f"parameter {index} (shape {param.shape}) must be C-contiguous and writeable")
             if tuple(param.shape) != tuple(grad.shape):
                 raise ValueError(f"parameter {index} has shape {param.shape} but its gradient {grad.shape}")
+            if backend.is_retired(param) or backend.is_retired(grad):
+                raise ValueError(f"parameter {index} was replaced by Module.to() or astype() after this optimiser "
+                                 f"was made from its arrays; make the optimiser from the model, or after the move")
         return pairs
 
     def step(self):
@@ -76,6 +79,9 @@ class SGD:
     def _velocity_for(self, index: int, param):
         """The velocity of parameter ``index``, moved to the parameter's backend and dtype if the model moved."""
         velocity = self.velocities[index]
+        if tuple(velocity.shape) != tuple(param.shape):
+            raise ValueError(f"parameter {index} now has shape {tuple(param.shape)}, its velocity "
+                             f"{tuple(velocity.shape)}: the model changed after the optimiser was made")
         where = backend.backend_of(param)
         if backend.backend_of(velocity) != where or velocity.dtype != param.dtype:
             velocity = backend.astype(backend.to_backend(velocity, where), param.dtype)

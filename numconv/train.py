@@ -17,7 +17,7 @@ import numpy as np
 from numconv import functional as F
 from numconv.backend import to_device, to_host
 from numconv.data import Dataset, batches
-from numconv.layers import Dropout, Module, Sequential
+from numconv.layers import Dropout, Module, Sequential, backward_without_input_grad
 
 __all__ = ["fit", "evaluate", "save_checkpoint", "load_checkpoint", "atomic_write"]
 
@@ -191,7 +191,7 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
             loss = float(F.cross_entropy(logits, targets_on_device))
             model.zero_grad()
             grad_logits, _ = F.cross_entropy_backward(1.0, logits, targets_on_device)
-            model.backward(grad_logits, needs_input_grad=False)  # the input is data: no gradient needed
+            backward_without_input_grad(model, grad_logits)  # the input is data: no gradient needed
             optimizer.step()
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss} in epoch {epoch}, step {step}; "

@@ -45,12 +45,14 @@ def test_generated_kernels_are_up_to_date():
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
 ])
 def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
-    five = _five(x_shape), _five(w_shape)
-    assert cpu_conv._use_winograd(*five, (1, 1, 1), (1, 1, 1), groups) is chosen
-    assert not cpu_conv._use_winograd(*five, (1, 2, 2), (1, 1, 1), groups)
+    x5, w5 = _five(x_shape), _five(w_shape)
+    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
+    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (0, 1, 1), (1, 1, 1), groups)
+    # a 2D layer seen as 3D with depth padding has more than one output plane: not Winograd's
+    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (1, 1, 1), (1, 1, 1), groups)
     # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd
-    assert cpu_conv._use_winograd_grad_input(*five, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
-    assert not cpu_conv._use_winograd_grad_input(*five, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups)
+    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
+    assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
@@ -95,6 +97,9 @@ CASES = [
     ((2, 33, 7, 9), (17, 33, 1, 1), 1, 0, 1, 1),
     # enough channels per group for Winograd to be chosen: two blocks of 16 lanes, the second partial
     ((2, 64, 7, 9), (66, 32, 3, 3), 1, (2, 1), 1, 2),
+    # 3D with a single plane and 3x3 windows: depth padding or depth stride must not send it to the 2D kernel
+    ((1, 32, 1, 4, 4), (32, 32, 1, 3, 3), 1, 1, 1, 1),
+    ((1, 32, 2, 4, 4), (32, 32, 1, 3, 3), (2, 1, 1), (0, 1, 1), 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
 ]
@@ -110,9 +115,10 @@ def _applies(case, variant) -> bool:
     if variant == "subpixel":
         return plan.subpixel is not None
     if variant == "winograd":
-        x_shape, w_shape, stride, _, dilation, _ = case
+        x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
-        return winograd.applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1), _triple(dilation, ndim, 1))
+        return winograd.applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1), _triple(padding, ndim, 0),
+                                _triple(dilation, ndim, 1))
     return True
 
 

@@ -480,6 +480,9 @@ if AVAILABLE:
 def test_simulated_threads_of_a_block_share_one_array(monkeypatch):
     if not support.simulated():
         pytest.skip("a guard on the simulator's shared-array lookup; a GPU has real shared memory")
+    from numba.cuda.simulator import kernelapi
+
+    assert getattr(kernelapi.FakeCUDAShared.array, "locked", False), "the simulator's lookup was not replaced"
     monkeypatch.setattr(support, "np", _SlowEmpty())
     out = np.zeros(2)
     _block_sum[2, 16](out)

@@ -134,6 +134,14 @@ def test_sgd_made_before_the_move_follows_the_model(rng):
             np.testing.assert_allclose(runs["cuda"][part][key], value, **TOL)
 
 
+def test_sgd_made_from_arrays_refuses_to_step_after_the_move():
+    model = tiny_net()
+    sgd = optim.SGD(list(zip(model.parameters(), model.gradients())), lr=0.1)
+    model.to("cuda")
+    with pytest.raises(ValueError, match="replaced by Module.to"):
+        sgd.step()
+
+
 def test_fit_on_the_device_matches_the_cpu_and_resumes(tmp_path):
     train_set, test_set = tiny_data(16, seed=0), tiny_data(8, seed=1)
     histories, weights = {}, {}

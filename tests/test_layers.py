@@ -375,6 +375,26 @@ def test_backward_without_input_grad_skips_the_input_side_only(rng, monkeypatch)
         np.testing.assert_array_equal(got, want)
 
 
+class PlainLinear(Linear):
+    """A user's layer with parameters whose backward takes no needs_input_grad."""
+
+    def backward(self, grad_output):
+        return super().backward(grad_output)
+
+
+def test_backward_without_input_grad_works_with_a_users_layer(rng):
+    x, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    model = Sequential(ReLU(), PlainLinear(4, 2, rng=np.random.default_rng(1), dtype=F64))
+    reference = Sequential(ReLU(), Linear(4, 2, rng=np.random.default_rng(1), dtype=F64))
+    for net in (model, reference):
+        net(x)
+    assert model.backward(g, needs_input_grad=False) is None
+    reference.backward(g)
+    for got, want in zip(model.gradients(), reference.gradients()):
+        assert np.abs(want).max() > 0
+        np.testing.assert_allclose(got, want, **CLOSE)
+
+
 def test_parameter_names_equal_torch_sequential(rng):
     torch = pytest.importorskip("torch")
     nn = torch.nn

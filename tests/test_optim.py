@@ -146,6 +146,47 @@ def test_sgd_on_a_model_updates_its_parameters_in_place(rng):
     assert not any(g.any() for g in model.gradients())
 
 
+def test_sgd_from_a_model_follows_astype_and_keeps_the_velocity(rng):
+    model = Sequential(Linear(4, 3, rng=rng), ReLU(), Linear(3, 2, rng=rng))
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    optimizer = SGD(model, lr=0.1, momentum=0.9)
+    model.backward(rng.standard_normal(model(x).shape).astype(np.float32))
+    optimizer.step()
+    velocity = optimizer.velocities[0].copy()
+    model.astype(np.float64)
+    model.zero_grad()
+    before = model.parameters()[0].copy()
+    optimizer.step()  # a zero gradient: the step is the momentum term alone
+    assert optimizer.velocities[0].dtype == np.float64
+    np.testing.assert_allclose(model.parameters()[0], before - 0.1 * 0.9 * velocity.astype(np.float64), rtol=1e-6)
+
+
+def test_sgd_from_arrays_refuses_to_step_once_the_model_replaced_them(rng):
+    model = Sequential(Linear(4, 3, rng=rng), ReLU(), Linear(3, 2, rng=rng))
+    optimizer = SGD(list(zip(model.parameters(), model.gradients())), lr=0.1)
+    optimizer.step()
+    model.astype(np.float64)
+    with pytest.raises(ValueError, match="parameter 0 was replaced"):
+        optimizer.step()
+
+
+def test_sgd_refuses_a_parameter_whose_shape_changed(rng):
+    model = Sequential(Linear(4, 3, rng=rng))
+    optimizer = SGD(model, lr=0.1, momentum=0.9)
+    model[0].weight, model[0].weight_grad = np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"parameter 0 now has shape \(2, 4\)"):
+        optimizer.step()
+
+
+def test_sgd_load_state_dict_refuses_values_that_do_not_convert(rng):
+    params, grads = _params(rng)
+    optimizer = SGD(list(zip(params, grads)), lr=0.1, momentum=0.9)
+    state = optimizer.state_dict()
+    state["velocity.0"] = state["velocity.0"] * 1j
+    with pytest.raises(TypeError, match="complex128"):
+        optimizer.load_state_dict(state)
+
+
 @pytest.mark.parametrize("layout", ["fortran", "transposed"])
 def test_sgd_updates_or_rejects_non_contiguous_parameters(layout, rng):
     values = rng.standard_normal((3, 4))

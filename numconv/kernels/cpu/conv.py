@@ -442,7 +442,7 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
     """
-    if _use_winograd(x.shape, weight.shape, stride, dilation, groups):
+    if _use_winograd(x.shape, weight.shape, stride, padding, dilation, groups):
         batch, channels, _, height, width = x.shape
         winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
                               bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
@@ -451,9 +451,9 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout)), layout, weight, bias, out.reshape(-1))
 
 
-def _use_winograd(x_shape, weight_shape, stride, dilation, groups) -> bool:
+def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups) -> bool:
     """Winograd where it applies and pays, or where it is forced (a ValueError where forced but inapplicable)."""
-    applies = winograd.applies(x_shape, weight_shape, stride, dilation)
+    applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
     if _forced["winograd"]:
         if not applies:
             raise ValueError("the Winograd kernel computes 2D 3x3 convolutions with stride 1 and dilation 1 only")
@@ -579,7 +579,7 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
     groups = int(groups)
     plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
-    if _use_winograd_grad_input(grad_output.shape, weight.shape, stride, padding, dilation, groups):
+    if _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups):
         _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
         return
     strategy = _forced["grad_input"] or plan.strategy
@@ -609,18 +609,18 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
         _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
 
 
-def _use_winograd_grad_input(g_shape, w_shape, stride, padding, dilation, groups) -> bool:
+def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups) -> bool:
     """The input gradient of a 3x3 stride-1 2D convolution is a 3x3 stride-1 convolution of the output gradient
-    (padded by 2 - padding): Winograd where that padding is not negative and the channels pay, or where forced."""
-    swapped_shape = (w_shape[1] * groups, w_shape[0] // groups) + tuple(w_shape[2:])
-    applies = winograd.applies(g_shape, swapped_shape, stride, dilation) and max(padding[1:]) <= 2
+    (padded by 2 - padding): Winograd where the forward is one Winograd computes, that padding is not negative and
+    the channels pay (the same counts, swapped), or where forced."""
+    applies = winograd.applies(x_shape, w_shape, stride, padding, dilation) and max(padding[1:]) <= 2
     if _forced["winograd"]:
         if not applies:
             raise ValueError("the Winograd input gradient needs a 2D 3x3 convolution with stride 1, dilation 1 and "
                              "padding of at most 2")
         return True
     return (_forced["algorithm"] is None and _forced["grad_input"] is None and applies
-            and winograd.worthwhile(g_shape, swapped_shape, groups))
+            and winograd.worthwhile(x_shape, w_shape, groups))
 
 
 def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups) -> None:

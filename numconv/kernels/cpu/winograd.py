@@ -24,10 +24,11 @@ from numconv.kernels.cpu.winograd_kernels import TILE, WIDTH
 _LANES = 16
 
 
-def applies(x_shape, weight_shape, stride, dilation) -> bool:
-    """Whether a (N, C, D, H, W) convolution is one this kernel computes: 2D (no depth), 3x3, stride 1, dilation 1."""
-    return (tuple(weight_shape[2:]) == (1, 3, 3) and x_shape[2] == 1 and tuple(stride[1:]) == (1, 1)
-            and tuple(dilation[1:]) == (1, 1))
+def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
+    """Whether a (N, C, D, H, W) convolution is one this kernel computes: 2D (depth 1, no depth padding, so one
+    output plane), 3x3, stride 1 and dilation 1 along the rows and columns."""
+    return (tuple(weight_shape[2:]) == (1, 3, 3) and x_shape[2] == 1 and padding[0] == 0
+            and tuple(stride[1:]) == (1, 1) and tuple(dilation[1:]) == (1, 1))
 
 
 def worthwhile(x_shape, weight_shape, groups) -> bool:
