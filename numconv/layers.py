@@ -82,7 +82,8 @@ class Module:
 
     def to(self, device: str):
         """Move every parameter and gradient to ``device`` (``'cpu'`` or ``'cuda'``), replacing the arrays; returns
-        the module. What the layers kept from the last forward is dropped: run a forward before the next backward.
+        the module. What the layers kept from the last forward is dropped: run a forward before the next backward
+        (a backward without one raises).
         An ``optim.SGD`` made from the model before the move follows it (it reads the parameters at each step); one
         made from a list of (parameter, gradient) pairs keeps the old arrays and refuses to step. A RuntimeError
         says why ``'cuda'`` is not available."""
@@ -549,6 +550,9 @@ class Dropout(Module):
 
     def backward(self, grad_output):
         if self._mask is None:
+            if self.training and self.p > 0.0:
+                # no mask from a training forward (none yet, or dropped by to()/astype()): never pass silently
+                raise RuntimeError("Dropout.backward in training mode needs a forward in training mode first")
             return grad_output
         return F.dropout_backward(grad_output, self._mask, self.p)[0]
 

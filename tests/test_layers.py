@@ -226,6 +226,18 @@ def test_dropout_masks_differ_between_calls_and_repeat_for_a_seed(rng):
     np.testing.assert_array_equal(first.backward(g), np.where(a2 != 0, 2 * g, 0))
 
 
+def test_dropout_backward_without_a_training_forward_raises(rng):
+    layer = Dropout(0.5, rng=rng)
+    with pytest.raises(RuntimeError, match="needs a forward"):
+        layer.backward(np.ones((2, 3)))
+    layer.forward(np.ones((2, 3)))
+    layer.astype(np.float64)  # drops the mask, as to() does
+    with pytest.raises(RuntimeError, match="needs a forward"):
+        layer.backward(np.ones((2, 3)))
+    layer.eval()
+    np.testing.assert_array_equal(layer.backward(np.full((2, 3), 2.0)), np.full((2, 3), 2.0))
+
+
 def test_dropout_edge_probabilities(rng):
     x = rng.standard_normal((3, 40))
     np.testing.assert_array_equal(Dropout(0.0, rng=rng)(x), x)
