@@ -181,9 +181,10 @@ def test_evaluate_on_the_device_matches_the_cpu():
         assert device[key] == pytest.approx(host[key], rel=1e-5)
 
 
-def test_command_line_trains_on_the_device(tmp_path, monkeypatch):
+def test_command_line_trains_and_evaluates_on_the_device(tmp_path, monkeypatch, capsys):
     """``numconv train --device cuda`` wires the device through: the model moves, fit runs there, the checkpoint
-    and the filters picture are written from host copies. A tiny network and data set stand in for LeNet-5."""
+    and the filters picture are written from host copies; ``numconv evaluate --device cuda`` scores that checkpoint
+    as the CPU does. A tiny network and data set stand in for LeNet-5."""
     monkeypatch.setattr(cli.data, "load", lambda spec, seed=0: (tiny_data(8, seed), tiny_data(4, seed + 1)))
     monkeypatch.setattr(cli, "_build", lambda name, train_set, seed: tiny_net(seed))
     moved = []
@@ -196,3 +197,13 @@ def test_command_line_trains_on_the_device(tmp_path, monkeypatch):
     assert np.isfinite(metrics[0]["train_loss"]) and 0.0 <= metrics[0]["test_top1"] <= 1.0
     assert (tmp_path / "filters.png").stat().st_size > 0
     assert load_checkpoint(tmp_path / CHECKPOINT)["model"]["0.weight"].shape == (3, 1, 3, 3)
+    capsys.readouterr()
+    scores = {}
+    for device in ("cuda", "cpu"):
+        assert cli.main(["evaluate", "--device", device, "--out", str(tmp_path)]) == 0
+        scores[device] = json.loads(capsys.readouterr().out)
+    assert moved[-2:] == ["cuda", "cpu"]
+    assert scores["cuda"]["loss"] == pytest.approx(scores["cpu"]["loss"], rel=1e-5)
+    assert scores["cuda"]["top1"] == scores["cpu"]["top1"]
+    # the trained weights, not fresh ones, were scored: the loss is the last epoch's test loss
+    assert scores["cpu"]["loss"] == pytest.approx(metrics[-1]["test_loss"], rel=1e-5)
