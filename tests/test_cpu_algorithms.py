@@ -122,8 +122,8 @@ def _applies(case, variant) -> bool:
     return True
 
 
-VARIANT_CASES = [(case, variant) for case in CASES
-                 for variant in ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd") if _applies(case, variant)]
+VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd")
+VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -90,6 +90,14 @@ def combination(consts: Constants, coeffs, sources, k: int) -> str:
     return text
 
 
+def transform_row(consts: Constants, target: str, coeffs, source: str, count: int, prefix: str = "") -> str:
+    """One line: ``target_k = prefix + sum_i coeffs[i] * source{i}_k`` for every lane k, that is one row of a
+    transform matrix applied to the 16-lane vectors ``source0 .. source{count - 1}``. ``prefix`` may use {k}."""
+    sources = [f"{source}{i}" for i in range(count)]
+    return "; ".join(f"{target}_{k} = " + prefix.format(k=k) + combination(consts, coeffs, sources, k)
+                     for k in range(LANES))
+
+
 def lanes(fmt: str) -> str:
     """One statement per lane, joined on a line: ``fmt`` uses {k}."""
     return "; ".join(fmt.format(k=k) for k in range(LANES))
@@ -125,16 +133,14 @@ def weights_source(m: int, consts: Constants) -> list:
     for r in range(3):
         e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, {r}, col] if {{k}} < valid else q0"))
     for i in range(a):
-        e("            " + "; ".join(f"p{i}_{k} = " + combination(consts, G[i], [f"w{r}" for r in range(3)], k)
-                                     for k in range(LANES)))
+        e("            " + transform_row(consts, f"p{i}", G[i], "w", 3))
         e("            " + lanes(f"scratch[({i} * 3 + col) * 16 + {{k}}] = p{i}_{{k}}"))
     e(f"        for i in range({a}):")
     e("            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U")
     for col in range(3):
         e("            " + lanes(f"r{col}_{{k}} = scratch[(i * 3 + {col}) * 16 + {{k}}]"))
     for j in range(a):
-        e("            " + "; ".join(f"s{j}_{k} = " + combination(consts, G[j], [f"r{c}" for c in range(3)], k)
-                                     for k in range(LANES)))
+        e("            " + transform_row(consts, f"s{j}", G[j], "r", 3))
         e(f"            at = base + np.uint64(i * {a} + {j}) * step")
         e("            " + lanes(f"U[at + np.uint64({{k}})] = s{j}_{{k}}"))
     return L
@@ -226,8 +232,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e(f"                    at = base + np.uint64(({r} * wp + s) * 16)")
         e("                    " + lanes(f"d{r}_{{k}} = pf[at + np.uint64({{k}})]"))
     for i in range(a):
-        e("                    " + "; ".join(f"b{i}_{k} = " + combination(consts, BT[i], [f"d{r}" for r in range(a)], k)
-                                             for k in range(LANES)))
+        e("                    " + transform_row(consts, f"b{i}", BT[i], "d", a))
         e(f"                    at = np.uint64(({i} * {a} + s) * 16)")
         e("                    " + lanes(f"S[at + np.uint64({{k}})] = b{i}_{{k}}"))
     e(f"                for r in range({a}):")
@@ -237,8 +242,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e("                    " + lanes(f"e{s}_{{k}} = S[at + np.uint64({{k}})]"))
     e(f"                    vat = np.uint64(j * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
     for col in range(a):
-        e("                    " + "; ".join(f"v{col}_{k} = " + combination(consts, BT[col], [f"e{s}" for s in range(a)], k)
-                                             for k in range(LANES)))
+        e("                    " + transform_row(consts, f"v{col}", BT[col], "e", a))
         e(f"                    at = vat + np.uint64({col}) * vrow")
         e("                    " + lanes(f"V[at + np.uint64({{k}})] = v{col}_{{k}}"))
     e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
@@ -273,8 +277,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e(f"                    at = np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
         e("                    " + lanes(f"h{r}_{{k}} = M[at + np.uint64({{k}})]"))
     for i in range(m):
-        e("                    " + "; ".join(f"y{i}_{k} = " + combination(consts, AT[i], [f"h{r}" for r in range(a)], k)
-                                             for k in range(LANES)))
+        e("                    " + transform_row(consts, f"y{i}", AT[i], "h", a))
         e(f"                    at = np.uint64(({i} * {a} + s) * 16)")
         e("                    " + lanes(f"S[at + np.uint64({{k}})] = y{i}_{{k}}"))
     e(f"                full = valid == 16 and tx * {m} + {m} <= ow")
@@ -284,8 +287,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e(f"                    at = np.uint64((r * {a} + {s}) * 16)")
         e("                    " + lanes(f"f{s}_{{k}} = S[at + np.uint64({{k}})]"))
     for q in range(m):
-        e("                    " + "; ".join(f"z{q}_{k} = bias{k} + " + combination(consts, AT[q], [f"f{s}" for s in range(a)], k)
-                                             for k in range(LANES)))
+        e("                    " + transform_row(consts, f"z{q}", AT[q], "f", a, prefix="bias{k} + "))
     e(f"                    row = np.uint64(((n * out_channels + o0) * oh + ty * {m} + r) * ow + tx * {m})")
     e("                    plane = np.uint64(oh * ow)")
     e("                    if full:")
