@@ -103,6 +103,16 @@ def lanes(fmt: str) -> str:
     return "; ".join(fmt.format(k=k) for k in range(LANES))
 
 
+def load_vector(indent: str, name: str, array: str, address: str) -> list:
+    """Lines reading the 16-lane vector ``name_0 .. name_15`` from ``array`` at the unsigned ``address``."""
+    return [f"{indent}at = {address}", indent + lanes(f"{name}_{{k}} = {array}[at + np.uint64({{k}})]")]
+
+
+def store_vector(indent: str, array: str, address: str, name: str) -> list:
+    """Lines writing the 16-lane vector ``name_0 .. name_15`` into ``array`` at the unsigned ``address``."""
+    return [f"{indent}at = {address}", indent + lanes(f"{array}[at + np.uint64({{k}})] = {name}_{{k}}")]
+
+
 def weights_source(m: int, consts: Constants) -> list:
     G = MATRICES[m]["G"]
     a = m + 2
@@ -141,8 +151,7 @@ def weights_source(m: int, consts: Constants) -> list:
         e("            " + lanes(f"r{col}_{{k}} = scratch[(i * 3 + {col}) * 16 + {{k}}]"))
     for j in range(a):
         e("            " + transform_row(consts, f"s{j}", G[j], "r", 3))
-        e(f"            at = base + np.uint64(i * {a} + {j}) * step")
-        e("            " + lanes(f"U[at + np.uint64({{k}})] = s{j}_{{k}}"))
+        L += store_vector(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
     return L
 
 
@@ -229,22 +238,18 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("                for s in range(" + str(a) + "):")
     e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
     for r in range(a):
-        e(f"                    at = base + np.uint64(({r} * wp + s) * 16)")
-        e("                    " + lanes(f"d{r}_{{k}} = pf[at + np.uint64({{k}})]"))
+        L += load_vector(" " * 20, f"d{r}", "pf", f"base + np.uint64(({r} * wp + s) * 16)")
     for i in range(a):
         e("                    " + transform_row(consts, f"b{i}", BT[i], "d", a))
-        e(f"                    at = np.uint64(({i} * {a} + s) * 16)")
-        e("                    " + lanes(f"S[at + np.uint64({{k}})] = b{i}_{{k}}"))
+        L += store_vector(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
     e(f"                for r in range({a}):")
     e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]")
     for s in range(a):
-        e(f"                    at = np.uint64((r * {a} + {s}) * 16)")
-        e("                    " + lanes(f"e{s}_{{k}} = S[at + np.uint64({{k}})]"))
+        L += load_vector(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     e(f"                    vat = np.uint64(j * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
     for col in range(a):
         e("                    " + transform_row(consts, f"v{col}", BT[col], "e", a))
-        e(f"                    at = vat + np.uint64({col}) * vrow")
-        e("                    " + lanes(f"V[at + np.uint64({{k}})] = v{col}_{{k}}"))
+        L += store_vector(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
     e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
     e("        for ob in range(oblocks):")
     e(f"            for t in range({T}):")
@@ -274,18 +279,15 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e(f"                for s in range({a}):")
     e("                    # pass 1 (per column s): AT M, m rows, into S")
     for r in range(a):
-        e(f"                    at = np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
-        e("                    " + lanes(f"h{r}_{{k}} = M[at + np.uint64({{k}})]"))
+        L += load_vector(" " * 20, f"h{r}", "M", f"np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
     for i in range(m):
         e("                    " + transform_row(consts, f"y{i}", AT[i], "h", a))
-        e(f"                    at = np.uint64(({i} * {a} + s) * 16)")
-        e("                    " + lanes(f"S[at + np.uint64({{k}})] = y{i}_{{k}}"))
+        L += store_vector(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"y{i}")
     e(f"                full = valid == 16 and tx * {m} + {m} <= ow")
     e(f"                for r in range(min({m}, oh - ty * {m})):")
     e("                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel")
     for s in range(a):
-        e(f"                    at = np.uint64((r * {a} + {s}) * 16)")
-        e("                    " + lanes(f"f{s}_{{k}} = S[at + np.uint64({{k}})]"))
+        L += load_vector(" " * 20, f"f{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     for q in range(m):
         e("                    " + transform_row(consts, f"z{q}", AT[q], "f", a, prefix="bias{k} + "))
     e(f"                    row = np.uint64(((n * out_channels + o0) * oh + ty * {m} + r) * ow + tx * {m})")
