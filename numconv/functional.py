@@ -18,6 +18,7 @@ on both backends) and then copied to the device, and ``cross_entropy`` with ``'m
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -32,7 +33,7 @@ __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
     "global_avg_pool", "global_avg_pool_backward",
-    "linear", "linear_backward", "relu", "relu_backward", "dropout", "dropout_backward",
+    "linear", "linear_backward", "relu", "relu_backward", "dropout", "dropout_backward", "skip_dropout_draws",
     "local_response_norm", "local_response_norm_backward", "cross_entropy", "cross_entropy_backward",
 ]
 
@@ -448,12 +449,18 @@ def _dropout_scale(p: float) -> float:
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
 
-def dropout(input, p=0.5, training=True, rng=None, return_mask=False):
+def dropout(input, p=0.5, training=True, rng=None, return_mask=False, *, batch_share=None):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest by 1 / (1 - p);
     in evaluation return the input unchanged.
 
     ``rng`` is a ``numpy.random.Generator``; with ``None`` a fresh, unseeded one is used (not reproducible).
     With ``return_mask`` also returns the boolean keep-mask, for ``dropout_backward``.
+
+    ``batch_share=(first_row, global_rows)`` says that ``input`` holds rows ``first_row …`` of a global batch of
+    ``global_rows`` samples split across processes: the mask is then the part of the mask that one process would
+    draw for the whole global batch, and ``rng`` ends where that one process's would. Each sample's mask thus
+    depends only on its global row, so N processes drop what one would. ``rng`` must be able to skip ahead
+    (numpy's PCG64, the default, or PCG64DXSM).
     """
     p = _check_probability(p)
     training = _check_flag(training, "training")
@@ -467,12 +474,47 @@ def dropout(input, p=0.5, training=True, rng=None, return_mask=False):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {rng!r} ({type(rng).__name__})")
     # drawn on the host from the caller's generator, so a seed gives the same mask on every backend
-    mask = rng.random(tuple(x.shape), dtype=np.float64) >= p
+    mask = _keep_mask(rng, tuple(x.shape), p, batch_share)
     if backend == "cuda":
         mask = to_device(mask)
     out = empty(x.shape, x.dtype, backend)
     kernels(backend).pointwise.dropout_forward(x.reshape(-1), mask.reshape(-1), _dropout_scale(p), out.reshape(-1))
     return (out, mask) if return_mask else out
+
+
+def _keep_mask(rng: np.random.Generator, shape: tuple, p: float, batch_share) -> np.ndarray:
+    """Dropout's keep-mask: one uniform double per element, in C order, kept where it is >= p. With
+    ``batch_share=(first_row, global_rows)`` only rows ``first_row …`` of the global batch's mask are drawn."""
+    if batch_share is None:
+        return rng.random(shape, dtype=np.float64) >= p
+    first_row, global_rows = _check_batch_share(batch_share, shape[0])
+    per_sample = math.prod(shape[1:])
+    skip_dropout_draws(rng, first_row * per_sample)
+    mask = rng.random(shape, dtype=np.float64) >= p
+    skip_dropout_draws(rng, (global_rows - first_row - shape[0]) * per_sample)
+    return mask
+
+
+def _check_batch_share(batch_share, rows: int) -> tuple[int, int]:
+    if (not isinstance(batch_share, tuple) or len(batch_share) != 2
+            or not all(geometry.is_int(value) for value in batch_share)):
+        raise TypeError(f"batch_share must be a (first_row, global_rows) pair of ints, got {batch_share!r}")
+    first_row, global_rows = (int(value) for value in batch_share)
+    if first_row < 0 or first_row + rows > global_rows:
+        raise ValueError(f"batch_share={batch_share!r} does not hold this input's {rows} rows")
+    return first_row, global_rows
+
+
+def skip_dropout_draws(rng: np.random.Generator, count: int) -> None:
+    """Move ``rng`` past the random numbers of ``count`` mask elements without drawing them (each element of a
+    dropout mask takes one 64-bit draw): a process with no rows of a global batch keeps its generator in step
+    with the others."""
+    # PCG64's advance counts 64-bit draws; Philox's counts blocks of four, and MT19937 and SFC64 cannot skip
+    if not isinstance(rng.bit_generator, (np.random.PCG64, np.random.PCG64DXSM)):
+        raise TypeError(f"dropout across processes needs a generator that can skip ahead (numpy's PCG64, the "
+                        f"default, or PCG64DXSM), got {type(rng.bit_generator).__name__}")
+    if count:
+        rng.bit_generator.advance(count)
 
 
 def _all_kept(shape: tuple, backend: str):

@@ -68,6 +68,24 @@ class Module:
     def parameters(self):
         return [array for _, array in self.named_parameters()]
 
+    def gradient_slots(self):
+        """(layer, attribute) of every gradient array, in ``gradients()`` order: where the training loop may put
+        gradient arrays of its own (views into a few large buffers, for all-reducing them at once)."""
+        return [(self, name + "_grad") for name in self._parameter_names if getattr(self, name) is not None]
+
+    def register_backward_hook(self, hook) -> None:
+        """Call ``hook(self)`` each time a :class:`Sequential` holding this layer has run its backward (its
+        parameters' gradients are then final for the step): how the gradient all-reduce starts early."""
+        self.__dict__.setdefault("_backward_hooks", []).append(hook)
+
+    def remove_backward_hook(self, hook) -> None:
+        """Undo :meth:`register_backward_hook`."""
+        self.__dict__.get("_backward_hooks", []).remove(hook)
+
+    def _run_backward_hooks(self) -> None:
+        for hook in self.__dict__.get("_backward_hooks", ()):
+            hook(self)
+
     def gradients(self):
         return [array for _, array in self.named_gradients()]
 
@@ -212,8 +230,10 @@ class Sequential(Module):
         for index in range(len(layers) - 1, first - 1, -1):
             if index == first and not needs_input_grad:
                 backward_without_input_grad(layers[index], grad_output)
+                layers[index]._run_backward_hooks()
                 return None
             grad_output = layers[index].backward(grad_output)
+            layers[index]._run_backward_hooks()
         return grad_output if needs_input_grad else None
 
     def output_shape(self, input_shape):
@@ -226,6 +246,9 @@ class Sequential(Module):
 
     def named_gradients(self, prefix=""):
         return [pair for name, layer in self._layers.items() for pair in layer.named_gradients(f"{prefix}{name}.")]
+
+    def gradient_slots(self):
+        return [slot for layer in self._layers.values() for slot in layer.gradient_slots()]
 
     def named_layers(self, prefix=""):
         """(name, layer) for every leaf layer, depth first."""
@@ -531,7 +554,11 @@ class ReLU(Module):
 
 class Dropout(Module):
     """Inverted dropout with probability ``p`` in training, the identity in evaluation. Its random numbers come
-    from ``rng`` (a numpy Generator; the models pass one derived from their seed)."""
+    from ``rng`` (a numpy Generator; the models pass one derived from their seed).
+
+    ``batch_share`` is ``None``, or ``(first_row, global_rows)`` while the batches are shares of global batches
+    split across processes (data-parallel training sets it each step): the masks are then the rows of the masks
+    one process would draw for the global batch (``F.dropout``'s ``batch_share``)."""
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
@@ -539,14 +566,27 @@ class Dropout(Module):
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
         self.rng = rng if rng is not None else np.random.default_rng()
+        self.batch_share = None
         self._mask = None
+        self._values_per_sample = None
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        out, self._mask = F.dropout(x, self.p, training=True, rng=self.rng, return_mask=True)
+        self._values_per_sample = int(np.prod(x.shape[1:]))
+        out, self._mask = F.dropout(x, self.p, training=True, rng=self.rng, return_mask=True,
+                                    batch_share=self.batch_share)
         return out
+
+    def skip_batch(self, global_rows: int) -> None:
+        """Move the generator past a global batch of ``global_rows`` samples of which this process holds none,
+        as its forward would have; the sample size is the last forward's."""
+        if not self.training or self.p == 0.0:
+            return
+        if self._values_per_sample is None:
+            raise RuntimeError("Dropout.skip_batch needs a forward in training mode first, to know the sample size")
+        F.skip_dropout_draws(self.rng, global_rows * self._values_per_sample)
 
     def backward(self, grad_output):
         if self._mask is None:
@@ -561,27 +601,45 @@ class Dropout(Module):
 
 
 class LocalResponseNorm(Module):
-    """Local response normalisation across channels (AlexNet section 3.3; PyTorch's formula)."""
+    """Local response normalisation across channels (AlexNet section 3.3; PyTorch's formula).
 
-    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+    ``groups`` (numconv's addition; 1 is PyTorch's layer) splits the channels into that many equal, consecutive
+    groups and normalises each on its own, as each of AlexNet's two GPUs normalised only its own maps: no window
+    crosses a group's edge."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, groups=1):
         super().__init__()
         self.size = _check_positive_int(size, "size")
         for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise TypeError(f"{name} must be a finite real number, got {value!r}")
         self.alpha, self.beta, self.k = alpha, beta, k
+        self.groups = _check_positive_int(groups, "groups")
         self._input = None
+
+    def _grouped(self, array):
+        """(N, C, *rest) seen as (N * groups, C / groups, *rest): each group a sample of its own (a view)."""
+        if self.groups == 1:
+            return array
+        channels = array.shape[1] if array.ndim >= 2 else None
+        if channels is None or channels % self.groups:
+            raise ValueError(f"LocalResponseNorm(groups={self.groups}) needs a channel count that the groups "
+                             f"divide, got an input of shape {tuple(array.shape)}")
+        return array.reshape((array.shape[0] * self.groups, channels // self.groups) + tuple(array.shape[2:]))
 
     def forward(self, x):
         self._input = x
-        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        out = F.local_response_norm(self._grouped(x), self.size, self.alpha, self.beta, self.k)
+        return out.reshape(x.shape)
 
     def backward(self, grad_output):
-        return F.local_response_norm_backward(grad_output, self._input, self.size, self.alpha, self.beta,
-                                              self.k)[0]
+        grad_input = F.local_response_norm_backward(self._grouped(grad_output), self._grouped(self._input),
+                                                    self.size, self.alpha, self.beta, self.k)[0]
+        return grad_input.reshape(self._input.shape)
 
     def extra_repr(self):
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{groups}"
 
 
 class Flatten(Module):
