@@ -42,17 +42,25 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, rng=None, dtype=np.float
 
 
 def alexnet(num_classes: int = 1000, in_channels: int = 3, rng=None, dtype=np.float32,
-            paper_init: bool = True) -> Sequential:
+            paper_init: bool = True, image_size: int = 227, first_layer_scale: float = 1.0) -> Sequential:
     """AlexNet (Krizhevsky, Sutskever and Hinton 2012) as in the paper: 227x227 input, local response
     normalisation after conv1 and conv2, overlapping 3x3 stride-2 max-pooling, dropout 0.5 before fc6 and fc7,
-    and the two-GPU split as groups=2 on conv2, conv4 and conv5. 60,965,224 parameters with 1000 classes.
+    and the two-GPU split: groups=2 on conv2, conv4 and conv5, and each local response normalisation over its own
+    GPU's half of the maps (``LocalResponseNorm(groups=2)``), so that the two columns meet only at conv3 and the
+    fully-connected layers. 60,965,224 parameters with 1000 classes.
 
     ``paper_init`` draws every weight from N(0, 0.01) and sets the biases of conv2, conv4, conv5 and the hidden
-    fully-connected layers to 1, the rest to 0 (section 5); otherwise He initialisation.
+    fully-connected layers to 1, the rest to 0 (section 5); otherwise He initialisation. ``image_size`` (227 in
+    the paper) sets fc6's input for smaller or larger square images. ``first_layer_scale`` multiplies conv1's
+    initial weights: a small one (0.01) lets the filters the first layer learns stand out of its random start
+    within a few epochs, where the paper's figure shows them after 90.
     """
+    if isinstance(first_layer_scale, bool) or not isinstance(first_layer_scale, (int, float)) \
+            or not 0 < first_layer_scale < float("inf"):
+        raise ValueError(f"first_layer_scale must be a positive real number, got {first_layer_scale!r}")
     rng = _generator(rng)
     # the paper's alpha = 1e-4 multiplies the plain sum of squares; PyTorch's formula divides alpha by size
-    lrn = dict(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
+    lrn = dict(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0, groups=2)
     features = Sequential(
         Conv2d(in_channels, 96, 11, stride=4, rng=rng, dtype=dtype), ReLU(), LocalResponseNorm(**lrn),
         MaxPool2d(3, stride=2),
@@ -63,8 +71,9 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, rng=None, dtype=np.fl
         Conv2d(384, 256, 3, padding=1, groups=2, rng=rng, dtype=dtype), ReLU(),
         MaxPool2d(3, stride=2),
     )
+    _, channels, height, width = features.output_shape((1, in_channels, image_size, image_size))
     classifier = Sequential(
-        Dropout(0.5, rng=rng), Linear(256 * 6 * 6, 4096, rng=rng, dtype=dtype), ReLU(),
+        Dropout(0.5, rng=rng), Linear(channels * height * width, 4096, rng=rng, dtype=dtype), ReLU(),
         Dropout(0.5, rng=rng), Linear(4096, 4096, rng=rng, dtype=dtype), ReLU(),
         Linear(4096, num_classes, rng=rng, dtype=dtype),
     )
@@ -77,6 +86,7 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, rng=None, dtype=np.fl
                 array[...] = init.normal(array.shape, rng, 0.01)
             else:
                 array[...] = 1.0 if name in biases_of_one else 0.0
+    features[0].weight *= first_layer_scale
     return model
 
 

@@ -145,12 +145,27 @@ def test_alexnet_two_gpu_split_and_layer_settings(alexnet_paper):
 
 
 def test_alexnet_local_response_norm_is_the_papers(alexnet_paper, rng):
-    # section 3.3: b = a / (k + alpha * sum of a^2 over n = 5 neighbouring maps) ** beta, k=2, alpha=1e-4, beta=0.75
+    # section 3.3: b = a / (k + alpha * sum of a^2 over n = 5 neighbouring maps) ** beta, k=2, alpha=1e-4, beta=0.75,
+    # over each GPU's 48 maps (the two GPUs normalised their own halves)
     a = np.abs(rng.standard_normal((1, 96, 3, 3))) * 40
-    squares = np.pad(a ** 2, ((0, 0), (2, 2), (0, 0), (0, 0)))
-    window = sum(squares[:, j:j + 96] for j in range(5))
-    expected = a / (2.0 + 1e-4 * window) ** 0.75
-    np.testing.assert_allclose(alexnet_paper.features[2].forward(a), expected, rtol=1e-10)
+    expected = []
+    for half in (a[:, :48], a[:, 48:]):
+        squares = np.pad(half ** 2, ((0, 0), (2, 2), (0, 0), (0, 0)))
+        window = sum(squares[:, j:j + 48] for j in range(5))
+        expected.append(half / (2.0 + 1e-4 * window) ** 0.75)
+    np.testing.assert_allclose(alexnet_paper.features[2].forward(a), np.concatenate(expected, axis=1), rtol=1e-10)
+
+
+def test_alexnet_first_layer_scale_and_image_size():
+    small = models.alexnet(num_classes=10, rng=0, paper_init=False, image_size=67, first_layer_scale=0.01)
+    plain = models.alexnet(num_classes=10, rng=0, paper_init=False, image_size=67)
+    np.testing.assert_allclose(small.features[0].weight, 0.01 * plain.features[0].weight, rtol=1e-6)
+    np.testing.assert_array_equal(small.features[4].weight, plain.features[4].weight)
+    assert small.classifier[1].in_features == 256 and small.output_shape((2, 3, 67, 67)) == (2, 10)
+    with pytest.raises(ValueError, match="first_layer_scale"):
+        models.alexnet(first_layer_scale=0)
+    with pytest.raises(ValueError, match="6 x 6|smaller|kernel|input"):
+        models.alexnet(image_size=40)
 
 
 def test_he_initialisation():
@@ -218,11 +233,12 @@ def _randomise_biases(model, rng):
 def _small_alexnet(rng):
     """AlexNet's layer kinds at a size finite differences can afford: a strided first convolution, LRN with k=2,
     overlapping 3x3 stride-2 max-pooling, grouped convolutions (the two-GPU split), dropout, fully-connected layers.
-    LRN's alpha is large enough for the cross-channel term to matter at these activations. Input (N, 3, 35, 35)."""
+    LRN's alpha is large enough for the cross-channel term to matter at these activations; the second normalises
+    each column's maps alone, as AlexNet's do. Input (N, 3, 35, 35)."""
     lrn = dict(size=5, alpha=0.5, beta=0.75, k=2.0)
     features = Sequential(
         Conv2d(3, 8, 5, stride=2, rng=rng, dtype=F64), ReLU(), LocalResponseNorm(**lrn), MaxPool2d(3, stride=2),
-        Conv2d(8, 12, 3, padding=1, groups=2, rng=rng, dtype=F64), ReLU(), LocalResponseNorm(**lrn),
+        Conv2d(8, 12, 3, padding=1, groups=2, rng=rng, dtype=F64), ReLU(), LocalResponseNorm(**lrn, groups=2),
         MaxPool2d(3, stride=2),
         Conv2d(12, 12, 3, padding=1, rng=rng, dtype=F64), ReLU(),
         Conv2d(12, 8, 3, padding=1, groups=2, rng=rng, dtype=F64), ReLU(), MaxPool2d(3, stride=2),
@@ -327,9 +343,17 @@ def _torch_c3d_small(nn, width, num_classes=4):
 
 def _torch_alexnet(nn, lrn_alpha):
     lrn = dict(size=5, alpha=lrn_alpha, beta=0.75, k=2.0)
+
+    class PerColumnLRN(nn.LocalResponseNorm):
+        """PyTorch's LocalResponseNorm over each half of the channels (AlexNet's two GPUs)."""
+
+        def forward(self, x):
+            n, c = x.shape[:2]
+            return super().forward(x.reshape(n * 2, c // 2, *x.shape[2:])).reshape(x.shape)
+
     features = nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
-        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), PerColumnLRN(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), PerColumnLRN(**lrn), nn.MaxPool2d(3, 2),
         nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
         nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
         nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2),
