@@ -11,6 +11,7 @@ Sources:
     cifar10:DIR     CIFAR-10 "python version" batches in DIR                   (N, 3, 32, 32), 10 classes
     speech          synthetic 8 kHz clips: someone speaking or not             (N, 1, 4000),   2 classes
     clips           synthetic videos of a moving shape, direction of motion    (N, 1, 8, 16, 16), 4 classes
+    shapes          synthetic colour figures on textures, figure and colour    (N, 3, 227, 227), 10 classes
 
 Randomness comes only from explicit seeds or ``numpy.random.Generator`` arguments.
 """
@@ -31,8 +32,8 @@ from typing import Iterator
 import numpy as np
 
 __all__ = [
-    "Dataset", "mnist_subset", "load_default", "read_idx", "load_idx_dir", "load_cifar10_dir", "speech",
-    "clips", "batches", "load", "SPEECH_SAMPLE_RATE", "CLIP_DIRECTIONS",
+    "Dataset", "as_dtype", "mnist_subset", "load_default", "read_idx", "load_idx_dir", "load_cifar10_dir", "speech",
+    "clips", "shapes", "batches", "batch_rows", "load", "SPEECH_SAMPLE_RATE", "CLIP_DIRECTIONS", "SHAPE_CLASSES",
 ]
 
 
@@ -85,6 +86,14 @@ class Dataset:
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, inputs={self.inputs.dtype}{list(self.inputs.shape)}, "
                 f"num_classes={self.num_classes})")
+
+
+def as_dtype(dataset: Dataset, dtype) -> Dataset:
+    """``dataset`` with its inputs in ``dtype`` (float32 or float64): itself when they already are."""
+    dtype = np.dtype(dtype)
+    if dtype == dataset.inputs.dtype:
+        return dataset
+    return Dataset(dataset.inputs.astype(dtype), dataset.targets, dataset.num_classes, dataset.name)
 
 
 def _mean_std(values: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -480,11 +489,19 @@ def speech(n_train: int = 1200, n_test: int = 300, length: int = 4000,
     _check_sizes(n_train=n_train, n_test=n_test, length=length)
     if length < 200:
         raise ValueError(f"length must be at least 200 samples (two periods at 80 Hz), got {length}")
+    return _synthetic_split(lambda count, rng: _speech_part(count, length, rng), n_train, n_test, seed, 2, "speech")
+
+
+def _synthetic_split(draw_part, n_train: int, n_test: int, seed: int, num_classes: int, name: str,
+                     per_channel: bool = False) -> tuple[Dataset, Dataset]:
+    """A synthetic set's (train, test): ``draw_part(count, rng) -> (inputs, labels)`` draws each part from its own
+    of two streams spawned from ``np.random.SeedSequence(seed)`` (so the test part does not change with
+    ``n_train``); both are standardised with the training part's statistics."""
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    train_x, train_y = _speech_part(n_train, length, train_rng)
-    test_x, test_y = _speech_part(n_test, length, test_rng)
-    return _split_train_test(np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y]),
-                             n_train, 2, "speech")
+    train_x, train_y = draw_part(n_train, train_rng)
+    test_x, test_y = draw_part(n_test, test_rng)
+    return _split_train_test(np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y]), n_train,
+                             num_classes, name, per_channel)
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -565,11 +582,108 @@ def clips(n_train: int = 800, n_test: int = 200, frames: int = 8, size: int = 16
         # The smallest shape (3 px) moving 1 px per frame must stay in view.
         raise ValueError(f"size must be at least frames + 2 = {frames + 2} pixels to fit the motion, "
                          f"got {size}")
-    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    train_x, train_y = _clips_part(n_train, frames, size, train_rng)
-    test_x, test_y = _clips_part(n_test, frames, size, test_rng)
-    return _split_train_test(np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y]),
-                             n_train, 4, "clips")
+    return _synthetic_split(lambda count, rng: _clips_part(count, frames, size, rng), n_train, n_test, seed, 4,
+                            "clips")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synthetic colour images: which figure, in which colours?
+
+SHAPE_FIGURES = ("disc", "square", "triangle", "cross", "ring")
+#: hue ranges (degrees) of the figures' two colour families
+SHAPE_PALETTES = {"warm": (-25.0, 55.0), "cool": (165.0, 250.0)}
+#: class index → name: the figure and its colour family (class = figure index * 2 + palette index)
+SHAPE_CLASSES = tuple(f"{palette} {figure}" for figure in SHAPE_FIGURES for palette in SHAPE_PALETTES)
+
+
+def _hsv_to_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
+    """One colour as (3,) RGB in [0, 1]; ``hue`` in degrees."""
+    sector = (hue % 360.0) / 60.0
+    chroma = value * saturation
+    second = chroma * (1 - abs(sector % 2 - 1))
+    order = [(chroma, second, 0), (second, chroma, 0), (0, chroma, second), (0, second, chroma),
+             (second, 0, chroma), (chroma, 0, second)][int(sector) % 6]
+    return np.array(order) + (value - chroma)
+
+
+def _smooth_noise(rng: np.random.Generator, channels: int, cells: int, size: int) -> np.ndarray:
+    """(channels, size, size) noise varying over about ``cells`` cells per side: a coarse Gaussian grid,
+    bilinearly interpolated."""
+    grid = rng.normal(size=(channels, cells + 1, cells + 1))
+    position = np.linspace(0, cells, size)
+    low = np.minimum(position.astype(int), cells - 1)
+    frac = position - low
+    rows = grid[:, low] * (1 - frac)[:, None] + grid[:, low + 1] * frac[:, None]
+    return rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
+
+
+def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A muted, textured background (3, size, size): a random grey level, soft colour blotches and oriented
+    stripes of a random colour, frequency and angle."""
+    rows, cols = np.mgrid[0:size, 0:size] / size
+    angle, frequency = rng.uniform(0, np.pi), rng.uniform(3, 12)
+    stripes = np.sin(2 * np.pi * frequency * (rows * np.cos(angle) + cols * np.sin(angle)) + rng.uniform(0, 6.3))
+    stripe_colour = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.1, 0.5), 1.0)
+    background = (rng.uniform(0.25, 0.65) + 0.08 * _smooth_noise(rng, 3, 4, size)
+                  + rng.uniform(0.03, 0.12) * stripe_colour[:, None, None] * stripes)
+    return background
+
+
+def _figure_mask(figure: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size) boolean mask of figure ``figure`` (``SHAPE_FIGURES``) at a random place, size and angle,
+    wholly inside the image."""
+    radius = rng.uniform(0.16, 0.3) * size
+    centre = rng.uniform(radius + 1, size - radius - 1, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    rows, cols = np.mgrid[0:size, 0:size]
+    y, x = (rows - centre[0]) / radius, (cols - centre[1]) / radius
+    u, v = x * np.cos(angle) + y * np.sin(angle), -x * np.sin(angle) + y * np.cos(angle)
+    name = SHAPE_FIGURES[figure]
+    if name == "disc":
+        return u * u + v * v <= 1.0
+    if name == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.75
+    if name == "triangle":  # equilateral, circumradius 1
+        return (v >= -0.5) & (v <= 1.0 - np.sqrt(3.0) * np.abs(u))
+    if name == "cross":
+        return ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0))
+    distance = np.sqrt(u * u + v * v)
+    return (distance >= 0.55) & (distance <= 1.0)
+
+
+def _shapes_part(count: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` images (count, 3, size, size) float32 with their class labels (count,)."""
+    labels = _balanced_labels(count, len(SHAPE_CLASSES), rng)
+    images = np.empty((count, 3, size, size), dtype=np.float32)
+    palettes = list(SHAPE_PALETTES.values())
+    for i, label in enumerate(labels):
+        figure, palette = divmod(int(label), len(palettes))
+        image = _texture(size, rng)
+        mask = _figure_mask(figure, size, rng)
+        colour = _hsv_to_rgb(rng.uniform(*palettes[palette]), rng.uniform(0.6, 1.0), rng.uniform(0.55, 1.0))
+        # light from one side: a gentle brightness gradient across the figure
+        shade = 1.0 + 0.15 * _smooth_noise(rng, 1, 1, size)[0]
+        image[:, mask] = (colour[:, None] * shade[mask])
+        images[i] = image + rng.normal(0.0, 0.02, size=image.shape)
+    return images, labels
+
+
+def shapes(n_train: int = 400, n_test: int = 100, size: int = 227, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Synthetic colour images for AlexNet: one figure (disc, square, triangle, cross or ring) at a random
+    place, size (radius 16–30% of the side) and angle, in a warm (reds to yellows) or cool (cyans to blues) colour,
+    on a textured background of muted blotches and stripes, with pixel noise (σ = 0.02).
+
+    The class is the figure and its colour family (``SHAPE_CLASSES``: 10 classes, balanced), so a network must
+    see both edges and colours. Training and test parts come from two independent streams spawned from
+    ``np.random.SeedSequence(seed)``; inputs are standardised per channel with the training part's statistics.
+
+    Returns (train, test): inputs float32 (n, 3, size, size), targets int64, 10 classes.
+    """
+    _check_sizes(n_train=n_train, n_test=n_test, size=size)
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels to draw a figure, got {size}")
+    return _synthetic_split(lambda count, rng: _shapes_part(count, size, rng), n_train, n_test, seed,
+                            len(SHAPE_CLASSES), "shapes", per_channel=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -587,33 +701,34 @@ def batches(dataset: Dataset, batch_size: int, shuffle: bool = True, rng: np.ran
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a Dataset, got {type(dataset).__name__}")
+    rows = batch_rows(len(dataset), batch_size, shuffle, rng, drop_last)
+    return ((np.ascontiguousarray(dataset.inputs[r]), np.ascontiguousarray(dataset.targets[r])) for r in rows)
+
+
+def batch_rows(count: int, batch_size: int, shuffle: bool = True, rng: np.random.Generator | None = None,
+               drop_last: bool = False) -> Iterator:
+    """The rows of each mini-batch of :func:`batches` over ``count`` samples: slices in the stored order, or
+    int64 index arrays of a permutation drawn from ``rng`` (now, before the first batch) when shuffling."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = None
     if shuffle:
         if rng is None:
             raise ValueError("rng=None: shuffle=True needs an explicit numpy.random.Generator")
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        order = rng.permutation(len(dataset))
-    else:
-        order = None
-    return _iterate_batches(dataset, int(batch_size), order, drop_last)
+        order = rng.permutation(count)
+    return _iterate_rows(count, int(batch_size), order, drop_last)
 
 
-def _iterate_batches(dataset: Dataset, batch_size: int, order: np.ndarray | None,
-                     drop_last: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The generator behind :func:`batches`; ``order`` None means the stored order."""
-    count = len(dataset)
+def _iterate_rows(count: int, batch_size: int, order: np.ndarray | None, drop_last: bool) -> Iterator:
+    """The generator behind :func:`batch_rows`; ``order`` None means the stored order."""
     stop = count - count % batch_size if drop_last else count
     for begin in range(0, stop, batch_size):
         end = min(begin + batch_size, count)
-        if order is None:
-            rows = slice(begin, end)
-        else:
-            rows = order[begin:end]
-        yield np.ascontiguousarray(dataset.inputs[rows]), np.ascontiguousarray(dataset.targets[rows])
+        yield slice(begin, end) if order is None else order[begin:end]
 
 
 def random_shift(max_shift: int):
@@ -638,14 +753,15 @@ def random_shift(max_shift: int):
     return augment
 
 
-DATASET_SPECS = ("mnist", "idx:DIR", "cifar10:DIR", "speech", "clips")
+DATASET_SPECS = ("mnist", "idx:DIR", "cifar10:DIR", "speech", "clips", "shapes", "shapes:SIZE")
 
 
 def load(spec: str, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Resolve a command-line data set name to (train, test).
 
     ``mnist`` the embedded subset (``seed`` is ignored: its split is fixed), ``idx:DIR`` IDX files in DIR,
-    ``cifar10:DIR`` CIFAR-10 batches in DIR, ``speech`` and ``clips`` the synthetic sets drawn from ``seed``.
+    ``cifar10:DIR`` CIFAR-10 batches in DIR, ``speech``, ``clips`` and ``shapes`` the synthetic sets drawn from
+    ``seed`` (``shapes:SIZE`` draws SIZE x SIZE images instead of 227 x 227).
     Raises ValueError naming ``spec`` when it is none of these.
     """
     if not isinstance(spec, str):
@@ -658,6 +774,12 @@ def load(spec: str, seed: int = 0) -> tuple[Dataset, Dataset]:
             return speech(seed=seed)
         if spec == "clips":
             return clips(seed=seed)
+        if spec == "shapes":
+            return shapes(seed=seed)
+    elif kind == "shapes":
+        if not argument.isdigit():
+            raise ValueError(f"data set {spec!r}: the image size after 'shapes:' must be a number of pixels")
+        return shapes(size=int(argument), seed=seed)
     elif kind in ("idx", "cifar10"):
         if not argument:
             raise ValueError(f"data set {spec!r} names no directory: use {kind}:DIR")

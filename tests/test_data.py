@@ -389,6 +389,41 @@ def test_clips_other_geometry():
         data.clips(n_train=8, n_test=4, frames=8, size=9)
 
 
+def test_shapes_sizes_balance_determinism_and_standardisation():
+    train, test = data.shapes(n_train=40, n_test=20, size=40, seed=3)
+    assert train.inputs.shape == (40, 3, 40, 40) and test.inputs.shape == (20, 3, 40, 40)
+    assert train.inputs.dtype == np.float32 and train.num_classes == len(data.SHAPE_CLASSES) == 10
+    np.testing.assert_array_equal(np.bincount(train.targets), [4] * 10)
+    np.testing.assert_array_equal(np.bincount(test.targets), [2] * 10)
+    np.testing.assert_allclose(train.inputs.mean(axis=(0, 2, 3)), 0, atol=1e-5)  # per channel, training part
+    np.testing.assert_allclose(train.inputs.std(axis=(0, 2, 3)), 1, rtol=1e-4)
+    again, _ = data.shapes(n_train=40, n_test=20, size=40, seed=3)
+    np.testing.assert_array_equal(again.inputs, train.inputs)
+    assert not np.array_equal(data.shapes(n_train=40, n_test=20, size=40, seed=4)[0].inputs, train.inputs)
+    with pytest.raises(ValueError, match="size must be at least 16"):
+        data.shapes(size=8)
+
+
+def test_shapes_class_is_the_figure_and_its_colour():
+    # the figures' areas relative to a disc of the same radius: square of half-side 0.75, triangle of
+    # circumradius 1, cross of arms 0.6 wide, ring between 0.55 and 1
+    want = {"disc": 1.0, "square": 4 * 0.75 ** 2 / np.pi, "triangle": 3 * np.sqrt(3) / 4 / np.pi,
+            "cross": (2 * 2 * 0.6 - 0.6 ** 2) / np.pi, "ring": 1 - 0.55 ** 2}
+    for figure, name in enumerate(data.SHAPE_FIGURES):
+        ratios = []
+        for seed in range(4):
+            radius_rng, mask_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+            radius = radius_rng.uniform(0.16, 0.3) * 200
+            ratios.append(data._figure_mask(figure, 200, mask_rng).sum() / (np.pi * radius ** 2))
+        np.testing.assert_allclose(ratios, want[name], rtol=0.03, err_msg=name)
+    # warm classes are redder than blue where the figure is, cool ones bluer: over whole raw images too
+    images, labels = data._shapes_part(60, 48, np.random.default_rng(0))
+    red_minus_blue = (images[:, 0] - images[:, 2]).mean(axis=(1, 2))
+    warm = labels % 2 == 0
+    assert data.SHAPE_CLASSES[0].startswith("warm") and data.SHAPE_CLASSES[1].startswith("cool")
+    assert red_minus_blue[warm].min() > red_minus_blue[~warm].max()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Batching
 
@@ -480,9 +515,20 @@ def test_load_resolves_every_name(tmp_path, monkeypatch, mnist):
     write_cifar_dir(cifar_dir, np.random.default_rng(0))
     cifar_train, _ = data.load(f"cifar10:{cifar_dir}")
     assert cifar_train.inputs.shape == (14, 3, 32, 32)
+    shapes_train, _ = data.load("shapes:24", seed=2)
+    assert shapes_train.inputs.shape == (400, 3, 24, 24)
 
 
-@pytest.mark.parametrize("spec", ["imagenet", "MNIST", "idx:", "cifar10:", "speech:x", ""])
+def test_as_dtype_converts_only_when_needed():
+    dataset = indexed_dataset()
+    assert data.as_dtype(dataset, "float32") is dataset
+    wide = data.as_dtype(dataset, np.float64)
+    assert wide.inputs.dtype == np.float64 and wide.targets is dataset.targets
+    np.testing.assert_array_equal(wide.inputs, dataset.inputs)
+
+
+@pytest.mark.parametrize("spec", ["imagenet", "MNIST", "idx:", "cifar10:", "speech:x", "", "shapes:x",
+                                  "shapes:"])
 def test_load_rejects_unknown_names_naming_them(spec):
     with pytest.raises(ValueError) as error:
         data.load(spec)
