@@ -6,20 +6,25 @@ directory, metrics.json, checkpoint.npz, filters.png (the first layer's learned 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from numconv import backend, data, models, optim, viz
+from numconv import backend, data, distributed, models, optim, viz
 from numconv.train import CHECKPOINT, evaluate, fit, load_checkpoint
 
 #: default data set and training recipe per model; command-line flags override them
 RECIPES = {
     "lenet5": dict(data="mnist", epochs=10, batch_size=32, lr=0.01, lr_step=7, shift=2),
     "nin": dict(data="mnist", epochs=10, batch_size=32, lr=0.01, lr_step=7, shift=2),
-    "alexnet": dict(data=None, epochs=90, batch_size=128, lr=0.01, lr_step=30, shift=0),
+    # He initialisation: from the paper's N(0, 0.01) weights (made for 1.2 million images at batch 128) AlexNet stays
+    # at chance for the first epochs on a few hundred images, at lr 0.01 and at 0.003; conv1 starts near zero, so
+    # that the filters it learns in ten epochs, not its random start, are what filters.png shows
+    "alexnet": dict(data="shapes", epochs=10, batch_size=32, lr=0.003, lr_step=7, shift=0,
+                    model={"paper_init": False, "first_layer_scale": 0.01}),
     "m5": dict(data="speech", epochs=10, batch_size=32, lr=0.01, lr_step=7, shift=0),
     "c3d_small": dict(data="clips", epochs=10, batch_size=32, lr=0.01, lr_step=7, shift=0),
 }
@@ -38,10 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--momentum", type=float, default=0.9)
     train.add_argument("--weight-decay", type=float, default=5e-4)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="the precision of the weights and the data (default float32)")
     train.add_argument("--out", type=Path, help="output directory (default: runs/MODEL)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="where the model trains: cpu (default) or cuda (an NVIDIA GPU)")
+    train.add_argument("--columns", type=int, default=1,
+                       help="split every layer's filters into this many columns, one per MPI process (AlexNet's "
+                            "two-GPU model parallelism: mpiexec -n 2 numconv train --model alexnet --columns 2)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     evaluate_cmd = commands.add_parser("evaluate", help="evaluate a trained checkpoint on its test set")
@@ -58,22 +68,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_device(device: str) -> None:
-    """Stop at once, before any data is read, when ``--device cuda`` cannot run here."""
+def _world() -> distributed.World:
+    """The processes of this run (one, or those an MPI launcher started), or a SystemExit saying why not."""
+    try:
+        return distributed.world()
+    except RuntimeError as error:
+        raise SystemExit(f"numconv: {error}")
+
+
+def _check_device(device: str, world: distributed.World) -> None:
+    """Stop at once, before any data is read, when ``--device cuda`` cannot run here; under MPI, give each
+    process its GPU."""
     if device == "cpu":
         return
     try:
         backend.kernels("cuda")
+        distributed.bind_device(world, device)
     except RuntimeError as error:
         raise SystemExit(f"numconv: --device cuda needs an NVIDIA GPU with its driver and the numba-cuda package "
                          f"(pip install 'numconv[cuda]'): {error}")
+    except ValueError as error:
+        raise SystemExit(f"numconv: {error}")
+
+
+def _check_columns(columns: int, world: distributed.World) -> None:
+    if columns < 1:
+        raise SystemExit(f"numconv: --columns must be at least 1, got {columns}")
+    if columns > 1 and world.size != columns:
+        raise SystemExit(f"numconv: --columns {columns} needs {columns} MPI processes, one per column "
+                         f"(mpiexec -n {columns} numconv train ... --columns {columns}); this run has "
+                         f"{world.size}")
 
 
 def _build(model_name: str, train_set: data.Dataset, seed: int):
-    model = models.MODELS[model_name](num_classes=train_set.num_classes, in_channels=train_set.inputs.shape[1],
-                                      rng=np.random.default_rng(seed))
+    build = models.MODELS[model_name]
+    options = dict(RECIPES[model_name].get("model", {}))
+    if "image_size" in inspect.signature(build).parameters and train_set.inputs.ndim == 4:
+        options["image_size"] = train_set.inputs.shape[-1]  # AlexNet's fc6 follows the images' size
     sample = (1,) + train_set.inputs.shape[1:]
     try:
+        model = build(num_classes=train_set.num_classes, in_channels=train_set.inputs.shape[1],
+                      rng=np.random.default_rng(seed), dtype=train_set.inputs.dtype, **options)
         shape = model.output_shape(sample)
     except ValueError as error:
         raise SystemExit(f"numconv: {model_name} cannot take inputs of shape {sample[1:]} from data set "
@@ -84,44 +119,78 @@ def _build(model_name: str, train_set: data.Dataset, seed: int):
     return model
 
 
-def _first_weight(model) -> np.ndarray:
-    return backend.to_host(next(array for name, array in model.named_parameters() if name.endswith("weight")))
+def _first_weight_name(model) -> str:
+    return next(name for name, _ in model.named_parameters() if name.endswith("weight"))
+
+
+def _filter_blocks(model) -> int:
+    """Into how many blocks the first layer's filters fall: the groups of the next convolution, which sees each
+    block apart (AlexNet's two columns: groups=2 on conv2), else 1."""
+    convolutions = [layer for _, layer in model.named_layers() if hasattr(layer, "groups") and layer.parameters()]
+    return convolutions[1].groups if len(convolutions) > 1 else 1
+
+
+def _filter_layout(weight: np.ndarray, blocks: int) -> dict:
+    """The filter grid's options: with several blocks (columns), each block's filters fill whole rows, block 0's
+    above block 1's (the essay's AlexNet figure: "the top half corresponds to the layer on one GPU")."""
+    per_column = weight.shape[0] // blocks
+    if blocks < 2 or weight.shape[1] not in (1, 3) or per_column < 2:
+        return {}
+    width = max(divisor for divisor in range(1, per_column + 1)
+                if per_column % divisor == 0 and divisor * divisor <= 2 * per_column)
+    return {"columns": width}
 
 
 def _train(args) -> int:
-    _check_device(args.device)
+    world = _world()
+    _check_columns(args.columns, world)
+    _check_device(args.device, world)
     recipe = dict(RECIPES[args.model])
     spec = args.data or recipe["data"]
-    if spec is None:
-        raise SystemExit(f"numconv: {args.model} has no built-in data set of its input shape "
-                         f"{models.INPUT_SHAPES[args.model]}; pass --data idx:DIR with such images")
     for name in ("epochs", "batch_size", "lr"):
         if getattr(args, name) is not None:
             recipe[name] = getattr(args, name)
     out = args.out or Path("runs") / args.model
     meta = {"model": args.model, "data": spec, "seed": args.seed}
+    if args.dtype != "float32":  # float32 runs keep the meta of the checkpoints written before --dtype existed
+        meta["dtype"] = args.dtype
     try:
-        train_set, test_set = data.load(spec, seed=args.seed)
+        train_set, test_set = (data.as_dtype(part, args.dtype) for part in data.load(spec, seed=args.seed))
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"numconv: {error}")
-    model = _build(args.model, train_set, args.seed).to(args.device)
+    model = _build(args.model, train_set, args.seed)
+    parameters = model.num_parameters()
+    first_weight = _first_weight_name(model)
+    filter_blocks = _filter_blocks(model)
+    if args.columns > 1:
+        try:
+            model = distributed.split_columns(model, world)
+        except ValueError as error:
+            raise SystemExit(f"numconv: --columns {args.columns}: {error}")
+    model.to(args.device)
+    parallel = distributed.strategy(model)
     optimizer = optim.SGD(model, lr=recipe["lr"], momentum=args.momentum, weight_decay=args.weight_decay,
                           nesterov=args.momentum > 0)
     scheduler = optim.StepLR(optimizer, step_size=recipe["lr_step"], gamma=0.1)
     augment = data.random_shift(recipe["shift"]) if recipe["shift"] else None
-    log = None if args.quiet else print
+    log = None if args.quiet or not parallel.is_writer else print
     if log:
-        log(f"training {args.model} ({model.num_parameters():,} parameters) on {spec}: {len(train_set)} train, "
-            f"{len(test_set)} test, {recipe['epochs']} epochs, batch {recipe['batch_size']} -> {out}")
+        how = ""
+        if world.size > 1:
+            how = f", {args.columns} columns" if args.columns > 1 else f", data parallel on {world.size} processes"
+        log(f"training {args.model} ({parameters:,} parameters) on {spec}: {len(train_set)} train, "
+            f"{len(test_set)} test, {recipe['epochs']} epochs, batch {recipe['batch_size']}{how} -> {out}")
 
     def write_pictures(history):
-        viz.save_filters(out / "filters.png", _first_weight(model))
-        viz.save_curves(out / "curves.png", history)
+        weight = parallel.full_parameter(model, first_weight)  # every process takes part; the writer gets it
+        if parallel.is_writer:
+            viz.save_filters(out / "filters.png", weight, **_filter_layout(weight, filter_blocks))
+            viz.save_curves(out / "curves.png", history)
 
     try:
         history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                       optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,
-                      log=log, meta=meta, on_epoch=write_pictures, augment=augment)
+                      log=log, meta=meta, on_epoch=write_pictures, augment=augment, parallel=parallel)
     except (FileNotFoundError, ValueError, FloatingPointError) as error:
         raise SystemExit(f"numconv: {error}")
     if history and log:
@@ -132,7 +201,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    _check_device(args.device)
+    world = _world()
+    _check_device(args.device, world)
     out = args.out or Path("runs") / "lenet5"
     try:
         state = load_checkpoint(out / CHECKPOINT)
@@ -140,10 +210,13 @@ def _evaluate(args) -> int:
         raise SystemExit(f"numconv: {error}")
     meta = state["meta"]
     _, test_set = data.load(args.data or meta["data"], seed=meta["seed"])
+    test_set = data.as_dtype(test_set, meta.get("dtype", "float32"))
     model = _build(meta["model"], test_set, meta["seed"]).to(args.device)
     model.load_state_dict(state["model"])
-    scores = evaluate(model, test_set)
-    print(json.dumps({"model": meta["model"], "data": args.data or meta["data"], **scores}))
+    parallel = distributed.strategy(model)  # several processes share the test set
+    scores = evaluate(model, test_set, parallel=parallel)
+    if parallel.is_writer:
+        print(json.dumps({"model": meta["model"], "data": args.data or meta["data"], **scores}))
     return 0
 
 
@@ -170,7 +243,11 @@ def main(argv=None) -> int:
 
         return explain(argv[1:])
     args = _parser().parse_args(argv)
-    return {"train": _train, "evaluate": _evaluate, "summary": _summary}[args.command](args)
+    try:
+        return {"train": _train, "evaluate": _evaluate, "summary": _summary}[args.command](args)
+    except SystemExit as stop:
+        distributed.end_all(stop)  # with several processes running, stopping one must stop them all
+        raise
 
 
 if __name__ == "__main__":

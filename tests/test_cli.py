@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numconv import cli
+from numconv import cli, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,21 @@ def test_missing_data_directory_is_a_clear_error(tmp_path):
 def test_model_that_cannot_take_the_data_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="m5"):
         cli.main(["train", "--model", "m5", "--data", "mnist", "--out", str(tmp_path), "--quiet"])
-    with pytest.raises(SystemExit, match="alexnet"):
-        cli.main(["train", "--model", "alexnet", "--out", str(tmp_path), "--quiet"])
+    with pytest.raises(SystemExit, match="alexnet cannot take inputs of shape"):
+        cli.main(["train", "--model", "alexnet", "--data", "mnist", "--out", str(tmp_path), "--quiet"])
+
+
+def test_float64_run_keeps_its_precision_through_checkpoint_and_evaluate(tmp_path, capsys):
+    assert cli.main(["train", "--epochs", "1", "--dtype", "float64", "--out", str(tmp_path), "--quiet"]) == 0
+    state = train.load_checkpoint(tmp_path / "checkpoint.npz")
+    assert {value.dtype for value in state["model"].values()} == {np.dtype(np.float64)}
+    assert state["meta"]["dtype"] == "float64"
+    assert cli.main(["evaluate", "--out", str(tmp_path)]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert scores["loss"] == pytest.approx(metrics[0]["test_loss"], rel=1e-12)
+    with pytest.raises(SystemExit, match="another run"):  # a float32 run does not resume a float64 checkpoint
+        cli.main(["train", "--epochs", "2", "--resume", "--out", str(tmp_path), "--quiet"])
 
 
 def test_unknown_model_exits_with_usage_error(capsys):
