@@ -46,13 +46,14 @@ def test_generated_kernels_are_up_to_date():
 ])
 def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)
-    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
-    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (0, 1, 1), (1, 1, 1), groups)
+    auto = cpu_conv._AUTOMATIC
+    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (0, 1, 1), (1, 1, 1), groups, auto)
     # a 2D layer seen as 3D with depth padding has more than one output plane: not Winograd's
-    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (1, 1, 1), (1, 1, 1), groups)
+    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (1, 1, 1), (1, 1, 1), groups, auto)
     # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd
-    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups) is chosen
-    assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups)
+    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups, auto)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
@@ -139,14 +140,21 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     want = naive.conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), *args)
     g = rng.standard_normal(want.shape).astype(dtype)
     want_x, want_w, _ = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), *args)
-    choices = {"auto": {}, "lanes": dict(algorithm="lanes"), "rows": dict(algorithm="rows", grad_input="phases"),
-               "wide": dict(algorithm="wide", grad_input="phases"), "subpixel": dict(grad_input="subpixel"),
-               "split": dict(chunks=5), "winograd": dict(winograd=True)}[variant]
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ndim]
-    backward = {1: F.conv1d_backward, 2: F.conv2d_backward, 3: F.conv3d_backward}[ndim]
-    with cpu_conv._forcing(**choices):
-        y = conv(x, w, b, stride, padding, dilation, groups)
-        grad_x, grad_w, _ = backward(g, x, w, b, stride, padding, dilation, groups)
+    c = cpu_conv
+    forward, grad_input, grad_weight = {
+        "auto": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight),
+        "lanes": (c.conv_forward_lanes, c.conv_grad_input_lanes, c.conv_grad_weight),
+        "rows": (c.conv_forward_rows, c.conv_grad_input_rows, c.conv_grad_weight),
+        "wide": (c.conv_forward_wide, c.conv_grad_input_wide, c.conv_grad_weight),
+        "subpixel": (c.conv_forward, c.conv_grad_input_subpixel, c.conv_grad_weight),
+        "split": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split),
+        "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight)}[variant]
+    five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
+    geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
+    y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)
+    forward(five(x), five(w), b, five(y), *geometry)
+    grad_input(five(g), five(w), five(grad_x), *geometry)
+    grad_weight(five(g), five(x), five(grad_w), *geometry)
     tolerance = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
     scale = lambda a: max(1.0, float(np.abs(a).max()))  # noqa: E731
     np.testing.assert_allclose(y / scale(want), want / scale(want), **tolerance)

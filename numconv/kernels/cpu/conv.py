@@ -38,7 +38,6 @@ The tables depend only on the shapes and are cached; weights are packed and inpu
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -230,19 +229,19 @@ def _rows_shape(layout: _Layout, lanes: int):
     return None
 
 
-#: set by the forced variants at the end of this module: a formulation, a strategy for the input gradient, a
-#: chunk count or the Winograd forward pass to use instead of the automatic choice
-_forced = {"algorithm": None, "grad_input": None, "chunks": None, "winograd": False}
+@dataclass(frozen=True)
+class _Forced:
+    """What a forced variant at the end of this module takes instead of the automatic choice: a formulation, a
+    strategy for the input gradient, a chunk count for the weight gradient's sum, or the Winograd kernel. It is
+    passed down as an argument, so that calls from several threads at once never see each other's choice."""
+
+    algorithm: str | None = None
+    grad_input: str | None = None
+    chunks: int | None = None
+    winograd: bool = False
 
 
-@contextmanager
-def _forcing(**choices):
-    saved = dict(_forced)
-    _forced.update(choices)
-    try:
-        yield
-    finally:
-        _forced.update(saved)
+_AUTOMATIC = _Forced()
 
 
 def _use(count: int, unit: int) -> float:
@@ -362,27 +361,27 @@ def _rows_tables(layout: _Layout, lanes: int):
     )
 
 
-def _chosen(layout: _Layout) -> str:
-    chosen = _forced["algorithm"] or algorithm(layout)
+def _chosen(layout: _Layout, forced: _Forced) -> str:
+    chosen = forced.algorithm or algorithm(layout)
     if chosen not in _uses(layout):
         raise ValueError(f"the {chosen} formulation does not apply to {layout}")
     return chosen
 
 
-def _slack(layout: _Layout) -> int:
+def _slack(layout: _Layout, forced: _Forced) -> int:
     """Elements past the padded buffer's end that a 'padded' run may read (into columns that are dropped)."""
-    chosen = _chosen(layout)
+    chosen = _chosen(layout, forced)
     if chosen == "lanes" or _rows_shape(layout, _SHAPES[chosen][0])[1] != "padded":
         return 0
     return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + _SHAPES[chosen][0]
 
 
-def _convolve(buf, layout: _Layout, weight, bias, out_flat) -> None:
+def _convolve(buf, layout: _Layout, weight, bias, out_flat, forced: _Forced) -> None:
     """out (through ``out_flat``) = bias + the convolution of the padded buffer ``buf`` with ``weight``
     (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
-    chosen = _chosen(layout)
+    chosen = _chosen(layout, forced)
     lanes, columns = _SHAPES[chosen]
     kernel = (lanes, columns)
     if chosen == "lanes":
@@ -442,23 +441,28 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
     """
-    if _use_winograd(x.shape, weight.shape, stride, padding, dilation, groups):
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _AUTOMATIC)
+
+
+def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
+    if _use_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced):
         batch, channels, _, height, width = x.shape
         winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
                               bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
         return
     layout = _forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
-    _convolve(_padded(x, padding, layout.padded, slack=_slack(layout)), layout, weight, bias, out.reshape(-1))
+    _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
+              out.reshape(-1), forced)
 
 
-def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups) -> bool:
+def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
     """Winograd where it applies and pays, or where it is forced (a ValueError where forced but inapplicable)."""
     applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
-    if _forced["winograd"]:
+    if forced.winograd:
         if not applies:
             raise ValueError("the Winograd kernel computes 2D 3x3 convolutions with stride 1 and dilation 1 only")
         return True
-    return _forced["algorithm"] is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
+    return forced.algorithm is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
 
 
 def _phases(size, kernel, stride, pad, dilation):
@@ -576,26 +580,31 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
     grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
     """
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, _AUTOMATIC)
+
+
+def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, forced: _Forced):
     groups = int(groups)
     plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
-    if _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups):
+    if _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups, forced):
         _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
         return
-    strategy = _forced["grad_input"] or plan.strategy
-    if _forced["algorithm"] == "lanes":
+    strategy = forced.grad_input or plan.strategy
+    if forced.algorithm == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
     if strategy == "subpixel" and plan.subpixel is None:
         raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
     layouts = [plan.subpixel] if strategy == "subpixel" else [layout for _, _, layout in plan.phases if layout]
-    buf = _padded(grad_output, plan.left, plan.size, "grad_output", max([0] + [_slack(l) for l in layouts]))
+    buf = _padded(grad_output, plan.left, plan.size, "grad_output", max([0] + [_slack(l, forced) for l in layouts]))
     if strategy == "subpixel":
         layout = plan.subpixel
         target = grad_input
         if plan.subpixel_padded:
             target = _workspace("subpixel", grad_input.shape[0] * grad_input.shape[1] * layout.out_plane,
                                 grad_input.dtype).reshape(grad_input.shape[:2] + layout.out_shape)
-        _convolve(buf, layout, _subpixel_weight(weight, groups, plan.subpixel_index), None, target.reshape(-1))
+        _convolve(buf, layout, _subpixel_weight(weight, groups, plan.subpixel_index), None, target.reshape(-1),
+                  forced)
         if plan.subpixel_padded:
             grad_input[...] = target[:, :, :grad_input.shape[2], :grad_input.shape[3], :grad_input.shape[4]]
         return
@@ -606,20 +615,20 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
             grad_input[:, :, f_d::stride[0], f_h::stride[1], f_w::stride[2]] = 0.0
             continue
         sub = swapped[:, :, list(taps[0])][:, :, :, list(taps[1])][:, :, :, :, list(taps[2])]
-        _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat)
+        _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat, forced)
 
 
-def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups) -> bool:
+def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
     """The input gradient of a 3x3 stride-1 2D convolution is a 3x3 stride-1 convolution of the output gradient
     (padded by 2 - padding): Winograd where the forward is one Winograd computes, that padding is not negative and
     the channels pay (the same counts, swapped), or where forced."""
     applies = winograd.applies(x_shape, w_shape, stride, padding, dilation) and max(padding[1:]) <= 2
-    if _forced["winograd"]:
+    if forced.winograd:
         if not applies:
             raise ValueError("the Winograd input gradient needs a 2D 3x3 convolution with stride 1, dilation 1 and "
                              "padding of at most 2")
         return True
-    return (_forced["algorithm"] is None and _forced["grad_input"] is None and applies
+    return (forced.algorithm is None and forced.grad_input is None and applies
             and winograd.worthwhile(x_shape, w_shape, groups))
 
 
@@ -673,9 +682,13 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
 
     grad_output (N, O, OD, OH, OW); x (N, C, D, H, W); grad_weight (O, C // groups, KD, KH, KW), overwritten.
     """
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _AUTOMATIC)
+
+
+def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, forced: _Forced):
     layout = _forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
     buf = _padded(x, padding, layout.padded)
-    t = _reduction_tables(layout, _forced["chunks"])
+    t = _reduction_tables(layout, forced.chunks)
     dtype = x.dtype
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])
@@ -699,63 +712,58 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
 def conv_forward_rows(x, weight, bias, out, stride, padding, dilation, groups):
     """``conv_forward`` by the ``rows`` formulation (stride 1 along rows of at least 16 output positions, or a 1x1
     convolution over planes of at least 16); ValueError where it does not apply."""
-    with _forcing(algorithm="rows"):
-        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(algorithm="rows"))
 
 
 def conv_forward_wide(x, weight, bias, out, stride, padding, dilation, groups):
     """``conv_forward`` by the ``wide`` formulation (``rows`` with 64 positions per block and 4 output channels per
     task); ValueError where it does not apply."""
-    with _forcing(algorithm="wide"):
-        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(algorithm="wide"))
 
 
 def conv_grad_input_rows(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` phase by phase, each by the ``rows`` formulation; ValueError where it does not apply."""
-    with _forcing(algorithm="rows", grad_input="phases"):
-        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(algorithm="rows", grad_input="phases"))
 
 
 def conv_grad_input_wide(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` phase by phase, each by the ``wide`` formulation; ValueError where it does not apply."""
-    with _forcing(algorithm="wide", grad_input="phases"):
-        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(algorithm="wide", grad_input="phases"))
 
 
 def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` as one sub-pixel convolution (every phase an extra output channel), by whichever of the
     ``rows`` and ``wide`` formulations is estimated best; ValueError where neither applies."""
-    with _forcing(grad_input="subpixel"):
-        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(grad_input="subpixel"))
 
 
 def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, groups):
     """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, any channel
     count); ValueError where it does not apply."""
-    with _forcing(winograd=True):
-        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(winograd=True))
 
 
 def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, padding at most
     2); ValueError where it does not apply."""
-    with _forcing(winograd=True):
-        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(winograd=True))
 
 
 def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):
     """``conv_forward`` by the ``lanes`` formulation, which applies everywhere."""
-    with _forcing(algorithm="lanes"):
-        conv_forward(x, weight, bias, out, stride, padding, dilation, groups)
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(algorithm="lanes"))
 
 
 def conv_grad_input_lanes(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` with every phase by the ``lanes`` formulation."""
-    with _forcing(algorithm="lanes"):
-        conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(algorithm="lanes"))
 
 
 def conv_grad_weight_split(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` with the sum over batch and positions split into 3 chunks (fewer if it is shorter)."""
-    with _forcing(chunks=3):
-        conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups)
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(chunks=3))

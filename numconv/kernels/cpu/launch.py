@@ -31,10 +31,29 @@ def vectorizer_settings():
         numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
 
 
+#: (kernel, argument types) that have been compiled, or loaded from the cache, with the vectoriser settings
+_compiled = set()
+_compiling = threading.Lock()
+
+
+def run_vectorized(kernel, *args) -> None:
+    """Call ``kernel`` (a Numba dispatcher that must be compiled with :func:`vectorizer_settings`) on ``args``.
+
+    The settings are process-wide, so the first call for each kind of arguments, which compiles, holds a lock
+    while they are changed; later calls find the compiled kernel and change nothing, so calls from several Python
+    threads run side by side."""
+    key = (kernel, tuple((a.dtype.char, a.ndim) if isinstance(a, np.ndarray) else type(a) for a in args))
+    if key in _compiled:
+        kernel(*args)
+        return
+    with _compiling, vectorizer_settings():
+        kernel(*args)
+        _compiled.add(key)
+
+
 def fma(shape: tuple, *args) -> None:
     """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning)."""
-    with vectorizer_settings():
-        KERNELS[shape](*args)
+    run_vectorized(KERNELS[shape], *args)
 
 
 @lru_cache(maxsize=64)

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from numconv.kernels.cpu import tuning, winograd_kernels
-from numconv.kernels.cpu.launch import vectorizer_settings, workspace
+from numconv.kernels.cpu.launch import run_vectorized, workspace
 from numconv.kernels.cpu.winograd_kernels import TILE, WIDTH
 
 _LANES = 16
@@ -65,14 +65,12 @@ def conv_forward(x, weight, bias, out, padding, groups) -> None:
     transformed = workspace("winograd weights", groups * out_blocks * transforms * padded_in * _LANES, dtype)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
-    with vectorizer_settings():
-        winograd_kernels._pack_f2(x, groups, in_blocks, padding[0], padding[1], packed)
-        winograd_kernels._weights_f2(weight, constants, group_out, out_blocks, padded_in, transformed,
-                                     workspace("winograd weight rows", threads * 3 * alpha * _LANES,
-                                               dtype).reshape(threads, -1))
-        winograd_kernels._winograd_f2(
-            packed, transformed, lane_bias.reshape(-1), constants, out, groups, group_out, out_blocks, tiles_h,
-            tiles_w, per_task,
-            workspace("winograd tiles", threads * transforms * per_task * padded_in, dtype).reshape(threads, -1),
-            workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),
-            workspace("winograd scratch", threads * transforms * _LANES, dtype).reshape(threads, -1))
+    run_vectorized(winograd_kernels._pack_f2, x, groups, in_blocks, padding[0], padding[1], packed)
+    run_vectorized(winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in, transformed,
+                   workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1))
+    run_vectorized(
+        winograd_kernels._winograd_f2, packed, transformed, lane_bias.reshape(-1), constants, out, groups,
+        group_out, out_blocks, tiles_h, tiles_w, per_task,
+        workspace("winograd tiles", threads * transforms * per_task * padded_in, dtype).reshape(threads, -1),
+        workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),
+        workspace("winograd scratch", threads * transforms * _LANES, dtype).reshape(threads, -1))
