@@ -29,6 +29,8 @@ __all__ = [
     "pool_geometry",
     "pool_output_size",
     "check_groups",
+    "window_position",
+    "covering_output",
     "valid_output_range",
     "avg_pool_divisor",
 ]
@@ -222,6 +224,24 @@ def check_groups(in_channels: int, weight_shape: tuple[int, ...], groups) -> Non
 
 
 # --- helpers compiled into the kernels --------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def window_position(out_index, stride, pad, dilation, tap):
+    """The input position that tap ``tap`` of output ``out_index``'s window reads: ``stride*out_index - pad +
+    dilation*tap`` (outside ``[0, size)`` it reads padding)."""
+    return stride * out_index - pad + dilation * tap
+
+
+@njit(cache=True, inline="always")
+def covering_output(in_index, stride, pad, dilation, tap):
+    """The output whose window reads input ``in_index`` with tap ``tap`` (the inverse of :func:`window_position`),
+    or -1 where there is none: the distance is negative or not a multiple of the stride. The caller checks the
+    upper bound."""
+    distance = in_index + pad - dilation * tap
+    if distance < 0 or distance % stride != 0:
+        return -1
+    return distance // stride
 
 
 @njit(cache=True)

@@ -548,6 +548,7 @@ ENTRIES = (
     Entry("conv", "conv_forward_winograd", conv_forward_case, WINOGRAD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_winograd", conv_grad_input_case, WINOGRAD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_gather", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
           (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),
     Entry("dense", "bias_grad", bias_grad_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),

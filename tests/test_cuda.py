@@ -487,3 +487,36 @@ def test_simulated_threads_of_a_block_share_one_array(monkeypatch):
     out = np.zeros(2)
     _block_sum[2, 16](out)
     assert out.tolist() == [136.0, 136.0]
+
+
+def _same_non_finite(got, want):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12)
+
+
+def test_non_finite_values_follow_the_cpu_and_pytorch_rules(rng):
+    """The CPU's NaN and infinity semantics (PyTorch's, tests/test_nonfinite.py) hold on the device."""
+    x = rng.standard_normal((1, 2, 5, 5))
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = np.nan  # two NaNs in one window: the last wins
+    x[0, 1, 2, 2] = np.inf
+    out, indices = F.max_pool2d(x, 2, return_indices=True)
+    dev_out, dev_indices = F.max_pool2d(to_dev(x), 2, return_indices=True)
+    _same_non_finite(to_np(dev_out), out)
+    np.testing.assert_array_equal(to_np(dev_indices), indices)
+    grad = rng.standard_normal(x.shape)
+    relu_x = np.array([np.nan, -1.0, 0.0, 2.0, np.inf, -np.inf])
+    _same_non_finite(to_np(F.relu_backward(to_dev(grad.reshape(-1)[:6]), to_dev(relu_x))[0]),
+                     F.relu_backward(grad.reshape(-1)[:6], relu_x)[0])
+    mask = np.array([True, False, True, False, False, True])
+    _same_non_finite(to_np(F.dropout_backward(to_dev(relu_x), to_dev(mask), 0.5)[0]),
+                     F.dropout_backward(relu_x, mask, 0.5)[0])
+    # a NaN weight reaches only the inputs its tap covers through existing outputs
+    w = rng.standard_normal((2, 2, 3, 3))
+    w[1, 0, 0, 0] = np.nan
+    y = rng.standard_normal((1, 2, 3, 3))
+    want = F.conv2d_backward(y, x, w, stride=2, padding=1)[0]
+    _same_non_finite(to_np(F.conv2d_backward(to_dev(y), to_dev(x), to_dev(w), stride=2, padding=1)[0]), want)
+    assert np.isfinite(want).any() and np.isnan(want).any()

@@ -44,6 +44,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from numconv.geometry import covering_output
 from numconv.kernels.cpu import tuning, winograd
 from numconv.kernels.cpu.launch import fma as _fma_shape, workspace as _workspace, zeros as _zeros
 
@@ -121,6 +122,55 @@ def _pack_positions(grad, groups, packed):
                 tile[p, k] = rows[k, p]
             for k in range(valid, 16):
                 tile[p, k] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _count_non_finite(values):
+    """How many of the flat ``values`` are NaN or infinite (a reduction over every element)."""
+    count = 0
+    for i in prange(values.shape[0]):
+        if not math.isfinite(values[i]):
+            count += 1
+    return count
+
+
+def _finite(*arrays) -> bool:
+    return all(_count_non_finite(array.reshape(-1)) == 0 for array in arrays)
+
+
+@njit(parallel=True, cache=True)
+def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """grad_input[n, c, i] = sum over the taps t and the output channels o of c's group of weight[o, c, t] *
+    grad_output[n, o, the output whose window reads i with tap t], over existing outputs only. Plain loops: the
+    exact sum of the valid terms, for weights that hold NaN or infinities (a padded formulation would multiply them
+    by the zeros around the output gradient)."""
+    batch, out_channels, out_d, out_h, out_w = grad_output.shape
+    channels, in_d, in_h, in_w = grad_input.shape[1:]
+    k_d, k_h, k_w = weight.shape[2:]
+    group_in, group_out = channels // groups, out_channels // groups
+    for task in prange(batch * channels):
+        n, c = task // channels, task % channels
+        first = (c // group_in) * group_out
+        local = c % group_in
+        for i_d in range(in_d):
+            for i_h in range(in_h):
+                for i_w in range(in_w):
+                    total = 0.0
+                    for t_d in range(k_d):
+                        o_d = covering_output(i_d, stride[0], padding[0], dilation[0], t_d)
+                        if o_d < 0 or o_d >= out_d:
+                            continue
+                        for t_h in range(k_h):
+                            o_h = covering_output(i_h, stride[1], padding[1], dilation[1], t_h)
+                            if o_h < 0 or o_h >= out_h:
+                                continue
+                            for t_w in range(k_w):
+                                o_w = covering_output(i_w, stride[2], padding[2], dilation[2], t_w)
+                                if o_w < 0 or o_w >= out_w:
+                                    continue
+                                for o in range(first, first + group_out):
+                                    total += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
+                    grad_input[n, c, i_d, i_h, i_w] = total
 
 
 @njit(parallel=True, cache=True)
@@ -445,7 +495,9 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
 
 def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
-    if _use_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced):
+    # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
+    if (_use_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced)
+            and (forced.winograd or _finite(x, weight))):
         batch, channels, _, height, width = x.shape
         winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
                               bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
@@ -587,10 +639,18 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
     groups = int(groups)
     plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
-    if _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups, forced):
+    if not forced.algorithm and not forced.grad_input and not forced.winograd and not _finite(weight):
+        # every formulation below multiplies the weights by the zeros around the output gradient: 0 * NaN
+        _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
+        return
+    winograd_applies = _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups,
+                                                forced)
+    if winograd_applies and (forced.winograd or _finite(grad_output)):
         _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
         return
     strategy = forced.grad_input or plan.strategy
+    if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):
+        strategy = "phases"  # the sub-pixel form's absent taps are zero weights: 0 * NaN
     if forced.algorithm == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
     if strategy == "subpixel" and plan.subpixel is None:
@@ -762,6 +822,12 @@ def conv_grad_input_lanes(grad_output, weight, grad_input, stride, padding, dila
     """``conv_grad_input`` with every phase by the ``lanes`` formulation."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(algorithm="lanes"))
+
+
+def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` by plain loops over the valid terms alone (what it runs on weights with NaN or
+    infinities)."""
+    _gather_grad_input(grad_output, weight, grad_input, tuple(stride), tuple(padding), tuple(dilation), int(groups))
 
 
 def conv_grad_weight_split(grad_output, x, grad_weight, stride, padding, dilation, groups):

@@ -2,6 +2,8 @@
 Arrays are C-contiguous."""
 from numba import njit, prange
 
+from numconv.kernels.scalar import masked_scale, relu_gradient
+
 
 @njit(parallel=True, cache=True)
 def relu_forward(x, out):
@@ -13,24 +15,24 @@ def relu_forward(x, out):
 
 @njit(parallel=True, cache=True)
 def relu_backward(grad_output, x, grad_input):
-    """grad_input = grad_output where x > 0, else 0. All (size,)."""
+    """grad_input = grad_output except where x <= 0 (where it is 0; a NaN x passes the gradient). All (size,)."""
     for i in prange(x.shape[0]):
-        grad_input[i] = grad_output[i] if x[i] > 0.0 else 0.0
+        grad_input[i] = relu_gradient(grad_output[i], x[i])
 
 
 @njit(parallel=True, cache=True)
 def dropout_forward(x, mask, scale, out):
-    """out = x * mask * scale (inverted dropout: kept units are scaled by 1 / (1 - p) in training).
-    x and out (size,); mask (size,) uint8 of 0/1; scale a float."""
+    """out = x * mask * scale (inverted dropout: kept units are scaled by 1 / (1 - p) in training; a dropped NaN
+    stays NaN). x and out (size,); mask (size,) of 0/1; scale a float."""
     for i in prange(x.shape[0]):
-        out[i] = x[i] * scale if mask[i] else 0.0
+        out[i] = masked_scale(x[i], mask[i], scale)
 
 
 @njit(parallel=True, cache=True)
 def dropout_backward(grad_output, mask, scale, grad_input):
-    """grad_input = grad_output * mask * scale. All (size,); mask uint8."""
+    """grad_input = grad_output * mask * scale. All (size,); mask of 0/1."""
     for i in prange(grad_output.shape[0]):
-        grad_input[i] = grad_output[i] * scale if mask[i] else 0.0
+        grad_input[i] = masked_scale(grad_output[i], mask[i], scale)
 
 
 @njit(parallel=True, cache=True)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.geometry import avg_pool_divisor, valid_output_range
+from numconv.kernels.scalar import takes_max
 
 
 @njit(parallel=True, cache=True)
@@ -18,7 +19,7 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
 
     Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
-    over any number, as in PyTorch. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+    over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
 
     One pass over each output row: taps outside, positions inside, the running maximum and its index kept in the
     output row itself and updated by selects rather than branches, so that the row loop vectorises.
@@ -71,14 +72,14 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
 @njit(cache=True, inline="always")
 def _max_into(row, best, where, lo, hi, step, shift, row_start):
     """best[ow], where[ow] for ow in [lo, hi) take row[(ow - lo) * step + shift] where it is larger (or the first,
-    or a NaN). Indices are unsigned: no negative-index wrap-around, which keeps LLVM from vectorising."""
+    or a NaN: ``takes_max``). Indices are unsigned: no negative-index wrap-around, which keeps LLVM from vectorising."""
     first = np.uint64(lo)
     for ow in range(first, np.uint64(hi)):
         i_w = (ow - first) * np.uint64(step) + np.uint64(shift)
         value = row[i_w]
         current = best[ow]
         index = where[ow]
-        take = (value > current) | (index < 0) | ((value != value) & (current == current))
+        take = takes_max(value, current, index < 0)
         best[ow] = value if take else current
         where[ow] = row_start + np.int64(i_w) if take else index
 

@@ -11,11 +11,58 @@ All three are implicit GEMMs on shared-memory tiles (numconv.kernels.cuda.gemm):
 - gradient of the weight: rows are output channels, columns (input channel, tap), and the reduction over the batch
   and every output position is split across blocks and summed afterwards in a fixed order.
 """
+import math
+
+from numba import cuda
+
+from numconv.geometry import covering_output
 from numconv.kernels.cuda import gemm
+from numconv.kernels.cuda.support import launch_flat, total
 
 
 def _flat(array):
     return array.reshape(-1)
+
+
+@cuda.jit(cache=True)
+def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    index = cuda.grid(1)
+    batch, channels, in_d, in_h, in_w = grad_input.shape
+    if index >= batch * channels * in_d * in_h * in_w:
+        return
+    out_channels, out_d, out_h, out_w = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3], \
+        grad_output.shape[4]
+    i_w = index % in_w
+    i_h = (index // in_w) % in_h
+    i_d = (index // (in_w * in_h)) % in_d
+    c = (index // (in_w * in_h * in_d)) % channels
+    n = index // (in_w * in_h * in_d * channels)
+    group_in, group_out = channels // groups, out_channels // groups
+    first = (c // group_in) * group_out
+    local = c % group_in
+    acc = 0.0
+    for t_d in range(weight.shape[2]):
+        o_d = covering_output(i_d, stride[0], padding[0], dilation[0], t_d)
+        if o_d < 0 or o_d >= out_d:
+            continue
+        for t_h in range(weight.shape[3]):
+            o_h = covering_output(i_h, stride[1], padding[1], dilation[1], t_h)
+            if o_h < 0 or o_h >= out_h:
+                continue
+            for t_w in range(weight.shape[4]):
+                o_w = covering_output(i_w, stride[2], padding[2], dilation[2], t_w)
+                if o_w < 0 or o_w >= out_w:
+                    continue
+                for o in range(first, first + group_out):
+                    acc += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
+    grad_input[n, c, i_d, i_h, i_w] = acc
+
+
+def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` by plain loops over the valid terms alone, one thread per input element (what it runs on
+    weights with NaN or infinities, which the tiled product would multiply by the zeros of its padded tiles)."""
+    launch_flat(_gather_grad_input, grad_input.size, grad_output, weight, grad_input, tuple(stride), tuple(padding),
+                tuple(dilation), int(groups))
 
 
 def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
@@ -37,6 +84,9 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
     grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
     """
+    if not math.isfinite(total(weight)):  # NaN or infinities among the weights: the exact sum of the valid terms
+        conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups)
+        return
     geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)
     spatial = grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4]
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]

@@ -6,13 +6,8 @@ kernels' signatures and semantics.
 """
 from numba import cuda
 
-from numconv import config
-from numconv.kernels.cuda.support import blocks_for, launch
-
-
-def _launch_flat(kernel, size, *args):
-    threads = config.THREADS_PER_BLOCK
-    launch(kernel, blocks_for(size, threads), threads, *args)
+from numconv.kernels.scalar import masked_scale, relu_gradient
+from numconv.kernels.cuda.support import launch_flat
 
 
 @cuda.jit(cache=True)
@@ -25,39 +20,37 @@ def _relu_forward(x, out):
 
 def relu_forward(x, out):
     """out = max(x, 0); NaN stays NaN. x and out (size,)."""
-    _launch_flat(_relu_forward, x.shape[0], x, out)
+    launch_flat(_relu_forward, x.shape[0], x, out)
 
 
 @cuda.jit(cache=True)
 def _relu_backward(grad_output, x, grad_input):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        grad_input[i] = grad_output[i] if x[i] > 0.0 else 0.0
+        grad_input[i] = relu_gradient(grad_output[i], x[i])
 
 
 def relu_backward(grad_output, x, grad_input):
-    """grad_input = grad_output where x > 0, else 0. All (size,)."""
-    _launch_flat(_relu_backward, x.shape[0], grad_output, x, grad_input)
+    """grad_input = grad_output except where x <= 0 (where it is 0; a NaN x passes the gradient). All (size,)."""
+    launch_flat(_relu_backward, x.shape[0], grad_output, x, grad_input)
 
 
 @cuda.jit(cache=True)
 def _masked_scale(values, mask, scale, out):
     i = cuda.grid(1)
     if i < values.shape[0]:
-        # the product in float64, rounded once on the store, as the CPU kernel's typing has it (and the simulator's
-        # NumPy scalars, left alone, would multiply in float32)
-        out[i] = float(values[i]) * scale if mask[i] else 0.0
+        out[i] = masked_scale(values[i], mask[i], scale)
 
 
 def dropout_forward(x, mask, scale, out):
-    """out = x * mask * scale (inverted dropout). x and out (size,); mask (size,) of 0/1 (bool or uint8);
-    scale a float."""
-    _launch_flat(_masked_scale, x.shape[0], x, mask, float(scale), out)
+    """out = x * mask * scale (inverted dropout; a dropped NaN stays NaN). x and out (size,); mask (size,) of 0/1
+    (bool or uint8); scale a float."""
+    launch_flat(_masked_scale, x.shape[0], x, mask, float(scale), out)
 
 
 def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,)."""
-    _launch_flat(_masked_scale, grad_output.shape[0], grad_output, mask, float(scale), grad_input)
+    launch_flat(_masked_scale, grad_output.shape[0], grad_output, mask, float(scale), grad_input)
 
 
 @cuda.jit(cache=True)
@@ -69,7 +62,7 @@ def _accumulate(total, term):
 
 def accumulate(total, term):
     """total += term, in place on flat (size,) device arrays (device arrays have no ``+=``)."""
-    _launch_flat(_accumulate, total.shape[0], total, term)
+    launch_flat(_accumulate, total.shape[0], total, term)
 
 
 @cuda.jit(cache=True)
@@ -88,5 +81,5 @@ def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
     """One SGD step with momentum and weight decay, in place on flat (size,) device arrays; the CPU kernel's two
     forms (PyTorch's, and AlexNet's with the learning rate inside the velocity)."""
-    _launch_flat(_sgd_update, param.shape[0], param, grad, velocity, float(lr), float(momentum),
+    launch_flat(_sgd_update, param.shape[0], param, grad, velocity, float(lr), float(momentum),
                  float(weight_decay), bool(nesterov), bool(lr_in_velocity))

@@ -16,14 +16,11 @@ import math
 
 from numba import cuda
 
-from numconv import config
 from numconv.geometry import avg_pool_divisor
-from numconv.kernels.cuda.support import FLOAT64, blocks_for, fill, launch, reduce_threads, specialise, tree_sum
-
-
-def _launch_flat(kernel, size, *args):
-    threads = config.THREADS_PER_BLOCK
-    launch(kernel, blocks_for(size, threads), threads, *args)
+from numconv.kernels.scalar import takes_max
+from numconv.kernels.cuda.support import (
+    FLOAT64, fill, launch, launch_flat, reduce_threads, specialise, tree_sum,
+)
 
 
 @cuda.jit(cache=True)
@@ -56,7 +53,7 @@ def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
                 if i_w < 0 or i_w >= in_w:
                     continue
                 value = x[n, c, i_d, i_h, i_w]
-                if best_index < 0 or value > best or (math.isnan(value) and not math.isnan(best)):
+                if takes_max(value, best, best_index < 0):
                     best = value
                     best_index = (i_d * in_h + i_h) * in_w + i_w
     out[n, c, od, oh, ow] = best
@@ -67,9 +64,10 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
 
     Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
-    over any number. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+    over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices
+    (N, C, OD, OH, OW), overwritten.
     """
-    _launch_flat(_max_pool_forward, out.size, x, out, indices, kernel, stride, padding, dilation)
+    launch_flat(_max_pool_forward, out.size, x, out, indices, kernel, stride, padding, dilation)
 
 
 @cuda.jit(cache=True)
@@ -88,7 +86,7 @@ def max_pool_backward(grad_output, indices, grad_input):
     """
     fill(grad_input, 0.0)
     planes = grad_output.shape[0] * grad_output.shape[1]
-    _launch_flat(_max_pool_scatter, grad_output.size, grad_output.reshape(-1), indices.reshape(planes, -1),
+    launch_flat(_max_pool_scatter, grad_output.size, grad_output.reshape(-1), indices.reshape(planes, -1),
                  grad_input.reshape(planes, -1))
 
 
@@ -132,7 +130,7 @@ def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
 
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
     """
-    _launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, bool(count_include_pad))
+    launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, bool(count_include_pad))
 
 
 @cuda.jit(device=True)
@@ -182,7 +180,7 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_in
 
     grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
-    _launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding,
+    launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding,
                  bool(count_include_pad))
 
 
@@ -225,5 +223,5 @@ def _global_avg_pool_backward(grad_output, grad_input):
 def global_avg_pool_backward(grad_output, grad_input):
     """grad_input[n, c, :] = grad_output[n, c] / S. grad_output (N, C); grad_input (N, C, S), overwritten."""
     planes = grad_input.shape[0] * grad_input.shape[1]
-    _launch_flat(_global_avg_pool_backward, grad_input.size, grad_output.reshape(-1),
+    launch_flat(_global_avg_pool_backward, grad_input.size, grad_output.reshape(-1),
                  grad_input.reshape(planes, -1))

@@ -88,6 +88,13 @@ def launch(kernel, grid, block, *args) -> None:
         sys.setswitchinterval(previous)
 
 
+def launch_flat(kernel, size: int, *args) -> None:
+    """``kernel`` with one thread per element of a ``size``-element iteration space, in blocks of
+    ``config.THREADS_PER_BLOCK``."""
+    threads = config.THREADS_PER_BLOCK
+    launch(kernel, blocks_for(size, threads), threads, *args)
+
+
 def specialise(factory):
     """Memoise a kernel factory: one compiled kernel per distinct set of (hashable) constants."""
     return functools.lru_cache(maxsize=None)(factory)
@@ -294,5 +301,5 @@ def total(values) -> float:
     return float(result.copy_to_host()[0])
 
 
-__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "specialise", "numba_type", "reduce_threads", "tree_sum",
+__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "specialise", "numba_type", "reduce_threads", "tree_sum",
            "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total"]
