@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -30,26 +31,67 @@ RECIPES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, the command, the flag, its value and why, with exit status 2 (without
+    the usage, which ``--help`` prints)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag_error(command: str, flag: str, message: str):
+    """A bad flag found after parsing: one line, as argparse's, and exit status 2."""
+    sys.stderr.write(f"numconv {command}: error: argument {flag}: {message}\n")
+    raise SystemExit(2)
+
+
+def _number(kind, minimum, strictly_above=False):
+    """An argparse type: a finite ``kind`` (int or float) of at least ``minimum`` (above it, if ``strictly_above``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value) or value < minimum or (strictly_above and value == minimum):
+            bound = f"above {minimum}" if strictly_above else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _shape(text):
+    """An argparse type: a sample shape such as 3x227x227 (positive sizes)."""
+    try:
+        shape = tuple(int(size) for size in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"must look like 3x227x227, got {text!r}")
+    return shape
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="numconv", description="Convolutional networks compiled by Numba.")
+    parser = _Parser(prog="numconv", description="Convolutional networks compiled by Numba.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model (default: LeNet-5 on the embedded MNIST subset)")
     train.add_argument("--model", choices=sorted(models.MODELS), default="lenet5")
     train.add_argument("--data", help=f"one of {', '.join(data.DATASET_SPECS)} (default: the model's own)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, help="learning rate, divided by 10 every few epochs (the recipe's)")
-    train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--weight-decay", type=float, default=5e-4)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=_number(int, 1))
+    train.add_argument("--batch-size", type=_number(int, 1))
+    train.add_argument("--lr", type=_number(float, 0.0, strictly_above=True),
+                       help="learning rate, divided by 10 every few epochs (the recipe's)")
+    train.add_argument("--momentum", type=_number(float, 0.0), default=0.9)
+    train.add_argument("--weight-decay", type=_number(float, 0.0), default=5e-4)
+    train.add_argument("--seed", type=_number(int, 0), default=0)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="the precision of the weights and the data (default float32)")
     train.add_argument("--out", type=Path, help="output directory (default: runs/MODEL)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     train.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                        help="where the model trains: cpu (default) or cuda (an NVIDIA GPU)")
-    train.add_argument("--columns", type=int, default=1,
+    train.add_argument("--columns", type=_number(int, 1), default=1,
                        help="split every layer's filters into this many columns, one per MPI process (AlexNet's "
                             "two-GPU model parallelism: mpiexec -n 2 numconv train --model alexnet --columns 2)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -61,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("summary", help="print a model's layers, output shapes and parameters")
     summary.add_argument("model", choices=sorted(models.MODELS))
-    summary.add_argument("--input", help="input shape without the batch axis, e.g. 3x227x227")
+    summary.add_argument("--input", type=_shape, help="input shape without the batch axis, e.g. 3x227x227")
 
     commands.add_parser("explain", help="print a layer's window equations (python -m spec explain …)",
                         add_help=False)
@@ -76,7 +118,7 @@ def _world() -> distributed.World:
         raise SystemExit(f"numconv: {error}")
 
 
-def _check_device(device: str, world: distributed.World) -> None:
+def _check_device(command: str, device: str, world: distributed.World) -> None:
     """Stop at once, before any data is read, when ``--device cuda`` cannot run here; under MPI, give each
     process its GPU."""
     if device == "cpu":
@@ -85,22 +127,28 @@ def _check_device(device: str, world: distributed.World) -> None:
         backend.kernels("cuda")
         distributed.bind_device(world, device)
     except RuntimeError as error:
-        raise SystemExit(f"numconv: --device cuda needs an NVIDIA GPU with its driver and the numba-cuda package "
-                         f"(pip install 'numconv[cuda]'): {error}")
+        _flag_error(command, "--device", f"cuda needs an NVIDIA GPU with its driver and the numba-cuda package "
+                                         f"(pip install 'numconv[cuda]'): {error}")
     except ValueError as error:
-        raise SystemExit(f"numconv: {error}")
+        _flag_error(command, "--device", str(error))
 
 
 def _check_columns(columns: int, world: distributed.World) -> None:
-    if columns < 1:
-        raise SystemExit(f"numconv: --columns must be at least 1, got {columns}")
     if columns > 1 and world.size != columns:
-        raise SystemExit(f"numconv: --columns {columns} needs {columns} MPI processes, one per column "
-                         f"(mpiexec -n {columns} numconv train ... --columns {columns}); this run has "
-                         f"{world.size}")
+        _flag_error("train", "--columns", f"{columns} columns need {columns} MPI processes, one per column "
+                                          f"(mpiexec -n {columns} numconv train ... --columns {columns}); this "
+                                          f"run has {world.size}")
 
 
-def _build(model_name: str, train_set: data.Dataset, seed: int):
+def _load_data(command: str, spec: str, seed: int, dtype):
+    """(train, test) of data set ``spec`` in ``dtype``; a bad name or a missing file is a --data error."""
+    try:
+        return tuple(data.as_dtype(part, dtype) for part in data.load(spec, seed=seed))
+    except (ValueError, FileNotFoundError) as error:
+        _flag_error(command, "--data", str(error))
+
+
+def _build(command: str, model_name: str, train_set: data.Dataset, seed: int):
     build = models.MODELS[model_name]
     options = dict(RECIPES[model_name].get("model", {}))
     if "image_size" in inspect.signature(build).parameters and train_set.inputs.ndim == 4:
@@ -111,11 +159,12 @@ def _build(model_name: str, train_set: data.Dataset, seed: int):
                       rng=np.random.default_rng(seed), dtype=train_set.inputs.dtype, **options)
         shape = model.output_shape(sample)
     except ValueError as error:
-        raise SystemExit(f"numconv: {model_name} cannot take inputs of shape {sample[1:]} from data set "
-                         f"{train_set.name!r} ({error}); it expects {models.INPUT_SHAPES[model_name]}")
+        _flag_error(command, "--data", f"{model_name} cannot take inputs of shape {sample[1:]} from data set "
+                                       f"{train_set.name!r} ({error}); it expects {models.INPUT_SHAPES[model_name]}")
     if shape != (1, train_set.num_classes):
-        raise SystemExit(f"numconv: {model_name} maps inputs of shape {sample[1:]} to {shape[1:]}, not to "
-                         f"{train_set.num_classes} classes; it expects {models.INPUT_SHAPES[model_name]}")
+        _flag_error(command, "--data", f"{model_name} maps inputs of shape {sample[1:]} to {shape[1:]}, not to "
+                                       f"{train_set.num_classes} classes; it expects "
+                                       f"{models.INPUT_SHAPES[model_name]}")
     return model
 
 
@@ -144,21 +193,23 @@ def _filter_layout(weight: np.ndarray, blocks: int) -> dict:
 def _train(args) -> int:
     world = _world()
     _check_columns(args.columns, world)
-    _check_device(args.device, world)
+    _check_device("train", args.device, world)
     recipe = dict(RECIPES[args.model])
     spec = args.data or recipe["data"]
     for name in ("epochs", "batch_size", "lr"):
         if getattr(args, name) is not None:
             recipe[name] = getattr(args, name)
     out = args.out or Path("runs") / args.model
+    if out.exists() and not out.is_dir():
+        _flag_error("train", "--out", f"{str(out)!r} is a file, not a directory")
+    if args.columns == 1 and recipe["batch_size"] < world.size:
+        _flag_error("train", "--batch-size", f"{recipe['batch_size']} is smaller than the {world.size} processes "
+                                             f"that share each batch (it is the global batch)")
     meta = {"model": args.model, "data": spec, "seed": args.seed}
     if args.dtype != "float32":  # float32 runs keep the meta of the checkpoints written before --dtype existed
         meta["dtype"] = args.dtype
-    try:
-        train_set, test_set = (data.as_dtype(part, args.dtype) for part in data.load(spec, seed=args.seed))
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"numconv: {error}")
-    model = _build(args.model, train_set, args.seed)
+    train_set, test_set = _load_data("train", spec, args.seed, args.dtype)
+    model = _build("train", args.model, train_set, args.seed)
     parameters = model.num_parameters()
     first_weight = _first_weight_name(model)
     filter_blocks = _filter_blocks(model)
@@ -166,7 +217,7 @@ def _train(args) -> int:
         try:
             model = distributed.split_columns(model, world)
         except ValueError as error:
-            raise SystemExit(f"numconv: --columns {args.columns}: {error}")
+            _flag_error("train", "--columns", f"{args.columns}: {error}")
     model.to(args.device)
     parallel = distributed.strategy(model)
     optimizer = optim.SGD(model, lr=recipe["lr"], momentum=args.momentum, weight_decay=args.weight_decay,
@@ -178,8 +229,9 @@ def _train(args) -> int:
         how = ""
         if world.size > 1:
             how = f", {args.columns} columns" if args.columns > 1 else f", data parallel on {world.size} processes"
+        epochs = f"{recipe['epochs']} epoch{'s' if recipe['epochs'] != 1 else ''}"
         log(f"training {args.model} ({parameters:,} parameters) on {spec}: {len(train_set)} train, "
-            f"{len(test_set)} test, {recipe['epochs']} epochs, batch {recipe['batch_size']}{how} -> {out}")
+            f"{len(test_set)} test, {epochs}, batch {recipe['batch_size']}{how} -> {out}")
 
     def write_pictures(history):
         weight = parallel.full_parameter(model, first_weight)  # every process takes part; the writer gets it
@@ -187,31 +239,35 @@ def _train(args) -> int:
             viz.save_filters(out / "filters.png", weight, **_filter_layout(weight, filter_blocks))
             viz.save_curves(out / "curves.png", history)
 
+    top5 = train_set.num_classes > 5  # with five classes or fewer every answer is in the top five
     try:
         history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                       optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,
                       log=log, meta=meta, on_epoch=write_pictures, augment=augment, parallel=parallel)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
-        raise SystemExit(f"numconv: {error}")
+    except (FileNotFoundError, ValueError) as error:  # the checkpoint that --resume names
+        _flag_error("train", "--resume", str(error))
+    except FloatingPointError as error:
+        raise SystemExit(f"numconv train: {error}")
     if history and log:
         last = history[-1]
-        log(f"test top-1 {100 * last['test_top1']:.2f}%, top-5 {100 * last['test_top5']:.2f}%; "
-            f"wrote {out / 'metrics.json'}, {out / CHECKPOINT}, {out / 'filters.png'}, {out / 'curves.png'}")
+        scores = f"test top-1 {100 * last['test_top1']:.2f}%" + (
+            f", top-5 {100 * last['test_top5']:.2f}%" if top5 else "")
+        log(f"{scores}; wrote {out / 'metrics.json'}, {out / CHECKPOINT}, {out / 'filters.png'}, "
+            f"{out / 'curves.png'}")
     return 0
 
 
 def _evaluate(args) -> int:
     world = _world()
-    _check_device(args.device, world)
+    _check_device("evaluate", args.device, world)
     out = args.out or Path("runs") / "lenet5"
     try:
         state = load_checkpoint(out / CHECKPOINT)
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"numconv: {error}")
+        _flag_error("evaluate", "--out", str(error))
     meta = state["meta"]
-    _, test_set = data.load(args.data or meta["data"], seed=meta["seed"])
-    test_set = data.as_dtype(test_set, meta.get("dtype", "float32"))
-    model = _build(meta["model"], test_set, meta["seed"]).to(args.device)
+    _, test_set = _load_data("evaluate", args.data or meta["data"], meta["seed"], meta.get("dtype", "float32"))
+    model = _build("evaluate", meta["model"], test_set, meta["seed"]).to(args.device)
     model.load_state_dict(state["model"])
     parallel = distributed.strategy(model)  # several processes share the test set
     scores = evaluate(model, test_set, parallel=parallel)
@@ -221,17 +277,11 @@ def _evaluate(args) -> int:
 
 
 def _summary(args) -> int:
-    shape = models.INPUT_SHAPES[args.model]
-    if args.input:
-        try:
-            shape = tuple(int(v) for v in args.input.lower().split("x"))
-        except ValueError:
-            raise SystemExit(f"numconv: --input must look like 3x227x227, got {args.input!r}")
-    model = models.MODELS[args.model](in_channels=shape[0], rng=0)
+    shape = args.input or models.INPUT_SHAPES[args.model]
     try:
-        models.summary(model, shape, file=sys.stdout)
+        models.summary(models.MODELS[args.model](in_channels=shape[0], rng=0), shape, file=sys.stdout)
     except ValueError as error:
-        raise SystemExit(f"numconv: {args.model} cannot take input {shape}: {error}")
+        _flag_error("summary", "--input", f"{args.model} cannot take input {'x'.join(map(str, shape))}: {error}")
     return 0
 
 

@@ -211,9 +211,11 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
                                     generators, meta)
                     atomic_write(out_dir / METRICS, lambda file: file.write(json.dumps(history, indent=1).encode()))
             if log is not None and parallel.is_writer:
+                # with five classes or fewer, every answer is in the top five: not worth a column
+                top5 = f"  top-5 {100 * record['test_top5']:.2f}%" if test.num_classes > 5 else ""
                 log(f"epoch {epoch:>3}/{epochs}  train loss {record['train_loss']:.4f}  test loss "
-                    f"{record['test_loss']:.4f}  top-1 {100 * record['test_top1']:.2f}%  top-5 "
-                    f"{100 * record['test_top5']:.2f}%  {record['seconds']:.1f} s")
+                    f"{record['test_loss']:.4f}  top-1 {100 * record['test_top1']:.2f}%{top5}  "
+                    f"{record['seconds']:.1f} s")
             if on_epoch is not None:
                 on_epoch(history)
     finally:

@@ -196,8 +196,15 @@ def _dims(text: str) -> int | tuple[int, ...]:
     return values[0] if len(values) == 1 else values
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (the flag, its value and why) with exit status 2, as numconv's own commands."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m spec explain",
         description="Print the equations y = A(x, ...) of one window op, one line per output element.",
     )

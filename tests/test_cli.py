@@ -55,12 +55,12 @@ def test_resume_continues_the_run(trained, tmp_path):
     assert metrics[0] == json.loads((trained / "metrics.json").read_text())[0]
 
 
-def test_resume_of_another_model_is_refused(trained, tmp_path):
+def test_resume_of_another_model_is_refused(trained, tmp_path, capsys):
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "checkpoint.npz").write_bytes((trained / "checkpoint.npz").read_bytes())
-    with pytest.raises(SystemExit, match="another run"):
-        cli.main(["train", "--epochs", "2", "--out", str(copy), "--resume", "--quiet", "--seed", "5"])
+    _assert_flag_error(capsys, ["train", "--epochs", "2", "--out", str(copy), "--resume", "--quiet", "--seed", "5"],
+                       "--resume", "another run")
 
 
 def test_evaluate_reports_the_checkpoint_accuracy(trained, capsys):
@@ -83,16 +83,69 @@ def test_explain_prints_the_essay_equations(capsys):
     assert capsys.readouterr().out.splitlines() == ["y_0 = A(x_0, x_1)", "y_1 = A(x_1, x_2)"]
 
 
-def test_missing_data_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="does-not-exist"):
-        cli.main(["train", "--data", f"idx:{tmp_path / 'does-not-exist'}", "--out", str(tmp_path), "--quiet"])
+def _assert_flag_error(capsys, argv, flag, *words):
+    """``numconv argv`` stops with status 2 and one line that names ``flag`` and holds ``words``."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert f"argument {flag}" in error and "Traceback" not in error, error
+    for word in words:
+        assert word in error, error
 
 
-def test_model_that_cannot_take_the_data_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="m5"):
-        cli.main(["train", "--model", "m5", "--data", "mnist", "--out", str(tmp_path), "--quiet"])
-    with pytest.raises(SystemExit, match="alexnet cannot take inputs of shape"):
-        cli.main(["train", "--model", "alexnet", "--data", "mnist", "--out", str(tmp_path), "--quiet"])
+BAD_FLAGS = [
+    (["train", "--lr", "nan"], "--lr", "'nan'"),
+    (["train", "--lr", "inf"], "--lr", "'inf'"),
+    (["train", "--lr", "-0.1"], "--lr", "'-0.1'"),
+    (["train", "--lr", "0"], "--lr", "'0'"),
+    (["train", "--lr", "fast"], "--lr", "'fast'"),
+    (["train", "--momentum", "-1"], "--momentum", "'-1'"),
+    (["train", "--weight-decay", "nan"], "--weight-decay", "'nan'"),
+    (["train", "--epochs", "0"], "--epochs", "'0'"),
+    (["train", "--epochs", "1.5"], "--epochs", "'1.5'"),
+    (["train", "--batch-size", "-4"], "--batch-size", "'-4'"),
+    (["train", "--seed", "-1"], "--seed", "'-1'"),
+    (["train", "--columns", "0"], "--columns", "'0'"),
+    (["train", "--columns", "2"], "--columns", "2 columns need 2 MPI processes"),
+    (["train", "--model", "vgg16"], "--model", "'vgg16'"),
+    (["train", "--dtype", "float16"], "--dtype", "'float16'"),
+    (["train", "--device", "tpu"], "--device", "'tpu'"),
+    (["train", "--data", "imagenet"], "--data", "'imagenet'"),
+    (["train", "--data", "shapes:x"], "--data", "'shapes:x'"),
+    (["train", "--data", "idx:/does/not/exist"], "--data", "/does/not/exist"),
+    (["train", "--model", "m5", "--data", "mnist"], "--data", "m5 cannot take inputs of shape"),
+    (["train", "--model", "alexnet", "--data", "mnist"], "--data", "alexnet cannot take inputs of shape"),
+    (["summary", "alexnet", "--input", "3x20x20"], "--input", "alexnet cannot take input 3x20x20"),
+    (["summary", "alexnet", "--input", "big"], "--input", "'big'"),
+    (["explain", "conv2d", "--input", "3x3", "--kernel", "4"], "--kernel", "4"),
+]
+
+
+@pytest.mark.parametrize("argv,flag,word", BAD_FLAGS, ids=[" ".join(argv) for argv, _, _ in BAD_FLAGS])
+def test_a_bad_flag_is_one_line_naming_it_and_status_2(argv, flag, word, tmp_path, capsys):
+    if argv[0] == "train":
+        argv = argv + ["--out", str(tmp_path / "run"), "--quiet"]
+    if argv[0] == "explain":  # the equations' own parser, with the same one-line errors
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(argv)
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and len(error.strip().splitlines()) == 1 and word in error, error
+        return
+    _assert_flag_error(capsys, argv, flag, word)
+
+
+def test_bad_output_and_checkpoint_paths_name_their_flag(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("not a directory")
+    _assert_flag_error(capsys, ["train", "--out", str(a_file)], "--out", str(a_file))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_flag_error(capsys, ["train", "--resume", "--out", str(empty), "--quiet"], "--resume", str(empty))
+    _assert_flag_error(capsys, ["evaluate", "--out", str(empty)], "--out", str(empty))
 
 
 def test_float64_run_keeps_its_precision_through_checkpoint_and_evaluate(tmp_path, capsys):
@@ -104,15 +157,9 @@ def test_float64_run_keeps_its_precision_through_checkpoint_and_evaluate(tmp_pat
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert scores["loss"] == pytest.approx(metrics[0]["test_loss"], rel=1e-12)
-    with pytest.raises(SystemExit, match="another run"):  # a float32 run does not resume a float64 checkpoint
-        cli.main(["train", "--epochs", "2", "--resume", "--out", str(tmp_path), "--quiet"])
-
-
-def test_unknown_model_exits_with_usage_error(capsys):
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(["train", "--model", "vgg16"])
-    assert stopped.value.code == 2
-    assert "vgg16" in capsys.readouterr().err
+    # a float32 run does not resume a float64 checkpoint
+    _assert_flag_error(capsys, ["train", "--epochs", "2", "--resume", "--out", str(tmp_path), "--quiet"], "--resume",
+                       "another run")
 
 
 @pytest.mark.skipif(ctypes.util.find_library("cuda") is not None,

@@ -342,9 +342,9 @@ def test_column_run_checkpoint_is_the_whole_model(tmp_path):
 def test_bad_process_counts_end_every_process_with_a_message(tmp_path):
     done = _mpiexec(2, NUMCONV + ["train", "--epochs", "1", "--batch-size", "1", "--out", tmp_path], timeout=120)
     assert done.returncode != 0
-    assert "batch_size=1 is smaller than the 2 processes" in done.stderr
+    assert "argument --batch-size: 1 is smaller than the 2 processes" in done.stderr
     done = _mpiexec(3, NUMCONV + ["train", "--columns", "2", "--out", tmp_path], timeout=120)
-    assert done.returncode != 0 and "--columns 2 needs 2 MPI processes" in done.stderr
+    assert done.returncode != 0 and "argument --columns: 2 columns need 2 MPI processes" in done.stderr
     done = subprocess.run(NUMCONV + ["train", "--columns", "2", "--out", str(tmp_path)], capture_output=True,
                           text=True, timeout=120, env=_environment())
     assert done.returncode != 0 and "this run has 1" in done.stderr
