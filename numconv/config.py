@@ -26,10 +26,12 @@ REDUCE_THREADS = 4 if SIMULATOR else 256
 #: columns per thread). A block computes a rows x columns tile of the result, stepping through the reduction
 #: ``depth`` elements at a time through shared memory; each of its (rows / rows per thread) x (columns / columns
 #: per thread) threads keeps a rows-per-thread x columns-per-thread tile of sums in registers.
-GEMM_TILE = (4, 4, 8, 2, 2) if SIMULATOR else (64, 64, 8, 4, 4)
+GEMM_TILE = (2, 4, 2, 1, 1) if SIMULATOR else (64, 64, 8, 4, 4)
 
-#: the tile used instead when the result has at most this tile's columns (few output channels): tall and narrow
-GEMM_TILE_NARROW = (8, 2, 8, 2, 1) if SIMULATOR else (128, 16, 8, 4, 2)
+#: the tile used instead when the result has at most this tile's columns (few output channels): tall and narrow.
+#: (The simulator's two tiles have fewer elements of A, and of B, than threads, so that the tile loads' bounds are
+#: taken, as the GPU's narrow tile takes B's.)
+GEMM_TILE_NARROW = (8, 2, 2, 2, 1) if SIMULATOR else (128, 16, 8, 4, 2)
 
 #: weight gradients reduce over the batch and every output position; the reduction is split into chunks of at
 #: least this many terms, each summed by its own blocks into a workspace, until there are about

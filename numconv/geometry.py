@@ -30,7 +30,9 @@ __all__ = [
     "pool_output_size",
     "check_groups",
     "window_position",
+    "output_at_distance",
     "covering_output",
+    "covering_output_range",
     "valid_output_range",
     "avg_pool_divisor",
 ]
@@ -234,14 +236,32 @@ def window_position(out_index, stride, pad, dilation, tap):
 
 
 @njit(cache=True, inline="always")
-def covering_output(in_index, stride, pad, dilation, tap):
-    """The output whose window reads input ``in_index`` with tap ``tap`` (the inverse of :func:`window_position`),
-    or -1 where there is none: the distance is negative or not a multiple of the stride. The caller checks the
-    upper bound."""
-    distance = in_index + pad - dilation * tap
-    if distance < 0 or distance % stride != 0:
+def output_at_distance(distance, stride):
+    """The output ``o`` with ``stride * o == distance``, where ``distance = in_index + pad - dilation * tap`` (the
+    inverse of :func:`window_position`), or -1 when the distance is negative or no multiple of the stride. No
+    division at stride 1 (the caller may have the distance from tables)."""
+    if distance < 0:
         return -1
-    return distance // stride
+    if stride == 1:
+        return distance
+    whole = distance // stride
+    return whole if whole * stride == distance else -1
+
+
+@njit(cache=True, inline="always")
+def covering_output(in_index, stride, pad, dilation, tap):
+    """The output whose window reads input ``in_index`` with tap ``tap``, or -1 where there is none (see
+    :func:`output_at_distance`); the caller checks the upper bound."""
+    return output_at_distance(in_index + pad - dilation * tap, stride)
+
+
+@njit(cache=True, inline="always")
+def covering_output_range(in_index, kernel, stride, pad, out_size):
+    """Outputs ``o`` in ``[lo, hi)`` whose (dilation 1) window ``stride*o - pad + (0 .. kernel-1)`` contains input
+    ``in_index``. (lo never passes hi for a pooling geometry, also with padding up to the window.)"""
+    first = in_index + pad - kernel + 1
+    lo = 0 if first <= 0 else (first + stride - 1) // stride
+    return lo, min((in_index + pad) // stride + 1, out_size)
 
 
 @njit(cache=True)

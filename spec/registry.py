@@ -441,6 +441,8 @@ CONV_CONFIGS = (
     ConvConfig(1, 3, 3, (6, 5), (2, 2), stride=(3, 2), groups=3),
     ConvConfig(1, 2, 2, (3, 4, 5), (2, 2, 3), stride=(1, 2, 1), padding=(0, 1, 1)),
     ConvConfig(2, 2, 4, (4, 3, 3), (3, 2, 2), dilation=(1, 2, 1), padding=(1, 0, 1), groups=2),
+    # a long reduction (64 output positions) over few blocks: the CUDA weight gradient splits it
+    ConvConfig(1, 1, 2, (66,), (3,)),
 )
 
 #: CPU formulations that the small configurations above never reach: rows of at least 16 output positions with
@@ -450,6 +452,8 @@ ROWS_FORWARD_CONFIGS = (
     ConvConfig(1, 4, 4, (16,), (3,), padding=(1,), groups=2),
     ConvConfig(2, 3, 2, (4, 4), (1, 1)),
     ConvConfig(1, 2, 2, (2, 3, 18), (2, 2, 3), stride=(2, 1, 1), padding=(1, 0, 1)),
+    # a whole task: 16 positions x 14 output channels, stored straight from the accumulators
+    ConvConfig(1, 1, 14, (18,), (3,)),
 )
 ROWS_GRAD_INPUT_CONFIGS = ROWS_FORWARD_CONFIGS[:3] + (
     # two phases of 16 positions, written with stride 2
@@ -462,6 +466,8 @@ WIDE_CONFIGS = (
     ConvConfig(1, 2, 3, (66,), (3,)),
     ConvConfig(1, 2, 2, (64,), (3,), padding=(2,), dilation=(2,), groups=2),
     ConvConfig(1, 3, 2, (8, 8), (1, 1)),
+    # a whole task: 64 positions x 4 output channels, stored straight from the accumulators
+    ConvConfig(1, 1, 4, (66,), (3,)),
 )
 #: the input gradient as one sub-pixel convolution: strided, rows of at least 16 (64 for ``wide``) positions
 #: per phase, an input that is not a multiple of the stride (the output is cropped), groups, every phase with taps
@@ -483,7 +489,12 @@ PADDED_ROWS_CONFIGS = (
 
 #: the same through the ``lanes`` formulation, and padding wider than the kernel (the input gradient then reads a
 #: cropped output gradient)
-LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),)
+LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
+    ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),
+    # a whole task: 16 output channels (a full block of packed weights) x 14 consecutive positions, stored lane by
+    # lane straight from the accumulators
+    ConvConfig(1, 1, 16, (16,), (3,)),
+)
 
 #: the fused Winograd F(2x2, 3x3) forward kernel (2D, 3x3, stride 1): output sizes that leave partial edge tiles,
 #: asymmetric and wide padding, groups, and more than 16 input and output channels (a second, partial block of each)
@@ -501,6 +512,10 @@ MAX_POOL_CONFIGS = (
     PoolConfig(1, 2, (6, 7), (2, 3), (2, 2), (1, 1), dilation=(2, 1)),
     PoolConfig(1, 2, (4, 5, 5), (2, 2, 2), (2, 2, 2), ceil_mode=True),
     PoolConfig(1, 1, (5, 4), (3, 3), (1, 1), (1, 1)),
+    # strides along the rows of 3, 4 and more (each has its own loop on the CPU), and padding along the depth
+    PoolConfig(1, 1, (11,), (3,), (3,)),
+    PoolConfig(1, 1, (3, 13), (2, 4), (1, 4), (0, 1)),
+    PoolConfig(1, 1, (3, 4, 13), (3, 2, 2), (1, 2, 5), (1, 0, 1)),
 )
 
 AVG_POOL_CONFIGS = (
@@ -509,6 +524,8 @@ AVG_POOL_CONFIGS = (
     PoolConfig(1, 2, (7, 6), (3, 3), (2, 2), (1, 1), ceil_mode=True, count_include_pad=False),
     PoolConfig(1, 2, (3, 4, 5), (2, 2, 3), (1, 2, 2), (1, 0, 1)),
     PoolConfig(1, 1, (5, 5), (2, 2), (2, 2)),
+    # a stride longer than the window: inputs that no window covers
+    PoolConfig(1, 1, (9,), (2,), (3,)),
 )
 
 
@@ -626,6 +643,17 @@ def available_backends() -> list[str]:
     except ImportError:
         pass
     return backends
+
+
+def coverage_gaps(backend: str) -> tuple[list, list]:
+    """How the registry and ``backend``'s kernel modules disagree: (kernels a module lists in its ``__all__`` that no
+    entry checks on ``backend``, entries for ``backend`` that name no kernel of a module's ``__all__``), each a list
+    of ``module.name``. Both empty: nothing escapes the spec."""
+    package = importlib.import_module(f"numconv.kernels.{backend}")
+    kernels = {f"{module}.{name}" for module in package.__all__
+               for name in getattr(package, module).__all__}
+    entries = {f"{e.module}.{e.name}" for e in ENTRIES if backend in e.backends}
+    return sorted(kernels - entries), sorted(entries - kernels)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@
         a small model with local response normalisation and two dropout layers, trained by train.fit on 97
         samples with a global batch of 16 (the last batch has one sample, so some processes get none), in
         gradient buckets of 1 KiB (several buckets); checkpoints in OUT
+    python tests/mpi_program.py steps OUT.npy
+        LeNet-5 in float32 on the first 30 batches of the MNIST subset (the recipe's augmentation, global batch 32):
+        every parameter after each step, saved by rank 0
     python tests/mpi_program.py columns DTYPE
         AlexNet (67x67 images) split into columns against the one-process groups=2 model: forward logits and
         every parameter gradient, as the largest relative difference
@@ -48,6 +51,27 @@ def fit(out, epochs, resume=False, dtype="float64"):
     if world.rank == 0:
         buckets = len(parallel.buckets.buffers) if parallel else 0
         print(json.dumps({"history": history, "buckets": buckets}))
+
+
+def steps(out):
+    from numconv import data
+
+    whole, test_set = data.mnist_subset()
+    train_set = Dataset(whole.inputs[:30 * 32], whole.targets[:30 * 32], 10, "first 30 batches")
+    model = models.lenet5(rng=np.random.default_rng(0))
+    optimizer = optim.SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    trajectory = []
+    step = optimizer.step
+
+    def recorded_step():
+        step()
+        trajectory.append(np.concatenate([p.reshape(-1) for p in model.parameters()]))
+
+    optimizer.step = recorded_step
+    train.fit(model, train_set, Dataset(test_set.inputs[:10], test_set.targets[:10], 10, "few"), epochs=1,
+              batch_size=32, optimizer=optimizer, progress=False, augment=data.random_shift(2))
+    if distributed.world().rank == 0:
+        np.save(out, np.array(trajectory))
 
 
 def columns(dtype):
@@ -100,6 +124,8 @@ if __name__ == "__main__":
     if command == "fit":
         dtype = arguments[arguments.index("--dtype") + 1] if "--dtype" in arguments else "float64"
         fit(arguments[0], int(arguments[1]), resume="--resume" in arguments, dtype=dtype)
+    elif command == "steps":
+        steps(arguments[0])
     elif command == "columns":
         columns(arguments[0])
     elif command == "raise":

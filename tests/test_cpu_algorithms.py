@@ -7,6 +7,7 @@ import pytest
 import numconv.functional as F
 from numconv.kernels.cpu import codegen, winograd, winograd_codegen
 from numconv.kernels.cpu import conv as cpu_conv
+from numconv.kernels.cpu import conv_cost, conv_layout, conv_plan
 from tests import naive
 
 
@@ -25,9 +26,9 @@ def _layouts(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     out = tuple((x_shape[2 + a] + 2 * padding[3 - ndim + a] - dilation[3 - ndim + a] * (w_shape[2 + a] - 1) - 1)
                 // stride[3 - ndim + a] + 1 for a in range(ndim))
     y_shape = (x_shape[0], w_shape[0]) + out
-    forward = cpu_conv._forward_layout(_five(x_shape), _five(w_shape), _five(y_shape)[2:], stride, padding, dilation,
+    forward = conv_layout.forward_layout(_five(x_shape), _five(w_shape), _five(y_shape)[2:], stride, padding, dilation,
                                        groups)
-    plan = cpu_conv._grad_input_plan(_five(y_shape), _five(w_shape), _five(x_shape), stride, padding, dilation, groups)
+    plan = conv_plan.grad_input_plan(_five(y_shape), _five(w_shape), _five(x_shape), stride, padding, dilation, groups)
     return forward, plan
 
 
@@ -71,21 +72,21 @@ def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, 
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
-    assert cpu_conv.algorithm(layout) == forward
+    assert conv_cost.algorithm(layout) == forward
     assert plan.strategy == grad_input
 
 
 def test_short_rows_run_along_the_padded_plane():
     layout, plan = _layouts((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
-    assert cpu_conv._rows_shape(layout, 64) == (28 * 32, "padded")
+    assert conv_cost.rows_shape(layout, 64) == (28 * 32, "padded")
     (_, _, grad_layout), = plan.phases
-    assert cpu_conv.algorithm(grad_layout) == "wide"
+    assert conv_cost.algorithm(grad_layout) == "wide"
 
 
 def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():
     _, plan = _layouts((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), padding=1)
     (_, _, layout), = plan.phases
-    assert cpu_conv.algorithm(layout) == "wide"
+    assert conv_cost.algorithm(layout) == "wide"
 
 
 CASES = [
@@ -111,8 +112,8 @@ def _applies(case, variant) -> bool:
     sub-pixel form needs a strided input gradient."""
     forward_layout, plan = _layouts(*case)
     if variant in ("rows", "wide"):
-        return variant in cpu_conv._uses(forward_layout) and all(
-            layout is None or variant in cpu_conv._uses(layout) for _, _, layout in plan.phases)
+        return variant in conv_cost.useful_shares(forward_layout) and all(
+            layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
     if variant == "winograd":

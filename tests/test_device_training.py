@@ -186,7 +186,7 @@ def test_command_line_trains_and_evaluates_on_the_device(tmp_path, monkeypatch, 
     and the filters picture are written from host copies; ``numconv evaluate --device cuda`` scores that checkpoint
     as the CPU does. A tiny network and data set stand in for LeNet-5."""
     monkeypatch.setattr(cli.data, "load", lambda spec, seed=0: (tiny_data(8, seed), tiny_data(4, seed + 1)))
-    monkeypatch.setattr(cli, "_build", lambda name, train_set, seed: tiny_net(seed))
+    monkeypatch.setattr(cli, "_build", lambda command, name, train_set, seed: tiny_net(seed))
     moved = []
     original_to = layers.Module.to
     monkeypatch.setattr(layers.Module, "to", lambda self, device: moved.append(device) or original_to(self, device))

@@ -1,8 +1,16 @@
-"""Scalar rules that both backends' kernels call (``@njit`` functions, which numba-cuda compiles as device
-functions): what an element-wise formula does with NaN and infinities is decided here, once, as PyTorch does it."""
+"""The bodies that both backends' kernels share, written once as ``@njit`` functions: what an element-wise
+formula does with NaN and infinities (decided here as PyTorch does it), the SGD step, the softmax cross-entropy's
+terms, an average-pooling window's sum and a convolution's gathered input gradient.
+
+numba-cuda compiles ``@njit`` functions that the CUDA kernels call as device functions. Those that take arrays
+reach the CUDA kernels through ``support.device_function`` instead, which compiles the same Python source as a
+device function (Numba's CUDA simulator cannot hand its arrays to compiled CPU code).
+"""
 import math
 
 from numba import njit
+
+from numconv.geometry import covering_output, window_position
 
 
 @njit(cache=True, inline="always")
@@ -24,3 +32,89 @@ def masked_scale(value, keep, scale):
     """Dropout's value * mask * scale, the product in float64: a NaN or an infinity that is dropped gives NaN
     (times 0), as PyTorch's ``input * mask * scale`` does."""
     return float(value) * (1.0 if keep else 0.0) * scale
+
+
+@njit(cache=True, inline="always")
+def sgd_velocity(param, grad, velocity, lr, momentum, weight_decay, lr_in_velocity):
+    """One parameter's new velocity in an SGD step with momentum and weight decay (see :func:`sgd_parameter`)."""
+    step = grad + weight_decay * param
+    return momentum * velocity - lr * step if lr_in_velocity else momentum * velocity + step
+
+
+@njit(cache=True, inline="always")
+def sgd_parameter(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
+    """The parameter after the step, from its new ``velocity`` as stored (in the parameter's dtype, as PyTorch's
+    float32 buffer is).
+
+    PyTorch's form: d = g + wd*w; v = m*v + d; w -= lr * (d + m*v if nesterov else v).
+    AlexNet's form (``lr_in_velocity``): v = m*v - lr*(g + wd*w); w += (m*v - lr*(g + wd*w) if nesterov else v);
+    the two agree while lr is constant and differ after a learning-rate change, where AlexNet's velocity keeps the
+    old rate.
+    """
+    step = grad + weight_decay * param
+    if lr_in_velocity:
+        return param + (momentum * velocity - lr * step if nesterov else velocity)
+    return param - lr * (step + momentum * velocity if nesterov else velocity)
+
+
+@njit(cache=True, inline="always")
+def cross_entropy_loss(exp_sum, top, target_logit):
+    """-log softmax at the target, from the row's maximum ``top`` and the sum of exp(logit - top)."""
+    return math.log(exp_sum) + top - target_logit
+
+
+@njit(cache=True, inline="always")
+def cross_entropy_gradient(grad, logit, top, exp_sum, is_target):
+    """One logit's gradient: grad * (softmax - one-hot), from the row's maximum and sum of exp(logit - top)."""
+    share = grad * math.exp(logit - top) / exp_sum
+    return share - grad if is_target else share
+
+
+@njit(cache=True)
+def window_sum(x, n, c, od, oh, ow, kernel, stride, padding):
+    """The sum of x[n, c] over the positions inside the input of the (dilation 1) pooling window of output
+    (od, oh, ow)."""
+    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    total = 0.0
+    for td in range(kernel[0]):
+        i_d = window_position(od, stride[0], padding[0], 1, td)
+        if i_d < 0 or i_d >= in_d:
+            continue
+        for th in range(kernel[1]):
+            i_h = window_position(oh, stride[1], padding[1], 1, th)
+            if i_h < 0 or i_h >= in_h:
+                continue
+            for tw in range(kernel[2]):
+                i_w = window_position(ow, stride[2], padding[2], 1, tw)
+                if 0 <= i_w < in_w:
+                    total += x[n, c, i_d, i_h, i_w]
+    return total
+
+
+@njit(cache=True)
+def gathered_input_gradient(grad_output, weight, n, c, i_d, i_h, i_w, stride, padding, dilation, groups):
+    """A convolution's input gradient at (n, c, i_d, i_h, i_w): the sum over the taps and the output channels of
+    c's group of weight * the gradient of the output whose window reads that input with that tap, over existing
+    outputs only (no term with the zeros around the output gradient: they would turn a NaN weight into NaN)."""
+    out_channels, out_d, out_h, out_w = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3], \
+        grad_output.shape[4]
+    group_in = weight.shape[1]
+    group_out = out_channels // groups
+    first = (c // group_in) * group_out
+    local = c % group_in
+    total = 0.0
+    for t_d in range(weight.shape[2]):
+        o_d = covering_output(i_d, stride[0], padding[0], dilation[0], t_d)
+        if o_d < 0 or o_d >= out_d:
+            continue
+        for t_h in range(weight.shape[3]):
+            o_h = covering_output(i_h, stride[1], padding[1], dilation[1], t_h)
+            if o_h < 0 or o_h >= out_h:
+                continue
+            for t_w in range(weight.shape[4]):
+                o_w = covering_output(i_w, stride[2], padding[2], dilation[2], t_w)
+                if o_w < 0 or o_w >= out_w:
+                    continue
+                for o in range(first, first + group_out):
+                    total += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
+    return total

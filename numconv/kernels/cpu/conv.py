@@ -33,20 +33,33 @@ Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_row
 ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
 configurations it serves.
 
-The tables depend only on the shapes and are cached; weights are packed and inputs padded on every call.
+The tables depend only on the shapes and are cached; weights are packed and inputs padded on every call. The
+planning lives beside this module: ``conv_layout.py`` (the shape of one call of the blocked kernel),
+``conv_cost.py`` (the cost model that picks a formulation) and ``conv_plan.py`` (the offset tables, and the input
+gradient's phases or sub-pixel form).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
 
-from numconv.geometry import covering_output
 from numconv.kernels.cpu import tuning, winograd
+from numconv.kernels.cpu.conv_cost import SHAPES, algorithm, rows_shape, useful_shares
+from numconv.kernels.cpu.conv_layout import Layout, forward_layout
+from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
+from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import fma as _fma_shape, workspace as _workspace, zeros as _zeros
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_forward_rows", "conv_forward_wide",
+    "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
+    "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
+    "conv_grad_weight_split",
+]
 
 _U = np.uint64
 
@@ -130,7 +143,7 @@ def _count_non_finite(values):
     count = 0
     for i in prange(values.shape[0]):
         if not math.isfinite(values[i]):
-            count += 1
+            count += 1  # pragma: no cover - NaN and infinities are tests/test_nonfinite.py's, not the registry's
     return count
 
 
@@ -140,37 +153,17 @@ def _finite(*arrays) -> bool:
 
 @njit(parallel=True, cache=True)
 def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
-    """grad_input[n, c, i] = sum over the taps t and the output channels o of c's group of weight[o, c, t] *
-    grad_output[n, o, the output whose window reads i with tap t], over existing outputs only. Plain loops: the
-    exact sum of the valid terms, for weights that hold NaN or infinities (a padded formulation would multiply them
-    by the zeros around the output gradient)."""
-    batch, out_channels, out_d, out_h, out_w = grad_output.shape
-    channels, in_d, in_h, in_w = grad_input.shape[1:]
-    k_d, k_h, k_w = weight.shape[2:]
-    group_in, group_out = channels // groups, out_channels // groups
+    """grad_input, element by element, as the sum of the valid terms alone (``gathered_input_gradient``): for
+    weights that hold NaN or infinities, which a padded formulation would multiply by the zeros around the output
+    gradient."""
+    batch, channels, in_d, in_h, in_w = grad_input.shape
     for task in prange(batch * channels):
         n, c = task // channels, task % channels
-        first = (c // group_in) * group_out
-        local = c % group_in
         for i_d in range(in_d):
             for i_h in range(in_h):
                 for i_w in range(in_w):
-                    total = 0.0
-                    for t_d in range(k_d):
-                        o_d = covering_output(i_d, stride[0], padding[0], dilation[0], t_d)
-                        if o_d < 0 or o_d >= out_d:
-                            continue
-                        for t_h in range(k_h):
-                            o_h = covering_output(i_h, stride[1], padding[1], dilation[1], t_h)
-                            if o_h < 0 or o_h >= out_h:
-                                continue
-                            for t_w in range(k_w):
-                                o_w = covering_output(i_w, stride[2], padding[2], dilation[2], t_w)
-                                if o_w < 0 or o_w >= out_w:
-                                    continue
-                                for o in range(first, first + group_out):
-                                    total += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
-                    grad_input[n, c, i_d, i_h, i_w] = total
+                    grad_input[n, c, i_d, i_h, i_w] = gathered_input_gradient(
+                        grad_output, weight, n, c, i_d, i_h, i_w, stride, padding, dilation, groups)
 
 
 @njit(parallel=True, cache=True)
@@ -184,99 +177,7 @@ def _sum_partials(partials, out):
         out[i] = total
 
 
-# --- the shape of one call of the blocked kernel ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """A convolution read from a padded buffer (N, in_channels, *padded) and written into an output array
-    (N, out_channels, *out_shape).
-
-    Output position q (per axis, ``positions`` of them) reads padded index ``origin + stride * q + dilation * tap``
-    and is written at ``out_offset + out_step * q`` (strided for the phases of an input gradient). Output channel
-    o starts at ``o * prod(out_shape)`` within its sample, or at ``channel_offsets[o]`` when given (the sub-pixel
-    channels of an input gradient interleave within one plane); ``out_channels`` is then the number of these
-    channels and ``sample_size`` the output's size per sample.
-    """
-
-    batch: int
-    in_channels: int
-    padded: tuple
-    origin: tuple
-    stride: tuple
-    dilation: tuple
-    kernel: tuple
-    groups: int
-    positions: tuple
-    out_channels: int
-    out_shape: tuple
-    out_offset: tuple = (0, 0, 0)
-    out_step: tuple = (1, 1, 1)
-    channel_offsets: tuple | None = None
-    sample_size: int | None = None
-
-    @property
-    def group_in(self) -> int:
-        return self.in_channels // self.groups
-
-    @property
-    def group_out(self) -> int:
-        return self.out_channels // self.groups
-
-    @property
-    def plane(self) -> int:
-        return math.prod(self.padded)
-
-    @property
-    def out_plane(self) -> int:
-        return math.prod(self.out_shape)
-
-    @property
-    def out_sample(self) -> int:
-        return self.sample_size or self.out_channels * self.out_plane
-
-    def channel_offset(self, o: int) -> int:
-        return o * self.out_plane if self.channel_offsets is None else self.channel_offsets[o]
-
-
-def _grid(shape) -> list:
-    return np.meshgrid(*(np.arange(s, dtype=np.int64) for s in shape), indexing="ij")
-
-
-@lru_cache(maxsize=64)
-def _offsets(layout: _Layout):
-    """(tap offsets (K,), input offsets of each output position (S,), output offsets of each position (S,))."""
-    size_d, size_h, size_w = layout.padded
-    t_d, t_h, t_w = _grid(layout.kernel)
-    taps = ((t_d * layout.dilation[0] * size_h + t_h * layout.dilation[1]) * size_w + t_w * layout.dilation[2]).ravel()
-    q_d, q_h, q_w = _grid(layout.positions)
-    inputs = (((layout.origin[0] + q_d * layout.stride[0]) * size_h + layout.origin[1] + q_h * layout.stride[1])
-              * size_w + layout.origin[2] + q_w * layout.stride[2]).ravel()
-    out_h, out_w = layout.out_shape[1], layout.out_shape[2]
-    off, step = layout.out_offset, layout.out_step
-    outputs = (((off[0] + q_d * step[0]) * out_h + off[1] + q_h * step[1]) * out_w + off[2] + q_w * step[2]).ravel()
-    return taps, inputs, outputs
-
-
-def _rows_shape(layout: _Layout, lanes: int):
-    """(run length, kind) for the ``rows`` and ``wide`` formulations, or None where they do not apply. A vector holds
-    ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer: along an output row
-    at stride 1 (kind 'row'), along a whole plane for a 1x1 convolution without padding ('flat'), or, for a
-    stride-1 convolution whose rows are too short, along the padded rows of a plane (OH x padded width; the
-    columns past the output's width are computed into a scratch output and dropped: 'padded')."""
-    _, inputs, outputs = _offsets(layout)
-    size = inputs.size
-    if size >= lanes and layout.kernel == (1, 1, 1):
-        steps = np.arange(size)
-        if np.array_equal(inputs - inputs[0], steps) and np.array_equal(outputs - outputs[0], steps):
-            return size, "flat"
-    if layout.stride[2] == 1 and layout.positions[2] >= lanes:
-        return layout.positions[2], "row"
-    if (layout.stride == (1, 1, 1) and layout.out_step == (1, 1, 1) and layout.out_offset == (0, 0, 0)
-            and layout.channel_offsets is None and tuple(layout.out_shape) == tuple(layout.positions)
-            and layout.positions[1] * layout.padded[2] >= lanes):
-        return layout.positions[1] * layout.padded[2], "padded"
-    return None
+# --- running the blocked kernel over a layout ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -294,148 +195,31 @@ class _Forced:
 _AUTOMATIC = _Forced()
 
 
-def _use(count: int, unit: int) -> float:
-    return count / (unit * math.ceil(count / unit))
-
-
-#: formulation -> (lanes per vector operand, columns per task)
-_SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning.COLUMNS),
-           "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
-
-
-@lru_cache(maxsize=256)
-def _uses(layout: _Layout) -> dict:
-    """The estimated share of useful work of each formulation that applies (see tuning.py)."""
-    uses = {}
-    reduction = layout.group_in * math.prod(layout.kernel)
-
-    def storing(lanes, stored):  # the share of a task's time spent multiplying rather than storing results
-        return reduction * lanes / 16 / (reduction * lanes / 16 + tuning.STORE_COST * stored)
-
-    if layout.channel_offsets is None:
-        used = min(layout.group_out, tuning.LANES)
-        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
-                         * storing(tuning.LANES, used))
-    for form in ("rows", "wide"):
-        lanes, columns = _SHAPES[form]
-        rows = _rows_shape(layout, lanes)
-        if rows is not None:
-            length, kind = rows
-            bonus = tuning.LONG_ROW_BONUS if length >= tuning.LONG_ROW else 1.0
-            kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
-            uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
-                          * bonus * storing(lanes, lanes))
-    return uses
-
-
-@lru_cache(maxsize=256)
-def algorithm(layout: _Layout) -> str:
-    """'lanes', 'rows' or 'wide' (see tuning.py): the formulation whose lanes and columns do the least wasted
-    work; ``lanes`` unless another beats it by ``tuning.ADVANTAGE``."""
-    uses = _uses(layout)
-    best = max(uses, key=uses.get)
-    if "lanes" in uses and uses[best] < uses["lanes"] * tuning.ADVANTAGE:
-        return "lanes"
-    return best
-
-
-def _best_use(layout: _Layout) -> float:
-    return max(_uses(layout).values())
-
-
-@lru_cache(maxsize=64)
-def _lanes_tables(layout: _Layout):
-    taps, inputs, outputs = _offsets(layout)
-    plane, reduction = layout.plane, layout.group_in * taps.size
-    per_group = -(-layout.group_out // tuning.LANES)
-    blocks = np.arange(layout.groups * per_group)
-    group, local = blocks // per_group, (blocks % per_group) * tuning.LANES
-    n = np.arange(layout.batch)[:, None]
-    return dict(
-        voff=(np.arange(reduction) * tuning.LANES).astype(_U),
-        vb=(blocks * reduction * tuning.LANES).astype(_U),
-        xr=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
-        xc=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
-        xb=(group * layout.group_in * plane).astype(_U),
-        rlo=np.zeros(blocks.size, _U),
-        rhi=np.full(blocks.size, reduction, _U),
-        ocol=(n * layout.out_sample + outputs[None, :]).ravel().astype(_U),
-        oblk=((group * layout.group_out + local) * layout.out_plane).astype(_U),
-        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
-        per_group=per_group,
-    )
-
-
-@lru_cache(maxsize=64)
-def _rows_tables(layout: _Layout, lanes: int):
-    """Tables of one group; the group is selected by offsetting the buffers."""
-    taps, inputs, outputs = _offsets(layout)
-    length, kind = _rows_shape(layout, lanes)
-    positions = layout.positions
-    out_plane, out_sample = layout.out_plane, layout.out_sample
-    channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
-    starts = np.minimum(np.arange(0, length, lanes), length - lanes)
-    if kind == "flat":
-        row_in, row_out, ostride = inputs[0] + starts, outputs[0] + starts, 1
-    elif kind == "row":
-        first = np.arange(positions[0] * positions[1])[:, None] * positions[2] + starts[None, :]
-        row_in, row_out, ostride = inputs[first.ravel()], outputs[first.ravel()], layout.out_step[2]
-    else:  # 'padded': runs over (OH, padded width) per depth slice, into a scratch output of that shape
-        slabs = np.arange(positions[0])[:, None]
-        row_in = (inputs[slabs * positions[1] * positions[2]] + starts[None, :]).ravel()
-        row_out = (slabs * length + starts[None, :]).ravel()
-        ostride = 1
-        out_plane = positions[0] * length
-        out_sample = layout.out_channels * out_plane
-        channels = np.arange(layout.out_channels, dtype=np.int64) * out_plane
-    n = np.arange(layout.batch)[:, None]
-    vb = (n * (layout.in_channels * layout.plane) + row_in[None, :]).ravel()
-    reduction = layout.group_in * taps.size
-    group_base = channels[::layout.group_out]
-    return dict(
-        voff=(np.arange(layout.group_in)[:, None] * layout.plane + taps[None, :]).ravel().astype(_U),
-        vb=vb.astype(_U),
-        xr=(np.arange(reduction) * layout.group_out).astype(_U),
-        xc=np.arange(layout.group_out).astype(_U),
-        xb=np.zeros(vb.size, _U),
-        rlo=np.zeros(vb.size, _U),
-        rhi=np.full(vb.size, reduction, _U),
-        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
-               for g in range(layout.groups)],
-        group_base=[int(b) for b in group_base],
-        oblk=(n * out_sample + row_out[None, :]).ravel().astype(_U),
-        ostride=_U(ostride),
-        lanes=np.full(vb.size, lanes, np.int64),
-        scratch=layout.batch * out_sample if kind == "padded" else 0,
-        scratch_width=length // positions[1] if kind == "padded" else 0,
-    )
-
-
-def _chosen(layout: _Layout, forced: _Forced) -> str:
+def _chosen(layout: Layout, forced: _Forced) -> str:
     chosen = forced.algorithm or algorithm(layout)
-    if chosen not in _uses(layout):
+    if chosen not in useful_shares(layout):
         raise ValueError(f"the {chosen} formulation does not apply to {layout}")
     return chosen
 
 
-def _slack(layout: _Layout, forced: _Forced) -> int:
+def _slack(layout: Layout, forced: _Forced) -> int:
     """Elements past the padded buffer's end that a 'padded' run may read (into columns that are dropped)."""
     chosen = _chosen(layout, forced)
-    if chosen == "lanes" or _rows_shape(layout, _SHAPES[chosen][0])[1] != "padded":
+    if chosen == "lanes" or rows_shape(layout, SHAPES[chosen][0])[1] != "padded":
         return 0
-    return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + _SHAPES[chosen][0]
+    return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + SHAPES[chosen][0]
 
 
-def _convolve(buf, layout: _Layout, weight, bias, out_flat, forced: _Forced) -> None:
+def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> None:
     """out (through ``out_flat``) = bias + the convolution of the padded buffer ``buf`` with ``weight``
     (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
     chosen = _chosen(layout, forced)
-    lanes, columns = _SHAPES[chosen]
+    lanes, columns = SHAPES[chosen]
     kernel = (lanes, columns)
     if chosen == "lanes":
-        t = _lanes_tables(layout)
+        t = lanes_tables(layout)
         packed = _workspace("weights", layout.groups * t["per_group"] * reduction * lanes, dtype)
         packed = packed.reshape(layout.groups * t["per_group"], reduction, lanes)
         _pack_lanes(weight.reshape(layout.out_channels, reduction), layout.groups, packed)
@@ -446,7 +230,7 @@ def _convolve(buf, layout: _Layout, weight, bias, out_flat, forced: _Forced) -> 
              out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
              _zeros(t["xc"].size, dtype.str))
         return
-    t = _rows_tables(layout, lanes)
+    t = rows_tables(layout, lanes)
     by_group = weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)
     by_group = np.ascontiguousarray(by_group).reshape(layout.groups, -1)
     target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
@@ -475,14 +259,6 @@ def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
     return buf
 
 
-def _forward_layout(x_shape, weight_shape, positions, stride, padding, dilation, groups) -> _Layout:
-    kernel = tuple(weight_shape[2:])
-    padded = tuple(max(x_shape[2 + a] + padding[a], (positions[a] - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1)
-                   for a in range(3))
-    return _Layout(x_shape[0], x_shape[1], padded, (0, 0, 0), tuple(stride), tuple(dilation), kernel, int(groups),
-                   tuple(positions), weight_shape[0], tuple(positions))
-
-
 # --- the public kernels --------------------------------------------------------------------------------------------
 
 
@@ -502,7 +278,7 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
         winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
                               bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
         return
-    layout = _forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
+    layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
               out.reshape(-1), forced)
 
@@ -515,93 +291,6 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
             raise ValueError("the Winograd kernel computes 2D 3x3 convolutions with stride 1 and dilation 1 only")
         return True
     return forced.algorithm is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
-
-
-def _phases(size, kernel, stride, pad, dilation):
-    """Per input phase f (positions f, f + s, ...): (f, count, taps reversed, first offset). Input position
-    f + s q collects weight[t] * g[q + (f + pad - t d) / s] over the taps t that divide evenly; reversed, the taps
-    read g at q + first + m * d / gcd(s, d), m = 0, 1, ... (a stride-1 convolution)."""
-    phases = []
-    for f in range(min(stride, size)):
-        count = (size - f + stride - 1) // stride
-        taps = [t for t in range(kernel) if (f + pad - t * dilation) % stride == 0]
-        first = (f + pad - taps[-1] * dilation) // stride if taps else 0
-        phases.append((f, count, taps[::-1], first))
-    return phases
-
-
-def _subpixel_axis(size, kernel, stride, pad, dilation):
-    """One axis of the sub-pixel form: (offset of sub-tap 0, sub-taps E, positions Q, tap index (stride, E) with
-    ``kernel`` where phase f has no tap at that offset). Input position f + s q collects weight[t] * g[q + e] with
-    e = (f + pad - t d) / s; all phases share the offsets e_min .. e_min + E - 1."""
-    pairs = [(f, t, (f + pad - t * dilation) // stride) for f in range(stride) for t in range(kernel)
-             if (f + pad - t * dilation) % stride == 0]
-    low = min(e for _, _, e in pairs)
-    extent = max(e for _, _, e in pairs) - low + 1
-    index = np.full((stride, extent), kernel, np.int64)
-    for f, t, e in pairs:
-        index[f, e - low] = t
-    return low, extent, -(-size // stride), index
-
-
-@dataclass(frozen=True)
-class _GradInputPlan:
-    strategy: str        # 'phases' or 'subpixel'
-    left: tuple          # padding before the output gradient, per axis
-    size: tuple          # its padded size
-    phases: tuple        # ((phase, taps per axis, layout) or (phase, None, None) where a phase has no tap), ...
-    subpixel: object     # the sub-pixel layout, or None
-    subpixel_index: tuple
-    subpixel_padded: bool  # whether the sub-pixel output covers more than the input (then it is cropped)
-    uses: tuple          # (phases, sub-pixel) estimated useful shares
-
-
-@lru_cache(maxsize=128)
-def _grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups) -> _GradInputPlan:
-    batch, out_channels = g_shape[:2]
-    in_channels, in_shape = x_shape[1], x_shape[2:]
-    axes = [_phases(in_shape[a], w_shape[2 + a], stride[a], padding[a], dilation[a]) for a in range(3)]
-    steps = tuple(dilation[a] // math.gcd(stride[a], dilation[a]) for a in range(3))
-    sub = [_subpixel_axis(in_shape[a], w_shape[2 + a], stride[a], padding[a], dilation[a]) for a in range(3)]
-    # one padded copy of the gradient serves every phase and the sub-pixel form: left padding for the most
-    # negative offset, right padding for the furthest tap
-    left = tuple(max([0, -sub[a][0]] + [-first for _, _, taps, first in axes[a] if taps]) for a in range(3))
-    size = tuple(max([left[a] + g_shape[2 + a], left[a] + sub[a][0] + sub[a][2] - 1 + sub[a][1]]
-                     + [left[a] + first + count - 1 + (len(taps) - 1) * steps[a] + 1
-                        for _, count, taps, first in axes[a] if taps])
-                 for a in range(3))
-    phases, work, useful = [], 0.0, 0.0
-    for (f_d, n_d, taps_d, first_d) in axes[0]:
-        for (f_h, n_h, taps_h, first_h) in axes[1]:
-            for (f_w, n_w, taps_w, first_w) in axes[2]:
-                if not (taps_d and taps_h and taps_w):
-                    phases.append(((f_d, f_h, f_w), None, None))
-                    continue
-                layout = _Layout(batch, out_channels, size, (left[0] + first_d, left[1] + first_h, left[2] + first_w),
-                                 (1, 1, 1), steps, (len(taps_d), len(taps_h), len(taps_w)), groups, (n_d, n_h, n_w),
-                                 in_channels, tuple(in_shape), (f_d, f_h, f_w), tuple(stride))
-                phases.append(((f_d, f_h, f_w), (tuple(taps_d), tuple(taps_h), tuple(taps_w)), layout))
-                amount = n_d * n_h * n_w * len(taps_d) * len(taps_h) * len(taps_w)
-                work += amount
-                useful += amount * _best_use(layout)
-    phase_use = useful / work if work else 1.0
-    # the sub-pixel form: every phase an extra output channel, written into an output padded to a multiple of
-    # the stride
-    count = math.prod(stride)
-    out_size = tuple(sub[a][2] * stride[a] for a in range(3))
-    out_plane = math.prod(out_size)
-    offsets = tuple(c * out_plane + (f_d * out_size[1] + f_h) * out_size[2] + f_w
-                    for c in range(in_channels) for f_d in range(stride[0]) for f_h in range(stride[1])
-                    for f_w in range(stride[2]))
-    subpixel = _Layout(batch, out_channels, size, tuple(left[a] + sub[a][0] for a in range(3)), (1, 1, 1), (1, 1, 1),
-                       tuple(sub[a][1] for a in range(3)), groups, tuple(sub[a][2] for a in range(3)),
-                       in_channels * count, out_size, (0, 0, 0), tuple(stride), offsets, in_channels * out_plane)
-    uses = _uses(subpixel)
-    taps_used = math.prod(w_shape[2:]) / (count * math.prod(sub[a][1] for a in range(3)))
-    subpixel_use = taps_used * max(uses.values()) if uses else 0.0
-    strategy = "subpixel" if count > 1 and subpixel_use > phase_use * tuning.SUBPIXEL_ADVANTAGE else "phases"
-    return _GradInputPlan(strategy, left, size, tuple(phases), subpixel if uses else None,
-                          tuple(sub[a][3] for a in range(3)), out_size != tuple(in_shape), (phase_use, subpixel_use))
 
 
 def _swapped(weight, groups):
@@ -637,9 +326,10 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
 def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, forced: _Forced):
     groups = int(groups)
-    plan = _grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
+    plan = grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
-    if not forced.algorithm and not forced.grad_input and not forced.winograd and not _finite(weight):
+    automatic = not forced.algorithm and not forced.grad_input and not forced.winograd
+    if automatic and not _finite(weight):  # pragma: no cover - NaN and infinities: tests/test_nonfinite.py
         # every formulation below multiplies the weights by the zeros around the output gradient: 0 * NaN
         _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups)
         return
@@ -649,14 +339,15 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
         _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
         return
     strategy = forced.grad_input or plan.strategy
-    if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):
-        strategy = "phases"  # the sub-pixel form's absent taps are zero weights: 0 * NaN
+    if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):  # pragma: no cover
+        strategy = "phases"  # the sub-pixel form's absent taps are zero weights: 0 * NaN (tests/test_nonfinite.py)
     if forced.algorithm == "lanes":
         strategy = "phases"  # the sub-pixel form has no lanes formulation
     if strategy == "subpixel" and plan.subpixel is None:
         raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
     layouts = [plan.subpixel] if strategy == "subpixel" else [layout for _, _, layout in plan.phases if layout]
-    buf = _padded(grad_output, plan.left, plan.size, "grad_output", max([0] + [_slack(l, forced) for l in layouts]))
+    slack = max([0] + [_slack(phase, forced) for phase in layouts])
+    buf = _padded(grad_output, plan.left, plan.size, "grad_output", slack)
     if strategy == "subpixel":
         layout = plan.subpixel
         target = grad_input
@@ -702,41 +393,6 @@ def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
                           (2 - padding[1], 2 - padding[2]), groups)
 
 
-@lru_cache(maxsize=64)
-def _reduction_tables(layout: _Layout, forced_chunks=None):
-    """Tables for the weight gradient: blocks (chunk, group, 16 output channels), columns (input channel, tap),
-    the sum over (n, position) split into chunks."""
-    taps, inputs, _ = _offsets(layout)
-    plane = layout.plane
-    columns = layout.group_in * taps.size
-    total = layout.batch * inputs.size
-    per_group = -(-layout.group_out // tuning.LANES)
-    base_tasks = layout.groups * per_group * -(-columns // tuning.COLUMNS)
-    chunks = max(-(-total // tuning.REDUCTION_CHUNK),
-                 min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
-    if forced_chunks is not None:
-        chunks = min(forced_chunks, total)
-    blocks = np.arange(chunks * layout.groups * per_group)
-    chunk, within = blocks // (layout.groups * per_group), blocks % (layout.groups * per_group)
-    group, local = within // per_group, (within % per_group) * tuning.LANES
-    n = np.arange(layout.batch)[:, None]
-    kernel_size = columns  # the weight gradient's row: (input channel, tap)
-    return dict(
-        voff=(np.arange(total) * tuning.LANES).astype(_U),
-        vb=(within * total * tuning.LANES).astype(_U),
-        xr=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
-        xc=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
-        xb=(group * layout.group_in * plane).astype(_U),
-        rlo=(chunk * total // chunks).astype(_U),
-        rhi=((chunk + 1) * total // chunks).astype(_U),
-        ocol=np.arange(columns).astype(_U),
-        oblk=((chunk * layout.out_channels + group * layout.group_out + local) * kernel_size).astype(_U),
-        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
-        chunks=chunks,
-        per_group=per_group,
-    )
-
-
 def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """grad_weight[o, c, taps] = sum over the batch and output positions of grad_output * the input under that tap.
 
@@ -746,9 +402,9 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
 
 
 def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, forced: _Forced):
-    layout = _forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
+    layout = forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
     buf = _padded(x, padding, layout.padded)
-    t = _reduction_tables(layout, forced.chunks)
+    t = reduction_tables(layout, forced.chunks)
     dtype = x.dtype
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])

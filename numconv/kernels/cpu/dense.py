@@ -16,6 +16,11 @@ from numba import njit, prange
 
 from numconv.kernels.cpu.launch import fma, zeros
 
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad",
+]
+
 _U = np.uint64
 _SHAPE = (16, 14)
 _LANES = 16

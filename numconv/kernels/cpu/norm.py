@@ -8,6 +8,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "lrn_forward", "lrn_backward",
+]
+
 
 @njit(cache=True)
 def _channel_window(c, channels, size):

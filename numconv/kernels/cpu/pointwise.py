@@ -2,7 +2,12 @@
 Arrays are C-contiguous."""
 from numba import njit, prange
 
-from numconv.kernels.scalar import masked_scale, relu_gradient
+from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "accumulate", "sgd_update",
+]
 
 
 @njit(parallel=True, cache=True)
@@ -44,18 +49,9 @@ def accumulate(total, term):
 
 @njit(parallel=True, cache=True)
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
-    """One SGD step with momentum and weight decay, in place on flat (size,) arrays.
-
-    PyTorch's form: d = g + wd*w; v = m*v + d; w -= lr * (d + m*v if nesterov else v).
-    AlexNet's form (``lr_in_velocity``): v = m*v - lr*(g + wd*w); w += (m*v - lr*(g + wd*w) if nesterov else v);
-    the two agree while lr is constant and differ after a learning-rate change, where AlexNet's velocity keeps the
-    old rate.
-    """
+    """One SGD step with momentum and weight decay (``sgd_velocity`` then ``sgd_parameter``: PyTorch's form, or
+    AlexNet's with the learning rate inside the velocity), in place on flat (size,) arrays."""
     for i in prange(param.shape[0]):
-        step = grad[i] + weight_decay * param[i]
-        if lr_in_velocity:
-            velocity[i] = momentum * velocity[i] - lr * step
-            param[i] += momentum * velocity[i] - lr * step if nesterov else velocity[i]
-        else:
-            velocity[i] = momentum * velocity[i] + step
-            param[i] -= lr * (step + momentum * velocity[i] if nesterov else velocity[i])
+        velocity[i] = sgd_velocity(param[i], grad[i], velocity[i], lr, momentum, weight_decay, lr_in_velocity)
+        param[i] = sgd_parameter(param[i], grad[i], velocity[i], lr, momentum, weight_decay, nesterov,
+                                 lr_in_velocity)

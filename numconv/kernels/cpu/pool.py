@@ -10,8 +10,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from numconv.geometry import avg_pool_divisor, valid_output_range
-from numconv.kernels.scalar import takes_max
+from numconv.geometry import avg_pool_divisor, valid_output_range, window_position
+from numconv.kernels.scalar import takes_max, window_sum
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "global_avg_pool_forward",
+    "global_avg_pool_backward",
+]
 
 
 @njit(parallel=True, cache=True)
@@ -33,7 +39,7 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     for tw in range(kernel[2]):
         lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
         row_lo[tw], row_hi[tw] = lo, hi
-        row_shift[tw] = tw * dilation[2] - padding[2] + lo * stride[2]
+        row_shift[tw] = window_position(lo, stride[2], padding[2], dilation[2], tw)
     for plane in prange(batch * channels):
         n = plane // channels
         c = plane % channels
@@ -45,11 +51,11 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
                 best[:] = -math.inf
                 where[:] = -1
                 for td in range(kernel[0]):
-                    i_d = od * stride[0] - padding[0] + td * dilation[0]
+                    i_d = window_position(od, stride[0], padding[0], dilation[0], td)
                     if i_d < 0 or i_d >= in_d:
                         continue
                     for th in range(kernel[1]):
-                        i_h = oh * stride[1] - padding[1] + th * dilation[1]
+                        i_h = window_position(oh, stride[1], padding[1], dilation[1], th)
                         if i_h < 0 or i_h >= in_h:
                             continue
                         row = source[i_d, i_h]
@@ -122,20 +128,8 @@ def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
                 div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
                 for ow in range(out_w):
                     div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
-                    total = 0.0
-                    for td in range(kernel[0]):
-                        i_d = od * stride[0] - padding[0] + td
-                        if i_d < 0 or i_d >= in_d:
-                            continue
-                        for th in range(kernel[1]):
-                            i_h = oh * stride[1] - padding[1] + th
-                            if i_h < 0 or i_h >= in_h:
-                                continue
-                            for tw in range(kernel[2]):
-                                i_w = ow * stride[2] - padding[2] + tw
-                                if 0 <= i_w < in_w:
-                                    total += x[n, c, i_d, i_h, i_w]
-                    out[n, c, od, oh, ow] = total / (div_d * div_h * div_w)
+                    out[n, c, od, oh, ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
+                        div_d * div_h * div_w)
 
 
 @njit(parallel=True, cache=True)
@@ -158,15 +152,15 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_in
                     div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
                     share = grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
                     for td in range(kernel[0]):
-                        i_d = od * stride[0] - padding[0] + td
+                        i_d = window_position(od, stride[0], padding[0], 1, td)
                         if i_d < 0 or i_d >= in_d:
                             continue
                         for th in range(kernel[1]):
-                            i_h = oh * stride[1] - padding[1] + th
+                            i_h = window_position(oh, stride[1], padding[1], 1, th)
                             if i_h < 0 or i_h >= in_h:
                                 continue
                             for tw in range(kernel[2]):
-                                i_w = ow * stride[2] - padding[2] + tw
+                                i_w = window_position(ow, stride[2], padding[2], 1, tw)
                                 if 0 <= i_w < in_w:
                                     grad_input[n, c, i_d, i_h, i_w] += share
 

@@ -15,13 +15,21 @@ import math
 
 from numba import cuda
 
-from numconv.geometry import covering_output
+from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cuda import gemm
-from numconv.kernels.cuda.support import launch_flat, total
+from numconv.kernels.cuda.support import device_function, launch_flat, total
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_grad_input_gather",
+]
 
 
 def _flat(array):
     return array.reshape(-1)
+
+
+_gathered_input_gradient = device_function(gathered_input_gradient)
 
 
 @cuda.jit(cache=True)
@@ -30,32 +38,13 @@ def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilatio
     batch, channels, in_d, in_h, in_w = grad_input.shape
     if index >= batch * channels * in_d * in_h * in_w:
         return
-    out_channels, out_d, out_h, out_w = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3], \
-        grad_output.shape[4]
     i_w = index % in_w
     i_h = (index // in_w) % in_h
     i_d = (index // (in_w * in_h)) % in_d
     c = (index // (in_w * in_h * in_d)) % channels
     n = index // (in_w * in_h * in_d * channels)
-    group_in, group_out = channels // groups, out_channels // groups
-    first = (c // group_in) * group_out
-    local = c % group_in
-    acc = 0.0
-    for t_d in range(weight.shape[2]):
-        o_d = covering_output(i_d, stride[0], padding[0], dilation[0], t_d)
-        if o_d < 0 or o_d >= out_d:
-            continue
-        for t_h in range(weight.shape[3]):
-            o_h = covering_output(i_h, stride[1], padding[1], dilation[1], t_h)
-            if o_h < 0 or o_h >= out_h:
-                continue
-            for t_w in range(weight.shape[4]):
-                o_w = covering_output(i_w, stride[2], padding[2], dilation[2], t_w)
-                if o_w < 0 or o_w >= out_w:
-                    continue
-                for o in range(first, first + group_out):
-                    acc += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
-    grad_input[n, c, i_d, i_h, i_w] = acc
+    grad_input[n, c, i_d, i_h, i_w] = _gathered_input_gradient(grad_output, weight, n, c, i_d, i_h, i_w, stride,
+                                                               padding, dilation, groups)
 
 
 def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):
@@ -84,7 +73,8 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
     grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
     """
-    if not math.isfinite(total(weight)):  # NaN or infinities among the weights: the exact sum of the valid terms
+    if not math.isfinite(total(weight)):  # pragma: no cover - NaN and infinities: tests/test_cuda.py
+        # the tiles' zeros around the output gradient would multiply them: only the valid terms, by plain loops
         conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups)
         return
     geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)

@@ -6,6 +6,11 @@ from numba import cuda
 from numconv.kernels.cuda import gemm
 from numconv.kernels.cuda.support import FLOAT64, launch, reduce_threads, specialise, tree_sum
 
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad",
+]
+
 
 def linear_forward(x, weight, bias, out):
     """out[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]. x (N, I); weight (O, I); bias (O,); out (N, O)."""

@@ -41,6 +41,7 @@ import numpy as np
 from numba import cuda
 
 from numconv import config
+from numconv.geometry import output_at_distance
 from numconv.kernels.cuda.support import blocks_for, launch, numba_type, simulated, specialise
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
@@ -166,19 +167,10 @@ def device_table(kind, geo):
     key = (kind, tuple(geo), device)
     table = _TABLES.get(key)
     if table is None:
-        if len(_TABLES) >= 256:
+        if len(_TABLES) >= 256:  # pragma: no cover - the cache's bound, not a kernel's arithmetic
             _TABLES.clear()
         table = _TABLES[key] = cuda.to_device(build_table(kind, geo))
     return table
-
-
-@_index_helper
-def _through_stride(offset, stride):
-    """``offset / stride`` when ``stride`` divides the non-negative ``offset``, else -1 (no division at stride 1)."""
-    if stride == 1:
-        return offset
-    whole = offset // stride
-    return whole if whole * stride == offset else -1
 
 
 @_index_helper
@@ -200,11 +192,9 @@ def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
         a_d = at_d - table[e + 1]
         a_h = at_h - table[e + 2]
         a_w = at_w - table[e + 3]
-        if a_d < 0 or a_h < 0 or a_w < 0:
-            return -1
-        od = _through_stride(a_d, geo[_S0])
-        oh = _through_stride(a_h, geo[_S1])
-        ow = _through_stride(a_w, geo[_S2])
+        od = output_at_distance(a_d, geo[_S0])
+        oh = output_at_distance(a_h, geo[_S1])
+        ow = output_at_distance(a_w, geo[_S2])
         if od < 0 or oh < 0 or ow < 0 or od >= geo[_OD] or oh >= geo[_OH] or ow >= geo[_OW]:
             return -1
         first = group * (geo[_O] // geo[_G]) * geo[_OD] * geo[_OH] * geo[_OW]

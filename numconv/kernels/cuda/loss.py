@@ -5,7 +5,14 @@ import math
 
 from numba import cuda
 
+from numconv.kernels.scalar import cross_entropy_gradient, cross_entropy_loss
+
 from numconv.kernels.cuda.support import FLOAT64, launch, numba_type, reduce_threads, specialise, tree_max, tree_sum
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "cross_entropy_forward", "cross_entropy_backward",
+]
 
 
 @specialise
@@ -37,14 +44,10 @@ def _kernel(threads, dtype_name, backward):
         total = sums[0]
         label = target[n]
         if backward:
-            g = grad_losses[n]
             for j in range(tid, classes, threads):
-                share = g * math.exp(logits[n, j] - top) / total
-                if j == label:
-                    share -= g
-                out[n, j] = share
+                out[n, j] = cross_entropy_gradient(grad_losses[n], logits[n, j], top, total, j == label)
         elif tid == 0:
-            out[n, 0] = math.log(total) + top - logits[n, label]
+            out[n, 0] = cross_entropy_loss(total, top, logits[n, label])
 
     return cross_entropy
 

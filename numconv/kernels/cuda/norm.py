@@ -10,6 +10,11 @@ from numba import cuda
 from numconv import config
 from numconv.kernels.cuda.support import blocks_for, launch
 
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "lrn_forward", "lrn_backward",
+]
+
 
 @cuda.jit(device=True)
 def _window_sum_of_squares(x, n, c, s, channels, size):

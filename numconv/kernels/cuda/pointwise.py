@@ -6,8 +6,13 @@ kernels' signatures and semantics.
 """
 from numba import cuda
 
-from numconv.kernels.scalar import masked_scale, relu_gradient
+from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
 from numconv.kernels.cuda.support import launch_flat
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "accumulate", "sgd_update",
+]
 
 
 @cuda.jit(cache=True)
@@ -69,13 +74,9 @@ def accumulate(total, term):
 def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
     i = cuda.grid(1)
     if i < param.shape[0]:
-        step = grad[i] + weight_decay * param[i]
-        if lr_in_velocity:
-            velocity[i] = momentum * velocity[i] - lr * step
-            param[i] += momentum * velocity[i] - lr * step if nesterov else velocity[i]
-        else:
-            velocity[i] = momentum * velocity[i] + step
-            param[i] -= lr * (step + momentum * velocity[i] if nesterov else velocity[i])
+        velocity[i] = sgd_velocity(param[i], grad[i], velocity[i], lr, momentum, weight_decay, lr_in_velocity)
+        param[i] = sgd_parameter(param[i], grad[i], velocity[i], lr, momentum, weight_decay, nesterov,
+                                 lr_in_velocity)
 
 
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):

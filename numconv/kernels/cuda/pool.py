@@ -16,11 +16,19 @@ import math
 
 from numba import cuda
 
-from numconv.geometry import avg_pool_divisor
-from numconv.kernels.scalar import takes_max
+from numconv.geometry import avg_pool_divisor, covering_output_range, window_position
+from numconv.kernels.scalar import takes_max, window_sum
 from numconv.kernels.cuda.support import (
-    FLOAT64, fill, launch, launch_flat, reduce_threads, specialise, tree_sum,
+    FLOAT64, device_function, fill, launch, launch_flat, reduce_threads, specialise, tree_sum,
 )
+
+#: the kernels of this module: what the spec registry must cover
+__all__ = [
+    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "global_avg_pool_forward",
+    "global_avg_pool_backward",
+]
+
+_window_sum = device_function(window_sum)
 
 
 @cuda.jit(cache=True)
@@ -41,15 +49,15 @@ def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     best = -math.inf
     best_index = -1
     for td in range(kernel[0]):
-        i_d = od * stride[0] - padding[0] + td * dilation[0]
+        i_d = window_position(od, stride[0], padding[0], dilation[0], td)
         if i_d < 0 or i_d >= in_d:
             continue
         for th in range(kernel[1]):
-            i_h = oh * stride[1] - padding[1] + th * dilation[1]
+            i_h = window_position(oh, stride[1], padding[1], dilation[1], th)
             if i_h < 0 or i_h >= in_h:
                 continue
             for tw in range(kernel[2]):
-                i_w = ow * stride[2] - padding[2] + tw * dilation[2]
+                i_w = window_position(ow, stride[2], padding[2], dilation[2], tw)
                 if i_w < 0 or i_w >= in_w:
                     continue
                 value = x[n, c, i_d, i_h, i_w]
@@ -108,20 +116,7 @@ def _avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
     div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
     div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
     div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
-    total = 0.0
-    for td in range(kernel[0]):
-        i_d = od * stride[0] - padding[0] + td
-        if i_d < 0 or i_d >= in_d:
-            continue
-        for th in range(kernel[1]):
-            i_h = oh * stride[1] - padding[1] + th
-            if i_h < 0 or i_h >= in_h:
-                continue
-            for tw in range(kernel[2]):
-                i_w = ow * stride[2] - padding[2] + tw
-                if 0 <= i_w < in_w:
-                    total += x[n, c, i_d, i_h, i_w]
-    out[n, c, od, oh, ow] = total / (div_d * div_h * div_w)
+    out[n, c, od, oh, ow] = _window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (div_d * div_h * div_w)
 
 
 def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
@@ -131,19 +126,6 @@ def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
     """
     launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, bool(count_include_pad))
-
-
-@cuda.jit(device=True)
-def _covering_outputs(i, kernel, stride, pad, out_size):
-    """Outputs ``o`` in ``[lo, hi)`` whose window ``stride*o - pad + (0 .. kernel-1)`` contains input ``i``."""
-    first = i + pad - kernel + 1
-    lo = 0 if first <= 0 else (first + stride - 1) // stride
-    hi = (i + pad) // stride + 1
-    if hi > out_size:
-        hi = out_size
-    if lo > hi:
-        lo = hi
-    return lo, hi
 
 
 @cuda.jit(cache=True)
@@ -161,9 +143,9 @@ def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_i
     plane = rest // in_d
     n = plane // channels
     c = plane % channels
-    d_lo, d_hi = _covering_outputs(i_d, kernel[0], stride[0], padding[0], out_d)
-    h_lo, h_hi = _covering_outputs(ih, kernel[1], stride[1], padding[1], out_h)
-    w_lo, w_hi = _covering_outputs(iw, kernel[2], stride[2], padding[2], out_w)
+    d_lo, d_hi = covering_output_range(i_d, kernel[0], stride[0], padding[0], out_d)
+    h_lo, h_hi = covering_output_range(ih, kernel[1], stride[1], padding[1], out_h)
+    w_lo, w_hi = covering_output_range(iw, kernel[2], stride[2], padding[2], out_w)
     total = 0.0
     for od in range(d_lo, d_hi):
         div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)

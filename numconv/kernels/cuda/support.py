@@ -88,6 +88,13 @@ def launch(kernel, grid, block, *args) -> None:
         sys.setswitchinterval(previous)
 
 
+def device_function(function):
+    """A CUDA device function compiled from the Python source of the ``@njit`` function ``function``: how the bodies
+    in numconv.kernels.scalar that take arrays are shared (the simulator's device arrays cannot reach compiled CPU
+    code, so the ``@njit`` function itself cannot be called from a simulated kernel)."""
+    return cuda.jit(device=True)(function.py_func)
+
+
 def launch_flat(kernel, size: int, *args) -> None:
     """``kernel`` with one thread per element of a ``size``-element iteration space, in blocks of
     ``config.THREADS_PER_BLOCK``."""
@@ -301,5 +308,5 @@ def total(values) -> float:
     return float(result.copy_to_host()[0])
 
 
-__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "specialise", "numba_type", "reduce_threads", "tree_sum",
+__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "device_function", "specialise", "numba_type", "reduce_threads", "tree_sum",
            "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total"]

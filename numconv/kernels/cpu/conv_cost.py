@@ -1,0 +1,82 @@
+"""The CPU convolution's cost model: which formulation of the blocked kernel (``lanes``, ``rows`` or ``wide``)
+applies to a layout, and the estimated share of useful work of each (the constants are ``tuning.py``'s).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from numconv.kernels.cpu import tuning
+from numconv.kernels.cpu.conv_layout import Layout, offsets
+
+
+def rows_shape(layout: Layout, lanes: int):
+    """(run length, kind) for the ``rows`` and ``wide`` formulations, or None where they do not apply. A vector holds
+    ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer: along an output row
+    at stride 1 (kind 'row'), along a whole plane for a 1x1 convolution without padding ('flat'), or, for a
+    stride-1 convolution whose rows are too short, along the padded rows of a plane (OH x padded width; the
+    columns past the output's width are computed into a scratch output and dropped: 'padded')."""
+    _, inputs, outputs = offsets(layout)
+    size = inputs.size
+    if size >= lanes and layout.kernel == (1, 1, 1):
+        steps = np.arange(size)
+        if np.array_equal(inputs - inputs[0], steps) and np.array_equal(outputs - outputs[0], steps):
+            return size, "flat"
+    if layout.stride[2] == 1 and layout.positions[2] >= lanes:
+        return layout.positions[2], "row"
+    if (layout.stride == (1, 1, 1) and layout.out_step == (1, 1, 1) and layout.out_offset == (0, 0, 0)
+            and layout.channel_offsets is None and tuple(layout.out_shape) == tuple(layout.positions)
+            and layout.positions[1] * layout.padded[2] >= lanes):
+        return layout.positions[1] * layout.padded[2], "padded"
+    return None
+
+
+def _use(count: int, unit: int) -> float:
+    return count / (unit * math.ceil(count / unit))
+
+
+#: formulation -> (lanes per vector operand, columns per task)
+SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning.COLUMNS),
+           "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
+
+
+@lru_cache(maxsize=256)
+def useful_shares(layout: Layout) -> dict:
+    """The estimated share of useful work of each formulation that applies (see tuning.py)."""
+    uses = {}
+    reduction = layout.group_in * math.prod(layout.kernel)
+
+    def storing(lanes, stored):  # the share of a task's time spent multiplying rather than storing results
+        return reduction * lanes / 16 / (reduction * lanes / 16 + tuning.STORE_COST * stored)
+
+    if layout.channel_offsets is None:
+        used = min(layout.group_out, tuning.LANES)
+        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
+                         * storing(tuning.LANES, used))
+    for form in ("rows", "wide"):
+        lanes, columns = SHAPES[form]
+        rows = rows_shape(layout, lanes)
+        if rows is not None:
+            length, kind = rows
+            bonus = tuning.LONG_ROW_BONUS if length >= tuning.LONG_ROW else 1.0
+            kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
+            uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
+                          * bonus * storing(lanes, lanes))
+    return uses
+
+
+@lru_cache(maxsize=256)
+def algorithm(layout: Layout) -> str:
+    """'lanes', 'rows' or 'wide' (see tuning.py): the formulation whose lanes and columns do the least wasted
+    work; ``lanes`` unless another beats it by ``tuning.ADVANTAGE``."""
+    uses = useful_shares(layout)
+    best = max(uses, key=uses.get)
+    if "lanes" in uses and uses[best] < uses["lanes"] * tuning.ADVANTAGE:
+        return "lanes"
+    return best
+
+
+def best_use(layout: Layout) -> float:
+    return max(useful_shares(layout).values())
