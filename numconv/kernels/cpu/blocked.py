@@ -412,3 +412,8 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
                     out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
+
+
+#: (lanes, columns) of each generated kernel, and the kernel
+SHAPES = ((16, 14), (64, 4))
+KERNELS = {(16, 14): _fma_16x14, (64, 4): _fma_64x4}

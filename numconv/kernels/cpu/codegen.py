@@ -104,7 +104,10 @@ def kernel_source(lanes: int, width: int) -> str:
 
 
 def module_source() -> str:
-    return HEADER + "".join(kernel_source(lanes, width) for lanes, width in SHAPES)
+    kernels = ", ".join(f"{shape!r}: {kernel_name(*shape)}" for shape in SHAPES)
+    return (HEADER + "".join(kernel_source(lanes, width) for lanes, width in SHAPES)
+            + f"\n\n#: (lanes, columns) of each generated kernel, and the kernel\nSHAPES = {SHAPES!r}\n"
+            f"KERNELS = {{{kernels}}}\n")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
+from numconv.kernels.cpu import tuning
 from numconv.kernels.cpu.launch import fma, zeros
 
 #: the kernels of this module: what the spec registry must cover
@@ -22,8 +23,8 @@ __all__ = [
 ]
 
 _U = np.uint64
-_SHAPE = (16, 14)
-_LANES = 16
+_SHAPE = (tuning.LANES, tuning.COLUMNS)
+_LANES = tuning.LANES
 
 
 @lru_cache(maxsize=128)

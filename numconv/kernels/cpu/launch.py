@@ -12,7 +12,7 @@ import numpy as np
 from numconv.kernels.cpu import blocked
 
 #: (lanes, columns) -> kernel
-KERNELS = {(16, 14): blocked._fma_16x14, (64, 4): blocked._fma_64x4}
+KERNELS = blocked.KERNELS
 
 
 @contextmanager

@@ -11,11 +11,12 @@ The blocked kernel (``codegen.py``) multiplies a 16-lane vector by one broadcast
   rows are short; a 1x1 convolution without padding treats each whole plane as one row.
 """
 
-#: lanes of the vector operand and columns per task of the two generated kernels: 16 x 14 for ``lanes`` and
-#: ``rows``, 64 x 4 (four vectors per column) for ``wide``, the form of rows when a group has only a few output
-#: channels (the first layer's input gradient)
-LANES, COLUMNS = 16, 14
-WIDE_LANES, WIDE_COLUMNS = 64, 4
+from numconv.kernels.cpu import blocked
+
+#: lanes of the vector operand and columns per task of the two generated kernels (blocked.SHAPES): 16 x 14 for
+#: ``lanes`` and ``rows``, 64 x 4 (four vectors per column) for ``wide``, the form of rows when a group has only a
+#: few output channels (the first layer's input gradient)
+(LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS) = blocked.SHAPES
 
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor
 EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}

@@ -19,9 +19,7 @@ import numpy as np
 
 from numconv.kernels.cpu import tuning, winograd_kernels
 from numconv.kernels.cpu.launch import run_vectorized, workspace
-from numconv.kernels.cpu.winograd_kernels import TILE, WIDTH
-
-_LANES = 16
+from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE, WIDTH
 
 
 def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:

@@ -316,7 +316,8 @@ def module_source() -> str:
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
         for body in bodies)
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
-            f"#: output tile side and tiles per strip of the generated kernel\nTILE, WIDTH = {TILE}, {WIDTH}\n")
+            f"#: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors\n"
+            f"TILE, WIDTH, LANES = {TILE}, {WIDTH}, {LANES}\n")
 
 
 def main() -> None:

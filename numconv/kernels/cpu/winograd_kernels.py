@@ -304,5 +304,5 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_tas
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 CONSTANTS = [0.0, 0.5]
-#: output tile side and tiles per strip of the generated kernel
-TILE, WIDTH = 2, 16
+#: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors
+TILE, WIDTH, LANES = 2, 16, 16
