@@ -246,29 +246,32 @@ def table(report: dict) -> str:
 def plot(report: dict, path: Path) -> None:
     """A bar per measurement: the ratio numconv / PyTorch on a log scale, green below 1 (numconv faster), red above,
     with the line at 1. Bars in order: each convolution forward then forward+backward, pooling, models."""
-    from numconv.viz import write_png
+    import matplotlib
 
-    bars = []
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, bars = [], []
     for row in report["conv"]:
-        bars += [row["forward"]["ratio"], row["forward_backward"]["ratio"]]
-    bars += [row["ratio"] for row in report["pool"]] + [row["ratio"] for row in report["models"]]
-    bars = [b for b in bars if b is not None]
-    if not bars:
+        for mode, key in (("fwd", "forward"), ("fwd+bwd", "forward_backward")):
+            labels.append(f"{row['name']} {mode}")
+            bars.append(row[key]["ratio"])
+    for group in ("pool", "models"):
+        labels += [row["name"] for row in report[group]]
+        bars += [row["ratio"] for row in report[group]]
+    kept = [(label, bar) for label, bar in zip(labels, bars) if bar is not None]
+    if not kept:
         raise SystemExit("nothing to plot: PyTorch is needed for ratios")
-    height, bar, gap, margin = 300, 14, 6, 20
-    width = margin * 2 + len(bars) * (bar + gap)
-    image = np.full((height, width, 3), 255, np.uint8)
-    low, high = math.log(0.1), math.log(10.0)
-    to_row = lambda value: int(round((high - math.log(min(max(value, 0.1), 10.0))) / (high - low) * (height - 2 * margin))) + margin  # noqa: E731
-    one = to_row(1.0)
-    for i, value in enumerate(bars):
-        left = margin + i * (bar + gap)
-        top, bottom = sorted((to_row(value), one))
-        image[top:bottom + 1, left:left + bar] = (40, 160, 60) if value <= 1.0 else (200, 50, 40)
-    image[one, :] = (0, 0, 0)
-    for decade in (0.1, 10.0):
-        image[to_row(decade), :] = (200, 200, 200)
-    write_png(path, image)
+    labels, bars = zip(*kept)
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.32 * len(bars)), 4.0), layout="constrained")
+    axis.bar(range(len(bars)), bars, color=["tab:green" if bar <= 1.0 else "tab:red" for bar in bars])
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_yscale("log")
+    axis.set_ylabel("time numconv / time PyTorch")
+    axis.set_xticks(range(len(bars)), labels, rotation=90, fontsize=7)
+    axis.set_title("below 1: numconv is faster")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main(argv=None) -> int:

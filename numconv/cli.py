@@ -179,17 +179,6 @@ def _filter_blocks(model) -> int:
     return convolutions[1].groups if len(convolutions) > 1 else 1
 
 
-def _filter_layout(weight: np.ndarray, blocks: int) -> dict:
-    """The filter grid's options: with several blocks (columns), each block's filters fill whole rows, block 0's
-    above block 1's (the essay's AlexNet figure: "the top half corresponds to the layer on one GPU")."""
-    per_column = weight.shape[0] // blocks
-    if blocks < 2 or weight.shape[1] not in (1, 3) or per_column < 2:
-        return {}
-    width = max(divisor for divisor in range(1, per_column + 1)
-                if per_column % divisor == 0 and divisor * divisor <= 2 * per_column)
-    return {"columns": width}
-
-
 def _train(args) -> int:
     world = _world()
     _check_columns(args.columns, world)
@@ -233,13 +222,16 @@ def _train(args) -> int:
         log(f"training {args.model} ({parameters:,} parameters) on {spec}: {len(train_set)} train, "
             f"{len(test_set)} test, {epochs}, batch {recipe['batch_size']}{how} -> {out}")
 
+    top5 = train_set.num_classes > 5  # with five classes or fewer every answer is in the top five
+
     def write_pictures(history):
         weight = parallel.full_parameter(model, first_weight)  # every process takes part; the writer gets it
         if parallel.is_writer:
-            viz.save_filters(out / "filters.png", weight, **_filter_layout(weight, filter_blocks))
-            viz.save_curves(out / "curves.png", history)
+            viz.save_filters(out / "filters.png", weight, blocks=filter_blocks,
+                             title=f"{args.model} {first_weight.rsplit('.', 1)[0]}: {weight.shape[0]} filters "
+                                   f"{'x'.join(map(str, weight.shape[1:]))}")
+            viz.save_curves(out / "curves.png", history, top5=top5)
 
-    top5 = train_set.num_classes > 5  # with five classes or fewer every answer is in the top five
     try:
         history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                       optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,

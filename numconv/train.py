@@ -6,45 +6,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from numconv import distributed, functional as F
 from numconv.backend import to_device, to_host
 from numconv.data import Dataset, batch_rows
+from numconv.files import atomic_write
 from numconv.layers import Dropout, Module, Sequential, backward_without_input_grad
 
 __all__ = ["fit", "step", "evaluate", "save_checkpoint", "load_checkpoint", "atomic_write"]
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it over ``path``:
-    a reader (or a crash) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def _top_k_correct(logits: np.ndarray, targets: np.ndarray, k: int) -> int:
@@ -123,28 +101,6 @@ def load_checkpoint(path) -> dict:
         result[group][name] = value
     result.update(text)
     return result
-
-
-class _Progress:
-    """A one-line progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, stream, enabled):
-        self.stream = stream
-        self.enabled = enabled
-
-    def update(self, epoch, epochs, done, total, loss):
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / total)
-        self.stream.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{'.' * (width - filled)}] "
-                          f"{done}/{total} loss {loss:.4f}")
-        self.stream.flush()
-
-    def finish(self):
-        if self.enabled:
-            self.stream.write("\r" + " " * 79 + "\r")
-            self.stream.flush()
 
 
 def _resume_state(out_dir, meta) -> dict:
@@ -249,8 +205,8 @@ def _train_epoch(model, train, test, epoch, epochs, batch_size, optimizer, shuff
     """One epoch of SGD steps and the evaluation after it: the epoch's record for the history."""
     started = time.perf_counter()
     show = parallel.is_writer and (sys.stderr.isatty() if progress is None else progress)
-    bar = _Progress(sys.stderr, show)
-    steps = math.ceil(len(train) / batch_size)
+    bar = tqdm(total=math.ceil(len(train) / batch_size), desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
+               disable=not show, file=sys.stderr)
     model.train()
     total, seen = 0.0, 0
     for number, rows in enumerate(batch_rows(len(train), batch_size, shuffle=True, rng=shuffle), 1):
@@ -268,8 +224,9 @@ def _train_epoch(model, train, test, epoch, epochs, batch_size, optimizer, shuff
                                      f"lower the learning rate (lr={optimizer.lr})")
         total += loss
         seen += count
-        bar.update(epoch, epochs, number, steps, total / seen)
-    bar.finish()
+        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
+        bar.update()
+    bar.close()
     scores = evaluate(model, test, parallel=parallel)
     record = {"epoch": epoch, "train_loss": total / seen, "test_loss": scores["loss"], "test_top1": scores["top1"],
               "test_top5": scores["top5"], "seconds": time.perf_counter() - started, "lr": optimizer.lr,
