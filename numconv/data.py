@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from numconv import checks
+
 __all__ = [
     "Dataset", "as_dtype", "mnist_subset", "load_default", "read_idx", "load_idx_dir", "load_cifar10_dir", "speech",
     "clips", "shapes", "batches", "batch_rows", "load", "SPEECH_SAMPLE_RATE", "CLIP_DIRECTIONS", "SHAPE_CLASSES",
@@ -65,10 +67,7 @@ class Dataset:
         if targets.shape != inputs.shape[:1]:
             raise ValueError(f"Dataset {self.name!r}: targets shape {targets.shape} does not match "
                              f"{inputs.shape[0]} inputs")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)) \
-                or self.num_classes < 1:
-            raise ValueError(f"Dataset {self.name!r}: num_classes must be a positive int, "
-                             f"got {self.num_classes!r}")
+        checks.integer(self.num_classes, f"Dataset {self.name!r}: num_classes", 1)
         if targets.size and (targets.min() < 0 or targets.max() >= self.num_classes):
             raise ValueError(f"Dataset {self.name!r}: targets outside [0, {self.num_classes})")
         # Frozen, so normalise the stored types through object.__setattr__.
@@ -507,10 +506,7 @@ def _synthetic_split(draw_part, n_train: int, n_test: int, seed: int, num_classe
 def _check_sizes(**sizes: int) -> None:
     """Each named size must be a positive int."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be positive, got {value}")
+        checks.integer(value, name, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -709,10 +705,7 @@ def batch_rows(count: int, batch_size: int, shuffle: bool = True, rng: np.random
                drop_last: bool = False) -> Iterator:
     """The rows of each mini-batch of :func:`batches` over ``count`` samples: slices in the stored order, or
     int64 index arrays of a permutation drawn from ``rng`` (now, before the first batch) when shuffling."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    checks.integer(batch_size, "batch_size", 1)
     order = None
     if shuffle:
         if rng is None:
@@ -735,8 +728,7 @@ def random_shift(max_shift: int):
     """An augmentation for image batches: each sample moves by up to ``max_shift`` pixels along each spatial
     axis, uniformly at random, and the uncovered border takes the sample's smallest value (the background of a
     normalised image). Returns ``augment(inputs, rng) -> shifted copy`` for ``train.fit``."""
-    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
-        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+    checks.integer(max_shift, "max_shift", 0)
 
     def augment(inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         spatial = inputs.shape[2:]

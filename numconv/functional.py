@@ -19,11 +19,10 @@ on both backends) and then copied to the device, and ``cross_entropy`` with ``'m
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from numconv import geometry
+from numconv import checks, geometry
 from numconv.backend import (
     as_device_array, backend_of, device_support, empty, is_device_array, kernels, to_device, to_host, zeros,
 )
@@ -89,12 +88,6 @@ def _triple(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
     return (fill,) * (3 - len(values)) + tuple(values)
 
 
-def _real(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
-
-
 # --- convolution --------------------------------------------------------------------------------------------------
 
 
@@ -123,7 +116,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
 
 def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim, needs_input_grad):
     x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
-    needs_input_grad = _check_flag(needs_input_grad, "needs_input_grad")
+    needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     backend = backend_of(grad_output, x, weight, bias)
@@ -189,7 +182,7 @@ def _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim):
 
 
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, ndim):
-    return_indices = _check_flag(return_indices, "return_indices")
+    return_indices = checks.flag(return_indices, "return_indices")
     x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
@@ -277,15 +270,9 @@ def max_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     return _max_pool_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices, 3)
 
 
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
     x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
-    include = _check_flag(count_include_pad, "count_include_pad")
+    include = checks.flag(count_include_pad, "count_include_pad")
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
     kernels(backend).pool.avg_pool_forward(
@@ -297,7 +284,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndi
 
 def _avg_pool_backward(grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
     x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
-    include = _check_flag(count_include_pad, "count_include_pad")
+    include = checks.flag(count_include_pad, "count_include_pad")
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     backend = backend_of(grad_output, x)
@@ -397,7 +384,7 @@ def linear(input, weight, bias=None):
 def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True):
     """Gradients of ``linear``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
     x, weight, bias = _linear_setup(input, weight, bias)
-    needs_input_grad = _check_flag(needs_input_grad, "needs_input_grad")
+    needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
     _check_shape(grad_output, tuple(x.shape)[:-1] + (weight.shape[0],), "grad_output")
     backend = backend_of(grad_output, x, weight, bias)
@@ -437,14 +424,6 @@ def relu_backward(grad_output, input):
     return (grad_input,)
 
 
-def _check_probability(p) -> float:
-    if not isinstance(p, numbers.Real) or isinstance(p, bool):
-        raise TypeError(f"p must be a real number, got {p!r}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p!r}")
-    return float(p)
-
-
 def _dropout_scale(p: float) -> float:
     return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
@@ -462,9 +441,9 @@ def dropout(input, p=0.5, training=True, rng=None, return_mask=False, *, batch_s
     depends only on its global row, so N processes drop what one would. ``rng`` must be able to skip ahead
     (numpy's PCG64, the default, or PCG64DXSM).
     """
-    p = _check_probability(p)
-    training = _check_flag(training, "training")
-    return_mask = _check_flag(return_mask, "return_mask")
+    p = checks.probability(p)
+    training = checks.flag(training, "training")
+    return_mask = checks.flag(return_mask, "return_mask")
     x = _float_array(input, "input")
     backend = backend_of(x)
     if not training:
@@ -497,7 +476,7 @@ def _keep_mask(rng: np.random.Generator, shape: tuple, p: float, batch_share) ->
 
 def _check_batch_share(batch_share, rows: int) -> tuple[int, int]:
     if (not isinstance(batch_share, tuple) or len(batch_share) != 2
-            or not all(geometry.is_int(value) for value in batch_share)):
+            or not all(checks.is_int(value) for value in batch_share)):
         raise TypeError(f"batch_share must be a (first_row, global_rows) pair of ints, got {batch_share!r}")
     first_row, global_rows = (int(value) for value in batch_share)
     if first_row < 0 or first_row + rows > global_rows:
@@ -527,7 +506,7 @@ def _all_kept(shape: tuple, backend: str):
 
 def dropout_backward(grad_output, mask, p=0.5):
     """Gradient of ``dropout`` in training given its mask: (grad_input,) = grad_output * mask / (1 - p)."""
-    p = _check_probability(p)
+    p = checks.probability(p)
     grad_output = _float_array(grad_output, "grad_output")
     device = is_device_array(mask)
     mask = as_device_array(mask) if device else np.asarray(mask)
@@ -548,11 +527,8 @@ def dropout_backward(grad_output, mask, p=0.5):
 
 def _lrn_setup(x, size, alpha, beta, k):
     x = _float_array(x, "input", min_ndim=3)
-    if not geometry.is_int(size):
-        raise TypeError(f"size must be an int, got {size!r}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size!r}")
-    return x, (int(size), _real(alpha, "alpha"), _real(beta, "beta"), _real(k, "k"))
+    return x, (checks.integer(size, "size", 1), checks.real(alpha, "alpha"), checks.real(beta, "beta"),
+               checks.real(k, "k"))
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -644,7 +620,7 @@ def cross_entropy_backward(grad_output, logits, target, reduction="mean"):
     else:
         if is_device_array(grad_output):
             grad_output = to_host(grad_output)  # a scalar: the one number comes back
-        scale = _real(np.asarray(grad_output).item() if np.ndim(grad_output) == 0 else grad_output, "grad_output")
+        scale = checks.real(np.asarray(grad_output).item() if np.ndim(grad_output) == 0 else grad_output, "grad_output")
         if reduction == "mean":
             scale /= batch
         if backend == "cpu":

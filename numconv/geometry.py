@@ -13,11 +13,12 @@ the ``@njit`` helpers at the bottom are what the kernels use, and assume valid i
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
+from numconv.checks import is_int
 
 __all__ = [
     "ConvGeometry",
@@ -36,10 +37,6 @@ __all__ = [
     "valid_output_range",
     "avg_pool_divisor",
 ]
-
-
-def is_int(value) -> bool:
-    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:

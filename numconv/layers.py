@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from numconv import backend, functional as F
-from numconv import geometry, init
+from numconv import checks, geometry, init
 
 __all__ = [
     "Module", "Sequential", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
@@ -165,7 +165,7 @@ class Module:
     def astype(self, dtype):
         """Convert every parameter and gradient to ``dtype`` (float32 or float64), in place of the old arrays, on
         their backend; what the layers kept from the last forward is dropped."""
-        dtype = _check_dtype(dtype)
+        dtype = checks.float_dtype(dtype)
         self._replace_arrays(lambda array: backend.astype(array, dtype))
         return self
 
@@ -283,19 +283,8 @@ def backward_without_input_grad(module: Module, grad_output) -> None:
         module.backward(grad_output)
 
 
-def _check_positive_int(value, name: str) -> int:
-    if not geometry.is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
+def _positive_int(value, name: str) -> int:
+    return checks.integer(value, name, 1)
 
 
 def _check_input_shape(input_shape, ndim: int, layer: str) -> None:
@@ -326,17 +315,17 @@ class _ConvNd(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _check_positive_int(in_channels, "in_channels")
-        self.out_channels = _check_positive_int(out_channels, "out_channels")
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = geometry.as_tuple(kernel_size, self._ndim, "kernel_size")
-        groups = _check_positive_int(groups, "groups")
+        groups = _positive_int(groups, "groups")
         geometry.check_groups(self.in_channels, (self.out_channels, self.in_channels // groups), groups)
         # validate stride, padding and dilation now, on the smallest input the window fits, not at the first forward
         extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size,
                                                        geometry.as_tuple(dilation, self._ndim, "dilation")))
         geometry.conv_geometry(extent, self.kernel_size, stride, padding, dilation)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, int(groups)
-        dtype = _check_dtype(dtype)
+        dtype = checks.float_dtype(dtype)
         rng = rng if rng is not None else np.random.default_rng()
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = init.kaiming_normal(shape, rng).astype(dtype)
@@ -453,9 +442,7 @@ class MaxPool3d(_MaxPoolNd):
 class _AvgPoolNd(_PoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__(kernel_size, stride, padding, 1, ceil_mode)
-        if not isinstance(count_include_pad, (bool, np.bool_)):
-            raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-        self.count_include_pad = count_include_pad
+        self.count_include_pad = checks.flag(count_include_pad, "count_include_pad")
 
     def _options(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
@@ -507,9 +494,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_features = _check_positive_int(in_features, "in_features")
-        self.out_features = _check_positive_int(out_features, "out_features")
-        dtype = _check_dtype(dtype)
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        dtype = checks.float_dtype(dtype)
         rng = rng if rng is not None else np.random.default_rng()
         self.weight = init.kaiming_normal((self.out_features, self.in_features), rng).astype(dtype)
         self.weight_grad = np.zeros_like(self.weight)
@@ -562,9 +549,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = checks.probability(p)
         self.rng = rng if rng is not None else np.random.default_rng()
         self.batch_share = None
         self._mask = None
@@ -609,12 +594,10 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, groups=1):
         super().__init__()
-        self.size = _check_positive_int(size, "size")
-        for name, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise TypeError(f"{name} must be a finite real number, got {value!r}")
-        self.alpha, self.beta, self.k = alpha, beta, k
-        self.groups = _check_positive_int(groups, "groups")
+        self.size = _positive_int(size, "size")
+        self.alpha, self.beta, self.k = (checks.real(value, name) for name, value in
+                                         (("alpha", alpha), ("beta", beta), ("k", k)))
+        self.groups = _positive_int(groups, "groups")
         self._input = None
 
     def _grouped(self, array):

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from numconv import init
+from numconv import checks, init
 from numconv.layers import (
     AvgPool2d, Conv1d, Conv2d, Conv3d, Dropout, Flatten, GlobalAvgPool, Linear, LocalResponseNorm, MaxPool1d,
     MaxPool2d, MaxPool3d, Module, ReLU, Sequential,
@@ -55,9 +55,7 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, rng=None, dtype=np.fl
     initial weights: a small one (0.01) lets the filters the first layer learns stand out of its random start
     within a few epochs, where the paper's figure shows them after 90.
     """
-    if isinstance(first_layer_scale, bool) or not isinstance(first_layer_scale, (int, float)) \
-            or not 0 < first_layer_scale < float("inf"):
-        raise ValueError(f"first_layer_scale must be a positive real number, got {first_layer_scale!r}")
+    first_layer_scale = checks.real(first_layer_scale, "first_layer_scale", above=0.0)
     rng = _generator(rng)
     # the paper's alpha = 1e-4 multiplies the plain sum of squares; PyTorch's formula divides alpha by size
     lrn = dict(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0, groups=2)

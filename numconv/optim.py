@@ -7,21 +7,12 @@ the learning rate multiplies the velocity at each step; the two agree until the 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from numconv import backend
+from numconv import backend, checks
 
 __all__ = ["SGD", "StepLR", "ReduceLROnPlateau"]
-
-
-def _real(value, name: str, minimum: float = 0.0) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
 
 
 class SGD:
@@ -39,11 +30,10 @@ class SGD:
         pairs = self.pairs
         if not pairs:
             raise ValueError("SGD got no parameters to optimise")
-        self.lr = _real(lr, "lr")
-        self.momentum = _real(momentum, "momentum")
-        self.weight_decay = _real(weight_decay, "weight_decay")
-        if not isinstance(nesterov, bool) or not isinstance(lr_in_velocity, bool):
-            raise TypeError("nesterov and lr_in_velocity must be bools")
+        self.lr = checks.real(lr, "lr", minimum=0.0)
+        self.momentum = checks.real(momentum, "momentum", minimum=0.0)
+        self.weight_decay = checks.real(weight_decay, "weight_decay", minimum=0.0)
+        nesterov, lr_in_velocity = checks.flag(nesterov, "nesterov"), checks.flag(lr_in_velocity, "lr_in_velocity")
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov, self.lr_in_velocity = nesterov, lr_in_velocity
@@ -112,9 +102,8 @@ class StepLR:
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs (call ``step()`` once per epoch)."""
 
     def __init__(self, optimizer: SGD, step_size: int, gamma: float = 0.1):
-        if not isinstance(step_size, numbers.Integral) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), _real(gamma, "gamma")
+        self.optimizer, self.step_size = optimizer, checks.integer(step_size, "step_size", 1)
+        self.gamma = checks.real(gamma, "gamma", minimum=0.0)
         self.epoch = 0
 
     def step(self, metric=None):
@@ -135,12 +124,11 @@ class ReduceLROnPlateau:
 
     def __init__(self, optimizer: SGD, factor: float = 0.1, patience: int = 0, threshold: float = 1e-4,
                  min_lr: float = 0.0):
-        if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if not isinstance(patience, numbers.Integral) or patience < 0:
-            raise ValueError(f"patience must be a non-negative int, got {patience!r}")
-        self.optimizer, self.factor, self.patience = optimizer, float(factor), int(patience)
-        self.threshold, self.min_lr = _real(threshold, "threshold"), _real(min_lr, "min_lr")
+        self.optimizer = optimizer
+        self.factor = checks.real(factor, "factor", above=0.0, below=1.0)
+        self.patience = checks.integer(patience, "patience", 0)
+        self.threshold = checks.real(threshold, "threshold", minimum=0.0)
+        self.min_lr = checks.real(min_lr, "min_lr", minimum=0.0)
         self.best = math.inf
         self.bad_epochs = 0
 

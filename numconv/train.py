@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from numconv import distributed, functional as F
+from numconv import checks, distributed, functional as F
 from numconv.backend import to_device, to_host
 from numconv.data import Dataset, batch_rows
 from numconv.files import atomic_write
@@ -134,10 +134,7 @@ def fit(model: Module, train: Dataset, test: Dataset, epochs: int, batch_size: i
     shared. Only rank 0 logs, shows progress and writes files; ``on_epoch`` runs on every process. The result
     equals one process's up to the order of floating-point sums.
     """
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    epochs, batch_size = checks.integer(epochs, "epochs", 1), checks.integer(batch_size, "batch_size", 1)
     parallel = parallel if parallel is not None else distributed.strategy(model)
     out_dir = Path(out_dir) if out_dir is not None else None
     device = model.device

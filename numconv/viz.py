@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from numconv import checks
 from numconv.files import atomic_write
 
 __all__ = ["filter_tiles", "filters_figure", "save_filters", "curves_figure", "save_curves"]
@@ -83,8 +84,8 @@ def filters_figure(weight, blocks: int = 1, title: str | None = None) -> Figure:
     feed each group of the next layer), drawn one above the other, each under its own heading, "the top half
     corresponds to the layer on one GPU, the bottom on the other"."""
     tiles, kind = filter_tiles(weight)
-    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1 or len(tiles) % blocks:
-        raise ValueError(f"blocks must be a positive int that divides the {len(tiles)} filters, got {blocks!r}")
+    if checks.integer(blocks, "blocks", 1) and len(tiles) % blocks:
+        raise ValueError(f"blocks must divide the {len(tiles)} filters, got {blocks!r}")
     per_block = len(tiles) // blocks
     columns = _grid_columns(per_block, tiles[0].shape if kind != "taps" else (1, 2))
     rows = -(-per_block // columns)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numconv import functional as F
-from numconv import geometry
+from numconv import checks, geometry, layers, optim
 from spec.windows import Axis, output_size, window_from
 
 SIZES = range(1, 10)
@@ -519,3 +519,29 @@ def test_every_public_function_has_a_bad_input_row():
                 "avg_pool2d", "avg_pool3d", "linear", "relu", "dropout", "local_response_norm",
                 "cross_entropy"}
     assert expected <= covered
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: checks.integer(2.0, "n"), TypeError), (lambda: checks.integer(True, "n"), TypeError),
+    (lambda: checks.integer(0, "n", 1), ValueError), (lambda: checks.real("1", "x"), TypeError),
+    (lambda: checks.real(False, "x"), TypeError), (lambda: checks.real(float("nan"), "x"), ValueError),
+    (lambda: checks.real(float("inf"), "x"), ValueError), (lambda: checks.real(-1, "x", minimum=0), ValueError),
+    (lambda: checks.real(0.0, "x", above=0.0), ValueError), (lambda: checks.real(1.0, "x", below=1.0), ValueError),
+    (lambda: checks.flag(1, "b"), TypeError), (lambda: checks.probability(1.5), ValueError),
+    (lambda: checks.probability(None), TypeError), (lambda: checks.float_dtype("int8"), TypeError),
+])
+def test_one_rule_for_parameters_wrong_kind_is_type_error_out_of_range_is_value_error(call, error):
+    with pytest.raises(error) as raised:
+        call()
+    assert "got" in str(raised.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.dropout(np.ones(3), p="0.5"), lambda: layers.Dropout("0.5"),
+    lambda: F.local_response_norm(np.ones((1, 2, 3)), 2, alpha="1"),
+    lambda: layers.LocalResponseNorm(2, alpha="1"),
+    lambda: optim.SGD([(np.zeros(2), np.zeros(2))], lr="0.1"),
+])
+def test_the_same_bad_value_is_the_same_error_everywhere(call):
+    with pytest.raises(TypeError):
+        call()

@@ -356,7 +356,7 @@ def _pairs():
 @pytest.mark.parametrize("build,error", [
     (lambda: SGD(_pairs(), lr=-0.1), ValueError),
     (lambda: SGD(_pairs(), lr="0.1"), TypeError),
-    (lambda: SGD(_pairs(), lr=float("nan")), TypeError),
+    (lambda: SGD(_pairs(), lr=float("nan")), ValueError),  # a number, out of range
     (lambda: SGD(_pairs(), lr=0.1, momentum=-0.5), ValueError),
     (lambda: SGD(_pairs(), lr=0.1, weight_decay=-1e-4), ValueError),
     (lambda: SGD(_pairs(), lr=0.1, nesterov=True), ValueError),
@@ -364,7 +364,7 @@ def _pairs():
     (lambda: SGD([], lr=0.1), ValueError),
     (lambda: SGD(Sequential(ReLU()), lr=0.1), ValueError),
     (lambda: StepLR(SGD(_pairs(), lr=0.1), step_size=0), ValueError),
-    (lambda: StepLR(SGD(_pairs(), lr=0.1), step_size=1.5), ValueError),
+    (lambda: StepLR(SGD(_pairs(), lr=0.1), step_size=1.5), TypeError),  # not an int
     (lambda: ReduceLROnPlateau(SGD(_pairs(), lr=0.1), factor=1.0), ValueError),
     (lambda: ReduceLROnPlateau(SGD(_pairs(), lr=0.1), factor=0.0), ValueError),
     (lambda: ReduceLROnPlateau(SGD(_pairs(), lr=0.1), patience=-1), ValueError),
