@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from numconv import data
+from numconv.data import synthetic
 from numconv.data import Dataset
 
 
@@ -414,10 +415,10 @@ def test_shapes_class_is_the_figure_and_its_colour():
         for seed in range(4):
             radius_rng, mask_rng = np.random.default_rng(seed), np.random.default_rng(seed)
             radius = radius_rng.uniform(0.16, 0.3) * 200
-            ratios.append(data._figure_mask(figure, 200, mask_rng).sum() / (np.pi * radius ** 2))
+            ratios.append(synthetic._figure_mask(figure, 200, mask_rng).sum() / (np.pi * radius ** 2))
         np.testing.assert_allclose(ratios, want[name], rtol=0.03, err_msg=name)
     # warm classes are redder than blue where the figure is, cool ones bluer: over whole raw images too
-    images, labels = data._shapes_part(60, 48, np.random.default_rng(0))
+    images, labels = synthetic._shapes_part(60, 48, np.random.default_rng(0))
     red_minus_blue = (images[:, 0] - images[:, 2]).mean(axis=(1, 2))
     warm = labels % 2 == 0
     assert data.SHAPE_CLASSES[0].startswith("warm") and data.SHAPE_CLASSES[1].startswith("cool")

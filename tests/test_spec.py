@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from spec import check, registry
+from spec import cases, check, configs, registry
 from spec.ops import ConvConfig, PoolConfig, ShapeConfig
 from tests import naive
 from tests.strategies import conv_configs, pool_configs
@@ -53,12 +53,12 @@ def test_the_registry_takes_every_branch_of_every_kernel():
 
 
 def test_registry_spans_dimensions_groups_and_ceil_mode():
-    convs = registry.CONV_CONFIGS
+    convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}
     assert any(c.groups == 2 for c in convs) and any(c.groups == c.in_channels > 1 for c in convs)
     assert any(c.padding_right and c.padding_right != c.padding for c in convs)
-    assert any(p.ceil_mode for p in registry.MAX_POOL_CONFIGS) and any(p.ceil_mode for p in registry.AVG_POOL_CONFIGS)
-    assert any(not p.count_include_pad for p in registry.AVG_POOL_CONFIGS)
+    assert any(p.ceil_mode for p in configs.MAX_POOL_CONFIGS) and any(p.ceil_mode for p in configs.AVG_POOL_CONFIGS)
+    assert any(not p.count_include_pad for p in configs.AVG_POOL_CONFIGS)
 
 
 # --- planted bugs ---------------------------------------------------------------------------------------------------
@@ -167,15 +167,15 @@ def python_avg_pool_forward(bug=None):
 
 MUTANT_CASES = [
     # (kernel factory, bug, case builder, configuration)
-    (python_conv_forward, "window shifted", registry.conv_forward_case, registry.CONV_CONFIGS[3]),
-    (python_conv_forward, "stride ignored", registry.conv_forward_case, registry.CONV_CONFIGS[3]),
-    (python_conv_forward, "group offset", registry.conv_forward_case, ConvConfig(1, 4, 4, (4, 4), (2, 2), groups=2)),
-    (python_conv_grad_input, "missing term", registry.conv_grad_input_case, registry.CONV_CONFIGS[1]),
-    (python_max_pool_forward, "padding counts", registry.max_pool_forward_case, registry.MAX_POOL_CONFIGS[0]),
-    (python_max_pool_forward, "last tie", registry.max_pool_forward_case,
+    (python_conv_forward, "window shifted", cases.conv_forward_case, configs.CONV_CONFIGS[3]),
+    (python_conv_forward, "stride ignored", cases.conv_forward_case, configs.CONV_CONFIGS[3]),
+    (python_conv_forward, "group offset", cases.conv_forward_case, ConvConfig(1, 4, 4, (4, 4), (2, 2), groups=2)),
+    (python_conv_grad_input, "missing term", cases.conv_grad_input_case, configs.CONV_CONFIGS[1]),
+    (python_max_pool_forward, "padding counts", cases.max_pool_forward_case, configs.MAX_POOL_CONFIGS[0]),
+    (python_max_pool_forward, "last tie", cases.max_pool_forward_case,
      PoolConfig(1, 1, (6,), (3,), (1,))),
-    (python_avg_pool_forward, "divisor ignores padding", registry.avg_pool_forward_case, registry.AVG_POOL_CONFIGS[0]),
-    (python_lrn_forward, "one channel short", registry.lrn_forward_case, registry.entry("lrn_forward").configs[0]),
+    (python_avg_pool_forward, "divisor ignores padding", cases.avg_pool_forward_case, configs.AVG_POOL_CONFIGS[0]),
+    (python_lrn_forward, "one channel short", cases.lrn_forward_case, registry.entry("lrn_forward").configs[0]),
 ]
 
 
@@ -189,7 +189,7 @@ def test_checker_catches_planted_bug(factory, bug, build, config):
 
 
 def test_connectivity_probe_reports_the_missing_triples():
-    case = registry.conv_grad_input_case(registry.CONV_CONFIGS[1])
+    case = cases.conv_grad_input_case(configs.CONV_CONFIGS[1])
     message = check.connectivity_mismatch(case, python_conv_grad_input("missing term"))
     assert message.startswith("missing") and "0 extra" in message
     assert check.connectivity_mismatch(case, python_conv_grad_input(None)) == ""
@@ -205,8 +205,8 @@ def test_spec_checks_the_naive_reference_too():
         out[...] = naive.conv(x, weight, bias, stride, pads, dilation, groups)[(Ellipsis,) + tuple(
             slice(0, o) for o in out.shape[2:])]
 
-    for config in registry.CONV_CONFIGS:
-        assert check.check_case(registry.conv_forward_case(config), naive_conv_forward,
+    for config in configs.CONV_CONFIGS:
+        assert check.check_case(cases.conv_forward_case(config), naive_conv_forward,
                                 np.random.default_rng(2), dtypes=(np.float64,)).ok
 
     def naive_lrn_forward(x, out, size, alpha, beta, k):
@@ -215,11 +215,11 @@ def test_spec_checks_the_naive_reference_too():
     lrn = registry.entry("lrn_forward")
     assert lrn.name == "lrn_forward"
     for config in lrn.configs:
-        assert check.check_case(registry.lrn_forward_case(config), naive_lrn_forward, np.random.default_rng(3)).ok
+        assert check.check_case(cases.lrn_forward_case(config), naive_lrn_forward, np.random.default_rng(3)).ok
 
 
 def test_error_bound_is_below_target_and_shrinks_with_trials():
-    case = registry.linear_forward_case(ShapeConfig((3, 5, 4)))
+    case = cases.linear_forward_case(ShapeConfig((3, 5, 4)))
     from numconv.kernels.cpu import dense
 
     one = check.check_case(case, dense.linear_forward, np.random.default_rng(0), dtypes=(np.float32,), trials=1)
@@ -229,8 +229,8 @@ def test_error_bound_is_below_target_and_shrinks_with_trials():
 
 
 def test_spec_check_command_exits_nonzero_on_failure(monkeypatch, capsys):
-    monkeypatch.setattr(registry, "ENTRIES", (registry.Entry("conv", "conv_forward", registry.conv_forward_case,
-                                                             registry.CONV_CONFIGS[:1]),))
+    monkeypatch.setattr(registry, "ENTRIES", (registry.Entry("conv", "conv_forward", cases.conv_forward_case,
+                                                             configs.CONV_CONFIGS[:1]),))
     assert check.main(["--backend", "cpu"]) == 0
     monkeypatch.setattr(registry, "kernel_function", lambda *args: python_conv_forward("window shifted"))
     assert check.main(["--backend", "cpu"]) == 1

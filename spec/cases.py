@@ -1,0 +1,420 @@
+"""How each kernel is checked: a case builder per kernel turns a configuration into a :class:`spec.check.Case`,
+the symbolic inputs, the expected expressions from :mod:`spec.ops`, and a ``call`` that runs a kernel on numpy
+arrays (every array with three spatial axes, as the kernels take them)."""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from spec import ops
+from spec.check import Case
+from spec.ops import ConvConfig, PoolConfig, ShapeConfig, symbol_array
+
+
+#: configurations small enough for the one-call-per-input connectivity probe
+PROBE_LIMIT = 96
+
+
+def _five(array: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) with 1 to 3 spatial axes viewed as (N, C, D, H, W)."""
+    return array.reshape(array.shape[:2] + (1,) * (5 - array.ndim) + array.shape[2:])
+
+
+def _triple(values, fill: int) -> tuple:
+    return (fill,) * (3 - len(values)) + tuple(int(v) for v in values)
+
+
+def _probe(case_inputs: dict, name: str, probe: tuple):
+    return probe if case_inputs[name].size <= PROBE_LIMIT else None
+
+
+# --- convolution ---------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _conv_spec(cfg: ConvConfig):
+    inputs, y = ops.conv(cfg)
+    g, grads = ops.gradients(y, inputs)
+    return inputs, y, g, grads
+
+
+def _conv_args(cfg: ConvConfig) -> tuple:
+    axes = cfg.window.axes
+    return (_triple([a.stride for a in axes], 1), _triple([a.pad_left for a in axes], 0),
+            _triple([a.dilation for a in axes], 1), cfg.groups)
+
+
+def conv_forward_case(cfg: ConvConfig) -> Case:
+    inputs, y, _, _ = _conv_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(_five(a["x"]), _five(a["weight"]), a["bias"], _five(out), *_conv_args(cfg))
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, degree=2, probe=_probe(inputs, "x", ("x", "weight", "y")))
+
+
+def conv_grad_input_case(cfg: ConvConfig) -> Case:
+    inputs, _, g, grads = _conv_spec(cfg)
+    case_inputs = {"g": g, "weight": inputs["weight"]}
+
+    def call(kernel, a):
+        out = np.empty(inputs["x"].shape, a["g"].dtype)
+        kernel(_five(a["g"]), _five(a["weight"]), _five(out), *_conv_args(cfg))
+        return {"grad_input": out}
+
+    return Case(case_inputs, {"grad_input": grads["x"]}, call, degree=2,
+                probe=_probe(case_inputs, "g", ("g", "weight", "grad_input")))
+
+
+def conv_grad_weight_case(cfg: ConvConfig) -> Case:
+    inputs, _, g, grads = _conv_spec(cfg)
+    case_inputs = {"g": g, "x": inputs["x"]}
+
+    def call(kernel, a):
+        out = np.empty(inputs["weight"].shape, a["g"].dtype)
+        kernel(_five(a["g"]), _five(a["x"]), _five(out), *_conv_args(cfg))
+        return {"grad_weight": out}
+
+    return Case(case_inputs, {"grad_weight": grads["weight"]}, call, degree=2,
+                probe=_probe(case_inputs, "g", ("g", "x", "grad_weight")))
+
+
+def bias_grad_case(cfg: ShapeConfig) -> Case:
+    """The bias's gradient of y[n, c, s] = b[c] + ...: (N, C, S) -> (C,)."""
+    batch, channels, size = cfg.shape
+    b = symbol_array("b", (channels,))
+    y = np.empty(cfg.shape, dtype=object)
+    for n, c, s in np.ndindex(*cfg.shape):
+        y[n, c, s] = b[c]
+    g, grads = ops.gradients(y, {"bias": b})
+
+    def call(kernel, a):
+        out = np.empty(channels, a["g"].dtype)
+        kernel(a["g"], out)
+        return {"grad_bias": out}
+
+    return Case({"g": g}, {"grad_bias": grads["bias"]}, call, degree=1)
+
+
+# --- pooling -------------------------------------------------------------------------------------------------------
+
+
+def _pool_args(cfg: PoolConfig) -> tuple:
+    axes = cfg.window.axes
+    return (_triple(cfg.kernel, 1), _triple([a.stride for a in axes], 1), _triple([a.pad_left for a in axes], 0))
+
+
+def _argmax_indices(cfg: PoolConfig, x: np.ndarray) -> np.ndarray:
+    """Where each window's maximum sits, flat within its (n, c) plane, from the spec's windows."""
+    window = cfg.window
+    indices = np.empty((cfg.batch, cfg.channels) + window.out_shape, dtype=np.int64)
+    for n, c in np.ndindex(cfg.batch, cfg.channels):
+        for position in window.outputs():
+            inside = [index for _, index, ok in window.window(position) if ok]
+            best = max(inside, key=lambda index: x[(n, c) + index])
+            indices[(n, c) + position] = np.ravel_multi_index(best, cfg.input_shape)
+    return indices
+
+
+@lru_cache(maxsize=None)
+def _max_pool_spec(cfg: PoolConfig):
+    inputs, y = ops.max_pool(cfg)
+    g, grads = ops.gradients(y, inputs, polynomial=False)
+    return inputs, y, g, grads
+
+
+def max_pool_forward_case(cfg: PoolConfig) -> Case:
+    inputs, y, _, _ = _max_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        indices = np.empty(y.shape, np.int64)
+        kernel(_five(a["x"]), _five(out), _five(indices), *_pool_args(cfg),
+               _triple([axis.dilation for axis in cfg.window.axes], 1))
+        return {"y": out, "indices": indices}
+
+    outputs = {"y": y, "indices": lambda values: _argmax_indices(cfg, values["x"])}
+    return Case(inputs, outputs, call, kind="piecewise", probe=_probe(inputs, "x", ("x", None, "y")), tie_trials=2)
+
+
+def max_pool_backward_case(cfg: PoolConfig) -> Case:
+    inputs, y, g, grads = _max_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(inputs["x"].shape, a["g"].dtype)
+        kernel(_five(a["g"]), _five(a["indices"]), _five(out))
+        return {"grad_input": out}
+
+    return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="piecewise",
+                prepare=lambda values: {"indices": _argmax_indices(cfg, values["x"])})
+
+
+@lru_cache(maxsize=None)
+def _avg_pool_spec(cfg: PoolConfig):
+    inputs, y = ops.avg_pool(cfg)
+    g, grads = ops.gradients(y, inputs)
+    # a common multiple of every window's divisor: inputs scaled by it make each average an integer
+    divisor = math.lcm(*(int(sp.fraction(sp.together(e))[1]) for e in y.flat))
+    return inputs, y, g, grads, divisor
+
+
+def avg_pool_forward_case(cfg: PoolConfig) -> Case:
+    inputs, y, _, _, divisor = _avg_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(_five(a["x"]), _five(out), *_pool_args(cfg), cfg.count_include_pad)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, scale={"x": divisor}, probe=_probe(inputs, "x", ("x", None, "y")))
+
+
+def avg_pool_backward_case(cfg: PoolConfig) -> Case:
+    inputs, _, g, grads, divisor = _avg_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(inputs["x"].shape, a["g"].dtype)
+        kernel(_five(a["g"]), _five(out), *_pool_args(cfg), cfg.count_include_pad)
+        return {"grad_input": out}
+
+    return Case({"g": g}, {"grad_input": grads["x"]}, call, scale={"g": divisor})
+
+
+@lru_cache(maxsize=None)
+def _global_avg_pool_spec(cfg: ShapeConfig):
+    inputs, y = ops.global_avg_pool(cfg)
+    g, grads = ops.gradients(y, inputs)
+    return inputs, y, g, grads
+
+
+def global_avg_pool_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y, _, _ = _global_avg_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(a["x"], out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, scale={"x": cfg.shape[2]})
+
+
+def global_avg_pool_backward_case(cfg: ShapeConfig) -> Case:
+    inputs, _, g, grads = _global_avg_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], out)
+        return {"grad_input": out}
+
+    return Case({"g": g}, {"grad_input": grads["x"]}, call, scale={"g": cfg.shape[2]})
+
+
+# --- dense and element-wise ----------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _linear_spec(cfg: ShapeConfig):
+    inputs, y = ops.linear(cfg)
+    g, grads = ops.gradients(y, inputs)
+    return inputs, y, g, grads
+
+
+def linear_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y, _, _ = _linear_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(a["x"], a["weight"], a["bias"], out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, degree=2, probe=_probe(inputs, "x", ("x", "weight", "y")))
+
+
+def linear_grad_input_case(cfg: ShapeConfig) -> Case:
+    inputs, _, g, grads = _linear_spec(cfg)
+    case_inputs = {"g": g, "weight": inputs["weight"]}
+
+    def call(kernel, a):
+        out = np.empty(inputs["x"].shape, a["g"].dtype)
+        kernel(a["g"], a["weight"], out)
+        return {"grad_input": out}
+
+    return Case(case_inputs, {"grad_input": grads["x"]}, call, degree=2,
+                probe=_probe(case_inputs, "g", ("g", "weight", "grad_input")))
+
+
+def linear_grad_weight_case(cfg: ShapeConfig) -> Case:
+    inputs, _, g, grads = _linear_spec(cfg)
+    case_inputs = {"g": g, "x": inputs["x"]}
+
+    def call(kernel, a):
+        out = np.empty(inputs["weight"].shape, a["g"].dtype)
+        kernel(a["g"], a["x"], out)
+        return {"grad_weight": out}
+
+    return Case(case_inputs, {"grad_weight": grads["weight"]}, call, degree=2,
+                probe=_probe(case_inputs, "g", ("g", "x", "grad_weight")))
+
+
+def relu_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y = ops.relu(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(a["x"], out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="piecewise")
+
+
+def relu_backward_case(cfg: ShapeConfig) -> Case:
+    inputs, y = ops.relu(cfg)
+    g, grads = ops.gradients(y, inputs, polynomial=False)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], a["x"], out)
+        return {"grad_input": out}
+
+    return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="piecewise")
+
+
+def _dropout_mask(cfg: ShapeConfig) -> np.ndarray:
+    """A fixed keep-mask for the configuration: the kernel applies a mask, it does not draw one."""
+    return np.random.default_rng(sum(cfg.shape)).random(cfg.shape) >= cfg.param("p")
+
+
+def dropout_forward_case(cfg: ShapeConfig) -> Case:
+    mask = _dropout_mask(cfg)
+    inputs, y = ops.dropout(cfg, mask)
+    scale = 1.0 / (1.0 - cfg.param("p"))
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["x"].dtype)
+        kernel(a["x"], mask, scale, out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call)
+
+
+def dropout_backward_case(cfg: ShapeConfig) -> Case:
+    mask = _dropout_mask(cfg)
+    inputs, y = ops.dropout(cfg, mask)
+    g, grads = ops.gradients(y, inputs)
+    scale = 1.0 / (1.0 - cfg.param("p"))
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], mask, scale, out)
+        return {"grad_input": out}
+
+    return Case({"g": g}, {"grad_input": grads["x"]}, call)
+
+
+def accumulate_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.accumulate(cfg)
+
+    def call(kernel, a):
+        total = a["total"].copy()
+        kernel(total, a["term"])
+        return {"total": total}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
+def sgd_update_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.sgd_update(cfg)
+    args = tuple(cfg.param(name) for name in ("lr", "momentum", "weight_decay", "nesterov", "lr_in_velocity"))
+
+    def call(kernel, a):
+        param, velocity = a["param"].copy(), a["velocity"].copy()
+        kernel(param, a["grad"], velocity, *args)
+        return {"param": param, "velocity": velocity}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
+# --- numeric ops ---------------------------------------------------------------------------------------------------
+
+
+def _normal_sample(shape_of: dict, magnitude: float = 1.0):
+    def sample(rng, dtype):
+        return {name: (rng.standard_normal(shape) * magnitude).astype(dtype) for name, shape in shape_of.items()}
+
+    return sample
+
+
+def _lrn_args(cfg: ShapeConfig) -> tuple:
+    return cfg.param("size"), float(cfg.param("alpha")), float(cfg.param("beta")), float(cfg.param("k"))
+
+
+@lru_cache(maxsize=None)
+def _lrn_spec(cfg: ShapeConfig):
+    inputs, y = ops.local_response_norm(cfg)
+    g, grads = ops.gradients(y, inputs, polynomial=False)
+    return inputs, y, g, grads
+
+
+def lrn_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y, _, _ = _lrn_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["x"].dtype)
+        kernel(a["x"], out, *_lrn_args(cfg))
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="numeric", sample=_normal_sample({"x": cfg.shape}))
+
+
+def lrn_backward_case(cfg: ShapeConfig) -> Case:
+    inputs, _, g, grads = _lrn_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], a["x"], out, *_lrn_args(cfg))
+        return {"grad_input": out}
+
+    return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="numeric", ulps=16,
+                sample=_normal_sample({"g": cfg.shape, "x": cfg.shape}))
+
+
+def _targets(cfg: ShapeConfig) -> np.ndarray:
+    return np.random.default_rng(cfg.shape[1]).integers(0, cfg.shape[1], size=cfg.shape[0])
+
+
+@lru_cache(maxsize=None)
+def _cross_entropy_spec(cfg: ShapeConfig):
+    inputs, losses = ops.cross_entropy(cfg, _targets(cfg))
+    g, grads = ops.gradients(losses, inputs, polynomial=False)
+    return inputs, losses, g, grads
+
+
+def cross_entropy_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, losses, _, _ = _cross_entropy_spec(cfg)
+    target = _targets(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape[:1], a["logits"].dtype)
+        kernel(a["logits"], target, out)
+        return {"losses": out}
+
+    return Case(inputs, {"losses": losses}, call, kind="numeric",
+                sample=_normal_sample({"logits": cfg.shape}, cfg.param("magnitude")))
+
+
+def cross_entropy_backward_case(cfg: ShapeConfig) -> Case:
+    inputs, _, g, grads = _cross_entropy_spec(cfg)
+    target = _targets(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["logits"].dtype)
+        kernel(a["g"], a["logits"], target, out)
+        return {"grad_logits": out}
+
+    return Case({"g": g, "logits": inputs["logits"]}, {"grad_logits": grads["logits"]}, call, kind="numeric",
+                sample=_normal_sample({"g": cfg.shape[:1], "logits": cfg.shape}, cfg.param("magnitude")))

@@ -1,0 +1,111 @@
+"""The configurations the spec registry tries: small enough for SymPy, and chosen so that every formulation,
+strategy and branch of every kernel is taken (``python -m spec coverage`` measures that)."""
+from __future__ import annotations
+
+from spec.ops import ConvConfig, PoolConfig, ShapeConfig
+
+
+CONV_CONFIGS = (
+    # the essay's 1D layer, batched, several channels
+    ConvConfig(2, 2, 3, (7,), (3,)),
+    ConvConfig(1, 2, 2, (9,), (3,), stride=(2,), padding=(1,), dilation=(2,)),
+    # 'same' padding with an even kernel: one more on the right
+    ConvConfig(1, 1, 2, (6,), (4,), padding=(1,), padding_right=(2,)),
+    ConvConfig(1, 2, 2, (5, 6), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+    # AlexNet's two-GPU split: groups=2
+    ConvConfig(1, 4, 4, (5, 5), (3, 3), padding=(1, 1), groups=2),
+    # depthwise, and a stride larger than the kernel
+    ConvConfig(1, 3, 3, (6, 5), (2, 2), stride=(3, 2), groups=3),
+    ConvConfig(1, 2, 2, (3, 4, 5), (2, 2, 3), stride=(1, 2, 1), padding=(0, 1, 1)),
+    ConvConfig(2, 2, 4, (4, 3, 3), (3, 2, 2), dilation=(1, 2, 1), padding=(1, 0, 1), groups=2),
+    # a long reduction (64 output positions) over few blocks: the CUDA weight gradient splits it
+    ConvConfig(1, 1, 2, (66,), (3,)),
+)
+
+#: CPU formulations that the small configurations above never reach: rows of at least 16 output positions with
+#: few output channels (where the CPU's choice of formulation is ``rows``), and a 1x1 convolution over planes
+ROWS_FORWARD_CONFIGS = (
+    ConvConfig(2, 2, 3, (18,), (3,)),
+    ConvConfig(1, 4, 4, (16,), (3,), padding=(1,), groups=2),
+    ConvConfig(2, 3, 2, (4, 4), (1, 1)),
+    ConvConfig(1, 2, 2, (2, 3, 18), (2, 2, 3), stride=(2, 1, 1), padding=(1, 0, 1)),
+    # a whole task: 16 positions x 14 output channels, stored straight from the accumulators
+    ConvConfig(1, 1, 14, (18,), (3,)),
+)
+ROWS_GRAD_INPUT_CONFIGS = ROWS_FORWARD_CONFIGS[:3] + (
+    # two phases of 16 positions, written with stride 2
+    ConvConfig(1, 1, 2, (32,), (4,), stride=(2,), padding=(1,)),
+    ConvConfig(1, 2, 2, (3, 20), (2, 3), padding=(1, 1), dilation=(1, 2)),
+)
+#: rows of at least 64 output positions, 4 output channels per task (the ``wide`` formulation); for the input
+#: gradient, rows of the input
+WIDE_CONFIGS = (
+    ConvConfig(1, 2, 3, (66,), (3,)),
+    ConvConfig(1, 2, 2, (64,), (3,), padding=(2,), dilation=(2,), groups=2),
+    ConvConfig(1, 3, 2, (8, 8), (1, 1)),
+    # a whole task: 64 positions x 4 output channels, stored straight from the accumulators
+    ConvConfig(1, 1, 4, (66,), (3,)),
+)
+#: the input gradient as one sub-pixel convolution: strided, rows of at least 16 (64 for ``wide``) positions
+#: per phase, an input that is not a multiple of the stride (the output is cropped), groups, every phase with taps
+#: (k > s) and some without (k < s)
+SUBPIXEL_CONFIGS = (
+    ConvConfig(1, 1, 2, (66,), (5,), stride=(4,)),
+    ConvConfig(1, 2, 2, (64,), (3,), stride=(2,), padding=(1,), groups=2),
+    ConvConfig(1, 1, 2, (5, 34), (3, 3), stride=(2, 2), padding=(1, 1)),
+    ConvConfig(1, 1, 2, (256,), (6,), stride=(4,)),
+    ConvConfig(1, 1, 1, (96,), (2,), stride=(3,), dilation=(2,)),
+)
+#: stride 1 with rows shorter than a vector: the vectors run along the padded rows of each plane (the columns past
+#: the output's width are computed into scratch and dropped); 2D and 3D, groups, dilation
+PADDED_ROWS_CONFIGS = (
+    ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
+    ConvConfig(1, 4, 4, (10, 7), (3, 3), padding=(1, 1), dilation=(2, 1), groups=2),
+    ConvConfig(1, 1, 2, (3, 4, 6), (2, 3, 3), padding=(0, 1, 1)),
+)
+
+#: the same through the ``lanes`` formulation, and padding wider than the kernel (the input gradient then reads a
+#: cropped output gradient)
+LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
+    ConvConfig(1, 2, 3, (4, 3), (1, 2), padding=(1, 1)),
+    # a whole task: 16 output channels (a full block of packed weights) x 14 consecutive positions, stored lane by
+    # lane straight from the accumulators
+    ConvConfig(1, 1, 16, (16,), (3,)),
+)
+
+#: the fused Winograd F(2x2, 3x3) forward kernel (2D, 3x3, stride 1): output sizes that leave partial edge tiles,
+#: asymmetric and wide padding, groups, and more than 16 input and output channels (a second, partial block of each)
+WINOGRAD_CONFIGS = (
+    ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
+    ConvConfig(2, 4, 4, (4, 7), (3, 3), groups=2),
+    ConvConfig(1, 3, 2, (6, 5), (3, 3), padding=(2, 0), padding_right=(1, 2)),
+    ConvConfig(1, 17, 18, (3, 4), (3, 3), padding=(1, 1)),
+)
+
+MAX_POOL_CONFIGS = (
+    PoolConfig(2, 2, (9,), (3,), (2,), (1,)),
+    # AlexNet's overlapping pooling, with ceil_mode
+    PoolConfig(1, 2, (7, 6), (3, 3), (2, 2), ceil_mode=True),
+    PoolConfig(1, 2, (6, 7), (2, 3), (2, 2), (1, 1), dilation=(2, 1)),
+    PoolConfig(1, 2, (4, 5, 5), (2, 2, 2), (2, 2, 2), ceil_mode=True),
+    PoolConfig(1, 1, (5, 4), (3, 3), (1, 1), (1, 1)),
+    # strides along the rows of 3, 4 and more (each has its own loop on the CPU), and padding along the depth
+    PoolConfig(1, 1, (11,), (3,), (3,)),
+    PoolConfig(1, 1, (3, 13), (2, 4), (1, 4), (0, 1)),
+    PoolConfig(1, 1, (3, 4, 13), (3, 2, 2), (1, 2, 5), (1, 0, 1)),
+)
+
+AVG_POOL_CONFIGS = (
+    PoolConfig(2, 2, (9,), (3,), (2,), (1,)),
+    PoolConfig(1, 2, (7, 6), (3, 3), (2, 2), (1, 1), ceil_mode=True),
+    PoolConfig(1, 2, (7, 6), (3, 3), (2, 2), (1, 1), ceil_mode=True, count_include_pad=False),
+    PoolConfig(1, 2, (3, 4, 5), (2, 2, 3), (1, 2, 2), (1, 0, 1)),
+    PoolConfig(1, 1, (5, 5), (2, 2), (2, 2)),
+    # a stride longer than the window: inputs that no window covers
+    PoolConfig(1, 1, (9,), (2,), (3,)),
+)
+
+
+#: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
+#: last block overlaps the one before), and more than 16 samples
+LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)))
