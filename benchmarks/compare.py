@@ -232,15 +232,20 @@ def table(report: dict) -> str:
                          f"{_fmt(row['ratio'], '6.2f'):>6}")
     if "start" in report:
         start = report["start"]
-        lines += ["", f"start to first LeNet-5 training step: cold {start['cold_s']:.1f} s, warm {start['warm_s']:.1f} s"
+        lines += ["", f"start to first LeNet-5 training step: cold {start['cold_s']:.1f} s, "
+                      f"warm {start['warm_s']:.1f} s"
                       f" (in process {start['cold_in_process_s']:.1f} / {start['warm_in_process_s']:.1f} s)"]
     s = report["summary"]
     lines += ["", "ratios numconv / PyTorch (below 1: numconv faster): "
               f"conv forward geomean {_fmt(s['conv_forward_geomean_ratio'], '.2f')}, "
               f"forward+backward geomean {_fmt(s['conv_forward_backward_geomean_ratio'], '.2f')}, "
               f"worst {_fmt(s['conv_worst_ratio'], '.2f')}, max-pool geomean {_fmt(s['pool_geomean_ratio'], '.2f')}; "
-              f"large layers at >= {_fmt(None if s['large_layers_min_peak_fraction'] is None else 100 * s['large_layers_min_peak_fraction'], '.0f')}% of peak"]
+              f"large layers at >= {_fmt(_percent(s['large_layers_min_peak_fraction']), '.0f')}% of peak"]
     return "\n".join(lines)
+
+
+def _percent(fraction):
+    return None if fraction is None else 100 * fraction
 
 
 def plot(report: dict, path: Path) -> None:

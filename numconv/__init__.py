@@ -5,5 +5,6 @@ from numconv.backend import backend_of, to_device, to_host
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "functional", "geometry", "init", "layers", "models", "optim", "train", "viz", "backend_of", "to_device", "to_host",
+__all__ = ["data", "functional", "geometry", "init", "layers", "models", "optim", "train", "viz", "backend_of",
+           "to_device", "to_host",
            "__version__"]

@@ -6,7 +6,8 @@ Layouts are PyTorch's: (N, C, L), (N, C, H, W), (N, C, D, H, W); weights (out_ch
 Each op has ``<op>_backward(grad_output, *the forward's arrays, **the forward's keywords)`` returning one gradient per
 forward array argument, in order, with ``None`` where that argument was ``None`` (``dropout_backward`` takes the mask
 instead). The backward of a layer with weights (convolution, linear) takes ``needs_input_grad=False`` to skip the
-input's gradient, returned as ``None``: a network's first layer needs only its weights' gradients. Validation happens here, once: the kernels below assume valid, C-contiguous arrays.
+input's gradient, returned as ``None``: a network's first layer needs only its weights' gradients. Validation
+happens here, once: the kernels below assume valid, C-contiguous arrays.
 
 Arrays on a CUDA device (numba device arrays, or anything exposing ``__cuda_array_interface__``) run the CUDA kernels
 and give numba device arrays; mixing host and device arrays in one call is a TypeError. Nothing is copied to the

@@ -446,6 +446,7 @@ def test_batches_cover_every_sample_once_in_a_seeded_order():
         assert inputs.flags.c_contiguous and targets.flags.c_contiguous
         assert inputs.dtype == np.float32 and targets.dtype == np.int64
         np.testing.assert_array_equal(targets, inputs[:, 0, 0, 0].astype(int) % 3)
+
     def order_for(seed):
         drawn_inputs = [x for x, _ in data.batches(dataset, 5, rng=np.random.default_rng(seed))]
         return np.concatenate([x[:, 0, 0, 0] for x in drawn_inputs])

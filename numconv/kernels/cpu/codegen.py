@@ -6,7 +6,7 @@ the generated module is out of date.
 The one operation, over tables of offsets prepared per configuration by ``conv.py``::
 
     out[oblk[b] + ocol[j] + k * ostride] = init_lane[b, k] + init_col[j]
-                                          + sum_{r in [rlo[b], rhi[b])} V[vb[b] + voff[r] + k] * X[xb[b] + xc[j] + xr[r]]
+        + sum_{r in [rlo[b], rhi[b])} V[vb[b] + voff[r] + k] * X[xb[b] + xc[j] + xr[r]]
 
 for blocks ``b``, lanes ``k < lanes[b]`` (at most 16) and columns ``j``. ``V`` supplies a 16-wide vector per
 reduction step (16 output channels of packed weights, or 16 neighbouring positions of an input row) and ``X`` one
@@ -46,8 +46,8 @@ def kernel_source(lanes: int, width: int) -> str:
     emit("")
     emit("")
     emit('@njit(parallel=True, cache=True, fastmath={"contract"})')
-    emit(f"def {kernel_name(lanes, width)}(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, "
-         "init_col):")
+    emit(f"def {kernel_name(lanes, width)}(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, "
+         "init_lane, init_col):")
     emit(f'    """{lanes} lanes x {width} columns per task; see codegen.py."""')
     emit("    blocks = vb.shape[0]")
     emit("    columns = xc.shape[0]")

@@ -81,7 +81,8 @@ def linear_forward(x, weight, bias, out):
 
 
 def linear_grad_input(grad_output, weight, grad_input):
-    """grad_input[n, i] = sum_o grad_output[n, o] * weight[o, i]. grad_output (N, O); weight (O, I); grad_input (N, I)."""
+    """grad_input[n, i] = sum_o grad_output[n, o] * weight[o, i]. grad_output (N, O); weight (O, I);
+    grad_input (N, I)."""
     batch, out_features = grad_output.shape
     in_features = weight.shape[1]
     t = _feature_lanes_tables(out_features, in_features, batch, out_features, out_features, 1)

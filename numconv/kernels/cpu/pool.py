@@ -25,7 +25,8 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
 
     Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
-    over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices (N, C, OD, OH, OW), overwritten.
+    over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices
+    (N, C, OD, OH, OW), overwritten.
 
     One pass over each output row: taps outside, positions inside, the running maximum and its index kept in the
     output row itself and updated by selects rather than branches, so that the row loop vectorises.

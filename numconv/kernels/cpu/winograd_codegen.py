@@ -122,8 +122,10 @@ def weights_source(m: int, consts: Constants) -> list:
     e("")
     e('@njit(parallel=True, cache=True, fastmath={"contract"})')
     e(f"def _weights_f{m}(w, K, group_out, oblocks, cpad, U, tmp):")
-    e(f'    """U (G, OB, {a * a}, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)[g * group_out + 16 ob + k, c],')
-    e('    zero past the group\'s last channel or Cg; one task per (group, block of 16 output channels, input channel).')
+    e(f'    """U (G, OB, {a * a}, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)'
+      '[g * group_out + 16 ob + k, c],')
+    e('    zero past the group\'s last channel or Cg; one task per (group, block of 16 output channels, '
+      'input channel).')
     e('    tmp: per-thread scratch (threads, 16 * 3 * alpha)."""')
     e("    out_channels, group_in = w.shape[0], w.shape[1]")
     e("    groups = out_channels // group_out")
@@ -162,7 +164,8 @@ def pack_source(m: int) -> list:
     e("")
     e("@njit(parallel=True, cache=True)")
     e(f"def _pack_f{m}(x, groups, cblocks, pad_h, pad_w, P):")
-    e('    """P (N, G, CB, HP, WP, 16)[n, g, cb, y, x, k] = x (N, C, H, W)[n, g * Cg + 16 cb + k, y - pad_h, x - pad_w],')
+    e('    """P (N, G, CB, HP, WP, 16)[n, g, cb, y, x, k] = x (N, C, H, W)'
+      '[n, g * Cg + 16 cb + k, y - pad_h, x - pad_w],')
     e("    zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read")
     e('    side by side."""')
     e("    batch, channels, height, width = x.shape")
@@ -229,7 +232,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("        vrow = np.uint64(per_task * cpad)  # V (T, per_task, CP): one t")
     e("        # ---- input transform: V[t, j, c] = (BT d BT^T)[t] of tile j, 16 channels per vector")
     e("        for j in range(per_task):")
-    e("            i = min(first + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped")
+    e("            i = min(first + j, tiles - 1)  "
+      "# a short last block repeats its last tile; those results are dropped")
     e("            n = i // (th * tw)")
     e("            ty = (i // tw) % th")
     e("            tx = i % tw")
@@ -243,7 +247,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e("                    " + transform_row(consts, f"b{i}", BT[i], "d", a))
         L += store_vector(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
     e(f"                for r in range({a}):")
-    e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]")
+    e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at "
+      "V[r * alpha + col, j, 16 cb:16 cb + 16]")
     for s in range(a):
         L += load_vector(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     e(f"                    vat = np.uint64(j * cpad + cb * 16) + np.uint64(r * {a}) * vrow")

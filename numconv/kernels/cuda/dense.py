@@ -22,7 +22,8 @@ def linear_forward(x, weight, bias, out):
 
 
 def linear_grad_input(grad_output, weight, grad_input):
-    """grad_input[n, i] = sum_o grad_output[n, o] * weight[o, i]. grad_output (N, O); weight (O, I); grad_input (N, I)."""
+    """grad_input[n, i] = sum_o grad_output[n, o] * weight[o, i]. grad_output (N, O); weight (O, I);
+    grad_input (N, I)."""
     batch, outputs = grad_output.shape
     features = weight.shape[1]
     flat = grad_input.reshape(-1)

@@ -308,5 +308,7 @@ def total(values) -> float:
     return float(result.copy_to_host()[0])
 
 
-__all__ = ["FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "device_function", "specialise", "numba_type", "reduce_threads", "tree_sum",
-           "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total"]
+__all__ = [
+    "FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "device_function", "specialise", "numba_type",
+    "reduce_threads", "tree_sum", "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total",
+]
