@@ -12,6 +12,15 @@ for path in (str(HERE.parent), str(HERE)):
 import time  # noqa: E402
 
 
+def warm_up(*functions, rounds: int = 2) -> None:
+    """Call each of ``functions`` ``rounds`` times, in turn: in a new process the first calls still allocate and
+    fault in their scratch buffers (a forward pass after a backward one can take twice its time), so that a timed
+    call, even asv's single one under --quick, meets the steady state."""
+    for _ in range(rounds):
+        for function in functions:
+            function()
+
+
 def best_of(function, repeat: int = 3) -> float:
     """The best wall time of ``repeat`` calls, after one untimed call."""
     function()

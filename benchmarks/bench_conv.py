@@ -1,7 +1,7 @@
 """Convolutions of the anchor suite, forward and forward+backward (both gradients and the bias's): time and
 GFLOP/s. Compilation happens in ``setup_cache`` (which fills Numba's on-disk cache) and ``setup`` (one untimed
 call per case), never in the timed region."""
-from benchmarks import _setup  # noqa: F401  (paths)
+from benchmarks import _setup  # first: it puts numconv and anchors on the path
 
 import anchors
 
@@ -24,8 +24,7 @@ class Convolution:
         self.case = case
         self.forward = anchors.numconv_conv(case)
         self.forward_backward = anchors.numconv_conv(case, backward=True)
-        self.forward()
-        self.forward_backward()
+        _setup.warm_up(self.forward, self.forward_backward)
 
     def time_forward(self, name):
         self.forward()

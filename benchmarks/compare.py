@@ -111,6 +111,8 @@ def run(args) -> dict:
     threads = numba.get_num_threads()
     if torch is not None:
         torch.set_num_threads(threads)
+    else:
+        print(NO_TORCH, file=sys.stderr, flush=True)
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": threads,
                     "numba": numba.__version__, "numpy": np.__version__,
@@ -203,9 +205,15 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+#: said at the top of the table, and on stderr when the run starts, when the peer is missing
+NO_TORCH = ("PyTorch is not installed: numconv's numbers only, no ratios (pip install torch, or the project's "
+            "test extra)")
+
+
 def table(report: dict) -> str:
     peak = report["peak"]
-    lines = [f"threads {report['machine']['threads']}; peak {peak['peak_gflops']:.0f} GFLOP/s (sgemm "
+    lines = [NO_TORCH, ""] if report["machine"]["torch"] is None else []
+    lines += [f"threads {report['machine']['threads']}; peak {peak['peak_gflops']:.0f} GFLOP/s (sgemm "
              f"{peak['sgemm_gflops']:.0f}" + (f", PyTorch conv {peak['torch_conv_gflops']:.0f}"
                                               if "torch_conv_gflops" in peak else "") + ")", ""]
     header = (f"{'convolution':<12} {'mode':<9} {'numconv ms':>10} {'torch ms':>9} {'GFLOP/s':>8} {'torch':>7} "
