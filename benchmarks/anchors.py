@@ -128,9 +128,16 @@ def pool_array(case: PoolCase, seed: int = 0) -> np.ndarray:
 # --- numconv ------------------------------------------------------------------------------------------------------
 
 
-def numconv_conv(case: ConvCase, backward: bool = False, seed: int = 0):
+def _numconv_on(device: str, arrays):
+    """``arrays`` where numconv computes on ``device`` ('cpu' or 'cuda')."""
+    from numconv import backend
+
+    return [backend.to_backend(array, device) for array in arrays]
+
+
+def numconv_conv(case: ConvCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
     """A no-argument callable running the case's forward (and, with ``backward``, both gradients and the bias's)."""
-    x, w, b, g = conv_arrays(case, seed)
+    x, w, b, g = _numconv_on(device, conv_arrays(case, seed))
     options = dict(stride=case.stride, padding=case.padding, groups=case.groups)
     conv, conv_backward = _CONV[case.dims], _CONV_BACKWARD[case.dims]
     if not backward:
@@ -143,8 +150,8 @@ def numconv_conv(case: ConvCase, backward: bool = False, seed: int = 0):
     return step
 
 
-def numconv_pool(case: PoolCase, seed: int = 0):
-    x = pool_array(case, seed)
+def numconv_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
+    (x,) = _numconv_on(device, [pool_array(case, seed)])
     pool = _POOL[case.dims]
     return lambda: pool(x, case.kernel, case.stride, return_indices=True)
 
@@ -185,12 +192,12 @@ def numconv_alexnet_forward(batch: int = 16, seed: int = 0):
 # --- PyTorch ------------------------------------------------------------------------------------------------------
 
 
-def torch_conv(case: ConvCase, backward: bool = False, seed: int = 0):
+def torch_conv(case: ConvCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
     """The same as :func:`numconv_conv` in PyTorch; with ``backward`` the input, weight and bias all get gradients,
     as numconv computes them."""
     import torch
 
-    x, w, b, g = (torch.from_numpy(a) for a in conv_arrays(case, seed))
+    x, w, b, g = (torch.from_numpy(a).to(device) for a in conv_arrays(case, seed))
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}[case.dims]
     options = dict(stride=case.stride, padding=case.padding, groups=case.groups)
     if not backward:
@@ -210,10 +217,10 @@ def torch_conv(case: ConvCase, backward: bool = False, seed: int = 0):
     return step
 
 
-def torch_pool(case: PoolCase, seed: int = 0):
+def torch_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
     import torch
 
-    x = torch.from_numpy(pool_array(case, seed))
+    x = torch.from_numpy(pool_array(case, seed)).to(device)
     pool = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d,
             3: torch.nn.functional.max_pool3d}[case.dims]
 
@@ -249,13 +256,14 @@ def torch_lenet_step(batch: int = 64, seed: int = 0):
     return step
 
 
-def torch_alexnet_forward(batch: int = 16, seed: int = 0):
+def torch_alexnet(seed: int = 0):
+    """numconv's AlexNet (models.alexnet) in PyTorch, with the response normalisation over all 96 or 256 maps."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
     lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
-    model = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
         nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
         nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
@@ -263,7 +271,13 @@ def torch_alexnet_forward(batch: int = 16, seed: int = 0):
         nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
         nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(),
         nn.Linear(4096, 1000),
-    ).eval()
+    )
+
+
+def torch_alexnet_forward(batch: int = 16, seed: int = 0):
+    import torch
+
+    model = torch_alexnet(seed).eval()
     images = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, 3, 227, 227), dtype=np.float32))
 
     def forward():

@@ -44,8 +44,13 @@ def backend_of(*arrays) -> str:
     return found.pop() if found else "cpu"
 
 
+_pool_decided = False
+
+
 def _cuda():
-    """numba's CUDA module, or a RuntimeError saying why the CUDA backend cannot run here."""
+    """numba's CUDA module, or a RuntimeError saying why the CUDA backend cannot run here. The first call routes
+    device allocations through numconv's caching pool (numconv.kernels.cuda.memory) where it still can."""
+    global _pool_decided
     try:
         cuda = importlib.import_module("numba.cuda")
     except ImportError as error:
@@ -53,6 +58,9 @@ def _cuda():
             "the CUDA backend needs the numba-cuda package: pip install 'numconv[cuda]' (or numba-cuda[cu12] / "
             f"numba-cuda[cu13] for the CUDA compiler libraries); importing numba.cuda failed: {error}"
         ) from error
+    if not _pool_decided:
+        _pool_decided = True
+        importlib.import_module("numconv.kernels.cuda.memory").use_caching_pool()
     if not cuda.is_available():
         raise RuntimeError(
             "the CUDA backend found no usable CUDA GPU (numba.cuda.is_available() is False: no NVIDIA driver or "

@@ -1,20 +1,34 @@
 """Shared fixtures. Randomness comes from explicit generators, one fixed seed per test.
 
 Without an NVIDIA driver the CUDA kernels run under Numba's CUDA simulator, which must be chosen before numba is
-first imported: this file is loaded before any test module, so it decides here.
+first imported: this file is loaded before any test module, so it decides here. ``NUMCONV_TEST_DEVICE`` overrides
+the choice: ``gpu`` runs the CUDA tests on the GPU (and stops at once if there is none), ``simulator`` under the
+simulator even where a GPU is present.
 """
 import ctypes.util
 import os
 import sys
 import zlib
 
-if "NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda") is None:
-    if "numba" in sys.modules:
-        raise RuntimeError("numba was imported before tests/conftest.py could enable the CUDA simulator")
+DEVICE = os.environ.get("NUMCONV_TEST_DEVICE", "")
+CHOSEN_BEFORE = os.environ.get("NUMBA_ENABLE_CUDASIM")
+if DEVICE not in ("", "gpu", "simulator"):
+    raise RuntimeError(f"NUMCONV_TEST_DEVICE must be 'gpu' or 'simulator', got {DEVICE!r}")
+if DEVICE == "gpu":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+elif DEVICE == "simulator" or ("NUMBA_ENABLE_CUDASIM" not in os.environ and ctypes.util.find_library("cuda") is None):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+if "numba" in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM") != CHOSEN_BEFORE:
+    raise RuntimeError("numba was imported before tests/conftest.py could choose between the GPU and the simulator")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+if DEVICE == "gpu":
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise pytest.UsageError("NUMCONV_TEST_DEVICE=gpu, but numba-cuda finds no GPU (numba.cuda.detect() says why)")
 
 
 @pytest.fixture

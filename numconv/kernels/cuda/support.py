@@ -8,9 +8,12 @@ factory (a closure over tile sizes and the dtype) are cached too: numba keys the
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import threading
+import time
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -75,15 +78,63 @@ def blocks_for(count: int, threads: int) -> int:
     return max(1, -(-int(count) // int(threads)))
 
 
+class LaunchRecord(NamedTuple):
+    """One launch seen by :func:`recording_launches`: the kernel's name, the seconds the host spent in the launch
+    call, and CUDA events recorded just before and after the kernel on the default stream (None under the
+    simulator, whose kernels finish inside the call)."""
+    kernel: str
+    host_seconds: float
+    start: object
+    end: object
+
+
+#: the list that :func:`recording_launches` fills, while one is open
+_recorded_launches = None
+
+
+@contextlib.contextmanager
+def recording_launches():
+    """Record every launch made inside the block as a :class:`LaunchRecord` in the list it yields: how a step's
+    time splits between the kernels and the host's work of launching them. The events cost a little time of
+    their own: profile with it, do not time with it."""
+    global _recorded_launches
+    if _recorded_launches is not None:
+        raise RuntimeError("launches are already being recorded")
+    _recorded_launches = records = []
+    try:
+        yield records
+    finally:
+        _recorded_launches = None
+
+
+def _launch_recorded(kernel, grid, block, args) -> None:
+    events = (cuda.event(), cuda.event()) if not simulated() else (None, None)
+    if events[0] is not None:
+        events[0].record()
+    started = time.perf_counter()
+    kernel[grid, block](*args)
+    host_seconds = time.perf_counter() - started
+    if events[1] is not None:
+        events[1].record()
+    name = getattr(getattr(kernel, "py_func", None), "__qualname__", type(kernel).__name__)
+    _recorded_launches.append(LaunchRecord(name, host_seconds, *events))
+
+
 def launch(kernel, grid, block, *args) -> None:
     """``kernel[grid, block](*args)``; under the simulator with a short thread switch interval for the launch."""
     if not simulated():
-        kernel[grid, block](*args)
+        if _recorded_launches is None:
+            kernel[grid, block](*args)
+        else:
+            _launch_recorded(kernel, grid, block, args)
         return
     previous = sys.getswitchinterval()
     sys.setswitchinterval(config.SIMULATOR_SWITCH_INTERVAL)
     try:
-        kernel[grid, block](*args)
+        if _recorded_launches is None:
+            kernel[grid, block](*args)
+        else:
+            _launch_recorded(kernel, grid, block, args)
     finally:
         sys.setswitchinterval(previous)
 
@@ -311,4 +362,5 @@ def total(values) -> float:
 __all__ = [
     "FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "device_function", "specialise", "numba_type",
     "reduce_threads", "tree_sum", "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total",
+    "LaunchRecord", "recording_launches",
 ]
