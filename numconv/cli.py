@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from numconv import backend, data, distributed, models, optim, viz
+from numconv.files import atomic_write
 from numconv.train import CHECKPOINT, evaluate, fit, load_checkpoint
 
 #: default data set and training recipe per model; command-line flags override them
@@ -104,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print a model's layers, output shapes and parameters")
     summary.add_argument("model", choices=sorted(models.MODELS))
     summary.add_argument("--input", type=_shape, help="input shape without the batch axis, e.g. 3x227x227")
+
+    run = commands.add_parser("run", help="run an ONNX model on numconv's kernels (needs numconv[onnx])")
+    run.add_argument("model", type=Path, help="the .onnx file")
+    run.add_argument("--input", type=Path, required=True, help="a .npy file holding the model's (first) input")
+    run.add_argument("--output", type=Path, help="write the first output here (.npy); default: print a summary only")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
+
+    export = commands.add_parser("export", help="write a model to an ONNX file (needs numconv[onnx])")
+    source = export.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, help="a training run's directory: its trained model (default: "
+                                                  "runs/lenet5)")
+    source.add_argument("--model", choices=sorted(models.MODELS), help="a zoo model with fresh weights instead")
+    export.add_argument("--output", type=Path, help="the .onnx file (default: RUN/model.onnx, or MODEL.onnx)")
 
     commands.add_parser("explain", help="print a layer's window equations (python -m spec explain …)",
                         add_help=False)
@@ -277,6 +291,68 @@ def _summary(args) -> int:
     return 0
 
 
+def _onnx(command: str):
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"numconv {command}: needs the onnx package: pip install 'numconv[onnx]'")
+    import numconv.onnx
+
+    return numconv.onnx
+
+
+def _run(args) -> int:
+    onnx = _onnx("run")
+    try:
+        session = onnx.load(args.model)
+    except (ValueError, TypeError) as error:
+        _flag_error("run", "model", f"{args.model}: {error}")
+    except Exception as error:  # a file that is not an ONNX model: protobuf's decoding error
+        _flag_error("run", "model", f"{args.model} is not a readable ONNX model ({type(error).__name__}: {error})")
+    try:
+        x = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        _flag_error("run", "--input", f"{args.input}: {error}")
+    if args.device == "cuda":
+        _check_device("run", args.device, _world())
+        x = backend.to_device(np.ascontiguousarray(x))
+    name = session.get_inputs()[0].name
+    try:
+        outputs = session.run(None, {name: x})
+    except (ValueError, TypeError) as error:
+        _flag_error("run", "--input", f"{args.input}: {error}")
+    first = backend.to_host(outputs[0]) if backend.is_device_array(outputs[0]) else np.asarray(outputs[0])
+    if args.output is not None:
+        atomic_write(args.output, lambda file: np.save(file, first))
+    described = {"output": session.get_outputs()[0].name, "shape": list(first.shape)}
+    if first.ndim == 2:
+        described["argmax"] = first.argmax(axis=1).tolist()
+    print(json.dumps(described))
+    return 0
+
+
+def _export(args) -> int:
+    onnx = _onnx("export")
+    if args.model:
+        shape = (1,) + tuple(models.INPUT_SHAPES[args.model])
+        model, output = models.MODELS[args.model](rng=0), args.output or Path(f"{args.model}.onnx")
+    else:
+        out = args.run or Path("runs") / "lenet5"
+        try:
+            state = load_checkpoint(out / CHECKPOINT)
+        except (FileNotFoundError, ValueError) as error:
+            _flag_error("export", "--run", str(error))
+        meta = state["meta"]
+        _, test_set = _load_data("export", meta["data"], meta["seed"], meta.get("dtype", "float32"))
+        model = _build("export", meta["model"], test_set, meta["seed"])
+        model.load_state_dict(state["model"])
+        shape, output = (1,) + test_set.inputs.shape[1:], args.output or out / "model.onnx"
+    model.eval()
+    onnx.export(model, output, shape)
+    print(f"wrote {output} (input 'input' of shape N x {' x '.join(map(str, shape[1:]))}, output 'output')")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "explain":
@@ -286,7 +362,8 @@ def main(argv=None) -> int:
         return explain(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "evaluate": _evaluate, "summary": _summary}[args.command](args)
+        return {"train": _train, "evaluate": _evaluate, "summary": _summary, "run": _run,
+                "export": _export}[args.command](args)
     except SystemExit as stop:
         distributed.end_all(stop)  # with several processes running, stopping one must stop them all
         raise

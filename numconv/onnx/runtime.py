@@ -1,0 +1,255 @@
+"""Running an ONNX graph on numconv's kernels, with ONNX Runtime's calling convention.
+
+``Session(model).run(output_names or None, {input_name: array})`` returns a list of arrays, as
+``onnxruntime.InferenceSession.run`` does. The inputs may be NumPy arrays (the CPU kernels) or arrays on the GPU
+(the CUDA kernels, and the outputs stay there); the weights follow the inputs, moved to the device once.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+import numconv.functional as F
+from numconv import backend
+from numconv.onnx.graph import Step, read_graph
+
+__all__ = ["Session", "NodeArg"]
+
+_ONNX_TYPE_NAMES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.float64): "tensor(double)"}
+
+
+class NodeArg(NamedTuple):
+    """A graph input or output as ONNX Runtime describes it: name, shape (None or a name where not fixed), type."""
+    name: str
+    shape: list
+    type: str
+
+
+class Session:
+    """An ONNX model ready to run on numconv's kernels (see :func:`numconv.onnx.load`)."""
+
+    def __init__(self, model):
+        self._steps, self._initializers, self._inputs, self._outputs = read_graph(model)
+        constants = {name for step in self._steps if step.op == "Constant" for name in step.outputs}
+        for step in self._steps:
+            if step.op in ("Gemm", "MatMul") and step.inputs[1] not in self._initializers:
+                raise ValueError(f"node {step.name} ({step.op}): its second operand {step.inputs[1]!r} must be a "
+                                 "weight stored in the model; numconv multiplies activations by weights only")
+            if step.op == "Reshape" and step.inputs[1] not in set(self._initializers) | constants:
+                raise ValueError(f"node {step.name} (Reshape): the shape {step.inputs[1]!r} must be stored in the "
+                                 "model")
+        self._on_backend = {}  # backend -> {name: float initializer there}
+        self._prepared = {}  # (step name, backend) -> (weight, bias) for Gemm and MatMul
+
+    def get_inputs(self) -> list:
+        return [NodeArg(name, list(shape), _ONNX_TYPE_NAMES[dtype]) for name, shape, dtype in self._inputs]
+
+    def get_outputs(self) -> list:
+        return [NodeArg(name, [], "tensor") for name in self._outputs]
+
+    def run(self, output_names, input_feed: dict, run_options=None) -> list:
+        """The values of ``output_names`` (every graph output when None) for the inputs ``input_feed``."""
+        if not isinstance(input_feed, dict):
+            raise TypeError(f"input_feed must be a dict of input name -> array, got {type(input_feed).__name__}")
+        names = list(self._outputs if output_names is None else output_names)
+        expected = {name: dtype for name, _, dtype in self._inputs}
+        unknown = sorted(set(input_feed) - set(expected))
+        missing = sorted(set(expected) - set(input_feed))
+        if unknown or missing:
+            raise ValueError(f"input_feed must give exactly the inputs {sorted(expected)}; unknown {unknown}, "
+                             f"missing {missing}")
+        feeds = {}
+        for name, value in input_feed.items():
+            array = backend.as_device_array(value) if backend.is_device_array(value) else np.asarray(value)
+            if array.dtype != expected[name]:
+                raise TypeError(f"input {name!r} must have dtype {expected[name]}, got {array.dtype}")
+            feeds[name] = array if backend.is_device_array(array) else np.ascontiguousarray(array)
+        where = backend.backend_of(*feeds.values())
+        values = dict(self._weights(where))
+        values.update(feeds)
+        wanted = set(names)
+        for step in self._steps:
+            if step.op == "Constant":
+                values[step.outputs[0]] = _on(step.params["value"], where)
+                continue
+            arguments = [values[name] if name else None for name in step.inputs]
+            results = _OPS[step.op](self, step, arguments, where)
+            for name, value in zip(step.outputs, results):
+                if name:
+                    values[name] = value
+        absent = [name for name in wanted if name not in values]
+        if absent:
+            raise ValueError(f"output_names {absent} are not values of the graph")
+        return [values[name] for name in names]
+
+    def _weights(self, where: str) -> dict:
+        if where not in self._on_backend:
+            self._on_backend[where] = {name: _on(value, where) for name, value in self._initializers.items()}
+        return self._on_backend[where]
+
+    def _dense(self, step: Step, where: str) -> tuple:
+        """The (out, in) weight and the bias of a Gemm or MatMul step, on ``where``."""
+        key = (step.name, where)
+        if key not in self._prepared:
+            matrix = self._initializers[step.inputs[1]]
+            if step.op == "Gemm":
+                weight = (matrix if step.params["trans_b"] else matrix.T) * matrix.dtype.type(step.params["alpha"])
+                bias = None
+                if len(step.inputs) > 2 and step.inputs[2]:
+                    bias = self._initializers.get(step.inputs[2])
+                    if bias is None or bias.size != weight.shape[0]:
+                        raise ValueError(f"node {step.name} (Gemm): C must be a stored vector of {weight.shape[0]} "
+                                         "values")
+                    bias = bias.reshape(-1) * bias.dtype.type(step.params["beta"])
+            else:
+                if matrix.ndim != 2:
+                    raise ValueError(f"node {step.name} (MatMul): the weight must be a matrix, got shape "
+                                     f"{matrix.shape}")
+                weight, bias = matrix.T, None
+            self._prepared[key] = (_on(np.ascontiguousarray(weight), where),
+                                   None if bias is None else _on(np.ascontiguousarray(bias), where))
+        return self._prepared[key]
+
+
+def _on(value: np.ndarray, where: str):
+    """Float tensors go where the computation is; integer tensors (shapes, axes) stay on the host."""
+    return backend.to_backend(value, where) if value.dtype.kind == "f" else value
+
+
+def _host_ints(value) -> list:
+    return [int(v) for v in np.asarray(backend.to_host(value) if backend.is_device_array(value) else value).reshape(-1)]
+
+
+def _dims(x, step: Step) -> int:
+    dims = x.ndim - 2
+    if dims not in (1, 2, 3):
+        raise ValueError(f"node {step.name} ({step.op}): numconv runs 1D, 2D and 3D windows, the input has shape "
+                         f"{tuple(x.shape)}")
+    return dims
+
+
+def _conv(session, step, arguments, where):
+    x, weight = arguments[0], arguments[1]
+    bias = arguments[2] if len(arguments) > 2 else None
+    p = step.params
+    conv = getattr(F, f"conv{_dims(x, step)}d")
+    return [conv(x, weight, bias, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                 groups=p["groups"])]
+
+
+def _max_pool(session, step, arguments, where):
+    x = arguments[0]
+    p = step.params
+    with_indices = len(step.outputs) > 1 and bool(step.outputs[1])
+    pooled = getattr(F, f"max_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], p["padding"], p["dilation"],
+                                                      p["ceil_mode"], return_indices=with_indices)
+    if not with_indices:
+        return [pooled]
+    out, indices = pooled
+    # numconv (as PyTorch) counts within each (sample, channel) plane; ONNX counts over the whole input
+    planes = x.shape[0] * x.shape[1]
+    offsets = (np.arange(planes, dtype=np.int64) * math.prod(x.shape[2:])).reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+    host = (backend.to_host(indices) if backend.is_device_array(indices) else indices) + offsets
+    return [out, backend.to_backend(host, where)]
+
+
+def _average_pool(session, step, arguments, where):
+    x = arguments[0]
+    p = step.params
+    return [getattr(F, f"avg_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], p["padding"], p["ceil_mode"],
+                                                     p["count_include_pad"])]
+
+
+def _global_average_pool(session, step, arguments, where):
+    x = arguments[0]
+    _dims(x, step)
+    return [F.global_avg_pool(x).reshape(tuple(x.shape[:2]) + (1,) * (x.ndim - 2))]
+
+
+def _global_max_pool(session, step, arguments, where):
+    x = arguments[0]
+    spatial = tuple(x.shape[2:])
+    return [getattr(F, f"max_pool{_dims(x, step)}d")(x, spatial, spatial)]
+
+
+def _reduce_mean(session, step, arguments, where):
+    x = arguments[0]
+    axes = _axes(step, arguments, x.ndim)
+    if axes != list(range(2, x.ndim)):
+        raise ValueError(f"node {step.name} (ReduceMean): numconv averages over every spatial axis (axes "
+                         f"{list(range(2, x.ndim))} of an input of shape {tuple(x.shape)}), got axes {axes}")
+    mean = F.global_avg_pool(x)
+    return [mean.reshape(tuple(x.shape[:2]) + (1,) * (x.ndim - 2)) if step.params["keepdims"] else mean]
+
+
+def _lrn(session, step, arguments, where):
+    p = step.params
+    return [F.local_response_norm(arguments[0], p["size"], p["alpha"], p["beta"], p["k"])]
+
+
+def _gemm(session, step, arguments, where):
+    x = arguments[0]
+    if x.ndim != 2:
+        raise ValueError(f"node {step.name} ({step.op}): numconv multiplies (batch, features) matrices, the input "
+                         f"has shape {tuple(x.shape)}")
+    weight, bias = session._dense(step, where)
+    return [F.linear(x, weight, bias)]
+
+
+def _flatten(session, step, arguments, where):
+    x = arguments[0]
+    return [x.reshape(x.shape[0], -1)]
+
+
+def _reshape(session, step, arguments, where):
+    x, shape = arguments[0], _host_ints(arguments[1])
+    if not step.params.get("allowzero"):
+        shape = [x.shape[axis] if size == 0 else size for axis, size in enumerate(shape)]
+    return [x.reshape(tuple(shape))]
+
+
+def _axes(step, arguments, ndim):
+    axes = step.params.get("axes")
+    if axes is None and len(arguments) > 1 and arguments[1] is not None:
+        axes = _host_ints(arguments[1])
+    return None if axes is None else sorted(axis % ndim for axis in axes)
+
+
+def _squeeze(session, step, arguments, where):
+    x = arguments[0]
+    axes = _axes(step, arguments, x.ndim)
+    axes = [axis for axis, size in enumerate(x.shape) if size == 1] if axes is None else axes
+    return [x.reshape(tuple(size for axis, size in enumerate(x.shape) if axis not in axes))]
+
+
+def _unsqueeze(session, step, arguments, where):
+    x = arguments[0]
+    axes = step.params.get("axes") or _host_ints(arguments[1])
+    rank = x.ndim + len(axes)
+    shape = list(x.shape)
+    for axis in sorted(axis % rank for axis in axes):
+        shape.insert(axis, 1)
+    return [x.reshape(tuple(shape))]
+
+
+def _dropout(session, step, arguments, where):
+    if len(arguments) > 2 and arguments[2] is not None and any(_host_ints(arguments[2])):
+        raise ValueError(f"node {step.name} (Dropout): training_mode is true; numconv runs models for inference")
+    return [arguments[0]]
+
+
+def _relu(session, step, arguments, where):
+    return [F.relu(arguments[0])]
+
+
+def _identity(session, step, arguments, where):
+    return [arguments[0]]
+
+
+_OPS = {"Conv": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
+        "GlobalMaxPool": _global_max_pool, "LRN": _lrn, "Relu": _relu, "Gemm": _gemm, "MatMul": _gemm,
+        "ReduceMean": _reduce_mean,
+        "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Dropout": _dropout,
+        "Identity": _identity}

@@ -1,0 +1,262 @@
+"""numconv.onnx: numconv's zoo exported and run by ONNX Runtime, networks exported by PyTorch run by numconv, and
+the errors a model numconv cannot run gets when it is loaded."""
+import re
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import numconv.onnx as nx  # noqa: E402
+from numconv import models  # noqa: E402
+
+ZOO = {
+    "lenet5": (lambda: models.lenet5(rng=0), (2, 1, 28, 28)),
+    "alexnet": (lambda: models.alexnet(rng=0, num_classes=10, image_size=67), (2, 3, 67, 67)),
+    "nin": (lambda: models.nin(rng=0, width=32), (2, 3, 32, 32)),
+    "m5": (lambda: models.m5(rng=0, width=16), (2, 1, 4000)),
+    "c3d_small": (lambda: models.c3d_small(rng=0, width=4), (2, 1, 16, 32, 32)),
+}
+
+
+def _relative(got, want):
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_model_exported_runs_in_onnxruntime_with_numconvs_logits(name, tmp_path, rng):
+    build, shape = ZOO[name]
+    model = build()
+    model.eval()
+    x = rng.standard_normal(shape).astype(np.float32)
+    want = model(x)
+    path = nx.export(model, tmp_path / f"{name}.onnx", shape)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x})
+    assert got.shape == want.shape
+    assert _relative(got, want) < 1e-5
+    # and back: numconv runs its own file with the model's own kernels, so the logits are the same numbers
+    (again,) = nx.load(path).run(None, {"input": x})
+    np.testing.assert_array_equal(again, want)
+
+
+def test_an_exported_model_keeps_pytorchs_state_dict_keys_and_a_free_batch(tmp_path):
+    model = models.lenet5(rng=0)
+    proto = onnx.load(str(nx.export(model, tmp_path / "lenet.onnx", (1, 1, 28, 28))))
+    assert sorted(t.name for t in proto.graph.initializer) == sorted(model.state_dict())
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param == "N"
+    x = np.ones((3, 1, 28, 28), np.float32)
+    assert nx.load(proto).run(["output"], {"input": x})[0].shape == (3, 10)
+
+
+def test_the_session_describes_its_inputs_and_refuses_wrong_feeds(tmp_path):
+    session = nx.load(nx.to_model(models.lenet5(rng=0), (1, 1, 28, 28)))
+    (described,) = session.get_inputs()
+    assert (described.name, described.shape, described.type) == ("input", ["N", 1, 28, 28], "tensor(float)")
+    with pytest.raises(ValueError, match="missing \\['input'\\]"):
+        session.run(None, {"image": np.zeros((1, 1, 28, 28), np.float32)})
+    with pytest.raises(TypeError, match="dtype float32, got float64"):
+        session.run(None, {"input": np.zeros((1, 1, 28, 28))})
+
+
+def _torch_lenet(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def _torch_alexnet(torch):
+    """AlexNet's layers (grouped convolutions, LocalResponseNorm, overlapping pooling, dropout) for 67x67 images."""
+    nn = torch.nn
+    lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    return nn.Sequential(
+        nn.Conv2d(3, 24, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(24, 32, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(32, 48, 3, padding=1), nn.ReLU(), nn.Conv2d(48, 32, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(32 * 3 * 3, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _torch_nin(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 5, padding=2), nn.ReLU(), nn.Conv2d(32, 24, 1), nn.ReLU(), nn.Conv2d(24, 16, 1), nn.ReLU(),
+        nn.MaxPool2d(3, 2, ceil_mode=True), nn.Dropout(0.5), nn.Conv2d(16, 10, 3, padding=1), nn.ReLU(),
+        nn.AvgPool2d(3, 2, padding=1), nn.Conv2d(10, 10, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _torch_m5(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv1d(1, 8, 80, stride=16), nn.ReLU(), nn.MaxPool1d(4), nn.Conv1d(8, 8, 3), nn.ReLU(), nn.MaxPool1d(4),
+        nn.Flatten(), nn.Linear(8 * 14, 2))
+
+
+TORCH_NETWORKS = {"lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
+                  "nin": (_torch_nin, (2, 3, 32, 32)), "m5": (_torch_m5, (2, 1, 4000))}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_NETWORKS))
+def test_networks_exported_by_pytorch_run_in_numconv_with_pytorchs_outputs(name, tmp_path, rng):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    build, shape = TORCH_NETWORKS[name]
+    torch.manual_seed(0)
+    network = build(torch).eval()
+    x = rng.standard_normal(shape).astype(np.float32)
+    with torch.no_grad():
+        want = network(torch.from_numpy(x)).numpy()
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(network, (torch.from_numpy(x),), str(path), dynamo=True, input_names=["x"])
+    session = nx.load(path)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert got.shape == want.shape
+    assert _relative(got, want) < 1e-5
+
+
+def test_pytorchs_local_response_norm_becomes_numconvs_kernel(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    network = torch.nn.Sequential(torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)).eval()
+    path = tmp_path / "lrn.onnx"
+    torch.onnx.export(network, (torch.ones(1, 8, 3, 3),), str(path), dynamo=True)
+    assert "Pow" in {node.op_type for node in onnx.load(str(path)).graph.node}  # PyTorch's ten-node form
+    from numconv.onnx.graph import read_graph
+
+    steps = read_graph(onnx.load(str(path)))[0]
+    assert [step.op for step in steps] == ["LRN"]
+    assert steps[0].params == {"size": 5, "alpha": pytest.approx(1e-4), "beta": 0.75, "k": 2.0}
+
+
+def _model(nodes, inputs=("x",), opset=17, initializers=()):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 2, 6, 6]) for name in inputs],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("node, message", [
+    (("Softplus", {}), "node s \\(Softplus\\): the operator Softplus is not supported"),
+    (("MaxPool", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}), "pads=\\[0, 0, 1, 1\\] differ between"),
+    (("MaxPool", {"kernel_shape": [2, 2], "pads": [2, 2, 2, 2]}), "exceed half the kernel"),
+    (("MaxPool", {"kernel_shape": [2, 2], "storage_order": 1}), "storage_order=1 is not supported"),
+    (("LRN", {"size": 4}), "size=4: an even window"),
+    (("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}), "auto_pad=SAME_UPPER"),
+])
+def test_what_numconv_cannot_run_is_refused_at_load_naming_the_node(node, message):
+    from onnx import helper
+
+    op, attributes = node
+    with pytest.raises(ValueError, match=message):
+        nx.load(_model([helper.make_node(op, ["x"], ["y"], name="s", **attributes)]))
+
+
+def test_an_unsupported_opset_or_a_missing_file_is_refused(tmp_path):
+    from onnx import helper
+
+    with pytest.raises(ValueError, match="opset is 7"):
+        nx.load(_model([helper.make_node("Relu", ["x"], ["y"])], opset=7))
+    with pytest.raises(ValueError, match="no file at"):
+        nx.load(tmp_path / "absent.onnx")
+    with pytest.raises(TypeError, match="path or an onnx.ModelProto"):
+        nx.load(42)
+
+
+def test_max_pool_indices_count_over_the_whole_input_as_onnx_says(rng):
+    from onnx import helper
+
+    proto = _model([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])])
+    proto.graph.output.append(helper.make_tensor_value_info("i", onnx.TensorProto.INT64, None))
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    got_values, got_indices = nx.load(proto).run(None, {"x": x})
+    want_values, want_indices = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_array_equal(got_values, want_values)
+    np.testing.assert_array_equal(got_indices, want_indices)
+    assert got_indices.max() >= 36  # the second channel's indices are past the first channel's 36 values
+
+
+def test_a_session_fed_device_arrays_runs_the_cuda_kernels_and_answers_on_the_device(rng):
+    pytest.importorskip("numba.cuda")
+    from numconv import backend, layers
+    from spec import registry
+
+    if "cuda" not in registry.available_backends():
+        pytest.skip("numba-cuda finds neither a GPU nor its simulator")
+    model = layers.Sequential(layers.Conv2d(1, 2, 3, padding=1, rng=rng), layers.ReLU(), layers.MaxPool2d(2),
+                              layers.LocalResponseNorm(3, k=2.0), layers.Flatten(), layers.Linear(8, 3, rng=rng))
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    session = nx.load(nx.to_model(model, x.shape))
+    (on_device,) = session.run(None, {"input": backend.to_device(x)})
+    assert backend.is_device_array(on_device)
+    np.testing.assert_allclose(backend.to_host(on_device), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_command_line_exports_a_model_and_runs_it(tmp_path, capsys, rng):
+    import json
+
+    from numconv import cli
+
+    path = tmp_path / "m5.onnx"
+    assert cli.main(["export", "--model", "m5", "--output", str(path)]) == 0
+    x = rng.standard_normal((2, 1, 8000)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    want = models.m5(rng=0)
+    want.eval()
+    logits = want(x)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), logits)
+    assert json.loads(capsys.readouterr().out)["argmax"] == logits.argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["run", "absent.onnx", "--input", "x.npy"], "argument model: absent.onnx: .*no file at"),
+    (["run", "{model}", "--input", "absent.npy"], "argument --input: absent.npy"),
+    (["run", "{model}", "--input", "{wrong}"], "argument --input: .*dtype float32, got float64"),
+])
+def test_the_command_line_says_what_is_wrong_in_one_line(arguments, message, tmp_path, capsys, monkeypatch):
+    from numconv import cli
+
+    monkeypatch.chdir(tmp_path)
+    nx.export(models.lenet5(rng=0), tmp_path / "lenet.onnx", (1, 1, 28, 28))
+    np.save(tmp_path / "wrong.npy", np.zeros((1, 1, 28, 28)))
+    arguments = [a.format(model="lenet.onnx", wrong="wrong.npy") for a in arguments]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(arguments)
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and re.search(message, error)
+
+
+def test_onnxs_own_operator_cases_pass_or_are_refused_at_load_never_answered_wrongly():
+    """ONNX's test cases (the onnx package ships them) for every op numconv runs: each either gives ONNX's outputs
+    within the case's tolerance or is refused by load() naming what is missing; none runs to a wrong answer."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    from numconv.onnx.graph import SUPPORTED_OPS
+
+    passed, refused = {}, {}
+    for case in collect_testcases():
+        ops = {node.op_type for node in case.model.graph.node}
+        if case.kind != "node" or len(ops) != 1 or not ops <= set(SUPPORTED_OPS):
+            continue
+        (op,) = ops
+        try:
+            session = nx.load(case.model)
+        except (ValueError, TypeError) as error:
+            assert "numconv" in str(error) or "node" in str(error), f"{case.name}: an unclear refusal: {error}"
+            refused[op] = refused.get(op, 0) + 1
+            continue
+        for inputs, outputs in case.data_sets:
+            feed = {value.name: array for value, array in zip(case.model.graph.input, inputs)}
+            for got, want in zip(session.run(None, feed), outputs):
+                assert got.shape == want.shape, case.name
+                np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol, err_msg=case.name)
+        passed[op] = passed.get(op, 0) + 1
+    for op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Flatten",
+               "Dropout"):
+        assert passed.get(op, 0) >= 1, f"no ONNX case of {op} ran: passed {passed}, refused {refused}"
