@@ -30,6 +30,8 @@ from numconv.backend import (
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "conv_transpose1d_backward", "conv_transpose2d_backward", "conv_transpose3d_backward",
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
     "global_avg_pool", "global_avg_pool_backward",
@@ -170,6 +172,106 @@ def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
                      needs_input_grad=True):
     """Gradients of ``conv3d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
     return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3, needs_input_grad)
+
+
+# --- transposed convolution ---------------------------------------------------------------------------------------
+# The adjoint of a convolution: its forward is the convolution's input gradient, its input gradient the
+# convolution's forward, its weight gradient the convolution's with the two operands exchanged, so it runs on the
+# same proven (and tuned) kernels.
+
+
+def _conv_transpose_setup(x, weight, bias, stride, padding, output_padding, groups, dilation, ndim):
+    x = _float_array(x, "input", ndim + 2)
+    weight = _float_array(weight, "weight", ndim + 2, x.dtype)
+    groups = checks.integer(groups, "groups", 1)
+    if weight.shape[0] != x.shape[1]:
+        raise ValueError(f"weight of a transposed convolution has shape (in_channels, out_channels // groups, "
+                         f"*kernel); its {weight.shape[0]} input channels do not match the input's {x.shape[1]}")
+    out_channels = weight.shape[1] * groups
+    geometry.check_groups(out_channels, weight.shape, groups)
+    if bias is not None:
+        bias = _float_array(bias, "bias", 1, x.dtype)
+        _check_shape(bias, (out_channels,), "bias")
+    geo = geometry.conv_transpose_geometry(x.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), groups)
+    out_shape = (x.shape[0], out_channels) + geo.input_shape
+    return x, weight, bias, out_shape, args
+
+
+def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, ndim):
+    x, weight, bias, out_shape, args = _conv_transpose_setup(x, weight, bias, stride, padding, output_padding,
+                                                             groups, dilation, ndim)
+    backend = backend_of(x, weight, bias)
+    k = kernels(backend)
+    out = empty(out_shape, x.dtype, backend)
+    k.conv.conv_grad_input(_as_3d_spatial(x), _as_3d_spatial(weight), _as_3d_spatial(out), *args)
+    if bias is not None:
+        k.dense.bias_add(out.reshape(out_shape[0], out_shape[1], -1), bias)
+    return out
+
+
+def _conv_transpose_backward(grad_output, x, weight, bias, stride, padding, output_padding, groups, dilation, ndim,
+                             needs_input_grad):
+    x, weight, bias, out_shape, args = _conv_transpose_setup(x, weight, bias, stride, padding, output_padding,
+                                                             groups, dilation, ndim)
+    needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
+    grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
+    _check_shape(grad_output, out_shape, "grad_output")
+    backend = backend_of(grad_output, x, weight, bias)
+    k = kernels(backend)
+    g5 = _as_3d_spatial(grad_output)
+    grad_input = None
+    if needs_input_grad:
+        grad_input = empty(x.shape, x.dtype, backend)
+        k.conv.conv_forward(g5, _as_3d_spatial(weight), zeros(weight.shape[0], x.dtype, backend),
+                            _as_3d_spatial(grad_input), *args)
+    grad_weight = empty(weight.shape, x.dtype, backend)
+    k.conv.conv_grad_weight(_as_3d_spatial(x), g5, _as_3d_spatial(grad_weight), *args)
+    grad_bias = None
+    if bias is not None:
+        grad_bias = empty(bias.shape, x.dtype, backend)
+        k.dense.bias_grad(grad_output.reshape(out_shape[0], out_shape[1], -1), grad_bias)
+    return grad_input, grad_weight, grad_bias
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1D transposed convolution (PyTorch's conv_transpose1d, the gradient of conv1d with respect to its input).
+    input (N, C, L); weight (C, O // groups, K); bias (O,) or None. Returns (N, O, L_out) with
+    L_out = (L - 1)·stride - 2·padding + dilation·(K - 1) + output_padding + 1."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2D transposed convolution. input (N, C, H, W); weight (C, O // groups, KH, KW); bias (O,) or None.
+    Returns (N, O, H_out, W_out), each size as in :func:`conv_transpose1d`."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """3D transposed convolution. input (N, C, D, H, W); weight (C, O // groups, KD, KH, KW); bias (O,) or None.
+    Returns (N, O, D_out, H_out, W_out)."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)
+
+
+def conv_transpose1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, needs_input_grad=True):
+    """Gradients of ``conv_transpose1d``: (grad_input or None, grad_weight, grad_bias or None)."""
+    return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
+                                    dilation, 1, needs_input_grad)
+
+
+def conv_transpose2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, needs_input_grad=True):
+    """Gradients of ``conv_transpose2d``: (grad_input or None, grad_weight, grad_bias or None)."""
+    return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
+                                    dilation, 2, needs_input_grad)
+
+
+def conv_transpose3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                              groups=1, dilation=1, needs_input_grad=True):
+    """Gradients of ``conv_transpose3d``: (grad_input or None, grad_weight, grad_bias or None)."""
+    return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
+                                    dilation, 3, needs_input_grad)
 
 
 # --- pooling ------------------------------------------------------------------------------------------------------

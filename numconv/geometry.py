@@ -27,6 +27,8 @@ __all__ = [
     "is_int",
     "conv_geometry",
     "conv_output_size",
+    "conv_transpose_geometry",
+    "conv_transpose_output_size",
     "pool_geometry",
     "pool_output_size",
     "check_groups",
@@ -152,6 +154,46 @@ def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> 
         conv_output_size(input_shape[a], kernel[a], strides[a], left[a], right[a], dilations[a]) for a in range(ndim)
     )
     return ConvGeometry(input_shape, kernel, strides, left, right, dilations, output)
+
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int, pad: int, output_padding: int,
+                               dilation: int) -> int:
+    """Length of a transposed convolution's output along one axis: the input length of the convolution whose input
+    gradient it is, ``output_padding`` choosing among the lengths that convolution maps to ``size``."""
+    return (size - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose_geometry(input_shape, kernel_size, stride=1, padding=0, output_padding=0,
+                            dilation=1) -> ConvGeometry:
+    """Validate a transposed convolution and return the geometry of the convolution it is the adjoint of: its
+    ``input_shape`` is the transposed convolution's output shape, its ``output_shape`` the transposed
+    convolution's input shape. ``padding`` is an int or a tuple (PyTorch's ConvTranspose takes no 'same');
+    ``output_padding`` must be smaller than the stride on each axis."""
+    input_shape = tuple(int(s) for s in input_shape)
+    ndim = len(input_shape)
+    kernel = as_tuple(kernel_size, ndim, "kernel_size")
+    _check_at_least(kernel, 1, "kernel_size", kernel_size)
+    strides = as_tuple(stride, ndim, "stride")
+    _check_at_least(strides, 1, "stride", stride)
+    dilations = as_tuple(dilation, ndim, "dilation")
+    _check_at_least(dilations, 1, "dilation", dilation)
+    if isinstance(padding, str):
+        raise ValueError(f"padding of a transposed convolution must be an int or a tuple of ints, got {padding!r}")
+    pads = as_tuple(padding, ndim, "padding")
+    _check_at_least(pads, 0, "padding", padding)
+    extra = as_tuple(output_padding, ndim, "output_padding")
+    _check_at_least(extra, 0, "output_padding", output_padding)
+    if any(e >= s for e, s in zip(extra, strides)):
+        raise ValueError(f"output_padding must be smaller than the stride on every axis, got output_padding="
+                         f"{output_padding!r} with stride={stride!r}")
+    output = tuple(conv_transpose_output_size(input_shape[a], kernel[a], strides[a], pads[a], extra[a], dilations[a])
+                   for a in range(ndim))
+    if min(output) < 1:
+        raise ValueError(f"a transposed convolution of input {input_shape!r} with kernel_size {kernel!r}, stride "
+                         f"{strides!r}, padding {pads!r} and dilation {dilations!r} has output size {output!r}: "
+                         "the padding removes more than the output has")
+    # with output_padding below the stride, the convolution of ``output`` gives back ``input_shape`` exactly
+    return conv_geometry(output, kernel, strides, pads, dilations)
 
 
 def pool_geometry(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> PoolGeometry:

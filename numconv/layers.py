@@ -25,7 +25,7 @@ from numconv import checks, geometry, init
 __all__ = [
     "Module", "Sequential", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "GlobalAvgPool", "Linear", "ReLU", "Dropout", "LocalResponseNorm",
-    "Flatten",
+    "Flatten", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
 ]
 
 
@@ -381,6 +381,83 @@ class Conv2d(_ConvNd):
 
 class Conv3d(_ConvNd):
     """3D convolution over (N, C, D, H, W)."""
+
+    _ndim = 3
+
+
+class _ConvTransposeNd(Module):
+    """A transposed convolution (PyTorch's ConvTranspose): weight (in_channels, out_channels // groups, *kernel)."""
+    _parameter_names = ("weight", "bias")
+    _ndim = 0
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = geometry.as_tuple(kernel_size, self._ndim, "kernel_size")
+        groups = _positive_int(groups, "groups")
+        geometry.check_groups(self.out_channels, (self.in_channels, self.out_channels // groups), groups)
+        # validate the window now, on an input the padding cannot empty, not at the first forward
+        probe = tuple(1 + 2 * max(0, p) for p in geometry.as_tuple(padding, self._ndim, "padding"))
+        geometry.conv_transpose_geometry(probe, self.kernel_size, stride, padding, output_padding, dilation)
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.dilation, self.groups = dilation, int(groups)
+        dtype = checks.float_dtype(dtype)
+        rng = rng if rng is not None else np.random.default_rng()
+        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        self.weight = init.kaiming_normal(shape, rng).astype(dtype)
+        self.weight_grad = np.zeros_like(self.weight)
+        self.bias = np.zeros(self.out_channels, dtype=dtype) if bias else None
+        self.bias_grad = np.zeros_like(self.bias) if bias else None
+        self._input = None
+
+    def _options(self):
+        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
+                    groups=self.groups, dilation=self.dilation)
+
+    def forward(self, x):
+        self._input = x
+        return getattr(F, f"conv_transpose{self._ndim}d")(x, self.weight, self.bias, **self._options())
+
+    def backward(self, grad_output, needs_input_grad=True):
+        grad_input, grad_weight, grad_bias = getattr(F, f"conv_transpose{self._ndim}d_backward")(
+            grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad, **self._options())
+        _add_gradient(self.weight_grad, grad_weight)
+        _add_gradient(self.bias_grad, grad_bias)
+        return grad_input
+
+    def output_shape(self, input_shape):
+        _check_input_shape(input_shape, self._ndim, type(self).__name__)
+        if input_shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, ...) got an input "
+                             f"with {input_shape[1]} channels (shape {tuple(input_shape)})")
+        geo = geometry.conv_transpose_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding,
+                                               self.output_padding, self.dilation)
+        return (input_shape[0], self.out_channels) + geo.input_shape
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        for name, default in (("padding", 0), ("output_padding", 0), ("groups", 1), ("dilation", 1)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1D transposed convolution over (N, C, L)."""
+
+    _ndim = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2D transposed convolution over (N, C, H, W): a learned upsampling."""
+
+    _ndim = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3D transposed convolution over (N, C, D, H, W)."""
 
     _ndim = 3
 

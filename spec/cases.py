@@ -11,7 +11,7 @@ import sympy as sp
 
 from spec import ops
 from spec.check import Case
-from spec.ops import ConvConfig, PoolConfig, ShapeConfig, symbol_array
+from spec.ops import ConvConfig, PoolConfig, ShapeConfig, TransposedConvConfig, symbol_array
 
 
 #: configurations small enough for the one-call-per-input connectivity probe
@@ -71,6 +71,21 @@ def conv_grad_input_case(cfg: ConvConfig) -> Case:
                 probe=_probe(case_inputs, "g", ("g", "weight", "grad_input")))
 
 
+def conv_transpose_case(cfg: TransposedConvConfig) -> Case:
+    """The convolution's input-gradient kernel as a transposed convolution, held to the transposed window equations
+    (derived on their own, not by differentiating the convolution) with output_padding."""
+    inputs, out = ops.conv_transpose(cfg)
+    stride, padding, dilation = (_triple(values, fill) for values, fill in
+                                 ((cfg.stride, 1), (cfg.padding, 0), (cfg.dilation, 1)))
+
+    def call(kernel, a):
+        result = np.empty(out.shape, a["x"].dtype)
+        kernel(_five(a["x"]), _five(a["weight"]), _five(result), stride, padding, dilation, cfg.groups)
+        return {"y": result}
+
+    return Case(inputs, {"y": out}, call, degree=2, probe=_probe(inputs, "x", ("x", "weight", "y")))
+
+
 def conv_grad_weight_case(cfg: ConvConfig) -> Case:
     inputs, _, g, grads = _conv_spec(cfg)
     case_inputs = {"g": g, "x": inputs["x"]}
@@ -99,6 +114,22 @@ def bias_grad_case(cfg: ShapeConfig) -> Case:
         return {"grad_bias": out}
 
     return Case({"g": g}, {"grad_bias": grads["bias"]}, call, degree=1)
+
+
+def bias_add_case(cfg: ShapeConfig) -> Case:
+    """y[n, c, s] + b[c] added in place: (N, C, S) and (C,) -> (N, C, S)."""
+    channels = cfg.shape[1]
+    y, b = symbol_array("y", cfg.shape), symbol_array("b", (channels,))
+    expected = np.empty(cfg.shape, dtype=object)
+    for n, c, s in np.ndindex(*cfg.shape):
+        expected[n, c, s] = y[n, c, s] + b[c]
+
+    def call(kernel, a):
+        out = a["y"].copy()
+        kernel(out, a["b"])
+        return {"out": out}
+
+    return Case({"y": y, "b": b}, {"out": expected}, call, degree=1)
 
 
 # --- pooling -------------------------------------------------------------------------------------------------------

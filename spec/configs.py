@@ -2,7 +2,7 @@
 strategy and branch of every kernel is taken (``python -m spec coverage`` measures that)."""
 from __future__ import annotations
 
-from spec.ops import ConvConfig, PoolConfig, ShapeConfig
+from spec.ops import ConvConfig, PoolConfig, ShapeConfig, TransposedConvConfig
 
 
 CONV_CONFIGS = (
@@ -109,3 +109,10 @@ AVG_POOL_CONFIGS = (
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), and more than 16 samples
 LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)))
+
+#: transposed convolutions (the input-gradient kernel run forwards): strides with output_padding, dilation, groups
+TRANSPOSED_CONFIGS = (
+    TransposedConvConfig(2, 2, 3, (4,), (3,), (2,), (1,), (1,), (1,)),
+    TransposedConvConfig(1, 4, 2, (3, 3), (3, 2), (2, 3), (1, 0), (1, 2), (1, 2), groups=2),
+    TransposedConvConfig(1, 2, 2, (2, 2, 3), (2, 1, 2), (1, 2, 2), (0, 0, 1), (0, 1, 0), (2, 1, 1)),
+)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from spec.windows import Window, group_input_channels, window_from
+from spec.windows import (
+    Window, group_input_channels, transposed_output_size, transposed_sources, window_from,
+)
 
 
 def symbol_array(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -114,6 +116,45 @@ class ShapeConfig:
         return dict(self.params)[name]
 
 
+@dataclass(frozen=True)
+class TransposedConvConfig:
+    """A transposed convolution (PyTorch's ConvTranspose): input (N, in_channels, *input_shape), weight
+    (in_channels, out_channels/groups, *kernel); per-axis ``stride``, ``padding``, ``output_padding``, ``dilation``."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    input_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = 1
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(transposed_output_size(*axis) for axis in zip(
+            self.input_shape, self.kernel, self.stride, self.padding, self.output_padding, self.dilation))
+
+    def adjoint(self) -> ConvConfig:
+        """The convolution whose input gradient this is: from this op's output back to its input."""
+        return ConvConfig(self.batch, self.out_channels, self.in_channels, self.output_shape, self.kernel,
+                          self.stride, self.padding, self.dilation, self.groups)
+
+    def label(self) -> str:
+        parts = [f"{len(self.input_shape)}D transposed", f"N{self.batch}", f"C{self.in_channels}->{self.out_channels}",
+                 "in " + "x".join(map(str, self.input_shape)), "k" + "x".join(map(str, self.kernel)),
+                 "s" + "x".join(map(str, self.stride))]
+        for name, values, default in (("p", self.padding, 0), ("op", self.output_padding, 0),
+                                      ("d", self.dilation, 1)):
+            if any(v != default for v in values):
+                parts.append(name + "x".join(map(str, values)))
+        if self.groups != 1:
+            parts.append(f"g{self.groups}")
+        return " ".join(parts)
+
+
 # --- forward expressions ------------------------------------------------------------------------------------------
 
 
@@ -135,6 +176,37 @@ def conv(cfg: ConvConfig):
                             terms.append(w[(o, local) + tap] * x[(n, channel) + index])
                 y[(n, o) + position] = sp.Add(*terms)
     return {"x": x, "weight": w, "bias": b}, y
+
+
+def conv_transpose(cfg: TransposedConvConfig):
+    """x (N, C, *in), weight (C, O/g, *k) -> y (N, O, *out), from the transposed window equations: y[n, o, i] sums
+    x[n, c, m] * w[c, o', j] over the input channels c of o's group and every (m, j) with s*m - p + d*j = i."""
+    x = symbol_array("y", (cfg.batch, cfg.in_channels) + tuple(cfg.input_shape))
+    w = symbol_array("w", (cfg.in_channels, cfg.out_channels // cfg.groups) + tuple(cfg.kernel))
+    out_per_group, in_per_group = cfg.out_channels // cfg.groups, cfg.in_channels // cfg.groups
+    axes = tuple(zip(cfg.input_shape, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation))
+    out = np.empty((cfg.batch, cfg.out_channels) + cfg.output_shape, dtype=object)
+    for position in itertools.product(*(range(size) for size in cfg.output_shape)):
+        per_axis = [transposed_sources(index, *axis) for index, axis in zip(position, axes)]
+        pairs = list(itertools.product(*per_axis))
+        for n, channel in itertools.product(range(cfg.batch), range(cfg.out_channels)):
+            group, local = divmod(channel, out_per_group)
+            terms = [w[(c, local) + tuple(t for _, t in pair)] * x[(n, c) + tuple(m for m, _ in pair)]
+                     for c in range(group * in_per_group, (group + 1) * in_per_group) for pair in pairs]
+            out[(n, channel) + position] = sp.Add(*terms)
+    return {"x": x, "weight": w}, out
+
+
+def transposed_is_adjoint(cfg: TransposedConvConfig) -> bool:
+    """<conv(x, w), y> = <x, conv_transpose(y, w)> as polynomials, for the convolution :meth:`adjoint` names: the
+    transposed window equations are exactly the convolution's read backwards."""
+    inputs, transposed = conv_transpose(cfg)
+    conv_inputs, y = conv(cfg.adjoint())
+    bias = conv_inputs["bias"]
+    forward = sum(((y[index] - bias[index[1]]) * inputs["x"][index] for index in np.ndindex(*y.shape)), sp.S.Zero)
+    backward = sum((conv_inputs["x"][index] * transposed[index] for index in np.ndindex(*transposed.shape)),
+                   sp.S.Zero)
+    return sp.expand(forward - backward) == 0
 
 
 def max_pool(cfg: PoolConfig):

@@ -12,8 +12,9 @@ from typing import Callable
 import numpy as np
 
 from spec.cases import (
-    accumulate_case, avg_pool_backward_case, avg_pool_forward_case, bias_grad_case, conv_forward_case,
-    conv_grad_input_case, conv_grad_weight_case, cross_entropy_backward_case, cross_entropy_forward_case,
+    accumulate_case, avg_pool_backward_case, avg_pool_forward_case, bias_add_case, bias_grad_case, conv_forward_case,
+    conv_grad_input_case, conv_grad_weight_case, conv_transpose_case, cross_entropy_backward_case,
+    cross_entropy_forward_case,
     dropout_backward_case, dropout_forward_case, global_avg_pool_backward_case, global_avg_pool_forward_case,
     linear_forward_case, linear_grad_input_case, linear_grad_weight_case, lrn_backward_case, lrn_forward_case,
     max_pool_backward_case, max_pool_forward_case, relu_backward_case, relu_forward_case, sgd_update_case,
@@ -21,7 +22,8 @@ from spec.cases import (
 from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS,
-    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
+    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS,
+    WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -43,6 +45,8 @@ ENTRIES = (
     Entry("conv", "conv_forward", conv_forward_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_input", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, CONV_CONFIGS),
+    # conv_transpose1d/2d/3d run the input-gradient kernel forwards: held to the transposed equations as well
+    Entry("conv", "conv_grad_input", conv_transpose_case, TRANSPOSED_CONFIGS),
     # the CPU's algorithms behind the three public convolution kernels, each forced onto configurations it serves
     Entry("conv", "conv_forward_rows", conv_forward_case, ROWS_FORWARD_CONFIGS + PADDED_ROWS_CONFIGS,
           backends=("cpu",)),
@@ -61,6 +65,7 @@ ENTRIES = (
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
           (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),
     Entry("dense", "bias_grad", bias_grad_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),
+    Entry("dense", "bias_add", bias_add_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),
     Entry("pool", "max_pool_forward", max_pool_forward_case, MAX_POOL_CONFIGS),
     Entry("pool", "max_pool_backward", max_pool_backward_case, MAX_POOL_CONFIGS),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, AVG_POOL_CONFIGS),

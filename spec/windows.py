@@ -11,6 +11,11 @@ that for ``n`` and counting ``0 .. n_max`` gives the output size ``floor(n_max) 
 padding. A grouped convolution with C input and O output channels joins output channel ``o`` to input channels
 ``floor(o / (O/g)) * (C/g) + c``, ``c < C/g``.
 
+A transposed convolution runs the same equation backwards: its output ``i`` gathers every (input ``n``, tap ``j``)
+with ``s*n - p_l + d*j = i``, that is ``n = (i + p_l - d*j) / s`` where that is a whole number in ``0 .. L_in - 1``,
+and its output length ``(L_in - 1)*s - 2*p + d*(k-1) + output_padding + 1`` is the largest input length whose
+convolution has ``L_in`` outputs, less ``s - 1 - output_padding``.
+
 Nothing here imports numconv: these are the equations the kernels and ``numconv.geometry`` are held to.
 """
 from __future__ import annotations
@@ -47,6 +52,15 @@ GROUP_INPUT_CHANNEL = sp.floor(o / (O / g)) * (C / g) + c
 
 _input_index = sp.lambdify((n, j, s, p_l, d), INPUT_INDEX, modules="math")
 
+i, q = sp.symbols("i q", integer=True, nonnegative=True)
+L_in = sp.symbols("L_in", integer=True, positive=True)
+#: the input of a transposed convolution that tap ``j`` carries to output ``i``: INPUT_INDEX solved for n
+TRANSPOSED_SOURCE = sp.solve(sp.Eq(INPUT_INDEX, i), n)[0]
+#: a transposed convolution's output length for input length L_in, ``q`` its output_padding: the convolution's
+#: input length L whose n_max is exactly L_in - 1 (p_r = p_l), plus q
+TRANSPOSED_OUTPUT_SIZE = sp.solve(sp.Eq(N_MAX.subs(p_r, p_l), L_in - 1), L)[0] + q
+_transposed_source = sp.lambdify((i, j, s, p_l, d), TRANSPOSED_SOURCE, modules="math")
+
 
 @lru_cache(maxsize=None)
 def output_size(size: int, kernel: int, stride: int, pad_left: int, pad_right: int, dilation: int,
@@ -67,6 +81,23 @@ def group_input_channels(out_channel: int, in_channels: int, out_channels: int, 
     values = {o: out_channel, C: in_channels, O: out_channels, g: groups}
     first = int(GROUP_INPUT_CHANNEL.subs({**values, c: 0}))
     return [first + channel for channel in range(in_channels // groups)]
+
+
+def transposed_output_size(size: int, kernel: int, stride: int, pad: int, output_padding: int,
+                           dilation: int) -> int:
+    """A transposed convolution's output length along one axis, from the symbolic equation."""
+    return int(TRANSPOSED_OUTPUT_SIZE.subs({L_in: size, k: kernel, s: stride, p_l: pad, d: dilation,
+                                            q: output_padding}))
+
+
+def transposed_sources(out_index: int, size: int, kernel: int, stride: int, pad: int, dilation: int) -> list:
+    """(input index, tap) pairs that a transposed convolution sums into output ``out_index`` along one axis."""
+    pairs = []
+    for tap in range(kernel):
+        source = _transposed_source(out_index, tap, stride, pad, dilation)
+        if source == int(source) and 0 <= source < size:
+            pairs.append((int(source), tap))
+    return pairs
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,19 @@ ZOO = {
     "nin": (lambda: models.nin(rng=0, width=32), (2, 3, 32, 32)),
     "m5": (lambda: models.m5(rng=0, width=16), (2, 1, 4000)),
     "c3d_small": (lambda: models.c3d_small(rng=0, width=4), (2, 1, 16, 32, 32)),
+    # a users' Sequential: an encoder and a decoder that upsamples with transposed convolutions
+    "encoder_decoder": (lambda: _encoder_decoder(), (2, 1, 16, 16)),
 }
+
+
+def _encoder_decoder():
+    from numconv import layers
+
+    rng = np.random.default_rng(0)
+    return layers.Sequential(
+        layers.Conv2d(1, 4, 3, stride=2, padding=1, rng=rng), layers.ReLU(),
+        layers.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2, rng=rng), layers.ReLU(),
+        layers.ConvTranspose2d(4, 1, 2, dilation=2, rng=rng))
 
 
 def _relative(got, want):
@@ -94,7 +106,15 @@ def _torch_m5(torch):
         nn.Flatten(), nn.Linear(8 * 14, 2))
 
 
-TORCH_NETWORKS = {"lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
+def _torch_decoder(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+        nn.ConvTranspose3d(4, 2, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+        nn.ConvTranspose3d(2, 1, (1, 2, 2), stride=(1, 2, 2)))
+
+
+TORCH_NETWORKS = {"decoder": (_torch_decoder, (2, 1, 4, 8, 8)), "lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
                   "nin": (_torch_nin, (2, 3, 32, 32)), "m5": (_torch_m5, (2, 1, 4000))}
 
 
@@ -257,6 +277,6 @@ def test_onnxs_own_operator_cases_pass_or_are_refused_at_load_never_answered_wro
                 assert got.shape == want.shape, case.name
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol, err_msg=case.name)
         passed[op] = passed.get(op, 0) + 1
-    for op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Flatten",
+    for op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Flatten",
                "Dropout"):
         assert passed.get(op, 0) >= 1, f"no ONNX case of {op} ran: passed {passed}, refused {refused}"

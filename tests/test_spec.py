@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from spec import cases, check, configs, registry
+from spec import cases, check, configs, ops, registry, windows
 from spec.ops import ConvConfig, PoolConfig, ShapeConfig
 from tests import naive
 from tests.strategies import conv_configs, pool_configs
@@ -254,3 +254,27 @@ def test_random_pool_configurations_equal_the_spec(config):
         result = check.check_case(registry.entry(name).build(config), registry.kernel_function("cpu", "pool", name),
                                   np.random.default_rng(0), dtypes=(np.float64,))
         assert result.ok, f"{name} {config.label()}: {result.detail}"
+
+
+@pytest.mark.parametrize("cfg", configs.TRANSPOSED_CONFIGS, ids=lambda cfg: cfg.label())
+def test_the_transposed_equations_are_the_adjoint_of_the_convolutions(cfg):
+    """<conv(x, w), y> = <x, conv_transpose(y, w)> exactly, as polynomials in every x, y and w."""
+    assert ops.transposed_is_adjoint(cfg)
+
+
+def test_the_adjoint_check_catches_a_wrong_transposed_window(monkeypatch):
+    def shifted(out_index, size, kernel, stride, pad, dilation):
+        return windows.transposed_sources(out_index + 1, size, kernel, stride, pad, dilation)
+
+    monkeypatch.setattr(ops, "transposed_sources", shifted)
+    assert not ops.transposed_is_adjoint(configs.TRANSPOSED_CONFIGS[0])
+
+
+def test_the_transposed_output_size_is_the_one_numconv_computes():
+    from numconv import geometry
+
+    for size, kernel, stride, pad, extra, dilation in itertools.product(range(1, 5), range(1, 4), range(1, 4),
+                                                                        range(3), range(3), range(1, 3)):
+        if extra < stride:
+            assert windows.transposed_output_size(size, kernel, stride, pad, extra, dilation) == \
+                geometry.conv_transpose_output_size(size, kernel, stride, pad, extra, dilation)

@@ -17,7 +17,7 @@ __all__ = ["Step", "read_graph", "SUPPORTED_OPS", "OPSETS"]
 #: the ONNX operator set versions of the default domain that numconv reads: the ops below mean the same from 11
 #: to 25 (later versions added element types, and moved Squeeze's, Unsqueeze's and ReduceMean's axes to an input)
 OPSETS = range(11, 26)
-SUPPORTED_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Gemm",
+SUPPORTED_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Gemm",
                  "MatMul", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout", "Identity",
                  "Constant")
 _FLOAT_TYPES = {1: np.float32, 11: np.float64}
@@ -63,7 +63,13 @@ def _window(node: _Node, dims: int | None, pooling: bool) -> dict:
     kernel = tuple(node.get("kernel_shape", ()))
     if pooling and not kernel:
         raise node.error("kernel_shape is required")
-    dims = len(kernel) if kernel else dims
+    given = [len(node.get(name)) // (2 if name == "pads" else 1) for name in ("strides", "dilations", "pads")
+             if node.get(name) is not None]
+    dims = len(kernel) if kernel else given[0] if given else None
+    if dims is None:  # nothing says how many axes: the weight will, and one value serves them all
+        if node.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise node.error(f"auto_pad={node.get('auto_pad')} needs kernel_shape")
+        return {"kernel": kernel, "stride": 1, "padding": 0, "dilation": 1, "dims": None}
     stride = tuple(node.get("strides", (1,) * dims))
     dilation = tuple(node.get("dilations", (1,) * dims))
     pads = tuple(node.get("pads", (0,) * (2 * dims)))
@@ -104,6 +110,14 @@ def _read_node(node, opset: int) -> Step:
     if op == "Conv":
         params = _window(entry, None, pooling=False)
         params["groups"] = int(entry.get("group", 1))
+    elif op == "ConvTranspose":
+        if entry.get("output_shape") is not None:
+            raise entry.error("output_shape is not supported: give pads and output_padding instead")
+        if entry.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise entry.error(f"auto_pad={entry.get('auto_pad')} is not supported for ConvTranspose: give pads")
+        params = _window(entry, None, pooling=False)
+        params["groups"] = int(entry.get("group", 1))
+        params["output_padding"] = tuple(entry.get("output_padding", ())) or 0
     elif op == "MaxPool":
         entry.only(storage_order=(0,))
         params = _window(entry, None, pooling=True)

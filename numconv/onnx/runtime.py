@@ -139,6 +139,15 @@ def _conv(session, step, arguments, where):
                  groups=p["groups"])]
 
 
+def _conv_transpose(session, step, arguments, where):
+    x, weight = arguments[0], arguments[1]
+    bias = arguments[2] if len(arguments) > 2 else None
+    p = step.params
+    conv = getattr(F, f"conv_transpose{_dims(x, step)}d")
+    return [conv(x, weight, bias, stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
+                 groups=p["groups"], dilation=p["dilation"])]
+
+
 def _max_pool(session, step, arguments, where):
     x = arguments[0]
     p = step.params
@@ -248,7 +257,7 @@ def _identity(session, step, arguments, where):
     return [arguments[0]]
 
 
-_OPS = {"Conv": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
+_OPS = {"Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
         "GlobalMaxPool": _global_max_pool, "LRN": _lrn, "Relu": _relu, "Gemm": _gemm, "MatMul": _gemm,
         "ReduceMean": _reduce_mean,
         "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Dropout": _dropout,

@@ -19,7 +19,7 @@ from numconv.kernels.cpu.launch import fma, zeros
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad",
+    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad", "bias_add",
 ]
 
 _U = np.uint64
@@ -114,3 +114,17 @@ def bias_grad(grad_output, grad_bias):
             for s in range(size):
                 total += row[s]
         grad_bias[c] = total
+
+
+@njit(parallel=True, cache=True)
+def bias_add(out, bias):
+    """out[n, c, s] += bias[c]: the bias of a transposed convolution, whose other terms the convolution's input
+    gradient kernel writes. out (N, C, S); bias (C,). The adjoint of :func:`bias_grad`."""
+    batch, channels, size = out.shape
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane - n * channels
+        value = bias[c]
+        row = out[n, c]
+        for s in range(size):
+            row[s] += value

@@ -4,11 +4,11 @@ reduction. The launchers have the CPU kernels' signatures and semantics."""
 from numba import cuda
 
 from numconv.kernels.cuda import gemm
-from numconv.kernels.cuda.support import FLOAT64, launch, reduce_threads, specialise, tree_sum
+from numconv.kernels.cuda.support import FLOAT64, launch, launch_flat, reduce_threads, specialise, tree_sum
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad",
+    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad", "bias_add",
 ]
 
 
@@ -69,3 +69,20 @@ def bias_grad(grad_output, grad_bias):
     batch, channels, size = grad_output.shape
     threads = reduce_threads(batch * size)
     launch(_bias_grad_kernel(threads), channels, threads, grad_output, grad_bias)
+
+
+@cuda.jit(cache=True)
+def _bias_add(out, bias):
+    e = cuda.grid(1)
+    channels, size = out.shape[1], out.shape[2]
+    if e < out.shape[0] * channels * size:
+        n = e // (channels * size)
+        rest = e - n * channels * size
+        c = rest // size
+        out[n, c, rest - c * size] += bias[c]
+
+
+def bias_add(out, bias):
+    """out[n, c, s] += bias[c]: the bias of a transposed convolution, whose other terms the convolution's input
+    gradient kernel writes. out (N, C, S); bias (C,). The adjoint of :func:`bias_grad`."""
+    launch_flat(_bias_add, out.size, out, bias)
