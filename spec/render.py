@@ -28,9 +28,12 @@ Notation:
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 
-from spec.windows import Axis, Window, group_input_channels, window_from
+from spec.windows import (
+    Axis, Window, group_input_channels, transposed_output_size, transposed_sources, window_from,
+)
 
 __all__ = ["OPS", "explain_lines", "main"]
 
@@ -39,6 +42,7 @@ OPS = {
     **{f"conv{n}d": ("conv", n) for n in (1, 2, 3)},
     **{f"max_pool{n}d": ("max", n) for n in (1, 2, 3)},
     **{f"avg_pool{n}d": ("avg", n) for n in (1, 2, 3)},
+    **{f"conv_transpose{n}d": ("transpose", n) for n in (1, 2, 3)},
 }
 
 _PAD_SYMBOL = {"conv": "0", "avg": "0", "max": "-∞"}
@@ -95,7 +99,7 @@ def _window_terms(window: Window, out_position):
 
 
 def explain_lines(op, input_shape, kernel, stride=None, padding=None, dilation=None, channels=None, groups=1,
-                  ceil_mode=False, expand=False, out_channels=None) -> list[str]:
+                  ceil_mode=False, expand=False, out_channels=None, output_padding=None) -> list[str]:
     """The equations of ``op`` (``conv1d`` .. ``avg_pool3d``), one line per output element.
 
     ``input_shape``, ``kernel``, ``stride``, ``padding``, ``dilation``: an int (every axis) or one int per
@@ -114,11 +118,13 @@ def explain_lines(op, input_shape, kernel, stride=None, padding=None, dilation=N
         strides = _per_axis(stride, ndim, "stride", op, 1)
     pads = _per_axis(0 if padding is None else padding, ndim, "padding", op, 0)
     dilations = _per_axis(1 if dilation is None else dilation, ndim, "dilation", op, 1)
-    if kind == "conv" and ceil_mode:
+    if kind in ("conv", "transpose") and ceil_mode:
         raise ValueError(f"ceil_mode applies to pooling, not to {op}")
+    if kind != "transpose" and output_padding is not None:
+        raise ValueError(f"output_padding applies to transposed convolutions, not to {op}")
     if kind == "avg" and any(d != 1 for d in dilations):
         raise ValueError(f"{op} has no dilation, got dilation={_dims_text(dilations)}")
-    if kind != "conv" and any(2 * p > k for p, k in zip(pads, kernels)):
+    if kind in ("max", "avg") and any(2 * p > k for p, k in zip(pads, kernels)):
         raise ValueError(f"padding={_dims_text(pads)} must be at most half of kernel={_dims_text(kernels)}")
 
     c_in = c_out = None
@@ -133,7 +139,7 @@ def explain_lines(op, input_shape, kernel, stride=None, padding=None, dilation=N
         raise ValueError(f"out_channels={out_channels!r} needs channels (the input channels)")
     if not _is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
-    if kind != "conv":
+    if kind in ("max", "avg"):
         if groups != 1:
             raise ValueError(f"groups applies to convolutions, not to {op}, got groups={groups}")
         if c_out != c_in:
@@ -143,6 +149,12 @@ def explain_lines(op, input_shape, kernel, stride=None, padding=None, dilation=N
             raise ValueError(f"groups={groups} needs channels")
         if c_in % groups or c_out % groups:
             raise ValueError(f"groups={groups} must divide channels={c_in} and out_channels={c_out}")
+
+    if kind == "transpose":
+        extra = _per_axis(0 if output_padding is None else output_padding, ndim, "output_padding", op, 0)
+        if any(e >= st for e, st in zip(extra, strides)):
+            raise ValueError(f"output_padding={_dims_text(extra)} must be smaller than stride={_dims_text(strides)}")
+        return _transposed_lines(shape, kernels, strides, pads, extra, dilations, c_in, c_out, groups)
 
     window = window_from(shape, kernels, strides, pads, dilations, ceil_mode=bool(ceil_mode))
     if any(size < 1 for size in window.out_shape):
@@ -160,6 +172,35 @@ def explain_lines(op, input_shape, kernel, stride=None, padding=None, dilation=N
                       else [out_channel])
             entries = [(c, local, t) for t in terms for local, c in enumerate(joined)]
             lines.append(_line(kind, expand, _indexed("y", position, out_channel), out_channel, entries))
+    return lines
+
+
+def _transposed_lines(shape, kernels, strides, pads, extra, dilations, c_in, c_out, groups) -> list[str]:
+    """A transposed convolution, one line per output: the sum of every input the taps carry there,
+    ``y_i = w_j·x_m + ... + b`` over the (m, j) with ``s·m - p + d·j = i`` (weights ``w_{c,o,j}`` with channels)."""
+    out_shape = tuple(transposed_output_size(*axis) for axis in zip(shape, kernels, strides, pads, extra, dilations))
+    if any(size < 1 for size in out_shape):
+        raise ValueError(f"padding={_dims_text(pads)} removes more than the output of input={_dims_text(shape)} "
+                         f"and kernel={_dims_text(kernels)} has: no output")
+    axes = tuple(zip(shape, kernels, strides, pads, dilations))
+    lines = []
+    for position in _first_fastest(itertools.product(*(range(size) for size in out_shape))):
+        pairs = list(itertools.product(*(transposed_sources(i, *axis) for i, axis in zip(position, axes))))
+        for out_channel in ([None] if c_in is None else range(c_out)):
+            products = []
+            if out_channel is None:
+                channels = [(None, None)]
+            else:
+                per_group = c_out // groups
+                group, local = divmod(out_channel, per_group)
+                channels = [(c, local) for c in range(group * (c_in // groups), (group + 1) * (c_in // groups))]
+            for channel, local in channels:
+                for pair in pairs:
+                    source, tap = tuple(m for m, _ in pair), tuple(j for _, j in pair)
+                    weight_index = tap if channel is None else (channel, local) + tap
+                    products.append(f"{_indexed('w', weight_index)}·{_indexed('x', source, channel)}")
+            bias = "b" if out_channel is None else _indexed("b", (out_channel,))
+            lines.append(f"{_indexed('y', position, out_channel)} = {' + '.join(products + [bias])}")
     return lines
 
 
@@ -218,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-channels", type=int, help="convolution output channels, default --channels")
     parser.add_argument("--groups", type=int, default=1, help="channel groups of a convolution, default 1")
     parser.add_argument("--ceil-mode", action="store_true", help="pooling: count a last partial window")
+    parser.add_argument("--output-padding", type=_dims, help="transposed convolution: extra outputs at the end")
     parser.add_argument("--expand", action="store_true", help="write the module out: σ(w·x + ... + b)")
     return parser
 
@@ -228,7 +270,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         lines = explain_lines(args.op, args.input, args.kernel, args.stride, args.padding, args.dilation,
-                              args.channels, args.groups, args.ceil_mode, args.expand, args.out_channels)
+                              args.channels, args.groups, args.ceil_mode, args.expand, args.out_channels,
+                              args.output_padding)
     except ValueError as error:
         parser.error(str(error))
     for line in lines:

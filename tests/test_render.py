@@ -388,3 +388,41 @@ def test_cli_without_a_subcommand_exits_with_status_2():
     result = _spec()
     assert result.returncode == 2
     assert "usage: python -m spec" in result.stderr
+
+
+def _products(lines):
+    """{(output index, tap, input index)} of 1D lines like ``y_3 = σ(w_0·x_2 + w_1·x_3 + b)``."""
+    import re
+
+    found = set()
+    for line in lines:
+        target = int(re.match(r"y_\{?(\d+)\}?", line).group(1))
+        for tap, source in re.findall(r"w_\{?(\d+)\}?·x_\{?(\d+)\}?", line):
+            found.add((target, int(tap), int(source)))
+    return found
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", [(6, 3, 2, 1, 1), (7, 2, 3, 0, 2), (5, 3, 1, 2, 1)])
+def test_a_transposed_convolution_reads_the_convolutions_lines_backwards(size, kernel, stride, padding, dilation):
+    """Tap j joins conv1d's output o to input m exactly when it joins conv_transpose1d's input o to output m."""
+    conv = explain_lines("conv1d", size, kernel, stride, padding, dilation, expand=True)
+    out_size = len(conv)
+    natural = (out_size - 1) * stride - 2 * padding + dilation * (kernel - 1) + 1
+    transposed = explain_lines("conv_transpose1d", out_size, kernel, stride, padding, dilation,
+                               output_padding=size - natural)
+    assert len(transposed) == size
+    assert {(m, j, o) for o, j, m in _products(conv)} == _products(transposed)
+
+
+def test_transposed_convolution_lines_with_channels_and_groups():
+    lines = explain_lines("conv_transpose1d", 2, 2, 2, channels=2, out_channels=4, groups=2)
+    # output channel 3 is in the second group: only input channel 1 feeds it, through weight w[1, 1, tap]
+    assert lines[3] == "y_{3;0} = w_{1,1,0}·x_{1;0} + b_3"
+    assert lines[7] == "y_{3;1} = w_{1,1,1}·x_{1;0} + b_3"
+
+
+def test_output_padding_is_refused_where_it_does_not_apply():
+    with pytest.raises(ValueError, match="output_padding=2 must be smaller than stride=2"):
+        explain_lines("conv_transpose1d", 3, 3, 2, output_padding=2)
+    with pytest.raises(ValueError, match="output_padding applies to transposed convolutions"):
+        explain_lines("conv1d", 3, 3, output_padding=1)
