@@ -35,7 +35,8 @@ __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
     "global_avg_pool", "global_avg_pool_backward",
-    "linear", "linear_backward", "relu", "relu_backward", "dropout", "dropout_backward", "skip_dropout_draws",
+    "linear", "linear_backward", "add", "add_backward", "cat", "cat_backward", "relu", "relu_backward",
+    "dropout", "dropout_backward", "skip_dropout_draws",
     "local_response_norm", "local_response_norm_backward", "cross_entropy", "cross_entropy_backward",
 ]
 
@@ -505,6 +506,73 @@ def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True
         grad_bias = empty(bias.shape, x.dtype, backend)
         k.dense.bias_grad(g2.reshape(g2.shape[0], g2.shape[1], 1), grad_bias)
     return grad_input, grad_weight, grad_bias
+
+
+def add(input, other):
+    """input + other, element-wise, for arrays of the same shape (a residual connection's join)."""
+    x = _float_array(input, "input")
+    y = _float_array(other, "other", dtype=x.dtype)
+    _check_shape(y, x.shape, "other")
+    backend = backend_of(x, y)
+    out = empty(x.shape, x.dtype, backend)
+    kernels(backend).pointwise.add_forward(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def add_backward(grad_output):
+    """Gradients of ``add``: (grad_input, grad_other), both grad_output itself."""
+    grad_output = _float_array(grad_output, "grad_output")
+    return grad_output, grad_output
+
+
+def _cat_setup(tensors, dim):
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"tensors must be a list or tuple of arrays, got {type(tensors).__name__}")
+    if not tensors:
+        raise ValueError("tensors must hold at least one array, got none")
+    dim = checks.integer(dim, "dim", None)
+    parts = [_float_array(tensors[0], "tensors[0]", min_ndim=2)]
+    if dim not in (1, 1 - parts[0].ndim):
+        raise ValueError(f"numconv concatenates along the channel axis only (dim=1), got dim={dim}")
+    for k, part in enumerate(tensors[1:], 1):
+        part = _float_array(part, f"tensors[{k}]", parts[0].ndim, parts[0].dtype)
+        if part.shape[0] != parts[0].shape[0] or part.shape[2:] != parts[0].shape[2:]:
+            raise ValueError(f"tensors[{k}] has shape {tuple(part.shape)}; every array must match tensors[0]'s "
+                             f"{tuple(parts[0].shape)} except along the channels")
+        parts.append(part)
+    out_shape = (parts[0].shape[0], sum(part.shape[1] for part in parts)) + tuple(parts[0].shape[2:])
+    return parts, out_shape
+
+
+def cat(tensors, dim=1):
+    """The arrays one after another along the channel axis (dim=1), as torch.cat: (N, C_k, *spatial) ->
+    (N, sum C_k, *spatial) (SqueezeNet's and Inception's joins)."""
+    parts, out_shape = _cat_setup(tensors, dim)
+    backend = backend_of(*parts)
+    out = empty(out_shape, parts[0].dtype, backend)
+    offset = 0
+    for part in parts:
+        kernels(backend).pointwise.concat_channels_forward(part.reshape(part.shape[0], part.shape[1], -1),
+                                                           out.reshape(out_shape[0], out_shape[1], -1), offset)
+        offset += part.shape[1]
+    return out
+
+
+def cat_backward(grad_output, tensors, dim=1):
+    """Gradients of ``cat``: one per array, the matching channels of grad_output."""
+    parts, out_shape = _cat_setup(tensors, dim)
+    grad_output = _float_array(grad_output, "grad_output", len(out_shape), parts[0].dtype)
+    _check_shape(grad_output, out_shape, "grad_output")
+    backend = backend_of(grad_output, *parts)
+    grads, offset = [], 0
+    for part in parts:
+        grad = empty(part.shape, part.dtype, backend)
+        kernels(backend).pointwise.concat_channels_backward(
+            grad_output.reshape(out_shape[0], out_shape[1], -1), grad.reshape(part.shape[0], part.shape[1], -1),
+            offset)
+        grads.append(grad)
+        offset += part.shape[1]
+    return tuple(grads)
 
 
 def relu(input):

@@ -358,6 +358,48 @@ def accumulate_case(cfg: ShapeConfig) -> Case:
     return Case(inputs, outputs, call, degree=1)
 
 
+def add_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.add(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["a"].dtype)
+        kernel(a["a"], a["b"], out)
+        return {"out": out}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
+def concat_channels_forward_case(cfg: ShapeConfig) -> Case:
+    """Every part copied into its channels of the output, one kernel call per part."""
+    parts, out = ops.concat_channels(cfg)
+
+    def call(kernel, a):
+        result = np.empty(out.shape, a["part0"].dtype)
+        offset = 0
+        for name in parts:
+            kernel(a[name], result, offset)
+            offset += a[name].shape[1]
+        return {"out": result}
+
+    return Case(parts, {"out": out}, call, degree=1)
+
+
+def concat_channels_backward_case(cfg: ShapeConfig) -> Case:
+    """Each part's gradient: the derivative of sum g*out with respect to the part, one kernel call per part."""
+    parts, out = ops.concat_channels(cfg)
+    g, grads = ops.gradients(out, parts)
+
+    def call(kernel, a):
+        results, offset = {}, 0
+        for name, part in parts.items():
+            results[name] = np.empty(part.shape, a["g"].dtype)
+            kernel(a["g"], results[name], offset)
+            offset += part.shape[1]
+        return results
+
+    return Case({"g": g}, grads, call, degree=1)
+
+
 def sgd_update_case(cfg: ShapeConfig) -> Case:
     inputs, outputs = ops.sgd_update(cfg)
     args = tuple(cfg.param(name) for name in ("lr", "momentum", "weight_decay", "nesterov", "lr_in_velocity"))

@@ -342,6 +342,21 @@ def accumulate(cfg: ShapeConfig):
     return {"total": total, "term": term}, {"total": total + term}
 
 
+def add(cfg: ShapeConfig):
+    """out = a + b, element-wise over flat (size,) arrays (a residual connection)."""
+    a, b = symbol_array("a", cfg.shape), symbol_array("b", cfg.shape)
+    return {"a": a, "b": b}, {"out": a + b}
+
+
+def concat_channels(cfg: ShapeConfig):
+    """(N, C_k, S) parts, ``channels`` = (C_0, C_1, ...) -> (N, sum C_k, S): the parts one after another along the
+    channel axis, and each part's gradient: the matching channels of the output's gradient."""
+    batch, size = cfg.shape
+    parts = {f"part{k}": symbol_array(f"p{k}", (batch, count, size)) for k, count in enumerate(cfg.param("channels"))}
+    out = np.concatenate(list(parts.values()), axis=1)
+    return parts, out
+
+
 def sgd_update(cfg: ShapeConfig):
     """One SGD step on flat arrays: (w, g, v) -> (w', v') with the rule of numconv.optim (see its docstring);
     lr, momentum and weight decay are exact binary fractions so that the result is exact."""

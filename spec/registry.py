@@ -12,8 +12,10 @@ from typing import Callable
 import numpy as np
 
 from spec.cases import (
-    accumulate_case, avg_pool_backward_case, avg_pool_forward_case, bias_add_case, bias_grad_case, conv_forward_case,
-    conv_grad_input_case, conv_grad_weight_case, conv_transpose_case, cross_entropy_backward_case,
+    accumulate_case, add_case, avg_pool_backward_case, avg_pool_forward_case, bias_add_case, bias_grad_case,
+    conv_forward_case,
+    concat_channels_backward_case, concat_channels_forward_case, conv_grad_input_case, conv_grad_weight_case,
+    conv_transpose_case, cross_entropy_backward_case,
     cross_entropy_forward_case,
     dropout_backward_case, dropout_forward_case, global_avg_pool_backward_case, global_avg_pool_forward_case,
     linear_forward_case, linear_grad_input_case, linear_grad_weight_case, lrn_backward_case, lrn_forward_case,
@@ -84,6 +86,11 @@ ENTRIES = (
     Entry("pointwise", "dropout_backward", dropout_backward_case,
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
     Entry("pointwise", "accumulate", accumulate_case, (ShapeConfig((37,)),)),
+    Entry("pointwise", "add_forward", add_case, (ShapeConfig((37,)),)),
+    Entry("pointwise", "concat_channels_forward", concat_channels_forward_case,
+          (ShapeConfig((2, 5), (("channels", (2, 3, 1)),)),)),
+    Entry("pointwise", "concat_channels_backward", concat_channels_backward_case,
+          (ShapeConfig((2, 5), (("channels", (2, 3, 1)),)),)),
     Entry("pointwise", "sgd_update", sgd_update_case, tuple(
         ShapeConfig((9,), (("lr", lr), ("momentum", m), ("weight_decay", wd), ("nesterov", nesterov),
                            ("lr_in_velocity", alexnet)))

@@ -114,7 +114,28 @@ def _torch_decoder(torch):
         nn.ConvTranspose3d(2, 1, (1, 2, 2), stride=(1, 2, 2)))
 
 
-TORCH_NETWORKS = {"decoder": (_torch_decoder, (2, 1, 4, 8, 8)), "lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
+def _torch_squeezenet(torch):
+    """SqueezeNet's fire modules: a 1x1 squeeze, then 1x1 and 3x3 expands joined by Concat."""
+    nn = torch.nn
+
+    class Fire(nn.Module):
+        def __init__(self, channels, squeeze, expand):
+            super().__init__()
+            self.squeeze = nn.Sequential(nn.Conv2d(channels, squeeze, 1), nn.ReLU())
+            self.expand1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
+            self.expand3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+
+        def forward(self, x):
+            x = self.squeeze(x)
+            return torch.cat([self.expand1(x), self.expand3(x)], 1)
+
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
+                         Fire(16, 4, 8), Fire(16, 4, 8), nn.Conv2d(16, 10, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+
+
+TORCH_NETWORKS = {"decoder": (_torch_decoder, (2, 1, 4, 8, 8)), "squeezenet": (_torch_squeezenet, (2, 3, 33, 33)),
+                  "lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
                   "nin": (_torch_nin, (2, 3, 32, 32)), "m5": (_torch_m5, (2, 1, 4000))}
 
 
@@ -273,10 +294,17 @@ def test_onnxs_own_operator_cases_pass_or_are_refused_at_load_never_answered_wro
             continue
         for inputs, outputs in case.data_sets:
             feed = {value.name: array for value, array in zip(case.model.graph.input, inputs)}
-            for got, want in zip(session.run(None, feed), outputs):
+            try:
+                results = session.run(None, feed)
+            except ValueError as error:  # shapes numconv does not take (broadcasting, a negative axis)
+                assert f"({op})" in str(error), f"{case.name}: an unclear refusal: {error}"
+                refused[op] = refused.get(op, 0) + 1
+                break
+            for got, want in zip(results, outputs):
                 assert got.shape == want.shape, case.name
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol, err_msg=case.name)
-        passed[op] = passed.get(op, 0) + 1
-    for op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Flatten",
-               "Dropout"):
+        else:
+            passed[op] = passed.get(op, 0) + 1
+    for op in ("Conv", "ConvTranspose", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
+               "GlobalMaxPool", "LRN", "Relu", "Flatten", "Dropout"):
         assert passed.get(op, 0) >= 1, f"no ONNX case of {op} ran: passed {passed}, refused {refused}"

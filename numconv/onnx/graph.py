@@ -17,9 +17,9 @@ __all__ = ["Step", "read_graph", "SUPPORTED_OPS", "OPSETS"]
 #: the ONNX operator set versions of the default domain that numconv reads: the ops below mean the same from 11
 #: to 25 (later versions added element types, and moved Squeeze's, Unsqueeze's and ReduceMean's axes to an input)
 OPSETS = range(11, 26)
-SUPPORTED_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN", "Relu", "Gemm",
-                 "MatMul", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout", "Identity",
-                 "Constant")
+SUPPORTED_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+                 "Relu", "Gemm", "MatMul", "Add", "Concat", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+                 "Dropout", "Identity", "Constant")
 _FLOAT_TYPES = {1: np.float32, 11: np.float64}
 
 
@@ -143,6 +143,10 @@ def _read_node(node, opset: int) -> Step:
         entry.only(axis=(1,))
     elif op == "Reshape":
         entry.only(allowzero=(0, 1))
+    elif op == "Concat":
+        params["axis"] = int(entry.get("axis"))
+        if params["axis"] >= 0 and params["axis"] != 1:
+            raise entry.error(f"axis={params['axis']}: numconv concatenates along the channel axis (1) only")
     elif op == "ReduceMean":
         entry.only(noop_with_empty_axes=(0,))
         params = {"axes": entry.get("axes"), "keepdims": bool(entry.get("keepdims", 1))}

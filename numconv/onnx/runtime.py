@@ -207,6 +207,21 @@ def _gemm(session, step, arguments, where):
     return [F.linear(x, weight, bias)]
 
 
+def _add(session, step, arguments, where):
+    a, b = arguments
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"node {step.name} (Add): numconv adds arrays of the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    return [F.add(a, b)]
+
+
+def _concat(session, step, arguments, where):
+    if step.params["axis"] % arguments[0].ndim != 1:
+        raise ValueError(f"node {step.name} (Concat): numconv concatenates along the channel axis (1), got axis "
+                         f"{step.params['axis']}")
+    return [F.cat(arguments, 1)]
+
+
 def _flatten(session, step, arguments, where):
     x = arguments[0]
     return [x.reshape(x.shape[0], -1)]
@@ -257,8 +272,9 @@ def _identity(session, step, arguments, where):
     return [arguments[0]]
 
 
-_OPS = {"Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
+_OPS = {"Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _max_pool, "AveragePool": _average_pool,
+        "GlobalAveragePool": _global_average_pool,
         "GlobalMaxPool": _global_max_pool, "LRN": _lrn, "Relu": _relu, "Gemm": _gemm, "MatMul": _gemm,
-        "ReduceMean": _reduce_mean,
+        "ReduceMean": _reduce_mean, "Add": _add, "Concat": _concat,
         "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Dropout": _dropout,
         "Identity": _identity}

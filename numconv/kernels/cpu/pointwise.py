@@ -1,5 +1,5 @@
-"""Element-wise kernels for the CPU on flat (size,) views: ReLU, dropout, gradient accumulation and the SGD step.
-Arrays are C-contiguous."""
+"""Element-wise kernels for the CPU on flat (size,) views: ReLU, dropout, addition, gradient accumulation and the
+SGD step; and the copies of a concatenation along channels. Arrays are C-contiguous."""
 from numba import njit, prange
 
 from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
@@ -7,6 +7,7 @@ from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, s
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
     "relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "accumulate", "sgd_update",
+    "add_forward", "concat_channels_forward", "concat_channels_backward",
 ]
 
 
@@ -55,3 +56,36 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_i
         velocity[i] = sgd_velocity(param[i], grad[i], velocity[i], lr, momentum, weight_decay, lr_in_velocity)
         param[i] = sgd_parameter(param[i], grad[i], velocity[i], lr, momentum, weight_decay, nesterov,
                                  lr_in_velocity)
+
+
+@njit(parallel=True, cache=True)
+def add_forward(a, b, out):
+    """out = a + b (a residual connection). All (size,)."""
+    for i in prange(a.shape[0]):
+        out[i] = a[i] + b[i]
+
+
+@njit(parallel=True, cache=True)
+def concat_channels_forward(part, out, offset):
+    """out[n, offset + c, s] = part[n, c, s]: one input of a concatenation along channels put in its place.
+    part (N, C, S); out (N, C_total, S); offset its first channel."""
+    batch, channels, size = part.shape
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane - n * channels
+        source, target = part[n, c], out[n, offset + c]
+        for s in range(size):
+            target[s] = source[s]
+
+
+@njit(parallel=True, cache=True)
+def concat_channels_backward(grad_output, grad_part, offset):
+    """grad_part[n, c, s] = grad_output[n, offset + c, s]: the gradient of one input of a concatenation.
+    grad_output (N, C_total, S); grad_part (N, C, S)."""
+    batch, channels, size = grad_part.shape
+    for plane in prange(batch * channels):
+        n = plane // channels
+        c = plane - n * channels
+        source, target = grad_output[n, offset + c], grad_part[n, c]
+        for s in range(size):
+            target[s] = source[s]

@@ -1,5 +1,5 @@
-"""Element-wise kernels for CUDA on flat (size,) device arrays: ReLU, dropout, gradient accumulation and the SGD
-step.
+"""Element-wise kernels for CUDA on flat (size,) device arrays: ReLU, dropout, addition, gradient accumulation and
+the SGD step; and the copies of a concatenation along channels.
 
 One thread per element, consecutive threads on consecutive elements (coalesced); the launchers have the CPU
 kernels' signatures and semantics.
@@ -12,6 +12,7 @@ from numconv.kernels.cuda.support import launch_flat
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
     "relu_forward", "relu_backward", "dropout_forward", "dropout_backward", "accumulate", "sgd_update",
+    "add_forward", "concat_channels_forward", "concat_channels_backward",
 ]
 
 
@@ -84,3 +85,39 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_i
     forms (PyTorch's, and AlexNet's with the learning rate inside the velocity)."""
     launch_flat(_sgd_update, param.shape[0], param, grad, velocity, float(lr), float(momentum),
                  float(weight_decay), bool(nesterov), bool(lr_in_velocity))
+
+
+@cuda.jit(cache=True)
+def _add_forward(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+def add_forward(a, b, out):
+    """out = a + b (a residual connection). All (size,)."""
+    launch_flat(_add_forward, a.shape[0], a, b, out)
+
+
+@cuda.jit(cache=True)
+def _copy_channels(source, target, channels, source_offset, target_offset):
+    e = cuda.grid(1)
+    batch, size = source.shape[0], source.shape[2]
+    if e < batch * channels * size:
+        n = e // (channels * size)
+        rest = e - n * channels * size
+        c = rest // size
+        s = rest - c * size
+        target[n, target_offset + c, s] = source[n, source_offset + c, s]
+
+
+def concat_channels_forward(part, out, offset):
+    """out[n, offset + c, s] = part[n, c, s]: one input of a concatenation along channels put in its place.
+    part (N, C, S); out (N, C_total, S); offset its first channel."""
+    launch_flat(_copy_channels, part.size, part, out, part.shape[1], 0, offset)
+
+
+def concat_channels_backward(grad_output, grad_part, offset):
+    """grad_part[n, c, s] = grad_output[n, offset + c, s]: the gradient of one input of a concatenation.
+    grad_output (N, C_total, S); grad_part (N, C, S)."""
+    launch_flat(_copy_channels, grad_part.size, grad_output, grad_part, grad_part.shape[1], offset, 0)
