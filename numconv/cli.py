@@ -263,18 +263,27 @@ def _train(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
-    world = _world()
-    _check_device("evaluate", args.device, world)
-    out = args.out or Path("runs") / "lenet5"
+def _trained(command: str, flag: str, out, data_spec=None) -> tuple:
+    """(model with its trained weights, on the host; the test set, of ``data_spec`` or the run's own data; the
+    run's meta) of the training run in ``out`` (default runs/lenet5); a missing or bad checkpoint is a ``flag``
+    error."""
+    out = out or Path("runs") / "lenet5"
     try:
         state = load_checkpoint(out / CHECKPOINT)
     except (FileNotFoundError, ValueError) as error:
-        _flag_error("evaluate", "--out", str(error))
+        _flag_error(command, flag, str(error))
     meta = state["meta"]
-    _, test_set = _load_data("evaluate", args.data or meta["data"], meta["seed"], meta.get("dtype", "float32"))
-    model = _build("evaluate", meta["model"], test_set, meta["seed"]).to(args.device)
+    _, test_set = _load_data(command, data_spec or meta["data"], meta["seed"], meta.get("dtype", "float32"))
+    model = _build(command, meta["model"], test_set, meta["seed"])
     model.load_state_dict(state["model"])
+    return model, test_set, meta
+
+
+def _evaluate(args) -> int:
+    world = _world()
+    _check_device("evaluate", args.device, world)
+    model, test_set, meta = _trained("evaluate", "--out", args.out, args.data)
+    model.to(args.device)
     parallel = distributed.strategy(model)  # several processes share the test set
     scores = evaluate(model, test_set, parallel=parallel)
     if parallel.is_writer:
@@ -337,16 +346,9 @@ def _export(args) -> int:
         shape = (1,) + tuple(models.INPUT_SHAPES[args.model])
         model, output = models.MODELS[args.model](rng=0), args.output or Path(f"{args.model}.onnx")
     else:
-        out = args.run or Path("runs") / "lenet5"
-        try:
-            state = load_checkpoint(out / CHECKPOINT)
-        except (FileNotFoundError, ValueError) as error:
-            _flag_error("export", "--run", str(error))
-        meta = state["meta"]
-        _, test_set = _load_data("export", meta["data"], meta["seed"], meta.get("dtype", "float32"))
-        model = _build("export", meta["model"], test_set, meta["seed"])
-        model.load_state_dict(state["model"])
-        shape, output = (1,) + test_set.inputs.shape[1:], args.output or out / "model.onnx"
+        model, test_set, _ = _trained("export", "--run", args.run)
+        shape = (1,) + test_set.inputs.shape[1:]
+        output = args.output or (args.run or Path("runs") / "lenet5") / "model.onnx"
     model.eval()
     onnx.export(model, output, shape)
     print(f"wrote {output} (input 'input' of shape N x {' x '.join(map(str, shape[1:]))}, output 'output')")

@@ -114,6 +114,17 @@ class PoolGeometry:
         return len(self.input_shape)
 
 
+def _window_tuples(ndim: int, kernel_size, stride, dilation) -> tuple:
+    """(kernel, stride, dilation), each a tuple of ``ndim`` positive ints, of a convolution or its transpose."""
+    kernel = as_tuple(kernel_size, ndim, "kernel_size")
+    _check_at_least(kernel, 1, "kernel_size", kernel_size)
+    strides = as_tuple(stride, ndim, "stride")
+    _check_at_least(strides, 1, "stride", stride)
+    dilations = as_tuple(dilation, ndim, "dilation")
+    _check_at_least(dilations, 1, "dilation", dilation)
+    return kernel, strides, dilations
+
+
 def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> ConvGeometry:
     """Validate a convolution's window parameters and compute its output shape.
 
@@ -122,12 +133,7 @@ def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> 
     """
     input_shape = tuple(int(s) for s in input_shape)
     ndim = len(input_shape)
-    kernel = as_tuple(kernel_size, ndim, "kernel_size")
-    _check_at_least(kernel, 1, "kernel_size", kernel_size)
-    strides = as_tuple(stride, ndim, "stride")
-    _check_at_least(strides, 1, "stride", stride)
-    dilations = as_tuple(dilation, ndim, "dilation")
-    _check_at_least(dilations, 1, "dilation", dilation)
+    kernel, strides, dilations = _window_tuples(ndim, kernel_size, stride, dilation)
     if isinstance(padding, str):
         if padding == "valid":
             left = right = (0,) * ndim
@@ -171,12 +177,7 @@ def conv_transpose_geometry(input_shape, kernel_size, stride=1, padding=0, outpu
     ``output_padding`` must be smaller than the stride on each axis."""
     input_shape = tuple(int(s) for s in input_shape)
     ndim = len(input_shape)
-    kernel = as_tuple(kernel_size, ndim, "kernel_size")
-    _check_at_least(kernel, 1, "kernel_size", kernel_size)
-    strides = as_tuple(stride, ndim, "stride")
-    _check_at_least(strides, 1, "stride", stride)
-    dilations = as_tuple(dilation, ndim, "dilation")
-    _check_at_least(dilations, 1, "dilation", dilation)
+    kernel, strides, dilations = _window_tuples(ndim, kernel_size, stride, dilation)
     if isinstance(padding, str):
         raise ValueError(f"padding of a transposed convolution must be an int or a tuple of ints, got {padding!r}")
     pads = as_tuple(padding, ndim, "padding")

@@ -308,41 +308,36 @@ def _check_pool_window(ndim, kernel_size, stride, padding, dilation, ceil_mode) 
     geometry.pool_geometry(extent, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-class _ConvNd(Module):
+class _WeightedWindow(Module):
+    """What a convolution and a transposed convolution share: channels, kernel and groups checked, a weight and a
+    bias, and the functional op ``{_function}{_ndim}d`` with its backward. Subclasses give the weight's shape, the
+    op's keyword arguments (``_options``) and its spatial output (``_spatial_output``)."""
+
     _parameter_names = ("weight", "bias")
     _ndim = 0
+    _function = ""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, rng=None, dtype=np.float32):
-        super().__init__()
+    def _channels(self, in_channels, out_channels, kernel_size, groups) -> int:
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = geometry.as_tuple(kernel_size, self._ndim, "kernel_size")
-        groups = _positive_int(groups, "groups")
-        geometry.check_groups(self.in_channels, (self.out_channels, self.in_channels // groups), groups)
-        # validate stride, padding and dilation now, on the smallest input the window fits, not at the first forward
-        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size,
-                                                       geometry.as_tuple(dilation, self._ndim, "dilation")))
-        geometry.conv_geometry(extent, self.kernel_size, stride, padding, dilation)
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, int(groups)
+        return _positive_int(groups, "groups")
+
+    def _parameters(self, weight_shape, bias, rng, dtype) -> None:
         dtype = checks.float_dtype(dtype)
         rng = rng if rng is not None else np.random.default_rng()
-        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = init.kaiming_normal(shape, rng).astype(dtype)
+        self.weight = init.kaiming_normal(weight_shape, rng).astype(dtype)
         self.weight_grad = np.zeros_like(self.weight)
         self.bias = np.zeros(self.out_channels, dtype=dtype) if bias else None
         self.bias_grad = np.zeros_like(self.bias) if bias else None
         self._input = None
 
-    def _options(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
-
     def forward(self, x):
         self._input = x
-        return getattr(F, f"conv{self._ndim}d")(x, self.weight, self.bias, **self._options())
+        return getattr(F, f"{self._function}{self._ndim}d")(x, self.weight, self.bias, **self._options())
 
     def backward(self, grad_output, needs_input_grad=True):
-        grad_input, grad_weight, grad_bias = getattr(F, f"conv{self._ndim}d_backward")(
+        grad_input, grad_weight, grad_bias = getattr(F, f"{self._function}{self._ndim}d_backward")(
             grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad, **self._options())
         _add_gradient(self.weight_grad, grad_weight)
         _add_gradient(self.bias_grad, grad_bias)
@@ -353,18 +348,37 @@ class _ConvNd(Module):
         if input_shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, ...) got an input "
                              f"with {input_shape[1]} channels (shape {tuple(input_shape)})")
-        geo = geometry.conv_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation)
-        return (input_shape[0], self.out_channels) + geo.output_shape
+        return (input_shape[0], self.out_channels) + self._spatial_output(tuple(input_shape[2:]))
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != 0:
-            text += f", padding={self.padding}"
-        if self.dilation != 1:
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
+        for name, value in self._options().items():
+            if name != "stride" and value != (1 if name in ("groups", "dilation") else 0):
+                text += f", {name}={value}"
         return text + ("" if self.bias is not None else ", bias=False")
+
+
+class _ConvNd(_WeightedWindow):
+    _function = "conv"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        groups = self._channels(in_channels, out_channels, kernel_size, groups)
+        geometry.check_groups(self.in_channels, (self.out_channels, self.in_channels // groups), groups)
+        # validate stride, padding and dilation now, on the smallest input the window fits, not at the first forward
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size,
+                                                       geometry.as_tuple(dilation, self._ndim, "dilation")))
+        geometry.conv_geometry(extent, self.kernel_size, stride, padding, dilation)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, int(groups)
+        self._parameters((self.out_channels, self.in_channels // self.groups) + self.kernel_size, bias, rng, dtype)
+
+    def _options(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def _spatial_output(self, spatial):
+        return geometry.conv_geometry(spatial, self.kernel_size, self.stride, self.padding,
+                                      self.dilation).output_shape
 
 
 class Conv1d(_ConvNd):
@@ -385,63 +399,29 @@ class Conv3d(_ConvNd):
     _ndim = 3
 
 
-class _ConvTransposeNd(Module):
+class _ConvTransposeNd(_WeightedWindow):
     """A transposed convolution (PyTorch's ConvTranspose): weight (in_channels, out_channels // groups, *kernel)."""
-    _parameter_names = ("weight", "bias")
-    _ndim = 0
+    _function = "conv_transpose"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = geometry.as_tuple(kernel_size, self._ndim, "kernel_size")
-        groups = _positive_int(groups, "groups")
+        groups = self._channels(in_channels, out_channels, kernel_size, groups)
         geometry.check_groups(self.out_channels, (self.in_channels, self.out_channels // groups), groups)
         # validate the window now, on an input the padding cannot empty, not at the first forward
         probe = tuple(1 + 2 * max(0, p) for p in geometry.as_tuple(padding, self._ndim, "padding"))
         geometry.conv_transpose_geometry(probe, self.kernel_size, stride, padding, output_padding, dilation)
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.dilation, self.groups = dilation, int(groups)
-        dtype = checks.float_dtype(dtype)
-        rng = rng if rng is not None else np.random.default_rng()
-        shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        self.weight = init.kaiming_normal(shape, rng).astype(dtype)
-        self.weight_grad = np.zeros_like(self.weight)
-        self.bias = np.zeros(self.out_channels, dtype=dtype) if bias else None
-        self.bias_grad = np.zeros_like(self.bias) if bias else None
-        self._input = None
+        self._parameters((self.in_channels, self.out_channels // self.groups) + self.kernel_size, bias, rng, dtype)
 
     def _options(self):
         return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
                     groups=self.groups, dilation=self.dilation)
 
-    def forward(self, x):
-        self._input = x
-        return getattr(F, f"conv_transpose{self._ndim}d")(x, self.weight, self.bias, **self._options())
-
-    def backward(self, grad_output, needs_input_grad=True):
-        grad_input, grad_weight, grad_bias = getattr(F, f"conv_transpose{self._ndim}d_backward")(
-            grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad, **self._options())
-        _add_gradient(self.weight_grad, grad_weight)
-        _add_gradient(self.bias_grad, grad_bias)
-        return grad_input
-
-    def output_shape(self, input_shape):
-        _check_input_shape(input_shape, self._ndim, type(self).__name__)
-        if input_shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__}({self.in_channels}, {self.out_channels}, ...) got an input "
-                             f"with {input_shape[1]} channels (shape {tuple(input_shape)})")
-        geo = geometry.conv_transpose_geometry(input_shape[2:], self.kernel_size, self.stride, self.padding,
-                                               self.output_padding, self.dilation)
-        return (input_shape[0], self.out_channels) + geo.input_shape
-
-    def extra_repr(self):
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        for name, default in (("padding", 0), ("output_padding", 0), ("groups", 1), ("dilation", 1)):
-            if getattr(self, name) != default:
-                text += f", {name}={getattr(self, name)}"
-        return text + ("" if self.bias is not None else ", bias=False")
+    def _spatial_output(self, spatial):
+        return geometry.conv_transpose_geometry(spatial, self.kernel_size, self.stride, self.padding,
+                                                self.output_padding, self.dilation).input_shape
 
 
 class ConvTranspose1d(_ConvTransposeNd):

@@ -495,6 +495,18 @@ def _tiny_cases():
     return conv, pool
 
 
+def _event_ms(synchronize, new_event, function) -> float:
+    """Milliseconds between CUDA events recorded around ``function()``, after a synchronise (numba's events or
+    torch's: both record on the default stream)."""
+    synchronize()
+    start, end = new_event(), new_event()
+    start.record()
+    function()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
 class _Timer:
     """Times calls on the device: CUDA events around each call, a synchronise before it and after it (host clocks
     under the simulator, whose events do not time)."""
@@ -505,32 +517,19 @@ class _Timer:
     def numconv(self, function) -> tuple:
         from numba import cuda
 
-        def once():
-            _synchronize()
-            if self.simulate:
+        if self.simulate:
+            def once():
+                _synchronize()
                 started = time.perf_counter()
                 function()
                 return (time.perf_counter() - started) * 1e3
-            start, end = cuda.event(), cuda.event()
-            start.record()
-            function()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
 
-        return self._repeat(once, function)
+            return self._repeat(once, function)
+        return self._repeat(lambda: _event_ms(cuda.synchronize, cuda.event, function), function)
 
     def torch(self, torch, function) -> tuple:
-        def once():
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            function()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-
-        return self._repeat(once, function)
+        return self._repeat(lambda: _event_ms(torch.cuda.synchronize,
+                                              lambda: torch.cuda.Event(enable_timing=True), function), function)
 
     def _repeat(self, once, function) -> tuple:
         """(best ms, median ms, seconds of the first call: compilation included)."""

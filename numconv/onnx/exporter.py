@@ -55,23 +55,17 @@ class _Builder:
 def _layer(builder: _Builder, name: str, layer, x: str, shape: tuple) -> str:
     """The ONNX nodes of ``layer`` (named ``name`` in the model) applied to the value ``x`` of shape ``shape``;
     returns the name of their output."""
-    if isinstance(layer, layers._ConvNd):
+    if isinstance(layer, (layers._ConvNd, layers._ConvTransposeNd)):
         dims = layer._ndim
         inputs = [x, builder.weight(f"{name}.weight", layer.weight)]
         if layer.bias is not None:
             inputs.append(builder.weight(f"{name}.bias", layer.bias))
-        return builder.node("Conv", inputs, name, kernel_shape=list(layer.kernel_size),
-                            strides=_tuple(layer.stride, dims), dilations=_tuple(layer.dilation, dims),
-                            group=layer.groups, **_pads(layer.padding, dims))
-    if isinstance(layer, layers._ConvTransposeNd):
-        dims = layer._ndim
-        inputs = [x, builder.weight(f"{name}.weight", layer.weight)]
-        if layer.bias is not None:
-            inputs.append(builder.weight(f"{name}.bias", layer.bias))
-        return builder.node("ConvTranspose", inputs, name, kernel_shape=list(layer.kernel_size),
-                            strides=_tuple(layer.stride, dims), dilations=_tuple(layer.dilation, dims),
-                            output_padding=_tuple(layer.output_padding, dims), group=layer.groups,
-                            **_pads(layer.padding, dims))
+        transposed = isinstance(layer, layers._ConvTransposeNd)
+        extra = {"output_padding": _tuple(layer.output_padding, dims)} if transposed else {}
+        return builder.node("ConvTranspose" if transposed else "Conv", inputs, name,
+                            kernel_shape=list(layer.kernel_size), strides=_tuple(layer.stride, dims),
+                            dilations=_tuple(layer.dilation, dims), group=layer.groups,
+                            **_pads(layer.padding, dims), **extra)
     if isinstance(layer, layers._PoolNd):
         dims = layer._ndim
         kernel = _tuple(layer.kernel_size, dims)

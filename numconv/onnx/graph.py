@@ -69,7 +69,7 @@ def _window(node: _Node, dims: int | None, pooling: bool) -> dict:
     if dims is None:  # nothing says how many axes: the weight will, and one value serves them all
         if node.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise node.error(f"auto_pad={node.get('auto_pad')} needs kernel_shape")
-        return {"kernel": kernel, "stride": 1, "padding": 0, "dilation": 1, "dims": None}
+        return {"kernel": kernel, "stride": 1, "padding": 0, "dilation": 1}
     stride = tuple(node.get("strides", (1,) * dims))
     dilation = tuple(node.get("dilations", (1,) * dims))
     pads = tuple(node.get("pads", (0,) * (2 * dims)))
@@ -94,7 +94,7 @@ def _window(node: _Node, dims: int | None, pooling: bool) -> dict:
                              "support")
     else:
         raise node.error(f"auto_pad={auto_pad!r} is not an ONNX padding mode")
-    return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation, "dims": dims}
+    return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
 
 
 def _read_node(node, opset: int) -> Step:

@@ -131,21 +131,15 @@ def _dims(x, step: Step) -> int:
 
 
 def _conv(session, step, arguments, where):
+    """Conv, or ConvTranspose (whose steps carry an output_padding)."""
     x, weight = arguments[0], arguments[1]
     bias = arguments[2] if len(arguments) > 2 else None
     p = step.params
-    conv = getattr(F, f"conv{_dims(x, step)}d")
-    return [conv(x, weight, bias, stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
-                 groups=p["groups"])]
-
-
-def _conv_transpose(session, step, arguments, where):
-    x, weight = arguments[0], arguments[1]
-    bias = arguments[2] if len(arguments) > 2 else None
-    p = step.params
-    conv = getattr(F, f"conv_transpose{_dims(x, step)}d")
-    return [conv(x, weight, bias, stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
-                 groups=p["groups"], dilation=p["dilation"])]
+    options = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
+    name = "conv"
+    if "output_padding" in p:
+        options["output_padding"], name = p["output_padding"], "conv_transpose"
+    return [getattr(F, f"{name}{_dims(x, step)}d")(x, weight, bias, **options)]
 
 
 def _max_pool(session, step, arguments, where):
@@ -272,7 +266,7 @@ def _identity(session, step, arguments, where):
     return [arguments[0]]
 
 
-_OPS = {"Conv": _conv, "ConvTranspose": _conv_transpose, "MaxPool": _max_pool, "AveragePool": _average_pool,
+_OPS = {"Conv": _conv, "ConvTranspose": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool,
         "GlobalAveragePool": _global_average_pool,
         "GlobalMaxPool": _global_max_pool, "LRN": _lrn, "Relu": _relu, "Gemm": _gemm, "MatMul": _gemm,
         "ReduceMean": _reduce_mean, "Add": _add, "Concat": _concat,
