@@ -25,7 +25,8 @@ import numpy as np
 
 from numconv import checks, geometry
 from numconv.backend import (
-    as_device_array, backend_of, device_support, empty, is_device_array, kernels, to_device, to_host, zeros,
+    as_device_array, backend_of, device_support, empty, is_device_array, kernels, to_backend, to_device, to_host,
+    zeros,
 )
 
 __all__ = [
@@ -35,9 +36,12 @@ __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
     "global_avg_pool", "global_avg_pool_backward",
-    "linear", "linear_backward", "add", "add_backward", "cat", "cat_backward", "relu", "relu_backward",
+    "linear", "linear_backward", "add", "add_backward", "mul", "mul_backward", "cat", "cat_backward", "relu",
+    "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "softmax", "softmax_backward",
     "dropout", "dropout_backward", "skip_dropout_draws",
-    "local_response_norm", "local_response_norm_backward", "cross_entropy", "cross_entropy_backward",
+    "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
+    "cross_entropy", "cross_entropy_backward",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -381,7 +385,8 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndi
     out = empty(out_shape, x.dtype, backend)
     kernels(backend).pool.avg_pool_forward(
         _as_3d_spatial(x), _as_3d_spatial(out),
-        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), include,
+        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.padding_end, 0),
+        include,
     )
     return out
 
@@ -395,7 +400,8 @@ def _avg_pool_backward(grad_output, x, kernel_size, stride, padding, ceil_mode, 
     grad_input = empty(x.shape, x.dtype, backend)
     kernels(backend).pool.avg_pool_backward(
         _as_3d_spatial(grad_output), _as_3d_spatial(grad_input),
-        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), include,
+        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.padding_end, 0),
+        include,
     )
     return (grad_input,)
 
@@ -510,10 +516,7 @@ def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True
 
 def add(input, other):
     """input + other, element-wise, for arrays of the same shape (a residual connection's join)."""
-    x = _float_array(input, "input")
-    y = _float_array(other, "other", dtype=x.dtype)
-    _check_shape(y, x.shape, "other")
-    backend = backend_of(x, y)
+    x, y, backend = _same_shapes(input, other)
     out = empty(x.shape, x.dtype, backend)
     kernels(backend).pointwise.add_forward(x.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out
@@ -593,6 +596,128 @@ def relu_backward(grad_output, input):
     grad_input = empty(x.shape, x.dtype, backend)
     kernels(backend).pointwise.relu_backward(grad_output.reshape(-1), x.reshape(-1), grad_input.reshape(-1))
     return (grad_input,)
+
+
+def _same_shapes(input, other, names=("input", "other")):
+    """Two float arrays of one shape, dtype and backend, for an element-wise op of two operands."""
+    x = _float_array(input, names[0])
+    y = _float_array(other, names[1], dtype=x.dtype)
+    _check_shape(y, x.shape, names[1])
+    return x, y, backend_of(x, y)
+
+
+def mul(input, other):
+    """input * other, element-wise, for arrays of the same shape (a gate, or ONNX's Mul)."""
+    x, y, backend = _same_shapes(input, other)
+    out = empty(x.shape, x.dtype, backend)
+    kernels(backend).activation.multiply_forward(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def mul_backward(grad_output, input, other):
+    """Gradients of ``mul``: (grad_input, grad_other) = (grad_output * other, grad_output * input)."""
+    x, y, backend = _same_shapes(input, other)
+    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
+    _check_shape(grad_output, x.shape, "grad_output")
+    backend = backend_of(grad_output, x, y)
+    grads = []
+    for factor in (y, x):
+        grad = empty(x.shape, x.dtype, backend)
+        kernels(backend).activation.multiply_forward(grad_output.reshape(-1), factor.reshape(-1), grad.reshape(-1))
+        grads.append(grad)
+    return tuple(grads)
+
+
+def _elementwise(kernel_name: str, input, *scalars):
+    """out = the activation ``kernel_name`` of input, element-wise, any shape."""
+    x = _float_array(input, "input")
+    backend = backend_of(x)
+    out = empty(x.shape, x.dtype, backend)
+    getattr(kernels(backend).activation, kernel_name)(x.reshape(-1), *scalars, out.reshape(-1))
+    return out
+
+
+def _elementwise_backward(kernel_name: str, grad_output, saved, saved_name: str, *scalars):
+    """(grad_input,) of an element-wise activation from what its backward reads (its input or its output)."""
+    saved = _float_array(saved, saved_name)
+    grad_output = _float_array(grad_output, "grad_output", saved.ndim, saved.dtype)
+    _check_shape(grad_output, saved.shape, "grad_output")
+    backend = backend_of(grad_output, saved)
+    grad_input = empty(saved.shape, saved.dtype, backend)
+    getattr(kernels(backend).activation, kernel_name)(grad_output.reshape(-1), saved.reshape(-1), *scalars,
+                                                      grad_input.reshape(-1))
+    return (grad_input,)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x, element-wise, any shape."""
+    return _elementwise("leaky_relu_forward", input, checks.real(negative_slope, "negative_slope"))
+
+
+def leaky_relu_backward(grad_output, input, negative_slope=0.01):
+    """Gradient of ``leaky_relu``: (grad_input,)."""
+    return _elementwise_backward("leaky_relu_backward", grad_output, input, "input",
+                                 checks.real(negative_slope, "negative_slope"))
+
+
+def sigmoid(input):
+    """The logistic function 1 / (1 + exp(-x)), element-wise, any shape."""
+    return _elementwise("sigmoid_forward", input)
+
+
+def sigmoid_backward(grad_output, output):
+    """Gradient of ``sigmoid`` from its output y: (grad_output * y * (1 - y),)."""
+    return _elementwise_backward("sigmoid_backward", grad_output, output, "output")
+
+
+def tanh(input):
+    """tanh(x), element-wise, any shape."""
+    return _elementwise("tanh_forward", input)
+
+
+def tanh_backward(grad_output, output):
+    """Gradient of ``tanh`` from its output y: (grad_output * (1 - y^2),)."""
+    return _elementwise_backward("tanh_backward", grad_output, output, "output")
+
+
+def _softmax_rows(x, dim):
+    """(rows, K) of x with axis ``dim`` last, and how to put an array of that form back in x's shape."""
+    dim = checks.integer(dim, "dim")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"dim must lie in [{-x.ndim}, {x.ndim}) for an input of shape {tuple(x.shape)}, got {dim}")
+    dim %= x.ndim
+    if all(size == 1 for size in x.shape[dim + 1:]):  # already rows: a view
+        shape = tuple(x.shape)
+        return x.reshape(-1, shape[dim]), lambda rows: rows.reshape(shape)
+    if is_device_array(x):
+        raise ValueError(f"softmax on the device runs over the last axis (or one followed by unit axes), got dim={dim} "
+                         f"for shape {tuple(x.shape)}")
+    moved = np.ascontiguousarray(np.moveaxis(x, dim, -1))
+    return moved.reshape(-1, x.shape[dim]), lambda rows: np.ascontiguousarray(
+        np.moveaxis(rows.reshape(moved.shape), -1, dim))
+
+
+def softmax(input, dim=-1):
+    """exp(x) / sum of exp(x) along ``dim``, stable for logits of any magnitude (PyTorch's ``F.softmax``)."""
+    x = _float_array(input, "input")
+    rows, back = _softmax_rows(x, dim)
+    backend = backend_of(x)
+    out = empty(rows.shape, x.dtype, backend)
+    kernels(backend).activation.softmax_forward(rows, out)
+    return back(out)
+
+
+def softmax_backward(grad_output, output, dim=-1):
+    """Gradient of ``softmax`` from its output y: (y * (grad_output - sum along dim of grad_output * y),)."""
+    y = _float_array(output, "output")
+    grad_output = _float_array(grad_output, "grad_output", y.ndim, y.dtype)
+    _check_shape(grad_output, y.shape, "grad_output")
+    backend = backend_of(grad_output, y)
+    y_rows, back = _softmax_rows(y, dim)
+    g_rows, _ = _softmax_rows(grad_output, dim)
+    grad_input = empty(y_rows.shape, y.dtype, backend)
+    kernels(backend).activation.softmax_backward(g_rows, y_rows, grad_input)
+    return (back(grad_input),)
 
 
 def _dropout_scale(p: float) -> float:
@@ -725,65 +850,198 @@ def local_response_norm_backward(grad_output, input, size, alpha=1e-4, beta=0.75
     return (grad_input,)
 
 
+def _channel_vector(value, name: str, x, writeable: bool = False):
+    """A (C,) array of x's dtype on x's backend, for per-channel parameters and statistics. ``writeable``: it is
+    updated in place (running statistics), so it must already be the contiguous array the caller holds."""
+    if value is None:
+        return None
+    channels = x.shape[1]
+    if writeable:
+        device = is_device_array(value)
+        array = as_device_array(value) if device else value
+        if not device and not isinstance(array, np.ndarray):
+            raise TypeError(f"{name} must be a numpy or device array (it is updated in place), got "
+                            f"{type(value).__name__}")
+        if array.dtype != x.dtype:
+            raise TypeError(f"{name} has dtype {array.dtype} but the input has dtype {x.dtype}; convert one of them")
+        contiguous = array.is_c_contiguous() if device else (array.flags.c_contiguous and array.flags.writeable)
+        if not contiguous:
+            raise ValueError(f"{name} must be a writeable C-contiguous array: it is updated in place")
+    else:
+        array = _float_array(value, name, 1, x.dtype)
+    _check_shape(array, (channels,), name)
+    return array
+
+
+def _batch_norm_setup(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    x = _float_array(x, "input", min_ndim=2)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {training!r}")
+    eps = checks.real(eps, "eps", above=0.0)
+    momentum = checks.probability(momentum, "momentum")
+    # in training the running statistics are updated in place; in evaluation they are only read
+    running_mean = _channel_vector(running_mean, "running_mean", x, writeable=bool(training))
+    running_var = _channel_vector(running_var, "running_var", x, writeable=bool(training))
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be arrays or both be None")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm with training=False needs running_mean and running_var")
+    count = x.size // x.shape[1]
+    if training and count < 2:
+        raise ValueError(f"batch_norm in training needs more than one value per channel, got input of shape "
+                         f"{tuple(x.shape)}")
+    weight = _channel_vector(weight, "weight", x)
+    bias = _channel_vector(bias, "bias", x)
+    backend = backend_of(x, running_mean, running_var, weight, bias)
+    return x, running_mean, running_var, weight, bias, bool(training), momentum, eps, backend
+
+
+def _batch_statistics(x, backend):
+    """The batch's per-channel mean and biased variance: (C,) arrays on x's backend."""
+    mean, var = empty((x.shape[1],), x.dtype, backend), empty((x.shape[1],), x.dtype, backend)
+    kernels(backend).norm.batch_norm_statistics(x.reshape(x.shape[0], x.shape[1], -1), mean, var)
+    return mean, var
+
+
+def _ones_if_none(weight, x, backend):
+    return weight if weight is not None else to_backend(np.ones(x.shape[1], dtype=x.dtype), backend)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation (Ioffe and Szegedy 2015), PyTorch's ``F.batch_norm``: per channel c,
+    y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]. input (N, C, *); the rest (C,) or None.
+
+    ``training``: mean and var are the batch's (biased variance), and running_mean/running_var (when given) are
+    updated in place, r = (1 - momentum) r + momentum * batch value, the variance made unbiased (M / (M - 1), M the
+    values per channel) as PyTorch keeps it. Otherwise the running statistics are used and left alone."""
+    x, running_mean, running_var, weight, bias, training, momentum, eps, backend = _batch_norm_setup(
+        input, running_mean, running_var, weight, bias, training, momentum, eps)
+    k = kernels(backend).norm
+    if training:
+        mean, var = _batch_statistics(x, backend)
+        if running_mean is not None:
+            count = x.size // x.shape[1]
+            k.running_average(running_mean, mean, momentum, 1.0)
+            k.running_average(running_var, var, momentum, count / (count - 1))
+    else:
+        mean, var = running_mean, running_var
+    weight = _ones_if_none(weight, x, backend)
+    bias = bias if bias is not None else zeros((x.shape[1],), x.dtype, backend)
+    out = empty(x.shape, x.dtype, backend)
+    flat = (x.shape[0], x.shape[1], -1)
+    k.batch_norm_forward(x.reshape(flat), mean, var, weight, bias, eps, out.reshape(flat))
+    return out
+
+
+def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, bias=None, training=False,
+                        eps=1e-5):
+    """Gradients of ``batch_norm``: (grad_input, grad_weight, grad_bias), the last two None where weight or bias
+    is. With ``training`` the mean and variance are the batch's, recomputed from ``input`` (functions of it);
+    otherwise the running statistics, constants. The running statistics are not updated."""
+    x, running_mean, running_var, weight, bias, training, _, eps, backend = _batch_norm_setup(
+        input, running_mean, running_var, weight, bias, training, 0.0, eps)
+    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
+    _check_shape(grad_output, x.shape, "grad_output")
+    backend = backend_of(grad_output, x)
+    mean, var = _batch_statistics(x, backend) if training else (running_mean, running_var)
+    channels = x.shape[1]
+    grad_input = empty(x.shape, x.dtype, backend)
+    grad_weight = empty((channels,), x.dtype, backend)
+    grad_bias = empty((channels,), x.dtype, backend)
+    flat = (x.shape[0], channels, -1)
+    kernels(backend).norm.batch_norm_backward(grad_output.reshape(flat), x.reshape(flat), mean, var,
+                                              _ones_if_none(weight, x, backend), eps, training,
+                                              grad_input.reshape(flat), grad_weight, grad_bias)
+    return grad_input, grad_weight if weight is not None else None, grad_bias if bias is not None else None
+
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _cross_entropy_setup(logits, target, reduction):
-    logits = _float_array(logits, "logits", 2)
-    if is_device_array(target):
-        return logits, _device_target(logits, target, reduction)
-    target = np.asarray(target)
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"target must hold integer class labels, got dtype {target.dtype}")
-    _check_shape(target, logits.shape[:1], "target")
-    classes = logits.shape[1]
-    if target.min() < 0 or target.max() >= classes:
-        bad = target[(target < 0) | (target >= classes)][0]
-        raise ValueError(f"target labels must lie in [0, {classes}), got {bad}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return logits, np.ascontiguousarray(target, dtype=np.int64)
+class _Labels:
+    """Checked cross-entropy labels: ``target`` (N,) int64 on the logits' backend, -1 where a row is ignored;
+    ``class_weight`` (K,) there; ``smoothing``; and ``weight_total``, the sum of w[target] over the rows not ignored
+    (what 'mean' divides by, as PyTorch's loss does)."""
+
+    def __init__(self, logits, target, weight, ignore_index, reduction, label_smoothing):
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.smoothing = checks.probability(label_smoothing, "label_smoothing")
+        ignore_index = checks.integer(ignore_index, "ignore_index")
+        batch, classes = logits.shape
+        # labels and class weights live where the logits do, as every array of one call must
+        self.backend = backend_of(logits, target if is_device_array(target) else np.asarray(target), weight)
+        host_weight = None
+        if weight is not None:
+            host_weight = _float_array(to_host(weight) if is_device_array(weight) else weight, "weight", 1,
+                                       logits.dtype)
+            _check_shape(host_weight, (classes,), "weight")
+        device_labels = is_device_array(target)
+        if device_labels and host_weight is None and not 0 <= ignore_index < classes:
+            fast = _device_target(logits, target)
+            if fast is not None:  # every label a class and none ignored: the labels never leave the device
+                self.target, self.weight_total = fast, float(batch)
+                self.class_weight = to_backend(np.ones(classes, dtype=logits.dtype), self.backend)
+                return
+        labels = np.asarray(to_host(target) if device_labels else target)
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"target must hold integer class labels, got dtype {labels.dtype}")
+        _check_shape(labels, (batch,), "target")
+        ignored = labels == ignore_index
+        outside = ~ignored & ((labels < 0) | (labels >= classes))
+        if outside.any():
+            raise ValueError(f"target labels must lie in [0, {classes}) or equal ignore_index={ignore_index}, got "
+                             f"{labels[outside][0]}")
+        labels = np.where(ignored, -1, labels).astype(np.int64)
+        class_weight = host_weight if host_weight is not None else np.ones(classes, dtype=logits.dtype)
+        self.weight_total = float(class_weight[labels[~ignored]].sum(dtype=np.float64))
+        self.target = to_backend(labels, self.backend)
+        self.class_weight = to_backend(class_weight, self.backend)
 
 
-def _device_target(logits, target, reduction):
-    """The checks of ``_cross_entropy_setup`` on labels that live on the device: the first label out of range is
-    found there, and only it comes back; the labels become int64 on the device."""
+def _device_target(logits, target):
+    """Labels on the device as int64 there when every one is a class (the first out of range found there, so only
+    it would come back); None when some label is not, for the host to sort out (ignored rows, or an error)."""
     target = as_device_array(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target must hold integer class labels, got dtype {target.dtype}")
     _check_shape(target, logits.shape[:1], "target")
-    backend_of(logits, target)
     support = device_support()
     target = _device_contiguous(target)
-    classes = logits.shape[1]
-    first_bad = support.first_outside(target, 0, classes)
-    if first_bad >= 0:
-        raise ValueError(f"target labels must lie in [0, {classes}), got {target[first_bad]}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if support.first_outside(target, 0, logits.shape[1]) >= 0:
+        return None
     return target if target.dtype == np.int64 else support.cast(target, np.int64)
 
 
-def cross_entropy(logits, target, reduction="mean"):
-    """Softmax cross-entropy, fused and stable for logits of any magnitude. logits (N, K) float; target (N,) int
-    labels in [0, K). Returns a 0-d array (``'mean'``, ``'sum'``) or the (N,) losses (``'none'``)."""
-    logits, target = _cross_entropy_setup(logits, target, reduction)
-    backend = backend_of(logits, target)
+def cross_entropy(logits, target, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy, fused and stable for logits of any magnitude, PyTorch's ``F.cross_entropy``.
+    logits (N, K) float; target (N,) int labels in [0, K) or equal to ``ignore_index`` (such rows count for
+    nothing); ``weight`` (K,) class weights; ``label_smoothing`` s spreads s of the target's probability evenly over
+    the K classes. Returns a 0-d array ('mean': the sum over the rows divided by the sum of their targets' weights;
+    'sum') or the (N,) losses ('none')."""
+    logits = _float_array(logits, "logits", 2)
+    labels = _Labels(logits, target, weight, ignore_index, reduction, label_smoothing)
+    backend = labels.backend
     losses = empty(logits.shape[:1], logits.dtype, backend)
-    kernels(backend).loss.cross_entropy_forward(logits, target, losses)
+    kernels(backend).loss.cross_entropy_forward(logits, labels.target, labels.class_weight, labels.smoothing, losses)
     if reduction == "none":
         return losses
     # on the device the sum is taken there and only it comes back: the result is a host 0-d array on both backends
     total = losses.sum(dtype=np.float64) if backend == "cpu" else device_support().total(losses)
-    return np.asarray(total / len(losses) if reduction == "mean" else total, dtype=logits.dtype)
+    if reduction == "sum":
+        return np.asarray(total, dtype=logits.dtype)
+    mean = total / labels.weight_total if labels.weight_total else math.nan  # every row ignored: PyTorch's NaN
+    return np.asarray(mean, dtype=logits.dtype)
 
 
-def cross_entropy_backward(grad_output, logits, target, reduction="mean"):
+def cross_entropy_backward(grad_output, logits, target, weight=None, *, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0):
     """Gradient of ``cross_entropy``: (grad_logits, None). ``grad_output`` is a scalar for 'mean' and 'sum' and
     an (N,) array for 'none'."""
-    logits, target = _cross_entropy_setup(logits, target, reduction)
+    logits = _float_array(logits, "logits", 2)
+    labels = _Labels(logits, target, weight, ignore_index, reduction, label_smoothing)
     batch = logits.shape[0]
-    backend = backend_of(logits, target)
+    backend = labels.backend
     if reduction == "none":
         grad_losses = _float_array(grad_output, "grad_output", 1, logits.dtype)
         _check_shape(grad_losses, (batch,), "grad_output")
@@ -793,12 +1051,13 @@ def cross_entropy_backward(grad_output, logits, target, reduction="mean"):
             grad_output = to_host(grad_output)  # a scalar: the one number comes back
         scale = checks.real(np.asarray(grad_output).item() if np.ndim(grad_output) == 0 else grad_output, "grad_output")
         if reduction == "mean":
-            scale /= batch
+            scale = scale / labels.weight_total if labels.weight_total else math.nan
         if backend == "cpu":
             grad_losses = np.full(batch, scale, dtype=logits.dtype)
         else:
             grad_losses = empty((batch,), logits.dtype, backend)
             device_support().fill(grad_losses, scale)
     grad_logits = empty(logits.shape, logits.dtype, backend)
-    kernels(backend).loss.cross_entropy_backward(grad_losses, logits, target, grad_logits)
+    kernels(backend).loss.cross_entropy_backward(grad_losses, logits, labels.target, labels.class_weight,
+                                                 labels.smoothing, grad_logits)
     return grad_logits, None

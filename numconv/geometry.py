@@ -24,6 +24,8 @@ __all__ = [
     "ConvGeometry",
     "PoolGeometry",
     "as_tuple",
+    "padding_sides",
+    "same_padding",
     "is_int",
     "conv_geometry",
     "conv_output_size",
@@ -54,6 +56,32 @@ def as_tuple(value, ndim: int, name: str) -> tuple[int, ...]:
     raise TypeError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r} ({type(value).__name__})")
 
 
+def padding_sides(padding, ndim: int, name: str = "padding") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(before, after) padding of each axis from an int, a tuple of ``ndim`` ints (the same on both sides), or a
+    tuple of ``ndim`` (before, after) pairs (ONNX's pads that differ between the sides); every value >= 0."""
+    if isinstance(padding, (tuple, list)) and len(padding) == ndim and padding and all(
+            isinstance(pair, (tuple, list)) for pair in padding):
+        if not all(len(pair) == 2 and all(is_int(v) for v in pair) for pair in padding):
+            raise TypeError(f"{name} must be an int, a tuple of {ndim} ints or a tuple of {ndim} (before, after) "
+                            f"pairs of ints, got {padding!r}")
+        before, after = tuple(int(pair[0]) for pair in padding), tuple(int(pair[1]) for pair in padding)
+    else:
+        before = after = as_tuple(padding, ndim, name)
+    _check_at_least(before + after, 0, name, padding)
+    return before, after
+
+
+def same_padding(input_shape, kernel_size, stride, dilation, extra_at_end: bool = True):
+    """ONNX's SAME_UPPER (``extra_at_end``) or SAME_LOWER padding as (before, after) pairs: the output has
+    ceil(size / stride) positions, and an odd total goes to the end (UPPER) or the beginning (LOWER)."""
+    pairs = []
+    for size, k, s, d in zip(input_shape, kernel_size, stride, dilation):
+        total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        pairs.append((small, large) if extra_at_end else (large, small))
+    return tuple(pairs)
+
+
 def _check_at_least(values: tuple[int, ...], minimum: int, name: str, given) -> None:
     if any(v < minimum for v in values):
         raise ValueError(f"{name} must be >= {minimum} on every axis, got {given!r}")
@@ -64,10 +92,12 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_left: int, pad_rig
     return (size + pad_left + pad_right - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
-    """Number of pooling windows along one axis; with ``ceil_mode`` a last partial window is kept only if it
-    starts inside the input or its left padding (PyTorch's rule)."""
-    span = size + 2 * pad - dilation * (kernel - 1) - 1
+def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool,
+                     pad_end: int | None = None) -> int:
+    """Number of pooling windows along one axis (``pad`` before it, ``pad_end`` after, equal unless given); with
+    ``ceil_mode`` a last partial window is kept only if it starts inside the input or its left padding (PyTorch's
+    rule)."""
+    span = size + pad + (pad if pad_end is None else pad_end) - dilation * (kernel - 1) - 1
     if not ceil_mode:
         return span // stride + 1
     out = -(-span // stride) + 1
@@ -81,7 +111,8 @@ class ConvGeometry:
     """A validated convolution along ``ndim`` spatial axes.
 
     ``padding`` is the padding before each axis; ``padding_right`` the padding after it (equal to ``padding``
-    except for ``padding='same'`` with an odd total, where the extra element goes on the right).
+    except where given per side, or for ``padding='same'`` with an odd total, where the extra element goes on the
+    right).
     """
 
     input_shape: tuple[int, ...]
@@ -99,7 +130,8 @@ class ConvGeometry:
 
 @dataclass(frozen=True)
 class PoolGeometry:
-    """A validated pooling window along ``ndim`` spatial axes (symmetric padding)."""
+    """A validated pooling window along ``ndim`` spatial axes: ``padding`` before each axis, ``padding_end``
+    after it."""
 
     input_shape: tuple[int, ...]
     kernel_size: tuple[int, ...]
@@ -108,6 +140,7 @@ class PoolGeometry:
     dilation: tuple[int, ...]
     ceil_mode: bool
     output_shape: tuple[int, ...]
+    padding_end: tuple[int, ...]
 
     @property
     def ndim(self) -> int:
@@ -129,7 +162,8 @@ def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> 
     """Validate a convolution's window parameters and compute its output shape.
 
     ``input_shape`` and ``kernel_size`` are the spatial sizes (no batch or channel axes). ``padding`` is an int, a
-    tuple, ``'valid'`` (no padding) or ``'same'`` (output size equals input size; stride 1 only).
+    tuple, a tuple of (before, after) pairs, ``'valid'`` (no padding) or ``'same'`` (output size equals input size;
+    stride 1 only).
     """
     input_shape = tuple(int(s) for s in input_shape)
     ndim = len(input_shape)
@@ -146,8 +180,7 @@ def conv_geometry(input_shape, kernel_size, stride=1, padding=0, dilation=1) -> 
         else:
             raise ValueError(f"padding must be an int, a tuple of ints, 'valid' or 'same', got {padding!r}")
     else:
-        left = right = as_tuple(padding, ndim, "padding")
-        _check_at_least(left, 0, "padding", padding)
+        left, right = padding_sides(padding, ndim)
     for axis in range(ndim):
         extent = dilations[axis] * (kernel[axis] - 1) + 1
         padded = input_shape[axis] + left[axis] + right[axis]
@@ -198,27 +231,29 @@ def conv_transpose_geometry(input_shape, kernel_size, stride=1, padding=0, outpu
 
 
 def pool_geometry(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> PoolGeometry:
-    """Validate a pooling window and compute its output shape. ``stride=None`` means ``stride=kernel_size``."""
+    """Validate a pooling window and compute its output shape. ``stride=None`` means ``stride=kernel_size``.
+    ``padding`` is an int, a tuple, or a tuple of (before, after) pairs; each side may be as wide as the window less
+    one (ONNX's limit; PyTorch's is half the window), provided every window holds an input element."""
     input_shape = tuple(int(s) for s in input_shape)
     ndim = len(input_shape)
     kernel = as_tuple(kernel_size, ndim, "kernel_size")
     _check_at_least(kernel, 1, "kernel_size", kernel_size)
     strides = kernel if stride is None else as_tuple(stride, ndim, "stride")
     _check_at_least(strides, 1, "stride", stride)
-    pads = as_tuple(padding, ndim, "padding")
-    _check_at_least(pads, 0, "padding", padding)
+    pads, pads_end = padding_sides(padding, ndim)
     dilations = as_tuple(dilation, ndim, "dilation")
     _check_at_least(dilations, 1, "dilation", dilation)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
     for axis in range(ndim):
-        if 2 * pads[axis] > kernel[axis]:
+        extent = dilations[axis] * (kernel[axis] - 1) + 1
+        if max(pads[axis], pads_end[axis]) >= extent:
             raise ValueError(
-                f"padding must be at most half of kernel_size on every axis, got padding={padding!r} "
-                f"with kernel_size={kernel_size!r}"
+                f"padding must be smaller than the window ({extent} with dilation) on every axis, got "
+                f"padding={padding!r} with kernel_size={kernel_size!r}"
             )
     output = tuple(
-        pool_output_size(input_shape[a], kernel[a], strides[a], pads[a], dilations[a], bool(ceil_mode))
+        pool_output_size(input_shape[a], kernel[a], strides[a], pads[a], dilations[a], bool(ceil_mode), pads_end[a])
         for a in range(ndim)
     )
     for axis in range(ndim):
@@ -230,7 +265,7 @@ def pool_geometry(input_shape, kernel_size, stride=None, padding=0, dilation=1, 
                 f"kernel_size {kernel!r} with dilation {dilations!r} spans {extent} on axis {axis}, which leaves "
                 f"a window without input (input {input_shape!r}, padding {padding!r}, ceil_mode={ceil_mode})"
             )
-    return PoolGeometry(input_shape, kernel, strides, pads, dilations, bool(ceil_mode), output)
+    return PoolGeometry(input_shape, kernel, strides, pads, dilations, bool(ceil_mode), output, pads_end)
 
 
 def _windows_touch_input(size: int, out_size: int, kernel: int, stride: int, pad: int, dilation: int) -> bool:
@@ -322,11 +357,11 @@ def valid_output_range(in_size, out_size, stride, pad, dilation, tap):
 
 
 @njit(cache=True)
-def avg_pool_divisor(out_index, in_size, kernel, stride, pad, count_include_pad):
+def avg_pool_divisor(out_index, in_size, kernel, stride, pad, pad_end, count_include_pad):
     """Divisor contributed by one axis to an average-pooling window (PyTorch's rule): the window clipped to the
-    padded input when padding counts, else clipped to the input itself."""
+    padded input (``pad`` before it, ``pad_end`` after) when padding counts, else clipped to the input itself."""
     start = out_index * stride - pad
-    end = min(start + kernel, in_size + pad)
+    end = min(start + kernel, in_size + pad_end)
     if count_include_pad:
         return end - start
     return min(end, in_size) - max(start, 0)

@@ -25,15 +25,18 @@ from numconv import checks, geometry, init
 __all__ = [
     "Module", "Sequential", "Conv1d", "Conv2d", "Conv3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d", "GlobalAvgPool", "Linear", "ReLU", "Dropout", "LocalResponseNorm",
-    "Flatten", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "Flatten", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+    "LeakyReLU", "Sigmoid", "Tanh", "Softmax",
 ]
 
 
 class Module:
     """Base class. Subclasses list their parameter names in ``_parameter_names``; each parameter ``p`` has its
-    gradient in ``p_grad`` of the same shape."""
+    gradient in ``p_grad`` of the same shape. State that is saved but not trained (batch normalisation's running
+    statistics) is listed in ``_buffer_names``: it goes into ``state_dict`` after the parameters, as in PyTorch."""
 
     _parameter_names: tuple[str, ...] = ()
+    _buffer_names: tuple[str, ...] = ()
 
     def __init__(self):
         self.training = True
@@ -64,6 +67,14 @@ class Module:
     def named_gradients(self, prefix: str = ""):
         return [(prefix + name, getattr(self, name + "_grad")) for name in self._parameter_names
                 if getattr(self, name) is not None]
+
+    def named_buffers(self, prefix: str = ""):
+        """(name, array) pairs of the saved state that is not trained, e.g. ``features.1.running_mean``."""
+        return [(prefix + name, getattr(self, name)) for name in self._buffer_names if getattr(self, name) is not None]
+
+    def named_state(self, prefix: str = ""):
+        """What ``state_dict`` holds, in its order: each layer's parameters, then its buffers."""
+        return self.named_parameters(prefix) + self.named_buffers(prefix)
 
     def parameters(self):
         return [array for _, array in self.named_parameters()]
@@ -121,6 +132,11 @@ class Module:
                     setattr(self, attribute, convert(old))
                     if getattr(self, attribute) is not old:
                         backend.retire(old)
+        for name in self._buffer_names:
+            old = getattr(self, name)
+            # integer buffers (a batch counter) stay on the host, as they are
+            if old is not None and np.dtype(old.dtype).kind == "f":
+                setattr(self, name, convert(old))
         for attribute in ("_input", "_output", "_indices", "_mask"):
             if hasattr(self, attribute):
                 setattr(self, attribute, None)
@@ -137,14 +153,14 @@ class Module:
         return self.train(False)
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Host copies of the parameters, by PyTorch key name (copied back from the device when there)."""
-        return OrderedDict((name, np.array(backend.to_host(array), copy=True))
-                           for name, array in self.named_parameters())
+        """Host copies of the parameters and buffers, by PyTorch key name (copied back from the device when
+        there)."""
+        return OrderedDict((name, np.array(backend.to_host(array), copy=True)) for name, array in self.named_state())
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Copy arrays into the parameters in place; a missing or unexpected key, or a shape that differs,
-        raises ValueError naming the key."""
-        own = OrderedDict(self.named_parameters())
+        """Copy arrays into the parameters and buffers in place; a missing or unexpected key, or a shape that
+        differs, raises ValueError naming the key."""
+        own = OrderedDict(self.named_state())
         if strict:
             missing = [key for key in own if key not in state]
             unexpected = [key for key in state if key not in own]
@@ -246,6 +262,12 @@ class Sequential(Module):
 
     def named_gradients(self, prefix=""):
         return [pair for name, layer in self._layers.items() for pair in layer.named_gradients(f"{prefix}{name}.")]
+
+    def named_buffers(self, prefix=""):
+        return [pair for name, layer in self._layers.items() for pair in layer.named_buffers(f"{prefix}{name}.")]
+
+    def named_state(self, prefix=""):
+        return [pair for name, layer in self._layers.items() for pair in layer.named_state(f"{prefix}{name}.")]
 
     def gradient_slots(self):
         return [slot for layer in self._layers.values() for slot in layer.gradient_slots()]
@@ -581,19 +603,78 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
-class ReLU(Module):
-    """max(x, 0). Keeps its output, whose sign is the input's, for the backward."""
+class LeakyReLU(Module):
+    """x where x > 0, else negative_slope * x (torch.nn.LeakyReLU). Keeps its input for the backward."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = checks.real(negative_slope, "negative_slope")
+        self._input = None
+
+    def forward(self, x):
+        self._input = x
+        return F.leaky_relu(x, self.negative_slope)
+
+    def backward(self, grad_output):
+        return F.leaky_relu_backward(grad_output, self._input, self.negative_slope)[0]
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class _OutputActivation(Module):
+    """An activation whose backward reads its output (``F.<name>`` and ``F.<name>_backward``)."""
+
+    _function = ""
 
     def __init__(self):
         super().__init__()
         self._output = None
 
     def forward(self, x):
-        self._output = F.relu(x)
+        self._output = getattr(F, self._function)(x)
         return self._output
 
     def backward(self, grad_output):
-        return F.relu_backward(grad_output, self._output)[0]
+        return getattr(F, self._function + "_backward")(grad_output, self._output)[0]
+
+
+class ReLU(_OutputActivation):
+    """max(x, 0). Keeps its output, whose sign is the input's, for the backward."""
+
+    _function = "relu"
+
+
+class Sigmoid(_OutputActivation):
+    """The logistic function 1 / (1 + exp(-x))."""
+
+    _function = "sigmoid"
+
+
+class Tanh(_OutputActivation):
+    """tanh(x)."""
+
+    _function = "tanh"
+
+
+class Softmax(Module):
+    """exp(x) / sum of exp(x) along ``dim`` (torch.nn.Softmax; numconv's loss takes logits, so a classifier trained
+    with ``F.cross_entropy`` ends without it)."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self.dim = checks.integer(dim, "dim")
+        self._output = None
+
+    def forward(self, x):
+        self._output = F.softmax(x, self.dim)
+        return self._output
+
+    def backward(self, grad_output):
+        return F.softmax_backward(grad_output, self._output, self.dim)[0]
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
 
 class Dropout(Module):
@@ -680,6 +761,89 @@ class LocalResponseNorm(Module):
     def extra_repr(self):
         groups = f", groups={self.groups}" if self.groups != 1 else ""
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{groups}"
+
+
+class _BatchNormNd(Module):
+    """Batch normalisation (Ioffe and Szegedy 2015) over the channels of (N, C, *spatial), torch.nn's layer:
+    training normalises by the batch's statistics and updates the running ones (``momentum``, or a cumulative
+    average when it is None); evaluation uses the running ones. ``affine=False`` has no weight and bias;
+    ``track_running_stats=False`` keeps no running statistics and always uses the batch's."""
+
+    _parameter_names = ("weight", "bias")
+    _buffer_names = ("running_mean", "running_var", "num_batches_tracked")
+    _ndims: tuple[int, ...] = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features")
+        self.eps = checks.real(eps, "eps", above=0.0)
+        self.momentum = None if momentum is None else checks.probability(momentum, "momentum")
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        dtype = checks.float_dtype(dtype)
+        channels = self.num_features
+        self.weight = np.ones(channels, dtype=dtype) if affine else None
+        self.bias = np.zeros(channels, dtype=dtype) if affine else None
+        self.weight_grad = np.zeros_like(self.weight) if affine else None
+        self.bias_grad = np.zeros_like(self.bias) if affine else None
+        self.running_mean = np.zeros(channels, dtype=dtype) if track_running_stats else None
+        self.running_var = np.ones(channels, dtype=dtype) if track_running_stats else None
+        self.num_batches_tracked = np.zeros((), dtype=np.int64) if track_running_stats else None
+        self._input = None
+        self._batch_statistics = True
+
+    def _check(self, shape):
+        if len(shape) not in self._ndims or shape[1] != self.num_features:
+            ndims = " or ".join(map(str, self._ndims))
+            raise ValueError(f"{type(self).__name__}({self.num_features}) takes inputs of {ndims} dimensions with "
+                             f"{self.num_features} channels, got shape {tuple(shape)}")
+
+    def forward(self, x):
+        self._check(x.shape)
+        self._input = x
+        self._batch_statistics = self.training or self.running_mean is None
+        momentum = self.momentum
+        if self.training and self.running_mean is not None:
+            self.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        tracked = not self.training or self.running_mean is not None
+        return F.batch_norm(x, self.running_mean if tracked else None, self.running_var if tracked else None,
+                            self.weight, self.bias, self._batch_statistics, momentum or 0.0, self.eps)
+
+    def backward(self, grad_output):
+        grad_input, grad_weight, grad_bias = F.batch_norm_backward(
+            grad_output, self._input, self.running_mean, self.running_var, self.weight, self.bias,
+            self._batch_statistics, self.eps)
+        _add_gradient(self.weight_grad, grad_weight)
+        _add_gradient(self.bias_grad, grad_bias)
+        return grad_input
+
+    def output_shape(self, input_shape):
+        self._check(input_shape)
+        return tuple(input_shape)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNormNd):
+    """Batch normalisation of (N, C) or (N, C, L)."""
+
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNormNd):
+    """Batch normalisation of (N, C, H, W)."""
+
+    _ndims = (4,)
+
+
+class BatchNorm3d(_BatchNormNd):
+    """Batch normalisation of (N, C, D, H, W)."""
+
+    _ndims = (5,)
 
 
 class Flatten(Module):

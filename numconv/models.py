@@ -12,8 +12,8 @@ import numpy as np
 
 from numconv import checks, init
 from numconv.layers import (
-    AvgPool2d, Conv1d, Conv2d, Conv3d, Dropout, Flatten, GlobalAvgPool, Linear, LocalResponseNorm, MaxPool1d,
-    MaxPool2d, MaxPool3d, Module, ReLU, Sequential,
+    AvgPool2d, BatchNorm1d, Conv1d, Conv2d, Conv3d, Dropout, Flatten, GlobalAvgPool, Linear, LocalResponseNorm,
+    MaxPool1d, MaxPool2d, MaxPool3d, Module, ReLU, Sequential,
 )
 
 __all__ = ["lenet5", "alexnet", "nin", "m5", "c3d_small", "summary", "MODELS", "INPUT_SHAPES"]
@@ -116,16 +116,19 @@ def nin(num_classes: int = 10, in_channels: int = 3, rng=None, dtype=np.float32,
 
 def m5(num_classes: int = 2, in_channels: int = 1, rng=None, dtype=np.float32, width: int = 128) -> Sequential:
     """M5 (Dai et al. 2017, "Very deep convolutional neural networks for raw waveforms"): a first convolution of
-    80 samples with stride 4 (a learned filter bank), then 3-tap convolutions and max-pooling by 4, global average
-    pooling and one linear layer. numconv has no batch normalisation, so the paper's BN layers are left out.
-    ``width`` is the first layer's channel count (128 in the paper; it doubles twice). Input (N, 1, L)."""
+    80 samples with stride 4 (a learned filter bank), then 3-tap convolutions, each convolution followed by batch
+    normalisation, ReLU and max-pooling by 4, then global average pooling and one linear layer. ``width`` is the
+    first layer's channel count (128 in the paper; it doubles twice). Input (N, 1, L)."""
     rng = _generator(rng)
     w = width
+
+    def block(cin, cout, kernel, stride=1, ceil_mode=False):
+        return [Conv1d(cin, cout, kernel, stride=stride, rng=rng, dtype=dtype), BatchNorm1d(cout, dtype=dtype), ReLU(),
+                MaxPool1d(4, ceil_mode=ceil_mode)]
+
     return Sequential(
-        Conv1d(in_channels, w, 80, stride=4, rng=rng, dtype=dtype), ReLU(), MaxPool1d(4),
-        Conv1d(w, w, 3, rng=rng, dtype=dtype), ReLU(), MaxPool1d(4),
-        Conv1d(w, 2 * w, 3, rng=rng, dtype=dtype), ReLU(), MaxPool1d(4),
-        Conv1d(2 * w, 4 * w, 3, rng=rng, dtype=dtype), ReLU(), MaxPool1d(4, ceil_mode=True),
+        *block(in_channels, w, 80, stride=4), *block(w, w, 3), *block(w, 2 * w, 3),
+        *block(2 * w, 4 * w, 3, ceil_mode=True),
         GlobalAvgPool(),
         Linear(4 * w, num_classes, rng=rng, dtype=dtype),
     )

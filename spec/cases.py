@@ -140,6 +140,10 @@ def _pool_args(cfg: PoolConfig) -> tuple:
     return (_triple(cfg.kernel, 1), _triple([a.stride for a in axes], 1), _triple([a.pad_left for a in axes], 0))
 
 
+def _pool_padding_end(cfg: PoolConfig) -> tuple:
+    return _triple([a.right for a in cfg.window.axes], 0)
+
+
 def _argmax_indices(cfg: PoolConfig, x: np.ndarray) -> np.ndarray:
     """Where each window's maximum sits, flat within its (n, c) plane, from the spec's windows."""
     window = cfg.window
@@ -199,7 +203,7 @@ def avg_pool_forward_case(cfg: PoolConfig) -> Case:
 
     def call(kernel, a):
         out = np.empty(y.shape, a["x"].dtype)
-        kernel(_five(a["x"]), _five(out), *_pool_args(cfg), cfg.count_include_pad)
+        kernel(_five(a["x"]), _five(out), *_pool_args(cfg), _pool_padding_end(cfg), cfg.count_include_pad)
         return {"y": out}
 
     return Case(inputs, {"y": y}, call, scale={"x": divisor}, probe=_probe(inputs, "x", ("x", None, "y")))
@@ -210,7 +214,7 @@ def avg_pool_backward_case(cfg: PoolConfig) -> Case:
 
     def call(kernel, a):
         out = np.empty(inputs["x"].shape, a["g"].dtype)
-        kernel(_five(a["g"]), _five(out), *_pool_args(cfg), cfg.count_include_pad)
+        kernel(_five(a["g"]), _five(out), *_pool_args(cfg), _pool_padding_end(cfg), cfg.count_include_pad)
         return {"grad_input": out}
 
     return Case({"g": g}, {"grad_input": grads["x"]}, call, scale={"g": divisor})
@@ -313,6 +317,87 @@ def relu_backward_case(cfg: ShapeConfig) -> Case:
         return {"grad_input": out}
 
     return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="piecewise")
+
+
+def leaky_relu_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y = ops.leaky_relu(cfg)
+    slope = float(sp.nsimplify(cfg.param("slope")))
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(a["x"], slope, out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="piecewise")
+
+
+def leaky_relu_backward_case(cfg: ShapeConfig) -> Case:
+    inputs, y = ops.leaky_relu(cfg)
+    g, grads = ops.gradients(y, inputs, polynomial=False)
+    slope = float(sp.nsimplify(cfg.param("slope")))
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], a["x"], slope, out)
+        return {"grad_input": out}
+
+    return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="piecewise")
+
+
+def _activation_forward_case(inputs, y, magnitude) -> Case:
+    """An activation out = f(x) checked numerically against its expression at ``magnitude``-sized inputs."""
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(a["x"], out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="numeric", sample=_normal_sample({"x": y.shape}, magnitude))
+
+
+def sigmoid_forward_case(cfg: ShapeConfig) -> Case:
+    return _activation_forward_case(*ops.sigmoid(cfg), cfg.param("magnitude"))
+
+
+def tanh_forward_case(cfg: ShapeConfig) -> Case:
+    return _activation_forward_case(*ops.tanh(cfg), cfg.param("magnitude"))
+
+
+def softmax_forward_case(cfg: ShapeConfig) -> Case:
+    return _activation_forward_case(*ops.softmax(cfg), cfg.param("magnitude"))
+
+
+def _output_gradient_case(cfg: ShapeConfig, activation: str) -> Case:
+    inputs, grad = ops.output_gradient(cfg, activation)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["g"].dtype)
+        kernel(a["g"], a["y"], out)
+        return {"grad_input": out}
+
+    return Case(inputs, {"grad_input": grad}, call, degree=3)
+
+
+def sigmoid_backward_case(cfg: ShapeConfig) -> Case:
+    return _output_gradient_case(cfg, "sigmoid")
+
+
+def tanh_backward_case(cfg: ShapeConfig) -> Case:
+    return _output_gradient_case(cfg, "tanh")
+
+
+def softmax_backward_case(cfg: ShapeConfig) -> Case:
+    return _output_gradient_case(cfg, "softmax")
+
+
+def multiply_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.multiply(cfg)
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["a"].dtype)
+        kernel(a["a"], a["b"], out)
+        return {"out": out}
+
+    return Case(inputs, outputs, call, degree=2)
 
 
 def _dropout_mask(cfg: ShapeConfig) -> np.ndarray:
@@ -456,24 +541,135 @@ def lrn_backward_case(cfg: ShapeConfig) -> Case:
                 sample=_normal_sample({"g": cfg.shape, "x": cfg.shape}))
 
 
+def _batch_norm_sample(cfg: ShapeConfig, names):
+    """Values whose results are well conditioned, so that the error measured is the kernel's: every variance
+    positive (var + eps must be); each channel of x spread about as widely as it is far from zero (the input
+    gradient's sensitivity to the rounding of the mean grows as |mean| / std, for any algorithm); running means near
+    the batch's; and g leaning along the centred x (the sums of g and of g * x_hat then do not cancel to a small
+    fraction of their terms, which would make a few ulps of each term many ulps of the result)."""
+    channels = cfg.shape[1]
+    shapes = {"x": cfg.shape, "g": cfg.shape, "weight": (channels,), "bias": (channels,), "mean": (channels,),
+              "var": (channels,)}
+
+    def sample(rng, dtype):
+        values = {name: rng.standard_normal(shapes[name]) for name in names}
+        if "var" in values:
+            values["var"] = np.abs(values["var"]) + 0.5
+        if "x" in values:
+            x = values["x"]
+            centred = x - x.mean(axis=(0, 2), keepdims=True)
+            standard = centred / centred.std(axis=(0, 2), keepdims=True)
+            values["x"] = standard + 0.5 * rng.standard_normal((1, channels, 1))
+            if "mean" in values:
+                values["mean"] = values["x"].mean(axis=(0, 2)) + 0.3 * values["mean"]
+            if "g" in values:
+                values["g"] = standard + 1.0 + 0.5 * values["g"]
+        return {name: value.astype(dtype) for name, value in values.items()}
+
+    return sample
+
+
+def batch_norm_statistics_case(cfg: ShapeConfig) -> Case:
+    inputs, _, statistics = ops.batch_norm(cfg, statistics_of_x=True)
+    channels = cfg.shape[1]
+
+    def call(kernel, a):
+        mean, var = np.empty(channels, a["x"].dtype), np.empty(channels, a["x"].dtype)
+        kernel(a["x"], mean, var)
+        return {"mean": mean, "var": var}
+
+    return Case({"x": inputs["x"]}, statistics, call, kind="numeric", sample=_batch_norm_sample(cfg, ["x"]))
+
+
+def batch_norm_forward_case(cfg: ShapeConfig) -> Case:
+    inputs, y, _ = ops.batch_norm(cfg, statistics_of_x=False)
+    eps = float(cfg.param("eps"))
+
+    def call(kernel, a):
+        out = np.empty(cfg.shape, a["x"].dtype)
+        kernel(a["x"], a["mean"], a["var"], a["weight"], a["bias"], eps, out)
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="numeric", sample=_batch_norm_sample(cfg, list(inputs)))
+
+
+def batch_norm_backward_case(cfg: ShapeConfig) -> Case:
+    """Training (``training=1``: the batch's statistics, functions of x, as the kernel is given them) or
+    evaluation (running statistics, constants)."""
+    training = bool(cfg.param("training"))
+    inputs, y, statistics = ops.batch_norm(cfg, statistics_of_x=training)
+    wrt = {name: inputs[name] for name in ("x", "weight", "bias")}
+    g, grads = ops.gradients(y, wrt, polynomial=False)
+    eps, channels = float(cfg.param("eps")), cfg.shape[1]
+    case_inputs = {"g": g, **{name: symbols for name, symbols in inputs.items() if name != "bias"}}
+
+    def call(kernel, a):
+        if training:  # the batch's statistics, as numconv's batch_norm computes them before the backward
+            x = a["x"].astype(np.float64)
+            mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
+            mean, var = mean.astype(a["x"].dtype), var.astype(a["x"].dtype)
+        else:
+            mean, var = a["mean"], a["var"]
+        results = {name: np.empty(shape, a["x"].dtype) for name, shape in
+                   (("grad_input", cfg.shape), ("grad_weight", (channels,)), ("grad_bias", (channels,)))}
+        kernel(a["g"], a["x"], mean, var, a["weight"], eps, training, results["grad_input"], results["grad_weight"],
+               results["grad_bias"])
+        return results
+
+    expected = {"grad_input": grads["x"], "grad_weight": grads["weight"], "grad_bias": grads["bias"]}
+    # in training the input's gradient is g - mean(g) - x_hat * mean(g * x_hat), whose terms cancel by construction
+    # (they sum to zero over the channel), and x_hat = (x - mean) / std carries the mean's rounding to the input's
+    # dtype times |mean| / std: a few ulps of each term is many ulps of the small results
+    return Case(case_inputs, expected, call, kind="numeric", ulps=32 if training else 16,
+                sample=_batch_norm_sample(cfg, list(case_inputs)))
+
+
+def running_average_case(cfg: ShapeConfig) -> Case:
+    inputs, outputs = ops.running_average(cfg)
+    momentum, correction = float(cfg.param("momentum")), float(cfg.param("correction"))
+
+    def call(kernel, a):
+        running = a["running"].copy()
+        kernel(running, a["value"], momentum, correction)
+        return {"running": running}
+
+    return Case(inputs, outputs, call, degree=1)
+
+
 def _targets(cfg: ShapeConfig) -> np.ndarray:
-    return np.random.default_rng(cfg.shape[1]).integers(0, cfg.shape[1], size=cfg.shape[0])
+    """Labels drawn from the shape, with the row named by the ``ignored`` parameter (if any) marked -1."""
+    target = np.random.default_rng(cfg.shape[1]).integers(0, cfg.shape[1], size=cfg.shape[0])
+    ignored = dict(cfg.params).get("ignored")
+    if ignored is not None:
+        target[ignored] = -1
+    return target
+
+
+def _loss_options(cfg: ShapeConfig):
+    """(class weights, label smoothing) of a loss configuration: ones and 0 unless given."""
+    params = dict(cfg.params)
+    return params.get("weights", (1,) * cfg.shape[1]), params.get("smoothing", 0)
 
 
 @lru_cache(maxsize=None)
 def _cross_entropy_spec(cfg: ShapeConfig):
-    inputs, losses = ops.cross_entropy(cfg, _targets(cfg))
+    inputs, losses = ops.cross_entropy(cfg, _targets(cfg), *_loss_options(cfg))
     g, grads = ops.gradients(losses, inputs, polynomial=False)
     return inputs, losses, g, grads
 
 
+def _loss_arguments(cfg: ShapeConfig, dtype):
+    weights, smoothing = _loss_options(cfg)
+    class_weight = np.array([float(sp.nsimplify(w)) for w in weights], dtype=dtype)
+    return _targets(cfg), class_weight, float(sp.nsimplify(smoothing))
+
+
 def cross_entropy_forward_case(cfg: ShapeConfig) -> Case:
     inputs, losses, _, _ = _cross_entropy_spec(cfg)
-    target = _targets(cfg)
 
     def call(kernel, a):
         out = np.empty(cfg.shape[:1], a["logits"].dtype)
-        kernel(a["logits"], target, out)
+        kernel(a["logits"], *_loss_arguments(cfg, a["logits"].dtype), out)
         return {"losses": out}
 
     return Case(inputs, {"losses": losses}, call, kind="numeric",
@@ -482,12 +678,15 @@ def cross_entropy_forward_case(cfg: ShapeConfig) -> Case:
 
 def cross_entropy_backward_case(cfg: ShapeConfig) -> Case:
     inputs, _, g, grads = _cross_entropy_spec(cfg)
-    target = _targets(cfg)
 
     def call(kernel, a):
         out = np.empty(cfg.shape, a["logits"].dtype)
-        kernel(a["g"], a["logits"], target, out)
+        kernel(a["g"], a["logits"], *_loss_arguments(cfg, a["logits"].dtype), out)
         return {"grad_logits": out}
 
+    # with label smoothing a logit's gradient is a difference of two terms of like size (softmax share and the
+    # smoothed target): their rounding, a few ulps of each, is many ulps of a small difference
+    smoothed = bool(sp.nsimplify(_loss_options(cfg)[1]))
     return Case({"g": g, "logits": inputs["logits"]}, {"grad_logits": grads["logits"]}, call, kind="numeric",
+                ulps=16 if smoothed else 8,
                 sample=_normal_sample({"g": cfg.shape[:1], "logits": cfg.shape}, cfg.param("magnitude")))

@@ -93,6 +93,9 @@ MAX_POOL_CONFIGS = (
     PoolConfig(1, 1, (11,), (3,), (3,)),
     PoolConfig(1, 1, (3, 13), (2, 4), (1, 4), (0, 1)),
     PoolConfig(1, 1, (3, 4, 13), (3, 2, 2), (1, 2, 5), (1, 0, 1)),
+    # ONNX's padding: different before and after an axis, and wider than half the window
+    PoolConfig(1, 2, (6, 5), (3, 2), (2, 1), (2, 0), padding_right=(1, 1)),
+    PoolConfig(1, 1, (7,), (4,), (3,), (3,), ceil_mode=True, padding_right=(0,)),
 )
 
 AVG_POOL_CONFIGS = (
@@ -103,6 +106,10 @@ AVG_POOL_CONFIGS = (
     PoolConfig(1, 1, (5, 5), (2, 2), (2, 2)),
     # a stride longer than the window: inputs that no window covers
     PoolConfig(1, 1, (9,), (2,), (3,)),
+    # ONNX's padding: different before and after an axis (the divisor counts each side's own), wider than half
+    PoolConfig(1, 2, (6, 5), (3, 2), (2, 1), (2, 0), padding_right=(1, 1)),
+    PoolConfig(1, 1, (7,), (3,), (2,), (0,), ceil_mode=True, padding_right=(2,)),
+    PoolConfig(1, 1, (8,), (3,), (2,), (1,), count_include_pad=False, padding_right=(2,)),
 )
 
 
@@ -115,4 +122,18 @@ TRANSPOSED_CONFIGS = (
     TransposedConvConfig(2, 2, 3, (4,), (3,), (2,), (1,), (1,), (1,)),
     TransposedConvConfig(1, 4, 2, (3, 3), (3, 2), (2, 3), (1, 0), (1, 2), (1, 2), groups=2),
     TransposedConvConfig(1, 2, 2, (2, 2, 3), (2, 1, 2), (1, 2, 2), (0, 0, 1), (0, 1, 0), (2, 1, 1)),
+)
+
+#: batch normalisation over (N, C, S): a spatial layer's and a dense layer's (S = 1)
+BATCH_NORM_CONFIGS = (
+    ShapeConfig((2, 2, 2), (("eps", 1e-5),)),
+    ShapeConfig((5, 1, 1), (("eps", 1e-3),)),
+)
+
+#: softmax cross-entropy over (N, K) logits: plain, at a magnitude where exp overflows without the row's maximum
+#: taken out, and with PyTorch's class weights, an ignored row and label smoothing
+LOSS_CONFIGS = (
+    ShapeConfig((4, 5), (("magnitude", 3.0),)),
+    ShapeConfig((3, 10), (("magnitude", 1000.0),)),
+    ShapeConfig((4, 3), (("magnitude", 2.0), ("weights", ("1/2", "2", "5/4")), ("ignored", 2), ("smoothing", "1/4"))),
 )

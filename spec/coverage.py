@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: the kernel files, per backend: what the registry's configurations must run through
 KERNEL_FILES = {
-    "cpu": ["numconv/kernels/cpu/conv.py", "numconv/kernels/cpu/conv_layout.py", "numconv/kernels/cpu/conv_cost.py",
-            "numconv/kernels/cpu/conv_plan.py", "numconv/kernels/cpu/dense.py", "numconv/kernels/cpu/loss.py",
-            "numconv/kernels/cpu/norm.py", "numconv/kernels/cpu/pointwise.py", "numconv/kernels/cpu/pool.py",
-            "numconv/kernels/cpu/blocked.py", "numconv/kernels/cpu/winograd.py",
+    "cpu": ["numconv/kernels/cpu/activation.py", "numconv/kernels/cpu/conv.py", "numconv/kernels/cpu/conv_layout.py",
+            "numconv/kernels/cpu/conv_cost.py", "numconv/kernels/cpu/conv_plan.py", "numconv/kernels/cpu/dense.py",
+            "numconv/kernels/cpu/loss.py", "numconv/kernels/cpu/norm.py", "numconv/kernels/cpu/pointwise.py",
+            "numconv/kernels/cpu/pool.py", "numconv/kernels/cpu/blocked.py", "numconv/kernels/cpu/winograd.py",
             "numconv/kernels/cpu/winograd_kernels.py", "numconv/kernels/scalar.py"],
-    "cuda": ["numconv/kernels/cuda/conv.py", "numconv/kernels/cuda/dense.py", "numconv/kernels/cuda/gemm.py",
-             "numconv/kernels/cuda/loss.py", "numconv/kernels/cuda/norm.py", "numconv/kernels/cuda/pointwise.py",
-             "numconv/kernels/cuda/pool.py"],
+    "cuda": ["numconv/kernels/cuda/activation.py", "numconv/kernels/cuda/conv.py", "numconv/kernels/cuda/dense.py",
+             "numconv/kernels/cuda/gemm.py", "numconv/kernels/cuda/loss.py", "numconv/kernels/cuda/norm.py",
+             "numconv/kernels/cuda/pointwise.py", "numconv/kernels/cuda/pool.py"],
 }
 #: how each backend's kernels run as Python
 ENVIRONMENT = {"cpu": {"NUMBA_DISABLE_JIT": "1"}, "cuda": {"NUMBA_ENABLE_CUDASIM": "1"}}

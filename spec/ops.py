@@ -28,6 +28,12 @@ def symbol_array(name: str, shape: tuple[int, ...]) -> np.ndarray:
 # --- configurations -----------------------------------------------------------------------------------------------
 
 
+def _padding_label(axes) -> str:
+    """``p`` and each axis's padding: one number when both sides agree, ``before+after`` when not."""
+    return "p" + "x".join("%d" % a.pad_left if a.pad_left == a.right else "%d+%d" % (a.pad_left, a.right)
+                          for a in axes)
+
+
 @dataclass(frozen=True)
 class ConvConfig:
     """A convolution: ``input_shape`` and ``kernel`` are spatial (1 to 3 axes); per-axis ``stride``, ``padding``
@@ -57,8 +63,7 @@ class ConvConfig:
         if any(a.stride != 1 for a in axes):
             parts.append("s" + "x".join(str(a.stride) for a in axes))
         if any(a.pad_left or a.right for a in axes):
-            pads = ["%d" % a.pad_left if a.pad_left == a.right else "%d+%d" % (a.pad_left, a.right) for a in axes]
-            parts.append("p" + "x".join(pads))
+            parts.append(_padding_label(axes))
         if any(a.dilation != 1 for a in axes):
             parts.append("d" + "x".join(str(a.dilation) for a in axes))
         if self.groups != 1:
@@ -68,7 +73,8 @@ class ConvConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """A pooling window over (batch, channels, *input_shape)."""
+    """A pooling window over (batch, channels, *input_shape): per-axis ``padding`` before each axis and
+    ``padding_right`` after it (``None``: equal to ``padding``)."""
 
     batch: int
     channels: int
@@ -79,19 +85,20 @@ class PoolConfig:
     dilation: tuple[int, ...] | None = None
     ceil_mode: bool = False
     count_include_pad: bool = True
+    padding_right: tuple[int, ...] | None = None
 
     @property
     def window(self) -> Window:
         return window_from(self.input_shape, self.kernel, self.stride or self.kernel, self.padding,
-                           self.dilation, self.ceil_mode)
+                           self.dilation, self.ceil_mode, padding_right=self.padding_right)
 
     def label(self) -> str:
         axes = self.window.axes
         parts = [f"{len(self.input_shape)}D", f"N{self.batch}", f"C{self.channels}",
                  "in " + "x".join(map(str, self.input_shape)), "k" + "x".join(map(str, self.kernel)),
                  "s" + "x".join(str(a.stride) for a in axes)]
-        if any(a.pad_left for a in axes):
-            parts.append("p" + "x".join(str(a.pad_left) for a in axes))
+        if any(a.pad_left or a.right for a in axes):
+            parts.append(_padding_label(axes))
         if any(a.dilation != 1 for a in axes):
             parts.append("d" + "x".join(str(a.dilation) for a in axes))
         if self.ceil_mode:
@@ -295,12 +302,52 @@ def local_response_norm(cfg: ShapeConfig):
     return {"x": x}, y
 
 
-def cross_entropy(cfg: ShapeConfig, target: np.ndarray):
-    """logits (N, K) -> losses (N,): log(sum exp z) - z[target]."""
+def batch_norm(cfg: ShapeConfig, statistics_of_x: bool):
+    """x (N, C, S), weight and bias (C,) -> y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]. With
+    ``statistics_of_x`` the mean and the biased variance are the batch's own (training); otherwise they are inputs
+    (evaluation, with running statistics). Returns (inputs, y, {"mean", "var"} expressions)."""
+    batch, channels, size = cfg.shape
+    eps = sp.nsimplify(cfg.param("eps"))
+    x, weight, bias = symbol_array("x", cfg.shape), symbol_array("w", (channels,)), symbol_array("b", (channels,))
+    inputs = {"x": x, "weight": weight, "bias": bias}
+    if statistics_of_x:
+        count = batch * size
+        mean = np.array([sp.Add(*x[:, c, :].reshape(-1)) / count for c in range(channels)], dtype=object)
+        var = np.array([sp.Add(*((x[:, c, :].reshape(-1) - mean[c]) ** 2)) / count for c in range(channels)],
+                       dtype=object)
+    else:
+        mean, var = symbol_array("m", (channels,)), symbol_array("v", (channels,))
+        inputs.update(mean=mean, var=var)
+    y = np.empty(cfg.shape, dtype=object)
+    for n, c, s in itertools.product(range(batch), range(channels), range(size)):
+        y[n, c, s] = (x[n, c, s] - mean[c]) / sp.sqrt(var[c] + eps) * weight[c] + bias[c]
+    return inputs, y, {"mean": mean, "var": var}
+
+
+def running_average(cfg: ShapeConfig):
+    """running' = (1 - momentum) * running + momentum * correction * value, element-wise over (C,)."""
+    momentum, correction = sp.nsimplify(cfg.param("momentum")), sp.nsimplify(cfg.param("correction"))
+    running, value = symbol_array("r", cfg.shape), symbol_array("u", cfg.shape)
+    return {"running": running, "value": value}, {"running": (1 - momentum) * running + momentum * correction * value}
+
+
+def cross_entropy(cfg: ShapeConfig, target: np.ndarray, class_weight, smoothing):
+    """logits (N, K) -> losses (N,), PyTorch's: (1 - s) * w[t] * (log(sum exp z) - z[t]) + s / K * sum_k w[k] *
+    (log(sum exp z) - z[k]), with the class weights ``class_weight`` (K rationals) and label smoothing ``s``; a row
+    whose target is negative (ignored) has loss 0."""
     logits = symbol_array("z", cfg.shape)
+    classes = cfg.shape[1]
+    smoothing = sp.nsimplify(smoothing)
+    weights = [sp.nsimplify(w) for w in class_weight]
     losses = np.empty(cfg.shape[:1], dtype=object)
     for n in range(cfg.shape[0]):
-        losses[n] = sp.log(sp.Add(*(sp.exp(v) for v in logits[n]))) - logits[n, int(target[n])]
+        t = int(target[n])
+        if t < 0:
+            losses[n] = sp.Integer(0)
+            continue
+        log_sum = sp.log(sp.Add(*(sp.exp(v) for v in logits[n])))
+        smooth = sp.Add(*(w * (log_sum - z) for w, z in zip(weights, logits[n])))
+        losses[n] = (1 - smoothing) * weights[t] * (log_sum - logits[n, t]) + smoothing / classes * smooth
     return {"logits": logits}, losses
 
 
@@ -346,6 +393,58 @@ def add(cfg: ShapeConfig):
     """out = a + b, element-wise over flat (size,) arrays (a residual connection)."""
     a, b = symbol_array("a", cfg.shape), symbol_array("b", cfg.shape)
     return {"a": a, "b": b}, {"out": a + b}
+
+
+def leaky_relu(cfg: ShapeConfig):
+    """y = x where x > 0, else slope * x, element-wise over a flat (size,) array."""
+    slope = sp.nsimplify(cfg.param("slope"))
+    x = symbol_array("x", cfg.shape)
+    return {"x": x}, np.vectorize(lambda v: sp.Max(v, 0) + slope * sp.Min(v, 0), otypes=[object])(x)
+
+
+def sigmoid(cfg: ShapeConfig):
+    """y = 1 / (1 + exp(-x)), element-wise over a flat (size,) array."""
+    x = symbol_array("x", cfg.shape)
+    return {"x": x}, np.vectorize(lambda v: 1 / (1 + sp.exp(-v)), otypes=[object])(x)
+
+
+def tanh(cfg: ShapeConfig):
+    """y = tanh(x), element-wise over a flat (size,) array."""
+    x = symbol_array("x", cfg.shape)
+    return {"x": x}, np.vectorize(sp.tanh, otypes=[object])(x)
+
+
+def output_gradient(cfg: ShapeConfig, activation: str):
+    """The input's gradient of an activation written in its output y, as its backward kernel computes it:
+    sigmoid g * y * (1 - y), tanh g * (1 - y^2), softmax (rows of (R, K)) y_i * (g_i - sum_j g_j y_j). Polynomials
+    in g and y, so the check is exact. Returns ({"g", "y"}, grad_input)."""
+    g, y = symbol_array("g", cfg.shape), symbol_array("y", cfg.shape)
+    if activation == "sigmoid":
+        grad = g * y * (1 - y)
+    elif activation == "tanh":
+        grad = g * (1 - y * y)
+    else:
+        grad = np.empty(cfg.shape, dtype=object)
+        for r in range(cfg.shape[0]):
+            dot = sp.Add(*(g[r] * y[r]))
+            grad[r] = [y[r, j] * (g[r, j] - dot) for j in range(cfg.shape[1])]
+    return {"g": g, "y": y}, grad
+
+
+def softmax(cfg: ShapeConfig):
+    """x (R, K) -> y[r, j] = exp(x[r, j]) / sum_k exp(x[r, k])."""
+    x = symbol_array("x", cfg.shape)
+    y = np.empty(cfg.shape, dtype=object)
+    for r in range(cfg.shape[0]):
+        total = sp.Add(*(sp.exp(v) for v in x[r]))
+        y[r] = [sp.exp(v) / total for v in x[r]]
+    return {"x": x}, y
+
+
+def multiply(cfg: ShapeConfig):
+    """out = a * b, element-wise over flat (size,) arrays."""
+    a, b = symbol_array("a", cfg.shape), symbol_array("b", cfg.shape)
+    return {"a": a, "b": b}, {"out": a * b}
 
 
 def concat_channels(cfg: ShapeConfig):

@@ -12,7 +12,10 @@ from typing import Callable
 import numpy as np
 
 from spec.cases import (
-    accumulate_case, add_case, avg_pool_backward_case, avg_pool_forward_case, bias_add_case, bias_grad_case,
+    leaky_relu_backward_case, leaky_relu_forward_case, multiply_case, sigmoid_backward_case, sigmoid_forward_case,
+    softmax_backward_case, softmax_forward_case, tanh_backward_case, tanh_forward_case,
+    accumulate_case, add_case, avg_pool_backward_case, avg_pool_forward_case, batch_norm_backward_case,
+    batch_norm_forward_case, batch_norm_statistics_case, bias_add_case, bias_grad_case, running_average_case,
     conv_forward_case,
     concat_channels_backward_case, concat_channels_forward_case, conv_grad_input_case, conv_grad_weight_case,
     conv_transpose_case, cross_entropy_backward_case,
@@ -23,9 +26,9 @@ from spec.cases import (
 )
 from spec.check import Case
 from spec.configs import (
-    AVG_POOL_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS,
-    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS,
-    WINOGRAD_CONFIGS,
+    AVG_POOL_CONFIGS, BATCH_NORM_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS,
+    PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS,
+    WIDE_CONFIGS, WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -86,7 +89,24 @@ ENTRIES = (
     Entry("pointwise", "dropout_backward", dropout_backward_case,
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
     Entry("pointwise", "accumulate", accumulate_case, (ShapeConfig((37,)),)),
+    Entry("norm", "batch_norm_statistics", batch_norm_statistics_case, BATCH_NORM_CONFIGS),
+    Entry("norm", "batch_norm_forward", batch_norm_forward_case, BATCH_NORM_CONFIGS),
+    Entry("norm", "batch_norm_backward", batch_norm_backward_case,
+          tuple(ShapeConfig(cfg.shape, cfg.params + (("training", training),))
+                for cfg in BATCH_NORM_CONFIGS for training in (1, 0))),
+    Entry("norm", "running_average", running_average_case,
+          (ShapeConfig((5,), (("momentum", 0.25), ("correction", 2.0))),)),
     Entry("pointwise", "add_forward", add_case, (ShapeConfig((37,)),)),
+    Entry("activation", "leaky_relu_forward", leaky_relu_forward_case, (ShapeConfig((37,), (("slope", 0.25),)),)),
+    Entry("activation", "leaky_relu_backward", leaky_relu_backward_case, (ShapeConfig((37,), (("slope", 0.25),)),)),
+    Entry("activation", "sigmoid_forward", sigmoid_forward_case, (ShapeConfig((37,), (("magnitude", 8.0),)),)),
+    Entry("activation", "sigmoid_backward", sigmoid_backward_case, (ShapeConfig((37,)),)),
+    Entry("activation", "tanh_forward", tanh_forward_case, (ShapeConfig((37,), (("magnitude", 4.0),)),)),
+    Entry("activation", "tanh_backward", tanh_backward_case, (ShapeConfig((37,)),)),
+    Entry("activation", "multiply_forward", multiply_case, (ShapeConfig((37,)),)),
+    Entry("activation", "softmax_forward", softmax_forward_case, (
+        ShapeConfig((3, 5), (("magnitude", 3.0),)), ShapeConfig((2, 4), (("magnitude", 1000.0),)))),
+    Entry("activation", "softmax_backward", softmax_backward_case, (ShapeConfig((3, 5)),)),
     Entry("pointwise", "concat_channels_forward", concat_channels_forward_case,
           (ShapeConfig((2, 5), (("channels", (2, 3, 1)),)),)),
     Entry("pointwise", "concat_channels_backward", concat_channels_backward_case,
@@ -105,12 +125,8 @@ ENTRIES = (
         ShapeConfig((1, 7, 2), (("size", 5), ("alpha", 1.0), ("beta", 0.75), ("k", 2.0))),
         ShapeConfig((2, 4, 3), (("size", 2), ("alpha", 0.5), ("beta", 0.5), ("k", 1.0))),
     )),
-    Entry("loss", "cross_entropy_forward", cross_entropy_forward_case, (
-        ShapeConfig((4, 5), (("magnitude", 3.0),)), ShapeConfig((3, 10), (("magnitude", 1000.0),)),
-    )),
-    Entry("loss", "cross_entropy_backward", cross_entropy_backward_case, (
-        ShapeConfig((4, 5), (("magnitude", 3.0),)), ShapeConfig((3, 10), (("magnitude", 1000.0),)),
-    )),
+    Entry("loss", "cross_entropy_forward", cross_entropy_forward_case, LOSS_CONFIGS),
+    Entry("loss", "cross_entropy_backward", cross_entropy_backward_case, LOSS_CONFIGS),
 )
 
 

@@ -306,22 +306,31 @@ def test_cross_entropy_on_device_equals_cpu(dtype, label_dtype, rng):
     target = rng.integers(0, 7, size=5).astype(label_dtype)
     device_logits, device_target = to_dev(logits), to_dev(target)
     for reduction in ("mean", "sum"):
-        got = F.cross_entropy(device_logits, device_target, reduction)
-        want = F.cross_entropy(logits, target, reduction)
+        got = F.cross_entropy(device_logits, device_target, reduction=reduction)
+        want = F.cross_entropy(logits, target, reduction=reduction)
         assert isinstance(got, np.ndarray) and got.shape == () and got.dtype == dtype
         np.testing.assert_allclose(got, want, **TOL[dtype])
-        grad, none = F.cross_entropy_backward(2.0, device_logits, device_target, reduction)
+        grad, none = F.cross_entropy_backward(2.0, device_logits, device_target, reduction=reduction)
         assert none is None
-        np.testing.assert_allclose(to_np(grad), F.cross_entropy_backward(2.0, logits, target, reduction)[0],
+        np.testing.assert_allclose(to_np(grad), F.cross_entropy_backward(2.0, logits, target, reduction=reduction)[0],
                                    **TOL[dtype])
-    np.testing.assert_allclose(to_np(F.cross_entropy(device_logits, device_target, "none")),
-                               F.cross_entropy(logits, target, "none"), **TOL[dtype])
+    np.testing.assert_allclose(to_np(F.cross_entropy(device_logits, device_target, reduction="none")),
+                               F.cross_entropy(logits, target, reduction="none"), **TOL[dtype])
     g = rng.standard_normal(5).astype(dtype)
-    np.testing.assert_allclose(to_np(F.cross_entropy_backward(to_dev(g), device_logits, device_target, "none")[0]),
-                               F.cross_entropy_backward(g, logits, target, "none")[0], **TOL[dtype])
+    grad = F.cross_entropy_backward(to_dev(g), device_logits, device_target, reduction="none")[0]
+    np.testing.assert_allclose(to_np(grad), F.cross_entropy_backward(g, logits, target, reduction="none")[0],
+                               **TOL[dtype])
     scalar = to_dev(np.asarray(3.0))
     np.testing.assert_allclose(to_np(F.cross_entropy_backward(scalar, device_logits, device_target)[0]),
                                F.cross_entropy_backward(3.0, logits, target)[0], **TOL[dtype])
+    # class weights, an ignored row and label smoothing: the labels come to the host once, the sums stay alike
+    weight = rng.uniform(0.5, 2.0, 7).astype(dtype)
+    on_device, on_host = dict(weight=to_dev(weight), label_smoothing=0.2), dict(weight=weight, label_smoothing=0.2)
+    target[1] = -100
+    np.testing.assert_allclose(F.cross_entropy(device_logits, to_dev(target), **on_device),
+                               F.cross_entropy(logits, target, **on_host), **TOL[dtype])
+    np.testing.assert_allclose(to_np(F.cross_entropy_backward(2.0, device_logits, to_dev(target), **on_device)[0]),
+                               F.cross_entropy_backward(2.0, logits, target, **on_host)[0], **TOL[dtype])
 
 
 def test_strided_device_arrays_are_copied_on_the_device(rng):
@@ -339,7 +348,7 @@ def test_device_validation_reports_what_the_cpu_reports(rng):
     bad = np.array([0, 2, 5, 1])
     for target in (bad, to_dev(bad)):
         arrays = (logits, target) if isinstance(target, np.ndarray) else (to_dev(logits), target)
-        with pytest.raises(ValueError, match=r"target labels must lie in \[0, 3\), got 5"):
+        with pytest.raises(ValueError, match=r"target labels must lie in \[0, 3\) or equal ignore_index=-100, got 5"):
             F.cross_entropy(*arrays)
     x = rng.standard_normal((1, 1, 4, 4))
     g = rng.standard_normal((1, 1, 2, 2))

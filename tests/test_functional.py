@@ -174,6 +174,44 @@ def test_avg_pool_matches_reference(case, dtype, count_include_pad, rng):
     np.testing.assert_allclose(grad, naive.avg_pool_backward(g, x, *args), **TOL[dtype])
 
 
+PADDING_PAIRS = [((1, 0), (0, 2)), ((0, 2), (2, 1)), ((2, 2), (0, 1))]
+
+
+@pytest.mark.parametrize("pairs", PADDING_PAIRS)
+def test_padding_given_per_side_is_the_op_on_the_input_padded_so(pairs, rng):
+    """Per-side padding (ONNX's pads) equals padding the input by hand and then using none: zeros for the
+    convolution and the average (its divisor then counts the padding), -inf for the maximum, and gradients that
+    are the padded op's, cut back to the input."""
+    x = rng.standard_normal((2, 2, 6, 7))
+    w = rng.standard_normal((3, 2, 3, 2))
+    zero_padded = np.pad(x, ((0, 0), (0, 0)) + pairs)
+    out = F.conv2d(x, w, padding=pairs, stride=(2, 1))
+    np.testing.assert_allclose(out, F.conv2d(zero_padded, w, stride=(2, 1)), rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(out.shape)
+    grad_x, grad_w, _ = F.conv2d_backward(g, x, w, padding=pairs, stride=(2, 1))
+    grad_padded, grad_w_padded, _ = F.conv2d_backward(g, zero_padded, w, stride=(2, 1))
+    inside = (slice(None), slice(None)) + tuple(slice(b, b + n) for (b, _), n in zip(pairs, x.shape[2:]))
+    np.testing.assert_allclose(grad_x, grad_padded[inside], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad_w, grad_w_padded, rtol=1e-12, atol=1e-12)
+
+    pooled = F.max_pool2d(x, 3, stride=2, padding=pairs)
+    want = F.max_pool2d(np.pad(x, ((0, 0), (0, 0)) + pairs, constant_values=-np.inf), 3, stride=2)
+    np.testing.assert_array_equal(pooled, want)
+    averaged = F.avg_pool2d(x, 3, stride=2, padding=pairs, count_include_pad=True)
+    np.testing.assert_allclose(averaged, F.avg_pool2d(zero_padded, 3, stride=2), rtol=1e-12)
+    g = rng.standard_normal(averaged.shape)
+    (grad_avg,) = F.avg_pool2d_backward(g, x, 3, stride=2, padding=pairs, count_include_pad=True)
+    np.testing.assert_allclose(grad_avg, F.avg_pool2d_backward(g, zero_padded, 3, stride=2)[0][inside], rtol=1e-12)
+
+
+def test_average_without_padding_counted_divides_by_the_inputs_in_each_window(rng):
+    x = rng.standard_normal((1, 1, 5))
+    got = F.avg_pool1d(x, 3, stride=2, padding=((2, 1),), count_include_pad=False)
+    # windows start at -2, 0 and 2; one at 4 would end past the single padded position after the input
+    want = [x[0, 0, 0], x[0, 0, 0:3].mean(), x[0, 0, 2:5].mean()]
+    np.testing.assert_allclose(got[0, 0], want, rtol=1e-12)
+
+
 def test_max_pool_ties_go_to_first_and_padding_never_wins():
     x = np.array([[[-3.0, -3.0, -5.0, -1.0, -1.0]]])
     y, indices = F.max_pool1d(x, 2, 2, padding=1, return_indices=True)
@@ -243,6 +281,19 @@ def test_cross_entropy_matches_reference(rng):
     target = rng.integers(0, 10, 6)
     np.testing.assert_allclose(F.cross_entropy(logits, target, reduction="none"),
                                naive.cross_entropy_losses(logits, target), rtol=1e-12)
+
+
+@pytest.mark.parametrize("keywords, error, message", [
+    (dict(weight=np.ones(3)), ValueError, r"weight must have shape \(4,\)"),
+    (dict(weight=np.ones(4, np.float32)), TypeError, "weight has dtype float32"),
+    (dict(label_smoothing=1.5), ValueError, "label_smoothing must be in"),
+    (dict(ignore_index=1.0), TypeError, "ignore_index must be an int"),
+    (dict(reduction="avg"), ValueError, "reduction must be one of"),
+    (dict(ignore_index=7), ValueError, r"equal ignore_index=7, got -100"),
+])
+def test_bad_cross_entropy_options_get_clear_errors(keywords, error, message):
+    with pytest.raises(error, match=message):
+        F.cross_entropy(np.zeros((2, 4)), np.array([1, -100]), **keywords)
 
 
 def test_dropout_is_deterministic_scaled_and_bernoulli():

@@ -234,25 +234,28 @@ def test_conv_geometry_matches_spec_or_rejects_exactly_when_spec_has_no_output(c
         assert geometry.conv_geometry(size, kernel, stride, pad, dilation).output_shape == expected
 
 
-@settings(max_examples=150, deadline=None)
-@given(conv_configs(), st.booleans())
-def test_pool_geometry_matches_spec(config, ceil_mode):
+@settings(max_examples=200, deadline=None)
+@given(conv_configs(), st.booleans(), st.data())
+def test_pool_geometry_matches_spec(config, ceil_mode, data):
+    """Padding before and after each axis (drawn apart), up to the window's extent, as ONNX allows."""
     _, axes = config
     size, kernel, stride, pad, dilation = (tuple(a[i] for a in axes) for i in range(5))
-    if any(2 * p > k for p, k in zip(pad, kernel)):
+    pad_end = tuple(data.draw(st.integers(0, 4)) for _ in axes)
+    padding = tuple(zip(pad, pad_end))
+    if any(max(p, e) >= _extent(k, d) for p, e, k, d in zip(pad, pad_end, kernel, dilation)):
         # axes are checked in order: an earlier axis may fail for its length first
-        with pytest.raises(ValueError, match="padding must be at most half|kernel_size"):
-            geometry.pool_geometry(size, kernel, stride, pad, dilation, ceil_mode)
+        with pytest.raises(ValueError, match="padding must be smaller than the window|kernel_size"):
+            geometry.pool_geometry(size, kernel, stride, padding, dilation, ceil_mode)
         return
-    window = window_from(size, kernel, stride, pad, dilation, ceil_mode)
+    window = window_from(size, kernel, stride, pad, dilation, ceil_mode, padding_right=pad_end)
     expected = window.out_shape
     if min(expected) < 1 or not all(any(ok for _, _, ok in window.window(position)) for position in window.outputs()):
         # no window, or a window of padding alone: nothing to pool
         with pytest.raises(ValueError, match="kernel_size"):
-            geometry.pool_geometry(size, kernel, stride, pad, dilation, ceil_mode)
+            geometry.pool_geometry(size, kernel, stride, padding, dilation, ceil_mode)
         return
-    geo = geometry.pool_geometry(size, kernel, stride, pad, dilation, ceil_mode)
-    assert geo.output_shape == expected
+    geo = geometry.pool_geometry(size, kernel, stride, padding, dilation, ceil_mode)
+    assert geo.output_shape == expected and geo.padding_end == pad_end
     # every window starts inside the input or its left padding, as ceil_mode requires
     for out_size, s, p, n in zip(expected, stride, pad, size):
         assert (out_size - 1) * s - p < n
@@ -325,8 +328,12 @@ GEOMETRY_BAD = [
      lambda: geometry.conv_geometry((5, 5), 3, 1, (True, 0))),
     ("conv padding None", TypeError, ["padding", "None"],
      lambda: geometry.conv_geometry((5,), 3, 1, None)),
-    ("pool padding above half the kernel", ValueError, ["padding", "2", "half", "kernel_size"],
-     lambda: geometry.pool_geometry((5,), 3, None, 2)),
+    ("pool padding a whole window", ValueError, ["padding", "3", "smaller than the window", "kernel_size"],
+     lambda: geometry.pool_geometry((5,), 3, None, 3)),
+    ("pool padding pair of three", TypeError, ["padding", "(before, after) pairs", "(1, 0, 0)"],
+     lambda: geometry.pool_geometry((5, 5), 3, None, ((1, 0, 0), (0, 0)))),
+    ("conv negative padding after", ValueError, ["padding", "-1"],
+     lambda: geometry.conv_geometry((5, 5), 3, 1, ((1, 0), (0, -1)))),
     ("pool kernel larger than padded input", ValueError, ["kernel_size", "(4, 4)", "without input"],
      lambda: geometry.pool_geometry((2, 2), 4, None, (2, 0))),
     ("pool stride 0", ValueError, ["stride", "0"],
@@ -406,8 +413,8 @@ FUNCTIONAL_BAD = [
     # max pooling
     ("max_pool1d kernel larger than input", ValueError, ["kernel_size", "(5,)", "without input"],
      lambda: F.max_pool1d(_x(1, 1, 3), 5)),
-    ("max_pool2d padding above half the kernel", ValueError, ["padding", "2", "half"],
-     lambda: F.max_pool2d(_x(1, 1, 6, 6), 3, padding=2)),
+    ("max_pool2d padding a whole window", ValueError, ["padding", "3", "smaller than the window"],
+     lambda: F.max_pool2d(_x(1, 1, 6, 6), 3, padding=3)),
     ("max_pool3d stride 0", ValueError, ["stride", "0"],
      lambda: F.max_pool3d(_x(1, 1, 4, 4, 4), 2, stride=0)),
     ("max_pool1d dilation 0", ValueError, ["dilation", "0"],
@@ -429,7 +436,7 @@ FUNCTIONAL_BAD = [
     # average pooling
     ("avg_pool1d kernel larger than input", ValueError, ["kernel_size", "(4,)", "without input"],
      lambda: F.avg_pool1d(_x(1, 1, 3), 4)),
-    ("avg_pool2d padding above half the kernel", ValueError, ["padding", "(1, 2)", "half"],
+    ("avg_pool2d padding a whole window", ValueError, ["padding", "(1, 2)", "smaller than the window"],
      lambda: F.avg_pool2d(_x(1, 1, 6, 6), 2, padding=(1, 2))),
     ("avg_pool3d stride tuple of 2", ValueError, ["stride", "(2, 2)"],
      lambda: F.avg_pool3d(_x(1, 1, 4, 4, 4), 2, stride=(2, 2))),

@@ -542,7 +542,7 @@ def test_constructor_validation(build, error, match):
     lambda: MaxPool2d(2, padding=2),
     lambda: AvgPool2d(3, stride=-1),
     lambda: AvgPool3d((2, 2)),
-], ids=["maxpool2d-kernel0", "maxpool1d-stride0", "maxpool2d-padding-over-half", "avgpool2d-stride-1",
+], ids=["maxpool2d-kernel0", "maxpool1d-stride0", "maxpool2d-padding-a-whole-window", "avgpool2d-stride-1",
         "avgpool3d-kernel-2-tuple"])
 def test_pool_constructor_validation(build):
     with pytest.raises(ValueError):

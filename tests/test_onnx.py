@@ -27,7 +27,8 @@ def _encoder_decoder():
 
     rng = np.random.default_rng(0)
     return layers.Sequential(
-        layers.Conv2d(1, 4, 3, stride=2, padding=1, rng=rng), layers.ReLU(),
+        layers.Conv2d(1, 4, 3, stride=2, padding=((1, 0), (0, 1)), rng=rng), layers.ReLU(),
+        layers.MaxPool2d(2, stride=1, padding=((1, 0), (1, 1))),
         layers.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2, rng=rng), layers.ReLU(),
         layers.ConvTranspose2d(4, 1, 2, dilation=2, rng=rng))
 
@@ -71,6 +72,12 @@ def test_the_session_describes_its_inputs_and_refuses_wrong_feeds(tmp_path):
         session.run(None, {"image": np.zeros((1, 1, 28, 28), np.float32)})
     with pytest.raises(TypeError, match="dtype float32, got float64"):
         session.run(None, {"input": np.zeros((1, 1, 28, 28))})
+    (output,) = session.get_outputs()
+    assert (output.name, output.shape, output.type) == ("output", ["N", 10], "tensor(float)")
+    with pytest.raises(ValueError, match=r"must have shape \['N', 1, 28, 28\] .*got \(2, 1, 32, 32\)"):
+        session.run(None, {"input": np.zeros((2, 1, 32, 32), np.float32)})
+    with pytest.raises(ValueError, match=r"output_names \['logits'\] are not values of the graph"):
+        session.run(["logits"], {"input": np.zeros((1, 1, 28, 28), np.float32)})
 
 
 def _torch_lenet(torch):
@@ -134,7 +141,39 @@ def _torch_squeezenet(torch):
                          nn.Flatten())
 
 
+def _torch_resnet(torch):
+    """Pre-activation ResNet blocks (He et al. 2016, v2: batch normalisation and ReLU before each convolution), a
+    shortcut joined by Add (a strided 1x1 convolution where the shape changes). PyTorch folds a batch normalisation
+    that follows a convolution into it; those that follow an Add stay BatchNormalization nodes. Running statistics
+    away from (0, 1)."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, channels, out_channels, stride):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, out_channels, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(out_channels), nn.ReLU(), nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False))
+            self.shortcut = nn.Identity() if stride == 1 and channels == out_channels else nn.Conv2d(
+                channels, out_channels, 1, stride, bias=False)
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), Block(8, 8, 1), Block(8, 16, 2), nn.BatchNorm2d(16),
+                            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        for layer in network.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.normal_(0.0, 0.2)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.normal_(0.0, 0.2)
+    return network
+
+
 TORCH_NETWORKS = {"decoder": (_torch_decoder, (2, 1, 4, 8, 8)), "squeezenet": (_torch_squeezenet, (2, 3, 33, 33)),
+                  "resnet": (_torch_resnet, (2, 3, 16, 16)),
                   "lenet5": (_torch_lenet, (2, 1, 28, 28)), "alexnet": (_torch_alexnet, (2, 3, 67, 67)),
                   "nin": (_torch_nin, (2, 3, 32, 32)), "m5": (_torch_m5, (2, 1, 4000))}
 
@@ -155,6 +194,96 @@ def test_networks_exported_by_pytorch_run_in_numconv_with_pytorchs_outputs(name,
     (got,) = session.run(None, {session.get_inputs()[0].name: x})
     assert got.shape == want.shape
     assert _relative(got, want) < 1e-5
+    if name == "resnet":
+        assert "BatchNormalization" in {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _export_torch(torch, name, tmp_path, rng, batch=None):
+    """A network of TORCH_NETWORKS exported by PyTorch: (network, path, input)."""
+    pytest.importorskip("onnxscript")
+    build, shape = TORCH_NETWORKS[name]
+    torch.manual_seed(0)
+    network = build(torch).eval()
+    x = rng.standard_normal((batch or shape[0],) + shape[1:]).astype(np.float32)
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(network, (torch.from_numpy(x),), str(path), dynamo=True)
+    return network, path, x
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "nin", "m5", "decoder"])
+def test_a_chain_exported_by_pytorch_becomes_a_sequential_with_its_outputs_and_state_dict_keys(name, tmp_path, rng):
+    torch = pytest.importorskip("torch")
+    network, path, x = _export_torch(torch, name, tmp_path, rng)
+    module = nx.to_module(path).eval()
+    assert list(module.state_dict()) == list(network.state_dict())
+    with torch.no_grad():
+        want = network(torch.from_numpy(x)).numpy()
+    got = module(x)
+    assert got.shape == want.shape and _relative(got, want) < 1e-5
+    wider = rng.standard_normal((5,) + x.shape[1:]).astype(np.float32)  # the module takes any batch
+    with torch.no_grad():
+        assert _relative(module(wider), network(torch.from_numpy(wider)).numpy()) < 1e-5
+
+
+def test_an_imported_network_fine_tunes_as_pytorch_trains_it(tmp_path, rng):
+    """SGD with momentum on the module from PyTorch's file takes PyTorch's steps, and the loss falls."""
+    torch = pytest.importorskip("torch")
+    from numconv import functional as F, optim
+
+    network, path, _ = _export_torch(torch, "lenet5", tmp_path, rng)
+    module = nx.to_module(path).train()
+    images = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, 16)
+    ours = optim.SGD(module, lr=0.05, momentum=0.9)
+    theirs = torch.optim.SGD(network.parameters(), lr=0.05, momentum=0.9)
+    network.train()
+    losses = []
+    for _ in range(20):
+        module.zero_grad()
+        logits = module(images)
+        losses.append(float(F.cross_entropy(logits, labels)))
+        module.backward(F.cross_entropy_backward(1.0, logits, labels)[0], needs_input_grad=False)
+        ours.step()
+        theirs.zero_grad()
+        torch.nn.functional.cross_entropy(network(torch.from_numpy(images)), torch.from_numpy(labels)).backward()
+        theirs.step()
+    for key, value in network.state_dict().items():
+        np.testing.assert_allclose(module.state_dict()[key], value.numpy(), rtol=1e-3, atol=1e-4, err_msg=key)
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_a_chain_with_onnxs_padding_becomes_layers_with_onnxruntimes_outputs(rng):
+    """SAME padding with a stride (fixed for the declared input size) and pads that differ between the sides."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "conv.weight"),
+               numpy_helper.from_array(rng.standard_normal((5, 4 * 3 * 3)).astype(np.float32), "fc.weight"),
+               numpy_helper.from_array(np.array([-1, 36], np.int64), "flat")]
+    nodes = [helper.make_node("Conv", ["x", "conv.weight"], ["c"], kernel_shape=[3, 3], strides=[2, 2],
+                              auto_pad="SAME_UPPER"),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 0, 0, 1]),
+             helper.make_node("Reshape", ["p", "flat"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc.weight"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((2, 2, 6, 5)).astype(np.float32)
+    (want,) = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    module = nx.to_module(proto)
+    assert [type(layer).__name__ for layer in module] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+    assert list(module.state_dict()) == ["conv.weight", "fc.weight"]
+    np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_that_is_not_a_chain_is_refused_by_to_module_naming_the_node(tmp_path, rng):
+    torch = pytest.importorskip("torch")
+    _, path, x = _export_torch(torch, "squeezenet", tmp_path, rng)
+    with pytest.raises(ValueError, match="the graph branches or joins here"):
+        nx.to_module(path)
+    session = nx.load(path)  # what to_module refuses, load() runs
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert np.isfinite(got).all()
 
 
 def test_pytorchs_local_response_norm_becomes_numconvs_kernel(tmp_path):
@@ -182,11 +311,11 @@ def _model(nodes, inputs=("x",), opset=17, initializers=()):
 
 @pytest.mark.parametrize("node, message", [
     (("Softplus", {}), "node s \\(Softplus\\): the operator Softplus is not supported"),
-    (("MaxPool", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}), "pads=\\[0, 0, 1, 1\\] differ between"),
-    (("MaxPool", {"kernel_shape": [2, 2], "pads": [2, 2, 2, 2]}), "exceed half the kernel"),
+    (("ConvTranspose", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}), "pads=\\[0, 0, 1, 1\\] differ between"),
+    (("MaxPool", {"kernel_shape": [2, 2], "pads": [2, 2, 2, 2]}), "reach a whole window"),
     (("MaxPool", {"kernel_shape": [2, 2], "storage_order": 1}), "storage_order=1 is not supported"),
     (("LRN", {"size": 4}), "size=4: an even window"),
-    (("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}), "auto_pad=SAME_UPPER"),
+    (("ConvTranspose", {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER"}), "auto_pad=SAME_UPPER"),
 ])
 def test_what_numconv_cannot_run_is_refused_at_load_naming_the_node(node, message):
     from onnx import helper
@@ -194,6 +323,35 @@ def test_what_numconv_cannot_run_is_refused_at_load_naming_the_node(node, messag
     op, attributes = node
     with pytest.raises(ValueError, match=message):
         nx.load(_model([helper.make_node(op, ["x"], ["y"], name="s", **attributes)]))
+
+
+@pytest.mark.parametrize("op, attributes", [
+    ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [2, 0, 1, 1]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ("MaxPool", {"kernel_shape": [2, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER", "ceil_mode": 1}),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [2, 0, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 1, 2, 2]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "strides": [3, 3], "auto_pad": "SAME_UPPER", "count_include_pad": 1}),
+    ("Conv", {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [0, 1, 2, 0]}),
+    ("Conv", {"kernel_shape": [4, 4], "strides": [2, 3], "auto_pad": "SAME_LOWER"}),
+])
+def test_padding_beyond_pytorchs_gives_onnxruntimes_outputs(op, attributes, rng):
+    """Pads that differ between the sides of an axis, pooling pads wider than half the window, and SAME padding
+    with strides, whose sides depend on the input's size."""
+    from onnx import helper, numpy_helper
+
+    initializers = []
+    inputs = ["x"]
+    if op == "Conv":
+        initializers = [numpy_helper.from_array(rng.standard_normal((3, 2) + tuple(attributes["kernel_shape"]))
+                                                .astype(np.float32), "w")]
+        inputs.append("w")
+    proto = _model([helper.make_node(op, inputs, ["y"], **attributes)], initializers=initializers)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    (want,) = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (got,) = nx.load(proto).run(None, {"x": x})
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_an_unsupported_opset_or_a_missing_file_is_refused(tmp_path):
@@ -306,5 +464,6 @@ def test_onnxs_own_operator_cases_pass_or_are_refused_at_load_never_answered_wro
         else:
             passed[op] = passed.get(op, 0) + 1
     for op in ("Conv", "ConvTranspose", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
-               "GlobalMaxPool", "LRN", "Relu", "Flatten", "Dropout"):
+               "GlobalMaxPool", "LRN", "Relu", "Flatten", "Dropout", "BatchNormalization", "LeakyRelu", "Sigmoid",
+               "Tanh", "Softmax", "Mul", "Reshape", "Squeeze", "Unsqueeze"):
         assert passed.get(op, 0) >= 1, f"no ONNX case of {op} ran: passed {passed}, refused {refused}"

@@ -146,15 +146,17 @@ def python_lrn_forward(bug=None):
 
 
 def python_avg_pool_forward(bug=None):
-    """avg_pool_forward in Python; 'divisor ignores padding' always divides by the inside count."""
+    """avg_pool_forward in Python; 'divisor ignores padding' always divides by the inside count, 'end padding
+    taken from the start' counts the padding after an axis as wide as the padding before it."""
 
-    def kernel(x, out, kernel_size, stride, padding, count_include_pad):
+    def kernel(x, out, kernel_size, stride, padding, padding_end, count_include_pad):
+        ends = padding if bug == "end padding taken from the start" else padding_end
         for n, c in np.ndindex(*x.shape[:2]):
             for position in np.ndindex(*out.shape[2:]):
                 total, inside_count, padded_count = 0.0, 0, 0
                 for tap in np.ndindex(*kernel_size):
                     index = tuple(position[a] * stride[a] - padding[a] + tap[a] for a in range(3))
-                    if all(-p <= i < s + p for i, s, p in zip(index, x.shape[2:], padding)):
+                    if all(-p <= i < s + e for i, s, p, e in zip(index, x.shape[2:], padding, ends)):
                         padded_count += 1
                     if all(0 <= i < s for i, s in zip(index, x.shape[2:])):
                         total += x[(n, c) + index]
@@ -175,6 +177,8 @@ MUTANT_CASES = [
     (python_max_pool_forward, "last tie", cases.max_pool_forward_case,
      PoolConfig(1, 1, (6,), (3,), (1,))),
     (python_avg_pool_forward, "divisor ignores padding", cases.avg_pool_forward_case, configs.AVG_POOL_CONFIGS[0]),
+    (python_avg_pool_forward, "end padding taken from the start", cases.avg_pool_forward_case,
+     next(cfg for cfg in configs.AVG_POOL_CONFIGS if cfg.padding_right and cfg.count_include_pad)),
     (python_lrn_forward, "one channel short", cases.lrn_forward_case, registry.entry("lrn_forward").configs[0]),
 ]
 

@@ -87,18 +87,37 @@ def test_local_response_norm_matches_torch_with_alexnet_constants(rng):
     np.testing.assert_allclose(got, want_grad, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("options", [
+    {}, {"weight": True}, {"ignore_index": 3}, {"label_smoothing": 0.3}, {"ignore_index": -100, "ignored_rows": 2},
+    {"weight": True, "ignore_index": 3, "label_smoothing": 0.1, "ignored_rows": 1},
+])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_matches_torch(reduction, rng):
-    logits = rng.standard_normal((5, 7)) * 4
-    target = rng.integers(0, 7, 5)
-    ours = F.cross_entropy(logits, target, reduction=reduction)
+def test_cross_entropy_matches_torch(reduction, options, rng):
+    """PyTorch's class weights, ignore_index (a class, or the default -100 on some rows) and label smoothing;
+    'mean' divides by the ignored rows' complement's weights."""
+    logits = rng.standard_normal((6, 7)) * 4
+    target = rng.integers(0, 7, 6)
+    target[:2] = 3  # rows a class-valued ignore_index drops
+    keywords = {key: value for key, value in options.items() if key in ("ignore_index", "label_smoothing")}
+    if options.get("weight"):
+        keywords["weight"] = rng.uniform(0.2, 3.0, 7)
+    target[2:2 + options.get("ignored_rows", 0)] = keywords.get("ignore_index", -100)
+    ours = F.cross_entropy(logits, target, reduction=reduction, **keywords)
     t_logits = torch.tensor(logits, requires_grad=True)
-    want = TF.cross_entropy(t_logits, torch.tensor(target), reduction=reduction)
+    t_keywords = {key: torch.tensor(value) if key == "weight" else value for key, value in keywords.items()}
+    want = TF.cross_entropy(t_logits, torch.tensor(target), reduction=reduction, **t_keywords)
     g = rng.standard_normal(want.shape)
     want.backward(torch.tensor(g))
-    np.testing.assert_allclose(ours, want.detach().numpy(), rtol=1e-12)
-    grad, _ = F.cross_entropy_backward(g, logits, target, reduction=reduction)
+    np.testing.assert_allclose(ours, want.detach().numpy(), rtol=1e-12, atol=1e-15)
+    grad, _ = F.cross_entropy_backward(g, logits, target, reduction=reduction, **keywords)
     np.testing.assert_allclose(grad, t_logits.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_cross_entropy_of_only_ignored_rows_is_nan_as_in_torch():
+    logits, target = np.zeros((2, 3)), np.array([-100, -100])
+    assert np.isnan(F.cross_entropy(logits, target))
+    assert torch.isnan(TF.cross_entropy(torch.tensor(logits), torch.tensor(target)))
+    np.testing.assert_array_equal(F.cross_entropy(logits, target, reduction="none"), [0.0, 0.0])
 
 
 def test_linear_and_relu_match_torch(rng):

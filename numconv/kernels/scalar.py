@@ -28,6 +28,34 @@ def relu_gradient(grad, x):
 
 
 @njit(cache=True, inline="always")
+def centred(value, centre):
+    """value - centre in float64: exact for float32 operands, so batch normalisation's centred values carry no
+    rounding of their own into its sums."""
+    return float(value) - float(centre)
+
+
+@njit(cache=True, inline="always")
+def leaky_relu(x, slope):
+    """x where x > 0, else slope * x; NaN stays NaN."""
+    return x if not x <= 0.0 else slope * x
+
+
+@njit(cache=True, inline="always")
+def leaky_relu_gradient(grad, x, slope):
+    """LeakyReLU's backward at ``x``: grad where x > 0 (or NaN, as ReLU's), slope * grad elsewhere."""
+    return slope * grad if x <= 0.0 else grad
+
+
+@njit(cache=True, inline="always")
+def sigmoid(x):
+    """1 / (1 + exp(-x)), from exp of a never-positive number, so neither side overflows."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    shrunk = math.exp(x)
+    return shrunk / (1.0 + shrunk)
+
+
+@njit(cache=True, inline="always")
 def masked_scale(value, keep, scale):
     """Dropout's value * mask * scale, the product in float64: a NaN or an infinity that is dropped gives NaN
     (times 0), as PyTorch's ``input * mask * scale`` does."""
@@ -58,16 +86,26 @@ def sgd_parameter(param, grad, velocity, lr, momentum, weight_decay, nesterov, l
 
 
 @njit(cache=True, inline="always")
-def cross_entropy_loss(exp_sum, top, target_logit):
-    """-log softmax at the target, from the row's maximum ``top`` and the sum of exp(logit - top)."""
-    return math.log(exp_sum) + top - target_logit
+def cross_entropy_loss(exp_sum, top, target_logit, target_weight, weight_sum, weighted_gap, smoothing, classes):
+    """One row's loss, PyTorch's: (1 - s) * w[t] * (-log softmax[t]) + s / K * sum_k w[k] * (-log softmax[k]), s the
+    label smoothing. From the row's maximum ``top``, the sum of exp(logit - top), W = sum_k w[k] and the weighted
+    gap sum_k w[k] * (top - logit_k), whose terms are never negative (no cancellation for large logits)."""
+    log_sum = math.log(exp_sum)
+    own = target_weight * (log_sum + top - target_logit)
+    if smoothing == 0.0:
+        return own
+    return (1.0 - smoothing) * own + smoothing / classes * (weight_sum * log_sum + weighted_gap)
 
 
 @njit(cache=True, inline="always")
-def cross_entropy_gradient(grad, logit, top, exp_sum, is_target):
-    """One logit's gradient: grad * (softmax - one-hot), from the row's maximum and sum of exp(logit - top)."""
-    share = grad * math.exp(logit - top) / exp_sum
-    return share - grad if is_target else share
+def cross_entropy_gradient(grad, logit, top, exp_sum, is_target, target_weight, weight, weight_sum, smoothing,
+                           classes):
+    """One logit's gradient of :func:`cross_entropy_loss` times ``grad``:
+    grad * (softmax_j * ((1 - s) w[t] + s W / K) - (1 - s) w[t] [j == t] - s w[j] / K)."""
+    kept = (1.0 - smoothing) * target_weight
+    spread = smoothing / classes
+    share = grad * math.exp(logit - top) / exp_sum * (kept + spread * weight_sum) - grad * spread * weight
+    return share - grad * kept if is_target else share
 
 
 @njit(cache=True)

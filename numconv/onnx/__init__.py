@@ -3,13 +3,14 @@ ONNX runtime. Needs the ``onnx`` package (``pip install 'numconv[onnx]'``).
 
     session = numconv.onnx.load("model.onnx")              # checked now: an unsupported node is an error here
     (logits,) = session.run(None, {"input": images})        # onnxruntime.InferenceSession's call
+    model = numconv.onnx.to_module("model.onnx")            # a chain of layers, trainable
     numconv.onnx.export(model, "model.onnx", (1, 3, 227, 227))
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["load", "export", "to_model", "Session", "NodeArg"]
+__all__ = ["load", "export", "to_model", "to_module", "Session", "NodeArg"]
 
 
 def _onnx():
@@ -20,19 +21,32 @@ def _onnx():
     return onnx
 
 
-def load(model):
-    """A :class:`Session` running ``model`` (a path to an .onnx file, or an ``onnx.ModelProto``) on numconv."""
+def _model_proto(model):
+    """``model`` (a path to an .onnx file, or an ``onnx.ModelProto``) as a ModelProto."""
     onnx = _onnx()
-    from numconv.onnx.runtime import Session
-
     if isinstance(model, (str, Path)):
         path = Path(model)
         if not path.is_file():
             raise ValueError(f"model must be an ONNX file or an onnx.ModelProto; no file at {str(path)!r}")
-        model = onnx.load(str(path))
-    elif not isinstance(model, onnx.ModelProto):
+        return onnx.load(str(path))
+    if not isinstance(model, onnx.ModelProto):
         raise TypeError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
-    return Session(model)
+    return model
+
+
+def load(model):
+    """A :class:`Session` running ``model`` (a path to an .onnx file, or an ``onnx.ModelProto``) on numconv."""
+    from numconv.onnx.runtime import Session
+
+    return Session(_model_proto(model))
+
+
+def to_module(model):
+    """A trainable numconv Sequential from ``model`` (a path or an ``onnx.ModelProto``) whose graph is a chain of
+    layers, weights copied: fine-tune an imported network with numconv's optimisers."""
+    from numconv.onnx.modules import to_module as build
+
+    return build(_model_proto(model))
 
 
 def export(model, path, input_shape):

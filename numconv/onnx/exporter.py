@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numconv import backend, checks, layers
+from numconv import backend, checks, geometry, layers
 from numconv.files import atomic_write
 
 __all__ = ["export", "to_model", "OPSET"]
@@ -16,13 +16,14 @@ OPSET = 17
 
 
 def _pads(padding, dims: int) -> dict:
-    """ONNX's padding attributes for numconv's ``padding`` (an int, a tuple, 'valid' or 'same')."""
+    """ONNX's padding attributes for numconv's ``padding`` (an int, a tuple, (before, after) pairs, 'valid' or
+    'same')."""
     if padding == "same":
         return {"auto_pad": "SAME_UPPER"}
     if padding == "valid":
         return {"pads": [0] * (2 * dims)}
-    padding = (padding,) * dims if isinstance(padding, int) else tuple(padding)
-    return {"pads": list(padding) * 2}
+    before, after = geometry.padding_sides(padding, dims)
+    return {"pads": list(before) + list(after)}
 
 
 def _tuple(value, dims: int) -> list:
@@ -82,8 +83,26 @@ def _layer(builder: _Builder, name: str, layer, x: str, shape: tuple) -> str:
         if layer.bias is not None:
             inputs.append(builder.weight(f"{name}.bias", layer.bias))
         return builder.node("Gemm", inputs, name, transB=1)
+    if isinstance(layer, layers._BatchNormNd):
+        if layer.running_mean is None:
+            raise TypeError(f"layer {name!r} ({type(layer).__name__}) keeps no running statistics "
+                            "(track_running_stats=False): ONNX's BatchNormalization needs them in inference")
+        channels = layer.num_features
+        dtype = layer.running_mean.dtype
+        scale = layer.weight if layer.weight is not None else np.ones(channels, dtype)
+        shift = layer.bias if layer.bias is not None else np.zeros(channels, dtype)
+        inputs = [x] + [builder.weight(f"{name}.{key}", value) for key, value in
+                        (("weight", scale), ("bias", shift), ("running_mean", layer.running_mean),
+                         ("running_var", layer.running_var))]
+        return builder.node("BatchNormalization", inputs, name, epsilon=float(layer.eps))
     if isinstance(layer, layers.ReLU):
         return builder.node("Relu", [x], name)
+    if isinstance(layer, layers.LeakyReLU):
+        return builder.node("LeakyRelu", [x], name, alpha=float(layer.negative_slope))
+    if isinstance(layer, (layers.Sigmoid, layers.Tanh)):
+        return builder.node(type(layer).__name__, [x], name)
+    if isinstance(layer, layers.Softmax):
+        return builder.node("Softmax", [x], name, axis=layer.dim)
     if isinstance(layer, layers.Dropout):
         return x  # the identity in inference
     if isinstance(layer, layers.Flatten):

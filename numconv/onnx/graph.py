@@ -12,15 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Step", "read_graph", "SUPPORTED_OPS", "OPSETS"]
+from numconv import geometry
+
+__all__ = ["Step", "read_graph", "resolve_padding", "shape_of", "SUPPORTED_OPS", "OPSETS"]
 
 #: the ONNX operator set versions of the default domain that numconv reads: the ops below mean the same from 11
 #: to 25 (later versions added element types, and moved Squeeze's, Unsqueeze's and ReduceMean's axes to an input)
 OPSETS = range(11, 26)
 SUPPORTED_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
-                 "Relu", "Gemm", "MatMul", "Add", "Concat", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-                 "Dropout", "Identity", "Constant")
+                 "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "Gemm", "MatMul", "Add", "Mul", "Concat",
+                 "ReduceMean", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "BatchNormalization", "Dropout",
+                 "Identity", "Constant")
 _FLOAT_TYPES = {1: np.float32, 11: np.float64}
+_INT64 = 7
+#: (op, input position) of the inputs that hold shapes and axes: the only ones an int64 graph input may feed
+_INDEX_INPUTS = {("Reshape", 1), ("Squeeze", 1), ("Unsqueeze", 1), ("ReduceMean", 1)}
 
 
 @dataclass
@@ -59,42 +65,51 @@ class _Node:
 
 
 def _window(node: _Node, dims: int | None, pooling: bool) -> dict:
-    """kernel, stride, symmetric padding and dilation from a Conv or pooling node's attributes."""
+    """kernel, stride, padding and dilation from a Conv or pooling node's attributes. The padding is what numconv's
+    ops take (an int, per-axis (before, after) pairs, or 'same'), or ``("auto", extra_at_end)`` for ONNX's
+    SAME_UPPER/SAME_LOWER where the sides depend on the input's size, resolved when it is known."""
     kernel = tuple(node.get("kernel_shape", ()))
     if pooling and not kernel:
         raise node.error("kernel_shape is required")
     given = [len(node.get(name)) // (2 if name == "pads" else 1) for name in ("strides", "dilations", "pads")
              if node.get(name) is not None]
     dims = len(kernel) if kernel else given[0] if given else None
+    auto_pad = node.get("auto_pad", "NOTSET")
     if dims is None:  # nothing says how many axes: the weight will, and one value serves them all
-        if node.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-            raise node.error(f"auto_pad={node.get('auto_pad')} needs kernel_shape")
+        if auto_pad not in ("NOTSET", "VALID"):
+            raise node.error(f"auto_pad={auto_pad} needs kernel_shape")
         return {"kernel": kernel, "stride": 1, "padding": 0, "dilation": 1}
     stride = tuple(node.get("strides", (1,) * dims))
     dilation = tuple(node.get("dilations", (1,) * dims))
     pads = tuple(node.get("pads", (0,) * (2 * dims)))
-    auto_pad = node.get("auto_pad", "NOTSET")
     if auto_pad == "VALID":
         padding = (0,) * dims
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         extents = [d * (k - 1) for k, d in zip(kernel, dilation)]
-        # numconv's 'same' (a convolution's) puts an odd total's extra element at the end, as SAME_UPPER does
-        uneven = any(e % 2 for e in extents) and (pooling or auto_pad == "SAME_LOWER")
-        if any(s != 1 for s in stride) or uneven:
-            raise node.error(f"auto_pad={auto_pad} with strides {list(stride)} and kernel {list(kernel)} needs "
-                             "padding that differs between the sides of an axis, which numconv does not support")
-        padding = "same" if not pooling else tuple(e // 2 for e in extents)
+        if all(s == 1 for s in stride) and not any(e % 2 for e in extents):
+            padding = tuple(e // 2 for e in extents)
+        else:
+            padding = ("auto", auto_pad == "SAME_UPPER")
     elif auto_pad == "NOTSET":
-        if pads[:dims] != pads[dims:]:
-            raise node.error(f"pads={list(pads)} differ between the start and the end of an axis, which numconv "
-                             "does not support")
-        padding = pads[:dims]
-        if pooling and any(p > k // 2 for p, k in zip(padding, kernel)):
-            raise node.error(f"pads={list(pads)} exceed half the kernel {list(kernel)}, which numconv does not "
-                             "support")
+        padding = pads[:dims] if pads[:dims] == pads[dims:] else tuple(zip(pads[:dims], pads[dims:]))
+        extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        if pooling and any(max(pads[a], pads[a + dims]) >= extents[a] for a in range(dims)):
+            raise node.error(f"pads={list(pads)} reach a whole window {extents} (windows of padding alone), which "
+                             "numconv does not support")
     else:
         raise node.error(f"auto_pad={auto_pad!r} is not an ONNX padding mode")
     return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+
+
+def resolve_padding(params: dict, spatial: tuple, kernel: tuple):
+    """The padding of a window step for an input of spatial shape ``spatial``: ``params['padding']`` itself, or
+    ONNX's SAME padding for that shape as (before, after) pairs."""
+    padding = params["padding"]
+    if not (isinstance(padding, tuple) and padding and padding[0] == "auto"):
+        return padding
+    ndim = len(spatial)
+    stride, dilation = (np.broadcast_to(params[name], ndim) for name in ("stride", "dilation"))
+    return geometry.same_padding(spatial, kernel, stride, dilation, extra_at_end=padding[1])
 
 
 def _read_node(node, opset: int) -> Step:
@@ -116,6 +131,9 @@ def _read_node(node, opset: int) -> Step:
         if entry.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise entry.error(f"auto_pad={entry.get('auto_pad')} is not supported for ConvTranspose: give pads")
         params = _window(entry, None, pooling=False)
+        if isinstance(params["padding"], tuple) and any(isinstance(p, tuple) for p in params["padding"]):
+            raise entry.error(f"pads={entry.get('pads')} differ between the start and the end of an axis, which "
+                              "numconv's transposed convolution does not support")
         params["groups"] = int(entry.get("group", 1))
         params["output_padding"] = tuple(entry.get("output_padding", ())) or 0
     elif op == "MaxPool":
@@ -141,8 +159,15 @@ def _read_node(node, opset: int) -> Step:
                   "trans_b": bool(entry.get("transB", 0))}
     elif op == "Flatten":
         entry.only(axis=(1,))
+    elif op == "LeakyRelu":
+        params["slope"] = float(entry.get("alpha", 0.01))
+    elif op == "Softmax":
+        # before opset 13 Softmax flattened the input to 2D at ``axis`` (default 1); from 13 it is one axis (-1)
+        params["axis"] = int(entry.get("axis", -1 if opset >= 13 else 1))
+        params["flatten"] = opset < 13
     elif op == "Reshape":
         entry.only(allowzero=(0, 1))
+        params["allowzero"] = bool(entry.get("allowzero", 0))
     elif op == "Concat":
         params["axis"] = int(entry.get("axis"))
         if params["axis"] >= 0 and params["axis"] != 1:
@@ -152,6 +177,12 @@ def _read_node(node, opset: int) -> Step:
         params = {"axes": entry.get("axes"), "keepdims": bool(entry.get("keepdims", 1))}
     elif op in ("Squeeze", "Unsqueeze"):
         params["axes"] = entry.get("axes")  # an attribute before opset 13, an input after
+    elif op == "BatchNormalization":
+        entry.only(training_mode=(0,))
+        if len([name for name in outputs if name]) > 1:
+            raise entry.error("the running mean and variance outputs are not supported (numconv runs models for "
+                              "inference)")
+        params["eps"] = float(entry.get("epsilon", 1e-5))
     elif op == "Dropout":
         if len(outputs) > 1 and outputs[1]:
             raise entry.error("the mask output is not supported (numconv runs models for inference)")
@@ -174,6 +205,14 @@ def _array(tensor, where: str) -> np.ndarray:
     return value
 
 
+def shape_of(value):
+    """A graph value's declared shape as ONNX Runtime lists it (sizes, names where symbolic, None where unknown), or
+    None when the model declares none."""
+    if not value.type.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in value.type.tensor_type.shape.dim]
+
+
 def read_graph(model) -> tuple:
     """(steps, initializers by name, [(input name, shape, dtype)], [output names]) of an ONNX ModelProto, checked."""
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
@@ -186,13 +225,18 @@ def read_graph(model) -> tuple:
         if value.name in initializers:
             continue
         element = value.type.tensor_type.elem_type
-        if element not in _FLOAT_TYPES:
+        if element not in _FLOAT_TYPES and element != _INT64:
             raise ValueError(f"graph input {value.name} has ONNX element type {element}; numconv computes in float32 "
                              "and float64")
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                      for d in value.type.tensor_type.shape.dim)
-        inputs.append((value.name, shape, np.dtype(_FLOAT_TYPES[element])))
+        shape = shape_of(value)
+        dtype = np.dtype(_FLOAT_TYPES.get(element, np.int64))
+        inputs.append((value.name, None if shape is None else tuple(shape), dtype))
     steps = [_read_node(node, opset) for node in graph.node]
+    for name, _, dtype in inputs:
+        readers = [(step, position) for step in steps for position, read in enumerate(step.inputs) if read == name]
+        if dtype == np.int64 and any((step.op, position) not in _INDEX_INPUTS for step, position in readers):
+            raise ValueError(f"graph input {name} holds int64 values, which numconv takes only as shapes and axes "
+                             f"(of {', '.join(sorted({op for op, _ in _INDEX_INPUTS}))})")
     steps = fuse_local_response_norm(steps, initializers)
     for step in steps:
         if "unsupported" in step.params:

@@ -13,11 +13,14 @@ import numpy as np
 
 import numconv.functional as F
 from numconv import backend
-from numconv.onnx.graph import Step, read_graph
+from numconv.onnx.graph import Step, read_graph, resolve_padding, shape_of
 
 __all__ = ["Session", "NodeArg"]
 
-_ONNX_TYPE_NAMES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.float64): "tensor(double)"}
+_ONNX_TYPE_NAMES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.float64): "tensor(double)",
+                    np.dtype(np.int64): "tensor(int64)"}
+#: ONNX element types as ONNX Runtime names them, for describing the outputs
+_ELEMENT_NAMES = {1: "tensor(float)", 11: "tensor(double)", 7: "tensor(int64)"}
 
 
 class NodeArg(NamedTuple):
@@ -37,24 +40,36 @@ class Session:
             if step.op in ("Gemm", "MatMul") and step.inputs[1] not in self._initializers:
                 raise ValueError(f"node {step.name} ({step.op}): its second operand {step.inputs[1]!r} must be a "
                                  "weight stored in the model; numconv multiplies activations by weights only")
-            if step.op == "Reshape" and step.inputs[1] not in set(self._initializers) | constants:
+            given = set(self._initializers) | constants | {name for name, _, _ in self._inputs}
+            if step.op == "Reshape" and step.inputs[1] not in given:
                 raise ValueError(f"node {step.name} (Reshape): the shape {step.inputs[1]!r} must be stored in the "
-                                 "model")
+                                 "model or be an input")
         self._on_backend = {}  # backend -> {name: float initializer there}
         self._prepared = {}  # (step name, backend) -> (weight, bias) for Gemm and MatMul
+        self._described = [NodeArg(value.name, shape_of(value), _ELEMENT_NAMES.get(
+            value.type.tensor_type.elem_type, "tensor")) for value in model.graph.output]
+        self._values = {name for step in self._steps for name in step.outputs if name} | set(self._initializers) | {
+            name for name, _, _ in self._inputs}
+        # the index of the last step that reads each value: intermediate results are freed after it
+        self._last_reader = {name: index for index, step in enumerate(self._steps) for name in step.inputs if name}
 
     def get_inputs(self) -> list:
-        return [NodeArg(name, list(shape), _ONNX_TYPE_NAMES[dtype]) for name, shape, dtype in self._inputs]
+        return [NodeArg(name, None if shape is None else list(shape), _ONNX_TYPE_NAMES[dtype])
+                for name, shape, dtype in self._inputs]
 
     def get_outputs(self) -> list:
-        return [NodeArg(name, [], "tensor") for name in self._outputs]
+        return list(self._described)
 
     def run(self, output_names, input_feed: dict, run_options=None) -> list:
         """The values of ``output_names`` (every graph output when None) for the inputs ``input_feed``."""
         if not isinstance(input_feed, dict):
             raise TypeError(f"input_feed must be a dict of input name -> array, got {type(input_feed).__name__}")
         names = list(self._outputs if output_names is None else output_names)
+        absent = [name for name in names if name not in self._values]
+        if absent:
+            raise ValueError(f"output_names {absent} are not values of the graph")
         expected = {name: dtype for name, _, dtype in self._inputs}
+        shapes = {name: shape for name, shape, _ in self._inputs}
         unknown = sorted(set(input_feed) - set(expected))
         missing = sorted(set(expected) - set(input_feed))
         if unknown or missing:
@@ -65,12 +80,18 @@ class Session:
             array = backend.as_device_array(value) if backend.is_device_array(value) else np.asarray(value)
             if array.dtype != expected[name]:
                 raise TypeError(f"input {name!r} must have dtype {expected[name]}, got {array.dtype}")
+            declared = shapes[name]
+            if declared is not None and (len(declared) != len(array.shape) or any(
+                    isinstance(want, int) and want != got for want, got in zip(declared, array.shape))):
+                raise ValueError(f"input {name!r} must have shape {list(declared)} (a name or None: any size), got "
+                                 f"{tuple(array.shape)}")
             feeds[name] = array if backend.is_device_array(array) else np.ascontiguousarray(array)
-        where = backend.backend_of(*feeds.values())
+        # the floats choose the backend; shapes and axes (int64) stay on the host
+        where = backend.backend_of(*(value for value in feeds.values() if value.dtype.kind == "f"))
         values = dict(self._weights(where))
         values.update(feeds)
-        wanted = set(names)
-        for step in self._steps:
+        kept = set(names) | set(self._initializers)
+        for index, step in enumerate(self._steps):
             if step.op == "Constant":
                 values[step.outputs[0]] = _on(step.params["value"], where)
                 continue
@@ -79,9 +100,9 @@ class Session:
             for name, value in zip(step.outputs, results):
                 if name:
                     values[name] = value
-        absent = [name for name in wanted if name not in values]
-        if absent:
-            raise ValueError(f"output_names {absent} are not values of the graph")
+            for name in step.inputs:  # a value no later step reads is let go now, not at the end of the run
+                if name and self._last_reader.get(name) == index and name not in kept:
+                    values.pop(name, None)
         return [values[name] for name in names]
 
     def _weights(self, where: str) -> dict:
@@ -135,7 +156,8 @@ def _conv(session, step, arguments, where):
     x, weight = arguments[0], arguments[1]
     bias = arguments[2] if len(arguments) > 2 else None
     p = step.params
-    options = dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
+    padding = resolve_padding(p, tuple(x.shape[2:]), tuple(weight.shape[2:]))
+    options = dict(stride=p["stride"], padding=padding, dilation=p["dilation"], groups=p["groups"])
     name = "conv"
     if "output_padding" in p:
         options["output_padding"], name = p["output_padding"], "conv_transpose"
@@ -146,7 +168,8 @@ def _max_pool(session, step, arguments, where):
     x = arguments[0]
     p = step.params
     with_indices = len(step.outputs) > 1 and bool(step.outputs[1])
-    pooled = getattr(F, f"max_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], p["padding"], p["dilation"],
+    padding = resolve_padding(p, tuple(x.shape[2:]), p["kernel"])
+    pooled = getattr(F, f"max_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], padding, p["dilation"],
                                                       p["ceil_mode"], return_indices=with_indices)
     if not with_indices:
         return [pooled]
@@ -161,7 +184,8 @@ def _max_pool(session, step, arguments, where):
 def _average_pool(session, step, arguments, where):
     x = arguments[0]
     p = step.params
-    return [getattr(F, f"avg_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], p["padding"], p["ceil_mode"],
+    padding = resolve_padding(p, tuple(x.shape[2:]), p["kernel"])
+    return [getattr(F, f"avg_pool{_dims(x, step)}d")(x, p["kernel"], p["stride"], padding, p["ceil_mode"],
                                                      p["count_include_pad"])]
 
 
@@ -201,12 +225,14 @@ def _gemm(session, step, arguments, where):
     return [F.linear(x, weight, bias)]
 
 
-def _add(session, step, arguments, where):
+def _binary(session, step, arguments, where):
+    """Add and Mul, of arrays of one shape (numconv does not broadcast)."""
     a, b = arguments
     if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"node {step.name} (Add): numconv adds arrays of the same shape, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
-    return [F.add(a, b)]
+        verb = "adds" if step.op == "Add" else "multiplies"
+        raise ValueError(f"node {step.name} ({step.op}): numconv {verb} arrays of the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    return [(F.add if step.op == "Add" else F.mul)(a, b)]
 
 
 def _concat(session, step, arguments, where):
@@ -225,7 +251,11 @@ def _reshape(session, step, arguments, where):
     x, shape = arguments[0], _host_ints(arguments[1])
     if not step.params.get("allowzero"):
         shape = [x.shape[axis] if size == 0 else size for axis, size in enumerate(shape)]
-    return [x.reshape(tuple(shape))]
+    try:
+        return [x.reshape(tuple(shape))]
+    except ValueError as error:
+        raise ValueError(f"node {step.name} (Reshape): an input of shape {tuple(x.shape)} cannot take the shape "
+                         f"{shape}: {error}") from None
 
 
 def _axes(step, arguments, ndim):
@@ -258,8 +288,29 @@ def _dropout(session, step, arguments, where):
     return [arguments[0]]
 
 
+def _batch_normalization(session, step, arguments, where):
+    x, scale, bias, mean, var = arguments
+    return [F.batch_norm(x, mean, var, scale, bias, training=False, eps=step.params["eps"])]
+
+
 def _relu(session, step, arguments, where):
     return [F.relu(arguments[0])]
+
+
+def _activation(session, step, arguments, where):
+    """LeakyRelu, Sigmoid and Tanh."""
+    if step.op == "LeakyRelu":
+        return [F.leaky_relu(arguments[0], step.params["slope"])]
+    return [getattr(F, step.op.lower())(arguments[0])]
+
+
+def _softmax(session, step, arguments, where):
+    x = arguments[0]
+    axis = step.params["axis"] % x.ndim
+    if step.params["flatten"]:  # the old form: rows of everything from ``axis`` on
+        rows = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+        return [F.softmax(rows, -1).reshape(tuple(x.shape))]
+    return [F.softmax(x, axis)]
 
 
 def _identity(session, step, arguments, where):
@@ -269,6 +320,7 @@ def _identity(session, step, arguments, where):
 _OPS = {"Conv": _conv, "ConvTranspose": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool,
         "GlobalAveragePool": _global_average_pool,
         "GlobalMaxPool": _global_max_pool, "LRN": _lrn, "Relu": _relu, "Gemm": _gemm, "MatMul": _gemm,
-        "ReduceMean": _reduce_mean, "Add": _add, "Concat": _concat,
+        "ReduceMean": _reduce_mean, "Add": _binary, "Concat": _concat,
         "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Dropout": _dropout,
-        "Identity": _identity}
+        "BatchNormalization": _batch_normalization, "Identity": _identity, "LeakyRelu": _activation,
+        "Sigmoid": _activation, "Tanh": _activation, "Softmax": _softmax, "Mul": _binary}

@@ -7,6 +7,6 @@ from numconv.kernels.cpu.threads import load_tbb
 
 load_tbb()  # before the first parallel launch, which fixes the layer for the process
 
-from numconv.kernels.cpu import conv, dense, loss, norm, pointwise, pool  # noqa: E402
+from numconv.kernels.cpu import activation, conv, dense, loss, norm, pointwise, pool  # noqa: E402
 
-__all__ = ["conv", "dense", "loss", "norm", "pointwise", "pool"]
+__all__ = ["activation", "conv", "dense", "loss", "norm", "pointwise", "pool"]

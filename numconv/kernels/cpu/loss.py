@@ -1,5 +1,9 @@
-"""Softmax cross-entropy for the CPU, fused: loss = logsumexp(z) - z[target], computed after subtracting the row's
-maximum so that logits of any magnitude neither overflow nor lose the loss to cancellation."""
+"""Softmax cross-entropy for the CPU, fused, with PyTorch's class weights, ignored rows and label smoothing:
+
+    loss[n] = (1 - s) * w[t] * (-log softmax(z)[t]) + s / K * sum_k w[k] * (-log softmax(z)[k]),   t = target[n]
+
+computed after subtracting the row's maximum so that logits of any magnitude neither overflow nor lose the loss to
+cancellation. A row whose target is negative is ignored: its loss and gradient are zero."""
 import math
 
 from numba import njit, prange
@@ -13,31 +17,51 @@ __all__ = [
 
 
 @njit(cache=True)
-def _top_and_exp_sum(row):
-    """The row's maximum and the sum of exp(logit - maximum), in float64."""
+def _row_sums(row, class_weight):
+    """The row's maximum, the sum of exp(logit - maximum), the sum of the class weights and the weighted gap
+    sum_k w[k] * (maximum - logit_k), in float64."""
     top = row[0]
     for j in range(1, row.shape[0]):
         if row[j] > top:
             top = row[j]
     total = 0.0
+    weight_sum = 0.0
+    gap = 0.0
     for j in range(row.shape[0]):
         total += math.exp(row[j] - top)
-    return top, total
+        weight_sum += class_weight[j]
+        gap += class_weight[j] * (top - row[j])
+    return top, total, weight_sum, gap
 
 
 @njit(parallel=True, cache=True)
-def cross_entropy_forward(logits, target, losses):
-    """losses[n] = -log softmax(logits[n])[target[n]]. logits (N, K); target (N,) int64; losses (N,)."""
+def cross_entropy_forward(logits, target, class_weight, smoothing, losses):
+    """losses[n], the row's loss (module docstring). logits (N, K); target (N,) int64, negative for an ignored row;
+    class_weight (K,); smoothing in [0, 1]; losses (N,)."""
+    classes = logits.shape[1]
     for n in prange(logits.shape[0]):
-        top, total = _top_and_exp_sum(logits[n])
-        losses[n] = cross_entropy_loss(total, top, logits[n, target[n]])
+        label = target[n]
+        if label < 0:
+            losses[n] = 0.0
+        else:
+            top, total, weight_sum, gap = _row_sums(logits[n], class_weight)
+            losses[n] = cross_entropy_loss(total, top, logits[n, label], class_weight[label], weight_sum, gap,
+                                           smoothing, classes)
 
 
 @njit(parallel=True, cache=True)
-def cross_entropy_backward(grad_losses, logits, target, grad_logits):
-    """grad_logits[n] = grad_losses[n] * (softmax(logits[n]) - onehot(target[n])).
-    grad_losses (N,); logits (N, K); target (N,) int64; grad_logits (N, K)."""
+def cross_entropy_backward(grad_losses, logits, target, class_weight, smoothing, grad_logits):
+    """grad_logits[n] = grad_losses[n] * d loss[n] / d logits[n]; zero for an ignored row.
+    grad_losses (N,); logits (N, K); target (N,) int64; class_weight (K,); grad_logits (N, K)."""
+    classes = logits.shape[1]
     for n in prange(logits.shape[0]):
-        top, total = _top_and_exp_sum(logits[n])
-        for j in range(logits.shape[1]):
-            grad_logits[n, j] = cross_entropy_gradient(grad_losses[n], logits[n, j], top, total, j == target[n])
+        label = target[n]
+        if label < 0:
+            for j in range(classes):
+                grad_logits[n, j] = 0.0
+        else:
+            top, total, weight_sum, _ = _row_sums(logits[n], class_weight)
+            for j in range(classes):
+                grad_logits[n, j] = cross_entropy_gradient(grad_losses[n], logits[n, j], top, total, j == label,
+                                                           class_weight[label], class_weight[j], weight_sum,
+                                                           smoothing, classes)

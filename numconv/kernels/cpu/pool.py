@@ -112,9 +112,10 @@ def max_pool_backward(grad_output, indices, grad_input):
 
 
 @njit(parallel=True, cache=True)
-def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
     """out = the window's sum divided by its size; the size counts padded positions when ``count_include_pad``
-    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped).
+    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped). ``padding`` comes before each axis,
+    ``padding_end`` after it.
 
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
     """
@@ -124,17 +125,20 @@ def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
         n = plane // channels
         c = plane % channels
         for od in range(out_d):
-            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
+                                     count_include_pad)
             for oh in range(out_h):
-                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
+                                         count_include_pad)
                 for ow in range(out_w):
-                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
+                                             count_include_pad)
                     out[n, c, od, oh, ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
                         div_d * div_h * div_w)
 
 
 @njit(parallel=True, cache=True)
-def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     """grad_input[i] = sum over the windows containing i of grad_output / window size.
 
     grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
@@ -146,11 +150,14 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_in
         c = plane % channels
         grad_input[n, c] = 0.0
         for od in range(out_d):
-            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
+                                     count_include_pad)
             for oh in range(out_h):
-                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
+                                         count_include_pad)
                 for ow in range(out_w):
-                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
+                                             count_include_pad)
                     share = grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
                     for td in range(kernel[0]):
                         i_d = window_position(od, stride[0], padding[0], 1, td)

@@ -1,6 +1,6 @@
 """CUDA kernels compiled by numba-cuda's ``@cuda.jit(cache=True)``: for every CPU kernel a launcher with the same
 module, name, signature and semantics, taking device arrays (numba device arrays, or anything exposing
 ``__cuda_array_interface__``). Launch shapes and tile sizes come from :mod:`numconv.config`."""
-from numconv.kernels.cuda import conv, dense, loss, norm, pointwise, pool
+from numconv.kernels.cuda import activation, conv, dense, loss, norm, pointwise, pool
 
-__all__ = ["conv", "dense", "loss", "norm", "pointwise", "pool"]
+__all__ = ["activation", "conv", "dense", "loss", "norm", "pointwise", "pool"]

@@ -99,7 +99,7 @@ def max_pool_backward(grad_output, indices, grad_input):
 
 
 @cuda.jit(cache=True)
-def _avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+def _avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
     i = cuda.grid(1)
     channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
@@ -113,23 +113,27 @@ def _avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
     plane = rest // out_d
     n = plane // channels
     c = plane % channels
-    div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
-    div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
-    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+    div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
+                             count_include_pad)
+    div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
+                             count_include_pad)
+    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
+                             count_include_pad)
     out[n, c, od, oh, ow] = _window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (div_d * div_h * div_w)
 
 
-def avg_pool_forward(x, out, kernel, stride, padding, count_include_pad):
+def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
     """out = the window's sum divided by its size; the size counts padded positions when ``count_include_pad``
-    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped).
+    (PyTorch's rule: a ceil_mode window overhanging the padding is clipped). ``padding`` comes before each axis,
+    ``padding_end`` after it.
 
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
     """
-    launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, bool(count_include_pad))
+    launch_flat(_avg_pool_forward, out.size, x, out, kernel, stride, padding, padding_end, bool(count_include_pad))
 
 
 @cuda.jit(cache=True)
-def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     i = cuda.grid(1)
     channels, in_d, in_h, in_w = grad_input.shape[1], grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
     out_d, out_h, out_w = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
@@ -148,22 +152,25 @@ def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_i
     w_lo, w_hi = covering_output_range(iw, kernel[2], stride[2], padding[2], out_w)
     total = 0.0
     for od in range(d_lo, d_hi):
-        div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], count_include_pad)
+        div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
+                                 count_include_pad)
         for oh in range(h_lo, h_hi):
-            div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], count_include_pad)
+            div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
+                                     count_include_pad)
             for ow in range(w_lo, w_hi):
-                div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], count_include_pad)
+                div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
+                                         count_include_pad)
                 total += grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
     grad_input[n, c, i_d, ih, iw] = total
 
 
-def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, count_include_pad):
+def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     """grad_input[i] = sum over the windows containing i of grad_output / window size.
 
     grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
-    launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding,
-                 bool(count_include_pad))
+    launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding, padding_end,
+                bool(count_include_pad))
 
 
 @specialise
