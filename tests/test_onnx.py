@@ -196,6 +196,13 @@ def test_networks_exported_by_pytorch_run_in_numconv_with_pytorchs_outputs(name,
     assert _relative(got, want) < 1e-5
     if name == "resnet":
         assert "BatchNormalization" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    if name == "alexnet":  # and on the command line, as a user would run it
+        from numconv import cli
+
+        np.save(tmp_path / "x.npy", x)
+        assert cli.main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--output",
+                         str(tmp_path / "y.npy")]) == 0
+        assert _relative(np.load(tmp_path / "y.npy"), want) < 1e-5
 
 
 def _export_torch(torch, name, tmp_path, rng, batch=None):
@@ -394,6 +401,27 @@ def test_a_session_fed_device_arrays_runs_the_cuda_kernels_and_answers_on_the_de
     np.testing.assert_allclose(backend.to_host(on_device), model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_gemm_of_two_activations_on_the_device_goes_through_the_host_and_answers_there(rng):
+    pytest.importorskip("numba.cuda")
+    from onnx import TensorProto, helper
+
+    from numconv import backend
+    from spec import registry
+
+    if "cuda" not in registry.available_backends():
+        pytest.skip("numba-cuda finds neither a GPU nor its simulator")
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=1, alpha=0.5, beta=2.0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(name, TensorProto.DOUBLE, shape) for
+                                            name, shape in (("a", [4, 3]), ("b", [4, 5]), ("c", [3, 1]))],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)])
+    session = nx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    a, b, c = rng.standard_normal((4, 3)), rng.standard_normal((4, 5)), rng.standard_normal((3, 1))
+    (on_device,) = session.run(None, {"a": backend.to_device(a), "b": backend.to_device(b),
+                                      "c": backend.to_device(c)})
+    assert backend.is_device_array(on_device)
+    np.testing.assert_allclose(backend.to_host(on_device), 0.5 * a.T @ b + 2.0 * c, rtol=1e-12)
+
+
 def test_the_command_line_exports_a_model_and_runs_it(tmp_path, capsys, rng):
     import json
 
@@ -465,5 +493,5 @@ def test_onnxs_own_operator_cases_pass_or_are_refused_at_load_never_answered_wro
             passed[op] = passed.get(op, 0) + 1
     for op in ("Conv", "ConvTranspose", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool",
                "GlobalMaxPool", "LRN", "Relu", "Flatten", "Dropout", "BatchNormalization", "LeakyRelu", "Sigmoid",
-               "Tanh", "Softmax", "Mul", "Reshape", "Squeeze", "Unsqueeze"):
+               "Tanh", "Softmax", "Mul", "Reshape", "Squeeze", "Unsqueeze", "Gemm", "MatMul"):
         assert passed.get(op, 0) >= 1, f"no ONNX case of {op} ran: passed {passed}, refused {refused}"

@@ -154,9 +154,8 @@ def _read_node(node, opset: int) -> Step:
         params = {"size": size, "alpha": float(entry.get("alpha", 1e-4)), "beta": float(entry.get("beta", 0.75)),
                   "k": float(entry.get("bias", 1.0))}
     elif op == "Gemm":
-        entry.only(transA=(0,))
         params = {"alpha": float(entry.get("alpha", 1.0)), "beta": float(entry.get("beta", 1.0)),
-                  "trans_b": bool(entry.get("transB", 0))}
+                  "trans_a": bool(entry.get("transA", 0)), "trans_b": bool(entry.get("transB", 0))}
     elif op == "Flatten":
         entry.only(axis=(1,))
     elif op == "LeakyRelu":

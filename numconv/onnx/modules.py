@@ -13,6 +13,7 @@ import numpy as np
 
 from numconv import backend, layers
 from numconv.onnx.graph import Step, read_graph, resolve_padding
+from numconv.onnx.runtime import dense_form
 
 __all__ = ["to_module"]
 
@@ -119,17 +120,14 @@ def _batch_norm(chain: _Chain, step: Step) -> None:
 
 
 def _dense(chain: _Chain, step: Step) -> None:
-    matrix, bias = chain.weight(step, 1), None
-    if step.op == "Gemm":
-        p = step.params
-        weight = (matrix if p["trans_b"] else matrix.T) * matrix.dtype.type(p["alpha"])
-        bias = chain.weight(step, 2)
-        if bias is not None:
-            bias = bias.reshape(-1) * bias.dtype.type(p["beta"])
-    else:
-        weight = matrix.T
+    if step.params.get("trans_a"):
+        raise chain.error(step, "transA=1 transposes the activations, which no layer does")
+    weight, bias, addend = dense_form(step, chain.weight(step, 1), chain.weight(step, 2))
+    if addend is not None:
+        raise chain.error(step, f"C of shape {addend.shape} is not one value per output, which a Linear layer's "
+                                "bias would need")
     layer = layers.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=chain.dtype)
-    chain.add(step, layer, {"weight": np.ascontiguousarray(weight), **({"bias": bias} if bias is not None else {})})
+    chain.add(step, layer, {"weight": weight, **({"bias": bias} if bias is not None else {})})
 
 
 def _flattening(chain: _Chain, step: Step, shape: tuple = None) -> bool:

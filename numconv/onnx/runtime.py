@@ -37,9 +37,6 @@ class Session:
         self._steps, self._initializers, self._inputs, self._outputs = read_graph(model)
         constants = {name for step in self._steps if step.op == "Constant" for name in step.outputs}
         for step in self._steps:
-            if step.op in ("Gemm", "MatMul") and step.inputs[1] not in self._initializers:
-                raise ValueError(f"node {step.name} ({step.op}): its second operand {step.inputs[1]!r} must be a "
-                                 "weight stored in the model; numconv multiplies activations by weights only")
             given = set(self._initializers) | constants | {name for name, _, _ in self._inputs}
             if step.op == "Reshape" and step.inputs[1] not in given:
                 raise ValueError(f"node {step.name} (Reshape): the shape {step.inputs[1]!r} must be stored in the "
@@ -110,28 +107,39 @@ class Session:
             self._on_backend[where] = {name: _on(value, where) for name, value in self._initializers.items()}
         return self._on_backend[where]
 
-    def _dense(self, step: Step, where: str) -> tuple:
-        """The (out, in) weight and the bias of a Gemm or MatMul step, on ``where``."""
+    def _dense(self, step: Step, where: str, arguments: list) -> tuple:
+        """(weight (out, in), bias (out,) or None, addend or None) of a Gemm or MatMul step, on ``where``. Stored
+        operands are prepared once; operands computed at run time are prepared on each run, through the host."""
+        stored = all(name in self._initializers for name in step.inputs[1:] if name)
         key = (step.name, where)
-        if key not in self._prepared:
-            matrix = self._initializers[step.inputs[1]]
-            if step.op == "Gemm":
-                weight = (matrix if step.params["trans_b"] else matrix.T) * matrix.dtype.type(step.params["alpha"])
-                bias = None
-                if len(step.inputs) > 2 and step.inputs[2]:
-                    bias = self._initializers.get(step.inputs[2])
-                    if bias is None or bias.size != weight.shape[0]:
-                        raise ValueError(f"node {step.name} (Gemm): C must be a stored vector of {weight.shape[0]} "
-                                         "values")
-                    bias = bias.reshape(-1) * bias.dtype.type(step.params["beta"])
-            else:
-                if matrix.ndim != 2:
-                    raise ValueError(f"node {step.name} (MatMul): the weight must be a matrix, got shape "
-                                     f"{matrix.shape}")
-                weight, bias = matrix.T, None
-            self._prepared[key] = (_on(np.ascontiguousarray(weight), where),
-                                   None if bias is None else _on(np.ascontiguousarray(bias), where))
-        return self._prepared[key]
+        if stored and key in self._prepared:
+            return self._prepared[key]
+        operands = [None if not name else self._initializers[name] if name in self._initializers else
+                    backend.to_host(value) for name, value in zip(step.inputs, arguments)]
+        weight, bias, addend = dense_form(step, np.asarray(operands[1]),
+                                           operands[2] if len(operands) > 2 else None)
+        prepared = tuple(None if value is None else _on(value, where) for value in (weight, bias, addend))
+        if stored:
+            self._prepared[key] = prepared
+        return prepared
+
+
+def dense_form(step: Step, matrix: np.ndarray, c) -> tuple:
+    """Gemm's alpha * A B' + beta * C (B' = B or B transposed) or MatMul's A B as numconv's linear layer: the
+    (out, in) weight, a bias when C is one value per output, and otherwise C as an addend (broadcast when added)."""
+    if matrix.ndim != 2:
+        raise ValueError(f"node {step.name} ({step.op}): numconv multiplies by matrices, the second operand has "
+                         f"shape {matrix.shape}")
+    if step.op == "MatMul":
+        return np.ascontiguousarray(matrix.T), None, None
+    p = step.params
+    weight = np.ascontiguousarray((matrix if p["trans_b"] else matrix.T) * matrix.dtype.type(p["alpha"]))
+    if c is None:
+        return weight, None, None
+    scaled = np.asarray(c) * np.asarray(c).dtype.type(p["beta"])
+    if scaled.size == weight.shape[0] and (scaled.ndim <= 1 or scaled.shape[-1] == scaled.size):
+        return weight, np.ascontiguousarray(scaled.reshape(-1)), None
+    return weight, None, scaled
 
 
 def _on(value: np.ndarray, where: str):
@@ -221,8 +229,18 @@ def _gemm(session, step, arguments, where):
     if x.ndim != 2:
         raise ValueError(f"node {step.name} ({step.op}): numconv multiplies (batch, features) matrices, the input "
                          f"has shape {tuple(x.shape)}")
-    weight, bias = session._dense(step, where)
-    return [F.linear(x, weight, bias)]
+    if step.params.get("trans_a"):  # Gemm's A transposed: through the host
+        x = backend.to_backend(np.ascontiguousarray(backend.to_host(x).T), where)
+    weight, bias, addend = session._dense(step, where, arguments)
+    out = F.linear(x, weight, bias)
+    if addend is None:
+        return [out]
+    try:
+        full = np.broadcast_to(backend.to_host(addend), tuple(out.shape))
+    except ValueError:
+        raise ValueError(f"node {step.name} (Gemm): C of shape {tuple(addend.shape)} does not broadcast to the "
+                         f"output's {tuple(out.shape)}") from None
+    return [F.add(out, backend.to_backend(np.ascontiguousarray(full, dtype=out.dtype), where))]
 
 
 def _binary(session, step, arguments, where):
