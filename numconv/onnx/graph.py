@@ -157,7 +157,7 @@ def _read_node(node, opset: int) -> Step:
         params = {"alpha": float(entry.get("alpha", 1.0)), "beta": float(entry.get("beta", 1.0)),
                   "trans_a": bool(entry.get("transA", 0)), "trans_b": bool(entry.get("transB", 0))}
     elif op == "Flatten":
-        entry.only(axis=(1,))
+        params["axis"] = int(entry.get("axis", 1))
     elif op == "LeakyRelu":
         params["slope"] = float(entry.get("alpha", 0.01))
     elif op == "Softmax":

@@ -151,7 +151,9 @@ def _spatial_mean(chain: _Chain, step: Step, following: list) -> int:
             return 1
     after = following[0] if following else None
     kept = chain.shape[:2] + (1,) * len(spatial)
-    if after is None or not (after.op == "Flatten" or (after.op == "Reshape" and _flattening(chain, after, kept))):
+    flattens = after is not None and ((after.op == "Flatten" and after.params["axis"] in (1, 1 - len(kept))) or (
+        after.op == "Reshape" and _flattening(chain, after, kept)))
+    if not flattens:
         raise chain.error(step, "a global average that keeps its unit axes needs a Flatten after it in a chain of "
                                 "layers (numconv's GlobalAvgPool gives (N, C))")
     chain.add(step, layers.GlobalAvgPool())
@@ -199,7 +201,8 @@ def _layer_steps(chain: _Chain, steps: list, index: int) -> int:
     elif op == "Softmax" and (not step.params["flatten"] or step.params["axis"] % len(chain.shape) ==
                               len(chain.shape) - 1):
         chain.add(step, layers.Softmax(step.params["axis"]))
-    elif op == "Flatten" or (op == "Reshape" and _flattening(chain, step)):
+    elif (op == "Flatten" and step.params["axis"] in (1, 1 - len(chain.shape))) or (
+            op == "Reshape" and _flattening(chain, step)):
         chain.add(step, layers.Flatten())
     elif op == "Dropout":
         ratio = chain.weight(step, 1)

@@ -261,8 +261,10 @@ def _concat(session, step, arguments, where):
 
 
 def _flatten(session, step, arguments, where):
+    """(the axes before ``axis`` multiplied, the rest multiplied): a view."""
     x = arguments[0]
-    return [x.reshape(x.shape[0], -1)]
+    axis = step.params["axis"] + x.ndim if step.params["axis"] < 0 else step.params["axis"]
+    return [x.reshape(math.prod(x.shape[:axis]), -1)]
 
 
 def _reshape(session, step, arguments, where):
