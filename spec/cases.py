@@ -390,14 +390,7 @@ def softmax_backward_case(cfg: ShapeConfig) -> Case:
 
 
 def multiply_case(cfg: ShapeConfig) -> Case:
-    inputs, outputs = ops.multiply(cfg)
-
-    def call(kernel, a):
-        out = np.empty(cfg.shape, a["a"].dtype)
-        kernel(a["a"], a["b"], out)
-        return {"out": out}
-
-    return Case(inputs, outputs, call, degree=2)
+    return _binary_case(cfg, *ops.multiply(cfg), degree=2)
 
 
 def _dropout_mask(cfg: ShapeConfig) -> np.ndarray:
@@ -443,15 +436,18 @@ def accumulate_case(cfg: ShapeConfig) -> Case:
     return Case(inputs, outputs, call, degree=1)
 
 
-def add_case(cfg: ShapeConfig) -> Case:
-    inputs, outputs = ops.add(cfg)
-
+def _binary_case(cfg: ShapeConfig, inputs, outputs, degree: int) -> Case:
+    """An element-wise kernel of two operands, out = f(a, b), on flat (size,) arrays."""
     def call(kernel, a):
         out = np.empty(cfg.shape, a["a"].dtype)
         kernel(a["a"], a["b"], out)
         return {"out": out}
 
-    return Case(inputs, outputs, call, degree=1)
+    return Case(inputs, outputs, call, degree=degree)
+
+
+def add_case(cfg: ShapeConfig) -> Case:
+    return _binary_case(cfg, *ops.add(cfg), degree=1)
 
 
 def concat_channels_forward_case(cfg: ShapeConfig) -> Case:
