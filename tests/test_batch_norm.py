@@ -153,3 +153,18 @@ def test_the_cuda_backend_normalises_as_the_cpu_does(rng):
 def test_bad_batch_norm_arguments_get_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
         call(np.ones((2, 3, 4)), np.zeros(3))
+
+
+def test_converting_or_moving_a_layer_keeps_its_running_statistics_and_counter(rng):
+    layer = layers.BatchNorm1d(3, momentum=0.5)
+    layer(rng.standard_normal((4, 3, 5)).astype(np.float32))
+    before = layer.state_dict()
+    layer.astype(np.float64)
+    after = layer.state_dict()
+    assert after["running_mean"].dtype == np.float64 and after["num_batches_tracked"].dtype == np.int64
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+    layer.load_state_dict({**after, "num_batches_tracked": np.asarray(7)})
+    assert int(layer.num_batches_tracked) == 7
+    with pytest.raises(ValueError, match="running_var"):
+        layer.load_state_dict({key: value for key, value in after.items() if key != "running_var"})
