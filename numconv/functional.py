@@ -578,31 +578,42 @@ def cat_backward(grad_output, tensors, dim=1):
     return tuple(grads)
 
 
-def relu(input):
-    """max(x, 0), element-wise, any shape."""
+def _elementwise(module: str, kernel_name: str, input, *scalars):
+    """out = the element-wise kernel ``module.kernel_name`` of input, any shape."""
     x = _float_array(input, "input")
     backend = backend_of(x)
     out = empty(x.shape, x.dtype, backend)
-    kernels(backend).pointwise.relu_forward(x.reshape(-1), out.reshape(-1))
+    getattr(getattr(kernels(backend), module), kernel_name)(x.reshape(-1), *scalars, out.reshape(-1))
     return out
+
+
+def _elementwise_backward(module: str, kernel_name: str, grad_output, saved, saved_name: str, *scalars):
+    """(grad_input,) of an element-wise op from what its backward reads (its input or its output)."""
+    saved = _float_array(saved, saved_name)
+    grad_output = _float_array(grad_output, "grad_output", saved.ndim, saved.dtype)
+    _check_shape(grad_output, saved.shape, "grad_output")
+    backend = backend_of(grad_output, saved)
+    grad_input = empty(saved.shape, saved.dtype, backend)
+    getattr(getattr(kernels(backend), module), kernel_name)(grad_output.reshape(-1), saved.reshape(-1), *scalars,
+                                                            grad_input.reshape(-1))
+    return (grad_input,)
+
+
+def relu(input):
+    """max(x, 0), element-wise, any shape."""
+    return _elementwise("pointwise", "relu_forward", input)
 
 
 def relu_backward(grad_output, input):
     """Gradient of ``relu``: (grad_input,), grad_output where input > 0, else 0."""
-    x = _float_array(input, "input")
-    grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
-    _check_shape(grad_output, x.shape, "grad_output")
-    backend = backend_of(grad_output, x)
-    grad_input = empty(x.shape, x.dtype, backend)
-    kernels(backend).pointwise.relu_backward(grad_output.reshape(-1), x.reshape(-1), grad_input.reshape(-1))
-    return (grad_input,)
+    return _elementwise_backward("pointwise", "relu_backward", grad_output, input, "input")
 
 
-def _same_shapes(input, other, names=("input", "other")):
+def _same_shapes(input, other):
     """Two float arrays of one shape, dtype and backend, for an element-wise op of two operands."""
-    x = _float_array(input, names[0])
-    y = _float_array(other, names[1], dtype=x.dtype)
-    _check_shape(y, x.shape, names[1])
+    x = _float_array(input, "input")
+    y = _float_array(other, "other", dtype=x.dtype)
+    _check_shape(y, x.shape, "other")
     return x, y, backend_of(x, y)
 
 
@@ -628,56 +639,35 @@ def mul_backward(grad_output, input, other):
     return tuple(grads)
 
 
-def _elementwise(kernel_name: str, input, *scalars):
-    """out = the activation ``kernel_name`` of input, element-wise, any shape."""
-    x = _float_array(input, "input")
-    backend = backend_of(x)
-    out = empty(x.shape, x.dtype, backend)
-    getattr(kernels(backend).activation, kernel_name)(x.reshape(-1), *scalars, out.reshape(-1))
-    return out
-
-
-def _elementwise_backward(kernel_name: str, grad_output, saved, saved_name: str, *scalars):
-    """(grad_input,) of an element-wise activation from what its backward reads (its input or its output)."""
-    saved = _float_array(saved, saved_name)
-    grad_output = _float_array(grad_output, "grad_output", saved.ndim, saved.dtype)
-    _check_shape(grad_output, saved.shape, "grad_output")
-    backend = backend_of(grad_output, saved)
-    grad_input = empty(saved.shape, saved.dtype, backend)
-    getattr(kernels(backend).activation, kernel_name)(grad_output.reshape(-1), saved.reshape(-1), *scalars,
-                                                      grad_input.reshape(-1))
-    return (grad_input,)
-
-
 def leaky_relu(input, negative_slope=0.01):
     """x where x > 0, else negative_slope * x, element-wise, any shape."""
-    return _elementwise("leaky_relu_forward", input, checks.real(negative_slope, "negative_slope"))
+    return _elementwise("activation", "leaky_relu_forward", input, checks.real(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     """Gradient of ``leaky_relu``: (grad_input,)."""
-    return _elementwise_backward("leaky_relu_backward", grad_output, input, "input",
+    return _elementwise_backward("activation", "leaky_relu_backward", grad_output, input, "input",
                                  checks.real(negative_slope, "negative_slope"))
 
 
 def sigmoid(input):
     """The logistic function 1 / (1 + exp(-x)), element-wise, any shape."""
-    return _elementwise("sigmoid_forward", input)
+    return _elementwise("activation", "sigmoid_forward", input)
 
 
 def sigmoid_backward(grad_output, output):
     """Gradient of ``sigmoid`` from its output y: (grad_output * y * (1 - y),)."""
-    return _elementwise_backward("sigmoid_backward", grad_output, output, "output")
+    return _elementwise_backward("activation", "sigmoid_backward", grad_output, output, "output")
 
 
 def tanh(input):
     """tanh(x), element-wise, any shape."""
-    return _elementwise("tanh_forward", input)
+    return _elementwise("activation", "tanh_forward", input)
 
 
 def tanh_backward(grad_output, output):
     """Gradient of ``tanh`` from its output y: (grad_output * (1 - y^2),)."""
-    return _elementwise_backward("tanh_backward", grad_output, output, "output")
+    return _elementwise_backward("activation", "tanh_backward", grad_output, output, "output")
 
 
 def _softmax_rows(x, dim):

@@ -802,14 +802,13 @@ class _BatchNormNd(Module):
         self._check(x.shape)
         self._input = x
         self._batch_statistics = self.training or self.running_mean is None
-        momentum = self.momentum
+        momentum = self.momentum if self.momentum is not None else 0.0  # read only when the statistics update
         if self.training and self.running_mean is not None:
             self.num_batches_tracked += 1
-            if momentum is None:
+            if self.momentum is None:  # a cumulative average
                 momentum = 1.0 / float(self.num_batches_tracked)
-        tracked = not self.training or self.running_mean is not None
-        return F.batch_norm(x, self.running_mean if tracked else None, self.running_var if tracked else None,
-                            self.weight, self.bias, self._batch_statistics, momentum or 0.0, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self._batch_statistics,
+                            momentum, self.eps)
 
     def backward(self, grad_output):
         grad_input, grad_weight, grad_bias = F.batch_norm_backward(

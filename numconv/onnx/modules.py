@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from numconv import backend, layers
+from numconv import layers
 from numconv.onnx.graph import Step, read_graph, resolve_padding
 from numconv.onnx.runtime import dense_form
 
@@ -56,11 +56,10 @@ class _Chain:
         weight_name = step.inputs[1] if len(step.inputs) > 1 else ""
         if arrays and weight_name.endswith(".weight") and weight_name[:-7] not in self.layers:
             name = weight_name[:-7]
-        for attribute, value in (arrays or {}).items():
-            target = getattr(layer, attribute)
-            if tuple(target.shape) != tuple(value.shape):
-                raise self.error(step, f"{attribute} has shape {value.shape}, the layer needs {tuple(target.shape)}")
-            backend.copy_into(target, value)
+        try:
+            layer.load_state_dict(arrays or {}, strict=False)
+        except (ValueError, TypeError) as error:
+            raise self.error(step, str(error)) from None
         self.layers[name] = layer
         self.shape = layer.output_shape(self.shape)
 
@@ -131,9 +130,13 @@ def _dense(chain: _Chain, step: Step) -> None:
 
 
 def _flattening(chain: _Chain, step: Step, shape: tuple = None) -> bool:
-    """Whether a Reshape makes (N, everything else): what a Flatten layer does (PyTorch's exporter writes the
-    batch size it was given; the layer takes any)."""
+    """Whether a Flatten or a Reshape makes (N, everything else) of an input of ``shape`` (the chain's by default):
+    what a Flatten layer does (PyTorch's exporter writes the batch size it was given; the layer takes any)."""
     before = chain.shape if shape is None else shape
+    if step.op == "Flatten":
+        return step.params["axis"] in (1, 1 - len(before))
+    if step.op != "Reshape":
+        return False
     target = [int(v) for v in np.asarray(chain.stored.get(step.inputs[1], [])).reshape(-1)]
     return len(target) == 2 and target[0] in (0, -1, before[0]) and target[1] in (-1, int(np.prod(before[1:])))
 
@@ -151,9 +154,7 @@ def _spatial_mean(chain: _Chain, step: Step, following: list) -> int:
             return 1
     after = following[0] if following else None
     kept = chain.shape[:2] + (1,) * len(spatial)
-    flattens = after is not None and ((after.op == "Flatten" and after.params["axis"] in (1, 1 - len(kept))) or (
-        after.op == "Reshape" and _flattening(chain, after, kept)))
-    if not flattens:
+    if after is None or not _flattening(chain, after, kept):
         raise chain.error(step, "a global average that keeps its unit axes needs a Flatten after it in a chain of "
                                 "layers (numconv's GlobalAvgPool gives (N, C))")
     chain.add(step, layers.GlobalAvgPool())
@@ -201,8 +202,7 @@ def _layer_steps(chain: _Chain, steps: list, index: int) -> int:
     elif op == "Softmax" and (not step.params["flatten"] or step.params["axis"] % len(chain.shape) ==
                               len(chain.shape) - 1):
         chain.add(step, layers.Softmax(step.params["axis"]))
-    elif (op == "Flatten" and step.params["axis"] in (1, 1 - len(chain.shape))) or (
-            op == "Reshape" and _flattening(chain, step)):
+    elif op in ("Flatten", "Reshape") and _flattening(chain, step):
         chain.add(step, layers.Flatten())
     elif op == "Dropout":
         ratio = chain.weight(step, 1)

@@ -118,7 +118,8 @@ class Session:
                     backend.to_host(value) for name, value in zip(step.inputs, arguments)]
         weight, bias, addend = dense_form(step, np.asarray(operands[1]),
                                            operands[2] if len(operands) > 2 else None)
-        prepared = tuple(None if value is None else _on(value, where) for value in (weight, bias, addend))
+        # the addend is broadcast on the host when added: it stays there
+        prepared = (_on(weight, where), None if bias is None else _on(bias, where), addend)
         if stored:
             self._prepared[key] = prepared
         return prepared
@@ -236,7 +237,7 @@ def _gemm(session, step, arguments, where):
     if addend is None:
         return [out]
     try:
-        full = np.broadcast_to(backend.to_host(addend), tuple(out.shape))
+        full = np.broadcast_to(addend, tuple(out.shape))
     except ValueError:
         raise ValueError(f"node {step.name} (Gemm): C of shape {tuple(addend.shape)} does not broadcast to the "
                          f"output's {tuple(out.shape)}") from None
