@@ -11,6 +11,22 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
     columns = xc.shape[0]
     strips = (columns + 13) // 14
     for task in prange(blocks * strips):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
         b = task // strips
         j0 = (task - b * strips) * 14
         last = columns - 1
@@ -45,162 +61,162 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
         c13 = min(j0 + 13, last)
         x13 = xc[c13] + x_base
         lane0 = np.uint64(b * 16)
-        i0 = init_lane[lane0 + np.uint64(0)]
-        i1 = init_lane[lane0 + np.uint64(1)]
-        i2 = init_lane[lane0 + np.uint64(2)]
-        i3 = init_lane[lane0 + np.uint64(3)]
-        i4 = init_lane[lane0 + np.uint64(4)]
-        i5 = init_lane[lane0 + np.uint64(5)]
-        i6 = init_lane[lane0 + np.uint64(6)]
-        i7 = init_lane[lane0 + np.uint64(7)]
-        i8 = init_lane[lane0 + np.uint64(8)]
-        i9 = init_lane[lane0 + np.uint64(9)]
-        i10 = init_lane[lane0 + np.uint64(10)]
-        i11 = init_lane[lane0 + np.uint64(11)]
-        i12 = init_lane[lane0 + np.uint64(12)]
-        i13 = init_lane[lane0 + np.uint64(13)]
-        i14 = init_lane[lane0 + np.uint64(14)]
-        i15 = init_lane[lane0 + np.uint64(15)]
-        e = init_col[c0]
-        a0_0 = i0 + e; a0_1 = i1 + e; a0_2 = i2 + e; a0_3 = i3 + e; a0_4 = i4 + e; a0_5 = i5 + e; a0_6 = i6 + e; a0_7 = i7 + e; a0_8 = i8 + e; a0_9 = i9 + e; a0_10 = i10 + e; a0_11 = i11 + e; a0_12 = i12 + e; a0_13 = i13 + e; a0_14 = i14 + e; a0_15 = i15 + e
-        e = init_col[c1]
-        a1_0 = i0 + e; a1_1 = i1 + e; a1_2 = i2 + e; a1_3 = i3 + e; a1_4 = i4 + e; a1_5 = i5 + e; a1_6 = i6 + e; a1_7 = i7 + e; a1_8 = i8 + e; a1_9 = i9 + e; a1_10 = i10 + e; a1_11 = i11 + e; a1_12 = i12 + e; a1_13 = i13 + e; a1_14 = i14 + e; a1_15 = i15 + e
-        e = init_col[c2]
-        a2_0 = i0 + e; a2_1 = i1 + e; a2_2 = i2 + e; a2_3 = i3 + e; a2_4 = i4 + e; a2_5 = i5 + e; a2_6 = i6 + e; a2_7 = i7 + e; a2_8 = i8 + e; a2_9 = i9 + e; a2_10 = i10 + e; a2_11 = i11 + e; a2_12 = i12 + e; a2_13 = i13 + e; a2_14 = i14 + e; a2_15 = i15 + e
-        e = init_col[c3]
-        a3_0 = i0 + e; a3_1 = i1 + e; a3_2 = i2 + e; a3_3 = i3 + e; a3_4 = i4 + e; a3_5 = i5 + e; a3_6 = i6 + e; a3_7 = i7 + e; a3_8 = i8 + e; a3_9 = i9 + e; a3_10 = i10 + e; a3_11 = i11 + e; a3_12 = i12 + e; a3_13 = i13 + e; a3_14 = i14 + e; a3_15 = i15 + e
-        e = init_col[c4]
-        a4_0 = i0 + e; a4_1 = i1 + e; a4_2 = i2 + e; a4_3 = i3 + e; a4_4 = i4 + e; a4_5 = i5 + e; a4_6 = i6 + e; a4_7 = i7 + e; a4_8 = i8 + e; a4_9 = i9 + e; a4_10 = i10 + e; a4_11 = i11 + e; a4_12 = i12 + e; a4_13 = i13 + e; a4_14 = i14 + e; a4_15 = i15 + e
-        e = init_col[c5]
-        a5_0 = i0 + e; a5_1 = i1 + e; a5_2 = i2 + e; a5_3 = i3 + e; a5_4 = i4 + e; a5_5 = i5 + e; a5_6 = i6 + e; a5_7 = i7 + e; a5_8 = i8 + e; a5_9 = i9 + e; a5_10 = i10 + e; a5_11 = i11 + e; a5_12 = i12 + e; a5_13 = i13 + e; a5_14 = i14 + e; a5_15 = i15 + e
-        e = init_col[c6]
-        a6_0 = i0 + e; a6_1 = i1 + e; a6_2 = i2 + e; a6_3 = i3 + e; a6_4 = i4 + e; a6_5 = i5 + e; a6_6 = i6 + e; a6_7 = i7 + e; a6_8 = i8 + e; a6_9 = i9 + e; a6_10 = i10 + e; a6_11 = i11 + e; a6_12 = i12 + e; a6_13 = i13 + e; a6_14 = i14 + e; a6_15 = i15 + e
-        e = init_col[c7]
-        a7_0 = i0 + e; a7_1 = i1 + e; a7_2 = i2 + e; a7_3 = i3 + e; a7_4 = i4 + e; a7_5 = i5 + e; a7_6 = i6 + e; a7_7 = i7 + e; a7_8 = i8 + e; a7_9 = i9 + e; a7_10 = i10 + e; a7_11 = i11 + e; a7_12 = i12 + e; a7_13 = i13 + e; a7_14 = i14 + e; a7_15 = i15 + e
-        e = init_col[c8]
-        a8_0 = i0 + e; a8_1 = i1 + e; a8_2 = i2 + e; a8_3 = i3 + e; a8_4 = i4 + e; a8_5 = i5 + e; a8_6 = i6 + e; a8_7 = i7 + e; a8_8 = i8 + e; a8_9 = i9 + e; a8_10 = i10 + e; a8_11 = i11 + e; a8_12 = i12 + e; a8_13 = i13 + e; a8_14 = i14 + e; a8_15 = i15 + e
-        e = init_col[c9]
-        a9_0 = i0 + e; a9_1 = i1 + e; a9_2 = i2 + e; a9_3 = i3 + e; a9_4 = i4 + e; a9_5 = i5 + e; a9_6 = i6 + e; a9_7 = i7 + e; a9_8 = i8 + e; a9_9 = i9 + e; a9_10 = i10 + e; a9_11 = i11 + e; a9_12 = i12 + e; a9_13 = i13 + e; a9_14 = i14 + e; a9_15 = i15 + e
-        e = init_col[c10]
-        a10_0 = i0 + e; a10_1 = i1 + e; a10_2 = i2 + e; a10_3 = i3 + e; a10_4 = i4 + e; a10_5 = i5 + e; a10_6 = i6 + e; a10_7 = i7 + e; a10_8 = i8 + e; a10_9 = i9 + e; a10_10 = i10 + e; a10_11 = i11 + e; a10_12 = i12 + e; a10_13 = i13 + e; a10_14 = i14 + e; a10_15 = i15 + e
-        e = init_col[c11]
-        a11_0 = i0 + e; a11_1 = i1 + e; a11_2 = i2 + e; a11_3 = i3 + e; a11_4 = i4 + e; a11_5 = i5 + e; a11_6 = i6 + e; a11_7 = i7 + e; a11_8 = i8 + e; a11_9 = i9 + e; a11_10 = i10 + e; a11_11 = i11 + e; a11_12 = i12 + e; a11_13 = i13 + e; a11_14 = i14 + e; a11_15 = i15 + e
-        e = init_col[c12]
-        a12_0 = i0 + e; a12_1 = i1 + e; a12_2 = i2 + e; a12_3 = i3 + e; a12_4 = i4 + e; a12_5 = i5 + e; a12_6 = i6 + e; a12_7 = i7 + e; a12_8 = i8 + e; a12_9 = i9 + e; a12_10 = i10 + e; a12_11 = i11 + e; a12_12 = i12 + e; a12_13 = i13 + e; a12_14 = i14 + e; a12_15 = i15 + e
-        e = init_col[c13]
-        a13_0 = i0 + e; a13_1 = i1 + e; a13_2 = i2 + e; a13_3 = i3 + e; a13_4 = i4 + e; a13_5 = i5 + e; a13_6 = i6 + e; a13_7 = i7 + e; a13_8 = i8 + e; a13_9 = i9 + e; a13_10 = i10 + e; a13_11 = i11 + e; a13_12 = i12 + e; a13_13 = i13 + e; a13_14 = i14 + e; a13_15 = i15 + e
+        i0 = init_lane[lane0 + u0]
+        i1 = init_lane[lane0 + u1]
+        i2 = init_lane[lane0 + u2]
+        i3 = init_lane[lane0 + u3]
+        i4 = init_lane[lane0 + u4]
+        i5 = init_lane[lane0 + u5]
+        i6 = init_lane[lane0 + u6]
+        i7 = init_lane[lane0 + u7]
+        i8 = init_lane[lane0 + u8]
+        i9 = init_lane[lane0 + u9]
+        i10 = init_lane[lane0 + u10]
+        i11 = init_lane[lane0 + u11]
+        i12 = init_lane[lane0 + u12]
+        i13 = init_lane[lane0 + u13]
+        i14 = init_lane[lane0 + u14]
+        i15 = init_lane[lane0 + u15]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0
+        e1 = init_col[c1]
+        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1
+        e2 = init_col[c2]
+        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2
+        e3 = init_col[c3]
+        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3
+        e4 = init_col[c4]
+        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4
+        e5 = init_col[c5]
+        a5_0 = i0 + e5; a5_1 = i1 + e5; a5_2 = i2 + e5; a5_3 = i3 + e5; a5_4 = i4 + e5; a5_5 = i5 + e5; a5_6 = i6 + e5; a5_7 = i7 + e5; a5_8 = i8 + e5; a5_9 = i9 + e5; a5_10 = i10 + e5; a5_11 = i11 + e5; a5_12 = i12 + e5; a5_13 = i13 + e5; a5_14 = i14 + e5; a5_15 = i15 + e5
+        e6 = init_col[c6]
+        a6_0 = i0 + e6; a6_1 = i1 + e6; a6_2 = i2 + e6; a6_3 = i3 + e6; a6_4 = i4 + e6; a6_5 = i5 + e6; a6_6 = i6 + e6; a6_7 = i7 + e6; a6_8 = i8 + e6; a6_9 = i9 + e6; a6_10 = i10 + e6; a6_11 = i11 + e6; a6_12 = i12 + e6; a6_13 = i13 + e6; a6_14 = i14 + e6; a6_15 = i15 + e6
+        e7 = init_col[c7]
+        a7_0 = i0 + e7; a7_1 = i1 + e7; a7_2 = i2 + e7; a7_3 = i3 + e7; a7_4 = i4 + e7; a7_5 = i5 + e7; a7_6 = i6 + e7; a7_7 = i7 + e7; a7_8 = i8 + e7; a7_9 = i9 + e7; a7_10 = i10 + e7; a7_11 = i11 + e7; a7_12 = i12 + e7; a7_13 = i13 + e7; a7_14 = i14 + e7; a7_15 = i15 + e7
+        e8 = init_col[c8]
+        a8_0 = i0 + e8; a8_1 = i1 + e8; a8_2 = i2 + e8; a8_3 = i3 + e8; a8_4 = i4 + e8; a8_5 = i5 + e8; a8_6 = i6 + e8; a8_7 = i7 + e8; a8_8 = i8 + e8; a8_9 = i9 + e8; a8_10 = i10 + e8; a8_11 = i11 + e8; a8_12 = i12 + e8; a8_13 = i13 + e8; a8_14 = i14 + e8; a8_15 = i15 + e8
+        e9 = init_col[c9]
+        a9_0 = i0 + e9; a9_1 = i1 + e9; a9_2 = i2 + e9; a9_3 = i3 + e9; a9_4 = i4 + e9; a9_5 = i5 + e9; a9_6 = i6 + e9; a9_7 = i7 + e9; a9_8 = i8 + e9; a9_9 = i9 + e9; a9_10 = i10 + e9; a9_11 = i11 + e9; a9_12 = i12 + e9; a9_13 = i13 + e9; a9_14 = i14 + e9; a9_15 = i15 + e9
+        e10 = init_col[c10]
+        a10_0 = i0 + e10; a10_1 = i1 + e10; a10_2 = i2 + e10; a10_3 = i3 + e10; a10_4 = i4 + e10; a10_5 = i5 + e10; a10_6 = i6 + e10; a10_7 = i7 + e10; a10_8 = i8 + e10; a10_9 = i9 + e10; a10_10 = i10 + e10; a10_11 = i11 + e10; a10_12 = i12 + e10; a10_13 = i13 + e10; a10_14 = i14 + e10; a10_15 = i15 + e10
+        e11 = init_col[c11]
+        a11_0 = i0 + e11; a11_1 = i1 + e11; a11_2 = i2 + e11; a11_3 = i3 + e11; a11_4 = i4 + e11; a11_5 = i5 + e11; a11_6 = i6 + e11; a11_7 = i7 + e11; a11_8 = i8 + e11; a11_9 = i9 + e11; a11_10 = i10 + e11; a11_11 = i11 + e11; a11_12 = i12 + e11; a11_13 = i13 + e11; a11_14 = i14 + e11; a11_15 = i15 + e11
+        e12 = init_col[c12]
+        a12_0 = i0 + e12; a12_1 = i1 + e12; a12_2 = i2 + e12; a12_3 = i3 + e12; a12_4 = i4 + e12; a12_5 = i5 + e12; a12_6 = i6 + e12; a12_7 = i7 + e12; a12_8 = i8 + e12; a12_9 = i9 + e12; a12_10 = i10 + e12; a12_11 = i11 + e12; a12_12 = i12 + e12; a12_13 = i13 + e12; a12_14 = i14 + e12; a12_15 = i15 + e12
+        e13 = init_col[c13]
+        a13_0 = i0 + e13; a13_1 = i1 + e13; a13_2 = i2 + e13; a13_3 = i3 + e13; a13_4 = i4 + e13; a13_5 = i5 + e13; a13_6 = i6 + e13; a13_7 = i7 + e13; a13_8 = i8 + e13; a13_9 = i9 + e13; a13_10 = i10 + e13; a13_11 = i11 + e13; a13_12 = i12 + e13; a13_13 = i13 + e13; a13_14 = i14 + e13; a13_15 = i15 + e13
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + np.uint64(0)]
-            w1 = V[v_at + np.uint64(1)]
-            w2 = V[v_at + np.uint64(2)]
-            w3 = V[v_at + np.uint64(3)]
-            w4 = V[v_at + np.uint64(4)]
-            w5 = V[v_at + np.uint64(5)]
-            w6 = V[v_at + np.uint64(6)]
-            w7 = V[v_at + np.uint64(7)]
-            w8 = V[v_at + np.uint64(8)]
-            w9 = V[v_at + np.uint64(9)]
-            w10 = V[v_at + np.uint64(10)]
-            w11 = V[v_at + np.uint64(11)]
-            w12 = V[v_at + np.uint64(12)]
-            w13 = V[v_at + np.uint64(13)]
-            w14 = V[v_at + np.uint64(14)]
-            w15 = V[v_at + np.uint64(15)]
-            s = X[x0 + x_at]
-            a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s
-            s = X[x1 + x_at]
-            a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s
-            s = X[x2 + x_at]
-            a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s
-            s = X[x3 + x_at]
-            a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s
-            s = X[x4 + x_at]
-            a4_0 += w0 * s; a4_1 += w1 * s; a4_2 += w2 * s; a4_3 += w3 * s; a4_4 += w4 * s; a4_5 += w5 * s; a4_6 += w6 * s; a4_7 += w7 * s; a4_8 += w8 * s; a4_9 += w9 * s; a4_10 += w10 * s; a4_11 += w11 * s; a4_12 += w12 * s; a4_13 += w13 * s; a4_14 += w14 * s; a4_15 += w15 * s
-            s = X[x5 + x_at]
-            a5_0 += w0 * s; a5_1 += w1 * s; a5_2 += w2 * s; a5_3 += w3 * s; a5_4 += w4 * s; a5_5 += w5 * s; a5_6 += w6 * s; a5_7 += w7 * s; a5_8 += w8 * s; a5_9 += w9 * s; a5_10 += w10 * s; a5_11 += w11 * s; a5_12 += w12 * s; a5_13 += w13 * s; a5_14 += w14 * s; a5_15 += w15 * s
-            s = X[x6 + x_at]
-            a6_0 += w0 * s; a6_1 += w1 * s; a6_2 += w2 * s; a6_3 += w3 * s; a6_4 += w4 * s; a6_5 += w5 * s; a6_6 += w6 * s; a6_7 += w7 * s; a6_8 += w8 * s; a6_9 += w9 * s; a6_10 += w10 * s; a6_11 += w11 * s; a6_12 += w12 * s; a6_13 += w13 * s; a6_14 += w14 * s; a6_15 += w15 * s
-            s = X[x7 + x_at]
-            a7_0 += w0 * s; a7_1 += w1 * s; a7_2 += w2 * s; a7_3 += w3 * s; a7_4 += w4 * s; a7_5 += w5 * s; a7_6 += w6 * s; a7_7 += w7 * s; a7_8 += w8 * s; a7_9 += w9 * s; a7_10 += w10 * s; a7_11 += w11 * s; a7_12 += w12 * s; a7_13 += w13 * s; a7_14 += w14 * s; a7_15 += w15 * s
-            s = X[x8 + x_at]
-            a8_0 += w0 * s; a8_1 += w1 * s; a8_2 += w2 * s; a8_3 += w3 * s; a8_4 += w4 * s; a8_5 += w5 * s; a8_6 += w6 * s; a8_7 += w7 * s; a8_8 += w8 * s; a8_9 += w9 * s; a8_10 += w10 * s; a8_11 += w11 * s; a8_12 += w12 * s; a8_13 += w13 * s; a8_14 += w14 * s; a8_15 += w15 * s
-            s = X[x9 + x_at]
-            a9_0 += w0 * s; a9_1 += w1 * s; a9_2 += w2 * s; a9_3 += w3 * s; a9_4 += w4 * s; a9_5 += w5 * s; a9_6 += w6 * s; a9_7 += w7 * s; a9_8 += w8 * s; a9_9 += w9 * s; a9_10 += w10 * s; a9_11 += w11 * s; a9_12 += w12 * s; a9_13 += w13 * s; a9_14 += w14 * s; a9_15 += w15 * s
-            s = X[x10 + x_at]
-            a10_0 += w0 * s; a10_1 += w1 * s; a10_2 += w2 * s; a10_3 += w3 * s; a10_4 += w4 * s; a10_5 += w5 * s; a10_6 += w6 * s; a10_7 += w7 * s; a10_8 += w8 * s; a10_9 += w9 * s; a10_10 += w10 * s; a10_11 += w11 * s; a10_12 += w12 * s; a10_13 += w13 * s; a10_14 += w14 * s; a10_15 += w15 * s
-            s = X[x11 + x_at]
-            a11_0 += w0 * s; a11_1 += w1 * s; a11_2 += w2 * s; a11_3 += w3 * s; a11_4 += w4 * s; a11_5 += w5 * s; a11_6 += w6 * s; a11_7 += w7 * s; a11_8 += w8 * s; a11_9 += w9 * s; a11_10 += w10 * s; a11_11 += w11 * s; a11_12 += w12 * s; a11_13 += w13 * s; a11_14 += w14 * s; a11_15 += w15 * s
-            s = X[x12 + x_at]
-            a12_0 += w0 * s; a12_1 += w1 * s; a12_2 += w2 * s; a12_3 += w3 * s; a12_4 += w4 * s; a12_5 += w5 * s; a12_6 += w6 * s; a12_7 += w7 * s; a12_8 += w8 * s; a12_9 += w9 * s; a12_10 += w10 * s; a12_11 += w11 * s; a12_12 += w12 * s; a12_13 += w13 * s; a12_14 += w14 * s; a12_15 += w15 * s
-            s = X[x13 + x_at]
-            a13_0 += w0 * s; a13_1 += w1 * s; a13_2 += w2 * s; a13_3 += w3 * s; a13_4 += w4 * s; a13_5 += w5 * s; a13_6 += w6 * s; a13_7 += w7 * s; a13_8 += w8 * s; a13_9 += w9 * s; a13_10 += w10 * s; a13_11 += w11 * s; a13_12 += w12 * s; a13_13 += w13 * s; a13_14 += w14 * s; a13_15 += w15 * s
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0
+            s1 = X[x1 + x_at]
+            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1
+            s2 = X[x2 + x_at]
+            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2
+            s3 = X[x3 + x_at]
+            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3
+            s4 = X[x4 + x_at]
+            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4
+            s5 = X[x5 + x_at]
+            a5_0 += w0 * s5; a5_1 += w1 * s5; a5_2 += w2 * s5; a5_3 += w3 * s5; a5_4 += w4 * s5; a5_5 += w5 * s5; a5_6 += w6 * s5; a5_7 += w7 * s5; a5_8 += w8 * s5; a5_9 += w9 * s5; a5_10 += w10 * s5; a5_11 += w11 * s5; a5_12 += w12 * s5; a5_13 += w13 * s5; a5_14 += w14 * s5; a5_15 += w15 * s5
+            s6 = X[x6 + x_at]
+            a6_0 += w0 * s6; a6_1 += w1 * s6; a6_2 += w2 * s6; a6_3 += w3 * s6; a6_4 += w4 * s6; a6_5 += w5 * s6; a6_6 += w6 * s6; a6_7 += w7 * s6; a6_8 += w8 * s6; a6_9 += w9 * s6; a6_10 += w10 * s6; a6_11 += w11 * s6; a6_12 += w12 * s6; a6_13 += w13 * s6; a6_14 += w14 * s6; a6_15 += w15 * s6
+            s7 = X[x7 + x_at]
+            a7_0 += w0 * s7; a7_1 += w1 * s7; a7_2 += w2 * s7; a7_3 += w3 * s7; a7_4 += w4 * s7; a7_5 += w5 * s7; a7_6 += w6 * s7; a7_7 += w7 * s7; a7_8 += w8 * s7; a7_9 += w9 * s7; a7_10 += w10 * s7; a7_11 += w11 * s7; a7_12 += w12 * s7; a7_13 += w13 * s7; a7_14 += w14 * s7; a7_15 += w15 * s7
+            s8 = X[x8 + x_at]
+            a8_0 += w0 * s8; a8_1 += w1 * s8; a8_2 += w2 * s8; a8_3 += w3 * s8; a8_4 += w4 * s8; a8_5 += w5 * s8; a8_6 += w6 * s8; a8_7 += w7 * s8; a8_8 += w8 * s8; a8_9 += w9 * s8; a8_10 += w10 * s8; a8_11 += w11 * s8; a8_12 += w12 * s8; a8_13 += w13 * s8; a8_14 += w14 * s8; a8_15 += w15 * s8
+            s9 = X[x9 + x_at]
+            a9_0 += w0 * s9; a9_1 += w1 * s9; a9_2 += w2 * s9; a9_3 += w3 * s9; a9_4 += w4 * s9; a9_5 += w5 * s9; a9_6 += w6 * s9; a9_7 += w7 * s9; a9_8 += w8 * s9; a9_9 += w9 * s9; a9_10 += w10 * s9; a9_11 += w11 * s9; a9_12 += w12 * s9; a9_13 += w13 * s9; a9_14 += w14 * s9; a9_15 += w15 * s9
+            s10 = X[x10 + x_at]
+            a10_0 += w0 * s10; a10_1 += w1 * s10; a10_2 += w2 * s10; a10_3 += w3 * s10; a10_4 += w4 * s10; a10_5 += w5 * s10; a10_6 += w6 * s10; a10_7 += w7 * s10; a10_8 += w8 * s10; a10_9 += w9 * s10; a10_10 += w10 * s10; a10_11 += w11 * s10; a10_12 += w12 * s10; a10_13 += w13 * s10; a10_14 += w14 * s10; a10_15 += w15 * s10
+            s11 = X[x11 + x_at]
+            a11_0 += w0 * s11; a11_1 += w1 * s11; a11_2 += w2 * s11; a11_3 += w3 * s11; a11_4 += w4 * s11; a11_5 += w5 * s11; a11_6 += w6 * s11; a11_7 += w7 * s11; a11_8 += w8 * s11; a11_9 += w9 * s11; a11_10 += w10 * s11; a11_11 += w11 * s11; a11_12 += w12 * s11; a11_13 += w13 * s11; a11_14 += w14 * s11; a11_15 += w15 * s11
+            s12 = X[x12 + x_at]
+            a12_0 += w0 * s12; a12_1 += w1 * s12; a12_2 += w2 * s12; a12_3 += w3 * s12; a12_4 += w4 * s12; a12_5 += w5 * s12; a12_6 += w6 * s12; a12_7 += w7 * s12; a12_8 += w8 * s12; a12_9 += w9 * s12; a12_10 += w10 * s12; a12_11 += w11 * s12; a12_12 += w12 * s12; a12_13 += w13 * s12; a12_14 += w14 * s12; a12_15 += w15 * s12
+            s13 = X[x13 + x_at]
+            a13_0 += w0 * s13; a13_1 += w1 * s13; a13_2 += w2 * s13; a13_3 += w3 * s13; a13_4 += w4 * s13; a13_5 += w5 * s13; a13_6 += w6 * s13; a13_7 += w7 * s13; a13_8 += w8 * s13; a13_9 += w9 * s13; a13_10 += w10 * s13; a13_11 += w11 * s13; a13_12 += w12 * s13; a13_13 += w13 * s13; a13_14 += w14 * s13; a13_15 += w15 * s13
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 16 and ostride == 1 and j0 + 14 <= columns:
-            at = ocol[j0 + 0] + o_base
-            out[at + np.uint64(0)] = a0_0; out[at + np.uint64(1)] = a0_1; out[at + np.uint64(2)] = a0_2; out[at + np.uint64(3)] = a0_3; out[at + np.uint64(4)] = a0_4; out[at + np.uint64(5)] = a0_5; out[at + np.uint64(6)] = a0_6; out[at + np.uint64(7)] = a0_7; out[at + np.uint64(8)] = a0_8; out[at + np.uint64(9)] = a0_9; out[at + np.uint64(10)] = a0_10; out[at + np.uint64(11)] = a0_11; out[at + np.uint64(12)] = a0_12; out[at + np.uint64(13)] = a0_13; out[at + np.uint64(14)] = a0_14; out[at + np.uint64(15)] = a0_15
-            at = ocol[j0 + 1] + o_base
-            out[at + np.uint64(0)] = a1_0; out[at + np.uint64(1)] = a1_1; out[at + np.uint64(2)] = a1_2; out[at + np.uint64(3)] = a1_3; out[at + np.uint64(4)] = a1_4; out[at + np.uint64(5)] = a1_5; out[at + np.uint64(6)] = a1_6; out[at + np.uint64(7)] = a1_7; out[at + np.uint64(8)] = a1_8; out[at + np.uint64(9)] = a1_9; out[at + np.uint64(10)] = a1_10; out[at + np.uint64(11)] = a1_11; out[at + np.uint64(12)] = a1_12; out[at + np.uint64(13)] = a1_13; out[at + np.uint64(14)] = a1_14; out[at + np.uint64(15)] = a1_15
-            at = ocol[j0 + 2] + o_base
-            out[at + np.uint64(0)] = a2_0; out[at + np.uint64(1)] = a2_1; out[at + np.uint64(2)] = a2_2; out[at + np.uint64(3)] = a2_3; out[at + np.uint64(4)] = a2_4; out[at + np.uint64(5)] = a2_5; out[at + np.uint64(6)] = a2_6; out[at + np.uint64(7)] = a2_7; out[at + np.uint64(8)] = a2_8; out[at + np.uint64(9)] = a2_9; out[at + np.uint64(10)] = a2_10; out[at + np.uint64(11)] = a2_11; out[at + np.uint64(12)] = a2_12; out[at + np.uint64(13)] = a2_13; out[at + np.uint64(14)] = a2_14; out[at + np.uint64(15)] = a2_15
-            at = ocol[j0 + 3] + o_base
-            out[at + np.uint64(0)] = a3_0; out[at + np.uint64(1)] = a3_1; out[at + np.uint64(2)] = a3_2; out[at + np.uint64(3)] = a3_3; out[at + np.uint64(4)] = a3_4; out[at + np.uint64(5)] = a3_5; out[at + np.uint64(6)] = a3_6; out[at + np.uint64(7)] = a3_7; out[at + np.uint64(8)] = a3_8; out[at + np.uint64(9)] = a3_9; out[at + np.uint64(10)] = a3_10; out[at + np.uint64(11)] = a3_11; out[at + np.uint64(12)] = a3_12; out[at + np.uint64(13)] = a3_13; out[at + np.uint64(14)] = a3_14; out[at + np.uint64(15)] = a3_15
-            at = ocol[j0 + 4] + o_base
-            out[at + np.uint64(0)] = a4_0; out[at + np.uint64(1)] = a4_1; out[at + np.uint64(2)] = a4_2; out[at + np.uint64(3)] = a4_3; out[at + np.uint64(4)] = a4_4; out[at + np.uint64(5)] = a4_5; out[at + np.uint64(6)] = a4_6; out[at + np.uint64(7)] = a4_7; out[at + np.uint64(8)] = a4_8; out[at + np.uint64(9)] = a4_9; out[at + np.uint64(10)] = a4_10; out[at + np.uint64(11)] = a4_11; out[at + np.uint64(12)] = a4_12; out[at + np.uint64(13)] = a4_13; out[at + np.uint64(14)] = a4_14; out[at + np.uint64(15)] = a4_15
-            at = ocol[j0 + 5] + o_base
-            out[at + np.uint64(0)] = a5_0; out[at + np.uint64(1)] = a5_1; out[at + np.uint64(2)] = a5_2; out[at + np.uint64(3)] = a5_3; out[at + np.uint64(4)] = a5_4; out[at + np.uint64(5)] = a5_5; out[at + np.uint64(6)] = a5_6; out[at + np.uint64(7)] = a5_7; out[at + np.uint64(8)] = a5_8; out[at + np.uint64(9)] = a5_9; out[at + np.uint64(10)] = a5_10; out[at + np.uint64(11)] = a5_11; out[at + np.uint64(12)] = a5_12; out[at + np.uint64(13)] = a5_13; out[at + np.uint64(14)] = a5_14; out[at + np.uint64(15)] = a5_15
-            at = ocol[j0 + 6] + o_base
-            out[at + np.uint64(0)] = a6_0; out[at + np.uint64(1)] = a6_1; out[at + np.uint64(2)] = a6_2; out[at + np.uint64(3)] = a6_3; out[at + np.uint64(4)] = a6_4; out[at + np.uint64(5)] = a6_5; out[at + np.uint64(6)] = a6_6; out[at + np.uint64(7)] = a6_7; out[at + np.uint64(8)] = a6_8; out[at + np.uint64(9)] = a6_9; out[at + np.uint64(10)] = a6_10; out[at + np.uint64(11)] = a6_11; out[at + np.uint64(12)] = a6_12; out[at + np.uint64(13)] = a6_13; out[at + np.uint64(14)] = a6_14; out[at + np.uint64(15)] = a6_15
-            at = ocol[j0 + 7] + o_base
-            out[at + np.uint64(0)] = a7_0; out[at + np.uint64(1)] = a7_1; out[at + np.uint64(2)] = a7_2; out[at + np.uint64(3)] = a7_3; out[at + np.uint64(4)] = a7_4; out[at + np.uint64(5)] = a7_5; out[at + np.uint64(6)] = a7_6; out[at + np.uint64(7)] = a7_7; out[at + np.uint64(8)] = a7_8; out[at + np.uint64(9)] = a7_9; out[at + np.uint64(10)] = a7_10; out[at + np.uint64(11)] = a7_11; out[at + np.uint64(12)] = a7_12; out[at + np.uint64(13)] = a7_13; out[at + np.uint64(14)] = a7_14; out[at + np.uint64(15)] = a7_15
-            at = ocol[j0 + 8] + o_base
-            out[at + np.uint64(0)] = a8_0; out[at + np.uint64(1)] = a8_1; out[at + np.uint64(2)] = a8_2; out[at + np.uint64(3)] = a8_3; out[at + np.uint64(4)] = a8_4; out[at + np.uint64(5)] = a8_5; out[at + np.uint64(6)] = a8_6; out[at + np.uint64(7)] = a8_7; out[at + np.uint64(8)] = a8_8; out[at + np.uint64(9)] = a8_9; out[at + np.uint64(10)] = a8_10; out[at + np.uint64(11)] = a8_11; out[at + np.uint64(12)] = a8_12; out[at + np.uint64(13)] = a8_13; out[at + np.uint64(14)] = a8_14; out[at + np.uint64(15)] = a8_15
-            at = ocol[j0 + 9] + o_base
-            out[at + np.uint64(0)] = a9_0; out[at + np.uint64(1)] = a9_1; out[at + np.uint64(2)] = a9_2; out[at + np.uint64(3)] = a9_3; out[at + np.uint64(4)] = a9_4; out[at + np.uint64(5)] = a9_5; out[at + np.uint64(6)] = a9_6; out[at + np.uint64(7)] = a9_7; out[at + np.uint64(8)] = a9_8; out[at + np.uint64(9)] = a9_9; out[at + np.uint64(10)] = a9_10; out[at + np.uint64(11)] = a9_11; out[at + np.uint64(12)] = a9_12; out[at + np.uint64(13)] = a9_13; out[at + np.uint64(14)] = a9_14; out[at + np.uint64(15)] = a9_15
-            at = ocol[j0 + 10] + o_base
-            out[at + np.uint64(0)] = a10_0; out[at + np.uint64(1)] = a10_1; out[at + np.uint64(2)] = a10_2; out[at + np.uint64(3)] = a10_3; out[at + np.uint64(4)] = a10_4; out[at + np.uint64(5)] = a10_5; out[at + np.uint64(6)] = a10_6; out[at + np.uint64(7)] = a10_7; out[at + np.uint64(8)] = a10_8; out[at + np.uint64(9)] = a10_9; out[at + np.uint64(10)] = a10_10; out[at + np.uint64(11)] = a10_11; out[at + np.uint64(12)] = a10_12; out[at + np.uint64(13)] = a10_13; out[at + np.uint64(14)] = a10_14; out[at + np.uint64(15)] = a10_15
-            at = ocol[j0 + 11] + o_base
-            out[at + np.uint64(0)] = a11_0; out[at + np.uint64(1)] = a11_1; out[at + np.uint64(2)] = a11_2; out[at + np.uint64(3)] = a11_3; out[at + np.uint64(4)] = a11_4; out[at + np.uint64(5)] = a11_5; out[at + np.uint64(6)] = a11_6; out[at + np.uint64(7)] = a11_7; out[at + np.uint64(8)] = a11_8; out[at + np.uint64(9)] = a11_9; out[at + np.uint64(10)] = a11_10; out[at + np.uint64(11)] = a11_11; out[at + np.uint64(12)] = a11_12; out[at + np.uint64(13)] = a11_13; out[at + np.uint64(14)] = a11_14; out[at + np.uint64(15)] = a11_15
-            at = ocol[j0 + 12] + o_base
-            out[at + np.uint64(0)] = a12_0; out[at + np.uint64(1)] = a12_1; out[at + np.uint64(2)] = a12_2; out[at + np.uint64(3)] = a12_3; out[at + np.uint64(4)] = a12_4; out[at + np.uint64(5)] = a12_5; out[at + np.uint64(6)] = a12_6; out[at + np.uint64(7)] = a12_7; out[at + np.uint64(8)] = a12_8; out[at + np.uint64(9)] = a12_9; out[at + np.uint64(10)] = a12_10; out[at + np.uint64(11)] = a12_11; out[at + np.uint64(12)] = a12_12; out[at + np.uint64(13)] = a12_13; out[at + np.uint64(14)] = a12_14; out[at + np.uint64(15)] = a12_15
-            at = ocol[j0 + 13] + o_base
-            out[at + np.uint64(0)] = a13_0; out[at + np.uint64(1)] = a13_1; out[at + np.uint64(2)] = a13_2; out[at + np.uint64(3)] = a13_3; out[at + np.uint64(4)] = a13_4; out[at + np.uint64(5)] = a13_5; out[at + np.uint64(6)] = a13_6; out[at + np.uint64(7)] = a13_7; out[at + np.uint64(8)] = a13_8; out[at + np.uint64(9)] = a13_9; out[at + np.uint64(10)] = a13_10; out[at + np.uint64(11)] = a13_11; out[at + np.uint64(12)] = a13_12; out[at + np.uint64(13)] = a13_13; out[at + np.uint64(14)] = a13_14; out[at + np.uint64(15)] = a13_15
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15
+            at1 = ocol[j0 + 1] + o_base
+            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15
+            at2 = ocol[j0 + 2] + o_base
+            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15
+            at3 = ocol[j0 + 3] + o_base
+            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15
+            at4 = ocol[j0 + 4] + o_base
+            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15
+            at5 = ocol[j0 + 5] + o_base
+            out[at5 + u0] = a5_0; out[at5 + u1] = a5_1; out[at5 + u2] = a5_2; out[at5 + u3] = a5_3; out[at5 + u4] = a5_4; out[at5 + u5] = a5_5; out[at5 + u6] = a5_6; out[at5 + u7] = a5_7; out[at5 + u8] = a5_8; out[at5 + u9] = a5_9; out[at5 + u10] = a5_10; out[at5 + u11] = a5_11; out[at5 + u12] = a5_12; out[at5 + u13] = a5_13; out[at5 + u14] = a5_14; out[at5 + u15] = a5_15
+            at6 = ocol[j0 + 6] + o_base
+            out[at6 + u0] = a6_0; out[at6 + u1] = a6_1; out[at6 + u2] = a6_2; out[at6 + u3] = a6_3; out[at6 + u4] = a6_4; out[at6 + u5] = a6_5; out[at6 + u6] = a6_6; out[at6 + u7] = a6_7; out[at6 + u8] = a6_8; out[at6 + u9] = a6_9; out[at6 + u10] = a6_10; out[at6 + u11] = a6_11; out[at6 + u12] = a6_12; out[at6 + u13] = a6_13; out[at6 + u14] = a6_14; out[at6 + u15] = a6_15
+            at7 = ocol[j0 + 7] + o_base
+            out[at7 + u0] = a7_0; out[at7 + u1] = a7_1; out[at7 + u2] = a7_2; out[at7 + u3] = a7_3; out[at7 + u4] = a7_4; out[at7 + u5] = a7_5; out[at7 + u6] = a7_6; out[at7 + u7] = a7_7; out[at7 + u8] = a7_8; out[at7 + u9] = a7_9; out[at7 + u10] = a7_10; out[at7 + u11] = a7_11; out[at7 + u12] = a7_12; out[at7 + u13] = a7_13; out[at7 + u14] = a7_14; out[at7 + u15] = a7_15
+            at8 = ocol[j0 + 8] + o_base
+            out[at8 + u0] = a8_0; out[at8 + u1] = a8_1; out[at8 + u2] = a8_2; out[at8 + u3] = a8_3; out[at8 + u4] = a8_4; out[at8 + u5] = a8_5; out[at8 + u6] = a8_6; out[at8 + u7] = a8_7; out[at8 + u8] = a8_8; out[at8 + u9] = a8_9; out[at8 + u10] = a8_10; out[at8 + u11] = a8_11; out[at8 + u12] = a8_12; out[at8 + u13] = a8_13; out[at8 + u14] = a8_14; out[at8 + u15] = a8_15
+            at9 = ocol[j0 + 9] + o_base
+            out[at9 + u0] = a9_0; out[at9 + u1] = a9_1; out[at9 + u2] = a9_2; out[at9 + u3] = a9_3; out[at9 + u4] = a9_4; out[at9 + u5] = a9_5; out[at9 + u6] = a9_6; out[at9 + u7] = a9_7; out[at9 + u8] = a9_8; out[at9 + u9] = a9_9; out[at9 + u10] = a9_10; out[at9 + u11] = a9_11; out[at9 + u12] = a9_12; out[at9 + u13] = a9_13; out[at9 + u14] = a9_14; out[at9 + u15] = a9_15
+            at10 = ocol[j0 + 10] + o_base
+            out[at10 + u0] = a10_0; out[at10 + u1] = a10_1; out[at10 + u2] = a10_2; out[at10 + u3] = a10_3; out[at10 + u4] = a10_4; out[at10 + u5] = a10_5; out[at10 + u6] = a10_6; out[at10 + u7] = a10_7; out[at10 + u8] = a10_8; out[at10 + u9] = a10_9; out[at10 + u10] = a10_10; out[at10 + u11] = a10_11; out[at10 + u12] = a10_12; out[at10 + u13] = a10_13; out[at10 + u14] = a10_14; out[at10 + u15] = a10_15
+            at11 = ocol[j0 + 11] + o_base
+            out[at11 + u0] = a11_0; out[at11 + u1] = a11_1; out[at11 + u2] = a11_2; out[at11 + u3] = a11_3; out[at11 + u4] = a11_4; out[at11 + u5] = a11_5; out[at11 + u6] = a11_6; out[at11 + u7] = a11_7; out[at11 + u8] = a11_8; out[at11 + u9] = a11_9; out[at11 + u10] = a11_10; out[at11 + u11] = a11_11; out[at11 + u12] = a11_12; out[at11 + u13] = a11_13; out[at11 + u14] = a11_14; out[at11 + u15] = a11_15
+            at12 = ocol[j0 + 12] + o_base
+            out[at12 + u0] = a12_0; out[at12 + u1] = a12_1; out[at12 + u2] = a12_2; out[at12 + u3] = a12_3; out[at12 + u4] = a12_4; out[at12 + u5] = a12_5; out[at12 + u6] = a12_6; out[at12 + u7] = a12_7; out[at12 + u8] = a12_8; out[at12 + u9] = a12_9; out[at12 + u10] = a12_10; out[at12 + u11] = a12_11; out[at12 + u12] = a12_12; out[at12 + u13] = a12_13; out[at12 + u14] = a12_14; out[at12 + u15] = a12_15
+            at13 = ocol[j0 + 13] + o_base
+            out[at13 + u0] = a13_0; out[at13 + u1] = a13_1; out[at13 + u2] = a13_2; out[at13 + u3] = a13_3; out[at13 + u4] = a13_4; out[at13 + u5] = a13_5; out[at13 + u6] = a13_6; out[at13 + u7] = a13_7; out[at13 + u8] = a13_8; out[at13 + u9] = a13_9; out[at13 + u10] = a13_10; out[at13 + u11] = a13_11; out[at13 + u12] = a13_12; out[at13 + u13] = a13_13; out[at13 + u14] = a13_14; out[at13 + u15] = a13_15
         elif n_lanes == 16 and j0 + 14 <= columns and ocol[j0 + 13] - ocol[j0] == 13:
-            at = ocol[j0] + o_base
-            lane = at + np.uint64(0) * ostride
-            out[lane + np.uint64(0)] = a0_0; out[lane + np.uint64(1)] = a1_0; out[lane + np.uint64(2)] = a2_0; out[lane + np.uint64(3)] = a3_0; out[lane + np.uint64(4)] = a4_0; out[lane + np.uint64(5)] = a5_0; out[lane + np.uint64(6)] = a6_0; out[lane + np.uint64(7)] = a7_0; out[lane + np.uint64(8)] = a8_0; out[lane + np.uint64(9)] = a9_0; out[lane + np.uint64(10)] = a10_0; out[lane + np.uint64(11)] = a11_0; out[lane + np.uint64(12)] = a12_0; out[lane + np.uint64(13)] = a13_0
-            lane = at + np.uint64(1) * ostride
-            out[lane + np.uint64(0)] = a0_1; out[lane + np.uint64(1)] = a1_1; out[lane + np.uint64(2)] = a2_1; out[lane + np.uint64(3)] = a3_1; out[lane + np.uint64(4)] = a4_1; out[lane + np.uint64(5)] = a5_1; out[lane + np.uint64(6)] = a6_1; out[lane + np.uint64(7)] = a7_1; out[lane + np.uint64(8)] = a8_1; out[lane + np.uint64(9)] = a9_1; out[lane + np.uint64(10)] = a10_1; out[lane + np.uint64(11)] = a11_1; out[lane + np.uint64(12)] = a12_1; out[lane + np.uint64(13)] = a13_1
-            lane = at + np.uint64(2) * ostride
-            out[lane + np.uint64(0)] = a0_2; out[lane + np.uint64(1)] = a1_2; out[lane + np.uint64(2)] = a2_2; out[lane + np.uint64(3)] = a3_2; out[lane + np.uint64(4)] = a4_2; out[lane + np.uint64(5)] = a5_2; out[lane + np.uint64(6)] = a6_2; out[lane + np.uint64(7)] = a7_2; out[lane + np.uint64(8)] = a8_2; out[lane + np.uint64(9)] = a9_2; out[lane + np.uint64(10)] = a10_2; out[lane + np.uint64(11)] = a11_2; out[lane + np.uint64(12)] = a12_2; out[lane + np.uint64(13)] = a13_2
-            lane = at + np.uint64(3) * ostride
-            out[lane + np.uint64(0)] = a0_3; out[lane + np.uint64(1)] = a1_3; out[lane + np.uint64(2)] = a2_3; out[lane + np.uint64(3)] = a3_3; out[lane + np.uint64(4)] = a4_3; out[lane + np.uint64(5)] = a5_3; out[lane + np.uint64(6)] = a6_3; out[lane + np.uint64(7)] = a7_3; out[lane + np.uint64(8)] = a8_3; out[lane + np.uint64(9)] = a9_3; out[lane + np.uint64(10)] = a10_3; out[lane + np.uint64(11)] = a11_3; out[lane + np.uint64(12)] = a12_3; out[lane + np.uint64(13)] = a13_3
-            lane = at + np.uint64(4) * ostride
-            out[lane + np.uint64(0)] = a0_4; out[lane + np.uint64(1)] = a1_4; out[lane + np.uint64(2)] = a2_4; out[lane + np.uint64(3)] = a3_4; out[lane + np.uint64(4)] = a4_4; out[lane + np.uint64(5)] = a5_4; out[lane + np.uint64(6)] = a6_4; out[lane + np.uint64(7)] = a7_4; out[lane + np.uint64(8)] = a8_4; out[lane + np.uint64(9)] = a9_4; out[lane + np.uint64(10)] = a10_4; out[lane + np.uint64(11)] = a11_4; out[lane + np.uint64(12)] = a12_4; out[lane + np.uint64(13)] = a13_4
-            lane = at + np.uint64(5) * ostride
-            out[lane + np.uint64(0)] = a0_5; out[lane + np.uint64(1)] = a1_5; out[lane + np.uint64(2)] = a2_5; out[lane + np.uint64(3)] = a3_5; out[lane + np.uint64(4)] = a4_5; out[lane + np.uint64(5)] = a5_5; out[lane + np.uint64(6)] = a6_5; out[lane + np.uint64(7)] = a7_5; out[lane + np.uint64(8)] = a8_5; out[lane + np.uint64(9)] = a9_5; out[lane + np.uint64(10)] = a10_5; out[lane + np.uint64(11)] = a11_5; out[lane + np.uint64(12)] = a12_5; out[lane + np.uint64(13)] = a13_5
-            lane = at + np.uint64(6) * ostride
-            out[lane + np.uint64(0)] = a0_6; out[lane + np.uint64(1)] = a1_6; out[lane + np.uint64(2)] = a2_6; out[lane + np.uint64(3)] = a3_6; out[lane + np.uint64(4)] = a4_6; out[lane + np.uint64(5)] = a5_6; out[lane + np.uint64(6)] = a6_6; out[lane + np.uint64(7)] = a7_6; out[lane + np.uint64(8)] = a8_6; out[lane + np.uint64(9)] = a9_6; out[lane + np.uint64(10)] = a10_6; out[lane + np.uint64(11)] = a11_6; out[lane + np.uint64(12)] = a12_6; out[lane + np.uint64(13)] = a13_6
-            lane = at + np.uint64(7) * ostride
-            out[lane + np.uint64(0)] = a0_7; out[lane + np.uint64(1)] = a1_7; out[lane + np.uint64(2)] = a2_7; out[lane + np.uint64(3)] = a3_7; out[lane + np.uint64(4)] = a4_7; out[lane + np.uint64(5)] = a5_7; out[lane + np.uint64(6)] = a6_7; out[lane + np.uint64(7)] = a7_7; out[lane + np.uint64(8)] = a8_7; out[lane + np.uint64(9)] = a9_7; out[lane + np.uint64(10)] = a10_7; out[lane + np.uint64(11)] = a11_7; out[lane + np.uint64(12)] = a12_7; out[lane + np.uint64(13)] = a13_7
-            lane = at + np.uint64(8) * ostride
-            out[lane + np.uint64(0)] = a0_8; out[lane + np.uint64(1)] = a1_8; out[lane + np.uint64(2)] = a2_8; out[lane + np.uint64(3)] = a3_8; out[lane + np.uint64(4)] = a4_8; out[lane + np.uint64(5)] = a5_8; out[lane + np.uint64(6)] = a6_8; out[lane + np.uint64(7)] = a7_8; out[lane + np.uint64(8)] = a8_8; out[lane + np.uint64(9)] = a9_8; out[lane + np.uint64(10)] = a10_8; out[lane + np.uint64(11)] = a11_8; out[lane + np.uint64(12)] = a12_8; out[lane + np.uint64(13)] = a13_8
-            lane = at + np.uint64(9) * ostride
-            out[lane + np.uint64(0)] = a0_9; out[lane + np.uint64(1)] = a1_9; out[lane + np.uint64(2)] = a2_9; out[lane + np.uint64(3)] = a3_9; out[lane + np.uint64(4)] = a4_9; out[lane + np.uint64(5)] = a5_9; out[lane + np.uint64(6)] = a6_9; out[lane + np.uint64(7)] = a7_9; out[lane + np.uint64(8)] = a8_9; out[lane + np.uint64(9)] = a9_9; out[lane + np.uint64(10)] = a10_9; out[lane + np.uint64(11)] = a11_9; out[lane + np.uint64(12)] = a12_9; out[lane + np.uint64(13)] = a13_9
-            lane = at + np.uint64(10) * ostride
-            out[lane + np.uint64(0)] = a0_10; out[lane + np.uint64(1)] = a1_10; out[lane + np.uint64(2)] = a2_10; out[lane + np.uint64(3)] = a3_10; out[lane + np.uint64(4)] = a4_10; out[lane + np.uint64(5)] = a5_10; out[lane + np.uint64(6)] = a6_10; out[lane + np.uint64(7)] = a7_10; out[lane + np.uint64(8)] = a8_10; out[lane + np.uint64(9)] = a9_10; out[lane + np.uint64(10)] = a10_10; out[lane + np.uint64(11)] = a11_10; out[lane + np.uint64(12)] = a12_10; out[lane + np.uint64(13)] = a13_10
-            lane = at + np.uint64(11) * ostride
-            out[lane + np.uint64(0)] = a0_11; out[lane + np.uint64(1)] = a1_11; out[lane + np.uint64(2)] = a2_11; out[lane + np.uint64(3)] = a3_11; out[lane + np.uint64(4)] = a4_11; out[lane + np.uint64(5)] = a5_11; out[lane + np.uint64(6)] = a6_11; out[lane + np.uint64(7)] = a7_11; out[lane + np.uint64(8)] = a8_11; out[lane + np.uint64(9)] = a9_11; out[lane + np.uint64(10)] = a10_11; out[lane + np.uint64(11)] = a11_11; out[lane + np.uint64(12)] = a12_11; out[lane + np.uint64(13)] = a13_11
-            lane = at + np.uint64(12) * ostride
-            out[lane + np.uint64(0)] = a0_12; out[lane + np.uint64(1)] = a1_12; out[lane + np.uint64(2)] = a2_12; out[lane + np.uint64(3)] = a3_12; out[lane + np.uint64(4)] = a4_12; out[lane + np.uint64(5)] = a5_12; out[lane + np.uint64(6)] = a6_12; out[lane + np.uint64(7)] = a7_12; out[lane + np.uint64(8)] = a8_12; out[lane + np.uint64(9)] = a9_12; out[lane + np.uint64(10)] = a10_12; out[lane + np.uint64(11)] = a11_12; out[lane + np.uint64(12)] = a12_12; out[lane + np.uint64(13)] = a13_12
-            lane = at + np.uint64(13) * ostride
-            out[lane + np.uint64(0)] = a0_13; out[lane + np.uint64(1)] = a1_13; out[lane + np.uint64(2)] = a2_13; out[lane + np.uint64(3)] = a3_13; out[lane + np.uint64(4)] = a4_13; out[lane + np.uint64(5)] = a5_13; out[lane + np.uint64(6)] = a6_13; out[lane + np.uint64(7)] = a7_13; out[lane + np.uint64(8)] = a8_13; out[lane + np.uint64(9)] = a9_13; out[lane + np.uint64(10)] = a10_13; out[lane + np.uint64(11)] = a11_13; out[lane + np.uint64(12)] = a12_13; out[lane + np.uint64(13)] = a13_13
-            lane = at + np.uint64(14) * ostride
-            out[lane + np.uint64(0)] = a0_14; out[lane + np.uint64(1)] = a1_14; out[lane + np.uint64(2)] = a2_14; out[lane + np.uint64(3)] = a3_14; out[lane + np.uint64(4)] = a4_14; out[lane + np.uint64(5)] = a5_14; out[lane + np.uint64(6)] = a6_14; out[lane + np.uint64(7)] = a7_14; out[lane + np.uint64(8)] = a8_14; out[lane + np.uint64(9)] = a9_14; out[lane + np.uint64(10)] = a10_14; out[lane + np.uint64(11)] = a11_14; out[lane + np.uint64(12)] = a12_14; out[lane + np.uint64(13)] = a13_14
-            lane = at + np.uint64(15) * ostride
-            out[lane + np.uint64(0)] = a0_15; out[lane + np.uint64(1)] = a1_15; out[lane + np.uint64(2)] = a2_15; out[lane + np.uint64(3)] = a3_15; out[lane + np.uint64(4)] = a4_15; out[lane + np.uint64(5)] = a5_15; out[lane + np.uint64(6)] = a6_15; out[lane + np.uint64(7)] = a7_15; out[lane + np.uint64(8)] = a8_15; out[lane + np.uint64(9)] = a9_15; out[lane + np.uint64(10)] = a10_15; out[lane + np.uint64(11)] = a11_15; out[lane + np.uint64(12)] = a12_15; out[lane + np.uint64(13)] = a13_15
+            first = ocol[j0] + o_base
+            lane0 = first + u0 * ostride
+            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0; out[lane0 + u5] = a5_0; out[lane0 + u6] = a6_0; out[lane0 + u7] = a7_0; out[lane0 + u8] = a8_0; out[lane0 + u9] = a9_0; out[lane0 + u10] = a10_0; out[lane0 + u11] = a11_0; out[lane0 + u12] = a12_0; out[lane0 + u13] = a13_0
+            lane1 = first + u1 * ostride
+            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1; out[lane1 + u5] = a5_1; out[lane1 + u6] = a6_1; out[lane1 + u7] = a7_1; out[lane1 + u8] = a8_1; out[lane1 + u9] = a9_1; out[lane1 + u10] = a10_1; out[lane1 + u11] = a11_1; out[lane1 + u12] = a12_1; out[lane1 + u13] = a13_1
+            lane2 = first + u2 * ostride
+            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2; out[lane2 + u5] = a5_2; out[lane2 + u6] = a6_2; out[lane2 + u7] = a7_2; out[lane2 + u8] = a8_2; out[lane2 + u9] = a9_2; out[lane2 + u10] = a10_2; out[lane2 + u11] = a11_2; out[lane2 + u12] = a12_2; out[lane2 + u13] = a13_2
+            lane3 = first + u3 * ostride
+            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3; out[lane3 + u5] = a5_3; out[lane3 + u6] = a6_3; out[lane3 + u7] = a7_3; out[lane3 + u8] = a8_3; out[lane3 + u9] = a9_3; out[lane3 + u10] = a10_3; out[lane3 + u11] = a11_3; out[lane3 + u12] = a12_3; out[lane3 + u13] = a13_3
+            lane4 = first + u4 * ostride
+            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4; out[lane4 + u5] = a5_4; out[lane4 + u6] = a6_4; out[lane4 + u7] = a7_4; out[lane4 + u8] = a8_4; out[lane4 + u9] = a9_4; out[lane4 + u10] = a10_4; out[lane4 + u11] = a11_4; out[lane4 + u12] = a12_4; out[lane4 + u13] = a13_4
+            lane5 = first + u5 * ostride
+            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5; out[lane5 + u5] = a5_5; out[lane5 + u6] = a6_5; out[lane5 + u7] = a7_5; out[lane5 + u8] = a8_5; out[lane5 + u9] = a9_5; out[lane5 + u10] = a10_5; out[lane5 + u11] = a11_5; out[lane5 + u12] = a12_5; out[lane5 + u13] = a13_5
+            lane6 = first + u6 * ostride
+            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6; out[lane6 + u5] = a5_6; out[lane6 + u6] = a6_6; out[lane6 + u7] = a7_6; out[lane6 + u8] = a8_6; out[lane6 + u9] = a9_6; out[lane6 + u10] = a10_6; out[lane6 + u11] = a11_6; out[lane6 + u12] = a12_6; out[lane6 + u13] = a13_6
+            lane7 = first + u7 * ostride
+            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7; out[lane7 + u5] = a5_7; out[lane7 + u6] = a6_7; out[lane7 + u7] = a7_7; out[lane7 + u8] = a8_7; out[lane7 + u9] = a9_7; out[lane7 + u10] = a10_7; out[lane7 + u11] = a11_7; out[lane7 + u12] = a12_7; out[lane7 + u13] = a13_7
+            lane8 = first + u8 * ostride
+            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8; out[lane8 + u5] = a5_8; out[lane8 + u6] = a6_8; out[lane8 + u7] = a7_8; out[lane8 + u8] = a8_8; out[lane8 + u9] = a9_8; out[lane8 + u10] = a10_8; out[lane8 + u11] = a11_8; out[lane8 + u12] = a12_8; out[lane8 + u13] = a13_8
+            lane9 = first + u9 * ostride
+            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9; out[lane9 + u5] = a5_9; out[lane9 + u6] = a6_9; out[lane9 + u7] = a7_9; out[lane9 + u8] = a8_9; out[lane9 + u9] = a9_9; out[lane9 + u10] = a10_9; out[lane9 + u11] = a11_9; out[lane9 + u12] = a12_9; out[lane9 + u13] = a13_9
+            lane10 = first + u10 * ostride
+            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10; out[lane10 + u5] = a5_10; out[lane10 + u6] = a6_10; out[lane10 + u7] = a7_10; out[lane10 + u8] = a8_10; out[lane10 + u9] = a9_10; out[lane10 + u10] = a10_10; out[lane10 + u11] = a11_10; out[lane10 + u12] = a12_10; out[lane10 + u13] = a13_10
+            lane11 = first + u11 * ostride
+            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11; out[lane11 + u5] = a5_11; out[lane11 + u6] = a6_11; out[lane11 + u7] = a7_11; out[lane11 + u8] = a8_11; out[lane11 + u9] = a9_11; out[lane11 + u10] = a10_11; out[lane11 + u11] = a11_11; out[lane11 + u12] = a12_11; out[lane11 + u13] = a13_11
+            lane12 = first + u12 * ostride
+            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12; out[lane12 + u5] = a5_12; out[lane12 + u6] = a6_12; out[lane12 + u7] = a7_12; out[lane12 + u8] = a8_12; out[lane12 + u9] = a9_12; out[lane12 + u10] = a10_12; out[lane12 + u11] = a11_12; out[lane12 + u12] = a12_12; out[lane12 + u13] = a13_12
+            lane13 = first + u13 * ostride
+            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13; out[lane13 + u5] = a5_13; out[lane13 + u6] = a6_13; out[lane13 + u7] = a7_13; out[lane13 + u8] = a8_13; out[lane13 + u9] = a9_13; out[lane13 + u10] = a10_13; out[lane13 + u11] = a11_13; out[lane13 + u12] = a12_13; out[lane13 + u13] = a13_13
+            lane14 = first + u14 * ostride
+            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14; out[lane14 + u5] = a5_14; out[lane14 + u6] = a6_14; out[lane14 + u7] = a7_14; out[lane14 + u8] = a8_14; out[lane14 + u9] = a9_14; out[lane14 + u10] = a10_14; out[lane14 + u11] = a11_14; out[lane14 + u12] = a12_14; out[lane14 + u13] = a13_14
+            lane15 = first + u15 * ostride
+            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15; out[lane15 + u5] = a5_15; out[lane15 + u6] = a6_15; out[lane15 + u7] = a7_15; out[lane15 + u8] = a8_15; out[lane15 + u9] = a9_15; out[lane15 + u10] = a10_15; out[lane15 + u11] = a11_15; out[lane15 + u12] = a12_15; out[lane15 + u13] = a13_15
         else:
             tile = np.empty(224, out.dtype)
             tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15
@@ -230,6 +246,70 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
     columns = xc.shape[0]
     strips = (columns + 3) // 4
     for task in prange(blocks * strips):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
+        u16 = np.uint64(16)
+        u17 = np.uint64(17)
+        u18 = np.uint64(18)
+        u19 = np.uint64(19)
+        u20 = np.uint64(20)
+        u21 = np.uint64(21)
+        u22 = np.uint64(22)
+        u23 = np.uint64(23)
+        u24 = np.uint64(24)
+        u25 = np.uint64(25)
+        u26 = np.uint64(26)
+        u27 = np.uint64(27)
+        u28 = np.uint64(28)
+        u29 = np.uint64(29)
+        u30 = np.uint64(30)
+        u31 = np.uint64(31)
+        u32 = np.uint64(32)
+        u33 = np.uint64(33)
+        u34 = np.uint64(34)
+        u35 = np.uint64(35)
+        u36 = np.uint64(36)
+        u37 = np.uint64(37)
+        u38 = np.uint64(38)
+        u39 = np.uint64(39)
+        u40 = np.uint64(40)
+        u41 = np.uint64(41)
+        u42 = np.uint64(42)
+        u43 = np.uint64(43)
+        u44 = np.uint64(44)
+        u45 = np.uint64(45)
+        u46 = np.uint64(46)
+        u47 = np.uint64(47)
+        u48 = np.uint64(48)
+        u49 = np.uint64(49)
+        u50 = np.uint64(50)
+        u51 = np.uint64(51)
+        u52 = np.uint64(52)
+        u53 = np.uint64(53)
+        u54 = np.uint64(54)
+        u55 = np.uint64(55)
+        u56 = np.uint64(56)
+        u57 = np.uint64(57)
+        u58 = np.uint64(58)
+        u59 = np.uint64(59)
+        u60 = np.uint64(60)
+        u61 = np.uint64(61)
+        u62 = np.uint64(62)
+        u63 = np.uint64(63)
         b = task // strips
         j0 = (task - b * strips) * 4
         last = columns - 1
@@ -244,164 +324,164 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         c3 = min(j0 + 3, last)
         x3 = xc[c3] + x_base
         lane0 = np.uint64(b * 64)
-        i0 = init_lane[lane0 + np.uint64(0)]
-        i1 = init_lane[lane0 + np.uint64(1)]
-        i2 = init_lane[lane0 + np.uint64(2)]
-        i3 = init_lane[lane0 + np.uint64(3)]
-        i4 = init_lane[lane0 + np.uint64(4)]
-        i5 = init_lane[lane0 + np.uint64(5)]
-        i6 = init_lane[lane0 + np.uint64(6)]
-        i7 = init_lane[lane0 + np.uint64(7)]
-        i8 = init_lane[lane0 + np.uint64(8)]
-        i9 = init_lane[lane0 + np.uint64(9)]
-        i10 = init_lane[lane0 + np.uint64(10)]
-        i11 = init_lane[lane0 + np.uint64(11)]
-        i12 = init_lane[lane0 + np.uint64(12)]
-        i13 = init_lane[lane0 + np.uint64(13)]
-        i14 = init_lane[lane0 + np.uint64(14)]
-        i15 = init_lane[lane0 + np.uint64(15)]
-        i16 = init_lane[lane0 + np.uint64(16)]
-        i17 = init_lane[lane0 + np.uint64(17)]
-        i18 = init_lane[lane0 + np.uint64(18)]
-        i19 = init_lane[lane0 + np.uint64(19)]
-        i20 = init_lane[lane0 + np.uint64(20)]
-        i21 = init_lane[lane0 + np.uint64(21)]
-        i22 = init_lane[lane0 + np.uint64(22)]
-        i23 = init_lane[lane0 + np.uint64(23)]
-        i24 = init_lane[lane0 + np.uint64(24)]
-        i25 = init_lane[lane0 + np.uint64(25)]
-        i26 = init_lane[lane0 + np.uint64(26)]
-        i27 = init_lane[lane0 + np.uint64(27)]
-        i28 = init_lane[lane0 + np.uint64(28)]
-        i29 = init_lane[lane0 + np.uint64(29)]
-        i30 = init_lane[lane0 + np.uint64(30)]
-        i31 = init_lane[lane0 + np.uint64(31)]
-        i32 = init_lane[lane0 + np.uint64(32)]
-        i33 = init_lane[lane0 + np.uint64(33)]
-        i34 = init_lane[lane0 + np.uint64(34)]
-        i35 = init_lane[lane0 + np.uint64(35)]
-        i36 = init_lane[lane0 + np.uint64(36)]
-        i37 = init_lane[lane0 + np.uint64(37)]
-        i38 = init_lane[lane0 + np.uint64(38)]
-        i39 = init_lane[lane0 + np.uint64(39)]
-        i40 = init_lane[lane0 + np.uint64(40)]
-        i41 = init_lane[lane0 + np.uint64(41)]
-        i42 = init_lane[lane0 + np.uint64(42)]
-        i43 = init_lane[lane0 + np.uint64(43)]
-        i44 = init_lane[lane0 + np.uint64(44)]
-        i45 = init_lane[lane0 + np.uint64(45)]
-        i46 = init_lane[lane0 + np.uint64(46)]
-        i47 = init_lane[lane0 + np.uint64(47)]
-        i48 = init_lane[lane0 + np.uint64(48)]
-        i49 = init_lane[lane0 + np.uint64(49)]
-        i50 = init_lane[lane0 + np.uint64(50)]
-        i51 = init_lane[lane0 + np.uint64(51)]
-        i52 = init_lane[lane0 + np.uint64(52)]
-        i53 = init_lane[lane0 + np.uint64(53)]
-        i54 = init_lane[lane0 + np.uint64(54)]
-        i55 = init_lane[lane0 + np.uint64(55)]
-        i56 = init_lane[lane0 + np.uint64(56)]
-        i57 = init_lane[lane0 + np.uint64(57)]
-        i58 = init_lane[lane0 + np.uint64(58)]
-        i59 = init_lane[lane0 + np.uint64(59)]
-        i60 = init_lane[lane0 + np.uint64(60)]
-        i61 = init_lane[lane0 + np.uint64(61)]
-        i62 = init_lane[lane0 + np.uint64(62)]
-        i63 = init_lane[lane0 + np.uint64(63)]
-        e = init_col[c0]
-        a0_0 = i0 + e; a0_1 = i1 + e; a0_2 = i2 + e; a0_3 = i3 + e; a0_4 = i4 + e; a0_5 = i5 + e; a0_6 = i6 + e; a0_7 = i7 + e; a0_8 = i8 + e; a0_9 = i9 + e; a0_10 = i10 + e; a0_11 = i11 + e; a0_12 = i12 + e; a0_13 = i13 + e; a0_14 = i14 + e; a0_15 = i15 + e; a0_16 = i16 + e; a0_17 = i17 + e; a0_18 = i18 + e; a0_19 = i19 + e; a0_20 = i20 + e; a0_21 = i21 + e; a0_22 = i22 + e; a0_23 = i23 + e; a0_24 = i24 + e; a0_25 = i25 + e; a0_26 = i26 + e; a0_27 = i27 + e; a0_28 = i28 + e; a0_29 = i29 + e; a0_30 = i30 + e; a0_31 = i31 + e; a0_32 = i32 + e; a0_33 = i33 + e; a0_34 = i34 + e; a0_35 = i35 + e; a0_36 = i36 + e; a0_37 = i37 + e; a0_38 = i38 + e; a0_39 = i39 + e; a0_40 = i40 + e; a0_41 = i41 + e; a0_42 = i42 + e; a0_43 = i43 + e; a0_44 = i44 + e; a0_45 = i45 + e; a0_46 = i46 + e; a0_47 = i47 + e; a0_48 = i48 + e; a0_49 = i49 + e; a0_50 = i50 + e; a0_51 = i51 + e; a0_52 = i52 + e; a0_53 = i53 + e; a0_54 = i54 + e; a0_55 = i55 + e; a0_56 = i56 + e; a0_57 = i57 + e; a0_58 = i58 + e; a0_59 = i59 + e; a0_60 = i60 + e; a0_61 = i61 + e; a0_62 = i62 + e; a0_63 = i63 + e
-        e = init_col[c1]
-        a1_0 = i0 + e; a1_1 = i1 + e; a1_2 = i2 + e; a1_3 = i3 + e; a1_4 = i4 + e; a1_5 = i5 + e; a1_6 = i6 + e; a1_7 = i7 + e; a1_8 = i8 + e; a1_9 = i9 + e; a1_10 = i10 + e; a1_11 = i11 + e; a1_12 = i12 + e; a1_13 = i13 + e; a1_14 = i14 + e; a1_15 = i15 + e; a1_16 = i16 + e; a1_17 = i17 + e; a1_18 = i18 + e; a1_19 = i19 + e; a1_20 = i20 + e; a1_21 = i21 + e; a1_22 = i22 + e; a1_23 = i23 + e; a1_24 = i24 + e; a1_25 = i25 + e; a1_26 = i26 + e; a1_27 = i27 + e; a1_28 = i28 + e; a1_29 = i29 + e; a1_30 = i30 + e; a1_31 = i31 + e; a1_32 = i32 + e; a1_33 = i33 + e; a1_34 = i34 + e; a1_35 = i35 + e; a1_36 = i36 + e; a1_37 = i37 + e; a1_38 = i38 + e; a1_39 = i39 + e; a1_40 = i40 + e; a1_41 = i41 + e; a1_42 = i42 + e; a1_43 = i43 + e; a1_44 = i44 + e; a1_45 = i45 + e; a1_46 = i46 + e; a1_47 = i47 + e; a1_48 = i48 + e; a1_49 = i49 + e; a1_50 = i50 + e; a1_51 = i51 + e; a1_52 = i52 + e; a1_53 = i53 + e; a1_54 = i54 + e; a1_55 = i55 + e; a1_56 = i56 + e; a1_57 = i57 + e; a1_58 = i58 + e; a1_59 = i59 + e; a1_60 = i60 + e; a1_61 = i61 + e; a1_62 = i62 + e; a1_63 = i63 + e
-        e = init_col[c2]
-        a2_0 = i0 + e; a2_1 = i1 + e; a2_2 = i2 + e; a2_3 = i3 + e; a2_4 = i4 + e; a2_5 = i5 + e; a2_6 = i6 + e; a2_7 = i7 + e; a2_8 = i8 + e; a2_9 = i9 + e; a2_10 = i10 + e; a2_11 = i11 + e; a2_12 = i12 + e; a2_13 = i13 + e; a2_14 = i14 + e; a2_15 = i15 + e; a2_16 = i16 + e; a2_17 = i17 + e; a2_18 = i18 + e; a2_19 = i19 + e; a2_20 = i20 + e; a2_21 = i21 + e; a2_22 = i22 + e; a2_23 = i23 + e; a2_24 = i24 + e; a2_25 = i25 + e; a2_26 = i26 + e; a2_27 = i27 + e; a2_28 = i28 + e; a2_29 = i29 + e; a2_30 = i30 + e; a2_31 = i31 + e; a2_32 = i32 + e; a2_33 = i33 + e; a2_34 = i34 + e; a2_35 = i35 + e; a2_36 = i36 + e; a2_37 = i37 + e; a2_38 = i38 + e; a2_39 = i39 + e; a2_40 = i40 + e; a2_41 = i41 + e; a2_42 = i42 + e; a2_43 = i43 + e; a2_44 = i44 + e; a2_45 = i45 + e; a2_46 = i46 + e; a2_47 = i47 + e; a2_48 = i48 + e; a2_49 = i49 + e; a2_50 = i50 + e; a2_51 = i51 + e; a2_52 = i52 + e; a2_53 = i53 + e; a2_54 = i54 + e; a2_55 = i55 + e; a2_56 = i56 + e; a2_57 = i57 + e; a2_58 = i58 + e; a2_59 = i59 + e; a2_60 = i60 + e; a2_61 = i61 + e; a2_62 = i62 + e; a2_63 = i63 + e
-        e = init_col[c3]
-        a3_0 = i0 + e; a3_1 = i1 + e; a3_2 = i2 + e; a3_3 = i3 + e; a3_4 = i4 + e; a3_5 = i5 + e; a3_6 = i6 + e; a3_7 = i7 + e; a3_8 = i8 + e; a3_9 = i9 + e; a3_10 = i10 + e; a3_11 = i11 + e; a3_12 = i12 + e; a3_13 = i13 + e; a3_14 = i14 + e; a3_15 = i15 + e; a3_16 = i16 + e; a3_17 = i17 + e; a3_18 = i18 + e; a3_19 = i19 + e; a3_20 = i20 + e; a3_21 = i21 + e; a3_22 = i22 + e; a3_23 = i23 + e; a3_24 = i24 + e; a3_25 = i25 + e; a3_26 = i26 + e; a3_27 = i27 + e; a3_28 = i28 + e; a3_29 = i29 + e; a3_30 = i30 + e; a3_31 = i31 + e; a3_32 = i32 + e; a3_33 = i33 + e; a3_34 = i34 + e; a3_35 = i35 + e; a3_36 = i36 + e; a3_37 = i37 + e; a3_38 = i38 + e; a3_39 = i39 + e; a3_40 = i40 + e; a3_41 = i41 + e; a3_42 = i42 + e; a3_43 = i43 + e; a3_44 = i44 + e; a3_45 = i45 + e; a3_46 = i46 + e; a3_47 = i47 + e; a3_48 = i48 + e; a3_49 = i49 + e; a3_50 = i50 + e; a3_51 = i51 + e; a3_52 = i52 + e; a3_53 = i53 + e; a3_54 = i54 + e; a3_55 = i55 + e; a3_56 = i56 + e; a3_57 = i57 + e; a3_58 = i58 + e; a3_59 = i59 + e; a3_60 = i60 + e; a3_61 = i61 + e; a3_62 = i62 + e; a3_63 = i63 + e
+        i0 = init_lane[lane0 + u0]
+        i1 = init_lane[lane0 + u1]
+        i2 = init_lane[lane0 + u2]
+        i3 = init_lane[lane0 + u3]
+        i4 = init_lane[lane0 + u4]
+        i5 = init_lane[lane0 + u5]
+        i6 = init_lane[lane0 + u6]
+        i7 = init_lane[lane0 + u7]
+        i8 = init_lane[lane0 + u8]
+        i9 = init_lane[lane0 + u9]
+        i10 = init_lane[lane0 + u10]
+        i11 = init_lane[lane0 + u11]
+        i12 = init_lane[lane0 + u12]
+        i13 = init_lane[lane0 + u13]
+        i14 = init_lane[lane0 + u14]
+        i15 = init_lane[lane0 + u15]
+        i16 = init_lane[lane0 + u16]
+        i17 = init_lane[lane0 + u17]
+        i18 = init_lane[lane0 + u18]
+        i19 = init_lane[lane0 + u19]
+        i20 = init_lane[lane0 + u20]
+        i21 = init_lane[lane0 + u21]
+        i22 = init_lane[lane0 + u22]
+        i23 = init_lane[lane0 + u23]
+        i24 = init_lane[lane0 + u24]
+        i25 = init_lane[lane0 + u25]
+        i26 = init_lane[lane0 + u26]
+        i27 = init_lane[lane0 + u27]
+        i28 = init_lane[lane0 + u28]
+        i29 = init_lane[lane0 + u29]
+        i30 = init_lane[lane0 + u30]
+        i31 = init_lane[lane0 + u31]
+        i32 = init_lane[lane0 + u32]
+        i33 = init_lane[lane0 + u33]
+        i34 = init_lane[lane0 + u34]
+        i35 = init_lane[lane0 + u35]
+        i36 = init_lane[lane0 + u36]
+        i37 = init_lane[lane0 + u37]
+        i38 = init_lane[lane0 + u38]
+        i39 = init_lane[lane0 + u39]
+        i40 = init_lane[lane0 + u40]
+        i41 = init_lane[lane0 + u41]
+        i42 = init_lane[lane0 + u42]
+        i43 = init_lane[lane0 + u43]
+        i44 = init_lane[lane0 + u44]
+        i45 = init_lane[lane0 + u45]
+        i46 = init_lane[lane0 + u46]
+        i47 = init_lane[lane0 + u47]
+        i48 = init_lane[lane0 + u48]
+        i49 = init_lane[lane0 + u49]
+        i50 = init_lane[lane0 + u50]
+        i51 = init_lane[lane0 + u51]
+        i52 = init_lane[lane0 + u52]
+        i53 = init_lane[lane0 + u53]
+        i54 = init_lane[lane0 + u54]
+        i55 = init_lane[lane0 + u55]
+        i56 = init_lane[lane0 + u56]
+        i57 = init_lane[lane0 + u57]
+        i58 = init_lane[lane0 + u58]
+        i59 = init_lane[lane0 + u59]
+        i60 = init_lane[lane0 + u60]
+        i61 = init_lane[lane0 + u61]
+        i62 = init_lane[lane0 + u62]
+        i63 = init_lane[lane0 + u63]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0; a0_32 = i32 + e0; a0_33 = i33 + e0; a0_34 = i34 + e0; a0_35 = i35 + e0; a0_36 = i36 + e0; a0_37 = i37 + e0; a0_38 = i38 + e0; a0_39 = i39 + e0; a0_40 = i40 + e0; a0_41 = i41 + e0; a0_42 = i42 + e0; a0_43 = i43 + e0; a0_44 = i44 + e0; a0_45 = i45 + e0; a0_46 = i46 + e0; a0_47 = i47 + e0; a0_48 = i48 + e0; a0_49 = i49 + e0; a0_50 = i50 + e0; a0_51 = i51 + e0; a0_52 = i52 + e0; a0_53 = i53 + e0; a0_54 = i54 + e0; a0_55 = i55 + e0; a0_56 = i56 + e0; a0_57 = i57 + e0; a0_58 = i58 + e0; a0_59 = i59 + e0; a0_60 = i60 + e0; a0_61 = i61 + e0; a0_62 = i62 + e0; a0_63 = i63 + e0
+        e1 = init_col[c1]
+        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1; a1_32 = i32 + e1; a1_33 = i33 + e1; a1_34 = i34 + e1; a1_35 = i35 + e1; a1_36 = i36 + e1; a1_37 = i37 + e1; a1_38 = i38 + e1; a1_39 = i39 + e1; a1_40 = i40 + e1; a1_41 = i41 + e1; a1_42 = i42 + e1; a1_43 = i43 + e1; a1_44 = i44 + e1; a1_45 = i45 + e1; a1_46 = i46 + e1; a1_47 = i47 + e1; a1_48 = i48 + e1; a1_49 = i49 + e1; a1_50 = i50 + e1; a1_51 = i51 + e1; a1_52 = i52 + e1; a1_53 = i53 + e1; a1_54 = i54 + e1; a1_55 = i55 + e1; a1_56 = i56 + e1; a1_57 = i57 + e1; a1_58 = i58 + e1; a1_59 = i59 + e1; a1_60 = i60 + e1; a1_61 = i61 + e1; a1_62 = i62 + e1; a1_63 = i63 + e1
+        e2 = init_col[c2]
+        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2; a2_32 = i32 + e2; a2_33 = i33 + e2; a2_34 = i34 + e2; a2_35 = i35 + e2; a2_36 = i36 + e2; a2_37 = i37 + e2; a2_38 = i38 + e2; a2_39 = i39 + e2; a2_40 = i40 + e2; a2_41 = i41 + e2; a2_42 = i42 + e2; a2_43 = i43 + e2; a2_44 = i44 + e2; a2_45 = i45 + e2; a2_46 = i46 + e2; a2_47 = i47 + e2; a2_48 = i48 + e2; a2_49 = i49 + e2; a2_50 = i50 + e2; a2_51 = i51 + e2; a2_52 = i52 + e2; a2_53 = i53 + e2; a2_54 = i54 + e2; a2_55 = i55 + e2; a2_56 = i56 + e2; a2_57 = i57 + e2; a2_58 = i58 + e2; a2_59 = i59 + e2; a2_60 = i60 + e2; a2_61 = i61 + e2; a2_62 = i62 + e2; a2_63 = i63 + e2
+        e3 = init_col[c3]
+        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3; a3_16 = i16 + e3; a3_17 = i17 + e3; a3_18 = i18 + e3; a3_19 = i19 + e3; a3_20 = i20 + e3; a3_21 = i21 + e3; a3_22 = i22 + e3; a3_23 = i23 + e3; a3_24 = i24 + e3; a3_25 = i25 + e3; a3_26 = i26 + e3; a3_27 = i27 + e3; a3_28 = i28 + e3; a3_29 = i29 + e3; a3_30 = i30 + e3; a3_31 = i31 + e3; a3_32 = i32 + e3; a3_33 = i33 + e3; a3_34 = i34 + e3; a3_35 = i35 + e3; a3_36 = i36 + e3; a3_37 = i37 + e3; a3_38 = i38 + e3; a3_39 = i39 + e3; a3_40 = i40 + e3; a3_41 = i41 + e3; a3_42 = i42 + e3; a3_43 = i43 + e3; a3_44 = i44 + e3; a3_45 = i45 + e3; a3_46 = i46 + e3; a3_47 = i47 + e3; a3_48 = i48 + e3; a3_49 = i49 + e3; a3_50 = i50 + e3; a3_51 = i51 + e3; a3_52 = i52 + e3; a3_53 = i53 + e3; a3_54 = i54 + e3; a3_55 = i55 + e3; a3_56 = i56 + e3; a3_57 = i57 + e3; a3_58 = i58 + e3; a3_59 = i59 + e3; a3_60 = i60 + e3; a3_61 = i61 + e3; a3_62 = i62 + e3; a3_63 = i63 + e3
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + np.uint64(0)]
-            w1 = V[v_at + np.uint64(1)]
-            w2 = V[v_at + np.uint64(2)]
-            w3 = V[v_at + np.uint64(3)]
-            w4 = V[v_at + np.uint64(4)]
-            w5 = V[v_at + np.uint64(5)]
-            w6 = V[v_at + np.uint64(6)]
-            w7 = V[v_at + np.uint64(7)]
-            w8 = V[v_at + np.uint64(8)]
-            w9 = V[v_at + np.uint64(9)]
-            w10 = V[v_at + np.uint64(10)]
-            w11 = V[v_at + np.uint64(11)]
-            w12 = V[v_at + np.uint64(12)]
-            w13 = V[v_at + np.uint64(13)]
-            w14 = V[v_at + np.uint64(14)]
-            w15 = V[v_at + np.uint64(15)]
-            w16 = V[v_at + np.uint64(16)]
-            w17 = V[v_at + np.uint64(17)]
-            w18 = V[v_at + np.uint64(18)]
-            w19 = V[v_at + np.uint64(19)]
-            w20 = V[v_at + np.uint64(20)]
-            w21 = V[v_at + np.uint64(21)]
-            w22 = V[v_at + np.uint64(22)]
-            w23 = V[v_at + np.uint64(23)]
-            w24 = V[v_at + np.uint64(24)]
-            w25 = V[v_at + np.uint64(25)]
-            w26 = V[v_at + np.uint64(26)]
-            w27 = V[v_at + np.uint64(27)]
-            w28 = V[v_at + np.uint64(28)]
-            w29 = V[v_at + np.uint64(29)]
-            w30 = V[v_at + np.uint64(30)]
-            w31 = V[v_at + np.uint64(31)]
-            w32 = V[v_at + np.uint64(32)]
-            w33 = V[v_at + np.uint64(33)]
-            w34 = V[v_at + np.uint64(34)]
-            w35 = V[v_at + np.uint64(35)]
-            w36 = V[v_at + np.uint64(36)]
-            w37 = V[v_at + np.uint64(37)]
-            w38 = V[v_at + np.uint64(38)]
-            w39 = V[v_at + np.uint64(39)]
-            w40 = V[v_at + np.uint64(40)]
-            w41 = V[v_at + np.uint64(41)]
-            w42 = V[v_at + np.uint64(42)]
-            w43 = V[v_at + np.uint64(43)]
-            w44 = V[v_at + np.uint64(44)]
-            w45 = V[v_at + np.uint64(45)]
-            w46 = V[v_at + np.uint64(46)]
-            w47 = V[v_at + np.uint64(47)]
-            w48 = V[v_at + np.uint64(48)]
-            w49 = V[v_at + np.uint64(49)]
-            w50 = V[v_at + np.uint64(50)]
-            w51 = V[v_at + np.uint64(51)]
-            w52 = V[v_at + np.uint64(52)]
-            w53 = V[v_at + np.uint64(53)]
-            w54 = V[v_at + np.uint64(54)]
-            w55 = V[v_at + np.uint64(55)]
-            w56 = V[v_at + np.uint64(56)]
-            w57 = V[v_at + np.uint64(57)]
-            w58 = V[v_at + np.uint64(58)]
-            w59 = V[v_at + np.uint64(59)]
-            w60 = V[v_at + np.uint64(60)]
-            w61 = V[v_at + np.uint64(61)]
-            w62 = V[v_at + np.uint64(62)]
-            w63 = V[v_at + np.uint64(63)]
-            s = X[x0 + x_at]
-            a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s; a0_16 += w16 * s; a0_17 += w17 * s; a0_18 += w18 * s; a0_19 += w19 * s; a0_20 += w20 * s; a0_21 += w21 * s; a0_22 += w22 * s; a0_23 += w23 * s; a0_24 += w24 * s; a0_25 += w25 * s; a0_26 += w26 * s; a0_27 += w27 * s; a0_28 += w28 * s; a0_29 += w29 * s; a0_30 += w30 * s; a0_31 += w31 * s; a0_32 += w32 * s; a0_33 += w33 * s; a0_34 += w34 * s; a0_35 += w35 * s; a0_36 += w36 * s; a0_37 += w37 * s; a0_38 += w38 * s; a0_39 += w39 * s; a0_40 += w40 * s; a0_41 += w41 * s; a0_42 += w42 * s; a0_43 += w43 * s; a0_44 += w44 * s; a0_45 += w45 * s; a0_46 += w46 * s; a0_47 += w47 * s; a0_48 += w48 * s; a0_49 += w49 * s; a0_50 += w50 * s; a0_51 += w51 * s; a0_52 += w52 * s; a0_53 += w53 * s; a0_54 += w54 * s; a0_55 += w55 * s; a0_56 += w56 * s; a0_57 += w57 * s; a0_58 += w58 * s; a0_59 += w59 * s; a0_60 += w60 * s; a0_61 += w61 * s; a0_62 += w62 * s; a0_63 += w63 * s
-            s = X[x1 + x_at]
-            a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s; a1_16 += w16 * s; a1_17 += w17 * s; a1_18 += w18 * s; a1_19 += w19 * s; a1_20 += w20 * s; a1_21 += w21 * s; a1_22 += w22 * s; a1_23 += w23 * s; a1_24 += w24 * s; a1_25 += w25 * s; a1_26 += w26 * s; a1_27 += w27 * s; a1_28 += w28 * s; a1_29 += w29 * s; a1_30 += w30 * s; a1_31 += w31 * s; a1_32 += w32 * s; a1_33 += w33 * s; a1_34 += w34 * s; a1_35 += w35 * s; a1_36 += w36 * s; a1_37 += w37 * s; a1_38 += w38 * s; a1_39 += w39 * s; a1_40 += w40 * s; a1_41 += w41 * s; a1_42 += w42 * s; a1_43 += w43 * s; a1_44 += w44 * s; a1_45 += w45 * s; a1_46 += w46 * s; a1_47 += w47 * s; a1_48 += w48 * s; a1_49 += w49 * s; a1_50 += w50 * s; a1_51 += w51 * s; a1_52 += w52 * s; a1_53 += w53 * s; a1_54 += w54 * s; a1_55 += w55 * s; a1_56 += w56 * s; a1_57 += w57 * s; a1_58 += w58 * s; a1_59 += w59 * s; a1_60 += w60 * s; a1_61 += w61 * s; a1_62 += w62 * s; a1_63 += w63 * s
-            s = X[x2 + x_at]
-            a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s; a2_16 += w16 * s; a2_17 += w17 * s; a2_18 += w18 * s; a2_19 += w19 * s; a2_20 += w20 * s; a2_21 += w21 * s; a2_22 += w22 * s; a2_23 += w23 * s; a2_24 += w24 * s; a2_25 += w25 * s; a2_26 += w26 * s; a2_27 += w27 * s; a2_28 += w28 * s; a2_29 += w29 * s; a2_30 += w30 * s; a2_31 += w31 * s; a2_32 += w32 * s; a2_33 += w33 * s; a2_34 += w34 * s; a2_35 += w35 * s; a2_36 += w36 * s; a2_37 += w37 * s; a2_38 += w38 * s; a2_39 += w39 * s; a2_40 += w40 * s; a2_41 += w41 * s; a2_42 += w42 * s; a2_43 += w43 * s; a2_44 += w44 * s; a2_45 += w45 * s; a2_46 += w46 * s; a2_47 += w47 * s; a2_48 += w48 * s; a2_49 += w49 * s; a2_50 += w50 * s; a2_51 += w51 * s; a2_52 += w52 * s; a2_53 += w53 * s; a2_54 += w54 * s; a2_55 += w55 * s; a2_56 += w56 * s; a2_57 += w57 * s; a2_58 += w58 * s; a2_59 += w59 * s; a2_60 += w60 * s; a2_61 += w61 * s; a2_62 += w62 * s; a2_63 += w63 * s
-            s = X[x3 + x_at]
-            a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s; a3_16 += w16 * s; a3_17 += w17 * s; a3_18 += w18 * s; a3_19 += w19 * s; a3_20 += w20 * s; a3_21 += w21 * s; a3_22 += w22 * s; a3_23 += w23 * s; a3_24 += w24 * s; a3_25 += w25 * s; a3_26 += w26 * s; a3_27 += w27 * s; a3_28 += w28 * s; a3_29 += w29 * s; a3_30 += w30 * s; a3_31 += w31 * s; a3_32 += w32 * s; a3_33 += w33 * s; a3_34 += w34 * s; a3_35 += w35 * s; a3_36 += w36 * s; a3_37 += w37 * s; a3_38 += w38 * s; a3_39 += w39 * s; a3_40 += w40 * s; a3_41 += w41 * s; a3_42 += w42 * s; a3_43 += w43 * s; a3_44 += w44 * s; a3_45 += w45 * s; a3_46 += w46 * s; a3_47 += w47 * s; a3_48 += w48 * s; a3_49 += w49 * s; a3_50 += w50 * s; a3_51 += w51 * s; a3_52 += w52 * s; a3_53 += w53 * s; a3_54 += w54 * s; a3_55 += w55 * s; a3_56 += w56 * s; a3_57 += w57 * s; a3_58 += w58 * s; a3_59 += w59 * s; a3_60 += w60 * s; a3_61 += w61 * s; a3_62 += w62 * s; a3_63 += w63 * s
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            w16 = V[v_at + u16]
+            w17 = V[v_at + u17]
+            w18 = V[v_at + u18]
+            w19 = V[v_at + u19]
+            w20 = V[v_at + u20]
+            w21 = V[v_at + u21]
+            w22 = V[v_at + u22]
+            w23 = V[v_at + u23]
+            w24 = V[v_at + u24]
+            w25 = V[v_at + u25]
+            w26 = V[v_at + u26]
+            w27 = V[v_at + u27]
+            w28 = V[v_at + u28]
+            w29 = V[v_at + u29]
+            w30 = V[v_at + u30]
+            w31 = V[v_at + u31]
+            w32 = V[v_at + u32]
+            w33 = V[v_at + u33]
+            w34 = V[v_at + u34]
+            w35 = V[v_at + u35]
+            w36 = V[v_at + u36]
+            w37 = V[v_at + u37]
+            w38 = V[v_at + u38]
+            w39 = V[v_at + u39]
+            w40 = V[v_at + u40]
+            w41 = V[v_at + u41]
+            w42 = V[v_at + u42]
+            w43 = V[v_at + u43]
+            w44 = V[v_at + u44]
+            w45 = V[v_at + u45]
+            w46 = V[v_at + u46]
+            w47 = V[v_at + u47]
+            w48 = V[v_at + u48]
+            w49 = V[v_at + u49]
+            w50 = V[v_at + u50]
+            w51 = V[v_at + u51]
+            w52 = V[v_at + u52]
+            w53 = V[v_at + u53]
+            w54 = V[v_at + u54]
+            w55 = V[v_at + u55]
+            w56 = V[v_at + u56]
+            w57 = V[v_at + u57]
+            w58 = V[v_at + u58]
+            w59 = V[v_at + u59]
+            w60 = V[v_at + u60]
+            w61 = V[v_at + u61]
+            w62 = V[v_at + u62]
+            w63 = V[v_at + u63]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0; a0_32 += w32 * s0; a0_33 += w33 * s0; a0_34 += w34 * s0; a0_35 += w35 * s0; a0_36 += w36 * s0; a0_37 += w37 * s0; a0_38 += w38 * s0; a0_39 += w39 * s0; a0_40 += w40 * s0; a0_41 += w41 * s0; a0_42 += w42 * s0; a0_43 += w43 * s0; a0_44 += w44 * s0; a0_45 += w45 * s0; a0_46 += w46 * s0; a0_47 += w47 * s0; a0_48 += w48 * s0; a0_49 += w49 * s0; a0_50 += w50 * s0; a0_51 += w51 * s0; a0_52 += w52 * s0; a0_53 += w53 * s0; a0_54 += w54 * s0; a0_55 += w55 * s0; a0_56 += w56 * s0; a0_57 += w57 * s0; a0_58 += w58 * s0; a0_59 += w59 * s0; a0_60 += w60 * s0; a0_61 += w61 * s0; a0_62 += w62 * s0; a0_63 += w63 * s0
+            s1 = X[x1 + x_at]
+            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1; a1_32 += w32 * s1; a1_33 += w33 * s1; a1_34 += w34 * s1; a1_35 += w35 * s1; a1_36 += w36 * s1; a1_37 += w37 * s1; a1_38 += w38 * s1; a1_39 += w39 * s1; a1_40 += w40 * s1; a1_41 += w41 * s1; a1_42 += w42 * s1; a1_43 += w43 * s1; a1_44 += w44 * s1; a1_45 += w45 * s1; a1_46 += w46 * s1; a1_47 += w47 * s1; a1_48 += w48 * s1; a1_49 += w49 * s1; a1_50 += w50 * s1; a1_51 += w51 * s1; a1_52 += w52 * s1; a1_53 += w53 * s1; a1_54 += w54 * s1; a1_55 += w55 * s1; a1_56 += w56 * s1; a1_57 += w57 * s1; a1_58 += w58 * s1; a1_59 += w59 * s1; a1_60 += w60 * s1; a1_61 += w61 * s1; a1_62 += w62 * s1; a1_63 += w63 * s1
+            s2 = X[x2 + x_at]
+            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2; a2_32 += w32 * s2; a2_33 += w33 * s2; a2_34 += w34 * s2; a2_35 += w35 * s2; a2_36 += w36 * s2; a2_37 += w37 * s2; a2_38 += w38 * s2; a2_39 += w39 * s2; a2_40 += w40 * s2; a2_41 += w41 * s2; a2_42 += w42 * s2; a2_43 += w43 * s2; a2_44 += w44 * s2; a2_45 += w45 * s2; a2_46 += w46 * s2; a2_47 += w47 * s2; a2_48 += w48 * s2; a2_49 += w49 * s2; a2_50 += w50 * s2; a2_51 += w51 * s2; a2_52 += w52 * s2; a2_53 += w53 * s2; a2_54 += w54 * s2; a2_55 += w55 * s2; a2_56 += w56 * s2; a2_57 += w57 * s2; a2_58 += w58 * s2; a2_59 += w59 * s2; a2_60 += w60 * s2; a2_61 += w61 * s2; a2_62 += w62 * s2; a2_63 += w63 * s2
+            s3 = X[x3 + x_at]
+            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3; a3_16 += w16 * s3; a3_17 += w17 * s3; a3_18 += w18 * s3; a3_19 += w19 * s3; a3_20 += w20 * s3; a3_21 += w21 * s3; a3_22 += w22 * s3; a3_23 += w23 * s3; a3_24 += w24 * s3; a3_25 += w25 * s3; a3_26 += w26 * s3; a3_27 += w27 * s3; a3_28 += w28 * s3; a3_29 += w29 * s3; a3_30 += w30 * s3; a3_31 += w31 * s3; a3_32 += w32 * s3; a3_33 += w33 * s3; a3_34 += w34 * s3; a3_35 += w35 * s3; a3_36 += w36 * s3; a3_37 += w37 * s3; a3_38 += w38 * s3; a3_39 += w39 * s3; a3_40 += w40 * s3; a3_41 += w41 * s3; a3_42 += w42 * s3; a3_43 += w43 * s3; a3_44 += w44 * s3; a3_45 += w45 * s3; a3_46 += w46 * s3; a3_47 += w47 * s3; a3_48 += w48 * s3; a3_49 += w49 * s3; a3_50 += w50 * s3; a3_51 += w51 * s3; a3_52 += w52 * s3; a3_53 += w53 * s3; a3_54 += w54 * s3; a3_55 += w55 * s3; a3_56 += w56 * s3; a3_57 += w57 * s3; a3_58 += w58 * s3; a3_59 += w59 * s3; a3_60 += w60 * s3; a3_61 += w61 * s3; a3_62 += w62 * s3; a3_63 += w63 * s3
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 64 and ostride == 1 and j0 + 4 <= columns:
-            at = ocol[j0 + 0] + o_base
-            out[at + np.uint64(0)] = a0_0; out[at + np.uint64(1)] = a0_1; out[at + np.uint64(2)] = a0_2; out[at + np.uint64(3)] = a0_3; out[at + np.uint64(4)] = a0_4; out[at + np.uint64(5)] = a0_5; out[at + np.uint64(6)] = a0_6; out[at + np.uint64(7)] = a0_7; out[at + np.uint64(8)] = a0_8; out[at + np.uint64(9)] = a0_9; out[at + np.uint64(10)] = a0_10; out[at + np.uint64(11)] = a0_11; out[at + np.uint64(12)] = a0_12; out[at + np.uint64(13)] = a0_13; out[at + np.uint64(14)] = a0_14; out[at + np.uint64(15)] = a0_15; out[at + np.uint64(16)] = a0_16; out[at + np.uint64(17)] = a0_17; out[at + np.uint64(18)] = a0_18; out[at + np.uint64(19)] = a0_19; out[at + np.uint64(20)] = a0_20; out[at + np.uint64(21)] = a0_21; out[at + np.uint64(22)] = a0_22; out[at + np.uint64(23)] = a0_23; out[at + np.uint64(24)] = a0_24; out[at + np.uint64(25)] = a0_25; out[at + np.uint64(26)] = a0_26; out[at + np.uint64(27)] = a0_27; out[at + np.uint64(28)] = a0_28; out[at + np.uint64(29)] = a0_29; out[at + np.uint64(30)] = a0_30; out[at + np.uint64(31)] = a0_31; out[at + np.uint64(32)] = a0_32; out[at + np.uint64(33)] = a0_33; out[at + np.uint64(34)] = a0_34; out[at + np.uint64(35)] = a0_35; out[at + np.uint64(36)] = a0_36; out[at + np.uint64(37)] = a0_37; out[at + np.uint64(38)] = a0_38; out[at + np.uint64(39)] = a0_39; out[at + np.uint64(40)] = a0_40; out[at + np.uint64(41)] = a0_41; out[at + np.uint64(42)] = a0_42; out[at + np.uint64(43)] = a0_43; out[at + np.uint64(44)] = a0_44; out[at + np.uint64(45)] = a0_45; out[at + np.uint64(46)] = a0_46; out[at + np.uint64(47)] = a0_47; out[at + np.uint64(48)] = a0_48; out[at + np.uint64(49)] = a0_49; out[at + np.uint64(50)] = a0_50; out[at + np.uint64(51)] = a0_51; out[at + np.uint64(52)] = a0_52; out[at + np.uint64(53)] = a0_53; out[at + np.uint64(54)] = a0_54; out[at + np.uint64(55)] = a0_55; out[at + np.uint64(56)] = a0_56; out[at + np.uint64(57)] = a0_57; out[at + np.uint64(58)] = a0_58; out[at + np.uint64(59)] = a0_59; out[at + np.uint64(60)] = a0_60; out[at + np.uint64(61)] = a0_61; out[at + np.uint64(62)] = a0_62; out[at + np.uint64(63)] = a0_63
-            at = ocol[j0 + 1] + o_base
-            out[at + np.uint64(0)] = a1_0; out[at + np.uint64(1)] = a1_1; out[at + np.uint64(2)] = a1_2; out[at + np.uint64(3)] = a1_3; out[at + np.uint64(4)] = a1_4; out[at + np.uint64(5)] = a1_5; out[at + np.uint64(6)] = a1_6; out[at + np.uint64(7)] = a1_7; out[at + np.uint64(8)] = a1_8; out[at + np.uint64(9)] = a1_9; out[at + np.uint64(10)] = a1_10; out[at + np.uint64(11)] = a1_11; out[at + np.uint64(12)] = a1_12; out[at + np.uint64(13)] = a1_13; out[at + np.uint64(14)] = a1_14; out[at + np.uint64(15)] = a1_15; out[at + np.uint64(16)] = a1_16; out[at + np.uint64(17)] = a1_17; out[at + np.uint64(18)] = a1_18; out[at + np.uint64(19)] = a1_19; out[at + np.uint64(20)] = a1_20; out[at + np.uint64(21)] = a1_21; out[at + np.uint64(22)] = a1_22; out[at + np.uint64(23)] = a1_23; out[at + np.uint64(24)] = a1_24; out[at + np.uint64(25)] = a1_25; out[at + np.uint64(26)] = a1_26; out[at + np.uint64(27)] = a1_27; out[at + np.uint64(28)] = a1_28; out[at + np.uint64(29)] = a1_29; out[at + np.uint64(30)] = a1_30; out[at + np.uint64(31)] = a1_31; out[at + np.uint64(32)] = a1_32; out[at + np.uint64(33)] = a1_33; out[at + np.uint64(34)] = a1_34; out[at + np.uint64(35)] = a1_35; out[at + np.uint64(36)] = a1_36; out[at + np.uint64(37)] = a1_37; out[at + np.uint64(38)] = a1_38; out[at + np.uint64(39)] = a1_39; out[at + np.uint64(40)] = a1_40; out[at + np.uint64(41)] = a1_41; out[at + np.uint64(42)] = a1_42; out[at + np.uint64(43)] = a1_43; out[at + np.uint64(44)] = a1_44; out[at + np.uint64(45)] = a1_45; out[at + np.uint64(46)] = a1_46; out[at + np.uint64(47)] = a1_47; out[at + np.uint64(48)] = a1_48; out[at + np.uint64(49)] = a1_49; out[at + np.uint64(50)] = a1_50; out[at + np.uint64(51)] = a1_51; out[at + np.uint64(52)] = a1_52; out[at + np.uint64(53)] = a1_53; out[at + np.uint64(54)] = a1_54; out[at + np.uint64(55)] = a1_55; out[at + np.uint64(56)] = a1_56; out[at + np.uint64(57)] = a1_57; out[at + np.uint64(58)] = a1_58; out[at + np.uint64(59)] = a1_59; out[at + np.uint64(60)] = a1_60; out[at + np.uint64(61)] = a1_61; out[at + np.uint64(62)] = a1_62; out[at + np.uint64(63)] = a1_63
-            at = ocol[j0 + 2] + o_base
-            out[at + np.uint64(0)] = a2_0; out[at + np.uint64(1)] = a2_1; out[at + np.uint64(2)] = a2_2; out[at + np.uint64(3)] = a2_3; out[at + np.uint64(4)] = a2_4; out[at + np.uint64(5)] = a2_5; out[at + np.uint64(6)] = a2_6; out[at + np.uint64(7)] = a2_7; out[at + np.uint64(8)] = a2_8; out[at + np.uint64(9)] = a2_9; out[at + np.uint64(10)] = a2_10; out[at + np.uint64(11)] = a2_11; out[at + np.uint64(12)] = a2_12; out[at + np.uint64(13)] = a2_13; out[at + np.uint64(14)] = a2_14; out[at + np.uint64(15)] = a2_15; out[at + np.uint64(16)] = a2_16; out[at + np.uint64(17)] = a2_17; out[at + np.uint64(18)] = a2_18; out[at + np.uint64(19)] = a2_19; out[at + np.uint64(20)] = a2_20; out[at + np.uint64(21)] = a2_21; out[at + np.uint64(22)] = a2_22; out[at + np.uint64(23)] = a2_23; out[at + np.uint64(24)] = a2_24; out[at + np.uint64(25)] = a2_25; out[at + np.uint64(26)] = a2_26; out[at + np.uint64(27)] = a2_27; out[at + np.uint64(28)] = a2_28; out[at + np.uint64(29)] = a2_29; out[at + np.uint64(30)] = a2_30; out[at + np.uint64(31)] = a2_31; out[at + np.uint64(32)] = a2_32; out[at + np.uint64(33)] = a2_33; out[at + np.uint64(34)] = a2_34; out[at + np.uint64(35)] = a2_35; out[at + np.uint64(36)] = a2_36; out[at + np.uint64(37)] = a2_37; out[at + np.uint64(38)] = a2_38; out[at + np.uint64(39)] = a2_39; out[at + np.uint64(40)] = a2_40; out[at + np.uint64(41)] = a2_41; out[at + np.uint64(42)] = a2_42; out[at + np.uint64(43)] = a2_43; out[at + np.uint64(44)] = a2_44; out[at + np.uint64(45)] = a2_45; out[at + np.uint64(46)] = a2_46; out[at + np.uint64(47)] = a2_47; out[at + np.uint64(48)] = a2_48; out[at + np.uint64(49)] = a2_49; out[at + np.uint64(50)] = a2_50; out[at + np.uint64(51)] = a2_51; out[at + np.uint64(52)] = a2_52; out[at + np.uint64(53)] = a2_53; out[at + np.uint64(54)] = a2_54; out[at + np.uint64(55)] = a2_55; out[at + np.uint64(56)] = a2_56; out[at + np.uint64(57)] = a2_57; out[at + np.uint64(58)] = a2_58; out[at + np.uint64(59)] = a2_59; out[at + np.uint64(60)] = a2_60; out[at + np.uint64(61)] = a2_61; out[at + np.uint64(62)] = a2_62; out[at + np.uint64(63)] = a2_63
-            at = ocol[j0 + 3] + o_base
-            out[at + np.uint64(0)] = a3_0; out[at + np.uint64(1)] = a3_1; out[at + np.uint64(2)] = a3_2; out[at + np.uint64(3)] = a3_3; out[at + np.uint64(4)] = a3_4; out[at + np.uint64(5)] = a3_5; out[at + np.uint64(6)] = a3_6; out[at + np.uint64(7)] = a3_7; out[at + np.uint64(8)] = a3_8; out[at + np.uint64(9)] = a3_9; out[at + np.uint64(10)] = a3_10; out[at + np.uint64(11)] = a3_11; out[at + np.uint64(12)] = a3_12; out[at + np.uint64(13)] = a3_13; out[at + np.uint64(14)] = a3_14; out[at + np.uint64(15)] = a3_15; out[at + np.uint64(16)] = a3_16; out[at + np.uint64(17)] = a3_17; out[at + np.uint64(18)] = a3_18; out[at + np.uint64(19)] = a3_19; out[at + np.uint64(20)] = a3_20; out[at + np.uint64(21)] = a3_21; out[at + np.uint64(22)] = a3_22; out[at + np.uint64(23)] = a3_23; out[at + np.uint64(24)] = a3_24; out[at + np.uint64(25)] = a3_25; out[at + np.uint64(26)] = a3_26; out[at + np.uint64(27)] = a3_27; out[at + np.uint64(28)] = a3_28; out[at + np.uint64(29)] = a3_29; out[at + np.uint64(30)] = a3_30; out[at + np.uint64(31)] = a3_31; out[at + np.uint64(32)] = a3_32; out[at + np.uint64(33)] = a3_33; out[at + np.uint64(34)] = a3_34; out[at + np.uint64(35)] = a3_35; out[at + np.uint64(36)] = a3_36; out[at + np.uint64(37)] = a3_37; out[at + np.uint64(38)] = a3_38; out[at + np.uint64(39)] = a3_39; out[at + np.uint64(40)] = a3_40; out[at + np.uint64(41)] = a3_41; out[at + np.uint64(42)] = a3_42; out[at + np.uint64(43)] = a3_43; out[at + np.uint64(44)] = a3_44; out[at + np.uint64(45)] = a3_45; out[at + np.uint64(46)] = a3_46; out[at + np.uint64(47)] = a3_47; out[at + np.uint64(48)] = a3_48; out[at + np.uint64(49)] = a3_49; out[at + np.uint64(50)] = a3_50; out[at + np.uint64(51)] = a3_51; out[at + np.uint64(52)] = a3_52; out[at + np.uint64(53)] = a3_53; out[at + np.uint64(54)] = a3_54; out[at + np.uint64(55)] = a3_55; out[at + np.uint64(56)] = a3_56; out[at + np.uint64(57)] = a3_57; out[at + np.uint64(58)] = a3_58; out[at + np.uint64(59)] = a3_59; out[at + np.uint64(60)] = a3_60; out[at + np.uint64(61)] = a3_61; out[at + np.uint64(62)] = a3_62; out[at + np.uint64(63)] = a3_63
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31; out[at0 + u32] = a0_32; out[at0 + u33] = a0_33; out[at0 + u34] = a0_34; out[at0 + u35] = a0_35; out[at0 + u36] = a0_36; out[at0 + u37] = a0_37; out[at0 + u38] = a0_38; out[at0 + u39] = a0_39; out[at0 + u40] = a0_40; out[at0 + u41] = a0_41; out[at0 + u42] = a0_42; out[at0 + u43] = a0_43; out[at0 + u44] = a0_44; out[at0 + u45] = a0_45; out[at0 + u46] = a0_46; out[at0 + u47] = a0_47; out[at0 + u48] = a0_48; out[at0 + u49] = a0_49; out[at0 + u50] = a0_50; out[at0 + u51] = a0_51; out[at0 + u52] = a0_52; out[at0 + u53] = a0_53; out[at0 + u54] = a0_54; out[at0 + u55] = a0_55; out[at0 + u56] = a0_56; out[at0 + u57] = a0_57; out[at0 + u58] = a0_58; out[at0 + u59] = a0_59; out[at0 + u60] = a0_60; out[at0 + u61] = a0_61; out[at0 + u62] = a0_62; out[at0 + u63] = a0_63
+            at1 = ocol[j0 + 1] + o_base
+            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31; out[at1 + u32] = a1_32; out[at1 + u33] = a1_33; out[at1 + u34] = a1_34; out[at1 + u35] = a1_35; out[at1 + u36] = a1_36; out[at1 + u37] = a1_37; out[at1 + u38] = a1_38; out[at1 + u39] = a1_39; out[at1 + u40] = a1_40; out[at1 + u41] = a1_41; out[at1 + u42] = a1_42; out[at1 + u43] = a1_43; out[at1 + u44] = a1_44; out[at1 + u45] = a1_45; out[at1 + u46] = a1_46; out[at1 + u47] = a1_47; out[at1 + u48] = a1_48; out[at1 + u49] = a1_49; out[at1 + u50] = a1_50; out[at1 + u51] = a1_51; out[at1 + u52] = a1_52; out[at1 + u53] = a1_53; out[at1 + u54] = a1_54; out[at1 + u55] = a1_55; out[at1 + u56] = a1_56; out[at1 + u57] = a1_57; out[at1 + u58] = a1_58; out[at1 + u59] = a1_59; out[at1 + u60] = a1_60; out[at1 + u61] = a1_61; out[at1 + u62] = a1_62; out[at1 + u63] = a1_63
+            at2 = ocol[j0 + 2] + o_base
+            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31; out[at2 + u32] = a2_32; out[at2 + u33] = a2_33; out[at2 + u34] = a2_34; out[at2 + u35] = a2_35; out[at2 + u36] = a2_36; out[at2 + u37] = a2_37; out[at2 + u38] = a2_38; out[at2 + u39] = a2_39; out[at2 + u40] = a2_40; out[at2 + u41] = a2_41; out[at2 + u42] = a2_42; out[at2 + u43] = a2_43; out[at2 + u44] = a2_44; out[at2 + u45] = a2_45; out[at2 + u46] = a2_46; out[at2 + u47] = a2_47; out[at2 + u48] = a2_48; out[at2 + u49] = a2_49; out[at2 + u50] = a2_50; out[at2 + u51] = a2_51; out[at2 + u52] = a2_52; out[at2 + u53] = a2_53; out[at2 + u54] = a2_54; out[at2 + u55] = a2_55; out[at2 + u56] = a2_56; out[at2 + u57] = a2_57; out[at2 + u58] = a2_58; out[at2 + u59] = a2_59; out[at2 + u60] = a2_60; out[at2 + u61] = a2_61; out[at2 + u62] = a2_62; out[at2 + u63] = a2_63
+            at3 = ocol[j0 + 3] + o_base
+            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15; out[at3 + u16] = a3_16; out[at3 + u17] = a3_17; out[at3 + u18] = a3_18; out[at3 + u19] = a3_19; out[at3 + u20] = a3_20; out[at3 + u21] = a3_21; out[at3 + u22] = a3_22; out[at3 + u23] = a3_23; out[at3 + u24] = a3_24; out[at3 + u25] = a3_25; out[at3 + u26] = a3_26; out[at3 + u27] = a3_27; out[at3 + u28] = a3_28; out[at3 + u29] = a3_29; out[at3 + u30] = a3_30; out[at3 + u31] = a3_31; out[at3 + u32] = a3_32; out[at3 + u33] = a3_33; out[at3 + u34] = a3_34; out[at3 + u35] = a3_35; out[at3 + u36] = a3_36; out[at3 + u37] = a3_37; out[at3 + u38] = a3_38; out[at3 + u39] = a3_39; out[at3 + u40] = a3_40; out[at3 + u41] = a3_41; out[at3 + u42] = a3_42; out[at3 + u43] = a3_43; out[at3 + u44] = a3_44; out[at3 + u45] = a3_45; out[at3 + u46] = a3_46; out[at3 + u47] = a3_47; out[at3 + u48] = a3_48; out[at3 + u49] = a3_49; out[at3 + u50] = a3_50; out[at3 + u51] = a3_51; out[at3 + u52] = a3_52; out[at3 + u53] = a3_53; out[at3 + u54] = a3_54; out[at3 + u55] = a3_55; out[at3 + u56] = a3_56; out[at3 + u57] = a3_57; out[at3 + u58] = a3_58; out[at3 + u59] = a3_59; out[at3 + u60] = a3_60; out[at3 + u61] = a3_61; out[at3 + u62] = a3_62; out[at3 + u63] = a3_63
         else:
             tile = np.empty(256, out.dtype)
             tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31; tile[32] = a0_32; tile[33] = a0_33; tile[34] = a0_34; tile[35] = a0_35; tile[36] = a0_36; tile[37] = a0_37; tile[38] = a0_38; tile[39] = a0_39; tile[40] = a0_40; tile[41] = a0_41; tile[42] = a0_42; tile[43] = a0_43; tile[44] = a0_44; tile[45] = a0_45; tile[46] = a0_46; tile[47] = a0_47; tile[48] = a0_48; tile[49] = a0_49; tile[50] = a0_50; tile[51] = a0_51; tile[52] = a0_52; tile[53] = a0_53; tile[54] = a0_54; tile[55] = a0_55; tile[56] = a0_56; tile[57] = a0_57; tile[58] = a0_58; tile[59] = a0_59; tile[60] = a0_60; tile[61] = a0_61; tile[62] = a0_62; tile[63] = a0_63

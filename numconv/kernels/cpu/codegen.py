@@ -53,6 +53,10 @@ def kernel_source(lanes: int, width: int) -> str:
     emit("    columns = xc.shape[0]")
     emit(f"    strips = (columns + {width - 1}) // {width}")
     emit("    for task in prange(blocks * strips):")
+    # unsigned constants named once per task: each ``np.uint64(k)`` is a call that Numba types on its own, and
+    # thousands of them were a large share of the compile time; inside the loop they stay constants to LLVM
+    for k in range(max(lanes, width)):
+        emit(f"        u{k} = np.uint64({k})")
     emit("        b = task // strips")
     emit(f"        j0 = (task - b * strips) * {width}")
     emit("        last = columns - 1")
@@ -63,35 +67,35 @@ def kernel_source(lanes: int, width: int) -> str:
         emit(f"        x{j} = xc[c{j}] + x_base")
     emit(f"        lane0 = np.uint64(b * {lanes})")
     for k in range(lanes):
-        emit(f"        i{k} = init_lane[lane0 + np.uint64({k})]")
+        emit(f"        i{k} = init_lane[lane0 + u{k}]")
     for j in range(width):
-        emit(f"        e = init_col[c{j}]")
-        emit("        " + "; ".join(f"a{j}_{k} = i{k} + e" for k in range(lanes)))
+        emit(f"        e{j} = init_col[c{j}]")
+        emit("        " + "; ".join(f"a{j}_{k} = i{k} + e{j}" for k in range(lanes)))
     emit("        for r in range(rlo[b], rhi[b]):")
     emit("            v_at = voff[r] + v_base")
     emit("            x_at = xr[r]")
     for k in range(lanes):
-        emit(f"            w{k} = V[v_at + np.uint64({k})]")
+        emit(f"            w{k} = V[v_at + u{k}]")
     for j in range(width):
-        emit(f"            s = X[x{j} + x_at]")
-        emit("            " + "; ".join(f"a{j}_{k} += w{k} * s" for k in range(lanes)))
+        emit(f"            s{j} = X[x{j} + x_at]")
+        emit("            " + "; ".join(f"a{j}_{k} += w{k} * s{j}" for k in range(lanes)))
     emit("        n_lanes = lanes[b]")
     emit("        o_base = oblk[b]")
     # every lane of every column, contiguous lanes: straight-line stores, which the SLP vectoriser turns into
     # whole-vector stores
     emit(f"        if n_lanes == {lanes} and ostride == 1 and j0 + {width} <= columns:")
     for j in range(width):
-        emit(f"            at = ocol[j0 + {j}] + o_base")
-        emit("            " + "; ".join(f"out[at + np.uint64({k})] = a{j}_{k}" for k in range(lanes)))
+        emit(f"            at{j} = ocol[j0 + {j}] + o_base")
+        emit("            " + "; ".join(f"out[at{j} + u{k}] = a{j}_{k}" for k in range(lanes)))
     if lanes == LANES:
         # every lane of every column, the columns contiguous in the output (output channels as lanes, the
         # ``lanes`` formulation): straight-line stores, lane by lane (10% on AlexNet's first layer)
         emit(f"        elif n_lanes == {lanes} and j0 + {width} <= columns "
              f"and ocol[j0 + {width - 1}] - ocol[j0] == {width - 1}:")
-        emit("            at = ocol[j0] + o_base")
+        emit("            first = ocol[j0] + o_base")
         for k in range(lanes):
-            emit(f"            lane = at + np.uint64({k}) * ostride")
-            emit("            " + "; ".join(f"out[lane + np.uint64({j})] = a{j}_{k}" for j in range(width)))
+            emit(f"            lane{k} = first + u{k} * ostride")
+            emit("            " + "; ".join(f"out[lane{k} + u{j}] = a{j}_{k}" for j in range(width)))
     emit("        else:")
     emit(f"            tile = np.empty({width * lanes}, out.dtype)")
     for j in range(width):
