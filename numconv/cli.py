@@ -10,9 +10,11 @@ import inspect
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from numba.core import event
 
 from numconv import backend, data, distributed, models, optim, viz
 from numconv.files import atomic_write
@@ -193,6 +195,51 @@ def _filter_blocks(model) -> int:
     return convolutions[1].groups if len(convolutions) > 1 else 1
 
 
+#: what a first run says, once, before it compiles
+COMPILING = ("compiling numconv's kernels for this machine: the first run takes longer; later runs load them from "
+             "the cache")
+
+
+class _CompileNotice(event.Listener):
+    """Says :data:`COMPILING` through ``log`` at the first compilation of one of numconv's kernels."""
+
+    def __init__(self, log):
+        self.log = log
+        self.said = False
+
+    def say(self):
+        if not self.said:
+            self.said = True
+            self.log(COMPILING)
+
+    def on_start(self, ev):
+        if ev.data["dispatcher"].py_func.__module__.startswith("numconv."):
+            self.say()
+
+    def on_end(self, ev):
+        pass
+
+
+@contextmanager
+def _first_run_kernels(device: str, dtype: str, world: distributed.World, log):
+    """While the block runs: on a first run (Numba's cache empty), the large CPU kernels compile in processes of
+    their own while this one goes on, and ``log`` is told once that kernels are being compiled."""
+    notice = _CompileNotice(log) if log else None
+    if notice:
+        event.register("numba:compile", notice)
+    try:
+        # with several processes, each would start its own: they already share the cores
+        if device == "cpu" and world.size == 1:
+            from numconv.kernels.cpu import launch
+
+            if launch.compile_ahead(dtype) and notice:
+                notice.say()
+        yield
+    finally:
+        if notice:
+            event.unregister("numba:compile", notice)
+
+
 def _train(args) -> int:
     world = _world()
     _check_columns(args.columns, world)
@@ -247,9 +294,10 @@ def _train(args) -> int:
             viz.save_curves(out / "curves.png", history, top5=top5)
 
     try:
-        history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-                      optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,
-                      log=log, meta=meta, on_epoch=write_pictures, augment=augment, parallel=parallel)
+        with _first_run_kernels(args.device, args.dtype, world, log):
+            history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                          optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,
+                          log=log, meta=meta, on_epoch=write_pictures, augment=augment, parallel=parallel)
     except (FileNotFoundError, ValueError) as error:  # the checkpoint that --resume names
         _flag_error("train", "--resume", str(error))
     except FloatingPointError as error:

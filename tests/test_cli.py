@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from numconv import cli, train
+from numconv import cli, distributed, train
+from numconv.kernels.cpu import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,3 +181,68 @@ def test_train_on_the_synthetic_speech_set_with_m5(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert np.isfinite(metrics[0]["train_loss"])
     assert _png_size(tmp_path / "filters.png")[0] >= 200
+
+
+def _fresh_kernel(module: str):
+    """A new Numba function that claims to live in ``module``: its first call compiles."""
+    def double(x):
+        return 2 * x
+
+    double.__module__ = module
+    return numba.njit(double)
+
+
+def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype: 0)
+    said = []
+    with cli._first_run_kernels("cpu", "float32", distributed.World(), said.append):
+        _fresh_kernel("somebody.else")(1)
+        assert said == []  # another library's compilation is not numconv's
+        _fresh_kernel("numconv.kernels.cpu.fresh")(1)
+        _fresh_kernel("numconv.kernels.cpu.fresh")(2.0)
+    assert said == [cli.COMPILING]
+    _fresh_kernel("numconv.kernels.cpu.fresh")(3)  # the run is over: its notice stays quiet
+    assert said == [cli.COMPILING]
+    compiled = _fresh_kernel("numconv.kernels.cpu.fresh")
+    compiled(1)
+    quiet = []
+    with cli._first_run_kernels("cpu", "float32", distributed.World(), quiet.append):
+        compiled(2)  # nothing to compile, nothing said
+    assert quiet == []
+
+
+def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch):
+    started = []
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype: started.append(dtype) or 2)
+    said = []
+    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append):
+        pass
+    assert said == [cli.COMPILING] and started == ["float64"]
+    # several MPI processes already share the cores, and a GPU run has no CPU kernels to prepare
+    for device, world in (("cpu", distributed.World(size=2)), ("cuda", distributed.World())):
+        with cli._first_run_kernels(device, "float32", world, said.append):
+            pass
+    assert started == ["float64"]
+
+
+def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
+    """With an empty compile cache, compile_ahead's processes save exactly the versions of the blocked kernels that
+    a training step then calls: the step loads them and compiles neither."""
+    script = """
+import numpy as np
+from numconv import models
+from numconv.kernels.cpu import launch
+assert launch.compile_ahead("float32") == 2
+assert launch.compile_ahead("float32") == 0  # already under way
+model = models.lenet5(rng=0)
+x = np.random.default_rng(0).standard_normal((4, 1, 28, 28), dtype=np.float32)
+model.backward(np.ones_like(model.forward(x)), needs_input_grad=False)
+for shape, kernel in launch.KERNELS.items():
+    print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+"""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    # LeNet-5 runs both kernels (its first layer's 6 channels take the wide one); each was a cache hit
+    assert result.stdout.split("\n")[:2] == ["(16, 14) 1 0", "(64, 4) 1 0"], result.stdout

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -53,7 +55,57 @@ def run_vectorized(kernel, *args) -> None:
 
 def fma(shape: tuple, *args) -> None:
     """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning)."""
-    run_vectorized(KERNELS[shape], *args)
+    kernel = KERNELS[shape]
+    ahead = _ahead.pop(kernel, None)
+    if ahead is not None:  # compiled by another process: wait, then Numba loads it from the cache
+        ahead.wait()
+    run_vectorized(kernel, *args)
+
+
+#: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
+_ahead = {}
+
+
+def compile_ahead(dtype="float32") -> int:
+    """Start compiling each blocked kernel that Numba's cache lacks in a process of its own; returns how many.
+
+    The two blocked kernels are most of a first run's compile time (7-8 s each on a 2-core machine, against
+    about 8 s for all the other kernels a model uses together), and Numba compiles one function at a time per
+    process, so a first run compiles them side by side on other cores while it goes on with the rest; its first
+    call of each waits for that process and loads the kernel from the cache. With the cache filled, nothing starts.
+    """
+    started = 0
+    for shape, kernel in KERNELS.items():
+        if kernel in _ahead or _in_cache(kernel):
+            continue
+        code = (f"from numconv.kernels.cpu import launch; "
+                f"launch.run_once({shape!r}, {np.dtype(dtype).name!r})")
+        _ahead[kernel] = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started += 1
+    return started
+
+
+def _in_cache(kernel) -> bool:
+    """Whether Numba's cache holds any compiled version of ``kernel`` (its index for the current source)."""
+    try:
+        return bool(kernel._cache._cache_file._load_index())
+    except (AttributeError, OSError):  # another Numba's internals, or an unreadable cache: compile in-process
+        return True
+
+
+def run_once(shape: tuple, dtype: str) -> None:
+    """Run a one-output-row convolution through the blocked kernel of ``shape``, as a real call does, so that
+    the kernel is compiled for ``dtype`` and saved to Numba's cache (what a :func:`compile_ahead` process runs)."""
+    from numconv.kernels.cpu import conv
+
+    lanes = shape[0]
+    for_lanes = shape == (16, 14)  # channels as lanes; the wide kernel runs rows of positions
+    x = np.ones((1, 1, 1, 1, 1 if for_lanes else lanes), dtype)
+    weight = np.ones((lanes if for_lanes else 1, 1, 1, 1, 1), dtype)
+    out = np.empty((1, weight.shape[0], 1, 1, x.shape[4]), dtype)
+    run = conv.conv_forward if for_lanes else conv.conv_forward_wide
+    run(x, weight, None, out, (1, 1, 1), (0, 0, 0), (1, 1, 1), 1)
 
 
 @lru_cache(maxsize=64)
