@@ -57,29 +57,70 @@ def lrn_forward(x, out, size, alpha, beta, k):
                 target[s] = source[s] * (k + scale * total[s]) ** -beta
 
 
+#: positions per task of :func:`lrn_backward`: its 2 * size + 1 float64 scratch rows stay in the L1 cache
+_BACKWARD_CHUNK = 256
+
+
 @njit(parallel=True, cache=True)
 def lrn_backward(grad_output, x, grad_input, size, alpha, beta, k):
     """grad_input[j] = g[j] * D[j]^-beta - 2 alpha beta / size * x[j] * sum_{c : j in W(c)} g[c] x[c] D[c]^(-beta-1),
-    D[c] = k + alpha / size * sum_{W(c)} x^2. All (N, C, S)."""
+    D[c] = k + alpha / size * sum_{W(c)} x^2. All (N, C, S).
+
+    One task per (n, chunk of positions), sweeping the channels in order: step c computes D[c] over the chunk
+    (float64, as the forward does), then D[c]^-beta and t[c] = g[c] x[c] D[c]^(-beta-1) into rings of ``size`` rows,
+    and then finishes channel j = c - size//2, whose window-holders j - (size-1)//2 .. j + size//2 are the last
+    ``size`` channels computed. Every loop runs along contiguous positions and vectorises; beta = 0.75 goes through
+    square roots as in the forward.
+    """
     batch, channels, spatial = x.shape
-    for task in prange(batch * spatial):
-        n = task // spatial
-        s = task % spatial
-        # the channels c whose window contains j are j - (size-1)//2 .. j + size//2
-        for j in range(channels):
-            lo, hi = max(j - (size - 1) // 2, 0), min(j + size // 2 + 1, channels)
-            cross = 0.0
-            own_scale = 0.0
-            for c in range(lo, hi):
-                w_lo, w_hi = _channel_window(c, channels, size)
-                total = 0.0
-                for i in range(w_lo, w_hi):
-                    total += x[n, i, s] * x[n, i, s]
-                denominator = k + alpha / size * total
-                cross += grad_output[n, c, s] * x[n, c, s] * denominator ** (-beta - 1.0)
-                if c == j:
-                    own_scale = denominator ** -beta
-            grad_input[n, j, s] = grad_output[n, j, s] * own_scale - 2.0 * alpha * beta / size * x[n, j, s] * cross
+    scale = alpha / size
+    cross_scale = 2.0 * alpha * beta / size
+    chunks = (spatial + _BACKWARD_CHUNK - 1) // _BACKWARD_CHUNK
+    for task in prange(batch * chunks):
+        n = task // chunks
+        start = (task % chunks) * _BACKWARD_CHUNK
+        width = min(spatial - start, _BACKWARD_CHUNK)
+        own = np.empty((size, width))  # D[c]^-beta, row c % size
+        cross = np.empty((size, width))  # t[c], row c % size
+        total = np.empty(width)
+        for c in range(channels + size // 2):
+            if c < channels:
+                lo, hi = _channel_window(c, channels, size)
+                total[:] = 0.0
+                for i in range(lo, hi):
+                    row = x[n, i, start:start + width]
+                    for s in range(width):
+                        total[s] += float(row[s]) * float(row[s])
+                grads = grad_output[n, c, start:start + width]
+                source = x[n, c, start:start + width]
+                own_row = own[c % size]
+                cross_row = cross[c % size]
+                if beta == 0.75:
+                    for s in range(width):
+                        denominator = k + scale * total[s]
+                        root = math.sqrt(denominator)
+                        power = 1.0 / (root * math.sqrt(root))
+                        own_row[s] = power
+                        cross_row[s] = float(grads[s]) * float(source[s]) * (power / denominator)
+                else:
+                    for s in range(width):
+                        denominator = k + scale * total[s]
+                        power = denominator ** -beta
+                        own_row[s] = power
+                        cross_row[s] = float(grads[s]) * float(source[s]) * (power / denominator)
+            j = c - size // 2
+            if j >= 0:
+                total[:] = 0.0  # now the sum of t over the channels whose window holds j
+                for i in range(max(j - (size - 1) // 2, 0), min(j + size // 2 + 1, channels)):
+                    cross_row = cross[i % size]
+                    for s in range(width):
+                        total[s] += cross_row[s]
+                grads = grad_output[n, j, start:start + width]
+                source = x[n, j, start:start + width]
+                target = grad_input[n, j, start:start + width]
+                own_row = own[j % size]
+                for s in range(width):
+                    target[s] = float(grads[s]) * own_row[s] - cross_scale * float(source[s]) * total[s]
 
 
 @njit(parallel=True, cache=True)
