@@ -124,6 +124,8 @@ ENTRIES = (
     Entry("norm", "lrn_backward", lrn_backward_case, (
         ShapeConfig((1, 7, 2), (("size", 5), ("alpha", 1.0), ("beta", 0.75), ("k", 2.0))),
         ShapeConfig((2, 4, 3), (("size", 2), ("alpha", 0.5), ("beta", 0.5), ("k", 1.0))),
+        # more positions than one task's chunk (256): the chunks' offsets
+        ShapeConfig((1, 2, 257), (("size", 3), ("alpha", 1.0), ("beta", 0.75), ("k", 2.0))),
     )),
     Entry("loss", "cross_entropy_forward", cross_entropy_forward_case, LOSS_CONFIGS),
     Entry("loss", "cross_entropy_backward", cross_entropy_backward_case, LOSS_CONFIGS),
