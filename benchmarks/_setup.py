@@ -30,3 +30,11 @@ def best_of(function, repeat: int = 3) -> float:
         function()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def require_ort() -> None:
+    """In an asv ``setup``: skip the benchmark (asv skips on NotImplementedError) without onnx and onnxruntime."""
+    import anchors
+
+    if not anchors.HAS_ORT:
+        raise NotImplementedError("onnx and onnxruntime are needed for the ONNX Runtime benchmarks")

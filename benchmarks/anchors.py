@@ -2,12 +2,21 @@
 with numconv and with PyTorch. Shared by the asv benchmarks (``bench_*.py``) and by ``compare.py``.
 
 float32, PyTorch's layouts (NCL, NCHW, NCDHW). A convolution case lists (dims, N, C, spatial, out channels, kernel,
-stride, padding, groups); a pooling case (dims, N, C, spatial, kernel, stride), always with indices.
+stride, padding, groups); a pooling case (dims, N, C, spatial, kernel, stride, kind): max-pooling with indices
+(``POOL_CASES``, the original four), without indices, or average pooling (``POOL_VARIANT_CASES``). Besides: AlexNet's
+local response normalisation (``LRN_CASES``), dense layers (``DENSE_CASES``) and element-wise ops
+(``ELEMENTWISE_CASES``).
+
+Each case runs in up to three engines: numconv (``numconv_*``), PyTorch (``torch_*``) and, forward only, ONNX
+Runtime on a one-node ONNX model built with ``onnx.helper`` (``ort_*``: CPU, ``ort_threads()`` intra-op threads that
+sleep when idle, one inter-op thread, as ``onnx_import.py`` runs it). Every factory returns a no-argument callable;
+a forward callable returns the outputs (ONNX Runtime's: the list ``session.run`` returns).
 """
 from __future__ import annotations
 
+import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,6 +65,10 @@ class ConvCase:
         return self.flops >= 1e9 and self.channels // self.groups >= 32
 
 
+#: pooling kinds: max-pooling returning int64 indices too, max-pooling alone, average pooling
+POOL_KINDS = ("max_indices", "max", "avg")
+
+
 @dataclass(frozen=True)
 class PoolCase:
     name: str
@@ -65,6 +78,7 @@ class PoolCase:
     size: tuple
     kernel: int
     stride: int
+    kind: str = "max_indices"
 
     @property
     def x_shape(self) -> tuple:
@@ -75,10 +89,80 @@ class PoolCase:
         return tuple((s - self.kernel) // self.stride + 1 for s in self.size)
 
     @property
+    def y_shape(self) -> tuple:
+        return (self.batch, self.channels) + self.out_size
+
+    @property
     def bytes(self) -> float:
-        """Bytes read and written: the float32 input, the float32 output and its int64 indices."""
-        outputs = self.batch * self.channels * math.prod(self.out_size)
-        return 4.0 * math.prod(self.x_shape) + 12.0 * outputs
+        """Bytes read and written: the float32 input, the float32 output and, with indices, its int64 indices."""
+        outputs = math.prod(self.y_shape)
+        return 4.0 * math.prod(self.x_shape) + (12.0 if self.kind == "max_indices" else 4.0) * outputs
+
+
+@dataclass(frozen=True)
+class LrnCase:
+    """Local response normalisation across channels, PyTorch's (and ONNX's) formula."""
+    name: str
+    batch: int
+    channels: int
+    size: tuple
+    n: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+    @property
+    def x_shape(self) -> tuple:
+        return (self.batch, self.channels) + self.size
+
+    def bytes(self, backward: bool = False) -> float:
+        """Bytes read and written: forward x in, y out; the backward pass adds grad_output and x in, grad_input out."""
+        return 4.0 * math.prod(self.x_shape) * (5 if backward else 2)
+
+
+@dataclass(frozen=True)
+class DenseCase:
+    """y = x W^T + b, x (batch, in_features)."""
+    name: str
+    batch: int
+    in_features: int
+    out_features: int
+
+    @property
+    def flops(self) -> float:
+        """Multiply-adds of the forward pass, times two (the bias's adds not counted)."""
+        return 2.0 * self.batch * self.in_features * self.out_features
+
+    @property
+    def x_shape(self) -> tuple:
+        return (self.batch, self.in_features)
+
+    @property
+    def w_shape(self) -> tuple:
+        return (self.out_features, self.in_features)
+
+    @property
+    def y_shape(self) -> tuple:
+        return (self.batch, self.out_features)
+
+
+@dataclass(frozen=True)
+class ElementwiseCase:
+    """``op`` 'relu' (forward, and forward+backward) or 'add' (of two tensors of ``shape``; forward only: its
+    backward is the output gradient itself, no work)."""
+    name: str
+    op: str
+    shape: tuple
+
+    @property
+    def backward(self) -> bool:
+        return self.op == "relu"
+
+    def bytes(self, backward: bool = False) -> float:
+        """Bytes read and written: relu x in, y out (+ grad_output and x in, grad_input out backward); add x and y
+        in, the sum out."""
+        per_element = {"relu": 20 if backward else 8, "add": 12}[self.op]
+        return float(per_element * math.prod(self.shape))
 
 
 CONV_CASES = (
@@ -102,12 +186,42 @@ POOL_CASES = (
     PoolCase("pool_video", 3, 4, 64, (16, 112, 112), 2, 2),
 )
 
+#: the same four layers pooled without indices ("_noidx") and averaged ("avgpool_")
+POOL_VARIANT_CASES = (
+    tuple(replace(case, name=f"{case.name}_noidx", kind="max") for case in POOL_CASES)
+    + tuple(replace(case, name=case.name.replace("pool_", "avgpool_"), kind="avg") for case in POOL_CASES)
+)
+ALL_POOL_CASES = POOL_CASES + POOL_VARIANT_CASES
+
+#: AlexNet's two normalisation layers (after conv1 and conv2) at batch 32
+LRN_CASES = (
+    LrnCase("lrn_alex1", 32, 96, (55, 55)),
+    LrnCase("lrn_alex2", 32, 256, (27, 27)),
+)
+
+#: AlexNet's fc6 and fc7 at batch 32, LeNet-5's first dense layer at batch 64
+DENSE_CASES = (
+    DenseCase("alex_fc6", 32, 9216, 4096),
+    DenseCase("alex_fc7", 32, 4096, 4096),
+    DenseCase("lenet_fc1", 64, 400, 120),
+)
+
+#: on AlexNet's first activation at batch 32 (37 MB a tensor)
+ELEMENTWISE_CASES = (
+    ElementwiseCase("relu_alex", "relu", (32, 96, 55, 55)),
+    ElementwiseCase("add_alex", "add", (32, 96, 55, 55)),
+)
+
 CONV_BY_NAME = {case.name: case for case in CONV_CASES}
-POOL_BY_NAME = {case.name: case for case in POOL_CASES}
+POOL_BY_NAME = {case.name: case for case in ALL_POOL_CASES}
+LRN_BY_NAME = {case.name: case for case in LRN_CASES}
+DENSE_BY_NAME = {case.name: case for case in DENSE_CASES}
+ELEMENTWISE_BY_NAME = {case.name: case for case in ELEMENTWISE_CASES}
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_BACKWARD = {1: F.conv1d_backward, 2: F.conv2d_backward, 3: F.conv3d_backward}
 _POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 def conv_arrays(case: ConvCase, seed: int = 0):
@@ -123,6 +237,28 @@ def conv_arrays(case: ConvCase, seed: int = 0):
 
 def pool_array(case: PoolCase, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(case.x_shape, dtype=np.float32)
+
+
+def lrn_arrays(case: LrnCase, seed: int = 0):
+    """(x, grad_output)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(case.x_shape, dtype=np.float32), rng.standard_normal(case.x_shape, dtype=np.float32)
+
+
+def dense_arrays(case: DenseCase, seed: int = 0):
+    """(x, weight, bias, grad_output), the weight scaled as PyTorch initialises it."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case.x_shape, dtype=np.float32)
+    w = rng.standard_normal(case.w_shape, dtype=np.float32) / np.float32(math.sqrt(case.in_features))
+    b = rng.standard_normal(case.out_features, dtype=np.float32)
+    g = rng.standard_normal(case.y_shape, dtype=np.float32)
+    return x, w, b, g
+
+
+def elementwise_arrays(case: ElementwiseCase, seed: int = 0):
+    """(x, y or grad_output): add's two operands, or relu's input and output gradient."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(case.shape, dtype=np.float32), rng.standard_normal(case.shape, dtype=np.float32)
 
 
 # --- numconv ------------------------------------------------------------------------------------------------------
@@ -151,9 +287,58 @@ def numconv_conv(case: ConvCase, backward: bool = False, seed: int = 0, device: 
 
 
 def numconv_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
+    """The case's pooling; max-pooling with indices returns (output, indices)."""
     (x,) = _numconv_on(device, [pool_array(case, seed)])
+    if case.kind == "avg":
+        avg_pool = _AVG_POOL[case.dims]
+        return lambda: avg_pool(x, case.kernel, case.stride)
     pool = _POOL[case.dims]
-    return lambda: pool(x, case.kernel, case.stride, return_indices=True)
+    indices = case.kind == "max_indices"
+    return lambda: pool(x, case.kernel, case.stride, return_indices=indices)
+
+
+def numconv_lrn(case: LrnCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    """The forward pass (and, with ``backward``, the input's gradient after it)."""
+    x, g = _numconv_on(device, lrn_arrays(case, seed))
+    options = dict(size=case.n, alpha=case.alpha, beta=case.beta, k=case.k)
+    if not backward:
+        return lambda: F.local_response_norm(x, **options)
+
+    def step():
+        F.local_response_norm(x, **options)
+        return F.local_response_norm_backward(g, x, **options)
+
+    return step
+
+
+def numconv_dense(case: DenseCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    """The forward pass (and, with ``backward``, the input's, weight's and bias's gradients after it)."""
+    x, w, b, g = _numconv_on(device, dense_arrays(case, seed))
+    if not backward:
+        return lambda: F.linear(x, w, b)
+
+    def step():
+        F.linear(x, w, b)
+        return F.linear_backward(g, x, w, b)
+
+    return step
+
+
+def numconv_elementwise(case: ElementwiseCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    """relu (and, with ``backward``, its input gradient after it) or add."""
+    x, other = _numconv_on(device, elementwise_arrays(case, seed))
+    if case.op == "add":
+        if backward:
+            raise ValueError("add's backward does no work (it returns the output gradient): nothing to time")
+        return lambda: F.add(x, other)
+    if not backward:
+        return lambda: F.relu(x)
+
+    def step():
+        F.relu(x)
+        return F.relu_backward(other, x)
+
+    return step
 
 
 def numconv_lenet_step(batch: int = 64, seed: int = 0):
@@ -220,15 +405,79 @@ def torch_conv(case: ConvCase, backward: bool = False, seed: int = 0, device: st
 def torch_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
     import torch
 
+    functional = torch.nn.functional
     x = torch.from_numpy(pool_array(case, seed)).to(device)
-    pool = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d,
-            3: torch.nn.functional.max_pool3d}[case.dims]
+    if case.kind == "avg":
+        pool = {1: functional.avg_pool1d, 2: functional.avg_pool2d, 3: functional.avg_pool3d}[case.dims]
+        options = {}
+    else:
+        pool = {1: functional.max_pool1d, 2: functional.max_pool2d, 3: functional.max_pool3d}[case.dims]
+        options = dict(return_indices=case.kind == "max_indices")
 
     def forward():
         with torch.no_grad():
-            return pool(x, case.kernel, case.stride, return_indices=True)
+            return pool(x, case.kernel, case.stride, **options)
 
     return forward
+
+
+def _torch_step(function, leaves, grad_output):
+    """forward+backward in PyTorch: ``function(*leaves)`` then its backward from ``grad_output``, every leaf's
+    gradient computed afresh (not accumulated)."""
+
+    def step():
+        for leaf in leaves:
+            leaf.grad = None
+        function(*leaves).backward(grad_output)
+        return [leaf.grad for leaf in leaves]
+
+    return step
+
+
+def _torch_no_grad(function, *args):
+    import torch
+
+    def forward():
+        with torch.no_grad():
+            return function(*args)
+
+    return forward
+
+
+def torch_lrn(case: LrnCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    import torch
+
+    x, g = (torch.from_numpy(a).to(device) for a in lrn_arrays(case, seed))
+
+    def lrn(inputs):
+        return torch.nn.functional.local_response_norm(inputs, case.n, alpha=case.alpha, beta=case.beta, k=case.k)
+
+    if not backward:
+        return _torch_no_grad(lrn, x)
+    return _torch_step(lrn, [x.clone().requires_grad_(True)], g)
+
+
+def torch_dense(case: DenseCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    """The same as :func:`numconv_dense` in PyTorch; with ``backward`` the input, weight and bias get gradients."""
+    import torch
+
+    x, w, b, g = (torch.from_numpy(a).to(device) for a in dense_arrays(case, seed))
+    if not backward:
+        return _torch_no_grad(torch.nn.functional.linear, x, w, b)
+    return _torch_step(torch.nn.functional.linear, [a.clone().requires_grad_(True) for a in (x, w, b)], g)
+
+
+def torch_elementwise(case: ElementwiseCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
+    import torch
+
+    x, other = (torch.from_numpy(a).to(device) for a in elementwise_arrays(case, seed))
+    if case.op == "add":
+        if backward:
+            raise ValueError("add's backward does no work (it returns the output gradient): nothing to time")
+        return _torch_no_grad(torch.add, x, other)
+    if not backward:
+        return _torch_no_grad(torch.nn.functional.relu, x)
+    return _torch_step(torch.nn.functional.relu, [x.clone().requires_grad_(True)], other)
 
 
 def torch_lenet_step(batch: int = 64, seed: int = 0):
@@ -285,3 +534,135 @@ def torch_alexnet_forward(batch: int = 16, seed: int = 0):
             return model(images)
 
     return forward
+
+
+# --- ONNX Runtime -------------------------------------------------------------------------------------------------
+
+#: both packages importable: the ONNX Runtime peer can run
+HAS_ORT = all(importlib.util.find_spec(package) is not None for package in ("onnx", "onnxruntime"))
+#: the opset of the one-node models (what numconv's exporter writes too)
+OPSET = 17
+#: the largest difference allowed between numconv's and ONNX Runtime's outputs, relative to the largest output
+ORT_TOLERANCE = 1e-4
+
+
+def ort_threads() -> int:
+    """ONNX Runtime's intra-op threads: as many as numconv's (Numba's)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+def ort_session(model, threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` of ``model`` (a ModelProto) on the CPU: ``threads`` intra-op threads
+    (default :func:`ort_threads`) told not to spin when idle (spinning, they take the cores from the other
+    engines' turns), one inter-op thread, ONNX Runtime's default graph optimisations."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = ort_threads() if threads is None else threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _one_node_model(op: str, inputs: dict, outputs: dict, initializers: dict = None, **attributes):
+    """A model of one ``op`` node. ``inputs``/``outputs``: name -> shape (float32, except an output named
+    'indices', int64); ``initializers``: name -> array, constant inputs (weights), which ONNX Runtime may prepack."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = initializers or {}
+
+    def info(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.INT64 if name == "indices" else TensorProto.FLOAT,
+                                             list(shape))
+
+    node = helper.make_node(op, list(inputs) + list(initializers), list(outputs), **attributes)
+    graph = helper.make_graph([node], f"anchor_{op.lower()}", [info(n, s) for n, s in inputs.items()],
+                              [info(n, s) for n, s in outputs.items()],
+                              [numpy_helper.from_array(array, name) for name, array in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="numconv-bench")
+    model.ir_version = min(model.ir_version, 9)  # readable by every ONNX Runtime that runs opset 17
+    return model
+
+
+def _ort_runner(model, feed: dict, threads: int | None = None):
+    session = ort_session(model, threads)
+    return lambda: session.run(None, feed)
+
+
+def ort_conv(case: ConvCase, seed: int = 0, threads: int | None = None):
+    """The forward pass as one ONNX Conv node, the weight and bias constant initializers (as in a real model)."""
+    x, w, b, _ = conv_arrays(case, seed)
+    model = _one_node_model("Conv", {"x": case.x_shape}, {"y": case.y_shape}, {"w": w, "b": b},
+                            kernel_shape=[case.kernel] * case.dims, strides=[case.stride] * case.dims,
+                            pads=[case.padding] * (2 * case.dims), group=case.groups)
+    return _ort_runner(model, {"x": x}, threads)
+
+
+def ort_pool(case: PoolCase, seed: int = 0, threads: int | None = None):
+    """MaxPool (with its Indices output for 'max_indices': flat over the whole tensor, not per plane as numconv's
+    and PyTorch's) or AveragePool."""
+    outputs = {"y": case.y_shape}
+    if case.kind == "max_indices":
+        outputs["indices"] = case.y_shape
+    model = _one_node_model("AveragePool" if case.kind == "avg" else "MaxPool", {"x": case.x_shape}, outputs,
+                            kernel_shape=[case.kernel] * case.dims, strides=[case.stride] * case.dims)
+    return _ort_runner(model, {"x": pool_array(case, seed)}, threads)
+
+
+def ort_lrn(case: LrnCase, seed: int = 0, threads: int | None = None):
+    x, _ = lrn_arrays(case, seed)
+    model = _one_node_model("LRN", {"x": case.x_shape}, {"y": case.x_shape}, size=case.n, alpha=case.alpha,
+                            beta=case.beta, bias=case.k)
+    return _ort_runner(model, {"x": x}, threads)
+
+
+def ort_dense(case: DenseCase, seed: int = 0, threads: int | None = None):
+    """Gemm(x, W, b) with transB=1, the weight and bias constant initializers."""
+    x, w, b, _ = dense_arrays(case, seed)
+    model = _one_node_model("Gemm", {"x": case.x_shape}, {"y": case.y_shape}, {"w": w, "b": b}, transB=1)
+    return _ort_runner(model, {"x": x}, threads)
+
+
+def ort_elementwise(case: ElementwiseCase, seed: int = 0, threads: int | None = None):
+    """Relu, or Add of two inputs."""
+    x, other = elementwise_arrays(case, seed)
+    if case.op == "add":
+        model = _one_node_model("Add", {"x": case.shape, "other": case.shape}, {"y": case.shape})
+        return _ort_runner(model, {"x": x, "other": other}, threads)
+    model = _one_node_model("Relu", {"x": case.shape}, {"y": case.shape})
+    return _ort_runner(model, {"x": x}, threads)
+
+
+def ort_alexnet_forward(batch: int = 16, seed: int = 0, threads: int | None = None):
+    """numconv's AlexNet (the one :func:`numconv_alexnet_forward` runs, same seed, so the same weights) exported with
+    ``numconv.onnx.to_model``, on the same images; returns the list ``session.run`` returns."""
+    import numconv.onnx
+    from numconv import models
+
+    proto = numconv.onnx.to_model(models.alexnet(rng=seed), (1, 3, 227, 227))
+    images = np.random.default_rng(seed).standard_normal((batch, 3, 227, 227), dtype=np.float32)
+    return _ort_runner(proto, {"input": images}, threads)
+
+
+def relative_error(ours, theirs) -> float:
+    """The largest absolute difference over the largest absolute value of ``theirs`` (0 for two empty arrays)."""
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    scale = np.abs(theirs).max(initial=0.0)
+    difference = np.abs(ours - theirs).max(initial=0.0)
+    return float(difference / scale) if scale else float(difference)
+
+
+def ort_mismatch(case, ours, theirs) -> float:
+    """How far ONNX Runtime's outputs ``theirs`` (a list) are from numconv's forward result ``ours``: the relative
+    error of the first output; for max-pooling with indices, infinity when the indices differ (ONNX Runtime's
+    count over the whole tensor, so they are compared modulo one plane)."""
+    if isinstance(case, PoolCase) and case.kind == "max_indices":
+        values, indices = ours
+        plane = math.prod(case.size)
+        if not np.array_equal(np.asarray(theirs[1]) % plane, np.asarray(indices)):
+            return math.inf
+        return relative_error(values, theirs[0])
+    return relative_error(ours, theirs[0])

@@ -1,5 +1,6 @@
-"""Whole models: a LeNet-5 training step at batch 64 and an AlexNet forward pass at batch 16, and the time from a
-new process to the first LeNet-5 training step with a warm and with an empty compile cache."""
+"""Whole models: a LeNet-5 training step at batch 64 and an AlexNet forward pass at batch 16 (also in ONNX Runtime,
+when it is installed), and the time from a new process to the first LeNet-5 training step with a warm and with an
+empty compile cache."""
 import os
 import subprocess
 import sys
@@ -73,3 +74,18 @@ class Start:
             return _first_step_seconds(cache)
 
     track_cold_start.unit = "s"
+
+
+class OrtAlexNet:
+    """ONNX Runtime on numconv's AlexNet exported with ``numconv.onnx.to_model`` (same seed, same weights and images
+    as ``AlexNet``): forward at batch 16. Skipped without onnx and onnxruntime."""
+
+    timeout = 600
+
+    def setup(self):
+        _setup.require_ort()
+        self.forward = anchors.ort_alexnet_forward()
+        _setup.warm_up(self.forward)
+
+    def time_forward_batch16(self):
+        self.forward()

@@ -1,15 +1,21 @@
-"""numconv beside PyTorch on the CPU, over the anchor suite, in one process.
+"""numconv beside PyTorch and ONNX Runtime on the CPU, over the anchor suite, in one process.
 
-    python benchmarks/compare.py [--quick] [--json results.json] [--plot ratios.png] [--only NAME ...]
+    python benchmarks/compare.py [--quick] [--json results.json] [--plot ratios.png] [--only NAME ...] [--no-start]
 
-For every case both engines run interleaved (numconv, PyTorch, numconv, ...) after a warm-up call that compiles,
-and the best time of each is kept, so that a shared, noisy machine slows both alike. Reported: milliseconds,
-GFLOP/s (GB/s for pooling), the ratio numconv / PyTorch (below 1 means numconv is faster) and the fraction of the
-machine's peak, measured at the start as the best of a large numpy sgemm and a large PyTorch convolution. Cold and
-warm start times (a new process to the first LeNet-5 training step, with an empty and with a filled compile cache)
-are measured in subprocesses. Without PyTorch only numconv's numbers are shown.
+For every case the engines run interleaved (numconv, PyTorch, ONNX Runtime, numconv, ...) after a warm-up call that
+compiles, and the best time of each is kept, so that a shared, noisy machine slows all alike. ONNX Runtime runs the
+forward pass only (it is an inference engine), as a one-node ONNX model built with ``onnx.helper``, and its output
+must equal numconv's (largest difference below 1e-4 of the largest output) before it is timed.
 
-Both engines use the same number of threads (numba's, by default every core). For stable numbers on OpenBLAS
+Reported: milliseconds; GFLOP/s for convolutions and dense layers, with the fraction of the machine's peak (the best
+of a large numpy sgemm and a large PyTorch convolution) and of its FMA peak (a register-resident multiply-add loop,
+``fma_peak.py``); GB/s (bytes read + written) for pooling, local response normalisation and element-wise ops, with
+the fraction of the memory bandwidth (the best of a 256 MB copy); and the ratios numconv / PyTorch and
+numconv / ONNX Runtime (below 1 means numconv is faster), with their geometric means. Cold and warm start times (a
+new process to the first LeNet-5 training step, with an empty and with a filled compile cache) are measured in
+subprocesses. Without PyTorch, or without onnx and onnxruntime, that peer's columns show "-".
+
+All engines use the same number of threads (numba's, by default every core). For stable numbers on OpenBLAS
 builds, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
 """
 from __future__ import annotations
@@ -23,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -33,11 +41,15 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import anchors  # noqa: E402
+import fma_peak  # noqa: E402
 
 try:
     import torch
-except ImportError:  # the comparison degrades to numconv alone
+except ImportError:  # the comparison degrades to numconv (and ONNX Runtime)
     torch = None
+
+#: the peers, in the order they run after numconv, with the name the table uses
+PEERS = (("torch", "PyTorch"), ("ort", "ONNX Runtime"))
 
 
 def best_times(functions: dict, rounds: int, budget: float, spread: float = 1.5) -> dict:
@@ -81,6 +93,43 @@ def measure_peak(threads: int) -> dict:
     return peak
 
 
+def measure_fma_peak(seconds: float = 3.0) -> dict:
+    """The register-resident FMA loop of ``fma_peak.py`` in child processes, with 512-bit vectors (the machine's
+    peak) and with Numba's default width (256-bit on Intel since Skylake-X: what numconv's kernels are compiled
+    for). ``gflops`` is the 512-bit result, or the 256-bit one where that failed."""
+    result = {"bits_512": fma_peak.run_child(512, seconds), "bits_256": fma_peak.run_child(256, seconds),
+              "nominal_mhz": fma_peak.nominal_mhz()}
+    measured = [result[key]["gflops"] for key in ("bits_512", "bits_256") if "gflops" in result[key]]
+    result["gflops"] = max(measured) if measured else None
+    return result
+
+
+def _parallel_copy(source, target):
+    for i in numba.prange(source.shape[0]):
+        target[i] = source[i]
+
+
+def measure_bandwidth(megabytes: int = 256, seconds: float = 2.0) -> dict:
+    """GB/s (bytes read + written) of copying ``megabytes`` of float32: numpy's ``copyto`` (one thread) and a Numba
+    ``prange`` copy (every thread), the best call of each over ``seconds``; ``gbs`` is the better one."""
+    source = np.random.default_rng(0).standard_normal(megabytes * 2 ** 20 // 4, dtype=np.float32)
+    target = np.empty_like(source)
+    parallel = numba.njit(parallel=True)(_parallel_copy)
+    result = {"bytes": 2.0 * source.nbytes}
+    for key, function in (("numpy_copy_gbs", lambda: np.copyto(target, source)),
+                          ("numba_copy_gbs", lambda: parallel(source, target))):
+        function()
+        best = math.inf
+        until = time.perf_counter() + seconds
+        while best == math.inf or time.perf_counter() < until:
+            begin = time.perf_counter()
+            function()
+            best = min(best, time.perf_counter() - begin)
+        result[key] = result["bytes"] / best / 1e9
+    result["gbs"] = max(result["numpy_copy_gbs"], result["numba_copy_gbs"])
+    return result
+
+
 def start_times(timeout: float = 900.0) -> dict:
     """Seconds from a new process to the first LeNet-5 training step, with an empty compile cache (cold: every
     kernel compiles) and again with the cache that run filled (warm)."""
@@ -107,82 +156,171 @@ def _ratio(ours: float, theirs: float | None) -> float | None:
     return None if theirs is None else ours / theirs
 
 
+class Runner:
+    """Times one case in every engine available and fills in the row's numbers."""
+
+    def __init__(self, args, peak: float, fma: float | None, bandwidth: float):
+        self.rounds, self.budget, self.spread = (3, 1.0, 0.3) if args.quick else (10, 6.0, 1.5)
+        self.peak, self.fma, self.bandwidth = peak, fma, bandwidth
+        self.mismatches = []
+
+    def entry(self, case, mode: str, ours, theirs=None, ort=None, work: float = 0.0, unit: str = "gflops") -> dict:
+        """Time ``ours`` (numconv), ``theirs`` (PyTorch) and ``ort`` (ONNX Runtime) interleaved, after checking that
+        ONNX Runtime's output equals numconv's; ``work`` flops (``unit`` 'gflops') or bytes ('gbs') per call."""
+        functions = {"numconv": ours}
+        if theirs is not None:
+            functions["torch"] = theirs
+        entry = {}
+        if ort is not None:
+            error = anchors.ort_mismatch(case, ours(), ort())
+            entry["ort_relative_error"] = error
+            if error < anchors.ORT_TOLERANCE:  # NaN fails too: a wrong result is never timed
+                functions["ort"] = ort
+            else:
+                self.mismatches.append(f"{case.name} {mode}: ONNX Runtime's output differs from numconv's by "
+                                       f"{error:.2e} (relative), not timed")
+                print(f"  {self.mismatches[-1]}", file=sys.stderr, flush=True)
+        best = best_times(functions, self.rounds, self.budget, self.spread)
+        for engine in ("numconv", "torch", "ort"):
+            seconds = best.get(engine)
+            entry[f"{engine}_ms"] = None if seconds is None else seconds * 1e3
+            entry[f"{engine}_{unit}"] = None if seconds is None else work / seconds / 1e9
+        entry["ratio"] = _ratio(best["numconv"], best.get("torch"))
+        entry["ort_ratio"] = _ratio(best["numconv"], best.get("ort"))
+        rate = entry[f"numconv_{unit}"]
+        if unit == "gflops":
+            entry["numconv_peak_fraction"] = rate / self.peak
+            entry["numconv_fma_fraction"] = None if not self.fma else rate / self.fma
+        else:
+            entry["numconv_bandwidth_fraction"] = rate / self.bandwidth
+        return entry
+
+
+def _with_ort(factory, *args):
+    """``factory(*args)`` when ONNX Runtime can run, else None."""
+    return factory(*args) if anchors.HAS_ORT else None
+
+
+def _with_torch(factory, *args):
+    return factory(*args) if torch is not None else None
+
+
 def run(args) -> dict:
     threads = numba.get_num_threads()
     if torch is not None:
         torch.set_num_threads(threads)
     else:
         print(NO_TORCH, file=sys.stderr, flush=True)
+    if not anchors.HAS_ORT:
+        print(NO_ORT, file=sys.stderr, flush=True)
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": threads,
                     "numba": numba.__version__, "numpy": np.__version__,
-                    "torch": None if torch is None else torch.__version__},
+                    "torch": None if torch is None else torch.__version__,
+                    "onnx": version("onnx") if anchors.HAS_ORT else None,
+                    "onnxruntime": version("onnxruntime") if anchors.HAS_ORT else None},
         "peak": measure_peak(threads),
-        "conv": [], "pool": [], "models": [],
+        "conv": [], "dense": [], "pool": [], "lrn": [], "elementwise": [], "models": [],
     }
-    peak = report["peak"]["peak_gflops"]
-    rounds, budget, spread = (3, 1.0, 0.3) if args.quick else (10, 6.0, 1.5)
+    print("  measuring the FMA peak and the memory bandwidth", file=sys.stderr, flush=True)
+    report["fma_peak"] = measure_fma_peak(1.5 if args.quick else 3.0)
+    report["bandwidth"] = measure_bandwidth(seconds=1.0 if args.quick else 2.0)
+    runner = Runner(args, report["peak"]["peak_gflops"], report["fma_peak"]["gflops"], report["bandwidth"]["gbs"])
     wanted = set(args.only or [])
+    both = (("forward", False), ("forward_backward", True))
+
     for case in anchors.CONV_CASES:
         if wanted and case.name not in wanted:
             continue
         row = {"name": case.name, "flops": case.flops, "large": case.large}
-        for mode, backward, factor in (("forward", False, 1.0), ("forward_backward", True, 3.0)):
-            functions = {"numconv": anchors.numconv_conv(case, backward)}
-            if torch is not None:
-                functions["torch"] = anchors.torch_conv(case, backward)
-            best = best_times(functions, rounds, budget, spread)
-            flops = factor * case.flops
-            ours, theirs = best["numconv"], best.get("torch")
-            row[mode] = {
-                "numconv_ms": ours * 1e3, "torch_ms": None if theirs is None else theirs * 1e3,
-                "numconv_gflops": flops / ours / 1e9, "torch_gflops": None if theirs is None else flops / theirs / 1e9,
-                "ratio": _ratio(ours, theirs), "numconv_peak_fraction": flops / ours / 1e9 / peak,
-            }
+        for mode, backward in both:
+            row[mode] = runner.entry(case, mode, anchors.numconv_conv(case, backward),
+                                     _with_torch(anchors.torch_conv, case, backward),
+                                     None if backward else _with_ort(anchors.ort_conv, case),
+                                     (3.0 if backward else 1.0) * case.flops)
         report["conv"].append(row)
-        _progress(row["name"], row["forward"]["ratio"], row["forward_backward"]["ratio"])
-    for case in anchors.POOL_CASES:
+        _progress(row)
+    for case in anchors.DENSE_CASES:
         if wanted and case.name not in wanted:
             continue
-        functions = {"numconv": anchors.numconv_pool(case)}
-        if torch is not None:
-            functions["torch"] = anchors.torch_pool(case)
-        best = best_times(functions, rounds, budget, spread)
-        ours, theirs = best["numconv"], best.get("torch")
-        report["pool"].append({
-            "name": case.name, "bytes": case.bytes, "numconv_ms": ours * 1e3,
-            "torch_ms": None if theirs is None else theirs * 1e3, "numconv_gbs": case.bytes / ours / 1e9,
-            "torch_gbs": None if theirs is None else case.bytes / theirs / 1e9, "ratio": _ratio(ours, theirs),
-        })
-        _progress(case.name, report["pool"][-1]["ratio"])
-    models = (("lenet5_train_step_b64", anchors.numconv_lenet_step, anchors.torch_lenet_step),
-              ("alexnet_forward_b16", anchors.numconv_alexnet_forward, anchors.torch_alexnet_forward))
-    for name, ours_factory, theirs_factory in models:
+        row = {"name": case.name, "flops": case.flops}
+        for mode, backward in both:
+            row[mode] = runner.entry(case, mode, anchors.numconv_dense(case, backward),
+                                     _with_torch(anchors.torch_dense, case, backward),
+                                     None if backward else _with_ort(anchors.ort_dense, case),
+                                     (3.0 if backward else 1.0) * case.flops)
+        report["dense"].append(row)
+        _progress(row)
+    for case in anchors.ALL_POOL_CASES:
+        if wanted and case.name not in wanted:
+            continue
+        entry = runner.entry(case, "forward", anchors.numconv_pool(case), _with_torch(anchors.torch_pool, case),
+                             _with_ort(anchors.ort_pool, case), case.bytes, "gbs")
+        report["pool"].append({"name": case.name, "kind": case.kind, "bytes": case.bytes, **entry})
+        _progress(report["pool"][-1])
+    for case in anchors.LRN_CASES:
+        if wanted and case.name not in wanted:
+            continue
+        row = {"name": case.name, "bytes": case.bytes()}
+        for mode, backward in both:
+            row[mode] = runner.entry(case, mode, anchors.numconv_lrn(case, backward),
+                                     _with_torch(anchors.torch_lrn, case, backward),
+                                     None if backward else _with_ort(anchors.ort_lrn, case),
+                                     case.bytes(backward), "gbs")
+        report["lrn"].append(row)
+        _progress(row)
+    for case in anchors.ELEMENTWISE_CASES:
+        if wanted and case.name not in wanted:
+            continue
+        row = {"name": case.name, "op": case.op, "bytes": case.bytes()}
+        for mode, backward in both[:2 if case.backward else 1]:
+            row[mode] = runner.entry(case, mode, anchors.numconv_elementwise(case, backward),
+                                     _with_torch(anchors.torch_elementwise, case, backward),
+                                     None if backward else _with_ort(anchors.ort_elementwise, case),
+                                     case.bytes(backward), "gbs")
+        report["elementwise"].append(row)
+        _progress(row)
+    models = (("lenet5_train_step_b64", anchors.numconv_lenet_step, anchors.torch_lenet_step, None),
+              ("alexnet_forward_b16", anchors.numconv_alexnet_forward, anchors.torch_alexnet_forward,
+               anchors.ort_alexnet_forward))
+    for name, ours_factory, theirs_factory, ort_factory in models:
         if wanted and name not in wanted:
             continue
-        functions = {"numconv": ours_factory()}
-        if torch is not None:
-            functions["torch"] = theirs_factory()
-        best = best_times(functions, rounds, budget, spread)
-        ours, theirs = best["numconv"], best.get("torch")
-        report["models"].append({"name": name, "numconv_ms": ours * 1e3,
-                                 "torch_ms": None if theirs is None else theirs * 1e3,
-                                 "ratio": _ratio(ours, theirs)})
-        _progress(name, report["models"][-1]["ratio"])
+        entry = runner.entry(SimpleNamespace(name=name), "forward", ours_factory(), _with_torch(theirs_factory),
+                             None if ort_factory is None else _with_ort(ort_factory))
+        report["models"].append({"name": name, **{key: entry[key] for key in
+                                                  ("numconv_ms", "torch_ms", "ort_ms", "ratio", "ort_ratio")}})
+        if "ort_relative_error" in entry:
+            report["models"][-1]["ort_relative_error"] = entry["ort_relative_error"]
+        _progress(report["models"][-1])
     if not args.no_start:
         report["start"] = start_times()
+    report["ort_mismatches"] = runner.mismatches
     report["summary"] = summarise(report)
     return report
 
 
-def _progress(name: str, *ratios) -> None:
-    shown = " ".join("-" if r is None else f"{r:.2f}" for r in ratios)
-    print(f"  {name}: ratio {shown}", file=sys.stderr, flush=True)
+def _progress(row: dict) -> None:
+    entries = [row[mode] for mode in ("forward", "forward_backward") if mode in row] or [row]
+    shown = " ".join(f"{_fmt(entry.get('ratio'), '.2f')}/{_fmt(entry.get('ort_ratio'), '.2f')}" for entry in entries)
+    print(f"  {row['name']}: numconv / torch / ORT {shown}", file=sys.stderr, flush=True)
 
 
 def _geomean(values) -> float | None:
     values = [v for v in values if v is not None]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def _entries(report: dict, group: str, mode: str):
+    """The entries of ``group`` for ``mode`` ('forward' or 'forward_backward'; pooling rows are their own)."""
+    if group == "pool":
+        return report["pool"] if mode == "forward" else []
+    return [row[mode] for row in report[group] if mode in row]
+
+
+#: (report group, label) of the geometric means, per peer
+SUMMARY_GROUPS = (("conv", "conv"), ("dense", "dense"), ("pool", "pooling"), ("lrn", "LRN"),
+                  ("elementwise", "element-wise"))
 
 
 def summarise(report: dict) -> dict:
@@ -195,9 +333,18 @@ def summarise(report: dict) -> dict:
         "large_layers_min_peak_fraction": min([r["forward"]["numconv_peak_fraction"] for r in conv if r["large"]],
                                               default=None),
         "pool_geomean_ratio": _geomean(r["ratio"] for r in report["pool"]),
+        "ort_pool_geomean_ratio": _geomean(r["ort_ratio"] for r in report["pool"]),
     }
+    for group, _ in SUMMARY_GROUPS:
+        if group == "pool":
+            continue
+        for mode in ("forward", "forward_backward"):
+            summary[f"{group}_{mode}_geomean_ratio"] = _geomean(e["ratio"] for e in _entries(report, group, mode))
+        summary[f"ort_{group}_forward_geomean_ratio"] = _geomean(e["ort_ratio"]
+                                                                for e in _entries(report, group, "forward"))
     for row in report["models"]:
         summary[f"{row['name']}_ratio"] = row["ratio"]
+        summary[f"{row['name']}_ort_ratio"] = row["ort_ratio"]
     return summary
 
 
@@ -205,82 +352,157 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-#: said at the top of the table, and on stderr when the run starts, when the peer is missing
-NO_TORCH = ("PyTorch is not installed: numconv's numbers only, no ratios (pip install torch, or the project's "
-            "test extra)")
+def _percent(fraction):
+    return None if fraction is None else 100 * fraction
+
+
+#: said at the top of the table, and on stderr when the run starts, when a peer is missing
+NO_TORCH = ("PyTorch is not installed: its columns show - (pip install torch, or the project's test extra)")
+NO_ORT = ("onnx or onnxruntime is not installed: ONNX Runtime's columns show - (pip install onnx onnxruntime, or "
+          "the project's onnx extra)")
+
+_RATIOS = f"{'numconv / torch':>15} {'numconv / ORT':>13}"
+
+
+def _compute_lines(title: str, rows: list) -> list:
+    header = (f"{title:<12} {'mode':<7} {'numconv ms':>10} {'torch ms':>9} {'ORT ms':>9} {'GFLOP/s':>8} {_RATIOS} "
+              f"{'% peak':>6} {'% FMA':>6}")
+    lines = ["", header, "-" * len(header)]
+    for row in rows:
+        for mode, label in (("forward", "fwd"), ("forward_backward", "fwd+bwd")):
+            m = row[mode]
+            lines.append(f"{row['name']:<12} {label:<7} {m['numconv_ms']:>10.2f} {_fmt(m['torch_ms'], '9.2f'):>9} "
+                         f"{_fmt(m['ort_ms'], '9.2f'):>9} {m['numconv_gflops']:>8.1f} "
+                         f"{_fmt(m['ratio'], '15.2f'):>15} {_fmt(m['ort_ratio'], '13.2f'):>13} "
+                         f"{_fmt(_percent(m['numconv_peak_fraction']), '5.1f'):>5}% "
+                         f"{_fmt(_percent(m['numconv_fma_fraction']), '5.1f'):>5}%")
+    return lines
+
+
+#: how the memory-bound tables name each row's kind or mode
+_KIND = {"max_indices": "max+idx", "max": "max", "avg": "avg", "forward": "fwd", "forward_backward": "fwd+bwd"}
+
+
+def _memory_lines(title: str, rows: list) -> list:
+    header = (f"{title:<16} {'mode':<7} {'numconv ms':>10} {'torch ms':>9} {'ORT ms':>9} {'GB/s':>6} {'% bw':>6} "
+              f"{_RATIOS}")
+    lines = ["", header, "-" * len(header)]
+    for row in rows:
+        if "kind" in row:
+            labelled = [(_KIND[row["kind"]], row)]
+        else:
+            labelled = [(_KIND[mode], row[mode]) for mode in ("forward", "forward_backward") if mode in row]
+        for label, m in labelled:
+            lines.append(f"{row['name']:<16} {label:<7} {m['numconv_ms']:>10.2f} {_fmt(m['torch_ms'], '9.2f'):>9} "
+                         f"{_fmt(m['ort_ms'], '9.2f'):>9} {m['numconv_gbs']:>6.1f} "
+                         f"{_fmt(_percent(m['numconv_bandwidth_fraction']), '5.0f'):>5}% "
+                         f"{_fmt(m['ratio'], '15.2f'):>15} {_fmt(m['ort_ratio'], '13.2f'):>13}")
+    return lines
+
+
+def _peak_lines(report: dict) -> list:
+    machine, peak, fma, bandwidth = report["machine"], report["peak"], report["fma_peak"], report["bandwidth"]
+    lines = [f"threads {machine['threads']}; peak {peak['peak_gflops']:.0f} GFLOP/s (sgemm {peak['sgemm_gflops']:.0f}"
+             + (f", PyTorch conv {peak['torch_conv_gflops']:.0f}" if "torch_conv_gflops" in peak else "") + ")"]
+    wide, narrow = fma["bits_512"], fma["bits_256"]
+    if "gflops" in wide:
+        line = (f"FMA peak {wide['gflops']:.0f} GFLOP/s (register-resident {wide['vector_bits']}-bit FMA loop, "
+                f"{wide['threads']} threads: {wide['flops_per_cycle_per_thread']:.0f} flops/cycle/thread at the "
+                f"{wide['clock_ghz']:.2f} GHz a dependent FMA chain runs at, one thread alone "
+                f"{wide['one_thread_gflops']:.0f} GFLOP/s = {wide['flops_per_cycle_one_thread']:.0f} flops/cycle; "
+                "64 is two 512-bit FMA units' most")
+        if fma.get("nominal_mhz"):
+            nominal = fma["nominal_mhz"] / 1e3
+            line += (f"; /proc/cpuinfo {fma['nominal_mhz']:.0f} MHz: {wide['threads']} x {nominal:.2f} x 64 = "
+                     f"{wide['threads'] * nominal * 64:.0f}")
+        lines.append(line + ")")
+    else:
+        lines.append(f"FMA peak (512-bit) not measured: {wide.get('error')}")
+    if "gflops" in narrow:
+        lines.append(f"  with Numba's default vector width ({narrow['vector_bits']}-bit here, numconv's kernels' "
+                     f"width): {narrow['gflops']:.0f} GFLOP/s, one thread {narrow['one_thread_gflops']:.0f} = "
+                     f"{narrow['flops_per_cycle_one_thread']:.0f} flops/cycle (32 the most)")
+    lines.append(f"memory bandwidth {bandwidth['gbs']:.1f} GB/s (best copy of {bandwidth['bytes'] / 2 ** 21:.0f} MB "
+                 f"float32, bytes read + written: np.copyto {bandwidth['numpy_copy_gbs']:.1f}, "
+                 f"Numba prange {bandwidth['numba_copy_gbs']:.1f})")
+    if machine.get("onnxruntime"):
+        lines.append(f"ONNX Runtime {machine['onnxruntime']} (onnx {machine['onnx']}): {machine['threads']} intra-op "
+                     f"threads, no spinning, forward only; outputs equal numconv's (relative "
+                     f"{anchors.ORT_TOLERANCE:.0e}) before timing")
+    return lines
 
 
 def table(report: dict) -> str:
-    peak = report["peak"]
-    lines = [NO_TORCH, ""] if report["machine"]["torch"] is None else []
-    lines += [f"threads {report['machine']['threads']}; peak {peak['peak_gflops']:.0f} GFLOP/s (sgemm "
-             f"{peak['sgemm_gflops']:.0f}" + (f", PyTorch conv {peak['torch_conv_gflops']:.0f}"
-                                              if "torch_conv_gflops" in peak else "") + ")", ""]
-    header = (f"{'convolution':<12} {'mode':<9} {'numconv ms':>10} {'torch ms':>9} {'GFLOP/s':>8} {'torch':>7} "
-              f"{'ratio':>6} {'% peak':>7}")
-    lines += [header, "-" * len(header)]
-    for row in report["conv"]:
-        for mode, label in (("forward", "fwd"), ("forward_backward", "fwd+bwd")):
-            m = row[mode]
-            lines.append(f"{row['name']:<12} {label:<9} {m['numconv_ms']:>10.2f} {_fmt(m['torch_ms'], '9.2f'):>9} "
-                         f"{m['numconv_gflops']:>8.1f} {_fmt(m['torch_gflops'], '7.1f'):>7} "
-                         f"{_fmt(m['ratio'], '6.2f'):>6} {100 * m['numconv_peak_fraction']:>6.1f}%")
-    if report["pool"]:
-        header = f"{'max-pool+idx':<12} {'numconv ms':>10} {'torch ms':>9} {'GB/s':>7} {'torch':>7} {'ratio':>6}"
-        lines += ["", header, "-" * len(header)]
-        for row in report["pool"]:
-            lines.append(f"{row['name']:<12} {row['numconv_ms']:>10.2f} {_fmt(row['torch_ms'], '9.2f'):>9} "
-                         f"{row['numconv_gbs']:>7.1f} {_fmt(row['torch_gbs'], '7.1f'):>7} "
-                         f"{_fmt(row['ratio'], '6.2f'):>6}")
+    machine = report["machine"]
+    lines = [NO_TORCH] if machine["torch"] is None else []
+    lines += [NO_ORT] if machine.get("onnxruntime") is None else []
+    lines += _peak_lines(report)
+    if report["conv"]:
+        lines += _compute_lines("convolution", report["conv"])
+    if report["dense"]:
+        lines += _compute_lines("dense", report["dense"])
+    for group, title in (("pool", "pooling"), ("lrn", "local resp. norm"), ("elementwise", "element-wise")):
+        if report[group]:
+            lines += _memory_lines(title, report[group])
     if report["models"]:
-        header = f"{'model':<22} {'numconv ms':>10} {'torch ms':>9} {'ratio':>6}"
+        header = f"{'model':<22} {'numconv ms':>10} {'torch ms':>9} {'ORT ms':>9} {_RATIOS}"
         lines += ["", header, "-" * len(header)]
         for row in report["models"]:
             lines.append(f"{row['name']:<22} {row['numconv_ms']:>10.2f} {_fmt(row['torch_ms'], '9.2f'):>9} "
-                         f"{_fmt(row['ratio'], '6.2f'):>6}")
+                         f"{_fmt(row['ort_ms'], '9.2f'):>9} {_fmt(row['ratio'], '15.2f'):>15} "
+                         f"{_fmt(row['ort_ratio'], '13.2f'):>13}")
     if "start" in report:
         start = report["start"]
         lines += ["", f"start to first LeNet-5 training step: cold {start['cold_s']:.1f} s, "
                       f"warm {start['warm_s']:.1f} s"
                       f" (in process {start['cold_in_process_s']:.1f} / {start['warm_in_process_s']:.1f} s)"]
+    lines += [""] + [f"note: {message}" for message in report.get("ort_mismatches", [])]
     s = report["summary"]
-    lines += ["", "ratios numconv / PyTorch (below 1: numconv faster): "
-              f"conv forward geomean {_fmt(s['conv_forward_geomean_ratio'], '.2f')}, "
-              f"forward+backward geomean {_fmt(s['conv_forward_backward_geomean_ratio'], '.2f')}, "
-              f"worst {_fmt(s['conv_worst_ratio'], '.2f')}, max-pool geomean {_fmt(s['pool_geomean_ratio'], '.2f')}; "
-              f"large layers at >= {_fmt(_percent(s['large_layers_min_peak_fraction']), '.0f')}% of peak"]
+    lines.append("geometric means of numconv / peer (below 1: numconv faster):")
+    torch_parts = []
+    ort_parts = []
+    for group, label in SUMMARY_GROUPS:
+        if group == "pool":
+            torch_parts.append(f"pooling {_fmt(s['pool_geomean_ratio'], '.2f')}")
+            ort_parts.append(f"pooling {_fmt(s['ort_pool_geomean_ratio'], '.2f')}")
+            continue
+        torch_parts.append(f"{label} fwd {_fmt(s[f'{group}_forward_geomean_ratio'], '.2f')}"
+                           + (f" fwd+bwd {_fmt(s[f'{group}_forward_backward_geomean_ratio'], '.2f')}"))
+        ort_parts.append(f"{label} fwd {_fmt(s[f'ort_{group}_forward_geomean_ratio'], '.2f')}")
+    lines.append("  vs PyTorch:      " + ", ".join(torch_parts)
+                 + f"; worst conv {_fmt(s['conv_worst_ratio'], '.2f')}")
+    lines.append("  vs ONNX Runtime: " + ", ".join(ort_parts))
+    lines.append(f"large conv layers at >= {_fmt(_percent(s['large_layers_min_peak_fraction']), '.0f')}% of peak")
     return "\n".join(lines)
 
 
-def _percent(fraction):
-    return None if fraction is None else 100 * fraction
-
-
 def plot(report: dict, path: Path) -> None:
-    """A bar per measurement: the ratio numconv / PyTorch on a log scale, green below 1 (numconv faster), red above,
-    with the line at 1. Bars in order: each convolution forward then forward+backward, pooling, models."""
+    """A bar per measurement and peer: the ratio numconv / peer on a log scale, green below 1 (numconv faster), red
+    above, with the line at 1. Bars in order: each convolution and dense layer forward then forward+backward,
+    pooling, normalisation, element-wise, models; ONNX Runtime's bars are labelled 'vs ORT'."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels, bars = [], []
-    for row in report["conv"]:
-        for mode, key in (("fwd", "forward"), ("fwd+bwd", "forward_backward")):
-            labels.append(f"{row['name']} {mode}")
-            bars.append(row[key]["ratio"])
-    for group in ("pool", "models"):
-        labels += [row["name"] for row in report[group]]
-        bars += [row["ratio"] for row in report[group]]
+    for group in ("conv", "dense", "pool", "lrn", "elementwise", "models"):
+        for row in report[group]:
+            entries = [(mode, row[mode]) for mode in ("forward", "forward_backward") if mode in row] or [("", row)]
+            for mode, entry in entries:
+                short = {"forward": " fwd", "forward_backward": " fwd+bwd", "": ""}[mode]
+                for key, suffix in (("ratio", ""), ("ort_ratio", " vs ORT")):
+                    labels.append(f"{row['name']}{short}{suffix}")
+                    bars.append(entry.get(key))
     kept = [(label, bar) for label, bar in zip(labels, bars) if bar is not None]
     if not kept:
-        raise SystemExit("nothing to plot: PyTorch is needed for ratios")
+        raise SystemExit("nothing to plot: PyTorch or ONNX Runtime is needed for ratios")
     labels, bars = zip(*kept)
     figure, axis = plt.subplots(figsize=(max(6.0, 0.32 * len(bars)), 4.0), layout="constrained")
     axis.bar(range(len(bars)), bars, color=["tab:green" if bar <= 1.0 else "tab:red" for bar in bars])
     axis.axhline(1.0, color="black", linewidth=0.8)
     axis.set_yscale("log")
-    axis.set_ylabel("time numconv / time PyTorch")
+    axis.set_ylabel("time numconv / time peer")
     axis.set_xticks(range(len(bars)), labels, rotation=90, fontsize=7)
     axis.set_title("below 1: numconv is faster")
     figure.savefig(path, dpi=110)
