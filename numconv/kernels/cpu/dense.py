@@ -1,11 +1,20 @@
 """Fully-connected kernels for the CPU: y = x W^T + b and its gradients, and the bias gradient that convolution
 shares. Arrays are C-contiguous and already validated.
 
-The three matrix products run on the convolution's register-blocked kernel (``codegen.py``): 16 lanes hold 16
-neighbouring elements of a contiguous row, each of up to 14 columns broadcasts one number per step. The forward
-pass vectorises over the batch (the input transposed once, a small copy) and broadcasts weight rows, so the large
-weight matrix is streamed once per 16 samples and never repacked; both gradients vectorise over input features,
-reading weight and input rows in place.
+The three matrix products run on the convolution's register-blocked kernels (``codegen.py``): a vector of
+neighbouring elements of a contiguous row times one broadcast number per column. The forward pass vectorises over
+the batch (the input transposed once, a small copy) and broadcasts weight rows, so the large weight matrix is
+streamed once per 16 samples and never repacked.
+
+Both gradients vectorise over input features, 64 at a time (the 64 x 4 kernel; 16 x 14 when there are fewer than
+64), so that their results leave through the kernel's vector stores along rows of ``grad_input`` and
+``grad_weight``. The operand that supplies the vectors is first copied into panels, ``panels[f, r, k] =
+matrix[r, start_f + k]``, so that a task reads one contiguous panel instead of 64 elements from each of thousands of
+rows: read in place, rows a power-of-two multiple of 4 KiB apart fall into a few cache sets and the rows of a
+strip were fetched again for every other strip (the input gradient of AlexNet's fc6 took 5x its forward pass).
+The weight's panels (as large as the weight) and the input's are scratch buffers kept between calls
+(``launch.workspace``). The weight gradient's tasks go along each group of 16 rows of ``grad_weight``, so that its
+stores, a matrix as large as the weight after a sum of only batch-size terms, fill memory row by row.
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import tuning
-from numconv.kernels.cpu.launch import fma, zeros
+from numconv.kernels.cpu.launch import fma, workspace, zeros
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -25,6 +34,13 @@ __all__ = [
 _U = np.uint64
 _SHAPE = (tuning.LANES, tuning.COLUMNS)
 _LANES = tuning.LANES
+#: lanes of a panel -> the (lanes, columns) kernel that reads it
+_KERNEL = {tuning.LANES: _SHAPE, tuning.WIDE_LANES: (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
+#: lanes of a panel -> rows of ``grad_weight`` a block of the weight gradient computes: 16 (four strips of the
+#: 64 x 4 kernel) measured faster than 4, 32 or 64 on fc6 and fc7; one strip of the 16 x 14 kernel
+_BLOCK_ROWS = {tuning.LANES: tuning.COLUMNS, tuning.WIDE_LANES: 4 * tuning.WIDE_COLUMNS}
+#: rows of the matrix that one task of :func:`_pack_panels` copies into every panel
+_PACK_ROWS = 8
 
 
 @lru_cache(maxsize=128)
@@ -43,29 +59,73 @@ def _batch_lanes_tables(batch: int, in_features: int, out_features: int):
 
 
 @lru_cache(maxsize=128)
-def _feature_lanes_tables(rows: int, width: int, columns: int, reduction: int, column_step: int, reduce_step: int):
-    """Both gradients: blocks of 16 neighbouring features of ``V``'s rows (``width`` wide; the last block is
-    moved back to end at the row's end, recomputing a few), ``columns`` columns whose broadcast numbers sit
-    ``column_step`` apart in ``X``, the sum over ``reduction`` rows of ``V`` (``reduce_step`` apart in ``X``)."""
-    lanes = min(_LANES, width)
-    starts = np.minimum(np.arange(0, width, _LANES), max(width - _LANES, 0))
-    row = max(width, _LANES)  # rows narrower than a vector are padded by the caller
+def _panel_layout(in_features: int):
+    """(lanes of a panel, the first input feature of each panel, features used of each panel). Panels are 64 wide,
+    or 16 when there are fewer than 64 features; the last is moved back to end at the row's end (recomputing a
+    few features), and a row narrower than a panel fills the first ``in_features`` lanes."""
+    lanes = tuning.WIDE_LANES if in_features >= tuning.WIDE_LANES else _LANES
+    starts = np.minimum(np.arange(0, in_features, lanes), max(in_features - lanes, 0)).astype(np.int64)
+    return lanes, starts, min(lanes, in_features)
+
+
+@njit(parallel=True, cache=True)
+def _pack_panels(matrix, starts, width, panels):
+    """panels[f, r, k] = matrix[r, starts[f] + k] for k < width, and 0 for the rest of each panel's row.
+    matrix (R, W); starts (F,); panels (F, R, lanes). A task copies ``_PACK_ROWS`` whole rows, read in order."""
+    rows = matrix.shape[0]
+    lanes = panels.shape[2]
+    for task in prange((rows + _PACK_ROWS - 1) // _PACK_ROWS):
+        first = task * _PACK_ROWS
+        for f in range(starts.shape[0]):
+            start = starts[f]
+            for r in range(first, min(first + _PACK_ROWS, rows)):
+                for k in range(width):
+                    panels[f, r, k] = matrix[r, start + k]
+                for k in range(width, lanes):
+                    panels[f, r, k] = 0
+
+
+def _panels(tag: str, matrix: np.ndarray, starts: np.ndarray, width: int, lanes: int) -> np.ndarray:
+    """``matrix`` copied into panels (:func:`_pack_panels`), in this thread's scratch buffer ``tag``; flat."""
+    panels = workspace(tag, starts.size * matrix.shape[0] * lanes, matrix.dtype)
+    _pack_panels(matrix, starts, width, panels.reshape(starts.size, matrix.shape[0], lanes))
+    return panels
+
+
+@lru_cache(maxsize=128)
+def _grad_input_tables(batch: int, in_features: int, out_features: int):
+    """Input gradient: a block per panel of the weight (its rows the sum over output features), columns the
+    samples (``grad_output`` rows), results along ``grad_input`` rows."""
+    lanes, starts, width = _panel_layout(in_features)
+    panels = np.arange(starts.size)
     return dict(
-        voff=(np.arange(reduction) * row).astype(_U), vb=starts.astype(_U),
-        xr=(np.arange(reduction) * reduce_step).astype(_U), xc=(np.arange(columns) * column_step).astype(_U),
-        xb=np.zeros(starts.size, _U), rlo=np.zeros(starts.size, _U), rhi=np.full(starts.size, reduction, _U),
-        ocol=(np.arange(columns) * width).astype(_U), oblk=starts.astype(_U), ostride=_U(1),
-        lanes=np.full(starts.size, lanes, np.int64),
+        lanes_per_panel=lanes, starts=starts, width=width,
+        voff=(np.arange(out_features) * lanes).astype(_U), vb=(panels * out_features * lanes).astype(_U),
+        xr=np.arange(out_features).astype(_U), xc=(np.arange(batch) * out_features).astype(_U),
+        xb=np.zeros(panels.size, _U), rlo=np.zeros(panels.size, _U), rhi=np.full(panels.size, out_features, _U),
+        ocol=(np.arange(batch) * in_features).astype(_U), oblk=starts.astype(_U), ostride=_U(1),
+        lanes=np.full(panels.size, width, np.int64),
     )
 
 
-def _rows_at_least_a_vector(matrix: np.ndarray) -> np.ndarray:
-    """``matrix`` itself, or a copy padded with zeros to 16 columns when it is narrower (a vector reads 16)."""
-    if matrix.shape[1] >= _LANES:
-        return matrix
-    padded = np.zeros((matrix.shape[0], _LANES), matrix.dtype)
-    padded[:, :matrix.shape[1]] = matrix
-    return padded
+@lru_cache(maxsize=128)
+def _grad_weight_tables(batch: int, in_features: int, out_features: int):
+    """Weight gradient: a block per (group of ``_BLOCK_ROWS`` output features, panel of the input), the groups
+    outermost so that consecutive tasks store along the same rows of ``grad_weight``; the last group is moved back
+    to end at the last output feature. Columns the output features of a group (``xb`` selects the group), the sum
+    over the batch."""
+    lanes, starts, width = _panel_layout(in_features)
+    rows = min(_BLOCK_ROWS[lanes], out_features)
+    firsts = np.minimum(np.arange(0, out_features, rows), out_features - rows)
+    first, panel = (a.ravel() for a in np.meshgrid(firsts, np.arange(starts.size), indexing="ij"))
+    return dict(
+        lanes_per_panel=lanes, starts=starts, width=width,
+        voff=(np.arange(batch) * lanes).astype(_U), vb=(panel * batch * lanes).astype(_U),
+        xr=(np.arange(batch) * out_features).astype(_U), xc=np.arange(rows).astype(_U), xb=first.astype(_U),
+        rlo=np.zeros(first.size, _U), rhi=np.full(first.size, batch, _U),
+        ocol=(np.arange(rows) * in_features).astype(_U), oblk=(first * in_features + starts[panel]).astype(_U),
+        ostride=_U(1), lanes=np.full(first.size, width, np.int64),
+    )
 
 
 def linear_forward(x, weight, bias, out):
@@ -85,20 +145,24 @@ def linear_grad_input(grad_output, weight, grad_input):
     grad_input (N, I)."""
     batch, out_features = grad_output.shape
     in_features = weight.shape[1]
-    t = _feature_lanes_tables(out_features, in_features, batch, out_features, out_features, 1)
-    fma(_SHAPE, _rows_at_least_a_vector(weight).reshape(-1), t["voff"], t["vb"], grad_output.reshape(-1), t["xr"],
-        t["xc"], t["xb"], t["rlo"], t["rhi"], grad_input.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
-        zeros(t["vb"].size * _LANES, grad_output.dtype.str), zeros(batch, grad_output.dtype.str))
+    t = _grad_input_tables(batch, in_features, out_features)
+    lanes = t["lanes_per_panel"]
+    panels = _panels("linear weight panels", weight, t["starts"], t["width"], lanes)
+    fma(_KERNEL[lanes], panels, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
+        t["rhi"], grad_input.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
+        zeros(t["vb"].size * lanes, grad_output.dtype.str), zeros(batch, grad_output.dtype.str))
 
 
 def linear_grad_weight(grad_output, x, grad_weight):
     """grad_weight[o, i] = sum_n grad_output[n, o] * x[n, i]. grad_output (N, O); x (N, I); grad_weight (O, I)."""
     batch, out_features = grad_output.shape
     in_features = x.shape[1]
-    t = _feature_lanes_tables(batch, in_features, out_features, batch, 1, out_features)
-    fma(_SHAPE, _rows_at_least_a_vector(x).reshape(-1), t["voff"], t["vb"], grad_output.reshape(-1), t["xr"],
-        t["xc"], t["xb"], t["rlo"], t["rhi"], grad_weight.reshape(-1), t["ocol"], t["oblk"], t["ostride"],
-        t["lanes"], zeros(t["vb"].size * _LANES, x.dtype.str), zeros(out_features, x.dtype.str))
+    t = _grad_weight_tables(batch, in_features, out_features)
+    lanes = t["lanes_per_panel"]
+    panels = _panels("linear input panels", x, t["starts"], t["width"], lanes)
+    fma(_KERNEL[lanes], panels, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
+        t["rhi"], grad_weight.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
+        zeros(t["vb"].size * lanes, x.dtype.str), zeros(t["xc"].size, x.dtype.str))
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
