@@ -1,10 +1,17 @@
 """The CPU engine's algorithm choices and their edges: which formulation each anchor layer gets, every formulation
 against the NumPy reference on sizes the spec registry's small configurations do not reach (odd sizes, channel
 counts that are not multiples of 16, groups, float64), and the generated kernel module being up to date."""
+import os
+import subprocess
+import sys
+
+import numba
 import numpy as np
 import pytest
+from llvmlite import binding
 
 import numconv.functional as F
+from numconv import vectors
 from numconv.kernels.cpu import codegen, winograd, winograd_codegen
 from numconv.kernels.cpu import conv as cpu_conv
 from numconv.kernels.cpu import conv_cost, conv_layout, conv_plan
@@ -182,3 +189,52 @@ def test_scratch_buffers_can_be_released(rng):
     before = F.conv2d(x, w, padding=1)
     launch.release_workspaces()
     np.testing.assert_array_equal(F.conv2d(x, w, padding=1), before)
+
+
+_WIDTH_PROBE = """
+import sys
+{before}
+import numba
+import numconv
+from numba import njit
+
+
+@njit
+def scale_add(a, b, out):
+    for i in range(out.size):
+        out[i] += a[i] * b[i]
+
+
+scale_add.compile("(float32[::1], float32[::1], float32[::1])")
+asm = next(iter(scale_add.inspect_asm().values()))
+print(numba.config.CPU_FEATURES, "zmm" in asm)
+"""
+
+
+def _probe(before: str = "", **environment) -> tuple:
+    """(Numba's CPU features, whether a simple float32 loop compiled to 512-bit registers) in a new process that runs
+    ``before`` and then imports numconv."""
+    result = subprocess.run([sys.executable, "-c", _WIDTH_PROBE.format(before=before)], capture_output=True,
+                            text=True, env=dict(os.environ, **environment), timeout=300)
+    assert result.returncode == 0, result.stderr
+    features, wide = result.stdout.split()
+    return features, wide == "True"
+
+
+_AVX512 = binding.get_host_cpu_features().get("avx512f", False)
+
+
+def test_kernels_use_the_whole_vector_width_of_the_cpu():
+    features, wide = _probe()
+    # with AVX-512, LLVM's preference for 256-bit vectors is turned off and a vectorised loop uses 512-bit ones
+    assert (features.endswith(",-" + vectors.NARROW) and wide) if _AVX512 else (features == "None" and not wide)
+    # the test suite itself runs with the same setting (conftest imports numba first, but defines no function)
+    assert (numba.config.CPU_FEATURES or "").endswith(",-" + vectors.NARROW) == _AVX512
+
+
+def test_the_users_cpu_features_and_an_earlier_jit_are_left_alone():
+    host = binding.get_host_cpu_features().flatten()
+    assert _probe(NUMBA_CPU_FEATURES=host) == (host, False)
+    # another library's @njit fixed Numba's CPU target first: numconv changes nothing
+    features, wide = _probe("import numba; numba.njit(lambda: 1)()")
+    assert features == "None" and not wide
