@@ -114,8 +114,9 @@ AVG_POOL_CONFIGS = (
 
 
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
-#: last block overlaps the one before), and more than 16 samples
-LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)))
+#: last block overlaps the one before), more than 16 samples, and more input features than a 64-lane block
+LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)),
+                  ShapeConfig((2, 70, 3)))
 
 #: transposed convolutions (the input-gradient kernel run forwards): strides with output_padding, dilation, groups
 TRANSPOSED_CONFIGS = (
