@@ -193,7 +193,7 @@ def _fresh_kernel(module: str):
 
 
 def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
-    monkeypatch.setattr(launch, "compile_ahead", lambda dtype: 0)
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model: 0)
     said = []
     with cli._first_run_kernels("cpu", "float32", distributed.World(), said.append):
         _fresh_kernel("somebody.else")(1)
@@ -213,30 +213,51 @@ def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
 
 def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch):
     started = []
-    monkeypatch.setattr(launch, "compile_ahead", lambda dtype: started.append(dtype) or 2)
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model: started.append((dtype, model)) or 3)
     said = []
-    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append):
+    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append, "nin"):
         pass
-    assert said == [cli.COMPILING] and started == ["float64"]
+    assert said == [cli.COMPILING] and started == [("float64", "nin")]
     # several MPI processes already share the cores, and a GPU run has no CPU kernels to prepare
     for device, world in (("cpu", distributed.World(size=2)), ("cuda", distributed.World())):
         with cli._first_run_kernels(device, "float32", world, said.append):
             pass
-    assert started == ["float64"]
+    assert started == [("float64", "nin")]
 
 
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
-    """With an empty compile cache, compile_ahead's processes save exactly the versions of the blocked kernels that
-    a training step then calls: the step loads them and compiles neither."""
+    """With an empty compile cache, compile_ahead's processes save exactly the versions of the kernels that a training
+    step and an evaluation of the model then call: once they are done, this process compiles none of numconv's."""
     script = """
 import numpy as np
-from numconv import models
+from numba.core import event
+import numconv.functional as F
+from numconv import models, optim
 from numconv.kernels.cpu import launch
-assert launch.compile_ahead("float32") == 2
-assert launch.compile_ahead("float32") == 0  # already under way
-model = models.lenet5(rng=0)
-x = np.random.default_rng(0).standard_normal((4, 1, 28, 28), dtype=np.float32)
-model.backward(np.ones_like(model.forward(x)), needs_input_grad=False)
+assert launch.compile_ahead("float32", "lenet5") == 3  # the two blocked kernels, and the model's others
+assert launch.compile_ahead("float32", "lenet5") == 0  # already under way
+assert all(process.wait() == 0 for process in launch._warming)
+compiled = []
+
+
+class Recorder(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Recorder())
+model = models.lenet5(rng=1)
+x = np.random.default_rng(0).standard_normal((5, 1, 28, 28), dtype=np.float32)
+target = np.arange(5)
+logits = model.forward(x)
+model.backward(F.cross_entropy_backward(1.0, logits, target)[0], needs_input_grad=False)
+optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
+model.eval()
+model.forward(x)
+print(sorted(compiled))
 for shape, kernel in launch.KERNELS.items():
     print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
@@ -244,5 +265,7 @@ for shape, kernel in launch.KERNELS.items():
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                             timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    # LeNet-5 runs both kernels (its first layer's 6 channels take the wide one); each was a cache hit
-    assert result.stdout.split("\n")[:2] == ["(16, 14) 1 0", "(64, 4) 1 0"], result.stdout
+    lines = result.stdout.split("\n")
+    assert lines[0] == "[]", result.stdout
+    # LeNet-5 runs both blocked kernels (its first layer's 6 channels take the wide one); each was a cache hit
+    assert lines[1:3] == ["(16, 14) 1 0", "(64, 4) 1 0"], result.stdout

@@ -64,26 +64,36 @@ def fma(shape: tuple, *args) -> None:
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
 _ahead = {}
+#: processes compiling a model's other kernels (see compile_ahead); nothing waits for them
+_warming = []
 
 
-def compile_ahead(dtype="float32") -> int:
-    """Start compiling each blocked kernel that Numba's cache lacks in a process of its own; returns how many.
+def compile_ahead(dtype="float32", model: str | None = None) -> int:
+    """On a first run, compile kernels in other processes while this one goes on; returns how many started.
 
-    The two blocked kernels are most of a first run's compile time (7-8 s each on a 2-core machine, against
-    about 8 s for all the other kernels a model uses together), and Numba compiles one function at a time per
-    process, so a first run compiles them side by side on other cores while it goes on with the rest; its first
-    call of each waits for that process and loads the kernel from the cache. With the cache filled, nothing starts.
+    Each blocked kernel that Numba's cache lacks compiles in a process of its own: they are the largest (about 8 s
+    each on a 2-core machine), and Numba compiles one function at a time per process. This process's first call of
+    each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), one more process
+    runs a training step and an evaluation of that model on a tiny batch with the blocked kernels left out (their
+    outputs zeros), which compiles the model's other kernels, so that this process finds them in the cache too
+    (where it gets to one first, it compiles that one itself). With the cache filled, nothing starts.
     """
     started = 0
     for shape, kernel in KERNELS.items():
         if kernel in _ahead or _in_cache(kernel):
             continue
-        code = (f"from numconv.kernels.cpu import launch; "
-                f"launch.run_once({shape!r}, {np.dtype(dtype).name!r})")
-        _ahead[kernel] = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r})")
+        started += 1
+    if started and model is not None:
+        _warming.append(_start(f"run_model_once({model!r}, {np.dtype(dtype).name!r})"))
         started += 1
     return started
+
+
+def _start(call: str) -> subprocess.Popen:
+    """A quiet Python process running ``launch.<call>``."""
+    return subprocess.Popen([sys.executable, "-c", f"from numconv.kernels.cpu import launch; launch.{call}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _in_cache(kernel) -> bool:
@@ -140,3 +150,29 @@ def workspace(tag: str, size: int, dtype) -> np.ndarray:
 def release_workspaces() -> None:
     """Free this thread's scratch buffers (they are allocated again when next needed)."""
     _workspaces.arrays = {}
+
+
+def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
+    """Stands in for a blocked kernel in :func:`run_model_once`: its output, all zeros."""
+    out[:] = 0
+
+
+def run_model_once(model: str, dtype: str) -> None:
+    """A training step (forward, cross-entropy, backward, SGD with momentum and weight decay) and an evaluation of the
+    zoo model ``model`` on a batch of two, with every blocked kernel replaced by zeros: what a
+    :func:`compile_ahead` process runs to compile, and save to Numba's cache, the model's other kernels."""
+    import numconv.functional as F
+    from numconv import models, optim
+
+    for shape in KERNELS:
+        KERNELS[shape] = _zero_output
+    network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
+    x = np.ones((2,) + models.INPUT_SHAPES[model], dtype)
+    network.train()
+    logits = network.forward(x)
+    target = np.zeros(2, np.int64)
+    F.cross_entropy(logits, target, reduction="sum")
+    network.backward(F.cross_entropy_backward(0.5, logits, target, reduction="sum")[0], needs_input_grad=False)
+    optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
+    network.eval()
+    network.forward(x)
