@@ -201,7 +201,8 @@ COMPILING = ("compiling numconv's kernels for this machine: the first run takes 
 
 
 class _CompileNotice(event.Listener):
-    """Says :data:`COMPILING` through ``log`` at the first compilation of one of numconv's kernels."""
+    """Says :data:`COMPILING` through ``log`` once one of numconv's kernels has compiled (or when other processes
+    start compiling them: :func:`_first_run_kernels`)."""
 
     def __init__(self, log):
         self.log = log
@@ -213,11 +214,18 @@ class _CompileNotice(event.Listener):
             self.log(COMPILING)
 
     def on_start(self, ev):
-        if ev.data["dispatcher"].py_func.__module__.startswith("numconv."):
-            self.say()
+        pass
 
     def on_end(self, ev):
-        pass
+        # a compilation that succeeded: typing first without literal values, which a kernel asking for them
+        # abandons at once in every process, does not count
+        if _compiled(ev) and ev.data["dispatcher"].py_func.__module__.startswith("numconv."):
+            self.say()
+
+
+def _compiled(ev) -> bool:
+    """Whether the compilation that the end event ``ev`` closes produced a version of its function."""
+    return tuple(ev.data["args"]) in ev.data["dispatcher"].overloads
 
 
 @contextmanager
