@@ -95,8 +95,8 @@ def measure_peak(threads: int) -> dict:
 
 def measure_fma_peak(seconds: float = 3.0) -> dict:
     """The register-resident FMA loop of ``fma_peak.py`` in child processes, with 512-bit vectors (the machine's
-    peak) and with Numba's default width (256-bit on Intel since Skylake-X: what numconv's kernels are compiled
-    for). ``gflops`` is the 512-bit result, or the 256-bit one where that failed."""
+    peak, and numconv's kernels' width: ``numconv.vectors``) and with Numba's default width (256-bit on Intel since
+    Skylake-X). ``gflops`` is the 512-bit result, or the 256-bit one where that failed."""
     result = {"bits_512": fma_peak.run_child(512, seconds), "bits_256": fma_peak.run_child(256, seconds),
               "nominal_mhz": fma_peak.nominal_mhz()}
     measured = [result[key]["gflops"] for key in ("bits_512", "bits_256") if "gflops" in result[key]]
@@ -419,8 +419,8 @@ def _peak_lines(report: dict) -> list:
     else:
         lines.append(f"FMA peak (512-bit) not measured: {wide.get('error')}")
     if "gflops" in narrow:
-        lines.append(f"  with Numba's default vector width ({narrow['vector_bits']}-bit here, numconv's kernels' "
-                     f"width): {narrow['gflops']:.0f} GFLOP/s, one thread {narrow['one_thread_gflops']:.0f} = "
+        lines.append(f"  with Numba's default vector width ({narrow['vector_bits']}-bit here; numconv compiles for "
+                     f"512-bit): {narrow['gflops']:.0f} GFLOP/s, one thread {narrow['one_thread_gflops']:.0f} = "
                      f"{narrow['flops_per_cycle_one_thread']:.0f} flops/cycle (32 the most)")
     lines.append(f"memory bandwidth {bandwidth['gbs']:.1f} GB/s (best copy of {bandwidth['bytes'] / 2 ** 21:.0f} MB "
                  f"float32, bytes read + written: np.copyto {bandwidth['numpy_copy_gbs']:.1f}, "
