@@ -112,7 +112,9 @@ def fail_on_rank_one(out):
     optimizer = optim.SGD(model, lr=0.05)
 
     def on_epoch(history):
-        if distributed.world().rank == 1:
+        world = distributed.world()
+        world.comm.Barrier()  # rank 0 runs this after writing its checkpoint: the failure comes once it is whole
+        if world.rank == 1:
             raise RuntimeError("a deliberate failure on rank 1")
 
     train.fit(model, train_set, test_set, epochs=3, batch_size=16, optimizer=optimizer, out_dir=out,
