@@ -19,6 +19,7 @@ on both backends) and then copied to the device, and ``cross_entropy`` with ``'m
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -284,9 +285,27 @@ def conv_transpose3d_backward(grad_output, input, weight, bias=None, stride=1, p
 
 def _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim):
     x = _float_array(x, "input", ndim + 2)
-    geo = geometry.pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    window = (kernel_size, stride, padding, dilation)
+    if type(ceil_mode) is bool and all(_plain_ints(value) for value in window):
+        geo = _pool_geometry(tuple(x.shape[2:]), *window, ceil_mode)
+    else:
+        geo = geometry.pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     out_shape = x.shape[:2] + geo.output_shape
     return x, geo, out_shape
+
+
+def _plain_ints(value, depth: int = 2) -> bool:
+    """Whether ``value`` is None, an int, or a tuple of those (nested up to ``depth``), with no other types: then
+    equal values validate alike, and a geometry can be remembered for them."""
+    if value is None or type(value) is int:
+        return True
+    return depth > 0 and type(value) is tuple and all(_plain_ints(v, depth - 1) for v in value)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """``geometry.pool_geometry``, remembered: a layer asks for the same window at every step."""
+    return geometry.pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, ndim):
@@ -294,12 +313,13 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
+    window = (_triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1))
+    if not return_indices:
+        kernels(backend).pool.max_pool_forward_values(_as_3d_spatial(x), _as_3d_spatial(out), *window)
+        return out
     indices = empty(out_shape, np.int64, backend)
-    kernels(backend).pool.max_pool_forward(
-        _as_3d_spatial(x), _as_3d_spatial(out), _as_3d_spatial(indices),
-        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1),
-    )
-    return (out, indices) if return_indices else out
+    kernels(backend).pool.max_pool_forward(_as_3d_spatial(x), _as_3d_spatial(out), _as_3d_spatial(indices), *window)
+    return out, indices
 
 
 def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, ndim):
@@ -315,13 +335,14 @@ def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, c
         if indices.dtype != np.int64:
             raise TypeError(f"indices must be int64 as max_pool returns them, got dtype {indices.dtype}")
         _check_shape(indices, out_shape, "indices")
+        indices = np.ascontiguousarray(indices)
         plane = int(np.prod(x.shape[2:]))
-        if indices.size and (indices.min() < 0 or indices.max() >= plane):
+        # one pass: a negative index read as unsigned is larger than any plane
+        if indices.size and indices.view(np.uint64).max() >= plane:
             raise ValueError(
                 f"indices must lie in [0, {plane}) (flat within each plane), got values from {indices.min()} "
                 f"to {indices.max()}"
             )
-        indices = np.ascontiguousarray(indices)
     backend = backend_of(grad_output, x, indices)
     grad_input = empty(x.shape, x.dtype, backend)
     kernels(backend).pool.max_pool_backward(

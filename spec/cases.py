@@ -177,6 +177,19 @@ def max_pool_forward_case(cfg: PoolConfig) -> Case:
     return Case(inputs, outputs, call, kind="piecewise", probe=_probe(inputs, "x", ("x", None, "y")), tie_trials=2)
 
 
+def max_pool_forward_values_case(cfg: PoolConfig) -> Case:
+    """max_pool_forward_values: the maxima alone, the same values as max_pool_forward's (ties and padding as there);
+    the tie trials hold it to the first of equal values."""
+    inputs, y, _, _ = _max_pool_spec(cfg)
+
+    def call(kernel, a):
+        out = np.empty(y.shape, a["x"].dtype)
+        kernel(_five(a["x"]), _five(out), *_pool_args(cfg), _triple([axis.dilation for axis in cfg.window.axes], 1))
+        return {"y": out}
+
+    return Case(inputs, {"y": y}, call, kind="piecewise", probe=_probe(inputs, "x", ("x", None, "y")), tie_trials=2)
+
+
 def max_pool_backward_case(cfg: PoolConfig) -> Case:
     inputs, y, g, grads = _max_pool_spec(cfg)
 

@@ -112,6 +112,18 @@ AVG_POOL_CONFIGS = (
     PoolConfig(1, 1, (8,), (3,), (2,), (1,), count_include_pad=False, padding_right=(2,)),
 )
 
+#: average pooling's CPU paths that the configurations above leave out (their rows come last in the registry, so
+#: that the rows before them draw the same random values as before): a stride along the rows that the loops take as
+#: a variable (strides up to 4 are compiled in), and rows of at least 16 outputs, which the backward gathers a row
+#: at a time: a row of 3 taps, a row of 5 (more than the loops take whole), depths and rows that several windows
+#: cover
+AVG_POOL_ROW_CONFIGS = (
+    PoolConfig(1, 2, (3, 13), (2, 3), (1, 5), (1, 1)),
+    PoolConfig(1, 2, (34,), (3,), (2,), (1,)),
+    PoolConfig(1, 1, (2, 36), (2, 5), (1, 2), (0, 2), count_include_pad=False),
+    PoolConfig(1, 1, (3, 2, 17), (2, 1, 2), (1, 1, 1)),
+)
+
 
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), more than 16 samples, and more input features than a 64-lane block

@@ -22,13 +22,14 @@ from spec.cases import (
     cross_entropy_forward_case,
     dropout_backward_case, dropout_forward_case, global_avg_pool_backward_case, global_avg_pool_forward_case,
     linear_forward_case, linear_grad_input_case, linear_grad_weight_case, lrn_backward_case, lrn_forward_case,
-    max_pool_backward_case, max_pool_forward_case, relu_backward_case, relu_forward_case, sgd_update_case,
+    max_pool_backward_case, max_pool_forward_case, max_pool_forward_values_case, relu_backward_case,
+    relu_forward_case, sgd_update_case,
 )
 from spec.check import Case
 from spec.configs import (
-    AVG_POOL_CONFIGS, BATCH_NORM_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS,
-    PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS,
-    WIDE_CONFIGS, WINOGRAD_CONFIGS,
+    AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS,
+    LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS,
+    SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -129,6 +130,10 @@ ENTRIES = (
     )),
     Entry("loss", "cross_entropy_forward", cross_entropy_forward_case, LOSS_CONFIGS),
     Entry("loss", "cross_entropy_backward", cross_entropy_backward_case, LOSS_CONFIGS),
+    # last, so that the rows before draw the same random values whatever is added here
+    Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, MAX_POOL_CONFIGS),
+    Entry("pool", "avg_pool_forward", avg_pool_forward_case, AVG_POOL_ROW_CONFIGS),
+    Entry("pool", "avg_pool_backward", avg_pool_backward_case, AVG_POOL_ROW_CONFIGS),
 )
 
 

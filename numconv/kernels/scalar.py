@@ -1,6 +1,6 @@
 """The bodies that both backends' kernels share, written once as ``@njit`` functions: what an element-wise
 formula does with NaN and infinities (decided here as PyTorch does it), the SGD step, the softmax cross-entropy's
-terms, an average-pooling window's sum and a convolution's gathered input gradient.
+terms, a pooling window's maximum and sum, and a convolution's gathered input gradient.
 
 numba-cuda compiles ``@njit`` functions that the CUDA kernels call as device functions. Those that take arrays
 reach the CUDA kernels through ``support.device_function`` instead, which compiles the same Python source as a
@@ -19,6 +19,22 @@ def takes_max(value, current, first):
     larger value, or the window's first value, or a NaN; so the last NaN of a window wins, and among equal values
     the first."""
     return first or value > current or math.isnan(value)
+
+
+@njit(cache=True, inline="always")
+def takes_max_at_once(value, current, first):
+    """:func:`takes_max`, with no short cut between its terms: one straight expression that a vectorising compiler
+    turns into compares and a select, with no branch per window position (for the CPU's row loops)."""
+    return first | (value > current) | (value != value)
+
+
+@njit(cache=True, inline="always")
+def raises_max(value, current):
+    """Whether ``value`` replaces ``current`` as a running maximum that started at -inf, when only the value is kept:
+    :func:`takes_max_at_once` without its first-value clause, which -inf makes unneeded (a first value of -inf leaves
+    the maximum at -inf). A larger value or a NaN; so a NaN, once in, stays, and among equal values the first
+    stays."""
+    return (value > current) | (value != value)
 
 
 @njit(cache=True, inline="always")
@@ -156,3 +172,31 @@ def gathered_input_gradient(grad_output, weight, n, c, i_d, i_h, i_w, stride, pa
                 for o in range(first, first + group_out):
                     total += grad_output[n, o, o_d, o_h, o_w] * weight[o, local, t_d, t_h, t_w]
     return total
+
+
+@njit(cache=True)
+def window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation):
+    """The maximum of x[n, c] over the pooling window of output (od, oh, ow) and its flat index in the (D, H, W)
+    plane: positions in window order (depth, then height, then width), padding skipped, :func:`takes_max`'s rule.
+    The maximum comes back in float64 (exact for float32 inputs); the index is -1 only for a window without input,
+    which the pooling geometry rules out."""
+    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    best = -math.inf
+    best_index = -1
+    for td in range(kernel[0]):
+        i_d = window_position(od, stride[0], padding[0], dilation[0], td)
+        if i_d < 0 or i_d >= in_d:
+            continue
+        for th in range(kernel[1]):
+            i_h = window_position(oh, stride[1], padding[1], dilation[1], th)
+            if i_h < 0 or i_h >= in_h:
+                continue
+            for tw in range(kernel[2]):
+                i_w = window_position(ow, stride[2], padding[2], dilation[2], tw)
+                if i_w < 0 or i_w >= in_w:
+                    continue
+                value = x[n, c, i_d, i_h, i_w]
+                if takes_max(value, best, best_index < 0):
+                    best = value
+                    best_index = (i_d * in_h + i_h) * in_w + i_w
+    return best, best_index

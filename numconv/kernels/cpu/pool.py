@@ -2,93 +2,414 @@
 singleton axes), and global average pooling.
 
 Arrays are (N, C, D, H, W) and C-contiguous; ``kernel``, ``stride``, ``padding`` and ``dilation`` are tuples of
-three ints; the output's shape carries ``ceil_mode``. Each (n, c) plane is independent, so the loops run in parallel
-over planes.
+three ints; the output's shape carries ``ceil_mode``. Each (n, c) plane is independent: the planes are handed out
+to the threads in at most ``TASKS`` ranges, each with its own scratch rows.
+
+The forward passes compute a block of outputs at a time in a scratch row, in passes: each pass adds taps of the
+window to every output of the block that they reach, reading the input at a fixed stride, a loop that LLVM
+vectorises. A pass takes a whole k x k window in H and W for the (2, 2) and (3, 3) windows of stride 2 (compiled
+with literal sizes: the taps stay in registers and the strided loads become shuffles), over the rows of the block
+where the window's height is inside the input; elsewhere, one tap at a time (any stride). For each output the
+taps come in window order. A block is one output row, or, for rows shorter than ``SHORT_ROW`` where the strides
+allow it, all the rows of a plane (of one output depth) at once: output (oh, ow) sits at ``oh * width + ow`` in the
+scratch, ``width = stride_h * W / stride_w``, so that a tap's input is ``stride_w * position + offset`` for the
+whole block and each pass is one long loop rather than one short loop per row. Between the rows such a pass reads
+inputs that belong to no output of it (columns past the row, and at the row ends the columns where a tap falls in
+the padding); those positions are outside the interior columns (where every tap of the row is inside the input),
+so only the border columns take the junk, and they are computed again one window at a time
+(``scalar.window_max`` / ``window_sum``) after the passes. The passes are laid out once per geometry, in Python
+(``_forward_plan``), and are the same for every plane.
 """
+from functools import lru_cache
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from numconv.geometry import avg_pool_divisor, valid_output_range, window_position
-from numconv.kernels.scalar import takes_max, window_sum
+from numconv.geometry import avg_pool_divisor, covering_output_range, valid_output_range, window_position
+from numconv.kernels.scalar import raises_max, takes_max_at_once, window_max, window_sum
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "global_avg_pool_forward",
-    "global_avg_pool_backward",
+    "max_pool_forward", "max_pool_forward_values", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "global_avg_pool_forward", "global_avg_pool_backward",
 ]
+
+#: output rows shorter than this are pooled a whole plane (of one output depth) per pass, where the strides allow
+SHORT_ROW = 16
+#: the planes are handed out to the threads in at most this many ranges, each with its own scratch rows
+TASKS = 64
+#: strides along W that the loops are compiled for as constants (a literal stride lets LLVM vectorise the strided
+#: loads); other strides take a loop with the stride as a variable
+LITERAL_STRIDES = (1, 2, 3, 4)
+#: the largest window height and width (dilation 1) that a pass takes whole
+WINDOW_LIMIT = 4
+
+# what a pass takes: one tap, or the whole window in H and W (a row of taps in 1D)
+_TAP, _WINDOW = 0, 1
+# the plan's header: rows per block, scratch row width, interior columns [lo, hi), positions per block, blocks,
+# passes, single-tap passes, scratch length, the rows [lo, hi) that the passes compute
+_HEADER = 11
+# fields per pass: kind, scratch positions [lo, hi), input offset, first tap's number, padded end, its reach
+_PASS = 7
+#: a pass that ends at its block's last row runs on to a multiple of this many positions (past the block's end,
+#: into scratch that nothing reads, where the input allows it): no scalar remainder after LLVM's vector loop
+ROUND_UP = 32
+
+
+def _ints(values) -> tuple:
+    return tuple(int(v) for v in values)
+
+
+def _literal_step(stride) -> int:
+    """The stride along W as the tap loops' literal, or 0 for a stride that they take as a variable."""
+    return stride[2] if stride[2] in LITERAL_STRIDES else 0
+
+
+def _window_shape(kernel, stride, dilation) -> tuple:
+    """(height, width) of the window that a pass takes whole, or (0, 0) where the passes take one tap each: up to
+    ``WINDOW_LIMIT`` on a side, dilation 1 in H and W, and a literal stride along W."""
+    if dilation[1] == dilation[2] == 1 and max(kernel[1], kernel[2]) <= WINDOW_LIMIT and _literal_step(stride):
+        return kernel[1], kernel[2]
+    return 0, 0
+
+
+@lru_cache(maxsize=256)
+def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.ndarray:
+    """The passes of a forward pooling, the same for every plane, in one read-only int64 array: the header (rows per
+    block, scratch row width, interior columns [lo, hi), positions per block, blocks, passes, single-tap passes,
+    scratch length), the border columns, per
+    block (output depth, first row, first pass, end of its passes) and per pass (kind, scratch positions [lo, hi),
+    the input offset in the plane of its first position, the number in window order of its first tap, the end
+    rounded up to ``ROUND_UP`` positions for a pass that ends at the block's last row, the input offset of the
+    last tap the rounded pass reads).
+
+    Blocks come in output order; in a block, the passes of each output come in window order. A window pass takes the
+    rows of the block where every tap of the window's height is inside the input, over the interior columns; a
+    tap's pass, every column where the tap is inside the input."""
+    (in_d, in_h, in_w), (out_d, out_h, out_w) = in_shape, out_shape
+    tap_ranges = [valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw) for tw in range(kernel[2])]
+    lo, hi = max(r[0] for r in tap_ranges), min(r[1] for r in tap_ranges)
+    hi = max(lo, hi)
+    # the rows where every tap of the window's height is inside the input
+    row_ranges = [valid_output_range(in_h, out_h, stride[1], padding[1], dilation[1], th) for th in range(kernel[1])]
+    full_lo, full_hi = max(r[0] for r in row_ranges), min(r[1] for r in row_ranges)
+    width = stride[1] * in_w // stride[2]
+    rows = out_h if out_w < SHORT_ROW and stride[1] * in_w % stride[2] == 0 and width >= out_w else 1
+    if rows == 1:
+        width = out_w
+    whole = _window_shape(kernel, stride, dilation)[0] > 0 and lo < hi
+    if not whole:
+        full_lo, full_hi = 0, out_h
+    window_tail = (kernel[1] - 1) * in_w + kernel[2] - 1
+    blocks, passes = [], []
+
+    def add(kind, first, end, offset, tap, tail, to_end):
+        padded = first + -(-(end - first) // ROUND_UP) * ROUND_UP if to_end else end
+        passes.extend((kind, first, end, offset, tap, padded, offset + (padded - 1 - first) * stride[2] + tail))
+
+    for od in range(out_d):
+        for first_row in range(0, out_h, rows):
+            last_row = first_row + rows
+            blocks += [od, first_row, len(passes) // _PASS]
+            # the rows of the block that window passes take (the others are computed window by window after them),
+            # or that the taps take one at a time
+            full_first, full_last = max(full_lo, first_row), min(full_hi, last_row)
+            for td in range(kernel[0]):
+                i_d = window_position(od, stride[0], padding[0], dilation[0], td)
+                if i_d < 0 or i_d >= in_d:
+                    continue
+                if whole and full_first < full_last:
+                    i_h = window_position(full_first, stride[1], padding[1], 1, 0)
+                    add(_WINDOW, (full_first - first_row) * width + lo, (full_last - 1 - first_row) * width + hi,
+                        (i_d * in_h + i_h) * in_w + window_position(lo, stride[2], padding[2], 1, 0),
+                        td * kernel[1] * kernel[2], window_tail, full_last == last_row)
+                for th, (row_lo, row_hi) in enumerate(row_ranges if not whole else ()):
+                    row_lo, row_hi = max(row_lo, first_row), min(row_hi, last_row)
+                    for tw, (tap_lo, tap_hi) in enumerate(tap_ranges):
+                        if row_lo >= row_hi or tap_lo >= tap_hi:
+                            continue
+                        i_h = window_position(row_lo, stride[1], padding[1], dilation[1], th)
+                        i_w = window_position(tap_lo, stride[2], padding[2], dilation[2], tw)
+                        add(_TAP, (row_lo - first_row) * width + tap_lo, (row_hi - 1 - first_row) * width + tap_hi,
+                            (i_d * in_h + i_h) * in_w + i_w, (td * kernel[1] + th) * kernel[2] + tw, 0,
+                            row_hi == last_row)
+            blocks.append(len(passes) // _PASS)
+    border = list(range(lo)) + list(range(hi, out_w))
+    size = (rows - 1) * width + out_w
+    header = [rows, width, lo, hi, size, len(blocks) // 4, len(passes) // _PASS, passes[::_PASS].count(_TAP),
+              max([size] + passes[5::_PASS]), max(0, full_lo), max(full_lo, full_hi)]
+    plan = np.array(header + border + blocks + passes, np.int64)
+    plan.flags.writeable = False
+    return plan
+
+
+def _layout(x, out, kernel, stride, padding, dilation) -> tuple:
+    """The plan and what the compiled loops depend on, for a forward pooling: (window tuples as ints, plan, (window
+    height, window width, literal stride, 0 where there are single-tap passes or else None, the border columns or
+    None)). The three sizes travel as the lengths of tuples of zeros, which are part of their types: each geometry
+    compiles its own loops with constant sizes (numba's ``literally`` would do the same, but goes through the
+    compiler on every call), and the last two are None where there is nothing of theirs (the border: neither
+    border columns nor rows that the passes leave out), so that the loops they would need are not compiled at all.
+    Remembered per geometry."""
+    return _layout_of(x.shape[2:], out.shape[2:], tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+
+
+@lru_cache(maxsize=256)
+def _layout_of(in_shape, out_shape, kernel, stride, padding, dilation) -> tuple:
+    window = _ints(kernel), _ints(stride), _ints(padding), _ints(dilation)
+    plan = _forward_plan(_ints(in_shape), _ints(out_shape), *window)
+    border = plan[_HEADER:_HEADER + out_shape[2] - (plan[3] - plan[2])]
+    every_row = plan[9] == 0 and plan[10] == out_shape[1]
+    sizes = *_window_shape(window[0], window[1], window[3]), _literal_step(window[1])
+    return window, plan, (*((0,) * size for size in sizes), 0 if plan[7] else None,
+                          None if every_row and not len(border) else border)
+
+
+@njit(cache=True, inline="always")
+def _max_value_run(source, start, best, lo, hi, rows, row_step, taps, step):
+    """best[v] for v in [lo, hi) takes, of source[start + (v - lo) * step + r * row_step + t] for r in [0, rows)
+    and t in [0, taps) in turn, each where ``raises_max``. Unsigned indices: no negative-index wrap-around, which
+    keeps LLVM from vectorising; literal ``rows``, ``taps`` and ``step`` are unrolled and folded, so that the loop
+    over v is the one LLVM vectorises."""
+    first = np.uint64(lo)
+    for v in range(first, np.uint64(hi)):
+        at = np.uint64(start) + (v - first) * np.uint64(step)
+        current = best[v]
+        for r in range(rows):
+            for t in range(taps):
+                value = source[at + np.uint64(r * row_step + t)]
+                current = value if raises_max(value, current) else current
+        best[v] = current
+
+
+@njit(cache=True, inline="always")
+def _max_index_run(source, start, best, where, lo, hi, rows, row_step, taps, step, tap):
+    """best[v], where[v] for v in [lo, hi) take, of source[start + (v - lo) * step + r * row_step + t] in turn, each
+    with its tap's number ``tap + r * taps + t`` where ``takes_max_at_once`` (``where < 0``: nothing yet). The tap's
+    number rather than the input's index: a constant of the pass, in 32 bits, so that the vectors hold as many lanes
+    as the values' (``_tap_indices`` turns it into the index)."""
+    first = np.uint64(lo)
+    for v in range(first, np.uint64(hi)):
+        at = np.uint64(start) + (v - first) * np.uint64(step)
+        current = best[v]
+        held = where[v]
+        for r in range(rows):
+            for t in range(taps):
+                value = source[at + np.uint64(r * row_step + t)]
+                take = takes_max_at_once(value, current, held < 0)
+                current = value if take else current
+                held = np.int32(tap + r * taps + t) if take else held
+        best[v] = current
+        where[v] = held
+
+
+@njit(cache=True, inline="always")
+def _sum_run(source, start, total, lo, hi, rows, row_step, taps, step):
+    """total[v] += source[start + (v - lo) * step + r * row_step + t] in turn, for v in [lo, hi)."""
+    first = np.uint64(lo)
+    for v in range(first, np.uint64(hi)):
+        at = np.uint64(start) + (v - first) * np.uint64(step)
+        current = total[v]
+        for r in range(rows):
+            for t in range(taps):
+                current += source[at + np.uint64(r * row_step + t)]
+        total[v] = current
+
+
+@njit(cache=True, inline="always")
+def _copy_run(source, start, target, to, count):
+    """target[to:to + count] = source[start:start + count], with no check for overlap (numba's slice assignment
+    copies the source first when the two might share memory)."""
+    for i in range(np.uint64(count)):
+        target[np.uint64(to) + i] = source[np.uint64(start) + i]
+
+
+@njit(cache=True, inline="always")
+def _tap_indices(where, start, target, to, count, origin, step, tap_offset):
+    """target[to + i] = the flat index in the plane of tap where[start + i] of the output whose window starts at
+    ``origin + i * step`` (padding included): that plus the tap's offset."""
+    for i in range(np.uint64(count)):
+        target[np.uint64(to) + i] = origin + np.int64(i) * step + tap_offset[where[np.uint64(start) + i]]
+
+
+@njit(cache=True, inline="always")
+def _divide_run(total, start, target, to, count, size, divisors):
+    """target[to + i] = total[start + i] / (size * divisors[i]) for i in [0, count)."""
+    for i in range(np.uint64(count)):
+        target[np.uint64(to) + i] = total[np.uint64(start) + i] / (size * divisors[i])
+
+
+@njit(cache=True, inline="always")
+def _scale_run(total, start, target, to, count, scale, inverses):
+    """target[to + i] = total[start + i] * (scale * inverses[i]) for i in [0, count): the division by window sizes
+    that are powers of two, whose inverses are exact (a multiplication is several times cheaper)."""
+    for i in range(np.uint64(count)):
+        target[np.uint64(to) + i] = total[np.uint64(start) + i] * (scale * inverses[i])
+
+
+@njit(cache=True, inline="always")
+def _unpack(plan, out_w):
+    """(rows, width, lo, hi, size, blocks, where the blocks start, where the passes start, scratch length)."""
+    rows, width, lo, hi, size, blocks = plan[0], plan[1], plan[2], plan[3], plan[4], plan[5]
+    block_at = _HEADER + out_w - (hi - lo)
+    return rows, width, lo, hi, size, blocks, block_at, block_at + 4 * blocks, plan[8]
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, plan, scratch, window_rows,
+                     window_taps, literal_step, taps, border):
+    """max_pool_forward_values over task ``task`` of ``tasks``' planes, with its row of ``scratch``. The last three
+    are literals: each geometry compiles the loops it takes, with constant sizes."""
+    planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
+        out.shape[4]
+    best = scratch[task]
+    rows, width, lo, hi, size, blocks, block_at, pass_at, _ = _unpack(plan, out_w)
+    source = x.reshape(-1)
+    limit = source.shape[0]
+    targets = out.reshape(-1)
+    plane_size = x.shape[2] * x.shape[3] * in_w
+    out_plane = out.shape[2] * out_h * out_w
+    step = stride[2]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        n, c = plane // channels, plane % channels
+        target = targets[plane * out_plane:(plane + 1) * out_plane]
+        for block in range(blocks):
+            od, first_row = plan[block_at + 4 * block], plan[block_at + 4 * block + 1]
+            for v in range(size):
+                best[v] = -math.inf
+            for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
+                at = pass_at + _PASS * p
+                kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
+                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
+                if taps is None or kind == _WINDOW:
+                    _max_value_run(source, start, best, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                                   len(literal_step))
+                elif len(literal_step):
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, len(literal_step))
+                else:
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, step)
+            for r in range(rows):
+                oh = first_row + r
+                row = (od * out_h + oh) * out_w
+                if border is None or plan[9] <= oh < plan[10]:
+                    _copy_run(best, r * width + lo, target, row + lo, hi - lo)
+                if border is not None:
+                    # the border columns, or a whole row that the passes left out
+                    whole_row = not plan[9] <= oh < plan[10]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
 @njit(parallel=True, cache=True)
+def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, window_rows, window_taps,
+                      literal_step, taps, border):
+    tasks = scratch.shape[0]
+    for task in prange(tasks):
+        _max_values_task(x, out, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch,
+                         window_rows, window_taps, literal_step, taps, border)
+
+
+def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
+    """out = the maximum of each window: ``max_pool_forward`` without the indices (the same values by the same
+    rule: padding never wins, a NaN wins). x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten."""
+    window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
+    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[8]), x.dtype)
+    _max_values_tasks(x, out, *window, plan, scratch, *literals)
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dilation, plan, scratch, numbers,
+                      window_rows, window_taps, literal_step, taps, border):
+    """max_pool_forward over task ``task`` of ``tasks``' planes, with its rows of ``scratch`` and ``numbers``."""
+    planes, channels, in_h, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[3], x.shape[4], \
+        out.shape[3], out.shape[4]
+    best, where = scratch[task], numbers[task]
+    rows, width, lo, hi, size, blocks, block_at, pass_at, _ = _unpack(plan, out_w)
+    tap_offset = np.empty(kernel[0] * kernel[1] * kernel[2], np.int64)
+    for td in range(kernel[0]):
+        for th in range(kernel[1]):
+            for tw in range(kernel[2]):
+                tap_offset[(td * kernel[1] + th) * kernel[2] + tw] = \
+                    (td * dilation[0] * in_h + th * dilation[1]) * in_w + tw * dilation[2]
+    source = x.reshape(-1)
+    limit = source.shape[0]
+    targets = out.reshape(-1)
+    target_indices = indices.reshape(-1)
+    plane_size = x.shape[2] * in_h * in_w
+    out_plane = out.shape[2] * out_h * out_w
+    step = stride[2]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        n, c = plane // channels, plane % channels
+        target = targets[plane * out_plane:(plane + 1) * out_plane]
+        target_index = target_indices[plane * out_plane:(plane + 1) * out_plane]
+        for block in range(blocks):
+            od, first_row = plan[block_at + 4 * block], plan[block_at + 4 * block + 1]
+            for v in range(size):
+                best[v] = -math.inf
+                where[v] = -1
+            for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
+                at = pass_at + _PASS * p
+                kind, v_lo, start, tap = plan[at], plan[at + 1], plane * plane_size + plan[at + 3], plan[at + 4]
+                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
+                if taps is None or kind == _WINDOW:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, len(window_rows), in_w,
+                                   len(window_taps), len(literal_step), tap)
+                elif len(literal_step):
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, len(literal_step), tap)
+                else:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, step, tap)
+            for r in range(rows):
+                oh = first_row + r
+                row = (od * out_h + oh) * out_w
+                origin = ((od * stride[0] - padding[0]) * in_h + oh * stride[1] - padding[1]) * in_w \
+                    + lo * step - padding[2]
+                if border is None or plan[9] <= oh < plan[10]:
+                    _copy_run(best, r * width + lo, target, row + lo, hi - lo)
+                    _tap_indices(where, r * width + lo, target_index, row + lo, hi - lo, origin, step, tap_offset)
+                if border is not None:
+                    whole_row = not plan[9] <= oh < plan[10]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow], target_index[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride,
+                                                                              padding, dilation)
+
+
+@njit(parallel=True, cache=True)
+def _max_indices_tasks(x, out, indices, kernel, stride, padding, dilation, plan, scratch, numbers, window_rows,
+                       window_taps, literal_step, taps, border):
+    tasks = scratch.shape[0]
+    for task in prange(tasks):
+        _max_indices_task(x, out, indices, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch,
+                          numbers, window_rows, window_taps, literal_step, taps, border)
+
+
 def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """out = the maximum of each window; indices = its position, flat within the (D, H, W) plane (int64).
 
     Padding never wins. Ties go to the first maximum in window order (depth, then height, then width); a NaN wins
     over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices
     (N, C, OD, OH, OW), overwritten.
-
-    One pass over each output row: taps outside, positions inside, the running maximum and its index kept in the
-    output row itself and updated by selects rather than branches, so that the row loop vectorises.
     """
-    batch, channels, in_d, in_h, in_w = x.shape
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    # each tap along a row covers the same outputs in every row: its range and first input, computed once
-    row_lo = np.empty(kernel[2], np.int64)
-    row_hi = np.empty(kernel[2], np.int64)
-    row_shift = np.empty(kernel[2], np.int64)
-    for tw in range(kernel[2]):
-        lo, hi = valid_output_range(in_w, out_w, stride[2], padding[2], dilation[2], tw)
-        row_lo[tw], row_hi[tw] = lo, hi
-        row_shift[tw] = window_position(lo, stride[2], padding[2], dilation[2], tw)
-    for plane in prange(batch * channels):
-        n = plane // channels
-        c = plane % channels
-        source = x[n, c]
-        for od in range(out_d):
-            for oh in range(out_h):
-                best = out[n, c, od, oh]
-                where = indices[n, c, od, oh]
-                best[:] = -math.inf
-                where[:] = -1
-                for td in range(kernel[0]):
-                    i_d = window_position(od, stride[0], padding[0], dilation[0], td)
-                    if i_d < 0 or i_d >= in_d:
-                        continue
-                    for th in range(kernel[1]):
-                        i_h = window_position(oh, stride[1], padding[1], dilation[1], th)
-                        if i_h < 0 or i_h >= in_h:
-                            continue
-                        row = source[i_d, i_h]
-                        row_start = (i_d * in_h + i_h) * in_w
-                        for tw in range(kernel[2]):
-                            lo, hi, shift = row_lo[tw], row_hi[tw], row_shift[tw]
-                            # a literal stride lets LLVM vectorise the strided loads; others take the general loop
-                            if stride[2] == 1:
-                                _max_into(row, best, where, lo, hi, 1, shift, row_start)
-                            elif stride[2] == 2:
-                                _max_into(row, best, where, lo, hi, 2, shift, row_start)
-                            elif stride[2] == 3:
-                                _max_into(row, best, where, lo, hi, 3, shift, row_start)
-                            elif stride[2] == 4:
-                                _max_into(row, best, where, lo, hi, 4, shift, row_start)
-                            else:
-                                _max_into(row, best, where, lo, hi, stride[2], shift, row_start)
+    window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
+    tasks = min(x.shape[0] * x.shape[1], TASKS)
+    _max_indices_tasks(x, out, indices, *window, plan, np.empty((tasks, plan[8]), x.dtype),
+                       np.empty((tasks, plan[8]), np.int32), *literals)
 
 
-@njit(cache=True, inline="always")
-def _max_into(row, best, where, lo, hi, step, shift, row_start):
-    """best[ow], where[ow] for ow in [lo, hi) take row[(ow - lo) * step + shift] where it is larger (or the first,
-    or a NaN: ``takes_max``). Indices are unsigned: no negative-index wrap-around, which keeps LLVM from vectorising."""
-    first = np.uint64(lo)
-    for ow in range(first, np.uint64(hi)):
-        i_w = (ow - first) * np.uint64(step) + np.uint64(shift)
-        value = row[i_w]
-        current = best[ow]
-        index = where[ow]
-        take = takes_max(value, current, index < 0)
-        best[ow] = value if take else current
-        where[ow] = row_start + np.int64(i_w) if take else index
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _scatter_task(grad_output, indices, grad_input, task, tasks):
+    """max_pool_backward over task ``task`` of ``tasks``' planes: each plane zeroed, then every output's gradient
+    added at its maximum's index, in output order."""
+    planes, out_plane = grad_output.shape[0], grad_output.shape[1]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        target = grad_input[plane]
+        grads = grad_output[plane]
+        where = indices[plane]
+        target[:] = 0.0
+        for i in range(np.uint64(out_plane)):
+            target[np.uint64(where[i])] += grads[i]
 
 
 @njit(parallel=True, cache=True)
@@ -98,79 +419,254 @@ def max_pool_backward(grad_output, indices, grad_input):
     grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
     planes = grad_output.shape[0] * grad_output.shape[1]
-    in_plane = grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4]
-    out_plane = grad_output.shape[2] * grad_output.shape[3] * grad_output.shape[4]
     # the indices are flat within a plane, so each plane's gradient is scattered through a flat view
-    grads = grad_output.reshape(planes, out_plane)
-    where = indices.reshape(planes, out_plane)
-    targets = grad_input.reshape(planes, in_plane)
-    for plane in prange(planes):
-        target = targets[plane]
-        target[:] = 0.0
-        for i in range(out_plane):
-            target[where[plane, i]] += grads[plane, i]
+    grads = grad_output.reshape(planes, -1)
+    where = indices.reshape(planes, -1)
+    targets = grad_input.reshape(planes, -1)
+    tasks = min(planes, TASKS)
+    for task in prange(tasks):
+        _scatter_task(grads, where, targets, np.int64(task), tasks)
+
+
+@lru_cache(maxsize=256)
+def _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad) -> np.ndarray:
+    """Each output's window size along (depth, height, width), one row per axis (``avg_pool_divisor``)."""
+    divisors = np.zeros((3, max(out_shape)), np.int64)
+    for axis in range(3):
+        for o in range(out_shape[axis]):
+            divisors[axis, o] = avg_pool_divisor(o, in_shape[axis], kernel[axis], stride[axis], padding[axis],
+                                                 padding_end[axis], count_include_pad)
+    divisors.flags.writeable = False
+    return divisors
+
+
+@lru_cache(maxsize=256)
+def _divisors_and_inverses(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad) -> tuple:
+    """(``_divisors``, their inverses where every size is a power of two (unused entries 0), else None)."""
+    divisors = _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad)
+    used = divisors[divisors > 0]
+    if np.any(used & (used - 1)):
+        return divisors, None
+    inverses = np.zeros(divisors.shape)
+    np.divide(1.0, divisors, out=inverses, where=divisors > 0)
+    inverses.flags.writeable = False
+    return divisors, inverses
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inverses, scratch, window_rows,
+              window_taps, literal_step, taps, border):
+    """avg_pool_forward over task ``task`` of ``tasks``' planes, with its float64 row of ``scratch``; ``inverses``
+    are the window sizes' inverses where every size is a power of two, else None."""
+    planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
+        out.shape[4]
+    total = scratch[task]
+    rows, width, lo, hi, size, blocks, block_at, pass_at, _ = _unpack(plan, out_w)
+    source = x.reshape(-1)
+    limit = source.shape[0]
+    targets = out.reshape(-1)
+    plane_size = x.shape[2] * x.shape[3] * in_w
+    out_plane = out.shape[2] * out_h * out_w
+    step = stride[2]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        n, c = plane // channels, plane % channels
+        target = targets[plane * out_plane:(plane + 1) * out_plane]
+        for block in range(blocks):
+            od, first_row = plan[block_at + 4 * block], plan[block_at + 4 * block + 1]
+            for v in range(size):
+                total[v] = 0.0
+            for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
+                at = pass_at + _PASS * p
+                kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
+                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
+                if taps is None or kind == _WINDOW:
+                    _sum_run(source, start, total, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                             len(literal_step))
+                elif len(literal_step):
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, len(literal_step))
+                else:
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, step)
+            for r in range(rows):
+                oh = first_row + r
+                row = (od * out_h + oh) * out_w
+                window = divisors[0, od] * divisors[1, oh]
+                if border is None or plan[9] <= oh < plan[10]:
+                    if inverses is None:
+                        _divide_run(total, r * width + lo, target, row + lo, hi - lo, window, divisors[2, lo:])
+                    else:
+                        _scale_run(total, r * width + lo, target, row + lo, hi - lo,
+                                   inverses[0, od] * inverses[1, oh], inverses[2, lo:])
+                if border is not None:
+                    whole_row = not plan[9] <= oh < plan[10]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
+                            window * divisors[2, ow])
 
 
 @njit(parallel=True, cache=True)
+def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, window_rows, window_taps,
+               literal_step, taps, border):
+    tasks = scratch.shape[0]
+    for task in prange(tasks):
+        _avg_task(x, out, np.int64(task), tasks, kernel, stride, padding, plan, divisors, inverses, scratch,
+                  window_rows, window_taps, literal_step, taps, border)
+
+
 def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
     """out = the window's sum divided by its size; the size counts padded positions when ``count_include_pad``
     (PyTorch's rule: a ceil_mode window overhanging the padding is clipped). ``padding`` comes before each axis,
     ``padding_end`` after it.
 
-    x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten.
+    x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten. The sums run in float64, in window order, as
+    ``scalar.window_sum``'s.
     """
-    batch, channels, in_d, in_h, in_w = x.shape
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
-    for plane in prange(batch * channels):
-        n = plane // channels
-        c = plane % channels
-        for od in range(out_d):
-            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
-                                     count_include_pad)
-            for oh in range(out_h):
-                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
-                                         count_include_pad)
-                for ow in range(out_w):
-                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
-                                             count_include_pad)
-                    out[n, c, od, oh, ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
-                        div_d * div_h * div_w)
+    window, plan, literals = _layout(x, out, kernel, stride, padding, (1, 1, 1))
+    divisors = _divisors_and_inverses(_ints(x.shape[2:]), _ints(out.shape[2:]), *window[:3], _ints(padding_end),
+                                      bool(count_include_pad))
+    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[8]), np.float64)
+    _avg_tasks(x, out, *window[:3], plan, *divisors, scratch, *literals)
+
+
+@njit(cache=True, inline="always")
+def _spread_run(spread, start, total, count, taps):
+    """total[i] += spread[start + i + taps - 1 - t] for t in [0, taps) in turn (the taps from the last), for i in
+    [0, count)."""
+    for i in range(np.uint64(count)):
+        current = total[i]
+        for t in range(taps):
+            current += spread[np.uint64(start) + i + np.uint64(taps - 1 - t)]
+        total[i] = current
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, padding, divisors, inner, scratch,
+                       spread, window_rows, window_taps):
+    """avg_pool_backward over task ``task`` of ``tasks``' planes: each input's terms (its windows' gradient / window
+    size) summed in float64, in output order, and rounded once. ``window_rows`` and ``window_taps`` are tuples whose
+    lengths are the window's height and width where the loops take it whole (else empty).
+
+    Short rows (``spread`` None): output row by output row, each share is added to the inputs of its window in a
+    float64 copy of the input depth slice (``inner``: the output rows [0, 1) and columns [2, 3) whose windows lie
+    inside the input in H and W, taken with the literal window). Long rows: input row by input row, from each
+    output row that covers it, ``spread`` holding that row's shares at ``margin + stride * ow`` and zeros between,
+    so that tap tw's term at input column iw is ``spread[margin + iw + padding - tw]``: shifted copies, added a
+    whole row at a time (the taps from the last: the outputs in order)."""
+    channels, out_d, out_h, out_w = grad_output.shape[1], grad_output.shape[2], grad_output.shape[3], \
+        grad_output.shape[4]
+    in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
+    total = scratch[task]
+    planes = grad_output.shape[0] * channels
+    sources = grad_output.reshape(-1)
+    targets = grad_input.reshape(-1)
+    out_plane, slice_size = out_d * out_h * out_w, in_h * in_w
+    height = len(window_rows) if len(window_rows) else kernel[1]
+    width = len(window_taps) if len(window_taps) else kernel[2]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        source = sources[plane * out_plane:(plane + 1) * out_plane]
+        for i_d in range(in_d):
+            target = targets[(plane * in_d + i_d) * slice_size:(plane * in_d + i_d + 1) * slice_size]
+            d_lo, d_hi = covering_output_range(i_d, kernel[0], stride[0], padding[0], out_d)
+            if spread is None:
+                for f in range(np.uint64(slice_size)):
+                    total[f] = 0.0
+                for od in range(d_lo, d_hi):
+                    for oh in range(out_h):
+                        size = divisors[0, od] * divisors[1, oh]
+                        row = (od * out_h + oh) * out_w
+                        origin = (oh * stride[1] - padding[1]) * in_w - padding[2]
+                        inside = inner[0] <= oh < inner[1]
+                        for ow in range(out_w):
+                            share = source[row + ow] / (size * divisors[2, ow])
+                            if inside and inner[2] <= ow < inner[3]:
+                                at = np.uint64(origin + ow * stride[2])
+                                for r in range(height):
+                                    for t in range(width):
+                                        total[at + np.uint64(r * in_w + t)] += share
+                                continue
+                            # a window that reaches into the padding: its taps inside
+                            for th in range(kernel[1]):
+                                i_h = window_position(oh, stride[1], padding[1], 1, th)
+                                for tw in range(kernel[2]):
+                                    i_w = window_position(ow, stride[2], padding[2], 1, tw)
+                                    if 0 <= i_h < in_h and 0 <= i_w < in_w:
+                                        total[i_h * in_w + i_w] += share
+                for f in range(np.uint64(slice_size)):
+                    target[f] = total[f]
+                continue
+            # the rows of spread shares of each output depth that covers the slice, then the slice's rows
+            margin = kernel[2] - 1
+            length = spread.shape[3]
+            for od in range(d_lo, d_hi):
+                lines = spread[task, od - d_lo]
+                for oh in range(out_h):
+                    line = lines[oh]
+                    for i in range(np.uint64(length)):
+                        line[i] = 0.0
+                    size = divisors[0, od] * divisors[1, oh]
+                    row = (od * out_h + oh) * out_w
+                    for ow in range(out_w):
+                        line[margin + ow * stride[2]] = source[row + ow] / (size * divisors[2, ow])
+            for i_h in range(in_h):
+                h_lo, h_hi = covering_output_range(i_h, kernel[1], stride[1], padding[1], out_h)
+                for i in range(np.uint64(in_w)):
+                    total[i] = 0.0
+                for od in range(d_lo, d_hi):
+                    for oh in range(h_lo, h_hi):
+                        line = spread[task, od - d_lo, oh]
+                        if len(window_taps):
+                            _spread_run(line, padding[2], total, in_w, len(window_taps))
+                        else:
+                            for tw in range(kernel[2] - 1, -1, -1):
+                                _spread_run(line, margin + padding[2] - tw, total, in_w, 1)
+                for i in range(np.uint64(in_w)):
+                    target[np.uint64(i_h * in_w) + i] = total[i]
 
 
 @njit(parallel=True, cache=True)
+def _avg_backward_tasks(grad_output, grad_input, kernel, stride, padding, divisors, inner, scratch, spread,
+                        window_rows, window_taps):
+    tasks = scratch.shape[0]
+    for task in prange(tasks):
+        _avg_backward_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, divisors, inner,
+                           scratch, spread, window_rows, window_taps)
+
+
 def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     """grad_input[i] = sum over the windows containing i of grad_output / window size.
 
-    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten. Each input's terms are summed in
+    float64, in output order, and rounded once.
     """
-    batch, channels, out_d, out_h, out_w = grad_output.shape
-    in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
-    for plane in prange(batch * channels):
-        n = plane // channels
-        c = plane % channels
-        grad_input[n, c] = 0.0
-        for od in range(out_d):
-            div_d = avg_pool_divisor(od, in_d, kernel[0], stride[0], padding[0], padding_end[0],
-                                     count_include_pad)
-            for oh in range(out_h):
-                div_h = avg_pool_divisor(oh, in_h, kernel[1], stride[1], padding[1], padding_end[1],
-                                         count_include_pad)
-                for ow in range(out_w):
-                    div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
-                                             count_include_pad)
-                    share = grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
-                    for td in range(kernel[0]):
-                        i_d = window_position(od, stride[0], padding[0], 1, td)
-                        if i_d < 0 or i_d >= in_d:
-                            continue
-                        for th in range(kernel[1]):
-                            i_h = window_position(oh, stride[1], padding[1], 1, th)
-                            if i_h < 0 or i_h >= in_h:
-                                continue
-                            for tw in range(kernel[2]):
-                                i_w = window_position(ow, stride[2], padding[2], 1, tw)
-                                if 0 <= i_w < in_w:
-                                    grad_input[n, c, i_d, i_h, i_w] += share
+    window = _ints(kernel), _ints(stride), _ints(padding)
+    in_shape, out_shape = _ints(grad_input.shape[2:]), _ints(grad_output.shape[2:])
+    divisors = _divisors(in_shape, out_shape, *window, _ints(padding_end), bool(count_include_pad))
+    tasks = min(grad_output.shape[0] * grad_output.shape[1], TASKS)
+    height, width = window[0][1], window[0][2]
+    whole = ((0,) * height, (0,) * width) if max(height, width) <= WINDOW_LIMIT else ((), ())
+    if out_shape[2] < SHORT_ROW:
+        scratch, spread = np.empty((tasks, in_shape[1] * in_shape[2]), np.float64), None
+        inner = _inner_windows(in_shape, out_shape, *window)
+    else:
+        # a row of spread shares reaches from the first tap's reach left of column 0 to the last output's column
+        length = width - 1 + max(window[1][2] * (out_shape[2] - 1) + 1, in_shape[2] + window[2][2])
+        # one set of rows per output depth that covers an input depth slice
+        depths = -(-window[0][0] // window[1][0])
+        scratch = np.empty((tasks, in_shape[2]), np.float64)
+        spread = np.empty((tasks, depths, out_shape[1], length), np.float64)
+        inner = np.zeros(4, np.int64)
+    _avg_backward_tasks(grad_output, grad_input, *window, divisors, inner, scratch, spread, *whole)
+
+
+@lru_cache(maxsize=256)
+def _inner_windows(in_shape, out_shape, kernel, stride, padding) -> np.ndarray:
+    """The output rows [0, 1) and columns [2, 3) whose windows lie inside the input along H and along W."""
+    inner = []
+    for axis in (1, 2):
+        ranges = [valid_output_range(in_shape[axis], out_shape[axis], stride[axis], padding[axis], 1, tap)
+                  for tap in range(kernel[axis])]
+        inner += [max(r[0] for r in ranges), min(r[1] for r in ranges)]
+    return np.array(inner, np.int64)
 
 
 @njit(parallel=True, cache=True)

@@ -2,9 +2,11 @@
 singleton axes), and global average pooling. Same signatures and semantics as ``numconv.kernels.cpu.pool``.
 
 Window arithmetic is numconv.geometry's: input position ``stride * n - pad + dilation * tap`` and
-``avg_pool_divisor`` (numba-cuda compiles those ``@njit`` helpers as device functions).
+``avg_pool_divisor`` (numba-cuda compiles those ``@njit`` helpers as device functions); a window's maximum and
+sum are numconv.kernels.scalar's ``window_max`` and ``window_sum``, the CPU's own.
 
-- forward passes: one thread per output element, consecutive threads on consecutive output positions;
+- forward passes: one thread per output element, consecutive threads on consecutive output positions (max pooling
+  with its indices, or the values alone);
 - average pooling's backward: one thread per input element, gathering over the windows that cover it (no atomics;
   the outputs are visited in the CPU kernel's order);
 - max pooling's backward: the gradient of each output goes to the flat index of its maximum with an atomic add,
@@ -12,30 +14,28 @@ Window arithmetic is numconv.geometry's: input position ``stride * n - pad + dil
   overlap, the order of the additions, and so the last bits of a sum of several gradients, may vary between runs;
 - global average pooling: one block per (n, c) row, a strided sum and a tree reduction in shared memory.
 """
-import math
-
 from numba import cuda
 
-from numconv.geometry import avg_pool_divisor, covering_output_range, window_position
-from numconv.kernels.scalar import takes_max, window_sum
+from numconv.geometry import avg_pool_divisor, covering_output_range
+from numconv.kernels.scalar import window_max, window_sum
 from numconv.kernels.cuda.support import (
     FLOAT64, device_function, fill, launch, launch_flat, reduce_threads, specialise, tree_sum,
 )
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward", "global_avg_pool_forward",
-    "global_avg_pool_backward",
+    "max_pool_forward", "max_pool_forward_values", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
+    "global_avg_pool_forward", "global_avg_pool_backward",
 ]
 
 _window_sum = device_function(window_sum)
+_window_max = device_function(window_max)
 
 
 @cuda.jit(cache=True)
 def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     i = cuda.grid(1)
-    channels, in_d, in_h, in_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
-    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
+    channels, out_d, out_h, out_w = x.shape[1], out.shape[2], out.shape[3], out.shape[4]
     if i >= out.shape[0] * channels * out_d * out_h * out_w:
         return
     ow = i % out_w
@@ -46,24 +46,7 @@ def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     plane = rest // out_d
     n = plane // channels
     c = plane % channels
-    best = -math.inf
-    best_index = -1
-    for td in range(kernel[0]):
-        i_d = window_position(od, stride[0], padding[0], dilation[0], td)
-        if i_d < 0 or i_d >= in_d:
-            continue
-        for th in range(kernel[1]):
-            i_h = window_position(oh, stride[1], padding[1], dilation[1], th)
-            if i_h < 0 or i_h >= in_h:
-                continue
-            for tw in range(kernel[2]):
-                i_w = window_position(ow, stride[2], padding[2], dilation[2], tw)
-                if i_w < 0 or i_w >= in_w:
-                    continue
-                value = x[n, c, i_d, i_h, i_w]
-                if takes_max(value, best, best_index < 0):
-                    best = value
-                    best_index = (i_d * in_h + i_h) * in_w + i_w
+    best, best_index = _window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)
     out[n, c, od, oh, ow] = best
     indices[n, c, od, oh, ow] = best_index
 
@@ -76,6 +59,29 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     (N, C, OD, OH, OW), overwritten.
     """
     launch_flat(_max_pool_forward, out.size, x, out, indices, kernel, stride, padding, dilation)
+
+
+@cuda.jit(cache=True)
+def _max_pool_forward_values(x, out, kernel, stride, padding, dilation):
+    i = cuda.grid(1)
+    channels, out_d, out_h, out_w = x.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    if i >= out.shape[0] * channels * out_d * out_h * out_w:
+        return
+    ow = i % out_w
+    rest = i // out_w
+    oh = rest % out_h
+    rest //= out_h
+    od = rest % out_d
+    plane = rest // out_d
+    n = plane // channels
+    c = plane % channels
+    out[n, c, od, oh, ow] = _window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
+
+
+def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
+    """out = the maximum of each window: ``max_pool_forward`` without the indices (the same values by the same
+    rule: padding never wins, a NaN wins). x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten."""
+    launch_flat(_max_pool_forward_values, out.size, x, out, kernel, stride, padding, dilation)
 
 
 @cuda.jit(cache=True)

@@ -1,0 +1,116 @@
+"""The CPU pooling kernels' paths, against PyTorch and the naive reference: max pooling without indices (its own
+kernel) gives the values of the call with indices, NaN, infinities, ties and signed zeros included; windows whose
+values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
+whole-window passes, tap-by-tap passes (dilation, strides compiled as literals and not), border columns computed
+window by window; the average's backward summed in float64."""
+import numpy as np
+import pytest
+
+import numconv.functional as F
+from tests import naive
+
+torch = pytest.importorskip("torch")
+
+MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+AVG_POOL = {1: (F.avg_pool1d, F.avg_pool1d_backward), 2: (F.avg_pool2d, F.avg_pool2d_backward),
+            3: (F.avg_pool3d, F.avg_pool3d_backward)}
+TORCH_MAX_POOL = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_pool2d,
+                  3: torch.nn.functional.max_pool3d}
+
+# (spatial shape, kernel, stride, padding, dilation, ceil_mode): padding at most half the window, as PyTorch takes it
+CASES = [
+    # short rows, a plane per pass: AlexNet's 3 x 3 windows of stride 2, LeNet's 2 x 2
+    ((13, 13), 3, 2, 0, 1, False),
+    ((12, 12), 2, 2, 0, 1, False),
+    # the same with padding and ceil_mode: border rows and columns
+    ((13, 11), 3, 2, 1, 1, True),
+    # long rows: a row per pass, with and without border columns
+    ((5, 41), 3, 2, 0, 1, False),
+    ((4, 40), 3, 2, 1, 1, True),
+    # taps one at a time: dilation, a stride compiled as a literal, one that is not, a 1 x 3 window
+    ((9, 23), 3, 2, 1, 2, False),
+    ((7, 37), (2, 3), (1, 3), (1, 1), 1, False),
+    ((6, 44), (3, 2), (2, 5), (1, 1), 1, True),
+    ((70,), 4, 4, 0, 1, False),
+    ((33,), 3, 1, 1, 1, False),
+    ((4, 9, 34), 2, 2, 0, 1, False),
+    ((5, 7, 9), 3, 2, 1, 1, True),
+]
+
+
+def _special_input(rng, shape, dtype):
+    """Small integers (ties everywhere) with NaN, both infinities and negative zeros sprinkled in."""
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    draw = rng.random(shape)
+    x[draw < 0.04] = np.nan
+    x[(draw >= 0.04) & (draw < 0.1)] = -np.inf
+    x[(draw >= 0.1) & (draw < 0.12)] = np.inf
+    x[(draw >= 0.12) & (draw < 0.2)] = -0.0
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_max_pool_values_equal_the_indexed_call_and_torch(case, dtype, rng):
+    spatial, kernel, stride, padding, dilation, ceil_mode = case
+    ndim = len(spatial)
+    x = _special_input(rng, (3, 5) + spatial, dtype)
+    options = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    values = MAX_POOL[ndim](x, **options)
+    indexed, indices = MAX_POOL[ndim](x, return_indices=True, **options)
+    want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+    np.testing.assert_array_equal(values, indexed)
+    np.testing.assert_array_equal(values, want.numpy())
+    np.testing.assert_array_equal(indices, want_indices.numpy())
+    # the same maximum of equal values: the first, so a -0.0 and a 0.0 stay apart
+    numbers = ~np.isnan(values)
+    np.testing.assert_array_equal(np.signbit(values[numbers]), np.signbit(indexed[numbers]))
+    np.testing.assert_array_equal(np.signbit(values[numbers]), np.signbit(want.numpy()[numbers]))
+
+
+@pytest.mark.parametrize("case", CASES[:6])
+def test_windows_of_minus_infinity_point_at_their_first_input(case, rng):
+    """No value beats -inf: the window's first input inside it is its maximum (never the padding before it), in the
+    passes and at the borders, as in PyTorch."""
+    spatial, kernel, stride, padding, dilation, ceil_mode = case
+    ndim = len(spatial)
+    x = np.full((2, 3) + spatial, -np.inf, np.float32)
+    x[0, 0].flat[::7] = rng.standard_normal(x[0, 0].size)[::7]
+    options = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    values, indices = MAX_POOL[ndim](x, return_indices=True, **options)
+    want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+    np.testing.assert_array_equal(values, want.numpy())
+    np.testing.assert_array_equal(indices, want_indices.numpy())
+    assert indices.min() >= 0
+    np.testing.assert_array_equal(MAX_POOL[ndim](x, **options), want.numpy())
+
+
+AVG_CASES = [
+    ((13, 13), 3, 2, 0, False, True),
+    ((12, 12), 2, 2, 1, True, False),
+    ((5, 41), 3, 2, 1, True, False),
+    ((70,), 4, 4, 0, False, True),
+    ((2, 36), (2, 5), (1, 2), (0, 2), False, False),
+    ((5, 7, 34), 3, 2, 1, True, True),
+]
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+def test_average_pooling_sums_in_float64(case, rng):
+    """The forward sums each window in float64 and divides once; the backward sums each input's terms in float64
+    and rounds once: both agree with the float64 reference rounded to float32, to the last bit but for the
+    reference's own float64 roundings."""
+    spatial, kernel, stride, padding, ceil_mode, count_include_pad = case
+    ndim = len(spatial)
+    forward, backward = AVG_POOL[ndim]
+    x = rng.standard_normal((3, 4) + spatial).astype(np.float32)
+    options = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                   count_include_pad=count_include_pad)
+    y = forward(x, **options)
+    geometry = [np.broadcast_to(v, (ndim,)).tolist() for v in (kernel, stride, padding)]
+    args = (*geometry, ceil_mode, count_include_pad)
+    np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), *args), rtol=6e-8, atol=1e-12)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    (grad,) = backward(g, x, **options)
+    want = naive.avg_pool_backward(g.astype(np.float64), x.astype(np.float64), *args)
+    np.testing.assert_allclose(grad, want, rtol=6e-8, atol=1e-12)
