@@ -142,6 +142,8 @@ BATCH_NORM_CONFIGS = (
     ShapeConfig((2, 2, 2), (("eps", 1e-5),)),
     ShapeConfig((5, 1, 1), (("eps", 1e-3),)),
 )
+#: rows long enough for the vector loop of the CPU's row sums and a remainder after it (entries last in the registry)
+BATCH_NORM_ROW_CONFIGS = (ShapeConfig((1, 1, 37), (("eps", 1e-5),)),)
 
 #: softmax cross-entropy over (N, K) logits: plain, at a magnitude where exp overflows without the row's maximum
 #: taken out, and with PyTorch's class weights, an ignored row and label smoothing

@@ -27,8 +27,8 @@ from spec.cases import (
 )
 from spec.check import Case
 from spec.configs import (
-    AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS,
-    LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS,
+    AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
+    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS,
     SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
@@ -134,6 +134,10 @@ ENTRIES = (
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, MAX_POOL_CONFIGS),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, AVG_POOL_ROW_CONFIGS),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, AVG_POOL_ROW_CONFIGS),
+    Entry("norm", "batch_norm_statistics", batch_norm_statistics_case, BATCH_NORM_ROW_CONFIGS),
+    Entry("norm", "batch_norm_backward", batch_norm_backward_case,
+          # running statistics: the same row sums, without the symbolic cost of statistics that depend on x
+          tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
 )
 
 
