@@ -98,6 +98,13 @@ class PoolCase:
         outputs = math.prod(self.y_shape)
         return 4.0 * math.prod(self.x_shape) + (12.0 if self.kind == "max_indices" else 4.0) * outputs
 
+    @property
+    def backward_bytes(self) -> float:
+        """Bytes the backward alone reads and writes: the float32 output gradient (with max-pooling's int64 indices)
+        read, the float32 input gradient written."""
+        outputs = math.prod(self.y_shape)
+        return 4.0 * math.prod(self.x_shape) + (4.0 if self.kind == "avg" else 12.0) * outputs
+
 
 @dataclass(frozen=True)
 class LrnCase:
@@ -192,6 +199,9 @@ POOL_VARIANT_CASES = (
     + tuple(replace(case, name=case.name.replace("pool_", "avgpool_"), kind="avg") for case in POOL_CASES)
 )
 ALL_POOL_CASES = POOL_CASES + POOL_VARIANT_CASES
+#: the cases whose backward is timed: max-pooling from its indices and average pooling (max-pooling without indices
+#: has no backward of its own)
+POOL_BACKWARD_CASES = tuple(case for case in ALL_POOL_CASES if case.kind != "max")
 
 #: AlexNet's two normalisation layers (after conv1 and conv2) at batch 32
 LRN_CASES = (
@@ -222,6 +232,8 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_BACKWARD = {1: F.conv1d_backward, 2: F.conv2d_backward, 3: F.conv3d_backward}
 _POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_POOL_BACKWARD = {1: F.max_pool1d_backward, 2: F.max_pool2d_backward, 3: F.max_pool3d_backward}
+_AVG_POOL_BACKWARD = {1: F.avg_pool1d_backward, 2: F.avg_pool2d_backward, 3: F.avg_pool3d_backward}
 
 
 def conv_arrays(case: ConvCase, seed: int = 0):
@@ -237,6 +249,10 @@ def conv_arrays(case: ConvCase, seed: int = 0):
 
 def pool_array(case: PoolCase, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(case.x_shape, dtype=np.float32)
+
+
+def pool_grad_output(case: PoolCase, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed + 1).standard_normal(case.y_shape, dtype=np.float32)
 
 
 def lrn_arrays(case: LrnCase, seed: int = 0):
@@ -295,6 +311,18 @@ def numconv_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
     pool = _POOL[case.dims]
     indices = case.kind == "max_indices"
     return lambda: pool(x, case.kernel, case.stride, return_indices=indices)
+
+
+def numconv_pool_backward(case: PoolCase, seed: int = 0, device: str = "cpu"):
+    """The case's backward alone: max-pooling's from the forward's indices (computed once, untimed), average
+    pooling's from the output gradient."""
+    x, g = _numconv_on(device, [pool_array(case, seed), pool_grad_output(case, seed)])
+    if case.kind == "avg":
+        avg_pool_backward = _AVG_POOL_BACKWARD[case.dims]
+        return lambda: avg_pool_backward(g, x, case.kernel, case.stride)
+    _, indices = _POOL[case.dims](x, case.kernel, case.stride, return_indices=True)
+    pool_backward = _POOL_BACKWARD[case.dims]
+    return lambda: pool_backward(g, x, case.kernel, case.stride, indices=indices)
 
 
 def numconv_lrn(case: LrnCase, backward: bool = False, seed: int = 0, device: str = "cpu"):
@@ -419,6 +447,20 @@ def torch_pool(case: PoolCase, seed: int = 0, device: str = "cpu"):
             return pool(x, case.kernel, case.stride, **options)
 
     return forward
+
+
+def torch_pool_backward(case: PoolCase, seed: int = 0, device: str = "cpu"):
+    """The case's backward alone in PyTorch: the gradient of a kept forward graph (max-pooling's holds its indices),
+    ``torch.autograd.grad`` with the graph retained."""
+    import torch
+
+    functional = torch.nn.functional
+    x = torch.from_numpy(pool_array(case, seed)).to(device).requires_grad_(True)
+    g = torch.from_numpy(pool_grad_output(case, seed)).to(device)
+    names = {"avg": ("avg_pool1d", "avg_pool2d", "avg_pool3d")}.get(case.kind, ("max_pool1d", "max_pool2d",
+                                                                              "max_pool3d"))
+    y = getattr(functional, names[case.dims - 1])(x, case.kernel, case.stride)
+    return lambda: torch.autograd.grad(y, x, g, retain_graph=True)
 
 
 def _torch_step(function, leaves, grad_output):

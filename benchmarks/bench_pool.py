@@ -1,7 +1,7 @@
-"""The memory-bound cases of the anchor suite: pooling (max with indices, max without, average), local response
-normalisation (forward and forward+backward) and element-wise ops (relu forward and forward+backward, add): time
-and GB/s (bytes read + written, as ``anchors`` counts them); and the same forward passes in ONNX Runtime, when it is
-installed."""
+"""The memory-bound cases of the anchor suite: pooling (max with indices, max without, average; the backward of
+max-pooling from its indices and of average pooling), local response normalisation (forward and forward+backward)
+and element-wise ops (relu forward and forward+backward, add): time and GB/s (bytes read + written, as ``anchors``
+counts them); and the same forward passes in ONNX Runtime, when it is installed."""
 from benchmarks import _setup  # first: it puts numconv and anchors on the path
 
 import anchors
@@ -59,6 +59,31 @@ class Pool:
 
     def track_gbs(self, name):
         return self.case.bytes / _setup.best_of(self.pool) / 1e9
+
+    track_gbs.unit = "GB/s"
+
+
+class PoolBackward:
+    """The backward alone: max-pooling's from the forward's indices, average pooling's."""
+    params = [[case.name for case in anchors.POOL_BACKWARD_CASES]]
+    param_names = ["layer"]
+
+    def setup_cache(self):
+        for case in anchors.POOL_BACKWARD_CASES:
+            anchors.numconv_pool_backward(case)()
+
+    setup_cache.timeout = 900
+
+    def setup(self, name):
+        self.case = anchors.POOL_BY_NAME[name]
+        self.backward = anchors.numconv_pool_backward(self.case)
+        _setup.warm_up(self.backward)
+
+    def time_pool_backward(self, name):
+        self.backward()
+
+    def track_gbs(self, name):
+        return self.case.backward_bytes / _setup.best_of(self.backward) / 1e9
 
     track_gbs.unit = "GB/s"
 

@@ -9,7 +9,8 @@ must equal numconv's (largest difference below 1e-4 of the largest output) befor
 
 Reported: milliseconds; GFLOP/s for convolutions and dense layers, with the fraction of the machine's peak (the best
 of a large numpy sgemm and a large PyTorch convolution) and of its FMA peak (a register-resident multiply-add loop,
-``fma_peak.py``); GB/s (bytes read + written) for pooling, local response normalisation and element-wise ops, with
+``fma_peak.py``); GB/s (bytes read + written) for pooling (forward, and the backward alone against PyTorch's: max-
+pooling's from the forward's indices, average pooling's), local response normalisation and element-wise ops, with
 the fraction of the memory bandwidth (the best of a 256 MB copy); and the ratios numconv / PyTorch and
 numconv / ONNX Runtime (below 1 means numconv is faster), with their geometric means. Cold and warm start times (a
 new process to the first LeNet-5 training step, with an empty and with a filled compile cache) are measured in
@@ -220,7 +221,7 @@ def run(args) -> dict:
                     "onnx": version("onnx") if anchors.HAS_ORT else None,
                     "onnxruntime": version("onnxruntime") if anchors.HAS_ORT else None},
         "peak": measure_peak(threads),
-        "conv": [], "dense": [], "pool": [], "lrn": [], "elementwise": [], "models": [],
+        "conv": [], "dense": [], "pool": [], "pool_backward": [], "lrn": [], "elementwise": [], "models": [],
     }
     print("  measuring the FMA peak and the memory bandwidth", file=sys.stderr, flush=True)
     report["fma_peak"] = measure_fma_peak(1.5 if args.quick else 3.0)
@@ -258,6 +259,14 @@ def run(args) -> dict:
                              _with_ort(anchors.ort_pool, case), case.bytes, "gbs")
         report["pool"].append({"name": case.name, "kind": case.kind, "bytes": case.bytes, **entry})
         _progress(report["pool"][-1])
+    for case in anchors.POOL_BACKWARD_CASES:
+        if wanted and case.name not in wanted:
+            continue
+        entry = runner.entry(case, "backward", anchors.numconv_pool_backward(case),
+                             _with_torch(anchors.torch_pool_backward, case), None, case.backward_bytes, "gbs")
+        report["pool_backward"].append({"name": case.name, "kind": f"{case.kind}_backward",
+                                        "bytes": case.backward_bytes, **entry})
+        _progress(report["pool_backward"][-1])
     for case in anchors.LRN_CASES:
         if wanted and case.name not in wanted:
             continue
@@ -334,6 +343,7 @@ def summarise(report: dict) -> dict:
                                               default=None),
         "pool_geomean_ratio": _geomean(r["ratio"] for r in report["pool"]),
         "ort_pool_geomean_ratio": _geomean(r["ort_ratio"] for r in report["pool"]),
+        "pool_backward_geomean_ratio": _geomean(r["ratio"] for r in report["pool_backward"]),
     }
     for group, _ in SUMMARY_GROUPS:
         if group == "pool":
@@ -380,7 +390,8 @@ def _compute_lines(title: str, rows: list) -> list:
 
 
 #: how the memory-bound tables name each row's kind or mode
-_KIND = {"max_indices": "max+idx", "max": "max", "avg": "avg", "forward": "fwd", "forward_backward": "fwd+bwd"}
+_KIND = {"max_indices": "max+idx", "max": "max", "avg": "avg", "max_indices_backward": "max bwd",
+         "avg_backward": "avg bwd", "forward": "fwd", "forward_backward": "fwd+bwd"}
 
 
 def _memory_lines(title: str, rows: list) -> list:
@@ -441,7 +452,8 @@ def table(report: dict) -> str:
         lines += _compute_lines("convolution", report["conv"])
     if report["dense"]:
         lines += _compute_lines("dense", report["dense"])
-    for group, title in (("pool", "pooling"), ("lrn", "local resp. norm"), ("elementwise", "element-wise")):
+    for group, title in (("pool", "pooling"), ("pool_backward", "pooling backward"), ("lrn", "local resp. norm"),
+                         ("elementwise", "element-wise")):
         if report[group]:
             lines += _memory_lines(title, report[group])
     if report["models"]:
@@ -463,7 +475,8 @@ def table(report: dict) -> str:
     ort_parts = []
     for group, label in SUMMARY_GROUPS:
         if group == "pool":
-            torch_parts.append(f"pooling {_fmt(s['pool_geomean_ratio'], '.2f')}")
+            torch_parts.append(f"pooling {_fmt(s['pool_geomean_ratio'], '.2f')} bwd "
+                               f"{_fmt(s['pool_backward_geomean_ratio'], '.2f')}")
             ort_parts.append(f"pooling {_fmt(s['ort_pool_geomean_ratio'], '.2f')}")
             continue
         torch_parts.append(f"{label} fwd {_fmt(s[f'{group}_forward_geomean_ratio'], '.2f')}"
@@ -479,18 +492,19 @@ def table(report: dict) -> str:
 def plot(report: dict, path: Path) -> None:
     """A bar per measurement and peer: the ratio numconv / peer on a log scale, green below 1 (numconv faster), red
     above, with the line at 1. Bars in order: each convolution and dense layer forward then forward+backward,
-    pooling, normalisation, element-wise, models; ONNX Runtime's bars are labelled 'vs ORT'."""
+    pooling forward then backward, normalisation, element-wise, models; ONNX Runtime's bars are labelled 'vs ORT'."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels, bars = [], []
-    for group in ("conv", "dense", "pool", "lrn", "elementwise", "models"):
+    for group in ("conv", "dense", "pool", "pool_backward", "lrn", "elementwise", "models"):
         for row in report[group]:
             entries = [(mode, row[mode]) for mode in ("forward", "forward_backward") if mode in row] or [("", row)]
             for mode, entry in entries:
                 short = {"forward": " fwd", "forward_backward": " fwd+bwd", "": ""}[mode]
+                short += " bwd" if group == "pool_backward" else ""
                 for key, suffix in (("ratio", ""), ("ort_ratio", " vs ORT")):
                     labels.append(f"{row['name']}{short}{suffix}")
                     bars.append(entry.get(key))
