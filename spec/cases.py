@@ -568,7 +568,9 @@ def _batch_norm_sample(cfg: ShapeConfig, names):
             x = values["x"]
             centred = x - x.mean(axis=(0, 2), keepdims=True)
             standard = centred / centred.std(axis=(0, 2), keepdims=True)
-            values["x"] = standard + 0.5 * rng.standard_normal((1, channels, 1))
+            # a centre of 1 to 2 standard deviations, either sign: no mean near zero, whose sum would cancel
+            offset = rng.standard_normal((1, channels, 1))
+            values["x"] = standard + np.sign(offset) * (1.0 + 0.5 * np.abs(offset))
             if "mean" in values:
                 values["mean"] = values["x"].mean(axis=(0, 2)) + 0.3 * values["mean"]
             if "g" in values:
