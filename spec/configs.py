@@ -73,6 +73,19 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
     ConvConfig(1, 1, 16, (16,), (3,)),
 )
 
+#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 1024
+#: products and more): groups of 32 output channels (a full block; 32 input channels, for the input gradient), a
+#: whole strip of 7 positions and a partial one, two groups, padding, and a strip stored as vectors (entries last in
+#: the registry)
+PAIRED_LANES_CONFIGS = (
+    ConvConfig(1, 2, 64, (10,), (3,), groups=2),
+    ConvConfig(1, 32, 2, (5, 4), (2, 3), padding=(1, 1)),
+    # one position per sample, 7 samples: a whole strip whose results are stored straight from the accumulators
+    ConvConfig(7, 1, 32, (3,), (3,)),
+)
+#: where the automatic choice takes the 32 x 7 kernel: 32 output channels summing 1024 products each (one position)
+PAIRED_AUTOMATIC_CONFIGS = (ConvConfig(1, 128, 32, (8,), (8,)),)
+
 #: the fused Winograd F(2x2, 3x3) forward kernel (2D, 3x3, stride 1): output sizes that leave partial edge tiles,
 #: asymmetric and wide padding, groups, and more than 16 input and output channels (a second, partial block of each)
 WINOGRAD_CONFIGS = (

@@ -28,8 +28,8 @@ from spec.cases import (
 from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
-    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS,
-    SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
+    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS, PAIRED_LANES_CONFIGS,
+    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -138,6 +138,9 @@ ENTRIES = (
     Entry("norm", "batch_norm_backward", batch_norm_backward_case,
           # running statistics: the same row sums, without the symbolic cost of statistics that depend on x
           tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
+    Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward", conv_forward_case, PAIRED_AUTOMATIC_CONFIGS, backends=("cpu",)),
 )
 
 

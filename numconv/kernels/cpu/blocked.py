@@ -494,6 +494,192 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
                     out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
 
 
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """32 lanes x 7 columns per task; see codegen.py."""
+    blocks = vb.shape[0]
+    columns = xc.shape[0]
+    strips = (columns + 6) // 7
+    for task in prange(blocks * strips):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
+        u16 = np.uint64(16)
+        u17 = np.uint64(17)
+        u18 = np.uint64(18)
+        u19 = np.uint64(19)
+        u20 = np.uint64(20)
+        u21 = np.uint64(21)
+        u22 = np.uint64(22)
+        u23 = np.uint64(23)
+        u24 = np.uint64(24)
+        u25 = np.uint64(25)
+        u26 = np.uint64(26)
+        u27 = np.uint64(27)
+        u28 = np.uint64(28)
+        u29 = np.uint64(29)
+        u30 = np.uint64(30)
+        u31 = np.uint64(31)
+        b = task // strips
+        j0 = (task - b * strips) * 7
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        c1 = min(j0 + 1, last)
+        x1 = xc[c1] + x_base
+        c2 = min(j0 + 2, last)
+        x2 = xc[c2] + x_base
+        c3 = min(j0 + 3, last)
+        x3 = xc[c3] + x_base
+        c4 = min(j0 + 4, last)
+        x4 = xc[c4] + x_base
+        c5 = min(j0 + 5, last)
+        x5 = xc[c5] + x_base
+        c6 = min(j0 + 6, last)
+        x6 = xc[c6] + x_base
+        lane0 = np.uint64(b * 32)
+        i0 = init_lane[lane0 + u0]
+        i1 = init_lane[lane0 + u1]
+        i2 = init_lane[lane0 + u2]
+        i3 = init_lane[lane0 + u3]
+        i4 = init_lane[lane0 + u4]
+        i5 = init_lane[lane0 + u5]
+        i6 = init_lane[lane0 + u6]
+        i7 = init_lane[lane0 + u7]
+        i8 = init_lane[lane0 + u8]
+        i9 = init_lane[lane0 + u9]
+        i10 = init_lane[lane0 + u10]
+        i11 = init_lane[lane0 + u11]
+        i12 = init_lane[lane0 + u12]
+        i13 = init_lane[lane0 + u13]
+        i14 = init_lane[lane0 + u14]
+        i15 = init_lane[lane0 + u15]
+        i16 = init_lane[lane0 + u16]
+        i17 = init_lane[lane0 + u17]
+        i18 = init_lane[lane0 + u18]
+        i19 = init_lane[lane0 + u19]
+        i20 = init_lane[lane0 + u20]
+        i21 = init_lane[lane0 + u21]
+        i22 = init_lane[lane0 + u22]
+        i23 = init_lane[lane0 + u23]
+        i24 = init_lane[lane0 + u24]
+        i25 = init_lane[lane0 + u25]
+        i26 = init_lane[lane0 + u26]
+        i27 = init_lane[lane0 + u27]
+        i28 = init_lane[lane0 + u28]
+        i29 = init_lane[lane0 + u29]
+        i30 = init_lane[lane0 + u30]
+        i31 = init_lane[lane0 + u31]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0
+        e1 = init_col[c1]
+        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1
+        e2 = init_col[c2]
+        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2
+        e3 = init_col[c3]
+        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3; a3_16 = i16 + e3; a3_17 = i17 + e3; a3_18 = i18 + e3; a3_19 = i19 + e3; a3_20 = i20 + e3; a3_21 = i21 + e3; a3_22 = i22 + e3; a3_23 = i23 + e3; a3_24 = i24 + e3; a3_25 = i25 + e3; a3_26 = i26 + e3; a3_27 = i27 + e3; a3_28 = i28 + e3; a3_29 = i29 + e3; a3_30 = i30 + e3; a3_31 = i31 + e3
+        e4 = init_col[c4]
+        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4; a4_16 = i16 + e4; a4_17 = i17 + e4; a4_18 = i18 + e4; a4_19 = i19 + e4; a4_20 = i20 + e4; a4_21 = i21 + e4; a4_22 = i22 + e4; a4_23 = i23 + e4; a4_24 = i24 + e4; a4_25 = i25 + e4; a4_26 = i26 + e4; a4_27 = i27 + e4; a4_28 = i28 + e4; a4_29 = i29 + e4; a4_30 = i30 + e4; a4_31 = i31 + e4
+        e5 = init_col[c5]
+        a5_0 = i0 + e5; a5_1 = i1 + e5; a5_2 = i2 + e5; a5_3 = i3 + e5; a5_4 = i4 + e5; a5_5 = i5 + e5; a5_6 = i6 + e5; a5_7 = i7 + e5; a5_8 = i8 + e5; a5_9 = i9 + e5; a5_10 = i10 + e5; a5_11 = i11 + e5; a5_12 = i12 + e5; a5_13 = i13 + e5; a5_14 = i14 + e5; a5_15 = i15 + e5; a5_16 = i16 + e5; a5_17 = i17 + e5; a5_18 = i18 + e5; a5_19 = i19 + e5; a5_20 = i20 + e5; a5_21 = i21 + e5; a5_22 = i22 + e5; a5_23 = i23 + e5; a5_24 = i24 + e5; a5_25 = i25 + e5; a5_26 = i26 + e5; a5_27 = i27 + e5; a5_28 = i28 + e5; a5_29 = i29 + e5; a5_30 = i30 + e5; a5_31 = i31 + e5
+        e6 = init_col[c6]
+        a6_0 = i0 + e6; a6_1 = i1 + e6; a6_2 = i2 + e6; a6_3 = i3 + e6; a6_4 = i4 + e6; a6_5 = i5 + e6; a6_6 = i6 + e6; a6_7 = i7 + e6; a6_8 = i8 + e6; a6_9 = i9 + e6; a6_10 = i10 + e6; a6_11 = i11 + e6; a6_12 = i12 + e6; a6_13 = i13 + e6; a6_14 = i14 + e6; a6_15 = i15 + e6; a6_16 = i16 + e6; a6_17 = i17 + e6; a6_18 = i18 + e6; a6_19 = i19 + e6; a6_20 = i20 + e6; a6_21 = i21 + e6; a6_22 = i22 + e6; a6_23 = i23 + e6; a6_24 = i24 + e6; a6_25 = i25 + e6; a6_26 = i26 + e6; a6_27 = i27 + e6; a6_28 = i28 + e6; a6_29 = i29 + e6; a6_30 = i30 + e6; a6_31 = i31 + e6
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            w16 = V[v_at + u16]
+            w17 = V[v_at + u17]
+            w18 = V[v_at + u18]
+            w19 = V[v_at + u19]
+            w20 = V[v_at + u20]
+            w21 = V[v_at + u21]
+            w22 = V[v_at + u22]
+            w23 = V[v_at + u23]
+            w24 = V[v_at + u24]
+            w25 = V[v_at + u25]
+            w26 = V[v_at + u26]
+            w27 = V[v_at + u27]
+            w28 = V[v_at + u28]
+            w29 = V[v_at + u29]
+            w30 = V[v_at + u30]
+            w31 = V[v_at + u31]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0
+            s1 = X[x1 + x_at]
+            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1
+            s2 = X[x2 + x_at]
+            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2
+            s3 = X[x3 + x_at]
+            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3; a3_16 += w16 * s3; a3_17 += w17 * s3; a3_18 += w18 * s3; a3_19 += w19 * s3; a3_20 += w20 * s3; a3_21 += w21 * s3; a3_22 += w22 * s3; a3_23 += w23 * s3; a3_24 += w24 * s3; a3_25 += w25 * s3; a3_26 += w26 * s3; a3_27 += w27 * s3; a3_28 += w28 * s3; a3_29 += w29 * s3; a3_30 += w30 * s3; a3_31 += w31 * s3
+            s4 = X[x4 + x_at]
+            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4; a4_16 += w16 * s4; a4_17 += w17 * s4; a4_18 += w18 * s4; a4_19 += w19 * s4; a4_20 += w20 * s4; a4_21 += w21 * s4; a4_22 += w22 * s4; a4_23 += w23 * s4; a4_24 += w24 * s4; a4_25 += w25 * s4; a4_26 += w26 * s4; a4_27 += w27 * s4; a4_28 += w28 * s4; a4_29 += w29 * s4; a4_30 += w30 * s4; a4_31 += w31 * s4
+            s5 = X[x5 + x_at]
+            a5_0 += w0 * s5; a5_1 += w1 * s5; a5_2 += w2 * s5; a5_3 += w3 * s5; a5_4 += w4 * s5; a5_5 += w5 * s5; a5_6 += w6 * s5; a5_7 += w7 * s5; a5_8 += w8 * s5; a5_9 += w9 * s5; a5_10 += w10 * s5; a5_11 += w11 * s5; a5_12 += w12 * s5; a5_13 += w13 * s5; a5_14 += w14 * s5; a5_15 += w15 * s5; a5_16 += w16 * s5; a5_17 += w17 * s5; a5_18 += w18 * s5; a5_19 += w19 * s5; a5_20 += w20 * s5; a5_21 += w21 * s5; a5_22 += w22 * s5; a5_23 += w23 * s5; a5_24 += w24 * s5; a5_25 += w25 * s5; a5_26 += w26 * s5; a5_27 += w27 * s5; a5_28 += w28 * s5; a5_29 += w29 * s5; a5_30 += w30 * s5; a5_31 += w31 * s5
+            s6 = X[x6 + x_at]
+            a6_0 += w0 * s6; a6_1 += w1 * s6; a6_2 += w2 * s6; a6_3 += w3 * s6; a6_4 += w4 * s6; a6_5 += w5 * s6; a6_6 += w6 * s6; a6_7 += w7 * s6; a6_8 += w8 * s6; a6_9 += w9 * s6; a6_10 += w10 * s6; a6_11 += w11 * s6; a6_12 += w12 * s6; a6_13 += w13 * s6; a6_14 += w14 * s6; a6_15 += w15 * s6; a6_16 += w16 * s6; a6_17 += w17 * s6; a6_18 += w18 * s6; a6_19 += w19 * s6; a6_20 += w20 * s6; a6_21 += w21 * s6; a6_22 += w22 * s6; a6_23 += w23 * s6; a6_24 += w24 * s6; a6_25 += w25 * s6; a6_26 += w26 * s6; a6_27 += w27 * s6; a6_28 += w28 * s6; a6_29 += w29 * s6; a6_30 += w30 * s6; a6_31 += w31 * s6
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31
+            at1 = ocol[j0 + 1] + o_base
+            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31
+            at2 = ocol[j0 + 2] + o_base
+            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31
+            at3 = ocol[j0 + 3] + o_base
+            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15; out[at3 + u16] = a3_16; out[at3 + u17] = a3_17; out[at3 + u18] = a3_18; out[at3 + u19] = a3_19; out[at3 + u20] = a3_20; out[at3 + u21] = a3_21; out[at3 + u22] = a3_22; out[at3 + u23] = a3_23; out[at3 + u24] = a3_24; out[at3 + u25] = a3_25; out[at3 + u26] = a3_26; out[at3 + u27] = a3_27; out[at3 + u28] = a3_28; out[at3 + u29] = a3_29; out[at3 + u30] = a3_30; out[at3 + u31] = a3_31
+            at4 = ocol[j0 + 4] + o_base
+            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15; out[at4 + u16] = a4_16; out[at4 + u17] = a4_17; out[at4 + u18] = a4_18; out[at4 + u19] = a4_19; out[at4 + u20] = a4_20; out[at4 + u21] = a4_21; out[at4 + u22] = a4_22; out[at4 + u23] = a4_23; out[at4 + u24] = a4_24; out[at4 + u25] = a4_25; out[at4 + u26] = a4_26; out[at4 + u27] = a4_27; out[at4 + u28] = a4_28; out[at4 + u29] = a4_29; out[at4 + u30] = a4_30; out[at4 + u31] = a4_31
+            at5 = ocol[j0 + 5] + o_base
+            out[at5 + u0] = a5_0; out[at5 + u1] = a5_1; out[at5 + u2] = a5_2; out[at5 + u3] = a5_3; out[at5 + u4] = a5_4; out[at5 + u5] = a5_5; out[at5 + u6] = a5_6; out[at5 + u7] = a5_7; out[at5 + u8] = a5_8; out[at5 + u9] = a5_9; out[at5 + u10] = a5_10; out[at5 + u11] = a5_11; out[at5 + u12] = a5_12; out[at5 + u13] = a5_13; out[at5 + u14] = a5_14; out[at5 + u15] = a5_15; out[at5 + u16] = a5_16; out[at5 + u17] = a5_17; out[at5 + u18] = a5_18; out[at5 + u19] = a5_19; out[at5 + u20] = a5_20; out[at5 + u21] = a5_21; out[at5 + u22] = a5_22; out[at5 + u23] = a5_23; out[at5 + u24] = a5_24; out[at5 + u25] = a5_25; out[at5 + u26] = a5_26; out[at5 + u27] = a5_27; out[at5 + u28] = a5_28; out[at5 + u29] = a5_29; out[at5 + u30] = a5_30; out[at5 + u31] = a5_31
+            at6 = ocol[j0 + 6] + o_base
+            out[at6 + u0] = a6_0; out[at6 + u1] = a6_1; out[at6 + u2] = a6_2; out[at6 + u3] = a6_3; out[at6 + u4] = a6_4; out[at6 + u5] = a6_5; out[at6 + u6] = a6_6; out[at6 + u7] = a6_7; out[at6 + u8] = a6_8; out[at6 + u9] = a6_9; out[at6 + u10] = a6_10; out[at6 + u11] = a6_11; out[at6 + u12] = a6_12; out[at6 + u13] = a6_13; out[at6 + u14] = a6_14; out[at6 + u15] = a6_15; out[at6 + u16] = a6_16; out[at6 + u17] = a6_17; out[at6 + u18] = a6_18; out[at6 + u19] = a6_19; out[at6 + u20] = a6_20; out[at6 + u21] = a6_21; out[at6 + u22] = a6_22; out[at6 + u23] = a6_23; out[at6 + u24] = a6_24; out[at6 + u25] = a6_25; out[at6 + u26] = a6_26; out[at6 + u27] = a6_27; out[at6 + u28] = a6_28; out[at6 + u29] = a6_29; out[at6 + u30] = a6_30; out[at6 + u31] = a6_31
+        else:
+            tile = np.empty(224, out.dtype)
+            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31
+            tile[32] = a1_0; tile[33] = a1_1; tile[34] = a1_2; tile[35] = a1_3; tile[36] = a1_4; tile[37] = a1_5; tile[38] = a1_6; tile[39] = a1_7; tile[40] = a1_8; tile[41] = a1_9; tile[42] = a1_10; tile[43] = a1_11; tile[44] = a1_12; tile[45] = a1_13; tile[46] = a1_14; tile[47] = a1_15; tile[48] = a1_16; tile[49] = a1_17; tile[50] = a1_18; tile[51] = a1_19; tile[52] = a1_20; tile[53] = a1_21; tile[54] = a1_22; tile[55] = a1_23; tile[56] = a1_24; tile[57] = a1_25; tile[58] = a1_26; tile[59] = a1_27; tile[60] = a1_28; tile[61] = a1_29; tile[62] = a1_30; tile[63] = a1_31
+            tile[64] = a2_0; tile[65] = a2_1; tile[66] = a2_2; tile[67] = a2_3; tile[68] = a2_4; tile[69] = a2_5; tile[70] = a2_6; tile[71] = a2_7; tile[72] = a2_8; tile[73] = a2_9; tile[74] = a2_10; tile[75] = a2_11; tile[76] = a2_12; tile[77] = a2_13; tile[78] = a2_14; tile[79] = a2_15; tile[80] = a2_16; tile[81] = a2_17; tile[82] = a2_18; tile[83] = a2_19; tile[84] = a2_20; tile[85] = a2_21; tile[86] = a2_22; tile[87] = a2_23; tile[88] = a2_24; tile[89] = a2_25; tile[90] = a2_26; tile[91] = a2_27; tile[92] = a2_28; tile[93] = a2_29; tile[94] = a2_30; tile[95] = a2_31
+            tile[96] = a3_0; tile[97] = a3_1; tile[98] = a3_2; tile[99] = a3_3; tile[100] = a3_4; tile[101] = a3_5; tile[102] = a3_6; tile[103] = a3_7; tile[104] = a3_8; tile[105] = a3_9; tile[106] = a3_10; tile[107] = a3_11; tile[108] = a3_12; tile[109] = a3_13; tile[110] = a3_14; tile[111] = a3_15; tile[112] = a3_16; tile[113] = a3_17; tile[114] = a3_18; tile[115] = a3_19; tile[116] = a3_20; tile[117] = a3_21; tile[118] = a3_22; tile[119] = a3_23; tile[120] = a3_24; tile[121] = a3_25; tile[122] = a3_26; tile[123] = a3_27; tile[124] = a3_28; tile[125] = a3_29; tile[126] = a3_30; tile[127] = a3_31
+            tile[128] = a4_0; tile[129] = a4_1; tile[130] = a4_2; tile[131] = a4_3; tile[132] = a4_4; tile[133] = a4_5; tile[134] = a4_6; tile[135] = a4_7; tile[136] = a4_8; tile[137] = a4_9; tile[138] = a4_10; tile[139] = a4_11; tile[140] = a4_12; tile[141] = a4_13; tile[142] = a4_14; tile[143] = a4_15; tile[144] = a4_16; tile[145] = a4_17; tile[146] = a4_18; tile[147] = a4_19; tile[148] = a4_20; tile[149] = a4_21; tile[150] = a4_22; tile[151] = a4_23; tile[152] = a4_24; tile[153] = a4_25; tile[154] = a4_26; tile[155] = a4_27; tile[156] = a4_28; tile[157] = a4_29; tile[158] = a4_30; tile[159] = a4_31
+            tile[160] = a5_0; tile[161] = a5_1; tile[162] = a5_2; tile[163] = a5_3; tile[164] = a5_4; tile[165] = a5_5; tile[166] = a5_6; tile[167] = a5_7; tile[168] = a5_8; tile[169] = a5_9; tile[170] = a5_10; tile[171] = a5_11; tile[172] = a5_12; tile[173] = a5_13; tile[174] = a5_14; tile[175] = a5_15; tile[176] = a5_16; tile[177] = a5_17; tile[178] = a5_18; tile[179] = a5_19; tile[180] = a5_20; tile[181] = a5_21; tile[182] = a5_22; tile[183] = a5_23; tile[184] = a5_24; tile[185] = a5_25; tile[186] = a5_26; tile[187] = a5_27; tile[188] = a5_28; tile[189] = a5_29; tile[190] = a5_30; tile[191] = a5_31
+            tile[192] = a6_0; tile[193] = a6_1; tile[194] = a6_2; tile[195] = a6_3; tile[196] = a6_4; tile[197] = a6_5; tile[198] = a6_6; tile[199] = a6_7; tile[200] = a6_8; tile[201] = a6_9; tile[202] = a6_10; tile[203] = a6_11; tile[204] = a6_12; tile[205] = a6_13; tile[206] = a6_14; tile[207] = a6_15; tile[208] = a6_16; tile[209] = a6_17; tile[210] = a6_18; tile[211] = a6_19; tile[212] = a6_20; tile[213] = a6_21; tile[214] = a6_22; tile[215] = a6_23; tile[216] = a6_24; tile[217] = a6_25; tile[218] = a6_26; tile[219] = a6_27; tile[220] = a6_28; tile[221] = a6_29; tile[222] = a6_30; tile[223] = a6_31
+            for j in range(min(7, columns - j0)):
+                at = ocol[j0 + j] + o_base
+                for k in range(n_lanes):
+                    out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
+
+
 #: (lanes, columns) of each generated kernel, and the kernel
-SHAPES = ((16, 14), (64, 4))
-KERNELS = {(16, 14): _fma_16x14, (64, 4): _fma_64x4}
+SHAPES = ((16, 14), (64, 4), (32, 7))
+KERNELS = {(16, 14): _fma_16x14, (64, 4): _fma_64x4, (32, 7): _fma_32x7}

@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import tuning, winograd
-from numconv.kernels.cpu.conv_cost import SHAPES, algorithm, rows_shape, useful_shares
+from numconv.kernels.cpu.conv_cost import SHAPES, algorithm, lanes_shape, rows_shape, useful_shares
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
 from numconv.kernels.scalar import gathered_input_gradient
@@ -58,7 +58,7 @@ __all__ = [
     "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_forward_rows", "conv_forward_wide",
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
-    "conv_grad_weight_split",
+    "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired",
 ]
 
 _U = np.uint64
@@ -95,19 +95,21 @@ def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, siz
 
 
 def _pack_lanes(weight, groups, packed):
-    """packed (groups * blocks, R, 16)[g * blocks + ob, r, k] = weight (O, R)[g * group_out + 16 * ob + k, r], zero
-    past the group's last channel. (A NumPy copy: for these small arrays it ran at memory speed where a compiled
-    loop did not.)"""
+    """packed (groups * blocks, R, L)[g * blocks + ob, r, k] = weight (O, R)[g * group_out + L * ob + k, r], zero
+    past the group's last channel (L lanes per block: packed's last axis). (A NumPy copy: for these small arrays it
+    ran at memory speed where a compiled loop did not.)"""
     out_channels, reduction = weight.shape
+    lanes = packed.shape[-1]
     group_out = out_channels // groups
-    packed = packed.reshape(groups, -1, reduction, 16)
+    packed = packed.reshape(groups, -1, reduction, lanes)
     by_group = weight.reshape(groups, group_out, reduction)
-    full = group_out // 16
+    full = group_out // lanes
     if full:
-        np.copyto(packed[:, :full], by_group[:, :full * 16].reshape(groups, full, 16, reduction).transpose(0, 1, 3, 2))
-    rest = group_out - full * 16
+        np.copyto(packed[:, :full],
+                  by_group[:, :full * lanes].reshape(groups, full, lanes, reduction).transpose(0, 1, 3, 2))
+    rest = group_out - full * lanes
     if rest:
-        packed[:, full, :, :rest] = by_group[:, full * 16:].transpose(0, 2, 1)
+        packed[:, full, :, :rest] = by_group[:, full * lanes:].transpose(0, 2, 1)
         packed[:, full, :, rest:] = 0.0
 
 
@@ -182,11 +184,13 @@ def _sum_partials(partials, out):
 
 @dataclass(frozen=True)
 class _Forced:
-    """What a forced variant at the end of this module takes instead of the automatic choice: a formulation, a
-    strategy for the input gradient, a chunk count for the weight gradient's sum, or the Winograd kernel. It is
-    passed down as an argument, so that calls from several threads at once never see each other's choice."""
+    """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
+    for ``lanes`` the kernel's shape), a strategy for the input gradient, a chunk count for the weight gradient's
+    sum, or the Winograd kernel. It is passed down as an argument, so that calls from several threads at once never
+    see each other's choice."""
 
     algorithm: str | None = None
+    lanes_shape: tuple | None = None
     grad_input: str | None = None
     chunks: int | None = None
     winograd: bool = False
@@ -216,10 +220,10 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
     chosen = _chosen(layout, forced)
-    lanes, columns = SHAPES[chosen]
+    lanes, columns = (forced.lanes_shape or lanes_shape(layout)) if chosen == "lanes" else SHAPES[chosen]
     kernel = (lanes, columns)
     if chosen == "lanes":
-        t = lanes_tables(layout)
+        t = lanes_tables(layout, lanes)
         packed = _workspace("weights", layout.groups * t["per_group"] * reduction * lanes, dtype)
         packed = packed.reshape(layout.groups * t["per_group"], reduction, lanes)
         _pack_lanes(weight.reshape(layout.out_channels, reduction), layout.groups, packed)
@@ -478,6 +482,21 @@ def conv_grad_input_lanes(grad_output, weight, grad_input, stride, padding, dila
     """``conv_grad_input`` with every phase by the ``lanes`` formulation."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(algorithm="lanes"))
+
+
+#: the ``lanes`` formulation through the 32 x 7 kernel, whatever the channels and the sum's length
+_PAIRED = _Forced(algorithm="lanes", lanes_shape=(tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS))
+
+
+def conv_forward_paired(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the ``lanes`` formulation with 32 output channels per block (the 32 x 7 kernel), which
+    the automatic choice takes for groups of 32 output channels and long sums."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _PAIRED)
+
+
+def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` with every phase by the ``lanes`` formulation with 32 input channels per block."""
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, _PAIRED)
 
 
 def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):

@@ -42,6 +42,17 @@ SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning
            "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
 
 
+def lanes_shape(layout: Layout) -> tuple:
+    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs: 32 x 7 where a group's output
+    channels fill 32-lane blocks as well as 16-lane ones and each output sums at least
+    ``tuning.PAIRED_MIN_REDUCTION`` products, else 16 x 14."""
+    reduction = layout.group_in * math.prod(layout.kernel)
+    if (reduction >= tuning.PAIRED_MIN_REDUCTION
+            and _use(layout.group_out, tuning.PAIRED_LANES) >= _use(layout.group_out, tuning.LANES)):
+        return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
+    return tuning.LANES, tuning.COLUMNS
+
+
 @lru_cache(maxsize=256)
 def useful_shares(layout: Layout) -> dict:
     """The estimated share of useful work of each formulation that applies (see tuning.py)."""

@@ -17,16 +17,18 @@ _U = np.uint64
 
 
 @lru_cache(maxsize=64)
-def lanes_tables(layout: Layout):
+def lanes_tables(layout: Layout, lanes: int):
+    """Tables of the ``lanes`` formulation: blocks of ``lanes`` output channels of packed weights, columns the
+    output positions of the whole batch."""
     taps, inputs, outputs = offsets(layout)
     plane, reduction = layout.plane, layout.group_in * taps.size
-    per_group = -(-layout.group_out // tuning.LANES)
+    per_group = -(-layout.group_out // lanes)
     blocks = np.arange(layout.groups * per_group)
-    group, local = blocks // per_group, (blocks % per_group) * tuning.LANES
+    group, local = blocks // per_group, (blocks % per_group) * lanes
     n = np.arange(layout.batch)[:, None]
     return dict(
-        voff=(np.arange(reduction) * tuning.LANES).astype(_U),
-        vb=(blocks * reduction * tuning.LANES).astype(_U),
+        voff=(np.arange(reduction) * lanes).astype(_U),
+        vb=(blocks * reduction * lanes).astype(_U),
         xr=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
         xc=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
         xb=(group * layout.group_in * plane).astype(_U),
@@ -34,7 +36,7 @@ def lanes_tables(layout: Layout):
         rhi=np.full(blocks.size, reduction, _U),
         ocol=(n * layout.out_sample + outputs[None, :]).ravel().astype(_U),
         oblk=((group * layout.group_out + local) * layout.out_plane).astype(_U),
-        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
+        lanes=np.minimum(lanes, layout.group_out - local).astype(np.int64),
         per_group=per_group,
     )
 

@@ -13,10 +13,17 @@ The blocked kernel (``codegen.py``) multiplies a 16-lane vector by one broadcast
 
 from numconv.kernels.cpu import blocked
 
-#: lanes of the vector operand and columns per task of the two generated kernels (blocked.SHAPES): 16 x 14 for
+#: lanes of the vector operand and columns per task of the generated kernels (blocked.SHAPES): 16 x 14 for
 #: ``lanes`` and ``rows``, 64 x 4 (four vectors per column) for ``wide``, the form of rows when a group has only a
-#: few output channels (the first layer's input gradient)
-(LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS) = blocked.SHAPES
+#: few output channels (the first layer's input gradient), and 32 x 7 (two vectors per column) for ``lanes`` when a
+#: group's output channels fill 32-lane blocks: 1.06-1.22x faster than 16 x 14 on AlexNet's and NiN's layers (half
+#: the loads per multiply-add: each broadcast number feeds two)
+(LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS), (PAIRED_LANES, PAIRED_COLUMNS) = blocked.SHAPES
+
+#: the ``lanes`` formulation takes the 32 x 7 kernel only for sums of at least this many products per output: it
+#: stores its results through a tile, which a short sum does not repay (AlexNet's first layer, 363 products: 1.2x
+#: slower than 16 x 14; its second, 1200: 1.1-1.15x faster)
+PAIRED_MIN_REDUCTION = 1024
 
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor
 EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}
