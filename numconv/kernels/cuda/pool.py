@@ -32,20 +32,25 @@ _window_sum = device_function(window_sum)
 _window_max = device_function(window_max)
 
 
-@cuda.jit(cache=True)
-def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
-    i = cuda.grid(1)
-    channels, out_d, out_h, out_w = x.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    if i >= out.shape[0] * channels * out_d * out_h * out_w:
-        return
+@cuda.jit(device=True)
+def _output_position(i, out):
+    """(n, c, od, oh, ow) of the flat index ``i`` into ``out`` (N, C, OD, OH, OW)."""
+    out_d, out_h, out_w = out.shape[2], out.shape[3], out.shape[4]
     ow = i % out_w
     rest = i // out_w
     oh = rest % out_h
     rest //= out_h
     od = rest % out_d
     plane = rest // out_d
-    n = plane // channels
-    c = plane % channels
+    return plane // out.shape[1], plane % out.shape[1], od, oh, ow
+
+
+@cuda.jit(cache=True)
+def _max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
+    i = cuda.grid(1)
+    if i >= out.size:
+        return
+    n, c, od, oh, ow = _output_position(i, out)
     best, best_index = _window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)
     out[n, c, od, oh, ow] = best
     indices[n, c, od, oh, ow] = best_index
@@ -64,17 +69,9 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
 @cuda.jit(cache=True)
 def _max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     i = cuda.grid(1)
-    channels, out_d, out_h, out_w = x.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    if i >= out.shape[0] * channels * out_d * out_h * out_w:
+    if i >= out.size:
         return
-    ow = i % out_w
-    rest = i // out_w
-    oh = rest % out_h
-    rest //= out_h
-    od = rest % out_d
-    plane = rest // out_d
-    n = plane // channels
-    c = plane % channels
+    n, c, od, oh, ow = _output_position(i, out)
     out[n, c, od, oh, ow] = _window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
