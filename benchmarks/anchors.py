@@ -457,9 +457,8 @@ def torch_pool_backward(case: PoolCase, seed: int = 0, device: str = "cpu"):
     functional = torch.nn.functional
     x = torch.from_numpy(pool_array(case, seed)).to(device).requires_grad_(True)
     g = torch.from_numpy(pool_grad_output(case, seed)).to(device)
-    names = {"avg": ("avg_pool1d", "avg_pool2d", "avg_pool3d")}.get(case.kind, ("max_pool1d", "max_pool2d",
-                                                                              "max_pool3d"))
-    y = getattr(functional, names[case.dims - 1])(x, case.kernel, case.stride)
+    pool = getattr(functional, f"{'avg' if case.kind == 'avg' else 'max'}_pool{case.dims}d")
+    y = pool(x, case.kernel, case.stride)
     return lambda: torch.autograd.grad(y, x, g, retain_graph=True)
 
 

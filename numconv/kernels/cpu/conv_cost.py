@@ -42,13 +42,18 @@ SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning
            "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
 
 
+def takes_paired(channels: int, reduction: int) -> bool:
+    """Whether the ``lanes`` formulation runs the 32 x 7 kernel for groups of ``channels`` lane channels whose
+    outputs each sum ``reduction`` products: where the channels fill 32-lane blocks as well as 16-lane ones and the
+    sum is at least ``tuning.PAIRED_MIN_REDUCTION`` long."""
+    return (reduction >= tuning.PAIRED_MIN_REDUCTION
+            and _use(channels, tuning.PAIRED_LANES) >= _use(channels, tuning.LANES))
+
+
 def lanes_shape(layout: Layout) -> tuple:
-    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs: 32 x 7 where a group's output
-    channels fill 32-lane blocks as well as 16-lane ones and each output sums at least
-    ``tuning.PAIRED_MIN_REDUCTION`` products, else 16 x 14."""
-    reduction = layout.group_in * math.prod(layout.kernel)
-    if (reduction >= tuning.PAIRED_MIN_REDUCTION
-            and _use(layout.group_out, tuning.PAIRED_LANES) >= _use(layout.group_out, tuning.LANES)):
+    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs: 32 x 7 where
+    :func:`takes_paired`, else 16 x 14."""
+    if takes_paired(layout.group_out, layout.group_in * math.prod(layout.kernel)):
         return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
     return tuning.LANES, tuning.COLUMNS
 

@@ -94,11 +94,12 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
 def _shapes_for(model: str | None, dtype) -> list:
     """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (every shape without one):
     the 32 x 7 kernel only where a convolution's forward (lanes: a group's output channels, summing over its input
-    channels and taps) or its input gradient (the other way round) can take it (``conv_cost.lanes_shape``'s rule),
-    so that a model that never runs it leaves the cores to the others."""
+    channels and taps) or its input gradient (the other way round) can take it (``conv_cost.takes_paired``), so that
+    a model that never runs it leaves the cores to the others."""
     if model is None:
         return list(KERNELS)
     from numconv import layers, models
+    from numconv.kernels.cpu.conv_cost import takes_paired
 
     network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
     pending, paired = [network], False
@@ -108,8 +109,7 @@ def _shapes_for(model: str | None, dtype) -> list:
         if isinstance(layer, layers._ConvNd):
             group_out, group_in = layer.weight.shape[0] // layer._options()["groups"], layer.weight.shape[1]
             taps = int(np.prod(layer.weight.shape[2:]))
-            paired |= any(lanes % tuning.PAIRED_LANES == 0 and summed * taps >= tuning.PAIRED_MIN_REDUCTION
-                          for lanes, summed in ((group_out, group_in), (group_in, group_out)))
+            paired |= takes_paired(group_out, group_in * taps) or takes_paired(group_in, group_out * taps)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
     return [shape for shape in KERNELS if paired or shape != paired_shape]
 
