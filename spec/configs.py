@@ -102,7 +102,7 @@ MAX_POOL_CONFIGS = (
     PoolConfig(1, 2, (6, 7), (2, 3), (2, 2), (1, 1), dilation=(2, 1)),
     PoolConfig(1, 2, (4, 5, 5), (2, 2, 2), (2, 2, 2), ceil_mode=True),
     PoolConfig(1, 1, (5, 4), (3, 3), (1, 1), (1, 1)),
-    # strides along the rows of 3, 4 and more (each has its own loop on the CPU), and padding along the depth
+    # strides along the rows of 3, 4 and more, and padding along the depth
     PoolConfig(1, 1, (11,), (3,), (3,)),
     PoolConfig(1, 1, (3, 13), (2, 4), (1, 4), (0, 1)),
     PoolConfig(1, 1, (3, 4, 13), (3, 2, 2), (1, 2, 5), (1, 0, 1)),
@@ -126,10 +126,9 @@ AVG_POOL_CONFIGS = (
 )
 
 #: average pooling's CPU paths that the configurations above leave out (their rows come last in the registry, so
-#: that the rows before them draw the same random values as before): a stride along the rows that the loops take as
-#: a variable (strides up to 4 are compiled in), and rows of at least 16 outputs, which the backward gathers a row
-#: at a time: a row of 3 taps, a row of 5 (more than the loops take whole), depths and rows that several windows
-#: cover
+#: that the rows before them draw the same random values as before): a window that the loops take a tap at a time
+#: with a stride of 5, and rows of at least 16 outputs, which the backward gathers a row at a time: a row of 3 taps,
+#: a row of 5 (more than the loops take whole), depths and rows that several windows cover
 AVG_POOL_ROW_CONFIGS = (
     PoolConfig(1, 2, (3, 13), (2, 3), (1, 5), (1, 1)),
     PoolConfig(1, 2, (34,), (3,), (2,), (1,)),
@@ -137,6 +136,17 @@ AVG_POOL_ROW_CONFIGS = (
     PoolConfig(1, 1, (3, 2, 17), (2, 1, 2), (1, 1, 1)),
 )
 
+
+#: the constants of the CPU's pooling loops that the configurations above leave out for max or for average pooling:
+#: windows taken whole (``numconv.kernels.cpu.pool.WHOLE_WINDOWS``, each compiled with its own sizes), 1D windows of
+#: 2 (stride 2) and 4 (stride 4, with padding) and the 3 x 3 window of stride 1; a window taken a tap at a time with
+#: a stride of 4
+POOL_LITERAL_CONFIGS = (
+    PoolConfig(1, 2, (10,), (2,), (2,)),
+    PoolConfig(1, 1, (13,), (4,), (4,), (1,)),
+    PoolConfig(1, 1, (5, 6), (3, 3), (1, 1), (1, 1)),
+    PoolConfig(1, 1, (3, 14), (2, 3), (1, 4)),
+)
 
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), more than 16 samples, and more input features than a 64-lane block

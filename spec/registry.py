@@ -29,7 +29,8 @@ from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS, PAIRED_LANES_CONFIGS,
-    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
+    POOL_LITERAL_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS,
+    WIDE_CONFIGS, WINOGRAD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -141,6 +142,11 @@ ENTRIES = (
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case, PAIRED_AUTOMATIC_CONFIGS, backends=("cpu",)),
+    Entry("pool", "max_pool_forward", max_pool_forward_case, POOL_LITERAL_CONFIGS),
+    Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, POOL_LITERAL_CONFIGS),
+    Entry("pool", "max_pool_backward", max_pool_backward_case, POOL_LITERAL_CONFIGS),
+    Entry("pool", "avg_pool_forward", avg_pool_forward_case, POOL_LITERAL_CONFIGS),
+    Entry("pool", "avg_pool_backward", avg_pool_backward_case, POOL_LITERAL_CONFIGS),
 )
 
 

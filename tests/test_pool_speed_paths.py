@@ -1,12 +1,13 @@
 """The CPU pooling kernels' paths, against PyTorch and the naive reference: max pooling without indices (its own
 kernel) gives the values of the call with indices, NaN, infinities, ties and signed zeros included; windows whose
 values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
-whole-window passes, tap-by-tap passes (dilation, strides compiled as literals and not), border columns computed
-window by window; the average's backward summed in float64."""
+whole-window passes (each window of ``WHOLE_WINDOWS``), tap-by-tap passes (dilation, other windows), border
+columns computed window by window; the average's backward summed in float64."""
 import numpy as np
 import pytest
 
 import numconv.functional as F
+from numconv.kernels.cpu.pool import WHOLE_WINDOWS
 from tests import naive
 
 torch = pytest.importorskip("torch")
@@ -27,7 +28,8 @@ CASES = [
     # long rows: a row per pass, with and without border columns
     ((5, 41), 3, 2, 0, 1, False),
     ((4, 40), 3, 2, 1, 1, True),
-    # taps one at a time: dilation, a stride compiled as a literal, one that is not, a 1 x 3 window
+    # taps one at a time (dilation, windows not taken whole: strides 3 and 5, a 1 x 3 window of stride 1), and
+    # M5's window of 4 of stride 4, taken whole
     ((9, 23), 3, 2, 1, 2, False),
     ((7, 37), (2, 3), (1, 3), (1, 1), 1, False),
     ((6, 44), (3, 2), (2, 5), (1, 1), 1, True),
@@ -114,3 +116,31 @@ def test_average_pooling_sums_in_float64(case, rng):
     (grad,) = backward(g, x, **options)
     want = naive.avg_pool_backward(g.astype(np.float64), x.astype(np.float64), *args)
     np.testing.assert_allclose(grad, want, rtol=6e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("window", WHOLE_WINDOWS)
+def test_each_window_taken_whole_meets_torch_on_long_rows(window, rng):
+    """Rows of 21 outputs and more (pooled a row per pass), padded, for every window that the loops take whole:
+    max values and indices equal PyTorch's, averages the float64 reference's."""
+    height, width, step = window
+    ndim = 2 if height > 1 else 1
+    spatial = ((height + 4,) if ndim == 2 else ()) + (step * 20 + width,)
+    kernel, stride = (height, width)[2 - ndim:], (step, step)[2 - ndim:]
+    padding = tuple(k // 2 for k in kernel)
+    x = _special_input(rng, (2, 3) + spatial, np.float32)
+    options = dict(kernel_size=kernel, stride=stride, padding=padding)
+    values, indices = MAX_POOL[ndim](x, return_indices=True, **options)
+    want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+    assert values.shape[-1] >= 21
+    np.testing.assert_array_equal(values, want.numpy())
+    np.testing.assert_array_equal(indices, want_indices.numpy())
+    np.testing.assert_array_equal(MAX_POOL[ndim](x, **options), want.numpy())
+    x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+    forward, backward = AVG_POOL[ndim]
+    y = forward(x, **options)
+    args = (list(kernel), list(stride), list(padding), False, True)
+    np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), *args), rtol=6e-8, atol=1e-12)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    (grad,) = backward(g, x, **options)
+    want_grad = naive.avg_pool_backward(g.astype(np.float64), x.astype(np.float64), *args)
+    np.testing.assert_allclose(grad, want_grad, rtol=6e-8, atol=1e-12)

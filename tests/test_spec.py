@@ -52,6 +52,22 @@ def test_the_registry_takes_every_branch_of_every_kernel():
         assert not gaps, f"{backend}: the registry leaves out " + "; ".join(coverage.describe(gaps))
 
 
+@pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "max_pool_backward",
+                                  "avg_pool_forward", "avg_pool_backward"])
+def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
+    """Each window of WHOLE_WINDOWS is a loop of its own, compiled with its sizes as constants: each must have rows
+    in the registry, or a wrong constant in one of them would pass."""
+    from numconv.kernels.cpu.pool import WHOLE_WINDOWS
+
+    checked = set()
+    for row in registry.rows(["cpu"]):
+        if row.kernel_name == name:
+            axes = (windows.Axis(1, 1),) * 2 + row.config.window.axes
+            if axes[-2].dilation == axes[-1].dilation == 1:
+                checked.add((axes[-2].kernel, axes[-1].kernel, axes[-1].stride))
+    assert set(WHOLE_WINDOWS) <= checked, set(WHOLE_WINDOWS) - checked
+
+
 def test_registry_spans_dimensions_groups_and_ceil_mode():
     convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}

@@ -7,9 +7,9 @@ to the threads in at most ``TASKS`` ranges, each with its own scratch rows.
 
 The forward passes compute a block of outputs at a time in a scratch row, in passes: each pass adds taps of the
 window to every output of the block that they reach, reading the input at a fixed stride, a loop that LLVM
-vectorises. A pass takes a whole k x k window in H and W for the (2, 2) and (3, 3) windows of stride 2 (compiled
-with literal sizes: the taps stay in registers and the strided loads become shuffles), over the rows of the block
-where the window's height is inside the input; elsewhere, one tap at a time (any stride). For each output the
+vectorises. A pass takes the whole window in H and W for the common windows of ``WHOLE_WINDOWS`` (compiled with
+literal sizes: the taps stay in registers and the strided loads become shuffles), over the rows of the block where
+the window's height is inside the input; elsewhere, one tap at a time (any stride). For each output the
 taps come in window order. A block is one output row, or, for rows shorter than ``SHORT_ROW`` where the strides
 allow it, all the rows of a plane (of one output depth) at once: output (oh, ow) sits at ``oh * width + ow`` in the
 scratch, ``width = stride_h * W / stride_w``, so that a tap's input is ``stride_w * position + offset`` for the
@@ -39,17 +39,20 @@ __all__ = [
 SHORT_ROW = 16
 #: the planes are handed out to the threads in at most this many ranges, each with its own scratch rows
 TASKS = 64
-#: strides along W that the loops are compiled for as constants (a literal stride lets LLVM vectorise the strided
-#: loads); other strides take a loop with the stride as a variable
-LITERAL_STRIDES = (1, 2, 3, 4)
-#: the largest window height and width (dilation 1) that a pass takes whole
-WINDOW_LIMIT = 4
+#: the windows (height, width, stride along W; dilation 1) whose passes take the whole window in H and W, each
+#: compiled with its sizes as constants (the taps stay in registers, the strided loads become shuffles): LeNet's and
+#: C3D's 2 x 2 and AlexNet's and NiN's 3 x 3 of stride 2, the 3 x 3 of stride 1 that keeps the size, and 1D windows
+#: of 2, 3 and 4 (M5's). Every other window goes a tap at a time, in a loop compiled into every specialisation for
+#: each stride of 1 to 4 (a constant stride lets LLVM vectorise the strided loads) and one with the stride as a
+#: variable: each entry is a specialisation of every pooling kernel (per dtype) that a first call compiles (~2.5 s,
+#: mostly the parallel loop's), so the list stays short.
+WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4))
 
 # what a pass takes: one tap, or the whole window in H and W (a row of taps in 1D)
 _TAP, _WINDOW = 0, 1
 # the plan's header: rows per block, scratch row width, interior columns [lo, hi), positions per block, blocks,
-# passes, single-tap passes, scratch length, the rows [lo, hi) that the passes compute
-_HEADER = 11
+# passes, scratch length, the rows [lo, hi) that the passes compute
+_HEADER = 10
 # fields per pass: kind, scratch positions [lo, hi), input offset, first tap's number, padded end, its reach
 _PASS = 7
 #: a pass that ends at its block's last row runs on to a multiple of this many positions (past the block's end,
@@ -61,28 +64,21 @@ def _ints(values) -> tuple:
     return tuple(int(v) for v in values)
 
 
-def _literal_step(stride) -> int:
-    """The stride along W as the tap loops' literal, or 0 for a stride that they take as a variable."""
-    return stride[2] if stride[2] in LITERAL_STRIDES else 0
-
-
-def _window_shape(kernel, stride, dilation) -> tuple:
-    """(height, width) of the window that a pass takes whole, or (0, 0) where the passes take one tap each: up to
-    ``WINDOW_LIMIT`` on a side, dilation 1 in H and W, and a literal stride along W."""
-    if dilation[1] == dilation[2] == 1 and max(kernel[1], kernel[2]) <= WINDOW_LIMIT and _literal_step(stride):
-        return kernel[1], kernel[2]
-    return 0, 0
+def _whole_window(kernel, stride, dilation) -> tuple:
+    """(height, width, stride along W) of a window in ``WHOLE_WINDOWS``, which the passes take whole, or (0, 0, 0)
+    where they take one tap each."""
+    window = (kernel[1], kernel[2], stride[2])
+    return window if dilation[1] == dilation[2] == 1 and window in WHOLE_WINDOWS else (0, 0, 0)
 
 
 @lru_cache(maxsize=256)
 def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.ndarray:
     """The passes of a forward pooling, the same for every plane, in one read-only int64 array: the header (rows per
-    block, scratch row width, interior columns [lo, hi), positions per block, blocks, passes, single-tap passes,
-    scratch length), the border columns, per
-    block (output depth, first row, first pass, end of its passes) and per pass (kind, scratch positions [lo, hi),
-    the input offset in the plane of its first position, the number in window order of its first tap, the end
-    rounded up to ``ROUND_UP`` positions for a pass that ends at the block's last row, the input offset of the
-    last tap the rounded pass reads).
+    block, scratch row width, interior columns [lo, hi), positions per block, blocks, passes, scratch length, the
+    rows [lo, hi) that the passes compute), the border columns, per block (output depth, first row, first pass, end
+    of its passes) and per pass (kind, scratch positions [lo, hi), the input offset in the plane of its first
+    position, the number in window order of its first tap, the end rounded up to ``ROUND_UP`` positions for a pass
+    that ends at the block's last row, the input offset of the last tap the rounded pass reads).
 
     Blocks come in output order; in a block, the passes of each output come in window order. A window pass takes the
     rows of the block where every tap of the window's height is inside the input, over the interior columns; a
@@ -98,7 +94,7 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
     rows = out_h if out_w < SHORT_ROW and stride[1] * in_w % stride[2] == 0 and width >= out_w else 1
     if rows == 1:
         width = out_w
-    whole = _window_shape(kernel, stride, dilation)[0] > 0 and lo < hi
+    whole = _whole_window(kernel, stride, dilation)[0] > 0 and lo < hi
     if not whole:
         full_lo, full_hi = 0, out_h
     window_tail = (kernel[1] - 1) * in_w + kernel[2] - 1
@@ -137,8 +133,8 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
             blocks.append(len(passes) // _PASS)
     border = list(range(lo)) + list(range(hi, out_w))
     size = (rows - 1) * width + out_w
-    header = [rows, width, lo, hi, size, len(blocks) // 4, len(passes) // _PASS, passes[::_PASS].count(_TAP),
-              max([size] + passes[5::_PASS]), max(0, full_lo), max(full_lo, full_hi)]
+    header = [rows, width, lo, hi, size, len(blocks) // 4, len(passes) // _PASS, max([size] + passes[5::_PASS]),
+              max(0, full_lo), max(full_lo, full_hi)]
     plan = np.array(header + border + blocks + passes, np.int64)
     plan.flags.writeable = False
     return plan
@@ -146,12 +142,10 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
 
 def _layout(x, out, kernel, stride, padding, dilation) -> tuple:
     """The plan and what the compiled loops depend on, for a forward pooling: (window tuples as ints, plan, (window
-    height, window width, literal stride, 0 where there are single-tap passes or else None, the border columns or
-    None)). The three sizes travel as the lengths of tuples of zeros, which are part of their types: each geometry
-    compiles its own loops with constant sizes (numba's ``literally`` would do the same, but goes through the
-    compiler on every call), and the last two are None where there is nothing of theirs (the border: neither
-    border columns nor rows that the passes leave out), so that the loops they would need are not compiled at all.
-    Remembered per geometry."""
+    height, window width, stride along W of a window in ``WHOLE_WINDOWS``, all 0 for any other window; the border
+    columns)). The three sizes travel as the lengths of tuples of zeros, which are part of their types: each window
+    of ``WHOLE_WINDOWS`` compiles its own loops with constant sizes (numba's ``literally`` would do the same, but
+    goes through the compiler on every call). Remembered per geometry."""
     return _layout_of(x.shape[2:], out.shape[2:], tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
@@ -160,10 +154,8 @@ def _layout_of(in_shape, out_shape, kernel, stride, padding, dilation) -> tuple:
     window = _ints(kernel), _ints(stride), _ints(padding), _ints(dilation)
     plan = _forward_plan(_ints(in_shape), _ints(out_shape), *window)
     border = plan[_HEADER:_HEADER + out_shape[2] - (plan[3] - plan[2])]
-    every_row = plan[9] == 0 and plan[10] == out_shape[1]
-    sizes = *_window_shape(window[0], window[1], window[3]), _literal_step(window[1])
-    return window, plan, (*((0,) * size for size in sizes), 0 if plan[7] else None,
-                          None if every_row and not len(border) else border)
+    sizes = _whole_window(window[0], window[1], window[3])
+    return window, plan, (*((0,) * size for size in sizes), border)
 
 
 @njit(cache=True, inline="always")
@@ -253,14 +245,14 @@ def _unpack(plan, out_w):
     """(rows, width, lo, hi, size, blocks, where the blocks start, where the passes start, scratch length)."""
     rows, width, lo, hi, size, blocks = plan[0], plan[1], plan[2], plan[3], plan[4], plan[5]
     block_at = _HEADER + out_w - (hi - lo)
-    return rows, width, lo, hi, size, blocks, block_at, block_at + 4 * blocks, plan[8]
+    return rows, width, lo, hi, size, blocks, block_at, block_at + 4 * blocks, plan[7]
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, plan, scratch, window_rows,
-                     window_taps, literal_step, taps, border):
-    """max_pool_forward_values over task ``task`` of ``tasks``' planes, with its row of ``scratch``. The last three
-    are literals: each geometry compiles the loops it takes, with constant sizes."""
+                     window_taps, literal_step, border):
+    """max_pool_forward_values over task ``task`` of ``tasks``' planes, with its row of ``scratch``.
+    ``window_rows``, ``window_taps`` and ``literal_step`` are a whole window's sizes as literals (``_layout``)."""
     planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
         out.shape[4]
     best = scratch[task]
@@ -282,46 +274,51 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                 at = pass_at + _PASS * p
                 kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
                 v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if taps is None or kind == _WINDOW:
+                if kind == _WINDOW:
                     _max_value_run(source, start, best, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
                                    len(literal_step))
-                elif len(literal_step):
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, len(literal_step))
+                elif step == 1:
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 1)
+                elif step == 2:
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 2)
+                elif step == 3:
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 3)
+                elif step == 4:
+                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 4)
                 else:
                     _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, step)
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
-                if border is None or plan[9] <= oh < plan[10]:
+                if plan[8] <= oh < plan[9]:
                     _copy_run(best, r * width + lo, target, row + lo, hi - lo)
-                if border is not None:
-                    # the border columns, or a whole row that the passes left out
-                    whole_row = not plan[9] <= oh < plan[10]
-                    for i in range(out_w if whole_row else len(border)):
-                        ow = i if whole_row else border[i]
-                        target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
+                # the border columns, or a whole row that the passes left out
+                whole_row = not plan[8] <= oh < plan[9]
+                for i in range(out_w if whole_row else len(border)):
+                    ow = i if whole_row else border[i]
+                    target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
 @njit(parallel=True, cache=True)
 def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, window_rows, window_taps,
-                      literal_step, taps, border):
+                      literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _max_values_task(x, out, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch,
-                         window_rows, window_taps, literal_step, taps, border)
+                         window_rows, window_taps, literal_step, border)
 
 
 def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     """out = the maximum of each window: ``max_pool_forward`` without the indices (the same values by the same
     rule: padding never wins, a NaN wins). x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten."""
     window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
-    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[8]), x.dtype)
+    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[7]), x.dtype)
     _max_values_tasks(x, out, *window, plan, scratch, *literals)
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dilation, plan, scratch, numbers,
-                      window_rows, window_taps, literal_step, taps, border):
+                      window_rows, window_taps, literal_step, border):
     """max_pool_forward over task ``task`` of ``tasks``' planes, with its rows of ``scratch`` and ``numbers``."""
     planes, channels, in_h, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[3], x.shape[4], \
         out.shape[3], out.shape[4]
@@ -353,11 +350,17 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 at = pass_at + _PASS * p
                 kind, v_lo, start, tap = plan[at], plan[at + 1], plane * plane_size + plan[at + 3], plan[at + 4]
                 v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if taps is None or kind == _WINDOW:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, len(window_rows), in_w,
-                                   len(window_taps), len(literal_step), tap)
-                elif len(literal_step):
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, len(literal_step), tap)
+                if kind == _WINDOW:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                                   len(literal_step), tap)
+                elif step == 1:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 1, tap)
+                elif step == 2:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 2, tap)
+                elif step == 3:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 3, tap)
+                elif step == 4:
+                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 4, tap)
                 else:
                     _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, step, tap)
             for r in range(rows):
@@ -365,24 +368,23 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 row = (od * out_h + oh) * out_w
                 origin = ((od * stride[0] - padding[0]) * in_h + oh * stride[1] - padding[1]) * in_w \
                     + lo * step - padding[2]
-                if border is None or plan[9] <= oh < plan[10]:
+                if plan[8] <= oh < plan[9]:
                     _copy_run(best, r * width + lo, target, row + lo, hi - lo)
                     _tap_indices(where, r * width + lo, target_index, row + lo, hi - lo, origin, step, tap_offset)
-                if border is not None:
-                    whole_row = not plan[9] <= oh < plan[10]
-                    for i in range(out_w if whole_row else len(border)):
-                        ow = i if whole_row else border[i]
-                        target[row + ow], target_index[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride,
-                                                                              padding, dilation)
+                whole_row = not plan[8] <= oh < plan[9]
+                for i in range(out_w if whole_row else len(border)):
+                    ow = i if whole_row else border[i]
+                    target[row + ow], target_index[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride,
+                                                                          padding, dilation)
 
 
 @njit(parallel=True, cache=True)
 def _max_indices_tasks(x, out, indices, kernel, stride, padding, dilation, plan, scratch, numbers, window_rows,
-                       window_taps, literal_step, taps, border):
+                       window_taps, literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _max_indices_task(x, out, indices, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch,
-                          numbers, window_rows, window_taps, literal_step, taps, border)
+                          numbers, window_rows, window_taps, literal_step, border)
 
 
 def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
@@ -394,8 +396,8 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """
     window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
-    _max_indices_tasks(x, out, indices, *window, plan, np.empty((tasks, plan[8]), x.dtype),
-                       np.empty((tasks, plan[8]), np.int32), *literals)
+    _max_indices_tasks(x, out, indices, *window, plan, np.empty((tasks, plan[7]), x.dtype),
+                       np.empty((tasks, plan[7]), np.int32), *literals)
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -442,22 +444,24 @@ def _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_i
 
 @lru_cache(maxsize=256)
 def _divisors_and_inverses(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad) -> tuple:
-    """(``_divisors``, their inverses where every size is a power of two (unused entries 0), else None)."""
+    """(``_divisors``, their inverses where every size is a power of two (unused entries 0), else an empty array)."""
     divisors = _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad)
     used = divisors[divisors > 0]
     if np.any(used & (used - 1)):
-        return divisors, None
-    inverses = np.zeros(divisors.shape)
-    np.divide(1.0, divisors, out=inverses, where=divisors > 0)
+        inverses = np.zeros((3, 0))
+    else:
+        inverses = np.zeros(divisors.shape)
+        np.divide(1.0, divisors, out=inverses, where=divisors > 0)
+    # read-only either way: one array type, one compiled loop
     inverses.flags.writeable = False
     return divisors, inverses
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inverses, scratch, window_rows,
-              window_taps, literal_step, taps, border):
+              window_taps, literal_step, border):
     """avg_pool_forward over task ``task`` of ``tasks``' planes, with its float64 row of ``scratch``; ``inverses``
-    are the window sizes' inverses where every size is a power of two, else None."""
+    are the window sizes' inverses where every size is a power of two, else empty."""
     planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
         out.shape[4]
     total = scratch[task]
@@ -479,38 +483,43 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                 at = pass_at + _PASS * p
                 kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
                 v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if taps is None or kind == _WINDOW:
+                if kind == _WINDOW:
                     _sum_run(source, start, total, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
                              len(literal_step))
-                elif len(literal_step):
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, len(literal_step))
+                elif step == 1:
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 1)
+                elif step == 2:
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 2)
+                elif step == 3:
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 3)
+                elif step == 4:
+                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 4)
                 else:
                     _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, step)
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
                 window = divisors[0, od] * divisors[1, oh]
-                if border is None or plan[9] <= oh < plan[10]:
-                    if inverses is None:
+                if plan[8] <= oh < plan[9]:
+                    if inverses.size == 0:
                         _divide_run(total, r * width + lo, target, row + lo, hi - lo, window, divisors[2, lo:])
                     else:
                         _scale_run(total, r * width + lo, target, row + lo, hi - lo,
                                    inverses[0, od] * inverses[1, oh], inverses[2, lo:])
-                if border is not None:
-                    whole_row = not plan[9] <= oh < plan[10]
-                    for i in range(out_w if whole_row else len(border)):
-                        ow = i if whole_row else border[i]
-                        target[row + ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
-                            window * divisors[2, ow])
+                whole_row = not plan[8] <= oh < plan[9]
+                for i in range(out_w if whole_row else len(border)):
+                    ow = i if whole_row else border[i]
+                    target[row + ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
+                        window * divisors[2, ow])
 
 
 @njit(parallel=True, cache=True)
 def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, window_rows, window_taps,
-               literal_step, taps, border):
+               literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _avg_task(x, out, np.int64(task), tasks, kernel, stride, padding, plan, divisors, inverses, scratch,
-                  window_rows, window_taps, literal_step, taps, border)
+                  window_rows, window_taps, literal_step, border)
 
 
 def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
@@ -524,7 +533,7 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
     window, plan, literals = _layout(x, out, kernel, stride, padding, (1, 1, 1))
     divisors = _divisors_and_inverses(_ints(x.shape[2:]), _ints(out.shape[2:]), *window[:3], _ints(padding_end),
                                       bool(count_include_pad))
-    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[8]), np.float64)
+    scratch = np.empty((min(x.shape[0] * x.shape[1], TASKS), plan[7]), np.float64)
     _avg_tasks(x, out, *window[:3], plan, *divisors, scratch, *literals)
 
 
@@ -546,7 +555,7 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
     size) summed in float64, in output order, and rounded once. ``window_rows`` and ``window_taps`` are tuples whose
     lengths are the window's height and width where the loops take it whole (else empty).
 
-    Short rows (``spread`` None): output row by output row, each share is added to the inputs of its window in a
+    Short rows (``spread`` empty): output row by output row, each share is added to the inputs of its window in a
     float64 copy of the input depth slice (``inner``: the output rows [0, 1) and columns [2, 3) whose windows lie
     inside the input in H and W, taken with the literal window). Long rows: input row by input row, from each
     output row that covers it, ``spread`` holding that row's shares at ``margin + stride * ow`` and zeros between,
@@ -567,7 +576,7 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
         for i_d in range(in_d):
             target = targets[(plane * in_d + i_d) * slice_size:(plane * in_d + i_d + 1) * slice_size]
             d_lo, d_hi = covering_output_range(i_d, kernel[0], stride[0], padding[0], out_d)
-            if spread is None:
+            if spread.size == 0:
                 for f in range(np.uint64(slice_size)):
                     total[f] = 0.0
                 for od in range(d_lo, d_hi):
@@ -643,9 +652,9 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_
     divisors = _divisors(in_shape, out_shape, *window, _ints(padding_end), bool(count_include_pad))
     tasks = min(grad_output.shape[0] * grad_output.shape[1], TASKS)
     height, width = window[0][1], window[0][2]
-    whole = ((0,) * height, (0,) * width) if max(height, width) <= WINDOW_LIMIT else ((), ())
+    whole = ((0,) * height, (0,) * width) if any(w[:2] == (height, width) for w in WHOLE_WINDOWS) else ((), ())
     if out_shape[2] < SHORT_ROW:
-        scratch, spread = np.empty((tasks, in_shape[1] * in_shape[2]), np.float64), None
+        scratch, spread = np.empty((tasks, in_shape[1] * in_shape[2]), np.float64), np.empty((0, 0, 0, 0))
         inner = _inner_windows(in_shape, out_shape, *window)
     else:
         # a row of spread shares reaches from the first tap's reach left of column 0 to the last output's column
