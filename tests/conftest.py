@@ -35,3 +35,10 @@ if DEVICE == "gpu":
 def rng(request):
     """A generator seeded from the test's name, so each test sees the same numbers on every run."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pytest-xdist) runs a worker per core, at most 4: each worker compiles the kernels its test files
+    need, so past a few workers more of them compile the same kernels again rather than finish sooner."""
+    return max(1, min(4, os.cpu_count() or 1))
