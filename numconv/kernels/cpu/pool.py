@@ -42,19 +42,17 @@ TASKS = 64
 #: the windows (height, width, stride along W; dilation 1) whose passes take the whole window in H and W, each
 #: compiled with its sizes as constants (the taps stay in registers, the strided loads become shuffles): LeNet's and
 #: C3D's 2 x 2 and AlexNet's and NiN's 3 x 3 of stride 2, the 3 x 3 of stride 1 that keeps the size, and 1D windows
-#: of 2, 3 and 4 (M5's). Every other window goes a tap at a time, in a loop compiled into every specialisation for
-#: each stride of 1 to 4 (a constant stride lets LLVM vectorise the strided loads) and one with the stride as a
-#: variable: each entry is a specialisation of every pooling kernel (per dtype) that a first call compiles (~2.5 s,
+#: of 2, 3 and 4 (M5's). Every other window goes a tap at a time, through one more specialisation that holds a loop
+#: for each stride of 1 to 4 (a constant stride lets LLVM vectorise the strided loads) and one with the stride as a
+#: variable. Each entry is a specialisation of every pooling kernel (per dtype) that a first call compiles (~2.5 s,
 #: mostly the parallel loop's), so the list stays short.
 WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4))
 
-# what a pass takes: one tap, or the whole window in H and W (a row of taps in 1D)
-_TAP, _WINDOW = 0, 1
 # the plan's header: rows per block, scratch row width, interior columns [lo, hi), positions per block, blocks,
 # passes, scratch length, the rows [lo, hi) that the passes compute
 _HEADER = 10
-# fields per pass: kind, scratch positions [lo, hi), input offset, first tap's number, padded end, its reach
-_PASS = 7
+# fields per pass: scratch positions [lo, hi), input offset, first tap's number, padded end, its reach
+_PASS = 6
 #: a pass that ends at its block's last row runs on to a multiple of this many positions (past the block's end,
 #: into scratch that nothing reads, where the input allows it): no scalar remainder after LLVM's vector loop
 ROUND_UP = 32
@@ -76,7 +74,7 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
     """The passes of a forward pooling, the same for every plane, in one read-only int64 array: the header (rows per
     block, scratch row width, interior columns [lo, hi), positions per block, blocks, passes, scratch length, the
     rows [lo, hi) that the passes compute), the border columns, per block (output depth, first row, first pass, end
-    of its passes) and per pass (kind, scratch positions [lo, hi), the input offset in the plane of its first
+    of its passes) and per pass (scratch positions [lo, hi), the input offset in the plane of its first
     position, the number in window order of its first tap, the end rounded up to ``ROUND_UP`` positions for a pass
     that ends at the block's last row, the input offset of the last tap the rounded pass reads).
 
@@ -100,9 +98,9 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
     window_tail = (kernel[1] - 1) * in_w + kernel[2] - 1
     blocks, passes = [], []
 
-    def add(kind, first, end, offset, tap, tail, to_end):
+    def add(first, end, offset, tap, tail, to_end):
         padded = first + -(-(end - first) // ROUND_UP) * ROUND_UP if to_end else end
-        passes.extend((kind, first, end, offset, tap, padded, offset + (padded - 1 - first) * stride[2] + tail))
+        passes.extend((first, end, offset, tap, padded, offset + (padded - 1 - first) * stride[2] + tail))
 
     for od in range(out_d):
         for first_row in range(0, out_h, rows):
@@ -117,7 +115,7 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
                     continue
                 if whole and full_first < full_last:
                     i_h = window_position(full_first, stride[1], padding[1], 1, 0)
-                    add(_WINDOW, (full_first - first_row) * width + lo, (full_last - 1 - first_row) * width + hi,
+                    add((full_first - first_row) * width + lo, (full_last - 1 - first_row) * width + hi,
                         (i_d * in_h + i_h) * in_w + window_position(lo, stride[2], padding[2], 1, 0),
                         td * kernel[1] * kernel[2], window_tail, full_last == last_row)
                 for th, (row_lo, row_hi) in enumerate(row_ranges if not whole else ()):
@@ -127,13 +125,13 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
                             continue
                         i_h = window_position(row_lo, stride[1], padding[1], dilation[1], th)
                         i_w = window_position(tap_lo, stride[2], padding[2], dilation[2], tw)
-                        add(_TAP, (row_lo - first_row) * width + tap_lo, (row_hi - 1 - first_row) * width + tap_hi,
+                        add((row_lo - first_row) * width + tap_lo, (row_hi - 1 - first_row) * width + tap_hi,
                             (i_d * in_h + i_h) * in_w + i_w, (td * kernel[1] + th) * kernel[2] + tw, 0,
                             row_hi == last_row)
             blocks.append(len(passes) // _PASS)
     border = list(range(lo)) + list(range(hi, out_w))
     size = (rows - 1) * width + out_w
-    header = [rows, width, lo, hi, size, len(blocks) // 4, len(passes) // _PASS, max([size] + passes[5::_PASS]),
+    header = [rows, width, lo, hi, size, len(blocks) // 4, len(passes) // _PASS, max([size] + passes[4::_PASS]),
               max(0, full_lo), max(full_lo, full_hi)]
     plan = np.array(header + border + blocks + passes, np.int64)
     plan.flags.writeable = False
@@ -143,9 +141,11 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
 def _layout(x, out, kernel, stride, padding, dilation) -> tuple:
     """The plan and what the compiled loops depend on, for a forward pooling: (window tuples as ints, plan, (window
     height, window width, stride along W of a window in ``WHOLE_WINDOWS``, all 0 for any other window; the border
-    columns)). The three sizes travel as the lengths of tuples of zeros, which are part of their types: each window
-    of ``WHOLE_WINDOWS`` compiles its own loops with constant sizes (numba's ``literally`` would do the same, but
-    goes through the compiler on every call). Remembered per geometry."""
+    columns, or None where there is no border: neither border columns nor rows that the passes leave out)). The
+    three sizes travel as the lengths of tuples of zeros, which are part of their types: each window of
+    ``WHOLE_WINDOWS`` compiles its own loops with constant sizes (numba's ``literally`` would do the same, but goes
+    through the compiler on every call); without a border, the window-by-window code (and ``scalar.window_max``, a
+    first run's compilation) is not compiled at all. Remembered per geometry."""
     return _layout_of(x.shape[2:], out.shape[2:], tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
@@ -154,8 +154,11 @@ def _layout_of(in_shape, out_shape, kernel, stride, padding, dilation) -> tuple:
     window = _ints(kernel), _ints(stride), _ints(padding), _ints(dilation)
     plan = _forward_plan(_ints(in_shape), _ints(out_shape), *window)
     border = plan[_HEADER:_HEADER + out_shape[2] - (plan[3] - plan[2])]
-    sizes = _whole_window(window[0], window[1], window[3])
-    return window, plan, (*((0,) * size for size in sizes), border)
+    every_row = plan[8] == 0 and plan[9] == out_shape[1]
+    # the plan's rule (``_forward_plan``): whole windows where there are interior columns, and then only whole
+    # windows, so that a specialisation holds either the whole window's loop or the tap loops, never both
+    sizes = _whole_window(window[0], window[1], window[3]) if plan[2] < plan[3] else (0, 0, 0)
+    return window, plan, (*((0,) * size for size in sizes), None if every_row and not len(border) else border)
 
 
 @njit(cache=True, inline="always")
@@ -272,9 +275,9 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                 best[v] = -math.inf
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
-                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if kind == _WINDOW:
+                v_lo, start = plan[at], plane * plane_size + plan[at + 2]
+                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                if len(window_rows):
                     _max_value_run(source, start, best, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
                                    len(literal_step))
                 elif step == 1:
@@ -290,13 +293,14 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
-                if plan[8] <= oh < plan[9]:
+                if border is None or plan[8] <= oh < plan[9]:
                     _copy_run(best, r * width + lo, target, row + lo, hi - lo)
                 # the border columns, or a whole row that the passes left out
-                whole_row = not plan[8] <= oh < plan[9]
-                for i in range(out_w if whole_row else len(border)):
-                    ow = i if whole_row else border[i]
-                    target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
+                if border is not None:
+                    whole_row = not plan[8] <= oh < plan[9]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
 @njit(parallel=True, cache=True)
@@ -348,9 +352,9 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 where[v] = -1
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                kind, v_lo, start, tap = plan[at], plan[at + 1], plane * plane_size + plan[at + 3], plan[at + 4]
-                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if kind == _WINDOW:
+                v_lo, start, tap = plan[at], plane * plane_size + plan[at + 2], plan[at + 3]
+                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                if len(window_rows):
                     _max_index_run(source, start, best, where, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
                                    len(literal_step), tap)
                 elif step == 1:
@@ -368,14 +372,15 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 row = (od * out_h + oh) * out_w
                 origin = ((od * stride[0] - padding[0]) * in_h + oh * stride[1] - padding[1]) * in_w \
                     + lo * step - padding[2]
-                if plan[8] <= oh < plan[9]:
+                if border is None or plan[8] <= oh < plan[9]:
                     _copy_run(best, r * width + lo, target, row + lo, hi - lo)
                     _tap_indices(where, r * width + lo, target_index, row + lo, hi - lo, origin, step, tap_offset)
-                whole_row = not plan[8] <= oh < plan[9]
-                for i in range(out_w if whole_row else len(border)):
-                    ow = i if whole_row else border[i]
-                    target[row + ow], target_index[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride,
-                                                                          padding, dilation)
+                if border is not None:
+                    whole_row = not plan[8] <= oh < plan[9]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow], target_index[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride,
+                                                                              padding, dilation)
 
 
 @njit(parallel=True, cache=True)
@@ -481,9 +486,9 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                 total[v] = 0.0
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                kind, v_lo, start = plan[at], plan[at + 1], plane * plane_size + plan[at + 3]
-                v_hi = plan[at + 5] if plane * plane_size + plan[at + 6] < limit else plan[at + 2]
-                if kind == _WINDOW:
+                v_lo, start = plan[at], plane * plane_size + plan[at + 2]
+                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                if len(window_rows):
                     _sum_run(source, start, total, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
                              len(literal_step))
                 elif step == 1:
@@ -500,17 +505,18 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
                 window = divisors[0, od] * divisors[1, oh]
-                if plan[8] <= oh < plan[9]:
+                if border is None or plan[8] <= oh < plan[9]:
                     if inverses.size == 0:
                         _divide_run(total, r * width + lo, target, row + lo, hi - lo, window, divisors[2, lo:])
                     else:
                         _scale_run(total, r * width + lo, target, row + lo, hi - lo,
                                    inverses[0, od] * inverses[1, oh], inverses[2, lo:])
-                whole_row = not plan[8] <= oh < plan[9]
-                for i in range(out_w if whole_row else len(border)):
-                    ow = i if whole_row else border[i]
-                    target[row + ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
-                        window * divisors[2, ow])
+                if border is not None:
+                    whole_row = not plan[8] <= oh < plan[9]
+                    for i in range(out_w if whole_row else len(border)):
+                        ow = i if whole_row else border[i]
+                        target[row + ow] = window_sum(x, n, c, od, oh, ow, kernel, stride, padding) / (
+                            window * divisors[2, ow])
 
 
 @njit(parallel=True, cache=True)
