@@ -358,7 +358,9 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
     """The gradients of ``L = sum(g * outputs)`` with respect to each array of symbols in ``wrt``, by sympy.diff.
 
     For polynomials, d/dv of a sum is taken term by term (linearity), which is the same derivative at a fraction
-    of the cost; other expressions are differentiated whole. Returns (g symbols, {name: expression array}).
+    of the cost, and a term that is a number times distinct symbols (each to the first power) is differentiated by
+    dropping the symbol, without sympy.diff's machinery; other expressions are differentiated whole. Returns
+    (g symbols, {name: expression array}).
     """
     grad_output = symbol_array(grad_name, outputs.shape)
     position = {}
@@ -373,7 +375,7 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
             for symbol in piece.free_symbols:
                 if symbol in position:
                     name, where = position[symbol]
-                    collected[name].setdefault(where, []).append(grad_output[index] * sp.diff(piece, symbol))
+                    collected[name].setdefault(where, []).append(grad_output[index] * _derivative(piece, symbol))
     result = {}
     for name, symbols in wrt.items():
         array = np.empty(symbols.shape, dtype=object)
@@ -381,6 +383,16 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
             array[index] = sp.Add(*collected[name].get(index, []))
         result[name] = array
     return grad_output, result
+
+
+def _derivative(term, symbol):
+    """d term / d symbol: for a number times distinct symbols of power 1 (a convolution's w * x, a sum's x), the
+    product of the other factors; for anything else, sympy.diff."""
+    if term == symbol:
+        return sp.Integer(1)
+    if term.is_Mul and all(factor.is_Symbol or factor.is_Number for factor in term.args):
+        return sp.Mul(*(factor for factor in term.args if factor != symbol))
+    return sp.diff(term, symbol)
 
 
 def accumulate(cfg: ShapeConfig):
