@@ -170,6 +170,55 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
 
 
+def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
+    """A parallel call splits its tasks into at most ``blocked.RANGES`` ranges; with more tasks than that, each
+    range runs several, and every output is still computed (the outputs start as NaN, so a skipped task shows)."""
+    from numconv.kernels.cpu import blocked, launch, winograd_kernels
+
+    tasks = []
+
+    def counting(kernel, width):
+        def run(V, voff, vb, X, xr, xc, *rest):
+            tasks.append((width, vb.shape[0] * -(-xc.shape[0] // width)))
+            kernel(V, voff, vb, X, xr, xc, *rest)
+        return run
+
+    for (lanes, width), kernel in list(launch.KERNELS.items()):
+        monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
+    fused = winograd_kernels._winograd_f2
+
+    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, *rest):
+        tasks.append(("winograd", groups * -(-P.shape[0] * th * tw // per_task)))
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, *rest)
+
+    monkeypatch.setattr(winograd_kernels, "_winograd_f2", counting_winograd)
+    # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call
+    x = rng.standard_normal((2, 512, 1, 34, 34)).astype(np.float32)
+    w = rng.standard_normal((512, 32, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(512).astype(np.float32)
+    geometry = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 16)
+    args = ((1, 1), [(1, 1), (1, 1)], (1, 1), 16)
+    want = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), b.astype(np.float64), *args)
+    g = rng.standard_normal(want.shape).astype(np.float32)
+    want_x, want_w, _ = naive.conv_backward(g.astype(np.float64), x[:, :, 0].astype(np.float64),
+                                            w[:, :, 0].astype(np.float64), *args)
+    c = cpu_conv
+    for variant in ("lanes", "rows", "wide", "paired", "winograd"):
+        tasks.clear()
+        y = np.full((2, 512, 1, 34, 34), np.nan, np.float32)
+        getattr(c, f"conv_forward_{variant}")(x, w, b, y, *geometry)
+        grad_x = np.full_like(x, np.nan)
+        getattr(c, f"conv_grad_input_{variant}")(g[:, :, None], w, grad_x, *geometry)
+        assert max(count for _, count in tasks) > blocked.RANGES, (variant, tasks)
+        np.testing.assert_allclose(y[:, :, 0], want, rtol=1e-4, atol=1e-3, err_msg=variant)
+        np.testing.assert_allclose(grad_x[:, :, 0], want_x, rtol=1e-4, atol=1e-3, err_msg=variant)
+    tasks.clear()
+    grad_w = np.full_like(w, np.nan)
+    c.conv_grad_weight(g[:, :, None], x, grad_w, *geometry)
+    assert max(count for _, count in tasks) > blocked.RANGES, tasks
+    np.testing.assert_allclose(grad_w[:, :, 0], want_w, rtol=1e-4, atol=2e-3)
+
+
 def test_weight_gradient_sums_long_reductions_accurately(rng):
     """A float32 weight gradient over 2 x 40000 positions: chunked sums added in float64 stay close."""
     x = rng.standard_normal((2, 1, 40000)).astype(np.float32)

@@ -3,14 +3,17 @@
 import numpy as np
 from numba import njit, prange
 
+#: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
+#: ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it cannot be cached)
+RANGES = 256
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
-    """16 lanes x 14 columns per task; see codegen.py."""
-    blocks = vb.shape[0]
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips)."""
     columns = xc.shape[0]
     strips = (columns + 13) // 14
-    for task in prange(blocks * strips):
+    for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
         u2 = np.uint64(2)
@@ -239,13 +242,21 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
                     out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
-    """64 lanes x 4 columns per task; see codegen.py."""
-    blocks = vb.shape[0]
+@njit(parallel=True, cache=True)
+def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """16 lanes x 14 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 13) // 14)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips)."""
     columns = xc.shape[0]
     strips = (columns + 3) // 4
-    for task in prange(blocks * strips):
+    for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
         u2 = np.uint64(2)
@@ -494,13 +505,21 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
                     out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
-    """32 lanes x 7 columns per task; see codegen.py."""
-    blocks = vb.shape[0]
+@njit(parallel=True, cache=True)
+def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """64 lanes x 4 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 3) // 4)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips)."""
     columns = xc.shape[0]
     strips = (columns + 6) // 7
-    for task in prange(blocks * strips):
+    for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
         u2 = np.uint64(2)
@@ -678,6 +697,15 @@ def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
                     out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """32 lanes x 7 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 6) // 7)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 #: (lanes, columns) of each generated kernel, and the kernel

@@ -4,19 +4,17 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from numconv.kernels.cpu.blocked import RANGES
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
-    """U (G, OB, 16, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)[g * group_out + 16 ob + k, c],
-    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, input channel).
-    tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
-    out_channels, group_in = w.shape[0], w.shape[1]
-    groups = out_channels // group_out
-    for task in prange(groups * oblocks * cpad):
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_f2``, with the calling thread's scratch (scratch)."""
+    group_in = w.shape[1]
+    for task in range(first, end):
         c = task % cpad
         ob = (task // cpad) % oblocks
         g = task // (cpad * oblocks)
-        scratch = tmp[numba.get_thread_id()]
         q0 = K[0]; q1 = K[1]
         base = np.uint64(((g * oblocks + ob) * 16 * cpad + c) * 16)
         step = np.uint64(cpad * 16)
@@ -55,6 +53,18 @@ def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
 
 
 @njit(parallel=True, cache=True)
+def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 16, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)[g * group_out + 16 ob + k, c],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, input channel).
+    tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
+    tasks = (w.shape[0] // group_out) * oblocks * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(parallel=True, cache=True)
 def _pack_f2(x, groups, cblocks, pad_h, pad_w, P):
     """P (N, G, CB, HP, WP, 16)[n, g, cb, y, x, k] = x (N, C, H, W)[n, g * Cg + 16 cb + k, y - pad_h, x - pad_w],
     zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read
@@ -85,14 +95,9 @@ def _pack_f2(x, groups, cblocks, pad_h, pad_w, P):
         row[lo:hi, valid:] = 0.0
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v, work_m, work_t):
-    """out (N, O, OH, OW) = bias + the 3x3 stride-1 convolution, by F(2x2, 3x3) in strips of 16 tiles.
-
-    P (N, G, CB, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, CP, 16) transformed weights; bias
-    (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, th, tw); ``per_task`` a multiple
-    of 16. work_v (threads, T * per_task * CP), work_m (threads, T * per_task * 16), work_t (threads,
-    alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4]
     out_channels, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     cpad = cblocks * 16
@@ -100,19 +105,15 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_tas
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
     pf = P.reshape(-1)
-    for task in prange(groups * blocks):
+    for task in range(first, end):
         g = task // blocks
-        first = (task - g * blocks) * per_task
-        count = min(per_task, tiles - first)
-        tid = numba.get_thread_id()
-        V = work_v[tid]
-        M = work_m[tid]
-        S = work_t[tid]
+        first_tile = (task - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
         q0 = K[0]
         vrow = np.uint64(per_task * cpad)  # V (T, per_task, CP): one t
         # ---- input transform: V[t, j, c] = (BT d BT^T)[t] of tile j, 16 channels per vector
         for j in range(per_task):
-            i = min(first + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (th * tw)
             ty = (i // tw) % th
             tx = i % tw
@@ -242,7 +243,7 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_tas
             valid = min(16, group_out - ob * 16)
             bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
             for j in range(count):
-                i = first + j
+                i = first_tile + j
                 n = i // (th * tw)
                 ty = (i // tw) % th
                 tx = i % tw
@@ -302,6 +303,21 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_tas
                         for q in range(min(2, ow - tx * 2)):
                             for k in range(valid):
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v, work_m, work_t):
+    """out (N, O, OH, OW) = bias + the 3x3 stride-1 convolution, by F(2x2, 3x3) in strips of 16 tiles.
+
+    P (N, G, CB, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, CP, 16) transformed weights; bias
+    (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, th, tw); ``per_task`` a multiple
+    of 16. work_v (threads, T * per_task * CP), work_m (threads, T * per_task * 16), work_t (threads,
+    alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * ((P.shape[0] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors
