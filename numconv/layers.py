@@ -496,8 +496,14 @@ class _MaxPoolNd(_PoolNd):
                     ceil_mode=self.ceil_mode)
 
     def forward(self, x):
-        out, indices = getattr(F, f"max_pool{self._ndim}d")(x, return_indices=True, **self._options())
-        self._input, self._indices = x, indices
+        # training keeps the indices for the backward that follows; evaluation computes the values alone (no int64
+        # array, about half the time), and a backward after it, if any, finds the indices again from the input
+        pool = getattr(F, f"max_pool{self._ndim}d")
+        if self.training:
+            out, self._indices = pool(x, return_indices=True, **self._options())
+        else:
+            out, self._indices = pool(x, **self._options()), None
+        self._input = x
         return out
 
     def backward(self, grad_output):

@@ -119,6 +119,24 @@ def test_pool_layer_matches_functional(cls, forward, backward, kwargs, shape, rn
     _check_layer(layer, x, rng.standard_normal(shape), g, expected_y, grad_x, {})
 
 
+@pytest.mark.parametrize("cls,shape", [(MaxPool1d, (2, 3, 13)), (MaxPool2d, (2, 3, 8, 9)),
+                                       (MaxPool3d, (1, 2, 5, 7, 6))])
+def test_max_pool_layer_in_evaluation_keeps_no_indices_and_still_has_a_backward(cls, shape, rng):
+    """Evaluation pools the values alone; a backward after it finds the same routes (ties to the first) as after
+    a training forward."""
+    x = rng.integers(-3, 3, shape).astype(np.float32)  # few distinct values: many ties
+    layer = cls(kernel_size=3, stride=2, ceil_mode=True)
+    y_train = layer.forward(x)
+    assert layer._indices is not None
+    g = rng.standard_normal(y_train.shape).astype(np.float32)
+    grad_train = layer.backward(g)
+    layer.eval()
+    y_eval = layer.forward(x)
+    assert layer._indices is None
+    np.testing.assert_array_equal(y_eval, y_train)
+    np.testing.assert_array_equal(layer.backward(g), grad_train)
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 7), (2, 3, 4, 5), (1, 2, 3, 4, 5)])
 def test_global_avg_pool_layer(shape, rng):
     x = rng.standard_normal(shape)

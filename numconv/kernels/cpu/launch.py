@@ -71,7 +71,7 @@ _warming = []
 def compile_ahead(dtype="float32", model: str | None = None) -> int:
     """On a first run, compile kernels in other processes while this one goes on; returns how many started.
 
-    Each blocked kernel that Numba's cache lacks compiles in a process of its own: they are the largest (about 8 s
+    Each blocked kernel that Numba's cache lacks compiles in a process of its own: they are the largest (about 5 s
     each on a 2-core machine), and Numba compiles one function at a time per process. This process's first call of
     each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), one more process
     runs a training step and an evaluation of that model on a tiny batch with the blocked kernels left out (their
