@@ -369,8 +369,17 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
         if taps is None:
             grad_input[:, :, f_d::stride[0], f_h::stride[1], f_w::stride[2]] = 0.0
             continue
-        sub = swapped[:, :, list(taps[0])][:, :, :, list(taps[1])][:, :, :, :, list(taps[2])]
+        sub = swapped[:, :, _tap_slice(taps[0]), _tap_slice(taps[1]), _tap_slice(taps[2])]
         _convolve(buf, layout, np.ascontiguousarray(sub), None, out_flat, forced)
+
+
+def _tap_slice(taps) -> slice:
+    """A phase's taps (an arithmetic sequence, ``conv_plan._phases``) as a slice: selecting them is then a view,
+    and the weights are copied once (indexing with lists copied them once per axis, and slowly: AlexNet's third
+    layer's flipped weights took 8.5 ms instead of 0.7)."""
+    step = taps[1] - taps[0] if len(taps) > 1 else 1
+    stop = taps[-1] + step
+    return slice(taps[0], stop if stop >= 0 else None, step)
 
 
 def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
@@ -389,7 +398,7 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
 
 def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups) -> None:
     (_, taps, _), = plan.phases  # stride 1: one phase, whose taps run backwards (the flipped kernel)
-    flipped = _swapped(weight, groups)[:, :, 0][:, :, list(taps[1])][:, :, :, list(taps[2])]
+    flipped = _swapped(weight, groups)[:, :, 0, _tap_slice(taps[1]), _tap_slice(taps[2])]
     batch, out_channels, _, out_h, out_w = grad_output.shape
     channels, height, width = grad_input.shape[1], grad_input.shape[3], grad_input.shape[4]
     winograd.conv_forward(grad_output.reshape(batch, out_channels, out_h, out_w), np.ascontiguousarray(flipped),
