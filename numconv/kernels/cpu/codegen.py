@@ -40,6 +40,28 @@ RANGES = 256
 '''
 
 
+#: the decorator of a kernel's tasks function: compiled as part of its kernel, never called from Python
+TASKS_DECORATOR = '@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)'
+
+
+def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: str, per_thread=False) -> list:
+    """The lines of ``kernel(parameters)`` (docstring lines ``doc``): its ``tasks`` tasks split into at most
+    ``RANGES`` ranges over the threads, a call of ``kernel``_tasks(``arguments``, first, end) per range; with
+    ``per_thread``, ``arguments`` may name ``tid``, the calling thread's number (for its scratch).
+
+    The tasks are a function of their own because Numba's parallel lowering types and lowers a loop's body a second
+    time (the 16 x 14 kernel compiled in 8.5 s with its body in the loop, 5.3 s as a function); ranges rather than
+    a call per task, which was up to 1.9x slower where tasks are short. Used by ``winograd_codegen.py`` too."""
+    lines = ["@njit(parallel=True, cache=True)", f"def {kernel}({parameters}):"]
+    lines += [f'    """{doc[0]}'] + [f"    {line}".rstrip() for line in doc[1:]]
+    lines[-1] += '"""'
+    lines += [f"    tasks = {tasks}", "    ranges = min(tasks, RANGES)", "    for at in prange(ranges):"]
+    if per_thread:
+        lines.append("        tid = numba.get_thread_id()")
+    lines.append(f"        {kernel}_tasks({arguments}, at * tasks // ranges, (at + 1) * tasks // ranges)")
+    return lines
+
+
 def kernel_name(lanes: int, width: int) -> str:
     return f"_fma_{lanes}x{width}"
 
@@ -50,10 +72,8 @@ def kernel_source(lanes: int, width: int) -> str:
     emit = lines.append
     emit("")
     emit("")
-    # the tasks run in a function of their own, a range of them per call from a small parallel loop: Numba's
-    # parallel lowering types and lowers a loop's body a second time (the 16 x 14 kernel compiled in 8.5 s with
-    # its body in the loop, 5.3 s as a function), and one call per task was up to 1.9x slower on short tasks
-    emit('@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)')
+    # the tasks, a range of them per call from the kernel's parallel loop (``ranges_loop``)
+    emit(TASKS_DECORATOR)
     emit(f"def {kernel_name(lanes, width)}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, "
          "lanes, init_lane, init_col, first, end):")
     emit(f'    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from {width} x (t % strips)."""')
@@ -113,15 +133,10 @@ def kernel_source(lanes: int, width: int) -> str:
     emit(f"                    out[at + np.uint64(k) * ostride] = tile[j * {lanes} + k]")
     emit("")
     emit("")
-    emit('@njit(parallel=True, cache=True)')
-    emit(f"def {kernel_name(lanes, width)}(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, "
-         "init_lane, init_col):")
-    emit(f'    """{lanes} lanes x {width} columns per task; see codegen.py."""')
-    emit(f"    tasks = vb.shape[0] * ((xc.shape[0] + {width - 1}) // {width})")
-    emit("    ranges = min(tasks, RANGES)")
-    emit("    for at in prange(ranges):")
-    emit(f"        {kernel_name(lanes, width)}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, "
-         "lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)")
+    operands = "V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col"
+    lines += ranges_loop(kernel_name(lanes, width), operands,
+                         [f"{lanes} lanes x {width} columns per task; see codegen.py."],
+                         f"vb.shape[0] * ((xc.shape[0] + {width - 1}) // {width})", operands)
     return "\n".join(lines) + "\n"
 
 

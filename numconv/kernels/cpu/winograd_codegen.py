@@ -35,6 +35,8 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
+from numconv.kernels.cpu import codegen
+
 LANES = 16
 TARGET = Path(__file__).with_name("winograd_kernels.py")
 #: output tile side and tiles per strip (columns of the register block)
@@ -117,26 +119,15 @@ def store_vector(indent: str, array: str, address: str, name: str) -> list:
 
 def tasks_header(kernel: str, parameters: str, scratch: str) -> list:
     """The first lines of ``kernel``'s tasks function: it runs tasks ``first`` to ``end`` - 1 with the calling
-    thread's scratch. As in ``blocked.py``, the tasks are a function of their own, called from a small parallel loop
-    (:func:`ranges_loop`): Numba's parallel lowering types and lowers a loop's body a second time."""
-    return ['@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)',
-            f"def {kernel}_tasks({parameters}, first, end):",
+    thread's scratch, called per range of tasks from the kernel's parallel loop (``codegen.ranges_loop``)."""
+    return [codegen.TASKS_DECORATOR, f"def {kernel}_tasks({parameters}, first, end):",
             f'    """Tasks ``first`` to ``end`` - 1 of ``{kernel}``, with the calling thread\'s scratch '
             f'({scratch})."""']
 
 
 def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: str) -> list:
-    """``kernel``: its tasks, split into at most ``RANGES`` ranges, over the threads; ``tid`` names the thread in
-    ``arguments``, the tasks function's arguments before the range."""
-    lines = ["", "", "@njit(parallel=True, cache=True)", f"def {kernel}({parameters}):"]
-    lines += [f'    """{doc[0]}'] + [f"    {line}".rstrip() for line in doc[1:]]
-    lines[-1] += '"""'
-    lines += [f"    tasks = {tasks}",
-              "    ranges = min(tasks, RANGES)",
-              "    for at in prange(ranges):",
-              "        tid = numba.get_thread_id()",
-              f"        {kernel}_tasks({arguments}, at * tasks // ranges, (at + 1) * tasks // ranges)"]
-    return lines
+    """``codegen.ranges_loop`` after two blank lines, ``tid`` naming the calling thread in ``arguments``."""
+    return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments, per_thread=True)
 
 
 def weights_source(m: int, consts: Constants) -> list:
