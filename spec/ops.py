@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -224,8 +225,14 @@ def max_pool(cfg: PoolConfig):
     for n, ch in itertools.product(range(cfg.batch), range(cfg.channels)):
         for position in window.outputs():
             inside = [x[(n, ch) + index] for _, index, ok in window.window(position) if ok]
-            y[(n, ch) + position] = sp.Max(*inside)
+            y[(n, ch) + position] = max_of(inside)
     return {"x": x}, y
+
+
+def max_of(symbols: list):
+    """sp.Max of distinct free symbols, built as it stands: sympy's Max would search its arguments pairwise for ones
+    that dominate others (none can), most of a pooling case's time. The expression is the one sp.Max gives."""
+    return symbols[0] if len(symbols) == 1 else sp.Max(*symbols, evaluate=False)
 
 
 def avg_pool(cfg: PoolConfig):
@@ -392,7 +399,35 @@ def _derivative(term, symbol):
         return sp.Integer(1)
     if term.is_Mul and all(factor.is_Symbol or factor.is_Number for factor in term.args):
         return sp.Mul(*(factor for factor in term.args if factor != symbol))
-    return sp.diff(term, symbol)
+    if isinstance(term, sp.Max) and symbol in term.args and all(arg.is_Symbol for arg in term.args):
+        return _max_derivative(term, symbol)
+    names = sorted(term.free_symbols, key=lambda free: free.name)
+    placeholders = _placeholders(len(names))
+    derivative = _pattern_derivative(term.xreplace(dict(zip(names, placeholders))), placeholders[names.index(symbol)])
+    return derivative.xreplace(dict(zip(placeholders, names)))
+
+
+_PLACEHOLDERS: list = []
+
+
+def _placeholders(count: int) -> list:
+    """The first ``count`` of one list of symbols no spec array uses (their names are not ``name_i_j``)."""
+    while len(_PLACEHOLDERS) < count:
+        _PLACEHOLDERS.append(sp.Symbol(f"placeholder{len(_PLACEHOLDERS)}"))
+    return _PLACEHOLDERS[:count]
+
+
+@lru_cache(maxsize=None)
+def _pattern_derivative(pattern, placeholder):
+    """sympy.diff once per pattern: a layer's outputs are mostly one expression over other symbols (LRN's at each
+    position, a loss's per sample), and sympy.diff costs milliseconds each; renaming the symbols back is cheap."""
+    return sp.diff(pattern, placeholder)
+
+
+def _max_derivative(term, symbol):
+    """d Max(symbol, others...) / d symbol of distinct symbols: Heaviside(symbol - Max(others)), sympy's own
+    formula, built as it stands (see :func:`max_of`; nor can the Heaviside's sign be decided)."""
+    return sp.Heaviside(symbol - max_of([arg for arg in term.args if arg != symbol]), evaluate=False)
 
 
 def accumulate(cfg: ShapeConfig):

@@ -1,8 +1,10 @@
 """The spec checker over the whole registry, and the checker itself tested: planted bugs must be caught."""
 import itertools
 
+import mpmath
 import numpy as np
 import pytest
+import sympy as sp
 from hypothesis import given, settings
 
 from spec import cases, check, configs, ops, registry, windows
@@ -246,6 +248,32 @@ def test_error_bound_is_below_target_and_shrinks_with_trials():
     many = check.check_case(case, dense.linear_forward, np.random.default_rng(0), dtypes=(np.float32,))
     assert one.ok and many.ok
     assert many.bound < check.TARGET_BOUND < one.bound
+
+
+def test_numeric_rows_are_evaluated_past_float64():
+    """exp(x) - 1 at x = 1e-20 is x (1 + 5e-21) to 50 digits; in float64's precision it would come out 0, and a
+    reference no better than the kernel it judges could not see the kernel's last bits."""
+    x = ops.symbol_array("x", (1,))
+    evaluate = check.Evaluator({"x": x}, {"y": np.array([sp.exp(x[0]) - 1], dtype=object)}, "numeric")
+    value = evaluate({"x": np.array([1e-20])})["y"][0]
+    with mpmath.workdps(check.NUMERIC_DIGITS):
+        assert abs(value / mpmath.mpf(1e-20) - 1 - mpmath.mpf("5e-21")) < mpmath.mpf("1e-30")
+    assert check._numeric_error_ulps(np.array([0.0]), np.array([value], dtype=object), np.float64) > 0
+
+
+def test_term_count_of_an_expanded_sum_is_its_length_and_other_forms_are_expanded():
+    w, x, y = sp.symbols("w x y")
+    assert check._term_count(3 * w * x + w * y + 2 + x ** 2) == 4
+    assert check._term_count(w * (x + y) + x) == 3
+    assert check._term_count((x + 1) ** 2) == 3
+
+
+def test_the_max_derivative_is_sympys():
+    symbols = sp.symbols("a b c d")
+    for count in (2, 4):
+        term = sp.Max(*symbols[:count])
+        for symbol in symbols[:count]:
+            assert sp.srepr(ops._derivative(term, symbol)) == sp.srepr(sp.diff(term, symbol))
 
 
 def test_spec_check_command_exits_nonzero_on_failure(monkeypatch, capsys):
