@@ -39,6 +39,6 @@ GEMM_TILE_NARROW = (8, 2, 2, 2, 1) if SIMULATOR else (128, 16, 8, 4, 2)
 SPLIT_MIN_DEPTH = 16 if SIMULATOR else 512
 SPLIT_TARGET_BLOCKS = 4 if SIMULATOR else 264
 
-#: under the simulator, the interpreter's thread switch interval during a launch (seconds): the simulator's
-#: threads hand over at every ``syncthreads``, which the default 5 ms interval makes very slow
+#: under the simulator, the interpreter's thread switch interval during a launch (seconds): a block's threads then
+#: interleave finely, as a GPU's do, so that a race between them shows (the shared-array lookup's did)
 SIMULATOR_SWITCH_INTERVAL = 1e-4

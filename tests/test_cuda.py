@@ -8,6 +8,7 @@ blocks, several tiles of every matrix product, and several splits of the weight-
 import dataclasses
 import inspect
 import sys
+import threading
 import time
 
 import numpy as np
@@ -489,6 +490,68 @@ def test_simulated_threads_of_a_block_share_one_array(monkeypatch):
     out = np.zeros(2)
     _block_sum[2, 16](out)
     assert out.tolist() == [136.0, 136.0]
+
+
+def _pause_for(tid):
+    """Later threads write later: a barrier that let a thread past before the others had written would read
+    unwritten shared memory (the simulator runs kernels as Python, so a kernel may call this)."""
+    time.sleep(0.002 * tid)
+
+
+if AVAILABLE:
+    @cuda.jit
+    def _mirrored_sums(out):
+        values = cuda.shared.array(8, np.float64)
+        tid = cuda.threadIdx.x
+        if tid == 0:
+            return
+        _pause_for(tid)
+        values[tid] = tid
+        cuda.syncthreads()
+        out[tid] = values[tid] + values[8 - tid]
+
+    @cuda.jit
+    def _failing_thread(out):
+        tid = cuda.threadIdx.x
+        if tid == 2:
+            out[out.shape[0]] = 1.0
+        cuda.syncthreads()
+        out[tid] = tid
+
+
+def test_simulated_blocks_synchronise_every_running_thread():
+    """Thread 0 returns at once; the others meet at syncthreads only once all of them have written."""
+    if not support.simulated():
+        pytest.skip("the simulator's barrier; a GPU has its own")
+    out = np.zeros(8)
+    _mirrored_sums[1, 8](out)
+    assert out.tolist() == [0.0] + [8.0] * 7
+
+
+def test_an_error_in_one_simulated_thread_is_raised_by_the_launch():
+    if not support.simulated():
+        pytest.skip("the simulator's barrier; a GPU has its own")
+    with pytest.raises(IndexError):
+        _failing_thread[1, 4](np.zeros(4))
+
+
+def test_the_simulated_barrier_counts_only_threads_still_running():
+    block = support._SimulatedBlock(3)
+    passed = []
+
+    def member(name):
+        block.synchronise()
+        passed.append(name)
+
+    members = [threading.Thread(target=member, args=(name,), daemon=True) for name in "ab"]
+    for thread in members:
+        thread.start()
+    time.sleep(0.05)
+    assert passed == [], "released before the third thread arrived or returned"
+    block.leave()
+    for thread in members:
+        thread.join(timeout=5)
+    assert sorted(passed) == ["a", "b"]
 
 
 def _same_non_finite(got, want):
