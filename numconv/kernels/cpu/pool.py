@@ -201,8 +201,22 @@ def _max_index_run(source, start, best, where, lo, hi, rows, row_step, taps, ste
 
 @njit(cache=True, inline="always")
 def _sum_run(source, start, total, lo, hi, rows, row_step, taps, step):
-    """total[v] += source[start + (v - lo) * step + r * row_step + t] in turn, for v in [lo, hi)."""
+    """total[v] += source[start + (v - lo) * step + r * row_step + t] in turn, for v in [lo, hi). Windows of three
+    rows or more go a row at a time, the same additions in the same order: LLVM's vector loop for the whole nine-term
+    chain was not entered on passes as short as AlexNet's rows (27 positions, rounded up to 32; rounding up to 64
+    helped), and a row at a time took AlexNet's 3 x 3 average pooling from 2.9 to 1.9 ms. 2 x 2 windows keep the
+    one chain."""
     first = np.uint64(lo)
+    if rows > 2:
+        for r in range(rows):
+            row_start = np.uint64(start) + np.uint64(r * row_step)
+            for v in range(first, np.uint64(hi)):
+                at = row_start + (v - first) * np.uint64(step)
+                current = total[v]
+                for t in range(taps):
+                    current += source[at + np.uint64(t)]
+                total[v] = current
+        return
     for v in range(first, np.uint64(hi)):
         at = np.uint64(start) + (v - first) * np.uint64(step)
         current = total[v]
