@@ -11,6 +11,9 @@ ort = pytest.importorskip("onnxruntime")
 import numconv.onnx as nx  # noqa: E402
 from numconv import models  # noqa: E402
 
+# PyTorch's exporter pickles its own pytree specs through a check that PyTorch itself deprecates
+pytestmark = pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning")
+
 ZOO = {
     "lenet5": (lambda: models.lenet5(rng=0), (2, 1, 28, 28)),
     "alexnet": (lambda: models.alexnet(rng=0, num_classes=10, image_size=67), (2, 3, 67, 67)),
