@@ -230,6 +230,25 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
     np.testing.assert_allclose(grad_w, want, rtol=2e-5, atol=2e-3)
 
 
+@pytest.mark.parametrize("batch, paired", [(16, False), (20, True), (32, True), (33, False)])
+def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, rng, monkeypatch):
+    """A weight of over 4 MiB is streamed once for 17 to 32 samples (the 32 x 7 kernel), in blocks of 16 otherwise;
+    either way the values are the float64 product's."""
+    from numconv.kernels.cpu import dense, launch
+
+    x = rng.standard_normal((batch, 1100)).astype(np.float32)
+    w = rng.standard_normal((1000, 1100)).astype(np.float32)
+    bias = rng.standard_normal(1000).astype(np.float32)
+    assert dense.streams_weight(1100, 1000, 4)
+    taken = []
+    monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
+    out = np.full((batch, 1000), np.nan, np.float32)
+    dense.linear_forward(x, w, bias, out)
+    assert taken == [(32, 7) if paired else (16, 14)]
+    want = x.astype(np.float64) @ w.astype(np.float64).T + bias
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+
+
 def test_scratch_buffers_can_be_released(rng):
     from numconv.kernels.cpu import launch
 

@@ -3,8 +3,9 @@ shares. Arrays are C-contiguous and already validated.
 
 The three matrix products run on the convolution's register-blocked kernels (``codegen.py``): a vector of
 neighbouring elements of a contiguous row times one broadcast number per column. The forward pass vectorises over
-the batch (the input transposed once, a small copy) and broadcasts weight rows, so the large weight matrix is
-streamed once per 16 samples and never repacked.
+the batch (the input transposed once, a small copy) and broadcasts weight rows, so the weight matrix is never
+repacked; it is streamed once per 16 samples, or, for 17 to 32 samples and a weight of at least
+``PAIRED_MIN_WEIGHT_BYTES``, once for all of them on the 32 x 7 kernel (AlexNet's fc6 at batch 32: 19.5 -> 13.0 ms).
 
 Both gradients vectorise over input features, 64 at a time (the 64 x 4 kernel; 16 x 14 when there are fewer than
 64), so that their results leave through the kernel's vector stores along rows of ``grad_input`` and
@@ -28,14 +29,21 @@ from numconv.kernels.cpu.launch import fma, workspace, zeros
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad", "bias_add",
+    "linear_forward", "linear_grad_input", "linear_grad_weight", "bias_grad", "bias_add", "linear_forward_paired",
 ]
 
 _U = np.uint64
 _SHAPE = (tuning.LANES, tuning.COLUMNS)
 _LANES = tuning.LANES
 #: lanes of a panel -> the (lanes, columns) kernel that reads it
-_KERNEL = {tuning.LANES: _SHAPE, tuning.WIDE_LANES: (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
+_KERNEL = {tuning.LANES: _SHAPE, tuning.WIDE_LANES: (tuning.WIDE_LANES, tuning.WIDE_COLUMNS),
+           tuning.PAIRED_LANES: (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)}
+#: the forward pass of 17 to 32 samples takes them as one 32-lane block (the 32 x 7 kernel) for weights at least
+#: this large: streamed from memory, they are read once instead of twice (fc6, fc7, fc8 of AlexNet at batch 32:
+#: 1.3-1.5x faster); a smaller weight stays in cache between blocks of 16, and a model without a large one need not
+#: compile the 32 x 7 kernel on its first run. With more than one 32-lane block the transposed input outgrows the
+#: cache between columns: 48 and 128 samples measured slower than in blocks of 16
+PAIRED_MIN_WEIGHT_BYTES = 4 * 2 ** 20
 #: lanes of a panel -> rows of ``grad_weight`` a block of the weight gradient computes: 16 (four strips of the
 #: 64 x 4 kernel) measured faster than 4, 32 or 64 on fc6 and fc7; one strip of the 16 x 14 kernel
 _BLOCK_ROWS = {tuning.LANES: tuning.COLUMNS, tuning.WIDE_LANES: 4 * tuning.WIDE_COLUMNS}
@@ -43,17 +51,23 @@ _BLOCK_ROWS = {tuning.LANES: tuning.COLUMNS, tuning.WIDE_LANES: 4 * tuning.WIDE_
 _PACK_ROWS = 8
 
 
+def streams_weight(in_features: int, out_features: int, itemsize: int) -> bool:
+    """Whether a weight of this size is at least ``PAIRED_MIN_WEIGHT_BYTES`` (its forward pass then takes a batch of
+    17 to 32 samples as one 32-lane block)."""
+    return in_features * out_features * itemsize >= PAIRED_MIN_WEIGHT_BYTES
+
+
 @lru_cache(maxsize=128)
-def _batch_lanes_tables(batch: int, in_features: int, out_features: int):
-    """Forward: blocks of 16 samples, columns the output features, the sum over input features."""
-    padded = -(-batch // _LANES) * _LANES
-    blocks = np.arange(padded // _LANES)
+def _batch_lanes_tables(batch: int, in_features: int, out_features: int, lanes: int = _LANES):
+    """Forward: blocks of ``lanes`` samples, columns the output features, the sum over input features."""
+    padded = -(-batch // lanes) * lanes
+    blocks = np.arange(padded // lanes)
     return dict(
-        voff=(np.arange(in_features) * padded).astype(_U), vb=(blocks * _LANES).astype(_U),
+        voff=(np.arange(in_features) * padded).astype(_U), vb=(blocks * lanes).astype(_U),
         xr=np.arange(in_features).astype(_U), xc=(np.arange(out_features) * in_features).astype(_U),
         xb=np.zeros(blocks.size, _U), rlo=np.zeros(blocks.size, _U), rhi=np.full(blocks.size, in_features, _U),
-        ocol=np.arange(out_features).astype(_U), oblk=(blocks * _LANES * out_features).astype(_U),
-        ostride=_U(out_features), lanes=np.minimum(_LANES, batch - blocks * _LANES).astype(np.int64),
+        ocol=np.arange(out_features).astype(_U), oblk=(blocks * lanes * out_features).astype(_U),
+        ostride=_U(out_features), lanes=np.minimum(lanes, batch - blocks * lanes).astype(np.int64),
         padded=padded,
     )
 
@@ -130,14 +144,24 @@ def _grad_weight_tables(batch: int, in_features: int, out_features: int):
 
 def linear_forward(x, weight, bias, out):
     """out[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]. x (N, I); weight (O, I); bias (O,); out (N, O)."""
+    paired = _LANES < x.shape[0] <= tuning.PAIRED_LANES and streams_weight(*weight.shape, weight.itemsize)
+    _linear_forward(x, weight, bias, out, tuning.PAIRED_LANES if paired else _LANES)
+
+
+def linear_forward_paired(x, weight, bias, out):
+    """``linear_forward`` on the 32 x 7 kernel whatever the sizes, for the spec registry."""
+    _linear_forward(x, weight, bias, out, tuning.PAIRED_LANES)
+
+
+def _linear_forward(x, weight, bias, out, lanes: int) -> None:
     batch, in_features = x.shape
     out_features = weight.shape[0]
-    t = _batch_lanes_tables(batch, in_features, out_features)
+    t = _batch_lanes_tables(batch, in_features, out_features, lanes)
     transposed = np.zeros((in_features, t["padded"]), x.dtype)
     transposed[:, :batch] = x.T
-    fma(_SHAPE, transposed.reshape(-1), t["voff"], t["vb"], weight.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
-        t["rhi"], out.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
-        zeros(t["vb"].size * _LANES, x.dtype.str), bias)
+    fma(_KERNEL[lanes], transposed.reshape(-1), t["voff"], t["vb"], weight.reshape(-1), t["xr"], t["xc"], t["xb"],
+        t["rlo"], t["rhi"], out.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
+        zeros(t["vb"].size * lanes, x.dtype.str), bias)
 
 
 def linear_grad_input(grad_output, weight, grad_input):
