@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import tuning
-from numconv.kernels.cpu.launch import fma, workspace, zeros
+from numconv.kernels.cpu.launch import KERNELS, fma, workspace, zeros
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -33,11 +33,9 @@ __all__ = [
 ]
 
 _U = np.uint64
-_SHAPE = (tuning.LANES, tuning.COLUMNS)
 _LANES = tuning.LANES
-#: lanes of a panel -> the (lanes, columns) kernel that reads it
-_KERNEL = {tuning.LANES: _SHAPE, tuning.WIDE_LANES: (tuning.WIDE_LANES, tuning.WIDE_COLUMNS),
-           tuning.PAIRED_LANES: (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)}
+#: lanes of a vector operand (a panel, a block of samples) -> the (lanes, columns) kernel that reads it
+_KERNEL = {lanes: (lanes, columns) for lanes, columns in KERNELS}
 #: the forward pass of 17 to 32 samples takes them as one 32-lane block (the 32 x 7 kernel) for weights at least
 #: this large: streamed from memory, they are read once instead of twice (fc6, fc7, fc8 of AlexNet at batch 32:
 #: 1.3-1.5x faster); a smaller weight stays in cache between blocks of 16, and a model without a large one need not
@@ -51,10 +49,10 @@ _BLOCK_ROWS = {tuning.LANES: tuning.COLUMNS, tuning.WIDE_LANES: 4 * tuning.WIDE_
 _PACK_ROWS = 8
 
 
-def streams_weight(in_features: int, out_features: int, itemsize: int) -> bool:
-    """Whether a weight of this size is at least ``PAIRED_MIN_WEIGHT_BYTES`` (its forward pass then takes a batch of
-    17 to 32 samples as one 32-lane block)."""
-    return in_features * out_features * itemsize >= PAIRED_MIN_WEIGHT_BYTES
+def streams_weight(weight) -> bool:
+    """Whether ``weight`` (out_features, in_features) has at least ``PAIRED_MIN_WEIGHT_BYTES`` (its forward pass then
+    takes a batch of 17 to 32 samples as one 32-lane block)."""
+    return weight.nbytes >= PAIRED_MIN_WEIGHT_BYTES
 
 
 @lru_cache(maxsize=128)
@@ -144,7 +142,7 @@ def _grad_weight_tables(batch: int, in_features: int, out_features: int):
 
 def linear_forward(x, weight, bias, out):
     """out[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]. x (N, I); weight (O, I); bias (O,); out (N, O)."""
-    paired = _LANES < x.shape[0] <= tuning.PAIRED_LANES and streams_weight(*weight.shape, weight.itemsize)
+    paired = _LANES < x.shape[0] <= tuning.PAIRED_LANES and streams_weight(weight)
     _linear_forward(x, weight, bias, out, tuning.PAIRED_LANES if paired else _LANES)
 
 

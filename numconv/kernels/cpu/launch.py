@@ -113,7 +113,7 @@ def _shapes_for(model: str | None, dtype) -> list:
             taps = int(np.prod(layer.weight.shape[2:]))
             paired |= takes_paired(group_out, group_in * taps) or takes_paired(group_in, group_out * taps)
         if isinstance(layer, layers.Linear):
-            paired |= streams_weight(layer.weight.shape[1], layer.weight.shape[0], layer.weight.itemsize)
+            paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
     return [shape for shape in KERNELS if paired or shape != paired_shape]
 
