@@ -143,6 +143,7 @@ ENTRIES = (
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case, PAIRED_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
+    Entry("dense", "linear_forward_dot", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward", max_pool_forward_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "max_pool_backward", max_pool_backward_case, POOL_LITERAL_CONFIGS),

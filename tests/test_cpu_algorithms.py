@@ -249,6 +249,24 @@ def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, 
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 4, 5])
+def test_a_dense_forward_of_up_to_four_samples_takes_dot_products_along_the_weight_rows(batch, rng, monkeypatch):
+    """Up to four samples run as dot products along the weight's rows, more on the 16-lane blocks; both give the
+    float64 product's values, the bias included."""
+    from numconv.kernels.cpu import dense, launch
+
+    x = rng.standard_normal((batch, 333)).astype(np.float32)
+    w = rng.standard_normal((75, 333)).astype(np.float32)
+    bias = rng.standard_normal(75).astype(np.float32)
+    taken = []
+    monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
+    out = np.full((batch, 75), np.nan, np.float32)
+    dense.linear_forward(x, w, bias, out)
+    assert taken == ([] if batch <= dense.DOT_MAX_BATCH else [(16, 14)])
+    want = x.astype(np.float64) @ w.astype(np.float64).T + bias
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
 def test_scratch_buffers_can_be_released(rng):
     from numconv.kernels.cpu import launch
 
