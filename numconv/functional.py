@@ -31,7 +31,7 @@ from numconv.backend import (
 )
 
 __all__ = [
-    "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward",
+    "conv1d", "conv2d", "conv3d", "conv1d_backward", "conv2d_backward", "conv3d_backward", "freeze",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "conv_transpose1d_backward", "conv_transpose2d_backward", "conv_transpose3d_backward",
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
@@ -98,6 +98,22 @@ def _triple(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
 
 
 # --- convolution --------------------------------------------------------------------------------------------------
+
+
+def freeze(*weights) -> None:
+    """Promise that the host arrays ``weights`` will never change again, so that the CPU convolutions prepare them
+    once (packed, or transformed for Winograd, and checked for NaN) instead of on every call, and keep what they
+    prepared for as long as each array's memory lives: an inference session's weights. An array changed after
+    this gives stale, wrong results; freeze private copies. Device arrays are left as they are (the CUDA kernels
+    read weights as given)."""
+    from numconv.kernels.cpu import launch
+
+    for index, weight in enumerate(weights):
+        if is_device_array(weight):
+            continue
+        if not isinstance(weight, np.ndarray):
+            raise TypeError(f"weights[{index}] must be a NumPy or device array, got {type(weight).__name__}")
+        launch.freeze(weight)
 
 
 def _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim):

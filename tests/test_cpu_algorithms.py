@@ -277,6 +277,94 @@ def test_scratch_buffers_can_be_released(rng):
     np.testing.assert_array_equal(F.conv2d(x, w, padding=1), before)
 
 
+def _counting_fills(monkeypatch):
+    """Count the weight preparations (packing, transposing, Winograd's transform) that the convolutions run."""
+    from numconv.kernels.cpu import launch
+
+    fills = []
+
+    def counted(source, tag, size, dtype, fill, key=()):
+        return launch.prepared(source, tag, size, dtype, lambda array: (fills.append(tag), fill(array)), key)
+
+    monkeypatch.setattr(cpu_conv, "_prepared", counted)
+    monkeypatch.setattr(winograd, "prepared", counted)
+    return fills
+
+
+@pytest.mark.parametrize("variant", ["lanes", "rows", "winograd"])
+def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng, monkeypatch):
+    fills = _counting_fills(monkeypatch)
+    run = getattr(cpu_conv, f"conv_forward_{variant}")
+    x = rng.standard_normal((2, 32, 1, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    args = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 2)
+    want = np.empty((2, 32, 1, 7, 6), np.float32)
+    run(x, w, bias, want, *args)
+    assert len(fills) == 1
+    for call in range(3):
+        out = np.full_like(want, np.nan)
+        run(x, frozen, bias, out, *args)
+        np.testing.assert_array_equal(out, want)
+    assert len(fills) == 2  # once for the plain weight, once for all three calls with the frozen one
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
+                                   [(1, 1), (1, 1)], (1, 1), 2)
+    np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["lanes", "rows", "winograd"])
+def test_one_frozen_weight_serves_layers_of_different_groups(variant, rng):
+    """The prepared form depends on the groups as well as on the weight: each layer gets its own (24 output
+    channels: one group fills one vector and a half, two groups three quarters of one each)."""
+    run = getattr(cpu_conv, f"conv_forward_{variant}")
+    w = rng.standard_normal((24, 8, 1, 3, 3)).astype(np.float32)
+    bias = np.zeros(24, np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    for channels, groups in ((8, 1), (16, 2), (8, 1)):
+        x = rng.standard_normal((1, channels, 1, 6, 6)).astype(np.float32)
+        want, got = (np.empty((1, 24, 1, 4, 4), np.float32) for _ in range(2))
+        run(x, w, bias, want, (1, 1, 1), (0, 0, 0), (1, 1, 1), groups)
+        run(x, frozen, bias, got, (1, 1, 1), (0, 0, 0), (1, 1, 1), groups)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (32, 32, 3, 3), (8, 16, 1, 1)])
+def test_a_weight_that_is_not_frozen_is_read_afresh_on_every_call(shape, rng):
+    """Training changes weights in place between calls: every formulation (here lanes, Winograd and rows) must see
+    the change."""
+    x = rng.standard_normal((2, shape[1], 8, 8)).astype(np.float32)
+    w = rng.standard_normal(shape).astype(np.float32)
+    F.conv2d(x, w, padding=shape[2] // 2)
+    w *= -2.0
+    got = F.conv2d(x, w, padding=shape[2] // 2)
+    want = naive.conv(x.astype(np.float64), w.astype(np.float64), None, (1, 1),
+                              [(shape[2] // 2,) * 2] * 2, (1, 1), 1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_what_was_prepared_for_a_frozen_weight_goes_with_it(rng):
+    import gc
+
+    from numconv.kernels.cpu import launch
+
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    F.freeze(w)
+    F.conv2d(rng.standard_normal((1, 8, 6, 6)).astype(np.float32), w)
+    assert any(entry[0]() is w for entry in launch._frozen.values())
+    held = len(launch._frozen)
+    del w
+    gc.collect()
+    assert len(launch._frozen) == held - 1
+
+
+def test_freeze_refuses_what_is_not_an_array():
+    with pytest.raises(TypeError, match=r"weights\[1\] must be a NumPy or device array, got list"):
+        F.freeze(np.zeros(3, np.float32), [1.0, 2.0])
+
+
 _WIDTH_PROBE = """
 import sys
 {before}
@@ -319,8 +407,9 @@ def test_kernels_use_the_whole_vector_width_of_the_cpu():
 
 
 def test_the_users_cpu_features_and_an_earlier_jit_are_left_alone():
+    # another library's @njit fixed Numba's CPU target first: numconv changes nothing, and the loop gets LLVM's own
+    # width for this CPU (256 bits on the Xeons that prefer them, 512 on AMD's Zen 4, which does not)
+    features, llvms_width = _probe("import numba; numba.njit(lambda: 1)()")
+    assert features == "None"
     host = binding.get_host_cpu_features().flatten()
-    assert _probe(NUMBA_CPU_FEATURES=host) == (host, False)
-    # another library's @njit fixed Numba's CPU target first: numconv changes nothing
-    features, wide = _probe("import numba; numba.njit(lambda: 1)()")
-    assert features == "None" and not wide
+    assert _probe(NUMBA_CPU_FEATURES=host) == (host, llvms_width)

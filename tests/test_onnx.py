@@ -57,6 +57,38 @@ def test_every_zoo_model_exported_runs_in_onnxruntime_with_numconvs_logits(name,
     np.testing.assert_array_equal(again, want)
 
 
+def test_a_session_prepares_its_convolution_weights_once_and_lets_them_go_with_it(rng, monkeypatch):
+    """A session's stored weights are frozen: the convolutions pack or transform them on the first run only (the
+    weight of every one of NiN's nine convolutions, Winograd's included), with the model's own outputs."""
+    import gc
+
+    from numconv.kernels.cpu import conv as cpu_conv
+    from numconv.kernels.cpu import launch, winograd
+
+    fills = []
+
+    def counted(source, tag, size, dtype, fill, key=()):
+        return launch.prepared(source, tag, size, dtype, lambda array: (fills.append(tag), fill(array)), key)
+
+    monkeypatch.setattr(cpu_conv, "_prepared", counted)
+    monkeypatch.setattr(winograd, "prepared", counted)
+    build, shape = ZOO["nin"]
+    model = build()
+    model.eval()
+    held = len(launch._frozen)
+    session = nx.load(nx.to_model(model, shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    (first,) = session.run(None, {"input": x})
+    assert len(fills) == 9 and "winograd weights" in fills
+    (second,) = session.run(None, {"input": x})
+    assert len(fills) == 9
+    np.testing.assert_array_equal(first, model(x))
+    np.testing.assert_array_equal(second, first)
+    del session
+    gc.collect()
+    assert len(launch._frozen) == held
+
+
 def test_an_exported_model_keeps_pytorchs_state_dict_keys_and_a_free_batch(tmp_path):
     model = models.lenet5(rng=0)
     proto = onnx.load(str(nx.export(model, tmp_path / "lenet.onnx", (1, 1, 28, 28))))

@@ -34,7 +34,11 @@ class Session:
     """An ONNX model ready to run on numconv's kernels (see :func:`numconv.onnx.load`)."""
 
     def __init__(self, model):
-        self._steps, self._initializers, self._inputs, self._outputs = read_graph(model)
+        self._steps, initializers, self._inputs, self._outputs = read_graph(model)
+        # private, writeable copies (ONNX's are read-only, which the kernels would copy on every run), frozen: the
+        # CPU convolutions prepare each weight once per session instead of on every run
+        self._initializers = {name: np.array(value) for name, value in initializers.items()}
+        F.freeze(*(value for value in self._initializers.values() if value.dtype.kind == "f"))
         constants = {name for step in self._steps if step.op == "Constant" for name in step.outputs}
         for step in self._steps:
             given = set(self._initializers) | constants | {name for name, _, _ in self._inputs}

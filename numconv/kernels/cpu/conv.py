@@ -33,7 +33,8 @@ Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_row
 ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
 configurations it serves.
 
-The tables depend only on the shapes and are cached; weights are packed and inputs padded on every call. The
+The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
+call unless they can never change (``launch.immutable``: an ONNX session's), which are packed once. The
 planning lives beside this module: ``conv_layout.py`` (the shape of one call of the blocked kernel),
 ``conv_cost.py`` (the cost model that picks a formulation) and ``conv_plan.py`` (the offset tables, and the input
 gradient's phases or sub-pixel form).
@@ -51,7 +52,9 @@ from numconv.kernels.cpu.conv_cost import SHAPES, algorithm, lanes_shape, rows_s
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
 from numconv.kernels.scalar import gathered_input_gradient
-from numconv.kernels.cpu.launch import fma as _fma_shape, workspace as _workspace, zeros as _zeros
+from numconv.kernels.cpu.launch import (
+    derived as _derived, fma as _fma_shape, prepared as _prepared, workspace as _workspace, zeros as _zeros,
+)
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -150,7 +153,8 @@ def _count_non_finite(values):
 
 
 def _finite(*arrays) -> bool:
-    return all(_count_non_finite(array.reshape(-1)) == 0 for array in arrays)
+    return all(_derived(array, ("finite",), lambda array=array: _count_non_finite(array.reshape(-1)) == 0)
+               for array in arrays)
 
 
 @njit(parallel=True, cache=True)
@@ -224,19 +228,22 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
     kernel = (lanes, columns)
     if chosen == "lanes":
         t = lanes_tables(layout, lanes)
-        packed = _workspace("weights", layout.groups * t["per_group"] * reduction * lanes, dtype)
-        packed = packed.reshape(layout.groups * t["per_group"], reduction, lanes)
-        _pack_lanes(weight.reshape(layout.out_channels, reduction), layout.groups, packed)
+        packed_shape = (layout.groups * t["per_group"], reduction, lanes)
+        packed = _prepared(weight, "weights", math.prod(packed_shape), dtype, lambda packed: _pack_lanes(
+            weight.reshape(layout.out_channels, reduction), layout.groups, packed.reshape(packed_shape)),
+            ("lanes", layout.groups, lanes))
         init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
-        _fma_shape(kernel, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
+        _fma_shape(kernel, packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
              out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
              _zeros(t["xc"].size, dtype.str))
         return
     t = rows_tables(layout, lanes)
-    by_group = weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)
-    by_group = np.ascontiguousarray(by_group).reshape(layout.groups, -1)
+    by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
+        by_group.reshape(layout.groups, reduction, layout.group_out),
+        weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)), ("by group", layout.groups))
+    by_group = by_group.reshape(layout.groups, -1)
     target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
     for g in range(layout.groups):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else \

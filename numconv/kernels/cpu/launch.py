@@ -1,10 +1,12 @@
-"""Calling the generated blocked kernels (``blocked.py``): the compiler settings they need, and shared zeros."""
+"""Calling the generated blocked kernels (``blocked.py``): the compiler settings they need, shared zeros, scratch
+buffers, and operands prepared once from arrays that can never change."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import threading
+import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -193,30 +195,59 @@ def release_workspaces() -> None:
     _workspaces.arrays = {}
 
 
-def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
-    """Stands in for a blocked kernel in :func:`run_model_once`: its output, all zeros."""
-    out[:] = 0
+def _owner(array: np.ndarray) -> np.ndarray:
+    """The array at the end of ``array``'s chain of views: the one whose ``base`` is not an array."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
 
 
-def run_model_once(model: str, dtype: str) -> None:
-    """A training step (forward, cross-entropy, backward, SGD with momentum and weight decay) and an evaluation of the
-    zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples (the dense layers' path of a training
-    batch), with every blocked kernel replaced by zeros: what a :func:`compile_ahead` process runs to compile, and
-    save to Numba's cache, the model's other kernels."""
-    import numconv.functional as F
-    from numconv import models, optim
-    from numconv.kernels.cpu.dense import DOT_MAX_BATCH
+#: id of a frozen array's owner -> (a weak reference to it, {key: value derived from its memory})
+_frozen = {}
 
-    for shape in KERNELS:
-        KERNELS[shape] = _zero_output
-    network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
-    batch = DOT_MAX_BATCH + 1
-    x = np.ones((batch,) + models.INPUT_SHAPES[model], dtype)
-    network.train()
-    logits = network.forward(x)
-    target = np.zeros(batch, np.int64)
-    F.cross_entropy(logits, target, reduction="sum")
-    network.backward(F.cross_entropy_backward(0.5, logits, target, reduction="sum")[0], needs_input_grad=False)
-    optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
-    network.eval()
-    network.forward(x)
+
+def freeze(array: np.ndarray) -> None:
+    """Take the caller's word that the elements of ``array`` (and of every view of its memory) never change again:
+    values derived from them (:func:`derived`, :func:`prepared`) are then computed once and kept while that memory
+    lives. An ONNX session's private copies of its stored weights are frozen so."""
+    owner = _owner(array)
+    entry = _frozen.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        _frozen[id(owner)] = (weakref.ref(owner, lambda _, at=id(owner): _frozen.pop(at, None)), {})
+
+
+def _remembered(source: np.ndarray):
+    """The values derived from the frozen memory that ``source`` views, or None where it is not frozen."""
+    owner = _owner(source)
+    entry = _frozen.get(id(owner))
+    return entry[1] if entry is not None and entry[0]() is owner else None
+
+
+def derived(source: np.ndarray, key: tuple, compute):
+    """``compute()``, a value that depends on ``source``'s elements and on ``key`` alone: remembered where
+    ``source`` views frozen memory (:func:`freeze`; the view's place, shape and dtype are part of the key),
+    computed on every call otherwise."""
+    values = _remembered(source)
+    if values is None:
+        return compute()
+    view = (source.__array_interface__["data"][0], source.shape, source.strides, source.dtype.str) + key
+    if view not in values:
+        values[view] = compute()
+    return values[view]
+
+
+def prepared(source: np.ndarray, tag: str, size: int, dtype, fill, key: tuple = ()) -> np.ndarray:
+    """A flat array of ``size`` elements of ``dtype`` that ``fill(array)`` writes from ``source`` (packed or
+    transformed weights; ``key`` the other parameters it depends on): kept for a frozen ``source``
+    (:func:`derived`), and otherwise written on every call into this thread's scratch buffer ``tag``."""
+    if _remembered(source) is None:
+        array = workspace(tag, size, dtype)
+        fill(array)
+        return array
+
+    def compute():
+        array = _aligned(size, np.dtype(dtype))
+        fill(array)  # left writeable: a read-only array is another type to Numba, which would compile again
+        return array
+
+    return derived(source, (tag, size, np.dtype(dtype).str) + key, compute)

@@ -5,7 +5,8 @@ module sizes their buffers and calls them. ``conv.py`` decides when it is used (
 One call:
 
 1. ``_pack_f2``: the input, zero padded, into 16-channel blocks (N, G, CB, HP, WP, 16).
-2. ``_weights_f2``: the transformed weights U (G, OB, 16, CP, 16), 16 output channels per vector.
+2. ``_weights_f2``: the transformed weights U (G, OB, 16, CP, 16), 16 output channels per vector (once, for
+   weights that can never change: ``launch.prepared``).
 3. ``_winograd_f2``: per task (a group and ``per_task`` tiles), the input transform into a per-thread buffer, the
    16 channel sums by a 16 x ``WIDTH`` register-blocked product, and the inverse transform (plus bias) into the
    output.
@@ -18,7 +19,7 @@ import numba
 import numpy as np
 
 from numconv.kernels.cpu import tuning, winograd_kernels
-from numconv.kernels.cpu.launch import run_vectorized, workspace
+from numconv.kernels.cpu.launch import prepared, run_vectorized, workspace
 from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE, WIDTH
 
 
@@ -60,12 +61,15 @@ def conv_forward(x, weight, bias, out, padding, groups) -> None:
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_shape = (batch, groups, in_blocks, tiles_h * TILE + 2, tiles_w * TILE + 2, _LANES)
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
-    transformed = workspace("winograd weights", groups * out_blocks * transforms * padded_in * _LANES, dtype)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
     run_vectorized(winograd_kernels._pack_f2, x, groups, in_blocks, padding[0], padding[1], packed)
-    run_vectorized(winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in, transformed,
-                   workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1))
+    transformed = prepared(
+        weight, "winograd weights", groups * out_blocks * transforms * padded_in * _LANES, dtype,
+        lambda transformed: run_vectorized(
+            winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in, transformed,
+            workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
+        (groups,))
     run_vectorized(
         winograd_kernels._winograd_f2, packed, transformed, lane_bias.reshape(-1), constants, out, groups,
         group_out, out_blocks, tiles_h, tiles_w, per_task,
