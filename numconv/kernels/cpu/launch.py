@@ -251,3 +251,32 @@ def prepared(source: np.ndarray, tag: str, size: int, dtype, fill, key: tuple = 
         return array
 
     return derived(source, (tag, size, np.dtype(dtype).str) + key, compute)
+
+
+def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
+    """Stands in for a blocked kernel in :func:`run_model_once`: its output, all zeros."""
+    out[:] = 0
+
+
+def run_model_once(model: str, dtype: str) -> None:
+    """A training step (forward, cross-entropy, backward, SGD with momentum and weight decay) and an evaluation of the
+    zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples (the dense layers' path of a training
+    batch), with every blocked kernel replaced by zeros: what a :func:`compile_ahead` process runs to compile, and
+    save to Numba's cache, the model's other kernels."""
+    import numconv.functional as F
+    from numconv import models, optim
+    from numconv.kernels.cpu.dense import DOT_MAX_BATCH
+
+    for shape in KERNELS:
+        KERNELS[shape] = _zero_output
+    network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
+    batch = DOT_MAX_BATCH + 1
+    x = np.ones((batch,) + models.INPUT_SHAPES[model], dtype)
+    network.train()
+    logits = network.forward(x)
+    target = np.zeros(batch, np.int64)
+    F.cross_entropy(logits, target, reduction="sum")
+    network.backward(F.cross_entropy_backward(0.5, logits, target, reduction="sum")[0], needs_input_grad=False)
+    optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
+    network.eval()
+    network.forward(x)
