@@ -615,11 +615,15 @@ def cat_backward(grad_output, tensors, dim=1):
     return tuple(grads)
 
 
-def _elementwise(module: str, kernel_name: str, input, *scalars):
-    """out = the element-wise kernel ``module.kernel_name`` of input, any shape."""
+def _elementwise(module: str, kernel_name: str, input, *scalars, inplace: bool = False):
+    """out = the element-wise kernel ``module.kernel_name`` of input, any shape; ``out`` is ``input`` itself when
+    ``inplace``."""
     x = _float_array(input, "input")
     backend = backend_of(x)
-    out = empty(x.shape, x.dtype, backend)
+    if inplace and not (as_device_array(input).is_c_contiguous() if is_device_array(input) else x is input):
+        raise ValueError("inplace=True writes into input, which must then be a C-contiguous, writeable float array; "
+                         f"got a {type(input).__name__} that would have to be copied first")
+    out = x if inplace else empty(x.shape, x.dtype, backend)
     getattr(getattr(kernels(backend), module), kernel_name)(x.reshape(-1), *scalars, out.reshape(-1))
     return out
 
@@ -636,9 +640,10 @@ def _elementwise_backward(module: str, kernel_name: str, grad_output, saved, sav
     return (grad_input,)
 
 
-def relu(input):
-    """max(x, 0), element-wise, any shape."""
-    return _elementwise("pointwise", "relu_forward", input)
+def relu(input, inplace=False):
+    """max(x, 0), element-wise, any shape. With ``inplace``, as PyTorch's, the result is written into ``input``
+    (which must be C-contiguous and writeable) and ``input`` is returned."""
+    return _elementwise("pointwise", "relu_forward", input, inplace=checks.flag(inplace, "inplace"))
 
 
 def relu_backward(grad_output, input):

@@ -1,5 +1,5 @@
-"""LeakyReLU, sigmoid, tanh, softmax and the element-wise product: against PyTorch, at extreme values, as layers, on
-the CUDA backend, through ONNX, and their errors."""
+"""LeakyReLU, sigmoid, tanh, softmax, the element-wise product and ReLU in place: against PyTorch, at extreme
+values, as layers, on the CUDA backend, through ONNX, and their errors."""
 import numpy as np
 import pytest
 
@@ -103,6 +103,9 @@ def test_the_cuda_backend_activates_as_the_cpu_does(rng):
     np.testing.assert_array_equal(backend.to_host(F.leaky_relu_backward(device_g, device_x, 0.3)[0]),
                                   F.leaky_relu_backward(g, x, 0.3)[0])
     np.testing.assert_array_equal(backend.to_host(F.mul(device_x, device_g)), x * g)
+    in_place = backend.to_device(x)
+    F.relu(in_place, inplace=True)
+    np.testing.assert_array_equal(backend.to_host(in_place), np.maximum(x, 0))
     with pytest.raises(ValueError, match="softmax on the device runs over the last axis"):
         F.softmax(backend.to_device(rng.standard_normal((2, 3, 4))), 1)
 
@@ -125,6 +128,16 @@ def test_exported_activations_run_in_onnxruntime_with_numconvs_outputs(rng):
     np.testing.assert_array_equal(again(x), model(x))
 
 
+def test_relu_in_place_writes_into_its_input_and_returns_it(rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    x[0, 0, :3] = [np.nan, -0.0, -np.inf]
+    want = F.relu(x)
+    assert not np.array_equal(want, x, equal_nan=True)
+    got = F.relu(x, inplace=True)
+    assert got is x
+    np.testing.assert_array_equal(x, want)
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda x: F.softmax(x, 3), ValueError, r"dim must lie in \[-3, 3\) for an input of shape \(2, 3, 4\), got 3"),
     (lambda x: F.softmax(x, 1.0), TypeError, "dim must be an int"),
@@ -132,6 +145,9 @@ def test_exported_activations_run_in_onnxruntime_with_numconvs_outputs(rng):
     (lambda x: F.leaky_relu(x, "0.1"), TypeError, "negative_slope must be a real number"),
     (lambda x: F.sigmoid_backward(x[:1], x), ValueError, "grad_output must have shape"),
     (lambda x: F.tanh(x.astype(np.int32)), TypeError, "input must be float32 or float64"),
+    (lambda x: F.relu(x[:, ::2], inplace=True), ValueError, "inplace=True writes into input, which must then be"),
+    (lambda x: F.relu(x.tolist(), inplace=True), ValueError, "got a list that would have to be copied first"),
+    (lambda x: F.relu(x, inplace=1), TypeError, "inplace must be a bool, got 1"),
 ])
 def test_bad_activation_arguments_get_clear_errors(call, error, message):
     with pytest.raises(error, match=message):

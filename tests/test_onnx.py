@@ -351,6 +351,35 @@ def _model(nodes, inputs=("x",), opset=17, initializers=()):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def test_relu_overwrites_only_values_that_nothing_else_reads(rng, monkeypatch):
+    """A Relu runs in place on a value computed by the step before when nothing else reads it; never on the caller's
+    input, on a value asked for, or on memory that another name still holds (an Identity's)."""
+    from onnx import helper
+
+    import numconv.functional as F
+
+    in_place = []
+    relu = F.relu
+    monkeypatch.setattr(F, "relu", lambda x, inplace=False: (in_place.append(inplace), relu(x, inplace=inplace))[1])
+    nodes = [helper.make_node("Mul", ["x", "y"], ["p"]), helper.make_node("Identity", ["p"], ["q"]),
+             helper.make_node("Relu", ["p"], ["r"]), helper.make_node("Add", ["q", "r"], ["s"]),
+             helper.make_node("Relu", ["s"], ["t"])]
+    session = nx.load(_model(nodes, inputs=("x", "y")))
+    x, y = (rng.standard_normal((1, 2, 6, 6)).astype(np.float32) for _ in range(2))
+    p = x * y
+    s = p + np.maximum(p, 0)
+    (t,) = session.run(None, {"x": x, "y": y})
+    np.testing.assert_array_equal(t, np.maximum(s, 0))
+    t, s_asked = session.run(["t", "s"], {"x": x, "y": y})
+    np.testing.assert_array_equal(s_asked, s)
+    assert (s < 0).any()
+    assert in_place == [False, True, False, False]
+    fed = x.copy()
+    (out,) = nx.load(_model([helper.make_node("Relu", ["x"], ["out"])])).run(None, {"x": fed})
+    np.testing.assert_array_equal(fed, x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+
+
 @pytest.mark.parametrize("node, message", [
     (("Softplus", {}), "node s \\(Softplus\\): the operator Softplus is not supported"),
     (("ConvTranspose", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}), "pads=\\[0, 0, 1, 1\\] differ between"),

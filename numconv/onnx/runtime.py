@@ -53,6 +53,7 @@ class Session:
             name for name, _, _ in self._inputs}
         # the index of the last step that reads each value: intermediate results are freed after it
         self._last_reader = {name: index for index, step in enumerate(self._steps) for name in step.inputs if name}
+        self._computed = {name for step in self._steps if step.op != "Constant" for name in step.outputs if name}
 
     def get_inputs(self) -> list:
         return [NodeArg(name, None if shape is None else list(shape), _ONNX_TYPE_NAMES[dtype])
@@ -97,7 +98,10 @@ class Session:
                 values[step.outputs[0]] = _on(step.params["value"], where)
                 continue
             arguments = [values[name] if name else None for name in step.inputs]
-            results = _OPS[step.op](self, step, arguments, where)
+            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, values):
+                results = [F.relu(arguments[0], inplace=True)]  # as ONNX Runtime fuses it into the step before
+            else:
+                results = _OPS[step.op](self, step, arguments, where)
             for name, value in zip(step.outputs, results):
                 if name:
                     values[name] = value
@@ -105,6 +109,16 @@ class Session:
                 if name and self._last_reader.get(name) == index and name not in kept:
                     values.pop(name, None)
         return [values[name] for name in names]
+
+    def _spent(self, name: str, index: int, kept: set, values: dict) -> bool:
+        """Whether the value ``name`` may be overwritten by step ``index``: a host array that an earlier step of this
+        run computed, that no later step reads, that is not asked for, and that shares no memory with another value
+        (a view that a Reshape or an Identity made)."""
+        value = values[name]
+        return (name in self._computed and self._last_reader[name] == index and name not in kept
+                and isinstance(value, np.ndarray)
+                and not any(other_name != name and isinstance(other, np.ndarray) and np.may_share_memory(other, value)
+                            for other_name, other in values.items()))
 
     def _weights(self, where: str) -> dict:
         if where not in self._on_backend:
