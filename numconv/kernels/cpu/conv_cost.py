@@ -12,6 +12,7 @@ from numconv.kernels.cpu import tuning
 from numconv.kernels.cpu.conv_layout import Layout, offsets
 
 
+@lru_cache(maxsize=256)
 def rows_shape(layout: Layout, lanes: int):
     """(run length, kind) for the ``rows`` and ``wide`` formulations, or None where they do not apply. A vector holds
     ``lanes`` consecutive positions, which must be consecutive elements of the padded buffer: along an output row

@@ -46,7 +46,7 @@ def run_vectorized(kernel, *args) -> None:
     The settings are process-wide, so the first call for each kind of arguments, which compiles, holds a lock
     while they are changed; later calls find the compiled kernel and change nothing, so calls from several Python
     threads run side by side."""
-    key = (kernel, tuple((a.dtype.char, a.ndim) if isinstance(a, np.ndarray) else type(a) for a in args))
+    key = (kernel, tuple([(a.dtype.char, a.ndim) if isinstance(a, np.ndarray) else type(a) for a in args]))
     if key in _compiled:
         kernel(*args)
         return
