@@ -1,8 +1,9 @@
 """The CPU pooling kernels' paths, against PyTorch and the naive reference: max pooling without indices (its own
 kernel) gives the values of the call with indices, NaN, infinities, ties and signed zeros included; windows whose
 values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
-whole-window passes (each window of ``WHOLE_WINDOWS``), tap-by-tap passes (dilation, other windows), border
-columns computed window by window; the average's backward summed in float64."""
+planes widened where ceil_mode's last windows overhang, whole-window passes (each window of ``WHOLE_WINDOWS``),
+tap-by-tap passes (dilation, other windows), border columns computed window by window; the average's backward
+summed in float64."""
 import numpy as np
 import pytest
 
@@ -38,6 +39,15 @@ CASES = [
     ((4, 9, 34), 2, 2, 0, 1, False),
     ((5, 7, 9), 3, 2, 1, 1, True),
 ]
+# ceil_mode without padding: the last windows overhang the input's end, and each plane is pooled widened (NiN's
+# 32 x 32; short rows; 1D; 3D, overhanging in depth too; taps one at a time)
+WIDENED_CASES = [
+    ((32, 32), 3, 2, 0, 1, True),
+    ((13, 14), 3, 2, 0, 1, True),
+    ((42,), 3, 2, 0, 1, True),
+    ((5, 6, 7), 2, 2, 0, 1, True),
+    ((6, 44), (3, 2), (2, 5), 0, 1, True),
+]
 
 
 def _special_input(rng, shape, dtype):
@@ -52,7 +62,7 @@ def _special_input(rng, shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + WIDENED_CASES)
 def test_max_pool_values_equal_the_indexed_call_and_torch(case, dtype, rng):
     spatial, kernel, stride, padding, dilation, ceil_mode = case
     ndim = len(spatial)
@@ -70,10 +80,10 @@ def test_max_pool_values_equal_the_indexed_call_and_torch(case, dtype, rng):
     np.testing.assert_array_equal(np.signbit(values[numbers]), np.signbit(want.numpy()[numbers]))
 
 
-@pytest.mark.parametrize("case", CASES[:6])
+@pytest.mark.parametrize("case", CASES[:6] + WIDENED_CASES)
 def test_windows_of_minus_infinity_point_at_their_first_input(case, rng):
-    """No value beats -inf: the window's first input inside it is its maximum (never the padding before it), in the
-    passes and at the borders, as in PyTorch."""
+    """No value beats -inf: the window's first input inside it is its maximum (never the padding before it, nor
+    what a plane was widened with after it), in the passes and at the borders, as in PyTorch."""
     spatial, kernel, stride, padding, dilation, ceil_mode = case
     ndim = len(spatial)
     x = np.full((2, 3) + spatial, -np.inf, np.float32)
@@ -94,6 +104,11 @@ AVG_CASES = [
     ((70,), 4, 4, 0, False, True),
     ((2, 36), (2, 5), (1, 2), (0, 2), False, False),
     ((5, 7, 34), 3, 2, 1, True, True),
+    # widened planes (ceil_mode without padding), NiN's included
+    ((32, 32), 3, 2, 0, True, True),
+    ((13, 14), 3, 2, 0, True, False),
+    ((42,), 3, 2, 0, True, True),
+    ((5, 6, 7), 2, 2, 0, True, False),
 ]
 
 

@@ -143,24 +143,51 @@ def _forward_plan(in_shape, out_shape, kernel, stride, padding, dilation) -> np.
 def _layout(x, out, kernel, stride, padding, dilation) -> tuple:
     """The plan and what the compiled loops depend on, for a forward pooling: (window tuples as ints, plan, (window
     height, window width, stride along W of a window in ``WHOLE_WINDOWS``, all 0 for any other window; the border
-    columns, or None where there is no border: neither border columns nor rows that the passes leave out)). The
+    columns, or None where there is no border: neither border columns nor rows that the passes leave out), widened
+    size). The
     three sizes travel as the lengths of tuples of zeros, which are part of their types: each window of
     ``WHOLE_WINDOWS`` compiles its own loops with constant sizes (numba's ``literally`` would do the same, but goes
     through the compiler on every call); without a border, the window-by-window code (and ``scalar.window_max``, a
-    first run's compilation) is not compiled at all. Remembered per geometry."""
+    first run's compilation) is not compiled at all; the size each plane is widened to (``_widened``), or (0, 0, 0).
+    Remembered per geometry."""
     return _layout_of(x.shape[2:], out.shape[2:], tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
 @lru_cache(maxsize=256)
 def _layout_of(in_shape, out_shape, kernel, stride, padding, dilation) -> tuple:
     window = _ints(kernel), _ints(stride), _ints(padding), _ints(dilation)
-    plan = _forward_plan(_ints(in_shape), _ints(out_shape), *window)
+    widened = _widened(_ints(in_shape), _ints(out_shape), *window)
+    plan = _forward_plan(widened or _ints(in_shape), _ints(out_shape), *window)
     border = plan[_HEADER:_HEADER + out_shape[2] - (plan[3] - plan[2])]
     every_row = plan[8] == 0 and plan[9] == out_shape[1]
     # the plan's rule (``_forward_plan``): whole windows where there are interior columns, and then only whole
     # windows, so that a specialisation holds either the whole window's loop or the tap loops, never both
     sizes = _whole_window(window[0], window[1], window[3]) if plan[2] < plan[3] else (0, 0, 0)
-    return window, plan, (*((0,) * size for size in sizes), None if every_row and not len(border) else border)
+    return (window, plan, (*((0,) * size for size in sizes), None if every_row and not len(border) else border),
+            widened or (0, 0, 0))
+
+
+def _widened(in_shape, out_shape, kernel, stride, padding, dilation):
+    """The (D, H, W) that the windows span where, without padding, the last ones overhang the input's end
+    (``ceil_mode``), else None. Each plane is then pooled from a copy widened to that size with values that never
+    change a result (-inf for the maximum, -0.0 for a sum), so that every window is whole and no output is left
+    to the window-by-window border code (which took 60% of NiN's 3 x 3 ceil_mode poolings). Overhanging only at
+    the end, the filler comes after every input in window order: the first maximum stays an input's."""
+    if any(padding):
+        return None
+    spans = tuple(max(size, window_position(out - 1, s, 0, d, k - 1) + 1)
+                  for size, out, k, s, d in zip(in_shape, out_shape, kernel, stride, dilation))
+    return spans if spans != tuple(in_shape) else None
+
+
+def _widened_scratch(tasks: int, plan: np.ndarray, widened: tuple, dtype) -> np.ndarray:
+    """Each task's widened plane (``_widened``): its elements and as many more as the last passes' rounding reads,
+    or empty where the planes are pooled in place."""
+    if not any(widened):
+        return np.empty((tasks, 0), dtype)
+    passes = plan[_HEADER + 4 * plan[5]:]  # widened, the plan has no border columns
+    reach = int(passes[5::_PASS].max()) + 1 if len(passes) else 0
+    return np.empty((tasks, max(math.prod(widened), reach)), dtype)
 
 
 def _phases(tasks: int, plan: np.ndarray, literals: tuple, dtype) -> np.ndarray:
@@ -345,22 +372,46 @@ def _unpack(plan, out_w):
     return rows, width, lo, hi, size, blocks, block_at, block_at + 4 * blocks, plan[7]
 
 
+@njit(cache=True, inline="always")
+def _widen_plane(source, at, in_shape, widened, filler, target):
+    """target[:D * H * W] = the (d, h, w) plane of ``source`` that starts at ``at``, widened to ``widened`` (D, H,
+    W) with ``filler`` after its ends; the rest of ``target`` is filler too."""
+    in_d, in_h, in_w = in_shape
+    wide_d, wide_h, wide_w = widened
+    for d in range(in_d):
+        for h in range(in_h):
+            row = (d * wide_h + h) * wide_w
+            _copy_run(source, at + (d * in_h + h) * in_w, target, row, in_w)
+            for w in range(in_w, wide_w):
+                target[row + w] = filler
+        for i in range((d * wide_h + in_h) * wide_w, (d + 1) * wide_h * wide_w):
+            target[i] = filler
+    for i in range(in_d * wide_h * wide_w, target.shape[0]):
+        target[i] = filler
+
+
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, plan, scratch, phases, window_rows,
-                     window_taps, literal_step, border):
-    """max_pool_forward_values over task ``task`` of ``tasks``' planes, with its rows of ``scratch`` and ``phases``.
+def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, plan, scratch, phases, widened, wide,
+                     window_rows, window_taps, literal_step, border):
+    """max_pool_forward_values over task ``task`` of ``tasks``' planes, with its rows of ``scratch``, ``phases`` and
+    ``wide`` (each plane widened to ``widened`` there first, where that is not (0, 0, 0): ``_widened``).
     ``window_rows``, ``window_taps`` and ``literal_step`` are a whole window's sizes as literals (``_layout``)."""
     planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
         out.shape[4]
     best = scratch[task]
     rows, width, lo, hi, size, blocks, block_at, pass_at, _ = _unpack(plan, out_w)
     source = x.reshape(-1)
-    limit = source.shape[0]
+    row_step = widened[2] if widened[2] else in_w
     targets = out.reshape(-1)
     plane_size = x.shape[2] * x.shape[3] * in_w
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        if widened[2]:
+            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task])
+            reads, base = wide[task], 0
+        else:
+            reads, base = source, plane * plane_size
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         for block in range(blocks):
@@ -369,26 +420,26 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                 best[v] = -math.inf
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start = plan[at], plane * plane_size + plan[at + 2]
-                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                v_lo, start = plan[at], base + plan[at + 2]
+                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
                 if len(window_taps) > len(literal_step) > 1:
-                    _split_phases(source, start, v_hi - v_lo, len(window_rows), in_w, len(window_taps),
+                    _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _max_value_phase_run(phases[task], best, v_lo, v_hi, len(window_rows), len(window_taps),
                                          len(literal_step))
                 elif len(window_rows):
-                    _max_value_run(source, start, best, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                    _max_value_run(reads, start, best, v_lo, v_hi, len(window_rows), row_step, len(window_taps),
                                    len(literal_step))
                 elif step == 1:
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 1)
+                    _max_value_run(reads, start, best, v_lo, v_hi, 1, 0, 1, 1)
                 elif step == 2:
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 2)
+                    _max_value_run(reads, start, best, v_lo, v_hi, 1, 0, 1, 2)
                 elif step == 3:
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 3)
+                    _max_value_run(reads, start, best, v_lo, v_hi, 1, 0, 1, 3)
                 elif step == 4:
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, 4)
+                    _max_value_run(reads, start, best, v_lo, v_hi, 1, 0, 1, 4)
                 else:
-                    _max_value_run(source, start, best, v_lo, v_hi, 1, 0, 1, step)
+                    _max_value_run(reads, start, best, v_lo, v_hi, 1, 0, 1, step)
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
@@ -403,28 +454,29 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
 
 
 @njit(parallel=True, cache=True)
-def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, phases, window_rows, window_taps,
-                      literal_step, border):
+def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, phases, widened, wide, window_rows,
+                      window_taps, literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _max_values_task(x, out, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch, phases,
-                         window_rows, window_taps, literal_step, border)
+                         widened, wide, window_rows, window_taps, literal_step, border)
 
 
 def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     """out = the maximum of each window: ``max_pool_forward`` without the indices (the same values by the same
     rule: padding never wins, a NaN wins). x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten."""
-    window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
+    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     _max_values_tasks(x, out, *window, plan, np.empty((tasks, plan[7]), x.dtype),
-                      _phases(tasks, plan, literals, x.dtype), *literals)
+                      _phases(tasks, plan, literals, x.dtype), widened, _widened_scratch(tasks, plan, widened, x.dtype),
+                      *literals)
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dilation, plan, scratch, numbers,
-                      phases, window_rows, window_taps, literal_step, border):
-    """max_pool_forward over task ``task`` of ``tasks``' planes, with its rows of ``scratch``, ``numbers`` and
-    ``phases``."""
+                      phases, widened, wide, window_rows, window_taps, literal_step, border):
+    """max_pool_forward over task ``task`` of ``tasks``' planes, with its rows of ``scratch``, ``numbers``, ``phases``
+    and ``wide`` (as ``_max_values_task``)."""
     planes, channels, in_h, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[3], x.shape[4], \
         out.shape[3], out.shape[4]
     best, where = scratch[task], numbers[task]
@@ -436,13 +488,18 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 tap_offset[(td * kernel[1] + th) * kernel[2] + tw] = \
                     (td * dilation[0] * in_h + th * dilation[1]) * in_w + tw * dilation[2]
     source = x.reshape(-1)
-    limit = source.shape[0]
+    row_step = widened[2] if widened[2] else in_w
     targets = out.reshape(-1)
     target_indices = indices.reshape(-1)
     plane_size = x.shape[2] * in_h * in_w
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        if widened[2]:
+            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task])
+            reads, base = wide[task], 0
+        else:
+            reads, base = source, plane * plane_size
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         target_index = target_indices[plane * out_plane:(plane + 1) * out_plane]
@@ -453,26 +510,26 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 where[v] = -1
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start, tap = plan[at], plane * plane_size + plan[at + 2], plan[at + 3]
-                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                v_lo, start, tap = plan[at], base + plan[at + 2], plan[at + 3]
+                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
                 if len(window_taps) > len(literal_step) > 1:
-                    _split_phases(source, start, v_hi - v_lo, len(window_rows), in_w, len(window_taps),
+                    _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _max_index_phase_run(phases[task], best, where, v_lo, v_hi, len(window_rows), len(window_taps),
                                          len(literal_step), tap)
                 elif len(window_rows):
-                    _max_index_run(source, start, best, where, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, len(window_rows), row_step, len(window_taps),
                                    len(literal_step), tap)
                 elif step == 1:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 1, tap)
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, 1, 0, 1, 1, tap)
                 elif step == 2:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 2, tap)
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, 1, 0, 1, 2, tap)
                 elif step == 3:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 3, tap)
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, 1, 0, 1, 3, tap)
                 elif step == 4:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, 4, tap)
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, 1, 0, 1, 4, tap)
                 else:
-                    _max_index_run(source, start, best, where, v_lo, v_hi, 1, 0, 1, step, tap)
+                    _max_index_run(reads, start, best, where, v_lo, v_hi, 1, 0, 1, step, tap)
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
@@ -490,12 +547,12 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
 
 
 @njit(parallel=True, cache=True)
-def _max_indices_tasks(x, out, indices, kernel, stride, padding, dilation, plan, scratch, numbers, phases,
-                       window_rows, window_taps, literal_step, border):
+def _max_indices_tasks(x, out, indices, kernel, stride, padding, dilation, plan, scratch, numbers, phases, widened,
+                       wide, window_rows, window_taps, literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _max_indices_task(x, out, indices, np.int64(task), tasks, kernel, stride, padding, dilation, plan, scratch,
-                          numbers, phases, window_rows, window_taps, literal_step, border)
+                          numbers, phases, widened, wide, window_rows, window_taps, literal_step, border)
 
 
 def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
@@ -505,10 +562,11 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices
     (N, C, OD, OH, OW), overwritten.
     """
-    window, plan, literals = _layout(x, out, kernel, stride, padding, dilation)
+    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     _max_indices_tasks(x, out, indices, *window, plan, np.empty((tasks, plan[7]), x.dtype),
-                       np.empty((tasks, plan[7]), np.int32), _phases(tasks, plan, literals, x.dtype), *literals)
+                       np.empty((tasks, plan[7]), np.int32), _phases(tasks, plan, literals, x.dtype), widened,
+                       _widened_scratch(tasks, plan, widened, x.dtype), *literals)
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -569,21 +627,27 @@ def _divisors_and_inverses(in_shape, out_shape, kernel, stride, padding, padding
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inverses, scratch, phases, window_rows,
-              window_taps, literal_step, border):
-    """avg_pool_forward over task ``task`` of ``tasks``' planes, with its float64 row of ``scratch`` and its row of
-    ``phases``; ``inverses`` are the window sizes' inverses where every size is a power of two, else empty."""
+def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inverses, scratch, phases, widened, wide,
+              window_rows, window_taps, literal_step, border):
+    """avg_pool_forward over task ``task`` of ``tasks``' planes, with its float64 row of ``scratch`` and its rows of
+    ``phases`` and ``wide`` (as ``_max_values_task``); ``inverses`` are the window sizes' inverses where every size
+    is a power of two, else empty."""
     planes, channels, in_w, out_h, out_w = x.shape[0] * x.shape[1], x.shape[1], x.shape[4], out.shape[3], \
         out.shape[4]
     total = scratch[task]
     rows, width, lo, hi, size, blocks, block_at, pass_at, _ = _unpack(plan, out_w)
     source = x.reshape(-1)
-    limit = source.shape[0]
+    row_step = widened[2] if widened[2] else in_w
     targets = out.reshape(-1)
     plane_size = x.shape[2] * x.shape[3] * in_w
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        if widened[2]:
+            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -0.0, wide[task])
+            reads, base = wide[task], 0
+        else:
+            reads, base = source, plane * plane_size
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         for block in range(blocks):
@@ -592,26 +656,26 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                 total[v] = 0.0
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start = plan[at], plane * plane_size + plan[at + 2]
-                v_hi = plan[at + 4] if plane * plane_size + plan[at + 5] < limit else plan[at + 1]
+                v_lo, start = plan[at], base + plan[at + 2]
+                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
                 if len(window_taps) > len(literal_step) > 1:
-                    _split_phases(source, start, v_hi - v_lo, len(window_rows), in_w, len(window_taps),
+                    _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _sum_phase_run(phases[task], total, v_lo, v_hi, len(window_rows), len(window_taps),
                                    len(literal_step))
                 elif len(window_rows):
-                    _sum_run(source, start, total, v_lo, v_hi, len(window_rows), in_w, len(window_taps),
+                    _sum_run(reads, start, total, v_lo, v_hi, len(window_rows), row_step, len(window_taps),
                              len(literal_step))
                 elif step == 1:
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 1)
+                    _sum_run(reads, start, total, v_lo, v_hi, 1, 0, 1, 1)
                 elif step == 2:
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 2)
+                    _sum_run(reads, start, total, v_lo, v_hi, 1, 0, 1, 2)
                 elif step == 3:
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 3)
+                    _sum_run(reads, start, total, v_lo, v_hi, 1, 0, 1, 3)
                 elif step == 4:
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, 4)
+                    _sum_run(reads, start, total, v_lo, v_hi, 1, 0, 1, 4)
                 else:
-                    _sum_run(source, start, total, v_lo, v_hi, 1, 0, 1, step)
+                    _sum_run(reads, start, total, v_lo, v_hi, 1, 0, 1, step)
             for r in range(rows):
                 oh = first_row + r
                 row = (od * out_h + oh) * out_w
@@ -631,12 +695,12 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
 
 
 @njit(parallel=True, cache=True)
-def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, phases, window_rows, window_taps,
-               literal_step, border):
+def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, phases, widened, wide,
+               window_rows, window_taps, literal_step, border):
     tasks = scratch.shape[0]
     for task in prange(tasks):
         _avg_task(x, out, np.int64(task), tasks, kernel, stride, padding, plan, divisors, inverses, scratch, phases,
-                  window_rows, window_taps, literal_step, border)
+                  widened, wide, window_rows, window_taps, literal_step, border)
 
 
 def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include_pad):
@@ -647,12 +711,13 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten. The sums run in float64, in window order, as
     ``scalar.window_sum``'s.
     """
-    window, plan, literals = _layout(x, out, kernel, stride, padding, (1, 1, 1))
+    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, (1, 1, 1))
     divisors = _divisors_and_inverses(_ints(x.shape[2:]), _ints(out.shape[2:]), *window[:3], _ints(padding_end),
                                       bool(count_include_pad))
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     _avg_tasks(x, out, *window[:3], plan, *divisors, np.empty((tasks, plan[7]), np.float64),
-               _phases(tasks, plan, literals, x.dtype), *literals)
+               _phases(tasks, plan, literals, x.dtype), widened, _widened_scratch(tasks, plan, widened, x.dtype),
+               *literals)
 
 
 @njit(cache=True, inline="always")
