@@ -34,7 +34,7 @@ Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_row
 configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
-call unless they can never change (``launch.immutable``: an ONNX session's), which are packed once. The
+call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
 planning lives beside this module: ``conv_layout.py`` (the shape of one call of the blocked kernel),
 ``conv_cost.py`` (the cost model that picks a formulation) and ``conv_plan.py`` (the offset tables, and the input
 gradient's phases or sub-pixel form).

@@ -47,7 +47,7 @@ _KERNEL = {lanes: (lanes, columns) for lanes, columns in KERNELS}
 #: cache between columns: 48 and 128 samples measured slower than in blocks of 16
 PAIRED_MIN_WEIGHT_BYTES = 4 * 2 ** 20
 #: the forward pass of at most this many samples takes dot products along the weight's rows: 2.5-8x faster than
-#: the 16-lane blocks at one sample, 1.2-3x at four, even at eight (AlexNet's fc6, fc7 and fc8; LeNet-5's fc1)
+#: the 16-lane blocks at one sample, 1.2-3x at four, about even at eight (AlexNet's fc6, fc7 and fc8; LeNet-5's fc1)
 DOT_MAX_BATCH = 4
 #: weight rows (output features) per task of :func:`_dot_rows`: consecutive rows, so that a thread streams the
 #: weight in order
