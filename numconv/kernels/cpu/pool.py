@@ -180,21 +180,21 @@ def _widened(in_shape, out_shape, kernel, stride, padding, dilation):
     return spans if spans != tuple(in_shape) else None
 
 
-def _widened_scratch(tasks: int, plan: np.ndarray, widened: tuple, dtype) -> np.ndarray:
-    """Each task's widened plane (``_widened``): its elements and as many more as the last passes' rounding reads,
-    or empty where the planes are pooled in place."""
+def _widened_scratch(tasks: int, plan: np.ndarray, widened: tuple, dtype):
+    """Each task's widened plane (``_widened``): its elements and as many more as the last passes' rounding reads;
+    None where the planes are pooled in place, which leaves the widening out of the compiled loops."""
     if not any(widened):
-        return np.empty((tasks, 0), dtype)
+        return None
     passes = plan[_HEADER + 4 * plan[5]:]  # widened, the plan has no border columns
     reach = int(passes[5::_PASS].max()) + 1 if len(passes) else 0
     return np.empty((tasks, max(math.prod(widened), reach)), dtype)
 
 
-def _phases(tasks: int, plan: np.ndarray, literals: tuple, dtype) -> np.ndarray:
-    """Each task's scratch for ``_split_phases``: the longest pass's windows where a whole window overlaps the next
-    (more taps than its stride), else empty."""
+def _phases(tasks: int, plan: np.ndarray, literals: tuple, dtype):
+    """Each task's scratch for ``_split_phases``, as long as the longest pass's windows, where a whole window
+    overlaps the next (more taps than its stride); else None, which leaves that path out of the compiled loops."""
     rows, taps, step = (len(size) for size in literals[:3])
-    return np.empty((tasks, rows * step * (plan[7] + taps) if taps > step > 1 else 0), dtype)
+    return np.empty((tasks, rows * step * (plan[7] + taps)), dtype) if taps > step > 1 else None
 
 
 @njit(cache=True, inline="always")
@@ -375,7 +375,7 @@ def _unpack(plan, out_w):
 @njit(cache=True, inline="always")
 def _widen_plane(source, at, in_shape, widened, filler, target):
     """target[:D * H * W] = the (d, h, w) plane of ``source`` that starts at ``at``, widened to ``widened`` (D, H,
-    W) with ``filler`` after its ends; the rest of ``target`` is filler too."""
+    W) with ``filler`` after its ends; the rest of ``target`` is filler too. Returns ``target``."""
     in_d, in_h, in_w = in_shape
     wide_d, wide_h, wide_w = widened
     for d in range(in_d):
@@ -388,6 +388,14 @@ def _widen_plane(source, at, in_shape, widened, filler, target):
             target[i] = filler
     for i in range(in_d * wide_h * wide_w, target.shape[0]):
         target[i] = filler
+    return target
+
+
+@njit(cache=True, inline="always")
+def _pass_span(plan, at, base, limit):
+    """(first position, end, input offset of the first position) of the pass whose fields start at ``at``, for a
+    plane at ``base`` of an array of ``limit`` elements: the end rounded up where the rounded pass reads inside."""
+    return plan[at], plan[at + 4] if base + plan[at + 5] < limit else plan[at + 1], base + plan[at + 2]
 
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -407,11 +415,10 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
-        if widened[2]:
-            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task])
-            reads, base = wide[task], 0
-        else:
+        if wide is None:  # pooled in place; Numba leaves the other branch out of this specialisation
             reads, base = source, plane * plane_size
+        else:
+            reads, base = _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task]), 0
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         for block in range(blocks):
@@ -420,9 +427,8 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                 best[v] = -math.inf
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start = plan[at], base + plan[at + 2]
-                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
-                if len(window_taps) > len(literal_step) > 1:
+                v_lo, v_hi, start = _pass_span(plan, at, base, reads.shape[0])
+                if phases is not None:
                     _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _max_value_phase_run(phases[task], best, v_lo, v_hi, len(window_rows), len(window_taps),
@@ -495,11 +501,10 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
-        if widened[2]:
-            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task])
-            reads, base = wide[task], 0
-        else:
+        if wide is None:  # pooled in place; Numba leaves the other branch out of this specialisation
             reads, base = source, plane * plane_size
+        else:
+            reads, base = _widen_plane(source, plane * plane_size, x.shape[2:], widened, -math.inf, wide[task]), 0
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         target_index = target_indices[plane * out_plane:(plane + 1) * out_plane]
@@ -510,9 +515,9 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                 where[v] = -1
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start, tap = plan[at], base + plan[at + 2], plan[at + 3]
-                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
-                if len(window_taps) > len(literal_step) > 1:
+                v_lo, v_hi, start = _pass_span(plan, at, base, reads.shape[0])
+                tap = plan[at + 3]
+                if phases is not None:
                     _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _max_index_phase_run(phases[task], best, where, v_lo, v_hi, len(window_rows), len(window_taps),
@@ -643,11 +648,10 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
     out_plane = out.shape[2] * out_h * out_w
     step = stride[2]
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
-        if widened[2]:
-            _widen_plane(source, plane * plane_size, x.shape[2:], widened, -0.0, wide[task])
-            reads, base = wide[task], 0
-        else:
+        if wide is None:  # pooled in place; Numba leaves the other branch out of this specialisation
             reads, base = source, plane * plane_size
+        else:
+            reads, base = _widen_plane(source, plane * plane_size, x.shape[2:], widened, -0.0, wide[task]), 0
         n, c = plane // channels, plane % channels
         target = targets[plane * out_plane:(plane + 1) * out_plane]
         for block in range(blocks):
@@ -656,9 +660,8 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                 total[v] = 0.0
             for p in range(plan[block_at + 4 * block + 2], plan[block_at + 4 * block + 3]):
                 at = pass_at + _PASS * p
-                v_lo, start = plan[at], base + plan[at + 2]
-                v_hi = plan[at + 4] if base + plan[at + 5] < reads.shape[0] else plan[at + 1]
-                if len(window_taps) > len(literal_step) > 1:
+                v_lo, v_hi, start = _pass_span(plan, at, base, reads.shape[0])
+                if phases is not None:
                     _split_phases(reads, start, v_hi - v_lo, len(window_rows), row_step, len(window_taps),
                                   len(literal_step), phases[task])
                     _sum_phase_run(phases[task], total, v_lo, v_hi, len(window_rows), len(window_taps),
