@@ -378,6 +378,18 @@ def test_relu_overwrites_only_values_that_nothing_else_reads(rng, monkeypatch):
     (out,) = nx.load(_model([helper.make_node("Relu", ["x"], ["out"])])).run(None, {"x": fed})
     np.testing.assert_array_equal(fed, x)
     np.testing.assert_array_equal(out, np.maximum(x, 0))
+    # nor on a fed input or a constant that an Identity passed on under a name of its own, once theirs is let go
+    (out,) = nx.load(_model([helper.make_node("Identity", ["x"], ["i"]),
+                             helper.make_node("Relu", ["i"], ["out"])])).run(None, {"x": fed})
+    np.testing.assert_array_equal(fed, x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    constant = helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(y, "c"))
+    session = nx.load(_model([constant, helper.make_node("Identity", ["c"], ["i"]),
+                              helper.make_node("Relu", ["i"], ["r"]), helper.make_node("Add", ["x", "r"], ["out"])]))
+    (out,) = session.run(None, {"x": x})
+    np.testing.assert_array_equal(out, x + np.maximum(y, 0))
+    (stored,) = session.run(["c"], {"x": x})
+    np.testing.assert_array_equal(stored, y)
 
 
 @pytest.mark.parametrize("node, message", [

@@ -93,12 +93,16 @@ class Session:
         values = dict(self._weights(where))
         values.update(feeds)
         kept = set(names) | set(self._initializers)
+        # memory this run must not write to, even once its name is let go: the caller's inputs and the model's
+        # constants (an Identity or a Reshape passes them on under a computed name)
+        external = [value for value in feeds.values() if isinstance(value, np.ndarray)]
         for index, step in enumerate(self._steps):
             if step.op == "Constant":
                 values[step.outputs[0]] = _on(step.params["value"], where)
+                external.append(values[step.outputs[0]])
                 continue
             arguments = [values[name] if name else None for name in step.inputs]
-            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, values):
+            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, values, external):
                 results = [F.relu(arguments[0], inplace=True)]  # as ONNX Runtime fuses it into the step before
             else:
                 results = _OPS[step.op](self, step, arguments, where)
@@ -110,15 +114,15 @@ class Session:
                     values.pop(name, None)
         return [values[name] for name in names]
 
-    def _spent(self, name: str, index: int, kept: set, values: dict) -> bool:
+    def _spent(self, name: str, index: int, kept: set, values: dict, external: list) -> bool:
         """Whether the value ``name`` may be overwritten by step ``index``: a host array that an earlier step of this
         run computed, that no later step reads, that is not asked for, and that shares no memory with another value
-        (a view that a Reshape or an Identity made)."""
+        (a view that a Reshape or an Identity made) nor with ``external`` arrays."""
         value = values[name]
+        others = [other for other_name, other in values.items() if other_name != name] + external
         return (name in self._computed and self._last_reader[name] == index and name not in kept
                 and isinstance(value, np.ndarray)
-                and not any(other_name != name and isinstance(other, np.ndarray) and np.may_share_memory(other, value)
-                            for other_name, other in values.items()))
+                and not any(isinstance(other, np.ndarray) and np.may_share_memory(other, value) for other in others))
 
     def _weights(self, where: str) -> dict:
         if where not in self._on_backend:
