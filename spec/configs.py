@@ -86,14 +86,21 @@ PAIRED_LANES_CONFIGS = (
 #: where the automatic choice takes the 32 x 7 kernel: 32 output channels summing 1024 products each (one position)
 PAIRED_AUTOMATIC_CONFIGS = (ConvConfig(1, 128, 32, (8,), (8,)),)
 
-#: the fused Winograd F(2x2, 3x3) forward kernel (2D, 3x3, stride 1): output sizes that leave partial edge tiles,
-#: asymmetric and wide padding, groups, and more than 16 input and output channels (a second, partial block of each)
+#: the fused Winograd F(2x2, 3x3) kernel (3x3 windows at stride 1 in each plane): output sizes that leave partial
+#: edge tiles, asymmetric and wide padding, groups, more than 16 input and output channels (a second, partial block
+#: of each); in 3D, sums over depth taps with depth padding (wider than the window's reach, for the input gradient)
+#: and dilation
 WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
     ConvConfig(2, 4, 4, (4, 7), (3, 3), groups=2),
     ConvConfig(1, 3, 2, (6, 5), (3, 3), padding=(2, 0), padding_right=(1, 2)),
     ConvConfig(1, 17, 18, (3, 4), (3, 3), padding=(1, 1)),
+    ConvConfig(1, 2, 3, (3, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
+    ConvConfig(1, 4, 2, (4, 3, 3), (2, 3, 3), padding=(3, 0, 1), padding_right=(0, 0, 1), dilation=(2, 1, 1),
+               groups=2),
 )
+#: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
+WINOGRAD_FORWARD_CONFIGS = (ConvConfig(1, 2, 2, (5, 3, 4), (2, 3, 3), stride=(2, 1, 1), padding=(1, 0, 1)),)
 
 MAX_POOL_CONFIGS = (
     PoolConfig(2, 2, (9,), (3,), (2,), (1,)),

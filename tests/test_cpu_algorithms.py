@@ -48,20 +48,29 @@ def test_generated_kernels_are_up_to_date():
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
     ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third and fourth layers
     ((16, 384, 13, 13), (384, 192, 3, 3), 2, True),
-    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, False),  # 3D
+    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, True),  # 3D: one 2D Winograd sum per depth tap
+    ((8, 16, 8, 8, 8), (32, 16, 3, 3, 3), 1, True),    # three depth taps of 16 channels: 48 products per sum
+    ((16, 32, 13, 13), (32, 16, 3, 3), 2, False),    # 2D with 16 channels a group: too few products per sum
+    ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
     ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
 ])
 def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)
     auto = cpu_conv._AUTOMATIC
-    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups, auto) is chosen
-    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (0, 1, 1), (1, 1, 1), groups, auto)
-    # a 2D layer seen as 3D with depth padding has more than one output plane: not Winograd's
-    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (1, 1, 1), (1, 1, 1), groups, auto)
-    # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd
-    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 1, 1), (1, 1, 1), groups, auto) is chosen
+    depth_padding = w5[2] // 2
+    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (depth_padding, 1, 1), (1, 1, 1), groups, auto)
+    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 2), groups, auto)
+    # a depth stride or dilation leaves each plane's windows 3 x 3 at stride 1: still Winograd's
+    assert cpu_conv._use_winograd(x5, w5, (2, 1, 1), (depth_padding, 1, 1), (2, 1, 1), groups, auto) is chosen
+    # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd, but a
+    # depth stride splits it into phases
+    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups,
+                                             auto) is chosen
     assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups, auto)
+    assert not cpu_conv._use_winograd_grad_input(w5, x5, (2, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups,
+                                                 auto)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
@@ -106,9 +115,11 @@ CASES = [
     ((2, 33, 7, 9), (17, 33, 1, 1), 1, 0, 1, 1),
     # enough channels per group for Winograd to be chosen: two blocks of 16 lanes, the second partial
     ((2, 64, 7, 9), (66, 32, 3, 3), 1, (2, 1), 1, 2),
-    # 3D with a single plane and 3x3 windows: depth padding or depth stride must not send it to the 2D kernel
+    # 3D with 3x3 windows in each plane: Winograd sums over the depth taps, with depth padding, stride, dilation
     ((1, 32, 1, 4, 4), (32, 32, 1, 3, 3), 1, 1, 1, 1),
     ((1, 32, 2, 4, 4), (32, 32, 1, 3, 3), (2, 1, 1), (0, 1, 1), 1, 1),
+    ((2, 16, 5, 4, 5), (32, 16, 3, 3, 3), 1, 1, (2, 1, 1), 1),
+    ((1, 16, 5, 4, 4), (32, 16, 3, 3, 3), (2, 1, 1), 1, 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
 ]
@@ -126,8 +137,10 @@ def _applies(case, variant) -> bool:
     if variant == "winograd":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
-        return winograd.applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1), _triple(padding, ndim, 0),
-                                _triple(dilation, ndim, 1))
+        strides = _triple(stride, ndim, 1)
+        # the input gradient's Winograd needs stride 1 along the depth too (one phase)
+        return strides[0] == 1 and winograd.applies(_five(x_shape), _five(w_shape), strides,
+                                                    _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
     return True
 
 
@@ -187,9 +200,10 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
         monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
     fused = winograd_kernels._winograd_f2
 
-    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, *rest):
-        tasks.append(("winograd", groups * -(-P.shape[0] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, *rest)
+    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d,
+                          per_task, *rest):
+        tasks.append(("winograd", groups * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, *rest)
 
     monkeypatch.setattr(winograd_kernels, "_winograd_f2", counting_winograd)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call

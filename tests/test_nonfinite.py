@@ -56,6 +56,7 @@ OPS = {
     "conv2d winograd": (*_conv(2), [(1, 32, 8, 8), (32, 32, 3, 3), (32,)], dict(padding=1)),
     "conv2d grouped": (*_conv(2), [(1, 4, 7, 7), (6, 2, 3, 3), (6,)], dict(stride=2, groups=2)),
     "conv3d": (*_conv(3), [(1, 2, 5, 6, 6), (3, 2, 3, 3, 3), (3,)], dict(padding=(1, 0, 1))),
+    "conv3d winograd": (*_conv(3), [(1, 16, 3, 4, 4), (32, 16, 3, 3, 3), (32,)], dict(padding=1)),
     "linear": (F.linear, F.linear_backward, TF.linear, [(5, 7), (4, 7), (4,)], {}),
     "avg_pool2d": (F.avg_pool2d, F.avg_pool2d_backward, TF.avg_pool2d, [(2, 3, 7, 7)],
                    dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),

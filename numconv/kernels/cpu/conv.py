@@ -25,9 +25,11 @@ The three public functions are small dispatchers around the register-blocked mul
   blocks the columns over (input channel, tap); the sum over batch and positions is split into chunks whose
   partial sums are added in float64.
 
-* A 2D 3x3 stride-1 forward pass with at least ``tuning.WINOGRAD_MIN_CHANNELS`` channels per group in and out
-  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so does its
-  input gradient (the flipped-weight convolution above) when the padding is at most 2.
+* A forward pass with 3x3 windows at stride 1 in each plane (2D, or 3D with any depth of window), at least
+  ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products per sum (depth taps x input
+  channels) goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so
+  does its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
+  padding in each plane at most 2.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
@@ -285,9 +287,7 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
     if (_use_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced)
             and (forced.winograd or _finite(x, weight))):
-        batch, channels, _, height, width = x.shape
-        winograd.conv_forward(x.reshape(batch, channels, height, width), weight.reshape(weight.shape[:2] + (3, 3)),
-                              bias, out.reshape(out.shape[:2] + out.shape[3:]), padding[1:], groups)
+        winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
         return
     layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
@@ -299,7 +299,8 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
     applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd kernel computes 2D 3x3 convolutions with stride 1 and dilation 1 only")
+            raise ValueError("the Winograd kernel computes convolutions with 3x3 windows in each plane, stride 1 and "
+                             "dilation 1 along its rows and columns only")
         return True
     return forced.algorithm is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
 
@@ -347,7 +348,7 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
     winograd_applies = _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups,
                                                 forced)
     if winograd_applies and (forced.winograd or _finite(grad_output)):
-        _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups)
+        _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups)
         return
     strategy = forced.grad_input or plan.strategy
     if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):  # pragma: no cover
@@ -390,27 +391,29 @@ def _tap_slice(taps) -> slice:
 
 
 def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
-    """The input gradient of a 3x3 stride-1 2D convolution is a 3x3 stride-1 convolution of the output gradient
-    (padded by 2 - padding): Winograd where the forward is one Winograd computes, that padding is not negative and
-    the channels pay (the same counts, swapped), or where forced."""
-    applies = winograd.applies(x_shape, w_shape, stride, padding, dilation) and max(padding[1:]) <= 2
+    """The input gradient of a convolution with 3x3 windows in each plane and stride 1 is such a convolution of the
+    output gradient (padded by 2 - padding in each plane, with the depth taps reversed): Winograd where the forward
+    is one Winograd computes, its stride is 1 along the depth too, the padding in each plane is at most 2 and the
+    channels pay (the same counts, swapped), or where forced."""
+    applies = (winograd.applies(x_shape, w_shape, stride, padding, dilation) and stride[0] == 1
+               and max(padding[1:]) <= 2)
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd input gradient needs a 2D 3x3 convolution with stride 1, dilation 1 and "
-                             "padding of at most 2")
+            raise ValueError("the Winograd input gradient needs a convolution with 3x3 windows in each plane, "
+                             "stride 1, dilation 1 along rows and columns and padding of at most 2 there")
         return True
     return (forced.algorithm is None and forced.grad_input is None and applies
             and winograd.worthwhile(x_shape, w_shape, groups))
 
 
-def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, groups) -> None:
+def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups) -> None:
     (_, taps, _), = plan.phases  # stride 1: one phase, whose taps run backwards (the flipped kernel)
-    flipped = _swapped(weight, groups)[:, :, 0, _tap_slice(taps[1]), _tap_slice(taps[2])]
-    batch, out_channels, _, out_h, out_w = grad_output.shape
-    channels, height, width = grad_input.shape[1], grad_input.shape[3], grad_input.shape[4]
-    winograd.conv_forward(grad_output.reshape(batch, out_channels, out_h, out_w), np.ascontiguousarray(flipped),
-                          _zeros(channels, grad_output.dtype.str), grad_input.reshape(batch, channels, height, width),
-                          (2 - padding[1], 2 - padding[2]), groups)
+    flipped = _swapped(weight, groups)[:, :, _tap_slice(taps[0]), _tap_slice(taps[1]), _tap_slice(taps[2])]
+    # the flipped window's first tap lands (taps - 1) * dilation - padding before the input's first position
+    front = (weight.shape[2] - 1) * dilation[0] - padding[0]
+    no_bias = _zeros(grad_input.shape[1], grad_output.dtype.str)
+    winograd.conv_forward(grad_output, np.ascontiguousarray(flipped), no_bias, grad_input,
+                          (front, 2 - padding[1], 2 - padding[2]), 1, dilation[0], groups)
 
 
 def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):
@@ -477,14 +480,15 @@ def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, d
 
 
 def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, groups):
-    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, any channel
-    count); ValueError where it does not apply."""
+    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (3x3 windows in each plane with stride 1 and
+    dilation 1 there; any depth of window, depth stride, depth dilation and channel count); ValueError where it does
+    not apply."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(winograd=True))
 
 
 def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, dilation, groups):
-    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (2D, 3x3, stride 1, dilation 1, padding at most
-    2); ValueError where it does not apply."""
+    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (3x3 windows in each plane, stride 1, dilation 1
+    and padding at most 2 there, stride 1 along the depth); ValueError where it does not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(winograd=True))
 

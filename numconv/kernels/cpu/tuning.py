@@ -37,9 +37,11 @@ STORE_COST = 5
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
-#: a 3x3 stride-1 2D forward pass goes to the fused Winograd F(2x2, 3x3) kernel (``winograd.py``) when a group has
-#: at least this many input and output channels: measured 1.2-1.5x faster than ``lanes`` with 64 to 384 channels,
-#: while with few channels the transforms cost more than the multiplies they save
+#: a forward pass with 3x3 windows at stride 1 in each plane goes to the fused Winograd F(2x2, 3x3) kernel
+#: (``winograd.py``) when a group has at least this many output channels and sums at least this many products per
+#: transform element (depth taps x input channels): measured 1.2-1.5x faster than ``lanes`` with 64 to 384 channels
+#: in 2D; in 3D (3 depth taps) 1.4x with 16 input and 32 output channels, about even with 16 output channels and
+#: 1.6x slower with 8: with few channels the transforms cost more than the multiplies they save
 WINOGRAD_MIN_CHANNELS = 32
 
 #: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,

@@ -1,4 +1,5 @@
-"""Writes ``winograd_kernels.py``: the fused Winograd F(2x2, 3x3) convolution behind 3x3, stride-1 forward passes.
+"""Writes ``winograd_kernels.py``: the fused Winograd F(2x2, 3x3) convolution behind 3x3, stride-1 forward passes
+(2D, and 3D with windows of 3 x 3 in each plane).
 
 Run ``python -m numconv.kernels.cpu.winograd_codegen`` after editing this file; ``tests/test_cpu_algorithms.py``
 fails when the generated module is out of date.
@@ -7,6 +8,9 @@ Notation: alpha = m + 2 = 4 is the side of an input tile and T = alpha^2 = 16 th
 output tiles of m x m = 2 x 2. With the matrices of Lavin & Gray, ``BT`` (alpha x alpha), ``G`` (alpha x 3) and
 ``AT`` (m x alpha), one output tile is ``Y = AT [ (G g G^T) * (BT d BT^T) ] AT^T`` summed over input channels, so
 that for each transform element t the channel sum is a matrix product: M[t][o, tile] = sum_c U[t][o, c] V[t][c, tile].
+A 3D convolution whose windows are 3 x 3 within a plane is a sum of such 2D convolutions, one per depth tap kd
+(output plane d reads input plane d * stride_d + kd * dilation_d): the sums simply run over (kd, c), the
+transformed weights of every depth tap side by side, so the same kernels serve both (2D is a depth of one tap).
 16 multiplies give 4 outputs where the direct convolution needs 36 (2.25x fewer). F(2x2, 3x3) is exact wherever the
 direct convolution is: its coefficients are 0, +-1 and +-1/2, so on small integers every step is exact (the spec
 registry proves it by the same identity test), and its float32 error is below the direct kernel's (shorter sums).
@@ -20,14 +24,15 @@ promote float32 arithmetic to float64. Indices are unsigned, as in ``blocked.py`
 
 Kernels written:
 
-* ``_weights_f2``: U (G, OB, T, CP, 16) from weight (O, Cg, 3, 3): 16 output channels per vector (the ``lanes``
-  layout of ``conv.py``), zero past a group's channels.
-* ``_pack_f2``: P (N, G, CB, HP, WP, 16) from x (N, C, H, W): zero padded, 16 input channels per vector, so that the
-  input transform works on 16 channels at once and no tile tests a bound.
+* ``_weights_f2``: U (G, OB, T, KD * CP, 16) from weight (O, Cg, KD, 3, 3): 16 output channels per vector (the
+  ``lanes`` layout of ``conv.py``), the sum's index kd * CP + c, zero past a group's channels.
+* ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
+  that the input transform works on 16 channels at once and no tile tests a bound.
 * ``_winograd_f2``: the fused convolution. A task is one group and ``per_task`` consecutive tiles (tiles run over
-  the batch); it transforms those tiles' inputs, all channels, into a per-thread buffer V (T, per_task, CP), then
-  for each block of 16 output channels and each t multiplies U[t] by V[t] in strips of ``WIDTH`` tiles with a
-  16 x WIDTH register block (one tile per broadcast), and inverse-transforms straight into the NCHW output.
+  the batch and the output planes); it transforms those tiles' inputs, every depth tap and channel, into a
+  per-thread buffer V (T, per_task, KD * CP), then for each block of 16 output channels and each t multiplies U[t]
+  by V[t] in strips of ``WIDTH`` tiles with a 16 x WIDTH register block (one tile per broadcast), and
+  inverse-transforms straight into the NCDHW output.
 """
 from __future__ import annotations
 
@@ -138,21 +143,23 @@ def weights_source(m: int, consts: Constants) -> list:
     e("")
     e("")
     L += tasks_header(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
-    e("    group_in = w.shape[1]")
+    e("    group_in, taps_d = w.shape[1], w.shape[2]")
+    e("    reduction = taps_d * cpad")
     e("    for task in range(first, end):")
     e("        c = task % cpad")
-    e("        ob = (task // cpad) % oblocks")
-    e("        g = task // (cpad * oblocks)")
+    e("        kd = (task // cpad) % taps_d")
+    e("        ob = (task // reduction) % oblocks")
+    e("        g = task // (reduction * oblocks)")
     e("        __CONSTS__")
-    e(f"        base = np.uint64(((g * oblocks + ob) * {a * a} * cpad + c) * 16)")
-    e("        step = np.uint64(cpad * 16)")
+    e(f"        base = np.uint64(((g * oblocks + ob) * {a * a} * reduction + kd * cpad + c) * 16)")
+    e("        step = np.uint64(reduction * 16)")
     # the zero-padded lanes: past the group's output channels or past its input channels
     e("        o0 = g * group_out + ob * 16")
     e("        valid = min(16, group_out - ob * 16) if c < group_in else 0")
     e("        for col in range(3):")
     e("            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once")
     for r in range(3):
-        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, {r}, col] if {{k}} < valid else q0"))
+        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, {r}, col] if {{k}} < valid else q0"))
     for i in range(a):
         e("            " + transform_row(consts, f"p{i}", G[i], "w", 3))
         e("            " + lanes(f"scratch[({i} * 3 + col) * 16 + {{k}}] = p{i}_{{k}}"))
@@ -164,12 +171,13 @@ def weights_source(m: int, consts: Constants) -> list:
         e("            " + transform_row(consts, f"s{j}", G[j], "r", 3))
         L += store_vector(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
     L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, U, tmp",
-                     [f'U (G, OB, {a * a}, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)'
-                      '[g * group_out + 16 ob + k, c],',
+                     [f'U (G, OB, {a * a}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w G^T)[t] of w (O, Cg, KD, '
+                      '3, 3)[g * group_out + 16 ob + k, c, kd],',
                       "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
-                      "input channel).",
-                      "tmp: per-thread scratch (threads, 16 * 3 * alpha)."],
-                     "(w.shape[0] // group_out) * oblocks * cpad", "w, K, group_out, oblocks, cpad, U, tmp[tid]")
+                      "depth tap, input",
+                      "channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."],
+                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad",
+                     "w, K, group_out, oblocks, cpad, U, tmp[tid]")
     return L
 
 
@@ -179,24 +187,26 @@ def pack_source(m: int) -> list:
     e("")
     e("")
     e("@njit(parallel=True, cache=True)")
-    e(f"def _pack_f{m}(x, groups, cblocks, pad_h, pad_w, P):")
-    e('    """P (N, G, CB, HP, WP, 16)[n, g, cb, y, x, k] = x (N, C, H, W)'
-      '[n, g * Cg + 16 cb + k, y - pad_h, x - pad_w],')
+    e(f"def _pack_f{m}(x, groups, cblocks, pad_d, pad_h, pad_w, P):")
+    e('    """P (N, G, CB, DP, HP, WP, 16)[n, g, cb, z, y, x, k] = x (N, C, D, H, W)'
+      '[n, g * Cg + 16 cb + k, z - pad_d, y - pad_h, x - pad_w],')
     e("    zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read")
     e('    side by side."""')
-    e("    batch, channels, height, width = x.shape")
+    e("    batch, channels, depth, height, width = x.shape")
     e("    group_in = channels // groups")
-    e("    hp, wp = P.shape[3], P.shape[4]")
-    e("    for task in prange(batch * groups * cblocks * hp):")
+    e("    dp, hp, wp = P.shape[3], P.shape[4], P.shape[5]")
+    e("    for task in prange(batch * groups * cblocks * dp * hp):")
     e("        y = task % hp")
-    e("        cb = (task // hp) % cblocks")
-    e("        g = (task // (hp * cblocks)) % groups")
-    e("        n = task // (hp * cblocks * groups)")
-    e("        row = P[n, g, cb, y]")
+    e("        z = (task // hp) % dp")
+    e("        cb = (task // (hp * dp)) % cblocks")
+    e("        g = (task // (hp * dp * cblocks)) % groups")
+    e("        n = task // (hp * dp * cblocks * groups)")
+    e("        row = P[n, g, cb, z, y]")
+    e("        sz = z - pad_d")
     e("        sy = y - pad_h")
     e("        c0 = g * group_in + cb * 16")
     e("        valid = min(16, group_in - cb * 16)")
-    e("        if sy < 0 or sy >= height:")
+    e("        if sz < 0 or sz >= depth or sy < 0 or sy >= height:")
     e("            row[:, :] = 0.0")
     e("            continue")
     e("        lo = min(max(pad_w, 0), wp)")
@@ -204,7 +214,7 @@ def pack_source(m: int) -> list:
     e("        row[:lo, :] = 0.0")
     e("        row[hi:, :] = 0.0")
     e("        for k in range(valid):")
-    e("            src = x[n, c0 + k, sy]")
+    e("            src = x[n, c0 + k, sz, sy]")
     e("            for xx in range(lo, hi):")
     e("                row[xx, k] = src[xx - pad_w]")
     e("        row[lo:hi, valid:] = 0.0")
@@ -221,12 +231,13 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e = L.append
     e("")
     e("")
-    L += tasks_header(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, V, M, S",
-                      "V, M and S")
-    e("    batch, cblocks, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4]")
-    e("    out_channels, oh, ow = out.shape[1], out.shape[2], out.shape[3]")
+    L += tasks_header(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, "
+                      "dilation_d, per_task, V, M, S", "V, M and S")
+    e("    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]")
+    e("    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]")
     e("    cpad = cblocks * 16")
-    e("    tiles = batch * th * tw")
+    e("    reduction = taps_d * cpad  # the sums run over (depth tap, channel)")
+    e("    tiles = batch * od * th * tw")
     e("    blocks = (tiles + per_task - 1) // per_task")
     e("    of = out.reshape(-1)")
     e("    pf = P.reshape(-1)")
@@ -235,16 +246,22 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("        first_tile = (task - g * blocks) * per_task")
     e("        count = min(per_task, tiles - first_tile)")
     e("        __CONSTS__")
-    e("        vrow = np.uint64(per_task * cpad)  # V (T, per_task, CP): one t")
-    e("        # ---- input transform: V[t, j, c] = (BT d BT^T)[t] of tile j, 16 channels per vector")
+    e("        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t")
+    e("        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels "
+      "per vector")
     e("        for j in range(per_task):")
     e("            i = min(first_tile + j, tiles - 1)  "
       "# a short last block repeats its last tile; those results are dropped")
-    e("            n = i // (th * tw)")
+    e("            n = i // (od * th * tw)")
+    e("            d = (i // (th * tw)) % od")
     e("            ty = (i // tw) % th")
     e("            tx = i % tw")
-    e("            for cb in range(cblocks):")
-    e(f"                base = np.uint64(((((n * groups + g) * cblocks + cb) * hp + ty * {m}) * wp + tx * {m}) * 16)")
+    e("            for kc in range(taps_d * cblocks):")
+    e("                kd = kc // cblocks")
+    e("                cb = kc - kd * cblocks")
+    e("                z = d * stride_d + kd * dilation_d")
+    e(f"                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * {m}) * wp "
+      f"+ tx * {m}) * 16)")
     e("                for s in range(" + str(a) + "):")
     e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
     for r in range(a):
@@ -257,20 +274,20 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
       "V[r * alpha + col, j, 16 cb:16 cb + 16]")
     for s in range(a):
         L += load_vector(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
-    e(f"                    vat = np.uint64(j * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
+    e(f"                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
     for col in range(a):
         e("                    " + transform_row(consts, f"v{col}", BT[col], "e", a))
         L += store_vector(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
     e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
     e("        for ob in range(oblocks):")
     e(f"            for t in range({T}):")
-    e(f"                u_base = np.uint64(((g * oblocks + ob) * {T} + t) * cpad * 16)")
+    e(f"                u_base = np.uint64(((g * oblocks + ob) * {T} + t) * reduction * 16)")
     e("                for j0 in range(0, per_task, " + str(W) + "):")
-    e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * cpad)")
+    e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)")
     for j in range(W):
-        e(f"                    x{j} = v_base + np.uint64({j} * cpad)")
+        e(f"                    x{j} = v_base + np.uint64({j} * reduction)")
     e("                    " + "; ".join(f"a{j}_{k} = q0" for j in range(W) for k in range(LANES)))
-    e("                    for c in range(np.uint64(0), np.uint64(cpad)):")
+    e("                    for c in range(np.uint64(0), np.uint64(reduction)):")
     e("                        u_at = u_base + c * np.uint64(16)")
     e("                        " + lanes("w{k} = U[u_at + np.uint64({k})]"))
     for j in range(W):
@@ -284,7 +301,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("            " + lanes("bias{k} = bias[(g * oblocks + ob) * 16 + {k}]"))
     e("            for j in range(count):")
     e("                i = first_tile + j")
-    e("                n = i // (th * tw)")
+    e("                n = i // (od * th * tw)")
+    e("                d = (i // (th * tw)) % od")
     e("                ty = (i // tw) % th")
     e("                tx = i % tw")
     e(f"                for s in range({a}):")
@@ -301,8 +319,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         L += load_vector(" " * 20, f"f{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     for q in range(m):
         e("                    " + transform_row(consts, f"z{q}", AT[q], "f", a, prefix="bias{k} + "))
-    e(f"                    row = np.uint64(((n * out_channels + o0) * oh + ty * {m} + r) * ow + tx * {m})")
-    e("                    plane = np.uint64(oh * ow)")
+    e(f"                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * {m} + r) * ow + tx * {m})")
+    e("                    plane = np.uint64(od * oh * ow)")
     e("                    if full:")
     for k in range(LANES):
         e("                        " + "; ".join(f"of[row + np.uint64({k}) * plane + np.uint64({q})] = z{q}_{k}"
@@ -315,21 +333,23 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e(f"                        for q in range(min({m}, ow - tx * {m})):")
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
-    L += ranges_loop(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v, "
-                     "work_m, work_t",
-                     [f"out (N, O, OH, OW) = bias + the 3x3 stride-1 convolution, by F({m}x{m}, 3x3) in strips of "
-                      f"{W} tiles.",
+    L += ranges_loop(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, "
+                     "dilation_d, per_task, work_v, work_m, work_t",
+                     ["out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride "
+                      "(stride_d, 1, 1) and",
+                      f"dilation (dilation_d, 1, 1), by F({m}x{m}, 3x3) in strips of {W} tiles.",
                       "",
-                      "P (N, G, CB, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, CP, 16) transformed "
-                      "weights; bias",
-                      "(G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, th, tw); ``per_task`` "
-                      "a multiple",
-                      f"of {W}. work_v (threads, T * per_task * CP), work_m (threads, T * per_task * 16), work_t "
-                      "(threads,",
-                      "alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."],
-                     "groups * ((P.shape[0] * th * tw + per_task - 1) // per_task)",
-                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v[tid], work_m[tid], "
-                     "work_t[tid]")
+                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) "
+                      "transformed weights;",
+                      "bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); "
+                      "``per_task`` a",
+                      f"multiple of {W}. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * "
+                      "16), work_t",
+                      "(threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages "
+                      "fault)."],
+                     "groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)",
+                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, "
+                     "work_v[tid], work_m[tid], work_t[tid]")
     return L
 
 

@@ -10,21 +10,23 @@ from numconv.kernels.cpu.blocked import RANGES
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_f2``, with the calling thread's scratch (scratch)."""
-    group_in = w.shape[1]
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
     for task in range(first, end):
         c = task % cpad
-        ob = (task // cpad) % oblocks
-        g = task // (cpad * oblocks)
+        kd = (task // cpad) % taps_d
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
         q0 = K[0]; q1 = K[1]
-        base = np.uint64(((g * oblocks + ob) * 16 * cpad + c) * 16)
-        step = np.uint64(cpad * 16)
+        base = np.uint64(((g * oblocks + ob) * 16 * reduction + kd * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
         o0 = g * group_out + ob * 16
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         for col in range(3):
             # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, 0, col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, 0, col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, 0, col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, 0, col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, 0, col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, 0, col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, 0, col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, 0, col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, 0, col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, 0, col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, 0, col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, 0, col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, 0, col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, 0, col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, 0, col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, 0, col] if 15 < valid else q0
-            w1_0 = w[o0 + 0, c, 1, col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, 1, col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, 1, col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, 1, col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, 1, col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, 1, col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, 1, col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, 1, col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, 1, col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, 1, col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, 1, col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, 1, col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, 1, col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, 1, col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, 1, col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, 1, col] if 15 < valid else q0
-            w2_0 = w[o0 + 0, c, 2, col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, 2, col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, 2, col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, 2, col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, 2, col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, 2, col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, 2, col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, 2, col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, 2, col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, 2, col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, 2, col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, 2, col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, 2, col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, 2, col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, 2, col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, 2, col] if 15 < valid else q0
+            w0_0 = w[o0 + 0, c, kd, 0, col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, col] if 15 < valid else q0
+            w1_0 = w[o0 + 0, c, kd, 1, col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, col] if 15 < valid else q0
+            w2_0 = w[o0 + 0, c, kd, 2, col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, col] if 15 < valid else q0
             p0_0 = w0_0; p0_1 = w0_1; p0_2 = w0_2; p0_3 = w0_3; p0_4 = w0_4; p0_5 = w0_5; p0_6 = w0_6; p0_7 = w0_7; p0_8 = w0_8; p0_9 = w0_9; p0_10 = w0_10; p0_11 = w0_11; p0_12 = w0_12; p0_13 = w0_13; p0_14 = w0_14; p0_15 = w0_15
             scratch[(0 * 3 + col) * 16 + 0] = p0_0; scratch[(0 * 3 + col) * 16 + 1] = p0_1; scratch[(0 * 3 + col) * 16 + 2] = p0_2; scratch[(0 * 3 + col) * 16 + 3] = p0_3; scratch[(0 * 3 + col) * 16 + 4] = p0_4; scratch[(0 * 3 + col) * 16 + 5] = p0_5; scratch[(0 * 3 + col) * 16 + 6] = p0_6; scratch[(0 * 3 + col) * 16 + 7] = p0_7; scratch[(0 * 3 + col) * 16 + 8] = p0_8; scratch[(0 * 3 + col) * 16 + 9] = p0_9; scratch[(0 * 3 + col) * 16 + 10] = p0_10; scratch[(0 * 3 + col) * 16 + 11] = p0_11; scratch[(0 * 3 + col) * 16 + 12] = p0_12; scratch[(0 * 3 + col) * 16 + 13] = p0_13; scratch[(0 * 3 + col) * 16 + 14] = p0_14; scratch[(0 * 3 + col) * 16 + 15] = p0_15
             p1_0 = q1 * w0_0 + q1 * w1_0 + q1 * w2_0; p1_1 = q1 * w0_1 + q1 * w1_1 + q1 * w2_1; p1_2 = q1 * w0_2 + q1 * w1_2 + q1 * w2_2; p1_3 = q1 * w0_3 + q1 * w1_3 + q1 * w2_3; p1_4 = q1 * w0_4 + q1 * w1_4 + q1 * w2_4; p1_5 = q1 * w0_5 + q1 * w1_5 + q1 * w2_5; p1_6 = q1 * w0_6 + q1 * w1_6 + q1 * w2_6; p1_7 = q1 * w0_7 + q1 * w1_7 + q1 * w2_7; p1_8 = q1 * w0_8 + q1 * w1_8 + q1 * w2_8; p1_9 = q1 * w0_9 + q1 * w1_9 + q1 * w2_9; p1_10 = q1 * w0_10 + q1 * w1_10 + q1 * w2_10; p1_11 = q1 * w0_11 + q1 * w1_11 + q1 * w2_11; p1_12 = q1 * w0_12 + q1 * w1_12 + q1 * w2_12; p1_13 = q1 * w0_13 + q1 * w1_13 + q1 * w2_13; p1_14 = q1 * w0_14 + q1 * w1_14 + q1 * w2_14; p1_15 = q1 * w0_15 + q1 * w1_15 + q1 * w2_15
@@ -54,10 +56,10 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
 
 @njit(parallel=True, cache=True)
 def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
-    """U (G, OB, 16, CP, 16)[g, ob, t, c, k] = (G w G^T)[t] of w (O, Cg, 3, 3)[g * group_out + 16 ob + k, c],
-    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, input channel).
-    tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
-    tasks = (w.shape[0] // group_out) * oblocks * cpad
+    """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w G^T)[t] of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
@@ -65,23 +67,25 @@ def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
 
 
 @njit(parallel=True, cache=True)
-def _pack_f2(x, groups, cblocks, pad_h, pad_w, P):
-    """P (N, G, CB, HP, WP, 16)[n, g, cb, y, x, k] = x (N, C, H, W)[n, g * Cg + 16 cb + k, y - pad_h, x - pad_w],
+def _pack_f2(x, groups, cblocks, pad_d, pad_h, pad_w, P):
+    """P (N, G, CB, DP, HP, WP, 16)[n, g, cb, z, y, x, k] = x (N, C, D, H, W)[n, g * Cg + 16 cb + k, z - pad_d, y - pad_h, x - pad_w],
     zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read
     side by side."""
-    batch, channels, height, width = x.shape
+    batch, channels, depth, height, width = x.shape
     group_in = channels // groups
-    hp, wp = P.shape[3], P.shape[4]
-    for task in prange(batch * groups * cblocks * hp):
+    dp, hp, wp = P.shape[3], P.shape[4], P.shape[5]
+    for task in prange(batch * groups * cblocks * dp * hp):
         y = task % hp
-        cb = (task // hp) % cblocks
-        g = (task // (hp * cblocks)) % groups
-        n = task // (hp * cblocks * groups)
-        row = P[n, g, cb, y]
+        z = (task // hp) % dp
+        cb = (task // (hp * dp)) % cblocks
+        g = (task // (hp * dp * cblocks)) % groups
+        n = task // (hp * dp * cblocks * groups)
+        row = P[n, g, cb, z, y]
+        sz = z - pad_d
         sy = y - pad_h
         c0 = g * group_in + cb * 16
         valid = min(16, group_in - cb * 16)
-        if sy < 0 or sy >= height:
+        if sz < 0 or sz >= depth or sy < 0 or sy >= height:
             row[:, :] = 0.0
             continue
         lo = min(max(pad_w, 0), wp)
@@ -89,19 +93,20 @@ def _pack_f2(x, groups, cblocks, pad_h, pad_w, P):
         row[:lo, :] = 0.0
         row[hi:, :] = 0.0
         for k in range(valid):
-            src = x[n, c0 + k, sy]
+            src = x[n, c0 + k, sz, sy]
             for xx in range(lo, hi):
                 row[xx, k] = src[xx - pad_w]
         row[lo:hi, valid:] = 0.0
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, V, M, S, first, end):
+def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2``, with the calling thread's scratch (V, M and S)."""
-    batch, cblocks, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4]
-    out_channels, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    tiles = batch * th * tw
+    reduction = taps_d * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
     pf = P.reshape(-1)
@@ -110,15 +115,19 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
         first_tile = (task - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * cpad)  # V (T, per_task, CP): one t
-        # ---- input transform: V[t, j, c] = (BT d BT^T)[t] of tile j, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
-            n = i // (th * tw)
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
             ty = (i // tw) % th
             tx = i % tw
-            for cb in range(cblocks):
-                base = np.uint64(((((n * groups + g) * cblocks + cb) * hp + ty * 2) * wp + tx * 2) * 16)
+            for kc in range(taps_d * cblocks):
+                kd = kc // cblocks
+                cb = kc - kd * cblocks
+                z = d * stride_d + kd * dilation_d
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
@@ -151,7 +160,7 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
                     e2_0 = S[at + np.uint64(0)]; e2_1 = S[at + np.uint64(1)]; e2_2 = S[at + np.uint64(2)]; e2_3 = S[at + np.uint64(3)]; e2_4 = S[at + np.uint64(4)]; e2_5 = S[at + np.uint64(5)]; e2_6 = S[at + np.uint64(6)]; e2_7 = S[at + np.uint64(7)]; e2_8 = S[at + np.uint64(8)]; e2_9 = S[at + np.uint64(9)]; e2_10 = S[at + np.uint64(10)]; e2_11 = S[at + np.uint64(11)]; e2_12 = S[at + np.uint64(12)]; e2_13 = S[at + np.uint64(13)]; e2_14 = S[at + np.uint64(14)]; e2_15 = S[at + np.uint64(15)]
                     at = np.uint64((r * 4 + 3) * 16)
                     e3_0 = S[at + np.uint64(0)]; e3_1 = S[at + np.uint64(1)]; e3_2 = S[at + np.uint64(2)]; e3_3 = S[at + np.uint64(3)]; e3_4 = S[at + np.uint64(4)]; e3_5 = S[at + np.uint64(5)]; e3_6 = S[at + np.uint64(6)]; e3_7 = S[at + np.uint64(7)]; e3_8 = S[at + np.uint64(8)]; e3_9 = S[at + np.uint64(9)]; e3_10 = S[at + np.uint64(10)]; e3_11 = S[at + np.uint64(11)]; e3_12 = S[at + np.uint64(12)]; e3_13 = S[at + np.uint64(13)]; e3_14 = S[at + np.uint64(14)]; e3_15 = S[at + np.uint64(15)]
-                    vat = np.uint64(j * cpad + cb * 16) + np.uint64(r * 4) * vrow
+                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
                     v0_0 = e0_0 - e2_0; v0_1 = e0_1 - e2_1; v0_2 = e0_2 - e2_2; v0_3 = e0_3 - e2_3; v0_4 = e0_4 - e2_4; v0_5 = e0_5 - e2_5; v0_6 = e0_6 - e2_6; v0_7 = e0_7 - e2_7; v0_8 = e0_8 - e2_8; v0_9 = e0_9 - e2_9; v0_10 = e0_10 - e2_10; v0_11 = e0_11 - e2_11; v0_12 = e0_12 - e2_12; v0_13 = e0_13 - e2_13; v0_14 = e0_14 - e2_14; v0_15 = e0_15 - e2_15
                     at = vat + np.uint64(0) * vrow
                     V[at + np.uint64(0)] = v0_0; V[at + np.uint64(1)] = v0_1; V[at + np.uint64(2)] = v0_2; V[at + np.uint64(3)] = v0_3; V[at + np.uint64(4)] = v0_4; V[at + np.uint64(5)] = v0_5; V[at + np.uint64(6)] = v0_6; V[at + np.uint64(7)] = v0_7; V[at + np.uint64(8)] = v0_8; V[at + np.uint64(9)] = v0_9; V[at + np.uint64(10)] = v0_10; V[at + np.uint64(11)] = v0_11; V[at + np.uint64(12)] = v0_12; V[at + np.uint64(13)] = v0_13; V[at + np.uint64(14)] = v0_14; V[at + np.uint64(15)] = v0_15
@@ -167,27 +176,27 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
         # ---- per block of 16 output channels: the T channel sums, then the inverse transform
         for ob in range(oblocks):
             for t in range(16):
-                u_base = np.uint64(((g * oblocks + ob) * 16 + t) * cpad * 16)
+                u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
                 for j0 in range(0, per_task, 16):
-                    v_base = np.uint64(t) * vrow + np.uint64(j0 * cpad)
-                    x0 = v_base + np.uint64(0 * cpad)
-                    x1 = v_base + np.uint64(1 * cpad)
-                    x2 = v_base + np.uint64(2 * cpad)
-                    x3 = v_base + np.uint64(3 * cpad)
-                    x4 = v_base + np.uint64(4 * cpad)
-                    x5 = v_base + np.uint64(5 * cpad)
-                    x6 = v_base + np.uint64(6 * cpad)
-                    x7 = v_base + np.uint64(7 * cpad)
-                    x8 = v_base + np.uint64(8 * cpad)
-                    x9 = v_base + np.uint64(9 * cpad)
-                    x10 = v_base + np.uint64(10 * cpad)
-                    x11 = v_base + np.uint64(11 * cpad)
-                    x12 = v_base + np.uint64(12 * cpad)
-                    x13 = v_base + np.uint64(13 * cpad)
-                    x14 = v_base + np.uint64(14 * cpad)
-                    x15 = v_base + np.uint64(15 * cpad)
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
                     a0_0 = q0; a0_1 = q0; a0_2 = q0; a0_3 = q0; a0_4 = q0; a0_5 = q0; a0_6 = q0; a0_7 = q0; a0_8 = q0; a0_9 = q0; a0_10 = q0; a0_11 = q0; a0_12 = q0; a0_13 = q0; a0_14 = q0; a0_15 = q0; a1_0 = q0; a1_1 = q0; a1_2 = q0; a1_3 = q0; a1_4 = q0; a1_5 = q0; a1_6 = q0; a1_7 = q0; a1_8 = q0; a1_9 = q0; a1_10 = q0; a1_11 = q0; a1_12 = q0; a1_13 = q0; a1_14 = q0; a1_15 = q0; a2_0 = q0; a2_1 = q0; a2_2 = q0; a2_3 = q0; a2_4 = q0; a2_5 = q0; a2_6 = q0; a2_7 = q0; a2_8 = q0; a2_9 = q0; a2_10 = q0; a2_11 = q0; a2_12 = q0; a2_13 = q0; a2_14 = q0; a2_15 = q0; a3_0 = q0; a3_1 = q0; a3_2 = q0; a3_3 = q0; a3_4 = q0; a3_5 = q0; a3_6 = q0; a3_7 = q0; a3_8 = q0; a3_9 = q0; a3_10 = q0; a3_11 = q0; a3_12 = q0; a3_13 = q0; a3_14 = q0; a3_15 = q0; a4_0 = q0; a4_1 = q0; a4_2 = q0; a4_3 = q0; a4_4 = q0; a4_5 = q0; a4_6 = q0; a4_7 = q0; a4_8 = q0; a4_9 = q0; a4_10 = q0; a4_11 = q0; a4_12 = q0; a4_13 = q0; a4_14 = q0; a4_15 = q0; a5_0 = q0; a5_1 = q0; a5_2 = q0; a5_3 = q0; a5_4 = q0; a5_5 = q0; a5_6 = q0; a5_7 = q0; a5_8 = q0; a5_9 = q0; a5_10 = q0; a5_11 = q0; a5_12 = q0; a5_13 = q0; a5_14 = q0; a5_15 = q0; a6_0 = q0; a6_1 = q0; a6_2 = q0; a6_3 = q0; a6_4 = q0; a6_5 = q0; a6_6 = q0; a6_7 = q0; a6_8 = q0; a6_9 = q0; a6_10 = q0; a6_11 = q0; a6_12 = q0; a6_13 = q0; a6_14 = q0; a6_15 = q0; a7_0 = q0; a7_1 = q0; a7_2 = q0; a7_3 = q0; a7_4 = q0; a7_5 = q0; a7_6 = q0; a7_7 = q0; a7_8 = q0; a7_9 = q0; a7_10 = q0; a7_11 = q0; a7_12 = q0; a7_13 = q0; a7_14 = q0; a7_15 = q0; a8_0 = q0; a8_1 = q0; a8_2 = q0; a8_3 = q0; a8_4 = q0; a8_5 = q0; a8_6 = q0; a8_7 = q0; a8_8 = q0; a8_9 = q0; a8_10 = q0; a8_11 = q0; a8_12 = q0; a8_13 = q0; a8_14 = q0; a8_15 = q0; a9_0 = q0; a9_1 = q0; a9_2 = q0; a9_3 = q0; a9_4 = q0; a9_5 = q0; a9_6 = q0; a9_7 = q0; a9_8 = q0; a9_9 = q0; a9_10 = q0; a9_11 = q0; a9_12 = q0; a9_13 = q0; a9_14 = q0; a9_15 = q0; a10_0 = q0; a10_1 = q0; a10_2 = q0; a10_3 = q0; a10_4 = q0; a10_5 = q0; a10_6 = q0; a10_7 = q0; a10_8 = q0; a10_9 = q0; a10_10 = q0; a10_11 = q0; a10_12 = q0; a10_13 = q0; a10_14 = q0; a10_15 = q0; a11_0 = q0; a11_1 = q0; a11_2 = q0; a11_3 = q0; a11_4 = q0; a11_5 = q0; a11_6 = q0; a11_7 = q0; a11_8 = q0; a11_9 = q0; a11_10 = q0; a11_11 = q0; a11_12 = q0; a11_13 = q0; a11_14 = q0; a11_15 = q0; a12_0 = q0; a12_1 = q0; a12_2 = q0; a12_3 = q0; a12_4 = q0; a12_5 = q0; a12_6 = q0; a12_7 = q0; a12_8 = q0; a12_9 = q0; a12_10 = q0; a12_11 = q0; a12_12 = q0; a12_13 = q0; a12_14 = q0; a12_15 = q0; a13_0 = q0; a13_1 = q0; a13_2 = q0; a13_3 = q0; a13_4 = q0; a13_5 = q0; a13_6 = q0; a13_7 = q0; a13_8 = q0; a13_9 = q0; a13_10 = q0; a13_11 = q0; a13_12 = q0; a13_13 = q0; a13_14 = q0; a13_15 = q0; a14_0 = q0; a14_1 = q0; a14_2 = q0; a14_3 = q0; a14_4 = q0; a14_5 = q0; a14_6 = q0; a14_7 = q0; a14_8 = q0; a14_9 = q0; a14_10 = q0; a14_11 = q0; a14_12 = q0; a14_13 = q0; a14_14 = q0; a14_15 = q0; a15_0 = q0; a15_1 = q0; a15_2 = q0; a15_3 = q0; a15_4 = q0; a15_5 = q0; a15_6 = q0; a15_7 = q0; a15_8 = q0; a15_9 = q0; a15_10 = q0; a15_11 = q0; a15_12 = q0; a15_13 = q0; a15_14 = q0; a15_15 = q0
-                    for c in range(np.uint64(0), np.uint64(cpad)):
+                    for c in range(np.uint64(0), np.uint64(reduction)):
                         u_at = u_base + c * np.uint64(16)
                         w0 = U[u_at + np.uint64(0)]; w1 = U[u_at + np.uint64(1)]; w2 = U[u_at + np.uint64(2)]; w3 = U[u_at + np.uint64(3)]; w4 = U[u_at + np.uint64(4)]; w5 = U[u_at + np.uint64(5)]; w6 = U[u_at + np.uint64(6)]; w7 = U[u_at + np.uint64(7)]; w8 = U[u_at + np.uint64(8)]; w9 = U[u_at + np.uint64(9)]; w10 = U[u_at + np.uint64(10)]; w11 = U[u_at + np.uint64(11)]; w12 = U[u_at + np.uint64(12)]; w13 = U[u_at + np.uint64(13)]; w14 = U[u_at + np.uint64(14)]; w15 = U[u_at + np.uint64(15)]
                         s = V[x0 + c]
@@ -244,7 +253,8 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
             bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
             for j in range(count):
                 i = first_tile + j
-                n = i // (th * tw)
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
                 for s in range(4):
@@ -276,8 +286,8 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
                     f3_0 = S[at + np.uint64(0)]; f3_1 = S[at + np.uint64(1)]; f3_2 = S[at + np.uint64(2)]; f3_3 = S[at + np.uint64(3)]; f3_4 = S[at + np.uint64(4)]; f3_5 = S[at + np.uint64(5)]; f3_6 = S[at + np.uint64(6)]; f3_7 = S[at + np.uint64(7)]; f3_8 = S[at + np.uint64(8)]; f3_9 = S[at + np.uint64(9)]; f3_10 = S[at + np.uint64(10)]; f3_11 = S[at + np.uint64(11)]; f3_12 = S[at + np.uint64(12)]; f3_13 = S[at + np.uint64(13)]; f3_14 = S[at + np.uint64(14)]; f3_15 = S[at + np.uint64(15)]
                     z0_0 = bias0 + f0_0 + f1_0 + f2_0; z0_1 = bias1 + f0_1 + f1_1 + f2_1; z0_2 = bias2 + f0_2 + f1_2 + f2_2; z0_3 = bias3 + f0_3 + f1_3 + f2_3; z0_4 = bias4 + f0_4 + f1_4 + f2_4; z0_5 = bias5 + f0_5 + f1_5 + f2_5; z0_6 = bias6 + f0_6 + f1_6 + f2_6; z0_7 = bias7 + f0_7 + f1_7 + f2_7; z0_8 = bias8 + f0_8 + f1_8 + f2_8; z0_9 = bias9 + f0_9 + f1_9 + f2_9; z0_10 = bias10 + f0_10 + f1_10 + f2_10; z0_11 = bias11 + f0_11 + f1_11 + f2_11; z0_12 = bias12 + f0_12 + f1_12 + f2_12; z0_13 = bias13 + f0_13 + f1_13 + f2_13; z0_14 = bias14 + f0_14 + f1_14 + f2_14; z0_15 = bias15 + f0_15 + f1_15 + f2_15
                     z1_0 = bias0 + f1_0 - f2_0 - f3_0; z1_1 = bias1 + f1_1 - f2_1 - f3_1; z1_2 = bias2 + f1_2 - f2_2 - f3_2; z1_3 = bias3 + f1_3 - f2_3 - f3_3; z1_4 = bias4 + f1_4 - f2_4 - f3_4; z1_5 = bias5 + f1_5 - f2_5 - f3_5; z1_6 = bias6 + f1_6 - f2_6 - f3_6; z1_7 = bias7 + f1_7 - f2_7 - f3_7; z1_8 = bias8 + f1_8 - f2_8 - f3_8; z1_9 = bias9 + f1_9 - f2_9 - f3_9; z1_10 = bias10 + f1_10 - f2_10 - f3_10; z1_11 = bias11 + f1_11 - f2_11 - f3_11; z1_12 = bias12 + f1_12 - f2_12 - f3_12; z1_13 = bias13 + f1_13 - f2_13 - f3_13; z1_14 = bias14 + f1_14 - f2_14 - f3_14; z1_15 = bias15 + f1_15 - f2_15 - f3_15
-                    row = np.uint64(((n * out_channels + o0) * oh + ty * 2 + r) * ow + tx * 2)
-                    plane = np.uint64(oh * ow)
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
                     if full:
                         of[row + np.uint64(0) * plane + np.uint64(0)] = z0_0; of[row + np.uint64(0) * plane + np.uint64(1)] = z1_0
                         of[row + np.uint64(1) * plane + np.uint64(0)] = z0_1; of[row + np.uint64(1) * plane + np.uint64(1)] = z1_1
@@ -306,18 +316,19 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v, work_m, work_t):
-    """out (N, O, OH, OW) = bias + the 3x3 stride-1 convolution, by F(2x2, 3x3) in strips of 16 tiles.
+def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride (stride_d, 1, 1) and
+    dilation (dilation_d, 1, 1), by F(2x2, 3x3) in strips of 16 tiles.
 
-    P (N, G, CB, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, CP, 16) transformed weights; bias
-    (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, th, tw); ``per_task`` a multiple
-    of 16. work_v (threads, T * per_task * CP), work_m (threads, T * per_task * 16), work_t (threads,
-    alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
-    tasks = groups * ((P.shape[0] * th * tw + per_task - 1) // per_task)
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * 16), work_t
+    (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors
