@@ -85,6 +85,9 @@ def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, 
     ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide", "phases"),
     # LeNet's first layer: 6 output channels, rows of 28; the vectors run along the padded rows of each plane
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", "phases"),
+    # three input planes and whole blocks of output channels: long rows earn no bonus over the lanes
+    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "lanes", "phases"),
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "lanes", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)

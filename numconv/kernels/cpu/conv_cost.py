@@ -65,19 +65,21 @@ def useful_shares(layout: Layout) -> dict:
     uses = {}
     reduction = layout.group_in * math.prod(layout.kernel)
 
-    def storing(lanes, stored):  # the share of a task's time spent multiplying rather than storing results
-        return reduction * lanes / 16 / (reduction * lanes / 16 + tuning.STORE_COST * stored)
+    def storing(lanes, stored, cost=tuning.STORE_COST):  # the share of a task's time spent multiplying
+        return reduction * lanes / 16 / (reduction * lanes / 16 + cost * stored)
 
     if layout.channel_offsets is None:
         used = min(layout.group_out, tuning.LANES)
+        cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
-                         * storing(tuning.LANES, used))
+                         * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):
         lanes, columns = SHAPES[form]
         rows = rows_shape(layout, lanes)
         if rows is not None:
             length, kind = rows
-            bonus = tuning.LONG_ROW_BONUS if length >= tuning.LONG_ROW else 1.0
+            long_rows = length >= tuning.LONG_ROW and layout.group_in >= tuning.LONG_ROW_MIN_CHANNELS
+            bonus = tuning.LONG_ROW_BONUS if long_rows else 1.0
             kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
             uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
                           * bonus * storing(lanes, lanes))

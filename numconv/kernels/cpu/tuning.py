@@ -28,12 +28,18 @@ PAIRED_MIN_REDUCTION = 1024
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor
 EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
-#: is multiplied by ``LONG_ROW_BONUS``
+#: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
+#: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``
+#: than by rows, NiN's 5x5 and C3D's 3x3x3 on an AMD Zen 4)
 LONG_ROW = 64
 LONG_ROW_BONUS = 1.2
+LONG_ROW_MIN_CHANNELS = 4
 #: storing one result (a scalar store from the register tile) costs about this many vector multiply-adds: with a
 #: short reduction (LeNet's first layer sums 25 products) the stores are a large share of a task
 STORE_COST = 5
+#: a ``lanes`` task whose block has unused lanes (fewer than 16 output channels) stores through a tile and a loop
+#: over lanes and columns: about this many per result (LeNet's first layer, 6 channels: 2x slower than ``wide``)
+TILE_STORE_COST = 10
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
