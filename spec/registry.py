@@ -29,8 +29,8 @@ from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS, PAIRED_LANES_CONFIGS,
-    POOL_LITERAL_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS,
-    WIDE_CONFIGS, WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
+    PHASE_WINOGRAD_CONFIGS, POOL_LITERAL_CONFIGS, ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS,
+    TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -68,6 +68,7 @@ ENTRIES = (
     Entry("conv", "conv_forward_winograd", conv_forward_case, WINOGRAD_CONFIGS + WINOGRAD_FORWARD_CONFIGS,
           backends=("cpu",)),
     Entry("conv", "conv_grad_input_winograd", conv_grad_input_case, WINOGRAD_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_phase_winograd", conv_forward_case, PHASE_WINOGRAD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_gather", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,

@@ -95,6 +95,23 @@ def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, for
     assert plan.strategy == grad_input
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,chosen", [
+    ((16, 3, 227, 227), (96, 3, 11, 11), 4, True),   # AlexNet's first layer: 48 phase channels, 3 x 3 taps each
+    ((8, 16, 32, 32), (32, 16, 5, 5), 2, True),
+    ((8, 3, 32, 32), (32, 3, 5, 5), 2, False),       # 12 phase channels: too few for the transforms to pay
+    ((8, 16, 32, 32), (16, 16, 5, 5), 2, False),     # too few output channels
+    ((8, 16, 32, 32), (32, 16, 7, 7), 2, False),     # 4 x 4 taps per phase
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, False),  # 1D (M5's first layer): 20 taps per phase
+])
+def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w_shape, stride, chosen):
+    x5, w5 = _five(x_shape), _five(w_shape)
+    strides = (1, 1, stride) if x_shape[2] == 1 else (1, stride, stride)
+    auto = cpu_conv._AUTOMATIC
+    assert cpu_conv._use_phase_winograd(x5, w5, strides, (0, 0, 0), (1, 1, 1), 1, auto) is chosen
+    assert not cpu_conv._use_phase_winograd(x5, w5, strides, (0, 0, 0), (1, 2, 2), 1, auto)
+    assert not cpu_conv._use_phase_winograd(x5, w5, strides, (0, 0, 0), (1, 1, 1), 1, cpu_conv._Forced("lanes"))
+
+
 def test_short_rows_run_along_the_padded_plane():
     layout, plan = _layouts((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
     assert conv_cost.rows_shape(layout, 64) == (28 * 32, "padded")
@@ -125,6 +142,9 @@ CASES = [
     ((1, 16, 5, 4, 4), (32, 16, 3, 3, 3), (2, 1, 1), 1, 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
+    # strided, with 3 x 3 taps per stride phase (AlexNet's first layer): Winograd over the phase planes
+    ((2, 3, 23, 25), (32, 3, 11, 11), 4, (1, 2), 1, 1),
+    ((1, 4, 9, 11), (34, 2, 5, 6), 2, 0, 1, 2),
 ]
 
 
@@ -137,6 +157,11 @@ def _applies(case, variant) -> bool:
             layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
+    if variant == "phase_winograd":
+        x_shape, w_shape, stride, padding, dilation, _ = case
+        ndim = len(x_shape) - 2
+        return cpu_conv._phase_winograd_applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
+                                                _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
     if variant == "winograd":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
@@ -147,7 +172,7 @@ def _applies(case, variant) -> bool:
     return True
 
 
-VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd")
+VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phase_winograd")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -172,7 +197,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
         "wide": (c.conv_forward_wide, c.conv_grad_input_wide, c.conv_grad_weight),
         "subpixel": (c.conv_forward, c.conv_grad_input_subpixel, c.conv_grad_weight),
         "split": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split),
-        "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight)}[variant]
+        "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight),
+        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)
@@ -328,6 +354,27 @@ def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng,
     assert len(fills) == 2  # once for the plain weight, once for all three calls with the frozen one
     reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
                                    [(1, 1), (1, 1)], (1, 1), 2)
+    np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):
+    fills = _counting_fills(monkeypatch)
+    x = rng.standard_normal((2, 3, 1, 23, 21)).astype(np.float32)
+    w = rng.standard_normal((32, 3, 1, 11, 11)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    args = ((1, 4, 4), (0, 1, 0), (1, 1, 1), 1)
+    want = np.empty((2, 32, 1, 4, 3), np.float32)
+    cpu_conv.conv_forward(x, w, bias, want, *args)
+    assert fills == ["winograd weights"]
+    for call in range(3):
+        out = np.full_like(want, np.nan)
+        cpu_conv.conv_forward(x, frozen, bias, out, *args)
+        np.testing.assert_array_equal(out, want)
+    assert fills == ["winograd weights"] * 2  # the three calls with the frozen weight transform it once
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (4, 4),
+                           [(1, 1), (0, 0)], (1, 1), 1)
     np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
 
 

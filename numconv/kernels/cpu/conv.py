@@ -55,7 +55,8 @@ from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import (
-    derived as _derived, fma as _fma_shape, prepared as _prepared, workspace as _workspace, zeros as _zeros,
+    derived as _derived, fma as _fma_shape, freeze as _freeze, frozen as _frozen, prepared as _prepared,
+    workspace as _workspace, zeros as _zeros,
 )
 
 #: the kernels of this module: what the spec registry must cover
@@ -63,7 +64,7 @@ __all__ = [
     "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_forward_rows", "conv_forward_wide",
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
-    "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired",
+    "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_forward_phase_winograd",
 ]
 
 _U = np.uint64
@@ -97,6 +98,30 @@ def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, siz
         else:
             for i in range(np.uint64(0), np.uint64(size_w)):
                 buf[row + i] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _phase_planes(x, pad_h, pad_w, stride_h, stride_w, planes):
+    """planes (N, C * s_h * s_w, 1, PH, PW)[n, (c * s_h + f_h) * s_w + f_w, 0, i, j] = x (N, C, 1, H, W)[n, c, 0,
+    i * s_h + f_h - pad_h, j * s_w + f_w - pad_w], zero outside x: each channel split into its stride phases (a
+    strided convolution over x is a stride-1 convolution over these planes). One task per row of ``planes``."""
+    batch, channels, _, height, width = x.shape
+    phase_h, phase_w = planes.shape[3], planes.shape[4]
+    for task in prange(batch * channels * stride_h * phase_h):
+        i = task % phase_h
+        f_h = (task // phase_h) % stride_h
+        c = (task // (phase_h * stride_h)) % channels
+        n = task // (phase_h * stride_h * channels)
+        row = i * stride_h + f_h - pad_h
+        for f_w in range(stride_w):
+            target = planes[n, (c * stride_h + f_h) * stride_w + f_w, 0, i]
+            if row < 0 or row >= height:
+                target[:] = 0.0
+                continue
+            source = x[n, c, 0, row]
+            for j in range(phase_w):
+                column = j * stride_w + f_w - pad_w
+                target[j] = source[column] if 0 <= column < width else 0.0
 
 
 def _pack_lanes(weight, groups, packed):
@@ -200,6 +225,7 @@ class _Forced:
     grad_input: str | None = None
     chunks: int | None = None
     winograd: bool = False
+    phase_winograd: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -289,9 +315,69 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
             and (forced.winograd or _finite(x, weight))):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
         return
+    if (_use_phase_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced)
+            and (forced.phase_winograd or _finite(x, weight))):
+        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
+        return
     layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
               out.reshape(-1), forced)
+
+
+def _phase_taps(kernel: int, stride: int) -> int:
+    return -(-kernel // stride)
+
+
+def _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
+    """Whether a convolution is 2D, strided along the rows or the columns, of dilation 1, and its stride phases see
+    3 x 3 taps each (kernel / stride rounds up to 3: AlexNet's 11 x 11 of stride 4): then it is the stride-1 3 x 3
+    convolution of its phase planes (``_phase_planes``; the taps past the kernel zero weights)."""
+    return (x_shape[2] == 1 and weight_shape[2] == 1 and stride[0] == 1 and padding[0] == 0
+            and max(stride[1:]) > 1 and tuple(dilation[1:]) == (1, 1)
+            and _phase_taps(weight_shape[3], stride[1]) == 3 and _phase_taps(weight_shape[4], stride[2]) == 3)
+
+
+def _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
+    """Winograd over the phase planes where it applies (``_phase_winograd_applies``) and pays on their channel
+    counts, or where forced (a ValueError where it does not apply)."""
+    applies = _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation)
+    if forced.phase_winograd:
+        if not applies:
+            raise ValueError("the phase-plane Winograd kernel computes 2D convolutions with a stride above 1, "
+                             "dilation 1 and kernel / stride rounding up to 3 along rows and columns only")
+        return True
+    if forced.algorithm is not None or forced.winograd or not applies:
+        return False
+    phases = stride[1] * stride[2]
+    return winograd.worthwhile((x_shape[0], x_shape[1] * phases), (weight_shape[0], weight_shape[1] * phases, 1),
+                               groups)
+
+
+def _phase_weight(weight, stride_h, stride_w):
+    """weight (O, Cg, 1, KH, KW) as the phase planes' (O, Cg * s_h * s_w, 1, 3, 3): tap (e_h s_h + f_h, e_w s_w +
+    f_w) of channel c is tap (e_h, e_w) of phase channel (c * s_h + f_h) * s_w + f_w; taps past the kernel zero."""
+    out_channels, group_in, _, kernel_h, kernel_w = weight.shape
+    spread = np.zeros((out_channels, group_in, 3 * stride_h, 3 * stride_w), weight.dtype)
+    spread[:, :, :kernel_h, :kernel_w] = weight[:, :, 0]
+    return np.ascontiguousarray(
+        spread.reshape(out_channels, group_in, 3, stride_h, 3, stride_w).transpose(0, 1, 3, 5, 2, 4)
+    ).reshape(out_channels, group_in * stride_h * stride_w, 1, 3, 3)
+
+
+def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
+    """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of the phase planes
+    (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
+    stride_h, stride_w = stride[1], stride[2]
+    phases = stride_h * stride_w
+    phase_weight = _derived(weight, ("phase weight", stride_h, stride_w),
+                            lambda: _phase_weight(weight, stride_h, stride_w))
+    if _frozen(weight):
+        _freeze(phase_weight)  # so that Winograd transforms it once too
+    batch, channels = x.shape[:2]
+    planes_shape = (batch, channels * phases, 1, out.shape[3] + 2, out.shape[4] + 2)
+    planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)
+    _phase_planes(x, padding[1], padding[2], stride_h, stride_w, planes)
+    winograd.conv_forward(planes, phase_weight, bias, out, (0, 0, 0), 1, 1, groups)
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
@@ -491,6 +577,12 @@ def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, d
     and padding at most 2 there, stride 1 along the depth); ValueError where it does not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(winograd=True))
+
+
+def conv_forward_phase_winograd(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` of a strided 2D convolution by Winograd over its stride phases (kernel / stride rounding
+    up to 3 along rows and columns, dilation 1); ValueError where it does not apply."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(phase_winograd=True))
 
 
 def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):

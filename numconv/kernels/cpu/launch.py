@@ -216,6 +216,11 @@ def freeze(array: np.ndarray) -> None:
         _frozen[id(owner)] = (weakref.ref(owner, lambda _, at=id(owner): _frozen.pop(at, None)), {})
 
 
+def frozen(array: np.ndarray) -> bool:
+    """Whether ``array`` views memory that :func:`freeze` froze."""
+    return _remembered(array) is not None
+
+
 def _remembered(source: np.ndarray):
     """The values derived from the frozen memory that ``source`` views, or None where it is not frozen."""
     owner = _owner(source)
