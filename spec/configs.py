@@ -109,6 +109,8 @@ PHASE_WINOGRAD_CONFIGS = (
     ConvConfig(2, 4, 4, (7, 8), (6, 5), stride=(2, 2), groups=2),
     ConvConfig(1, 2, 3, (9, 10), (3, 5), stride=(1, 2), padding=(1, 2)),
 )
+#: where the automatic choice takes it: 32 phase channels (8 x 2 x 2) and 32 output channels
+PHASE_WINOGRAD_AUTOMATIC_CONFIGS = (ConvConfig(1, 8, 32, (7, 7), (5, 5), stride=(2, 2)),)
 
 MAX_POOL_CONFIGS = (
     PoolConfig(2, 2, (9,), (3,), (2,), (1,)),

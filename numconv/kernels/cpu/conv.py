@@ -29,11 +29,13 @@ The three public functions are small dispatchers around the register-blocked mul
   ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products per sum (depth taps x input
   channels) goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so
   does its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
-  padding in each plane at most 2.
+  padding in each plane at most 2. A 2D forward pass strided along rows or columns whose stride phases see 3 x 3
+  taps each (AlexNet's 11 x 11 of stride 4) is the stride-1 3 x 3 convolution of its phase planes, and goes to
+  Winograd there too where their channel counts pay.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every one of them on
-configurations it serves.
+``*_phase_winograd``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every
+one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
@@ -55,7 +57,7 @@ from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import (
-    derived as _derived, fma as _fma_shape, freeze as _freeze, frozen as _frozen, prepared as _prepared,
+    derived as _derived, derived_array as _derived_array, fma as _fma_shape, prepared as _prepared,
     workspace as _workspace, zeros as _zeros,
 )
 
@@ -369,10 +371,9 @@ def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> No
     (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
     stride_h, stride_w = stride[1], stride[2]
     phases = stride_h * stride_w
-    phase_weight = _derived(weight, ("phase weight", stride_h, stride_w),
-                            lambda: _phase_weight(weight, stride_h, stride_w))
-    if _frozen(weight):
-        _freeze(phase_weight)  # so that Winograd transforms it once too
+    # frozen where the weight is, so that Winograd transforms it once too
+    phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
+                                  lambda: _phase_weight(weight, stride_h, stride_w))
     batch, channels = x.shape[:2]
     planes_shape = (batch, channels * phases, 1, out.shape[3] + 2, out.shape[4] + 2)
     planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)

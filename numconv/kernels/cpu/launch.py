@@ -216,11 +216,6 @@ def freeze(array: np.ndarray) -> None:
         _frozen[id(owner)] = (weakref.ref(owner, lambda _, at=id(owner): _frozen.pop(at, None)), {})
 
 
-def frozen(array: np.ndarray) -> bool:
-    """Whether ``array`` views memory that :func:`freeze` froze."""
-    return _remembered(array) is not None
-
-
 def _remembered(source: np.ndarray):
     """The values derived from the frozen memory that ``source`` views, or None where it is not frozen."""
     owner = _owner(source)
@@ -239,6 +234,20 @@ def derived(source: np.ndarray, key: tuple, compute):
     if view not in values:
         values[view] = compute()
     return values[view]
+
+
+def derived_array(source: np.ndarray, key: tuple, compute) -> np.ndarray:
+    """:func:`derived` for an array computed from ``source`` (a weight rearranged): where ``source`` is frozen, the
+    result is frozen too, so that what is derived from it in turn is kept as well."""
+    if _remembered(source) is None:
+        return compute()
+
+    def frozen_compute():
+        array = compute()
+        freeze(array)
+        return array
+
+    return derived(source, key, frozen_compute)
 
 
 def prepared(source: np.ndarray, tag: str, size: int, dtype, fill, key: tuple = ()) -> np.ndarray:
