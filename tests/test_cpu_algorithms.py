@@ -334,17 +334,29 @@ def _counting_fills(monkeypatch):
     return fills
 
 
-@pytest.mark.parametrize("variant", ["lanes", "rows", "winograd"])
+#: variant -> (kernel, x shape, weight shape, stride, padding, groups): weights packed (lanes), transposed (rows),
+#: Winograd-transformed; and a strided first layer's, spread over its stride phases and then transformed
+FROZEN_CASES = {
+    "lanes": ("conv_forward_lanes", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
+    "rows": ("conv_forward_rows", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
+    "winograd": ("conv_forward_winograd", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
+    "phase_winograd": ("conv_forward", (2, 3, 1, 23, 21), (32, 3, 1, 11, 11), (1, 4, 4), (0, 1, 0), 1),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FROZEN_CASES))
 def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng, monkeypatch):
+    kernel, x_shape, w_shape, stride, padding, groups = FROZEN_CASES[variant]
     fills = _counting_fills(monkeypatch)
-    run = getattr(cpu_conv, f"conv_forward_{variant}")
-    x = rng.standard_normal((2, 32, 1, 7, 6)).astype(np.float32)
-    w = rng.standard_normal((32, 16, 1, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(32).astype(np.float32)
+    run = getattr(cpu_conv, kernel)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    bias = rng.standard_normal(w_shape[0]).astype(np.float32)
     frozen = w.copy()
     F.freeze(frozen)
-    args = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 2)
-    want = np.empty((2, 32, 1, 7, 6), np.float32)
+    args = (stride, padding, (1, 1, 1), groups)
+    out_size = tuple((x_shape[a] + 2 * padding[a - 2] - w_shape[a]) // stride[a - 2] + 1 for a in (3, 4))
+    want = np.empty((x_shape[0], w_shape[0], 1) + out_size, np.float32)
     run(x, w, bias, want, *args)
     assert len(fills) == 1
     for call in range(3):
@@ -352,29 +364,8 @@ def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng,
         run(x, frozen, bias, out, *args)
         np.testing.assert_array_equal(out, want)
     assert len(fills) == 2  # once for the plain weight, once for all three calls with the frozen one
-    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
-                                   [(1, 1), (1, 1)], (1, 1), 2)
-    np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
-
-
-def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):
-    fills = _counting_fills(monkeypatch)
-    x = rng.standard_normal((2, 3, 1, 23, 21)).astype(np.float32)
-    w = rng.standard_normal((32, 3, 1, 11, 11)).astype(np.float32)
-    bias = rng.standard_normal(32).astype(np.float32)
-    frozen = w.copy()
-    F.freeze(frozen)
-    args = ((1, 4, 4), (0, 1, 0), (1, 1, 1), 1)
-    want = np.empty((2, 32, 1, 4, 3), np.float32)
-    cpu_conv.conv_forward(x, w, bias, want, *args)
-    assert fills == ["winograd weights"]
-    for call in range(3):
-        out = np.full_like(want, np.nan)
-        cpu_conv.conv_forward(x, frozen, bias, out, *args)
-        np.testing.assert_array_equal(out, want)
-    assert fills == ["winograd weights"] * 2  # the three calls with the frozen weight transform it once
-    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (4, 4),
-                           [(1, 1), (0, 0)], (1, 1), 1)
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, stride[1:],
+                           [(p, p) for p in padding[1:]], (1, 1), groups)
     np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
 
 
