@@ -496,11 +496,12 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
 def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups) -> None:
     (_, taps, _), = plan.phases  # stride 1: one phase, whose taps run backwards (the flipped kernel)
     flipped = _swapped(weight, groups)[:, :, _tap_slice(taps[0]), _tap_slice(taps[1]), _tap_slice(taps[2])]
-    # the flipped window's first tap lands (taps - 1) * dilation - padding before the input's first position
-    front = (weight.shape[2] - 1) * dilation[0] - padding[0]
+    # along each axis the flipped window's first tap lands (taps - 1) * dilation - padding before the input's first
+    # position (2 - padding in each plane)
+    flipped_padding = tuple((weight.shape[2 + axis] - 1) * dilation[axis] - padding[axis] for axis in range(3))
     no_bias = _zeros(grad_input.shape[1], grad_output.dtype.str)
-    winograd.conv_forward(grad_output, np.ascontiguousarray(flipped), no_bias, grad_input,
-                          (front, 2 - padding[1], 2 - padding[2]), 1, dilation[0], groups)
+    winograd.conv_forward(grad_output, np.ascontiguousarray(flipped), no_bias, grad_input, flipped_padding, 1,
+                          dilation[0], groups)
 
 
 def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):
