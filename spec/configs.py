@@ -83,8 +83,13 @@ PAIRED_LANES_CONFIGS = (
     # one position per sample, 7 samples: a whole strip whose results are stored straight from the accumulators
     ConvConfig(7, 1, 32, (3,), (3,)),
 )
+#: the weight gradient on it: besides those, two full 32-lane blocks with a whole strip of 7 columns (input channel,
+#: tap) and a partial one
+PAIRED_GRAD_WEIGHT_CONFIGS = PAIRED_LANES_CONFIGS + (ConvConfig(2, 3, 64, (5,), (3,)),)
 #: where the automatic choice takes the 32 x 7 kernel: 32 output channels summing 1024 products each (one position)
 PAIRED_AUTOMATIC_CONFIGS = (ConvConfig(1, 128, 32, (8,), (8,)),)
+#: and where the weight gradient's does: 32 output channels, a sum over 1024 positions
+PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS = (ConvConfig(4, 1, 32, (256,), (1,)),)
 
 #: the fused Winograd F(2x2, 3x3) kernel (3x3 windows at stride 1 in each plane): output sizes that leave partial
 #: edge tiles, asymmetric and wide padding, groups, more than 16 input and output channels (a second, partial block

@@ -28,7 +28,8 @@ from spec.cases import (
 from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
-    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS, PAIRED_LANES_CONFIGS,
+    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
+    PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS,
     PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS, POOL_LITERAL_CONFIGS, ROWS_FORWARD_CONFIGS,
     ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
     WINOGRAD_FORWARD_CONFIGS,
@@ -146,6 +147,8 @@ ENTRIES = (
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case, PAIRED_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
           backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_paired", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_dot", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward", max_pool_forward_case, POOL_LITERAL_CONFIGS),

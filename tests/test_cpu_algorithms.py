@@ -273,6 +273,34 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
     np.testing.assert_allclose(grad_w, want, rtol=2e-5, atol=2e-3)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, groups, paired", [
+    ((2, 3, 48, 48), (64, 3, 3, 3), 1, True),       # two blocks of 32 lanes, 2 x 46 x 46 positions: 2 chunks
+    ((1, 4, 34, 34), (64, 2, 3, 3), 2, True),       # 32 channels a group, 1024 positions
+    ((1, 4, 33, 34), (64, 2, 3, 3), 2, False),      # 992 positions: too short a sum
+    ((2, 3, 40, 40), (48, 3, 3, 3), 1, False),      # 48 channels fill 16-lane blocks, not 32-lane ones
+    ((2, 3, 40, 40), (16, 3, 3, 3), 1, False),
+])
+def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_shape, groups, paired, rng,
+                                                                    monkeypatch):
+    """Groups whose output channels fill 32-lane blocks, summing over at least 1024 positions, take the 32 x 7
+    kernel for the weight gradient, other layers 16 x 14; either way the values are the float64 sums'."""
+    from numconv.kernels.cpu import launch
+
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    out_size = tuple(s - 2 for s in x_shape[2:])
+    g = rng.standard_normal((x_shape[0], w_shape[0]) + out_size).astype(np.float32)
+    taken = []
+    monkeypatch.setattr(cpu_conv, "_fma_shape", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
+    grad_w = np.full(_five(w_shape), np.nan, np.float32)
+    cpu_conv.conv_grad_weight(g.reshape(_five(g.shape)), x.reshape(_five(x_shape)), grad_w, (1, 1, 1), (0, 0, 0),
+                              (1, 1, 1), groups)
+    assert taken == [(32, 7) if paired else (16, 14)]
+    want = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), (1, 1),
+                               [(0, 0), (0, 0)], (1, 1), groups)[1]
+    np.testing.assert_allclose(grad_w.reshape(w_shape), want, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("batch, paired", [(16, False), (20, True), (32, True), (33, False)])
 def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, rng, monkeypatch):
     """A weight of over 4 MiB is streamed once for 17 to 32 samples (the 32 x 7 kernel), in blocks of 16 otherwise;

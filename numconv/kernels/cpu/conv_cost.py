@@ -59,6 +59,15 @@ def lanes_shape(layout: Layout) -> tuple:
     return tuning.LANES, tuning.COLUMNS
 
 
+def grad_weight_shape(group_out: int, reduction: int) -> tuple:
+    """(lanes, columns) of the blocked kernel that the weight gradient runs for groups of ``group_out`` output
+    channels (its lanes) summing ``reduction`` terms (batch x output positions): 32 x 7 where
+    :func:`takes_paired`, else 16 x 14."""
+    if takes_paired(group_out, reduction):
+        return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
+    return tuning.LANES, tuning.COLUMNS
+
+
 @lru_cache(maxsize=256)
 def useful_shares(layout: Layout) -> dict:
     """The estimated share of useful work of each formulation that applies (see tuning.py)."""

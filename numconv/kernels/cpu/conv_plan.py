@@ -87,27 +87,29 @@ def rows_tables(layout: Layout, lanes: int):
 
 
 @lru_cache(maxsize=64)
-def reduction_tables(layout: Layout, forced_chunks=None):
-    """Tables for the weight gradient: blocks (chunk, group, 16 output channels), columns (input channel, tap),
-    the sum over (n, position) split into chunks."""
+def reduction_tables(layout: Layout, shape: tuple, forced_chunks=None):
+    """Tables for the weight gradient on the blocked kernel of ``shape`` (lanes, columns): blocks (chunk, group,
+    ``lanes`` output channels), columns (input channel, tap), the sum over (n, position) split into chunks."""
+    lanes, columns_per_task = shape
     taps, inputs, _ = offsets(layout)
     plane = layout.plane
     columns = layout.group_in * taps.size
     total = layout.batch * inputs.size
-    per_group = -(-layout.group_out // tuning.LANES)
-    base_tasks = layout.groups * per_group * -(-columns // tuning.COLUMNS)
-    chunks = max(-(-total // tuning.REDUCTION_CHUNK),
+    per_group = -(-layout.group_out // lanes)
+    base_tasks = layout.groups * per_group * -(-columns // columns_per_task)
+    longest = tuning.REDUCTION_CHUNK_ELEMENTS // lanes
+    chunks = max(-(-total // longest),
                  min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
     if forced_chunks is not None:
         chunks = min(forced_chunks, total)
     blocks = np.arange(chunks * layout.groups * per_group)
     chunk, within = blocks // (layout.groups * per_group), blocks % (layout.groups * per_group)
-    group, local = within // per_group, (within % per_group) * tuning.LANES
+    group, local = within // per_group, (within % per_group) * lanes
     n = np.arange(layout.batch)[:, None]
     kernel_size = columns  # the weight gradient's row: (input channel, tap)
     return dict(
-        voff=(np.arange(total) * tuning.LANES).astype(_U),
-        vb=(within * total * tuning.LANES).astype(_U),
+        voff=(np.arange(total) * lanes).astype(_U),
+        vb=(within * total * lanes).astype(_U),
         xr=(n * (layout.in_channels * plane) + inputs[None, :]).ravel().astype(_U),
         xc=(np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel().astype(_U),
         xb=(group * layout.group_in * plane).astype(_U),
@@ -115,7 +117,7 @@ def reduction_tables(layout: Layout, forced_chunks=None):
         rhi=((chunk + 1) * total // chunks).astype(_U),
         ocol=np.arange(columns).astype(_U),
         oblk=((chunk * layout.out_channels + group * layout.group_out + local) * kernel_size).astype(_U),
-        lanes=np.minimum(tuning.LANES, layout.group_out - local).astype(np.int64),
+        lanes=np.minimum(lanes, layout.group_out - local).astype(np.int64),
         chunks=chunks,
         per_group=per_group,
     )

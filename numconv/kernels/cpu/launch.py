@@ -96,9 +96,9 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
 def _shapes_for(model: str | None, dtype) -> list:
     """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (every shape without one):
     the 32 x 7 kernel only where a convolution's forward (lanes: a group's output channels, summing over its input
-    channels and taps) or its input gradient (the other way round) can take it (``conv_cost.takes_paired``), or a
-    dense layer's forward (``dense.streams_weight``), so that a model that never runs it leaves the cores to the
-    others."""
+    channels and taps), its input gradient (the other way round) or its weight gradient (a group's output channels,
+    summing over a training batch's positions: long) can take it (``conv_cost.takes_paired``), or a dense layer's
+    forward (``dense.streams_weight``), so that a model that never runs it leaves the cores to the others."""
     if model is None:
         return list(KERNELS)
     from numconv import layers, models
@@ -113,7 +113,8 @@ def _shapes_for(model: str | None, dtype) -> list:
         if isinstance(layer, layers._ConvNd):
             group_out, group_in = layer.weight.shape[0] // layer._options()["groups"], layer.weight.shape[1]
             taps = int(np.prod(layer.weight.shape[2:]))
-            paired |= takes_paired(group_out, group_in * taps) or takes_paired(group_in, group_out * taps)
+            paired |= (takes_paired(group_out, group_in * taps) or takes_paired(group_in, group_out * taps)
+                       or takes_paired(group_out, tuning.PAIRED_MIN_REDUCTION))
         if isinstance(layer, layers.Linear):
             paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
