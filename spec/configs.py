@@ -73,7 +73,7 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
     ConvConfig(1, 1, 16, (16,), (3,)),
 )
 
-#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 1024
+#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 768
 #: products and more): groups of 32 output channels (a full block; 32 input channels, for the input gradient), a
 #: whole strip of 7 positions and a partial one, two groups, padding, and a strip stored as vectors (entries last in
 #: the registry)

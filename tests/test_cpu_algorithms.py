@@ -85,9 +85,10 @@ def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, 
     ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide", "phases"),
     # LeNet's first layer: 6 output channels, rows of 28; the vectors run along the padded rows of each plane
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", "phases"),
-    # three input planes and whole blocks of output channels: long rows earn no bonus over the lanes
-    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "lanes", "phases"),
-    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "lanes", "phases"),
+    # three input planes: long rows earn no bonus over the lanes, but 64 positions per vector (four multiply-adds
+    # per number loaded) beat 16 channels per vector (one)
+    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide", "phases"),
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
@@ -117,6 +118,22 @@ def test_short_rows_run_along_the_padded_plane():
     assert conv_cost.rows_shape(layout, 64) == (28 * 32, "padded")
     (_, _, grad_layout), = plan.phases
     assert conv_cost.algorithm(grad_layout) == "wide"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
+    # AlexNet's second layer: 128 output channels a group on the 32 x 7 kernel; its input gradient's 48 channels a
+    # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel)
+    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "wide", (32, 7)),
+    # M5's fourth layer: 512 output channels summing 768 products each take the 32 x 7 kernel
+    ((32, 256, 31), (512, 256, 3), dict(padding=1), "lanes", (32, 7)),
+    ((32, 128, 31), (512, 128, 3), dict(padding=1), "lanes", (16, 14)),  # 384 products: 16 x 14
+])
+def test_the_estimates_weigh_each_kernels_speed(x_shape, w_shape, kwargs, grad_input, shape):
+    layout, plan = _layouts(x_shape, w_shape, **kwargs)
+    (_, _, grad_layout), = plan.phases
+    assert conv_cost.algorithm(grad_layout) == grad_input
+    assert conv_cost.algorithm(layout) == "lanes"
+    assert conv_cost.lanes_shape(layout) == shape
 
 
 def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():
@@ -275,14 +292,14 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
 
 @pytest.mark.parametrize("x_shape, w_shape, groups, paired", [
     ((2, 3, 48, 48), (64, 3, 3, 3), 1, True),       # two blocks of 32 lanes, 2 x 46 x 46 positions: 2 chunks
-    ((1, 4, 34, 34), (64, 2, 3, 3), 2, True),       # 32 channels a group, 1024 positions
-    ((1, 4, 33, 34), (64, 2, 3, 3), 2, False),      # 992 positions: too short a sum
+    ((1, 4, 30, 30), (64, 2, 3, 3), 2, True),       # 32 channels a group, 784 positions
+    ((1, 4, 29, 30), (64, 2, 3, 3), 2, False),      # 756 positions: too short a sum
     ((2, 3, 40, 40), (48, 3, 3, 3), 1, False),      # 48 channels fill 16-lane blocks, not 32-lane ones
     ((2, 3, 40, 40), (16, 3, 3, 3), 1, False),
 ])
 def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_shape, groups, paired, rng,
                                                                     monkeypatch):
-    """Groups whose output channels fill 32-lane blocks, summing over at least 1024 positions, take the 32 x 7
+    """Groups whose output channels fill 32-lane blocks, summing over at least 768 positions, take the 32 x 7
     kernel for the weight gradient, other layers 16 x 14; either way the values are the float64 sums'."""
     from numconv.kernels.cpu import launch
 

@@ -622,7 +622,7 @@ def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dil
 
 def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` with 32 output channels per block (the 32 x 7 kernel), which the automatic choice takes
-    for groups of 32 output channels and sums over at least 1024 positions."""
+    for groups of 32 output channels and sums over at least 768 positions."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _PAIRED)
 
 

@@ -80,7 +80,8 @@ def useful_shares(layout: Layout) -> dict:
     if layout.channel_offsets is None:
         used = min(layout.group_out, tuning.LANES)
         cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
-        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"]
+        kernel = tuning.PAIRED_EFFICIENCY if lanes_shape(layout)[0] == tuning.PAIRED_LANES else 1.0
+        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel
                          * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):
         lanes, columns = SHAPES[form]

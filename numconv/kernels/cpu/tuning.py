@@ -22,11 +22,20 @@ from numconv.kernels.cpu import blocked
 
 #: the ``lanes`` formulation takes the 32 x 7 kernel only for sums of at least this many products per output: it
 #: stores its results through a tile, which a short sum does not repay (AlexNet's first layer, 363 products: 1.2x
-#: slower than 16 x 14; its second, 1200: 1.1-1.15x faster)
-PAIRED_MIN_REDUCTION = 1024
+#: slower than 16 x 14; NiN's 1x1 layers, 192: 1.8-2x slower; M5's fourth layer, 768: 1.4x faster, C3D-small's
+#: third, 864: 1.3x faster, both on an AMD Zen 5)
+PAIRED_MIN_REDUCTION = 768
 
-#: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor
-EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.0}
+#: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor, and
+#: times ``PAIRED_EFFICIENCY`` for ``lanes`` on the 32 x 7 kernel. The factors are the kernels' own speeds: the
+#: 16 x 14 kernel loads one broadcast number per vector multiply-add, the 32 x 7 one per two and the 64 x 4 one
+#: per four, which a CPU running two 512-bit multiply-adds a cycle (AMD Zen 5, the AVX-512 Xeons) feels: measured
+#: there over 20 layers of the zoo and the anchor suite, 64 x 4 ran 1.2-1.4x faster than 16 x 14 at equal useful
+#: work (the anchor suite's video_c1, 3 -> 64 channels 3x3x3: 28.7 ms against 39 by lanes; AlexNet's second
+#: layer's input gradient: 23.6 against 28.5), and the estimates with these factors chose within 10% of the
+#: fastest formulation on all 40 forward and input-gradient calls
+EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.2}
+PAIRED_EFFICIENCY = 1.2
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
 #: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
 #: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``
