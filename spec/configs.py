@@ -116,6 +116,19 @@ PHASE_WINOGRAD_CONFIGS = (
 )
 #: where the automatic choice takes it: 32 phase channels (8 x 2 x 2) and 32 output channels
 PHASE_WINOGRAD_AUTOMATIC_CONFIGS = (ConvConfig(1, 8, 32, (7, 7), (5, 5), stride=(2, 2)),)
+#: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
+#: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or
+#: are 1 along one
+PHASES_CONFIGS = (
+    ConvConfig(1, 1, 4, (30,), (8,), stride=(4,)),
+    ConvConfig(1, 2, 3, (17,), (5,), stride=(2,), padding=(1,)),
+    ConvConfig(1, 2, 3, (9, 10), (5, 6), stride=(2, 2), padding=(1, 2)),
+    ConvConfig(2, 4, 4, (7, 8), (3, 2), stride=(2, 3), groups=2),
+    ConvConfig(1, 2, 3, (6, 11), (3, 4), stride=(1, 3), padding=(1, 1)),
+)
+#: where the automatic choice takes them: M5's first layer in small, 8 taps at stride 4 (4 phase planes, output rows
+#: of 65 positions)
+PHASES_AUTOMATIC_CONFIGS = (ConvConfig(1, 1, 8, (264,), (8,), stride=(4,)),)
 
 MAX_POOL_CONFIGS = (
     PoolConfig(2, 2, (9,), (3,), (2,), (1,)),

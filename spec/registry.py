@@ -29,9 +29,9 @@ from spec.check import Case
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
-    PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS,
-    PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS, POOL_LITERAL_CONFIGS, ROWS_FORWARD_CONFIGS,
-    ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
+    PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
+    PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS, POOL_LITERAL_CONFIGS,
+    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
     WINOGRAD_FORWARD_CONFIGS,
 )
 from spec.ops import ShapeConfig
@@ -71,6 +71,7 @@ ENTRIES = (
           backends=("cpu",)),
     Entry("conv", "conv_grad_input_winograd", conv_grad_input_case, WINOGRAD_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_phase_winograd", conv_forward_case, PHASE_WINOGRAD_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_phases", conv_forward_case, PHASES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_gather", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
@@ -145,8 +146,8 @@ ENTRIES = (
           tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
-    Entry("conv", "conv_forward", conv_forward_case, PAIRED_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
-          backends=("cpu",)),
+    Entry("conv", "conv_forward", conv_forward_case,
+          PAIRED_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight_paired", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),

@@ -113,6 +113,22 @@ def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w
     assert not cpu_conv._use_phase_winograd(x5, w5, strides, (0, 0, 0), (1, 1, 1), 1, cpu_conv._Forced("lanes"))
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,dilation,chosen", [
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, True),   # M5's first layer: 4 phase planes, rows of 3981 positions
+    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, True),
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 2, False),  # dilated: the phases would interleave
+    ((8, 16, 64, 64), (32, 16, 3, 3), 2, 1, False),     # 64 phase channels of 2 x 2 taps: 44% of them zero weights
+])
+def test_strided_layers_run_over_their_phase_planes_where_rows_pay(x_shape, w_shape, stride, dilation, chosen):
+    x5, w5 = _five(x_shape), _five(w_shape)
+    strides = (1, 1, stride) if x_shape[2] == 1 else (1, stride, stride)
+    dilations = (1, 1, dilation) if x_shape[2] == 1 else (1, dilation, dilation)
+    out = tuple((x5[a] - dilations[a - 2] * (w5[a] - 1) - 1) // strides[a - 2] + 1 for a in (2, 3, 4))
+    layout = conv_layout.forward_layout(x5, w5, out, strides, (0, 0, 0), dilations, 1)
+    assert cpu_conv._use_phases(layout, x5, w5, (0, 0, 0), cpu_conv._AUTOMATIC) is chosen
+    assert not cpu_conv._use_phases(layout, x5, w5, (0, 0, 0), cpu_conv._Forced("lanes"))
+
+
 def test_short_rows_run_along_the_padded_plane():
     layout, plan = _layouts((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
     assert conv_cost.rows_shape(layout, 64) == (28 * 32, "padded")
@@ -174,6 +190,11 @@ def _applies(case, variant) -> bool:
             layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
+    if variant == "phases":
+        x_shape, w_shape, stride, padding, dilation, _ = case
+        ndim = len(x_shape) - 2
+        return cpu_conv._phases_apply(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
+                                      _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
     if variant == "phase_winograd":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
@@ -189,7 +210,7 @@ def _applies(case, variant) -> bool:
     return True
 
 
-VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phase_winograd")
+VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phase_winograd", "phases")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -215,7 +236,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
         "subpixel": (c.conv_forward, c.conv_grad_input_subpixel, c.conv_grad_weight),
         "split": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split),
         "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight),
-        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight)}[variant]
+        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight),
+        "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)
@@ -386,6 +408,7 @@ FROZEN_CASES = {
     "rows": ("conv_forward_rows", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
     "winograd": ("conv_forward_winograd", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
     "phase_winograd": ("conv_forward", (2, 3, 1, 23, 21), (32, 3, 1, 11, 11), (1, 4, 4), (0, 1, 0), 1),
+    "phases": ("conv_forward_phases", (2, 3, 1, 9, 21), (32, 3, 1, 3, 8), (1, 1, 4), (0, 1, 0), 1),
 }
 
 

@@ -31,11 +31,13 @@ The three public functions are small dispatchers around the register-blocked mul
   does its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
   padding in each plane at most 2. A 2D forward pass strided along rows or columns whose stride phases see 3 x 3
   taps each (AlexNet's 11 x 11 of stride 4) is the stride-1 3 x 3 convolution of its phase planes, and goes to
-  Winograd there too where their channel counts pay.
+  Winograd there too where their channel counts pay. Other strided 1D and 2D convolutions run over their phase
+  planes on the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row
+  formulations, which a strided layer cannot (M5's first layer, 80 taps at stride 4).
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phase_winograd``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry proves every
-one of them on configurations it serves.
+``*_phase_winograd``, ``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry
+proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
@@ -46,14 +48,14 @@ gradient's phases or sub-pixel form).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import tuning, winograd
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, grad_weight_shape, lanes_shape, rows_shape, useful_shares,
+    SHAPES, algorithm, best_use, grad_weight_shape, lanes_shape, rows_shape, useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
@@ -69,7 +71,7 @@ __all__ = [
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
-    "conv_forward_phase_winograd",
+    "conv_forward_phase_winograd", "conv_forward_phases",
 ]
 
 _U = np.uint64
@@ -234,6 +236,7 @@ class _Forced:
     chunks: int | None = None
     winograd: bool = False
     phase_winograd: bool = False
+    phases: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -328,6 +331,9 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
         _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
         return
     layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
+    if _use_phases(layout, x.shape, weight.shape, padding, forced):
+        _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
+        return
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
               out.reshape(-1), forced)
 
@@ -336,12 +342,18 @@ def _phase_taps(kernel: int, stride: int) -> int:
     return -(-kernel // stride)
 
 
-def _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
-    """Whether a convolution is 2D, strided along the rows or the columns, of dilation 1, and its stride phases see
-    3 x 3 taps each (kernel / stride rounds up to 3: AlexNet's 11 x 11 of stride 4): then it is the stride-1 3 x 3
-    convolution of its phase planes (``_phase_planes``; the taps past the kernel zero weights)."""
+def _phases_apply(x_shape, weight_shape, stride, padding, dilation) -> bool:
+    """Whether a convolution is 1D or 2D, strided along the rows or the columns, of dilation 1: then it is the
+    stride-1 convolution of its phase planes (``_phase_planes``), whose windows are kernel / stride taps rounded up
+    (the taps past the kernel zero weights)."""
     return (x_shape[2] == 1 and weight_shape[2] == 1 and stride[0] == 1 and padding[0] == 0
-            and max(stride[1:]) > 1 and tuple(dilation[1:]) == (1, 1)
+            and max(stride[1:]) > 1 and tuple(dilation[1:]) == (1, 1))
+
+
+def _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
+    """Whether the phase planes of a convolution (``_phases_apply``) see 3 x 3 taps each (kernel / stride rounds up
+    to 3: AlexNet's 11 x 11 of stride 4): then Winograd's kernel computes their convolution."""
+    return (_phases_apply(x_shape, weight_shape, stride, padding, dilation)
             and _phase_taps(weight_shape[3], stride[1]) == 3 and _phase_taps(weight_shape[4], stride[2]) == 3)
 
 
@@ -362,28 +374,73 @@ def _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups
 
 
 def _phase_weight(weight, stride_h, stride_w):
-    """weight (O, Cg, 1, KH, KW) as the phase planes' (O, Cg * s_h * s_w, 1, 3, 3): tap (e_h s_h + f_h, e_w s_w +
-    f_w) of channel c is tap (e_h, e_w) of phase channel (c * s_h + f_h) * s_w + f_w; taps past the kernel zero."""
+    """weight (O, Cg, 1, KH, KW) as the phase planes' (O, Cg * s_h * s_w, 1, TH, TW), T = K / s rounded up: tap
+    (e_h s_h + f_h, e_w s_w + f_w) of channel c is tap (e_h, e_w) of phase channel (c * s_h + f_h) * s_w + f_w;
+    taps past the kernel zero."""
     out_channels, group_in, _, kernel_h, kernel_w = weight.shape
-    spread = np.zeros((out_channels, group_in, 3 * stride_h, 3 * stride_w), weight.dtype)
+    taps_h, taps_w = _phase_taps(kernel_h, stride_h), _phase_taps(kernel_w, stride_w)
+    spread = np.zeros((out_channels, group_in, taps_h * stride_h, taps_w * stride_w), weight.dtype)
     spread[:, :, :kernel_h, :kernel_w] = weight[:, :, 0]
     return np.ascontiguousarray(
-        spread.reshape(out_channels, group_in, 3, stride_h, 3, stride_w).transpose(0, 1, 3, 5, 2, 4)
-    ).reshape(out_channels, group_in * stride_h * stride_w, 1, 3, 3)
+        spread.reshape(out_channels, group_in, taps_h, stride_h, taps_w, stride_w).transpose(0, 1, 3, 5, 2, 4)
+    ).reshape(out_channels, group_in * stride_h * stride_w, 1, taps_h, taps_w)
+
+
+def _split_into_phases(x, weight, out_shape, stride, padding):
+    """(phase planes (N, C * s_h * s_w, 1, OH + TH - 1, OW + TW - 1), phase weights), the phase weights frozen
+    where the weight is (so that a formulation packs them, or Winograd transforms them, once too)."""
+    stride_h, stride_w = stride[1], stride[2]
+    phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
+                                  lambda: _phase_weight(weight, stride_h, stride_w))
+    batch, channels = x.shape[:2]
+    planes_shape = (batch, channels * stride_h * stride_w, 1, out_shape[3] + phase_weight.shape[3] - 1,
+                    out_shape[4] + phase_weight.shape[4] - 1)
+    planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)
+    _phase_planes(x, padding[1], padding[2], stride_h, stride_w, planes)
+    return planes, phase_weight
+
+
+def _phase_layout(x_shape, weight_shape, out_shape, stride, groups) -> Layout:
+    """The layout of the stride-1 convolution of a strided one's phase planes (``_split_into_phases``)."""
+    phases = stride[1] * stride[2]
+    taps = (1, _phase_taps(weight_shape[3], stride[1]), _phase_taps(weight_shape[4], stride[2]))
+    planes = (x_shape[0], x_shape[1] * phases, 1, out_shape[3] + taps[1] - 1, out_shape[4] + taps[2] - 1)
+    return forward_layout(planes, (weight_shape[0], weight_shape[1] * phases) + taps, tuple(out_shape[2:]),
+                          (1, 1, 1), (0, 0, 0), (1, 1, 1), groups)
+
+
+def _use_phases(layout: Layout, x_shape, weight_shape, padding, forced: _Forced) -> bool:
+    """The blocked kernels over the phase planes (``_phases_apply``) where their best formulation's estimate, times
+    the share of real taps among the phases' (K / (T s) per axis), beats the strided layout's by
+    ``tuning.ADVANTAGE`` (M5's first layer, 80 taps at stride 4: 4 phase planes, whose output rows of 3981 take
+    the wide kernel instead of lanes with scalar stores: 1.5-1.9x faster), or where forced."""
+    applies = _phases_apply(x_shape, weight_shape, layout.stride, padding, layout.dilation)
+    if forced.phases:
+        if not applies:
+            raise ValueError("the phase planes serve 1D and 2D convolutions with a stride above 1 and dilation 1 "
+                             "along rows and columns only")
+        return True
+    if forced.algorithm is not None or not applies:
+        return False
+    phased = _phase_layout(x_shape, weight_shape, (0, 0) + tuple(layout.positions), layout.stride, layout.groups)
+    real_taps = math.prod(layout.kernel) / math.prod(phased.kernel) / (layout.stride[1] * layout.stride[2])
+    return best_use(phased) * real_taps > best_use(layout) * tuning.ADVANTAGE
+
+
+def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Forced) -> None:
+    """``conv_forward`` of a strided convolution as the stride-1 convolution of its phase planes, on the blocked
+    kernels (``_use_phases``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
+    planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
+    layout = _phase_layout(x.shape, weight.shape, out.shape, stride, groups)
+    automatic = replace(forced, phases=False)
+    _convolve(_padded(planes, (0, 0, 0), layout.padded, slack=_slack(layout, automatic)), layout, phase_weight, bias,
+              out.reshape(-1), automatic)
 
 
 def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
     """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of the phase planes
     (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
-    stride_h, stride_w = stride[1], stride[2]
-    phases = stride_h * stride_w
-    # frozen where the weight is, so that Winograd transforms it once too
-    phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
-                                  lambda: _phase_weight(weight, stride_h, stride_w))
-    batch, channels = x.shape[:2]
-    planes_shape = (batch, channels * phases, 1, out.shape[3] + 2, out.shape[4] + 2)
-    planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)
-    _phase_planes(x, padding[1], padding[2], stride_h, stride_w, planes)
+    planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
     winograd.conv_forward(planes, phase_weight, bias, out, (0, 0, 0), 1, 1, groups)
 
 
@@ -592,6 +649,12 @@ def conv_forward_phase_winograd(x, weight, bias, out, stride, padding, dilation,
     """``conv_forward`` of a strided 2D convolution by Winograd over its stride phases (kernel / stride rounding
     up to 3 along rows and columns, dilation 1); ValueError where it does not apply."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(phase_winograd=True))
+
+
+def conv_forward_phases(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` of a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the
+    blocked kernels (their formulation chosen as usual)."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(phases=True))
 
 
 def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):
