@@ -34,6 +34,11 @@ def is_device_array(array) -> bool:
 
 def backend_of(*arrays) -> str:
     """``'cpu'`` or ``'cuda'`` for the given arrays (``None`` entries are ignored); mixing the two is a TypeError."""
+    for array in arrays:  # the common case, NumPy arrays alone: answered without building a set
+        if array is not None and type(array) is not np.ndarray:
+            break
+    else:
+        return "cpu"
     found = set()
     for array in arrays:
         if array is None:
@@ -70,10 +75,18 @@ def _cuda():
     return cuda
 
 
+#: the CPU kernel package, once imported (every operation asks for it: an import call each time cost microseconds);
+#: the CUDA package is looked up each time, since whether it can run is checked each time
+_cpu_package = None
+
+
 def kernels(backend: str):
     """The kernel package of ``backend``. For ``'cuda'`` a RuntimeError explains a missing numba-cuda or GPU."""
+    global _cpu_package
     if backend == "cpu":
-        return importlib.import_module("numconv.kernels.cpu")
+        if _cpu_package is None:
+            _cpu_package = importlib.import_module("numconv.kernels.cpu")
+        return _cpu_package
     if backend == "cuda":
         _cuda()
         return importlib.import_module("numconv.kernels.cuda")
