@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import numconv.functional as F
+from numconv.kernels.cpu import conv as cpu_conv
+from numconv.kernels.cpu import conv_layout
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -70,6 +72,18 @@ OPS = {
     "local_response_norm": (F.local_response_norm, F.local_response_norm_backward, TF.local_response_norm,
                             [(2, 7, 3, 3)], dict(size=5, alpha=1e-2, beta=0.75, k=2.0)),
 }
+
+
+def test_inputs_that_only_the_phase_planes_zero_taps_read_stay_out_of_the_output():
+    """A strided layer run over its phase planes (6 taps at stride 4: 8 phase taps, the last two zero weights) reads
+    the inputs past its last window with those zero taps: an infinity there must not make a NaN."""
+    x = np.ones((2, 1, 68), np.float32)
+    x[:, :, 66:] = [np.inf, np.nan]  # past the last window (outputs read x[4t: 4t + 6], t < 16)
+    w = np.ones((8, 1, 6), np.float32)
+    layout = conv_layout.forward_layout((2, 1, 1, 1, 68), (8, 1, 1, 1, 6), (1, 1, 16), (1, 1, 4), (0, 0, 0),
+                                        (1, 1, 1), 1)
+    assert cpu_conv._use_phases(layout, (2, 1, 1, 1, 68), (8, 1, 1, 1, 6), (0, 0, 0), cpu_conv._AUTOMATIC)
+    np.testing.assert_array_equal(F.conv1d(x, w, stride=4), np.full((2, 8, 16), 6.0, np.float32))
 
 
 def _rows():

@@ -331,7 +331,8 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
         _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
         return
     layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
-    if _use_phases(layout, x.shape, weight.shape, padding, forced):
+    # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
+    if _use_phases(layout, x.shape, weight.shape, padding, forced) and (forced.phases or _finite(x)):
         _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
         return
     _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
