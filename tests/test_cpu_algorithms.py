@@ -190,16 +190,12 @@ def _applies(case, variant) -> bool:
             layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
-    if variant == "phases":
+    if variant in ("phases", "phase_winograd"):
+        applies = cpu_conv._phases_apply if variant == "phases" else cpu_conv._phase_winograd_applies
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
-        return cpu_conv._phases_apply(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
-                                      _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
-    if variant == "phase_winograd":
-        x_shape, w_shape, stride, padding, dilation, _ = case
-        ndim = len(x_shape) - 2
-        return cpu_conv._phase_winograd_applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
-                                                _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
+        return applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1), _triple(padding, ndim, 0),
+                       _triple(dilation, ndim, 1))
     if variant == "winograd":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2

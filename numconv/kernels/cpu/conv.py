@@ -55,7 +55,7 @@ from numba import njit, prange
 
 from numconv.kernels.cpu import tuning, winograd
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, best_use, grad_weight_shape, lanes_shape, rows_shape, useful_shares,
+    SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
@@ -393,20 +393,24 @@ def _split_into_phases(x, weight, out_shape, stride, padding):
     stride_h, stride_w = stride[1], stride[2]
     phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
                                   lambda: _phase_weight(weight, stride_h, stride_w))
-    batch, channels = x.shape[:2]
-    planes_shape = (batch, channels * stride_h * stride_w, 1, out_shape[3] + phase_weight.shape[3] - 1,
-                    out_shape[4] + phase_weight.shape[4] - 1)
+    planes_shape = _planes_shape(x.shape, weight.shape, out_shape, stride)
     planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)
     _phase_planes(x, padding[1], padding[2], stride_h, stride_w, planes)
     return planes, phase_weight
 
 
+def _planes_shape(x_shape, weight_shape, out_shape, stride) -> tuple:
+    """The phase planes' shape (N, C * s_h * s_w, 1, OH + TH - 1, OW + TW - 1): each phase's stride-1 windows of
+    T = K / s taps (rounded up) over the output's positions."""
+    taps_h, taps_w = _phase_taps(weight_shape[3], stride[1]), _phase_taps(weight_shape[4], stride[2])
+    return (x_shape[0], x_shape[1] * stride[1] * stride[2], 1, out_shape[3] + taps_h - 1, out_shape[4] + taps_w - 1)
+
+
 def _phase_layout(x_shape, weight_shape, out_shape, stride, groups) -> Layout:
     """The layout of the stride-1 convolution of a strided one's phase planes (``_split_into_phases``)."""
-    phases = stride[1] * stride[2]
     taps = (1, _phase_taps(weight_shape[3], stride[1]), _phase_taps(weight_shape[4], stride[2]))
-    planes = (x_shape[0], x_shape[1] * phases, 1, out_shape[3] + taps[1] - 1, out_shape[4] + taps[2] - 1)
-    return forward_layout(planes, (weight_shape[0], weight_shape[1] * phases) + taps, tuple(out_shape[2:]),
+    return forward_layout(_planes_shape(x_shape, weight_shape, out_shape, stride),
+                          (weight_shape[0], weight_shape[1] * stride[1] * stride[2]) + taps, tuple(out_shape[2:]),
                           (1, 1, 1), (0, 0, 0), (1, 1, 1), groups)
 
 
@@ -581,7 +585,7 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     buf = _padded(x, padding, layout.padded)
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])
-    shape = forced.lanes_shape or grad_weight_shape(layout.group_out, batch * positions)
+    shape = forced.lanes_shape or paired_shape(layout.group_out, batch * positions)
     lanes = shape[0]
     t = reduction_tables(layout, shape, forced.chunks)
     dtype = x.dtype

@@ -51,21 +51,19 @@ def takes_paired(channels: int, reduction: int) -> bool:
             and _use(channels, tuning.PAIRED_LANES) >= _use(channels, tuning.LANES))
 
 
+def paired_shape(channels: int, reduction: int) -> tuple:
+    """(lanes, columns) of the blocked kernel for blocks of ``channels`` lane channels whose outputs each sum
+    ``reduction`` terms: 32 x 7 where :func:`takes_paired`, else 16 x 14. The ``lanes`` formulation asks with a
+    group's output channels and its products per output; the weight gradient with a group's output channels and the
+    batch's positions."""
+    if takes_paired(channels, reduction):
+        return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
+    return tuning.LANES, tuning.COLUMNS
+
+
 def lanes_shape(layout: Layout) -> tuple:
-    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs: 32 x 7 where
-    :func:`takes_paired`, else 16 x 14."""
-    if takes_paired(layout.group_out, layout.group_in * math.prod(layout.kernel)):
-        return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
-    return tuning.LANES, tuning.COLUMNS
-
-
-def grad_weight_shape(group_out: int, reduction: int) -> tuple:
-    """(lanes, columns) of the blocked kernel that the weight gradient runs for groups of ``group_out`` output
-    channels (its lanes) summing ``reduction`` terms (batch x output positions): 32 x 7 where
-    :func:`takes_paired`, else 16 x 14."""
-    if takes_paired(group_out, reduction):
-        return tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
-    return tuning.LANES, tuning.COLUMNS
+    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs (:func:`paired_shape`)."""
+    return paired_shape(layout.group_out, layout.group_in * math.prod(layout.kernel))
 
 
 @lru_cache(maxsize=256)

@@ -65,9 +65,9 @@ SUBPIXEL_ADVANTAGE = 1.05
 
 #: the weight gradient sums over batch x positions; its packed output gradient (positions x lanes) is read by every
 #: strip of columns, so the sum is split into chunks of at most this many of those elements (512 KB of float32:
-#: half a second-level cache; whole megabytes measured up to 1.5x slower where strips are many, as in C3D's first
-#: layer), each task summing at most that / lanes terms in the input's dtype (partial sums are then added in
-#: float64), and split further until there are enough tasks
+#: half a second-level cache; a whole megabyte measured 1.2-1.4x slower on the anchor suite's video_c1, whose 81
+#: columns make many strips), each task summing at most that / lanes terms in the input's dtype (partial sums are
+#: then added in float64), and split further until there are enough tasks
 REDUCTION_CHUNK_ELEMENTS = 2 ** 17
 REDUCTION_MIN_CHUNK = 64
 MIN_TASKS = 8
