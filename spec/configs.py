@@ -183,6 +183,20 @@ POOL_LITERAL_CONFIGS = (
     PoolConfig(1, 1, (3, 14), (2, 3), (1, 4)),
 )
 
+#: the CPU's rows route (``numconv.kernels.cpu.pool.ROW_WINDOWS``: no padding, rows of 16 outputs or more, each window
+#: compiled with its own sizes): every window of it, AlexNet's 3 x 3 of stride 2 over several rows (the rows whose
+#: input reaches on past the row's end, and the last, which stops at it) and widened where ceil_mode's last window
+#: overhangs
+ROW_WINDOW_CONFIGS = (
+    PoolConfig(1, 1, (7, 33), (3, 3), (2, 2)),
+    PoolConfig(1, 1, (3, 34), (3, 3), (2, 2), ceil_mode=True),
+    PoolConfig(1, 1, (2, 2, 33), (2, 2, 2), (2, 2, 2)),
+    PoolConfig(1, 2, (2, 32), (2, 2), (2, 2)),
+    PoolConfig(1, 1, (32,), (2,), (2,)),
+    PoolConfig(1, 1, (34,), (3,), (2,), ceil_mode=True),
+    PoolConfig(1, 1, (66,), (4,), (4,)),
+)
+
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), more than 16 samples, and more input features than a 64-lane block
 LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)),

@@ -31,8 +31,8 @@ from spec.configs import (
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS, POOL_LITERAL_CONFIGS,
-    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WINOGRAD_CONFIGS,
-    WINOGRAD_FORWARD_CONFIGS,
+    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SUBPIXEL_CONFIGS, TRANSPOSED_CONFIGS,
+    WIDE_CONFIGS, WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -157,6 +157,9 @@ ENTRIES = (
     Entry("pool", "max_pool_backward", max_pool_backward_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, POOL_LITERAL_CONFIGS),
+    Entry("pool", "max_pool_forward", max_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "avg_pool_forward", avg_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
 )
 
 

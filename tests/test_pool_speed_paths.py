@@ -3,12 +3,12 @@ kernel) gives the values of the call with indices, NaN, infinities, ties and sig
 values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
 planes widened where ceil_mode's last windows overhang, whole-window passes (each window of ``WHOLE_WINDOWS``),
 tap-by-tap passes (dilation, other windows), border columns computed window by window; the average's backward
-summed in float64."""
+summed in float64; the rows route (each window of ``ROW_WINDOWS``, no padding, long rows, widened or not)."""
 import numpy as np
 import pytest
 
 import numconv.functional as F
-from numconv.kernels.cpu.pool import WHOLE_WINDOWS
+from numconv.kernels.cpu.pool import ROW_WINDOWS, WHOLE_WINDOWS, _row_window
 from tests import naive
 
 torch = pytest.importorskip("torch")
@@ -159,3 +159,33 @@ def test_each_window_taken_whole_meets_torch_on_long_rows(window, rng):
     (grad,) = backward(g, x, **options)
     want_grad = naive.avg_pool_backward(g.astype(np.float64), x.astype(np.float64), *args)
     np.testing.assert_allclose(grad, want_grad, rtol=6e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("window", ROW_WINDOWS)
+def test_each_window_of_the_rows_route_meets_torch(window, rng):
+    """Rows of 21 outputs without padding, and of 22 with ceil_mode's last window overhanging the input (pooled
+    from a widened copy), for every window of the rows route: max values and indices equal PyTorch's, NaN, ties and
+    signed zeros included, and averages the float64 reference's."""
+    depth, height, width, step = window
+    ndim = 3 if depth > 1 else 2 if height > 1 else 1
+    kernel, stride = (depth, height, width)[3 - ndim:], (step,) * ndim
+    for extra, ceil_mode in ((0, False), (1, True)):
+        spatial = (depth * 2 + 1, height + 5, step * 20 + width + extra)[3 - ndim:]
+        options = dict(kernel_size=kernel, stride=stride, ceil_mode=ceil_mode)
+        x = _special_input(rng, (2, 3) + spatial, np.float32)
+        values, indices = MAX_POOL[ndim](x, return_indices=True, **options)
+        geometry = [(lead,) * (3 - ndim) + tuple(v) for lead, v in ((1, kernel), (1, stride), (0, (0,) * ndim),
+                                                                     (1, (1,) * ndim))]
+        assert _row_window(values.shape[-1], *geometry) is not None
+        want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+        assert values.shape[-1] == 21 + extra
+        np.testing.assert_array_equal(values, want.numpy())
+        np.testing.assert_array_equal(indices, want_indices.numpy())
+        only_values = MAX_POOL[ndim](x, **options)
+        np.testing.assert_array_equal(only_values, want.numpy())
+        numbers = ~np.isnan(only_values)
+        np.testing.assert_array_equal(np.signbit(only_values[numbers]), np.signbit(want.numpy()[numbers]))
+        x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+        y = AVG_POOL[ndim][0](x, **options)
+        args = (list(kernel), list(stride), [0] * ndim, ceil_mode, True)
+        np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), *args), rtol=6e-8, atol=1e-12)

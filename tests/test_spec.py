@@ -70,6 +70,22 @@ def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
     assert set(WHOLE_WINDOWS) <= checked, set(WHOLE_WINDOWS) - checked
 
 
+@pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "avg_pool_forward"])
+def test_every_window_of_the_cpu_rows_route_meets_the_spec(name):
+    """The rows route compiles each window of ROW_WINDOWS with its sizes as constants: each must have a row in the
+    registry that the route takes (by the route's own rule), or a wrong constant in one of them would pass."""
+    from numconv.kernels.cpu.pool import ROW_WINDOWS, _row_window
+
+    checked = set()
+    for row in registry.rows(["cpu"]):
+        if row.kernel_name == name:
+            axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
+            sizes = [tuple(getattr(a, field) for a in axes) for field in ("kernel", "stride", "pad_left", "dilation")]
+            if _row_window(axes[-1].out_size, *sizes) is not None:
+                checked.add((*sizes[0], sizes[1][2]))
+    assert set(ROW_WINDOWS) <= checked, set(ROW_WINDOWS) - checked
+
+
 def test_registry_spans_dimensions_groups_and_ceil_mode():
     convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}
