@@ -197,6 +197,15 @@ ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (66,), (4,), (4,)),
 )
 
+#: the average's backward by the CPU's tiling route (windows as long as their strides, no padding: each width of
+#: ``numconv.kernels.cpu.pool.TILE_WIDTHS``): a last window that overhangs the input (ceil_mode), and inputs that no
+#: window reaches (floor mode's last slice, row and column)
+TILE_CONFIGS = (
+    PoolConfig(1, 1, (3, 10), (3, 3), (3, 3), ceil_mode=True),
+    PoolConfig(1, 2, (3, 5, 9), (2, 2, 2), (2, 2, 2)),
+    PoolConfig(1, 1, (11,), (4,), (4,), ceil_mode=True),
+)
+
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), more than 16 samples, and more input features than a 64-lane block
 LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)),

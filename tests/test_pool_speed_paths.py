@@ -3,12 +3,13 @@ kernel) gives the values of the call with indices, NaN, infinities, ties and sig
 values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
 planes widened where ceil_mode's last windows overhang, whole-window passes (each window of ``WHOLE_WINDOWS``),
 tap-by-tap passes (dilation, other windows), border columns computed window by window; the average's backward
-summed in float64; the rows route (each window of ``ROW_WINDOWS``, no padding, long rows, widened or not)."""
+summed in float64; the rows route (each window of ``ROW_WINDOWS``, no padding, long rows, widened or not); the
+average's backward over windows that tile the input."""
 import numpy as np
 import pytest
 
 import numconv.functional as F
-from numconv.kernels.cpu.pool import ROW_WINDOWS, WHOLE_WINDOWS, _row_window
+from numconv.kernels.cpu.pool import ROW_WINDOWS, TILE_WIDTHS, WHOLE_WINDOWS, _row_window, _tile_width
 from tests import naive
 
 torch = pytest.importorskip("torch")
@@ -189,3 +190,28 @@ def test_each_window_of_the_rows_route_meets_torch(window, rng):
         y = AVG_POOL[ndim][0](x, **options)
         args = (list(kernel), list(stride), [0] * ndim, ceil_mode, True)
         np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), *args), rtol=6e-8, atol=1e-12)
+
+
+TORCH_AVG_POOL = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d,
+                  3: torch.nn.functional.avg_pool3d}
+
+
+@pytest.mark.parametrize("width", TILE_WIDTHS)
+def test_the_average_backward_over_tiling_windows_is_one_share_per_input(width, rng):
+    """Windows as long as their strides tile the input: each input's gradient is its window's share, the float64
+    quotient rounded once (PyTorch's float64 gradient rounded to float32, to the bit), and 0 where no window reaches
+    (floor mode's last slices, rows and columns); a last window that overhangs (ceil_mode) divides by what it
+    covers."""
+    for spatial, ceil_mode in (((width * 3 + 1,), False), ((width + 1, width * 5 + 2), True),
+                               ((2 * width + 1, width, width * 5 - 1), False), ((width + 1, 5, width * 6), True)):
+        ndim = len(spatial)
+        assert _tile_width((1,) * (3 - ndim) + (width,) * ndim, (1,) * (3 - ndim) + (width,) * ndim, (0,) * 3,
+                           (0,) * 3) is not None
+        x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+        forward, backward = AVG_POOL[ndim]
+        y = forward(x, width, width, ceil_mode=ceil_mode)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        (grad,) = backward(g, x, width, width, ceil_mode=ceil_mode)
+        x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+        TORCH_AVG_POOL[ndim](x64, width, width, ceil_mode=ceil_mode).backward(torch.from_numpy(g.astype(np.float64)))
+        np.testing.assert_array_equal(grad, x64.grad.numpy().astype(np.float32))

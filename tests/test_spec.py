@@ -86,6 +86,21 @@ def test_every_window_of_the_cpu_rows_route_meets_the_spec(name):
     assert set(ROW_WINDOWS) <= checked, set(ROW_WINDOWS) - checked
 
 
+def test_every_width_of_the_average_backward_tiling_route_meets_the_spec():
+    """The average's backward compiles its tiling route for each width of TILE_WIDTHS: each needs a registry row that
+    the route takes (by its own rule)."""
+    from numconv.kernels.cpu.pool import TILE_WIDTHS, _tile_width
+
+    checked = set()
+    for row in registry.rows(["cpu"]):
+        if row.kernel_name == "avg_pool_backward":
+            axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
+            sizes = [tuple(getattr(a, field) for a in axes) for field in ("kernel", "stride", "pad_left", "right")]
+            if _tile_width(*sizes) is not None:
+                checked.add(sizes[0][2])
+    assert set(TILE_WIDTHS) <= checked, set(TILE_WIDTHS) - checked
+
+
 def test_registry_spans_dimensions_groups_and_ceil_mode():
     convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}
