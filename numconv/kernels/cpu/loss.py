@@ -3,10 +3,13 @@
     loss[n] = (1 - s) * w[t] * (-log softmax(z)[t]) + s / K * sum_k w[k] * (-log softmax(z)[k]),   t = target[n]
 
 computed after subtracting the row's maximum so that logits of any magnitude neither overflow nor lose the loss to
-cancellation. A row whose target is negative is ignored: its loss and gradient are zero."""
+cancellation. A row whose target is negative is ignored: its loss and gradient are zero.
+
+Both kernels run on one thread: a batch's logits are small (ImageNet's 128 x 1000, forward and backward: 1.3 ms on one
+thread, 1.0 on two), and a parallel loop made each take 0.6 s to compile on a first run instead of 0.27."""
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from numconv.kernels.scalar import cross_entropy_gradient, cross_entropy_loss
 
@@ -34,12 +37,12 @@ def _row_sums(row, class_weight):
     return top, total, weight_sum, gap
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def cross_entropy_forward(logits, target, class_weight, smoothing, losses):
     """losses[n], the row's loss (module docstring). logits (N, K); target (N,) int64, negative for an ignored row;
     class_weight (K,); smoothing in [0, 1]; losses (N,)."""
     classes = logits.shape[1]
-    for n in prange(logits.shape[0]):
+    for n in range(logits.shape[0]):
         label = target[n]
         if label < 0:
             losses[n] = 0.0
@@ -49,12 +52,12 @@ def cross_entropy_forward(logits, target, class_weight, smoothing, losses):
                                            smoothing, classes)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def cross_entropy_backward(grad_losses, logits, target, class_weight, smoothing, grad_logits):
     """grad_logits[n] = grad_losses[n] * d loss[n] / d logits[n]; zero for an ignored row.
     grad_losses (N,); logits (N, K); target (N,) int64; class_weight (K,); grad_logits (N, K)."""
     classes = logits.shape[1]
-    for n in prange(logits.shape[0]):
+    for n in range(logits.shape[0]):
         label = target[n]
         if label < 0:
             for j in range(classes):
