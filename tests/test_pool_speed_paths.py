@@ -162,11 +162,17 @@ def test_each_window_taken_whole_meets_torch_on_long_rows(window, rng):
     np.testing.assert_allclose(grad, want_grad, rtol=6e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("window", ROW_WINDOWS)
-def test_each_window_of_the_rows_route_meets_torch(window, rng):
+# a window of each of the rows route's loops: a depth of one, of two, and windows split into phases (the spec rows
+# check every window of ROW_WINDOWS, each compiled with its own constants)
+ROW_LOOPS = [(1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2)]
+
+
+@pytest.mark.parametrize("window", ROW_LOOPS)
+def test_each_loop_of_the_rows_route_meets_torch(window, rng):
     """Rows of 21 outputs without padding, and of 22 with ceil_mode's last window overhanging the input (pooled
-    from a widened copy), for every window of the rows route: max values and indices equal PyTorch's, NaN, ties and
+    from a widened copy), for each loop of the rows route: max values and indices equal PyTorch's, NaN, ties and
     signed zeros included, and averages the float64 reference's."""
+    assert set(ROW_LOOPS) <= set(ROW_WINDOWS)
     depth, height, width, step = window
     ndim = 3 if depth > 1 else 2 if height > 1 else 1
     kernel, stride = (depth, height, width)[3 - ndim:], (step,) * ndim
@@ -208,10 +214,9 @@ def test_the_average_backward_over_tiling_windows_is_one_share_per_input(width, 
         assert _tile_width((1,) * (3 - ndim) + (width,) * ndim, (1,) * (3 - ndim) + (width,) * ndim, (0,) * 3,
                            (0,) * 3) is not None
         x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
-        forward, backward = AVG_POOL[ndim]
-        y = forward(x, width, width, ceil_mode=ceil_mode)
-        g = rng.standard_normal(y.shape).astype(np.float32)
-        (grad,) = backward(g, x, width, width, ceil_mode=ceil_mode)
         x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
-        TORCH_AVG_POOL[ndim](x64, width, width, ceil_mode=ceil_mode).backward(torch.from_numpy(g.astype(np.float64)))
+        y64 = TORCH_AVG_POOL[ndim](x64, width, width, ceil_mode=ceil_mode)
+        g = rng.standard_normal(tuple(y64.shape)).astype(np.float32)
+        (grad,) = AVG_POOL[ndim][1](g, x, width, width, ceil_mode=ceil_mode)
+        y64.backward(torch.from_numpy(g.astype(np.float64)))
         np.testing.assert_array_equal(grad, x64.grad.numpy().astype(np.float32))
