@@ -3,7 +3,7 @@ kernel) gives the values of the call with indices, NaN, infinities, ties and sig
 values are all -inf point at their first input; rows short enough to be pooled a plane at a time and long rows,
 planes widened where ceil_mode's last windows overhang, whole-window passes (each window of ``WHOLE_WINDOWS``),
 tap-by-tap passes (dilation, other windows), border columns computed window by window; the average's backward
-summed in float64; the rows route (each window of ``ROW_WINDOWS``, no padding, long rows, widened or not); the
+summed in float64; the rows route (a window of each of its loops, no padding, long rows, widened or not); the
 average's backward over windows that tile the input."""
 import numpy as np
 import pytest

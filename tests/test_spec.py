@@ -54,6 +54,16 @@ def test_the_registry_takes_every_branch_of_every_kernel():
         assert not gaps, f"{backend}: the registry leaves out " + "; ".join(coverage.describe(gaps))
 
 
+def _pool_geometries(name):
+    """Each CPU registry row of the pooling kernel ``name``, as the kernel takes it: (kernel, stride, padding before,
+    padding after, dilation) as 3D tuples (1D and 2D with leading singleton axes), and the output's width."""
+    for row in registry.rows(["cpu"]):
+        if row.kernel_name == name:
+            axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
+            yield tuple(tuple(getattr(a, field) for a in axes)
+                        for field in ("kernel", "stride", "pad_left", "right", "dilation")) + (axes[-1].out_size,)
+
+
 @pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "max_pool_backward",
                                   "avg_pool_forward", "avg_pool_backward"])
 def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
@@ -62,11 +72,9 @@ def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
     from numconv.kernels.cpu.pool import WHOLE_WINDOWS
 
     checked = set()
-    for row in registry.rows(["cpu"]):
-        if row.kernel_name == name:
-            axes = (windows.Axis(1, 1),) * 2 + row.config.window.axes
-            if axes[-2].dilation == axes[-1].dilation == 1:
-                checked.add((axes[-2].kernel, axes[-1].kernel, axes[-1].stride))
+    for kernel, stride, _, _, dilation, _ in _pool_geometries(name):
+        if dilation[1] == dilation[2] == 1:
+            checked.add((kernel[1], kernel[2], stride[2]))
     assert set(WHOLE_WINDOWS) <= checked, set(WHOLE_WINDOWS) - checked
 
 
@@ -77,12 +85,9 @@ def test_every_window_of_the_cpu_rows_route_meets_the_spec(name):
     from numconv.kernels.cpu.pool import ROW_WINDOWS, _row_window
 
     checked = set()
-    for row in registry.rows(["cpu"]):
-        if row.kernel_name == name:
-            axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
-            sizes = [tuple(getattr(a, field) for a in axes) for field in ("kernel", "stride", "pad_left", "dilation")]
-            if _row_window(axes[-1].out_size, *sizes) is not None:
-                checked.add((*sizes[0], sizes[1][2]))
+    for kernel, stride, before, _, dilation, out_w in _pool_geometries(name):
+        if _row_window(out_w, kernel, stride, before, dilation) is not None:
+            checked.add((*kernel, stride[2]))
     assert set(ROW_WINDOWS) <= checked, set(ROW_WINDOWS) - checked
 
 
@@ -92,12 +97,9 @@ def test_every_width_of_the_average_backward_tiling_route_meets_the_spec():
     from numconv.kernels.cpu.pool import TILE_WIDTHS, _tile_width
 
     checked = set()
-    for row in registry.rows(["cpu"]):
-        if row.kernel_name == "avg_pool_backward":
-            axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
-            sizes = [tuple(getattr(a, field) for a in axes) for field in ("kernel", "stride", "pad_left", "right")]
-            if _tile_width(*sizes) is not None:
-                checked.add(sizes[0][2])
+    for kernel, stride, before, after, _, _ in _pool_geometries("avg_pool_backward"):
+        if _tile_width(kernel, stride, before, after) is not None:
+            checked.add(kernel[2])
     assert set(TILE_WIDTHS) <= checked, set(TILE_WIDTHS) - checked
 
 
