@@ -3,12 +3,14 @@
 import numpy as np
 from numba import njit, prange
 
+from numconv.kernels.cpu.pipeline import StraightLineCompiler
+
 #: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
 #: ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it cannot be cached)
 RANGES = 256
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips)."""
     columns = xc.shape[0]
@@ -63,23 +65,23 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
         x12 = xc[c12] + x_base
         c13 = min(j0 + 13, last)
         x13 = xc[c13] + x_base
-        lane0 = np.uint64(b * 16)
-        i0 = init_lane[lane0 + u0]
-        i1 = init_lane[lane0 + u1]
-        i2 = init_lane[lane0 + u2]
-        i3 = init_lane[lane0 + u3]
-        i4 = init_lane[lane0 + u4]
-        i5 = init_lane[lane0 + u5]
-        i6 = init_lane[lane0 + u6]
-        i7 = init_lane[lane0 + u7]
-        i8 = init_lane[lane0 + u8]
-        i9 = init_lane[lane0 + u9]
-        i10 = init_lane[lane0 + u10]
-        i11 = init_lane[lane0 + u11]
-        i12 = init_lane[lane0 + u12]
-        i13 = init_lane[lane0 + u13]
-        i14 = init_lane[lane0 + u14]
-        i15 = init_lane[lane0 + u15]
+        lane_base = np.uint64(b * 16)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
         e0 = init_col[c0]
         a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0
         e1 = init_col[c1]
@@ -187,38 +189,38 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
             at13 = ocol[j0 + 13] + o_base
             out[at13 + u0] = a13_0; out[at13 + u1] = a13_1; out[at13 + u2] = a13_2; out[at13 + u3] = a13_3; out[at13 + u4] = a13_4; out[at13 + u5] = a13_5; out[at13 + u6] = a13_6; out[at13 + u7] = a13_7; out[at13 + u8] = a13_8; out[at13 + u9] = a13_9; out[at13 + u10] = a13_10; out[at13 + u11] = a13_11; out[at13 + u12] = a13_12; out[at13 + u13] = a13_13; out[at13 + u14] = a13_14; out[at13 + u15] = a13_15
         elif n_lanes == 16 and j0 + 14 <= columns and ocol[j0 + 13] - ocol[j0] == 13:
-            first = ocol[j0] + o_base
-            lane0 = first + u0 * ostride
+            column_base = ocol[j0] + o_base
+            lane0 = column_base + u0 * ostride
             out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0; out[lane0 + u5] = a5_0; out[lane0 + u6] = a6_0; out[lane0 + u7] = a7_0; out[lane0 + u8] = a8_0; out[lane0 + u9] = a9_0; out[lane0 + u10] = a10_0; out[lane0 + u11] = a11_0; out[lane0 + u12] = a12_0; out[lane0 + u13] = a13_0
-            lane1 = first + u1 * ostride
+            lane1 = column_base + u1 * ostride
             out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1; out[lane1 + u5] = a5_1; out[lane1 + u6] = a6_1; out[lane1 + u7] = a7_1; out[lane1 + u8] = a8_1; out[lane1 + u9] = a9_1; out[lane1 + u10] = a10_1; out[lane1 + u11] = a11_1; out[lane1 + u12] = a12_1; out[lane1 + u13] = a13_1
-            lane2 = first + u2 * ostride
+            lane2 = column_base + u2 * ostride
             out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2; out[lane2 + u5] = a5_2; out[lane2 + u6] = a6_2; out[lane2 + u7] = a7_2; out[lane2 + u8] = a8_2; out[lane2 + u9] = a9_2; out[lane2 + u10] = a10_2; out[lane2 + u11] = a11_2; out[lane2 + u12] = a12_2; out[lane2 + u13] = a13_2
-            lane3 = first + u3 * ostride
+            lane3 = column_base + u3 * ostride
             out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3; out[lane3 + u5] = a5_3; out[lane3 + u6] = a6_3; out[lane3 + u7] = a7_3; out[lane3 + u8] = a8_3; out[lane3 + u9] = a9_3; out[lane3 + u10] = a10_3; out[lane3 + u11] = a11_3; out[lane3 + u12] = a12_3; out[lane3 + u13] = a13_3
-            lane4 = first + u4 * ostride
+            lane4 = column_base + u4 * ostride
             out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4; out[lane4 + u5] = a5_4; out[lane4 + u6] = a6_4; out[lane4 + u7] = a7_4; out[lane4 + u8] = a8_4; out[lane4 + u9] = a9_4; out[lane4 + u10] = a10_4; out[lane4 + u11] = a11_4; out[lane4 + u12] = a12_4; out[lane4 + u13] = a13_4
-            lane5 = first + u5 * ostride
+            lane5 = column_base + u5 * ostride
             out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5; out[lane5 + u5] = a5_5; out[lane5 + u6] = a6_5; out[lane5 + u7] = a7_5; out[lane5 + u8] = a8_5; out[lane5 + u9] = a9_5; out[lane5 + u10] = a10_5; out[lane5 + u11] = a11_5; out[lane5 + u12] = a12_5; out[lane5 + u13] = a13_5
-            lane6 = first + u6 * ostride
+            lane6 = column_base + u6 * ostride
             out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6; out[lane6 + u5] = a5_6; out[lane6 + u6] = a6_6; out[lane6 + u7] = a7_6; out[lane6 + u8] = a8_6; out[lane6 + u9] = a9_6; out[lane6 + u10] = a10_6; out[lane6 + u11] = a11_6; out[lane6 + u12] = a12_6; out[lane6 + u13] = a13_6
-            lane7 = first + u7 * ostride
+            lane7 = column_base + u7 * ostride
             out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7; out[lane7 + u5] = a5_7; out[lane7 + u6] = a6_7; out[lane7 + u7] = a7_7; out[lane7 + u8] = a8_7; out[lane7 + u9] = a9_7; out[lane7 + u10] = a10_7; out[lane7 + u11] = a11_7; out[lane7 + u12] = a12_7; out[lane7 + u13] = a13_7
-            lane8 = first + u8 * ostride
+            lane8 = column_base + u8 * ostride
             out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8; out[lane8 + u5] = a5_8; out[lane8 + u6] = a6_8; out[lane8 + u7] = a7_8; out[lane8 + u8] = a8_8; out[lane8 + u9] = a9_8; out[lane8 + u10] = a10_8; out[lane8 + u11] = a11_8; out[lane8 + u12] = a12_8; out[lane8 + u13] = a13_8
-            lane9 = first + u9 * ostride
+            lane9 = column_base + u9 * ostride
             out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9; out[lane9 + u5] = a5_9; out[lane9 + u6] = a6_9; out[lane9 + u7] = a7_9; out[lane9 + u8] = a8_9; out[lane9 + u9] = a9_9; out[lane9 + u10] = a10_9; out[lane9 + u11] = a11_9; out[lane9 + u12] = a12_9; out[lane9 + u13] = a13_9
-            lane10 = first + u10 * ostride
+            lane10 = column_base + u10 * ostride
             out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10; out[lane10 + u5] = a5_10; out[lane10 + u6] = a6_10; out[lane10 + u7] = a7_10; out[lane10 + u8] = a8_10; out[lane10 + u9] = a9_10; out[lane10 + u10] = a10_10; out[lane10 + u11] = a11_10; out[lane10 + u12] = a12_10; out[lane10 + u13] = a13_10
-            lane11 = first + u11 * ostride
+            lane11 = column_base + u11 * ostride
             out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11; out[lane11 + u5] = a5_11; out[lane11 + u6] = a6_11; out[lane11 + u7] = a7_11; out[lane11 + u8] = a8_11; out[lane11 + u9] = a9_11; out[lane11 + u10] = a10_11; out[lane11 + u11] = a11_11; out[lane11 + u12] = a12_11; out[lane11 + u13] = a13_11
-            lane12 = first + u12 * ostride
+            lane12 = column_base + u12 * ostride
             out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12; out[lane12 + u5] = a5_12; out[lane12 + u6] = a6_12; out[lane12 + u7] = a7_12; out[lane12 + u8] = a8_12; out[lane12 + u9] = a9_12; out[lane12 + u10] = a10_12; out[lane12 + u11] = a11_12; out[lane12 + u12] = a12_12; out[lane12 + u13] = a13_12
-            lane13 = first + u13 * ostride
+            lane13 = column_base + u13 * ostride
             out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13; out[lane13 + u5] = a5_13; out[lane13 + u6] = a6_13; out[lane13 + u7] = a7_13; out[lane13 + u8] = a8_13; out[lane13 + u9] = a9_13; out[lane13 + u10] = a10_13; out[lane13 + u11] = a11_13; out[lane13 + u12] = a12_13; out[lane13 + u13] = a13_13
-            lane14 = first + u14 * ostride
+            lane14 = column_base + u14 * ostride
             out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14; out[lane14 + u5] = a5_14; out[lane14 + u6] = a6_14; out[lane14 + u7] = a7_14; out[lane14 + u8] = a8_14; out[lane14 + u9] = a9_14; out[lane14 + u10] = a10_14; out[lane14 + u11] = a11_14; out[lane14 + u12] = a12_14; out[lane14 + u13] = a13_14
-            lane15 = first + u15 * ostride
+            lane15 = column_base + u15 * ostride
             out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15; out[lane15 + u5] = a5_15; out[lane15 + u6] = a6_15; out[lane15 + u7] = a7_15; out[lane15 + u8] = a8_15; out[lane15 + u9] = a9_15; out[lane15 + u10] = a10_15; out[lane15 + u11] = a11_15; out[lane15 + u12] = a12_15; out[lane15 + u13] = a13_15
         else:
             tile = np.empty(224, out.dtype)
@@ -251,7 +253,7 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
         _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips)."""
     columns = xc.shape[0]
@@ -334,71 +336,71 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x2 = xc[c2] + x_base
         c3 = min(j0 + 3, last)
         x3 = xc[c3] + x_base
-        lane0 = np.uint64(b * 64)
-        i0 = init_lane[lane0 + u0]
-        i1 = init_lane[lane0 + u1]
-        i2 = init_lane[lane0 + u2]
-        i3 = init_lane[lane0 + u3]
-        i4 = init_lane[lane0 + u4]
-        i5 = init_lane[lane0 + u5]
-        i6 = init_lane[lane0 + u6]
-        i7 = init_lane[lane0 + u7]
-        i8 = init_lane[lane0 + u8]
-        i9 = init_lane[lane0 + u9]
-        i10 = init_lane[lane0 + u10]
-        i11 = init_lane[lane0 + u11]
-        i12 = init_lane[lane0 + u12]
-        i13 = init_lane[lane0 + u13]
-        i14 = init_lane[lane0 + u14]
-        i15 = init_lane[lane0 + u15]
-        i16 = init_lane[lane0 + u16]
-        i17 = init_lane[lane0 + u17]
-        i18 = init_lane[lane0 + u18]
-        i19 = init_lane[lane0 + u19]
-        i20 = init_lane[lane0 + u20]
-        i21 = init_lane[lane0 + u21]
-        i22 = init_lane[lane0 + u22]
-        i23 = init_lane[lane0 + u23]
-        i24 = init_lane[lane0 + u24]
-        i25 = init_lane[lane0 + u25]
-        i26 = init_lane[lane0 + u26]
-        i27 = init_lane[lane0 + u27]
-        i28 = init_lane[lane0 + u28]
-        i29 = init_lane[lane0 + u29]
-        i30 = init_lane[lane0 + u30]
-        i31 = init_lane[lane0 + u31]
-        i32 = init_lane[lane0 + u32]
-        i33 = init_lane[lane0 + u33]
-        i34 = init_lane[lane0 + u34]
-        i35 = init_lane[lane0 + u35]
-        i36 = init_lane[lane0 + u36]
-        i37 = init_lane[lane0 + u37]
-        i38 = init_lane[lane0 + u38]
-        i39 = init_lane[lane0 + u39]
-        i40 = init_lane[lane0 + u40]
-        i41 = init_lane[lane0 + u41]
-        i42 = init_lane[lane0 + u42]
-        i43 = init_lane[lane0 + u43]
-        i44 = init_lane[lane0 + u44]
-        i45 = init_lane[lane0 + u45]
-        i46 = init_lane[lane0 + u46]
-        i47 = init_lane[lane0 + u47]
-        i48 = init_lane[lane0 + u48]
-        i49 = init_lane[lane0 + u49]
-        i50 = init_lane[lane0 + u50]
-        i51 = init_lane[lane0 + u51]
-        i52 = init_lane[lane0 + u52]
-        i53 = init_lane[lane0 + u53]
-        i54 = init_lane[lane0 + u54]
-        i55 = init_lane[lane0 + u55]
-        i56 = init_lane[lane0 + u56]
-        i57 = init_lane[lane0 + u57]
-        i58 = init_lane[lane0 + u58]
-        i59 = init_lane[lane0 + u59]
-        i60 = init_lane[lane0 + u60]
-        i61 = init_lane[lane0 + u61]
-        i62 = init_lane[lane0 + u62]
-        i63 = init_lane[lane0 + u63]
+        lane_base = np.uint64(b * 64)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
+        i16 = init_lane[lane_base + u16]
+        i17 = init_lane[lane_base + u17]
+        i18 = init_lane[lane_base + u18]
+        i19 = init_lane[lane_base + u19]
+        i20 = init_lane[lane_base + u20]
+        i21 = init_lane[lane_base + u21]
+        i22 = init_lane[lane_base + u22]
+        i23 = init_lane[lane_base + u23]
+        i24 = init_lane[lane_base + u24]
+        i25 = init_lane[lane_base + u25]
+        i26 = init_lane[lane_base + u26]
+        i27 = init_lane[lane_base + u27]
+        i28 = init_lane[lane_base + u28]
+        i29 = init_lane[lane_base + u29]
+        i30 = init_lane[lane_base + u30]
+        i31 = init_lane[lane_base + u31]
+        i32 = init_lane[lane_base + u32]
+        i33 = init_lane[lane_base + u33]
+        i34 = init_lane[lane_base + u34]
+        i35 = init_lane[lane_base + u35]
+        i36 = init_lane[lane_base + u36]
+        i37 = init_lane[lane_base + u37]
+        i38 = init_lane[lane_base + u38]
+        i39 = init_lane[lane_base + u39]
+        i40 = init_lane[lane_base + u40]
+        i41 = init_lane[lane_base + u41]
+        i42 = init_lane[lane_base + u42]
+        i43 = init_lane[lane_base + u43]
+        i44 = init_lane[lane_base + u44]
+        i45 = init_lane[lane_base + u45]
+        i46 = init_lane[lane_base + u46]
+        i47 = init_lane[lane_base + u47]
+        i48 = init_lane[lane_base + u48]
+        i49 = init_lane[lane_base + u49]
+        i50 = init_lane[lane_base + u50]
+        i51 = init_lane[lane_base + u51]
+        i52 = init_lane[lane_base + u52]
+        i53 = init_lane[lane_base + u53]
+        i54 = init_lane[lane_base + u54]
+        i55 = init_lane[lane_base + u55]
+        i56 = init_lane[lane_base + u56]
+        i57 = init_lane[lane_base + u57]
+        i58 = init_lane[lane_base + u58]
+        i59 = init_lane[lane_base + u59]
+        i60 = init_lane[lane_base + u60]
+        i61 = init_lane[lane_base + u61]
+        i62 = init_lane[lane_base + u62]
+        i63 = init_lane[lane_base + u63]
         e0 = init_col[c0]
         a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0; a0_32 = i32 + e0; a0_33 = i33 + e0; a0_34 = i34 + e0; a0_35 = i35 + e0; a0_36 = i36 + e0; a0_37 = i37 + e0; a0_38 = i38 + e0; a0_39 = i39 + e0; a0_40 = i40 + e0; a0_41 = i41 + e0; a0_42 = i42 + e0; a0_43 = i43 + e0; a0_44 = i44 + e0; a0_45 = i45 + e0; a0_46 = i46 + e0; a0_47 = i47 + e0; a0_48 = i48 + e0; a0_49 = i49 + e0; a0_50 = i50 + e0; a0_51 = i51 + e0; a0_52 = i52 + e0; a0_53 = i53 + e0; a0_54 = i54 + e0; a0_55 = i55 + e0; a0_56 = i56 + e0; a0_57 = i57 + e0; a0_58 = i58 + e0; a0_59 = i59 + e0; a0_60 = i60 + e0; a0_61 = i61 + e0; a0_62 = i62 + e0; a0_63 = i63 + e0
         e1 = init_col[c1]
@@ -514,7 +516,7 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips)."""
     columns = xc.shape[0]
@@ -571,39 +573,39 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x5 = xc[c5] + x_base
         c6 = min(j0 + 6, last)
         x6 = xc[c6] + x_base
-        lane0 = np.uint64(b * 32)
-        i0 = init_lane[lane0 + u0]
-        i1 = init_lane[lane0 + u1]
-        i2 = init_lane[lane0 + u2]
-        i3 = init_lane[lane0 + u3]
-        i4 = init_lane[lane0 + u4]
-        i5 = init_lane[lane0 + u5]
-        i6 = init_lane[lane0 + u6]
-        i7 = init_lane[lane0 + u7]
-        i8 = init_lane[lane0 + u8]
-        i9 = init_lane[lane0 + u9]
-        i10 = init_lane[lane0 + u10]
-        i11 = init_lane[lane0 + u11]
-        i12 = init_lane[lane0 + u12]
-        i13 = init_lane[lane0 + u13]
-        i14 = init_lane[lane0 + u14]
-        i15 = init_lane[lane0 + u15]
-        i16 = init_lane[lane0 + u16]
-        i17 = init_lane[lane0 + u17]
-        i18 = init_lane[lane0 + u18]
-        i19 = init_lane[lane0 + u19]
-        i20 = init_lane[lane0 + u20]
-        i21 = init_lane[lane0 + u21]
-        i22 = init_lane[lane0 + u22]
-        i23 = init_lane[lane0 + u23]
-        i24 = init_lane[lane0 + u24]
-        i25 = init_lane[lane0 + u25]
-        i26 = init_lane[lane0 + u26]
-        i27 = init_lane[lane0 + u27]
-        i28 = init_lane[lane0 + u28]
-        i29 = init_lane[lane0 + u29]
-        i30 = init_lane[lane0 + u30]
-        i31 = init_lane[lane0 + u31]
+        lane_base = np.uint64(b * 32)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
+        i16 = init_lane[lane_base + u16]
+        i17 = init_lane[lane_base + u17]
+        i18 = init_lane[lane_base + u18]
+        i19 = init_lane[lane_base + u19]
+        i20 = init_lane[lane_base + u20]
+        i21 = init_lane[lane_base + u21]
+        i22 = init_lane[lane_base + u22]
+        i23 = init_lane[lane_base + u23]
+        i24 = init_lane[lane_base + u24]
+        i25 = init_lane[lane_base + u25]
+        i26 = init_lane[lane_base + u26]
+        i27 = init_lane[lane_base + u27]
+        i28 = init_lane[lane_base + u28]
+        i29 = init_lane[lane_base + u29]
+        i30 = init_lane[lane_base + u30]
+        i31 = init_lane[lane_base + u31]
         e0 = init_col[c0]
         a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0
         e1 = init_col[c1]
