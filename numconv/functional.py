@@ -123,10 +123,21 @@ def _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim):
     if bias is not None:
         bias = _float_array(bias, "bias", 1, x.dtype)
         _check_shape(bias, (weight.shape[0],), "bias")
-    geo = geometry.conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    window = (stride, padding, dilation)
+    if all(_plain_ints(value) for value in window):
+        geo = _conv_geometry(x.shape[2:], weight.shape[2:], *window)
+    else:
+        geo = geometry.conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), int(groups))
     out_shape = (x.shape[0], weight.shape[0]) + geo.output_shape
     return x, weight, bias, out_shape, args
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_geometry(shape, kernel_size, stride, padding, dilation):
+    """``geometry.conv_geometry``, remembered for window parameters of plain ints (``_plain_ints``): a layer asks
+    for the same window at every step, and validating it took a quarter of a small convolution's call."""
+    return geometry.conv_geometry(shape, kernel_size, stride, padding, dilation)
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
@@ -214,10 +225,21 @@ def _conv_transpose_setup(x, weight, bias, stride, padding, output_padding, grou
     if bias is not None:
         bias = _float_array(bias, "bias", 1, x.dtype)
         _check_shape(bias, (out_channels,), "bias")
-    geo = geometry.conv_transpose_geometry(x.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    window = (stride, padding, output_padding, dilation)
+    if all(_plain_ints(value) for value in window):
+        geo = _conv_transpose_geometry(x.shape[2:], weight.shape[2:], *window)
+    else:
+        geo = geometry.conv_transpose_geometry(x.shape[2:], weight.shape[2:], stride, padding, output_padding,
+                                               dilation)
     args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), groups)
     out_shape = (x.shape[0], out_channels) + geo.input_shape
     return x, weight, bias, out_shape, args
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation):
+    """``geometry.conv_transpose_geometry``, remembered (as ``_conv_geometry``)."""
+    return geometry.conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation)
 
 
 def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, ndim):
