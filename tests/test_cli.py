@@ -226,8 +226,9 @@ def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch
 
 
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
-    """With an empty compile cache, compile_ahead's processes save exactly the versions of the kernels that a training
-    step and an evaluation of the model then call: once they are done, this process compiles none of numconv's."""
+    """With an empty compile cache, compile_ahead (its processes, and its own share in this one) compiles exactly the
+    versions of the kernels that a training step and an evaluation of the model then call: once its processes are
+    done, this process compiles none of numconv's."""
     script = """
 import numpy as np
 from numba.core import event

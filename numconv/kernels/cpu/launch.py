@@ -77,10 +77,11 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
 
     Each blocked kernel that Numba's cache lacks compiles in a process of its own: they are the largest (about 5 s
     each on a 2-core machine), and Numba compiles one function at a time per process. This process's first call of
-    each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), one more process
-    runs a training step and an evaluation of that model on a tiny batch with the blocked kernels left out (their
-    outputs zeros), which compiles the model's other kernels, so that this process finds them in the cache too
-    (where it gets to one first, it compiles that one itself). With the cache filled, nothing starts.
+    each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), the model's other
+    kernels are compiled too, split in two so that neither half waits for the other: one more process runs the
+    forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one, before it
+    returns, an evaluation, the loss and the SGD update (``"rest"``), which it would otherwise have had to compile
+    last, after waiting for the blocked kernels. With the cache filled, nothing starts.
     """
     started = 0
     for shape in _shapes_for(model, dtype):
@@ -90,8 +91,9 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
         _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r})")
         started += 1
     if started and model is not None:
-        _warming.append(_start(f"run_model_once({model!r}, {np.dtype(dtype).name!r})"))
+        _warming.append(_start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes')"))
         started += 1
+        run_model_once(model, np.dtype(dtype).name, "rest")
     return started
 
 
@@ -275,25 +277,38 @@ def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
     out[:] = 0
 
 
-def run_model_once(model: str, dtype: str) -> None:
-    """A training step (forward, cross-entropy, backward, SGD with momentum and weight decay) and an evaluation of the
-    zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples (the dense layers' path of a training
-    batch), with every blocked kernel replaced by zeros: what a :func:`compile_ahead` process runs to compile, and
-    save to Numba's cache, the model's other kernels."""
+#: the parts of a training run that :func:`run_model_once` can run
+MODEL_PARTS = ("passes", "rest")
+
+
+def run_model_once(model: str, dtype: str, part: str) -> None:
+    """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples
+    (the dense layers' path of a training batch), with every blocked kernel replaced by zeros: "passes", the forward
+    and backward passes of a training step; "rest", the cross-entropy and its gradient, an SGD step with momentum
+    and weight decay, and an evaluation. What :func:`compile_ahead` runs to compile, and save to Numba's cache, the
+    model's other kernels."""
     import numconv.functional as F
     from numconv import models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
 
-    for shape in KERNELS:
-        KERNELS[shape] = _zero_output
+    if part not in MODEL_PARTS:
+        raise ValueError(f"part must be one of {MODEL_PARTS}, got {part!r}")
     network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
     batch = DOT_MAX_BATCH + 1
     x = np.ones((batch,) + models.INPUT_SHAPES[model], dtype)
-    network.train()
-    logits = network.forward(x)
-    target = np.zeros(batch, np.int64)
-    F.cross_entropy(logits, target, reduction="sum")
-    network.backward(F.cross_entropy_backward(0.5, logits, target, reduction="sum")[0], needs_input_grad=False)
-    optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
-    network.eval()
-    network.forward(x)
+    saved = dict(KERNELS)
+    KERNELS.update(dict.fromkeys(KERNELS, _zero_output))
+    try:
+        if part == "passes":
+            network.train()
+            logits = network.forward(x)
+            network.backward(np.ones_like(logits), needs_input_grad=False)
+            return
+        network.eval()
+        logits = network.forward(x)
+        target = np.zeros(batch, np.int64)
+        F.cross_entropy(logits, target, reduction="sum")
+        F.cross_entropy_backward(0.5, logits, target, reduction="sum")
+        optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
+    finally:
+        KERNELS.update(saved)
