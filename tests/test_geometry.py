@@ -520,6 +520,26 @@ def test_functional_rejects(call, error, words):
     _assert_names(info.value, words)
 
 
+@pytest.mark.parametrize("valid, invalid, words", [
+    (lambda x: F.conv2d(x, _x(1, 1, 2, 2), stride=1, padding=(0, 1)),
+     lambda x: F.conv2d(x, _x(1, 1, 2, 2), stride=True, padding=(0, 1)), ["stride", "True"]),
+    (lambda x: F.conv2d(x, _x(1, 1, 2, 2), padding=(0, 1)),
+     lambda x: F.conv2d(x, _x(1, 1, 2, 2), padding=(False, 1)), ["padding", "(False, 1)"]),
+    (lambda x: F.conv_transpose2d(x, _x(1, 1, 2, 2), stride=1),
+     lambda x: F.conv_transpose2d(x, _x(1, 1, 2, 2), stride=True), ["stride", "True"]),
+    (lambda x: F.max_pool2d(x, 2, stride=1), lambda x: F.max_pool2d(x, 2, stride=True), ["stride", "True"]),
+    (lambda x: F.avg_pool2d(x, (1, 2)), lambda x: F.avg_pool2d(x, (True, 2)), ["kernel_size", "(True, 2)"]),
+])
+def test_a_remembered_window_is_no_answer_for_bools_of_equal_value(valid, invalid, words):
+    """Convolutions and poolings remember the geometry of the windows they have validated. True == 1 with the same
+    hash, so a memory keyed on values alone would let a bool through where it was once given as an int."""
+    x = _x(1, 1, 5, 5)
+    valid(x)
+    with pytest.raises(TypeError) as info:
+        invalid(x)
+    _assert_names(info.value, words)
+
+
 def test_every_public_function_has_a_bad_input_row():
     covered = {re.match(r"\w+", row[0]).group() for row in FUNCTIONAL_BAD}
     expected = {"conv1d", "conv2d", "conv3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
