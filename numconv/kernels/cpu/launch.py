@@ -80,8 +80,9 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
     each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), the model's other
     kernels are compiled too, split in two so that neither half waits for the other: one more process runs the
     forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one, before it
-    returns, an evaluation, the loss and the SGD update (``"rest"``), which it would otherwise have had to compile
-    last, after waiting for the blocked kernels. With the cache filled, nothing starts.
+    returns, the dense layers' passes, an evaluation, the loss and the SGD update (``"rest"``): it would otherwise
+    wait for the blocked kernels and then compile, beside the other process, the same kernels at the same time.
+    With the cache filled, nothing starts.
     """
     started = 0
     for shape in _shapes_for(model, dtype):
@@ -109,11 +110,8 @@ def _shapes_for(model: str | None, dtype) -> list:
     from numconv.kernels.cpu.conv_cost import takes_paired
     from numconv.kernels.cpu.dense import streams_weight
 
-    network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
-    pending, paired = [network], False
-    while pending:
-        layer = pending.pop()
-        pending.extend(layer.children())
+    paired = False
+    for layer in _layers_of(models.MODELS[model](rng=0, dtype=np.dtype(dtype))):
         if isinstance(layer, layers._ConvNd):
             group_out, group_in = layer.weight.shape[0] // layer._options()["groups"], layer.weight.shape[1]
             taps = int(np.prod(layer.weight.shape[2:]))
@@ -123,6 +121,15 @@ def _shapes_for(model: str | None, dtype) -> list:
             paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
     return [shape for shape in KERNELS if paired or shape != paired_shape]
+
+
+def _layers_of(network):
+    """Every layer of ``network``, itself and its children's, depth first."""
+    pending = [network]
+    while pending:
+        layer = pending.pop()
+        pending.extend(layer.children())
+        yield layer
 
 
 def _start(call: str) -> subprocess.Popen:
@@ -284,11 +291,12 @@ MODEL_PARTS = ("passes", "rest")
 def run_model_once(model: str, dtype: str, part: str) -> None:
     """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples
     (the dense layers' path of a training batch), with every blocked kernel replaced by zeros: "passes", the forward
-    and backward passes of a training step; "rest", the cross-entropy and its gradient, an SGD step with momentum
-    and weight decay, and an evaluation. What :func:`compile_ahead` runs to compile, and save to Numba's cache, the
-    model's other kernels."""
+    and backward passes of a training step; "rest", the dense layers' passes on their own first (the other part
+    reaches them only after the convolutions and poolings of its forward pass), then an evaluation, the cross-entropy
+    and its gradient, and an SGD step with momentum and weight decay. What :func:`compile_ahead` runs to compile,
+    and save to Numba's cache, the model's other kernels."""
     import numconv.functional as F
-    from numconv import models, optim
+    from numconv import layers, models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
 
     if part not in MODEL_PARTS:
@@ -304,6 +312,9 @@ def run_model_once(model: str, dtype: str, part: str) -> None:
             logits = network.forward(x)
             network.backward(np.ones_like(logits), needs_input_grad=False)
             return
+        for layer in _layers_of(network):
+            if isinstance(layer, layers.Linear):
+                layer.backward(np.ones_like(layer.forward(np.ones((batch, layer.weight.shape[1]), dtype))))
         network.eval()
         logits = network.forward(x)
         target = np.zeros(batch, np.int64)
