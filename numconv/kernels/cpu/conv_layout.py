@@ -85,6 +85,15 @@ def offsets(layout: Layout):
 
 
 def forward_layout(x_shape, weight_shape, positions, stride, padding, dilation, groups) -> Layout:
+    """The layout of a forward convolution; one object per geometry, so that the per-layout caches of the cost model
+    and the offset tables find it by identity (building it and comparing equal copies took a third of a small
+    convolution's Python time)."""
+    return _forward_layout(tuple(x_shape), tuple(weight_shape), tuple(positions), tuple(stride), tuple(padding),
+                           tuple(dilation), int(groups))
+
+
+@lru_cache(maxsize=256)
+def _forward_layout(x_shape, weight_shape, positions, stride, padding, dilation, groups) -> Layout:
     kernel = tuple(weight_shape[2:])
     padded = tuple(max(x_shape[2 + a] + padding[a], (positions[a] - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1)
                    for a in range(3))
