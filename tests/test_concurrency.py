@@ -52,7 +52,7 @@ def _workloads(rng):
     """Different layers, forward and backward, each a function of no arguments returning its arrays."""
     x2 = rng.standard_normal((4, 3, 20, 20)).astype(np.float32)
     w2 = rng.standard_normal((16, 3, 5, 5)).astype(np.float32)
-    x3 = rng.standard_normal((2, 32, 10, 10)).astype(np.float32)  # 3x3 stride 1 with 32 channels: Winograd
+    x3 = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)  # 3x3 stride 1, 32 channels, 72 tiles: Winograd
     w3 = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
     x1 = rng.standard_normal((3, 4, 300)).astype(np.float64)
     w1 = rng.standard_normal((8, 2, 9)).astype(np.float64)

@@ -54,6 +54,8 @@ def test_generated_kernels_are_up_to_date():
     ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
     ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
+    ((1, 256, 13, 13), (384, 256, 3, 3), 1, False),   # one sample: 49 output tiles, too few for its weights
+    ((2, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 98
 ])
 def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)
@@ -103,6 +105,8 @@ def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, for
     ((8, 16, 32, 32), (16, 16, 5, 5), 2, False),     # too few output channels
     ((8, 16, 32, 32), (32, 16, 7, 7), 2, False),     # 4 x 4 taps per phase
     ((32, 1, 1, 16000), (128, 1, 1, 80), 4, False),  # 1D (M5's first layer): 20 taps per phase
+    ((1, 3, 63, 63), (96, 3, 11, 11), 4, False),     # one sample of 14 x 14 outputs: 49 tiles, too few
+    ((1, 3, 67, 67), (96, 3, 11, 11), 4, True),      # 15 x 15: 64
 ])
 def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w_shape, stride, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)

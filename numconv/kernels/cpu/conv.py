@@ -27,9 +27,10 @@ The three public functions are small dispatchers around the register-blocked mul
 
 * A forward pass with 3x3 windows at stride 1 in each plane (2D, or 3D with any depth of window), at least
   ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products per sum (depth taps x input
-  channels) goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so
-  does its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
-  padding in each plane at most 2. A 2D forward pass strided along rows or columns whose stride phases see 3 x 3
+  channels), and at least ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve, goes to the fused Winograd
+  F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so does its input gradient (the
+  flipped-weight convolution above) when the stride is 1 along the depth too and the padding in each plane at
+  most 2. A 2D forward pass strided along rows or columns whose stride phases see 3 x 3
   taps each (AlexNet's 11 x 11 of stride 4) is the stride-1 3 x 3 convolution of its phase planes, and goes to
   Winograd there too where their channel counts pay. Other strided 1D and 2D convolutions run over their phase
   planes on the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row
@@ -53,6 +54,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numba import njit, prange
 
+from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import tuning, winograd
 from numconv.kernels.cpu.conv_cost import (
     SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, useful_shares,
@@ -371,7 +373,7 @@ def _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups
         return False
     phases = stride[1] * stride[2]
     return winograd.worthwhile((x_shape[0], x_shape[1] * phases), (weight_shape[0], weight_shape[1] * phases, 1),
-                               groups)
+                               groups, _output_shape(x_shape, weight_shape, stride, padding, dilation))
 
 
 def _phase_weight(weight, stride_h, stride_w):
@@ -457,7 +459,15 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
             raise ValueError("the Winograd kernel computes convolutions with 3x3 windows in each plane, stride 1 and "
                              "dilation 1 along its rows and columns only")
         return True
-    return forced.algorithm is None and applies and winograd.worthwhile(x_shape, weight_shape, groups)
+    return (forced.algorithm is None and applies
+            and winograd.worthwhile(x_shape, weight_shape, groups,
+                                    _output_shape(x_shape, weight_shape, stride, padding, dilation)))
+
+
+def _output_shape(x_shape, weight_shape, stride, padding, dilation) -> tuple:
+    """(batch, depth, height, width) of a forward pass's output, ``padding`` on both sides of each axis."""
+    return (x_shape[0],) + tuple(conv_output_size(x_shape[2 + a], weight_shape[2 + a], stride[a], padding[a],
+                                                  padding[a], dilation[a]) for a in range(3))
 
 
 def _swapped(weight, groups):
@@ -558,7 +568,7 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
                              "stride 1, dilation 1 along rows and columns and padding of at most 2 there")
         return True
     return (forced.algorithm is None and forced.grad_input is None and applies
-            and winograd.worthwhile(x_shape, w_shape, groups))
+            and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:])))
 
 
 def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups) -> None:

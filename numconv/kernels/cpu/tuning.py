@@ -58,6 +58,12 @@ ADVANTAGE = 1.05
 #: in 2D; in 3D (3 depth taps) 1.4x with 16 input and 32 output channels, about even with 16 output channels and
 #: 1.6x slower with 8: with few channels the transforms cost more than the multiplies they save
 WINOGRAD_MIN_CHANNELS = 32
+#: ... and only where its output has at least this many tiles of 2 x 2 positions (per plane, over the batch and
+#: the depth): a transformed weight is 16/9 the size of the weight, and with few tiles to serve, fetching it costs
+#: more than the multiplies save. Measured in ONNX sessions at batch 1, the weights last used a whole forward pass
+#: before: AlexNet's 3 x 3 layers on 13 x 13 (49 tiles) ran the forward 6% faster direct (11.3-13.4 -> 10.6-11.8
+#: ms), NiN's on 8 x 8 (16 tiles) 0-9%; at batch 4 (196 and 64 tiles) Winograd was 4% faster and even
+WINOGRAD_MIN_TILES = 64
 
 #: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,
 #: absent taps as zero weights) is chosen over one convolution per phase when its estimate beats theirs by this

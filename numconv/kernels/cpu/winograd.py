@@ -2,7 +2,7 @@
 padding and groups; in 3D any depth of window, stride and dilation along the depth (each output plane sums the 2D
 convolutions of its depth taps' input planes). The kernels are generated (``winograd_codegen.py`` documents the
 algorithm and the buffer layouts); this module sizes their buffers and calls them. ``conv.py`` decides when it is
-used (``tuning.WINOGRAD_MIN_CHANNELS``).
+used (``tuning.WINOGRAD_MIN_CHANNELS``, ``tuning.WINOGRAD_MIN_TILES``).
 
 One call:
 
@@ -31,11 +31,15 @@ def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
     return tuple(weight_shape[3:]) == (3, 3) and tuple(stride[1:]) == (1, 1) and tuple(dilation[1:]) == (1, 1)
 
 
-def worthwhile(x_shape, weight_shape, groups) -> bool:
+def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
     """Whether the transforms pay (``tuning.py``): an input tile's transform serves every output channel of its
-    group, an output tile's inverse transform a sum over every depth tap and input channel of it."""
+    group, an output tile's inverse transform a sum over every depth tap and input channel of it, and the
+    transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width)."""
     sums = weight_shape[2] * (x_shape[1] // groups)
-    return min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
+    batch, depth, height, width = out_shape
+    tiles = batch * depth * -(-height // TILE) * -(-width // TILE)
+    return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
+            and tiles >= tuning.WINOGRAD_MIN_TILES)
 
 
 def _tiles_per_task(tiles: int, groups: int) -> int:
