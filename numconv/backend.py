@@ -12,6 +12,8 @@ import weakref
 
 import numpy as np
 
+from numconv.kernels import memory
+
 __all__ = ["backend_of", "kernels", "is_device_array", "empty", "zeros", "to_device", "to_host", "as_device_array",
            "device_support", "to_backend", "fill", "copy_into", "astype", "BACKENDS", "retire", "is_retired"]
 
@@ -94,9 +96,10 @@ def kernels(backend: str):
 
 
 def empty(shape, dtype, backend: str = "cpu"):
-    """An uninitialised C-contiguous array on ``backend``."""
+    """An uninitialised C-contiguous array on ``backend`` (on the host, a large one in reused memory:
+    ``numconv.kernels.memory``)."""
     if backend == "cpu":
-        return np.empty(shape, dtype=dtype)
+        return memory.empty((shape,) if np.ndim(shape) == 0 else shape, dtype)
     if backend == "cuda":
         shape = (shape,) if np.ndim(shape) == 0 else shape
         return _cuda().device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype))

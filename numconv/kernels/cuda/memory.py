@@ -2,7 +2,8 @@
 one costs microseconds and synchronises; the pool keeps freed blocks and hands them out again.
 
 Numba's External Memory Management interface (numba-cuda's ``set_memory_manager``) routes every device allocation of
-the process through :class:`CachingMemoryManager`, which takes blocks from a :class:`BlockPool`. A block returns to
+the process through :class:`CachingMemoryManager`, which takes blocks from a :class:`BlockPool`
+(``numconv.kernels.memory``, which serves the host's large arrays too). A block returns to
 the pool when the last array that uses it is gone (numba ties the buffer's life to its ``MemoryPointer``), and is
 handed out again to the next request of the same rounded size. numconv runs every kernel on the default stream, whose
 work executes in order, so a block reused by a later op is written only after the earlier ops that read it are
@@ -16,93 +17,11 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import weakref
 
+from numconv.kernels.memory import BlockPool
+
 __all__ = ["BlockPool", "use_caching_pool", "in_use", "statistics", "reset_peak"]
-
-
-class BlockPool:
-    """Free blocks by rounded size, handed out again before anything new is allocated.
-
-    ``allocate(size)`` returns a handle to ``size`` new bytes, ``free(handle)`` gives them back to the driver. A block
-    is ``(handle, rounded size, generation)``; blocks taken before :meth:`reset` are not kept when they come back.
-    """
-
-    #: sizes are rounded up to a multiple of this many bytes (CuPy's pool rounds to 512 too)
-    GRANULE = 512
-
-    def __init__(self, allocate, free):
-        self._allocate, self._free = allocate, free
-        self._free_blocks = {}  # rounded size -> [handle, ...]
-        self._lock = threading.Lock()
-        self._generation = 0
-        self.driver_allocations = 0
-        self.reuses = 0
-        self.bytes_in_use = 0
-        self.bytes_cached = 0
-        self.peak_bytes_in_use = 0
-
-    def rounded(self, size: int) -> int:
-        return max(1, -(-int(size) // self.GRANULE)) * self.GRANULE
-
-    def take(self, size: int) -> tuple:
-        """A block of at least ``size`` bytes: a cached one of the same rounded size, or a new one."""
-        rounded = self.rounded(size)
-        with self._lock:
-            cached = self._free_blocks.get(rounded)
-            if cached:
-                handle = cached.pop()
-                self.bytes_cached -= rounded
-                self.reuses += 1
-                return self._hand_out(handle, rounded)
-        handle = self._allocate(rounded)
-        with self._lock:
-            self.driver_allocations += 1
-            return self._hand_out(handle, rounded)
-
-    def _hand_out(self, handle, rounded: int) -> tuple:
-        self.bytes_in_use += rounded
-        self.peak_bytes_in_use = max(self.peak_bytes_in_use, self.bytes_in_use)
-        return handle, rounded, self._generation
-
-    def give_back(self, block: tuple) -> None:
-        """``block`` is no longer used: keep it for the next request of its size."""
-        handle, rounded, generation = block
-        with self._lock:
-            if generation != self._generation:
-                return  # taken before a reset: its memory went with the context
-            self.bytes_in_use -= rounded
-            self.bytes_cached += rounded
-            self._free_blocks.setdefault(rounded, []).append(handle)
-
-    def release_cached(self) -> int:
-        """Free every cached block to the driver; returns the bytes freed."""
-        with self._lock:
-            blocks = [(size, handle) for size, handles in self._free_blocks.items() for handle in handles]
-            self._free_blocks.clear()
-            freed, self.bytes_cached = self.bytes_cached, 0
-        for _, handle in blocks:
-            self._free(handle)
-        return freed
-
-    def reset(self) -> None:
-        """Forget every block (the context that owned them is gone)."""
-        with self._lock:
-            self._free_blocks.clear()
-            self._generation += 1
-            self.bytes_in_use = self.bytes_cached = 0
-
-    def reset_peak(self) -> None:
-        """Start the peak over from the bytes in use now."""
-        with self._lock:
-            self.peak_bytes_in_use = self.bytes_in_use
-
-    def statistics(self) -> dict:
-        with self._lock:
-            return {"driver_allocations": self.driver_allocations, "reuses": self.reuses,
-                    "bytes_in_use": self.bytes_in_use, "bytes_cached": self.bytes_cached,
-                    "peak_bytes_in_use": self.peak_bytes_in_use}
 
 
 _pool: BlockPool | None = None
