@@ -396,6 +396,16 @@ def test_relu_overwrites_only_values_that_nothing_else_reads(rng, monkeypatch):
     np.testing.assert_array_equal(out, x + np.maximum(y, 0))
     (stored,) = session.run(["c"], {"x": x})
     np.testing.assert_array_equal(stored, y)
+    # nor on the model's weights, passed on by an Identity (as exporters do) or reshaped
+    for passing in (helper.make_node("Identity", ["w"], ["i"]),
+                    helper.make_node("Reshape", ["w", "shape"], ["i"])):
+        session = nx.load(_model([passing, helper.make_node("Relu", ["i"], ["r"]),
+                                  helper.make_node("Add", ["x", "r"], ["out"])],
+                                 initializers=[onnx.numpy_helper.from_array(y, "w"),
+                                               onnx.numpy_helper.from_array(np.array([1, 2, 6, 6]), "shape")]))
+        out, weight = session.run(["out", "w"], {"x": x})
+        np.testing.assert_array_equal(out, x + np.maximum(y, 0))
+        np.testing.assert_array_equal(weight, y)
 
 
 @pytest.mark.parametrize("node, message", [

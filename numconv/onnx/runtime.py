@@ -46,6 +46,7 @@ class Session:
                 raise ValueError(f"node {step.name} (Reshape): the shape {step.inputs[1]!r} must be stored in the "
                                  "model or be an input")
         self._on_backend = {}  # backend -> {name: float initializer there}
+        self._weight_ids = set()  # the identities of the arrays of ``_on_backend``
         self._prepared = {}  # (step name, backend) -> (weight, bias) for Gemm and MatMul
         self._described = [NodeArg(value.name, shape_of(value), _ELEMENT_NAMES.get(
             value.type.tensor_type.elem_type, "tensor")) for value in model.graph.output]
@@ -117,16 +118,22 @@ class Session:
     def _spent(self, name: str, index: int, kept: set, values: dict, external: list) -> bool:
         """Whether the value ``name`` may be overwritten by step ``index``: a host array that an earlier step of this
         run computed, that no later step reads, that is not asked for, and that shares no memory with another value
-        (a view that a Reshape or an Identity made) nor with ``external`` arrays."""
+        (a view that a Reshape or an Identity made) nor with ``external`` arrays. A view is never overwritten, nor a
+        weight that an Identity passed on; any other array shares no memory with the model's weights, which are
+        then not compared (comparing each of NiN's 18 took half of its ReLUs' 11 us)."""
         value = values[name]
-        others = [other for other_name, other in values.items() if other_name != name] + external
-        return (name in self._computed and self._last_reader[name] == index and name not in kept
-                and isinstance(value, np.ndarray)
-                and not any(isinstance(other, np.ndarray) and np.may_share_memory(other, value) for other in others))
+        if not (name in self._computed and self._last_reader[name] == index and name not in kept
+                and isinstance(value, np.ndarray) and not isinstance(value.base, np.ndarray)
+                and id(value) not in self._weight_ids):
+            return False
+        others = [other for other_name, other in values.items()
+                  if other_name != name and other_name not in self._initializers] + external
+        return not any(isinstance(other, np.ndarray) and np.may_share_memory(other, value) for other in others)
 
     def _weights(self, where: str) -> dict:
         if where not in self._on_backend:
             self._on_backend[where] = {name: _on(value, where) for name, value in self._initializers.items()}
+            self._weight_ids.update(id(value) for value in self._on_backend[where].values())
         return self._on_backend[where]
 
     def _dense(self, step: Step, where: str, arguments: list) -> tuple:
