@@ -637,11 +637,10 @@ def _row_geometry(x, out, plane, widened, wide, task, filler):
 
 
 @njit(cache=True, inline="always")
-def _row_at(row, out, stride, base, in_h, in_w, first_out):
-    """(output depth, output row, offset of its first window's first input, offset of its first output) of output
-    row ``row`` of a plane (rows numbered depth by depth), for the rows route (``_row_geometry``'s plane)."""
-    od, oh = row // out.shape[3], row % out.shape[3]
-    return od, oh, base + (od * stride[0] * in_h + oh * stride[1]) * in_w, first_out + row * out.shape[4]
+def _row_at(od, oh, out, stride, base, in_h, in_w, first_out):
+    """(offset of its first window's first input, offset of its first output) of output row ``oh`` of output depth
+    ``od`` of a plane, for the rows route (``_row_geometry``'s plane)."""
+    return base + (od * stride[0] * in_h + oh * stride[1]) * in_w, first_out + (od * out.shape[3] + oh) * out.shape[4]
 
 
 @_task
@@ -653,16 +652,17 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, widened, wide, wi
     targets = out.reshape(-1)
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         reads, base, in_h, in_w, first_out = _row_geometry(x, out, plane, widened, wide, task, -math.inf)
-        for row in range(out_d * out_h):
-            _, _, start, to = _row_at(row, out, stride, base, in_h, in_w, first_out)
-            if phases is not None:
-                _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), len(literal_step),
-                              phases[task])
-                _max_value_phase_row(phases[task], targets, to, out_w, len(window_rows), len(window_taps),
-                                     len(literal_step))
-            else:
-                _max_value_row(reads, start, targets, to, out_w, len(window_depth), in_h * in_w, len(window_rows),
-                               in_w, len(window_taps), len(literal_step))
+        for od in range(out_d):
+            for oh in range(out_h):
+                start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
+                if phases is not None:
+                    _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), len(literal_step),
+                                  phases[task])
+                    _max_value_phase_row(phases[task], targets, to, out_w, len(window_rows), len(window_taps),
+                                         len(literal_step))
+                else:
+                    _max_value_row(reads, start, targets, to, out_w, len(window_depth), in_h * in_w, len(window_rows),
+                                   in_w, len(window_taps), len(literal_step))
 
 
 @njit(parallel=True, cache=True)
@@ -779,18 +779,19 @@ def _max_indices_rows_task(x, out, indices, task, tasks, stride, phases, widened
     targets, target_indices = out.reshape(-1), indices.reshape(-1)
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         reads, base, in_h, in_w, first_out = _row_geometry(x, out, plane, widened, wide, task, -math.inf)
-        for row in range(out_d * out_h):
-            od, oh, start, to = _row_at(row, out, stride, base, in_h, in_w, first_out)
-            origin = (od * stride[0] * plane_h + oh * stride[1]) * plane_w
-            if phases is not None:
-                _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), len(literal_step),
-                              phases[task])
-                _max_index_phase_row(phases[task], targets, target_indices, to, out_w, len(window_rows),
-                                     len(window_taps), len(literal_step), origin, plane_w)
-            else:
-                _max_index_row(reads, start, targets, target_indices, to, out_w, len(window_depth), in_h * in_w,
-                               len(window_rows), in_w, len(window_taps), len(literal_step), origin,
-                               plane_h * plane_w, plane_w)
+        for od in range(out_d):
+            for oh in range(out_h):
+                start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
+                origin = (od * stride[0] * plane_h + oh * stride[1]) * plane_w
+                if phases is not None:
+                    _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), len(literal_step),
+                                  phases[task])
+                    _max_index_phase_row(phases[task], targets, target_indices, to, out_w, len(window_rows),
+                                         len(window_taps), len(literal_step), origin, plane_w)
+                else:
+                    _max_index_row(reads, start, targets, target_indices, to, out_w, len(window_depth), in_h * in_w,
+                                   len(window_rows), in_w, len(window_taps), len(literal_step), origin,
+                                   plane_h * plane_w, plane_w)
 
 
 @njit(parallel=True, cache=True)
@@ -971,22 +972,23 @@ def _avg_rows_task(x, out, task, tasks, stride, divisors, inverses, scratch, pha
         # the last input that a rounded row's windows read, from its first
         reach = (rounded - 1) * step + max(step, len(window_taps)) - 1 + (len(window_depth) - 1) * in_h * in_w \
             + (len(window_rows) - 1) * in_w
-        for row in range(out_d * out_h):
-            od, oh, start, to = _row_at(row, out, stride, base, in_h, in_w, first_out)
-            if phases is not None:
-                _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), step, phases[task])
-                _average_phase_row(phases[task], targets, to, out_w, len(window_rows), len(window_taps), step,
-                                   divisors[0, od] * divisors[1, oh], divisors[2])
-                continue
-            count = rounded if start + reach < reads.shape[0] else out_w
-            for v in range(np.uint64(count)):
-                total[v] = 0.0
-            _sum_run(reads, start, total, 0, count, len(window_depth), in_h * in_w, len(window_rows), in_w,
-                     len(window_taps), step)
-            if inverses.size == 0:
-                _divide_run(total, 0, targets, to, out_w, divisors[0, od] * divisors[1, oh], divisors[2])
-            else:
-                _scale_run(total, 0, targets, to, out_w, inverses[0, od] * inverses[1, oh], inverses[2])
+        for od in range(out_d):
+            for oh in range(out_h):
+                start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
+                if phases is not None:
+                    _split_phases(reads, start, out_w, len(window_rows), in_w, len(window_taps), step, phases[task])
+                    _average_phase_row(phases[task], targets, to, out_w, len(window_rows), len(window_taps), step,
+                                       divisors[0, od] * divisors[1, oh], divisors[2])
+                    continue
+                count = rounded if start + reach < reads.shape[0] else out_w
+                for v in range(np.uint64(count)):
+                    total[v] = 0.0
+                _sum_run(reads, start, total, 0, count, len(window_depth), in_h * in_w, len(window_rows), in_w,
+                         len(window_taps), step)
+                if inverses.size == 0:
+                    _divide_run(total, 0, targets, to, out_w, divisors[0, od] * divisors[1, oh], divisors[2])
+                else:
+                    _scale_run(total, 0, targets, to, out_w, inverses[0, od] * inverses[1, oh], inverses[2])
 
 
 @njit(parallel=True, cache=True)
