@@ -24,8 +24,9 @@ so only the border columns take the junk, and they are computed again one window
 
 The common windows without padding take a shorter route where rows are long (``ROW_WINDOWS``, ``_row_window``):
 every window is whole, so each output row is computed straight from its windows' inputs, the whole window (depth
-included) in registers, and stored once, with no plan, no scratch row and no pass per depth tap; the average still
-sums in a float64 row and divides once. Overlapping windows are split into phases a row at a time, as above.
+included) in registers, and stored once, with no plan, no scratch row and no pass per depth tap. Overlapping windows
+are split into phases a row at a time, as above; the average sums each of their windows in a float64 register, and
+every other window of the route in a float64 row, and divides once.
 
 The average's backward takes a tiling route where the windows tile the input (``TILE_WIDTHS``): each input's
 gradient is then its one window's share, spread over the window's rows.
