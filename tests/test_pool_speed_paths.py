@@ -160,6 +160,20 @@ def test_each_window_taken_whole_meets_torch_on_long_rows(window, rng):
     (grad,) = backward(g, x, **options)
     want_grad = naive.avg_pool_backward(g.astype(np.float64), x.astype(np.float64), *args)
     np.testing.assert_allclose(grad, want_grad, rtol=6e-8, atol=1e-12)
+    np.testing.assert_array_equal(grad, _ordered_avg_backward(g, x.shape, kernel, stride, padding))
+
+
+def _ordered_avg_backward(g, x_shape, kernel, stride, padding):
+    """The average's backward as documented, to the last bit: each input's terms (its windows' gradient / the
+    window's size, padding counted, in float64) summed in output order from 0.0, and rounded once."""
+    ndim = len(kernel)
+    grad = np.zeros(x_shape[:2] + tuple(s + 2 * p for s, p in zip(x_shape[2:], padding)), np.float64)
+    shares = g.astype(np.float64) / float(np.prod(kernel))
+    for out in np.ndindex(*g.shape[2:]):
+        window = tuple(slice(o * s, o * s + k) for o, s, k in zip(out, stride, kernel))
+        grad[(slice(None), slice(None)) + window] += shares[(slice(None), slice(None)) + out][(...,) + (None,) * ndim]
+    inside = tuple(slice(p, p + s) for p, s in zip(padding, x_shape[2:]))
+    return grad[(slice(None), slice(None)) + inside].astype(g.dtype)
 
 
 # a window of each of the rows route's loops: a depth of one, of two, and windows split into phases (the spec rows

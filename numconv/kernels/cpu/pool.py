@@ -1026,12 +1026,12 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
 
 @njit(cache=True, inline="always")
 def _spread_run(spread, start, total, count, taps):
-    """total[i] += spread[start + i + taps - 1 - t] for t in [0, taps) in turn (the taps from the last), for i in
-    [0, count)."""
+    """total[i] += spread[start + i + t] for t in [0, taps) in turn, for i in [0, count): where ``spread`` holds a row's
+    shares at the stride, tap ``taps - 1 - t``'s term, the outputs in order."""
     for i in range(np.uint64(count)):
         current = total[i]
         for t in range(taps):
-            current += spread[np.uint64(start) + i + np.uint64(taps - 1 - t)]
+            current += spread[np.uint64(start) + i + np.uint64(t)]
         total[i] = current
 
 
