@@ -339,6 +339,16 @@ def covering_output_range(in_index, kernel, stride, pad, out_size):
     return lo, min((in_index + pad) // stride + 1, out_size)
 
 
+@njit(cache=True, inline="always")
+def phase_taps(phase, kernel, stride, pad):
+    """The (dilation 1) taps that reach the inputs ``phase + stride * m`` of one stride phase: ``(count, shift)``,
+    tap number ``j`` in ``[0, count)`` being ``(phase + pad) % stride + stride * j``, read by output
+    ``m + shift - j``. ``count`` is 0 where no tap reaches the phase (a window shorter than its stride)."""
+    first = (phase + pad) % stride
+    count = 0 if first >= kernel else (kernel - 1 - first) // stride + 1
+    return count, (phase + pad) // stride
+
+
 @njit(cache=True)
 def valid_output_range(in_size, out_size, stride, pad, dilation, tap):
     """Output positions ``n`` in ``[lo, hi)`` whose input position ``stride*n - pad + dilation*tap`` lies in

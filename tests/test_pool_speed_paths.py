@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import numconv.functional as F
-from numconv.kernels.cpu.pool import ROW_WINDOWS, TILE_WIDTHS, WHOLE_WINDOWS, _row_window, _tile_width
+from numconv.kernels.cpu.pool import (
+    PHASE_WINDOWS, ROW_WINDOWS, TILE_WIDTHS, WHOLE_WINDOWS, _phase_window, _row_window, _tile_width,
+)
 from tests import naive
 
 torch = pytest.importorskip("torch")
@@ -234,3 +236,29 @@ def test_the_average_backward_over_tiling_windows_is_one_share_per_input(width, 
         (grad,) = AVG_POOL[ndim][1](g, x, width, width, ceil_mode=ceil_mode)
         y64.backward(torch.from_numpy(g.astype(np.float64)))
         np.testing.assert_array_equal(grad, x64.grad.numpy().astype(np.float32))
+
+
+def test_the_average_backward_phases_route_sums_in_output_order(rng):
+    """The phases route (each window of PHASE_WINDOWS: AlexNet's 3 x 3 and a 4 x 4, both of stride 2), with and
+    without padding, over rows of whole groups of columns and of a column more, and over volumes whose slices one and
+    two output depths cover: every input's gradient, to the bit, is the float64 sum of its windows' shares in output
+    order, rounded once; NaN and infinities reach only the inputs of their windows."""
+    assert PHASE_WINDOWS == ((2, 2),)
+    for kernel, padding, spatial in (((3, 3), 0, (55, 55)), ((3, 3), 1, (6, 35)), ((4, 4), 1, (9, 41)),
+                                     ((4, 4), 2, (8, 34)), ((1, 3, 3), 0, (3, 5, 33)), ((2, 3, 3), 1, (4, 5, 36))):
+        ndim = len(spatial)
+        geometry = (1,) * (3 - ndim) + kernel, (1,) * (3 - ndim) + (1,) * (ndim - 2) + (2, 2)
+        out_w = (spatial[-1] + 2 * padding - kernel[-1]) // 2 + 1
+        assert _phase_window((1, 1, out_w), *geometry) is not None
+        stride = geometry[1][3 - ndim:]
+        x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
+        forward, backward = AVG_POOL[ndim]
+        options = dict(kernel_size=kernel, stride=stride, padding=padding)
+        g = rng.standard_normal(forward(x, **options).shape).astype(np.float32)
+        (grad,) = backward(g, x, **options)
+        np.testing.assert_array_equal(grad, _ordered_avg_backward(g, x.shape, kernel, stride, (padding,) * ndim))
+    # windows of 2 x 2 x 3 and 1 x 2 x 3 inputs (the others fall in the padding), in planes of their own
+    g[0, 0, 1, 2, 3], g[1, 2, 0, 2, 5] = np.nan, np.inf
+    (grad,) = backward(g, x, **options)
+    np.testing.assert_array_equal(grad, _ordered_avg_backward(g, x.shape, kernel, stride, (padding,) * ndim))
+    assert np.isnan(grad).sum() == 12 and np.isinf(grad).sum() == 6

@@ -103,6 +103,19 @@ def test_every_width_of_the_average_backward_tiling_route_meets_the_spec():
     assert set(TILE_WIDTHS) <= checked, set(TILE_WIDTHS) - checked
 
 
+def test_every_window_of_the_average_backward_phases_route_meets_the_spec():
+    """The average's backward compiles its phases route for each window of PHASE_WINDOWS: each needs a registry row
+    that the route takes (by its own rule)."""
+    from numconv.kernels.cpu.pool import PHASE_WINDOWS, _phase_window
+
+    checked = set()
+    for kernel, stride, _, _, _, out_w in _pool_geometries("avg_pool_backward"):
+        literals = _phase_window((1, 1, out_w), kernel, stride)
+        if literals is not None:
+            checked.add(tuple(len(literal) for literal in literals))
+    assert set(PHASE_WINDOWS) <= checked, set(PHASE_WINDOWS) - checked
+
+
 def test_registry_spans_dimensions_groups_and_ceil_mode():
     convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}

@@ -29,7 +29,10 @@ are split into phases a row at a time, as above; the average sums each of their 
 every other window of the route in a float64 row, and divides once.
 
 The average's backward takes a tiling route where the windows tile the input (``TILE_WIDTHS``): each input's
-gradient is then its one window's share, spread over the window's rows.
+gradient is then its one window's share, spread over the window's rows. Elsewhere, over long rows, each input row
+sums the shares of the output rows that cover it: by stride phases of its columns where the window is one of
+``PHASE_WINDOWS`` (AlexNet's 3 x 3 of stride 2: each phase reads contiguous shares, and the phases are stored
+interleaved), else from rows of shares spread at the stride with zeros between, a tap at a time.
 
 The tasks compile with NumPy's error model, as the parallel loops that call them do (``_task``).
 """
@@ -39,7 +42,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from numconv.geometry import avg_pool_divisor, covering_output_range, valid_output_range, window_position
+from numconv.geometry import (
+    avg_pool_divisor, covering_output_range, phase_taps, valid_output_range, window_position,
+)
 from numconv.kernels.scalar import raises_max, takes_max_at_once, window_max, window_sum
 
 #: the kernels of this module: what the spec registry must cover
@@ -71,6 +76,10 @@ WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4
 #: average). The windows of ``WHOLE_WINDOWS`` that come without padding, and C3D's 2 x 2 x 2; each is one more
 #: specialisation of the three forward kernels, compiled on a first call.
 ROW_WINDOWS = ((1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2), (1, 1, 2, 2), (1, 1, 3, 2), (1, 1, 4, 4))
+#: the windows (taps of a stride phase at most, stride along W) whose rows the average's backward, where they are
+#: long, computes by stride phases (``_phase_window``): AlexNet's and NiN's 3 x 3 of stride 2 (a phase of 2 taps and
+#: one of 1). Each is one more specialisation.
+PHASE_WINDOWS = ((2, 2),)
 #: the window widths for which the average's backward takes the tiling route (``_tile_width``): windows as long as
 #: their strides along every axis, without padding, tile the input, so each input's gradient is its one window's
 #: share, written as many times as the window is wide (a constant, which turns the stores into shuffles) into each
@@ -1136,6 +1145,89 @@ def _tile_width(kernel, stride, padding, padding_end):
     return (0,) * kernel[2]
 
 
+def _phase_window(out_shape, kernel, stride):
+    """The phases route's window (``PHASE_WINDOWS``) as literals, two tuples of zeros as long as the taps of a phase
+    at most and the stride along W; None where the route does not apply (rows of fewer than ``SHORT_ROW``
+    outputs, or another window)."""
+    taps, steps = (kernel[2] - 1) // stride[2] + 1, stride[2]
+    if out_shape[2] < SHORT_ROW or (taps, steps) not in PHASE_WINDOWS:
+        return None
+    return (0,) * taps, (0,) * steps
+
+
+@_task
+def _avg_backward_phases_task(grad_output, grad_input, task, tasks, kernel, stride, padding, divisors, scratch,
+                              lines, window_taps, window_steps):
+    """avg_pool_backward by the phases route over task ``task`` of ``tasks``' planes (``_phase_window``): for each
+    input depth slice, the shares of each output row that covers it (``lines[task]``, contiguous, zeros around);
+    then, input row by input row, each stride phase of its columns in a float64 row of ``scratch``, adding per
+    covering output row a contiguous run of shares per tap, the taps from the last (the outputs in order), every
+    tap in one pass where the phase has them all; the phases then stored interleaved."""
+    planes = grad_output.shape[0] * grad_output.shape[1]
+    out_d, out_h, out_w = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
+    in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
+    taps, steps = len(window_taps), len(window_steps)
+    sources, targets = grad_output.reshape(-1), grad_input.reshape(-1)
+    total = scratch[task]
+    columns = scratch.shape[1] // steps
+    shares = lines[task].reshape(-1)
+    length = lines.shape[3]
+    margin = taps - 1
+    groups = in_w // steps
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        for i_d in range(in_d):
+            target = np.uint64((plane * in_d + i_d) * in_h * in_w)
+            d_lo, d_hi = covering_output_range(i_d, kernel[0], stride[0], padding[0], out_d)
+            for od in range(d_lo, d_hi):
+                for oh in range(out_h):
+                    size = divisors[0, od] * divisors[1, oh]
+                    row = np.uint64(((od - d_lo) * out_h + oh) * length)
+                    source = np.uint64(((plane * out_d + od) * out_h + oh) * out_w)
+                    for i in range(np.uint64(margin)):
+                        shares[row + i] = 0.0
+                    for ow in range(np.uint64(out_w)):
+                        shares[row + np.uint64(margin) + ow] = sources[source + ow] / (size * divisors[2, ow])
+                    for i in range(np.uint64(margin + out_w), np.uint64(length)):
+                        shares[row + i] = 0.0
+            for i_h in range(in_h):
+                h_lo, h_hi = covering_output_range(i_h, kernel[1], stride[1], padding[1], out_h)
+                for phase in range(steps):
+                    count, shift = phase_taps(phase, kernel[2], steps, padding[2])
+                    base = np.uint64(phase * columns)
+                    size = np.uint64((in_w - phase + steps - 1) // steps)
+                    for m in range(size):
+                        total[base + m] = 0.0
+                    for od in range(d_lo, d_hi):
+                        for oh in range(h_lo, h_hi):
+                            # tap j of the phase reads output m + shift - j: its share at start - j + m
+                            start = np.uint64(((od - d_lo) * out_h + oh) * length + margin + shift)
+                            if count == taps:
+                                for m in range(size):
+                                    current = total[base + m]
+                                    for t in range(taps):
+                                        current += shares[start - np.uint64(taps - 1 - t) + m]
+                                    total[base + m] = current
+                                continue
+                            for j in range(count - 1, -1, -1):
+                                for m in range(size):
+                                    total[base + m] += shares[start - np.uint64(j) + m]
+                at = target + np.uint64(i_h * in_w)
+                for m in range(np.uint64(groups)):
+                    for phase in range(steps):
+                        targets[at + m * np.uint64(steps) + np.uint64(phase)] = total[np.uint64(phase * columns) + m]
+                for i_w in range(groups * steps, in_w):
+                    targets[at + np.uint64(i_w)] = total[(i_w % steps) * columns + i_w // steps]
+
+
+@njit(parallel=True, cache=True)
+def _avg_backward_phases(grad_output, grad_input, kernel, stride, padding, divisors, scratch, lines, window_taps,
+                         window_steps):
+    tasks = scratch.shape[0]
+    for task in prange(tasks):
+        _avg_backward_phases_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, divisors,
+                                  scratch, lines, window_taps, window_steps)
+
+
 @njit(cache=True, inline="always")
 def _spread_shares(shares, target, at, count, width):
     """target[at + v * width + t] = shares[v] for t in [0, width), v in [0, count)."""
@@ -1201,6 +1293,17 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_
     if tile_width is not None:
         _avg_backward_tiles(grad_output, grad_input, window[0], divisors, np.empty((tasks, out_shape[2]), np.float64),
                             tile_width)
+        return
+    phase_window = _phase_window(out_shape, *window[:2])
+    if phase_window is not None:
+        # a row of shares: the first tap's reach left of output 0, the outputs, and on to the last column's reach
+        taps, steps = len(phase_window[0]), len(phase_window[1])
+        columns = -(-in_shape[2] // steps)
+        length = taps - 1 + max(out_shape[2], columns + (steps - 1 + window[2][2]) // steps)
+        depths = -(-window[0][0] // window[1][0])
+        lines = np.empty((tasks, depths, out_shape[1], length), np.float64)
+        _avg_backward_phases(grad_output, grad_input, *window, divisors, np.empty((tasks, steps * columns), np.float64),
+                             lines, *phase_window)
         return
     height, width = window[0][1], window[0][2]
     whole = ((0,) * height, (0,) * width) if any(w[:2] == (height, width) for w in WHOLE_WINDOWS) else ((), ())
