@@ -77,8 +77,8 @@ WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4
 #: specialisation of the three forward kernels, compiled on a first call.
 ROW_WINDOWS = ((1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2), (1, 1, 2, 2), (1, 1, 3, 2), (1, 1, 4, 4))
 #: the windows (taps of a stride phase at most, stride along W) whose rows the average's backward, where they are
-#: long, computes by stride phases (``_phase_window``): AlexNet's and NiN's 3 x 3 of stride 2 (a phase of 2 taps and
-#: one of 1). Each is one more specialisation.
+#: long, computes by stride phases (``_phase_window``): widths of 3 and 4 of stride 2, as AlexNet's and NiN's 3 x 3
+#: (a phase of 2 taps and one of 1), any height and depth. Each is one more specialisation.
 PHASE_WINDOWS = ((2, 2),)
 #: the window widths for which the average's backward takes the tiling route (``_tile_width``): windows as long as
 #: their strides along every axis, without padding, tile the input, so each input's gradient is its one window's
