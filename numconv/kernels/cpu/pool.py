@@ -1192,24 +1192,24 @@ def _avg_backward_phases_task(grad_output, grad_input, task, tasks, kernel, stri
             for i_h in range(in_h):
                 h_lo, h_hi = covering_output_range(i_h, kernel[1], stride[1], padding[1], out_h)
                 for phase in range(steps):
-                    count, shift = phase_taps(phase, kernel[2], steps, padding[2])
+                    tap_count, shift = phase_taps(phase, kernel[2], steps, padding[2])
                     base = np.uint64(phase * columns)
-                    size = np.uint64((in_w - phase + steps - 1) // steps)
-                    for m in range(size):
+                    phase_columns = np.uint64((in_w - phase + steps - 1) // steps)
+                    for m in range(phase_columns):
                         total[base + m] = 0.0
                     for od in range(d_lo, d_hi):
                         for oh in range(h_lo, h_hi):
                             # tap j of the phase reads output m + shift - j: its share at start - j + m
                             start = np.uint64(((od - d_lo) * out_h + oh) * length + margin + shift)
-                            if count == taps:
-                                for m in range(size):
+                            if tap_count == taps:
+                                for m in range(phase_columns):
                                     current = total[base + m]
                                     for t in range(taps):
                                         current += shares[start - np.uint64(taps - 1 - t) + m]
                                     total[base + m] = current
                                 continue
-                            for j in range(count - 1, -1, -1):
-                                for m in range(size):
+                            for j in range(tap_count - 1, -1, -1):
+                                for m in range(phase_columns):
                                     total[base + m] += shares[start - np.uint64(j) + m]
                 at = target + np.uint64(i_h * in_w)
                 for m in range(np.uint64(groups)):
