@@ -1294,13 +1294,14 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_
         _avg_backward_tiles(grad_output, grad_input, window[0], divisors, np.empty((tasks, out_shape[2]), np.float64),
                             tile_width)
         return
+    # the long-row routes keep one set of rows of shares per output depth that covers an input depth slice
+    depths = -(-window[0][0] // window[1][0])
     phase_window = _phase_window(out_shape, *window[:2])
     if phase_window is not None:
         # a row of shares: the first tap's reach left of output 0, the outputs, and on to the last column's reach
         taps, steps = len(phase_window[0]), len(phase_window[1])
         columns = -(-in_shape[2] // steps)
         length = taps - 1 + max(out_shape[2], columns + (steps - 1 + window[2][2]) // steps)
-        depths = -(-window[0][0] // window[1][0])
         lines = np.empty((tasks, depths, out_shape[1], length), np.float64)
         _avg_backward_phases(grad_output, grad_input, *window, divisors, np.empty((tasks, steps * columns), np.float64),
                              lines, *phase_window)
@@ -1313,8 +1314,6 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_
     else:
         # a row of spread shares reaches from the first tap's reach left of column 0 to the last output's column
         length = width - 1 + max(window[1][2] * (out_shape[2] - 1) + 1, in_shape[2] + window[2][2])
-        # one set of rows per output depth that covers an input depth slice
-        depths = -(-window[0][0] // window[1][0])
         scratch = np.empty((tasks, in_shape[2]), np.float64)
         spread = np.empty((tasks, depths, out_shape[1], length), np.float64)
         inner = np.zeros(4, np.int64)
