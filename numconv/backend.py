@@ -99,7 +99,7 @@ def empty(shape, dtype, backend: str = "cpu"):
     """An uninitialised C-contiguous array on ``backend`` (on the host, a large one in reused memory:
     ``numconv.kernels.memory``)."""
     if backend == "cpu":
-        return memory.empty((shape,) if np.ndim(shape) == 0 else shape, dtype)
+        return memory.empty(shape if type(shape) is tuple else (shape,) if np.ndim(shape) == 0 else shape, dtype)
     if backend == "cuda":
         shape = (shape,) if np.ndim(shape) == 0 else shape
         return _cuda().device_array(tuple(int(s) for s in shape), dtype=np.dtype(dtype))

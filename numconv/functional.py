@@ -67,7 +67,7 @@ def _float_array(value, name: str, ndim: int | None = None, dtype=None, min_ndim
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {shape}")
     if min_ndim is not None and len(shape) < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {shape}")
-    if any(s == 0 for s in shape):
+    if 0 in shape:
         raise ValueError(f"{name} must not be empty, got shape {shape}")
     if device:
         return _device_contiguous(array)
@@ -119,25 +119,28 @@ def freeze(*weights) -> None:
 def _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim):
     x = _float_array(x, "input", ndim + 2)
     weight = _float_array(weight, "weight", ndim + 2, x.dtype)
-    geometry.check_groups(x.shape[1], weight.shape, groups)
+    if type(groups) is int and _plain_ints((stride, padding, dilation), 3):
+        out_spatial, args = _conv_call(x.shape[1:], weight.shape, stride, padding, dilation, groups)
+    else:
+        out_spatial, args = _conv_window(x.shape[1:], weight.shape, stride, padding, dilation, groups)
     if bias is not None:
         bias = _float_array(bias, "bias", 1, x.dtype)
         _check_shape(bias, (weight.shape[0],), "bias")
-    window = (stride, padding, dilation)
-    if all(_plain_ints(value) for value in window):
-        geo = _conv_geometry(x.shape[2:], weight.shape[2:], *window)
-    else:
-        geo = geometry.conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), int(groups))
-    out_shape = (x.shape[0], weight.shape[0]) + geo.output_shape
+    out_shape = (x.shape[0], weight.shape[0]) + out_spatial
     return x, weight, bias, out_shape, args
 
 
-@functools.lru_cache(maxsize=256)
-def _conv_geometry(shape, kernel_size, stride, padding, dilation):
-    """``geometry.conv_geometry``, remembered for window parameters of plain ints (``_plain_ints``): a layer asks
-    for the same window at every step, and validating it took a quarter of a small convolution's call."""
-    return geometry.conv_geometry(shape, kernel_size, stride, padding, dilation)
+def _conv_window(in_shape, weight_shape, stride, padding, dilation, groups) -> tuple:
+    """(output's spatial shape, the kernels' (stride, padding, dilation, groups) as triples) of a convolution of an
+    input of (channels, *spatial) ``in_shape``, after checking the groups and the window."""
+    geometry.check_groups(in_shape[0], weight_shape, groups)
+    geo = geometry.conv_geometry(in_shape[1:], weight_shape[2:], stride, padding, dilation)
+    return geo.output_shape, (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), int(groups))
+
+
+#: ``_conv_window``, remembered for window parameters and groups of plain ints (``_plain_ints``): a layer asks for
+#: the same window at every step, and checking it took a quarter of a small convolution's call
+_conv_call = functools.lru_cache(maxsize=256)(_conv_window)
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
@@ -238,7 +241,7 @@ def _conv_transpose_setup(x, weight, bias, stride, padding, output_padding, grou
 
 @functools.lru_cache(maxsize=256)
 def _conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation):
-    """``geometry.conv_transpose_geometry``, remembered (as ``_conv_geometry``)."""
+    """``geometry.conv_transpose_geometry``, remembered (as ``_conv_call``)."""
     return geometry.conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation)
 
 
@@ -322,14 +325,13 @@ def conv_transpose3d_backward(grad_output, input, weight, bias=None, stride=1, p
 
 
 def _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim):
+    """(x validated, the kernels' window, the output's shape) of a pooling (``_pool_window``)."""
     x = _float_array(x, "input", ndim + 2)
-    window = (kernel_size, stride, padding, dilation)
-    if type(ceil_mode) is bool and all(_plain_ints(value) for value in window):
-        geo = _pool_geometry(tuple(x.shape[2:]), *window, ceil_mode)
+    if type(ceil_mode) is bool and _plain_ints((kernel_size, stride, padding, dilation), 3):
+        out_spatial, window = _pool_call(tuple(x.shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
     else:
-        geo = geometry.pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    out_shape = x.shape[:2] + geo.output_shape
-    return x, geo, out_shape
+        out_spatial, window = _pool_window(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return x, window, x.shape[:2] + out_spatial
 
 
 def _plain_ints(value, depth: int = 2) -> bool:
@@ -340,18 +342,25 @@ def _plain_ints(value, depth: int = 2) -> bool:
     return depth > 0 and type(value) is tuple and all(_plain_ints(v, depth - 1) for v in value)
 
 
-@functools.lru_cache(maxsize=256)
-def _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """``geometry.pool_geometry``, remembered: a layer asks for the same window at every step."""
-    return geometry.pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+def _pool_window(shape, kernel_size, stride, padding, dilation, ceil_mode) -> tuple:
+    """(the output's spatial shape, the kernels' window: kernel, stride, padding, dilation and the padding past the
+    end, as triples) of a pooling of spatial ``shape``, after checking the window."""
+    geo = geometry.pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return geo.output_shape, (_triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0),
+                              _triple(geo.dilation, 1), _triple(geo.padding_end, 0))
+
+
+#: ``_pool_window``, remembered for window parameters of plain ints: a layer asks for the same window at every step
+_pool_call = functools.lru_cache(maxsize=256)(_pool_window)
 
 
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, ndim):
     return_indices = checks.flag(return_indices, "return_indices")
-    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    x, (kernel, stride, padding, dilation, _), out_shape = _pool_setup(x, kernel_size, stride, padding, dilation,
+                                                                        ceil_mode, ndim)
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
-    window = (_triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1))
+    window = (kernel, stride, padding, dilation)
     if not return_indices:
         kernels(backend).pool.max_pool_forward_values(_as_3d_spatial(x), _as_3d_spatial(out), *window)
         return out
@@ -361,7 +370,7 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
 
 
 def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, ndim):
-    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    x, _, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     if indices is None:
@@ -438,30 +447,26 @@ def max_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 
 def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
-    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
+    x, (kernel, stride, padding, _, padding_end), out_shape = _pool_setup(x, kernel_size, stride, padding, 1,
+                                                                           ceil_mode, ndim)
     include = checks.flag(count_include_pad, "count_include_pad")
     backend = backend_of(x)
     out = empty(out_shape, x.dtype, backend)
-    kernels(backend).pool.avg_pool_forward(
-        _as_3d_spatial(x), _as_3d_spatial(out),
-        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.padding_end, 0),
-        include,
-    )
+    kernels(backend).pool.avg_pool_forward(_as_3d_spatial(x), _as_3d_spatial(out), kernel, stride, padding,
+                                           padding_end, include)
     return out
 
 
 def _avg_pool_backward(grad_output, x, kernel_size, stride, padding, ceil_mode, count_include_pad, ndim):
-    x, geo, out_shape = _pool_setup(x, kernel_size, stride, padding, 1, ceil_mode, ndim)
+    x, (kernel, stride, padding, _, padding_end), out_shape = _pool_setup(x, kernel_size, stride, padding, 1,
+                                                                           ceil_mode, ndim)
     include = checks.flag(count_include_pad, "count_include_pad")
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     backend = backend_of(grad_output, x)
     grad_input = empty(x.shape, x.dtype, backend)
-    kernels(backend).pool.avg_pool_backward(
-        _as_3d_spatial(grad_output), _as_3d_spatial(grad_input),
-        _triple(geo.kernel_size, 1), _triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.padding_end, 0),
-        include,
-    )
+    kernels(backend).pool.avg_pool_backward(_as_3d_spatial(grad_output), _as_3d_spatial(grad_input), kernel, stride,
+                                            padding, padding_end, include)
     return (grad_input,)
 
 

@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -264,11 +266,9 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
     (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
-    chosen = _chosen(layout, forced)
-    lanes, columns = (forced.lanes_shape or lanes_shape(layout)) if chosen == "lanes" else SHAPES[chosen]
-    kernel = (lanes, columns)
+    chosen, kernel, t = _blocked_plan(layout, forced)
+    lanes = kernel[0]
     if chosen == "lanes":
-        t = lanes_tables(layout, lanes)
         packed_shape = (layout.groups * t["per_group"], reduction, lanes)
         packed = _prepared(weight, "weights", math.prod(packed_shape), dtype, lambda packed: _pack_lanes(
             weight.reshape(layout.out_channels, reduction), layout.groups, packed.reshape(packed_shape)),
@@ -280,14 +280,13 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
              out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
              _zeros(t["xc"].size, dtype.str))
         return
-    t = rows_tables(layout, lanes)
     by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
         by_group.reshape(layout.groups, reduction, layout.group_out),
         weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)), ("by group", layout.groups))
     by_group = by_group.reshape(layout.groups, -1)
     target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
     for g in range(layout.groups):
-        init_col = _zeros(layout.group_out, dtype.str) if bias is None else \
+        init_col = _zeros(layout.group_out, dtype.str) if bias is None else bias if layout.groups == 1 else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
         _fma_shape(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
              t["xb"], t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
@@ -296,6 +295,18 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
         shape = (layout.batch, layout.out_channels) + tuple(layout.positions)
         scratch = target.reshape(shape[:-1] + (t["scratch_width"],))
         out_flat.reshape(shape)[...] = scratch[..., :shape[-1]]
+
+
+@lru_cache(maxsize=64)
+def _blocked_plan(layout: Layout, forced: _Forced) -> tuple:
+    """(formulation, the blocked kernel's (lanes, columns), its offset tables) of ``layout``, remembered as long as
+    the tables are (``conv_plan``)."""
+    chosen = _chosen(layout, forced)
+    if chosen == "lanes":
+        kernel = forced.lanes_shape or lanes_shape(layout)
+        return chosen, kernel, lanes_tables(layout, kernel[0])
+    kernel = SHAPES[chosen]
+    return chosen, kernel, rows_tables(layout, kernel[0])
 
 
 def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
@@ -323,22 +334,42 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
 
 def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
+    route = _forward_route(x.shape, weight.shape, out.shape[2:], tuple(stride), tuple(padding), tuple(dilation),
+                           groups, forced)
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
-    if (_use_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced)
-            and (forced.winograd or _finite(x, weight))):
+    if route.winograd and (forced.winograd or _finite(x, weight)):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
         return
-    if (_use_phase_winograd(x.shape, weight.shape, stride, padding, dilation, groups, forced)
-            and (forced.phase_winograd or _finite(x, weight))):
+    if route.phase_winograd and (forced.phase_winograd or _finite(x, weight)):
         _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
         return
-    layout = forward_layout(x.shape, weight.shape, out.shape[2:], stride, padding, dilation, groups)
     # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
-    if _use_phases(layout, x.shape, weight.shape, padding, forced) and (forced.phases or _finite(x)):
+    if route.phases and (forced.phases or _finite(x)):
         _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
         return
-    _convolve(_padded(x, padding, layout.padded, slack=_slack(layout, forced)), layout, weight, bias,
+    _convolve(_padded(x, padding, route.layout.padded, slack=route.slack), route.layout, weight, bias,
               out.reshape(-1), forced)
+
+
+class _Route(NamedTuple):
+    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, Winograd over the
+    phase planes, the blocked kernels over the phase planes (each where it applies and pays, and taken where the
+    data allow it), else the blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
+    winograd: bool
+    phase_winograd: bool
+    phases: bool
+    layout: Layout
+    slack: int
+
+
+@lru_cache(maxsize=256)
+def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced: _Forced) -> _Route:
+    """The :class:`_Route` of a forward convolution, remembered per geometry: deciding it took a fifth of a small
+    convolution's call (NiN's 1 x 1 layers at batch 1)."""
+    layout = forward_layout(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups)
+    return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
+                  _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
+                  _use_phases(layout, x_shape, weight_shape, padding, forced), layout, _slack(layout, forced))
 
 
 def _phase_taps(kernel: int, stride: int) -> int:

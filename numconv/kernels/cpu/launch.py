@@ -240,12 +240,16 @@ def derived(source: np.ndarray, key: tuple, compute):
     ``source`` views frozen memory (:func:`freeze`; the view's place, shape and dtype are part of the key),
     computed on every call otherwise."""
     values = _remembered(source)
-    if values is None:
-        return compute()
+    return compute() if values is None else _kept(values, source, key, compute)
+
+
+def _kept(values: dict, source: np.ndarray, key: tuple, compute):
+    """``compute()`` for the view ``source`` and ``key``, kept in ``values`` (its frozen memory's)."""
     view = (source.__array_interface__["data"][0], source.shape, source.strides, source.dtype.str) + key
-    if view not in values:
-        values[view] = compute()
-    return values[view]
+    value = values.get(view)
+    if value is None:
+        value = values[view] = compute()
+    return value
 
 
 def derived_array(source: np.ndarray, key: tuple, compute) -> np.ndarray:
@@ -266,7 +270,8 @@ def prepared(source: np.ndarray, tag: str, size: int, dtype, fill, key: tuple = 
     """A flat array of ``size`` elements of ``dtype`` that ``fill(array)`` writes from ``source`` (packed or
     transformed weights; ``key`` the other parameters it depends on): kept for a frozen ``source``
     (:func:`derived`), and otherwise written on every call into this thread's scratch buffer ``tag``."""
-    if _remembered(source) is None:
+    values = _remembered(source)
+    if values is None:
         array = workspace(tag, size, dtype)
         fill(array)
         return array
@@ -276,7 +281,7 @@ def prepared(source: np.ndarray, tag: str, size: int, dtype, fill, key: tuple = 
         fill(array)  # left writeable: a read-only array is another type to Numba, which would compile again
         return array
 
-    return derived(source, (tag, size, np.dtype(dtype).str) + key, compute)
+    return _kept(values, source, (tag, size, np.dtype(dtype).str) + key, compute)
 
 
 def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
