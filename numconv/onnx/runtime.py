@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import NamedTuple
 
@@ -91,43 +92,43 @@ class Session:
             feeds[name] = array if backend.is_device_array(array) else np.ascontiguousarray(array)
         # the floats choose the backend; shapes and axes (int64) stay on the host
         where = backend.backend_of(*(value for value in feeds.values() if value.dtype.kind == "f"))
-        values = dict(self._weights(where))
-        values.update(feeds)
+        # the values of this run that are not stored weights: the inputs, the constants and what the steps computed
+        live = dict(feeds)
+        values = collections.ChainMap(live, self._weights(where))
         kept = set(names) | set(self._initializers)
         # memory this run must not write to, even once its name is let go: the caller's inputs and the model's
         # constants (an Identity or a Reshape passes them on under a computed name)
         external = [value for value in feeds.values() if isinstance(value, np.ndarray)]
         for index, step in enumerate(self._steps):
             if step.op == "Constant":
-                values[step.outputs[0]] = _on(step.params["value"], where)
-                external.append(values[step.outputs[0]])
+                live[step.outputs[0]] = _on(step.params["value"], where)
+                external.append(live[step.outputs[0]])
                 continue
             arguments = [values[name] if name else None for name in step.inputs]
-            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, values, external):
+            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, live, external):
                 results = [F.relu(arguments[0], inplace=True)]  # as ONNX Runtime fuses it into the step before
             else:
                 results = _OPS[step.op](self, step, arguments, where)
             for name, value in zip(step.outputs, results):
                 if name:
-                    values[name] = value
+                    live[name] = value
             for name in step.inputs:  # a value no later step reads is let go now, not at the end of the run
                 if name and self._last_reader.get(name) == index and name not in kept:
-                    values.pop(name, None)
+                    live.pop(name, None)
         return [values[name] for name in names]
 
-    def _spent(self, name: str, index: int, kept: set, values: dict, external: list) -> bool:
+    def _spent(self, name: str, index: int, kept: set, live: dict, external: list) -> bool:
         """Whether the value ``name`` may be overwritten by step ``index``: a host array that an earlier step of this
-        run computed, that no later step reads, that is not asked for, and that shares no memory with another value
-        (a view that a Reshape or an Identity made) nor with ``external`` arrays. A view is never overwritten, nor a
-        weight that an Identity passed on; any other array shares no memory with the model's weights, which are
-        then not compared (comparing each of NiN's 18 took half of its ReLUs' 11 us)."""
-        value = values[name]
+        run computed, that no later step reads, that is not asked for, and that shares no memory with another of the
+        run's ``live`` values (a view that a Reshape or an Identity made) nor with ``external`` arrays. A view is
+        never overwritten, nor a weight that an Identity passed on; any other array shares no memory with the
+        model's weights, which are then not compared (comparing each of NiN's 18 took half of its ReLUs' 11 us)."""
+        value = live.get(name)
         if not (name in self._computed and self._last_reader[name] == index and name not in kept
                 and isinstance(value, np.ndarray) and not isinstance(value.base, np.ndarray)
                 and id(value) not in self._weight_ids):
             return False
-        others = [other for other_name, other in values.items()
-                  if other_name != name and other_name not in self._initializers] + external
+        others = [other for other_name, other in live.items() if other_name != name] + external
         return not any(isinstance(other, np.ndarray) and np.may_share_memory(other, value) for other in others)
 
     def _weights(self, where: str) -> dict:
