@@ -140,6 +140,27 @@ def test_short_rows_run_along_the_padded_plane():
     assert conv_cost.algorithm(grad_layout) == "wide"
 
 
+def test_padded_buffers_shift_each_plane_and_crop_what_falls_outside(rng):
+    """The padded buffer (and the padded rows' cut, pads of zero and a narrower size) holds each input at its
+    index plus the pads, zeros elsewhere, for pads that widen or crop (negative) any axis, and sizes that cut any axis
+    short; every element of the buffer is written."""
+    for _ in range(60):
+        planes = int(rng.integers(1, 4))
+        in_shape = tuple(int(v) for v in rng.integers(1, 6, 3))
+        pads = tuple(int(v) for v in rng.integers(-2, 4, 3))
+        size = tuple(int(v) for v in rng.integers(1, 8, 3))
+        x = rng.standard_normal((planes,) + in_shape).astype(np.float32)
+        buf = np.full(planes * int(np.prod(size)), np.nan, np.float32)
+        cpu_conv._pad_rows(x.reshape(-1), buf, planes, *in_shape, *pads, *size)
+        expected = np.zeros((planes,) + size, np.float32)
+        # the slices of both that the shift maps onto each other, axis by axis
+        inside = [(max(p, 0), min(p + n, s)) for p, n, s in zip(pads, in_shape, size)]
+        if all(lo < hi for lo, hi in inside):
+            expected[(slice(None),) + tuple(slice(lo, hi) for lo, hi in inside)] = x[(slice(None),) + tuple(
+                slice(lo - p, hi - p) for (lo, hi), p in zip(inside, pads))]
+        np.testing.assert_array_equal(buf.reshape(expected.shape), expected, err_msg=f"{in_shape} {pads} {size}")
+
+
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
     # AlexNet's second layer: 128 output channels a group on the 32 x 7 kernel; its input gradient's 48 channels a
     # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel)
