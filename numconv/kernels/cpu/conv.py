@@ -575,8 +575,9 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
                                 grad_input.dtype).reshape(grad_input.shape[:2] + layout.out_shape)
         _convolve(buf, layout, _subpixel_weight(weight, groups, plan.subpixel_index), None, target.reshape(-1),
                   forced)
-        if plan.subpixel_padded:
-            grad_input[...] = target[:, :, :grad_input.shape[2], :grad_input.shape[3], :grad_input.shape[4]]
+        if plan.subpixel_padded:  # cut to the input's size (AlexNet's first layer's: NumPy 360-420 us, this 140)
+            _pad_rows(target.reshape(-1), grad_input.reshape(-1), grad_input.shape[0] * grad_input.shape[1],
+                      *layout.out_shape, 0, 0, 0, *grad_input.shape[2:])
         return
     swapped = _swapped(weight, groups)
     out_flat = grad_input.reshape(-1)
