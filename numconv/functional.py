@@ -339,7 +339,12 @@ def _plain_ints(value, depth: int = 2) -> bool:
     equal values validate alike, and a geometry can be remembered for them."""
     if value is None or type(value) is int:
         return True
-    return depth > 0 and type(value) is tuple and all(_plain_ints(v, depth - 1) for v in value)
+    if depth == 0 or type(value) is not tuple:
+        return False
+    for item in value:  # a loop, not all() over a generator: this runs on every call of a layer
+        if not _plain_ints(item, depth - 1):
+            return False
+    return True
 
 
 def _pool_window(shape, kernel_size, stride, padding, dilation, ceil_mode) -> tuple:
