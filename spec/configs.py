@@ -73,7 +73,7 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
     ConvConfig(1, 1, 16, (16,), (3,)),
 )
 
-#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 768
+#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 360
 #: products and more): groups of 32 output channels (a full block; 32 input channels, for the input gradient), a
 #: whole strip of 7 positions and a partial one, two groups, padding, and a strip stored as vectors (entries last in
 #: the registry)
@@ -106,16 +106,6 @@ WINOGRAD_CONFIGS = (
 )
 #: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
 WINOGRAD_FORWARD_CONFIGS = (ConvConfig(1, 2, 2, (5, 3, 4), (2, 3, 3), stride=(2, 1, 1), padding=(1, 0, 1)),)
-#: a strided 2D convolution as Winograd's over its stride phases: kernel / stride rounding up to 3 (taps past the
-#: kernel are zero weights), strides that differ between rows and columns or are 1 along one, padding, groups
-PHASE_WINOGRAD_CONFIGS = (
-    ConvConfig(1, 2, 3, (9, 10), (5, 6), stride=(2, 2), padding=(1, 2)),
-    ConvConfig(1, 3, 2, (13, 12), (11, 9), stride=(4, 3)),
-    ConvConfig(2, 4, 4, (7, 8), (6, 5), stride=(2, 2), groups=2),
-    ConvConfig(1, 2, 3, (9, 10), (3, 5), stride=(1, 2), padding=(1, 2)),
-)
-#: where the automatic choice takes it: 32 phase channels (8 x 2 x 2) and 32 output channels
-PHASE_WINOGRAD_AUTOMATIC_CONFIGS = (ConvConfig(1, 8, 32, (7, 7), (5, 5), stride=(2, 2)),)
 #: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
 #: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or
 #: are 1 along one

@@ -30,14 +30,14 @@ The three public functions are small dispatchers around the register-blocked mul
   channels), and at least ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve, goes to the fused Winograd
   F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so does its input gradient (the
   flipped-weight convolution above) when the stride is 1 along the depth too and the padding in each plane at
-  most 2. A 2D forward pass strided along rows or columns whose stride phases see 3 x 3
-  taps each (AlexNet's 11 x 11 of stride 4) is the stride-1 3 x 3 convolution of its phase planes, and goes to
-  Winograd there too where their channel counts pay. Other strided 1D and 2D convolutions run over their phase
-  planes on the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row
-  formulations, which a strided layer cannot (M5's first layer, 80 taps at stride 4).
+  most 2. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates
+  say so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first
+  layer, 80 taps at stride 4). (Winograd over the phase planes, where each phase sees 3 x 3 taps, as AlexNet's
+  11 x 11 of stride 4, was measured slower than the blocked kernels on the strided layer itself: 1.1-1.25x on
+  AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it is not kept.)
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phase_winograd``, ``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry
+``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry
 proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
@@ -75,7 +75,7 @@ __all__ = [
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
-    "conv_forward_phase_winograd", "conv_forward_phases",
+    "conv_forward_phases",
 ]
 
 _U = np.uint64
@@ -248,7 +248,6 @@ class _Forced:
     grad_input: str | None = None
     chunks: int | None = None
     winograd: bool = False
-    phase_winograd: bool = False
     phases: bool = False
 
 
@@ -351,9 +350,6 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
     if route.winograd and (forced.winograd or _finite(x, weight)):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
         return
-    if route.phase_winograd and (forced.phase_winograd or _finite(x, weight)):
-        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
-        return
     # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
     if route.phases and (forced.phases or _finite(x)):
         _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
@@ -363,11 +359,10 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
 
 
 class _Route(NamedTuple):
-    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, Winograd over the
-    phase planes, the blocked kernels over the phase planes (each where it applies and pays, and taken where the
-    data allow it), else the blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
+    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, the blocked
+    kernels over the phase planes (each where it applies and pays, and taken where the data allow it), else the
+    blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
     winograd: bool
-    phase_winograd: bool
     phases: bool
     layout: Layout
     slack: int
@@ -379,7 +374,6 @@ def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation
     convolution's call (NiN's 1 x 1 layers at batch 1)."""
     layout = forward_layout(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups)
     return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
-                  _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
                   _use_phases(layout, x_shape, weight_shape, padding, forced), layout, _slack(layout, forced))
 
 
@@ -393,29 +387,6 @@ def _phases_apply(x_shape, weight_shape, stride, padding, dilation) -> bool:
     (the taps past the kernel zero weights)."""
     return (x_shape[2] == 1 and weight_shape[2] == 1 and stride[0] == 1 and padding[0] == 0
             and max(stride[1:]) > 1 and tuple(dilation[1:]) == (1, 1))
-
-
-def _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
-    """Whether the phase planes of a convolution (``_phases_apply``) see 3 x 3 taps each (kernel / stride rounds up
-    to 3: AlexNet's 11 x 11 of stride 4): then Winograd's kernel computes their convolution."""
-    return (_phases_apply(x_shape, weight_shape, stride, padding, dilation)
-            and _phase_taps(weight_shape[3], stride[1]) == 3 and _phase_taps(weight_shape[4], stride[2]) == 3)
-
-
-def _use_phase_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
-    """Winograd over the phase planes where it applies (``_phase_winograd_applies``) and pays on their channel
-    counts, or where forced (a ValueError where it does not apply)."""
-    applies = _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation)
-    if forced.phase_winograd:
-        if not applies:
-            raise ValueError("the phase-plane Winograd kernel computes 2D convolutions with a stride above 1, "
-                             "dilation 1 and kernel / stride rounding up to 3 along rows and columns only")
-        return True
-    if forced.algorithm is not None or forced.winograd or not applies:
-        return False
-    phases = stride[1] * stride[2]
-    return winograd.worthwhile((x_shape[0], x_shape[1] * phases), (weight_shape[0], weight_shape[1] * phases, 1),
-                               groups, _output_shape(x_shape, weight_shape, stride, padding, dilation))
 
 
 def _phase_weight(weight, stride_h, stride_w):
@@ -433,7 +404,7 @@ def _phase_weight(weight, stride_h, stride_w):
 
 def _split_into_phases(x, weight, out_shape, stride, padding):
     """(phase planes (N, C * s_h * s_w, 1, OH + TH - 1, OW + TW - 1), phase weights), the phase weights frozen
-    where the weight is (so that a formulation packs them, or Winograd transforms them, once too)."""
+    where the weight is (so that a formulation packs them once too)."""
     stride_h, stride_w = stride[1], stride[2]
     phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
                                   lambda: _phase_weight(weight, stride_h, stride_w))
@@ -484,13 +455,6 @@ def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Force
     automatic = replace(forced, phases=False)
     _convolve(_padded(planes, (0, 0, 0), layout.padded, slack=_slack(layout, automatic)), layout, phase_weight, bias,
               out.reshape(-1), automatic)
-
-
-def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
-    """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of the phase planes
-    (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
-    planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
-    winograd.conv_forward(planes, phase_weight, bias, out, (0, 0, 0), 1, 1, groups)
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
@@ -703,12 +667,6 @@ def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, d
                      _Forced(winograd=True))
 
 
-def conv_forward_phase_winograd(x, weight, bias, out, stride, padding, dilation, groups):
-    """``conv_forward`` of a strided 2D convolution by Winograd over its stride phases (kernel / stride rounding
-    up to 3 along rows and columns, dilation 1); ValueError where it does not apply."""
-    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(phase_winograd=True))
-
-
 def conv_forward_phases(x, weight, bias, out, stride, padding, dilation, groups):
     """``conv_forward`` of a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the
     blocked kernels (their formulation chosen as usual)."""
@@ -743,7 +701,7 @@ def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dil
 
 def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` with 32 output channels per block (the 32 x 7 kernel), which the automatic choice takes
-    for groups of 32 output channels and sums over at least 768 positions."""
+    for groups of 32 output channels and sums over at least ``tuning.PAIRED_MIN_REDUCTION`` positions."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _PAIRED)
 
 
