@@ -229,20 +229,23 @@ def _conv_transpose_setup(x, weight, bias, stride, padding, output_padding, grou
         bias = _float_array(bias, "bias", 1, x.dtype)
         _check_shape(bias, (out_channels,), "bias")
     window = (stride, padding, output_padding, dilation)
-    if all(_plain_ints(value) for value in window):
-        geo = _conv_transpose_geometry(x.shape[2:], weight.shape[2:], *window)
+    if _plain_ints(window, 3):
+        out_spatial, triples = _conv_transpose_call(x.shape[2:], weight.shape[2:], *window)
     else:
-        geo = geometry.conv_transpose_geometry(x.shape[2:], weight.shape[2:], stride, padding, output_padding,
-                                               dilation)
-    args = (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1), groups)
-    out_shape = (x.shape[0], out_channels) + geo.input_shape
-    return x, weight, bias, out_shape, args
+        out_spatial, triples = _conv_transpose_window(x.shape[2:], weight.shape[2:], *window)
+    out_shape = (x.shape[0], out_channels) + out_spatial
+    return x, weight, bias, out_shape, triples + (groups,)
 
 
-@functools.lru_cache(maxsize=256)
-def _conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation):
-    """``geometry.conv_transpose_geometry``, remembered (as ``_conv_call``)."""
-    return geometry.conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation)
+def _conv_transpose_window(shape, kernel_size, stride, padding, output_padding, dilation) -> tuple:
+    """(the output's spatial shape, the kernels' (stride, padding, dilation) as triples) of a transposed
+    convolution of spatial ``shape``, after checking the window."""
+    geo = geometry.conv_transpose_geometry(shape, kernel_size, stride, padding, output_padding, dilation)
+    return geo.input_shape, (_triple(geo.stride, 1), _triple(geo.padding, 0), _triple(geo.dilation, 1))
+
+
+#: ``_conv_transpose_window``, remembered for window parameters of plain ints (as ``_conv_call``)
+_conv_transpose_call = functools.lru_cache(maxsize=256)(_conv_transpose_window)
 
 
 def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, ndim):
