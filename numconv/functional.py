@@ -652,26 +652,29 @@ def cat_backward(grad_output, tensors, dim=1):
 
 def _elementwise(module: str, kernel_name: str, input, *scalars, inplace: bool = False):
     """out = the element-wise kernel ``module.kernel_name`` of input, any shape; ``out`` is ``input`` itself when
-    ``inplace``."""
+    ``inplace``. ``scalars`` are taken in the input's dtype, as PyTorch takes them: a float32 LeakyReLU multiplies by
+    float32(slope), the value an ONNX attribute holds, so that a model and its ONNX round trip agree bit for bit."""
     x = _float_array(input, "input")
     backend = backend_of(x)
     if inplace and not (as_device_array(input).is_c_contiguous() if is_device_array(input) else x is input):
         raise ValueError("inplace=True writes into input, which must then be a C-contiguous, writeable float array; "
                          f"got a {type(input).__name__} that would have to be copied first")
     out = x if inplace else empty(x.shape, x.dtype, backend)
-    getattr(getattr(kernels(backend), module), kernel_name)(x.reshape(-1), *scalars, out.reshape(-1))
+    getattr(getattr(kernels(backend), module), kernel_name)(x.reshape(-1), *map(x.dtype.type, scalars),
+                                                            out.reshape(-1))
     return out
 
 
 def _elementwise_backward(module: str, kernel_name: str, grad_output, saved, saved_name: str, *scalars):
-    """(grad_input,) of an element-wise op from what its backward reads (its input or its output)."""
+    """(grad_input,) of an element-wise op from what its backward reads (its input or its output); ``scalars`` in
+    its dtype, as the forward's."""
     saved = _float_array(saved, saved_name)
     grad_output = _float_array(grad_output, "grad_output", saved.ndim, saved.dtype)
     _check_shape(grad_output, saved.shape, "grad_output")
     backend = backend_of(grad_output, saved)
     grad_input = empty(saved.shape, saved.dtype, backend)
-    getattr(getattr(kernels(backend), module), kernel_name)(grad_output.reshape(-1), saved.reshape(-1), *scalars,
-                                                            grad_input.reshape(-1))
+    getattr(getattr(kernels(backend), module), kernel_name)(grad_output.reshape(-1), saved.reshape(-1),
+                                                            *map(saved.dtype.type, scalars), grad_input.reshape(-1))
     return (grad_input,)
 
 
