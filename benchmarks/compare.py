@@ -97,9 +97,10 @@ def measure_peak(threads: int) -> dict:
 
 
 def measure_fma_peak(seconds: float = 3.0) -> dict:
-    """The register-resident FMA loop of ``fma_peak.py`` in child processes, with 512-bit vectors (the machine's
-    peak, and numconv's kernels' width: ``numconv.vectors``) and with Numba's default width (256-bit on Intel since
-    Skylake-X). ``gflops`` is the 512-bit result, or the 256-bit one where that failed."""
+    """The register-resident FMA loop of ``fma_peak.py`` in child processes, with 512-bit vectors where the CPU has
+    them (the machine's peak, and numconv's kernels' width: ``numconv.vectors``; 256-bit on AVX2 CPUs) and with
+    Numba's default width (256-bit on Intel since Skylake-X). ``gflops`` is the first result, or the second where
+    that failed."""
     result = {"bits_512": fma_peak.run_child(512, seconds), "bits_256": fma_peak.run_child(256, seconds),
               "nominal_mhz": fma_peak.nominal_mhz()}
     measured = [result[key]["gflops"] for key in ("bits_512", "bits_256") if "gflops" in result[key]]
@@ -419,22 +420,25 @@ def _peak_lines(report: dict) -> list:
              + (f", PyTorch conv {peak['torch_conv_gflops']:.0f}" if "torch_conv_gflops" in peak else "") + ")"]
     wide, narrow = fma["bits_512"], fma["bits_256"]
     if "gflops" in wide:
+        # two FMA units of this width: two flops per float32 lane each, per cycle (64 at 512 bits, 32 at 256)
+        most = wide["vector_bits"] // 8
         line = (f"FMA peak {wide['gflops']:.0f} GFLOP/s (register-resident {wide['vector_bits']}-bit FMA loop, "
                 f"{wide['threads']} threads: {wide['flops_per_cycle_per_thread']:.0f} flops/cycle/thread at the "
                 f"{wide['clock_ghz']:.2f} GHz a dependent FMA chain runs at, one thread alone "
                 f"{wide['one_thread_gflops']:.0f} GFLOP/s = {wide['flops_per_cycle_one_thread']:.0f} flops/cycle; "
-                "64 is two 512-bit FMA units' most")
+                f"{most} is two {wide['vector_bits']}-bit FMA units' most")
         if fma.get("nominal_mhz"):
             nominal = fma["nominal_mhz"] / 1e3
-            line += (f"; /proc/cpuinfo {fma['nominal_mhz']:.0f} MHz: {wide['threads']} x {nominal:.2f} x 64 = "
-                     f"{wide['threads'] * nominal * 64:.0f}")
+            line += (f"; /proc/cpuinfo {fma['nominal_mhz']:.0f} MHz: {wide['threads']} x {nominal:.2f} x {most} = "
+                     f"{wide['threads'] * nominal * most:.0f}")
         lines.append(line + ")")
     else:
         lines.append(f"FMA peak (512-bit) not measured: {wide.get('error')}")
-    if "gflops" in narrow:
+    if "gflops" in narrow and narrow.get("vector_bits") != wide.get("vector_bits"):
         lines.append(f"  with Numba's default vector width ({narrow['vector_bits']}-bit here; numconv compiles for "
-                     f"512-bit): {narrow['gflops']:.0f} GFLOP/s, one thread {narrow['one_thread_gflops']:.0f} = "
-                     f"{narrow['flops_per_cycle_one_thread']:.0f} flops/cycle (32 the most)")
+                     f"{wide.get('vector_bits')}-bit): {narrow['gflops']:.0f} GFLOP/s, one thread "
+                     f"{narrow['one_thread_gflops']:.0f} = {narrow['flops_per_cycle_one_thread']:.0f} flops/cycle "
+                     f"({narrow['vector_bits'] // 8} the most)")
     lines.append(f"memory bandwidth {bandwidth['gbs']:.1f} GB/s (best copy of {bandwidth['bytes'] / 2 ** 21:.0f} MB "
                  f"float32, bytes read + written: np.copyto {bandwidth['numpy_copy_gbs']:.1f}, "
                  f"Numba prange {bandwidth['numba_copy_gbs']:.1f})")

@@ -10,8 +10,9 @@ The loop keeps ``VECTORS`` x 16 float32 accumulators in separate local variables
 (one multiply-add, two flops) in a long loop; each thread of a ``prange`` runs its own copy. With LLVM's SLP
 vectoriser on and its loop vectoriser off (as numconv's own blocked kernels compile), every group of 16 becomes
 one 512-bit register (or two 256-bit ones), loaded before the loop and stored after it, so the loop body is
-nothing but independent vector FMAs: 12 independent chains per thread, more than the 8 (4 cycles of latency x 2
-FMA units) that keep both units busy. The generated assembly is checked: the FMA instructions of the requested
+nothing but independent vector FMAs: 12 independent chains per thread with AVX-512's 32 registers, 10 with AVX2's
+16 (5 groups: with 12 the loop spilled and measured half the peak), more than the 8 (4 cycles of latency x 2 FMA
+units) that keep both units busy. The generated assembly is checked: the FMA instructions of the requested
 width are counted, and a loop without them is reported as such, never as a peak.
 
 On x86 processors that LLVM tunes for 256-bit vectors (Intel since Skylake-X, and what this machine reports), Numba
@@ -34,8 +35,9 @@ import subprocess
 import sys
 import time
 
-#: independent 16-lane accumulator groups per thread (12 zmm registers, or 24 ymm: both fit in the 32 registers)
-VECTORS = 12
+#: independent 16-lane accumulator groups per thread, per count of vector registers: 12 zmm (or 24 ymm) of AVX-512's
+#: 32, 10 ymm of AVX2's 16 (the multipliers and addends take four more)
+VECTORS = {32: 12, 16: 5}
 LANES = 16
 #: cycles of latency of one FMA, for the clock estimate
 FMA_LATENCY = 4
@@ -77,21 +79,24 @@ def _best_rate(function, work: float, seconds: float) -> float:
 
 def measure(seconds: float = 1.5) -> dict:
     """Compile and time the loop in this process (whose Numba settings the caller has arranged)."""
+    import llvmlite.binding as llvm
     import numba
 
     numba.config.SLP_VECTORIZE = 1
     numba.config.LOOP_VECTORIZE = 0
     import numpy as np
 
+    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    vectors = VECTORS[32 if "+avx512f" in features.split(",") else 16]
     namespace = {"prange": numba.prange}
-    exec(_source(VECTORS, LANES), namespace)
+    exec(_source(vectors, LANES), namespace)
     loop = numba.njit(parallel=True, fastmath=True)(namespace["fma_loop"])
     chain = numba.njit(fastmath={"contract"})(_chain)
     threads = numba.get_num_threads()
     # a = a * 0.999 + 0.001 stays at 1 from 1: no overflow, no denormals, however long it runs
     m = np.full(LANES, 0.999, np.float32)
     c = np.full(LANES, 0.001, np.float32)
-    out = np.ones((threads, VECTORS * LANES), np.float32)
+    out = np.ones((threads, vectors * LANES), np.float32)
     loop(m, c, 1, out)
     chain(np.float32(0.999), np.float32(0.001), 1, np.float32(1.0))
     asm = "\n".join(loop.inspect_asm().values())
@@ -100,7 +105,7 @@ def measure(seconds: float = 1.5) -> dict:
     # per call about 0.6 GFLOP a thread: tens of milliseconds, long enough for the timer, short enough to catch a
     # shared machine's quiet moments
     iters = 1_500_000
-    flops = 2.0 * threads * iters * VECTORS * LANES
+    flops = 2.0 * threads * iters * vectors * LANES
     gflops = _best_rate(lambda: loop(m, c, iters, out), flops, seconds) / 1e9
     # one thread alone: what one core does, whether or not another process holds the other cores now
     numba.set_num_threads(1)
@@ -117,7 +122,7 @@ def measure(seconds: float = 1.5) -> dict:
         "fma_instructions": fmas,
         "scalar_fma_instructions": scalar_fmas, "clock_ghz": clock,
         "flops_per_cycle_per_thread": gflops / threads / clock, "flops_per_cycle_one_thread": one_thread / clock,
-        "accumulators": VECTORS * LANES, "numba": numba.__version__,
+        "accumulators": vectors * LANES, "numba": numba.__version__,
         "cpu_features_override": os.environ.get("NUMBA_CPU_FEATURES") is not None,
     }
 

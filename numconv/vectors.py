@@ -8,15 +8,20 @@ target's features when it creates its CPU target, at the first ``@njit`` of the 
 any of numconv's kernels are defined; it changes nothing when the user set ``NUMBA_CPU_FEATURES``, when another
 library's ``@njit`` came first, or when the CPU has no AVX-512. The features are part of the key of Numba's
 cache, so kernels compiled either way are kept apart.
+
+The register-blocked kernels also need to know how many vector registers their accumulators may take:
+:func:`registers`. A block sized for AVX-512's 32 registers spills on a CPU with 16 (AVX2: AMD's Zen 1-3, Intel's
+client CPUs), where numconv's convolutions then ran 2-3x slower than PyTorch's.
 """
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import numba
 from llvmlite import binding
 
-__all__ = ["prefer_full_width"]
+__all__ = ["prefer_full_width", "registers"]
 
 #: the LLVM tuning feature turned off
 NARROW = "prefer-256-bit"
@@ -35,3 +40,14 @@ def prefer_full_width() -> bool:
         return False
     numba.config.CPU_FEATURES = f"{features.flatten()},-{NARROW}"
     return True
+
+
+@lru_cache(maxsize=None)
+def registers() -> int:
+    """The vector registers of the code Numba generates: 32 where its target has AVX-512 (zmm0-31, and ymm0-31 at
+    256 bits), else 16 (AVX2's ymm0-15; the blocks sized for them also fit the 32 128-bit registers of ARM's NEON).
+    Read from the features Numba compiles for (``NUMBA_CPU_FEATURES`` where set), once per process."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = binding.get_host_cpu_features().flatten()
+    return 32 if "+avx512f" in features.split(",") else 16

@@ -46,6 +46,10 @@ WIDE_CONFIGS = (
     # a whole task: 64 positions x 4 output channels, stored straight from the accumulators
     ConvConfig(1, 1, 4, (66,), (3,)),
 )
+#: the input gradient by ``wide`` of a strided convolution: two phases of at least 64 positions, written with
+#: stride 2 (through the kernel's tile: with AVX2's 64 x 1 kernel every strip is whole, so only a strided output
+#: takes that path)
+WIDE_STRIDED_CONFIGS = (ConvConfig(1, 1, 2, (132,), (4,), stride=(2,), padding=(1,)),)
 #: the input gradient as one sub-pixel convolution: strided, rows of at least 16 (64 for ``wide``) positions
 #: per phase, an input that is not a multiple of the stride (the output is cropped), groups, every phase with taps
 #: (k > s) and some without (k < s)

@@ -12,7 +12,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from numconv import cli, distributed, train
-from numconv.kernels.cpu import launch
+from numconv.kernels.cpu import launch, tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,7 +261,8 @@ optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
 model.eval()
 model.forward(x)
 print(sorted(compiled))
-for shape, kernel in launch.KERNELS.items():
+for shape in launch.tuning.SHAPES:
+    kernel = launch.KERNELS[shape]
     print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
@@ -271,4 +272,5 @@ for shape, kernel in launch.KERNELS.items():
     lines = result.stdout.split("\n")
     assert lines[0] == "[]", result.stdout
     # LeNet-5 runs both blocked kernels (its first layer's 6 channels take the wide one); each was a cache hit
-    assert lines[1:3] == ["(16, 14) 1 0", "(64, 4) 1 0"], result.stdout
+    single, wide, _ = tuning.SHAPES
+    assert lines[1:3] == [f"{single} 1 0", f"{wide} 1 0"], result.stdout

@@ -12,10 +12,16 @@ from llvmlite import binding
 
 import numconv.functional as F
 from numconv import vectors
-from numconv.kernels.cpu import codegen, winograd, winograd_codegen
+from numconv.kernels.cpu import blocked, codegen, launch, tuning, winograd, winograd_codegen
 from numconv.kernels.cpu import conv as cpu_conv
 from numconv.kernels.cpu import conv_cost, conv_layout, conv_plan
 from tests import naive
+
+#: the blocked kernels of one and of two vectors per column that this CPU's registers take (16 x 14 and 32 x 7 with
+#: AVX-512's 32, 16 x 5 and 32 x 3 with AVX2's 16)
+SINGLE, PAIRED = (tuning.LANES, tuning.COLUMNS), (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
+#: the count of vector registers that the machine-dependent choices below were measured for
+REGISTERS = vectors.registers()
 
 
 def _five(shape):
@@ -43,6 +49,49 @@ def test_generated_kernels_are_up_to_date():
     assert codegen.TARGET.read_text() == codegen.module_source(), "run python -m numconv.kernels.cpu.codegen"
     assert winograd_codegen.TARGET.read_text() == winograd_codegen.module_source(), \
         "run python -m numconv.kernels.cpu.winograd_codegen"
+
+
+def test_the_kernels_of_this_cpu_are_those_its_registers_hold():
+    assert tuning.SHAPES == blocked.SHAPES[REGISTERS]
+    assert winograd.WIDTH == winograd_codegen.WIDTHS[REGISTERS]
+    # the accumulators and one step's vector operand fit: registers of 16 float32 (AVX-512) or 8 (AVX2)
+    per_register = 16 if REGISTERS == 32 else 8
+    for lanes, columns in tuning.SHAPES:
+        assert lanes // per_register * (columns + 1) <= REGISTERS, (lanes, columns)
+
+
+@pytest.mark.parametrize("shape", list(blocked.KERNELS))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_every_generated_kernel_computes_its_blocked_products(shape, transposed, rng):
+    """Each kernel, whether this CPU's registers take it or not, on a matrix product with a partial block of lanes
+    and a partial strip of columns: out = A B + the lane and column terms, stored with the lanes strided (one
+    output row per lane) or contiguous (the vector stores of the rows formulations)."""
+    lanes, width = shape
+    rows, inner, columns = 2 * lanes + 3, 7, 3 * width + 2
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, columns)).astype(np.float32)
+    blocks = -(-rows // lanes)
+    packed = np.zeros((blocks * lanes, inner), np.float32)
+    packed[:rows] = a
+    # V[vb[blk] + voff[r] + k] = A[blk * lanes + k, r]: blocks of lanes, each (inner, lanes)
+    v = packed.reshape(blocks, lanes, inner).transpose(0, 2, 1).reshape(-1).copy()
+    u = np.uint64
+    voff = (np.arange(inner) * lanes).astype(u)
+    vb = (np.arange(blocks) * lanes * inner).astype(u)
+    xr, xc = (np.arange(inner) * columns).astype(u), np.arange(columns).astype(u)
+    init_lane = rng.standard_normal(blocks * lanes).astype(np.float32)
+    init_col = rng.standard_normal(columns).astype(np.float32)
+    out = np.full(rows * columns, np.nan, np.float32)
+    if transposed:  # out (columns, rows): each column's lanes contiguous
+        ocol, oblk, ostride = (np.arange(columns) * rows).astype(u), (np.arange(blocks) * lanes).astype(u), u(1)
+    else:  # out (rows, columns): one row per lane
+        ocol, oblk, ostride = np.arange(columns).astype(u), (np.arange(blocks) * lanes * columns).astype(u), u(columns)
+    counts = np.minimum(lanes, rows - np.arange(blocks) * lanes).astype(np.int64)
+    launch.fma(shape, v, voff, vb, b.reshape(-1), xr, xc, np.zeros(blocks, u), np.zeros(blocks, u),
+               np.full(blocks, inner, u), out, ocol, oblk, ostride, counts, init_lane, init_col)
+    want = a.astype(np.float64) @ b.astype(np.float64) + init_lane[:rows, None] + init_col[None, :]
+    got = out.reshape(columns, rows).T if transposed else out.reshape(rows, columns)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
@@ -81,16 +130,20 @@ def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, 
     ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "lanes", "phases"),
     # a strided first layer: its input gradient is one sub-pixel convolution over 3 x 16 phase channels
     ((16, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "lanes", "subpixel"),
-    ((32, 1, 16000), (128, 1, 80), dict(stride=4), "lanes", "subpixel"),
-    # long rows: 64 positions per block (1x1: whole planes)
-    ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide", "phases"),
-    ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide", "phases"),
+    # ... and M5's over 4 x 1 (on AVX2 the estimates keep its 4 phases on the 64 x 1 kernel: 51 ms, where the
+    # sub-pixel form measured 35)
+    ((32, 1, 16000), (128, 1, 80), dict(stride=4), "lanes", "subpixel" if REGISTERS == 32 else "phases"),
+    # long rows: 64 positions per block (1x1: whole planes); not on AVX2, where the 64 x 1 kernel loads nine
+    # numbers per eight multiply-adds (NiN's: 48 ms, lanes 23; the audio's: 52 and 29)
+    ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide" if REGISTERS == 32 else "lanes", "phases"),
+    ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide" if REGISTERS == 32 else "lanes", "phases"),
     # LeNet's first layer: 6 output channels, rows of 28; the vectors run along the padded rows of each plane
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", "phases"),
     # three input planes: long rows earn no bonus over the lanes, but 64 positions per vector (four multiply-adds
-    # per number loaded) beat 16 channels per vector (one)
-    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide", "phases"),
-    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide", "phases"),
+    # per number loaded) beat 16 channels per vector (one); with AVX2's 64 x 1 kernel they do not (NiN's first
+    # layer: lanes 14.3 ms, wide 26.3; the video's: 80 and 147)
+    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide" if REGISTERS == 32 else "lanes", "phases"),
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide" if REGISTERS == 32 else "lanes", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
@@ -103,21 +156,24 @@ def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, for
     ((1, 3, 227, 227), (96, 3, 11, 11), 4),
     ((8, 16, 32, 32), (32, 16, 5, 5), 2),     # 400 products
 ])
-def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_x_7_kernel(x_shape, w_shape, stride):
-    """Not over their stride phases: the 32 x 7 kernel on the strided layer itself (1.1-1.25x faster than Winograd
-    over AlexNet's phase planes, which each see 3 x 3 taps, and than the blocked kernels there)."""
+def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x_shape, w_shape, stride):
+    """Not over their stride phases: the 32 x 7 kernel (32 x 3 on AVX2) on the strided layer itself (1.1-1.25x
+    faster than Winograd over AlexNet's phase planes, which each see 3 x 3 taps, and than the blocked kernels
+    there)."""
     x5, w5 = _five(x_shape), _five(w_shape)
     out = tuple((x5[a] - w5[a]) // s + 1 for a, s in ((3, stride), (4, stride)))
     route = cpu_conv._forward_route(x5, w5, (1,) + out, (1, stride, stride), (0, 0, 0), (1, 1, 1), 1,
                                     cpu_conv._AUTOMATIC)
     assert not route.winograd and not route.phases
     assert conv_cost.algorithm(route.layout) == "lanes"
-    assert conv_cost.lanes_shape(route.layout) == (32, 7)
+    assert conv_cost.lanes_shape(route.layout) == PAIRED
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,dilation,chosen", [
-    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, True),   # M5's first layer: 4 phase planes, rows of 3981 positions
-    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, True),
+    # M5's first layer: 4 phase planes, rows of 3981 positions, for the 64 x 4 kernel; on AVX2 the 64 x 1 kernel
+    # does not repay them (16.5 ms by lanes on the strided layer, 30 over the phases)
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, REGISTERS == 32),
+    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, REGISTERS == 32),
     ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 2, False),  # dilated: the phases would interleave
     ((8, 16, 64, 64), (32, 16, 3, 3), 2, 1, False),     # 64 phase channels of 2 x 2 taps: 44% of them zero weights
 ])
@@ -160,13 +216,14 @@ def test_padded_buffers_shift_each_plane_and_crop_what_falls_outside(rng):
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
-    # AlexNet's second layer: 128 output channels a group on the 32 x 7 kernel; its input gradient's 48 channels a
-    # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel)
-    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "wide", (32, 7)),
-    # M5's fourth layer: 512 output channels summing 768 products each take the 32 x 7 kernel
-    ((32, 256, 31), (512, 256, 3), dict(padding=1), "lanes", (32, 7)),
-    ((32, 128, 31), (512, 128, 3), dict(padding=1), "lanes", (32, 7)),  # 384 products: 1.4x faster than 16 x 14
-    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", (16, 14)),  # 192 products: 16 x 14
+    # AlexNet's second layer: 128 output channels a group on the 32-lane kernel; its input gradient's 48 channels a
+    # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel), but
+    # not on AVX2, where lanes ran it in 55 ms and 64 x 1 in 116
+    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "wide" if REGISTERS == 32 else "lanes", PAIRED),
+    # M5's fourth layer: 512 output channels summing 768 products each take the 32-lane kernel
+    ((32, 256, 31), (512, 256, 3), dict(padding=1), "lanes", PAIRED),
+    ((32, 128, 31), (512, 128, 3), dict(padding=1), "lanes", PAIRED),  # 384 products: 1.4x faster than 16 x 14
+    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", SINGLE),  # 192 products: 16 lanes
 ])
 def test_the_estimates_weigh_each_kernels_speed(x_shape, w_shape, kwargs, grad_input, shape):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
@@ -284,14 +341,14 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
 
     for (lanes, width), kernel in list(launch.KERNELS.items()):
         monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
-    fused = winograd_kernels._winograd_f2
+    fused = winograd_kernels.KERNELS[winograd.WIDTH]
 
     def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d,
                           per_task, *rest):
         tasks.append(("winograd", groups * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
         fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, *rest)
 
-    monkeypatch.setattr(winograd_kernels, "_winograd_f2", counting_winograd)
+    monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call
     x = rng.standard_normal((2, 512, 1, 34, 34)).astype(np.float32)
     w = rng.standard_normal((512, 32, 1, 3, 3)).astype(np.float32)
@@ -340,10 +397,8 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
 ])
 def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_shape, groups, paired, rng,
                                                                     monkeypatch):
-    """Groups whose output channels fill 32-lane blocks, summing over at least 360 positions, take the 32 x 7
-    kernel for the weight gradient, other layers 16 x 14; either way the values are the float64 sums'."""
-    from numconv.kernels.cpu import launch
-
+    """Groups whose output channels fill 32-lane blocks, summing over at least 360 positions, take the 32-lane
+    kernel for the weight gradient, other layers the 16-lane one; either way the values are the float64 sums'."""
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     out_size = tuple(s - 2 for s in x_shape[2:])
@@ -353,7 +408,7 @@ def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_sh
     grad_w = np.full(_five(w_shape), np.nan, np.float32)
     cpu_conv.conv_grad_weight(g.reshape(_five(g.shape)), x.reshape(_five(x_shape)), grad_w, (1, 1, 1), (0, 0, 0),
                               (1, 1, 1), groups)
-    assert taken == [(32, 7) if paired else (16, 14)]
+    assert taken == [PAIRED if paired else SINGLE]
     want = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64), (1, 1),
                                [(0, 0), (0, 0)], (1, 1), groups)[1]
     np.testing.assert_allclose(grad_w.reshape(w_shape), want, rtol=1e-4, atol=1e-3)
@@ -361,9 +416,9 @@ def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_sh
 
 @pytest.mark.parametrize("batch, paired", [(16, False), (20, True), (32, True), (33, False)])
 def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, rng, monkeypatch):
-    """A weight of over 4 MiB is streamed once for 17 to 32 samples (the 32 x 7 kernel), in blocks of 16 otherwise;
-    either way the values are the float64 product's."""
-    from numconv.kernels.cpu import dense, launch
+    """A weight of over 4 MiB is streamed once for 17 to 32 samples (the 32-lane kernel), in blocks of 16
+    otherwise; either way the values are the float64 product's."""
+    from numconv.kernels.cpu import dense
 
     x = rng.standard_normal((batch, 1100)).astype(np.float32)
     w = rng.standard_normal((1000, 1100)).astype(np.float32)
@@ -373,7 +428,7 @@ def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, 
     monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
     out = np.full((batch, 1000), np.nan, np.float32)
     dense.linear_forward(x, w, bias, out)
-    assert taken == [(32, 7) if paired else (16, 14)]
+    assert taken == [PAIRED if paired else SINGLE]
     want = x.astype(np.float64) @ w.astype(np.float64).T + bias
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
 
@@ -391,7 +446,7 @@ def test_a_dense_forward_of_up_to_four_samples_takes_dot_products_along_the_weig
     monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
     out = np.full((batch, 75), np.nan, np.float32)
     dense.linear_forward(x, w, bias, out)
-    assert taken == ([] if batch <= dense.DOT_MAX_BATCH else [(16, 14)])
+    assert taken == ([] if batch <= dense.DOT_MAX_BATCH else [SINGLE])
     want = x.astype(np.float64) @ w.astype(np.float64).T + bias
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
 
@@ -421,7 +476,7 @@ def _counting_fills(monkeypatch):
 
 
 #: variant -> (kernel, x shape, weight shape, stride, padding, groups): weights packed (lanes), transposed (rows),
-#: Winograd-transformed; a strided first layer's packed for the 32 x 7 kernel; one spread over its stride phases
+#: Winograd-transformed; a strided first layer's packed for the 32-lane kernel; one spread over its stride phases
 FROZEN_CASES = {
     "lanes": ("conv_forward_lanes", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),
     "rows": ("conv_forward_rows", (2, 32, 1, 7, 6), (32, 16, 1, 3, 3), (1, 1, 1), (0, 1, 1), 2),

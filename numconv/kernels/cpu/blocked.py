@@ -710,6 +710,570 @@ def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-#: (lanes, columns) of each generated kernel, and the kernel
-SHAPES = ((16, 14), (64, 4), (32, 7))
-KERNELS = {(16, 14): _fma_16x14, (64, 4): _fma_64x4, (32, 7): _fma_32x7}
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips)."""
+    columns = xc.shape[0]
+    strips = (columns + 4) // 5
+    for task in range(first, end):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
+        b = task // strips
+        j0 = (task - b * strips) * 5
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        c1 = min(j0 + 1, last)
+        x1 = xc[c1] + x_base
+        c2 = min(j0 + 2, last)
+        x2 = xc[c2] + x_base
+        c3 = min(j0 + 3, last)
+        x3 = xc[c3] + x_base
+        c4 = min(j0 + 4, last)
+        x4 = xc[c4] + x_base
+        lane_base = np.uint64(b * 16)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0
+        e1 = init_col[c1]
+        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1
+        e2 = init_col[c2]
+        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2
+        e3 = init_col[c3]
+        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3
+        e4 = init_col[c4]
+        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0
+            s1 = X[x1 + x_at]
+            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1
+            s2 = X[x2 + x_at]
+            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2
+            s3 = X[x3 + x_at]
+            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3
+            s4 = X[x4 + x_at]
+            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        if n_lanes == 16 and ostride == 1 and j0 + 5 <= columns:
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15
+            at1 = ocol[j0 + 1] + o_base
+            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15
+            at2 = ocol[j0 + 2] + o_base
+            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15
+            at3 = ocol[j0 + 3] + o_base
+            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15
+            at4 = ocol[j0 + 4] + o_base
+            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15
+        elif n_lanes == 16 and j0 + 5 <= columns and ocol[j0 + 4] - ocol[j0] == 4:
+            column_base = ocol[j0] + o_base
+            lane0 = column_base + u0 * ostride
+            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0
+            lane1 = column_base + u1 * ostride
+            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1
+            lane2 = column_base + u2 * ostride
+            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2
+            lane3 = column_base + u3 * ostride
+            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3
+            lane4 = column_base + u4 * ostride
+            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4
+            lane5 = column_base + u5 * ostride
+            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5
+            lane6 = column_base + u6 * ostride
+            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6
+            lane7 = column_base + u7 * ostride
+            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7
+            lane8 = column_base + u8 * ostride
+            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8
+            lane9 = column_base + u9 * ostride
+            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9
+            lane10 = column_base + u10 * ostride
+            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10
+            lane11 = column_base + u11 * ostride
+            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11
+            lane12 = column_base + u12 * ostride
+            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12
+            lane13 = column_base + u13 * ostride
+            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13
+            lane14 = column_base + u14 * ostride
+            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14
+            lane15 = column_base + u15 * ostride
+            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15
+        else:
+            tile = np.empty(80, out.dtype)
+            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15
+            tile[16] = a1_0; tile[17] = a1_1; tile[18] = a1_2; tile[19] = a1_3; tile[20] = a1_4; tile[21] = a1_5; tile[22] = a1_6; tile[23] = a1_7; tile[24] = a1_8; tile[25] = a1_9; tile[26] = a1_10; tile[27] = a1_11; tile[28] = a1_12; tile[29] = a1_13; tile[30] = a1_14; tile[31] = a1_15
+            tile[32] = a2_0; tile[33] = a2_1; tile[34] = a2_2; tile[35] = a2_3; tile[36] = a2_4; tile[37] = a2_5; tile[38] = a2_6; tile[39] = a2_7; tile[40] = a2_8; tile[41] = a2_9; tile[42] = a2_10; tile[43] = a2_11; tile[44] = a2_12; tile[45] = a2_13; tile[46] = a2_14; tile[47] = a2_15
+            tile[48] = a3_0; tile[49] = a3_1; tile[50] = a3_2; tile[51] = a3_3; tile[52] = a3_4; tile[53] = a3_5; tile[54] = a3_6; tile[55] = a3_7; tile[56] = a3_8; tile[57] = a3_9; tile[58] = a3_10; tile[59] = a3_11; tile[60] = a3_12; tile[61] = a3_13; tile[62] = a3_14; tile[63] = a3_15
+            tile[64] = a4_0; tile[65] = a4_1; tile[66] = a4_2; tile[67] = a4_3; tile[68] = a4_4; tile[69] = a4_5; tile[70] = a4_6; tile[71] = a4_7; tile[72] = a4_8; tile[73] = a4_9; tile[74] = a4_10; tile[75] = a4_11; tile[76] = a4_12; tile[77] = a4_13; tile[78] = a4_14; tile[79] = a4_15
+            for j in range(min(5, columns - j0)):
+                at = ocol[j0 + j] + o_base
+                for k in range(n_lanes):
+                    out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """16 lanes x 5 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 4) // 5)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips)."""
+    columns = xc.shape[0]
+    strips = (columns + 0) // 1
+    for task in range(first, end):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
+        u16 = np.uint64(16)
+        u17 = np.uint64(17)
+        u18 = np.uint64(18)
+        u19 = np.uint64(19)
+        u20 = np.uint64(20)
+        u21 = np.uint64(21)
+        u22 = np.uint64(22)
+        u23 = np.uint64(23)
+        u24 = np.uint64(24)
+        u25 = np.uint64(25)
+        u26 = np.uint64(26)
+        u27 = np.uint64(27)
+        u28 = np.uint64(28)
+        u29 = np.uint64(29)
+        u30 = np.uint64(30)
+        u31 = np.uint64(31)
+        u32 = np.uint64(32)
+        u33 = np.uint64(33)
+        u34 = np.uint64(34)
+        u35 = np.uint64(35)
+        u36 = np.uint64(36)
+        u37 = np.uint64(37)
+        u38 = np.uint64(38)
+        u39 = np.uint64(39)
+        u40 = np.uint64(40)
+        u41 = np.uint64(41)
+        u42 = np.uint64(42)
+        u43 = np.uint64(43)
+        u44 = np.uint64(44)
+        u45 = np.uint64(45)
+        u46 = np.uint64(46)
+        u47 = np.uint64(47)
+        u48 = np.uint64(48)
+        u49 = np.uint64(49)
+        u50 = np.uint64(50)
+        u51 = np.uint64(51)
+        u52 = np.uint64(52)
+        u53 = np.uint64(53)
+        u54 = np.uint64(54)
+        u55 = np.uint64(55)
+        u56 = np.uint64(56)
+        u57 = np.uint64(57)
+        u58 = np.uint64(58)
+        u59 = np.uint64(59)
+        u60 = np.uint64(60)
+        u61 = np.uint64(61)
+        u62 = np.uint64(62)
+        u63 = np.uint64(63)
+        b = task // strips
+        j0 = (task - b * strips) * 1
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        lane_base = np.uint64(b * 64)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
+        i16 = init_lane[lane_base + u16]
+        i17 = init_lane[lane_base + u17]
+        i18 = init_lane[lane_base + u18]
+        i19 = init_lane[lane_base + u19]
+        i20 = init_lane[lane_base + u20]
+        i21 = init_lane[lane_base + u21]
+        i22 = init_lane[lane_base + u22]
+        i23 = init_lane[lane_base + u23]
+        i24 = init_lane[lane_base + u24]
+        i25 = init_lane[lane_base + u25]
+        i26 = init_lane[lane_base + u26]
+        i27 = init_lane[lane_base + u27]
+        i28 = init_lane[lane_base + u28]
+        i29 = init_lane[lane_base + u29]
+        i30 = init_lane[lane_base + u30]
+        i31 = init_lane[lane_base + u31]
+        i32 = init_lane[lane_base + u32]
+        i33 = init_lane[lane_base + u33]
+        i34 = init_lane[lane_base + u34]
+        i35 = init_lane[lane_base + u35]
+        i36 = init_lane[lane_base + u36]
+        i37 = init_lane[lane_base + u37]
+        i38 = init_lane[lane_base + u38]
+        i39 = init_lane[lane_base + u39]
+        i40 = init_lane[lane_base + u40]
+        i41 = init_lane[lane_base + u41]
+        i42 = init_lane[lane_base + u42]
+        i43 = init_lane[lane_base + u43]
+        i44 = init_lane[lane_base + u44]
+        i45 = init_lane[lane_base + u45]
+        i46 = init_lane[lane_base + u46]
+        i47 = init_lane[lane_base + u47]
+        i48 = init_lane[lane_base + u48]
+        i49 = init_lane[lane_base + u49]
+        i50 = init_lane[lane_base + u50]
+        i51 = init_lane[lane_base + u51]
+        i52 = init_lane[lane_base + u52]
+        i53 = init_lane[lane_base + u53]
+        i54 = init_lane[lane_base + u54]
+        i55 = init_lane[lane_base + u55]
+        i56 = init_lane[lane_base + u56]
+        i57 = init_lane[lane_base + u57]
+        i58 = init_lane[lane_base + u58]
+        i59 = init_lane[lane_base + u59]
+        i60 = init_lane[lane_base + u60]
+        i61 = init_lane[lane_base + u61]
+        i62 = init_lane[lane_base + u62]
+        i63 = init_lane[lane_base + u63]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0; a0_32 = i32 + e0; a0_33 = i33 + e0; a0_34 = i34 + e0; a0_35 = i35 + e0; a0_36 = i36 + e0; a0_37 = i37 + e0; a0_38 = i38 + e0; a0_39 = i39 + e0; a0_40 = i40 + e0; a0_41 = i41 + e0; a0_42 = i42 + e0; a0_43 = i43 + e0; a0_44 = i44 + e0; a0_45 = i45 + e0; a0_46 = i46 + e0; a0_47 = i47 + e0; a0_48 = i48 + e0; a0_49 = i49 + e0; a0_50 = i50 + e0; a0_51 = i51 + e0; a0_52 = i52 + e0; a0_53 = i53 + e0; a0_54 = i54 + e0; a0_55 = i55 + e0; a0_56 = i56 + e0; a0_57 = i57 + e0; a0_58 = i58 + e0; a0_59 = i59 + e0; a0_60 = i60 + e0; a0_61 = i61 + e0; a0_62 = i62 + e0; a0_63 = i63 + e0
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            w16 = V[v_at + u16]
+            w17 = V[v_at + u17]
+            w18 = V[v_at + u18]
+            w19 = V[v_at + u19]
+            w20 = V[v_at + u20]
+            w21 = V[v_at + u21]
+            w22 = V[v_at + u22]
+            w23 = V[v_at + u23]
+            w24 = V[v_at + u24]
+            w25 = V[v_at + u25]
+            w26 = V[v_at + u26]
+            w27 = V[v_at + u27]
+            w28 = V[v_at + u28]
+            w29 = V[v_at + u29]
+            w30 = V[v_at + u30]
+            w31 = V[v_at + u31]
+            w32 = V[v_at + u32]
+            w33 = V[v_at + u33]
+            w34 = V[v_at + u34]
+            w35 = V[v_at + u35]
+            w36 = V[v_at + u36]
+            w37 = V[v_at + u37]
+            w38 = V[v_at + u38]
+            w39 = V[v_at + u39]
+            w40 = V[v_at + u40]
+            w41 = V[v_at + u41]
+            w42 = V[v_at + u42]
+            w43 = V[v_at + u43]
+            w44 = V[v_at + u44]
+            w45 = V[v_at + u45]
+            w46 = V[v_at + u46]
+            w47 = V[v_at + u47]
+            w48 = V[v_at + u48]
+            w49 = V[v_at + u49]
+            w50 = V[v_at + u50]
+            w51 = V[v_at + u51]
+            w52 = V[v_at + u52]
+            w53 = V[v_at + u53]
+            w54 = V[v_at + u54]
+            w55 = V[v_at + u55]
+            w56 = V[v_at + u56]
+            w57 = V[v_at + u57]
+            w58 = V[v_at + u58]
+            w59 = V[v_at + u59]
+            w60 = V[v_at + u60]
+            w61 = V[v_at + u61]
+            w62 = V[v_at + u62]
+            w63 = V[v_at + u63]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0; a0_32 += w32 * s0; a0_33 += w33 * s0; a0_34 += w34 * s0; a0_35 += w35 * s0; a0_36 += w36 * s0; a0_37 += w37 * s0; a0_38 += w38 * s0; a0_39 += w39 * s0; a0_40 += w40 * s0; a0_41 += w41 * s0; a0_42 += w42 * s0; a0_43 += w43 * s0; a0_44 += w44 * s0; a0_45 += w45 * s0; a0_46 += w46 * s0; a0_47 += w47 * s0; a0_48 += w48 * s0; a0_49 += w49 * s0; a0_50 += w50 * s0; a0_51 += w51 * s0; a0_52 += w52 * s0; a0_53 += w53 * s0; a0_54 += w54 * s0; a0_55 += w55 * s0; a0_56 += w56 * s0; a0_57 += w57 * s0; a0_58 += w58 * s0; a0_59 += w59 * s0; a0_60 += w60 * s0; a0_61 += w61 * s0; a0_62 += w62 * s0; a0_63 += w63 * s0
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        if n_lanes == 64 and ostride == 1 and j0 + 1 <= columns:
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31; out[at0 + u32] = a0_32; out[at0 + u33] = a0_33; out[at0 + u34] = a0_34; out[at0 + u35] = a0_35; out[at0 + u36] = a0_36; out[at0 + u37] = a0_37; out[at0 + u38] = a0_38; out[at0 + u39] = a0_39; out[at0 + u40] = a0_40; out[at0 + u41] = a0_41; out[at0 + u42] = a0_42; out[at0 + u43] = a0_43; out[at0 + u44] = a0_44; out[at0 + u45] = a0_45; out[at0 + u46] = a0_46; out[at0 + u47] = a0_47; out[at0 + u48] = a0_48; out[at0 + u49] = a0_49; out[at0 + u50] = a0_50; out[at0 + u51] = a0_51; out[at0 + u52] = a0_52; out[at0 + u53] = a0_53; out[at0 + u54] = a0_54; out[at0 + u55] = a0_55; out[at0 + u56] = a0_56; out[at0 + u57] = a0_57; out[at0 + u58] = a0_58; out[at0 + u59] = a0_59; out[at0 + u60] = a0_60; out[at0 + u61] = a0_61; out[at0 + u62] = a0_62; out[at0 + u63] = a0_63
+        else:
+            tile = np.empty(64, out.dtype)
+            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31; tile[32] = a0_32; tile[33] = a0_33; tile[34] = a0_34; tile[35] = a0_35; tile[36] = a0_36; tile[37] = a0_37; tile[38] = a0_38; tile[39] = a0_39; tile[40] = a0_40; tile[41] = a0_41; tile[42] = a0_42; tile[43] = a0_43; tile[44] = a0_44; tile[45] = a0_45; tile[46] = a0_46; tile[47] = a0_47; tile[48] = a0_48; tile[49] = a0_49; tile[50] = a0_50; tile[51] = a0_51; tile[52] = a0_52; tile[53] = a0_53; tile[54] = a0_54; tile[55] = a0_55; tile[56] = a0_56; tile[57] = a0_57; tile[58] = a0_58; tile[59] = a0_59; tile[60] = a0_60; tile[61] = a0_61; tile[62] = a0_62; tile[63] = a0_63
+            for j in range(min(1, columns - j0)):
+                at = ocol[j0 + j] + o_base
+                for k in range(n_lanes):
+                    out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """64 lanes x 1 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 0) // 1)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips)."""
+    columns = xc.shape[0]
+    strips = (columns + 2) // 3
+    for task in range(first, end):
+        u0 = np.uint64(0)
+        u1 = np.uint64(1)
+        u2 = np.uint64(2)
+        u3 = np.uint64(3)
+        u4 = np.uint64(4)
+        u5 = np.uint64(5)
+        u6 = np.uint64(6)
+        u7 = np.uint64(7)
+        u8 = np.uint64(8)
+        u9 = np.uint64(9)
+        u10 = np.uint64(10)
+        u11 = np.uint64(11)
+        u12 = np.uint64(12)
+        u13 = np.uint64(13)
+        u14 = np.uint64(14)
+        u15 = np.uint64(15)
+        u16 = np.uint64(16)
+        u17 = np.uint64(17)
+        u18 = np.uint64(18)
+        u19 = np.uint64(19)
+        u20 = np.uint64(20)
+        u21 = np.uint64(21)
+        u22 = np.uint64(22)
+        u23 = np.uint64(23)
+        u24 = np.uint64(24)
+        u25 = np.uint64(25)
+        u26 = np.uint64(26)
+        u27 = np.uint64(27)
+        u28 = np.uint64(28)
+        u29 = np.uint64(29)
+        u30 = np.uint64(30)
+        u31 = np.uint64(31)
+        b = task // strips
+        j0 = (task - b * strips) * 3
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        c1 = min(j0 + 1, last)
+        x1 = xc[c1] + x_base
+        c2 = min(j0 + 2, last)
+        x2 = xc[c2] + x_base
+        lane_base = np.uint64(b * 32)
+        i0 = init_lane[lane_base + u0]
+        i1 = init_lane[lane_base + u1]
+        i2 = init_lane[lane_base + u2]
+        i3 = init_lane[lane_base + u3]
+        i4 = init_lane[lane_base + u4]
+        i5 = init_lane[lane_base + u5]
+        i6 = init_lane[lane_base + u6]
+        i7 = init_lane[lane_base + u7]
+        i8 = init_lane[lane_base + u8]
+        i9 = init_lane[lane_base + u9]
+        i10 = init_lane[lane_base + u10]
+        i11 = init_lane[lane_base + u11]
+        i12 = init_lane[lane_base + u12]
+        i13 = init_lane[lane_base + u13]
+        i14 = init_lane[lane_base + u14]
+        i15 = init_lane[lane_base + u15]
+        i16 = init_lane[lane_base + u16]
+        i17 = init_lane[lane_base + u17]
+        i18 = init_lane[lane_base + u18]
+        i19 = init_lane[lane_base + u19]
+        i20 = init_lane[lane_base + u20]
+        i21 = init_lane[lane_base + u21]
+        i22 = init_lane[lane_base + u22]
+        i23 = init_lane[lane_base + u23]
+        i24 = init_lane[lane_base + u24]
+        i25 = init_lane[lane_base + u25]
+        i26 = init_lane[lane_base + u26]
+        i27 = init_lane[lane_base + u27]
+        i28 = init_lane[lane_base + u28]
+        i29 = init_lane[lane_base + u29]
+        i30 = init_lane[lane_base + u30]
+        i31 = init_lane[lane_base + u31]
+        e0 = init_col[c0]
+        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0
+        e1 = init_col[c1]
+        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1
+        e2 = init_col[c2]
+        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w0 = V[v_at + u0]
+            w1 = V[v_at + u1]
+            w2 = V[v_at + u2]
+            w3 = V[v_at + u3]
+            w4 = V[v_at + u4]
+            w5 = V[v_at + u5]
+            w6 = V[v_at + u6]
+            w7 = V[v_at + u7]
+            w8 = V[v_at + u8]
+            w9 = V[v_at + u9]
+            w10 = V[v_at + u10]
+            w11 = V[v_at + u11]
+            w12 = V[v_at + u12]
+            w13 = V[v_at + u13]
+            w14 = V[v_at + u14]
+            w15 = V[v_at + u15]
+            w16 = V[v_at + u16]
+            w17 = V[v_at + u17]
+            w18 = V[v_at + u18]
+            w19 = V[v_at + u19]
+            w20 = V[v_at + u20]
+            w21 = V[v_at + u21]
+            w22 = V[v_at + u22]
+            w23 = V[v_at + u23]
+            w24 = V[v_at + u24]
+            w25 = V[v_at + u25]
+            w26 = V[v_at + u26]
+            w27 = V[v_at + u27]
+            w28 = V[v_at + u28]
+            w29 = V[v_at + u29]
+            w30 = V[v_at + u30]
+            w31 = V[v_at + u31]
+            s0 = X[x0 + x_at]
+            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0
+            s1 = X[x1 + x_at]
+            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1
+            s2 = X[x2 + x_at]
+            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
+            at0 = ocol[j0 + 0] + o_base
+            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31
+            at1 = ocol[j0 + 1] + o_base
+            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31
+            at2 = ocol[j0 + 2] + o_base
+            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31
+        else:
+            tile = np.empty(96, out.dtype)
+            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31
+            tile[32] = a1_0; tile[33] = a1_1; tile[34] = a1_2; tile[35] = a1_3; tile[36] = a1_4; tile[37] = a1_5; tile[38] = a1_6; tile[39] = a1_7; tile[40] = a1_8; tile[41] = a1_9; tile[42] = a1_10; tile[43] = a1_11; tile[44] = a1_12; tile[45] = a1_13; tile[46] = a1_14; tile[47] = a1_15; tile[48] = a1_16; tile[49] = a1_17; tile[50] = a1_18; tile[51] = a1_19; tile[52] = a1_20; tile[53] = a1_21; tile[54] = a1_22; tile[55] = a1_23; tile[56] = a1_24; tile[57] = a1_25; tile[58] = a1_26; tile[59] = a1_27; tile[60] = a1_28; tile[61] = a1_29; tile[62] = a1_30; tile[63] = a1_31
+            tile[64] = a2_0; tile[65] = a2_1; tile[66] = a2_2; tile[67] = a2_3; tile[68] = a2_4; tile[69] = a2_5; tile[70] = a2_6; tile[71] = a2_7; tile[72] = a2_8; tile[73] = a2_9; tile[74] = a2_10; tile[75] = a2_11; tile[76] = a2_12; tile[77] = a2_13; tile[78] = a2_14; tile[79] = a2_15; tile[80] = a2_16; tile[81] = a2_17; tile[82] = a2_18; tile[83] = a2_19; tile[84] = a2_20; tile[85] = a2_21; tile[86] = a2_22; tile[87] = a2_23; tile[88] = a2_24; tile[89] = a2_25; tile[90] = a2_26; tile[91] = a2_27; tile[92] = a2_28; tile[93] = a2_29; tile[94] = a2_30; tile[95] = a2_31
+            for j in range(min(3, columns - j0)):
+                at = ocol[j0 + j] + o_base
+                for k in range(n_lanes):
+                    out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+    """32 lanes x 3 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 2) // 3)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+#: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers
+SHAPES = {32: ((16, 14), (64, 4), (32, 7)), 16: ((16, 5), (64, 1), (32, 3))}
+#: every generated kernel by its (lanes, columns)
+KERNELS = {
+    (16, 14): _fma_16x14,
+    (64, 4): _fma_64x4,
+    (32, 7): _fma_32x7,
+    (16, 5): _fma_16x5,
+    (64, 1): _fma_64x1,
+    (32, 3): _fma_32x3,
+}

@@ -684,12 +684,13 @@ def conv_grad_input_lanes(grad_output, weight, grad_input, stride, padding, dila
                      _Forced(algorithm="lanes"))
 
 
-#: the ``lanes`` formulation through the 32 x 7 kernel, whatever the channels and the sum's length
+#: the ``lanes`` formulation through the 32-lane kernel (32 x 7, or 32 x 3 with AVX2), whatever the channels and
+#: the sum's length
 _PAIRED = _Forced(algorithm="lanes", lanes_shape=(tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS))
 
 
 def conv_forward_paired(x, weight, bias, out, stride, padding, dilation, groups):
-    """``conv_forward`` by the ``lanes`` formulation with 32 output channels per block (the 32 x 7 kernel), which
+    """``conv_forward`` by the ``lanes`` formulation with 32 output channels per block (the 32-lane kernel), which
     the automatic choice takes for groups of 32 output channels and long sums."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _PAIRED)
 
@@ -700,7 +701,7 @@ def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dil
 
 
 def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilation, groups):
-    """``conv_grad_weight`` with 32 output channels per block (the 32 x 7 kernel), which the automatic choice takes
+    """``conv_grad_weight`` with 32 output channels per block (the 32-lane kernel), which the automatic choice takes
     for groups of 32 output channels and sums over at least ``tuning.PAIRED_MIN_REDUCTION`` positions."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _PAIRED)
 

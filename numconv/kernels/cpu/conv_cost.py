@@ -44,7 +44,7 @@ SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning
 
 
 def takes_paired(channels: int, reduction: int) -> bool:
-    """Whether the ``lanes`` formulation runs the 32 x 7 kernel for groups of ``channels`` lane channels whose
+    """Whether the ``lanes`` formulation runs the 32-lane kernel for groups of ``channels`` lane channels whose
     outputs each sum ``reduction`` products: where the channels fill 32-lane blocks as well as 16-lane ones and the
     sum is at least ``tuning.PAIRED_MIN_REDUCTION`` long."""
     return (reduction >= tuning.PAIRED_MIN_REDUCTION
@@ -53,7 +53,8 @@ def takes_paired(channels: int, reduction: int) -> bool:
 
 def paired_shape(channels: int, reduction: int) -> tuple:
     """(lanes, columns) of the blocked kernel for blocks of ``channels`` lane channels whose outputs each sum
-    ``reduction`` terms: 32 x 7 where :func:`takes_paired`, else 16 x 14. The ``lanes`` formulation asks with a
+    ``reduction`` terms: the 32-lane kernel where :func:`takes_paired`, else the 16-lane one (``tuning.SHAPES``:
+    32 x 7 and 16 x 14 with AVX-512, 32 x 3 and 16 x 5 with AVX2). The ``lanes`` formulation asks with a
     group's output channels and its products per output; the weight gradient with a group's output channels and the
     batch's positions."""
     if takes_paired(channels, reduction):

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import tuning
-from numconv.kernels.cpu.launch import KERNELS, fma, workspace, zeros
+from numconv.kernels.cpu.launch import fma, workspace, zeros
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 _U = np.uint64
 _LANES = tuning.LANES
 #: lanes of a vector operand (a panel, a block of samples) -> the (lanes, columns) kernel that reads it
-_KERNEL = {lanes: (lanes, columns) for lanes, columns in KERNELS}
+_KERNEL = {lanes: (lanes, columns) for lanes, columns in tuning.SHAPES}
 #: the forward pass of 17 to 32 samples takes them as one 32-lane block (the 32 x 7 kernel) for weights at least
 #: this large: streamed from memory, they are read once instead of twice (fc6, fc7, fc8 of AlexNet at batch 32:
 #: 1.3-1.5x faster); a smaller weight stays in cache between blocks of 16, and a model without a large one need not

@@ -15,7 +15,7 @@ import numpy as np
 
 from numconv.kernels.cpu import blocked, tuning
 
-#: (lanes, columns) -> kernel
+#: (lanes, columns) -> kernel, for every generated shape (``tuning.SHAPES`` are the ones this CPU runs)
 KERNELS = blocked.KERNELS
 
 
@@ -99,13 +99,14 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
 
 
 def _shapes_for(model: str | None, dtype) -> list:
-    """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (every shape without one):
-    the 32 x 7 kernel only where a convolution's forward (lanes: a group's output channels, summing over its input
-    channels and taps), its input gradient (the other way round) or its weight gradient (a group's output channels,
-    summing over a training batch's positions: long) can take it (``conv_cost.takes_paired``), or a dense layer's
-    forward (``dense.streams_weight``), so that a model that never runs it leaves the cores to the others."""
+    """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (each of this CPU's
+    ``tuning.SHAPES`` without one): the 32-lane kernel only where a convolution's forward (lanes: a group's output
+    channels, summing over its input channels and taps), its input gradient (the other way round) or its weight
+    gradient (a group's output channels, summing over a training batch's positions: long) can take it
+    (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``), so that a model that never
+    runs it leaves the cores to the others."""
     if model is None:
-        return list(KERNELS)
+        return list(tuning.SHAPES)
     from numconv import layers, models
     from numconv.kernels.cpu.conv_cost import takes_paired
     from numconv.kernels.cpu.dense import streams_weight
@@ -120,7 +121,7 @@ def _shapes_for(model: str | None, dtype) -> list:
         if isinstance(layer, layers.Linear):
             paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
-    return [shape for shape in KERNELS if paired or shape != paired_shape]
+    return [shape for shape in tuning.SHAPES if paired or shape != paired_shape]
 
 
 def _layers_of(network):

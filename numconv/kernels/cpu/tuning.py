@@ -11,14 +11,17 @@ The blocked kernel (``codegen.py``) multiplies a 16-lane vector by one broadcast
   rows are short; a 1x1 convolution without padding treats each whole plane as one row.
 """
 
+from numconv import vectors
 from numconv.kernels.cpu import blocked
 
-#: lanes of the vector operand and columns per task of the generated kernels (blocked.SHAPES): 16 x 14 for
-#: ``lanes`` and ``rows``, 64 x 4 (four vectors per column) for ``wide``, the form of rows when a group has only a
-#: few output channels (the first layer's input gradient), and 32 x 7 (two vectors per column) for ``lanes`` when a
-#: group's output channels fill 32-lane blocks: 1.06-1.22x faster than 16 x 14 on AlexNet's and NiN's layers (half
-#: the loads per multiply-add: each broadcast number feeds two)
-(LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS), (PAIRED_LANES, PAIRED_COLUMNS) = blocked.SHAPES
+#: the generated kernels whose blocks fit this CPU's vector registers (``blocked.SHAPES``), as (lanes of the vector
+#: operand, columns per task): with AVX-512's 32 registers, 16 x 14 for ``lanes`` and ``rows``, 64 x 4 (four
+#: vectors per column) for ``wide``, the form of rows when a group has only a few output channels (the first
+#: layer's input gradient), and 32 x 7 (two vectors per column) for ``lanes`` when a group's output channels fill
+#: 32-lane blocks: 1.06-1.22x faster than 16 x 14 on AlexNet's and NiN's layers (half the loads per multiply-add:
+#: each broadcast number feeds two). With 16 registers (AVX2): 16 x 5, 64 x 1 and 32 x 3
+SHAPES = blocked.SHAPES[vectors.registers()]
+(LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS), (PAIRED_LANES, PAIRED_COLUMNS) = SHAPES
 
 #: the ``lanes`` formulation takes the 32 x 7 kernel only for sums of at least this many products per output: it
 #: stores its results through a tile, which a short sum does not repay (NiN's 1x1 layers, 192 products: 1.8-2x
@@ -34,9 +37,15 @@ PAIRED_MIN_REDUCTION = 360
 #: there over 20 layers of the zoo and the anchor suite, 64 x 4 ran 1.2-1.4x faster than 16 x 14 at equal useful
 #: work (the anchor suite's video_c1, 3 -> 64 channels 3x3x3: 28.7 ms against 39 by lanes; AlexNet's second
 #: layer's input gradient: 23.6 against 28.5), and the estimates with these factors chose within 10% of the
-#: fastest formulation on all 40 forward and input-gradient calls
-EFFICIENCY = {"lanes": 1.0, "rows": 1.0, "wide": 1.2}
-PAIRED_EFFICIENCY = 1.2
+#: fastest formulation on all 40 forward and input-gradient calls. With AVX2's 16 registers the blocks are smaller
+#: and each broadcast number feeds fewer multiply-adds: measured on an AMD Zen 3 over the anchor suite's forward and
+#: input-gradient calls, against ``lanes`` at equal useful work, rows ran at 0.55-0.87 of its speed, 64 x 1 (the
+#: wide kernel: nine loads per eight multiply-adds) at 0.4-0.75 and 32 x 3 at 1.0-1.07 (the first factors, for 32
+#: registers, picked 64 x 1 there: 2-2.4x slower than lanes on NiN's 1 x 1 and the audio's second layer)
+EFFICIENCY, PAIRED_EFFICIENCY = {
+    32: ({"lanes": 1.0, "rows": 1.0, "wide": 1.2}, 1.2),
+    16: ({"lanes": 1.0, "rows": 0.75, "wide": 0.6}, 1.05),
+}[vectors.registers()]
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
 #: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
 #: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``

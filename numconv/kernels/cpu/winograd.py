@@ -9,9 +9,9 @@ One call:
 1. ``_pack_f2``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16).
 2. ``_weights_f2``: the transformed weights U (G, OB, 16, KD * CP, 16), 16 output channels per vector (once, for
    weights that can never change: ``launch.prepared``).
-3. ``_winograd_f2``: per task (a group and ``per_task`` tiles), the input transform into a per-thread buffer, the
-   16 channel sums by a 16 x ``WIDTH`` register-blocked product, and the inverse transform (plus bias) into the
-   output.
+3. ``_winograd_f2_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a per-thread
+   buffer, the 16 channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as this CPU's vector
+   registers allow: ``winograd_kernels.WIDTHS``), and the inverse transform (plus bias) into the output.
 """
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ import math
 import numba
 import numpy as np
 
+from numconv import vectors
 from numconv.kernels.cpu import tuning, winograd_kernels
 from numconv.kernels.cpu.launch import prepared, run_vectorized, workspace
-from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE, WIDTH
+from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
+
+#: tiles per strip of the fused kernel this CPU runs
+WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
 
 
 def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
@@ -81,7 +85,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) ->
             workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(
-        winograd_kernels._winograd_f2, packed, transformed, lane_bias.reshape(-1), constants, out, groups,
+        winograd_kernels.KERNELS[WIDTH], packed, transformed, lane_bias.reshape(-1), constants, out, groups,
         group_out, out_blocks, tiles_h, tiles_w, taps_d, stride_d, dilation_d, per_task,
         workspace("winograd tiles", threads * transforms * per_task * taps_d * padded_in, dtype).reshape(threads, -1),
         workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),

@@ -28,10 +28,10 @@ Kernels written:
   ``lanes`` layout of ``conv.py``), the sum's index kd * CP + c, zero past a group's channels.
 * ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
   that the input transform works on 16 channels at once and no tile tests a bound.
-* ``_winograd_f2``: the fused convolution. A task is one group and ``per_task`` consecutive tiles (tiles run over
-  the batch and the output planes); it transforms those tiles' inputs, every depth tap and channel, into a
+* ``_winograd_f2_w{W}``: the fused convolution. A task is one group and ``per_task`` consecutive tiles (tiles run
+  over the batch and the output planes); it transforms those tiles' inputs, every depth tap and channel, into a
   per-thread buffer V (T, per_task, KD * CP), then for each block of 16 output channels and each t multiplies U[t]
-  by V[t] in strips of ``WIDTH`` tiles with a 16 x WIDTH register block (one tile per broadcast), and
+  by V[t] in strips of W tiles with a 16 x W register block (one tile per broadcast), and
   inverse-transforms straight into the NCDHW output.
 """
 from __future__ import annotations
@@ -44,8 +44,12 @@ from numconv.kernels.cpu import codegen
 
 LANES = 16
 TARGET = Path(__file__).with_name("winograd_kernels.py")
-#: output tile side and tiles per strip (columns of the register block)
-TILE, WIDTH = 2, 16
+#: output tile side
+TILE = 2
+#: tiles per strip (columns of the register block) per count of the CPU's vector registers, as the blocked kernels'
+#: columns (``codegen.SHAPES``): 16 x 16 accumulators in AVX-512's 32, 16 x 6 in AVX2's 16 (6 and 5 measured alike
+#: on an AMD Zen 3, 4 slower)
+WIDTHS = {32: 16, 16: 6}
 
 F = Fraction
 MATRICES = {
@@ -231,8 +235,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e = L.append
     e("")
     e("")
-    L += tasks_header(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, "
-                      "dilation_d, per_task, V, M, S", "V, M and S")
+    L += tasks_header(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, "
+                      "stride_d, dilation_d, per_task, V, M, S", "V, M and S")
     e("    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]")
     e("    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]")
     e("    cpad = cblocks * 16")
@@ -333,8 +337,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e(f"                        for q in range(min({m}, ow - tx * {m})):")
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
-    L += ranges_loop(f"_winograd_f{m}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, "
-                     "dilation_d, per_task, work_v, work_m, work_t",
+    L += ranges_loop(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, "
+                     "stride_d, dilation_d, per_task, work_v, work_m, work_t",
                      ["out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride "
                       "(stride_d, 1, 1) and",
                       f"dilation (dilation_d, 1, 1), by F({m}x{m}, 3x3) in strips of {W} tiles.",
@@ -356,14 +360,17 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
 def module_source() -> str:
     consts = Constants()
     bodies = ["\n".join(body) for body in (weights_source(TILE, consts), pack_source(TILE),
-                                           conv_source(TILE, WIDTH, consts))]
+                                           *(conv_source(TILE, width, consts) for width in WIDTHS.values()))]
     # each kernel loads the constants it uses (q0, zero, starts its sums)
     text = "\n".join(body.replace("__CONSTS__", "; ".join(
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
         for body in bodies)
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
-            f"#: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors\n"
-            f"TILE, WIDTH, LANES = {TILE}, {WIDTH}, {LANES}\n")
+            f"#: output tile side, and the lanes of the kernels' vectors\n"
+            f"TILE, LANES = {TILE}, {LANES}\n"
+            f"#: tiles per strip per count of vector registers, and the fused kernel of each width\n"
+            f"WIDTHS = {WIDTHS!r}\nKERNELS = {{"
+            + ", ".join(f"{width}: _winograd_f{TILE}_w{width}" for width in WIDTHS.values()) + "}\n")
 
 
 def main() -> None:

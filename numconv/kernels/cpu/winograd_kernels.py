@@ -100,8 +100,8 @@ def _pack_f2(x, groups, cblocks, pad_d, pad_h, pad_w, P):
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2``, with the calling thread's scratch (V, M and S)."""
+def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
@@ -316,7 +316,7 @@ def _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
+def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride (stride_d, 1, 1) and
     dilation (dilation_d, 1, 1), by F(2x2, 3x3) in strips of 16 tiles.
 
@@ -328,8 +328,203 @@ def _winograd_f2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d,
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    reduction = taps_d * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        g = task // blocks
+        first_tile = (task - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for kc in range(taps_d * cblocks):
+                kd = kc // cblocks
+                cb = kc - kd * cblocks
+                z = d * stride_d + kd * dilation_d
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0_0 = pf[at + np.uint64(0)]; d0_1 = pf[at + np.uint64(1)]; d0_2 = pf[at + np.uint64(2)]; d0_3 = pf[at + np.uint64(3)]; d0_4 = pf[at + np.uint64(4)]; d0_5 = pf[at + np.uint64(5)]; d0_6 = pf[at + np.uint64(6)]; d0_7 = pf[at + np.uint64(7)]; d0_8 = pf[at + np.uint64(8)]; d0_9 = pf[at + np.uint64(9)]; d0_10 = pf[at + np.uint64(10)]; d0_11 = pf[at + np.uint64(11)]; d0_12 = pf[at + np.uint64(12)]; d0_13 = pf[at + np.uint64(13)]; d0_14 = pf[at + np.uint64(14)]; d0_15 = pf[at + np.uint64(15)]
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1_0 = pf[at + np.uint64(0)]; d1_1 = pf[at + np.uint64(1)]; d1_2 = pf[at + np.uint64(2)]; d1_3 = pf[at + np.uint64(3)]; d1_4 = pf[at + np.uint64(4)]; d1_5 = pf[at + np.uint64(5)]; d1_6 = pf[at + np.uint64(6)]; d1_7 = pf[at + np.uint64(7)]; d1_8 = pf[at + np.uint64(8)]; d1_9 = pf[at + np.uint64(9)]; d1_10 = pf[at + np.uint64(10)]; d1_11 = pf[at + np.uint64(11)]; d1_12 = pf[at + np.uint64(12)]; d1_13 = pf[at + np.uint64(13)]; d1_14 = pf[at + np.uint64(14)]; d1_15 = pf[at + np.uint64(15)]
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2_0 = pf[at + np.uint64(0)]; d2_1 = pf[at + np.uint64(1)]; d2_2 = pf[at + np.uint64(2)]; d2_3 = pf[at + np.uint64(3)]; d2_4 = pf[at + np.uint64(4)]; d2_5 = pf[at + np.uint64(5)]; d2_6 = pf[at + np.uint64(6)]; d2_7 = pf[at + np.uint64(7)]; d2_8 = pf[at + np.uint64(8)]; d2_9 = pf[at + np.uint64(9)]; d2_10 = pf[at + np.uint64(10)]; d2_11 = pf[at + np.uint64(11)]; d2_12 = pf[at + np.uint64(12)]; d2_13 = pf[at + np.uint64(13)]; d2_14 = pf[at + np.uint64(14)]; d2_15 = pf[at + np.uint64(15)]
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3_0 = pf[at + np.uint64(0)]; d3_1 = pf[at + np.uint64(1)]; d3_2 = pf[at + np.uint64(2)]; d3_3 = pf[at + np.uint64(3)]; d3_4 = pf[at + np.uint64(4)]; d3_5 = pf[at + np.uint64(5)]; d3_6 = pf[at + np.uint64(6)]; d3_7 = pf[at + np.uint64(7)]; d3_8 = pf[at + np.uint64(8)]; d3_9 = pf[at + np.uint64(9)]; d3_10 = pf[at + np.uint64(10)]; d3_11 = pf[at + np.uint64(11)]; d3_12 = pf[at + np.uint64(12)]; d3_13 = pf[at + np.uint64(13)]; d3_14 = pf[at + np.uint64(14)]; d3_15 = pf[at + np.uint64(15)]
+                    b0_0 = d0_0 - d2_0; b0_1 = d0_1 - d2_1; b0_2 = d0_2 - d2_2; b0_3 = d0_3 - d2_3; b0_4 = d0_4 - d2_4; b0_5 = d0_5 - d2_5; b0_6 = d0_6 - d2_6; b0_7 = d0_7 - d2_7; b0_8 = d0_8 - d2_8; b0_9 = d0_9 - d2_9; b0_10 = d0_10 - d2_10; b0_11 = d0_11 - d2_11; b0_12 = d0_12 - d2_12; b0_13 = d0_13 - d2_13; b0_14 = d0_14 - d2_14; b0_15 = d0_15 - d2_15
+                    at = np.uint64((0 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = b0_0; S[at + np.uint64(1)] = b0_1; S[at + np.uint64(2)] = b0_2; S[at + np.uint64(3)] = b0_3; S[at + np.uint64(4)] = b0_4; S[at + np.uint64(5)] = b0_5; S[at + np.uint64(6)] = b0_6; S[at + np.uint64(7)] = b0_7; S[at + np.uint64(8)] = b0_8; S[at + np.uint64(9)] = b0_9; S[at + np.uint64(10)] = b0_10; S[at + np.uint64(11)] = b0_11; S[at + np.uint64(12)] = b0_12; S[at + np.uint64(13)] = b0_13; S[at + np.uint64(14)] = b0_14; S[at + np.uint64(15)] = b0_15
+                    b1_0 = d1_0 + d2_0; b1_1 = d1_1 + d2_1; b1_2 = d1_2 + d2_2; b1_3 = d1_3 + d2_3; b1_4 = d1_4 + d2_4; b1_5 = d1_5 + d2_5; b1_6 = d1_6 + d2_6; b1_7 = d1_7 + d2_7; b1_8 = d1_8 + d2_8; b1_9 = d1_9 + d2_9; b1_10 = d1_10 + d2_10; b1_11 = d1_11 + d2_11; b1_12 = d1_12 + d2_12; b1_13 = d1_13 + d2_13; b1_14 = d1_14 + d2_14; b1_15 = d1_15 + d2_15
+                    at = np.uint64((1 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = b1_0; S[at + np.uint64(1)] = b1_1; S[at + np.uint64(2)] = b1_2; S[at + np.uint64(3)] = b1_3; S[at + np.uint64(4)] = b1_4; S[at + np.uint64(5)] = b1_5; S[at + np.uint64(6)] = b1_6; S[at + np.uint64(7)] = b1_7; S[at + np.uint64(8)] = b1_8; S[at + np.uint64(9)] = b1_9; S[at + np.uint64(10)] = b1_10; S[at + np.uint64(11)] = b1_11; S[at + np.uint64(12)] = b1_12; S[at + np.uint64(13)] = b1_13; S[at + np.uint64(14)] = b1_14; S[at + np.uint64(15)] = b1_15
+                    b2_0 = -d1_0 + d2_0; b2_1 = -d1_1 + d2_1; b2_2 = -d1_2 + d2_2; b2_3 = -d1_3 + d2_3; b2_4 = -d1_4 + d2_4; b2_5 = -d1_5 + d2_5; b2_6 = -d1_6 + d2_6; b2_7 = -d1_7 + d2_7; b2_8 = -d1_8 + d2_8; b2_9 = -d1_9 + d2_9; b2_10 = -d1_10 + d2_10; b2_11 = -d1_11 + d2_11; b2_12 = -d1_12 + d2_12; b2_13 = -d1_13 + d2_13; b2_14 = -d1_14 + d2_14; b2_15 = -d1_15 + d2_15
+                    at = np.uint64((2 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = b2_0; S[at + np.uint64(1)] = b2_1; S[at + np.uint64(2)] = b2_2; S[at + np.uint64(3)] = b2_3; S[at + np.uint64(4)] = b2_4; S[at + np.uint64(5)] = b2_5; S[at + np.uint64(6)] = b2_6; S[at + np.uint64(7)] = b2_7; S[at + np.uint64(8)] = b2_8; S[at + np.uint64(9)] = b2_9; S[at + np.uint64(10)] = b2_10; S[at + np.uint64(11)] = b2_11; S[at + np.uint64(12)] = b2_12; S[at + np.uint64(13)] = b2_13; S[at + np.uint64(14)] = b2_14; S[at + np.uint64(15)] = b2_15
+                    b3_0 = d1_0 - d3_0; b3_1 = d1_1 - d3_1; b3_2 = d1_2 - d3_2; b3_3 = d1_3 - d3_3; b3_4 = d1_4 - d3_4; b3_5 = d1_5 - d3_5; b3_6 = d1_6 - d3_6; b3_7 = d1_7 - d3_7; b3_8 = d1_8 - d3_8; b3_9 = d1_9 - d3_9; b3_10 = d1_10 - d3_10; b3_11 = d1_11 - d3_11; b3_12 = d1_12 - d3_12; b3_13 = d1_13 - d3_13; b3_14 = d1_14 - d3_14; b3_15 = d1_15 - d3_15
+                    at = np.uint64((3 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = b3_0; S[at + np.uint64(1)] = b3_1; S[at + np.uint64(2)] = b3_2; S[at + np.uint64(3)] = b3_3; S[at + np.uint64(4)] = b3_4; S[at + np.uint64(5)] = b3_5; S[at + np.uint64(6)] = b3_6; S[at + np.uint64(7)] = b3_7; S[at + np.uint64(8)] = b3_8; S[at + np.uint64(9)] = b3_9; S[at + np.uint64(10)] = b3_10; S[at + np.uint64(11)] = b3_11; S[at + np.uint64(12)] = b3_12; S[at + np.uint64(13)] = b3_13; S[at + np.uint64(14)] = b3_14; S[at + np.uint64(15)] = b3_15
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0_0 = S[at + np.uint64(0)]; e0_1 = S[at + np.uint64(1)]; e0_2 = S[at + np.uint64(2)]; e0_3 = S[at + np.uint64(3)]; e0_4 = S[at + np.uint64(4)]; e0_5 = S[at + np.uint64(5)]; e0_6 = S[at + np.uint64(6)]; e0_7 = S[at + np.uint64(7)]; e0_8 = S[at + np.uint64(8)]; e0_9 = S[at + np.uint64(9)]; e0_10 = S[at + np.uint64(10)]; e0_11 = S[at + np.uint64(11)]; e0_12 = S[at + np.uint64(12)]; e0_13 = S[at + np.uint64(13)]; e0_14 = S[at + np.uint64(14)]; e0_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1_0 = S[at + np.uint64(0)]; e1_1 = S[at + np.uint64(1)]; e1_2 = S[at + np.uint64(2)]; e1_3 = S[at + np.uint64(3)]; e1_4 = S[at + np.uint64(4)]; e1_5 = S[at + np.uint64(5)]; e1_6 = S[at + np.uint64(6)]; e1_7 = S[at + np.uint64(7)]; e1_8 = S[at + np.uint64(8)]; e1_9 = S[at + np.uint64(9)]; e1_10 = S[at + np.uint64(10)]; e1_11 = S[at + np.uint64(11)]; e1_12 = S[at + np.uint64(12)]; e1_13 = S[at + np.uint64(13)]; e1_14 = S[at + np.uint64(14)]; e1_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2_0 = S[at + np.uint64(0)]; e2_1 = S[at + np.uint64(1)]; e2_2 = S[at + np.uint64(2)]; e2_3 = S[at + np.uint64(3)]; e2_4 = S[at + np.uint64(4)]; e2_5 = S[at + np.uint64(5)]; e2_6 = S[at + np.uint64(6)]; e2_7 = S[at + np.uint64(7)]; e2_8 = S[at + np.uint64(8)]; e2_9 = S[at + np.uint64(9)]; e2_10 = S[at + np.uint64(10)]; e2_11 = S[at + np.uint64(11)]; e2_12 = S[at + np.uint64(12)]; e2_13 = S[at + np.uint64(13)]; e2_14 = S[at + np.uint64(14)]; e2_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3_0 = S[at + np.uint64(0)]; e3_1 = S[at + np.uint64(1)]; e3_2 = S[at + np.uint64(2)]; e3_3 = S[at + np.uint64(3)]; e3_4 = S[at + np.uint64(4)]; e3_5 = S[at + np.uint64(5)]; e3_6 = S[at + np.uint64(6)]; e3_7 = S[at + np.uint64(7)]; e3_8 = S[at + np.uint64(8)]; e3_9 = S[at + np.uint64(9)]; e3_10 = S[at + np.uint64(10)]; e3_11 = S[at + np.uint64(11)]; e3_12 = S[at + np.uint64(12)]; e3_13 = S[at + np.uint64(13)]; e3_14 = S[at + np.uint64(14)]; e3_15 = S[at + np.uint64(15)]
+                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
+                    v0_0 = e0_0 - e2_0; v0_1 = e0_1 - e2_1; v0_2 = e0_2 - e2_2; v0_3 = e0_3 - e2_3; v0_4 = e0_4 - e2_4; v0_5 = e0_5 - e2_5; v0_6 = e0_6 - e2_6; v0_7 = e0_7 - e2_7; v0_8 = e0_8 - e2_8; v0_9 = e0_9 - e2_9; v0_10 = e0_10 - e2_10; v0_11 = e0_11 - e2_11; v0_12 = e0_12 - e2_12; v0_13 = e0_13 - e2_13; v0_14 = e0_14 - e2_14; v0_15 = e0_15 - e2_15
+                    at = vat + np.uint64(0) * vrow
+                    V[at + np.uint64(0)] = v0_0; V[at + np.uint64(1)] = v0_1; V[at + np.uint64(2)] = v0_2; V[at + np.uint64(3)] = v0_3; V[at + np.uint64(4)] = v0_4; V[at + np.uint64(5)] = v0_5; V[at + np.uint64(6)] = v0_6; V[at + np.uint64(7)] = v0_7; V[at + np.uint64(8)] = v0_8; V[at + np.uint64(9)] = v0_9; V[at + np.uint64(10)] = v0_10; V[at + np.uint64(11)] = v0_11; V[at + np.uint64(12)] = v0_12; V[at + np.uint64(13)] = v0_13; V[at + np.uint64(14)] = v0_14; V[at + np.uint64(15)] = v0_15
+                    v1_0 = e1_0 + e2_0; v1_1 = e1_1 + e2_1; v1_2 = e1_2 + e2_2; v1_3 = e1_3 + e2_3; v1_4 = e1_4 + e2_4; v1_5 = e1_5 + e2_5; v1_6 = e1_6 + e2_6; v1_7 = e1_7 + e2_7; v1_8 = e1_8 + e2_8; v1_9 = e1_9 + e2_9; v1_10 = e1_10 + e2_10; v1_11 = e1_11 + e2_11; v1_12 = e1_12 + e2_12; v1_13 = e1_13 + e2_13; v1_14 = e1_14 + e2_14; v1_15 = e1_15 + e2_15
+                    at = vat + np.uint64(1) * vrow
+                    V[at + np.uint64(0)] = v1_0; V[at + np.uint64(1)] = v1_1; V[at + np.uint64(2)] = v1_2; V[at + np.uint64(3)] = v1_3; V[at + np.uint64(4)] = v1_4; V[at + np.uint64(5)] = v1_5; V[at + np.uint64(6)] = v1_6; V[at + np.uint64(7)] = v1_7; V[at + np.uint64(8)] = v1_8; V[at + np.uint64(9)] = v1_9; V[at + np.uint64(10)] = v1_10; V[at + np.uint64(11)] = v1_11; V[at + np.uint64(12)] = v1_12; V[at + np.uint64(13)] = v1_13; V[at + np.uint64(14)] = v1_14; V[at + np.uint64(15)] = v1_15
+                    v2_0 = -e1_0 + e2_0; v2_1 = -e1_1 + e2_1; v2_2 = -e1_2 + e2_2; v2_3 = -e1_3 + e2_3; v2_4 = -e1_4 + e2_4; v2_5 = -e1_5 + e2_5; v2_6 = -e1_6 + e2_6; v2_7 = -e1_7 + e2_7; v2_8 = -e1_8 + e2_8; v2_9 = -e1_9 + e2_9; v2_10 = -e1_10 + e2_10; v2_11 = -e1_11 + e2_11; v2_12 = -e1_12 + e2_12; v2_13 = -e1_13 + e2_13; v2_14 = -e1_14 + e2_14; v2_15 = -e1_15 + e2_15
+                    at = vat + np.uint64(2) * vrow
+                    V[at + np.uint64(0)] = v2_0; V[at + np.uint64(1)] = v2_1; V[at + np.uint64(2)] = v2_2; V[at + np.uint64(3)] = v2_3; V[at + np.uint64(4)] = v2_4; V[at + np.uint64(5)] = v2_5; V[at + np.uint64(6)] = v2_6; V[at + np.uint64(7)] = v2_7; V[at + np.uint64(8)] = v2_8; V[at + np.uint64(9)] = v2_9; V[at + np.uint64(10)] = v2_10; V[at + np.uint64(11)] = v2_11; V[at + np.uint64(12)] = v2_12; V[at + np.uint64(13)] = v2_13; V[at + np.uint64(14)] = v2_14; V[at + np.uint64(15)] = v2_15
+                    v3_0 = e1_0 - e3_0; v3_1 = e1_1 - e3_1; v3_2 = e1_2 - e3_2; v3_3 = e1_3 - e3_3; v3_4 = e1_4 - e3_4; v3_5 = e1_5 - e3_5; v3_6 = e1_6 - e3_6; v3_7 = e1_7 - e3_7; v3_8 = e1_8 - e3_8; v3_9 = e1_9 - e3_9; v3_10 = e1_10 - e3_10; v3_11 = e1_11 - e3_11; v3_12 = e1_12 - e3_12; v3_13 = e1_13 - e3_13; v3_14 = e1_14 - e3_14; v3_15 = e1_15 - e3_15
+                    at = vat + np.uint64(3) * vrow
+                    V[at + np.uint64(0)] = v3_0; V[at + np.uint64(1)] = v3_1; V[at + np.uint64(2)] = v3_2; V[at + np.uint64(3)] = v3_3; V[at + np.uint64(4)] = v3_4; V[at + np.uint64(5)] = v3_5; V[at + np.uint64(6)] = v3_6; V[at + np.uint64(7)] = v3_7; V[at + np.uint64(8)] = v3_8; V[at + np.uint64(9)] = v3_9; V[at + np.uint64(10)] = v3_10; V[at + np.uint64(11)] = v3_11; V[at + np.uint64(12)] = v3_12; V[at + np.uint64(13)] = v3_13; V[at + np.uint64(14)] = v3_14; V[at + np.uint64(15)] = v3_15
+        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        for ob in range(oblocks):
+            for t in range(16):
+                u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0_0 = q0; a0_1 = q0; a0_2 = q0; a0_3 = q0; a0_4 = q0; a0_5 = q0; a0_6 = q0; a0_7 = q0; a0_8 = q0; a0_9 = q0; a0_10 = q0; a0_11 = q0; a0_12 = q0; a0_13 = q0; a0_14 = q0; a0_15 = q0; a1_0 = q0; a1_1 = q0; a1_2 = q0; a1_3 = q0; a1_4 = q0; a1_5 = q0; a1_6 = q0; a1_7 = q0; a1_8 = q0; a1_9 = q0; a1_10 = q0; a1_11 = q0; a1_12 = q0; a1_13 = q0; a1_14 = q0; a1_15 = q0; a2_0 = q0; a2_1 = q0; a2_2 = q0; a2_3 = q0; a2_4 = q0; a2_5 = q0; a2_6 = q0; a2_7 = q0; a2_8 = q0; a2_9 = q0; a2_10 = q0; a2_11 = q0; a2_12 = q0; a2_13 = q0; a2_14 = q0; a2_15 = q0; a3_0 = q0; a3_1 = q0; a3_2 = q0; a3_3 = q0; a3_4 = q0; a3_5 = q0; a3_6 = q0; a3_7 = q0; a3_8 = q0; a3_9 = q0; a3_10 = q0; a3_11 = q0; a3_12 = q0; a3_13 = q0; a3_14 = q0; a3_15 = q0; a4_0 = q0; a4_1 = q0; a4_2 = q0; a4_3 = q0; a4_4 = q0; a4_5 = q0; a4_6 = q0; a4_7 = q0; a4_8 = q0; a4_9 = q0; a4_10 = q0; a4_11 = q0; a4_12 = q0; a4_13 = q0; a4_14 = q0; a4_15 = q0; a5_0 = q0; a5_1 = q0; a5_2 = q0; a5_3 = q0; a5_4 = q0; a5_5 = q0; a5_6 = q0; a5_7 = q0; a5_8 = q0; a5_9 = q0; a5_10 = q0; a5_11 = q0; a5_12 = q0; a5_13 = q0; a5_14 = q0; a5_15 = q0
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w0 = U[u_at + np.uint64(0)]; w1 = U[u_at + np.uint64(1)]; w2 = U[u_at + np.uint64(2)]; w3 = U[u_at + np.uint64(3)]; w4 = U[u_at + np.uint64(4)]; w5 = U[u_at + np.uint64(5)]; w6 = U[u_at + np.uint64(6)]; w7 = U[u_at + np.uint64(7)]; w8 = U[u_at + np.uint64(8)]; w9 = U[u_at + np.uint64(9)]; w10 = U[u_at + np.uint64(10)]; w11 = U[u_at + np.uint64(11)]; w12 = U[u_at + np.uint64(12)]; w13 = U[u_at + np.uint64(13)]; w14 = U[u_at + np.uint64(14)]; w15 = U[u_at + np.uint64(15)]
+                        s = V[x0 + c]
+                        a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s
+                        s = V[x1 + c]
+                        a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s
+                        s = V[x2 + c]
+                        a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s
+                        s = V[x3 + c]
+                        a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s
+                        s = V[x4 + c]
+                        a4_0 += w0 * s; a4_1 += w1 * s; a4_2 += w2 * s; a4_3 += w3 * s; a4_4 += w4 * s; a4_5 += w5 * s; a4_6 += w6 * s; a4_7 += w7 * s; a4_8 += w8 * s; a4_9 += w9 * s; a4_10 += w10 * s; a4_11 += w11 * s; a4_12 += w12 * s; a4_13 += w13 * s; a4_14 += w14 * s; a4_15 += w15 * s
+                        s = V[x5 + c]
+                        a5_0 += w0 * s; a5_1 += w1 * s; a5_2 += w2 * s; a5_3 += w3 * s; a5_4 += w4 * s; a5_5 += w5 * s; a5_6 += w6 * s; a5_7 += w7 * s; a5_8 += w8 * s; a5_9 += w9 * s; a5_10 += w10 * s; a5_11 += w11 * s; a5_12 += w12 * s; a5_13 += w13 * s; a5_14 += w14 * s; a5_15 += w15 * s
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    M[m_at + np.uint64(0 + 0)] = a0_0; M[m_at + np.uint64(0 + 1)] = a0_1; M[m_at + np.uint64(0 + 2)] = a0_2; M[m_at + np.uint64(0 + 3)] = a0_3; M[m_at + np.uint64(0 + 4)] = a0_4; M[m_at + np.uint64(0 + 5)] = a0_5; M[m_at + np.uint64(0 + 6)] = a0_6; M[m_at + np.uint64(0 + 7)] = a0_7; M[m_at + np.uint64(0 + 8)] = a0_8; M[m_at + np.uint64(0 + 9)] = a0_9; M[m_at + np.uint64(0 + 10)] = a0_10; M[m_at + np.uint64(0 + 11)] = a0_11; M[m_at + np.uint64(0 + 12)] = a0_12; M[m_at + np.uint64(0 + 13)] = a0_13; M[m_at + np.uint64(0 + 14)] = a0_14; M[m_at + np.uint64(0 + 15)] = a0_15
+                    M[m_at + np.uint64(16 + 0)] = a1_0; M[m_at + np.uint64(16 + 1)] = a1_1; M[m_at + np.uint64(16 + 2)] = a1_2; M[m_at + np.uint64(16 + 3)] = a1_3; M[m_at + np.uint64(16 + 4)] = a1_4; M[m_at + np.uint64(16 + 5)] = a1_5; M[m_at + np.uint64(16 + 6)] = a1_6; M[m_at + np.uint64(16 + 7)] = a1_7; M[m_at + np.uint64(16 + 8)] = a1_8; M[m_at + np.uint64(16 + 9)] = a1_9; M[m_at + np.uint64(16 + 10)] = a1_10; M[m_at + np.uint64(16 + 11)] = a1_11; M[m_at + np.uint64(16 + 12)] = a1_12; M[m_at + np.uint64(16 + 13)] = a1_13; M[m_at + np.uint64(16 + 14)] = a1_14; M[m_at + np.uint64(16 + 15)] = a1_15
+                    M[m_at + np.uint64(32 + 0)] = a2_0; M[m_at + np.uint64(32 + 1)] = a2_1; M[m_at + np.uint64(32 + 2)] = a2_2; M[m_at + np.uint64(32 + 3)] = a2_3; M[m_at + np.uint64(32 + 4)] = a2_4; M[m_at + np.uint64(32 + 5)] = a2_5; M[m_at + np.uint64(32 + 6)] = a2_6; M[m_at + np.uint64(32 + 7)] = a2_7; M[m_at + np.uint64(32 + 8)] = a2_8; M[m_at + np.uint64(32 + 9)] = a2_9; M[m_at + np.uint64(32 + 10)] = a2_10; M[m_at + np.uint64(32 + 11)] = a2_11; M[m_at + np.uint64(32 + 12)] = a2_12; M[m_at + np.uint64(32 + 13)] = a2_13; M[m_at + np.uint64(32 + 14)] = a2_14; M[m_at + np.uint64(32 + 15)] = a2_15
+                    M[m_at + np.uint64(48 + 0)] = a3_0; M[m_at + np.uint64(48 + 1)] = a3_1; M[m_at + np.uint64(48 + 2)] = a3_2; M[m_at + np.uint64(48 + 3)] = a3_3; M[m_at + np.uint64(48 + 4)] = a3_4; M[m_at + np.uint64(48 + 5)] = a3_5; M[m_at + np.uint64(48 + 6)] = a3_6; M[m_at + np.uint64(48 + 7)] = a3_7; M[m_at + np.uint64(48 + 8)] = a3_8; M[m_at + np.uint64(48 + 9)] = a3_9; M[m_at + np.uint64(48 + 10)] = a3_10; M[m_at + np.uint64(48 + 11)] = a3_11; M[m_at + np.uint64(48 + 12)] = a3_12; M[m_at + np.uint64(48 + 13)] = a3_13; M[m_at + np.uint64(48 + 14)] = a3_14; M[m_at + np.uint64(48 + 15)] = a3_15
+                    M[m_at + np.uint64(64 + 0)] = a4_0; M[m_at + np.uint64(64 + 1)] = a4_1; M[m_at + np.uint64(64 + 2)] = a4_2; M[m_at + np.uint64(64 + 3)] = a4_3; M[m_at + np.uint64(64 + 4)] = a4_4; M[m_at + np.uint64(64 + 5)] = a4_5; M[m_at + np.uint64(64 + 6)] = a4_6; M[m_at + np.uint64(64 + 7)] = a4_7; M[m_at + np.uint64(64 + 8)] = a4_8; M[m_at + np.uint64(64 + 9)] = a4_9; M[m_at + np.uint64(64 + 10)] = a4_10; M[m_at + np.uint64(64 + 11)] = a4_11; M[m_at + np.uint64(64 + 12)] = a4_12; M[m_at + np.uint64(64 + 13)] = a4_13; M[m_at + np.uint64(64 + 14)] = a4_14; M[m_at + np.uint64(64 + 15)] = a4_15
+                    M[m_at + np.uint64(80 + 0)] = a5_0; M[m_at + np.uint64(80 + 1)] = a5_1; M[m_at + np.uint64(80 + 2)] = a5_2; M[m_at + np.uint64(80 + 3)] = a5_3; M[m_at + np.uint64(80 + 4)] = a5_4; M[m_at + np.uint64(80 + 5)] = a5_5; M[m_at + np.uint64(80 + 6)] = a5_6; M[m_at + np.uint64(80 + 7)] = a5_7; M[m_at + np.uint64(80 + 8)] = a5_8; M[m_at + np.uint64(80 + 9)] = a5_9; M[m_at + np.uint64(80 + 10)] = a5_10; M[m_at + np.uint64(80 + 11)] = a5_11; M[m_at + np.uint64(80 + 12)] = a5_12; M[m_at + np.uint64(80 + 13)] = a5_13; M[m_at + np.uint64(80 + 14)] = a5_14; M[m_at + np.uint64(80 + 15)] = a5_15
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s): AT M, m rows, into S
+                    at = np.uint64((((0 * 4 + s) * per_task) + j) * 16)
+                    h0_0 = M[at + np.uint64(0)]; h0_1 = M[at + np.uint64(1)]; h0_2 = M[at + np.uint64(2)]; h0_3 = M[at + np.uint64(3)]; h0_4 = M[at + np.uint64(4)]; h0_5 = M[at + np.uint64(5)]; h0_6 = M[at + np.uint64(6)]; h0_7 = M[at + np.uint64(7)]; h0_8 = M[at + np.uint64(8)]; h0_9 = M[at + np.uint64(9)]; h0_10 = M[at + np.uint64(10)]; h0_11 = M[at + np.uint64(11)]; h0_12 = M[at + np.uint64(12)]; h0_13 = M[at + np.uint64(13)]; h0_14 = M[at + np.uint64(14)]; h0_15 = M[at + np.uint64(15)]
+                    at = np.uint64((((1 * 4 + s) * per_task) + j) * 16)
+                    h1_0 = M[at + np.uint64(0)]; h1_1 = M[at + np.uint64(1)]; h1_2 = M[at + np.uint64(2)]; h1_3 = M[at + np.uint64(3)]; h1_4 = M[at + np.uint64(4)]; h1_5 = M[at + np.uint64(5)]; h1_6 = M[at + np.uint64(6)]; h1_7 = M[at + np.uint64(7)]; h1_8 = M[at + np.uint64(8)]; h1_9 = M[at + np.uint64(9)]; h1_10 = M[at + np.uint64(10)]; h1_11 = M[at + np.uint64(11)]; h1_12 = M[at + np.uint64(12)]; h1_13 = M[at + np.uint64(13)]; h1_14 = M[at + np.uint64(14)]; h1_15 = M[at + np.uint64(15)]
+                    at = np.uint64((((2 * 4 + s) * per_task) + j) * 16)
+                    h2_0 = M[at + np.uint64(0)]; h2_1 = M[at + np.uint64(1)]; h2_2 = M[at + np.uint64(2)]; h2_3 = M[at + np.uint64(3)]; h2_4 = M[at + np.uint64(4)]; h2_5 = M[at + np.uint64(5)]; h2_6 = M[at + np.uint64(6)]; h2_7 = M[at + np.uint64(7)]; h2_8 = M[at + np.uint64(8)]; h2_9 = M[at + np.uint64(9)]; h2_10 = M[at + np.uint64(10)]; h2_11 = M[at + np.uint64(11)]; h2_12 = M[at + np.uint64(12)]; h2_13 = M[at + np.uint64(13)]; h2_14 = M[at + np.uint64(14)]; h2_15 = M[at + np.uint64(15)]
+                    at = np.uint64((((3 * 4 + s) * per_task) + j) * 16)
+                    h3_0 = M[at + np.uint64(0)]; h3_1 = M[at + np.uint64(1)]; h3_2 = M[at + np.uint64(2)]; h3_3 = M[at + np.uint64(3)]; h3_4 = M[at + np.uint64(4)]; h3_5 = M[at + np.uint64(5)]; h3_6 = M[at + np.uint64(6)]; h3_7 = M[at + np.uint64(7)]; h3_8 = M[at + np.uint64(8)]; h3_9 = M[at + np.uint64(9)]; h3_10 = M[at + np.uint64(10)]; h3_11 = M[at + np.uint64(11)]; h3_12 = M[at + np.uint64(12)]; h3_13 = M[at + np.uint64(13)]; h3_14 = M[at + np.uint64(14)]; h3_15 = M[at + np.uint64(15)]
+                    y0_0 = h0_0 + h1_0 + h2_0; y0_1 = h0_1 + h1_1 + h2_1; y0_2 = h0_2 + h1_2 + h2_2; y0_3 = h0_3 + h1_3 + h2_3; y0_4 = h0_4 + h1_4 + h2_4; y0_5 = h0_5 + h1_5 + h2_5; y0_6 = h0_6 + h1_6 + h2_6; y0_7 = h0_7 + h1_7 + h2_7; y0_8 = h0_8 + h1_8 + h2_8; y0_9 = h0_9 + h1_9 + h2_9; y0_10 = h0_10 + h1_10 + h2_10; y0_11 = h0_11 + h1_11 + h2_11; y0_12 = h0_12 + h1_12 + h2_12; y0_13 = h0_13 + h1_13 + h2_13; y0_14 = h0_14 + h1_14 + h2_14; y0_15 = h0_15 + h1_15 + h2_15
+                    at = np.uint64((0 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = y0_0; S[at + np.uint64(1)] = y0_1; S[at + np.uint64(2)] = y0_2; S[at + np.uint64(3)] = y0_3; S[at + np.uint64(4)] = y0_4; S[at + np.uint64(5)] = y0_5; S[at + np.uint64(6)] = y0_6; S[at + np.uint64(7)] = y0_7; S[at + np.uint64(8)] = y0_8; S[at + np.uint64(9)] = y0_9; S[at + np.uint64(10)] = y0_10; S[at + np.uint64(11)] = y0_11; S[at + np.uint64(12)] = y0_12; S[at + np.uint64(13)] = y0_13; S[at + np.uint64(14)] = y0_14; S[at + np.uint64(15)] = y0_15
+                    y1_0 = h1_0 - h2_0 - h3_0; y1_1 = h1_1 - h2_1 - h3_1; y1_2 = h1_2 - h2_2 - h3_2; y1_3 = h1_3 - h2_3 - h3_3; y1_4 = h1_4 - h2_4 - h3_4; y1_5 = h1_5 - h2_5 - h3_5; y1_6 = h1_6 - h2_6 - h3_6; y1_7 = h1_7 - h2_7 - h3_7; y1_8 = h1_8 - h2_8 - h3_8; y1_9 = h1_9 - h2_9 - h3_9; y1_10 = h1_10 - h2_10 - h3_10; y1_11 = h1_11 - h2_11 - h3_11; y1_12 = h1_12 - h2_12 - h3_12; y1_13 = h1_13 - h2_13 - h3_13; y1_14 = h1_14 - h2_14 - h3_14; y1_15 = h1_15 - h2_15 - h3_15
+                    at = np.uint64((1 * 4 + s) * 16)
+                    S[at + np.uint64(0)] = y1_0; S[at + np.uint64(1)] = y1_1; S[at + np.uint64(2)] = y1_2; S[at + np.uint64(3)] = y1_3; S[at + np.uint64(4)] = y1_4; S[at + np.uint64(5)] = y1_5; S[at + np.uint64(6)] = y1_6; S[at + np.uint64(7)] = y1_7; S[at + np.uint64(8)] = y1_8; S[at + np.uint64(9)] = y1_9; S[at + np.uint64(10)] = y1_10; S[at + np.uint64(11)] = y1_11; S[at + np.uint64(12)] = y1_12; S[at + np.uint64(13)] = y1_13; S[at + np.uint64(14)] = y1_14; S[at + np.uint64(15)] = y1_15
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel
+                    at = np.uint64((r * 4 + 0) * 16)
+                    f0_0 = S[at + np.uint64(0)]; f0_1 = S[at + np.uint64(1)]; f0_2 = S[at + np.uint64(2)]; f0_3 = S[at + np.uint64(3)]; f0_4 = S[at + np.uint64(4)]; f0_5 = S[at + np.uint64(5)]; f0_6 = S[at + np.uint64(6)]; f0_7 = S[at + np.uint64(7)]; f0_8 = S[at + np.uint64(8)]; f0_9 = S[at + np.uint64(9)]; f0_10 = S[at + np.uint64(10)]; f0_11 = S[at + np.uint64(11)]; f0_12 = S[at + np.uint64(12)]; f0_13 = S[at + np.uint64(13)]; f0_14 = S[at + np.uint64(14)]; f0_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 1) * 16)
+                    f1_0 = S[at + np.uint64(0)]; f1_1 = S[at + np.uint64(1)]; f1_2 = S[at + np.uint64(2)]; f1_3 = S[at + np.uint64(3)]; f1_4 = S[at + np.uint64(4)]; f1_5 = S[at + np.uint64(5)]; f1_6 = S[at + np.uint64(6)]; f1_7 = S[at + np.uint64(7)]; f1_8 = S[at + np.uint64(8)]; f1_9 = S[at + np.uint64(9)]; f1_10 = S[at + np.uint64(10)]; f1_11 = S[at + np.uint64(11)]; f1_12 = S[at + np.uint64(12)]; f1_13 = S[at + np.uint64(13)]; f1_14 = S[at + np.uint64(14)]; f1_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 2) * 16)
+                    f2_0 = S[at + np.uint64(0)]; f2_1 = S[at + np.uint64(1)]; f2_2 = S[at + np.uint64(2)]; f2_3 = S[at + np.uint64(3)]; f2_4 = S[at + np.uint64(4)]; f2_5 = S[at + np.uint64(5)]; f2_6 = S[at + np.uint64(6)]; f2_7 = S[at + np.uint64(7)]; f2_8 = S[at + np.uint64(8)]; f2_9 = S[at + np.uint64(9)]; f2_10 = S[at + np.uint64(10)]; f2_11 = S[at + np.uint64(11)]; f2_12 = S[at + np.uint64(12)]; f2_13 = S[at + np.uint64(13)]; f2_14 = S[at + np.uint64(14)]; f2_15 = S[at + np.uint64(15)]
+                    at = np.uint64((r * 4 + 3) * 16)
+                    f3_0 = S[at + np.uint64(0)]; f3_1 = S[at + np.uint64(1)]; f3_2 = S[at + np.uint64(2)]; f3_3 = S[at + np.uint64(3)]; f3_4 = S[at + np.uint64(4)]; f3_5 = S[at + np.uint64(5)]; f3_6 = S[at + np.uint64(6)]; f3_7 = S[at + np.uint64(7)]; f3_8 = S[at + np.uint64(8)]; f3_9 = S[at + np.uint64(9)]; f3_10 = S[at + np.uint64(10)]; f3_11 = S[at + np.uint64(11)]; f3_12 = S[at + np.uint64(12)]; f3_13 = S[at + np.uint64(13)]; f3_14 = S[at + np.uint64(14)]; f3_15 = S[at + np.uint64(15)]
+                    z0_0 = bias0 + f0_0 + f1_0 + f2_0; z0_1 = bias1 + f0_1 + f1_1 + f2_1; z0_2 = bias2 + f0_2 + f1_2 + f2_2; z0_3 = bias3 + f0_3 + f1_3 + f2_3; z0_4 = bias4 + f0_4 + f1_4 + f2_4; z0_5 = bias5 + f0_5 + f1_5 + f2_5; z0_6 = bias6 + f0_6 + f1_6 + f2_6; z0_7 = bias7 + f0_7 + f1_7 + f2_7; z0_8 = bias8 + f0_8 + f1_8 + f2_8; z0_9 = bias9 + f0_9 + f1_9 + f2_9; z0_10 = bias10 + f0_10 + f1_10 + f2_10; z0_11 = bias11 + f0_11 + f1_11 + f2_11; z0_12 = bias12 + f0_12 + f1_12 + f2_12; z0_13 = bias13 + f0_13 + f1_13 + f2_13; z0_14 = bias14 + f0_14 + f1_14 + f2_14; z0_15 = bias15 + f0_15 + f1_15 + f2_15
+                    z1_0 = bias0 + f1_0 - f2_0 - f3_0; z1_1 = bias1 + f1_1 - f2_1 - f3_1; z1_2 = bias2 + f1_2 - f2_2 - f3_2; z1_3 = bias3 + f1_3 - f2_3 - f3_3; z1_4 = bias4 + f1_4 - f2_4 - f3_4; z1_5 = bias5 + f1_5 - f2_5 - f3_5; z1_6 = bias6 + f1_6 - f2_6 - f3_6; z1_7 = bias7 + f1_7 - f2_7 - f3_7; z1_8 = bias8 + f1_8 - f2_8 - f3_8; z1_9 = bias9 + f1_9 - f2_9 - f3_9; z1_10 = bias10 + f1_10 - f2_10 - f3_10; z1_11 = bias11 + f1_11 - f2_11 - f3_11; z1_12 = bias12 + f1_12 - f2_12 - f3_12; z1_13 = bias13 + f1_13 - f2_13 - f3_13; z1_14 = bias14 + f1_14 - f2_14 - f3_14; z1_15 = bias15 + f1_15 - f2_15 - f3_15
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        of[row + np.uint64(0) * plane + np.uint64(0)] = z0_0; of[row + np.uint64(0) * plane + np.uint64(1)] = z1_0
+                        of[row + np.uint64(1) * plane + np.uint64(0)] = z0_1; of[row + np.uint64(1) * plane + np.uint64(1)] = z1_1
+                        of[row + np.uint64(2) * plane + np.uint64(0)] = z0_2; of[row + np.uint64(2) * plane + np.uint64(1)] = z1_2
+                        of[row + np.uint64(3) * plane + np.uint64(0)] = z0_3; of[row + np.uint64(3) * plane + np.uint64(1)] = z1_3
+                        of[row + np.uint64(4) * plane + np.uint64(0)] = z0_4; of[row + np.uint64(4) * plane + np.uint64(1)] = z1_4
+                        of[row + np.uint64(5) * plane + np.uint64(0)] = z0_5; of[row + np.uint64(5) * plane + np.uint64(1)] = z1_5
+                        of[row + np.uint64(6) * plane + np.uint64(0)] = z0_6; of[row + np.uint64(6) * plane + np.uint64(1)] = z1_6
+                        of[row + np.uint64(7) * plane + np.uint64(0)] = z0_7; of[row + np.uint64(7) * plane + np.uint64(1)] = z1_7
+                        of[row + np.uint64(8) * plane + np.uint64(0)] = z0_8; of[row + np.uint64(8) * plane + np.uint64(1)] = z1_8
+                        of[row + np.uint64(9) * plane + np.uint64(0)] = z0_9; of[row + np.uint64(9) * plane + np.uint64(1)] = z1_9
+                        of[row + np.uint64(10) * plane + np.uint64(0)] = z0_10; of[row + np.uint64(10) * plane + np.uint64(1)] = z1_10
+                        of[row + np.uint64(11) * plane + np.uint64(0)] = z0_11; of[row + np.uint64(11) * plane + np.uint64(1)] = z1_11
+                        of[row + np.uint64(12) * plane + np.uint64(0)] = z0_12; of[row + np.uint64(12) * plane + np.uint64(1)] = z1_12
+                        of[row + np.uint64(13) * plane + np.uint64(0)] = z0_13; of[row + np.uint64(13) * plane + np.uint64(1)] = z1_13
+                        of[row + np.uint64(14) * plane + np.uint64(0)] = z0_14; of[row + np.uint64(14) * plane + np.uint64(1)] = z1_14
+                        of[row + np.uint64(15) * plane + np.uint64(0)] = z0_15; of[row + np.uint64(15) * plane + np.uint64(1)] = z1_15
+                    else:
+                        # an edge tile or a partial block of channels: through S (row m of it is free)
+                        at = np.uint64(128)
+                        S[at + np.uint64(0 + 0)] = z0_0; S[at + np.uint64(0 + 1)] = z0_1; S[at + np.uint64(0 + 2)] = z0_2; S[at + np.uint64(0 + 3)] = z0_3; S[at + np.uint64(0 + 4)] = z0_4; S[at + np.uint64(0 + 5)] = z0_5; S[at + np.uint64(0 + 6)] = z0_6; S[at + np.uint64(0 + 7)] = z0_7; S[at + np.uint64(0 + 8)] = z0_8; S[at + np.uint64(0 + 9)] = z0_9; S[at + np.uint64(0 + 10)] = z0_10; S[at + np.uint64(0 + 11)] = z0_11; S[at + np.uint64(0 + 12)] = z0_12; S[at + np.uint64(0 + 13)] = z0_13; S[at + np.uint64(0 + 14)] = z0_14; S[at + np.uint64(0 + 15)] = z0_15
+                        S[at + np.uint64(16 + 0)] = z1_0; S[at + np.uint64(16 + 1)] = z1_1; S[at + np.uint64(16 + 2)] = z1_2; S[at + np.uint64(16 + 3)] = z1_3; S[at + np.uint64(16 + 4)] = z1_4; S[at + np.uint64(16 + 5)] = z1_5; S[at + np.uint64(16 + 6)] = z1_6; S[at + np.uint64(16 + 7)] = z1_7; S[at + np.uint64(16 + 8)] = z1_8; S[at + np.uint64(16 + 9)] = z1_9; S[at + np.uint64(16 + 10)] = z1_10; S[at + np.uint64(16 + 11)] = z1_11; S[at + np.uint64(16 + 12)] = z1_12; S[at + np.uint64(16 + 13)] = z1_13; S[at + np.uint64(16 + 14)] = z1_14; S[at + np.uint64(16 + 15)] = z1_15
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride (stride_d, 1, 1) and
+    dilation (dilation_d, 1, 1), by F(2x2, 3x3) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * 16), work_t
+    (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
-#: output tile side and tiles per strip of the generated kernel, and the lanes of its vectors
-TILE, WIDTH, LANES = 2, 16, 16
+#: output tile side, and the lanes of the kernels' vectors
+TILE, LANES = 2, 16
+#: tiles per strip per count of vector registers, and the fused kernel of each width
+WIDTHS = {32: 16, 16: 6}
+KERNELS = {16: _winograd_f2_w16, 6: _winograd_f2_w6}
