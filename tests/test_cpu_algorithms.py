@@ -610,3 +610,26 @@ def test_the_users_cpu_features_and_an_earlier_jit_are_left_alone():
     assert features == "None"
     host = binding.get_host_cpu_features().flatten()
     assert _probe(NUMBA_CPU_FEATURES=host) == (host, llvms_width)
+
+
+_REGISTERS_PROBE = """
+from numconv import vectors
+from numconv.kernels.cpu import tuning, winograd
+print(vectors.registers(), tuning.SHAPES, winograd.WIDTH)
+"""
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_the_kernels_follow_the_vector_registers_numba_compiles_for(avx512):
+    """The features Numba compiles for choose the blocks: with AVX-512 (32 registers) the 32-register set, without it
+    (AVX2's 16: here the host's features with AVX-512 taken away or given, in a process that compiles nothing) the
+    16-register set and its Winograd strips."""
+    features = [f for f in binding.get_host_cpu_features().flatten().split(",") if not f[1:].startswith("avx512")]
+    if avx512:
+        features += ["+avx512f", "+avx512vl", "+avx512bw", "+avx512dq"]
+    result = subprocess.run([sys.executable, "-c", _REGISTERS_PROBE], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, NUMBA_CPU_FEATURES=",".join(features)))
+    assert result.returncode == 0, result.stderr
+    registers = 32 if avx512 else 16
+    assert result.stdout.split("\n")[0] == (f"{registers} {blocked.SHAPES[registers]} "
+                                            f"{winograd_codegen.WIDTHS[registers]}")
