@@ -77,9 +77,10 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
     ConvConfig(1, 1, 16, (16,), (3,)),
 )
 
-#: the ``lanes`` formulation through the 32 x 7 kernel (forced: the automatic choice takes it for sums of 360
-#: products and more): groups of 32 output channels (a full block; 32 input channels, for the input gradient), a
-#: whole strip of 7 positions and a partial one, two groups, padding, and a strip stored as vectors (entries last in
+#: the ``lanes`` formulation through the 32-lane kernel (32 x 7, or 32 x 3 with AVX2; forced: the automatic choice
+#: takes it for sums of ``tuning.PAIRED_MIN_REDUCTION`` products and more): groups of 32 output channels (a full
+#: block; 32 input channels, for the input gradient), a whole strip of positions (stored lane by lane) and a
+#: partial one, two groups, padding, and a strip stored as vectors (entries last in
 #: the registry)
 PAIRED_LANES_CONFIGS = (
     ConvConfig(1, 2, 64, (10,), (3,), groups=2),

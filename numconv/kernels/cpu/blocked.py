@@ -686,6 +686,72 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             out[at5 + u0] = a5_0; out[at5 + u1] = a5_1; out[at5 + u2] = a5_2; out[at5 + u3] = a5_3; out[at5 + u4] = a5_4; out[at5 + u5] = a5_5; out[at5 + u6] = a5_6; out[at5 + u7] = a5_7; out[at5 + u8] = a5_8; out[at5 + u9] = a5_9; out[at5 + u10] = a5_10; out[at5 + u11] = a5_11; out[at5 + u12] = a5_12; out[at5 + u13] = a5_13; out[at5 + u14] = a5_14; out[at5 + u15] = a5_15; out[at5 + u16] = a5_16; out[at5 + u17] = a5_17; out[at5 + u18] = a5_18; out[at5 + u19] = a5_19; out[at5 + u20] = a5_20; out[at5 + u21] = a5_21; out[at5 + u22] = a5_22; out[at5 + u23] = a5_23; out[at5 + u24] = a5_24; out[at5 + u25] = a5_25; out[at5 + u26] = a5_26; out[at5 + u27] = a5_27; out[at5 + u28] = a5_28; out[at5 + u29] = a5_29; out[at5 + u30] = a5_30; out[at5 + u31] = a5_31
             at6 = ocol[j0 + 6] + o_base
             out[at6 + u0] = a6_0; out[at6 + u1] = a6_1; out[at6 + u2] = a6_2; out[at6 + u3] = a6_3; out[at6 + u4] = a6_4; out[at6 + u5] = a6_5; out[at6 + u6] = a6_6; out[at6 + u7] = a6_7; out[at6 + u8] = a6_8; out[at6 + u9] = a6_9; out[at6 + u10] = a6_10; out[at6 + u11] = a6_11; out[at6 + u12] = a6_12; out[at6 + u13] = a6_13; out[at6 + u14] = a6_14; out[at6 + u15] = a6_15; out[at6 + u16] = a6_16; out[at6 + u17] = a6_17; out[at6 + u18] = a6_18; out[at6 + u19] = a6_19; out[at6 + u20] = a6_20; out[at6 + u21] = a6_21; out[at6 + u22] = a6_22; out[at6 + u23] = a6_23; out[at6 + u24] = a6_24; out[at6 + u25] = a6_25; out[at6 + u26] = a6_26; out[at6 + u27] = a6_27; out[at6 + u28] = a6_28; out[at6 + u29] = a6_29; out[at6 + u30] = a6_30; out[at6 + u31] = a6_31
+        elif n_lanes == 32 and j0 + 7 <= columns and ocol[j0 + 6] - ocol[j0] == 6:
+            column_base = ocol[j0] + o_base
+            lane0 = column_base + u0 * ostride
+            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0; out[lane0 + u5] = a5_0; out[lane0 + u6] = a6_0
+            lane1 = column_base + u1 * ostride
+            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1; out[lane1 + u5] = a5_1; out[lane1 + u6] = a6_1
+            lane2 = column_base + u2 * ostride
+            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2; out[lane2 + u5] = a5_2; out[lane2 + u6] = a6_2
+            lane3 = column_base + u3 * ostride
+            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3; out[lane3 + u5] = a5_3; out[lane3 + u6] = a6_3
+            lane4 = column_base + u4 * ostride
+            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4; out[lane4 + u5] = a5_4; out[lane4 + u6] = a6_4
+            lane5 = column_base + u5 * ostride
+            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5; out[lane5 + u5] = a5_5; out[lane5 + u6] = a6_5
+            lane6 = column_base + u6 * ostride
+            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6; out[lane6 + u5] = a5_6; out[lane6 + u6] = a6_6
+            lane7 = column_base + u7 * ostride
+            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7; out[lane7 + u5] = a5_7; out[lane7 + u6] = a6_7
+            lane8 = column_base + u8 * ostride
+            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8; out[lane8 + u5] = a5_8; out[lane8 + u6] = a6_8
+            lane9 = column_base + u9 * ostride
+            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9; out[lane9 + u5] = a5_9; out[lane9 + u6] = a6_9
+            lane10 = column_base + u10 * ostride
+            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10; out[lane10 + u5] = a5_10; out[lane10 + u6] = a6_10
+            lane11 = column_base + u11 * ostride
+            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11; out[lane11 + u5] = a5_11; out[lane11 + u6] = a6_11
+            lane12 = column_base + u12 * ostride
+            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12; out[lane12 + u5] = a5_12; out[lane12 + u6] = a6_12
+            lane13 = column_base + u13 * ostride
+            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13; out[lane13 + u5] = a5_13; out[lane13 + u6] = a6_13
+            lane14 = column_base + u14 * ostride
+            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14; out[lane14 + u5] = a5_14; out[lane14 + u6] = a6_14
+            lane15 = column_base + u15 * ostride
+            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15; out[lane15 + u5] = a5_15; out[lane15 + u6] = a6_15
+            lane16 = column_base + u16 * ostride
+            out[lane16 + u0] = a0_16; out[lane16 + u1] = a1_16; out[lane16 + u2] = a2_16; out[lane16 + u3] = a3_16; out[lane16 + u4] = a4_16; out[lane16 + u5] = a5_16; out[lane16 + u6] = a6_16
+            lane17 = column_base + u17 * ostride
+            out[lane17 + u0] = a0_17; out[lane17 + u1] = a1_17; out[lane17 + u2] = a2_17; out[lane17 + u3] = a3_17; out[lane17 + u4] = a4_17; out[lane17 + u5] = a5_17; out[lane17 + u6] = a6_17
+            lane18 = column_base + u18 * ostride
+            out[lane18 + u0] = a0_18; out[lane18 + u1] = a1_18; out[lane18 + u2] = a2_18; out[lane18 + u3] = a3_18; out[lane18 + u4] = a4_18; out[lane18 + u5] = a5_18; out[lane18 + u6] = a6_18
+            lane19 = column_base + u19 * ostride
+            out[lane19 + u0] = a0_19; out[lane19 + u1] = a1_19; out[lane19 + u2] = a2_19; out[lane19 + u3] = a3_19; out[lane19 + u4] = a4_19; out[lane19 + u5] = a5_19; out[lane19 + u6] = a6_19
+            lane20 = column_base + u20 * ostride
+            out[lane20 + u0] = a0_20; out[lane20 + u1] = a1_20; out[lane20 + u2] = a2_20; out[lane20 + u3] = a3_20; out[lane20 + u4] = a4_20; out[lane20 + u5] = a5_20; out[lane20 + u6] = a6_20
+            lane21 = column_base + u21 * ostride
+            out[lane21 + u0] = a0_21; out[lane21 + u1] = a1_21; out[lane21 + u2] = a2_21; out[lane21 + u3] = a3_21; out[lane21 + u4] = a4_21; out[lane21 + u5] = a5_21; out[lane21 + u6] = a6_21
+            lane22 = column_base + u22 * ostride
+            out[lane22 + u0] = a0_22; out[lane22 + u1] = a1_22; out[lane22 + u2] = a2_22; out[lane22 + u3] = a3_22; out[lane22 + u4] = a4_22; out[lane22 + u5] = a5_22; out[lane22 + u6] = a6_22
+            lane23 = column_base + u23 * ostride
+            out[lane23 + u0] = a0_23; out[lane23 + u1] = a1_23; out[lane23 + u2] = a2_23; out[lane23 + u3] = a3_23; out[lane23 + u4] = a4_23; out[lane23 + u5] = a5_23; out[lane23 + u6] = a6_23
+            lane24 = column_base + u24 * ostride
+            out[lane24 + u0] = a0_24; out[lane24 + u1] = a1_24; out[lane24 + u2] = a2_24; out[lane24 + u3] = a3_24; out[lane24 + u4] = a4_24; out[lane24 + u5] = a5_24; out[lane24 + u6] = a6_24
+            lane25 = column_base + u25 * ostride
+            out[lane25 + u0] = a0_25; out[lane25 + u1] = a1_25; out[lane25 + u2] = a2_25; out[lane25 + u3] = a3_25; out[lane25 + u4] = a4_25; out[lane25 + u5] = a5_25; out[lane25 + u6] = a6_25
+            lane26 = column_base + u26 * ostride
+            out[lane26 + u0] = a0_26; out[lane26 + u1] = a1_26; out[lane26 + u2] = a2_26; out[lane26 + u3] = a3_26; out[lane26 + u4] = a4_26; out[lane26 + u5] = a5_26; out[lane26 + u6] = a6_26
+            lane27 = column_base + u27 * ostride
+            out[lane27 + u0] = a0_27; out[lane27 + u1] = a1_27; out[lane27 + u2] = a2_27; out[lane27 + u3] = a3_27; out[lane27 + u4] = a4_27; out[lane27 + u5] = a5_27; out[lane27 + u6] = a6_27
+            lane28 = column_base + u28 * ostride
+            out[lane28 + u0] = a0_28; out[lane28 + u1] = a1_28; out[lane28 + u2] = a2_28; out[lane28 + u3] = a3_28; out[lane28 + u4] = a4_28; out[lane28 + u5] = a5_28; out[lane28 + u6] = a6_28
+            lane29 = column_base + u29 * ostride
+            out[lane29 + u0] = a0_29; out[lane29 + u1] = a1_29; out[lane29 + u2] = a2_29; out[lane29 + u3] = a3_29; out[lane29 + u4] = a4_29; out[lane29 + u5] = a5_29; out[lane29 + u6] = a6_29
+            lane30 = column_base + u30 * ostride
+            out[lane30 + u0] = a0_30; out[lane30 + u1] = a1_30; out[lane30 + u2] = a2_30; out[lane30 + u3] = a3_30; out[lane30 + u4] = a4_30; out[lane30 + u5] = a5_30; out[lane30 + u6] = a6_30
+            lane31 = column_base + u31 * ostride
+            out[lane31 + u0] = a0_31; out[lane31 + u1] = a1_31; out[lane31 + u2] = a2_31; out[lane31 + u3] = a3_31; out[lane31 + u4] = a4_31; out[lane31 + u5] = a5_31; out[lane31 + u6] = a6_31
         else:
             tile = np.empty(224, out.dtype)
             tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31
@@ -1246,6 +1312,72 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31
             at2 = ocol[j0 + 2] + o_base
             out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31
+        elif n_lanes == 32 and j0 + 3 <= columns and ocol[j0 + 2] - ocol[j0] == 2:
+            column_base = ocol[j0] + o_base
+            lane0 = column_base + u0 * ostride
+            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0
+            lane1 = column_base + u1 * ostride
+            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1
+            lane2 = column_base + u2 * ostride
+            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2
+            lane3 = column_base + u3 * ostride
+            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3
+            lane4 = column_base + u4 * ostride
+            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4
+            lane5 = column_base + u5 * ostride
+            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5
+            lane6 = column_base + u6 * ostride
+            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6
+            lane7 = column_base + u7 * ostride
+            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7
+            lane8 = column_base + u8 * ostride
+            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8
+            lane9 = column_base + u9 * ostride
+            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9
+            lane10 = column_base + u10 * ostride
+            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10
+            lane11 = column_base + u11 * ostride
+            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11
+            lane12 = column_base + u12 * ostride
+            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12
+            lane13 = column_base + u13 * ostride
+            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13
+            lane14 = column_base + u14 * ostride
+            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14
+            lane15 = column_base + u15 * ostride
+            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15
+            lane16 = column_base + u16 * ostride
+            out[lane16 + u0] = a0_16; out[lane16 + u1] = a1_16; out[lane16 + u2] = a2_16
+            lane17 = column_base + u17 * ostride
+            out[lane17 + u0] = a0_17; out[lane17 + u1] = a1_17; out[lane17 + u2] = a2_17
+            lane18 = column_base + u18 * ostride
+            out[lane18 + u0] = a0_18; out[lane18 + u1] = a1_18; out[lane18 + u2] = a2_18
+            lane19 = column_base + u19 * ostride
+            out[lane19 + u0] = a0_19; out[lane19 + u1] = a1_19; out[lane19 + u2] = a2_19
+            lane20 = column_base + u20 * ostride
+            out[lane20 + u0] = a0_20; out[lane20 + u1] = a1_20; out[lane20 + u2] = a2_20
+            lane21 = column_base + u21 * ostride
+            out[lane21 + u0] = a0_21; out[lane21 + u1] = a1_21; out[lane21 + u2] = a2_21
+            lane22 = column_base + u22 * ostride
+            out[lane22 + u0] = a0_22; out[lane22 + u1] = a1_22; out[lane22 + u2] = a2_22
+            lane23 = column_base + u23 * ostride
+            out[lane23 + u0] = a0_23; out[lane23 + u1] = a1_23; out[lane23 + u2] = a2_23
+            lane24 = column_base + u24 * ostride
+            out[lane24 + u0] = a0_24; out[lane24 + u1] = a1_24; out[lane24 + u2] = a2_24
+            lane25 = column_base + u25 * ostride
+            out[lane25 + u0] = a0_25; out[lane25 + u1] = a1_25; out[lane25 + u2] = a2_25
+            lane26 = column_base + u26 * ostride
+            out[lane26 + u0] = a0_26; out[lane26 + u1] = a1_26; out[lane26 + u2] = a2_26
+            lane27 = column_base + u27 * ostride
+            out[lane27 + u0] = a0_27; out[lane27 + u1] = a1_27; out[lane27 + u2] = a2_27
+            lane28 = column_base + u28 * ostride
+            out[lane28 + u0] = a0_28; out[lane28 + u1] = a1_28; out[lane28 + u2] = a2_28
+            lane29 = column_base + u29 * ostride
+            out[lane29 + u0] = a0_29; out[lane29 + u1] = a1_29; out[lane29 + u2] = a2_29
+            lane30 = column_base + u30 * ostride
+            out[lane30 + u0] = a0_30; out[lane30 + u1] = a1_30; out[lane30 + u2] = a2_30
+            lane31 = column_base + u31 * ostride
+            out[lane31 + u0] = a0_31; out[lane31 + u1] = a1_31; out[lane31 + u2] = a2_31
         else:
             tile = np.empty(96, out.dtype)
             tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31

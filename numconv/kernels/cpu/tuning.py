@@ -23,12 +23,15 @@ from numconv.kernels.cpu import blocked
 SHAPES = blocked.SHAPES[vectors.registers()]
 (LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS), (PAIRED_LANES, PAIRED_COLUMNS) = SHAPES
 
-#: the ``lanes`` formulation takes the 32 x 7 kernel only for sums of at least this many products per output: it
-#: stores its results through a tile, which a short sum does not repay (NiN's 1x1 layers, 192 products: 1.8-2x
-#: slower than 16 x 14 on 32 x 32 planes). Measured faster: AlexNet's first layer, 363 products, 1.2-1.35x (10.3-13.0
-#: against 15.1-17.0 ms at batch 16; once measured 1.2x slower, before the kernels' later changes); 512 channels
-#: of 384 (M5's shape, rows of 31), 1.4x; M5's fourth layer, 768, 1.4x; C3D-small's third, 864, 1.3x (AMD Zen 5)
-PAIRED_MIN_REDUCTION = 360
+#: the ``lanes`` formulation takes the 32-lane kernel only for sums of at least this many products per output. With
+#: 32 registers (measured while the 32 x 7 kernel stored every result through a tile, which a short sum does not
+#: repay; NiN's 1x1 layers, 192 products: 1.8-2x slower than 16 x 14 on 32 x 32 planes): AlexNet's first layer, 363
+#: products, 1.2-1.35x faster (10.3-13.0 against 15.1-17.0 ms at batch 16; once measured 1.2x slower, before the
+#: kernels' later changes); 512 channels of 384 (M5's shape, rows of 31), 1.4x; M5's fourth layer, 768, 1.4x;
+#: C3D-small's third, 864, 1.3x (AMD Zen 5). With 16 registers, the 32 x 3 kernel storing lane by lane against
+#: 16 x 5 (AMD Zen 3): NiN's 1 x 1, 192 products, 19.5 against 23.5 ms; the audio's second layer, 384, 24.8 against
+#: 28.7; AlexNet's first, 363, even; the video's first, 81, 70 against 60 (slower); the audio's first, 80, even
+PAIRED_MIN_REDUCTION = {32: 360, 16: 192}[vectors.registers()]
 
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor, and
 #: times ``PAIRED_EFFICIENCY`` for ``lanes`` on the 32 x 7 kernel. The factors are the kernels' own speeds: the
