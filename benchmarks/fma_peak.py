@@ -86,6 +86,8 @@ def measure(seconds: float = 1.5) -> dict:
     numba.config.LOOP_VECTORIZE = 0
     import numpy as np
 
+    # numconv.vectors.registers() reads the same, but importing numconv would turn off the 256-bit preference
+    # that this process's caller may have left on
     features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
     vectors = VECTORS[32 if "+avx512f" in features.split(",") else 16]
     namespace = {"prange": numba.prange}

@@ -80,8 +80,7 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
 #: the ``lanes`` formulation through the 32-lane kernel (32 x 7, or 32 x 3 with AVX2; forced: the automatic choice
 #: takes it for sums of ``tuning.PAIRED_MIN_REDUCTION`` products and more): groups of 32 output channels (a full
 #: block; 32 input channels, for the input gradient), a whole strip of positions (stored lane by lane) and a
-#: partial one, two groups, padding, and a strip stored as vectors (entries last in
-#: the registry)
+#: partial one, two groups, padding, and a strip stored as vectors (entries last in the registry)
 PAIRED_LANES_CONFIGS = (
     ConvConfig(1, 2, 64, (10,), (3,), groups=2),
     ConvConfig(1, 32, 2, (5, 4), (2, 3), padding=(1, 1)),

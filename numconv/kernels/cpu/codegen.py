@@ -15,10 +15,9 @@ number per column, broadcast to all lanes. A task computes one block and a strip
 vector registers (its SLP vectoriser turns each group of 16 into one AVX-512 register, or two AVX2 ones; ``conv.py``
 enables it while these kernels compile). Indices are unsigned so that no negative-index wrap-around test blocks
 vectorisation. The last strip repeats the last column instead of testing bounds in the loop; only the final store
-skips repeats. When
-a task's lanes are all used and contiguous in the output, its results are stored straight from the accumulators
-(vector stores); in the 16- and 32-lane kernels also when the columns are contiguous instead (lane by lane); otherwise
-through a small tile and a loop that handles any lane stride and count.
+skips repeats. When a task's lanes are all used and contiguous in the output, its results are stored straight from
+the accumulators (vector stores); in the 16- and 32-lane kernels also when the columns are contiguous instead (lane
+by lane); otherwise through a small tile and a loop that handles any lane stride and count.
 """
 from __future__ import annotations
 
