@@ -11,7 +11,8 @@ cache, so kernels compiled either way are kept apart.
 
 The register-blocked kernels also need to know how many vector registers their accumulators may take:
 :func:`registers`. A block sized for AVX-512's 32 registers spills on a CPU with 16 (AVX2: AMD's Zen 1-3, Intel's
-client CPUs), where numconv's convolutions then ran 2-3x slower than PyTorch's.
+client CPUs), where numconv's convolutions then ran 2-3x slower than PyTorch's. The choice between them weighs
+whether a 512-bit multiply-add takes the CPU one step or two: :func:`double_pumped`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from functools import lru_cache
 import numba
 from llvmlite import binding
 
-__all__ = ["prefer_full_width", "registers"]
+__all__ = ["double_pumped", "prefer_full_width", "registers"]
 
 #: the LLVM tuning feature turned off
 NARROW = "prefer-256-bit"
@@ -51,3 +52,16 @@ def registers() -> int:
     if features is None:
         features = binding.get_host_cpu_features().flatten()
     return 32 if "+avx512f" in features.split(",") else 16
+
+
+#: LLVM's names of the CPUs whose AVX-512 units are 256 bits wide, running each 512-bit operation as two halves
+#: (AMD Zen 4): they multiply-add half as many lanes per cycle as they load, and a kernel that saves loads gains less
+DOUBLE_PUMPED = frozenset({"znver4"})
+
+
+@lru_cache(maxsize=None)
+def double_pumped() -> bool:
+    """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that runs them as two 256-bit
+    halves (:data:`DOUBLE_PUMPED`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where set). Once per process."""
+    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
+    return registers() == 32 and name in DOUBLE_PUMPED

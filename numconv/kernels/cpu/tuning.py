@@ -44,11 +44,17 @@ PAIRED_MIN_REDUCTION = {32: 360, 16: 192}[vectors.registers()]
 #: and each broadcast number feeds fewer multiply-adds: measured on an AMD Zen 3 over the anchor suite's forward and
 #: input-gradient calls, against ``lanes`` at equal useful work, rows ran at 0.55-0.87 of its speed, 64 x 1 (the
 #: wide kernel: nine loads per eight multiply-adds) at 0.4-0.75 and 32 x 3 at 1.0-1.07 (the first factors, for 32
-#: registers, picked 64 x 1 there: 2-2.4x slower than lanes on NiN's 1 x 1 and the audio's second layer)
+#: registers, picked 64 x 1 there: 2-2.4x slower than lanes on NiN's 1 x 1 and the audio's second layer). Where the
+#: 512-bit multiply-adds run as two 256-bit halves (``vectors.double_pumped``: AMD Zen 4) the loads the 64 x 4 kernel
+#: saves matter less: measured there in one process, the estimates with ``wide`` at 1.0 against 1.2, AlexNet's second
+#: layer's input gradient at batch 32 ran in 68.8 ms against 80.3 (lanes instead of wide), at batch 16 37.7 against
+#: 40.5, NiN's first layer 11.1 against 13.5; the audio's second layer (16.7 / 17.5 against 16.6 / 17.0, forward
+#: and input gradient) and the video's first (52.0 against 51.4) about even
 EFFICIENCY, PAIRED_EFFICIENCY = {
-    32: ({"lanes": 1.0, "rows": 1.0, "wide": 1.2}, 1.2),
-    16: ({"lanes": 1.0, "rows": 0.75, "wide": 0.6}, 1.05),
-}[vectors.registers()]
+    (32, False): ({"lanes": 1.0, "rows": 1.0, "wide": 1.2}, 1.2),
+    (32, True): ({"lanes": 1.0, "rows": 1.0, "wide": 1.0}, 1.2),
+    (16, False): ({"lanes": 1.0, "rows": 0.75, "wide": 0.6}, 1.05),
+}[vectors.registers(), vectors.double_pumped()]
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
 #: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
 #: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``
