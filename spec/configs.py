@@ -87,6 +87,11 @@ PAIRED_LANES_CONFIGS = (
     # one position per sample, 7 samples: a whole strip whose results are stored straight from the accumulators
     ConvConfig(7, 1, 32, (3,), (3,)),
 )
+#: sums long enough that one block's vectors over the sum outgrow the first-level cache (the blocked kernels'
+#: ``STRIPS_OUTER_MIN_BLOCK``), few enough blocks: the kernel's tasks take the strips outermost. 16 lanes summing
+#: 258 products (``lanes``); 64 positions summing 66 (``wide``); the 32-lane kernel's are
+#: ``PAIRED_AUTOMATIC_CONFIGS``
+STRIPS_OUTER_CONFIGS = (ConvConfig(1, 86, 16, (3,), (3,)), ConvConfig(1, 22, 4, (66,), (3,)))
 #: the weight gradient on it: besides those, two full 32-lane blocks with a whole strip of 7 columns (input channel,
 #: tap) and a partial one
 PAIRED_GRAD_WEIGHT_CONFIGS = PAIRED_LANES_CONFIGS + (ConvConfig(2, 3, 64, (5,), (3,)),)

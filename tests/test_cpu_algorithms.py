@@ -65,12 +65,17 @@ def test_the_kernels_of_this_cpu_are_those_its_registers_hold():
 
 @pytest.mark.parametrize("shape", list(blocked.KERNELS))
 @pytest.mark.parametrize("transposed", [False, True])
-def test_every_generated_kernel_computes_its_blocked_products(shape, transposed, rng):
+@pytest.mark.parametrize("sum_length", ["short", "long", "long, many blocks"])
+def test_every_generated_kernel_computes_its_blocked_products(shape, transposed, sum_length, rng):
     """Each kernel, whether this CPU's registers take it or not, on a matrix product with a partial block of lanes
     and a partial strip of columns: out = A B + the lane and column terms, stored with the lanes strided (one
-    output row per lane) or contiguous (the vector stores of the rows formulations)."""
+    output row per lane) or contiguous (the vector stores of the rows formulations). Its tasks run block by block,
+    or strip by strip where a block's vectors over the whole sum outgrow the first-level cache and all the blocks'
+    fit the second-level one (``blocked.STRIPS_OUTER_MIN_BLOCK``, ``STRIPS_OUTER_MAX_BYTES``)."""
     lanes, width = shape
-    rows, inner, columns = 2 * lanes + 3, 7, 3 * width + 2
+    inner = 7 if sum_length == "short" else blocked.STRIPS_OUTER_MIN_BLOCK // (4 * lanes) + 1
+    full_blocks = blocked.STRIPS_OUTER_MAX_BYTES // (4 * lanes * inner) + 1 if sum_length == "long, many blocks" else 2
+    rows, columns = full_blocks * lanes + 3, 3 * width + 2
     a = rng.standard_normal((rows, inner)).astype(np.float32)
     b = rng.standard_normal((inner, columns)).astype(np.float32)
     blocks = -(-rows // lanes)
@@ -90,11 +95,13 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     else:  # out (rows, columns): one row per lane
         ocol, oblk, ostride = np.arange(columns).astype(u), (np.arange(blocks) * lanes * columns).astype(u), u(columns)
     counts = np.minimum(lanes, rows - np.arange(blocks) * lanes).astype(np.int64)
+    strips_outer = (4 * lanes * inner > blocked.STRIPS_OUTER_MIN_BLOCK and v.nbytes <= blocked.STRIPS_OUTER_MAX_BYTES)
+    assert strips_outer is (sum_length == "long")
     launch.fma(shape, v, voff, vb, b.reshape(-1), xr, xc, np.zeros(blocks, u), np.zeros(blocks, u),
                np.full(blocks, inner, u), out, ocol, oblk, ostride, counts, init_lane, init_col)
     want = a.astype(np.float64) @ b.astype(np.float64) + init_lane[:rows, None] + init_col[None, :]
     got = out.reshape(columns, rows).T if transposed else out.reshape(rows, columns)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(inner))
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [

@@ -8,13 +8,26 @@ from numconv.kernels.cpu.pipeline import StraightLineCompiler
 #: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
 #: ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it cannot be cached)
 RANGES = 256
+#: a call's tasks take every block for one strip of columns before the next strip, rather than every strip of one
+#: block before the next block, where the vectors one block reads over its whole sum (its packed weights, in the
+#: ``lanes`` formulation) outgrow the first-level cache (more than STRIPS_OUTER_MIN_BLOCK bytes) and all the
+#: blocks' fit well in the second-level one (V at most STRIPS_OUTER_MAX_BYTES): the strip's broadcast numbers,
+#: scattered over many rows or planes, are then fetched once and served from the first-level cache to every block,
+#: while the vectors come from the second-level cache either way. AlexNet's first layer (3 blocks of 46 KB): 19.1
+#: against 22.7 ms, one process, alternating (AMD Zen 4); NiN's 1 x 1 by lanes: 13 against 19.5
+STRIPS_OUTER_MIN_BLOCK = 16 * 1024
+STRIPS_OUTER_MAX_BYTES = 512 * 1024
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 14 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 13) // 14
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 16 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -32,8 +45,13 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
         u13 = np.uint64(13)
         u14 = np.uint64(14)
         u15 = np.uint64(15)
-        b = task // strips
-        j0 = (task - b * strips) * 14
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 14
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
@@ -255,9 +273,13 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 4 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 3) // 4
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 64 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -323,8 +345,13 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         u61 = np.uint64(61)
         u62 = np.uint64(62)
         u63 = np.uint64(63)
-        b = task // strips
-        j0 = (task - b * strips) * 4
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 4
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
@@ -518,9 +545,13 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 7 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 6) // 7
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 32 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -554,8 +585,13 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         u29 = np.uint64(29)
         u30 = np.uint64(30)
         u31 = np.uint64(31)
-        b = task // strips
-        j0 = (task - b * strips) * 7
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 7
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
@@ -778,9 +814,13 @@ def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 5 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 4) // 5
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 16 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -798,8 +838,13 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         u13 = np.uint64(13)
         u14 = np.uint64(14)
         u15 = np.uint64(15)
-        b = task // strips
-        j0 = (task - b * strips) * 5
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 5
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
@@ -940,9 +985,13 @@ def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 1 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 0) // 1
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 64 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -1008,8 +1057,13 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         u61 = np.uint64(61)
         u62 = np.uint64(62)
         u63 = np.uint64(63)
-        b = task // strips
-        j0 = (task - b * strips) * 1
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 1
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
@@ -1176,9 +1230,13 @@ def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips)."""
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
     columns = xc.shape[0]
     strips = (columns + 2) // 3
+    blocks = vb.shape[0]
+    block_bytes = np.int64(rhi[0] - rlo[0]) * 32 * V.itemsize if blocks else 0
+    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -1212,8 +1270,13 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         u29 = np.uint64(29)
         u30 = np.uint64(30)
         u31 = np.uint64(31)
-        b = task // strips
-        j0 = (task - b * strips) * 3
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 3
         last = columns - 1
         v_base = vb[b]
         x_base = xb[b]
