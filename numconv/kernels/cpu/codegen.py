@@ -47,11 +47,14 @@ from numconv.kernels.cpu.pipeline import StraightLineCompiler
 RANGES = 256
 #: a call's tasks take every block for one strip of columns before the next strip, rather than every strip of one
 #: block before the next block, where the vectors one block reads over its whole sum (its packed weights, in the
-#: ``lanes`` formulation) outgrow the first-level cache (more than STRIPS_OUTER_MIN_BLOCK bytes) and all the
-#: blocks' fit well in the second-level one (V at most STRIPS_OUTER_MAX_BYTES): the strip's broadcast numbers,
-#: scattered over many rows or planes, are then fetched once and served from the first-level cache to every block,
-#: while the vectors come from the second-level cache either way. AlexNet's first layer (3 blocks of 46 KB): 19.1
-#: against 22.7 ms, one process, alternating (AMD Zen 4); NiN's 1 x 1 by lanes: 13 against 19.5
+#: ``lanes`` formulation; the first block's sum stands for all) outgrow the first-level cache (more than
+#: STRIPS_OUTER_MIN_BLOCK bytes) and all the blocks' fit well in the second-level one (V at most
+#: STRIPS_OUTER_MAX_BYTES): the strip's broadcast numbers, scattered over many rows or planes, are then fetched once
+#: and served from the first-level cache to every block, while the vectors come from the second-level cache either
+#: way. On an AMD Zen 4: AlexNet's first layer (3 blocks of 46 KB) 19.1 against 22.7 ms in one process,
+#: alternating; NiN's 1 x 1 forced onto lanes 13 against 19.5 (separate processes). Strip by strip everywhere ran
+#: slower with small blocks (the video's first layer, 5 KB: 1.17x) and with a large V (AlexNet's second layer,
+#: 1.2 MB: 1.03x; the weight gradients' packed positions: 1.16-1.67x)
 STRIPS_OUTER_MIN_BLOCK = 16 * 1024
 STRIPS_OUTER_MAX_BYTES = 512 * 1024
 '''
