@@ -49,7 +49,8 @@ PAIRED_MIN_REDUCTION = {32: 360, 16: 192}[vectors.registers()]
 #: saves matter less: measured there in one process, the estimates with ``wide`` at 1.0 against 1.2, AlexNet's second
 #: layer's input gradient at batch 32 ran in 68.8 ms against 80.3 (lanes instead of wide), at batch 16 37.7 against
 #: 40.5, NiN's first layer 11.1 against 13.5; the audio's second layer (16.7 / 17.5 against 16.6 / 17.0, forward
-#: and input gradient) and the video's first (52.0 against 51.4) about even
+#: and input gradient) and the video's first (52.0 against 51.4) about even; M5's second and third layers up to 6%
+#: slower (their input gradients 9.78 and 5.37 against 9.40 and 5.04 ms)
 EFFICIENCY, PAIRED_EFFICIENCY = {
     (32, False): ({"lanes": 1.0, "rows": 1.0, "wide": 1.2}, 1.2),
     (32, True): ({"lanes": 1.0, "rows": 1.0, "wide": 1.0}, 1.2),
