@@ -68,8 +68,6 @@ def fma(shape: tuple, *args) -> None:
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
 _ahead = {}
-#: processes compiling a model's other kernels (see compile_ahead); nothing waits for them
-_warming = []
 
 
 def compile_ahead(dtype="float32", model: str | None = None) -> int:
@@ -78,11 +76,11 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
     Each blocked kernel that Numba's cache lacks compiles in a process of its own: they are the largest (about 5 s
     each on a 2-core machine), and Numba compiles one function at a time per process. This process's first call of
     each waits for its process, then loads it from the cache. With ``model`` (a zoo model's name), the model's other
-    kernels are compiled too, split in two so that neither half waits for the other: one more process runs the
-    forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one, before it
-    returns, the dense layers' passes, an evaluation, the loss and the SGD update (``"rest"``): it would otherwise
-    wait for the blocked kernels and then compile, beside the other process, the same kernels at the same time.
-    With the cache filled, nothing starts.
+    kernels are compiled too, split in two: one more process runs the forward and backward passes of a training
+    step (``run_model_once(..., "passes")``), and this one the dense layers' passes, the loss, the SGD update and an
+    evaluation (``"rest"``), then waits for that process before it returns, so that the training that follows loads
+    the passes' kernels rather than compiling them a second time beside it (on a 2-core machine, LeNet-5's first
+    run compiled five kernels twice so, 4-5 s of CPU). With the cache filled, nothing starts.
     """
     started = 0
     for shape in _shapes_for(model, dtype):
@@ -92,9 +90,10 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
         _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r})")
         started += 1
     if started and model is not None:
-        _warming.append(_start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes')"))
+        passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes')")
         started += 1
         run_model_once(model, np.dtype(dtype).name, "rest")
+        passes.wait()
     return started
 
 
@@ -298,9 +297,10 @@ def run_model_once(model: str, dtype: str, part: str) -> None:
     """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples
     (the dense layers' path of a training batch), with every blocked kernel replaced by zeros: "passes", the forward
     and backward passes of a training step; "rest", the dense layers' passes on their own first (the other part
-    reaches them only after the convolutions and poolings of its forward pass), then an evaluation, the cross-entropy
-    and its gradient, and an SGD step with momentum and weight decay. What :func:`compile_ahead` runs to compile,
-    and save to Numba's cache, the model's other kernels."""
+    reaches them only after the convolutions and poolings of its forward pass), the cross-entropy and its gradient,
+    an SGD step with momentum and weight decay, and last an evaluation (its convolutions run the kernels that the
+    other part compiles first, which it has saved by then). What :func:`compile_ahead` runs to compile, and save to
+    Numba's cache, the model's other kernels."""
     import numconv.functional as F
     from numconv import layers, models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
@@ -321,11 +321,12 @@ def run_model_once(model: str, dtype: str, part: str) -> None:
         for layer in _layers_of(network):
             if isinstance(layer, layers.Linear):
                 layer.backward(np.ones_like(layer.forward(np.ones((batch, layer.weight.shape[1]), dtype))))
-        network.eval()
-        logits = network.forward(x)
+        logits = np.ones(network.output_shape(x.shape), dtype)
         target = np.zeros(batch, np.int64)
         F.cross_entropy(logits, target, reduction="sum")
         F.cross_entropy_backward(0.5, logits, target, reduction="sum")
         optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
+        network.eval()
+        network.forward(x)
     finally:
         KERNELS.update(saved)
