@@ -225,6 +225,31 @@ def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch
     assert started == [("float64", "nin")]
 
 
+class _Finished:
+    """Stands in for a finished process."""
+
+    def wait(self):
+        return 0
+
+
+def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
+    """A first run's blocked kernels compile in processes that lower their priority first; the process compiling the
+    passes, which the training process waits for, keeps its own."""
+    started = []
+    monkeypatch.setattr(launch, "_start", lambda call, behind=False: started.append((call.split("(")[0], behind))
+                        or _Finished())
+    monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
+    monkeypatch.setattr(launch, "_ahead", {})
+    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part: None)
+    assert launch.compile_ahead("float32", "lenet5") == 3
+    assert started == [("run_once", True), ("run_once", True), ("run_model_once", False)]
+    script = ("import os; from numconv.kernels.cpu import launch; before = os.nice(0); launch.behind(); "
+              "print(before, os.nice(0))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    before, after = map(int, result.stdout.split())
+    assert after == min(before + launch.BEHIND, 19) and launch.BEHIND > 0, result.stderr
+
+
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
     """With an empty compile cache, compile_ahead (its processes, and its own share in this one) compiles exactly the
     versions of the kernels that a training step and an evaluation of the model then call: it returns once the
