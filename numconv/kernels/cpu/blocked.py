@@ -22,6 +22,14 @@ STRIPS_OUTER_MIN_BLOCK = 16 * 1024
 STRIPS_OUTER_MAX_BYTES = 512 * 1024
 
 
+@njit(cache=True, inline="always")
+def takes_strips_outer(V, vb, rlo, rhi, lanes):
+    """Whether a call's tasks take every block for one strip before the next strip (the rule above): one block's
+    vectors over its sum, ``lanes`` wide from row ``rlo[0]`` to ``rhi[0]``, and all of ``V``, in bytes."""
+    block_bytes = np.int64(rhi[0] - rlo[0]) * lanes * V.itemsize if vb.shape[0] else 0
+    return block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+
+
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
 def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips),
@@ -29,8 +37,7 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
     columns = xc.shape[0]
     strips = (columns + 13) // 14
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 16 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 16)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -281,8 +288,7 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     columns = xc.shape[0]
     strips = (columns + 3) // 4
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 64 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 64)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -553,8 +559,7 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     columns = xc.shape[0]
     strips = (columns + 6) // 7
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 32 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 32)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -822,8 +827,7 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     columns = xc.shape[0]
     strips = (columns + 4) // 5
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 16 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 16)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -993,8 +997,7 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     columns = xc.shape[0]
     strips = (columns + 0) // 1
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 64 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 64)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)
@@ -1238,8 +1241,7 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     columns = xc.shape[0]
     strips = (columns + 2) // 3
     blocks = vb.shape[0]
-    block_bytes = np.int64(rhi[0] - rlo[0]) * 32 * V.itemsize if blocks else 0
-    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 32)
     for task in range(first, end):
         u0 = np.uint64(0)
         u1 = np.uint64(1)

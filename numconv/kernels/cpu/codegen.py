@@ -57,6 +57,14 @@ RANGES = 256
 #: 1.2 MB: 1.03x; the weight gradients' packed positions: 1.16-1.67x)
 STRIPS_OUTER_MIN_BLOCK = 16 * 1024
 STRIPS_OUTER_MAX_BYTES = 512 * 1024
+
+
+@njit(cache=True, inline="always")
+def takes_strips_outer(V, vb, rlo, rhi, lanes):
+    """Whether a call's tasks take every block for one strip before the next strip (the rule above): one block's
+    vectors over its sum, ``lanes`` wide from row ``rlo[0]`` to ``rhi[0]``, and all of ``V``, in bytes."""
+    block_bytes = np.int64(rhi[0] - rlo[0]) * lanes * V.itemsize if vb.shape[0] else 0
+    return block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
 '''
 
 
@@ -104,8 +112,7 @@ def kernel_source(lanes: int, width: int) -> str:
     emit("    columns = xc.shape[0]")
     emit(f"    strips = (columns + {width - 1}) // {width}")
     emit("    blocks = vb.shape[0]")
-    emit(f"    block_bytes = np.int64(rhi[0] - rlo[0]) * {lanes} * V.itemsize if blocks else 0")
-    emit("    strips_outer = block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES")
+    emit(f"    strips_outer = takes_strips_outer(V, vb, rlo, rhi, {lanes})")
     emit("    for task in range(first, end):")
     # unsigned constants named once per task: each ``np.uint64(k)`` is a call that Numba types on its own, and
     # thousands of them were a large share of the compile time; inside the loop they stay constants to LLVM
