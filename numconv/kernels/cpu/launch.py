@@ -76,12 +76,12 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
     Each blocked kernel that Numba's cache lacks compiles in a process of its own, at a lower priority
     (:func:`behind`): they are the largest (about 5 s each on a 2-core machine), and Numba compiles one function at
     a time per process. This process's first call of each waits for its process, then loads it from the cache.
-    With ``model`` (a zoo model's name), the model's other
-    kernels are compiled too, split in two: one more process runs the forward and backward passes of a training
-    step (``run_model_once(..., "passes")``), and this one the dense layers' passes, the loss, the SGD update and an
-    evaluation (``"rest"``), then waits for that process before it returns, so that the training that follows loads
-    the passes' kernels rather than compiling them a second time beside it (on a 2-core machine, LeNet-5's first
-    run compiled five kernels twice so, 4-5 s of CPU). With the cache filled, nothing starts.
+    With ``model`` (a zoo model's name), the model's other kernels are compiled too, split in two: one more process
+    runs the forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one the
+    dense layers' passes, the loss, the SGD update and an evaluation (``"rest"``), then waits for that process
+    before it returns, so that the training that follows loads the passes' kernels rather than compiling them a
+    second time beside it (on a 2-core machine, LeNet-5's first run compiled five kernels twice so, 4-5 s of CPU).
+    With the cache filled, nothing starts.
     """
     started = 0
     for shape in _shapes_for(model, dtype):
