@@ -184,12 +184,14 @@ POOL_LITERAL_CONFIGS = (
 
 #: the CPU's rows route (``numconv.kernels.cpu.pool.ROW_WINDOWS``: no padding, rows of 16 outputs or more, each window
 #: compiled with its own sizes): every window of it, AlexNet's 3 x 3 of stride 2 over several rows (the rows whose
-#: input reaches on past the row's end, and the last, which stops at it) and widened where ceil_mode's last window
-#: overhangs (the last, a window of 4 over 3 inputs: the average's division by a size that is no power of two,
-#: which its other windows of that route, all split into phases, divide by in a loop of their own)
+#: input reaches on past the row's end, and the last, which stops at it) and where ceil_mode's last windows overhang
+#: (widened, or for the maximum of windows split into phases, the last row and column repeated: the second row of
+#: windows of the 4 x 34 overhangs by a row, its last window by a column too; the last, a window of 4 over 3 inputs:
+#: the average's division by a size that is no power of two, which its other windows of that route, all split into
+#: phases, divide by in a loop of their own)
 ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (7, 33), (3, 3), (2, 2)),
-    PoolConfig(1, 1, (3, 34), (3, 3), (2, 2), ceil_mode=True),
+    PoolConfig(1, 1, (4, 34), (3, 3), (2, 2), ceil_mode=True),
     PoolConfig(1, 1, (2, 2, 33), (2, 2, 2), (2, 2, 2)),
     PoolConfig(1, 2, (2, 32), (2, 2), (2, 2)),
     PoolConfig(1, 1, (32,), (2,), (2,)),
