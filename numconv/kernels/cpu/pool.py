@@ -462,26 +462,11 @@ def _max_index_row(source, start, target, indices, to, count, depth, depth_step,
 
 
 @njit(cache=True, inline="always")
-def _max_value_phase_row(phases, target, to, count, rows, taps, step):
-    """``_max_value_row`` for windows of one depth split by ``_split_phases``."""
-    length = count + taps
-    for span in range(2):
-        lo, hi = _row_span(span, count)
-        for v in range(lo, hi):
-            current = phases[_phase_offset(0, 0, step, length, v)]
-            for r in range(rows):
-                for t in range(taps):
-                    value = phases[_phase_offset(r, t, step, length, v)]
-                    current = value if raises_max(value, current) else current
-            target[np.uint64(to) + v] = current
-
-
-@njit(cache=True, inline="always")
 def _max_value_column_row(phases, first_rows, target, to, count, taps, step):
-    """``_max_value_row`` from the column maxima of ``_split_column_maxima``: target[to + v] = the maximum of window
-    v's ``taps`` columns, the first in window order (row by row) among equal ones, by the rows of their first
-    occurrences: a column's maximum is taken over an equal one to its left only from an earlier row, so that a -0.0
-    and a 0.0 come out as the window's first of them, as ``max_pool_forward`` finds it."""
+    """``_max_value_row`` for windows of one depth from the column maxima of ``_split_column_maxima``: target[to + v]
+    = the maximum of window v's ``taps`` columns, the first in window order (row by row) among equal ones, by the
+    rows of their first occurrences: a column's maximum is taken over an equal one to its left only from an earlier
+    row, so that a -0.0 and a 0.0 come out as the window's first of them, as ``max_pool_forward`` finds it."""
     length = count + taps
     for span in range(2):
         lo, hi = _row_span(span, count)
