@@ -185,9 +185,10 @@ ROW_LOOPS = [(1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2)]
 
 @pytest.mark.parametrize("window", ROW_LOOPS)
 def test_each_loop_of_the_rows_route_meets_torch(window, rng):
-    """Rows of 21 outputs without padding, and of 22 with ceil_mode's last window overhanging the input (pooled
-    from a widened copy), for each loop of the rows route: max values and indices equal PyTorch's, NaN, ties and
-    signed zeros included, and averages the float64 reference's."""
+    """Rows of 21 outputs without padding, and of 22 with ceil_mode's last window overhanging the input by a column
+    (in 2D and 3D, its last row of windows by a row too; pooled from a widened copy, or, for the maximum alone of
+    windows split into phases, with the last row and column repeated), for each loop of the rows route: max values
+    and indices equal PyTorch's, NaN, ties and signed zeros included, and averages the float64 reference's."""
     assert set(ROW_LOOPS) <= set(ROW_WINDOWS)
     depth, height, width, step = window
     ndim = 3 if depth > 1 else 2 if height > 1 else 1

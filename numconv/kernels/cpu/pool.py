@@ -228,7 +228,8 @@ def _row_window(out_w, kernel, stride, padding, dilation):
     """The rows route's window (``ROW_WINDOWS``) as literals: tuples of zeros as long as its depth, height, width
     and stride along W, which compile the route's loops with those sizes as constants; None where the route does
     not take the pooling (padding, dilation, rows shorter than ``SHORT_ROW``, another window). Without padding every
-    window is whole: inside the input, or inside its widened copy where ceil_mode's last windows overhang."""
+    window is whole: inside the input, or inside its widened copy where ceil_mode's last windows overhang (the
+    maximum alone of windows split into phases repeats the last row and column instead: ``_split_column_maxima``)."""
     window = (kernel[0], kernel[1], kernel[2], stride[2])
     if any(padding) or any(d != 1 for d in dilation) or out_w < SHORT_ROW or window not in ROW_WINDOWS:
         return None
