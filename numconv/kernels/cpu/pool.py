@@ -318,45 +318,45 @@ def _split_phases(source, start, count, rows, row_step, taps, step, phases):
 
 
 @njit(cache=True, inline="always")
-def _split_column_maxima(source, start, count, rows, row_step, present, taps, step, columns, phases, first_rows):
-    """``_split_phases`` of one row: the maximum by ``raises_max`` of each column over the window's ``rows`` rows,
-    phases[q * (count + taps) + k] = max over r of source[start + r * row_step + k * step + q], and in
-    ``first_rows`` at the same place the row of its first occurrence, so that a window's maximum is then that of its
-    ``taps`` column maxima (``_max_value_column_row``: a third of the taps of AlexNet's and NiN's 3 x 3 per window).
-    Rows from ``present`` on repeat the last present one, and columns from ``columns`` on the last one, where
+def _column_maximum(source, at, rows, row_step, present, clamped):
+    """(the maximum by ``raises_max`` of source[at + r * row_step] for r in [0, rows), the first r where it occurs),
+    rows from ``present`` on repeating the last present one where ``clamped``."""
+    current = source[at]
+    first_row = np.int32(0)
+    for r in range(1, rows):
+        value = source[at + np.uint64((min(r, present - 1) if clamped else r) * row_step)]
+        take = raises_max(value, current)
+        current = value if take else current
+        first_row = np.int32(r) if take else first_row
+    return current, first_row
+
+
+@njit(cache=True, inline="always")
+def _split_column_maxima(source, start, count, rows, row_step, present, taps, step, phases, first_rows):
+    """``_split_phases`` of one row of ``row_step`` inputs: the maximum by ``raises_max`` of each column over the
+    window's ``rows`` rows, phases[q * (count + taps) + k] = max over r of source[start + r * row_step + k * step +
+    q], and in ``first_rows`` at the same place the row of its first occurrence, so that a window's maximum is then
+    that of its ``taps`` column maxima (``_max_value_column_row``: a third of the taps of AlexNet's and NiN's 3 x 3 per
+    window). Rows from ``present`` on repeat the last present one, and columns past the row the last one, where
     ceil_mode's last windows overhang the input: a repeated input changes no maximum, nor its first occurrence, and
     the plane is read in place rather than from a copy widened with -inf. NiN's 3 x 3 of stride 2 with ceil_mode
     over (16, 96, 32, 32): 0.55 -> 0.37 ms (0.32 without the rows, which keep the first of a -0.0 and a 0.0); over
     (1, 96, 32, 32) 71 -> 49 us, in one process, alternating."""
     length = np.uint64(count + taps)
-    # windows whose phases all read inside the row, where no row overhangs: rows at a constant distance, a loop
-    # that LLVM vectorises (rows clamped inside it measured 4x slower); the rest take the loop below
-    full = np.uint64(min(count, columns // step) if present >= rows else 0)
+    # windows whose phases all read inside the row, where no row overhangs: rows at a constant distance, unclamped, a
+    # loop that LLVM vectorises (rows clamped inside it measured 3-4x slower); the rest take the loop below
+    full = np.uint64(min(count, row_step // step) if present >= rows else 0)
     for k in range(full):
         for q in range(step):
-            at = np.uint64(start) + k * np.uint64(step) + np.uint64(q)
-            current = source[at]
-            first_row = np.int32(0)
-            for r in range(1, rows):
-                value = source[at + np.uint64(r * row_step)]
-                take = raises_max(value, current)
-                current = value if take else current
-                first_row = np.int32(r) if take else first_row
-            phases[np.uint64(q) * length + k] = current
-            first_rows[np.uint64(q) * length + k] = first_row
-    last = np.uint64(columns - 1)
+            at = np.uint64(q) * length + k
+            phases[at], first_rows[at] = _column_maximum(
+                source, np.uint64(start) + k * np.uint64(step) + np.uint64(q), rows, row_step, rows, False)
+    last = np.uint64(row_step - 1)
     for q in range(step):
         for k in range(full, np.uint64(count + (taps - 1 - q) // step)):
-            at = np.uint64(start) + min(k * np.uint64(step) + np.uint64(q), last)
-            current = source[at]
-            first_row = np.int32(0)
-            for r in range(1, rows):
-                value = source[at + np.uint64(min(r, present - 1) * row_step)]
-                take = raises_max(value, current)
-                current = value if take else current
-                first_row = np.int32(r) if take else first_row
-            phases[np.uint64(q) * length + k] = current
-            first_rows[np.uint64(q) * length + k] = first_row
+            at = np.uint64(q) * length + k
+            phases[at], first_rows[at] = _column_maximum(
+                source, np.uint64(start) + min(k * np.uint64(step) + np.uint64(q), last), rows, row_step, present, True)
 
 
 @njit(cache=True, inline="always")
@@ -723,7 +723,7 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
                 for oh in range(out_h):
                     start, to = _row_at(od, oh, out, stride, plane * x.shape[2] * in_h * in_w, in_h, in_w, first_out)
                     _split_column_maxima(source, start, out_w, len(window_rows), in_w, in_h - oh * stride[1],
-                                         len(window_taps), len(literal_step), in_w, row_phases, row_first_rows)
+                                         len(window_taps), len(literal_step), row_phases, row_first_rows)
                     _max_value_column_row(row_phases, row_first_rows, targets, to, out_w, len(window_taps),
                                           len(literal_step))
             continue
