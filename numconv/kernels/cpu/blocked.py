@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
-from numconv.kernels.cpu.pipeline import StraightLineCompiler
+from numconv.kernels.cpu.runs import add_run, load_run, multiply_add_run, store_lanes, store_run
 
 #: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
 #: ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it cannot be cached)
@@ -30,7 +30,7 @@ def takes_strips_outer(V, vb, rlo, rhi, lanes):
     return block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 14 x (t // blocks)."""
@@ -39,22 +39,6 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 16)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -93,179 +77,74 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
         x12 = xc[c12] + x_base
         c13 = min(j0 + 13, last)
         x13 = xc[c13] + x_base
-        lane_base = np.uint64(b * 16)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0
-        e1 = init_col[c1]
-        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1
-        e2 = init_col[c2]
-        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2
-        e3 = init_col[c3]
-        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3
-        e4 = init_col[c4]
-        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4
-        e5 = init_col[c5]
-        a5_0 = i0 + e5; a5_1 = i1 + e5; a5_2 = i2 + e5; a5_3 = i3 + e5; a5_4 = i4 + e5; a5_5 = i5 + e5; a5_6 = i6 + e5; a5_7 = i7 + e5; a5_8 = i8 + e5; a5_9 = i9 + e5; a5_10 = i10 + e5; a5_11 = i11 + e5; a5_12 = i12 + e5; a5_13 = i13 + e5; a5_14 = i14 + e5; a5_15 = i15 + e5
-        e6 = init_col[c6]
-        a6_0 = i0 + e6; a6_1 = i1 + e6; a6_2 = i2 + e6; a6_3 = i3 + e6; a6_4 = i4 + e6; a6_5 = i5 + e6; a6_6 = i6 + e6; a6_7 = i7 + e6; a6_8 = i8 + e6; a6_9 = i9 + e6; a6_10 = i10 + e6; a6_11 = i11 + e6; a6_12 = i12 + e6; a6_13 = i13 + e6; a6_14 = i14 + e6; a6_15 = i15 + e6
-        e7 = init_col[c7]
-        a7_0 = i0 + e7; a7_1 = i1 + e7; a7_2 = i2 + e7; a7_3 = i3 + e7; a7_4 = i4 + e7; a7_5 = i5 + e7; a7_6 = i6 + e7; a7_7 = i7 + e7; a7_8 = i8 + e7; a7_9 = i9 + e7; a7_10 = i10 + e7; a7_11 = i11 + e7; a7_12 = i12 + e7; a7_13 = i13 + e7; a7_14 = i14 + e7; a7_15 = i15 + e7
-        e8 = init_col[c8]
-        a8_0 = i0 + e8; a8_1 = i1 + e8; a8_2 = i2 + e8; a8_3 = i3 + e8; a8_4 = i4 + e8; a8_5 = i5 + e8; a8_6 = i6 + e8; a8_7 = i7 + e8; a8_8 = i8 + e8; a8_9 = i9 + e8; a8_10 = i10 + e8; a8_11 = i11 + e8; a8_12 = i12 + e8; a8_13 = i13 + e8; a8_14 = i14 + e8; a8_15 = i15 + e8
-        e9 = init_col[c9]
-        a9_0 = i0 + e9; a9_1 = i1 + e9; a9_2 = i2 + e9; a9_3 = i3 + e9; a9_4 = i4 + e9; a9_5 = i5 + e9; a9_6 = i6 + e9; a9_7 = i7 + e9; a9_8 = i8 + e9; a9_9 = i9 + e9; a9_10 = i10 + e9; a9_11 = i11 + e9; a9_12 = i12 + e9; a9_13 = i13 + e9; a9_14 = i14 + e9; a9_15 = i15 + e9
-        e10 = init_col[c10]
-        a10_0 = i0 + e10; a10_1 = i1 + e10; a10_2 = i2 + e10; a10_3 = i3 + e10; a10_4 = i4 + e10; a10_5 = i5 + e10; a10_6 = i6 + e10; a10_7 = i7 + e10; a10_8 = i8 + e10; a10_9 = i9 + e10; a10_10 = i10 + e10; a10_11 = i11 + e10; a10_12 = i12 + e10; a10_13 = i13 + e10; a10_14 = i14 + e10; a10_15 = i15 + e10
-        e11 = init_col[c11]
-        a11_0 = i0 + e11; a11_1 = i1 + e11; a11_2 = i2 + e11; a11_3 = i3 + e11; a11_4 = i4 + e11; a11_5 = i5 + e11; a11_6 = i6 + e11; a11_7 = i7 + e11; a11_8 = i8 + e11; a11_9 = i9 + e11; a11_10 = i10 + e11; a11_11 = i11 + e11; a11_12 = i12 + e11; a11_13 = i13 + e11; a11_14 = i14 + e11; a11_15 = i15 + e11
-        e12 = init_col[c12]
-        a12_0 = i0 + e12; a12_1 = i1 + e12; a12_2 = i2 + e12; a12_3 = i3 + e12; a12_4 = i4 + e12; a12_5 = i5 + e12; a12_6 = i6 + e12; a12_7 = i7 + e12; a12_8 = i8 + e12; a12_9 = i9 + e12; a12_10 = i10 + e12; a12_11 = i11 + e12; a12_12 = i12 + e12; a12_13 = i13 + e12; a12_14 = i14 + e12; a12_15 = i15 + e12
-        e13 = init_col[c13]
-        a13_0 = i0 + e13; a13_1 = i1 + e13; a13_2 = i2 + e13; a13_3 = i3 + e13; a13_4 = i4 + e13; a13_5 = i5 + e13; a13_6 = i6 + e13; a13_7 = i7 + e13; a13_8 = i8 + e13; a13_9 = i9 + e13; a13_10 = i10 + e13; a13_11 = i11 + e13; a13_12 = i12 + e13; a13_13 = i13 + e13; a13_14 = i14 + e13; a13_15 = i15 + e13
+        lane_init = load_run(init_lane, np.uint64(b * 16), 16)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
+        a3 = add_run(lane_init, init_col[c3])
+        a4 = add_run(lane_init, init_col[c4])
+        a5 = add_run(lane_init, init_col[c5])
+        a6 = add_run(lane_init, init_col[c6])
+        a7 = add_run(lane_init, init_col[c7])
+        a8 = add_run(lane_init, init_col[c8])
+        a9 = add_run(lane_init, init_col[c9])
+        a10 = add_run(lane_init, init_col[c10])
+        a11 = add_run(lane_init, init_col[c11])
+        a12 = add_run(lane_init, init_col[c12])
+        a13 = add_run(lane_init, init_col[c13])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0
-            s1 = X[x1 + x_at]
-            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1
-            s2 = X[x2 + x_at]
-            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2
-            s3 = X[x3 + x_at]
-            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3
-            s4 = X[x4 + x_at]
-            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4
-            s5 = X[x5 + x_at]
-            a5_0 += w0 * s5; a5_1 += w1 * s5; a5_2 += w2 * s5; a5_3 += w3 * s5; a5_4 += w4 * s5; a5_5 += w5 * s5; a5_6 += w6 * s5; a5_7 += w7 * s5; a5_8 += w8 * s5; a5_9 += w9 * s5; a5_10 += w10 * s5; a5_11 += w11 * s5; a5_12 += w12 * s5; a5_13 += w13 * s5; a5_14 += w14 * s5; a5_15 += w15 * s5
-            s6 = X[x6 + x_at]
-            a6_0 += w0 * s6; a6_1 += w1 * s6; a6_2 += w2 * s6; a6_3 += w3 * s6; a6_4 += w4 * s6; a6_5 += w5 * s6; a6_6 += w6 * s6; a6_7 += w7 * s6; a6_8 += w8 * s6; a6_9 += w9 * s6; a6_10 += w10 * s6; a6_11 += w11 * s6; a6_12 += w12 * s6; a6_13 += w13 * s6; a6_14 += w14 * s6; a6_15 += w15 * s6
-            s7 = X[x7 + x_at]
-            a7_0 += w0 * s7; a7_1 += w1 * s7; a7_2 += w2 * s7; a7_3 += w3 * s7; a7_4 += w4 * s7; a7_5 += w5 * s7; a7_6 += w6 * s7; a7_7 += w7 * s7; a7_8 += w8 * s7; a7_9 += w9 * s7; a7_10 += w10 * s7; a7_11 += w11 * s7; a7_12 += w12 * s7; a7_13 += w13 * s7; a7_14 += w14 * s7; a7_15 += w15 * s7
-            s8 = X[x8 + x_at]
-            a8_0 += w0 * s8; a8_1 += w1 * s8; a8_2 += w2 * s8; a8_3 += w3 * s8; a8_4 += w4 * s8; a8_5 += w5 * s8; a8_6 += w6 * s8; a8_7 += w7 * s8; a8_8 += w8 * s8; a8_9 += w9 * s8; a8_10 += w10 * s8; a8_11 += w11 * s8; a8_12 += w12 * s8; a8_13 += w13 * s8; a8_14 += w14 * s8; a8_15 += w15 * s8
-            s9 = X[x9 + x_at]
-            a9_0 += w0 * s9; a9_1 += w1 * s9; a9_2 += w2 * s9; a9_3 += w3 * s9; a9_4 += w4 * s9; a9_5 += w5 * s9; a9_6 += w6 * s9; a9_7 += w7 * s9; a9_8 += w8 * s9; a9_9 += w9 * s9; a9_10 += w10 * s9; a9_11 += w11 * s9; a9_12 += w12 * s9; a9_13 += w13 * s9; a9_14 += w14 * s9; a9_15 += w15 * s9
-            s10 = X[x10 + x_at]
-            a10_0 += w0 * s10; a10_1 += w1 * s10; a10_2 += w2 * s10; a10_3 += w3 * s10; a10_4 += w4 * s10; a10_5 += w5 * s10; a10_6 += w6 * s10; a10_7 += w7 * s10; a10_8 += w8 * s10; a10_9 += w9 * s10; a10_10 += w10 * s10; a10_11 += w11 * s10; a10_12 += w12 * s10; a10_13 += w13 * s10; a10_14 += w14 * s10; a10_15 += w15 * s10
-            s11 = X[x11 + x_at]
-            a11_0 += w0 * s11; a11_1 += w1 * s11; a11_2 += w2 * s11; a11_3 += w3 * s11; a11_4 += w4 * s11; a11_5 += w5 * s11; a11_6 += w6 * s11; a11_7 += w7 * s11; a11_8 += w8 * s11; a11_9 += w9 * s11; a11_10 += w10 * s11; a11_11 += w11 * s11; a11_12 += w12 * s11; a11_13 += w13 * s11; a11_14 += w14 * s11; a11_15 += w15 * s11
-            s12 = X[x12 + x_at]
-            a12_0 += w0 * s12; a12_1 += w1 * s12; a12_2 += w2 * s12; a12_3 += w3 * s12; a12_4 += w4 * s12; a12_5 += w5 * s12; a12_6 += w6 * s12; a12_7 += w7 * s12; a12_8 += w8 * s12; a12_9 += w9 * s12; a12_10 += w10 * s12; a12_11 += w11 * s12; a12_12 += w12 * s12; a12_13 += w13 * s12; a12_14 += w14 * s12; a12_15 += w15 * s12
-            s13 = X[x13 + x_at]
-            a13_0 += w0 * s13; a13_1 += w1 * s13; a13_2 += w2 * s13; a13_3 += w3 * s13; a13_4 += w4 * s13; a13_5 += w5 * s13; a13_6 += w6 * s13; a13_7 += w7 * s13; a13_8 += w8 * s13; a13_9 += w9 * s13; a13_10 += w10 * s13; a13_11 += w11 * s13; a13_12 += w12 * s13; a13_13 += w13 * s13; a13_14 += w14 * s13; a13_15 += w15 * s13
+            w = load_run(V, v_at, 16)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
+            a3 = multiply_add_run(a3, w, X[x3 + x_at])
+            a4 = multiply_add_run(a4, w, X[x4 + x_at])
+            a5 = multiply_add_run(a5, w, X[x5 + x_at])
+            a6 = multiply_add_run(a6, w, X[x6 + x_at])
+            a7 = multiply_add_run(a7, w, X[x7 + x_at])
+            a8 = multiply_add_run(a8, w, X[x8 + x_at])
+            a9 = multiply_add_run(a9, w, X[x9 + x_at])
+            a10 = multiply_add_run(a10, w, X[x10 + x_at])
+            a11 = multiply_add_run(a11, w, X[x11 + x_at])
+            a12 = multiply_add_run(a12, w, X[x12 + x_at])
+            a13 = multiply_add_run(a13, w, X[x13 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 16 and ostride == 1 and j0 + 14 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15
-            at1 = ocol[j0 + 1] + o_base
-            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15
-            at2 = ocol[j0 + 2] + o_base
-            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15
-            at3 = ocol[j0 + 3] + o_base
-            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15
-            at4 = ocol[j0 + 4] + o_base
-            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15
-            at5 = ocol[j0 + 5] + o_base
-            out[at5 + u0] = a5_0; out[at5 + u1] = a5_1; out[at5 + u2] = a5_2; out[at5 + u3] = a5_3; out[at5 + u4] = a5_4; out[at5 + u5] = a5_5; out[at5 + u6] = a5_6; out[at5 + u7] = a5_7; out[at5 + u8] = a5_8; out[at5 + u9] = a5_9; out[at5 + u10] = a5_10; out[at5 + u11] = a5_11; out[at5 + u12] = a5_12; out[at5 + u13] = a5_13; out[at5 + u14] = a5_14; out[at5 + u15] = a5_15
-            at6 = ocol[j0 + 6] + o_base
-            out[at6 + u0] = a6_0; out[at6 + u1] = a6_1; out[at6 + u2] = a6_2; out[at6 + u3] = a6_3; out[at6 + u4] = a6_4; out[at6 + u5] = a6_5; out[at6 + u6] = a6_6; out[at6 + u7] = a6_7; out[at6 + u8] = a6_8; out[at6 + u9] = a6_9; out[at6 + u10] = a6_10; out[at6 + u11] = a6_11; out[at6 + u12] = a6_12; out[at6 + u13] = a6_13; out[at6 + u14] = a6_14; out[at6 + u15] = a6_15
-            at7 = ocol[j0 + 7] + o_base
-            out[at7 + u0] = a7_0; out[at7 + u1] = a7_1; out[at7 + u2] = a7_2; out[at7 + u3] = a7_3; out[at7 + u4] = a7_4; out[at7 + u5] = a7_5; out[at7 + u6] = a7_6; out[at7 + u7] = a7_7; out[at7 + u8] = a7_8; out[at7 + u9] = a7_9; out[at7 + u10] = a7_10; out[at7 + u11] = a7_11; out[at7 + u12] = a7_12; out[at7 + u13] = a7_13; out[at7 + u14] = a7_14; out[at7 + u15] = a7_15
-            at8 = ocol[j0 + 8] + o_base
-            out[at8 + u0] = a8_0; out[at8 + u1] = a8_1; out[at8 + u2] = a8_2; out[at8 + u3] = a8_3; out[at8 + u4] = a8_4; out[at8 + u5] = a8_5; out[at8 + u6] = a8_6; out[at8 + u7] = a8_7; out[at8 + u8] = a8_8; out[at8 + u9] = a8_9; out[at8 + u10] = a8_10; out[at8 + u11] = a8_11; out[at8 + u12] = a8_12; out[at8 + u13] = a8_13; out[at8 + u14] = a8_14; out[at8 + u15] = a8_15
-            at9 = ocol[j0 + 9] + o_base
-            out[at9 + u0] = a9_0; out[at9 + u1] = a9_1; out[at9 + u2] = a9_2; out[at9 + u3] = a9_3; out[at9 + u4] = a9_4; out[at9 + u5] = a9_5; out[at9 + u6] = a9_6; out[at9 + u7] = a9_7; out[at9 + u8] = a9_8; out[at9 + u9] = a9_9; out[at9 + u10] = a9_10; out[at9 + u11] = a9_11; out[at9 + u12] = a9_12; out[at9 + u13] = a9_13; out[at9 + u14] = a9_14; out[at9 + u15] = a9_15
-            at10 = ocol[j0 + 10] + o_base
-            out[at10 + u0] = a10_0; out[at10 + u1] = a10_1; out[at10 + u2] = a10_2; out[at10 + u3] = a10_3; out[at10 + u4] = a10_4; out[at10 + u5] = a10_5; out[at10 + u6] = a10_6; out[at10 + u7] = a10_7; out[at10 + u8] = a10_8; out[at10 + u9] = a10_9; out[at10 + u10] = a10_10; out[at10 + u11] = a10_11; out[at10 + u12] = a10_12; out[at10 + u13] = a10_13; out[at10 + u14] = a10_14; out[at10 + u15] = a10_15
-            at11 = ocol[j0 + 11] + o_base
-            out[at11 + u0] = a11_0; out[at11 + u1] = a11_1; out[at11 + u2] = a11_2; out[at11 + u3] = a11_3; out[at11 + u4] = a11_4; out[at11 + u5] = a11_5; out[at11 + u6] = a11_6; out[at11 + u7] = a11_7; out[at11 + u8] = a11_8; out[at11 + u9] = a11_9; out[at11 + u10] = a11_10; out[at11 + u11] = a11_11; out[at11 + u12] = a11_12; out[at11 + u13] = a11_13; out[at11 + u14] = a11_14; out[at11 + u15] = a11_15
-            at12 = ocol[j0 + 12] + o_base
-            out[at12 + u0] = a12_0; out[at12 + u1] = a12_1; out[at12 + u2] = a12_2; out[at12 + u3] = a12_3; out[at12 + u4] = a12_4; out[at12 + u5] = a12_5; out[at12 + u6] = a12_6; out[at12 + u7] = a12_7; out[at12 + u8] = a12_8; out[at12 + u9] = a12_9; out[at12 + u10] = a12_10; out[at12 + u11] = a12_11; out[at12 + u12] = a12_12; out[at12 + u13] = a12_13; out[at12 + u14] = a12_14; out[at12 + u15] = a12_15
-            at13 = ocol[j0 + 13] + o_base
-            out[at13 + u0] = a13_0; out[at13 + u1] = a13_1; out[at13 + u2] = a13_2; out[at13 + u3] = a13_3; out[at13 + u4] = a13_4; out[at13 + u5] = a13_5; out[at13 + u6] = a13_6; out[at13 + u7] = a13_7; out[at13 + u8] = a13_8; out[at13 + u9] = a13_9; out[at13 + u10] = a13_10; out[at13 + u11] = a13_11; out[at13 + u12] = a13_12; out[at13 + u13] = a13_13; out[at13 + u14] = a13_14; out[at13 + u15] = a13_15
+            store_run(out, ocol[j0 + 0] + o_base, a0)
+            store_run(out, ocol[j0 + 1] + o_base, a1)
+            store_run(out, ocol[j0 + 2] + o_base, a2)
+            store_run(out, ocol[j0 + 3] + o_base, a3)
+            store_run(out, ocol[j0 + 4] + o_base, a4)
+            store_run(out, ocol[j0 + 5] + o_base, a5)
+            store_run(out, ocol[j0 + 6] + o_base, a6)
+            store_run(out, ocol[j0 + 7] + o_base, a7)
+            store_run(out, ocol[j0 + 8] + o_base, a8)
+            store_run(out, ocol[j0 + 9] + o_base, a9)
+            store_run(out, ocol[j0 + 10] + o_base, a10)
+            store_run(out, ocol[j0 + 11] + o_base, a11)
+            store_run(out, ocol[j0 + 12] + o_base, a12)
+            store_run(out, ocol[j0 + 13] + o_base, a13)
         elif n_lanes == 16 and j0 + 14 <= columns and ocol[j0 + 13] - ocol[j0] == 13:
-            column_base = ocol[j0] + o_base
-            lane0 = column_base + u0 * ostride
-            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0; out[lane0 + u5] = a5_0; out[lane0 + u6] = a6_0; out[lane0 + u7] = a7_0; out[lane0 + u8] = a8_0; out[lane0 + u9] = a9_0; out[lane0 + u10] = a10_0; out[lane0 + u11] = a11_0; out[lane0 + u12] = a12_0; out[lane0 + u13] = a13_0
-            lane1 = column_base + u1 * ostride
-            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1; out[lane1 + u5] = a5_1; out[lane1 + u6] = a6_1; out[lane1 + u7] = a7_1; out[lane1 + u8] = a8_1; out[lane1 + u9] = a9_1; out[lane1 + u10] = a10_1; out[lane1 + u11] = a11_1; out[lane1 + u12] = a12_1; out[lane1 + u13] = a13_1
-            lane2 = column_base + u2 * ostride
-            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2; out[lane2 + u5] = a5_2; out[lane2 + u6] = a6_2; out[lane2 + u7] = a7_2; out[lane2 + u8] = a8_2; out[lane2 + u9] = a9_2; out[lane2 + u10] = a10_2; out[lane2 + u11] = a11_2; out[lane2 + u12] = a12_2; out[lane2 + u13] = a13_2
-            lane3 = column_base + u3 * ostride
-            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3; out[lane3 + u5] = a5_3; out[lane3 + u6] = a6_3; out[lane3 + u7] = a7_3; out[lane3 + u8] = a8_3; out[lane3 + u9] = a9_3; out[lane3 + u10] = a10_3; out[lane3 + u11] = a11_3; out[lane3 + u12] = a12_3; out[lane3 + u13] = a13_3
-            lane4 = column_base + u4 * ostride
-            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4; out[lane4 + u5] = a5_4; out[lane4 + u6] = a6_4; out[lane4 + u7] = a7_4; out[lane4 + u8] = a8_4; out[lane4 + u9] = a9_4; out[lane4 + u10] = a10_4; out[lane4 + u11] = a11_4; out[lane4 + u12] = a12_4; out[lane4 + u13] = a13_4
-            lane5 = column_base + u5 * ostride
-            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5; out[lane5 + u5] = a5_5; out[lane5 + u6] = a6_5; out[lane5 + u7] = a7_5; out[lane5 + u8] = a8_5; out[lane5 + u9] = a9_5; out[lane5 + u10] = a10_5; out[lane5 + u11] = a11_5; out[lane5 + u12] = a12_5; out[lane5 + u13] = a13_5
-            lane6 = column_base + u6 * ostride
-            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6; out[lane6 + u5] = a5_6; out[lane6 + u6] = a6_6; out[lane6 + u7] = a7_6; out[lane6 + u8] = a8_6; out[lane6 + u9] = a9_6; out[lane6 + u10] = a10_6; out[lane6 + u11] = a11_6; out[lane6 + u12] = a12_6; out[lane6 + u13] = a13_6
-            lane7 = column_base + u7 * ostride
-            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7; out[lane7 + u5] = a5_7; out[lane7 + u6] = a6_7; out[lane7 + u7] = a7_7; out[lane7 + u8] = a8_7; out[lane7 + u9] = a9_7; out[lane7 + u10] = a10_7; out[lane7 + u11] = a11_7; out[lane7 + u12] = a12_7; out[lane7 + u13] = a13_7
-            lane8 = column_base + u8 * ostride
-            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8; out[lane8 + u5] = a5_8; out[lane8 + u6] = a6_8; out[lane8 + u7] = a7_8; out[lane8 + u8] = a8_8; out[lane8 + u9] = a9_8; out[lane8 + u10] = a10_8; out[lane8 + u11] = a11_8; out[lane8 + u12] = a12_8; out[lane8 + u13] = a13_8
-            lane9 = column_base + u9 * ostride
-            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9; out[lane9 + u5] = a5_9; out[lane9 + u6] = a6_9; out[lane9 + u7] = a7_9; out[lane9 + u8] = a8_9; out[lane9 + u9] = a9_9; out[lane9 + u10] = a10_9; out[lane9 + u11] = a11_9; out[lane9 + u12] = a12_9; out[lane9 + u13] = a13_9
-            lane10 = column_base + u10 * ostride
-            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10; out[lane10 + u5] = a5_10; out[lane10 + u6] = a6_10; out[lane10 + u7] = a7_10; out[lane10 + u8] = a8_10; out[lane10 + u9] = a9_10; out[lane10 + u10] = a10_10; out[lane10 + u11] = a11_10; out[lane10 + u12] = a12_10; out[lane10 + u13] = a13_10
-            lane11 = column_base + u11 * ostride
-            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11; out[lane11 + u5] = a5_11; out[lane11 + u6] = a6_11; out[lane11 + u7] = a7_11; out[lane11 + u8] = a8_11; out[lane11 + u9] = a9_11; out[lane11 + u10] = a10_11; out[lane11 + u11] = a11_11; out[lane11 + u12] = a12_11; out[lane11 + u13] = a13_11
-            lane12 = column_base + u12 * ostride
-            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12; out[lane12 + u5] = a5_12; out[lane12 + u6] = a6_12; out[lane12 + u7] = a7_12; out[lane12 + u8] = a8_12; out[lane12 + u9] = a9_12; out[lane12 + u10] = a10_12; out[lane12 + u11] = a11_12; out[lane12 + u12] = a12_12; out[lane12 + u13] = a13_12
-            lane13 = column_base + u13 * ostride
-            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13; out[lane13 + u5] = a5_13; out[lane13 + u6] = a6_13; out[lane13 + u7] = a7_13; out[lane13 + u8] = a8_13; out[lane13 + u9] = a9_13; out[lane13 + u10] = a10_13; out[lane13 + u11] = a11_13; out[lane13 + u12] = a12_13; out[lane13 + u13] = a13_13
-            lane14 = column_base + u14 * ostride
-            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14; out[lane14 + u5] = a5_14; out[lane14 + u6] = a6_14; out[lane14 + u7] = a7_14; out[lane14 + u8] = a8_14; out[lane14 + u9] = a9_14; out[lane14 + u10] = a10_14; out[lane14 + u11] = a11_14; out[lane14 + u12] = a12_14; out[lane14 + u13] = a13_14
-            lane15 = column_base + u15 * ostride
-            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15; out[lane15 + u5] = a5_15; out[lane15 + u6] = a6_15; out[lane15 + u7] = a7_15; out[lane15 + u8] = a8_15; out[lane15 + u9] = a9_15; out[lane15 + u10] = a10_15; out[lane15 + u11] = a11_15; out[lane15 + u12] = a12_15; out[lane15 + u13] = a13_15
+            store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13))
         else:
             tile = np.empty(224, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15
-            tile[16] = a1_0; tile[17] = a1_1; tile[18] = a1_2; tile[19] = a1_3; tile[20] = a1_4; tile[21] = a1_5; tile[22] = a1_6; tile[23] = a1_7; tile[24] = a1_8; tile[25] = a1_9; tile[26] = a1_10; tile[27] = a1_11; tile[28] = a1_12; tile[29] = a1_13; tile[30] = a1_14; tile[31] = a1_15
-            tile[32] = a2_0; tile[33] = a2_1; tile[34] = a2_2; tile[35] = a2_3; tile[36] = a2_4; tile[37] = a2_5; tile[38] = a2_6; tile[39] = a2_7; tile[40] = a2_8; tile[41] = a2_9; tile[42] = a2_10; tile[43] = a2_11; tile[44] = a2_12; tile[45] = a2_13; tile[46] = a2_14; tile[47] = a2_15
-            tile[48] = a3_0; tile[49] = a3_1; tile[50] = a3_2; tile[51] = a3_3; tile[52] = a3_4; tile[53] = a3_5; tile[54] = a3_6; tile[55] = a3_7; tile[56] = a3_8; tile[57] = a3_9; tile[58] = a3_10; tile[59] = a3_11; tile[60] = a3_12; tile[61] = a3_13; tile[62] = a3_14; tile[63] = a3_15
-            tile[64] = a4_0; tile[65] = a4_1; tile[66] = a4_2; tile[67] = a4_3; tile[68] = a4_4; tile[69] = a4_5; tile[70] = a4_6; tile[71] = a4_7; tile[72] = a4_8; tile[73] = a4_9; tile[74] = a4_10; tile[75] = a4_11; tile[76] = a4_12; tile[77] = a4_13; tile[78] = a4_14; tile[79] = a4_15
-            tile[80] = a5_0; tile[81] = a5_1; tile[82] = a5_2; tile[83] = a5_3; tile[84] = a5_4; tile[85] = a5_5; tile[86] = a5_6; tile[87] = a5_7; tile[88] = a5_8; tile[89] = a5_9; tile[90] = a5_10; tile[91] = a5_11; tile[92] = a5_12; tile[93] = a5_13; tile[94] = a5_14; tile[95] = a5_15
-            tile[96] = a6_0; tile[97] = a6_1; tile[98] = a6_2; tile[99] = a6_3; tile[100] = a6_4; tile[101] = a6_5; tile[102] = a6_6; tile[103] = a6_7; tile[104] = a6_8; tile[105] = a6_9; tile[106] = a6_10; tile[107] = a6_11; tile[108] = a6_12; tile[109] = a6_13; tile[110] = a6_14; tile[111] = a6_15
-            tile[112] = a7_0; tile[113] = a7_1; tile[114] = a7_2; tile[115] = a7_3; tile[116] = a7_4; tile[117] = a7_5; tile[118] = a7_6; tile[119] = a7_7; tile[120] = a7_8; tile[121] = a7_9; tile[122] = a7_10; tile[123] = a7_11; tile[124] = a7_12; tile[125] = a7_13; tile[126] = a7_14; tile[127] = a7_15
-            tile[128] = a8_0; tile[129] = a8_1; tile[130] = a8_2; tile[131] = a8_3; tile[132] = a8_4; tile[133] = a8_5; tile[134] = a8_6; tile[135] = a8_7; tile[136] = a8_8; tile[137] = a8_9; tile[138] = a8_10; tile[139] = a8_11; tile[140] = a8_12; tile[141] = a8_13; tile[142] = a8_14; tile[143] = a8_15
-            tile[144] = a9_0; tile[145] = a9_1; tile[146] = a9_2; tile[147] = a9_3; tile[148] = a9_4; tile[149] = a9_5; tile[150] = a9_6; tile[151] = a9_7; tile[152] = a9_8; tile[153] = a9_9; tile[154] = a9_10; tile[155] = a9_11; tile[156] = a9_12; tile[157] = a9_13; tile[158] = a9_14; tile[159] = a9_15
-            tile[160] = a10_0; tile[161] = a10_1; tile[162] = a10_2; tile[163] = a10_3; tile[164] = a10_4; tile[165] = a10_5; tile[166] = a10_6; tile[167] = a10_7; tile[168] = a10_8; tile[169] = a10_9; tile[170] = a10_10; tile[171] = a10_11; tile[172] = a10_12; tile[173] = a10_13; tile[174] = a10_14; tile[175] = a10_15
-            tile[176] = a11_0; tile[177] = a11_1; tile[178] = a11_2; tile[179] = a11_3; tile[180] = a11_4; tile[181] = a11_5; tile[182] = a11_6; tile[183] = a11_7; tile[184] = a11_8; tile[185] = a11_9; tile[186] = a11_10; tile[187] = a11_11; tile[188] = a11_12; tile[189] = a11_13; tile[190] = a11_14; tile[191] = a11_15
-            tile[192] = a12_0; tile[193] = a12_1; tile[194] = a12_2; tile[195] = a12_3; tile[196] = a12_4; tile[197] = a12_5; tile[198] = a12_6; tile[199] = a12_7; tile[200] = a12_8; tile[201] = a12_9; tile[202] = a12_10; tile[203] = a12_11; tile[204] = a12_12; tile[205] = a12_13; tile[206] = a12_14; tile[207] = a12_15
-            tile[208] = a13_0; tile[209] = a13_1; tile[210] = a13_2; tile[211] = a13_3; tile[212] = a13_4; tile[213] = a13_5; tile[214] = a13_6; tile[215] = a13_7; tile[216] = a13_8; tile[217] = a13_9; tile[218] = a13_10; tile[219] = a13_11; tile[220] = a13_12; tile[221] = a13_13; tile[222] = a13_14; tile[223] = a13_15
+            store_run(tile, 0, a0)
+            store_run(tile, 16, a1)
+            store_run(tile, 32, a2)
+            store_run(tile, 48, a3)
+            store_run(tile, 64, a4)
+            store_run(tile, 80, a5)
+            store_run(tile, 96, a6)
+            store_run(tile, 112, a7)
+            store_run(tile, 128, a8)
+            store_run(tile, 144, a9)
+            store_run(tile, 160, a10)
+            store_run(tile, 176, a11)
+            store_run(tile, 192, a12)
+            store_run(tile, 208, a13)
             for j in range(min(14, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
@@ -281,7 +160,7 @@ def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
         _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 4 x (t // blocks)."""
@@ -290,70 +169,6 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 64)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
-        u16 = np.uint64(16)
-        u17 = np.uint64(17)
-        u18 = np.uint64(18)
-        u19 = np.uint64(19)
-        u20 = np.uint64(20)
-        u21 = np.uint64(21)
-        u22 = np.uint64(22)
-        u23 = np.uint64(23)
-        u24 = np.uint64(24)
-        u25 = np.uint64(25)
-        u26 = np.uint64(26)
-        u27 = np.uint64(27)
-        u28 = np.uint64(28)
-        u29 = np.uint64(29)
-        u30 = np.uint64(30)
-        u31 = np.uint64(31)
-        u32 = np.uint64(32)
-        u33 = np.uint64(33)
-        u34 = np.uint64(34)
-        u35 = np.uint64(35)
-        u36 = np.uint64(36)
-        u37 = np.uint64(37)
-        u38 = np.uint64(38)
-        u39 = np.uint64(39)
-        u40 = np.uint64(40)
-        u41 = np.uint64(41)
-        u42 = np.uint64(42)
-        u43 = np.uint64(43)
-        u44 = np.uint64(44)
-        u45 = np.uint64(45)
-        u46 = np.uint64(46)
-        u47 = np.uint64(47)
-        u48 = np.uint64(48)
-        u49 = np.uint64(49)
-        u50 = np.uint64(50)
-        u51 = np.uint64(51)
-        u52 = np.uint64(52)
-        u53 = np.uint64(53)
-        u54 = np.uint64(54)
-        u55 = np.uint64(55)
-        u56 = np.uint64(56)
-        u57 = np.uint64(57)
-        u58 = np.uint64(58)
-        u59 = np.uint64(59)
-        u60 = np.uint64(60)
-        u61 = np.uint64(61)
-        u62 = np.uint64(62)
-        u63 = np.uint64(63)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -372,171 +187,32 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x2 = xc[c2] + x_base
         c3 = min(j0 + 3, last)
         x3 = xc[c3] + x_base
-        lane_base = np.uint64(b * 64)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        i16 = init_lane[lane_base + u16]
-        i17 = init_lane[lane_base + u17]
-        i18 = init_lane[lane_base + u18]
-        i19 = init_lane[lane_base + u19]
-        i20 = init_lane[lane_base + u20]
-        i21 = init_lane[lane_base + u21]
-        i22 = init_lane[lane_base + u22]
-        i23 = init_lane[lane_base + u23]
-        i24 = init_lane[lane_base + u24]
-        i25 = init_lane[lane_base + u25]
-        i26 = init_lane[lane_base + u26]
-        i27 = init_lane[lane_base + u27]
-        i28 = init_lane[lane_base + u28]
-        i29 = init_lane[lane_base + u29]
-        i30 = init_lane[lane_base + u30]
-        i31 = init_lane[lane_base + u31]
-        i32 = init_lane[lane_base + u32]
-        i33 = init_lane[lane_base + u33]
-        i34 = init_lane[lane_base + u34]
-        i35 = init_lane[lane_base + u35]
-        i36 = init_lane[lane_base + u36]
-        i37 = init_lane[lane_base + u37]
-        i38 = init_lane[lane_base + u38]
-        i39 = init_lane[lane_base + u39]
-        i40 = init_lane[lane_base + u40]
-        i41 = init_lane[lane_base + u41]
-        i42 = init_lane[lane_base + u42]
-        i43 = init_lane[lane_base + u43]
-        i44 = init_lane[lane_base + u44]
-        i45 = init_lane[lane_base + u45]
-        i46 = init_lane[lane_base + u46]
-        i47 = init_lane[lane_base + u47]
-        i48 = init_lane[lane_base + u48]
-        i49 = init_lane[lane_base + u49]
-        i50 = init_lane[lane_base + u50]
-        i51 = init_lane[lane_base + u51]
-        i52 = init_lane[lane_base + u52]
-        i53 = init_lane[lane_base + u53]
-        i54 = init_lane[lane_base + u54]
-        i55 = init_lane[lane_base + u55]
-        i56 = init_lane[lane_base + u56]
-        i57 = init_lane[lane_base + u57]
-        i58 = init_lane[lane_base + u58]
-        i59 = init_lane[lane_base + u59]
-        i60 = init_lane[lane_base + u60]
-        i61 = init_lane[lane_base + u61]
-        i62 = init_lane[lane_base + u62]
-        i63 = init_lane[lane_base + u63]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0; a0_32 = i32 + e0; a0_33 = i33 + e0; a0_34 = i34 + e0; a0_35 = i35 + e0; a0_36 = i36 + e0; a0_37 = i37 + e0; a0_38 = i38 + e0; a0_39 = i39 + e0; a0_40 = i40 + e0; a0_41 = i41 + e0; a0_42 = i42 + e0; a0_43 = i43 + e0; a0_44 = i44 + e0; a0_45 = i45 + e0; a0_46 = i46 + e0; a0_47 = i47 + e0; a0_48 = i48 + e0; a0_49 = i49 + e0; a0_50 = i50 + e0; a0_51 = i51 + e0; a0_52 = i52 + e0; a0_53 = i53 + e0; a0_54 = i54 + e0; a0_55 = i55 + e0; a0_56 = i56 + e0; a0_57 = i57 + e0; a0_58 = i58 + e0; a0_59 = i59 + e0; a0_60 = i60 + e0; a0_61 = i61 + e0; a0_62 = i62 + e0; a0_63 = i63 + e0
-        e1 = init_col[c1]
-        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1; a1_32 = i32 + e1; a1_33 = i33 + e1; a1_34 = i34 + e1; a1_35 = i35 + e1; a1_36 = i36 + e1; a1_37 = i37 + e1; a1_38 = i38 + e1; a1_39 = i39 + e1; a1_40 = i40 + e1; a1_41 = i41 + e1; a1_42 = i42 + e1; a1_43 = i43 + e1; a1_44 = i44 + e1; a1_45 = i45 + e1; a1_46 = i46 + e1; a1_47 = i47 + e1; a1_48 = i48 + e1; a1_49 = i49 + e1; a1_50 = i50 + e1; a1_51 = i51 + e1; a1_52 = i52 + e1; a1_53 = i53 + e1; a1_54 = i54 + e1; a1_55 = i55 + e1; a1_56 = i56 + e1; a1_57 = i57 + e1; a1_58 = i58 + e1; a1_59 = i59 + e1; a1_60 = i60 + e1; a1_61 = i61 + e1; a1_62 = i62 + e1; a1_63 = i63 + e1
-        e2 = init_col[c2]
-        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2; a2_32 = i32 + e2; a2_33 = i33 + e2; a2_34 = i34 + e2; a2_35 = i35 + e2; a2_36 = i36 + e2; a2_37 = i37 + e2; a2_38 = i38 + e2; a2_39 = i39 + e2; a2_40 = i40 + e2; a2_41 = i41 + e2; a2_42 = i42 + e2; a2_43 = i43 + e2; a2_44 = i44 + e2; a2_45 = i45 + e2; a2_46 = i46 + e2; a2_47 = i47 + e2; a2_48 = i48 + e2; a2_49 = i49 + e2; a2_50 = i50 + e2; a2_51 = i51 + e2; a2_52 = i52 + e2; a2_53 = i53 + e2; a2_54 = i54 + e2; a2_55 = i55 + e2; a2_56 = i56 + e2; a2_57 = i57 + e2; a2_58 = i58 + e2; a2_59 = i59 + e2; a2_60 = i60 + e2; a2_61 = i61 + e2; a2_62 = i62 + e2; a2_63 = i63 + e2
-        e3 = init_col[c3]
-        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3; a3_16 = i16 + e3; a3_17 = i17 + e3; a3_18 = i18 + e3; a3_19 = i19 + e3; a3_20 = i20 + e3; a3_21 = i21 + e3; a3_22 = i22 + e3; a3_23 = i23 + e3; a3_24 = i24 + e3; a3_25 = i25 + e3; a3_26 = i26 + e3; a3_27 = i27 + e3; a3_28 = i28 + e3; a3_29 = i29 + e3; a3_30 = i30 + e3; a3_31 = i31 + e3; a3_32 = i32 + e3; a3_33 = i33 + e3; a3_34 = i34 + e3; a3_35 = i35 + e3; a3_36 = i36 + e3; a3_37 = i37 + e3; a3_38 = i38 + e3; a3_39 = i39 + e3; a3_40 = i40 + e3; a3_41 = i41 + e3; a3_42 = i42 + e3; a3_43 = i43 + e3; a3_44 = i44 + e3; a3_45 = i45 + e3; a3_46 = i46 + e3; a3_47 = i47 + e3; a3_48 = i48 + e3; a3_49 = i49 + e3; a3_50 = i50 + e3; a3_51 = i51 + e3; a3_52 = i52 + e3; a3_53 = i53 + e3; a3_54 = i54 + e3; a3_55 = i55 + e3; a3_56 = i56 + e3; a3_57 = i57 + e3; a3_58 = i58 + e3; a3_59 = i59 + e3; a3_60 = i60 + e3; a3_61 = i61 + e3; a3_62 = i62 + e3; a3_63 = i63 + e3
+        lane_init = load_run(init_lane, np.uint64(b * 64), 64)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
+        a3 = add_run(lane_init, init_col[c3])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            w16 = V[v_at + u16]
-            w17 = V[v_at + u17]
-            w18 = V[v_at + u18]
-            w19 = V[v_at + u19]
-            w20 = V[v_at + u20]
-            w21 = V[v_at + u21]
-            w22 = V[v_at + u22]
-            w23 = V[v_at + u23]
-            w24 = V[v_at + u24]
-            w25 = V[v_at + u25]
-            w26 = V[v_at + u26]
-            w27 = V[v_at + u27]
-            w28 = V[v_at + u28]
-            w29 = V[v_at + u29]
-            w30 = V[v_at + u30]
-            w31 = V[v_at + u31]
-            w32 = V[v_at + u32]
-            w33 = V[v_at + u33]
-            w34 = V[v_at + u34]
-            w35 = V[v_at + u35]
-            w36 = V[v_at + u36]
-            w37 = V[v_at + u37]
-            w38 = V[v_at + u38]
-            w39 = V[v_at + u39]
-            w40 = V[v_at + u40]
-            w41 = V[v_at + u41]
-            w42 = V[v_at + u42]
-            w43 = V[v_at + u43]
-            w44 = V[v_at + u44]
-            w45 = V[v_at + u45]
-            w46 = V[v_at + u46]
-            w47 = V[v_at + u47]
-            w48 = V[v_at + u48]
-            w49 = V[v_at + u49]
-            w50 = V[v_at + u50]
-            w51 = V[v_at + u51]
-            w52 = V[v_at + u52]
-            w53 = V[v_at + u53]
-            w54 = V[v_at + u54]
-            w55 = V[v_at + u55]
-            w56 = V[v_at + u56]
-            w57 = V[v_at + u57]
-            w58 = V[v_at + u58]
-            w59 = V[v_at + u59]
-            w60 = V[v_at + u60]
-            w61 = V[v_at + u61]
-            w62 = V[v_at + u62]
-            w63 = V[v_at + u63]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0; a0_32 += w32 * s0; a0_33 += w33 * s0; a0_34 += w34 * s0; a0_35 += w35 * s0; a0_36 += w36 * s0; a0_37 += w37 * s0; a0_38 += w38 * s0; a0_39 += w39 * s0; a0_40 += w40 * s0; a0_41 += w41 * s0; a0_42 += w42 * s0; a0_43 += w43 * s0; a0_44 += w44 * s0; a0_45 += w45 * s0; a0_46 += w46 * s0; a0_47 += w47 * s0; a0_48 += w48 * s0; a0_49 += w49 * s0; a0_50 += w50 * s0; a0_51 += w51 * s0; a0_52 += w52 * s0; a0_53 += w53 * s0; a0_54 += w54 * s0; a0_55 += w55 * s0; a0_56 += w56 * s0; a0_57 += w57 * s0; a0_58 += w58 * s0; a0_59 += w59 * s0; a0_60 += w60 * s0; a0_61 += w61 * s0; a0_62 += w62 * s0; a0_63 += w63 * s0
-            s1 = X[x1 + x_at]
-            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1; a1_32 += w32 * s1; a1_33 += w33 * s1; a1_34 += w34 * s1; a1_35 += w35 * s1; a1_36 += w36 * s1; a1_37 += w37 * s1; a1_38 += w38 * s1; a1_39 += w39 * s1; a1_40 += w40 * s1; a1_41 += w41 * s1; a1_42 += w42 * s1; a1_43 += w43 * s1; a1_44 += w44 * s1; a1_45 += w45 * s1; a1_46 += w46 * s1; a1_47 += w47 * s1; a1_48 += w48 * s1; a1_49 += w49 * s1; a1_50 += w50 * s1; a1_51 += w51 * s1; a1_52 += w52 * s1; a1_53 += w53 * s1; a1_54 += w54 * s1; a1_55 += w55 * s1; a1_56 += w56 * s1; a1_57 += w57 * s1; a1_58 += w58 * s1; a1_59 += w59 * s1; a1_60 += w60 * s1; a1_61 += w61 * s1; a1_62 += w62 * s1; a1_63 += w63 * s1
-            s2 = X[x2 + x_at]
-            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2; a2_32 += w32 * s2; a2_33 += w33 * s2; a2_34 += w34 * s2; a2_35 += w35 * s2; a2_36 += w36 * s2; a2_37 += w37 * s2; a2_38 += w38 * s2; a2_39 += w39 * s2; a2_40 += w40 * s2; a2_41 += w41 * s2; a2_42 += w42 * s2; a2_43 += w43 * s2; a2_44 += w44 * s2; a2_45 += w45 * s2; a2_46 += w46 * s2; a2_47 += w47 * s2; a2_48 += w48 * s2; a2_49 += w49 * s2; a2_50 += w50 * s2; a2_51 += w51 * s2; a2_52 += w52 * s2; a2_53 += w53 * s2; a2_54 += w54 * s2; a2_55 += w55 * s2; a2_56 += w56 * s2; a2_57 += w57 * s2; a2_58 += w58 * s2; a2_59 += w59 * s2; a2_60 += w60 * s2; a2_61 += w61 * s2; a2_62 += w62 * s2; a2_63 += w63 * s2
-            s3 = X[x3 + x_at]
-            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3; a3_16 += w16 * s3; a3_17 += w17 * s3; a3_18 += w18 * s3; a3_19 += w19 * s3; a3_20 += w20 * s3; a3_21 += w21 * s3; a3_22 += w22 * s3; a3_23 += w23 * s3; a3_24 += w24 * s3; a3_25 += w25 * s3; a3_26 += w26 * s3; a3_27 += w27 * s3; a3_28 += w28 * s3; a3_29 += w29 * s3; a3_30 += w30 * s3; a3_31 += w31 * s3; a3_32 += w32 * s3; a3_33 += w33 * s3; a3_34 += w34 * s3; a3_35 += w35 * s3; a3_36 += w36 * s3; a3_37 += w37 * s3; a3_38 += w38 * s3; a3_39 += w39 * s3; a3_40 += w40 * s3; a3_41 += w41 * s3; a3_42 += w42 * s3; a3_43 += w43 * s3; a3_44 += w44 * s3; a3_45 += w45 * s3; a3_46 += w46 * s3; a3_47 += w47 * s3; a3_48 += w48 * s3; a3_49 += w49 * s3; a3_50 += w50 * s3; a3_51 += w51 * s3; a3_52 += w52 * s3; a3_53 += w53 * s3; a3_54 += w54 * s3; a3_55 += w55 * s3; a3_56 += w56 * s3; a3_57 += w57 * s3; a3_58 += w58 * s3; a3_59 += w59 * s3; a3_60 += w60 * s3; a3_61 += w61 * s3; a3_62 += w62 * s3; a3_63 += w63 * s3
+            w = load_run(V, v_at, 64)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
+            a3 = multiply_add_run(a3, w, X[x3 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 64 and ostride == 1 and j0 + 4 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31; out[at0 + u32] = a0_32; out[at0 + u33] = a0_33; out[at0 + u34] = a0_34; out[at0 + u35] = a0_35; out[at0 + u36] = a0_36; out[at0 + u37] = a0_37; out[at0 + u38] = a0_38; out[at0 + u39] = a0_39; out[at0 + u40] = a0_40; out[at0 + u41] = a0_41; out[at0 + u42] = a0_42; out[at0 + u43] = a0_43; out[at0 + u44] = a0_44; out[at0 + u45] = a0_45; out[at0 + u46] = a0_46; out[at0 + u47] = a0_47; out[at0 + u48] = a0_48; out[at0 + u49] = a0_49; out[at0 + u50] = a0_50; out[at0 + u51] = a0_51; out[at0 + u52] = a0_52; out[at0 + u53] = a0_53; out[at0 + u54] = a0_54; out[at0 + u55] = a0_55; out[at0 + u56] = a0_56; out[at0 + u57] = a0_57; out[at0 + u58] = a0_58; out[at0 + u59] = a0_59; out[at0 + u60] = a0_60; out[at0 + u61] = a0_61; out[at0 + u62] = a0_62; out[at0 + u63] = a0_63
-            at1 = ocol[j0 + 1] + o_base
-            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31; out[at1 + u32] = a1_32; out[at1 + u33] = a1_33; out[at1 + u34] = a1_34; out[at1 + u35] = a1_35; out[at1 + u36] = a1_36; out[at1 + u37] = a1_37; out[at1 + u38] = a1_38; out[at1 + u39] = a1_39; out[at1 + u40] = a1_40; out[at1 + u41] = a1_41; out[at1 + u42] = a1_42; out[at1 + u43] = a1_43; out[at1 + u44] = a1_44; out[at1 + u45] = a1_45; out[at1 + u46] = a1_46; out[at1 + u47] = a1_47; out[at1 + u48] = a1_48; out[at1 + u49] = a1_49; out[at1 + u50] = a1_50; out[at1 + u51] = a1_51; out[at1 + u52] = a1_52; out[at1 + u53] = a1_53; out[at1 + u54] = a1_54; out[at1 + u55] = a1_55; out[at1 + u56] = a1_56; out[at1 + u57] = a1_57; out[at1 + u58] = a1_58; out[at1 + u59] = a1_59; out[at1 + u60] = a1_60; out[at1 + u61] = a1_61; out[at1 + u62] = a1_62; out[at1 + u63] = a1_63
-            at2 = ocol[j0 + 2] + o_base
-            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31; out[at2 + u32] = a2_32; out[at2 + u33] = a2_33; out[at2 + u34] = a2_34; out[at2 + u35] = a2_35; out[at2 + u36] = a2_36; out[at2 + u37] = a2_37; out[at2 + u38] = a2_38; out[at2 + u39] = a2_39; out[at2 + u40] = a2_40; out[at2 + u41] = a2_41; out[at2 + u42] = a2_42; out[at2 + u43] = a2_43; out[at2 + u44] = a2_44; out[at2 + u45] = a2_45; out[at2 + u46] = a2_46; out[at2 + u47] = a2_47; out[at2 + u48] = a2_48; out[at2 + u49] = a2_49; out[at2 + u50] = a2_50; out[at2 + u51] = a2_51; out[at2 + u52] = a2_52; out[at2 + u53] = a2_53; out[at2 + u54] = a2_54; out[at2 + u55] = a2_55; out[at2 + u56] = a2_56; out[at2 + u57] = a2_57; out[at2 + u58] = a2_58; out[at2 + u59] = a2_59; out[at2 + u60] = a2_60; out[at2 + u61] = a2_61; out[at2 + u62] = a2_62; out[at2 + u63] = a2_63
-            at3 = ocol[j0 + 3] + o_base
-            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15; out[at3 + u16] = a3_16; out[at3 + u17] = a3_17; out[at3 + u18] = a3_18; out[at3 + u19] = a3_19; out[at3 + u20] = a3_20; out[at3 + u21] = a3_21; out[at3 + u22] = a3_22; out[at3 + u23] = a3_23; out[at3 + u24] = a3_24; out[at3 + u25] = a3_25; out[at3 + u26] = a3_26; out[at3 + u27] = a3_27; out[at3 + u28] = a3_28; out[at3 + u29] = a3_29; out[at3 + u30] = a3_30; out[at3 + u31] = a3_31; out[at3 + u32] = a3_32; out[at3 + u33] = a3_33; out[at3 + u34] = a3_34; out[at3 + u35] = a3_35; out[at3 + u36] = a3_36; out[at3 + u37] = a3_37; out[at3 + u38] = a3_38; out[at3 + u39] = a3_39; out[at3 + u40] = a3_40; out[at3 + u41] = a3_41; out[at3 + u42] = a3_42; out[at3 + u43] = a3_43; out[at3 + u44] = a3_44; out[at3 + u45] = a3_45; out[at3 + u46] = a3_46; out[at3 + u47] = a3_47; out[at3 + u48] = a3_48; out[at3 + u49] = a3_49; out[at3 + u50] = a3_50; out[at3 + u51] = a3_51; out[at3 + u52] = a3_52; out[at3 + u53] = a3_53; out[at3 + u54] = a3_54; out[at3 + u55] = a3_55; out[at3 + u56] = a3_56; out[at3 + u57] = a3_57; out[at3 + u58] = a3_58; out[at3 + u59] = a3_59; out[at3 + u60] = a3_60; out[at3 + u61] = a3_61; out[at3 + u62] = a3_62; out[at3 + u63] = a3_63
+            store_run(out, ocol[j0 + 0] + o_base, a0)
+            store_run(out, ocol[j0 + 1] + o_base, a1)
+            store_run(out, ocol[j0 + 2] + o_base, a2)
+            store_run(out, ocol[j0 + 3] + o_base, a3)
         else:
             tile = np.empty(256, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31; tile[32] = a0_32; tile[33] = a0_33; tile[34] = a0_34; tile[35] = a0_35; tile[36] = a0_36; tile[37] = a0_37; tile[38] = a0_38; tile[39] = a0_39; tile[40] = a0_40; tile[41] = a0_41; tile[42] = a0_42; tile[43] = a0_43; tile[44] = a0_44; tile[45] = a0_45; tile[46] = a0_46; tile[47] = a0_47; tile[48] = a0_48; tile[49] = a0_49; tile[50] = a0_50; tile[51] = a0_51; tile[52] = a0_52; tile[53] = a0_53; tile[54] = a0_54; tile[55] = a0_55; tile[56] = a0_56; tile[57] = a0_57; tile[58] = a0_58; tile[59] = a0_59; tile[60] = a0_60; tile[61] = a0_61; tile[62] = a0_62; tile[63] = a0_63
-            tile[64] = a1_0; tile[65] = a1_1; tile[66] = a1_2; tile[67] = a1_3; tile[68] = a1_4; tile[69] = a1_5; tile[70] = a1_6; tile[71] = a1_7; tile[72] = a1_8; tile[73] = a1_9; tile[74] = a1_10; tile[75] = a1_11; tile[76] = a1_12; tile[77] = a1_13; tile[78] = a1_14; tile[79] = a1_15; tile[80] = a1_16; tile[81] = a1_17; tile[82] = a1_18; tile[83] = a1_19; tile[84] = a1_20; tile[85] = a1_21; tile[86] = a1_22; tile[87] = a1_23; tile[88] = a1_24; tile[89] = a1_25; tile[90] = a1_26; tile[91] = a1_27; tile[92] = a1_28; tile[93] = a1_29; tile[94] = a1_30; tile[95] = a1_31; tile[96] = a1_32; tile[97] = a1_33; tile[98] = a1_34; tile[99] = a1_35; tile[100] = a1_36; tile[101] = a1_37; tile[102] = a1_38; tile[103] = a1_39; tile[104] = a1_40; tile[105] = a1_41; tile[106] = a1_42; tile[107] = a1_43; tile[108] = a1_44; tile[109] = a1_45; tile[110] = a1_46; tile[111] = a1_47; tile[112] = a1_48; tile[113] = a1_49; tile[114] = a1_50; tile[115] = a1_51; tile[116] = a1_52; tile[117] = a1_53; tile[118] = a1_54; tile[119] = a1_55; tile[120] = a1_56; tile[121] = a1_57; tile[122] = a1_58; tile[123] = a1_59; tile[124] = a1_60; tile[125] = a1_61; tile[126] = a1_62; tile[127] = a1_63
-            tile[128] = a2_0; tile[129] = a2_1; tile[130] = a2_2; tile[131] = a2_3; tile[132] = a2_4; tile[133] = a2_5; tile[134] = a2_6; tile[135] = a2_7; tile[136] = a2_8; tile[137] = a2_9; tile[138] = a2_10; tile[139] = a2_11; tile[140] = a2_12; tile[141] = a2_13; tile[142] = a2_14; tile[143] = a2_15; tile[144] = a2_16; tile[145] = a2_17; tile[146] = a2_18; tile[147] = a2_19; tile[148] = a2_20; tile[149] = a2_21; tile[150] = a2_22; tile[151] = a2_23; tile[152] = a2_24; tile[153] = a2_25; tile[154] = a2_26; tile[155] = a2_27; tile[156] = a2_28; tile[157] = a2_29; tile[158] = a2_30; tile[159] = a2_31; tile[160] = a2_32; tile[161] = a2_33; tile[162] = a2_34; tile[163] = a2_35; tile[164] = a2_36; tile[165] = a2_37; tile[166] = a2_38; tile[167] = a2_39; tile[168] = a2_40; tile[169] = a2_41; tile[170] = a2_42; tile[171] = a2_43; tile[172] = a2_44; tile[173] = a2_45; tile[174] = a2_46; tile[175] = a2_47; tile[176] = a2_48; tile[177] = a2_49; tile[178] = a2_50; tile[179] = a2_51; tile[180] = a2_52; tile[181] = a2_53; tile[182] = a2_54; tile[183] = a2_55; tile[184] = a2_56; tile[185] = a2_57; tile[186] = a2_58; tile[187] = a2_59; tile[188] = a2_60; tile[189] = a2_61; tile[190] = a2_62; tile[191] = a2_63
-            tile[192] = a3_0; tile[193] = a3_1; tile[194] = a3_2; tile[195] = a3_3; tile[196] = a3_4; tile[197] = a3_5; tile[198] = a3_6; tile[199] = a3_7; tile[200] = a3_8; tile[201] = a3_9; tile[202] = a3_10; tile[203] = a3_11; tile[204] = a3_12; tile[205] = a3_13; tile[206] = a3_14; tile[207] = a3_15; tile[208] = a3_16; tile[209] = a3_17; tile[210] = a3_18; tile[211] = a3_19; tile[212] = a3_20; tile[213] = a3_21; tile[214] = a3_22; tile[215] = a3_23; tile[216] = a3_24; tile[217] = a3_25; tile[218] = a3_26; tile[219] = a3_27; tile[220] = a3_28; tile[221] = a3_29; tile[222] = a3_30; tile[223] = a3_31; tile[224] = a3_32; tile[225] = a3_33; tile[226] = a3_34; tile[227] = a3_35; tile[228] = a3_36; tile[229] = a3_37; tile[230] = a3_38; tile[231] = a3_39; tile[232] = a3_40; tile[233] = a3_41; tile[234] = a3_42; tile[235] = a3_43; tile[236] = a3_44; tile[237] = a3_45; tile[238] = a3_46; tile[239] = a3_47; tile[240] = a3_48; tile[241] = a3_49; tile[242] = a3_50; tile[243] = a3_51; tile[244] = a3_52; tile[245] = a3_53; tile[246] = a3_54; tile[247] = a3_55; tile[248] = a3_56; tile[249] = a3_57; tile[250] = a3_58; tile[251] = a3_59; tile[252] = a3_60; tile[253] = a3_61; tile[254] = a3_62; tile[255] = a3_63
+            store_run(tile, 0, a0)
+            store_run(tile, 64, a1)
+            store_run(tile, 128, a2)
+            store_run(tile, 192, a3)
             for j in range(min(4, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
@@ -552,7 +228,7 @@ def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 7 x (t // blocks)."""
@@ -561,38 +237,6 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 32)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
-        u16 = np.uint64(16)
-        u17 = np.uint64(17)
-        u18 = np.uint64(18)
-        u19 = np.uint64(19)
-        u20 = np.uint64(20)
-        u21 = np.uint64(21)
-        u22 = np.uint64(22)
-        u23 = np.uint64(23)
-        u24 = np.uint64(24)
-        u25 = np.uint64(25)
-        u26 = np.uint64(26)
-        u27 = np.uint64(27)
-        u28 = np.uint64(28)
-        u29 = np.uint64(29)
-        u30 = np.uint64(30)
-        u31 = np.uint64(31)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -617,194 +261,46 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x5 = xc[c5] + x_base
         c6 = min(j0 + 6, last)
         x6 = xc[c6] + x_base
-        lane_base = np.uint64(b * 32)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        i16 = init_lane[lane_base + u16]
-        i17 = init_lane[lane_base + u17]
-        i18 = init_lane[lane_base + u18]
-        i19 = init_lane[lane_base + u19]
-        i20 = init_lane[lane_base + u20]
-        i21 = init_lane[lane_base + u21]
-        i22 = init_lane[lane_base + u22]
-        i23 = init_lane[lane_base + u23]
-        i24 = init_lane[lane_base + u24]
-        i25 = init_lane[lane_base + u25]
-        i26 = init_lane[lane_base + u26]
-        i27 = init_lane[lane_base + u27]
-        i28 = init_lane[lane_base + u28]
-        i29 = init_lane[lane_base + u29]
-        i30 = init_lane[lane_base + u30]
-        i31 = init_lane[lane_base + u31]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0
-        e1 = init_col[c1]
-        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1
-        e2 = init_col[c2]
-        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2
-        e3 = init_col[c3]
-        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3; a3_16 = i16 + e3; a3_17 = i17 + e3; a3_18 = i18 + e3; a3_19 = i19 + e3; a3_20 = i20 + e3; a3_21 = i21 + e3; a3_22 = i22 + e3; a3_23 = i23 + e3; a3_24 = i24 + e3; a3_25 = i25 + e3; a3_26 = i26 + e3; a3_27 = i27 + e3; a3_28 = i28 + e3; a3_29 = i29 + e3; a3_30 = i30 + e3; a3_31 = i31 + e3
-        e4 = init_col[c4]
-        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4; a4_16 = i16 + e4; a4_17 = i17 + e4; a4_18 = i18 + e4; a4_19 = i19 + e4; a4_20 = i20 + e4; a4_21 = i21 + e4; a4_22 = i22 + e4; a4_23 = i23 + e4; a4_24 = i24 + e4; a4_25 = i25 + e4; a4_26 = i26 + e4; a4_27 = i27 + e4; a4_28 = i28 + e4; a4_29 = i29 + e4; a4_30 = i30 + e4; a4_31 = i31 + e4
-        e5 = init_col[c5]
-        a5_0 = i0 + e5; a5_1 = i1 + e5; a5_2 = i2 + e5; a5_3 = i3 + e5; a5_4 = i4 + e5; a5_5 = i5 + e5; a5_6 = i6 + e5; a5_7 = i7 + e5; a5_8 = i8 + e5; a5_9 = i9 + e5; a5_10 = i10 + e5; a5_11 = i11 + e5; a5_12 = i12 + e5; a5_13 = i13 + e5; a5_14 = i14 + e5; a5_15 = i15 + e5; a5_16 = i16 + e5; a5_17 = i17 + e5; a5_18 = i18 + e5; a5_19 = i19 + e5; a5_20 = i20 + e5; a5_21 = i21 + e5; a5_22 = i22 + e5; a5_23 = i23 + e5; a5_24 = i24 + e5; a5_25 = i25 + e5; a5_26 = i26 + e5; a5_27 = i27 + e5; a5_28 = i28 + e5; a5_29 = i29 + e5; a5_30 = i30 + e5; a5_31 = i31 + e5
-        e6 = init_col[c6]
-        a6_0 = i0 + e6; a6_1 = i1 + e6; a6_2 = i2 + e6; a6_3 = i3 + e6; a6_4 = i4 + e6; a6_5 = i5 + e6; a6_6 = i6 + e6; a6_7 = i7 + e6; a6_8 = i8 + e6; a6_9 = i9 + e6; a6_10 = i10 + e6; a6_11 = i11 + e6; a6_12 = i12 + e6; a6_13 = i13 + e6; a6_14 = i14 + e6; a6_15 = i15 + e6; a6_16 = i16 + e6; a6_17 = i17 + e6; a6_18 = i18 + e6; a6_19 = i19 + e6; a6_20 = i20 + e6; a6_21 = i21 + e6; a6_22 = i22 + e6; a6_23 = i23 + e6; a6_24 = i24 + e6; a6_25 = i25 + e6; a6_26 = i26 + e6; a6_27 = i27 + e6; a6_28 = i28 + e6; a6_29 = i29 + e6; a6_30 = i30 + e6; a6_31 = i31 + e6
+        lane_init = load_run(init_lane, np.uint64(b * 32), 32)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
+        a3 = add_run(lane_init, init_col[c3])
+        a4 = add_run(lane_init, init_col[c4])
+        a5 = add_run(lane_init, init_col[c5])
+        a6 = add_run(lane_init, init_col[c6])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            w16 = V[v_at + u16]
-            w17 = V[v_at + u17]
-            w18 = V[v_at + u18]
-            w19 = V[v_at + u19]
-            w20 = V[v_at + u20]
-            w21 = V[v_at + u21]
-            w22 = V[v_at + u22]
-            w23 = V[v_at + u23]
-            w24 = V[v_at + u24]
-            w25 = V[v_at + u25]
-            w26 = V[v_at + u26]
-            w27 = V[v_at + u27]
-            w28 = V[v_at + u28]
-            w29 = V[v_at + u29]
-            w30 = V[v_at + u30]
-            w31 = V[v_at + u31]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0
-            s1 = X[x1 + x_at]
-            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1
-            s2 = X[x2 + x_at]
-            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2
-            s3 = X[x3 + x_at]
-            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3; a3_16 += w16 * s3; a3_17 += w17 * s3; a3_18 += w18 * s3; a3_19 += w19 * s3; a3_20 += w20 * s3; a3_21 += w21 * s3; a3_22 += w22 * s3; a3_23 += w23 * s3; a3_24 += w24 * s3; a3_25 += w25 * s3; a3_26 += w26 * s3; a3_27 += w27 * s3; a3_28 += w28 * s3; a3_29 += w29 * s3; a3_30 += w30 * s3; a3_31 += w31 * s3
-            s4 = X[x4 + x_at]
-            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4; a4_16 += w16 * s4; a4_17 += w17 * s4; a4_18 += w18 * s4; a4_19 += w19 * s4; a4_20 += w20 * s4; a4_21 += w21 * s4; a4_22 += w22 * s4; a4_23 += w23 * s4; a4_24 += w24 * s4; a4_25 += w25 * s4; a4_26 += w26 * s4; a4_27 += w27 * s4; a4_28 += w28 * s4; a4_29 += w29 * s4; a4_30 += w30 * s4; a4_31 += w31 * s4
-            s5 = X[x5 + x_at]
-            a5_0 += w0 * s5; a5_1 += w1 * s5; a5_2 += w2 * s5; a5_3 += w3 * s5; a5_4 += w4 * s5; a5_5 += w5 * s5; a5_6 += w6 * s5; a5_7 += w7 * s5; a5_8 += w8 * s5; a5_9 += w9 * s5; a5_10 += w10 * s5; a5_11 += w11 * s5; a5_12 += w12 * s5; a5_13 += w13 * s5; a5_14 += w14 * s5; a5_15 += w15 * s5; a5_16 += w16 * s5; a5_17 += w17 * s5; a5_18 += w18 * s5; a5_19 += w19 * s5; a5_20 += w20 * s5; a5_21 += w21 * s5; a5_22 += w22 * s5; a5_23 += w23 * s5; a5_24 += w24 * s5; a5_25 += w25 * s5; a5_26 += w26 * s5; a5_27 += w27 * s5; a5_28 += w28 * s5; a5_29 += w29 * s5; a5_30 += w30 * s5; a5_31 += w31 * s5
-            s6 = X[x6 + x_at]
-            a6_0 += w0 * s6; a6_1 += w1 * s6; a6_2 += w2 * s6; a6_3 += w3 * s6; a6_4 += w4 * s6; a6_5 += w5 * s6; a6_6 += w6 * s6; a6_7 += w7 * s6; a6_8 += w8 * s6; a6_9 += w9 * s6; a6_10 += w10 * s6; a6_11 += w11 * s6; a6_12 += w12 * s6; a6_13 += w13 * s6; a6_14 += w14 * s6; a6_15 += w15 * s6; a6_16 += w16 * s6; a6_17 += w17 * s6; a6_18 += w18 * s6; a6_19 += w19 * s6; a6_20 += w20 * s6; a6_21 += w21 * s6; a6_22 += w22 * s6; a6_23 += w23 * s6; a6_24 += w24 * s6; a6_25 += w25 * s6; a6_26 += w26 * s6; a6_27 += w27 * s6; a6_28 += w28 * s6; a6_29 += w29 * s6; a6_30 += w30 * s6; a6_31 += w31 * s6
+            w = load_run(V, v_at, 32)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
+            a3 = multiply_add_run(a3, w, X[x3 + x_at])
+            a4 = multiply_add_run(a4, w, X[x4 + x_at])
+            a5 = multiply_add_run(a5, w, X[x5 + x_at])
+            a6 = multiply_add_run(a6, w, X[x6 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31
-            at1 = ocol[j0 + 1] + o_base
-            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31
-            at2 = ocol[j0 + 2] + o_base
-            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31
-            at3 = ocol[j0 + 3] + o_base
-            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15; out[at3 + u16] = a3_16; out[at3 + u17] = a3_17; out[at3 + u18] = a3_18; out[at3 + u19] = a3_19; out[at3 + u20] = a3_20; out[at3 + u21] = a3_21; out[at3 + u22] = a3_22; out[at3 + u23] = a3_23; out[at3 + u24] = a3_24; out[at3 + u25] = a3_25; out[at3 + u26] = a3_26; out[at3 + u27] = a3_27; out[at3 + u28] = a3_28; out[at3 + u29] = a3_29; out[at3 + u30] = a3_30; out[at3 + u31] = a3_31
-            at4 = ocol[j0 + 4] + o_base
-            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15; out[at4 + u16] = a4_16; out[at4 + u17] = a4_17; out[at4 + u18] = a4_18; out[at4 + u19] = a4_19; out[at4 + u20] = a4_20; out[at4 + u21] = a4_21; out[at4 + u22] = a4_22; out[at4 + u23] = a4_23; out[at4 + u24] = a4_24; out[at4 + u25] = a4_25; out[at4 + u26] = a4_26; out[at4 + u27] = a4_27; out[at4 + u28] = a4_28; out[at4 + u29] = a4_29; out[at4 + u30] = a4_30; out[at4 + u31] = a4_31
-            at5 = ocol[j0 + 5] + o_base
-            out[at5 + u0] = a5_0; out[at5 + u1] = a5_1; out[at5 + u2] = a5_2; out[at5 + u3] = a5_3; out[at5 + u4] = a5_4; out[at5 + u5] = a5_5; out[at5 + u6] = a5_6; out[at5 + u7] = a5_7; out[at5 + u8] = a5_8; out[at5 + u9] = a5_9; out[at5 + u10] = a5_10; out[at5 + u11] = a5_11; out[at5 + u12] = a5_12; out[at5 + u13] = a5_13; out[at5 + u14] = a5_14; out[at5 + u15] = a5_15; out[at5 + u16] = a5_16; out[at5 + u17] = a5_17; out[at5 + u18] = a5_18; out[at5 + u19] = a5_19; out[at5 + u20] = a5_20; out[at5 + u21] = a5_21; out[at5 + u22] = a5_22; out[at5 + u23] = a5_23; out[at5 + u24] = a5_24; out[at5 + u25] = a5_25; out[at5 + u26] = a5_26; out[at5 + u27] = a5_27; out[at5 + u28] = a5_28; out[at5 + u29] = a5_29; out[at5 + u30] = a5_30; out[at5 + u31] = a5_31
-            at6 = ocol[j0 + 6] + o_base
-            out[at6 + u0] = a6_0; out[at6 + u1] = a6_1; out[at6 + u2] = a6_2; out[at6 + u3] = a6_3; out[at6 + u4] = a6_4; out[at6 + u5] = a6_5; out[at6 + u6] = a6_6; out[at6 + u7] = a6_7; out[at6 + u8] = a6_8; out[at6 + u9] = a6_9; out[at6 + u10] = a6_10; out[at6 + u11] = a6_11; out[at6 + u12] = a6_12; out[at6 + u13] = a6_13; out[at6 + u14] = a6_14; out[at6 + u15] = a6_15; out[at6 + u16] = a6_16; out[at6 + u17] = a6_17; out[at6 + u18] = a6_18; out[at6 + u19] = a6_19; out[at6 + u20] = a6_20; out[at6 + u21] = a6_21; out[at6 + u22] = a6_22; out[at6 + u23] = a6_23; out[at6 + u24] = a6_24; out[at6 + u25] = a6_25; out[at6 + u26] = a6_26; out[at6 + u27] = a6_27; out[at6 + u28] = a6_28; out[at6 + u29] = a6_29; out[at6 + u30] = a6_30; out[at6 + u31] = a6_31
+            store_run(out, ocol[j0 + 0] + o_base, a0)
+            store_run(out, ocol[j0 + 1] + o_base, a1)
+            store_run(out, ocol[j0 + 2] + o_base, a2)
+            store_run(out, ocol[j0 + 3] + o_base, a3)
+            store_run(out, ocol[j0 + 4] + o_base, a4)
+            store_run(out, ocol[j0 + 5] + o_base, a5)
+            store_run(out, ocol[j0 + 6] + o_base, a6)
         elif n_lanes == 32 and j0 + 7 <= columns and ocol[j0 + 6] - ocol[j0] == 6:
-            column_base = ocol[j0] + o_base
-            lane0 = column_base + u0 * ostride
-            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0; out[lane0 + u5] = a5_0; out[lane0 + u6] = a6_0
-            lane1 = column_base + u1 * ostride
-            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1; out[lane1 + u5] = a5_1; out[lane1 + u6] = a6_1
-            lane2 = column_base + u2 * ostride
-            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2; out[lane2 + u5] = a5_2; out[lane2 + u6] = a6_2
-            lane3 = column_base + u3 * ostride
-            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3; out[lane3 + u5] = a5_3; out[lane3 + u6] = a6_3
-            lane4 = column_base + u4 * ostride
-            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4; out[lane4 + u5] = a5_4; out[lane4 + u6] = a6_4
-            lane5 = column_base + u5 * ostride
-            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5; out[lane5 + u5] = a5_5; out[lane5 + u6] = a6_5
-            lane6 = column_base + u6 * ostride
-            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6; out[lane6 + u5] = a5_6; out[lane6 + u6] = a6_6
-            lane7 = column_base + u7 * ostride
-            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7; out[lane7 + u5] = a5_7; out[lane7 + u6] = a6_7
-            lane8 = column_base + u8 * ostride
-            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8; out[lane8 + u5] = a5_8; out[lane8 + u6] = a6_8
-            lane9 = column_base + u9 * ostride
-            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9; out[lane9 + u5] = a5_9; out[lane9 + u6] = a6_9
-            lane10 = column_base + u10 * ostride
-            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10; out[lane10 + u5] = a5_10; out[lane10 + u6] = a6_10
-            lane11 = column_base + u11 * ostride
-            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11; out[lane11 + u5] = a5_11; out[lane11 + u6] = a6_11
-            lane12 = column_base + u12 * ostride
-            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12; out[lane12 + u5] = a5_12; out[lane12 + u6] = a6_12
-            lane13 = column_base + u13 * ostride
-            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13; out[lane13 + u5] = a5_13; out[lane13 + u6] = a6_13
-            lane14 = column_base + u14 * ostride
-            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14; out[lane14 + u5] = a5_14; out[lane14 + u6] = a6_14
-            lane15 = column_base + u15 * ostride
-            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15; out[lane15 + u5] = a5_15; out[lane15 + u6] = a6_15
-            lane16 = column_base + u16 * ostride
-            out[lane16 + u0] = a0_16; out[lane16 + u1] = a1_16; out[lane16 + u2] = a2_16; out[lane16 + u3] = a3_16; out[lane16 + u4] = a4_16; out[lane16 + u5] = a5_16; out[lane16 + u6] = a6_16
-            lane17 = column_base + u17 * ostride
-            out[lane17 + u0] = a0_17; out[lane17 + u1] = a1_17; out[lane17 + u2] = a2_17; out[lane17 + u3] = a3_17; out[lane17 + u4] = a4_17; out[lane17 + u5] = a5_17; out[lane17 + u6] = a6_17
-            lane18 = column_base + u18 * ostride
-            out[lane18 + u0] = a0_18; out[lane18 + u1] = a1_18; out[lane18 + u2] = a2_18; out[lane18 + u3] = a3_18; out[lane18 + u4] = a4_18; out[lane18 + u5] = a5_18; out[lane18 + u6] = a6_18
-            lane19 = column_base + u19 * ostride
-            out[lane19 + u0] = a0_19; out[lane19 + u1] = a1_19; out[lane19 + u2] = a2_19; out[lane19 + u3] = a3_19; out[lane19 + u4] = a4_19; out[lane19 + u5] = a5_19; out[lane19 + u6] = a6_19
-            lane20 = column_base + u20 * ostride
-            out[lane20 + u0] = a0_20; out[lane20 + u1] = a1_20; out[lane20 + u2] = a2_20; out[lane20 + u3] = a3_20; out[lane20 + u4] = a4_20; out[lane20 + u5] = a5_20; out[lane20 + u6] = a6_20
-            lane21 = column_base + u21 * ostride
-            out[lane21 + u0] = a0_21; out[lane21 + u1] = a1_21; out[lane21 + u2] = a2_21; out[lane21 + u3] = a3_21; out[lane21 + u4] = a4_21; out[lane21 + u5] = a5_21; out[lane21 + u6] = a6_21
-            lane22 = column_base + u22 * ostride
-            out[lane22 + u0] = a0_22; out[lane22 + u1] = a1_22; out[lane22 + u2] = a2_22; out[lane22 + u3] = a3_22; out[lane22 + u4] = a4_22; out[lane22 + u5] = a5_22; out[lane22 + u6] = a6_22
-            lane23 = column_base + u23 * ostride
-            out[lane23 + u0] = a0_23; out[lane23 + u1] = a1_23; out[lane23 + u2] = a2_23; out[lane23 + u3] = a3_23; out[lane23 + u4] = a4_23; out[lane23 + u5] = a5_23; out[lane23 + u6] = a6_23
-            lane24 = column_base + u24 * ostride
-            out[lane24 + u0] = a0_24; out[lane24 + u1] = a1_24; out[lane24 + u2] = a2_24; out[lane24 + u3] = a3_24; out[lane24 + u4] = a4_24; out[lane24 + u5] = a5_24; out[lane24 + u6] = a6_24
-            lane25 = column_base + u25 * ostride
-            out[lane25 + u0] = a0_25; out[lane25 + u1] = a1_25; out[lane25 + u2] = a2_25; out[lane25 + u3] = a3_25; out[lane25 + u4] = a4_25; out[lane25 + u5] = a5_25; out[lane25 + u6] = a6_25
-            lane26 = column_base + u26 * ostride
-            out[lane26 + u0] = a0_26; out[lane26 + u1] = a1_26; out[lane26 + u2] = a2_26; out[lane26 + u3] = a3_26; out[lane26 + u4] = a4_26; out[lane26 + u5] = a5_26; out[lane26 + u6] = a6_26
-            lane27 = column_base + u27 * ostride
-            out[lane27 + u0] = a0_27; out[lane27 + u1] = a1_27; out[lane27 + u2] = a2_27; out[lane27 + u3] = a3_27; out[lane27 + u4] = a4_27; out[lane27 + u5] = a5_27; out[lane27 + u6] = a6_27
-            lane28 = column_base + u28 * ostride
-            out[lane28 + u0] = a0_28; out[lane28 + u1] = a1_28; out[lane28 + u2] = a2_28; out[lane28 + u3] = a3_28; out[lane28 + u4] = a4_28; out[lane28 + u5] = a5_28; out[lane28 + u6] = a6_28
-            lane29 = column_base + u29 * ostride
-            out[lane29 + u0] = a0_29; out[lane29 + u1] = a1_29; out[lane29 + u2] = a2_29; out[lane29 + u3] = a3_29; out[lane29 + u4] = a4_29; out[lane29 + u5] = a5_29; out[lane29 + u6] = a6_29
-            lane30 = column_base + u30 * ostride
-            out[lane30 + u0] = a0_30; out[lane30 + u1] = a1_30; out[lane30 + u2] = a2_30; out[lane30 + u3] = a3_30; out[lane30 + u4] = a4_30; out[lane30 + u5] = a5_30; out[lane30 + u6] = a6_30
-            lane31 = column_base + u31 * ostride
-            out[lane31 + u0] = a0_31; out[lane31 + u1] = a1_31; out[lane31 + u2] = a2_31; out[lane31 + u3] = a3_31; out[lane31 + u4] = a4_31; out[lane31 + u5] = a5_31; out[lane31 + u6] = a6_31
+            store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6))
         else:
             tile = np.empty(224, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31
-            tile[32] = a1_0; tile[33] = a1_1; tile[34] = a1_2; tile[35] = a1_3; tile[36] = a1_4; tile[37] = a1_5; tile[38] = a1_6; tile[39] = a1_7; tile[40] = a1_8; tile[41] = a1_9; tile[42] = a1_10; tile[43] = a1_11; tile[44] = a1_12; tile[45] = a1_13; tile[46] = a1_14; tile[47] = a1_15; tile[48] = a1_16; tile[49] = a1_17; tile[50] = a1_18; tile[51] = a1_19; tile[52] = a1_20; tile[53] = a1_21; tile[54] = a1_22; tile[55] = a1_23; tile[56] = a1_24; tile[57] = a1_25; tile[58] = a1_26; tile[59] = a1_27; tile[60] = a1_28; tile[61] = a1_29; tile[62] = a1_30; tile[63] = a1_31
-            tile[64] = a2_0; tile[65] = a2_1; tile[66] = a2_2; tile[67] = a2_3; tile[68] = a2_4; tile[69] = a2_5; tile[70] = a2_6; tile[71] = a2_7; tile[72] = a2_8; tile[73] = a2_9; tile[74] = a2_10; tile[75] = a2_11; tile[76] = a2_12; tile[77] = a2_13; tile[78] = a2_14; tile[79] = a2_15; tile[80] = a2_16; tile[81] = a2_17; tile[82] = a2_18; tile[83] = a2_19; tile[84] = a2_20; tile[85] = a2_21; tile[86] = a2_22; tile[87] = a2_23; tile[88] = a2_24; tile[89] = a2_25; tile[90] = a2_26; tile[91] = a2_27; tile[92] = a2_28; tile[93] = a2_29; tile[94] = a2_30; tile[95] = a2_31
-            tile[96] = a3_0; tile[97] = a3_1; tile[98] = a3_2; tile[99] = a3_3; tile[100] = a3_4; tile[101] = a3_5; tile[102] = a3_6; tile[103] = a3_7; tile[104] = a3_8; tile[105] = a3_9; tile[106] = a3_10; tile[107] = a3_11; tile[108] = a3_12; tile[109] = a3_13; tile[110] = a3_14; tile[111] = a3_15; tile[112] = a3_16; tile[113] = a3_17; tile[114] = a3_18; tile[115] = a3_19; tile[116] = a3_20; tile[117] = a3_21; tile[118] = a3_22; tile[119] = a3_23; tile[120] = a3_24; tile[121] = a3_25; tile[122] = a3_26; tile[123] = a3_27; tile[124] = a3_28; tile[125] = a3_29; tile[126] = a3_30; tile[127] = a3_31
-            tile[128] = a4_0; tile[129] = a4_1; tile[130] = a4_2; tile[131] = a4_3; tile[132] = a4_4; tile[133] = a4_5; tile[134] = a4_6; tile[135] = a4_7; tile[136] = a4_8; tile[137] = a4_9; tile[138] = a4_10; tile[139] = a4_11; tile[140] = a4_12; tile[141] = a4_13; tile[142] = a4_14; tile[143] = a4_15; tile[144] = a4_16; tile[145] = a4_17; tile[146] = a4_18; tile[147] = a4_19; tile[148] = a4_20; tile[149] = a4_21; tile[150] = a4_22; tile[151] = a4_23; tile[152] = a4_24; tile[153] = a4_25; tile[154] = a4_26; tile[155] = a4_27; tile[156] = a4_28; tile[157] = a4_29; tile[158] = a4_30; tile[159] = a4_31
-            tile[160] = a5_0; tile[161] = a5_1; tile[162] = a5_2; tile[163] = a5_3; tile[164] = a5_4; tile[165] = a5_5; tile[166] = a5_6; tile[167] = a5_7; tile[168] = a5_8; tile[169] = a5_9; tile[170] = a5_10; tile[171] = a5_11; tile[172] = a5_12; tile[173] = a5_13; tile[174] = a5_14; tile[175] = a5_15; tile[176] = a5_16; tile[177] = a5_17; tile[178] = a5_18; tile[179] = a5_19; tile[180] = a5_20; tile[181] = a5_21; tile[182] = a5_22; tile[183] = a5_23; tile[184] = a5_24; tile[185] = a5_25; tile[186] = a5_26; tile[187] = a5_27; tile[188] = a5_28; tile[189] = a5_29; tile[190] = a5_30; tile[191] = a5_31
-            tile[192] = a6_0; tile[193] = a6_1; tile[194] = a6_2; tile[195] = a6_3; tile[196] = a6_4; tile[197] = a6_5; tile[198] = a6_6; tile[199] = a6_7; tile[200] = a6_8; tile[201] = a6_9; tile[202] = a6_10; tile[203] = a6_11; tile[204] = a6_12; tile[205] = a6_13; tile[206] = a6_14; tile[207] = a6_15; tile[208] = a6_16; tile[209] = a6_17; tile[210] = a6_18; tile[211] = a6_19; tile[212] = a6_20; tile[213] = a6_21; tile[214] = a6_22; tile[215] = a6_23; tile[216] = a6_24; tile[217] = a6_25; tile[218] = a6_26; tile[219] = a6_27; tile[220] = a6_28; tile[221] = a6_29; tile[222] = a6_30; tile[223] = a6_31
+            store_run(tile, 0, a0)
+            store_run(tile, 32, a1)
+            store_run(tile, 64, a2)
+            store_run(tile, 96, a3)
+            store_run(tile, 128, a4)
+            store_run(tile, 160, a5)
+            store_run(tile, 192, a6)
             for j in range(min(7, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
@@ -820,7 +316,7 @@ def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 5 x (t // blocks)."""
@@ -829,22 +325,6 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 16)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -865,116 +345,38 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x3 = xc[c3] + x_base
         c4 = min(j0 + 4, last)
         x4 = xc[c4] + x_base
-        lane_base = np.uint64(b * 16)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0
-        e1 = init_col[c1]
-        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1
-        e2 = init_col[c2]
-        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2
-        e3 = init_col[c3]
-        a3_0 = i0 + e3; a3_1 = i1 + e3; a3_2 = i2 + e3; a3_3 = i3 + e3; a3_4 = i4 + e3; a3_5 = i5 + e3; a3_6 = i6 + e3; a3_7 = i7 + e3; a3_8 = i8 + e3; a3_9 = i9 + e3; a3_10 = i10 + e3; a3_11 = i11 + e3; a3_12 = i12 + e3; a3_13 = i13 + e3; a3_14 = i14 + e3; a3_15 = i15 + e3
-        e4 = init_col[c4]
-        a4_0 = i0 + e4; a4_1 = i1 + e4; a4_2 = i2 + e4; a4_3 = i3 + e4; a4_4 = i4 + e4; a4_5 = i5 + e4; a4_6 = i6 + e4; a4_7 = i7 + e4; a4_8 = i8 + e4; a4_9 = i9 + e4; a4_10 = i10 + e4; a4_11 = i11 + e4; a4_12 = i12 + e4; a4_13 = i13 + e4; a4_14 = i14 + e4; a4_15 = i15 + e4
+        lane_init = load_run(init_lane, np.uint64(b * 16), 16)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
+        a3 = add_run(lane_init, init_col[c3])
+        a4 = add_run(lane_init, init_col[c4])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0
-            s1 = X[x1 + x_at]
-            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1
-            s2 = X[x2 + x_at]
-            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2
-            s3 = X[x3 + x_at]
-            a3_0 += w0 * s3; a3_1 += w1 * s3; a3_2 += w2 * s3; a3_3 += w3 * s3; a3_4 += w4 * s3; a3_5 += w5 * s3; a3_6 += w6 * s3; a3_7 += w7 * s3; a3_8 += w8 * s3; a3_9 += w9 * s3; a3_10 += w10 * s3; a3_11 += w11 * s3; a3_12 += w12 * s3; a3_13 += w13 * s3; a3_14 += w14 * s3; a3_15 += w15 * s3
-            s4 = X[x4 + x_at]
-            a4_0 += w0 * s4; a4_1 += w1 * s4; a4_2 += w2 * s4; a4_3 += w3 * s4; a4_4 += w4 * s4; a4_5 += w5 * s4; a4_6 += w6 * s4; a4_7 += w7 * s4; a4_8 += w8 * s4; a4_9 += w9 * s4; a4_10 += w10 * s4; a4_11 += w11 * s4; a4_12 += w12 * s4; a4_13 += w13 * s4; a4_14 += w14 * s4; a4_15 += w15 * s4
+            w = load_run(V, v_at, 16)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
+            a3 = multiply_add_run(a3, w, X[x3 + x_at])
+            a4 = multiply_add_run(a4, w, X[x4 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 16 and ostride == 1 and j0 + 5 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15
-            at1 = ocol[j0 + 1] + o_base
-            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15
-            at2 = ocol[j0 + 2] + o_base
-            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15
-            at3 = ocol[j0 + 3] + o_base
-            out[at3 + u0] = a3_0; out[at3 + u1] = a3_1; out[at3 + u2] = a3_2; out[at3 + u3] = a3_3; out[at3 + u4] = a3_4; out[at3 + u5] = a3_5; out[at3 + u6] = a3_6; out[at3 + u7] = a3_7; out[at3 + u8] = a3_8; out[at3 + u9] = a3_9; out[at3 + u10] = a3_10; out[at3 + u11] = a3_11; out[at3 + u12] = a3_12; out[at3 + u13] = a3_13; out[at3 + u14] = a3_14; out[at3 + u15] = a3_15
-            at4 = ocol[j0 + 4] + o_base
-            out[at4 + u0] = a4_0; out[at4 + u1] = a4_1; out[at4 + u2] = a4_2; out[at4 + u3] = a4_3; out[at4 + u4] = a4_4; out[at4 + u5] = a4_5; out[at4 + u6] = a4_6; out[at4 + u7] = a4_7; out[at4 + u8] = a4_8; out[at4 + u9] = a4_9; out[at4 + u10] = a4_10; out[at4 + u11] = a4_11; out[at4 + u12] = a4_12; out[at4 + u13] = a4_13; out[at4 + u14] = a4_14; out[at4 + u15] = a4_15
+            store_run(out, ocol[j0 + 0] + o_base, a0)
+            store_run(out, ocol[j0 + 1] + o_base, a1)
+            store_run(out, ocol[j0 + 2] + o_base, a2)
+            store_run(out, ocol[j0 + 3] + o_base, a3)
+            store_run(out, ocol[j0 + 4] + o_base, a4)
         elif n_lanes == 16 and j0 + 5 <= columns and ocol[j0 + 4] - ocol[j0] == 4:
-            column_base = ocol[j0] + o_base
-            lane0 = column_base + u0 * ostride
-            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0; out[lane0 + u3] = a3_0; out[lane0 + u4] = a4_0
-            lane1 = column_base + u1 * ostride
-            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1; out[lane1 + u3] = a3_1; out[lane1 + u4] = a4_1
-            lane2 = column_base + u2 * ostride
-            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2; out[lane2 + u3] = a3_2; out[lane2 + u4] = a4_2
-            lane3 = column_base + u3 * ostride
-            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3; out[lane3 + u3] = a3_3; out[lane3 + u4] = a4_3
-            lane4 = column_base + u4 * ostride
-            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4; out[lane4 + u3] = a3_4; out[lane4 + u4] = a4_4
-            lane5 = column_base + u5 * ostride
-            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5; out[lane5 + u3] = a3_5; out[lane5 + u4] = a4_5
-            lane6 = column_base + u6 * ostride
-            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6; out[lane6 + u3] = a3_6; out[lane6 + u4] = a4_6
-            lane7 = column_base + u7 * ostride
-            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7; out[lane7 + u3] = a3_7; out[lane7 + u4] = a4_7
-            lane8 = column_base + u8 * ostride
-            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8; out[lane8 + u3] = a3_8; out[lane8 + u4] = a4_8
-            lane9 = column_base + u9 * ostride
-            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9; out[lane9 + u3] = a3_9; out[lane9 + u4] = a4_9
-            lane10 = column_base + u10 * ostride
-            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10; out[lane10 + u3] = a3_10; out[lane10 + u4] = a4_10
-            lane11 = column_base + u11 * ostride
-            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11; out[lane11 + u3] = a3_11; out[lane11 + u4] = a4_11
-            lane12 = column_base + u12 * ostride
-            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12; out[lane12 + u3] = a3_12; out[lane12 + u4] = a4_12
-            lane13 = column_base + u13 * ostride
-            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13; out[lane13 + u3] = a3_13; out[lane13 + u4] = a4_13
-            lane14 = column_base + u14 * ostride
-            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14; out[lane14 + u3] = a3_14; out[lane14 + u4] = a4_14
-            lane15 = column_base + u15 * ostride
-            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15; out[lane15 + u3] = a3_15; out[lane15 + u4] = a4_15
+            store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4))
         else:
             tile = np.empty(80, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15
-            tile[16] = a1_0; tile[17] = a1_1; tile[18] = a1_2; tile[19] = a1_3; tile[20] = a1_4; tile[21] = a1_5; tile[22] = a1_6; tile[23] = a1_7; tile[24] = a1_8; tile[25] = a1_9; tile[26] = a1_10; tile[27] = a1_11; tile[28] = a1_12; tile[29] = a1_13; tile[30] = a1_14; tile[31] = a1_15
-            tile[32] = a2_0; tile[33] = a2_1; tile[34] = a2_2; tile[35] = a2_3; tile[36] = a2_4; tile[37] = a2_5; tile[38] = a2_6; tile[39] = a2_7; tile[40] = a2_8; tile[41] = a2_9; tile[42] = a2_10; tile[43] = a2_11; tile[44] = a2_12; tile[45] = a2_13; tile[46] = a2_14; tile[47] = a2_15
-            tile[48] = a3_0; tile[49] = a3_1; tile[50] = a3_2; tile[51] = a3_3; tile[52] = a3_4; tile[53] = a3_5; tile[54] = a3_6; tile[55] = a3_7; tile[56] = a3_8; tile[57] = a3_9; tile[58] = a3_10; tile[59] = a3_11; tile[60] = a3_12; tile[61] = a3_13; tile[62] = a3_14; tile[63] = a3_15
-            tile[64] = a4_0; tile[65] = a4_1; tile[66] = a4_2; tile[67] = a4_3; tile[68] = a4_4; tile[69] = a4_5; tile[70] = a4_6; tile[71] = a4_7; tile[72] = a4_8; tile[73] = a4_9; tile[74] = a4_10; tile[75] = a4_11; tile[76] = a4_12; tile[77] = a4_13; tile[78] = a4_14; tile[79] = a4_15
+            store_run(tile, 0, a0)
+            store_run(tile, 16, a1)
+            store_run(tile, 32, a2)
+            store_run(tile, 48, a3)
+            store_run(tile, 64, a4)
             for j in range(min(5, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
@@ -990,7 +392,7 @@ def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 1 x (t // blocks)."""
@@ -999,70 +401,6 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 64)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
-        u16 = np.uint64(16)
-        u17 = np.uint64(17)
-        u18 = np.uint64(18)
-        u19 = np.uint64(19)
-        u20 = np.uint64(20)
-        u21 = np.uint64(21)
-        u22 = np.uint64(22)
-        u23 = np.uint64(23)
-        u24 = np.uint64(24)
-        u25 = np.uint64(25)
-        u26 = np.uint64(26)
-        u27 = np.uint64(27)
-        u28 = np.uint64(28)
-        u29 = np.uint64(29)
-        u30 = np.uint64(30)
-        u31 = np.uint64(31)
-        u32 = np.uint64(32)
-        u33 = np.uint64(33)
-        u34 = np.uint64(34)
-        u35 = np.uint64(35)
-        u36 = np.uint64(36)
-        u37 = np.uint64(37)
-        u38 = np.uint64(38)
-        u39 = np.uint64(39)
-        u40 = np.uint64(40)
-        u41 = np.uint64(41)
-        u42 = np.uint64(42)
-        u43 = np.uint64(43)
-        u44 = np.uint64(44)
-        u45 = np.uint64(45)
-        u46 = np.uint64(46)
-        u47 = np.uint64(47)
-        u48 = np.uint64(48)
-        u49 = np.uint64(49)
-        u50 = np.uint64(50)
-        u51 = np.uint64(51)
-        u52 = np.uint64(52)
-        u53 = np.uint64(53)
-        u54 = np.uint64(54)
-        u55 = np.uint64(55)
-        u56 = np.uint64(56)
-        u57 = np.uint64(57)
-        u58 = np.uint64(58)
-        u59 = np.uint64(59)
-        u60 = np.uint64(60)
-        u61 = np.uint64(61)
-        u62 = np.uint64(62)
-        u63 = np.uint64(63)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -1075,150 +413,20 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x_base = xb[b]
         c0 = min(j0 + 0, last)
         x0 = xc[c0] + x_base
-        lane_base = np.uint64(b * 64)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        i16 = init_lane[lane_base + u16]
-        i17 = init_lane[lane_base + u17]
-        i18 = init_lane[lane_base + u18]
-        i19 = init_lane[lane_base + u19]
-        i20 = init_lane[lane_base + u20]
-        i21 = init_lane[lane_base + u21]
-        i22 = init_lane[lane_base + u22]
-        i23 = init_lane[lane_base + u23]
-        i24 = init_lane[lane_base + u24]
-        i25 = init_lane[lane_base + u25]
-        i26 = init_lane[lane_base + u26]
-        i27 = init_lane[lane_base + u27]
-        i28 = init_lane[lane_base + u28]
-        i29 = init_lane[lane_base + u29]
-        i30 = init_lane[lane_base + u30]
-        i31 = init_lane[lane_base + u31]
-        i32 = init_lane[lane_base + u32]
-        i33 = init_lane[lane_base + u33]
-        i34 = init_lane[lane_base + u34]
-        i35 = init_lane[lane_base + u35]
-        i36 = init_lane[lane_base + u36]
-        i37 = init_lane[lane_base + u37]
-        i38 = init_lane[lane_base + u38]
-        i39 = init_lane[lane_base + u39]
-        i40 = init_lane[lane_base + u40]
-        i41 = init_lane[lane_base + u41]
-        i42 = init_lane[lane_base + u42]
-        i43 = init_lane[lane_base + u43]
-        i44 = init_lane[lane_base + u44]
-        i45 = init_lane[lane_base + u45]
-        i46 = init_lane[lane_base + u46]
-        i47 = init_lane[lane_base + u47]
-        i48 = init_lane[lane_base + u48]
-        i49 = init_lane[lane_base + u49]
-        i50 = init_lane[lane_base + u50]
-        i51 = init_lane[lane_base + u51]
-        i52 = init_lane[lane_base + u52]
-        i53 = init_lane[lane_base + u53]
-        i54 = init_lane[lane_base + u54]
-        i55 = init_lane[lane_base + u55]
-        i56 = init_lane[lane_base + u56]
-        i57 = init_lane[lane_base + u57]
-        i58 = init_lane[lane_base + u58]
-        i59 = init_lane[lane_base + u59]
-        i60 = init_lane[lane_base + u60]
-        i61 = init_lane[lane_base + u61]
-        i62 = init_lane[lane_base + u62]
-        i63 = init_lane[lane_base + u63]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0; a0_32 = i32 + e0; a0_33 = i33 + e0; a0_34 = i34 + e0; a0_35 = i35 + e0; a0_36 = i36 + e0; a0_37 = i37 + e0; a0_38 = i38 + e0; a0_39 = i39 + e0; a0_40 = i40 + e0; a0_41 = i41 + e0; a0_42 = i42 + e0; a0_43 = i43 + e0; a0_44 = i44 + e0; a0_45 = i45 + e0; a0_46 = i46 + e0; a0_47 = i47 + e0; a0_48 = i48 + e0; a0_49 = i49 + e0; a0_50 = i50 + e0; a0_51 = i51 + e0; a0_52 = i52 + e0; a0_53 = i53 + e0; a0_54 = i54 + e0; a0_55 = i55 + e0; a0_56 = i56 + e0; a0_57 = i57 + e0; a0_58 = i58 + e0; a0_59 = i59 + e0; a0_60 = i60 + e0; a0_61 = i61 + e0; a0_62 = i62 + e0; a0_63 = i63 + e0
+        lane_init = load_run(init_lane, np.uint64(b * 64), 64)
+        a0 = add_run(lane_init, init_col[c0])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            w16 = V[v_at + u16]
-            w17 = V[v_at + u17]
-            w18 = V[v_at + u18]
-            w19 = V[v_at + u19]
-            w20 = V[v_at + u20]
-            w21 = V[v_at + u21]
-            w22 = V[v_at + u22]
-            w23 = V[v_at + u23]
-            w24 = V[v_at + u24]
-            w25 = V[v_at + u25]
-            w26 = V[v_at + u26]
-            w27 = V[v_at + u27]
-            w28 = V[v_at + u28]
-            w29 = V[v_at + u29]
-            w30 = V[v_at + u30]
-            w31 = V[v_at + u31]
-            w32 = V[v_at + u32]
-            w33 = V[v_at + u33]
-            w34 = V[v_at + u34]
-            w35 = V[v_at + u35]
-            w36 = V[v_at + u36]
-            w37 = V[v_at + u37]
-            w38 = V[v_at + u38]
-            w39 = V[v_at + u39]
-            w40 = V[v_at + u40]
-            w41 = V[v_at + u41]
-            w42 = V[v_at + u42]
-            w43 = V[v_at + u43]
-            w44 = V[v_at + u44]
-            w45 = V[v_at + u45]
-            w46 = V[v_at + u46]
-            w47 = V[v_at + u47]
-            w48 = V[v_at + u48]
-            w49 = V[v_at + u49]
-            w50 = V[v_at + u50]
-            w51 = V[v_at + u51]
-            w52 = V[v_at + u52]
-            w53 = V[v_at + u53]
-            w54 = V[v_at + u54]
-            w55 = V[v_at + u55]
-            w56 = V[v_at + u56]
-            w57 = V[v_at + u57]
-            w58 = V[v_at + u58]
-            w59 = V[v_at + u59]
-            w60 = V[v_at + u60]
-            w61 = V[v_at + u61]
-            w62 = V[v_at + u62]
-            w63 = V[v_at + u63]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0; a0_32 += w32 * s0; a0_33 += w33 * s0; a0_34 += w34 * s0; a0_35 += w35 * s0; a0_36 += w36 * s0; a0_37 += w37 * s0; a0_38 += w38 * s0; a0_39 += w39 * s0; a0_40 += w40 * s0; a0_41 += w41 * s0; a0_42 += w42 * s0; a0_43 += w43 * s0; a0_44 += w44 * s0; a0_45 += w45 * s0; a0_46 += w46 * s0; a0_47 += w47 * s0; a0_48 += w48 * s0; a0_49 += w49 * s0; a0_50 += w50 * s0; a0_51 += w51 * s0; a0_52 += w52 * s0; a0_53 += w53 * s0; a0_54 += w54 * s0; a0_55 += w55 * s0; a0_56 += w56 * s0; a0_57 += w57 * s0; a0_58 += w58 * s0; a0_59 += w59 * s0; a0_60 += w60 * s0; a0_61 += w61 * s0; a0_62 += w62 * s0; a0_63 += w63 * s0
+            w = load_run(V, v_at, 64)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 64 and ostride == 1 and j0 + 1 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31; out[at0 + u32] = a0_32; out[at0 + u33] = a0_33; out[at0 + u34] = a0_34; out[at0 + u35] = a0_35; out[at0 + u36] = a0_36; out[at0 + u37] = a0_37; out[at0 + u38] = a0_38; out[at0 + u39] = a0_39; out[at0 + u40] = a0_40; out[at0 + u41] = a0_41; out[at0 + u42] = a0_42; out[at0 + u43] = a0_43; out[at0 + u44] = a0_44; out[at0 + u45] = a0_45; out[at0 + u46] = a0_46; out[at0 + u47] = a0_47; out[at0 + u48] = a0_48; out[at0 + u49] = a0_49; out[at0 + u50] = a0_50; out[at0 + u51] = a0_51; out[at0 + u52] = a0_52; out[at0 + u53] = a0_53; out[at0 + u54] = a0_54; out[at0 + u55] = a0_55; out[at0 + u56] = a0_56; out[at0 + u57] = a0_57; out[at0 + u58] = a0_58; out[at0 + u59] = a0_59; out[at0 + u60] = a0_60; out[at0 + u61] = a0_61; out[at0 + u62] = a0_62; out[at0 + u63] = a0_63
+            store_run(out, ocol[j0 + 0] + o_base, a0)
         else:
             tile = np.empty(64, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31; tile[32] = a0_32; tile[33] = a0_33; tile[34] = a0_34; tile[35] = a0_35; tile[36] = a0_36; tile[37] = a0_37; tile[38] = a0_38; tile[39] = a0_39; tile[40] = a0_40; tile[41] = a0_41; tile[42] = a0_42; tile[43] = a0_43; tile[44] = a0_44; tile[45] = a0_45; tile[46] = a0_46; tile[47] = a0_47; tile[48] = a0_48; tile[49] = a0_49; tile[50] = a0_50; tile[51] = a0_51; tile[52] = a0_52; tile[53] = a0_53; tile[54] = a0_54; tile[55] = a0_55; tile[56] = a0_56; tile[57] = a0_57; tile[58] = a0_58; tile[59] = a0_59; tile[60] = a0_60; tile[61] = a0_61; tile[62] = a0_62; tile[63] = a0_63
+            store_run(tile, 0, a0)
             for j in range(min(1, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):
@@ -1234,7 +442,7 @@ def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, pipeline_class=StraightLineCompiler)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
@@ -1243,38 +451,6 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
     blocks = vb.shape[0]
     strips_outer = takes_strips_outer(V, vb, rlo, rhi, 32)
     for task in range(first, end):
-        u0 = np.uint64(0)
-        u1 = np.uint64(1)
-        u2 = np.uint64(2)
-        u3 = np.uint64(3)
-        u4 = np.uint64(4)
-        u5 = np.uint64(5)
-        u6 = np.uint64(6)
-        u7 = np.uint64(7)
-        u8 = np.uint64(8)
-        u9 = np.uint64(9)
-        u10 = np.uint64(10)
-        u11 = np.uint64(11)
-        u12 = np.uint64(12)
-        u13 = np.uint64(13)
-        u14 = np.uint64(14)
-        u15 = np.uint64(15)
-        u16 = np.uint64(16)
-        u17 = np.uint64(17)
-        u18 = np.uint64(18)
-        u19 = np.uint64(19)
-        u20 = np.uint64(20)
-        u21 = np.uint64(21)
-        u22 = np.uint64(22)
-        u23 = np.uint64(23)
-        u24 = np.uint64(24)
-        u25 = np.uint64(25)
-        u26 = np.uint64(26)
-        u27 = np.uint64(27)
-        u28 = np.uint64(28)
-        u29 = np.uint64(29)
-        u30 = np.uint64(30)
-        u31 = np.uint64(31)
         if strips_outer:
             strip = task // blocks
             b = task - strip * blocks
@@ -1291,166 +467,30 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         x1 = xc[c1] + x_base
         c2 = min(j0 + 2, last)
         x2 = xc[c2] + x_base
-        lane_base = np.uint64(b * 32)
-        i0 = init_lane[lane_base + u0]
-        i1 = init_lane[lane_base + u1]
-        i2 = init_lane[lane_base + u2]
-        i3 = init_lane[lane_base + u3]
-        i4 = init_lane[lane_base + u4]
-        i5 = init_lane[lane_base + u5]
-        i6 = init_lane[lane_base + u6]
-        i7 = init_lane[lane_base + u7]
-        i8 = init_lane[lane_base + u8]
-        i9 = init_lane[lane_base + u9]
-        i10 = init_lane[lane_base + u10]
-        i11 = init_lane[lane_base + u11]
-        i12 = init_lane[lane_base + u12]
-        i13 = init_lane[lane_base + u13]
-        i14 = init_lane[lane_base + u14]
-        i15 = init_lane[lane_base + u15]
-        i16 = init_lane[lane_base + u16]
-        i17 = init_lane[lane_base + u17]
-        i18 = init_lane[lane_base + u18]
-        i19 = init_lane[lane_base + u19]
-        i20 = init_lane[lane_base + u20]
-        i21 = init_lane[lane_base + u21]
-        i22 = init_lane[lane_base + u22]
-        i23 = init_lane[lane_base + u23]
-        i24 = init_lane[lane_base + u24]
-        i25 = init_lane[lane_base + u25]
-        i26 = init_lane[lane_base + u26]
-        i27 = init_lane[lane_base + u27]
-        i28 = init_lane[lane_base + u28]
-        i29 = init_lane[lane_base + u29]
-        i30 = init_lane[lane_base + u30]
-        i31 = init_lane[lane_base + u31]
-        e0 = init_col[c0]
-        a0_0 = i0 + e0; a0_1 = i1 + e0; a0_2 = i2 + e0; a0_3 = i3 + e0; a0_4 = i4 + e0; a0_5 = i5 + e0; a0_6 = i6 + e0; a0_7 = i7 + e0; a0_8 = i8 + e0; a0_9 = i9 + e0; a0_10 = i10 + e0; a0_11 = i11 + e0; a0_12 = i12 + e0; a0_13 = i13 + e0; a0_14 = i14 + e0; a0_15 = i15 + e0; a0_16 = i16 + e0; a0_17 = i17 + e0; a0_18 = i18 + e0; a0_19 = i19 + e0; a0_20 = i20 + e0; a0_21 = i21 + e0; a0_22 = i22 + e0; a0_23 = i23 + e0; a0_24 = i24 + e0; a0_25 = i25 + e0; a0_26 = i26 + e0; a0_27 = i27 + e0; a0_28 = i28 + e0; a0_29 = i29 + e0; a0_30 = i30 + e0; a0_31 = i31 + e0
-        e1 = init_col[c1]
-        a1_0 = i0 + e1; a1_1 = i1 + e1; a1_2 = i2 + e1; a1_3 = i3 + e1; a1_4 = i4 + e1; a1_5 = i5 + e1; a1_6 = i6 + e1; a1_7 = i7 + e1; a1_8 = i8 + e1; a1_9 = i9 + e1; a1_10 = i10 + e1; a1_11 = i11 + e1; a1_12 = i12 + e1; a1_13 = i13 + e1; a1_14 = i14 + e1; a1_15 = i15 + e1; a1_16 = i16 + e1; a1_17 = i17 + e1; a1_18 = i18 + e1; a1_19 = i19 + e1; a1_20 = i20 + e1; a1_21 = i21 + e1; a1_22 = i22 + e1; a1_23 = i23 + e1; a1_24 = i24 + e1; a1_25 = i25 + e1; a1_26 = i26 + e1; a1_27 = i27 + e1; a1_28 = i28 + e1; a1_29 = i29 + e1; a1_30 = i30 + e1; a1_31 = i31 + e1
-        e2 = init_col[c2]
-        a2_0 = i0 + e2; a2_1 = i1 + e2; a2_2 = i2 + e2; a2_3 = i3 + e2; a2_4 = i4 + e2; a2_5 = i5 + e2; a2_6 = i6 + e2; a2_7 = i7 + e2; a2_8 = i8 + e2; a2_9 = i9 + e2; a2_10 = i10 + e2; a2_11 = i11 + e2; a2_12 = i12 + e2; a2_13 = i13 + e2; a2_14 = i14 + e2; a2_15 = i15 + e2; a2_16 = i16 + e2; a2_17 = i17 + e2; a2_18 = i18 + e2; a2_19 = i19 + e2; a2_20 = i20 + e2; a2_21 = i21 + e2; a2_22 = i22 + e2; a2_23 = i23 + e2; a2_24 = i24 + e2; a2_25 = i25 + e2; a2_26 = i26 + e2; a2_27 = i27 + e2; a2_28 = i28 + e2; a2_29 = i29 + e2; a2_30 = i30 + e2; a2_31 = i31 + e2
+        lane_init = load_run(init_lane, np.uint64(b * 32), 32)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
         for r in range(rlo[b], rhi[b]):
             v_at = voff[r] + v_base
             x_at = xr[r]
-            w0 = V[v_at + u0]
-            w1 = V[v_at + u1]
-            w2 = V[v_at + u2]
-            w3 = V[v_at + u3]
-            w4 = V[v_at + u4]
-            w5 = V[v_at + u5]
-            w6 = V[v_at + u6]
-            w7 = V[v_at + u7]
-            w8 = V[v_at + u8]
-            w9 = V[v_at + u9]
-            w10 = V[v_at + u10]
-            w11 = V[v_at + u11]
-            w12 = V[v_at + u12]
-            w13 = V[v_at + u13]
-            w14 = V[v_at + u14]
-            w15 = V[v_at + u15]
-            w16 = V[v_at + u16]
-            w17 = V[v_at + u17]
-            w18 = V[v_at + u18]
-            w19 = V[v_at + u19]
-            w20 = V[v_at + u20]
-            w21 = V[v_at + u21]
-            w22 = V[v_at + u22]
-            w23 = V[v_at + u23]
-            w24 = V[v_at + u24]
-            w25 = V[v_at + u25]
-            w26 = V[v_at + u26]
-            w27 = V[v_at + u27]
-            w28 = V[v_at + u28]
-            w29 = V[v_at + u29]
-            w30 = V[v_at + u30]
-            w31 = V[v_at + u31]
-            s0 = X[x0 + x_at]
-            a0_0 += w0 * s0; a0_1 += w1 * s0; a0_2 += w2 * s0; a0_3 += w3 * s0; a0_4 += w4 * s0; a0_5 += w5 * s0; a0_6 += w6 * s0; a0_7 += w7 * s0; a0_8 += w8 * s0; a0_9 += w9 * s0; a0_10 += w10 * s0; a0_11 += w11 * s0; a0_12 += w12 * s0; a0_13 += w13 * s0; a0_14 += w14 * s0; a0_15 += w15 * s0; a0_16 += w16 * s0; a0_17 += w17 * s0; a0_18 += w18 * s0; a0_19 += w19 * s0; a0_20 += w20 * s0; a0_21 += w21 * s0; a0_22 += w22 * s0; a0_23 += w23 * s0; a0_24 += w24 * s0; a0_25 += w25 * s0; a0_26 += w26 * s0; a0_27 += w27 * s0; a0_28 += w28 * s0; a0_29 += w29 * s0; a0_30 += w30 * s0; a0_31 += w31 * s0
-            s1 = X[x1 + x_at]
-            a1_0 += w0 * s1; a1_1 += w1 * s1; a1_2 += w2 * s1; a1_3 += w3 * s1; a1_4 += w4 * s1; a1_5 += w5 * s1; a1_6 += w6 * s1; a1_7 += w7 * s1; a1_8 += w8 * s1; a1_9 += w9 * s1; a1_10 += w10 * s1; a1_11 += w11 * s1; a1_12 += w12 * s1; a1_13 += w13 * s1; a1_14 += w14 * s1; a1_15 += w15 * s1; a1_16 += w16 * s1; a1_17 += w17 * s1; a1_18 += w18 * s1; a1_19 += w19 * s1; a1_20 += w20 * s1; a1_21 += w21 * s1; a1_22 += w22 * s1; a1_23 += w23 * s1; a1_24 += w24 * s1; a1_25 += w25 * s1; a1_26 += w26 * s1; a1_27 += w27 * s1; a1_28 += w28 * s1; a1_29 += w29 * s1; a1_30 += w30 * s1; a1_31 += w31 * s1
-            s2 = X[x2 + x_at]
-            a2_0 += w0 * s2; a2_1 += w1 * s2; a2_2 += w2 * s2; a2_3 += w3 * s2; a2_4 += w4 * s2; a2_5 += w5 * s2; a2_6 += w6 * s2; a2_7 += w7 * s2; a2_8 += w8 * s2; a2_9 += w9 * s2; a2_10 += w10 * s2; a2_11 += w11 * s2; a2_12 += w12 * s2; a2_13 += w13 * s2; a2_14 += w14 * s2; a2_15 += w15 * s2; a2_16 += w16 * s2; a2_17 += w17 * s2; a2_18 += w18 * s2; a2_19 += w19 * s2; a2_20 += w20 * s2; a2_21 += w21 * s2; a2_22 += w22 * s2; a2_23 += w23 * s2; a2_24 += w24 * s2; a2_25 += w25 * s2; a2_26 += w26 * s2; a2_27 += w27 * s2; a2_28 += w28 * s2; a2_29 += w29 * s2; a2_30 += w30 * s2; a2_31 += w31 * s2
+            w = load_run(V, v_at, 32)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
-            at0 = ocol[j0 + 0] + o_base
-            out[at0 + u0] = a0_0; out[at0 + u1] = a0_1; out[at0 + u2] = a0_2; out[at0 + u3] = a0_3; out[at0 + u4] = a0_4; out[at0 + u5] = a0_5; out[at0 + u6] = a0_6; out[at0 + u7] = a0_7; out[at0 + u8] = a0_8; out[at0 + u9] = a0_9; out[at0 + u10] = a0_10; out[at0 + u11] = a0_11; out[at0 + u12] = a0_12; out[at0 + u13] = a0_13; out[at0 + u14] = a0_14; out[at0 + u15] = a0_15; out[at0 + u16] = a0_16; out[at0 + u17] = a0_17; out[at0 + u18] = a0_18; out[at0 + u19] = a0_19; out[at0 + u20] = a0_20; out[at0 + u21] = a0_21; out[at0 + u22] = a0_22; out[at0 + u23] = a0_23; out[at0 + u24] = a0_24; out[at0 + u25] = a0_25; out[at0 + u26] = a0_26; out[at0 + u27] = a0_27; out[at0 + u28] = a0_28; out[at0 + u29] = a0_29; out[at0 + u30] = a0_30; out[at0 + u31] = a0_31
-            at1 = ocol[j0 + 1] + o_base
-            out[at1 + u0] = a1_0; out[at1 + u1] = a1_1; out[at1 + u2] = a1_2; out[at1 + u3] = a1_3; out[at1 + u4] = a1_4; out[at1 + u5] = a1_5; out[at1 + u6] = a1_6; out[at1 + u7] = a1_7; out[at1 + u8] = a1_8; out[at1 + u9] = a1_9; out[at1 + u10] = a1_10; out[at1 + u11] = a1_11; out[at1 + u12] = a1_12; out[at1 + u13] = a1_13; out[at1 + u14] = a1_14; out[at1 + u15] = a1_15; out[at1 + u16] = a1_16; out[at1 + u17] = a1_17; out[at1 + u18] = a1_18; out[at1 + u19] = a1_19; out[at1 + u20] = a1_20; out[at1 + u21] = a1_21; out[at1 + u22] = a1_22; out[at1 + u23] = a1_23; out[at1 + u24] = a1_24; out[at1 + u25] = a1_25; out[at1 + u26] = a1_26; out[at1 + u27] = a1_27; out[at1 + u28] = a1_28; out[at1 + u29] = a1_29; out[at1 + u30] = a1_30; out[at1 + u31] = a1_31
-            at2 = ocol[j0 + 2] + o_base
-            out[at2 + u0] = a2_0; out[at2 + u1] = a2_1; out[at2 + u2] = a2_2; out[at2 + u3] = a2_3; out[at2 + u4] = a2_4; out[at2 + u5] = a2_5; out[at2 + u6] = a2_6; out[at2 + u7] = a2_7; out[at2 + u8] = a2_8; out[at2 + u9] = a2_9; out[at2 + u10] = a2_10; out[at2 + u11] = a2_11; out[at2 + u12] = a2_12; out[at2 + u13] = a2_13; out[at2 + u14] = a2_14; out[at2 + u15] = a2_15; out[at2 + u16] = a2_16; out[at2 + u17] = a2_17; out[at2 + u18] = a2_18; out[at2 + u19] = a2_19; out[at2 + u20] = a2_20; out[at2 + u21] = a2_21; out[at2 + u22] = a2_22; out[at2 + u23] = a2_23; out[at2 + u24] = a2_24; out[at2 + u25] = a2_25; out[at2 + u26] = a2_26; out[at2 + u27] = a2_27; out[at2 + u28] = a2_28; out[at2 + u29] = a2_29; out[at2 + u30] = a2_30; out[at2 + u31] = a2_31
+            store_run(out, ocol[j0 + 0] + o_base, a0)
+            store_run(out, ocol[j0 + 1] + o_base, a1)
+            store_run(out, ocol[j0 + 2] + o_base, a2)
         elif n_lanes == 32 and j0 + 3 <= columns and ocol[j0 + 2] - ocol[j0] == 2:
-            column_base = ocol[j0] + o_base
-            lane0 = column_base + u0 * ostride
-            out[lane0 + u0] = a0_0; out[lane0 + u1] = a1_0; out[lane0 + u2] = a2_0
-            lane1 = column_base + u1 * ostride
-            out[lane1 + u0] = a0_1; out[lane1 + u1] = a1_1; out[lane1 + u2] = a2_1
-            lane2 = column_base + u2 * ostride
-            out[lane2 + u0] = a0_2; out[lane2 + u1] = a1_2; out[lane2 + u2] = a2_2
-            lane3 = column_base + u3 * ostride
-            out[lane3 + u0] = a0_3; out[lane3 + u1] = a1_3; out[lane3 + u2] = a2_3
-            lane4 = column_base + u4 * ostride
-            out[lane4 + u0] = a0_4; out[lane4 + u1] = a1_4; out[lane4 + u2] = a2_4
-            lane5 = column_base + u5 * ostride
-            out[lane5 + u0] = a0_5; out[lane5 + u1] = a1_5; out[lane5 + u2] = a2_5
-            lane6 = column_base + u6 * ostride
-            out[lane6 + u0] = a0_6; out[lane6 + u1] = a1_6; out[lane6 + u2] = a2_6
-            lane7 = column_base + u7 * ostride
-            out[lane7 + u0] = a0_7; out[lane7 + u1] = a1_7; out[lane7 + u2] = a2_7
-            lane8 = column_base + u8 * ostride
-            out[lane8 + u0] = a0_8; out[lane8 + u1] = a1_8; out[lane8 + u2] = a2_8
-            lane9 = column_base + u9 * ostride
-            out[lane9 + u0] = a0_9; out[lane9 + u1] = a1_9; out[lane9 + u2] = a2_9
-            lane10 = column_base + u10 * ostride
-            out[lane10 + u0] = a0_10; out[lane10 + u1] = a1_10; out[lane10 + u2] = a2_10
-            lane11 = column_base + u11 * ostride
-            out[lane11 + u0] = a0_11; out[lane11 + u1] = a1_11; out[lane11 + u2] = a2_11
-            lane12 = column_base + u12 * ostride
-            out[lane12 + u0] = a0_12; out[lane12 + u1] = a1_12; out[lane12 + u2] = a2_12
-            lane13 = column_base + u13 * ostride
-            out[lane13 + u0] = a0_13; out[lane13 + u1] = a1_13; out[lane13 + u2] = a2_13
-            lane14 = column_base + u14 * ostride
-            out[lane14 + u0] = a0_14; out[lane14 + u1] = a1_14; out[lane14 + u2] = a2_14
-            lane15 = column_base + u15 * ostride
-            out[lane15 + u0] = a0_15; out[lane15 + u1] = a1_15; out[lane15 + u2] = a2_15
-            lane16 = column_base + u16 * ostride
-            out[lane16 + u0] = a0_16; out[lane16 + u1] = a1_16; out[lane16 + u2] = a2_16
-            lane17 = column_base + u17 * ostride
-            out[lane17 + u0] = a0_17; out[lane17 + u1] = a1_17; out[lane17 + u2] = a2_17
-            lane18 = column_base + u18 * ostride
-            out[lane18 + u0] = a0_18; out[lane18 + u1] = a1_18; out[lane18 + u2] = a2_18
-            lane19 = column_base + u19 * ostride
-            out[lane19 + u0] = a0_19; out[lane19 + u1] = a1_19; out[lane19 + u2] = a2_19
-            lane20 = column_base + u20 * ostride
-            out[lane20 + u0] = a0_20; out[lane20 + u1] = a1_20; out[lane20 + u2] = a2_20
-            lane21 = column_base + u21 * ostride
-            out[lane21 + u0] = a0_21; out[lane21 + u1] = a1_21; out[lane21 + u2] = a2_21
-            lane22 = column_base + u22 * ostride
-            out[lane22 + u0] = a0_22; out[lane22 + u1] = a1_22; out[lane22 + u2] = a2_22
-            lane23 = column_base + u23 * ostride
-            out[lane23 + u0] = a0_23; out[lane23 + u1] = a1_23; out[lane23 + u2] = a2_23
-            lane24 = column_base + u24 * ostride
-            out[lane24 + u0] = a0_24; out[lane24 + u1] = a1_24; out[lane24 + u2] = a2_24
-            lane25 = column_base + u25 * ostride
-            out[lane25 + u0] = a0_25; out[lane25 + u1] = a1_25; out[lane25 + u2] = a2_25
-            lane26 = column_base + u26 * ostride
-            out[lane26 + u0] = a0_26; out[lane26 + u1] = a1_26; out[lane26 + u2] = a2_26
-            lane27 = column_base + u27 * ostride
-            out[lane27 + u0] = a0_27; out[lane27 + u1] = a1_27; out[lane27 + u2] = a2_27
-            lane28 = column_base + u28 * ostride
-            out[lane28 + u0] = a0_28; out[lane28 + u1] = a1_28; out[lane28 + u2] = a2_28
-            lane29 = column_base + u29 * ostride
-            out[lane29 + u0] = a0_29; out[lane29 + u1] = a1_29; out[lane29 + u2] = a2_29
-            lane30 = column_base + u30 * ostride
-            out[lane30 + u0] = a0_30; out[lane30 + u1] = a1_30; out[lane30 + u2] = a2_30
-            lane31 = column_base + u31 * ostride
-            out[lane31 + u0] = a0_31; out[lane31 + u1] = a1_31; out[lane31 + u2] = a2_31
+            store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2))
         else:
             tile = np.empty(96, out.dtype)
-            tile[0] = a0_0; tile[1] = a0_1; tile[2] = a0_2; tile[3] = a0_3; tile[4] = a0_4; tile[5] = a0_5; tile[6] = a0_6; tile[7] = a0_7; tile[8] = a0_8; tile[9] = a0_9; tile[10] = a0_10; tile[11] = a0_11; tile[12] = a0_12; tile[13] = a0_13; tile[14] = a0_14; tile[15] = a0_15; tile[16] = a0_16; tile[17] = a0_17; tile[18] = a0_18; tile[19] = a0_19; tile[20] = a0_20; tile[21] = a0_21; tile[22] = a0_22; tile[23] = a0_23; tile[24] = a0_24; tile[25] = a0_25; tile[26] = a0_26; tile[27] = a0_27; tile[28] = a0_28; tile[29] = a0_29; tile[30] = a0_30; tile[31] = a0_31
-            tile[32] = a1_0; tile[33] = a1_1; tile[34] = a1_2; tile[35] = a1_3; tile[36] = a1_4; tile[37] = a1_5; tile[38] = a1_6; tile[39] = a1_7; tile[40] = a1_8; tile[41] = a1_9; tile[42] = a1_10; tile[43] = a1_11; tile[44] = a1_12; tile[45] = a1_13; tile[46] = a1_14; tile[47] = a1_15; tile[48] = a1_16; tile[49] = a1_17; tile[50] = a1_18; tile[51] = a1_19; tile[52] = a1_20; tile[53] = a1_21; tile[54] = a1_22; tile[55] = a1_23; tile[56] = a1_24; tile[57] = a1_25; tile[58] = a1_26; tile[59] = a1_27; tile[60] = a1_28; tile[61] = a1_29; tile[62] = a1_30; tile[63] = a1_31
-            tile[64] = a2_0; tile[65] = a2_1; tile[66] = a2_2; tile[67] = a2_3; tile[68] = a2_4; tile[69] = a2_5; tile[70] = a2_6; tile[71] = a2_7; tile[72] = a2_8; tile[73] = a2_9; tile[74] = a2_10; tile[75] = a2_11; tile[76] = a2_12; tile[77] = a2_13; tile[78] = a2_14; tile[79] = a2_15; tile[80] = a2_16; tile[81] = a2_17; tile[82] = a2_18; tile[83] = a2_19; tile[84] = a2_20; tile[85] = a2_21; tile[86] = a2_22; tile[87] = a2_23; tile[88] = a2_24; tile[89] = a2_25; tile[90] = a2_26; tile[91] = a2_27; tile[92] = a2_28; tile[93] = a2_29; tile[94] = a2_30; tile[95] = a2_31
+            store_run(tile, 0, a0)
+            store_run(tile, 32, a1)
+            store_run(tile, 64, a2)
             for j in range(min(3, columns - j0)):
                 at = ocol[j0 + j] + o_base
                 for k in range(n_lanes):

@@ -74,7 +74,7 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
     """On a first run, compile kernels in other processes while this one goes on; returns how many started.
 
     Each blocked kernel that Numba's cache lacks compiles in a process of its own, at a lower priority
-    (:func:`behind`): they are the largest (about 5 s each on a 2-core machine), and Numba compiles one function at
+    (:func:`behind`): they are the largest (3-4.5 s each on a 2-core machine), and Numba compiles one function at
     a time per process. This process's first call of each waits for its process, then loads it from the cache.
     With ``model`` (a zoo model's name), the model's other kernels are compiled too, split in two: one more process
     runs the forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one the

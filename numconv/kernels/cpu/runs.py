@@ -1,0 +1,149 @@
+"""Runs of numbers as tuples: the loads, sums, multiply-adds and stores of the generated blocked kernels
+(``blocked.py``), one statement per run of a block's lanes instead of one per number.
+
+A blocked kernel keeps its block's results in registers: a tuple of ``lanes`` numbers per column, which LLVM splits
+into scalars and its SLP vectoriser joins again into vector registers. Numba types and lowers every statement on
+its own, at about a millisecond each, and written number by number (``a0_0 += w0 * s0`` ...) a 16 x 14 kernel was
+over a thousand statements, which took most of its 5-8 s compile. Written as runs it is about eighty, and compiles
+in half the time, to the same machine code: each run below emits what Numba emits for the statements it replaces
+(the same loads, additions, multiplications and stores, in the same order; Numba then gives every floating-point
+operation of the function its ``fastmath`` flags, these included), which ``tests/test_runs.py`` checks instruction by
+instruction against the statements written out.
+
+Each is a Numba intrinsic, which only compiled code can call; with the JIT disabled (``NUMBA_DISABLE_JIT``, as the
+spec's coverage measurement runs the kernels) the names are the plain Python functions beside them instead, which
+compute the same numbers. Arrays are flat and C-contiguous, starts unsigned or signed integers, runs tuples.
+"""
+from numba import types
+from numba.core import config
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
+
+
+def _address(context, builder, array_type, array, start_type, start, offset):
+    """The address of ``array[start + offset]``, computed as Numba's subscript of a flat C-contiguous array is."""
+    data = make_array(array_type)(context, builder, array).data
+    at = context.cast(builder, start, start_type, types.uint64)
+    return builder.gep(data, [builder.add(at, context.get_constant(types.uint64, offset))])
+
+
+def _floats(*kinds) -> bool:
+    """Whether every one of ``kinds`` is the same floating-point type (a run's numbers, or a run and one number)."""
+    return all(isinstance(kind, types.Float) for kind in kinds) and len(set(kinds)) == 1
+
+
+def _load_run(array, start, count):
+    return tuple(array[start + i] for i in range(count))
+
+
+@intrinsic(prefer_literal=True)
+def _load_run_jit(typingctx, array, start, count):
+    if not (isinstance(array, types.Array) and isinstance(start, types.Integer)
+            and isinstance(count, types.IntegerLiteral)):
+        return None
+    run = types.UniTuple(array.dtype, count.literal_value)
+
+    def codegen(context, builder, signature, args):
+        array_type, start_type, _ = signature.args
+        return context.make_tuple(builder, run, [
+            builder.load(_address(context, builder, array_type, args[0], start_type, args[1], i))
+            for i in range(run.count)])
+
+    return run(array, start, count), codegen
+
+
+def _add_run(run, number):
+    return tuple(value + number for value in run)
+
+
+@intrinsic
+def _add_run_jit(typingctx, run, number):
+    if not (isinstance(run, types.UniTuple) and _floats(run.dtype, number)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.make_tuple(builder, run, [
+            builder.fadd(builder.extract_value(args[0], k), args[1]) for k in range(run.count)])
+
+    return run(run, number), codegen
+
+
+def _multiply_add_run(totals, run, number):
+    return tuple(total + value * number for total, value in zip(totals, run))
+
+
+@intrinsic
+def _multiply_add_run_jit(typingctx, totals, run, number):
+    if not (isinstance(totals, types.UniTuple) and totals == run and _floats(totals.dtype, number)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.make_tuple(builder, totals, [
+            builder.fadd(builder.extract_value(args[0], k),
+                         builder.fmul(builder.extract_value(args[1], k), args[2]))
+            for k in range(totals.count)])
+
+    return totals(totals, run, number), codegen
+
+
+def _store_run(array, start, run):
+    for i, value in enumerate(run):
+        array[start + i] = value
+
+
+@intrinsic
+def _store_run_jit(typingctx, array, start, run):
+    if not (isinstance(array, types.Array) and isinstance(start, types.Integer) and isinstance(run, types.UniTuple)
+            and _floats(array.dtype, run.dtype)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, start_type, _ = signature.args
+        for i in range(run.count):
+            builder.store(builder.extract_value(args[2], i),
+                          _address(context, builder, array_type, args[0], start_type, args[1], i))
+        return context.get_dummy_value()
+
+    return types.none(array, start, run), codegen
+
+
+def _store_lanes(array, start, stride, runs):
+    for k in range(len(runs[0])):
+        for j, run in enumerate(runs):
+            array[start + k * stride + j] = run[k]
+
+
+@intrinsic
+def _store_lanes_jit(typingctx, array, start, stride, runs):
+    if not (isinstance(array, types.Array) and isinstance(start, types.Integer) and isinstance(stride, types.Integer)
+            and isinstance(runs, types.UniTuple) and isinstance(runs.dtype, types.UniTuple)
+            and _floats(array.dtype, runs.dtype.dtype)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, start_type, stride_type, _ = signature.args
+        step = context.cast(builder, args[2], stride_type, types.uint64)
+        for k in range(runs.dtype.count):
+            lane = builder.mul(context.get_constant(types.uint64, k), step)
+            lane = builder.add(context.cast(builder, args[1], start_type, types.uint64), lane)
+            for j in range(runs.count):
+                builder.store(builder.extract_value(builder.extract_value(args[3], j), k),
+                              _address(context, builder, array_type, args[0], types.uint64, lane, j))
+        return context.get_dummy_value()
+
+    return types.none(array, start, stride, runs), codegen
+
+
+_JIT = not config.DISABLE_JIT
+#: ``load_run(array, start, count)``: (array[start], ..., array[start + count - 1]); ``count`` a constant
+load_run = _load_run_jit if _JIT else _load_run
+#: ``add_run(run, number)``: each of ``run`` plus ``number`` (a block's first value: a lane's and a column's part)
+add_run = _add_run_jit if _JIT else _add_run
+#: ``multiply_add_run(totals, run, number)``: each of ``totals`` plus its lane of ``run`` times ``number`` (a
+#: column's sums after one reduction step: the vector operand's lanes times the column's broadcast number)
+multiply_add_run = _multiply_add_run_jit if _JIT else _multiply_add_run
+#: ``store_run(array, start, run)``: array[start + i] = run[i] (a column's lanes, contiguous in the output)
+store_run = _store_run_jit if _JIT else _store_run
+#: ``store_lanes(array, start, stride, runs)``: array[start + k * stride + j] = runs[j][k], lane by lane (every
+#: column's lane k, the columns contiguous in the output and the lanes ``stride`` apart)
+store_lanes = _store_lanes_jit if _JIT else _store_lanes
