@@ -84,6 +84,21 @@ def _store_by_number(out, at, stride, first, second):
     out[lane3 + np.uint64(1)] = b3
 
 
+@njit(fastmath=FASTMATH)
+def _combine_by_run(first, second, third, scale):
+    return runs.combine_run("-1 +0 -0:2", (first, second, third), (scale,)), \
+        runs.combine_run("-0:0 +2", (first, second, third), (scale,))
+
+
+@njit(fastmath=FASTMATH)
+def _combine_by_number(first, second, third, scale):
+    a0, a1, a2, a3 = first
+    b0, b1, b2, b3 = second
+    c0, c1, c2, c3 = third
+    return (-b0 + a0 - scale * c0, -b1 + a1 - scale * c1, -b2 + a2 - scale * c2, -b3 + a3 - scale * c3), \
+        (-scale * a0 + c0, -scale * a1 + c1, -scale * a2 + c2, -scale * a3 + c3)
+
+
 def _arguments(dtype):
     """Arguments for each pair, in ``dtype``: small integers, whose sums and products are exact either way."""
     values = np.arange(1, 9, dtype=dtype)
@@ -92,12 +107,14 @@ def _arguments(dtype):
         "load_add": (values, np.array([10, -20], dtype), np.uint64(2)),
         "multiply_add": (first, second, dtype(3)),
         "store": (np.zeros(24, dtype), np.uint64(1), np.uint64(4), first, second),
+        "combine": (first, second, tuple(dtype(v) for v in (-4, 6, 8, -2)), dtype(0.5)),
     }
 
 
 PAIRS = {"load_add": (_load_add_by_run, _load_add_by_number),
          "multiply_add": (_multiply_add_by_run, _multiply_add_by_number),
-         "store": (_store_by_run, _store_by_number)}
+         "store": (_store_by_run, _store_by_number),
+         "combine": (_combine_by_run, _combine_by_number)}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -136,15 +153,31 @@ def test_each_run_as_python_is_the_compiled_run():
                                                                                    (first, second))))(compiled)
     np.testing.assert_array_equal(by_python, compiled)
     assert by_python.tolist() == [0, 3, -2, 0, 3, 5, 0, -2, 7, 0, 0, 0]
+    third, half = (np.float32(-4), np.float32(6)), np.float32(0.5)
+    for formula in ("-1 +0 -0:2", "-0:0 +2", "+2"):
+        by_python = runs._combine_run(formula, (first, second, third), (half,))
+        assert by_python == njit(lambda a, b, c, q: runs.combine_run(formula, (a, b, c), (q,)))(first, second, third,
+                                                                                                  half)
+    assert runs._combine_run("-1 +0 -0:2", (first, second, third), (half,)) == (-5 + 3 + 2, -7 - 2 - 3)
 
 
 @pytest.mark.parametrize("call", [
     lambda: njit(lambda t, r: runs.multiply_add_run(t, r, np.float64(1)))((np.float32(1),), (np.float32(2),)),
     lambda: njit(lambda out: runs.store_run(out, 0, (np.float64(1),)))(np.zeros(2, np.float32)),
     lambda: njit(lambda v, n: runs.load_run(v, 0, n))(np.zeros(2, np.float32), 2),
+    lambda: njit(lambda a: runs.combine_run("+0:0", (a,), (np.float64(1),)))((np.float32(1),)),
 ])
 def test_a_run_refuses_mixed_types_and_a_count_that_is_not_a_constant(call):
     """A run's numbers, and the number added or multiplied, share one float type (the kernels' dtype): anything else
     is a typing error, not a silent conversion; a load's count is a compile-time constant."""
     with pytest.raises(TypingError):
         call()
+
+
+@pytest.mark.parametrize("formula", ["", "1", "+x", "+1:", "*1", "+1:2:3"])
+def test_a_formula_that_is_not_terms_is_a_value_error(formula):
+    """A formula is terms such as "+1" or "-0:2", as Python and when compiled."""
+    with pytest.raises(ValueError, match="formula"):
+        runs._combine_run(formula, ((np.float32(1),),), (np.float32(2),))
+    with pytest.raises(ValueError, match="formula"):
+        njit(lambda a, q: runs.combine_run(formula, (a,), (q,)))((np.float32(1),), np.float32(2))

@@ -134,6 +134,72 @@ def _store_lanes_jit(typingctx, array, start, stride, runs):
     return types.none(array, start, stride, runs), codegen
 
 
+def _terms(formula: str) -> list:
+    """The terms of a ``combine_run`` formula: [(sign, scale index or None, run index)]; ValueError where it is not
+    one or more terms ``+i``, ``-i``, ``+s:i`` or ``-s:i`` (run i, optionally times scale s) separated by spaces."""
+    terms = []
+    for term in formula.split():
+        sign, body = term[0], term[1:]
+        scale, _, source = body.rpartition(":")
+        if sign not in "+-" or not source.isdigit() or (scale and not scale.isdigit()):
+            raise ValueError(f"formula must be terms such as '+1', '-0' or '+2:1', got {formula!r}")
+        terms.append((sign, int(scale) if scale else None, int(source)))
+    if not terms:
+        raise ValueError(f"formula must have a term, got {formula!r}")
+    return terms
+
+
+def _combine_run(formula, runs, scales):
+    terms = _terms(formula)
+    result = []
+    for k in range(len(runs[0])):
+        total = None
+        for sign, scale, source in terms:
+            if total is None:  # a first term's sign binds to its scale, as in "-q * x"
+                factor = None if scale is None else (-scales[scale] if sign == "-" else scales[scale])
+                total = runs[source][k] if factor is None else factor * runs[source][k]
+                total = -total if sign == "-" and factor is None else total
+            else:
+                term = runs[source][k] if scale is None else scales[scale] * runs[source][k]
+                total = total - term if sign == "-" else total + term
+        result.append(total)
+    return tuple(result)
+
+
+@intrinsic(prefer_literal=True)
+def _combine_run_jit(typingctx, formula, runs, scales):
+    if not (isinstance(formula, types.StringLiteral) and isinstance(runs, types.UniTuple)
+            and isinstance(runs.dtype, types.UniTuple) and isinstance(scales, types.BaseTuple)
+            and _floats(runs.dtype.dtype, *scales)):
+        return None
+    terms = _terms(formula.literal_value)
+    run = runs.dtype
+
+    def codegen(context, builder, signature, args):
+        sources = [builder.extract_value(args[1], i) for i in range(runs.count)]
+        negative_zero = context.get_constant(run.dtype, -0.0)
+        lanes = []
+        for k in range(run.count):
+            total = None
+            for sign, scale, source in terms:
+                term = builder.extract_value(sources[source], k)
+                if total is None:  # a first term's sign binds to its scale ("-q * x"); Numba negates from -0.0
+                    if scale is None:
+                        total = builder.fsub(negative_zero, term) if sign == "-" else term
+                    else:
+                        factor = builder.extract_value(args[2], scale)
+                        factor = builder.fsub(negative_zero, factor) if sign == "-" else factor
+                        total = builder.fmul(factor, term)
+                else:
+                    if scale is not None:
+                        term = builder.fmul(builder.extract_value(args[2], scale), term)
+                    total = builder.fsub(total, term) if sign == "-" else builder.fadd(total, term)
+            lanes.append(total)
+        return context.make_tuple(builder, run, lanes)
+
+    return run(formula, runs, scales), codegen
+
+
 _JIT = not config.DISABLE_JIT
 #: ``load_run(array, start, count)``: (array[start], ..., array[start + count - 1]); ``count`` a constant
 load_run = _load_run_jit if _JIT else _load_run
@@ -147,3 +213,8 @@ store_run = _store_run_jit if _JIT else _store_run
 #: ``store_lanes(array, start, stride, runs)``: array[start + k * stride + j] = runs[j][k], lane by lane (every
 #: column's lane k, the columns contiguous in the output and the lanes ``stride`` apart)
 store_lanes = _store_lanes_jit if _JIT else _store_lanes
+#: ``combine_run(formula, runs, scales)``: lane by lane, a signed sum of ``runs`` (a tuple of runs), some terms times
+#: one of ``scales`` (numbers), written as ``formula`` (a constant string, ``_terms``: "-1 +2" is -runs[1] + runs[2],
+#: "+0:1" scales[0] * runs[1]) and evaluated left to right, as the same sum written out is (a row of a Winograd
+#: transform: ``winograd_codegen.py``)
+combine_run = _combine_run_jit if _JIT else _combine_run

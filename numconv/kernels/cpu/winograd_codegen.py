@@ -17,10 +17,12 @@ registry proves it by the same identity test), and its float32 error is below th
 F(4x4, 3x3) does 4x fewer multiplies and was measured faster still, but its coefficients (1/6, 1/24, ...) are not
 binary fractions and its float32 error was 4x the direct kernel's, so it is not used.
 
-Every vector in these kernels is 16 lanes, written out as 16 scalar variables in straight-line code (``name_k``),
-which LLVM's SLP vectoriser turns into one AVX-512 register (``winograd.py`` enables it while they compile, as for
-``blocked.py``). Constants come from the array ``K`` of the data's dtype, because a Python float literal would
-promote float32 arithmetic to float64. Indices are unsigned, as in ``blocked.py``.
+Every vector in these kernels is a run of 16 lanes, a tuple loaded, combined, multiplied-added and stored by one
+statement (``runs.py``: the same machine code as the 16 scalar statements per vector that these kernels were
+written in before, in about a third of the compile time), which LLVM splits into scalars and its SLP vectoriser
+turns into one AVX-512 register (``winograd.py`` enables it while they compile, as for ``blocked.py``). Constants
+come from the array ``K`` of the data's dtype, because a Python float literal would promote float32 arithmetic to
+float64. Indices are unsigned, as in ``blocked.py``.
 
 Kernels written:
 
@@ -65,6 +67,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
+from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, store_lanes, store_run
 '''
 
 
@@ -84,46 +87,42 @@ class Constants:
         return [f"q{i} = K[{i}]" for i in range(len(self.values))]
 
 
-def combination(consts: Constants, coeffs, sources, k: int) -> str:
-    """The expression sum_i coeffs[i] * sources[i]_k, skipping zeros; an all-zero row gives the zero constant."""
-    terms = []
-    for c, src in zip(coeffs, sources):
-        c = F(c)
-        if c == 0:
-            continue
-        sign = "-" if c < 0 else "+"
-        term = f"{src}_{k}" if abs(c) == 1 else f"{consts.name(c)} * {src}_{k}"
-        terms.append((sign, term))
-    if not terms:
-        return "q0"
-    first_sign, first = terms[0]
-    text = first if first_sign == "+" else f"-{first}"
-    for sign, term in terms[1:]:
-        text += f" {sign} {term}"
-    return text
-
-
-def transform_row(consts: Constants, target: str, coeffs, source: str, count: int, prefix: str = "") -> str:
-    """One line: ``target_k = prefix + sum_i coeffs[i] * source{i}_k`` for every lane k, that is one row of a
-    transform matrix applied to the 16-lane vectors ``source0 .. source{count - 1}``. ``prefix`` may use {k}."""
-    sources = [f"{source}{i}" for i in range(count)]
-    return "; ".join(f"{target}_{k} = " + prefix.format(k=k) + combination(consts, coeffs, sources, k)
-                     for k in range(LANES))
-
-
 def lanes(fmt: str) -> str:
     """One statement per lane, joined on a line: ``fmt`` uses {k}."""
     return "; ".join(fmt.format(k=k) for k in range(LANES))
 
 
-def load_vector(indent: str, name: str, array: str, address: str) -> list:
-    """Lines reading the 16-lane vector ``name_0 .. name_15`` from ``array`` at the unsigned ``address``."""
-    return [f"{indent}at = {address}", indent + lanes(f"{name}_{{k}} = {array}[at + np.uint64({{k}})]")]
+def transform_run(consts: Constants, target: str, coeffs, source: str, count: int, first: str = "") -> str:
+    """``target = combine_run(...)`` (``runs.py``): one row of a transform matrix applied to the runs ``source0 ..
+    source{count - 1}``, lane by lane sum_i coeffs[i] * source_i, zeros skipped, left to right, a coefficient of +-1
+    by adding or subtracting; with ``first``, that run is the sum's first term."""
+    sources = ([first] if first else []) + [f"{source}{i}" for i in range(count)]
+    terms, scales = ["+0"] if first else [], []
+    for i, c in enumerate(coeffs):
+        c = F(c)
+        if c == 0:
+            continue
+        term = "-" if c < 0 else "+"
+        if abs(c) != 1:
+            name = consts.name(c)
+            if name not in scales:
+                scales.append(name)
+            term += f"{scales.index(name)}:"
+        terms.append(term + str(i + (1 if first else 0)))
+    if first and terms[1].startswith("-"):
+        raise ValueError("a row after a first run must start with a positive term, as '+ -x' is not a term")
+    return (f'{target} = combine_run("{" ".join(terms)}", ({", ".join(sources)},), '
+            f'({"".join(name + ", " for name in scales)}))')
 
 
-def store_vector(indent: str, array: str, address: str, name: str) -> list:
-    """Lines writing the 16-lane vector ``name_0 .. name_15`` into ``array`` at the unsigned ``address``."""
-    return [f"{indent}at = {address}", indent + lanes(f"{array}[at + np.uint64({{k}})] = {name}_{{k}}")]
+def load_run_lines(indent: str, name: str, array: str, address: str) -> list:
+    """Lines reading the 16-lane run ``name`` from ``array`` at the unsigned ``address``."""
+    return [f"{indent}at = {address}", f"{indent}{name} = load_run({array}, at, {LANES})"]
+
+
+def store_run_lines(indent: str, array: str, address: str, name: str) -> list:
+    """Lines writing the 16-lane run ``name`` into ``array`` at the unsigned ``address``."""
+    return [f"{indent}at = {address}", f"{indent}store_run({array}, at, {name})"]
 
 
 def tasks_header(kernel: str, parameters: str, scratch: str) -> list:
@@ -164,16 +163,17 @@ def weights_source(m: int, consts: Constants) -> list:
     e("            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once")
     for r in range(3):
         e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, {r}, col] if {{k}} < valid else q0"))
+        e(f"            w{r} = (" + ", ".join(f"w{r}_{k}" for k in range(LANES)) + ")")
     for i in range(a):
-        e("            " + transform_row(consts, f"p{i}", G[i], "w", 3))
-        e("            " + lanes(f"scratch[({i} * 3 + col) * 16 + {{k}}] = p{i}_{{k}}"))
+        e("            " + transform_run(consts, f"p{i}", G[i], "w", 3))
+        e(f"            store_run(scratch, ({i} * 3 + col) * 16, p{i})")
     e(f"        for i in range({a}):")
     e("            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U")
     for col in range(3):
-        e("            " + lanes(f"r{col}_{{k}} = scratch[(i * 3 + {col}) * 16 + {{k}}]"))
+        e(f"            r{col} = load_run(scratch, (i * 3 + {col}) * 16, {LANES})")
     for j in range(a):
-        e("            " + transform_row(consts, f"s{j}", G[j], "r", 3))
-        L += store_vector(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
+        e("            " + transform_run(consts, f"s{j}", G[j], "r", 3))
+        L += store_run_lines(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
     L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, U, tmp",
                      [f'U (G, OB, {a * a}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w G^T)[t] of w (O, Cg, KD, '
                       '3, 3)[g * group_out + 16 ob + k, c, kd],',
@@ -269,19 +269,19 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("                for s in range(" + str(a) + "):")
     e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
     for r in range(a):
-        L += load_vector(" " * 20, f"d{r}", "pf", f"base + np.uint64(({r} * wp + s) * 16)")
+        L += load_run_lines(" " * 20, f"d{r}", "pf", f"base + np.uint64(({r} * wp + s) * 16)")
     for i in range(a):
-        e("                    " + transform_row(consts, f"b{i}", BT[i], "d", a))
-        L += store_vector(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
+        e("                    " + transform_run(consts, f"b{i}", BT[i], "d", a))
+        L += store_run_lines(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
     e(f"                for r in range({a}):")
     e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at "
       "V[r * alpha + col, j, 16 cb:16 cb + 16]")
     for s in range(a):
-        L += load_vector(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
+        L += load_run_lines(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     e(f"                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
     for col in range(a):
-        e("                    " + transform_row(consts, f"v{col}", BT[col], "e", a))
-        L += store_vector(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
+        e("                    " + transform_run(consts, f"v{col}", BT[col], "e", a))
+        L += store_run_lines(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
     e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
     e("        for ob in range(oblocks):")
     e(f"            for t in range({T}):")
@@ -290,19 +290,21 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)")
     for j in range(W):
         e(f"                    x{j} = v_base + np.uint64({j} * reduction)")
-    e("                    " + "; ".join(f"a{j}_{k} = q0" for j in range(W) for k in range(LANES)))
+    for j in range(W):
+        e(f"                    a{j} = (" + ", ".join(["q0"] * LANES) + ")")
     e("                    for c in range(np.uint64(0), np.uint64(reduction)):")
     e("                        u_at = u_base + c * np.uint64(16)")
-    e("                        " + lanes("w{k} = U[u_at + np.uint64({k})]"))
+    e(f"                        w = load_run(U, u_at, {LANES})")
     for j in range(W):
         e(f"                        s = V[x{j} + c]")
-        e("                        " + lanes(f"a{j}_{{k}} += w{{k}} * s"))
+        e(f"                        a{j} = multiply_add_run(a{j}, w, s)")
     e("                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)")
     for j in range(W):
-        e("                    " + lanes(f"M[m_at + np.uint64({j * 16} + {{k}})] = a{j}_{{k}}"))
+        e(f"                    store_run(M, m_at + np.uint64({j * 16}), a{j})")
     e("            o0 = g * group_out + ob * 16")
     e("            valid = min(16, group_out - ob * 16)")
     e("            " + lanes("bias{k} = bias[(g * oblocks + ob) * 16 + {k}]"))
+    e("            lane_bias = (" + ", ".join(f"bias{k}" for k in range(LANES)) + ")")
     e("            for j in range(count):")
     e("                i = first_tile + j")
     e("                n = i // (od * th * tw)")
@@ -312,28 +314,26 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e(f"                for s in range({a}):")
     e("                    # pass 1 (per column s): AT M, m rows, into S")
     for r in range(a):
-        L += load_vector(" " * 20, f"h{r}", "M", f"np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
+        L += load_run_lines(" " * 20, f"h{r}", "M", f"np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
     for i in range(m):
-        e("                    " + transform_row(consts, f"y{i}", AT[i], "h", a))
-        L += store_vector(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"y{i}")
+        e("                    " + transform_run(consts, f"y{i}", AT[i], "h", a))
+        L += store_run_lines(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"y{i}")
     e(f"                full = valid == 16 and tx * {m} + {m} <= ow")
     e(f"                for r in range(min({m}, oh - ty * {m})):")
     e("                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel")
     for s in range(a):
-        L += load_vector(" " * 20, f"f{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
+        L += load_run_lines(" " * 20, f"f{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
     for q in range(m):
-        e("                    " + transform_row(consts, f"z{q}", AT[q], "f", a, prefix="bias{k} + "))
+        e("                    " + transform_run(consts, f"z{q}", AT[q], "f", a, first="lane_bias"))
     e(f"                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * {m} + r) * ow + tx * {m})")
     e("                    plane = np.uint64(od * oh * ow)")
     e("                    if full:")
-    for k in range(LANES):
-        e("                        " + "; ".join(f"of[row + np.uint64({k}) * plane + np.uint64({q})] = z{q}_{k}"
-                                                 for q in range(m)))
+    e("                        store_lanes(of, row, plane, (" + ", ".join(f"z{q}" for q in range(m)) + ",))")
     e("                    else:")
     e("                        # an edge tile or a partial block of channels: through S (row m of it is free)")
     e(f"                        at = np.uint64({m * a * 16})")
     for q in range(m):
-        e("                        " + lanes(f"S[at + np.uint64({q * 16} + {{k}})] = z{q}_{{k}}"))
+        e(f"                        store_run(S, at + np.uint64({q * 16}), z{q})")
     e(f"                        for q in range(min({m}, ow - tx * {m})):")
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")

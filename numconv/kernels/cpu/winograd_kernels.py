@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
+from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, store_lanes, store_run
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -25,33 +26,36 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         for col in range(3):
             # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once
             w0_0 = w[o0 + 0, c, kd, 0, col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
             w1_0 = w[o0 + 0, c, kd, 1, col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
             w2_0 = w[o0 + 0, c, kd, 2, col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, col] if 15 < valid else q0
-            p0_0 = w0_0; p0_1 = w0_1; p0_2 = w0_2; p0_3 = w0_3; p0_4 = w0_4; p0_5 = w0_5; p0_6 = w0_6; p0_7 = w0_7; p0_8 = w0_8; p0_9 = w0_9; p0_10 = w0_10; p0_11 = w0_11; p0_12 = w0_12; p0_13 = w0_13; p0_14 = w0_14; p0_15 = w0_15
-            scratch[(0 * 3 + col) * 16 + 0] = p0_0; scratch[(0 * 3 + col) * 16 + 1] = p0_1; scratch[(0 * 3 + col) * 16 + 2] = p0_2; scratch[(0 * 3 + col) * 16 + 3] = p0_3; scratch[(0 * 3 + col) * 16 + 4] = p0_4; scratch[(0 * 3 + col) * 16 + 5] = p0_5; scratch[(0 * 3 + col) * 16 + 6] = p0_6; scratch[(0 * 3 + col) * 16 + 7] = p0_7; scratch[(0 * 3 + col) * 16 + 8] = p0_8; scratch[(0 * 3 + col) * 16 + 9] = p0_9; scratch[(0 * 3 + col) * 16 + 10] = p0_10; scratch[(0 * 3 + col) * 16 + 11] = p0_11; scratch[(0 * 3 + col) * 16 + 12] = p0_12; scratch[(0 * 3 + col) * 16 + 13] = p0_13; scratch[(0 * 3 + col) * 16 + 14] = p0_14; scratch[(0 * 3 + col) * 16 + 15] = p0_15
-            p1_0 = q1 * w0_0 + q1 * w1_0 + q1 * w2_0; p1_1 = q1 * w0_1 + q1 * w1_1 + q1 * w2_1; p1_2 = q1 * w0_2 + q1 * w1_2 + q1 * w2_2; p1_3 = q1 * w0_3 + q1 * w1_3 + q1 * w2_3; p1_4 = q1 * w0_4 + q1 * w1_4 + q1 * w2_4; p1_5 = q1 * w0_5 + q1 * w1_5 + q1 * w2_5; p1_6 = q1 * w0_6 + q1 * w1_6 + q1 * w2_6; p1_7 = q1 * w0_7 + q1 * w1_7 + q1 * w2_7; p1_8 = q1 * w0_8 + q1 * w1_8 + q1 * w2_8; p1_9 = q1 * w0_9 + q1 * w1_9 + q1 * w2_9; p1_10 = q1 * w0_10 + q1 * w1_10 + q1 * w2_10; p1_11 = q1 * w0_11 + q1 * w1_11 + q1 * w2_11; p1_12 = q1 * w0_12 + q1 * w1_12 + q1 * w2_12; p1_13 = q1 * w0_13 + q1 * w1_13 + q1 * w2_13; p1_14 = q1 * w0_14 + q1 * w1_14 + q1 * w2_14; p1_15 = q1 * w0_15 + q1 * w1_15 + q1 * w2_15
-            scratch[(1 * 3 + col) * 16 + 0] = p1_0; scratch[(1 * 3 + col) * 16 + 1] = p1_1; scratch[(1 * 3 + col) * 16 + 2] = p1_2; scratch[(1 * 3 + col) * 16 + 3] = p1_3; scratch[(1 * 3 + col) * 16 + 4] = p1_4; scratch[(1 * 3 + col) * 16 + 5] = p1_5; scratch[(1 * 3 + col) * 16 + 6] = p1_6; scratch[(1 * 3 + col) * 16 + 7] = p1_7; scratch[(1 * 3 + col) * 16 + 8] = p1_8; scratch[(1 * 3 + col) * 16 + 9] = p1_9; scratch[(1 * 3 + col) * 16 + 10] = p1_10; scratch[(1 * 3 + col) * 16 + 11] = p1_11; scratch[(1 * 3 + col) * 16 + 12] = p1_12; scratch[(1 * 3 + col) * 16 + 13] = p1_13; scratch[(1 * 3 + col) * 16 + 14] = p1_14; scratch[(1 * 3 + col) * 16 + 15] = p1_15
-            p2_0 = q1 * w0_0 - q1 * w1_0 + q1 * w2_0; p2_1 = q1 * w0_1 - q1 * w1_1 + q1 * w2_1; p2_2 = q1 * w0_2 - q1 * w1_2 + q1 * w2_2; p2_3 = q1 * w0_3 - q1 * w1_3 + q1 * w2_3; p2_4 = q1 * w0_4 - q1 * w1_4 + q1 * w2_4; p2_5 = q1 * w0_5 - q1 * w1_5 + q1 * w2_5; p2_6 = q1 * w0_6 - q1 * w1_6 + q1 * w2_6; p2_7 = q1 * w0_7 - q1 * w1_7 + q1 * w2_7; p2_8 = q1 * w0_8 - q1 * w1_8 + q1 * w2_8; p2_9 = q1 * w0_9 - q1 * w1_9 + q1 * w2_9; p2_10 = q1 * w0_10 - q1 * w1_10 + q1 * w2_10; p2_11 = q1 * w0_11 - q1 * w1_11 + q1 * w2_11; p2_12 = q1 * w0_12 - q1 * w1_12 + q1 * w2_12; p2_13 = q1 * w0_13 - q1 * w1_13 + q1 * w2_13; p2_14 = q1 * w0_14 - q1 * w1_14 + q1 * w2_14; p2_15 = q1 * w0_15 - q1 * w1_15 + q1 * w2_15
-            scratch[(2 * 3 + col) * 16 + 0] = p2_0; scratch[(2 * 3 + col) * 16 + 1] = p2_1; scratch[(2 * 3 + col) * 16 + 2] = p2_2; scratch[(2 * 3 + col) * 16 + 3] = p2_3; scratch[(2 * 3 + col) * 16 + 4] = p2_4; scratch[(2 * 3 + col) * 16 + 5] = p2_5; scratch[(2 * 3 + col) * 16 + 6] = p2_6; scratch[(2 * 3 + col) * 16 + 7] = p2_7; scratch[(2 * 3 + col) * 16 + 8] = p2_8; scratch[(2 * 3 + col) * 16 + 9] = p2_9; scratch[(2 * 3 + col) * 16 + 10] = p2_10; scratch[(2 * 3 + col) * 16 + 11] = p2_11; scratch[(2 * 3 + col) * 16 + 12] = p2_12; scratch[(2 * 3 + col) * 16 + 13] = p2_13; scratch[(2 * 3 + col) * 16 + 14] = p2_14; scratch[(2 * 3 + col) * 16 + 15] = p2_15
-            p3_0 = w2_0; p3_1 = w2_1; p3_2 = w2_2; p3_3 = w2_3; p3_4 = w2_4; p3_5 = w2_5; p3_6 = w2_6; p3_7 = w2_7; p3_8 = w2_8; p3_9 = w2_9; p3_10 = w2_10; p3_11 = w2_11; p3_12 = w2_12; p3_13 = w2_13; p3_14 = w2_14; p3_15 = w2_15
-            scratch[(3 * 3 + col) * 16 + 0] = p3_0; scratch[(3 * 3 + col) * 16 + 1] = p3_1; scratch[(3 * 3 + col) * 16 + 2] = p3_2; scratch[(3 * 3 + col) * 16 + 3] = p3_3; scratch[(3 * 3 + col) * 16 + 4] = p3_4; scratch[(3 * 3 + col) * 16 + 5] = p3_5; scratch[(3 * 3 + col) * 16 + 6] = p3_6; scratch[(3 * 3 + col) * 16 + 7] = p3_7; scratch[(3 * 3 + col) * 16 + 8] = p3_8; scratch[(3 * 3 + col) * 16 + 9] = p3_9; scratch[(3 * 3 + col) * 16 + 10] = p3_10; scratch[(3 * 3 + col) * 16 + 11] = p3_11; scratch[(3 * 3 + col) * 16 + 12] = p3_12; scratch[(3 * 3 + col) * 16 + 13] = p3_13; scratch[(3 * 3 + col) * 16 + 14] = p3_14; scratch[(3 * 3 + col) * 16 + 15] = p3_15
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
         for i in range(4):
             # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
-            r0_0 = scratch[(i * 3 + 0) * 16 + 0]; r0_1 = scratch[(i * 3 + 0) * 16 + 1]; r0_2 = scratch[(i * 3 + 0) * 16 + 2]; r0_3 = scratch[(i * 3 + 0) * 16 + 3]; r0_4 = scratch[(i * 3 + 0) * 16 + 4]; r0_5 = scratch[(i * 3 + 0) * 16 + 5]; r0_6 = scratch[(i * 3 + 0) * 16 + 6]; r0_7 = scratch[(i * 3 + 0) * 16 + 7]; r0_8 = scratch[(i * 3 + 0) * 16 + 8]; r0_9 = scratch[(i * 3 + 0) * 16 + 9]; r0_10 = scratch[(i * 3 + 0) * 16 + 10]; r0_11 = scratch[(i * 3 + 0) * 16 + 11]; r0_12 = scratch[(i * 3 + 0) * 16 + 12]; r0_13 = scratch[(i * 3 + 0) * 16 + 13]; r0_14 = scratch[(i * 3 + 0) * 16 + 14]; r0_15 = scratch[(i * 3 + 0) * 16 + 15]
-            r1_0 = scratch[(i * 3 + 1) * 16 + 0]; r1_1 = scratch[(i * 3 + 1) * 16 + 1]; r1_2 = scratch[(i * 3 + 1) * 16 + 2]; r1_3 = scratch[(i * 3 + 1) * 16 + 3]; r1_4 = scratch[(i * 3 + 1) * 16 + 4]; r1_5 = scratch[(i * 3 + 1) * 16 + 5]; r1_6 = scratch[(i * 3 + 1) * 16 + 6]; r1_7 = scratch[(i * 3 + 1) * 16 + 7]; r1_8 = scratch[(i * 3 + 1) * 16 + 8]; r1_9 = scratch[(i * 3 + 1) * 16 + 9]; r1_10 = scratch[(i * 3 + 1) * 16 + 10]; r1_11 = scratch[(i * 3 + 1) * 16 + 11]; r1_12 = scratch[(i * 3 + 1) * 16 + 12]; r1_13 = scratch[(i * 3 + 1) * 16 + 13]; r1_14 = scratch[(i * 3 + 1) * 16 + 14]; r1_15 = scratch[(i * 3 + 1) * 16 + 15]
-            r2_0 = scratch[(i * 3 + 2) * 16 + 0]; r2_1 = scratch[(i * 3 + 2) * 16 + 1]; r2_2 = scratch[(i * 3 + 2) * 16 + 2]; r2_3 = scratch[(i * 3 + 2) * 16 + 3]; r2_4 = scratch[(i * 3 + 2) * 16 + 4]; r2_5 = scratch[(i * 3 + 2) * 16 + 5]; r2_6 = scratch[(i * 3 + 2) * 16 + 6]; r2_7 = scratch[(i * 3 + 2) * 16 + 7]; r2_8 = scratch[(i * 3 + 2) * 16 + 8]; r2_9 = scratch[(i * 3 + 2) * 16 + 9]; r2_10 = scratch[(i * 3 + 2) * 16 + 10]; r2_11 = scratch[(i * 3 + 2) * 16 + 11]; r2_12 = scratch[(i * 3 + 2) * 16 + 12]; r2_13 = scratch[(i * 3 + 2) * 16 + 13]; r2_14 = scratch[(i * 3 + 2) * 16 + 14]; r2_15 = scratch[(i * 3 + 2) * 16 + 15]
-            s0_0 = r0_0; s0_1 = r0_1; s0_2 = r0_2; s0_3 = r0_3; s0_4 = r0_4; s0_5 = r0_5; s0_6 = r0_6; s0_7 = r0_7; s0_8 = r0_8; s0_9 = r0_9; s0_10 = r0_10; s0_11 = r0_11; s0_12 = r0_12; s0_13 = r0_13; s0_14 = r0_14; s0_15 = r0_15
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
             at = base + np.uint64(i * 4 + 0) * step
-            U[at + np.uint64(0)] = s0_0; U[at + np.uint64(1)] = s0_1; U[at + np.uint64(2)] = s0_2; U[at + np.uint64(3)] = s0_3; U[at + np.uint64(4)] = s0_4; U[at + np.uint64(5)] = s0_5; U[at + np.uint64(6)] = s0_6; U[at + np.uint64(7)] = s0_7; U[at + np.uint64(8)] = s0_8; U[at + np.uint64(9)] = s0_9; U[at + np.uint64(10)] = s0_10; U[at + np.uint64(11)] = s0_11; U[at + np.uint64(12)] = s0_12; U[at + np.uint64(13)] = s0_13; U[at + np.uint64(14)] = s0_14; U[at + np.uint64(15)] = s0_15
-            s1_0 = q1 * r0_0 + q1 * r1_0 + q1 * r2_0; s1_1 = q1 * r0_1 + q1 * r1_1 + q1 * r2_1; s1_2 = q1 * r0_2 + q1 * r1_2 + q1 * r2_2; s1_3 = q1 * r0_3 + q1 * r1_3 + q1 * r2_3; s1_4 = q1 * r0_4 + q1 * r1_4 + q1 * r2_4; s1_5 = q1 * r0_5 + q1 * r1_5 + q1 * r2_5; s1_6 = q1 * r0_6 + q1 * r1_6 + q1 * r2_6; s1_7 = q1 * r0_7 + q1 * r1_7 + q1 * r2_7; s1_8 = q1 * r0_8 + q1 * r1_8 + q1 * r2_8; s1_9 = q1 * r0_9 + q1 * r1_9 + q1 * r2_9; s1_10 = q1 * r0_10 + q1 * r1_10 + q1 * r2_10; s1_11 = q1 * r0_11 + q1 * r1_11 + q1 * r2_11; s1_12 = q1 * r0_12 + q1 * r1_12 + q1 * r2_12; s1_13 = q1 * r0_13 + q1 * r1_13 + q1 * r2_13; s1_14 = q1 * r0_14 + q1 * r1_14 + q1 * r2_14; s1_15 = q1 * r0_15 + q1 * r1_15 + q1 * r2_15
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
             at = base + np.uint64(i * 4 + 1) * step
-            U[at + np.uint64(0)] = s1_0; U[at + np.uint64(1)] = s1_1; U[at + np.uint64(2)] = s1_2; U[at + np.uint64(3)] = s1_3; U[at + np.uint64(4)] = s1_4; U[at + np.uint64(5)] = s1_5; U[at + np.uint64(6)] = s1_6; U[at + np.uint64(7)] = s1_7; U[at + np.uint64(8)] = s1_8; U[at + np.uint64(9)] = s1_9; U[at + np.uint64(10)] = s1_10; U[at + np.uint64(11)] = s1_11; U[at + np.uint64(12)] = s1_12; U[at + np.uint64(13)] = s1_13; U[at + np.uint64(14)] = s1_14; U[at + np.uint64(15)] = s1_15
-            s2_0 = q1 * r0_0 - q1 * r1_0 + q1 * r2_0; s2_1 = q1 * r0_1 - q1 * r1_1 + q1 * r2_1; s2_2 = q1 * r0_2 - q1 * r1_2 + q1 * r2_2; s2_3 = q1 * r0_3 - q1 * r1_3 + q1 * r2_3; s2_4 = q1 * r0_4 - q1 * r1_4 + q1 * r2_4; s2_5 = q1 * r0_5 - q1 * r1_5 + q1 * r2_5; s2_6 = q1 * r0_6 - q1 * r1_6 + q1 * r2_6; s2_7 = q1 * r0_7 - q1 * r1_7 + q1 * r2_7; s2_8 = q1 * r0_8 - q1 * r1_8 + q1 * r2_8; s2_9 = q1 * r0_9 - q1 * r1_9 + q1 * r2_9; s2_10 = q1 * r0_10 - q1 * r1_10 + q1 * r2_10; s2_11 = q1 * r0_11 - q1 * r1_11 + q1 * r2_11; s2_12 = q1 * r0_12 - q1 * r1_12 + q1 * r2_12; s2_13 = q1 * r0_13 - q1 * r1_13 + q1 * r2_13; s2_14 = q1 * r0_14 - q1 * r1_14 + q1 * r2_14; s2_15 = q1 * r0_15 - q1 * r1_15 + q1 * r2_15
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
             at = base + np.uint64(i * 4 + 2) * step
-            U[at + np.uint64(0)] = s2_0; U[at + np.uint64(1)] = s2_1; U[at + np.uint64(2)] = s2_2; U[at + np.uint64(3)] = s2_3; U[at + np.uint64(4)] = s2_4; U[at + np.uint64(5)] = s2_5; U[at + np.uint64(6)] = s2_6; U[at + np.uint64(7)] = s2_7; U[at + np.uint64(8)] = s2_8; U[at + np.uint64(9)] = s2_9; U[at + np.uint64(10)] = s2_10; U[at + np.uint64(11)] = s2_11; U[at + np.uint64(12)] = s2_12; U[at + np.uint64(13)] = s2_13; U[at + np.uint64(14)] = s2_14; U[at + np.uint64(15)] = s2_15
-            s3_0 = r2_0; s3_1 = r2_1; s3_2 = r2_2; s3_3 = r2_3; s3_4 = r2_4; s3_5 = r2_5; s3_6 = r2_6; s3_7 = r2_7; s3_8 = r2_8; s3_9 = r2_9; s3_10 = r2_10; s3_11 = r2_11; s3_12 = r2_12; s3_13 = r2_13; s3_14 = r2_14; s3_15 = r2_15
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
             at = base + np.uint64(i * 4 + 3) * step
-            U[at + np.uint64(0)] = s3_0; U[at + np.uint64(1)] = s3_1; U[at + np.uint64(2)] = s3_2; U[at + np.uint64(3)] = s3_3; U[at + np.uint64(4)] = s3_4; U[at + np.uint64(5)] = s3_5; U[at + np.uint64(6)] = s3_6; U[at + np.uint64(7)] = s3_7; U[at + np.uint64(8)] = s3_8; U[at + np.uint64(9)] = s3_9; U[at + np.uint64(10)] = s3_10; U[at + np.uint64(11)] = s3_11; U[at + np.uint64(12)] = s3_12; U[at + np.uint64(13)] = s3_13; U[at + np.uint64(14)] = s3_14; U[at + np.uint64(15)] = s3_15
+            store_run(U, at, s3)
 
 
 @njit(parallel=True, cache=True)
@@ -131,48 +135,48 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
-                    d0_0 = pf[at + np.uint64(0)]; d0_1 = pf[at + np.uint64(1)]; d0_2 = pf[at + np.uint64(2)]; d0_3 = pf[at + np.uint64(3)]; d0_4 = pf[at + np.uint64(4)]; d0_5 = pf[at + np.uint64(5)]; d0_6 = pf[at + np.uint64(6)]; d0_7 = pf[at + np.uint64(7)]; d0_8 = pf[at + np.uint64(8)]; d0_9 = pf[at + np.uint64(9)]; d0_10 = pf[at + np.uint64(10)]; d0_11 = pf[at + np.uint64(11)]; d0_12 = pf[at + np.uint64(12)]; d0_13 = pf[at + np.uint64(13)]; d0_14 = pf[at + np.uint64(14)]; d0_15 = pf[at + np.uint64(15)]
+                    d0 = load_run(pf, at, 16)
                     at = base + np.uint64((1 * wp + s) * 16)
-                    d1_0 = pf[at + np.uint64(0)]; d1_1 = pf[at + np.uint64(1)]; d1_2 = pf[at + np.uint64(2)]; d1_3 = pf[at + np.uint64(3)]; d1_4 = pf[at + np.uint64(4)]; d1_5 = pf[at + np.uint64(5)]; d1_6 = pf[at + np.uint64(6)]; d1_7 = pf[at + np.uint64(7)]; d1_8 = pf[at + np.uint64(8)]; d1_9 = pf[at + np.uint64(9)]; d1_10 = pf[at + np.uint64(10)]; d1_11 = pf[at + np.uint64(11)]; d1_12 = pf[at + np.uint64(12)]; d1_13 = pf[at + np.uint64(13)]; d1_14 = pf[at + np.uint64(14)]; d1_15 = pf[at + np.uint64(15)]
+                    d1 = load_run(pf, at, 16)
                     at = base + np.uint64((2 * wp + s) * 16)
-                    d2_0 = pf[at + np.uint64(0)]; d2_1 = pf[at + np.uint64(1)]; d2_2 = pf[at + np.uint64(2)]; d2_3 = pf[at + np.uint64(3)]; d2_4 = pf[at + np.uint64(4)]; d2_5 = pf[at + np.uint64(5)]; d2_6 = pf[at + np.uint64(6)]; d2_7 = pf[at + np.uint64(7)]; d2_8 = pf[at + np.uint64(8)]; d2_9 = pf[at + np.uint64(9)]; d2_10 = pf[at + np.uint64(10)]; d2_11 = pf[at + np.uint64(11)]; d2_12 = pf[at + np.uint64(12)]; d2_13 = pf[at + np.uint64(13)]; d2_14 = pf[at + np.uint64(14)]; d2_15 = pf[at + np.uint64(15)]
+                    d2 = load_run(pf, at, 16)
                     at = base + np.uint64((3 * wp + s) * 16)
-                    d3_0 = pf[at + np.uint64(0)]; d3_1 = pf[at + np.uint64(1)]; d3_2 = pf[at + np.uint64(2)]; d3_3 = pf[at + np.uint64(3)]; d3_4 = pf[at + np.uint64(4)]; d3_5 = pf[at + np.uint64(5)]; d3_6 = pf[at + np.uint64(6)]; d3_7 = pf[at + np.uint64(7)]; d3_8 = pf[at + np.uint64(8)]; d3_9 = pf[at + np.uint64(9)]; d3_10 = pf[at + np.uint64(10)]; d3_11 = pf[at + np.uint64(11)]; d3_12 = pf[at + np.uint64(12)]; d3_13 = pf[at + np.uint64(13)]; d3_14 = pf[at + np.uint64(14)]; d3_15 = pf[at + np.uint64(15)]
-                    b0_0 = d0_0 - d2_0; b0_1 = d0_1 - d2_1; b0_2 = d0_2 - d2_2; b0_3 = d0_3 - d2_3; b0_4 = d0_4 - d2_4; b0_5 = d0_5 - d2_5; b0_6 = d0_6 - d2_6; b0_7 = d0_7 - d2_7; b0_8 = d0_8 - d2_8; b0_9 = d0_9 - d2_9; b0_10 = d0_10 - d2_10; b0_11 = d0_11 - d2_11; b0_12 = d0_12 - d2_12; b0_13 = d0_13 - d2_13; b0_14 = d0_14 - d2_14; b0_15 = d0_15 - d2_15
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
                     at = np.uint64((0 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b0_0; S[at + np.uint64(1)] = b0_1; S[at + np.uint64(2)] = b0_2; S[at + np.uint64(3)] = b0_3; S[at + np.uint64(4)] = b0_4; S[at + np.uint64(5)] = b0_5; S[at + np.uint64(6)] = b0_6; S[at + np.uint64(7)] = b0_7; S[at + np.uint64(8)] = b0_8; S[at + np.uint64(9)] = b0_9; S[at + np.uint64(10)] = b0_10; S[at + np.uint64(11)] = b0_11; S[at + np.uint64(12)] = b0_12; S[at + np.uint64(13)] = b0_13; S[at + np.uint64(14)] = b0_14; S[at + np.uint64(15)] = b0_15
-                    b1_0 = d1_0 + d2_0; b1_1 = d1_1 + d2_1; b1_2 = d1_2 + d2_2; b1_3 = d1_3 + d2_3; b1_4 = d1_4 + d2_4; b1_5 = d1_5 + d2_5; b1_6 = d1_6 + d2_6; b1_7 = d1_7 + d2_7; b1_8 = d1_8 + d2_8; b1_9 = d1_9 + d2_9; b1_10 = d1_10 + d2_10; b1_11 = d1_11 + d2_11; b1_12 = d1_12 + d2_12; b1_13 = d1_13 + d2_13; b1_14 = d1_14 + d2_14; b1_15 = d1_15 + d2_15
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
                     at = np.uint64((1 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b1_0; S[at + np.uint64(1)] = b1_1; S[at + np.uint64(2)] = b1_2; S[at + np.uint64(3)] = b1_3; S[at + np.uint64(4)] = b1_4; S[at + np.uint64(5)] = b1_5; S[at + np.uint64(6)] = b1_6; S[at + np.uint64(7)] = b1_7; S[at + np.uint64(8)] = b1_8; S[at + np.uint64(9)] = b1_9; S[at + np.uint64(10)] = b1_10; S[at + np.uint64(11)] = b1_11; S[at + np.uint64(12)] = b1_12; S[at + np.uint64(13)] = b1_13; S[at + np.uint64(14)] = b1_14; S[at + np.uint64(15)] = b1_15
-                    b2_0 = -d1_0 + d2_0; b2_1 = -d1_1 + d2_1; b2_2 = -d1_2 + d2_2; b2_3 = -d1_3 + d2_3; b2_4 = -d1_4 + d2_4; b2_5 = -d1_5 + d2_5; b2_6 = -d1_6 + d2_6; b2_7 = -d1_7 + d2_7; b2_8 = -d1_8 + d2_8; b2_9 = -d1_9 + d2_9; b2_10 = -d1_10 + d2_10; b2_11 = -d1_11 + d2_11; b2_12 = -d1_12 + d2_12; b2_13 = -d1_13 + d2_13; b2_14 = -d1_14 + d2_14; b2_15 = -d1_15 + d2_15
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
                     at = np.uint64((2 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b2_0; S[at + np.uint64(1)] = b2_1; S[at + np.uint64(2)] = b2_2; S[at + np.uint64(3)] = b2_3; S[at + np.uint64(4)] = b2_4; S[at + np.uint64(5)] = b2_5; S[at + np.uint64(6)] = b2_6; S[at + np.uint64(7)] = b2_7; S[at + np.uint64(8)] = b2_8; S[at + np.uint64(9)] = b2_9; S[at + np.uint64(10)] = b2_10; S[at + np.uint64(11)] = b2_11; S[at + np.uint64(12)] = b2_12; S[at + np.uint64(13)] = b2_13; S[at + np.uint64(14)] = b2_14; S[at + np.uint64(15)] = b2_15
-                    b3_0 = d1_0 - d3_0; b3_1 = d1_1 - d3_1; b3_2 = d1_2 - d3_2; b3_3 = d1_3 - d3_3; b3_4 = d1_4 - d3_4; b3_5 = d1_5 - d3_5; b3_6 = d1_6 - d3_6; b3_7 = d1_7 - d3_7; b3_8 = d1_8 - d3_8; b3_9 = d1_9 - d3_9; b3_10 = d1_10 - d3_10; b3_11 = d1_11 - d3_11; b3_12 = d1_12 - d3_12; b3_13 = d1_13 - d3_13; b3_14 = d1_14 - d3_14; b3_15 = d1_15 - d3_15
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
                     at = np.uint64((3 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b3_0; S[at + np.uint64(1)] = b3_1; S[at + np.uint64(2)] = b3_2; S[at + np.uint64(3)] = b3_3; S[at + np.uint64(4)] = b3_4; S[at + np.uint64(5)] = b3_5; S[at + np.uint64(6)] = b3_6; S[at + np.uint64(7)] = b3_7; S[at + np.uint64(8)] = b3_8; S[at + np.uint64(9)] = b3_9; S[at + np.uint64(10)] = b3_10; S[at + np.uint64(11)] = b3_11; S[at + np.uint64(12)] = b3_12; S[at + np.uint64(13)] = b3_13; S[at + np.uint64(14)] = b3_14; S[at + np.uint64(15)] = b3_15
+                    store_run(S, at, b3)
                 for r in range(4):
                     # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]
                     at = np.uint64((r * 4 + 0) * 16)
-                    e0_0 = S[at + np.uint64(0)]; e0_1 = S[at + np.uint64(1)]; e0_2 = S[at + np.uint64(2)]; e0_3 = S[at + np.uint64(3)]; e0_4 = S[at + np.uint64(4)]; e0_5 = S[at + np.uint64(5)]; e0_6 = S[at + np.uint64(6)]; e0_7 = S[at + np.uint64(7)]; e0_8 = S[at + np.uint64(8)]; e0_9 = S[at + np.uint64(9)]; e0_10 = S[at + np.uint64(10)]; e0_11 = S[at + np.uint64(11)]; e0_12 = S[at + np.uint64(12)]; e0_13 = S[at + np.uint64(13)]; e0_14 = S[at + np.uint64(14)]; e0_15 = S[at + np.uint64(15)]
+                    e0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
-                    e1_0 = S[at + np.uint64(0)]; e1_1 = S[at + np.uint64(1)]; e1_2 = S[at + np.uint64(2)]; e1_3 = S[at + np.uint64(3)]; e1_4 = S[at + np.uint64(4)]; e1_5 = S[at + np.uint64(5)]; e1_6 = S[at + np.uint64(6)]; e1_7 = S[at + np.uint64(7)]; e1_8 = S[at + np.uint64(8)]; e1_9 = S[at + np.uint64(9)]; e1_10 = S[at + np.uint64(10)]; e1_11 = S[at + np.uint64(11)]; e1_12 = S[at + np.uint64(12)]; e1_13 = S[at + np.uint64(13)]; e1_14 = S[at + np.uint64(14)]; e1_15 = S[at + np.uint64(15)]
+                    e1 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 2) * 16)
-                    e2_0 = S[at + np.uint64(0)]; e2_1 = S[at + np.uint64(1)]; e2_2 = S[at + np.uint64(2)]; e2_3 = S[at + np.uint64(3)]; e2_4 = S[at + np.uint64(4)]; e2_5 = S[at + np.uint64(5)]; e2_6 = S[at + np.uint64(6)]; e2_7 = S[at + np.uint64(7)]; e2_8 = S[at + np.uint64(8)]; e2_9 = S[at + np.uint64(9)]; e2_10 = S[at + np.uint64(10)]; e2_11 = S[at + np.uint64(11)]; e2_12 = S[at + np.uint64(12)]; e2_13 = S[at + np.uint64(13)]; e2_14 = S[at + np.uint64(14)]; e2_15 = S[at + np.uint64(15)]
+                    e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
-                    e3_0 = S[at + np.uint64(0)]; e3_1 = S[at + np.uint64(1)]; e3_2 = S[at + np.uint64(2)]; e3_3 = S[at + np.uint64(3)]; e3_4 = S[at + np.uint64(4)]; e3_5 = S[at + np.uint64(5)]; e3_6 = S[at + np.uint64(6)]; e3_7 = S[at + np.uint64(7)]; e3_8 = S[at + np.uint64(8)]; e3_9 = S[at + np.uint64(9)]; e3_10 = S[at + np.uint64(10)]; e3_11 = S[at + np.uint64(11)]; e3_12 = S[at + np.uint64(12)]; e3_13 = S[at + np.uint64(13)]; e3_14 = S[at + np.uint64(14)]; e3_15 = S[at + np.uint64(15)]
+                    e3 = load_run(S, at, 16)
                     vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
-                    v0_0 = e0_0 - e2_0; v0_1 = e0_1 - e2_1; v0_2 = e0_2 - e2_2; v0_3 = e0_3 - e2_3; v0_4 = e0_4 - e2_4; v0_5 = e0_5 - e2_5; v0_6 = e0_6 - e2_6; v0_7 = e0_7 - e2_7; v0_8 = e0_8 - e2_8; v0_9 = e0_9 - e2_9; v0_10 = e0_10 - e2_10; v0_11 = e0_11 - e2_11; v0_12 = e0_12 - e2_12; v0_13 = e0_13 - e2_13; v0_14 = e0_14 - e2_14; v0_15 = e0_15 - e2_15
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(0) * vrow
-                    V[at + np.uint64(0)] = v0_0; V[at + np.uint64(1)] = v0_1; V[at + np.uint64(2)] = v0_2; V[at + np.uint64(3)] = v0_3; V[at + np.uint64(4)] = v0_4; V[at + np.uint64(5)] = v0_5; V[at + np.uint64(6)] = v0_6; V[at + np.uint64(7)] = v0_7; V[at + np.uint64(8)] = v0_8; V[at + np.uint64(9)] = v0_9; V[at + np.uint64(10)] = v0_10; V[at + np.uint64(11)] = v0_11; V[at + np.uint64(12)] = v0_12; V[at + np.uint64(13)] = v0_13; V[at + np.uint64(14)] = v0_14; V[at + np.uint64(15)] = v0_15
-                    v1_0 = e1_0 + e2_0; v1_1 = e1_1 + e2_1; v1_2 = e1_2 + e2_2; v1_3 = e1_3 + e2_3; v1_4 = e1_4 + e2_4; v1_5 = e1_5 + e2_5; v1_6 = e1_6 + e2_6; v1_7 = e1_7 + e2_7; v1_8 = e1_8 + e2_8; v1_9 = e1_9 + e2_9; v1_10 = e1_10 + e2_10; v1_11 = e1_11 + e2_11; v1_12 = e1_12 + e2_12; v1_13 = e1_13 + e2_13; v1_14 = e1_14 + e2_14; v1_15 = e1_15 + e2_15
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(1) * vrow
-                    V[at + np.uint64(0)] = v1_0; V[at + np.uint64(1)] = v1_1; V[at + np.uint64(2)] = v1_2; V[at + np.uint64(3)] = v1_3; V[at + np.uint64(4)] = v1_4; V[at + np.uint64(5)] = v1_5; V[at + np.uint64(6)] = v1_6; V[at + np.uint64(7)] = v1_7; V[at + np.uint64(8)] = v1_8; V[at + np.uint64(9)] = v1_9; V[at + np.uint64(10)] = v1_10; V[at + np.uint64(11)] = v1_11; V[at + np.uint64(12)] = v1_12; V[at + np.uint64(13)] = v1_13; V[at + np.uint64(14)] = v1_14; V[at + np.uint64(15)] = v1_15
-                    v2_0 = -e1_0 + e2_0; v2_1 = -e1_1 + e2_1; v2_2 = -e1_2 + e2_2; v2_3 = -e1_3 + e2_3; v2_4 = -e1_4 + e2_4; v2_5 = -e1_5 + e2_5; v2_6 = -e1_6 + e2_6; v2_7 = -e1_7 + e2_7; v2_8 = -e1_8 + e2_8; v2_9 = -e1_9 + e2_9; v2_10 = -e1_10 + e2_10; v2_11 = -e1_11 + e2_11; v2_12 = -e1_12 + e2_12; v2_13 = -e1_13 + e2_13; v2_14 = -e1_14 + e2_14; v2_15 = -e1_15 + e2_15
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(2) * vrow
-                    V[at + np.uint64(0)] = v2_0; V[at + np.uint64(1)] = v2_1; V[at + np.uint64(2)] = v2_2; V[at + np.uint64(3)] = v2_3; V[at + np.uint64(4)] = v2_4; V[at + np.uint64(5)] = v2_5; V[at + np.uint64(6)] = v2_6; V[at + np.uint64(7)] = v2_7; V[at + np.uint64(8)] = v2_8; V[at + np.uint64(9)] = v2_9; V[at + np.uint64(10)] = v2_10; V[at + np.uint64(11)] = v2_11; V[at + np.uint64(12)] = v2_12; V[at + np.uint64(13)] = v2_13; V[at + np.uint64(14)] = v2_14; V[at + np.uint64(15)] = v2_15
-                    v3_0 = e1_0 - e3_0; v3_1 = e1_1 - e3_1; v3_2 = e1_2 - e3_2; v3_3 = e1_3 - e3_3; v3_4 = e1_4 - e3_4; v3_5 = e1_5 - e3_5; v3_6 = e1_6 - e3_6; v3_7 = e1_7 - e3_7; v3_8 = e1_8 - e3_8; v3_9 = e1_9 - e3_9; v3_10 = e1_10 - e3_10; v3_11 = e1_11 - e3_11; v3_12 = e1_12 - e3_12; v3_13 = e1_13 - e3_13; v3_14 = e1_14 - e3_14; v3_15 = e1_15 - e3_15
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(3) * vrow
-                    V[at + np.uint64(0)] = v3_0; V[at + np.uint64(1)] = v3_1; V[at + np.uint64(2)] = v3_2; V[at + np.uint64(3)] = v3_3; V[at + np.uint64(4)] = v3_4; V[at + np.uint64(5)] = v3_5; V[at + np.uint64(6)] = v3_6; V[at + np.uint64(7)] = v3_7; V[at + np.uint64(8)] = v3_8; V[at + np.uint64(9)] = v3_9; V[at + np.uint64(10)] = v3_10; V[at + np.uint64(11)] = v3_11; V[at + np.uint64(12)] = v3_12; V[at + np.uint64(13)] = v3_13; V[at + np.uint64(14)] = v3_14; V[at + np.uint64(15)] = v3_15
+                    store_run(V, at, v3)
         # ---- per block of 16 output channels: the T channel sums, then the inverse transform
         for ob in range(oblocks):
             for t in range(16):
@@ -195,62 +199,78 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
-                    a0_0 = q0; a0_1 = q0; a0_2 = q0; a0_3 = q0; a0_4 = q0; a0_5 = q0; a0_6 = q0; a0_7 = q0; a0_8 = q0; a0_9 = q0; a0_10 = q0; a0_11 = q0; a0_12 = q0; a0_13 = q0; a0_14 = q0; a0_15 = q0; a1_0 = q0; a1_1 = q0; a1_2 = q0; a1_3 = q0; a1_4 = q0; a1_5 = q0; a1_6 = q0; a1_7 = q0; a1_8 = q0; a1_9 = q0; a1_10 = q0; a1_11 = q0; a1_12 = q0; a1_13 = q0; a1_14 = q0; a1_15 = q0; a2_0 = q0; a2_1 = q0; a2_2 = q0; a2_3 = q0; a2_4 = q0; a2_5 = q0; a2_6 = q0; a2_7 = q0; a2_8 = q0; a2_9 = q0; a2_10 = q0; a2_11 = q0; a2_12 = q0; a2_13 = q0; a2_14 = q0; a2_15 = q0; a3_0 = q0; a3_1 = q0; a3_2 = q0; a3_3 = q0; a3_4 = q0; a3_5 = q0; a3_6 = q0; a3_7 = q0; a3_8 = q0; a3_9 = q0; a3_10 = q0; a3_11 = q0; a3_12 = q0; a3_13 = q0; a3_14 = q0; a3_15 = q0; a4_0 = q0; a4_1 = q0; a4_2 = q0; a4_3 = q0; a4_4 = q0; a4_5 = q0; a4_6 = q0; a4_7 = q0; a4_8 = q0; a4_9 = q0; a4_10 = q0; a4_11 = q0; a4_12 = q0; a4_13 = q0; a4_14 = q0; a4_15 = q0; a5_0 = q0; a5_1 = q0; a5_2 = q0; a5_3 = q0; a5_4 = q0; a5_5 = q0; a5_6 = q0; a5_7 = q0; a5_8 = q0; a5_9 = q0; a5_10 = q0; a5_11 = q0; a5_12 = q0; a5_13 = q0; a5_14 = q0; a5_15 = q0; a6_0 = q0; a6_1 = q0; a6_2 = q0; a6_3 = q0; a6_4 = q0; a6_5 = q0; a6_6 = q0; a6_7 = q0; a6_8 = q0; a6_9 = q0; a6_10 = q0; a6_11 = q0; a6_12 = q0; a6_13 = q0; a6_14 = q0; a6_15 = q0; a7_0 = q0; a7_1 = q0; a7_2 = q0; a7_3 = q0; a7_4 = q0; a7_5 = q0; a7_6 = q0; a7_7 = q0; a7_8 = q0; a7_9 = q0; a7_10 = q0; a7_11 = q0; a7_12 = q0; a7_13 = q0; a7_14 = q0; a7_15 = q0; a8_0 = q0; a8_1 = q0; a8_2 = q0; a8_3 = q0; a8_4 = q0; a8_5 = q0; a8_6 = q0; a8_7 = q0; a8_8 = q0; a8_9 = q0; a8_10 = q0; a8_11 = q0; a8_12 = q0; a8_13 = q0; a8_14 = q0; a8_15 = q0; a9_0 = q0; a9_1 = q0; a9_2 = q0; a9_3 = q0; a9_4 = q0; a9_5 = q0; a9_6 = q0; a9_7 = q0; a9_8 = q0; a9_9 = q0; a9_10 = q0; a9_11 = q0; a9_12 = q0; a9_13 = q0; a9_14 = q0; a9_15 = q0; a10_0 = q0; a10_1 = q0; a10_2 = q0; a10_3 = q0; a10_4 = q0; a10_5 = q0; a10_6 = q0; a10_7 = q0; a10_8 = q0; a10_9 = q0; a10_10 = q0; a10_11 = q0; a10_12 = q0; a10_13 = q0; a10_14 = q0; a10_15 = q0; a11_0 = q0; a11_1 = q0; a11_2 = q0; a11_3 = q0; a11_4 = q0; a11_5 = q0; a11_6 = q0; a11_7 = q0; a11_8 = q0; a11_9 = q0; a11_10 = q0; a11_11 = q0; a11_12 = q0; a11_13 = q0; a11_14 = q0; a11_15 = q0; a12_0 = q0; a12_1 = q0; a12_2 = q0; a12_3 = q0; a12_4 = q0; a12_5 = q0; a12_6 = q0; a12_7 = q0; a12_8 = q0; a12_9 = q0; a12_10 = q0; a12_11 = q0; a12_12 = q0; a12_13 = q0; a12_14 = q0; a12_15 = q0; a13_0 = q0; a13_1 = q0; a13_2 = q0; a13_3 = q0; a13_4 = q0; a13_5 = q0; a13_6 = q0; a13_7 = q0; a13_8 = q0; a13_9 = q0; a13_10 = q0; a13_11 = q0; a13_12 = q0; a13_13 = q0; a13_14 = q0; a13_15 = q0; a14_0 = q0; a14_1 = q0; a14_2 = q0; a14_3 = q0; a14_4 = q0; a14_5 = q0; a14_6 = q0; a14_7 = q0; a14_8 = q0; a14_9 = q0; a14_10 = q0; a14_11 = q0; a14_12 = q0; a14_13 = q0; a14_14 = q0; a14_15 = q0; a15_0 = q0; a15_1 = q0; a15_2 = q0; a15_3 = q0; a15_4 = q0; a15_5 = q0; a15_6 = q0; a15_7 = q0; a15_8 = q0; a15_9 = q0; a15_10 = q0; a15_11 = q0; a15_12 = q0; a15_13 = q0; a15_14 = q0; a15_15 = q0
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
                         u_at = u_base + c * np.uint64(16)
-                        w0 = U[u_at + np.uint64(0)]; w1 = U[u_at + np.uint64(1)]; w2 = U[u_at + np.uint64(2)]; w3 = U[u_at + np.uint64(3)]; w4 = U[u_at + np.uint64(4)]; w5 = U[u_at + np.uint64(5)]; w6 = U[u_at + np.uint64(6)]; w7 = U[u_at + np.uint64(7)]; w8 = U[u_at + np.uint64(8)]; w9 = U[u_at + np.uint64(9)]; w10 = U[u_at + np.uint64(10)]; w11 = U[u_at + np.uint64(11)]; w12 = U[u_at + np.uint64(12)]; w13 = U[u_at + np.uint64(13)]; w14 = U[u_at + np.uint64(14)]; w15 = U[u_at + np.uint64(15)]
+                        w = load_run(U, u_at, 16)
                         s = V[x0 + c]
-                        a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s
+                        a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
-                        a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s
+                        a1 = multiply_add_run(a1, w, s)
                         s = V[x2 + c]
-                        a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s
+                        a2 = multiply_add_run(a2, w, s)
                         s = V[x3 + c]
-                        a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s
+                        a3 = multiply_add_run(a3, w, s)
                         s = V[x4 + c]
-                        a4_0 += w0 * s; a4_1 += w1 * s; a4_2 += w2 * s; a4_3 += w3 * s; a4_4 += w4 * s; a4_5 += w5 * s; a4_6 += w6 * s; a4_7 += w7 * s; a4_8 += w8 * s; a4_9 += w9 * s; a4_10 += w10 * s; a4_11 += w11 * s; a4_12 += w12 * s; a4_13 += w13 * s; a4_14 += w14 * s; a4_15 += w15 * s
+                        a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
-                        a5_0 += w0 * s; a5_1 += w1 * s; a5_2 += w2 * s; a5_3 += w3 * s; a5_4 += w4 * s; a5_5 += w5 * s; a5_6 += w6 * s; a5_7 += w7 * s; a5_8 += w8 * s; a5_9 += w9 * s; a5_10 += w10 * s; a5_11 += w11 * s; a5_12 += w12 * s; a5_13 += w13 * s; a5_14 += w14 * s; a5_15 += w15 * s
+                        a5 = multiply_add_run(a5, w, s)
                         s = V[x6 + c]
-                        a6_0 += w0 * s; a6_1 += w1 * s; a6_2 += w2 * s; a6_3 += w3 * s; a6_4 += w4 * s; a6_5 += w5 * s; a6_6 += w6 * s; a6_7 += w7 * s; a6_8 += w8 * s; a6_9 += w9 * s; a6_10 += w10 * s; a6_11 += w11 * s; a6_12 += w12 * s; a6_13 += w13 * s; a6_14 += w14 * s; a6_15 += w15 * s
+                        a6 = multiply_add_run(a6, w, s)
                         s = V[x7 + c]
-                        a7_0 += w0 * s; a7_1 += w1 * s; a7_2 += w2 * s; a7_3 += w3 * s; a7_4 += w4 * s; a7_5 += w5 * s; a7_6 += w6 * s; a7_7 += w7 * s; a7_8 += w8 * s; a7_9 += w9 * s; a7_10 += w10 * s; a7_11 += w11 * s; a7_12 += w12 * s; a7_13 += w13 * s; a7_14 += w14 * s; a7_15 += w15 * s
+                        a7 = multiply_add_run(a7, w, s)
                         s = V[x8 + c]
-                        a8_0 += w0 * s; a8_1 += w1 * s; a8_2 += w2 * s; a8_3 += w3 * s; a8_4 += w4 * s; a8_5 += w5 * s; a8_6 += w6 * s; a8_7 += w7 * s; a8_8 += w8 * s; a8_9 += w9 * s; a8_10 += w10 * s; a8_11 += w11 * s; a8_12 += w12 * s; a8_13 += w13 * s; a8_14 += w14 * s; a8_15 += w15 * s
+                        a8 = multiply_add_run(a8, w, s)
                         s = V[x9 + c]
-                        a9_0 += w0 * s; a9_1 += w1 * s; a9_2 += w2 * s; a9_3 += w3 * s; a9_4 += w4 * s; a9_5 += w5 * s; a9_6 += w6 * s; a9_7 += w7 * s; a9_8 += w8 * s; a9_9 += w9 * s; a9_10 += w10 * s; a9_11 += w11 * s; a9_12 += w12 * s; a9_13 += w13 * s; a9_14 += w14 * s; a9_15 += w15 * s
+                        a9 = multiply_add_run(a9, w, s)
                         s = V[x10 + c]
-                        a10_0 += w0 * s; a10_1 += w1 * s; a10_2 += w2 * s; a10_3 += w3 * s; a10_4 += w4 * s; a10_5 += w5 * s; a10_6 += w6 * s; a10_7 += w7 * s; a10_8 += w8 * s; a10_9 += w9 * s; a10_10 += w10 * s; a10_11 += w11 * s; a10_12 += w12 * s; a10_13 += w13 * s; a10_14 += w14 * s; a10_15 += w15 * s
+                        a10 = multiply_add_run(a10, w, s)
                         s = V[x11 + c]
-                        a11_0 += w0 * s; a11_1 += w1 * s; a11_2 += w2 * s; a11_3 += w3 * s; a11_4 += w4 * s; a11_5 += w5 * s; a11_6 += w6 * s; a11_7 += w7 * s; a11_8 += w8 * s; a11_9 += w9 * s; a11_10 += w10 * s; a11_11 += w11 * s; a11_12 += w12 * s; a11_13 += w13 * s; a11_14 += w14 * s; a11_15 += w15 * s
+                        a11 = multiply_add_run(a11, w, s)
                         s = V[x12 + c]
-                        a12_0 += w0 * s; a12_1 += w1 * s; a12_2 += w2 * s; a12_3 += w3 * s; a12_4 += w4 * s; a12_5 += w5 * s; a12_6 += w6 * s; a12_7 += w7 * s; a12_8 += w8 * s; a12_9 += w9 * s; a12_10 += w10 * s; a12_11 += w11 * s; a12_12 += w12 * s; a12_13 += w13 * s; a12_14 += w14 * s; a12_15 += w15 * s
+                        a12 = multiply_add_run(a12, w, s)
                         s = V[x13 + c]
-                        a13_0 += w0 * s; a13_1 += w1 * s; a13_2 += w2 * s; a13_3 += w3 * s; a13_4 += w4 * s; a13_5 += w5 * s; a13_6 += w6 * s; a13_7 += w7 * s; a13_8 += w8 * s; a13_9 += w9 * s; a13_10 += w10 * s; a13_11 += w11 * s; a13_12 += w12 * s; a13_13 += w13 * s; a13_14 += w14 * s; a13_15 += w15 * s
+                        a13 = multiply_add_run(a13, w, s)
                         s = V[x14 + c]
-                        a14_0 += w0 * s; a14_1 += w1 * s; a14_2 += w2 * s; a14_3 += w3 * s; a14_4 += w4 * s; a14_5 += w5 * s; a14_6 += w6 * s; a14_7 += w7 * s; a14_8 += w8 * s; a14_9 += w9 * s; a14_10 += w10 * s; a14_11 += w11 * s; a14_12 += w12 * s; a14_13 += w13 * s; a14_14 += w14 * s; a14_15 += w15 * s
+                        a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
-                        a15_0 += w0 * s; a15_1 += w1 * s; a15_2 += w2 * s; a15_3 += w3 * s; a15_4 += w4 * s; a15_5 += w5 * s; a15_6 += w6 * s; a15_7 += w7 * s; a15_8 += w8 * s; a15_9 += w9 * s; a15_10 += w10 * s; a15_11 += w11 * s; a15_12 += w12 * s; a15_13 += w13 * s; a15_14 += w14 * s; a15_15 += w15 * s
+                        a15 = multiply_add_run(a15, w, s)
                     m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
-                    M[m_at + np.uint64(0 + 0)] = a0_0; M[m_at + np.uint64(0 + 1)] = a0_1; M[m_at + np.uint64(0 + 2)] = a0_2; M[m_at + np.uint64(0 + 3)] = a0_3; M[m_at + np.uint64(0 + 4)] = a0_4; M[m_at + np.uint64(0 + 5)] = a0_5; M[m_at + np.uint64(0 + 6)] = a0_6; M[m_at + np.uint64(0 + 7)] = a0_7; M[m_at + np.uint64(0 + 8)] = a0_8; M[m_at + np.uint64(0 + 9)] = a0_9; M[m_at + np.uint64(0 + 10)] = a0_10; M[m_at + np.uint64(0 + 11)] = a0_11; M[m_at + np.uint64(0 + 12)] = a0_12; M[m_at + np.uint64(0 + 13)] = a0_13; M[m_at + np.uint64(0 + 14)] = a0_14; M[m_at + np.uint64(0 + 15)] = a0_15
-                    M[m_at + np.uint64(16 + 0)] = a1_0; M[m_at + np.uint64(16 + 1)] = a1_1; M[m_at + np.uint64(16 + 2)] = a1_2; M[m_at + np.uint64(16 + 3)] = a1_3; M[m_at + np.uint64(16 + 4)] = a1_4; M[m_at + np.uint64(16 + 5)] = a1_5; M[m_at + np.uint64(16 + 6)] = a1_6; M[m_at + np.uint64(16 + 7)] = a1_7; M[m_at + np.uint64(16 + 8)] = a1_8; M[m_at + np.uint64(16 + 9)] = a1_9; M[m_at + np.uint64(16 + 10)] = a1_10; M[m_at + np.uint64(16 + 11)] = a1_11; M[m_at + np.uint64(16 + 12)] = a1_12; M[m_at + np.uint64(16 + 13)] = a1_13; M[m_at + np.uint64(16 + 14)] = a1_14; M[m_at + np.uint64(16 + 15)] = a1_15
-                    M[m_at + np.uint64(32 + 0)] = a2_0; M[m_at + np.uint64(32 + 1)] = a2_1; M[m_at + np.uint64(32 + 2)] = a2_2; M[m_at + np.uint64(32 + 3)] = a2_3; M[m_at + np.uint64(32 + 4)] = a2_4; M[m_at + np.uint64(32 + 5)] = a2_5; M[m_at + np.uint64(32 + 6)] = a2_6; M[m_at + np.uint64(32 + 7)] = a2_7; M[m_at + np.uint64(32 + 8)] = a2_8; M[m_at + np.uint64(32 + 9)] = a2_9; M[m_at + np.uint64(32 + 10)] = a2_10; M[m_at + np.uint64(32 + 11)] = a2_11; M[m_at + np.uint64(32 + 12)] = a2_12; M[m_at + np.uint64(32 + 13)] = a2_13; M[m_at + np.uint64(32 + 14)] = a2_14; M[m_at + np.uint64(32 + 15)] = a2_15
-                    M[m_at + np.uint64(48 + 0)] = a3_0; M[m_at + np.uint64(48 + 1)] = a3_1; M[m_at + np.uint64(48 + 2)] = a3_2; M[m_at + np.uint64(48 + 3)] = a3_3; M[m_at + np.uint64(48 + 4)] = a3_4; M[m_at + np.uint64(48 + 5)] = a3_5; M[m_at + np.uint64(48 + 6)] = a3_6; M[m_at + np.uint64(48 + 7)] = a3_7; M[m_at + np.uint64(48 + 8)] = a3_8; M[m_at + np.uint64(48 + 9)] = a3_9; M[m_at + np.uint64(48 + 10)] = a3_10; M[m_at + np.uint64(48 + 11)] = a3_11; M[m_at + np.uint64(48 + 12)] = a3_12; M[m_at + np.uint64(48 + 13)] = a3_13; M[m_at + np.uint64(48 + 14)] = a3_14; M[m_at + np.uint64(48 + 15)] = a3_15
-                    M[m_at + np.uint64(64 + 0)] = a4_0; M[m_at + np.uint64(64 + 1)] = a4_1; M[m_at + np.uint64(64 + 2)] = a4_2; M[m_at + np.uint64(64 + 3)] = a4_3; M[m_at + np.uint64(64 + 4)] = a4_4; M[m_at + np.uint64(64 + 5)] = a4_5; M[m_at + np.uint64(64 + 6)] = a4_6; M[m_at + np.uint64(64 + 7)] = a4_7; M[m_at + np.uint64(64 + 8)] = a4_8; M[m_at + np.uint64(64 + 9)] = a4_9; M[m_at + np.uint64(64 + 10)] = a4_10; M[m_at + np.uint64(64 + 11)] = a4_11; M[m_at + np.uint64(64 + 12)] = a4_12; M[m_at + np.uint64(64 + 13)] = a4_13; M[m_at + np.uint64(64 + 14)] = a4_14; M[m_at + np.uint64(64 + 15)] = a4_15
-                    M[m_at + np.uint64(80 + 0)] = a5_0; M[m_at + np.uint64(80 + 1)] = a5_1; M[m_at + np.uint64(80 + 2)] = a5_2; M[m_at + np.uint64(80 + 3)] = a5_3; M[m_at + np.uint64(80 + 4)] = a5_4; M[m_at + np.uint64(80 + 5)] = a5_5; M[m_at + np.uint64(80 + 6)] = a5_6; M[m_at + np.uint64(80 + 7)] = a5_7; M[m_at + np.uint64(80 + 8)] = a5_8; M[m_at + np.uint64(80 + 9)] = a5_9; M[m_at + np.uint64(80 + 10)] = a5_10; M[m_at + np.uint64(80 + 11)] = a5_11; M[m_at + np.uint64(80 + 12)] = a5_12; M[m_at + np.uint64(80 + 13)] = a5_13; M[m_at + np.uint64(80 + 14)] = a5_14; M[m_at + np.uint64(80 + 15)] = a5_15
-                    M[m_at + np.uint64(96 + 0)] = a6_0; M[m_at + np.uint64(96 + 1)] = a6_1; M[m_at + np.uint64(96 + 2)] = a6_2; M[m_at + np.uint64(96 + 3)] = a6_3; M[m_at + np.uint64(96 + 4)] = a6_4; M[m_at + np.uint64(96 + 5)] = a6_5; M[m_at + np.uint64(96 + 6)] = a6_6; M[m_at + np.uint64(96 + 7)] = a6_7; M[m_at + np.uint64(96 + 8)] = a6_8; M[m_at + np.uint64(96 + 9)] = a6_9; M[m_at + np.uint64(96 + 10)] = a6_10; M[m_at + np.uint64(96 + 11)] = a6_11; M[m_at + np.uint64(96 + 12)] = a6_12; M[m_at + np.uint64(96 + 13)] = a6_13; M[m_at + np.uint64(96 + 14)] = a6_14; M[m_at + np.uint64(96 + 15)] = a6_15
-                    M[m_at + np.uint64(112 + 0)] = a7_0; M[m_at + np.uint64(112 + 1)] = a7_1; M[m_at + np.uint64(112 + 2)] = a7_2; M[m_at + np.uint64(112 + 3)] = a7_3; M[m_at + np.uint64(112 + 4)] = a7_4; M[m_at + np.uint64(112 + 5)] = a7_5; M[m_at + np.uint64(112 + 6)] = a7_6; M[m_at + np.uint64(112 + 7)] = a7_7; M[m_at + np.uint64(112 + 8)] = a7_8; M[m_at + np.uint64(112 + 9)] = a7_9; M[m_at + np.uint64(112 + 10)] = a7_10; M[m_at + np.uint64(112 + 11)] = a7_11; M[m_at + np.uint64(112 + 12)] = a7_12; M[m_at + np.uint64(112 + 13)] = a7_13; M[m_at + np.uint64(112 + 14)] = a7_14; M[m_at + np.uint64(112 + 15)] = a7_15
-                    M[m_at + np.uint64(128 + 0)] = a8_0; M[m_at + np.uint64(128 + 1)] = a8_1; M[m_at + np.uint64(128 + 2)] = a8_2; M[m_at + np.uint64(128 + 3)] = a8_3; M[m_at + np.uint64(128 + 4)] = a8_4; M[m_at + np.uint64(128 + 5)] = a8_5; M[m_at + np.uint64(128 + 6)] = a8_6; M[m_at + np.uint64(128 + 7)] = a8_7; M[m_at + np.uint64(128 + 8)] = a8_8; M[m_at + np.uint64(128 + 9)] = a8_9; M[m_at + np.uint64(128 + 10)] = a8_10; M[m_at + np.uint64(128 + 11)] = a8_11; M[m_at + np.uint64(128 + 12)] = a8_12; M[m_at + np.uint64(128 + 13)] = a8_13; M[m_at + np.uint64(128 + 14)] = a8_14; M[m_at + np.uint64(128 + 15)] = a8_15
-                    M[m_at + np.uint64(144 + 0)] = a9_0; M[m_at + np.uint64(144 + 1)] = a9_1; M[m_at + np.uint64(144 + 2)] = a9_2; M[m_at + np.uint64(144 + 3)] = a9_3; M[m_at + np.uint64(144 + 4)] = a9_4; M[m_at + np.uint64(144 + 5)] = a9_5; M[m_at + np.uint64(144 + 6)] = a9_6; M[m_at + np.uint64(144 + 7)] = a9_7; M[m_at + np.uint64(144 + 8)] = a9_8; M[m_at + np.uint64(144 + 9)] = a9_9; M[m_at + np.uint64(144 + 10)] = a9_10; M[m_at + np.uint64(144 + 11)] = a9_11; M[m_at + np.uint64(144 + 12)] = a9_12; M[m_at + np.uint64(144 + 13)] = a9_13; M[m_at + np.uint64(144 + 14)] = a9_14; M[m_at + np.uint64(144 + 15)] = a9_15
-                    M[m_at + np.uint64(160 + 0)] = a10_0; M[m_at + np.uint64(160 + 1)] = a10_1; M[m_at + np.uint64(160 + 2)] = a10_2; M[m_at + np.uint64(160 + 3)] = a10_3; M[m_at + np.uint64(160 + 4)] = a10_4; M[m_at + np.uint64(160 + 5)] = a10_5; M[m_at + np.uint64(160 + 6)] = a10_6; M[m_at + np.uint64(160 + 7)] = a10_7; M[m_at + np.uint64(160 + 8)] = a10_8; M[m_at + np.uint64(160 + 9)] = a10_9; M[m_at + np.uint64(160 + 10)] = a10_10; M[m_at + np.uint64(160 + 11)] = a10_11; M[m_at + np.uint64(160 + 12)] = a10_12; M[m_at + np.uint64(160 + 13)] = a10_13; M[m_at + np.uint64(160 + 14)] = a10_14; M[m_at + np.uint64(160 + 15)] = a10_15
-                    M[m_at + np.uint64(176 + 0)] = a11_0; M[m_at + np.uint64(176 + 1)] = a11_1; M[m_at + np.uint64(176 + 2)] = a11_2; M[m_at + np.uint64(176 + 3)] = a11_3; M[m_at + np.uint64(176 + 4)] = a11_4; M[m_at + np.uint64(176 + 5)] = a11_5; M[m_at + np.uint64(176 + 6)] = a11_6; M[m_at + np.uint64(176 + 7)] = a11_7; M[m_at + np.uint64(176 + 8)] = a11_8; M[m_at + np.uint64(176 + 9)] = a11_9; M[m_at + np.uint64(176 + 10)] = a11_10; M[m_at + np.uint64(176 + 11)] = a11_11; M[m_at + np.uint64(176 + 12)] = a11_12; M[m_at + np.uint64(176 + 13)] = a11_13; M[m_at + np.uint64(176 + 14)] = a11_14; M[m_at + np.uint64(176 + 15)] = a11_15
-                    M[m_at + np.uint64(192 + 0)] = a12_0; M[m_at + np.uint64(192 + 1)] = a12_1; M[m_at + np.uint64(192 + 2)] = a12_2; M[m_at + np.uint64(192 + 3)] = a12_3; M[m_at + np.uint64(192 + 4)] = a12_4; M[m_at + np.uint64(192 + 5)] = a12_5; M[m_at + np.uint64(192 + 6)] = a12_6; M[m_at + np.uint64(192 + 7)] = a12_7; M[m_at + np.uint64(192 + 8)] = a12_8; M[m_at + np.uint64(192 + 9)] = a12_9; M[m_at + np.uint64(192 + 10)] = a12_10; M[m_at + np.uint64(192 + 11)] = a12_11; M[m_at + np.uint64(192 + 12)] = a12_12; M[m_at + np.uint64(192 + 13)] = a12_13; M[m_at + np.uint64(192 + 14)] = a12_14; M[m_at + np.uint64(192 + 15)] = a12_15
-                    M[m_at + np.uint64(208 + 0)] = a13_0; M[m_at + np.uint64(208 + 1)] = a13_1; M[m_at + np.uint64(208 + 2)] = a13_2; M[m_at + np.uint64(208 + 3)] = a13_3; M[m_at + np.uint64(208 + 4)] = a13_4; M[m_at + np.uint64(208 + 5)] = a13_5; M[m_at + np.uint64(208 + 6)] = a13_6; M[m_at + np.uint64(208 + 7)] = a13_7; M[m_at + np.uint64(208 + 8)] = a13_8; M[m_at + np.uint64(208 + 9)] = a13_9; M[m_at + np.uint64(208 + 10)] = a13_10; M[m_at + np.uint64(208 + 11)] = a13_11; M[m_at + np.uint64(208 + 12)] = a13_12; M[m_at + np.uint64(208 + 13)] = a13_13; M[m_at + np.uint64(208 + 14)] = a13_14; M[m_at + np.uint64(208 + 15)] = a13_15
-                    M[m_at + np.uint64(224 + 0)] = a14_0; M[m_at + np.uint64(224 + 1)] = a14_1; M[m_at + np.uint64(224 + 2)] = a14_2; M[m_at + np.uint64(224 + 3)] = a14_3; M[m_at + np.uint64(224 + 4)] = a14_4; M[m_at + np.uint64(224 + 5)] = a14_5; M[m_at + np.uint64(224 + 6)] = a14_6; M[m_at + np.uint64(224 + 7)] = a14_7; M[m_at + np.uint64(224 + 8)] = a14_8; M[m_at + np.uint64(224 + 9)] = a14_9; M[m_at + np.uint64(224 + 10)] = a14_10; M[m_at + np.uint64(224 + 11)] = a14_11; M[m_at + np.uint64(224 + 12)] = a14_12; M[m_at + np.uint64(224 + 13)] = a14_13; M[m_at + np.uint64(224 + 14)] = a14_14; M[m_at + np.uint64(224 + 15)] = a14_15
-                    M[m_at + np.uint64(240 + 0)] = a15_0; M[m_at + np.uint64(240 + 1)] = a15_1; M[m_at + np.uint64(240 + 2)] = a15_2; M[m_at + np.uint64(240 + 3)] = a15_3; M[m_at + np.uint64(240 + 4)] = a15_4; M[m_at + np.uint64(240 + 5)] = a15_5; M[m_at + np.uint64(240 + 6)] = a15_6; M[m_at + np.uint64(240 + 7)] = a15_7; M[m_at + np.uint64(240 + 8)] = a15_8; M[m_at + np.uint64(240 + 9)] = a15_9; M[m_at + np.uint64(240 + 10)] = a15_10; M[m_at + np.uint64(240 + 11)] = a15_11; M[m_at + np.uint64(240 + 12)] = a15_12; M[m_at + np.uint64(240 + 13)] = a15_13; M[m_at + np.uint64(240 + 14)] = a15_14; M[m_at + np.uint64(240 + 15)] = a15_15
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
             bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -260,56 +280,41 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 for s in range(4):
                     # pass 1 (per column s): AT M, m rows, into S
                     at = np.uint64((((0 * 4 + s) * per_task) + j) * 16)
-                    h0_0 = M[at + np.uint64(0)]; h0_1 = M[at + np.uint64(1)]; h0_2 = M[at + np.uint64(2)]; h0_3 = M[at + np.uint64(3)]; h0_4 = M[at + np.uint64(4)]; h0_5 = M[at + np.uint64(5)]; h0_6 = M[at + np.uint64(6)]; h0_7 = M[at + np.uint64(7)]; h0_8 = M[at + np.uint64(8)]; h0_9 = M[at + np.uint64(9)]; h0_10 = M[at + np.uint64(10)]; h0_11 = M[at + np.uint64(11)]; h0_12 = M[at + np.uint64(12)]; h0_13 = M[at + np.uint64(13)]; h0_14 = M[at + np.uint64(14)]; h0_15 = M[at + np.uint64(15)]
+                    h0 = load_run(M, at, 16)
                     at = np.uint64((((1 * 4 + s) * per_task) + j) * 16)
-                    h1_0 = M[at + np.uint64(0)]; h1_1 = M[at + np.uint64(1)]; h1_2 = M[at + np.uint64(2)]; h1_3 = M[at + np.uint64(3)]; h1_4 = M[at + np.uint64(4)]; h1_5 = M[at + np.uint64(5)]; h1_6 = M[at + np.uint64(6)]; h1_7 = M[at + np.uint64(7)]; h1_8 = M[at + np.uint64(8)]; h1_9 = M[at + np.uint64(9)]; h1_10 = M[at + np.uint64(10)]; h1_11 = M[at + np.uint64(11)]; h1_12 = M[at + np.uint64(12)]; h1_13 = M[at + np.uint64(13)]; h1_14 = M[at + np.uint64(14)]; h1_15 = M[at + np.uint64(15)]
+                    h1 = load_run(M, at, 16)
                     at = np.uint64((((2 * 4 + s) * per_task) + j) * 16)
-                    h2_0 = M[at + np.uint64(0)]; h2_1 = M[at + np.uint64(1)]; h2_2 = M[at + np.uint64(2)]; h2_3 = M[at + np.uint64(3)]; h2_4 = M[at + np.uint64(4)]; h2_5 = M[at + np.uint64(5)]; h2_6 = M[at + np.uint64(6)]; h2_7 = M[at + np.uint64(7)]; h2_8 = M[at + np.uint64(8)]; h2_9 = M[at + np.uint64(9)]; h2_10 = M[at + np.uint64(10)]; h2_11 = M[at + np.uint64(11)]; h2_12 = M[at + np.uint64(12)]; h2_13 = M[at + np.uint64(13)]; h2_14 = M[at + np.uint64(14)]; h2_15 = M[at + np.uint64(15)]
+                    h2 = load_run(M, at, 16)
                     at = np.uint64((((3 * 4 + s) * per_task) + j) * 16)
-                    h3_0 = M[at + np.uint64(0)]; h3_1 = M[at + np.uint64(1)]; h3_2 = M[at + np.uint64(2)]; h3_3 = M[at + np.uint64(3)]; h3_4 = M[at + np.uint64(4)]; h3_5 = M[at + np.uint64(5)]; h3_6 = M[at + np.uint64(6)]; h3_7 = M[at + np.uint64(7)]; h3_8 = M[at + np.uint64(8)]; h3_9 = M[at + np.uint64(9)]; h3_10 = M[at + np.uint64(10)]; h3_11 = M[at + np.uint64(11)]; h3_12 = M[at + np.uint64(12)]; h3_13 = M[at + np.uint64(13)]; h3_14 = M[at + np.uint64(14)]; h3_15 = M[at + np.uint64(15)]
-                    y0_0 = h0_0 + h1_0 + h2_0; y0_1 = h0_1 + h1_1 + h2_1; y0_2 = h0_2 + h1_2 + h2_2; y0_3 = h0_3 + h1_3 + h2_3; y0_4 = h0_4 + h1_4 + h2_4; y0_5 = h0_5 + h1_5 + h2_5; y0_6 = h0_6 + h1_6 + h2_6; y0_7 = h0_7 + h1_7 + h2_7; y0_8 = h0_8 + h1_8 + h2_8; y0_9 = h0_9 + h1_9 + h2_9; y0_10 = h0_10 + h1_10 + h2_10; y0_11 = h0_11 + h1_11 + h2_11; y0_12 = h0_12 + h1_12 + h2_12; y0_13 = h0_13 + h1_13 + h2_13; y0_14 = h0_14 + h1_14 + h2_14; y0_15 = h0_15 + h1_15 + h2_15
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = y0_0; S[at + np.uint64(1)] = y0_1; S[at + np.uint64(2)] = y0_2; S[at + np.uint64(3)] = y0_3; S[at + np.uint64(4)] = y0_4; S[at + np.uint64(5)] = y0_5; S[at + np.uint64(6)] = y0_6; S[at + np.uint64(7)] = y0_7; S[at + np.uint64(8)] = y0_8; S[at + np.uint64(9)] = y0_9; S[at + np.uint64(10)] = y0_10; S[at + np.uint64(11)] = y0_11; S[at + np.uint64(12)] = y0_12; S[at + np.uint64(13)] = y0_13; S[at + np.uint64(14)] = y0_14; S[at + np.uint64(15)] = y0_15
-                    y1_0 = h1_0 - h2_0 - h3_0; y1_1 = h1_1 - h2_1 - h3_1; y1_2 = h1_2 - h2_2 - h3_2; y1_3 = h1_3 - h2_3 - h3_3; y1_4 = h1_4 - h2_4 - h3_4; y1_5 = h1_5 - h2_5 - h3_5; y1_6 = h1_6 - h2_6 - h3_6; y1_7 = h1_7 - h2_7 - h3_7; y1_8 = h1_8 - h2_8 - h3_8; y1_9 = h1_9 - h2_9 - h3_9; y1_10 = h1_10 - h2_10 - h3_10; y1_11 = h1_11 - h2_11 - h3_11; y1_12 = h1_12 - h2_12 - h3_12; y1_13 = h1_13 - h2_13 - h3_13; y1_14 = h1_14 - h2_14 - h3_14; y1_15 = h1_15 - h2_15 - h3_15
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
                     at = np.uint64((1 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = y1_0; S[at + np.uint64(1)] = y1_1; S[at + np.uint64(2)] = y1_2; S[at + np.uint64(3)] = y1_3; S[at + np.uint64(4)] = y1_4; S[at + np.uint64(5)] = y1_5; S[at + np.uint64(6)] = y1_6; S[at + np.uint64(7)] = y1_7; S[at + np.uint64(8)] = y1_8; S[at + np.uint64(9)] = y1_9; S[at + np.uint64(10)] = y1_10; S[at + np.uint64(11)] = y1_11; S[at + np.uint64(12)] = y1_12; S[at + np.uint64(13)] = y1_13; S[at + np.uint64(14)] = y1_14; S[at + np.uint64(15)] = y1_15
+                    store_run(S, at, y1)
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(2, oh - ty * 2)):
                     # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel
                     at = np.uint64((r * 4 + 0) * 16)
-                    f0_0 = S[at + np.uint64(0)]; f0_1 = S[at + np.uint64(1)]; f0_2 = S[at + np.uint64(2)]; f0_3 = S[at + np.uint64(3)]; f0_4 = S[at + np.uint64(4)]; f0_5 = S[at + np.uint64(5)]; f0_6 = S[at + np.uint64(6)]; f0_7 = S[at + np.uint64(7)]; f0_8 = S[at + np.uint64(8)]; f0_9 = S[at + np.uint64(9)]; f0_10 = S[at + np.uint64(10)]; f0_11 = S[at + np.uint64(11)]; f0_12 = S[at + np.uint64(12)]; f0_13 = S[at + np.uint64(13)]; f0_14 = S[at + np.uint64(14)]; f0_15 = S[at + np.uint64(15)]
+                    f0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
-                    f1_0 = S[at + np.uint64(0)]; f1_1 = S[at + np.uint64(1)]; f1_2 = S[at + np.uint64(2)]; f1_3 = S[at + np.uint64(3)]; f1_4 = S[at + np.uint64(4)]; f1_5 = S[at + np.uint64(5)]; f1_6 = S[at + np.uint64(6)]; f1_7 = S[at + np.uint64(7)]; f1_8 = S[at + np.uint64(8)]; f1_9 = S[at + np.uint64(9)]; f1_10 = S[at + np.uint64(10)]; f1_11 = S[at + np.uint64(11)]; f1_12 = S[at + np.uint64(12)]; f1_13 = S[at + np.uint64(13)]; f1_14 = S[at + np.uint64(14)]; f1_15 = S[at + np.uint64(15)]
+                    f1 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 2) * 16)
-                    f2_0 = S[at + np.uint64(0)]; f2_1 = S[at + np.uint64(1)]; f2_2 = S[at + np.uint64(2)]; f2_3 = S[at + np.uint64(3)]; f2_4 = S[at + np.uint64(4)]; f2_5 = S[at + np.uint64(5)]; f2_6 = S[at + np.uint64(6)]; f2_7 = S[at + np.uint64(7)]; f2_8 = S[at + np.uint64(8)]; f2_9 = S[at + np.uint64(9)]; f2_10 = S[at + np.uint64(10)]; f2_11 = S[at + np.uint64(11)]; f2_12 = S[at + np.uint64(12)]; f2_13 = S[at + np.uint64(13)]; f2_14 = S[at + np.uint64(14)]; f2_15 = S[at + np.uint64(15)]
+                    f2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
-                    f3_0 = S[at + np.uint64(0)]; f3_1 = S[at + np.uint64(1)]; f3_2 = S[at + np.uint64(2)]; f3_3 = S[at + np.uint64(3)]; f3_4 = S[at + np.uint64(4)]; f3_5 = S[at + np.uint64(5)]; f3_6 = S[at + np.uint64(6)]; f3_7 = S[at + np.uint64(7)]; f3_8 = S[at + np.uint64(8)]; f3_9 = S[at + np.uint64(9)]; f3_10 = S[at + np.uint64(10)]; f3_11 = S[at + np.uint64(11)]; f3_12 = S[at + np.uint64(12)]; f3_13 = S[at + np.uint64(13)]; f3_14 = S[at + np.uint64(14)]; f3_15 = S[at + np.uint64(15)]
-                    z0_0 = bias0 + f0_0 + f1_0 + f2_0; z0_1 = bias1 + f0_1 + f1_1 + f2_1; z0_2 = bias2 + f0_2 + f1_2 + f2_2; z0_3 = bias3 + f0_3 + f1_3 + f2_3; z0_4 = bias4 + f0_4 + f1_4 + f2_4; z0_5 = bias5 + f0_5 + f1_5 + f2_5; z0_6 = bias6 + f0_6 + f1_6 + f2_6; z0_7 = bias7 + f0_7 + f1_7 + f2_7; z0_8 = bias8 + f0_8 + f1_8 + f2_8; z0_9 = bias9 + f0_9 + f1_9 + f2_9; z0_10 = bias10 + f0_10 + f1_10 + f2_10; z0_11 = bias11 + f0_11 + f1_11 + f2_11; z0_12 = bias12 + f0_12 + f1_12 + f2_12; z0_13 = bias13 + f0_13 + f1_13 + f2_13; z0_14 = bias14 + f0_14 + f1_14 + f2_14; z0_15 = bias15 + f0_15 + f1_15 + f2_15
-                    z1_0 = bias0 + f1_0 - f2_0 - f3_0; z1_1 = bias1 + f1_1 - f2_1 - f3_1; z1_2 = bias2 + f1_2 - f2_2 - f3_2; z1_3 = bias3 + f1_3 - f2_3 - f3_3; z1_4 = bias4 + f1_4 - f2_4 - f3_4; z1_5 = bias5 + f1_5 - f2_5 - f3_5; z1_6 = bias6 + f1_6 - f2_6 - f3_6; z1_7 = bias7 + f1_7 - f2_7 - f3_7; z1_8 = bias8 + f1_8 - f2_8 - f3_8; z1_9 = bias9 + f1_9 - f2_9 - f3_9; z1_10 = bias10 + f1_10 - f2_10 - f3_10; z1_11 = bias11 + f1_11 - f2_11 - f3_11; z1_12 = bias12 + f1_12 - f2_12 - f3_12; z1_13 = bias13 + f1_13 - f2_13 - f3_13; z1_14 = bias14 + f1_14 - f2_14 - f3_14; z1_15 = bias15 + f1_15 - f2_15 - f3_15
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
                     row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
-                        of[row + np.uint64(0) * plane + np.uint64(0)] = z0_0; of[row + np.uint64(0) * plane + np.uint64(1)] = z1_0
-                        of[row + np.uint64(1) * plane + np.uint64(0)] = z0_1; of[row + np.uint64(1) * plane + np.uint64(1)] = z1_1
-                        of[row + np.uint64(2) * plane + np.uint64(0)] = z0_2; of[row + np.uint64(2) * plane + np.uint64(1)] = z1_2
-                        of[row + np.uint64(3) * plane + np.uint64(0)] = z0_3; of[row + np.uint64(3) * plane + np.uint64(1)] = z1_3
-                        of[row + np.uint64(4) * plane + np.uint64(0)] = z0_4; of[row + np.uint64(4) * plane + np.uint64(1)] = z1_4
-                        of[row + np.uint64(5) * plane + np.uint64(0)] = z0_5; of[row + np.uint64(5) * plane + np.uint64(1)] = z1_5
-                        of[row + np.uint64(6) * plane + np.uint64(0)] = z0_6; of[row + np.uint64(6) * plane + np.uint64(1)] = z1_6
-                        of[row + np.uint64(7) * plane + np.uint64(0)] = z0_7; of[row + np.uint64(7) * plane + np.uint64(1)] = z1_7
-                        of[row + np.uint64(8) * plane + np.uint64(0)] = z0_8; of[row + np.uint64(8) * plane + np.uint64(1)] = z1_8
-                        of[row + np.uint64(9) * plane + np.uint64(0)] = z0_9; of[row + np.uint64(9) * plane + np.uint64(1)] = z1_9
-                        of[row + np.uint64(10) * plane + np.uint64(0)] = z0_10; of[row + np.uint64(10) * plane + np.uint64(1)] = z1_10
-                        of[row + np.uint64(11) * plane + np.uint64(0)] = z0_11; of[row + np.uint64(11) * plane + np.uint64(1)] = z1_11
-                        of[row + np.uint64(12) * plane + np.uint64(0)] = z0_12; of[row + np.uint64(12) * plane + np.uint64(1)] = z1_12
-                        of[row + np.uint64(13) * plane + np.uint64(0)] = z0_13; of[row + np.uint64(13) * plane + np.uint64(1)] = z1_13
-                        of[row + np.uint64(14) * plane + np.uint64(0)] = z0_14; of[row + np.uint64(14) * plane + np.uint64(1)] = z1_14
-                        of[row + np.uint64(15) * plane + np.uint64(0)] = z0_15; of[row + np.uint64(15) * plane + np.uint64(1)] = z1_15
+                        store_lanes(of, row, plane, (z0, z1,))
                     else:
                         # an edge tile or a partial block of channels: through S (row m of it is free)
                         at = np.uint64(128)
-                        S[at + np.uint64(0 + 0)] = z0_0; S[at + np.uint64(0 + 1)] = z0_1; S[at + np.uint64(0 + 2)] = z0_2; S[at + np.uint64(0 + 3)] = z0_3; S[at + np.uint64(0 + 4)] = z0_4; S[at + np.uint64(0 + 5)] = z0_5; S[at + np.uint64(0 + 6)] = z0_6; S[at + np.uint64(0 + 7)] = z0_7; S[at + np.uint64(0 + 8)] = z0_8; S[at + np.uint64(0 + 9)] = z0_9; S[at + np.uint64(0 + 10)] = z0_10; S[at + np.uint64(0 + 11)] = z0_11; S[at + np.uint64(0 + 12)] = z0_12; S[at + np.uint64(0 + 13)] = z0_13; S[at + np.uint64(0 + 14)] = z0_14; S[at + np.uint64(0 + 15)] = z0_15
-                        S[at + np.uint64(16 + 0)] = z1_0; S[at + np.uint64(16 + 1)] = z1_1; S[at + np.uint64(16 + 2)] = z1_2; S[at + np.uint64(16 + 3)] = z1_3; S[at + np.uint64(16 + 4)] = z1_4; S[at + np.uint64(16 + 5)] = z1_5; S[at + np.uint64(16 + 6)] = z1_6; S[at + np.uint64(16 + 7)] = z1_7; S[at + np.uint64(16 + 8)] = z1_8; S[at + np.uint64(16 + 9)] = z1_9; S[at + np.uint64(16 + 10)] = z1_10; S[at + np.uint64(16 + 11)] = z1_11; S[at + np.uint64(16 + 12)] = z1_12; S[at + np.uint64(16 + 13)] = z1_13; S[at + np.uint64(16 + 14)] = z1_14; S[at + np.uint64(16 + 15)] = z1_15
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
                         for q in range(min(2, ow - tx * 2)):
                             for k in range(valid):
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
@@ -363,48 +368,48 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
-                    d0_0 = pf[at + np.uint64(0)]; d0_1 = pf[at + np.uint64(1)]; d0_2 = pf[at + np.uint64(2)]; d0_3 = pf[at + np.uint64(3)]; d0_4 = pf[at + np.uint64(4)]; d0_5 = pf[at + np.uint64(5)]; d0_6 = pf[at + np.uint64(6)]; d0_7 = pf[at + np.uint64(7)]; d0_8 = pf[at + np.uint64(8)]; d0_9 = pf[at + np.uint64(9)]; d0_10 = pf[at + np.uint64(10)]; d0_11 = pf[at + np.uint64(11)]; d0_12 = pf[at + np.uint64(12)]; d0_13 = pf[at + np.uint64(13)]; d0_14 = pf[at + np.uint64(14)]; d0_15 = pf[at + np.uint64(15)]
+                    d0 = load_run(pf, at, 16)
                     at = base + np.uint64((1 * wp + s) * 16)
-                    d1_0 = pf[at + np.uint64(0)]; d1_1 = pf[at + np.uint64(1)]; d1_2 = pf[at + np.uint64(2)]; d1_3 = pf[at + np.uint64(3)]; d1_4 = pf[at + np.uint64(4)]; d1_5 = pf[at + np.uint64(5)]; d1_6 = pf[at + np.uint64(6)]; d1_7 = pf[at + np.uint64(7)]; d1_8 = pf[at + np.uint64(8)]; d1_9 = pf[at + np.uint64(9)]; d1_10 = pf[at + np.uint64(10)]; d1_11 = pf[at + np.uint64(11)]; d1_12 = pf[at + np.uint64(12)]; d1_13 = pf[at + np.uint64(13)]; d1_14 = pf[at + np.uint64(14)]; d1_15 = pf[at + np.uint64(15)]
+                    d1 = load_run(pf, at, 16)
                     at = base + np.uint64((2 * wp + s) * 16)
-                    d2_0 = pf[at + np.uint64(0)]; d2_1 = pf[at + np.uint64(1)]; d2_2 = pf[at + np.uint64(2)]; d2_3 = pf[at + np.uint64(3)]; d2_4 = pf[at + np.uint64(4)]; d2_5 = pf[at + np.uint64(5)]; d2_6 = pf[at + np.uint64(6)]; d2_7 = pf[at + np.uint64(7)]; d2_8 = pf[at + np.uint64(8)]; d2_9 = pf[at + np.uint64(9)]; d2_10 = pf[at + np.uint64(10)]; d2_11 = pf[at + np.uint64(11)]; d2_12 = pf[at + np.uint64(12)]; d2_13 = pf[at + np.uint64(13)]; d2_14 = pf[at + np.uint64(14)]; d2_15 = pf[at + np.uint64(15)]
+                    d2 = load_run(pf, at, 16)
                     at = base + np.uint64((3 * wp + s) * 16)
-                    d3_0 = pf[at + np.uint64(0)]; d3_1 = pf[at + np.uint64(1)]; d3_2 = pf[at + np.uint64(2)]; d3_3 = pf[at + np.uint64(3)]; d3_4 = pf[at + np.uint64(4)]; d3_5 = pf[at + np.uint64(5)]; d3_6 = pf[at + np.uint64(6)]; d3_7 = pf[at + np.uint64(7)]; d3_8 = pf[at + np.uint64(8)]; d3_9 = pf[at + np.uint64(9)]; d3_10 = pf[at + np.uint64(10)]; d3_11 = pf[at + np.uint64(11)]; d3_12 = pf[at + np.uint64(12)]; d3_13 = pf[at + np.uint64(13)]; d3_14 = pf[at + np.uint64(14)]; d3_15 = pf[at + np.uint64(15)]
-                    b0_0 = d0_0 - d2_0; b0_1 = d0_1 - d2_1; b0_2 = d0_2 - d2_2; b0_3 = d0_3 - d2_3; b0_4 = d0_4 - d2_4; b0_5 = d0_5 - d2_5; b0_6 = d0_6 - d2_6; b0_7 = d0_7 - d2_7; b0_8 = d0_8 - d2_8; b0_9 = d0_9 - d2_9; b0_10 = d0_10 - d2_10; b0_11 = d0_11 - d2_11; b0_12 = d0_12 - d2_12; b0_13 = d0_13 - d2_13; b0_14 = d0_14 - d2_14; b0_15 = d0_15 - d2_15
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
                     at = np.uint64((0 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b0_0; S[at + np.uint64(1)] = b0_1; S[at + np.uint64(2)] = b0_2; S[at + np.uint64(3)] = b0_3; S[at + np.uint64(4)] = b0_4; S[at + np.uint64(5)] = b0_5; S[at + np.uint64(6)] = b0_6; S[at + np.uint64(7)] = b0_7; S[at + np.uint64(8)] = b0_8; S[at + np.uint64(9)] = b0_9; S[at + np.uint64(10)] = b0_10; S[at + np.uint64(11)] = b0_11; S[at + np.uint64(12)] = b0_12; S[at + np.uint64(13)] = b0_13; S[at + np.uint64(14)] = b0_14; S[at + np.uint64(15)] = b0_15
-                    b1_0 = d1_0 + d2_0; b1_1 = d1_1 + d2_1; b1_2 = d1_2 + d2_2; b1_3 = d1_3 + d2_3; b1_4 = d1_4 + d2_4; b1_5 = d1_5 + d2_5; b1_6 = d1_6 + d2_6; b1_7 = d1_7 + d2_7; b1_8 = d1_8 + d2_8; b1_9 = d1_9 + d2_9; b1_10 = d1_10 + d2_10; b1_11 = d1_11 + d2_11; b1_12 = d1_12 + d2_12; b1_13 = d1_13 + d2_13; b1_14 = d1_14 + d2_14; b1_15 = d1_15 + d2_15
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
                     at = np.uint64((1 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b1_0; S[at + np.uint64(1)] = b1_1; S[at + np.uint64(2)] = b1_2; S[at + np.uint64(3)] = b1_3; S[at + np.uint64(4)] = b1_4; S[at + np.uint64(5)] = b1_5; S[at + np.uint64(6)] = b1_6; S[at + np.uint64(7)] = b1_7; S[at + np.uint64(8)] = b1_8; S[at + np.uint64(9)] = b1_9; S[at + np.uint64(10)] = b1_10; S[at + np.uint64(11)] = b1_11; S[at + np.uint64(12)] = b1_12; S[at + np.uint64(13)] = b1_13; S[at + np.uint64(14)] = b1_14; S[at + np.uint64(15)] = b1_15
-                    b2_0 = -d1_0 + d2_0; b2_1 = -d1_1 + d2_1; b2_2 = -d1_2 + d2_2; b2_3 = -d1_3 + d2_3; b2_4 = -d1_4 + d2_4; b2_5 = -d1_5 + d2_5; b2_6 = -d1_6 + d2_6; b2_7 = -d1_7 + d2_7; b2_8 = -d1_8 + d2_8; b2_9 = -d1_9 + d2_9; b2_10 = -d1_10 + d2_10; b2_11 = -d1_11 + d2_11; b2_12 = -d1_12 + d2_12; b2_13 = -d1_13 + d2_13; b2_14 = -d1_14 + d2_14; b2_15 = -d1_15 + d2_15
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
                     at = np.uint64((2 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b2_0; S[at + np.uint64(1)] = b2_1; S[at + np.uint64(2)] = b2_2; S[at + np.uint64(3)] = b2_3; S[at + np.uint64(4)] = b2_4; S[at + np.uint64(5)] = b2_5; S[at + np.uint64(6)] = b2_6; S[at + np.uint64(7)] = b2_7; S[at + np.uint64(8)] = b2_8; S[at + np.uint64(9)] = b2_9; S[at + np.uint64(10)] = b2_10; S[at + np.uint64(11)] = b2_11; S[at + np.uint64(12)] = b2_12; S[at + np.uint64(13)] = b2_13; S[at + np.uint64(14)] = b2_14; S[at + np.uint64(15)] = b2_15
-                    b3_0 = d1_0 - d3_0; b3_1 = d1_1 - d3_1; b3_2 = d1_2 - d3_2; b3_3 = d1_3 - d3_3; b3_4 = d1_4 - d3_4; b3_5 = d1_5 - d3_5; b3_6 = d1_6 - d3_6; b3_7 = d1_7 - d3_7; b3_8 = d1_8 - d3_8; b3_9 = d1_9 - d3_9; b3_10 = d1_10 - d3_10; b3_11 = d1_11 - d3_11; b3_12 = d1_12 - d3_12; b3_13 = d1_13 - d3_13; b3_14 = d1_14 - d3_14; b3_15 = d1_15 - d3_15
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
                     at = np.uint64((3 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = b3_0; S[at + np.uint64(1)] = b3_1; S[at + np.uint64(2)] = b3_2; S[at + np.uint64(3)] = b3_3; S[at + np.uint64(4)] = b3_4; S[at + np.uint64(5)] = b3_5; S[at + np.uint64(6)] = b3_6; S[at + np.uint64(7)] = b3_7; S[at + np.uint64(8)] = b3_8; S[at + np.uint64(9)] = b3_9; S[at + np.uint64(10)] = b3_10; S[at + np.uint64(11)] = b3_11; S[at + np.uint64(12)] = b3_12; S[at + np.uint64(13)] = b3_13; S[at + np.uint64(14)] = b3_14; S[at + np.uint64(15)] = b3_15
+                    store_run(S, at, b3)
                 for r in range(4):
                     # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]
                     at = np.uint64((r * 4 + 0) * 16)
-                    e0_0 = S[at + np.uint64(0)]; e0_1 = S[at + np.uint64(1)]; e0_2 = S[at + np.uint64(2)]; e0_3 = S[at + np.uint64(3)]; e0_4 = S[at + np.uint64(4)]; e0_5 = S[at + np.uint64(5)]; e0_6 = S[at + np.uint64(6)]; e0_7 = S[at + np.uint64(7)]; e0_8 = S[at + np.uint64(8)]; e0_9 = S[at + np.uint64(9)]; e0_10 = S[at + np.uint64(10)]; e0_11 = S[at + np.uint64(11)]; e0_12 = S[at + np.uint64(12)]; e0_13 = S[at + np.uint64(13)]; e0_14 = S[at + np.uint64(14)]; e0_15 = S[at + np.uint64(15)]
+                    e0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
-                    e1_0 = S[at + np.uint64(0)]; e1_1 = S[at + np.uint64(1)]; e1_2 = S[at + np.uint64(2)]; e1_3 = S[at + np.uint64(3)]; e1_4 = S[at + np.uint64(4)]; e1_5 = S[at + np.uint64(5)]; e1_6 = S[at + np.uint64(6)]; e1_7 = S[at + np.uint64(7)]; e1_8 = S[at + np.uint64(8)]; e1_9 = S[at + np.uint64(9)]; e1_10 = S[at + np.uint64(10)]; e1_11 = S[at + np.uint64(11)]; e1_12 = S[at + np.uint64(12)]; e1_13 = S[at + np.uint64(13)]; e1_14 = S[at + np.uint64(14)]; e1_15 = S[at + np.uint64(15)]
+                    e1 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 2) * 16)
-                    e2_0 = S[at + np.uint64(0)]; e2_1 = S[at + np.uint64(1)]; e2_2 = S[at + np.uint64(2)]; e2_3 = S[at + np.uint64(3)]; e2_4 = S[at + np.uint64(4)]; e2_5 = S[at + np.uint64(5)]; e2_6 = S[at + np.uint64(6)]; e2_7 = S[at + np.uint64(7)]; e2_8 = S[at + np.uint64(8)]; e2_9 = S[at + np.uint64(9)]; e2_10 = S[at + np.uint64(10)]; e2_11 = S[at + np.uint64(11)]; e2_12 = S[at + np.uint64(12)]; e2_13 = S[at + np.uint64(13)]; e2_14 = S[at + np.uint64(14)]; e2_15 = S[at + np.uint64(15)]
+                    e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
-                    e3_0 = S[at + np.uint64(0)]; e3_1 = S[at + np.uint64(1)]; e3_2 = S[at + np.uint64(2)]; e3_3 = S[at + np.uint64(3)]; e3_4 = S[at + np.uint64(4)]; e3_5 = S[at + np.uint64(5)]; e3_6 = S[at + np.uint64(6)]; e3_7 = S[at + np.uint64(7)]; e3_8 = S[at + np.uint64(8)]; e3_9 = S[at + np.uint64(9)]; e3_10 = S[at + np.uint64(10)]; e3_11 = S[at + np.uint64(11)]; e3_12 = S[at + np.uint64(12)]; e3_13 = S[at + np.uint64(13)]; e3_14 = S[at + np.uint64(14)]; e3_15 = S[at + np.uint64(15)]
+                    e3 = load_run(S, at, 16)
                     vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
-                    v0_0 = e0_0 - e2_0; v0_1 = e0_1 - e2_1; v0_2 = e0_2 - e2_2; v0_3 = e0_3 - e2_3; v0_4 = e0_4 - e2_4; v0_5 = e0_5 - e2_5; v0_6 = e0_6 - e2_6; v0_7 = e0_7 - e2_7; v0_8 = e0_8 - e2_8; v0_9 = e0_9 - e2_9; v0_10 = e0_10 - e2_10; v0_11 = e0_11 - e2_11; v0_12 = e0_12 - e2_12; v0_13 = e0_13 - e2_13; v0_14 = e0_14 - e2_14; v0_15 = e0_15 - e2_15
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(0) * vrow
-                    V[at + np.uint64(0)] = v0_0; V[at + np.uint64(1)] = v0_1; V[at + np.uint64(2)] = v0_2; V[at + np.uint64(3)] = v0_3; V[at + np.uint64(4)] = v0_4; V[at + np.uint64(5)] = v0_5; V[at + np.uint64(6)] = v0_6; V[at + np.uint64(7)] = v0_7; V[at + np.uint64(8)] = v0_8; V[at + np.uint64(9)] = v0_9; V[at + np.uint64(10)] = v0_10; V[at + np.uint64(11)] = v0_11; V[at + np.uint64(12)] = v0_12; V[at + np.uint64(13)] = v0_13; V[at + np.uint64(14)] = v0_14; V[at + np.uint64(15)] = v0_15
-                    v1_0 = e1_0 + e2_0; v1_1 = e1_1 + e2_1; v1_2 = e1_2 + e2_2; v1_3 = e1_3 + e2_3; v1_4 = e1_4 + e2_4; v1_5 = e1_5 + e2_5; v1_6 = e1_6 + e2_6; v1_7 = e1_7 + e2_7; v1_8 = e1_8 + e2_8; v1_9 = e1_9 + e2_9; v1_10 = e1_10 + e2_10; v1_11 = e1_11 + e2_11; v1_12 = e1_12 + e2_12; v1_13 = e1_13 + e2_13; v1_14 = e1_14 + e2_14; v1_15 = e1_15 + e2_15
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(1) * vrow
-                    V[at + np.uint64(0)] = v1_0; V[at + np.uint64(1)] = v1_1; V[at + np.uint64(2)] = v1_2; V[at + np.uint64(3)] = v1_3; V[at + np.uint64(4)] = v1_4; V[at + np.uint64(5)] = v1_5; V[at + np.uint64(6)] = v1_6; V[at + np.uint64(7)] = v1_7; V[at + np.uint64(8)] = v1_8; V[at + np.uint64(9)] = v1_9; V[at + np.uint64(10)] = v1_10; V[at + np.uint64(11)] = v1_11; V[at + np.uint64(12)] = v1_12; V[at + np.uint64(13)] = v1_13; V[at + np.uint64(14)] = v1_14; V[at + np.uint64(15)] = v1_15
-                    v2_0 = -e1_0 + e2_0; v2_1 = -e1_1 + e2_1; v2_2 = -e1_2 + e2_2; v2_3 = -e1_3 + e2_3; v2_4 = -e1_4 + e2_4; v2_5 = -e1_5 + e2_5; v2_6 = -e1_6 + e2_6; v2_7 = -e1_7 + e2_7; v2_8 = -e1_8 + e2_8; v2_9 = -e1_9 + e2_9; v2_10 = -e1_10 + e2_10; v2_11 = -e1_11 + e2_11; v2_12 = -e1_12 + e2_12; v2_13 = -e1_13 + e2_13; v2_14 = -e1_14 + e2_14; v2_15 = -e1_15 + e2_15
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(2) * vrow
-                    V[at + np.uint64(0)] = v2_0; V[at + np.uint64(1)] = v2_1; V[at + np.uint64(2)] = v2_2; V[at + np.uint64(3)] = v2_3; V[at + np.uint64(4)] = v2_4; V[at + np.uint64(5)] = v2_5; V[at + np.uint64(6)] = v2_6; V[at + np.uint64(7)] = v2_7; V[at + np.uint64(8)] = v2_8; V[at + np.uint64(9)] = v2_9; V[at + np.uint64(10)] = v2_10; V[at + np.uint64(11)] = v2_11; V[at + np.uint64(12)] = v2_12; V[at + np.uint64(13)] = v2_13; V[at + np.uint64(14)] = v2_14; V[at + np.uint64(15)] = v2_15
-                    v3_0 = e1_0 - e3_0; v3_1 = e1_1 - e3_1; v3_2 = e1_2 - e3_2; v3_3 = e1_3 - e3_3; v3_4 = e1_4 - e3_4; v3_5 = e1_5 - e3_5; v3_6 = e1_6 - e3_6; v3_7 = e1_7 - e3_7; v3_8 = e1_8 - e3_8; v3_9 = e1_9 - e3_9; v3_10 = e1_10 - e3_10; v3_11 = e1_11 - e3_11; v3_12 = e1_12 - e3_12; v3_13 = e1_13 - e3_13; v3_14 = e1_14 - e3_14; v3_15 = e1_15 - e3_15
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(3) * vrow
-                    V[at + np.uint64(0)] = v3_0; V[at + np.uint64(1)] = v3_1; V[at + np.uint64(2)] = v3_2; V[at + np.uint64(3)] = v3_3; V[at + np.uint64(4)] = v3_4; V[at + np.uint64(5)] = v3_5; V[at + np.uint64(6)] = v3_6; V[at + np.uint64(7)] = v3_7; V[at + np.uint64(8)] = v3_8; V[at + np.uint64(9)] = v3_9; V[at + np.uint64(10)] = v3_10; V[at + np.uint64(11)] = v3_11; V[at + np.uint64(12)] = v3_12; V[at + np.uint64(13)] = v3_13; V[at + np.uint64(14)] = v3_14; V[at + np.uint64(15)] = v3_15
+                    store_run(V, at, v3)
         # ---- per block of 16 output channels: the T channel sums, then the inverse transform
         for ob in range(oblocks):
             for t in range(16):
@@ -417,32 +422,38 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
-                    a0_0 = q0; a0_1 = q0; a0_2 = q0; a0_3 = q0; a0_4 = q0; a0_5 = q0; a0_6 = q0; a0_7 = q0; a0_8 = q0; a0_9 = q0; a0_10 = q0; a0_11 = q0; a0_12 = q0; a0_13 = q0; a0_14 = q0; a0_15 = q0; a1_0 = q0; a1_1 = q0; a1_2 = q0; a1_3 = q0; a1_4 = q0; a1_5 = q0; a1_6 = q0; a1_7 = q0; a1_8 = q0; a1_9 = q0; a1_10 = q0; a1_11 = q0; a1_12 = q0; a1_13 = q0; a1_14 = q0; a1_15 = q0; a2_0 = q0; a2_1 = q0; a2_2 = q0; a2_3 = q0; a2_4 = q0; a2_5 = q0; a2_6 = q0; a2_7 = q0; a2_8 = q0; a2_9 = q0; a2_10 = q0; a2_11 = q0; a2_12 = q0; a2_13 = q0; a2_14 = q0; a2_15 = q0; a3_0 = q0; a3_1 = q0; a3_2 = q0; a3_3 = q0; a3_4 = q0; a3_5 = q0; a3_6 = q0; a3_7 = q0; a3_8 = q0; a3_9 = q0; a3_10 = q0; a3_11 = q0; a3_12 = q0; a3_13 = q0; a3_14 = q0; a3_15 = q0; a4_0 = q0; a4_1 = q0; a4_2 = q0; a4_3 = q0; a4_4 = q0; a4_5 = q0; a4_6 = q0; a4_7 = q0; a4_8 = q0; a4_9 = q0; a4_10 = q0; a4_11 = q0; a4_12 = q0; a4_13 = q0; a4_14 = q0; a4_15 = q0; a5_0 = q0; a5_1 = q0; a5_2 = q0; a5_3 = q0; a5_4 = q0; a5_5 = q0; a5_6 = q0; a5_7 = q0; a5_8 = q0; a5_9 = q0; a5_10 = q0; a5_11 = q0; a5_12 = q0; a5_13 = q0; a5_14 = q0; a5_15 = q0
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
                         u_at = u_base + c * np.uint64(16)
-                        w0 = U[u_at + np.uint64(0)]; w1 = U[u_at + np.uint64(1)]; w2 = U[u_at + np.uint64(2)]; w3 = U[u_at + np.uint64(3)]; w4 = U[u_at + np.uint64(4)]; w5 = U[u_at + np.uint64(5)]; w6 = U[u_at + np.uint64(6)]; w7 = U[u_at + np.uint64(7)]; w8 = U[u_at + np.uint64(8)]; w9 = U[u_at + np.uint64(9)]; w10 = U[u_at + np.uint64(10)]; w11 = U[u_at + np.uint64(11)]; w12 = U[u_at + np.uint64(12)]; w13 = U[u_at + np.uint64(13)]; w14 = U[u_at + np.uint64(14)]; w15 = U[u_at + np.uint64(15)]
+                        w = load_run(U, u_at, 16)
                         s = V[x0 + c]
-                        a0_0 += w0 * s; a0_1 += w1 * s; a0_2 += w2 * s; a0_3 += w3 * s; a0_4 += w4 * s; a0_5 += w5 * s; a0_6 += w6 * s; a0_7 += w7 * s; a0_8 += w8 * s; a0_9 += w9 * s; a0_10 += w10 * s; a0_11 += w11 * s; a0_12 += w12 * s; a0_13 += w13 * s; a0_14 += w14 * s; a0_15 += w15 * s
+                        a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
-                        a1_0 += w0 * s; a1_1 += w1 * s; a1_2 += w2 * s; a1_3 += w3 * s; a1_4 += w4 * s; a1_5 += w5 * s; a1_6 += w6 * s; a1_7 += w7 * s; a1_8 += w8 * s; a1_9 += w9 * s; a1_10 += w10 * s; a1_11 += w11 * s; a1_12 += w12 * s; a1_13 += w13 * s; a1_14 += w14 * s; a1_15 += w15 * s
+                        a1 = multiply_add_run(a1, w, s)
                         s = V[x2 + c]
-                        a2_0 += w0 * s; a2_1 += w1 * s; a2_2 += w2 * s; a2_3 += w3 * s; a2_4 += w4 * s; a2_5 += w5 * s; a2_6 += w6 * s; a2_7 += w7 * s; a2_8 += w8 * s; a2_9 += w9 * s; a2_10 += w10 * s; a2_11 += w11 * s; a2_12 += w12 * s; a2_13 += w13 * s; a2_14 += w14 * s; a2_15 += w15 * s
+                        a2 = multiply_add_run(a2, w, s)
                         s = V[x3 + c]
-                        a3_0 += w0 * s; a3_1 += w1 * s; a3_2 += w2 * s; a3_3 += w3 * s; a3_4 += w4 * s; a3_5 += w5 * s; a3_6 += w6 * s; a3_7 += w7 * s; a3_8 += w8 * s; a3_9 += w9 * s; a3_10 += w10 * s; a3_11 += w11 * s; a3_12 += w12 * s; a3_13 += w13 * s; a3_14 += w14 * s; a3_15 += w15 * s
+                        a3 = multiply_add_run(a3, w, s)
                         s = V[x4 + c]
-                        a4_0 += w0 * s; a4_1 += w1 * s; a4_2 += w2 * s; a4_3 += w3 * s; a4_4 += w4 * s; a4_5 += w5 * s; a4_6 += w6 * s; a4_7 += w7 * s; a4_8 += w8 * s; a4_9 += w9 * s; a4_10 += w10 * s; a4_11 += w11 * s; a4_12 += w12 * s; a4_13 += w13 * s; a4_14 += w14 * s; a4_15 += w15 * s
+                        a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
-                        a5_0 += w0 * s; a5_1 += w1 * s; a5_2 += w2 * s; a5_3 += w3 * s; a5_4 += w4 * s; a5_5 += w5 * s; a5_6 += w6 * s; a5_7 += w7 * s; a5_8 += w8 * s; a5_9 += w9 * s; a5_10 += w10 * s; a5_11 += w11 * s; a5_12 += w12 * s; a5_13 += w13 * s; a5_14 += w14 * s; a5_15 += w15 * s
+                        a5 = multiply_add_run(a5, w, s)
                     m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
-                    M[m_at + np.uint64(0 + 0)] = a0_0; M[m_at + np.uint64(0 + 1)] = a0_1; M[m_at + np.uint64(0 + 2)] = a0_2; M[m_at + np.uint64(0 + 3)] = a0_3; M[m_at + np.uint64(0 + 4)] = a0_4; M[m_at + np.uint64(0 + 5)] = a0_5; M[m_at + np.uint64(0 + 6)] = a0_6; M[m_at + np.uint64(0 + 7)] = a0_7; M[m_at + np.uint64(0 + 8)] = a0_8; M[m_at + np.uint64(0 + 9)] = a0_9; M[m_at + np.uint64(0 + 10)] = a0_10; M[m_at + np.uint64(0 + 11)] = a0_11; M[m_at + np.uint64(0 + 12)] = a0_12; M[m_at + np.uint64(0 + 13)] = a0_13; M[m_at + np.uint64(0 + 14)] = a0_14; M[m_at + np.uint64(0 + 15)] = a0_15
-                    M[m_at + np.uint64(16 + 0)] = a1_0; M[m_at + np.uint64(16 + 1)] = a1_1; M[m_at + np.uint64(16 + 2)] = a1_2; M[m_at + np.uint64(16 + 3)] = a1_3; M[m_at + np.uint64(16 + 4)] = a1_4; M[m_at + np.uint64(16 + 5)] = a1_5; M[m_at + np.uint64(16 + 6)] = a1_6; M[m_at + np.uint64(16 + 7)] = a1_7; M[m_at + np.uint64(16 + 8)] = a1_8; M[m_at + np.uint64(16 + 9)] = a1_9; M[m_at + np.uint64(16 + 10)] = a1_10; M[m_at + np.uint64(16 + 11)] = a1_11; M[m_at + np.uint64(16 + 12)] = a1_12; M[m_at + np.uint64(16 + 13)] = a1_13; M[m_at + np.uint64(16 + 14)] = a1_14; M[m_at + np.uint64(16 + 15)] = a1_15
-                    M[m_at + np.uint64(32 + 0)] = a2_0; M[m_at + np.uint64(32 + 1)] = a2_1; M[m_at + np.uint64(32 + 2)] = a2_2; M[m_at + np.uint64(32 + 3)] = a2_3; M[m_at + np.uint64(32 + 4)] = a2_4; M[m_at + np.uint64(32 + 5)] = a2_5; M[m_at + np.uint64(32 + 6)] = a2_6; M[m_at + np.uint64(32 + 7)] = a2_7; M[m_at + np.uint64(32 + 8)] = a2_8; M[m_at + np.uint64(32 + 9)] = a2_9; M[m_at + np.uint64(32 + 10)] = a2_10; M[m_at + np.uint64(32 + 11)] = a2_11; M[m_at + np.uint64(32 + 12)] = a2_12; M[m_at + np.uint64(32 + 13)] = a2_13; M[m_at + np.uint64(32 + 14)] = a2_14; M[m_at + np.uint64(32 + 15)] = a2_15
-                    M[m_at + np.uint64(48 + 0)] = a3_0; M[m_at + np.uint64(48 + 1)] = a3_1; M[m_at + np.uint64(48 + 2)] = a3_2; M[m_at + np.uint64(48 + 3)] = a3_3; M[m_at + np.uint64(48 + 4)] = a3_4; M[m_at + np.uint64(48 + 5)] = a3_5; M[m_at + np.uint64(48 + 6)] = a3_6; M[m_at + np.uint64(48 + 7)] = a3_7; M[m_at + np.uint64(48 + 8)] = a3_8; M[m_at + np.uint64(48 + 9)] = a3_9; M[m_at + np.uint64(48 + 10)] = a3_10; M[m_at + np.uint64(48 + 11)] = a3_11; M[m_at + np.uint64(48 + 12)] = a3_12; M[m_at + np.uint64(48 + 13)] = a3_13; M[m_at + np.uint64(48 + 14)] = a3_14; M[m_at + np.uint64(48 + 15)] = a3_15
-                    M[m_at + np.uint64(64 + 0)] = a4_0; M[m_at + np.uint64(64 + 1)] = a4_1; M[m_at + np.uint64(64 + 2)] = a4_2; M[m_at + np.uint64(64 + 3)] = a4_3; M[m_at + np.uint64(64 + 4)] = a4_4; M[m_at + np.uint64(64 + 5)] = a4_5; M[m_at + np.uint64(64 + 6)] = a4_6; M[m_at + np.uint64(64 + 7)] = a4_7; M[m_at + np.uint64(64 + 8)] = a4_8; M[m_at + np.uint64(64 + 9)] = a4_9; M[m_at + np.uint64(64 + 10)] = a4_10; M[m_at + np.uint64(64 + 11)] = a4_11; M[m_at + np.uint64(64 + 12)] = a4_12; M[m_at + np.uint64(64 + 13)] = a4_13; M[m_at + np.uint64(64 + 14)] = a4_14; M[m_at + np.uint64(64 + 15)] = a4_15
-                    M[m_at + np.uint64(80 + 0)] = a5_0; M[m_at + np.uint64(80 + 1)] = a5_1; M[m_at + np.uint64(80 + 2)] = a5_2; M[m_at + np.uint64(80 + 3)] = a5_3; M[m_at + np.uint64(80 + 4)] = a5_4; M[m_at + np.uint64(80 + 5)] = a5_5; M[m_at + np.uint64(80 + 6)] = a5_6; M[m_at + np.uint64(80 + 7)] = a5_7; M[m_at + np.uint64(80 + 8)] = a5_8; M[m_at + np.uint64(80 + 9)] = a5_9; M[m_at + np.uint64(80 + 10)] = a5_10; M[m_at + np.uint64(80 + 11)] = a5_11; M[m_at + np.uint64(80 + 12)] = a5_12; M[m_at + np.uint64(80 + 13)] = a5_13; M[m_at + np.uint64(80 + 14)] = a5_14; M[m_at + np.uint64(80 + 15)] = a5_15
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
             bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -452,56 +463,41 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                 for s in range(4):
                     # pass 1 (per column s): AT M, m rows, into S
                     at = np.uint64((((0 * 4 + s) * per_task) + j) * 16)
-                    h0_0 = M[at + np.uint64(0)]; h0_1 = M[at + np.uint64(1)]; h0_2 = M[at + np.uint64(2)]; h0_3 = M[at + np.uint64(3)]; h0_4 = M[at + np.uint64(4)]; h0_5 = M[at + np.uint64(5)]; h0_6 = M[at + np.uint64(6)]; h0_7 = M[at + np.uint64(7)]; h0_8 = M[at + np.uint64(8)]; h0_9 = M[at + np.uint64(9)]; h0_10 = M[at + np.uint64(10)]; h0_11 = M[at + np.uint64(11)]; h0_12 = M[at + np.uint64(12)]; h0_13 = M[at + np.uint64(13)]; h0_14 = M[at + np.uint64(14)]; h0_15 = M[at + np.uint64(15)]
+                    h0 = load_run(M, at, 16)
                     at = np.uint64((((1 * 4 + s) * per_task) + j) * 16)
-                    h1_0 = M[at + np.uint64(0)]; h1_1 = M[at + np.uint64(1)]; h1_2 = M[at + np.uint64(2)]; h1_3 = M[at + np.uint64(3)]; h1_4 = M[at + np.uint64(4)]; h1_5 = M[at + np.uint64(5)]; h1_6 = M[at + np.uint64(6)]; h1_7 = M[at + np.uint64(7)]; h1_8 = M[at + np.uint64(8)]; h1_9 = M[at + np.uint64(9)]; h1_10 = M[at + np.uint64(10)]; h1_11 = M[at + np.uint64(11)]; h1_12 = M[at + np.uint64(12)]; h1_13 = M[at + np.uint64(13)]; h1_14 = M[at + np.uint64(14)]; h1_15 = M[at + np.uint64(15)]
+                    h1 = load_run(M, at, 16)
                     at = np.uint64((((2 * 4 + s) * per_task) + j) * 16)
-                    h2_0 = M[at + np.uint64(0)]; h2_1 = M[at + np.uint64(1)]; h2_2 = M[at + np.uint64(2)]; h2_3 = M[at + np.uint64(3)]; h2_4 = M[at + np.uint64(4)]; h2_5 = M[at + np.uint64(5)]; h2_6 = M[at + np.uint64(6)]; h2_7 = M[at + np.uint64(7)]; h2_8 = M[at + np.uint64(8)]; h2_9 = M[at + np.uint64(9)]; h2_10 = M[at + np.uint64(10)]; h2_11 = M[at + np.uint64(11)]; h2_12 = M[at + np.uint64(12)]; h2_13 = M[at + np.uint64(13)]; h2_14 = M[at + np.uint64(14)]; h2_15 = M[at + np.uint64(15)]
+                    h2 = load_run(M, at, 16)
                     at = np.uint64((((3 * 4 + s) * per_task) + j) * 16)
-                    h3_0 = M[at + np.uint64(0)]; h3_1 = M[at + np.uint64(1)]; h3_2 = M[at + np.uint64(2)]; h3_3 = M[at + np.uint64(3)]; h3_4 = M[at + np.uint64(4)]; h3_5 = M[at + np.uint64(5)]; h3_6 = M[at + np.uint64(6)]; h3_7 = M[at + np.uint64(7)]; h3_8 = M[at + np.uint64(8)]; h3_9 = M[at + np.uint64(9)]; h3_10 = M[at + np.uint64(10)]; h3_11 = M[at + np.uint64(11)]; h3_12 = M[at + np.uint64(12)]; h3_13 = M[at + np.uint64(13)]; h3_14 = M[at + np.uint64(14)]; h3_15 = M[at + np.uint64(15)]
-                    y0_0 = h0_0 + h1_0 + h2_0; y0_1 = h0_1 + h1_1 + h2_1; y0_2 = h0_2 + h1_2 + h2_2; y0_3 = h0_3 + h1_3 + h2_3; y0_4 = h0_4 + h1_4 + h2_4; y0_5 = h0_5 + h1_5 + h2_5; y0_6 = h0_6 + h1_6 + h2_6; y0_7 = h0_7 + h1_7 + h2_7; y0_8 = h0_8 + h1_8 + h2_8; y0_9 = h0_9 + h1_9 + h2_9; y0_10 = h0_10 + h1_10 + h2_10; y0_11 = h0_11 + h1_11 + h2_11; y0_12 = h0_12 + h1_12 + h2_12; y0_13 = h0_13 + h1_13 + h2_13; y0_14 = h0_14 + h1_14 + h2_14; y0_15 = h0_15 + h1_15 + h2_15
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = y0_0; S[at + np.uint64(1)] = y0_1; S[at + np.uint64(2)] = y0_2; S[at + np.uint64(3)] = y0_3; S[at + np.uint64(4)] = y0_4; S[at + np.uint64(5)] = y0_5; S[at + np.uint64(6)] = y0_6; S[at + np.uint64(7)] = y0_7; S[at + np.uint64(8)] = y0_8; S[at + np.uint64(9)] = y0_9; S[at + np.uint64(10)] = y0_10; S[at + np.uint64(11)] = y0_11; S[at + np.uint64(12)] = y0_12; S[at + np.uint64(13)] = y0_13; S[at + np.uint64(14)] = y0_14; S[at + np.uint64(15)] = y0_15
-                    y1_0 = h1_0 - h2_0 - h3_0; y1_1 = h1_1 - h2_1 - h3_1; y1_2 = h1_2 - h2_2 - h3_2; y1_3 = h1_3 - h2_3 - h3_3; y1_4 = h1_4 - h2_4 - h3_4; y1_5 = h1_5 - h2_5 - h3_5; y1_6 = h1_6 - h2_6 - h3_6; y1_7 = h1_7 - h2_7 - h3_7; y1_8 = h1_8 - h2_8 - h3_8; y1_9 = h1_9 - h2_9 - h3_9; y1_10 = h1_10 - h2_10 - h3_10; y1_11 = h1_11 - h2_11 - h3_11; y1_12 = h1_12 - h2_12 - h3_12; y1_13 = h1_13 - h2_13 - h3_13; y1_14 = h1_14 - h2_14 - h3_14; y1_15 = h1_15 - h2_15 - h3_15
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
                     at = np.uint64((1 * 4 + s) * 16)
-                    S[at + np.uint64(0)] = y1_0; S[at + np.uint64(1)] = y1_1; S[at + np.uint64(2)] = y1_2; S[at + np.uint64(3)] = y1_3; S[at + np.uint64(4)] = y1_4; S[at + np.uint64(5)] = y1_5; S[at + np.uint64(6)] = y1_6; S[at + np.uint64(7)] = y1_7; S[at + np.uint64(8)] = y1_8; S[at + np.uint64(9)] = y1_9; S[at + np.uint64(10)] = y1_10; S[at + np.uint64(11)] = y1_11; S[at + np.uint64(12)] = y1_12; S[at + np.uint64(13)] = y1_13; S[at + np.uint64(14)] = y1_14; S[at + np.uint64(15)] = y1_15
+                    store_run(S, at, y1)
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(2, oh - ty * 2)):
                     # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel
                     at = np.uint64((r * 4 + 0) * 16)
-                    f0_0 = S[at + np.uint64(0)]; f0_1 = S[at + np.uint64(1)]; f0_2 = S[at + np.uint64(2)]; f0_3 = S[at + np.uint64(3)]; f0_4 = S[at + np.uint64(4)]; f0_5 = S[at + np.uint64(5)]; f0_6 = S[at + np.uint64(6)]; f0_7 = S[at + np.uint64(7)]; f0_8 = S[at + np.uint64(8)]; f0_9 = S[at + np.uint64(9)]; f0_10 = S[at + np.uint64(10)]; f0_11 = S[at + np.uint64(11)]; f0_12 = S[at + np.uint64(12)]; f0_13 = S[at + np.uint64(13)]; f0_14 = S[at + np.uint64(14)]; f0_15 = S[at + np.uint64(15)]
+                    f0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
-                    f1_0 = S[at + np.uint64(0)]; f1_1 = S[at + np.uint64(1)]; f1_2 = S[at + np.uint64(2)]; f1_3 = S[at + np.uint64(3)]; f1_4 = S[at + np.uint64(4)]; f1_5 = S[at + np.uint64(5)]; f1_6 = S[at + np.uint64(6)]; f1_7 = S[at + np.uint64(7)]; f1_8 = S[at + np.uint64(8)]; f1_9 = S[at + np.uint64(9)]; f1_10 = S[at + np.uint64(10)]; f1_11 = S[at + np.uint64(11)]; f1_12 = S[at + np.uint64(12)]; f1_13 = S[at + np.uint64(13)]; f1_14 = S[at + np.uint64(14)]; f1_15 = S[at + np.uint64(15)]
+                    f1 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 2) * 16)
-                    f2_0 = S[at + np.uint64(0)]; f2_1 = S[at + np.uint64(1)]; f2_2 = S[at + np.uint64(2)]; f2_3 = S[at + np.uint64(3)]; f2_4 = S[at + np.uint64(4)]; f2_5 = S[at + np.uint64(5)]; f2_6 = S[at + np.uint64(6)]; f2_7 = S[at + np.uint64(7)]; f2_8 = S[at + np.uint64(8)]; f2_9 = S[at + np.uint64(9)]; f2_10 = S[at + np.uint64(10)]; f2_11 = S[at + np.uint64(11)]; f2_12 = S[at + np.uint64(12)]; f2_13 = S[at + np.uint64(13)]; f2_14 = S[at + np.uint64(14)]; f2_15 = S[at + np.uint64(15)]
+                    f2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
-                    f3_0 = S[at + np.uint64(0)]; f3_1 = S[at + np.uint64(1)]; f3_2 = S[at + np.uint64(2)]; f3_3 = S[at + np.uint64(3)]; f3_4 = S[at + np.uint64(4)]; f3_5 = S[at + np.uint64(5)]; f3_6 = S[at + np.uint64(6)]; f3_7 = S[at + np.uint64(7)]; f3_8 = S[at + np.uint64(8)]; f3_9 = S[at + np.uint64(9)]; f3_10 = S[at + np.uint64(10)]; f3_11 = S[at + np.uint64(11)]; f3_12 = S[at + np.uint64(12)]; f3_13 = S[at + np.uint64(13)]; f3_14 = S[at + np.uint64(14)]; f3_15 = S[at + np.uint64(15)]
-                    z0_0 = bias0 + f0_0 + f1_0 + f2_0; z0_1 = bias1 + f0_1 + f1_1 + f2_1; z0_2 = bias2 + f0_2 + f1_2 + f2_2; z0_3 = bias3 + f0_3 + f1_3 + f2_3; z0_4 = bias4 + f0_4 + f1_4 + f2_4; z0_5 = bias5 + f0_5 + f1_5 + f2_5; z0_6 = bias6 + f0_6 + f1_6 + f2_6; z0_7 = bias7 + f0_7 + f1_7 + f2_7; z0_8 = bias8 + f0_8 + f1_8 + f2_8; z0_9 = bias9 + f0_9 + f1_9 + f2_9; z0_10 = bias10 + f0_10 + f1_10 + f2_10; z0_11 = bias11 + f0_11 + f1_11 + f2_11; z0_12 = bias12 + f0_12 + f1_12 + f2_12; z0_13 = bias13 + f0_13 + f1_13 + f2_13; z0_14 = bias14 + f0_14 + f1_14 + f2_14; z0_15 = bias15 + f0_15 + f1_15 + f2_15
-                    z1_0 = bias0 + f1_0 - f2_0 - f3_0; z1_1 = bias1 + f1_1 - f2_1 - f3_1; z1_2 = bias2 + f1_2 - f2_2 - f3_2; z1_3 = bias3 + f1_3 - f2_3 - f3_3; z1_4 = bias4 + f1_4 - f2_4 - f3_4; z1_5 = bias5 + f1_5 - f2_5 - f3_5; z1_6 = bias6 + f1_6 - f2_6 - f3_6; z1_7 = bias7 + f1_7 - f2_7 - f3_7; z1_8 = bias8 + f1_8 - f2_8 - f3_8; z1_9 = bias9 + f1_9 - f2_9 - f3_9; z1_10 = bias10 + f1_10 - f2_10 - f3_10; z1_11 = bias11 + f1_11 - f2_11 - f3_11; z1_12 = bias12 + f1_12 - f2_12 - f3_12; z1_13 = bias13 + f1_13 - f2_13 - f3_13; z1_14 = bias14 + f1_14 - f2_14 - f3_14; z1_15 = bias15 + f1_15 - f2_15 - f3_15
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
                     row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
-                        of[row + np.uint64(0) * plane + np.uint64(0)] = z0_0; of[row + np.uint64(0) * plane + np.uint64(1)] = z1_0
-                        of[row + np.uint64(1) * plane + np.uint64(0)] = z0_1; of[row + np.uint64(1) * plane + np.uint64(1)] = z1_1
-                        of[row + np.uint64(2) * plane + np.uint64(0)] = z0_2; of[row + np.uint64(2) * plane + np.uint64(1)] = z1_2
-                        of[row + np.uint64(3) * plane + np.uint64(0)] = z0_3; of[row + np.uint64(3) * plane + np.uint64(1)] = z1_3
-                        of[row + np.uint64(4) * plane + np.uint64(0)] = z0_4; of[row + np.uint64(4) * plane + np.uint64(1)] = z1_4
-                        of[row + np.uint64(5) * plane + np.uint64(0)] = z0_5; of[row + np.uint64(5) * plane + np.uint64(1)] = z1_5
-                        of[row + np.uint64(6) * plane + np.uint64(0)] = z0_6; of[row + np.uint64(6) * plane + np.uint64(1)] = z1_6
-                        of[row + np.uint64(7) * plane + np.uint64(0)] = z0_7; of[row + np.uint64(7) * plane + np.uint64(1)] = z1_7
-                        of[row + np.uint64(8) * plane + np.uint64(0)] = z0_8; of[row + np.uint64(8) * plane + np.uint64(1)] = z1_8
-                        of[row + np.uint64(9) * plane + np.uint64(0)] = z0_9; of[row + np.uint64(9) * plane + np.uint64(1)] = z1_9
-                        of[row + np.uint64(10) * plane + np.uint64(0)] = z0_10; of[row + np.uint64(10) * plane + np.uint64(1)] = z1_10
-                        of[row + np.uint64(11) * plane + np.uint64(0)] = z0_11; of[row + np.uint64(11) * plane + np.uint64(1)] = z1_11
-                        of[row + np.uint64(12) * plane + np.uint64(0)] = z0_12; of[row + np.uint64(12) * plane + np.uint64(1)] = z1_12
-                        of[row + np.uint64(13) * plane + np.uint64(0)] = z0_13; of[row + np.uint64(13) * plane + np.uint64(1)] = z1_13
-                        of[row + np.uint64(14) * plane + np.uint64(0)] = z0_14; of[row + np.uint64(14) * plane + np.uint64(1)] = z1_14
-                        of[row + np.uint64(15) * plane + np.uint64(0)] = z0_15; of[row + np.uint64(15) * plane + np.uint64(1)] = z1_15
+                        store_lanes(of, row, plane, (z0, z1,))
                     else:
                         # an edge tile or a partial block of channels: through S (row m of it is free)
                         at = np.uint64(128)
-                        S[at + np.uint64(0 + 0)] = z0_0; S[at + np.uint64(0 + 1)] = z0_1; S[at + np.uint64(0 + 2)] = z0_2; S[at + np.uint64(0 + 3)] = z0_3; S[at + np.uint64(0 + 4)] = z0_4; S[at + np.uint64(0 + 5)] = z0_5; S[at + np.uint64(0 + 6)] = z0_6; S[at + np.uint64(0 + 7)] = z0_7; S[at + np.uint64(0 + 8)] = z0_8; S[at + np.uint64(0 + 9)] = z0_9; S[at + np.uint64(0 + 10)] = z0_10; S[at + np.uint64(0 + 11)] = z0_11; S[at + np.uint64(0 + 12)] = z0_12; S[at + np.uint64(0 + 13)] = z0_13; S[at + np.uint64(0 + 14)] = z0_14; S[at + np.uint64(0 + 15)] = z0_15
-                        S[at + np.uint64(16 + 0)] = z1_0; S[at + np.uint64(16 + 1)] = z1_1; S[at + np.uint64(16 + 2)] = z1_2; S[at + np.uint64(16 + 3)] = z1_3; S[at + np.uint64(16 + 4)] = z1_4; S[at + np.uint64(16 + 5)] = z1_5; S[at + np.uint64(16 + 6)] = z1_6; S[at + np.uint64(16 + 7)] = z1_7; S[at + np.uint64(16 + 8)] = z1_8; S[at + np.uint64(16 + 9)] = z1_9; S[at + np.uint64(16 + 10)] = z1_10; S[at + np.uint64(16 + 11)] = z1_11; S[at + np.uint64(16 + 12)] = z1_12; S[at + np.uint64(16 + 13)] = z1_13; S[at + np.uint64(16 + 14)] = z1_14; S[at + np.uint64(16 + 15)] = z1_15
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
                         for q in range(min(2, ow - tx * 2)):
                             for k in range(valid):
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
