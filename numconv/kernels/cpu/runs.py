@@ -1,5 +1,5 @@
-"""Runs of numbers as tuples: the loads, sums, multiply-adds and stores of the generated blocked kernels
-(``blocked.py``), one statement per run of a block's lanes instead of one per number.
+"""Runs of numbers as tuples: the loads, sums, multiply-adds and stores of the generated kernels (``blocked.py``,
+``winograd_kernels.py``), one statement per run of a vector's lanes instead of one per number.
 
 A blocked kernel keeps its block's results in registers: a tuple of ``lanes`` numbers per column, which LLVM splits
 into scalars and its SLP vectoriser joins again into vector registers. Numba types and lowers every statement on
@@ -155,12 +155,14 @@ def _combine_run(formula, runs, scales):
     for k in range(len(runs[0])):
         total = None
         for sign, scale, source in terms:
+            term = runs[source][k]
             if total is None:  # a first term's sign binds to its scale, as in "-q * x"
-                factor = None if scale is None else (-scales[scale] if sign == "-" else scales[scale])
-                total = runs[source][k] if factor is None else factor * runs[source][k]
-                total = -total if sign == "-" and factor is None else total
+                if scale is None:
+                    total = -term if sign == "-" else term
+                else:
+                    total = (-scales[scale] if sign == "-" else scales[scale]) * term
             else:
-                term = runs[source][k] if scale is None else scales[scale] * runs[source][k]
+                term = term if scale is None else scales[scale] * term
                 total = total - term if sign == "-" else total + term
         result.append(total)
     return tuple(result)
