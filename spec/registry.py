@@ -25,7 +25,7 @@ from spec.cases import (
     max_pool_backward_case, max_pool_forward_case, max_pool_forward_values_case, relu_backward_case,
     relu_forward_case, sgd_update_case,
 )
-from spec.check import Case
+from spec.check import Case, VersionsDiffer
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
@@ -166,10 +166,36 @@ ENTRIES = (
 
 
 def kernel_function(backend: str, module: str, name: str) -> Callable:
-    """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CUDA kernel's
-    array arguments are copied to the device for the call and every one is copied back afterwards."""
+    """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CPU kernel runs its
+    parallel loops both ways (:func:`_both_versions`); a CUDA kernel's array arguments are copied to the device for
+    the call and every one is copied back afterwards."""
     kernel = getattr(importlib.import_module(f"numconv.kernels.{backend}.{module}"), name)
-    return kernel if backend == "cpu" else _through_device(kernel)
+    return _both_versions(kernel) if backend == "cpu" else _through_device(kernel)
+
+
+def _both_versions(kernel: Callable) -> Callable:
+    """``kernel`` called twice, every parallel loop it reaches first on one thread, then parallel
+    (``numconv.kernels.cpu.parallel``: the spec's arrays are small, so that a call would otherwise run the one-thread
+    versions alone); the second call's results are returned, and the first's must equal them, NaN for NaN
+    (``VersionsDiffer`` otherwise)."""
+    from numconv.kernels.cpu.parallel import every_call
+
+    def call(*args):
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        with every_call("serial"):
+            serial_result = kernel(*copies)
+        with every_call("parallel"):
+            result = kernel(*args)
+        differing = [position for position, (one, other) in enumerate(zip(copies, args))
+                     if isinstance(other, np.ndarray) and not np.array_equal(one, other, equal_nan=True)]
+        returned_differs = result is not None and not np.array_equal(serial_result, result, equal_nan=True)
+        if differing or returned_differs:
+            raise VersionsDiffer(f"the one-thread and parallel versions of {kernel.__name__} differ in "
+                                 f"{f'arguments {differing}' if differing else 'the value returned'}")
+        return result
+
+    call.__wrapped__ = kernel
+    return call
 
 
 def _through_device(kernel: Callable) -> Callable:

@@ -31,6 +31,25 @@ def test_the_registry_covers_exactly_the_kernels_of_every_module(backend):
     assert not unknown, f"spec entries naming no kernel on {backend}: {unknown}"
 
 
+def test_a_parallel_kernel_whose_one_thread_version_differs_fails_its_rows(monkeypatch):
+    """The registry's small arrays alone would reach the one-thread versions: each row runs both, and a difference
+    between them fails the row even where the parallel version meets the spec."""
+    from numconv.kernels.cpu import pointwise
+
+    relu = pointwise.relu_forward
+    entry = registry.entry("relu_forward")
+    case, rng = entry.build(entry.configs[0]), np.random.default_rng(0)
+    assert check.check_case(case, registry.kernel_function("cpu", "pointwise", "relu_forward"), rng).ok
+
+    def leaky(x, out):
+        out[:] = np.where(x > 0, x, 0.5 * x)
+
+    monkeypatch.setattr(relu, "serial", leaky)
+    result = check.check_case(case, registry.kernel_function("cpu", "pointwise", "relu_forward"), rng)
+    assert not result.ok
+    assert result.detail == "the one-thread and parallel versions of relu_forward differ in arguments [1]"
+
+
 def test_a_kernel_added_without_an_entry_is_caught(monkeypatch):
     from numconv.kernels.cpu import pool
 

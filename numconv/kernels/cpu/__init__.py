@@ -1,7 +1,8 @@
-"""CPU kernels compiled by Numba's ``@njit(parallel=True, cache=True)``.
+"""CPU kernels compiled by Numba (``cache=True``); those with parallel loops twice, parallel and on one thread for
+small calls (``parallel.py``).
 
-They run on Numba's TBB threading layer (``threads.py``), which is safe under ``fork()`` and under calls from several
-Python threads at once; where TBB cannot load, Numba falls back to OpenMP, then to its ``workqueue``.
+The parallel loops run on Numba's TBB threading layer (``threads.py``), which is safe under ``fork()`` and under calls
+from several Python threads at once; where TBB cannot load, Numba falls back to OpenMP, then to its ``workqueue``.
 """
 from numconv.kernels.cpu.threads import load_tbb
 

@@ -3,8 +3,9 @@ arrays, and the softmax of each row. Element-wise kernels take flat (size,) view
 normalises each row in float64 after subtracting its maximum. Arrays are C-contiguous."""
 import math
 
-from numba import njit, prange
+from numba import prange
 
+from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import leaky_relu, leaky_relu_gradient, sigmoid
 
 #: the kernels of this module: what the spec registry must cover
@@ -14,56 +15,56 @@ __all__ = [
 ]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def leaky_relu_forward(x, slope, out):
     """out = x where x > 0, else slope * x. x and out (size,)."""
     for i in prange(x.shape[0]):
         out[i] = leaky_relu(x[i], slope)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def leaky_relu_backward(grad_output, x, slope, grad_input):
     """grad_input = grad_output where x > 0, else slope * grad_output. All (size,)."""
     for i in prange(x.shape[0]):
         grad_input[i] = leaky_relu_gradient(grad_output[i], x[i], slope)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def sigmoid_forward(x, out):
     """out = 1 / (1 + exp(-x)). x and out (size,)."""
     for i in prange(x.shape[0]):
         out[i] = sigmoid(x[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def sigmoid_backward(grad_output, y, grad_input):
     """grad_input = grad_output * y * (1 - y), from the forward's output y. All (size,)."""
     for i in prange(y.shape[0]):
         grad_input[i] = grad_output[i] * y[i] * (1.0 - y[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def tanh_forward(x, out):
     """out = tanh(x). x and out (size,)."""
     for i in prange(x.shape[0]):
         out[i] = math.tanh(x[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def tanh_backward(grad_output, y, grad_input):
     """grad_input = grad_output * (1 - y^2), from the forward's output y. All (size,)."""
     for i in prange(y.shape[0]):
         grad_input[i] = grad_output[i] * (1.0 - y[i] * y[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def multiply_forward(a, b, out):
     """out = a * b, element-wise (also each factor's gradient: grad_output times the other). All (size,)."""
     for i in prange(a.shape[0]):
         out[i] = a[i] * b[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def softmax_forward(x, out):
     """out[r] = exp(x[r] - max x[r]) / sum of the same over the row. x and out (rows, K)."""
     for r in prange(x.shape[0]):
@@ -78,7 +79,7 @@ def softmax_forward(x, out):
             out[r, j] = math.exp(x[r, j] - top) / total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def softmax_backward(grad_output, y, grad_input):
     """grad_input[r] = y[r] * (grad_output[r] - sum_j grad_output[r, j] * y[r, j]), from the forward's output y.
     All (rows, K)."""

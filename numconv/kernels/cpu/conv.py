@@ -54,7 +54,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import tuning, winograd
@@ -63,6 +63,7 @@ from numconv.kernels.cpu.conv_cost import (
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
+from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import (
     derived as _derived, derived_array as _derived_array, fma as _fma_shape, prepared as _prepared,
@@ -84,7 +85,7 @@ _U = np.uint64
 # --- data movement ------------------------------------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, size_h, size_w):
     """buf (planes, size_d, size_h, size_w) = x (planes, in_d, in_h, in_w) shifted by the pads (which may be
     negative: cropping), zeros elsewhere; both flat. One task per slice of a plane: its rows of padding zeroed in one
@@ -120,7 +121,7 @@ def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, siz
             buf[first + i] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _phase_planes(x, pad_h, pad_w, stride_h, stride_w, planes):
     """planes (N, C * s_h * s_w, 1, PH, PW)[n, (c * s_h + f_h) * s_w + f_w, 0, i, j] = x (N, C, 1, H, W)[n, c, 0,
     i * s_h + f_h - pad_h, j * s_w + f_w - pad_w], zero outside x: each channel split into its stride phases (a
@@ -163,7 +164,7 @@ def _pack_lanes(weight, groups, packed):
         packed[:, full, :, rest:] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _pack_positions(grad, groups, packed):
     """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = grad (N, O, S)[n, g * group_out + L * ob
     + k, p], zero past the group's last channel: L output channels side by side for every position (L lanes per
@@ -192,7 +193,7 @@ def _pack_positions(grad, groups, packed):
                 tile[p, k] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _count_non_finite(values):
     """How many of the flat ``values`` are NaN or infinite (a reduction over every element)."""
     count = 0
@@ -207,7 +208,7 @@ def _finite(*arrays) -> bool:
                for array in arrays)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """grad_input, element by element, as the sum of the valid terms alone (``gathered_input_gradient``): for
     weights that hold NaN or infinities, which a padded formulation would multiply by the zeros around the output
@@ -222,7 +223,7 @@ def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilatio
                         grad_output, weight, n, c, i_d, i_h, i_w, stride, padding, dilation, groups)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _sum_partials(partials, out):
     """out[i] = sum over t of partials[t, i], added in float64."""
     chunks, size = partials.shape

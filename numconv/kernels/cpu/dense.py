@@ -25,10 +25,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from numconv.kernels.cpu import tuning
 from numconv.kernels.cpu.launch import fma, workspace, zeros
+from numconv.kernels.cpu.parallel import parallel_kernel
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -90,7 +91,7 @@ def _panel_layout(in_features: int):
     return lanes, starts, min(lanes, in_features)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _pack_panels(matrix, starts, width, panels):
     """panels[f, r, k] = matrix[r, starts[f] + k] for k < width, and 0 for the rest of each panel's row.
     matrix (R, W); starts (F,); panels (F, R, lanes). A task copies ``_PACK_ROWS`` whole rows, read in order."""
@@ -169,7 +170,7 @@ def linear_forward_dot(x, weight, bias, out):
     _dot_rows(x, weight, bias, out)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@parallel_kernel(cache=True, fastmath={"reassoc", "contract"})
 def _dot_rows(x, weight, bias, out):
     """out[n, o] = bias[o] + sum_i x[n, i] * weight[o, i], each a dot product from bias[o] in the input's dtype.
     The sum's order is left to the compiler (``reassoc``), so that it runs in vectors of input features with
@@ -223,7 +224,7 @@ def linear_grad_weight(grad_output, x, grad_weight):
         zeros(t["vb"].size * lanes, x.dtype.str), zeros(t["xc"].size, x.dtype.str))
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(cache=True, fastmath={"reassoc"})
 def bias_grad(grad_output, grad_bias):
     """grad_bias[c] = sum over n and s of grad_output[n, c, s]: the bias gradient of linear (S = 1) and of
     convolution (S = flattened output positions). grad_output (N, C, S); grad_bias (C,). Summed in float64; the
@@ -238,7 +239,7 @@ def bias_grad(grad_output, grad_bias):
         grad_bias[c] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def bias_add(out, bias):
     """out[n, c, s] += bias[c]: the bias of a transposed convolution, whose other terms the convolution's input
     gradient kernel writes. out (N, C, S); bias (C,). The adjoint of :func:`bias_grad`."""

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import centred
 
 #: the kernels of this module: what the spec registry must cover
@@ -27,7 +28,7 @@ def _channel_window(c, channels, size):
     return max(c - size // 2, 0), min(c + (size - 1) // 2 + 1, channels)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def lrn_forward(x, out, size, alpha, beta, k):
     """x and out (N, C, S); size the channel window; alpha, beta, k floats.
 
@@ -61,7 +62,7 @@ def lrn_forward(x, out, size, alpha, beta, k):
 _BACKWARD_CHUNK = 256
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def lrn_backward(grad_output, x, grad_input, size, alpha, beta, k):
     """grad_input[j] = g[j] * D[j]^-beta - 2 alpha beta / size * x[j] * sum_{c : j in W(c)} g[c] x[c] D[c]^(-beta-1),
     D[c] = k + alpha / size * sum_{W(c)} x^2. All (N, C, S).
@@ -160,7 +161,7 @@ def _row_gradient_sums(grads, row, centre):
     return total, weighted
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def batch_norm_statistics(x, mean, var):
     """mean[c] and the biased variance var[c] of channel c's N * S values (two passes: the mean, then the squared
     deviations from it). x (N, C, S); mean, var (C,)."""
@@ -178,7 +179,7 @@ def batch_norm_statistics(x, mean, var):
         var[c] = squares / count
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def batch_norm_forward(x, mean, var, weight, bias, eps, out):
     """out = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]. x, out (N, C, S); the rest (C,)."""
     batch, channels, size = x.shape
@@ -191,7 +192,7 @@ def batch_norm_forward(x, mean, var, weight, bias, eps, out):
             out[n, c, s] = centred(x[n, c, s], centre) * scale + shift
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def batch_norm_backward(grad_output, x, mean, var, weight, eps, training, grad_input, grad_weight, grad_bias):
     """The gradients of :func:`batch_norm_forward`. With ``training`` the mean and variance are the batch's own
     (functions of x); without, constants. grad_output, x, grad_input (N, C, S); the rest (C,)."""
@@ -218,7 +219,7 @@ def batch_norm_backward(grad_output, x, mean, var, weight, eps, training, grad_i
                 grad_input[n, c, s] = scale * (grad_output[n, c, s] - mean_g - normalised * mean_g_normalised)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def running_average(running, batch_value, momentum, correction):
     """running = (1 - momentum) * running + momentum * correction * batch_value, in place: a running mean or
     variance (``correction`` M / (M - 1) makes the variance unbiased, as PyTorch keeps it). (C,) arrays."""

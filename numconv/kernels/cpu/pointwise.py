@@ -1,7 +1,8 @@
 """Element-wise kernels for the CPU on flat (size,) views: ReLU, dropout, addition, gradient accumulation and the
 SGD step; and the copies of a concatenation along channels. Arrays are C-contiguous."""
-from numba import njit, prange
+from numba import prange
 
+from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
 
 #: the kernels of this module: what the spec registry must cover
@@ -11,7 +12,7 @@ __all__ = [
 ]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def relu_forward(x, out):
     """out = max(x, 0); NaN stays NaN. x and out (size,)."""
     for i in prange(x.shape[0]):
@@ -19,14 +20,14 @@ def relu_forward(x, out):
         out[i] = value if not value <= 0.0 else 0.0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def relu_backward(grad_output, x, grad_input):
     """grad_input = grad_output except where x <= 0 (where it is 0; a NaN x passes the gradient). All (size,)."""
     for i in prange(x.shape[0]):
         grad_input[i] = relu_gradient(grad_output[i], x[i])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def dropout_forward(x, mask, scale, out):
     """out = x * mask * scale (inverted dropout: kept units are scaled by 1 / (1 - p) in training; a dropped NaN
     stays NaN). x and out (size,); mask (size,) of 0/1; scale a float."""
@@ -34,21 +35,21 @@ def dropout_forward(x, mask, scale, out):
         out[i] = masked_scale(x[i], mask[i], scale)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,); mask of 0/1."""
     for i in prange(grad_output.shape[0]):
         grad_input[i] = masked_scale(grad_output[i], mask[i], scale)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def accumulate(total, term):
     """total += term, in place (a layer adding one backward's parameter gradient to its running sum). Both (size,)."""
     for i in prange(total.shape[0]):
         total[i] += term[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_in_velocity):
     """One SGD step with momentum and weight decay (``sgd_velocity`` then ``sgd_parameter``: PyTorch's form, or
     AlexNet's with the learning rate inside the velocity), in place on flat (size,) arrays."""
@@ -58,14 +59,14 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_i
                                  lr_in_velocity)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def add_forward(a, b, out):
     """out = a + b (a residual connection). All (size,)."""
     for i in prange(a.shape[0]):
         out[i] = a[i] + b[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def concat_channels_forward(part, out, offset):
     """out[n, offset + c, s] = part[n, c, s]: one input of a concatenation along channels put in its place.
     part (N, C, S); out (N, C_total, S); offset its first channel."""
@@ -78,7 +79,7 @@ def concat_channels_forward(part, out, offset):
             target[s] = source[s]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def concat_channels_backward(grad_output, grad_part, offset):
     """grad_part[n, c, s] = grad_output[n, offset + c, s]: the gradient of one input of a concatenation.
     grad_output (N, C_total, S); grad_part (N, C, S)."""

@@ -47,6 +47,7 @@ from numba import njit, prange
 from numconv.geometry import (
     avg_pool_divisor, covering_output_range, phase_taps, valid_output_range, window_position,
 )
+from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import raises_max, takes_max_at_once, window_max, window_sum
 
 #: the kernels of this module: what the spec registry must cover
@@ -68,8 +69,9 @@ TASKS = 64
 #: C3D's 2 x 2 and AlexNet's and NiN's 3 x 3 of stride 2, the 3 x 3 of stride 1 that keeps the size, and 1D windows
 #: of 2, 3 and 4 (M5's). Every other window goes a tap at a time, through one more specialisation that holds a loop
 #: for each stride of 1 to 4 (a constant stride lets LLVM vectorise the strided loads) and one with the stride as a
-#: variable. Each entry is a specialisation of every pooling kernel (per dtype) that a first call compiles (~2.5 s,
-#: mostly the parallel loop's), so the list stays short.
+#: variable. Each entry is a specialisation of every pooling kernel (per dtype) that a first call compiles (LeNet-5's
+#: pooling with indices: 1.6 s on one thread, 4.4 s for the parallel version, which large calls take), so the list
+#: stays short.
 WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4))
 #: the windows (depth, height, width, stride along W) that the rows route takes (``_row_window``): without padding
 #: and dilation, with rows of ``SHORT_ROW`` outputs or more, every window is whole, and each output row is computed
@@ -676,7 +678,7 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                         target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, phases, widened, wide, window_rows,
                       window_taps, literal_step, border):
     tasks = scratch.shape[0]
@@ -735,7 +737,7 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
                                in_w, len(window_taps), len(literal_step))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, window_depth, window_rows, window_taps,
                      literal_step):
     for task in prange(tasks):
@@ -834,7 +836,7 @@ def _max_indices_task(x, out, indices, task, tasks, kernel, stride, padding, dil
                                                                               padding, dilation)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _max_indices_tasks(x, out, indices, kernel, stride, padding, dilation, plan, scratch, numbers, phases, widened,
                        wide, window_rows, window_taps, literal_step, border):
     tasks = scratch.shape[0]
@@ -867,7 +869,7 @@ def _max_indices_rows_task(x, out, indices, task, tasks, stride, phases, widened
                                    plane_h * plane_w, plane_w)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _max_indices_rows(x, out, indices, tasks, stride, phases, widened, wide, window_depth, window_rows, window_taps,
                       literal_step):
     for task in prange(tasks):
@@ -909,7 +911,7 @@ def _scatter_task(grad_output, indices, grad_input, task, tasks):
             target[np.uint64(where[i])] += grads[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def max_pool_backward(grad_output, indices, grad_input):
     """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
 
@@ -1018,7 +1020,7 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                             window * divisors[2, ow])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, phases, widened, wide,
                window_rows, window_taps, literal_step, border):
     tasks = scratch.shape[0]
@@ -1064,7 +1066,7 @@ def _avg_rows_task(x, out, task, tasks, stride, divisors, inverses, scratch, pha
                     _scale_run(total, 0, targets, to, out_w, inverses[0, od] * inverses[1, oh], inverses[2])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _avg_rows(x, out, stride, divisors, inverses, scratch, phases, widened, wide, window_depth, window_rows,
               window_taps, literal_step):
     tasks = scratch.shape[0]
@@ -1191,7 +1193,7 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
                     target[np.uint64(i_h * in_w) + i] = total[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _avg_backward_tasks(grad_output, grad_input, kernel, stride, padding, divisors, inner, scratch, spread,
                         window_rows, window_taps):
     tasks = scratch.shape[0]
@@ -1282,7 +1284,7 @@ def _avg_backward_phases_task(grad_output, grad_input, task, tasks, kernel, stri
                     targets[at + np.uint64(i_w)] = total[(i_w % steps) * columns + i_w // steps]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _avg_backward_phases(grad_output, grad_input, kernel, stride, padding, divisors, scratch, lines, window_taps,
                          window_steps):
     tasks = scratch.shape[0]
@@ -1334,7 +1336,7 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, divis
                         targets[row + i_w] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _avg_backward_tiles(grad_output, grad_input, kernel, divisors, scratch, window_taps):
     tasks = scratch.shape[0]
     for task in prange(tasks):
@@ -1394,7 +1396,7 @@ def _inner_windows(in_shape, out_shape, kernel, stride, padding) -> np.ndarray:
     return np.array(inner, np.int64)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def global_avg_pool_forward(x, out):
     """out[n, c] = mean of x[n, c, :]. x (N, C, S) with S the flattened spatial size; out (N, C)."""
     batch, channels, size = x.shape
@@ -1407,7 +1409,7 @@ def global_avg_pool_forward(x, out):
         out[n, c] = total / size
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def global_avg_pool_backward(grad_output, grad_input):
     """grad_input[n, c, :] = grad_output[n, c] / S. grad_output (N, C); grad_input (N, C, S), overwritten."""
     batch, channels, size = grad_input.shape

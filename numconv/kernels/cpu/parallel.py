@@ -1,0 +1,85 @@
+"""Parallel kernels that run small calls on one thread.
+
+A ``parallel=True`` kernel pays twice for its threads: at every call, the thread pool's start and join, which on
+small arrays outweighs the work, and at its first call, the compile: Numba builds a parallel loop's body into a
+gufunc, wraps it twice and links every function it calls into each of those and into the kernel, and LLVM
+optimises and emits the whole at each level (a pooling kernel of LeNet-5's: 1.6 s one-threaded, 4.4 s parallel).
+:func:`parallel_kernel` compiles a kernel both ways from one source, each on its first call, and a call runs the
+parallel version only where its largest array's elements times the threads beyond the first reach
+``PARALLEL_MIN_WORK``: what more threads could save grows with both. ``prange`` is ``range`` in the one-thread
+version, and no kernel carries a floating-point sum from one ``prange`` iteration to the next, so both versions add
+in the same order (the spec check runs both and requires equal results; where a kernel leaves the order to the
+compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two differently).
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import types
+from contextlib import contextmanager
+
+import numpy as np
+from numba import config, get_num_threads, njit
+
+__all__ = ["PARALLEL_MIN_WORK", "parallel_kernel", "every_call"]
+
+#: a call runs parallel where its largest array's elements times (threads - 1) reach this: with 2 threads, from
+#: 262,144 elements (1 MiB of float32), with 16 from 17,477. Above where two threads start to pay on a call of its
+#: own (a ReLU of 51,200 elements ran faster on one, of 150,528 on two; max-pooling with indices 1.4x faster on two
+#: at 51,200 already), so that the training steps of LeNet-5 at its default batch of 32 (150,528 elements at most)
+#: compile no parallel loop on a first run (its training step 0.99-1.02x the time with every loop parallel; at a
+#: batch of 64, 0.95-0.98x, its large calls parallel; in one process, alternating); every larger zoo model keeps its
+#: large calls parallel
+PARALLEL_MIN_WORK = 2 ** 18
+
+#: which version every call runs while :func:`every_call` holds: "parallel", "serial", or None (by size)
+_forced = threading.local()
+
+
+@contextmanager
+def every_call(version: str):
+    """While the block runs, every call of a :func:`parallel_kernel` in this thread runs ``version`` ("parallel"
+    or "serial") whatever its size: how the spec check proves both versions on small arrays."""
+    if version not in ("parallel", "serial"):
+        raise ValueError(f"version must be 'parallel' or 'serial', got {version!r}")
+    saved = getattr(_forced, "version", None)
+    _forced.version = version
+    try:
+        yield
+    finally:
+        _forced.version = saved
+
+
+class ParallelKernel:
+    """A kernel compiled parallel (``parallel``) and on one thread (``serial``) from one Python function; a call
+    runs the version that its size picks (module docstring). Signature and docstring are the function's."""
+
+    def __init__(self, function, options: dict):
+        self.parallel = njit(parallel=True, **options)(function)
+        # a copy under another qualified name: Numba names a function's cache files after it, and its index would
+        # not tell the two versions apart
+        serial = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                                    function.__defaults__, function.__closure__)
+        serial.__qualname__ = f"{function.__qualname__}_serial"
+        self.serial = njit(**options)(serial)
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args):
+        version = getattr(_forced, "version", None)
+        if version is None:
+            largest = 0
+            for arg in args:
+                if isinstance(arg, np.ndarray) and arg.size > largest:
+                    largest = arg.size
+            # the most threads there can be first: a small call never asks the threading layer (a microsecond)
+            parallel = (largest * (config.NUMBA_NUM_THREADS - 1) >= PARALLEL_MIN_WORK
+                        and largest * (get_num_threads() - 1) >= PARALLEL_MIN_WORK)
+            version = "parallel" if parallel else "serial"
+        return (self.parallel if version == "parallel" else self.serial)(*args)
+
+
+def parallel_kernel(function=None, **options):
+    """``njit(parallel=True, **options)``, as :class:`ParallelKernel`: a one-thread version for small calls."""
+    if function is None:
+        return functools.partial(parallel_kernel, **options)
+    return ParallelKernel(function, options)

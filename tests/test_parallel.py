@@ -1,0 +1,166 @@
+"""The parallel kernels' two versions: which one a call runs, that both compute the same, and that Numba's cache
+keeps them apart."""
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from numba import prange
+
+from numconv.kernels.cpu import dense, parallel, pointwise, pool
+from numconv.kernels.cpu.parallel import every_call, parallel_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make_scaled():
+    """A fresh kernel (nothing compiled yet): out = x * factor."""
+
+    @parallel_kernel
+    def scaled(x, factor, out):
+        """out = x * factor. x, out (size,)."""
+        for i in prange(x.shape[0]):
+            out[i] = x[i] * factor
+
+    return scaled
+
+
+def _compiled(kernel) -> tuple:
+    """(versions of the serial kernel compiled, versions of the parallel one)."""
+    return len(kernel.serial.signatures), len(kernel.parallel.signatures)
+
+
+def test_a_small_call_runs_one_thread_and_a_large_one_parallel(monkeypatch):
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.fail("these tests need Numba to run at least 2 threads")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 120 * (threads - 1))
+    scaled = _make_scaled()
+    x = np.arange(119, dtype=np.float64)
+    out = np.empty_like(x)
+    scaled(x, 2.0, out)
+    assert _compiled(scaled) == (1, 0)
+    np.testing.assert_array_equal(out, 2.0 * x)
+    x = np.arange(120, dtype=np.float64)
+    out = np.empty_like(x)
+    scaled(x, 3.0, out)  # exactly the threshold
+    assert _compiled(scaled) == (1, 1)
+    np.testing.assert_array_equal(out, 3.0 * x)
+
+
+def test_the_largest_array_of_a_call_decides(monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100 * (numba.get_num_threads() - 1))
+    scaled = _make_scaled()
+    x = np.arange(10, dtype=np.float64)
+    out = np.zeros(100)  # only its first 10 elements are written
+    scaled(x, 2.0, out)
+    assert _compiled(scaled) == (0, 1)
+    np.testing.assert_array_equal(out[:10], 2.0 * x)
+
+
+def test_one_thread_never_runs_the_parallel_version(monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 1)
+    scaled = _make_scaled()
+    x = np.arange(1000, dtype=np.float64)
+    out = np.empty_like(x)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        scaled(x, 2.0, out)
+    finally:
+        numba.set_num_threads(threads)
+    assert _compiled(scaled) == (1, 0)
+    np.testing.assert_array_equal(out, 2.0 * x)
+
+
+def test_every_call_forces_a_version_whatever_the_size(monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100)
+    scaled = _make_scaled()
+    small, large = np.ones(3), np.ones(1000)
+    with every_call("parallel"):
+        scaled(small, 2.0, np.empty(3))
+    assert _compiled(scaled) == (0, 1)
+    with every_call("serial"):
+        out = np.empty(1000)
+        scaled(large, 2.0, out)
+    assert _compiled(scaled) == (1, 1)
+    np.testing.assert_array_equal(out, 2.0)
+
+
+def test_every_call_restores_the_version_it_found():
+    with every_call("serial"):
+        with every_call("parallel"):
+            assert parallel._forced.version == "parallel"
+        assert parallel._forced.version == "serial"
+    assert parallel._forced.version is None
+
+
+def test_every_call_names_a_bad_version():
+    with pytest.raises(ValueError, match="version must be 'parallel' or 'serial', got 'threads'"):
+        with every_call("threads"):
+            pass
+
+
+def test_a_kernel_keeps_its_name_signature_and_docstring():
+    for kernel in (pointwise.relu_forward, pool.max_pool_backward, dense.bias_grad):
+        source = kernel.parallel.py_func
+        assert kernel.__name__ == source.__name__
+        assert kernel.__doc__ == source.__doc__
+        assert inspect.signature(kernel) == inspect.signature(source)
+
+
+def test_both_versions_of_real_kernels_agree_on_random_floats():
+    """Float sums whose order matters (the bias gradient's, left to the compiler; max-pooling's ties and the
+    average's divisions) on more planes than there are tasks."""
+    rng = np.random.default_rng(3)
+    grad = rng.standard_normal((5, 70, 333)).astype(np.float32)
+    x = rng.standard_normal((3, 70, 1, 17, 19)).astype(np.float32)
+    x[:, :, :, 4:6] = 0.5  # ties inside windows
+    results = {}
+    for version in ("serial", "parallel"):
+        with every_call(version):
+            bias = np.empty(70, np.float32)
+            dense.bias_grad(grad, bias)
+            out = np.empty((3, 70, 1, 8, 9), np.float32)
+            indices = np.empty(out.shape, np.int64)
+            pool.max_pool_forward(x, out, indices, (1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1))
+            average = np.empty((3, 70, 1, 9, 10), np.float32)
+            pool.avg_pool_forward(x, average, (1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1), True)
+            results[version] = (bias, out, indices, average)
+    for serial, parallel_result in zip(results["serial"], results["parallel"]):
+        np.testing.assert_array_equal(serial, parallel_result)
+    np.testing.assert_allclose(results["serial"][0], grad.astype(np.float64).sum(axis=(0, 2)), rtol=1e-5)
+
+
+def test_the_cache_keeps_the_two_versions_apart(tmp_path):
+    """Compiled in one process and loaded in another, each version from its own cache files: the one-thread
+    version never starts Numba's threads (its code is not the parallel loop's)."""
+    script = """
+import sys
+import numba
+import numpy as np
+from numconv.kernels.cpu import parallel, pointwise
+x = np.linspace(-1.0, 1.0, 50)
+out = np.empty_like(x)
+pointwise.relu_forward(x, out)
+try:
+    numba.threading_layer()
+    sys.exit("the one-thread version started the threads")
+except ValueError:
+    pass
+with parallel.every_call("parallel"):
+    pointwise.relu_forward(x, out)
+numba.threading_layer()
+print(sum(pointwise.relu_forward.serial.stats.cache_hits.values()),
+      sum(pointwise.relu_forward.parallel.stats.cache_hits.values()))
+"""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                           timeout=300, cwd=ROOT) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert [run.stdout.split() for run in runs] == [["0", "0"], ["1", "1"]]
