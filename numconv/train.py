@@ -23,6 +23,8 @@ __all__ = ["fit", "step", "evaluate", "save_checkpoint", "load_checkpoint", "ato
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
+#: samples per forward pass of :func:`evaluate`
+EVALUATION_BATCH = 256
 
 
 def _top_k_correct(logits: np.ndarray, targets: np.ndarray, k: int) -> int:
@@ -37,7 +39,8 @@ def _on(array: np.ndarray, device: str):
     return to_device(array) if device == "cuda" else array
 
 
-def evaluate(model: Module, dataset: Dataset, batch_size: int = 256, parallel=None) -> dict:
+def evaluate(model: Module, dataset: Dataset, batch_size: int = EVALUATION_BATCH,
+             parallel=None) -> dict:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) of ``model`` in evaluation mode, on the model's
     device; only the logits come back to the host. ``parallel`` (a :mod:`numconv.distributed` strategy; one
     process by default) splits the set among processes and sums their counts: every process must then call this."""

@@ -193,7 +193,7 @@ def _fresh_kernel(module: str):
 
 
 def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
-    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model: 0)
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model, batch: 0)
     said = []
     with cli._first_run_kernels("cpu", "float32", distributed.World(), said.append):
         _fresh_kernel("somebody.else")(1)
@@ -213,16 +213,17 @@ def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
 
 def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch):
     started = []
-    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model: started.append((dtype, model)) or 3)
+    monkeypatch.setattr(launch, "compile_ahead",
+                        lambda dtype, model, batch: started.append((dtype, model, batch)) or 3)
     said = []
-    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append, "nin"):
+    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append, "nin", 48):
         pass
-    assert said == [cli.COMPILING] and started == [("float64", "nin")]
+    assert said == [cli.COMPILING] and started == [("float64", "nin", 48)]
     # several MPI processes already share the cores, and a GPU run has no CPU kernels to prepare
     for device, world in (("cpu", distributed.World(size=2)), ("cuda", distributed.World())):
         with cli._first_run_kernels(device, "float32", world, said.append):
             pass
-    assert started == [("float64", "nin")]
+    assert started == [("float64", "nin", 48)]
 
 
 class _Finished:
@@ -234,15 +235,18 @@ class _Finished:
 
 def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     """A first run's blocked kernels compile in processes that lower their priority first; the process compiling the
-    passes, which the training process waits for, keeps its own."""
-    started = []
-    monkeypatch.setattr(launch, "_start", lambda call, behind=False: started.append((call.split("(")[0], behind))
-                        or _Finished())
+    passes, which the training process waits for, keeps its own. Both parts of the model's run take the run's batch
+    size, which picks the versions of the parallel kernels."""
+    started, parts = [], []
+    monkeypatch.setattr(launch, "_start", lambda call, behind=False: started.append((call, behind)) or _Finished())
     monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
     monkeypatch.setattr(launch, "_ahead", {})
-    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part: None)
-    assert launch.compile_ahead("float32", "lenet5") == 3
-    assert started == [("run_once", True), ("run_once", True), ("run_model_once", False)]
+    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch: parts.append((part, batch)))
+    assert launch.compile_ahead("float32", "lenet5", 32) == 3
+    assert [(call.split("(")[0], behind) for call, behind in started] == [
+        ("run_once", True), ("run_once", True), ("run_model_once", False)]
+    assert started[2][0] == "run_model_once('lenet5', 'float32', 'passes', 32)"
+    assert parts == [("rest", 32)]
     script = ("import os; from numconv.kernels.cpu import launch; before = os.nice(0); launch.behind(); "
               "print(before, os.nice(0))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -252,18 +256,20 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
 
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
     """With an empty compile cache, compile_ahead (its processes, and its own share in this one) compiles exactly the
-    versions of the kernels that a training step and an evaluation of the model then call: it returns once the
-    process compiling the passes is done, and this process then compiles none of numconv's (the blocked kernels'
-    processes are waited for at their first call)."""
+    versions of the kernels that a training step of the batch size it was given and an evaluation of the model then
+    call (the sizes pick each parallel kernel's version: LeNet-5's training batch of 32 takes the one-thread ones,
+    an evaluation batch's first layers the parallel ones): it returns once the process compiling the passes is done,
+    and this process then compiles none of numconv's (the blocked kernels' processes are waited for at their first
+    call)."""
     script = """
 import numpy as np
 from numba.core import event
 import numconv.functional as F
 from numconv import cli
-from numconv import models, optim
+from numconv import models, optim, train
 from numconv.kernels.cpu import launch
-assert launch.compile_ahead("float32", "lenet5") == 3  # the two blocked kernels, and the model's others
-assert launch.compile_ahead("float32", "lenet5") == 0  # already under way
+assert launch.compile_ahead("float32", "lenet5", 32) == 3  # the two blocked kernels, and the model's others
+assert launch.compile_ahead("float32", "lenet5", 32) == 0  # already under way
 compiled = []
 
 
@@ -278,13 +284,13 @@ class Recorder(event.Listener):
 
 event.register("numba:compile", Recorder())
 model = models.lenet5(rng=1)
-x = np.random.default_rng(0).standard_normal((5, 1, 28, 28), dtype=np.float32)
-target = np.arange(5)
+x = np.random.default_rng(0).standard_normal((32, 1, 28, 28), dtype=np.float32)
+target = np.arange(32) % 10
 logits = model.forward(x)
 model.backward(F.cross_entropy_backward(1.0, logits, target)[0], needs_input_grad=False)
 optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
 model.eval()
-model.forward(x)
+model.forward(np.ones((train.EVALUATION_BATCH, 1, 28, 28), np.float32))
 print(sorted(compiled))
 for shape in launch.tuning.SHAPES:
     kernel = launch.KERNELS[shape]

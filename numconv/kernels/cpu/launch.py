@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from numconv.kernels.cpu import blocked, tuning
+from numconv.kernels.memory import release_host_cache
 
 #: (lanes, columns) -> kernel, for every generated shape (``tuning.SHAPES`` are the ones this CPU runs)
 KERNELS = blocked.KERNELS
@@ -70,15 +71,16 @@ def fma(shape: tuple, *args) -> None:
 _ahead = {}
 
 
-def compile_ahead(dtype="float32", model: str | None = None) -> int:
+def compile_ahead(dtype="float32", model: str | None = None, batch: int | None = None) -> int:
     """On a first run, compile kernels in other processes while this one goes on; returns how many started.
 
     Each blocked kernel that Numba's cache lacks compiles in a process of its own, at a lower priority
     (:func:`behind`): they are the largest (3-4.5 s each on a 2-core machine), and Numba compiles one function at
     a time per process. This process's first call of each waits for its process, then loads it from the cache.
     With ``model`` (a zoo model's name), the model's other kernels are compiled too, split in two: one more process
-    runs the forward and backward passes of a training step (``run_model_once(..., "passes")``), and this one the
-    dense layers' passes, the loss, the SGD update and an evaluation (``"rest"``), then waits for that process
+    runs the forward and backward passes of a training step of ``batch`` samples (``run_model_once(...,
+    "passes")``), and this one the dense layers' passes, the loss, the SGD update and an evaluation (``"rest"``),
+    then waits for that process
     before it returns, so that the training that follows loads the passes' kernels rather than compiling them a
     second time beside it (on a 2-core machine, LeNet-5's first run compiled five kernels twice so, 4-5 s of CPU).
     With the cache filled, nothing starts.
@@ -91,9 +93,10 @@ def compile_ahead(dtype="float32", model: str | None = None) -> int:
         _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r})", behind=True)
         started += 1
     if started and model is not None:
-        passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes')")
+        passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes', {batch!r})")
         started += 1
-        run_model_once(model, np.dtype(dtype).name, "rest")
+        run_model_once(model, np.dtype(dtype).name, "rest", batch)
+        release_host_cache()  # the blocks of its arrays, whose sizes are the zoo's inputs' rather than the run's
         passes.wait()
     return started
 
@@ -311,22 +314,25 @@ def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
 MODEL_PARTS = ("passes", "rest")
 
 
-def run_model_once(model: str, dtype: str, part: str) -> None:
-    """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``dense.DOT_MAX_BATCH + 1`` samples
-    (the dense layers' path of a training batch), with every blocked kernel replaced by zeros: "passes", the forward
-    and backward passes of a training step; "rest", the dense layers' passes on their own first (the other part
-    reaches them only after the convolutions and poolings of its forward pass), the cross-entropy and its gradient,
-    an SGD step with momentum and weight decay, and last an evaluation (its convolutions run the kernels that the
-    other part compiles first, which it has saved by then). What :func:`compile_ahead` runs to compile, and save to
-    Numba's cache, the model's other kernels."""
+def run_model_once(model: str, dtype: str, part: str, batch: int | None = None) -> None:
+    """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``batch`` samples (by default
+    ``dense.DOT_MAX_BATCH + 1``, the dense layers' path of a training batch), with every blocked kernel replaced by
+    zeros: "passes", the forward and backward passes of a training step; "rest", the dense layers' passes on their
+    own first (the other part reaches them only after the convolutions and poolings of its forward pass), the
+    cross-entropy and its gradient, an SGD step with momentum and weight decay, and last an evaluation of
+    ``train.EVALUATION_BATCH`` samples (its convolutions run the kernels that the other part compiles first, which it
+    has saved by then). The sizes are the run's, since they pick each parallel kernel's version
+    (``parallel.py``). What :func:`compile_ahead` runs to compile, and save to Numba's cache, the model's other
+    kernels."""
     import numconv.functional as F
     from numconv import layers, models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
+    from numconv.train import EVALUATION_BATCH
 
     if part not in MODEL_PARTS:
         raise ValueError(f"part must be one of {MODEL_PARTS}, got {part!r}")
     network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
-    batch = DOT_MAX_BATCH + 1
+    batch = batch or DOT_MAX_BATCH + 1
     x = np.ones((batch,) + models.INPUT_SHAPES[model], dtype)
     saved = dict(KERNELS)
     KERNELS.update(dict.fromkeys(KERNELS, _zero_output))
@@ -345,6 +351,6 @@ def run_model_once(model: str, dtype: str, part: str) -> None:
         F.cross_entropy_backward(0.5, logits, target, reduction="sum")
         optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
         network.eval()
-        network.forward(x)
+        network.forward(np.ones((EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
     finally:
         KERNELS.update(saved)
