@@ -35,9 +35,9 @@ def _compiled(kernel) -> tuple:
 
 
 def test_a_small_call_runs_one_thread_and_a_large_one_parallel(monkeypatch):
-    threads = numba.get_num_threads()
+    threads = numba.config.NUMBA_NUM_THREADS
     if threads < 2:
-        pytest.fail("these tests need Numba to run at least 2 threads")
+        pytest.fail("these tests need Numba to start at least 2 threads")
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 120 * (threads - 1))
     scaled = _make_scaled()
     x = np.arange(119, dtype=np.float64)
@@ -53,7 +53,7 @@ def test_a_small_call_runs_one_thread_and_a_large_one_parallel(monkeypatch):
 
 
 def test_the_largest_array_of_a_call_decides(monkeypatch):
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100 * (numba.get_num_threads() - 1))
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100 * (numba.config.NUMBA_NUM_THREADS - 1))
     scaled = _make_scaled()
     x = np.arange(10, dtype=np.float64)
     out = np.zeros(100)  # only its first 10 elements are written
@@ -63,16 +63,13 @@ def test_the_largest_array_of_a_call_decides(monkeypatch):
 
 
 def test_one_thread_never_runs_the_parallel_version(monkeypatch):
+    """With NUMBA_NUM_THREADS=1 (read when the call is made)."""
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
     scaled = _make_scaled()
     x = np.arange(1000, dtype=np.float64)
     out = np.empty_like(x)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        scaled(x, 2.0, out)
-    finally:
-        numba.set_num_threads(threads)
+    scaled(x, 2.0, out)
     assert _compiled(scaled) == (1, 0)
     np.testing.assert_array_equal(out, 2.0 * x)
 

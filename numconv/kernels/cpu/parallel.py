@@ -19,14 +19,15 @@ import types
 from contextlib import contextmanager
 
 import numpy as np
-from numba import config, get_num_threads, njit
+from numba import config, njit
 
 __all__ = ["PARALLEL_MIN_WORK", "parallel_kernel", "every_call"]
 
-#: a call runs parallel where its largest array's elements times (threads - 1) reach this: with 2 threads, from
-#: 262,144 elements (1 MiB of float32), with 16 from 17,477. Above where two threads start to pay on a call of its
-#: own (a ReLU of 51,200 elements ran faster on one, of 150,528 on two; max-pooling with indices 1.4x faster on two
-#: at 51,200 already), so that the training steps of LeNet-5 at its default batch of 32 (150,528 elements at most)
+#: a call runs parallel where its largest array's elements times (threads - 1) reach this, the threads being those
+#: Numba starts (``NUMBA_NUM_THREADS``; with 1, every call runs the one-thread version): with 2 threads from 262,144
+#: elements (1 MiB of float32), with 16 from 17,477. Above where two threads start to pay on a call of its own (a
+#: ReLU of 51,200 elements ran faster on one, of 150,528 on two; max-pooling with indices 1.4x faster on two at
+#: 51,200 already), so that the training steps of LeNet-5 at its default batch of 32 (150,528 elements at most)
 #: compile no parallel loop on a first run (its training step 0.99-1.02x the time with every loop parallel; at a
 #: batch of 64, 0.95-0.98x, its large calls parallel; in one process, alternating); every larger zoo model keeps its
 #: large calls parallel
@@ -71,10 +72,9 @@ class ParallelKernel:
             for arg in args:
                 if isinstance(arg, np.ndarray) and arg.size > largest:
                     largest = arg.size
-            # the most threads there can be first: a small call never asks the threading layer (a microsecond)
-            parallel = (largest * (config.NUMBA_NUM_THREADS - 1) >= PARALLEL_MIN_WORK
-                        and largest * (get_num_threads() - 1) >= PARALLEL_MIN_WORK)
-            version = "parallel" if parallel else "serial"
+            # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call
+            # (7% of a 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
+            version = "parallel" if largest * (config.NUMBA_NUM_THREADS - 1) >= PARALLEL_MIN_WORK else "serial"
         return (self.parallel if version == "parallel" else self.serial)(*args)
 
 
