@@ -34,22 +34,24 @@ def _compiled(kernel) -> tuple:
     return len(kernel.serial.signatures), len(kernel.parallel.signatures)
 
 
+def _scale_checked(kernel, size: int, factor: float) -> None:
+    """Run ``kernel`` on ``size`` numbers and check its output."""
+    x = np.arange(size, dtype=np.float64)
+    out = np.empty_like(x)
+    kernel(x, factor, out)
+    np.testing.assert_array_equal(out, factor * x)
+
+
 def test_a_small_call_runs_one_thread_and_a_large_one_parallel(monkeypatch):
     threads = numba.config.NUMBA_NUM_THREADS
     if threads < 2:
         pytest.fail("these tests need Numba to start at least 2 threads")
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 120 * (threads - 1))
     scaled = _make_scaled()
-    x = np.arange(119, dtype=np.float64)
-    out = np.empty_like(x)
-    scaled(x, 2.0, out)
+    _scale_checked(scaled, 119, 2.0)
     assert _compiled(scaled) == (1, 0)
-    np.testing.assert_array_equal(out, 2.0 * x)
-    x = np.arange(120, dtype=np.float64)
-    out = np.empty_like(x)
-    scaled(x, 3.0, out)  # exactly the threshold
+    _scale_checked(scaled, 120, 3.0)  # exactly the threshold
     assert _compiled(scaled) == (1, 1)
-    np.testing.assert_array_equal(out, 3.0 * x)
 
 
 def test_the_largest_array_of_a_call_decides(monkeypatch):
@@ -67,11 +69,8 @@ def test_one_thread_never_runs_the_parallel_version(monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 1)
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)
     scaled = _make_scaled()
-    x = np.arange(1000, dtype=np.float64)
-    out = np.empty_like(x)
-    scaled(x, 2.0, out)
+    _scale_checked(scaled, 1000, 2.0)
     assert _compiled(scaled) == (1, 0)
-    np.testing.assert_array_equal(out, 2.0 * x)
 
 
 def test_every_call_forces_a_version_whatever_the_size(monkeypatch):
