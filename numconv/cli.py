@@ -18,7 +18,7 @@ from numba.core import event
 
 from numconv import backend, data, distributed, models, optim, viz
 from numconv.files import atomic_write
-from numconv.train import CHECKPOINT, evaluate, fit, load_checkpoint
+from numconv.train import CHECKPOINT, EVALUATION_BATCH, evaluate, fit, load_checkpoint
 
 #: default data set and training recipe per model; command-line flags override them
 RECIPES = {
@@ -230,10 +230,10 @@ def _compiled(ev) -> bool:
 
 @contextmanager
 def _first_run_kernels(device: str, dtype: str, world: distributed.World, log, model: str | None = None,
-                       batch: int | None = None):
+                       batch: int | None = None, evaluation_batch: int | None = None):
     """While the block runs: on a first run (Numba's cache empty), the CPU kernels (those of the zoo's ``model``,
-    training on batches of ``batch``) compile in other processes while this one goes on, and ``log`` is told once
-    that kernels are being compiled."""
+    training on batches of ``batch`` and evaluating on batches of ``evaluation_batch``) compile in other processes
+    while this one goes on, and ``log`` is told once that kernels are being compiled."""
     notice = _CompileNotice(log) if log else None
     if notice:
         event.register("numba:compile", notice)
@@ -242,7 +242,7 @@ def _first_run_kernels(device: str, dtype: str, world: distributed.World, log, m
         if device == "cpu" and world.size == 1:
             from numconv.kernels.cpu import launch
 
-            if launch.compile_ahead(dtype, model, batch) and notice:
+            if launch.compile_ahead(dtype, model, batch, evaluation_batch) and notice:
                 notice.say()
         yield
     finally:
@@ -304,7 +304,8 @@ def _train(args) -> int:
             viz.save_curves(out / "curves.png", history, top5=top5)
 
     try:
-        with _first_run_kernels(args.device, args.dtype, world, log, args.model, recipe["batch_size"]):
+        with _first_run_kernels(args.device, args.dtype, world, log, args.model, recipe["batch_size"],
+                                min(EVALUATION_BATCH, len(test_set))):
             history = fit(model, train_set, test_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                           optimizer=optimizer, scheduler=scheduler, seed=args.seed, out_dir=out, resume=args.resume,
                           log=log, meta=meta, on_epoch=write_pictures, augment=augment, parallel=parallel)

@@ -173,11 +173,17 @@ def test_device_cuda_without_a_gpu_fails_at_once(tmp_path):
 
 
 def test_train_on_the_synthetic_speech_set_with_m5(tmp_path, monkeypatch):
+    """A first run would compile ahead for the run's own batch sizes: its training batch, and an evaluation batch
+    that the 32 test clips cut from 256."""
     from numconv import data
 
     full_speech = data.speech
     monkeypatch.setattr(data, "speech", lambda seed=0: full_speech(n_train=64, n_test=32, length=1200, seed=seed))
-    assert cli.main(["train", "--model", "m5", "--epochs", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    asked, compile_ahead = [], launch.compile_ahead
+    monkeypatch.setattr(launch, "compile_ahead", lambda *args: asked.append(args) or compile_ahead(*args))
+    assert cli.main(["train", "--model", "m5", "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path),
+                     "--quiet"]) == 0
+    assert asked == [("float32", "m5", 16, 32)]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert np.isfinite(metrics[0]["train_loss"])
     assert _png_size(tmp_path / "filters.png")[0] >= 200
@@ -193,7 +199,7 @@ def _fresh_kernel(module: str):
 
 
 def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
-    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model, batch: 0)
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model, batch, evaluation_batch: 0)
     said = []
     with cli._first_run_kernels("cpu", "float32", distributed.World(), said.append):
         _fresh_kernel("somebody.else")(1)
@@ -213,17 +219,17 @@ def test_a_first_run_says_once_that_kernels_compile(monkeypatch):
 
 def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch):
     started = []
-    monkeypatch.setattr(launch, "compile_ahead",
-                        lambda dtype, model, batch: started.append((dtype, model, batch)) or 3)
+    monkeypatch.setattr(launch, "compile_ahead", lambda dtype, model, batch, evaluation_batch:
+                        started.append((dtype, model, batch, evaluation_batch)) or 3)
     said = []
-    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append, "nin", 48):
+    with cli._first_run_kernels("cpu", "float64", distributed.World(), said.append, "nin", 48, 100):
         pass
-    assert said == [cli.COMPILING] and started == [("float64", "nin", 48)]
+    assert said == [cli.COMPILING] and started == [("float64", "nin", 48, 100)]
     # several MPI processes already share the cores, and a GPU run has no CPU kernels to prepare
     for device, world in (("cpu", distributed.World(size=2)), ("cuda", distributed.World())):
         with cli._first_run_kernels(device, "float32", world, said.append):
             pass
-    assert started == [("float64", "nin", 48)]
+    assert started == [("float64", "nin", 48, 100)]
 
 
 class _Finished:
@@ -241,12 +247,13 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     monkeypatch.setattr(launch, "_start", lambda call, behind=False: started.append((call, behind)) or _Finished())
     monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
     monkeypatch.setattr(launch, "_ahead", {})
-    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch: parts.append((part, batch)))
-    assert launch.compile_ahead("float32", "lenet5", 32) == 3
+    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch, evaluation_batch:
+                        parts.append((part, batch, evaluation_batch)))
+    assert launch.compile_ahead("float32", "lenet5", 32, 100) == 3
     assert [(call.split("(")[0], behind) for call, behind in started] == [
         ("run_once", True), ("run_once", True), ("run_model_once", False)]
     assert started[2][0] == "run_model_once('lenet5', 'float32', 'passes', 32)"
-    assert parts == [("rest", 32)]
+    assert parts == [("rest", 32, 100)]
     script = ("import os; from numconv.kernels.cpu import launch; before = os.nice(0); launch.behind(); "
               "print(before, os.nice(0))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -71,7 +71,8 @@ def fma(shape: tuple, *args) -> None:
 _ahead = {}
 
 
-def compile_ahead(dtype="float32", model: str | None = None, batch: int | None = None) -> int:
+def compile_ahead(dtype="float32", model: str | None = None, batch: int | None = None,
+                  evaluation_batch: int | None = None) -> int:
     """On a first run, compile kernels in other processes while this one goes on; returns how many started.
 
     Each blocked kernel that Numba's cache lacks compiles in a process of its own, at a lower priority
@@ -79,8 +80,8 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     a time per process. This process's first call of each waits for its process, then loads it from the cache.
     With ``model`` (a zoo model's name), the model's other kernels are compiled too, split in two: one more process
     runs the forward and backward passes of a training step of ``batch`` samples (``run_model_once(...,
-    "passes")``), and this one the dense layers' passes, the loss, the SGD update and an evaluation (``"rest"``),
-    then waits for that process
+    "passes")``), and this one the dense layers' passes, the loss, the SGD update and an evaluation of
+    ``evaluation_batch`` samples (``"rest"``), then waits for that process
     before it returns, so that the training that follows loads the passes' kernels rather than compiling them a
     second time beside it (on a 2-core machine, LeNet-5's first run compiled five kernels twice so, 4-5 s of CPU).
     With the cache filled, nothing starts.
@@ -95,7 +96,7 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     if started and model is not None:
         passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes', {batch!r})")
         started += 1
-        run_model_once(model, np.dtype(dtype).name, "rest", batch)
+        run_model_once(model, np.dtype(dtype).name, "rest", batch, evaluation_batch)
         release_host_cache()  # the blocks of its arrays, whose sizes are the zoo's inputs' rather than the run's
         passes.wait()
     return started
@@ -314,16 +315,18 @@ def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
 MODEL_PARTS = ("passes", "rest")
 
 
-def run_model_once(model: str, dtype: str, part: str, batch: int | None = None) -> None:
+def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
+                   evaluation_batch: int | None = None) -> None:
     """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``batch`` samples (by default
     ``dense.DOT_MAX_BATCH + 1``, the dense layers' path of a training batch), with every blocked kernel replaced by
     zeros: "passes", the forward and backward passes of a training step; "rest", the dense layers' passes on their
     own first (the other part reaches them only after the convolutions and poolings of its forward pass), the
     cross-entropy and its gradient, an SGD step with momentum and weight decay, and last an evaluation of
-    ``train.EVALUATION_BATCH`` samples (its convolutions run the kernels that the other part compiles first, which it
-    has saved by then). The sizes are the run's, since they pick each parallel kernel's version
-    (``parallel.py``). What :func:`compile_ahead` runs to compile, and save to Numba's cache, the model's other
-    kernels."""
+    ``evaluation_batch`` samples (by default ``train.EVALUATION_BATCH``, ``evaluate``'s), whose convolutions run the
+    kernels that the other part compiles first, which it has saved by then. The sizes are to be the run's, since they
+    pick each parallel kernel's version (``parallel.py``): a run passes the batch its evaluation takes (for AlexNet's
+    100 test images, all of them: this part's process peaked at 1.7 GB, against 2.8 GB with 256 images). What
+    :func:`compile_ahead` runs to compile, and save to Numba's cache, the model's other kernels."""
     import numconv.functional as F
     from numconv import layers, models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
@@ -351,6 +354,6 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None) 
         F.cross_entropy_backward(0.5, logits, target, reduction="sum")
         optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
         network.eval()
-        network.forward(np.ones((EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
+        network.forward(np.ones((evaluation_batch or EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
     finally:
         KERNELS.update(saved)
