@@ -310,11 +310,13 @@ def linear_grad_weight_case(cfg: ShapeConfig) -> Case:
 
 
 def relu_forward_case(cfg: ShapeConfig) -> Case:
+    """With the parameter ``in_place``, the kernel is given one array as both input and output."""
     inputs, y = ops.relu(cfg)
+    in_place = dict(cfg.params).get("in_place", False)
 
     def call(kernel, a):
-        out = np.empty(y.shape, a["x"].dtype)
-        kernel(a["x"], out)
+        out = a["x"].copy() if in_place else np.empty(y.shape, a["x"].dtype)
+        kernel(out if in_place else a["x"], out)
         return {"y": out}
 
     return Case(inputs, {"y": y}, call, kind="piecewise")

@@ -89,7 +89,8 @@ ENTRIES = (
     Entry("dense", "linear_forward", linear_forward_case, LINEAR_CONFIGS),
     Entry("dense", "linear_grad_input", linear_grad_input_case, LINEAR_CONFIGS),
     Entry("dense", "linear_grad_weight", linear_grad_weight_case, LINEAR_CONFIGS),
-    Entry("pointwise", "relu_forward", relu_forward_case, (ShapeConfig((37,)),)),
+    Entry("pointwise", "relu_forward", relu_forward_case,
+          (ShapeConfig((37,)), ShapeConfig((37,), (("in_place", True),)))),
     Entry("pointwise", "relu_backward", relu_backward_case, (ShapeConfig((37,)),)),
     Entry("pointwise", "dropout_forward", dropout_forward_case,
           (ShapeConfig((40,), (("p", 0.5),)), ShapeConfig((33,), (("p", 0.75),)))),
@@ -181,7 +182,7 @@ def _both_versions(kernel: Callable) -> Callable:
     from numconv.kernels.cpu.parallel import every_call
 
     def call(*args):
-        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        copies = _arrays_replaced(args, np.copy)
         with every_call("serial"):
             serial_result = kernel(*copies)
         with every_call("parallel"):
@@ -202,7 +203,7 @@ def _through_device(kernel: Callable) -> Callable:
     from numba import cuda
 
     def call(*args):
-        moved = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        moved = _arrays_replaced(args, cuda.to_device)
         kernel(*moved)
         for original, on_device in zip(args, moved):
             if isinstance(original, np.ndarray):
@@ -210,6 +211,16 @@ def _through_device(kernel: Callable) -> Callable:
 
     call.__wrapped__ = kernel
     return call
+
+
+def _arrays_replaced(args: tuple, replace: Callable) -> list:
+    """``args`` with each NumPy array replaced by ``replace(array)``; an array passed twice (a kernel run in place)
+    is replaced once, so that the kernel still gets one array twice."""
+    replaced = {}
+    for a in args:
+        if isinstance(a, np.ndarray) and id(a) not in replaced:
+            replaced[id(a)] = replace(a)
+    return [replaced[id(a)] if isinstance(a, np.ndarray) else a for a in args]
 
 
 def available_backends() -> list[str]:

@@ -38,6 +38,12 @@ def raises_max(value, current):
 
 
 @njit(cache=True, inline="always")
+def relu(x):
+    """max(x, 0); NaN stays NaN, as in PyTorch."""
+    return x if not x <= 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
 def relu_gradient(grad, x):
     """ReLU's backward at ``x``: the gradient passes unless x <= 0, so a NaN passes it, as in PyTorch."""
     return 0.0 if x <= 0.0 else grad

@@ -3,7 +3,7 @@ SGD step; and the copies of a concatenation along channels. Arrays are C-contigu
 from numba import prange
 
 from numconv.kernels.cpu.parallel import parallel_kernel
-from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
+from numconv.kernels.scalar import masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -14,10 +14,15 @@ __all__ = [
 
 @parallel_kernel(cache=True)
 def relu_forward(x, out):
-    """out = max(x, 0); NaN stays NaN. x and out (size,)."""
-    for i in prange(x.shape[0]):
-        value = x[i]
-        out[i] = value if not value <= 0.0 else 0.0
+    """out = max(x, 0); NaN stays NaN. x and out (size,): one array (in place) or two that do not overlap."""
+    if x.ctypes.data == out.ctypes.data:
+        # LLVM vectorises a loop only behind a check that its arrays do not overlap, which one array passed twice
+        # fails: the loop then ran one element at a time, 4x slower (196,608 elements: 61 against 17 us)
+        for i in prange(x.shape[0]):
+            x[i] = relu(x[i])
+    else:
+        for i in prange(x.shape[0]):
+            out[i] = relu(x[i])
 
 
 @parallel_kernel(cache=True)

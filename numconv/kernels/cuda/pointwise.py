@@ -6,7 +6,7 @@ kernels' signatures and semantics.
 """
 from numba import cuda
 
-from numconv.kernels.scalar import masked_scale, relu_gradient, sgd_parameter, sgd_velocity
+from numconv.kernels.scalar import masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
 from numconv.kernels.cuda.support import launch_flat
 
 #: the kernels of this module: what the spec registry must cover
@@ -20,12 +20,11 @@ __all__ = [
 def _relu_forward(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        value = x[i]
-        out[i] = value if not value <= 0.0 else 0.0
+        out[i] = relu(x[i])
 
 
 def relu_forward(x, out):
-    """out = max(x, 0); NaN stays NaN. x and out (size,)."""
+    """out = max(x, 0); NaN stays NaN. x and out (size,): one array (in place) or two that do not overlap."""
     launch_flat(_relu_forward, x.shape[0], x, out)
 
 
