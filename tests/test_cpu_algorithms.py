@@ -113,8 +113,9 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
     ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
-    ((1, 256, 13, 13), (384, 256, 3, 3), 1, False),   # one sample: 49 output tiles, too few for its weights
-    ((2, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 98
+    ((1, 256, 6, 6), (384, 256, 3, 3), 1, False),     # one sample: 9 output tiles, too few for its weights
+    ((1, 256, 7, 7), (384, 256, 3, 3), 1, True),      # 16
+    ((1, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 49
 ])
 def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)

@@ -82,7 +82,7 @@ def test_a_session_prepares_its_convolution_weights_once_and_lets_them_go_with_i
     model.eval()
     held = len(launch._frozen)
     session = nx.load(nx.to_model(model, shape))
-    # a batch of 4: the last 3 x 3 layer's 8 x 8 output then has the 64 tiles that Winograd takes
+    # the last 3 x 3 layer's 8 x 8 output has 16 tiles a sample, as many as Winograd takes at least
     x = rng.standard_normal((4,) + shape[1:]).astype(np.float32)
     (first,) = session.run(None, {"input": x})
     assert len(fills) == 9 and "winograd weights" in fills

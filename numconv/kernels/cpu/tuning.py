@@ -80,10 +80,12 @@ ADVANTAGE = 1.05
 WINOGRAD_MIN_CHANNELS = 32
 #: ... and only where its output has at least this many tiles of 2 x 2 positions (per plane, over the batch and
 #: the depth): a transformed weight is 16/9 the size of the weight, and with few tiles to serve, fetching it costs
-#: more than the multiplies save. Measured in ONNX sessions at batch 1, the weights last used a whole forward pass
-#: before: AlexNet's 3 x 3 layers on 13 x 13 (49 tiles) ran the forward 6% faster direct (11.3-13.4 -> 10.6-11.8
-#: ms), NiN's on 8 x 8 (16 tiles) 0-9%; at batch 4 (196 and 64 tiles) Winograd was 4% faster and even
-WINOGRAD_MIN_TILES = 64
+#: more than the multiplies save. Measured on AMD Zen 4 at batch 1, each layer's weights cycled over six copies so
+#: that they came from the last-level cache: NiN's 192 -> 192 channels on 6 x 6 (9 tiles) 1.53x slower than the
+#: direct kernel, on 8 x 8 (16 tiles) 1.05x, AlexNet's 256 -> 384 on 13 x 13 (49 tiles) 0.78x; in ONNX sessions at
+#: batch 1, the weights last used a whole forward pass before, the whole of AlexNet ran 4% faster with its 3 x 3
+#: layers by Winograd (17.15 -> 16.5 ms, five rounds alternating), NiN 2% (its last 3 x 3 layer, eight rounds)
+WINOGRAD_MIN_TILES = 16
 
 #: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,
 #: absent taps as zero weights) is chosen over one convolution per phase when its estimate beats theirs by this
