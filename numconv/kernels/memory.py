@@ -115,7 +115,9 @@ class BlockPool:
 #: whether large host arrays come from the pool (``NUMCONV_HOST_POOL=0``: NumPy's own allocation for all)
 HOST_POOL = os.environ.get("NUMCONV_HOST_POOL", "1") != "0"
 #: host requests of at least this many bytes come from the pool (smaller ones, whose page faults cost little beside
-#: the call that fills them, are plain NumPy arrays)
+#: the call that fills them, are plain NumPy arrays). From 128 KiB (glibc's threshold for mapping fresh pages), the
+#: pool took C3D-small's training step at batch 8 from 120-450 page faults to none, but not to a shorter step: 4.29
+#: against 4.18 ms (median of 16 rounds alternating in one process; a pooled array costs about 3.5 us more to make)
 HOST_MIN_BYTES = 1 << 22
 #: the most bytes of host blocks kept while no array uses them
 HOST_CACHE_LIMIT = 1 << 30
@@ -125,10 +127,13 @@ HOST_GRANULE = 1 << 16
 HOST_ALIGNMENT = 4096
 
 
-def _host_block(size: int) -> np.ndarray:
+def _host_block(size: int) -> tuple:
+    """(``size`` bytes from a page boundary, as a uint8 array; their address, asked once: ``ctypes.data`` takes a
+    microsecond)."""
     raw = np.empty(size + HOST_ALIGNMENT, np.uint8)
-    skip = -raw.ctypes.data % HOST_ALIGNMENT
-    return raw[skip:skip + size]
+    address = raw.ctypes.data
+    skip = -address % HOST_ALIGNMENT
+    return raw[skip:skip + size], address + skip
 
 
 _host_pool = BlockPool(_host_block, lambda block: None, HOST_GRANULE, HOST_CACHE_LIMIT)
@@ -153,7 +158,7 @@ class _HostOwner:
 
     def __init__(self, block: tuple, shape: tuple, dtype: np.dtype):
         self._block = block
-        self.__array_interface__ = {"data": (block[0].ctypes.data, False), "shape": shape, "typestr": dtype.str,
+        self.__array_interface__ = {"data": (block[0][1], False), "shape": shape, "typestr": dtype.str,
                                     "version": 3}
 
     def __del__(self):
