@@ -146,25 +146,6 @@ def _phase_planes(x, pad_h, pad_w, stride_h, stride_w, planes):
                 target[j] = source[column] if 0 <= column < width else 0.0
 
 
-def _pack_lanes(weight, groups, packed):
-    """packed (groups * blocks, R, L)[g * blocks + ob, r, k] = weight (O, R)[g * group_out + L * ob + k, r], zero
-    past the group's last channel (L lanes per block: packed's last axis). (A NumPy copy: for these small arrays it
-    ran at memory speed where a compiled loop did not.)"""
-    out_channels, reduction = weight.shape
-    lanes = packed.shape[-1]
-    group_out = out_channels // groups
-    packed = packed.reshape(groups, -1, reduction, lanes)
-    by_group = weight.reshape(groups, group_out, reduction)
-    full = group_out // lanes
-    if full:
-        np.copyto(packed[:, :full],
-                  by_group[:, :full * lanes].reshape(groups, full, lanes, reduction).transpose(0, 1, 3, 2))
-    rest = group_out - full * lanes
-    if rest:
-        packed[:, full, :, :rest] = by_group[:, full * lanes:].transpose(0, 2, 1)
-        packed[:, full, :, rest:] = 0.0
-
-
 @parallel_kernel(cache=True)
 def _count_non_finite(values):
     """How many of the flat ``values`` are NaN or infinite (a reduction over every element)."""
@@ -251,9 +232,10 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
     lanes = kernel[0]
     if chosen == "lanes":
         packed_shape = (layout.groups * t["per_group"], reduction, lanes)
-        packed = _prepared(weight, "weights", math.prod(packed_shape), dtype, lambda packed: _pack_lanes(
-            weight.reshape(layout.out_channels, reduction), layout.groups, packed.reshape(packed_shape)),
-            ("lanes", layout.groups, lanes))
+        # the output channels side by side for every (input channel, tap): a weight packed as an output gradient
+        packed = _prepared(weight, "weights", math.prod(packed_shape), dtype, lambda packed: pack_positions(
+            np.ascontiguousarray(weight).reshape(1, layout.out_channels, reduction), layout.groups,
+            packed.reshape(packed_shape)), ("lanes", layout.groups, lanes))
         init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)

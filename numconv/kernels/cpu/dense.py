@@ -88,9 +88,10 @@ def pack_positions(grad, groups, packed):
     """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = grad (N, O, S)[n, g * group_out + L * ob
     + k, p], zero past the group's last channel: L channels side by side for every position (L lanes per block:
     packed's last axis). The convolution's weight gradient packs its output gradient so (O output channels, S output
-    positions), the forward pass here its input (one sample of O = batch rows, S = input features). Positions go in
-    chunks of 256, so that the tile written stays in the first-level cache while each of the L rows is read in
-    order (row by row: 1.1-1.5x faster than lane by lane with 32 lanes)."""
+    positions), its ``lanes`` formulation its weights (one sample of O output channels, S = input channels x taps),
+    the forward pass here its input (one sample of O = batch rows, S = input features). Positions go in chunks of
+    256, so that the tile written stays in the first-level cache while each of the L rows is read in order (row by
+    row: 1.1-1.5x faster than lane by lane with 32 lanes)."""
     batch, out_channels, size = grad.shape
     lanes = packed.shape[2]
     group_out = out_channels // groups
