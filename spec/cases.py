@@ -315,8 +315,12 @@ def relu_forward_case(cfg: ShapeConfig) -> Case:
     in_place = dict(cfg.params).get("in_place", False)
 
     def call(kernel, a):
-        out = a["x"].copy() if in_place else np.empty(y.shape, a["x"].dtype)
-        kernel(out if in_place else a["x"], out)
+        if in_place:
+            out = a["x"].copy()
+            kernel(out, out)
+        else:
+            out = np.empty(y.shape, a["x"].dtype)
+            kernel(a["x"], out)
         return {"y": out}
 
     return Case(inputs, {"y": y}, call, kind="piecewise")

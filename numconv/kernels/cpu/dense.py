@@ -84,15 +84,15 @@ def _batch_lanes_tables(batch: int, in_features: int, out_features: int, lanes: 
 
 
 @parallel_kernel(cache=True)
-def pack_positions(grad, groups, packed):
-    """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = grad (N, O, S)[n, g * group_out + L * ob
+def pack_positions(source, groups, packed):
+    """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = source (N, O, S)[n, g * group_out + L * ob
     + k, p], zero past the group's last channel: L channels side by side for every position (L lanes per block:
     packed's last axis). The convolution's weight gradient packs its output gradient so (O output channels, S output
     positions), its ``lanes`` formulation its weights (one sample of O output channels, S = input channels x taps),
     the forward pass here its input (one sample of O = batch rows, S = input features). Positions go in chunks of
     256, so that the tile written stays in the first-level cache while each of the L rows is read in order (row by
     row: 1.1-1.5x faster than lane by lane with 32 lanes)."""
-    batch, out_channels, size = grad.shape
+    batch, out_channels, size = source.shape
     lanes = packed.shape[2]
     group_out = out_channels // groups
     blocks = packed.shape[0] // groups
@@ -107,7 +107,7 @@ def pack_positions(grad, groups, packed):
         valid = min(lanes, g * group_out + group_out - first)
         tile = packed[b, n * size + start:n * size + stop]
         for k in range(valid):
-            row = grad[n, first + k, start:stop]
+            row = source[n, first + k, start:stop]
             for p in range(stop - start):
                 tile[p, k] = row[p]
         for k in range(valid, lanes):
