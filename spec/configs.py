@@ -100,10 +100,10 @@ PAIRED_AUTOMATIC_CONFIGS = (ConvConfig(1, 128, 32, (8,), (8,)),)
 #: and where the weight gradient's does: 32 output channels, a sum over 1024 positions
 PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS = (ConvConfig(4, 1, 32, (256,), (1,)),)
 
-#: the fused Winograd F(2x2, 3x3) kernel (3x3 windows at stride 1 in each plane): output sizes that leave partial
-#: edge tiles, asymmetric and wide padding, groups, more than 16 input and output channels (a second, partial block
-#: of each); in 3D, sums over depth taps with depth padding (wider than the window's reach, for the input gradient)
-#: and dilation
+#: the fused Winograd F(2x2, 3x3) kernel (3x3 or 5x5 windows at stride 1 in each plane): output sizes that leave
+#: partial edge tiles, asymmetric and wide padding, groups, more than 16 input and output channels (a second, partial
+#: block of each); in 3D, sums over depth taps with depth padding (wider than the window's reach, for the input
+#: gradient) and dilation
 WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
     ConvConfig(2, 4, 4, (4, 7), (3, 3), groups=2),
@@ -112,6 +112,11 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 3, (3, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
     ConvConfig(1, 4, 2, (4, 3, 3), (2, 3, 3), padding=(3, 0, 1), padding_right=(0, 0, 1), dilation=(2, 1, 1),
                groups=2),
+    # 5 taps along a plane's axis, as 3 x 3 sub-windows of a zero-padded 6: 5 x 5 with groups, 5 x 3 with the
+    # largest padding the input gradient takes (4 = taps - 1) and none, and 3D with two depth taps
+    ConvConfig(1, 4, 4, (6, 5), (5, 5), padding=(2, 2), groups=2),
+    ConvConfig(1, 2, 3, (4, 5), (5, 3), padding=(4, 0), padding_right=(1, 1)),
+    ConvConfig(1, 2, 2, (3, 5, 4), (2, 5, 5), padding=(1, 2, 1), padding_right=(0, 1, 2)),
 )
 #: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
 WINOGRAD_FORWARD_CONFIGS = (ConvConfig(1, 2, 2, (5, 3, 4), (2, 3, 3), stride=(2, 1, 1), padding=(1, 0, 1)),)

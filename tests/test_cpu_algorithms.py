@@ -112,27 +112,35 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     ((16, 32, 13, 13), (32, 16, 3, 3), 2, False),    # 2D with 16 channels a group: too few products per sum
     ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
     ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
-    ((16, 256, 13, 13), (384, 256, 5, 5), 1, False),
     ((1, 256, 6, 6), (384, 256, 3, 3), 1, False),     # one sample: 9 output tiles, too few for its weights
     ((1, 256, 7, 7), (384, 256, 3, 3), 1, True),      # 16
     ((1, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 49
+    # 5 x 5 as four 3 x 3 sub-windows: AlexNet's second layer, NiN's second 5 x 5 at one sample (64 tiles), its first
+    # (3 input channels: 12 products per sum), too few tiles for a 5 x 5, a 5 x 3 window, and 7 taps (not served)
+    ((16, 96, 27, 27), (256, 48, 5, 5), 2, True),
+    ((16, 256, 13, 13), (384, 256, 5, 5), 1, True),
+    ((1, 96, 16, 16), (192, 96, 5, 5), 1, True),
+    ((64, 3, 32, 32), (192, 3, 5, 5), 1, False),
+    ((1, 64, 8, 8), (64, 64, 5, 5), 1, False),         # 16 tiles
+    ((4, 64, 8, 16), (64, 64, 5, 3), 1, True),
+    ((16, 64, 16, 16), (64, 64, 7, 7), 1, False),
 ])
-def test_winograd_takes_wide_3x3_stride_1_layers_only(x_shape, w_shape, groups, chosen):
+def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)
     auto = cpu_conv._AUTOMATIC
-    depth_padding = w5[2] // 2
-    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups, auto) is chosen
-    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), (depth_padding, 1, 1), (1, 1, 1), groups, auto)
-    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 2), groups, auto)
-    # a depth stride or dilation leaves each plane's windows 3 x 3 at stride 1: still Winograd's
-    assert cpu_conv._use_winograd(x5, w5, (2, 1, 1), (depth_padding, 1, 1), (2, 1, 1), groups, auto) is chosen
-    # the input gradient (same spatial size at padding 1) is the transposed convolution: also Winograd, but a
-    # depth stride splits it into phases
-    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups,
-                                             auto) is chosen
-    assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, 3, 3), (1, 1, 1), groups, auto)
-    assert not cpu_conv._use_winograd_grad_input(w5, x5, (2, 1, 1), (depth_padding, 1, 1), (1, 1, 1), groups,
+    # each axis padded to keep its size (stride 1)
+    same = (w5[2] // 2, w5[3] // 2, w5[4] // 2)
+    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), same, (1, 1, 1), groups, auto)
+    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 2), groups, auto)
+    # a depth stride or dilation leaves each plane's windows at stride 1: still Winograd's
+    assert cpu_conv._use_winograd(x5, w5, (2, 1, 1), same, (2, 1, 1), groups, auto) is chosen
+    # the input gradient (same spatial size) is the transposed convolution: also Winograd, but not with padding
+    # beyond the window (its flipped form would need a negative one), and a depth stride splits it into phases
+    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), same, (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, w5[3], w5[4] - 1), (1, 1, 1), groups,
                                                  auto)
+    assert not cpu_conv._use_winograd_grad_input(w5, x5, (2, 1, 1), same, (1, 1, 1), groups, auto)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
@@ -271,6 +279,11 @@ CASES = [
     ((1, 16, 5, 4, 4), (32, 16, 3, 3, 3), (2, 1, 1), 1, 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
+    # 5 taps along a plane's axis: Winograd sums over 3 x 3 sub-windows (NiN's and AlexNet's 5 x 5 layers in small;
+    # the second with 64 tiles, chosen by default)
+    ((2, 4, 7, 6), (6, 2, 5, 5), 1, 2, 1, 2),
+    ((4, 32, 8, 8), (33, 32, 5, 5), 1, 2, 1, 1),
+    ((1, 3, 3, 6, 9), (4, 3, 2, 5, 3), 1, (1, 4, 0), 1, 1),
     # strided, with 3 x 3 taps per stride phase (as AlexNet's first layer)
     ((2, 3, 23, 25), (32, 3, 11, 11), 4, (1, 2), 1, 1),
     ((1, 4, 9, 11), (34, 2, 5, 6), 2, 0, 1, 2),
@@ -358,10 +371,10 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
         monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
     fused = winograd_kernels.KERNELS[winograd.WIDTH]
 
-    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d,
-                          per_task, *rest):
+    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
+                          *rest):
         tasks.append(("winograd", groups * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, *rest)
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, *rest)
 
     monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call

@@ -25,16 +25,18 @@ The three public functions are small dispatchers around the register-blocked mul
   on the 32 x 7 kernel where a group's channels fill 32-lane blocks, and blocks the columns over (input channel,
   tap); the sum over batch and positions is split into chunks whose partial sums are added in float64.
 
-* A forward pass with 3x3 windows at stride 1 in each plane (2D, or 3D with any depth of window), at least
-  ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products per sum (depth taps x input
-  channels), and at least ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve, goes to the fused Winograd
-  F(2x2, 3x3) kernel instead (``winograd.py``): 2.25x fewer multiplies; so does its input gradient (the
-  flipped-weight convolution above) when the stride is 1 along the depth too and the padding in each plane at
-  most 2. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates
-  say so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first
-  layer, 80 taps at stride 4). (Winograd over the phase planes, where each phase sees 3 x 3 taps, as AlexNet's
-  11 x 11 of stride 4, was measured slower than the blocked kernels on the strided layer itself: 1.1-1.25x on
-  AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it is not kept.)
+* A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D,
+  or 3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
+  products per sum (3 x 3 sub-windows, ``winograd.sub_windows``, x input channels), and at least
+  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve, goes to the fused Winograd F(2x2, 3x3) kernel instead
+  (``winograd.py``; a 5-tap axis as two 3-tap sub-windows): 2.25x fewer multiplies for 3x3, 1.56x for 5x5; so does
+  its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
+  padding in each plane is at most the window's taps there less one. Strided 1D and 2D convolutions run over their
+  phase planes on the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row
+  formulations, which a strided layer cannot (M5's first layer, 80 taps at stride 4). (Winograd over the phase
+  planes, where each phase sees 3 x 3 taps, as AlexNet's 11 x 11 of stride 4, was measured slower than the blocked
+  kernels on the strided layer itself: 1.1-1.25x on AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it
+  is not kept.)
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry
@@ -417,8 +419,8 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
     applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd kernel computes convolutions with 3x3 windows in each plane, stride 1 and "
-                             "dilation 1 along its rows and columns only")
+            raise ValueError("the Winograd kernel computes convolutions with 3x3 or 5x5 windows in each plane, "
+                             "stride 1 and dilation 1 along its rows and columns only")
         return True
     return (forced.algorithm is None and applies
             and winograd.worthwhile(x_shape, weight_shape, groups,
@@ -518,16 +520,17 @@ def _tap_slice(taps) -> slice:
 
 
 def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
-    """The input gradient of a convolution with 3x3 windows in each plane and stride 1 is such a convolution of the
-    output gradient (padded by 2 - padding in each plane, with the depth taps reversed): Winograd where the forward
-    is one Winograd computes, its stride is 1 along the depth too, the padding in each plane is at most 2 and the
-    channels pay (the same counts, swapped), or where forced."""
+    """The input gradient of a convolution with 3x3 or 5x5 windows in each plane and stride 1 is such a convolution
+    of the output gradient (padded by taps - 1 - padding in each plane, with the depth taps reversed): Winograd where
+    the forward is one Winograd computes, its stride is 1 along the depth too, the padding in each plane is at most
+    the taps there less one and the channels pay (the same counts, swapped), or where forced."""
     applies = (winograd.applies(x_shape, w_shape, stride, padding, dilation) and stride[0] == 1
-               and max(padding[1:]) <= 2)
+               and padding[1] < w_shape[3] and padding[2] < w_shape[4])
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd input gradient needs a convolution with 3x3 windows in each plane, "
-                             "stride 1, dilation 1 along rows and columns and padding of at most 2 there")
+            raise ValueError("the Winograd input gradient needs a convolution with 3x3 or 5x5 windows in each plane, "
+                             "stride 1, dilation 1 along rows and columns and padding there of at most the window's "
+                             "taps less one")
         return True
     return (forced.algorithm is None and forced.grad_input is None and applies
             and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:])))
@@ -609,15 +612,16 @@ def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, d
 
 
 def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, groups):
-    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (3x3 windows in each plane with stride 1 and
-    dilation 1 there; any depth of window, depth stride, depth dilation and channel count); ValueError where it does
-    not apply."""
+    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, stride 1
+    and dilation 1 there; any depth of window, depth stride, depth dilation and channel count); ValueError where it
+    does not apply."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(winograd=True))
 
 
 def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, dilation, groups):
-    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (3x3 windows in each plane, stride 1, dilation 1
-    and padding at most 2 there, stride 1 along the depth); ValueError where it does not apply."""
+    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, stride
+    1, dilation 1 and padding at most the taps less one there, stride 1 along the depth); ValueError where it does
+    not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(winograd=True))
 

@@ -1,14 +1,15 @@
-"""The fused Winograd F(2x2, 3x3) forward convolution: 3x3 windows within each plane at stride 1 and dilation 1, any
-padding and groups; in 3D any depth of window, stride and dilation along the depth (each output plane sums the 2D
-convolutions of its depth taps' input planes). The kernels are generated (``winograd_codegen.py`` documents the
-algorithm and the buffer layouts); this module sizes their buffers and calls them. ``conv.py`` decides when it is
-used (``tuning.WINOGRAD_MIN_CHANNELS``, ``tuning.WINOGRAD_MIN_TILES``).
+"""The fused Winograd F(2x2, 3x3) forward convolution: 3x3 or 5x5 windows within each plane at stride 1 and dilation
+1, any padding and groups; in 3D any depth of window, stride and dilation along the depth. A 5 x 5 window is four
+3 x 3 sub-windows of its 6 x 6 zero-padded form and a 3D window one 2D window per depth tap: each output plane sums
+the 2D convolutions of its sub-windows (``winograd_codegen.py`` documents the algorithm and the buffer layouts);
+this module sizes their buffers and calls them. ``conv.py`` decides when it is used (``tuning.WINOGRAD_MIN_CHANNELS``,
+``tuning.WINOGRAD_MIN_TILES``).
 
 One call:
 
 1. ``_pack_f2``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16).
-2. ``_weights_f2``: the transformed weights U (G, OB, 16, KD * CP, 16), 16 output channels per vector (once, for
-   weights that can never change: ``launch.prepared``).
+2. ``_weights_f2``: the transformed weights U (G, OB, 16, S * CP, 16) of the S sub-windows, 16 output channels per
+   vector (once, for weights that can never change: ``launch.prepared``).
 3. ``_winograd_f2_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a per-thread
    buffer, the 16 channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as this CPU's vector
    registers allow: ``winograd_kernels.WIDTHS``), and the inverse transform (plus bias) into the output.
@@ -16,6 +17,7 @@ One call:
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -29,21 +31,51 @@ from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
 WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
 
 
+#: the window sizes along a plane's rows and columns that the kernels serve, each as sub-windows of 3 taps: 3 as one,
+#: 5 as two (the 6 taps of two, the last a zero weight). A 5 x 5 layer then takes 64 multiplies per 4 outputs and
+#: input channel against the direct kernel's 100 (times measured: ``tuning.WINOGRAD_WIDE_MIN_TILES``). 7 taps, three
+#: sub-windows of 9, would save less (36 multiplies per output against 49); no layer of the zoo or the anchor suite
+#: has them, and they are not taken
+WINDOWS = {3: 1, 5: 2}
+#: the taps of a sub-window along each axis of a plane
+SUB = 3
+
+
 def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
-    """Whether a (N, C, D, H, W) convolution is one this kernel computes: windows of 3 x 3 within a plane, stride 1
-    and dilation 1 along the rows and columns (anything along the depth)."""
-    return tuple(weight_shape[3:]) == (3, 3) and tuple(stride[1:]) == (1, 1) and tuple(dilation[1:]) == (1, 1)
+    """Whether a (N, C, D, H, W) convolution is one this kernel computes: windows of 3 or 5 taps along the rows and
+    along the columns, stride 1 and dilation 1 there (anything along the depth)."""
+    return (all(size in WINDOWS for size in weight_shape[3:]) and tuple(stride[1:]) == (1, 1)
+            and tuple(dilation[1:]) == (1, 1))
+
+
+def sub_windows(weight_shape) -> int:
+    """How many 3 x 3 sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per sub-window
+    of its plane."""
+    return weight_shape[2] * WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
 
 
 def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
     """Whether the transforms pay (``tuning.py``): an input tile's transform serves every output channel of its
-    group, an output tile's inverse transform a sum over every depth tap and input channel of it, and the
-    transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width)."""
-    sums = weight_shape[2] * (x_shape[1] // groups)
+    group, an output tile's inverse transform a sum over every sub-window and input channel of it, and the
+    transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width), more of
+    them where the plane's window has sub-windows of its own."""
+    sums = sub_windows(weight_shape) * (x_shape[1] // groups)
     batch, depth, height, width = out_shape
     tiles = batch * depth * -(-height // TILE) * -(-width // TILE)
+    wide = WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]] > 1
     return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
-            and tiles >= tuning.WINOGRAD_MIN_TILES)
+            and tiles >= (tuning.WINOGRAD_WIDE_MIN_TILES if wide else tuning.WINOGRAD_MIN_TILES))
+
+
+@lru_cache(maxsize=64)
+def _offsets(kernel: tuple, dilation_d: int) -> np.ndarray:
+    """Where each sub-window of a (KD, KH, KW) window starts, (depth, row, column) taps from the window's start, in
+    the order of ``_weights_f2``'s transformed weights: depth tap, then row, then column sub-window. Read-only,
+    int64."""
+    offsets = np.array([(kd * dilation_d, SUB * sh, SUB * sw) for kd in range(kernel[0])
+                        for sh in range(WINDOWS[kernel[1]]) for sw in range(WINDOWS[kernel[2]])], np.int64)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def _tiles_per_task(tiles: int, groups: int) -> int:
@@ -55,13 +87,15 @@ def _tiles_per_task(tiles: int, groups: int) -> int:
 def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) -> None:
     """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd.
 
-    x (N, C, D, H, W); weight (O, C // groups, KD, 3, 3); bias (O,); out (N, O, OD, OH, OW), overwritten (its shape
-    fixes the padding after each axis); ``padding`` the (front, top, left) padding, ``stride_d`` and ``dilation_d``
-    the depth's stride and dilation; all C-contiguous, one float dtype.
+    x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH and KW each 3 or 5; bias (O,); out (N, O, OD, OH, OW),
+    overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
+    ``stride_d`` and ``dilation_d`` the depth's stride and dilation; all C-contiguous, one float dtype.
     """
     batch, channels = x.shape[:2]
     out_channels, out_d, out_h, out_w = out.shape[1:]
     taps_d = weight.shape[2]
+    offsets = _offsets(tuple(weight.shape[2:]), dilation_d)
+    taps = offsets.shape[0]
     group_in, group_out = channels // groups, out_channels // groups
     alpha = TILE + 2
     transforms = alpha * alpha
@@ -73,20 +107,23 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) ->
     threads = numba.config.NUMBA_NUM_THREADS
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
-    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * TILE + 2, tiles_w * TILE + 2, _LANES)
+    # the last sub-window of a row or column starts SUB taps further per sub-window before it
+    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * TILE + 2 + int(offsets[-1, 1]),
+                    tiles_w * TILE + 2 + int(offsets[-1, 2]), _LANES)
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
     run_vectorized(winograd_kernels._pack_f2, x, groups, in_blocks, padding[0], padding[1], padding[2], packed)
     transformed = prepared(
-        weight, "winograd weights", groups * out_blocks * transforms * taps_d * padded_in * _LANES, dtype,
+        weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
-            winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in, transformed,
+            winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in,
+            WINDOWS[weight.shape[3]], WINDOWS[weight.shape[4]], transformed,
             workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(
         winograd_kernels.KERNELS[WIDTH], packed, transformed, lane_bias.reshape(-1), constants, out, groups,
-        group_out, out_blocks, tiles_h, tiles_w, taps_d, stride_d, dilation_d, per_task,
-        workspace("winograd tiles", threads * transforms * per_task * taps_d * padded_in, dtype).reshape(threads, -1),
+        group_out, out_blocks, tiles_h, tiles_w, stride_d, offsets, per_task,
+        workspace("winograd tiles", threads * transforms * per_task * taps * padded_in, dtype).reshape(threads, -1),
         workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),
         workspace("winograd scratch", threads * transforms * _LANES, dtype).reshape(threads, -1))

@@ -1,5 +1,5 @@
-"""Writes ``winograd_kernels.py``: the fused Winograd F(2x2, 3x3) convolution behind 3x3, stride-1 forward passes
-(2D, and 3D with windows of 3 x 3 in each plane).
+"""Writes ``winograd_kernels.py``: the fused Winograd F(2x2, 3x3) convolution behind stride-1 forward passes with
+3 x 3 or 5 x 5 windows in each plane (2D, and 3D with any depth of window).
 
 Run ``python -m numconv.kernels.cpu.winograd_codegen`` after editing this file; ``tests/test_cpu_algorithms.py``
 fails when the generated module is out of date.
@@ -8,14 +8,18 @@ Notation: alpha = m + 2 = 4 is the side of an input tile and T = alpha^2 = 16 th
 output tiles of m x m = 2 x 2. With the matrices of Lavin & Gray, ``BT`` (alpha x alpha), ``G`` (alpha x 3) and
 ``AT`` (m x alpha), one output tile is ``Y = AT [ (G g G^T) * (BT d BT^T) ] AT^T`` summed over input channels, so
 that for each transform element t the channel sum is a matrix product: M[t][o, tile] = sum_c U[t][o, c] V[t][c, tile].
-A 3D convolution whose windows are 3 x 3 within a plane is a sum of such 2D convolutions, one per depth tap kd
-(output plane d reads input plane d * stride_d + kd * dilation_d): the sums simply run over (kd, c), the
-transformed weights of every depth tap side by side, so the same kernels serve both (2D is a depth of one tap).
-16 multiplies give 4 outputs where the direct convolution needs 36 (2.25x fewer). F(2x2, 3x3) is exact wherever the
-direct convolution is: its coefficients are 0, +-1 and +-1/2, so on small integers every step is exact (the spec
-registry proves it by the same identity test), and its float32 error is below the direct kernel's (shorter sums).
+A window larger than 3 x 3 in its plane is a sum of 3 x 3 ones: a 5 x 5 window, padded with a row and a column of
+zero weights to 6 x 6, is four 3 x 3 sub-windows whose inputs start 0 or 3 rows and 0 or 3 columns further, and a 3D
+window is one 2D window per depth tap kd (output plane d reads input plane d * stride_d + kd * dilation_d). Each
+sub-window s has its offset (depth, row, column) into the packed input, and the sums simply run over (s, c), the
+transformed weights of every sub-window side by side, so the same kernels serve them all (a 3 x 3 window in 2D is
+one sub-window). 16 multiplies give 4 outputs where the direct convolution needs 36 for a 3 x 3 window (2.25x
+fewer) and 64 for a 5 x 5 one where it needs 100 (1.56x fewer). F(2x2, 3x3) is exact wherever the direct
+convolution is: its coefficients are 0, +-1 and +-1/2, so on small integers every step is exact (the spec registry
+proves it by the same identity test), and its float32 error is below the direct kernel's (shorter sums).
 F(4x4, 3x3) does 4x fewer multiplies and was measured faster still, but its coefficients (1/6, 1/24, ...) are not
-binary fractions and its float32 error was 4x the direct kernel's, so it is not used.
+binary fractions and its float32 error was 4x the direct kernel's, so it is not used; nor is F(2x2, 5x5), whose 6 x 6
+tiles take the same coefficients.
 
 Every vector in these kernels is a run of 16 lanes, a tuple loaded, combined, multiplied-added and stored by one
 statement (``runs.py``: the same machine code as the 16 scalar statements per vector that these kernels were
@@ -26,13 +30,14 @@ float64. Indices are unsigned, as in ``blocked.py``.
 
 Kernels written:
 
-* ``_weights_f2``: U (G, OB, T, KD * CP, 16) from weight (O, Cg, KD, 3, 3): 16 output channels per vector (the
-  ``lanes`` layout of ``conv.py``), the sum's index kd * CP + c, zero past a group's channels.
+* ``_weights_f2``: U (G, OB, T, S * CP, 16) from weight (O, Cg, KD, KH, KW), each 3 x 3 sub-window read in place
+  (zero past the window): 16 output channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index
+  s * CP + c, zero past a group's channels.
 * ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
   that the input transform works on 16 channels at once and no tile tests a bound.
 * ``_winograd_f2_w{W}``: the fused convolution. A task is one group and ``per_task`` consecutive tiles (tiles run
-  over the batch and the output planes); it transforms those tiles' inputs, every depth tap and channel, into a
-  per-thread buffer V (T, per_task, KD * CP), then for each block of 16 output channels and each t multiplies U[t]
+  over the batch and the output planes); it transforms those tiles' inputs, every sub-window and channel, into a
+  per-thread buffer V (T, per_task, S * CP), then for each block of 16 output channels and each t multiplies U[t]
   by V[t] in strips of W tiles with a 16 x W register block (one tile per broadcast), and
   inverse-transforms straight into the NCDHW output.
 """
@@ -145,24 +150,31 @@ def weights_source(m: int, consts: Constants) -> list:
     e = L.append
     e("")
     e("")
-    L += tasks_header(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
-    e("    group_in, taps_d = w.shape[1], w.shape[2]")
-    e("    reduction = taps_d * cpad")
+    L += tasks_header(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, scratch", "scratch")
+    e("    group_in, taps_d, kernel_h, kernel_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]")
+    e("    taps = taps_d * blocks_h * blocks_w")
+    e("    reduction = taps * cpad")
     e("    for task in range(first, end):")
     e("        c = task % cpad")
-    e("        kd = (task // cpad) % taps_d")
+    e("        sub = (task // cpad) % taps")
+    e("        kd = sub // (blocks_h * blocks_w)")
+    e("        row0 = (sub // blocks_w) % blocks_h * 3")
+    e("        col0 = sub % blocks_w * 3")
     e("        ob = (task // reduction) % oblocks")
     e("        g = task // (reduction * oblocks)")
     e("        __CONSTS__")
-    e(f"        base = np.uint64(((g * oblocks + ob) * {a * a} * reduction + kd * cpad + c) * 16)")
+    e(f"        base = np.uint64(((g * oblocks + ob) * {a * a} * reduction + sub * cpad + c) * 16)")
     e("        step = np.uint64(reduction * 16)")
     # the zero-padded lanes: past the group's output channels or past its input channels
     e("        o0 = g * group_out + ob * 16")
     e("        valid = min(16, group_out - ob * 16) if c < group_in else 0")
     e("        for col in range(3):")
-    e("            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once")
+    e("            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once; the taps past")
+    e("            # the window (a 5-tap axis as two sub-windows of 3) zero")
     for r in range(3):
-        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, {r}, col] if {{k}} < valid else q0"))
+        e(f"            present = valid if row0 + {r} < kernel_h and col0 + col < kernel_w else 0")
+        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, row0 + {r}, col0 + col] if {{k}} < present "
+                                  "else q0"))
         e(f"            w{r} = (" + ", ".join(f"w{r}_{k}" for k in range(LANES)) + ")")
     for i in range(a):
         e("            " + transform_run(consts, f"p{i}", G[i], "w", 3))
@@ -174,14 +186,17 @@ def weights_source(m: int, consts: Constants) -> list:
     for j in range(a):
         e("            " + transform_run(consts, f"s{j}", G[j], "r", 3))
         L += store_run_lines(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
-    L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, U, tmp",
-                     [f'U (G, OB, {a * a}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w G^T)[t] of w (O, Cg, KD, '
-                      '3, 3)[g * group_out + 16 ob + k, c, kd],',
-                      "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
-                      "depth tap, input",
-                      "channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."],
-                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad",
-                     "w, K, group_out, oblocks, cpad, U, tmp[tid]")
+    L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp",
+                     [f'U (G, OB, {a * a}, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 '
+                      'sub-window s = (kd, i, j) of w',
+                      "(O, Cg, KD, KH, KW)[g * group_out + 16 ob + k, c, kd, 3 i:3 i + 3, 3 j:3 j + 3] "
+                      "(blocks_h x blocks_w of them per depth",
+                      "tap, S = KD * blocks_h * blocks_w), zero past the window, the group's last channel or Cg; "
+                      "one task per (group,",
+                      "block of 16 output channels, sub-window, input channel). tmp: per-thread scratch (threads, "
+                      "16 * 3 * alpha)."],
+                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * blocks_h * blocks_w * cpad",
+                     "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp[tid]")
     return L
 
 
@@ -235,12 +250,13 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e = L.append
     e("")
     e("")
-    L += tasks_header(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, "
-                      "stride_d, dilation_d, per_task, V, M, S", "V, M and S")
+    L += tasks_header(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
+                      "offsets, per_task, V, M, S", "V, M and S")
     e("    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]")
     e("    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]")
     e("    cpad = cblocks * 16")
-    e("    reduction = taps_d * cpad  # the sums run over (depth tap, channel)")
+    e("    taps = offsets.shape[0]")
+    e("    reduction = taps * cpad  # the sums run over (sub-window, channel)")
     e("    tiles = batch * od * th * tw")
     e("    blocks = (tiles + per_task - 1) // per_task")
     e("    of = out.reshape(-1)")
@@ -250,9 +266,9 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("        first_tile = (task - g * blocks) * per_task")
     e("        count = min(per_task, tiles - first_tile)")
     e("        __CONSTS__")
-    e("        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t")
-    e("        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels "
-      "per vector")
+    e("        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t")
+    e("        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 "
+      "channels per vector")
     e("        for j in range(per_task):")
     e("            i = min(first_tile + j, tiles - 1)  "
       "# a short last block repeats its last tile; those results are dropped")
@@ -260,12 +276,12 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("            d = (i // (th * tw)) % od")
     e("            ty = (i // tw) % th")
     e("            tx = i % tw")
-    e("            for kc in range(taps_d * cblocks):")
-    e("                kd = kc // cblocks")
-    e("                cb = kc - kd * cblocks")
-    e("                z = d * stride_d + kd * dilation_d")
-    e(f"                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * {m}) * wp "
-      f"+ tx * {m}) * 16)")
+    e("            for sub_block in range(taps * cblocks):")
+    e("                sub = sub_block // cblocks")
+    e("                cb = sub_block - sub * cblocks")
+    e("                z = d * stride_d + offsets[sub, 0]")
+    e(f"                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * {m} "
+      f"+ offsets[sub, 1]) * wp + tx * {m} + offsets[sub, 2]) * 16)")
     e("                for s in range(" + str(a) + "):")
     e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
     for r in range(a):
@@ -278,7 +294,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
       "V[r * alpha + col, j, 16 cb:16 cb + 16]")
     for s in range(a):
         L += load_run_lines(" " * 20, f"e{s}", "S", f"np.uint64((r * {a} + {s}) * 16)")
-    e(f"                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
+    e(f"                    vat = np.uint64(j * reduction + sub * cpad + cb * 16) + np.uint64(r * {a}) * vrow")
     for col in range(a):
         e("                    " + transform_run(consts, f"v{col}", BT[col], "e", a))
         L += store_run_lines(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
@@ -337,22 +353,24 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e(f"                        for q in range(min({m}, ow - tx * {m})):")
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
-    L += ranges_loop(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, "
-                     "stride_d, dilation_d, per_task, work_v, work_m, work_t",
-                     ["out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride "
-                      "(stride_d, 1, 1) and",
-                      f"dilation (dilation_d, 1, 1), by F({m}x{m}, 3x3) in strips of {W} tiles.",
+    L += ranges_loop(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
+                     "offsets, per_task, work_v, work_m, work_t",
+                     ["out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 "
+                      "windows whose input",
+                      "starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane "
+                      f"d * stride_d, by F({m}x{m}, 3x3)",
+                      f"in strips of {W} tiles.",
                       "",
-                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) "
+                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) "
                       "transformed weights;",
                       "bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); "
                       "``per_task`` a",
-                      f"multiple of {W}. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * "
+                      f"multiple of {W}. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * "
                       "16), work_t",
                       "(threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages "
                       "fault)."],
                      "groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)",
-                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, "
+                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, "
                      "work_v[tid], work_m[tid], work_t[tid]")
     return L
 

@@ -9,27 +9,35 @@ from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, st
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+def _weights_f2_tasks(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_f2``, with the calling thread's scratch (scratch)."""
-    group_in, taps_d = w.shape[1], w.shape[2]
-    reduction = taps_d * cpad
+    group_in, taps_d, kernel_h, kernel_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    taps = taps_d * blocks_h * blocks_w
+    reduction = taps * cpad
     for task in range(first, end):
         c = task % cpad
-        kd = (task // cpad) % taps_d
+        sub = (task // cpad) % taps
+        kd = sub // (blocks_h * blocks_w)
+        row0 = (sub // blocks_w) % blocks_h * 3
+        col0 = sub % blocks_w * 3
         ob = (task // reduction) % oblocks
         g = task // (reduction * oblocks)
         q0 = K[0]; q1 = K[1]
-        base = np.uint64(((g * oblocks + ob) * 16 * reduction + kd * cpad + c) * 16)
+        base = np.uint64(((g * oblocks + ob) * 16 * reduction + sub * cpad + c) * 16)
         step = np.uint64(reduction * 16)
         o0 = g * group_out + ob * 16
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         for col in range(3):
-            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, col] if 15 < valid else q0
+            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once; the taps past
+            # the window (a 5-tap axis as two sub-windows of 3) zero
+            present = valid if row0 + 0 < kernel_h and col0 + col < kernel_w else 0
+            w0_0 = w[o0 + 0, c, kd, row0 + 0, col0 + col] if 0 < present else q0; w0_1 = w[o0 + 1, c, kd, row0 + 0, col0 + col] if 1 < present else q0; w0_2 = w[o0 + 2, c, kd, row0 + 0, col0 + col] if 2 < present else q0; w0_3 = w[o0 + 3, c, kd, row0 + 0, col0 + col] if 3 < present else q0; w0_4 = w[o0 + 4, c, kd, row0 + 0, col0 + col] if 4 < present else q0; w0_5 = w[o0 + 5, c, kd, row0 + 0, col0 + col] if 5 < present else q0; w0_6 = w[o0 + 6, c, kd, row0 + 0, col0 + col] if 6 < present else q0; w0_7 = w[o0 + 7, c, kd, row0 + 0, col0 + col] if 7 < present else q0; w0_8 = w[o0 + 8, c, kd, row0 + 0, col0 + col] if 8 < present else q0; w0_9 = w[o0 + 9, c, kd, row0 + 0, col0 + col] if 9 < present else q0; w0_10 = w[o0 + 10, c, kd, row0 + 0, col0 + col] if 10 < present else q0; w0_11 = w[o0 + 11, c, kd, row0 + 0, col0 + col] if 11 < present else q0; w0_12 = w[o0 + 12, c, kd, row0 + 0, col0 + col] if 12 < present else q0; w0_13 = w[o0 + 13, c, kd, row0 + 0, col0 + col] if 13 < present else q0; w0_14 = w[o0 + 14, c, kd, row0 + 0, col0 + col] if 14 < present else q0; w0_15 = w[o0 + 15, c, kd, row0 + 0, col0 + col] if 15 < present else q0
             w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, col] if 15 < valid else q0
+            present = valid if row0 + 1 < kernel_h and col0 + col < kernel_w else 0
+            w1_0 = w[o0 + 0, c, kd, row0 + 1, col0 + col] if 0 < present else q0; w1_1 = w[o0 + 1, c, kd, row0 + 1, col0 + col] if 1 < present else q0; w1_2 = w[o0 + 2, c, kd, row0 + 1, col0 + col] if 2 < present else q0; w1_3 = w[o0 + 3, c, kd, row0 + 1, col0 + col] if 3 < present else q0; w1_4 = w[o0 + 4, c, kd, row0 + 1, col0 + col] if 4 < present else q0; w1_5 = w[o0 + 5, c, kd, row0 + 1, col0 + col] if 5 < present else q0; w1_6 = w[o0 + 6, c, kd, row0 + 1, col0 + col] if 6 < present else q0; w1_7 = w[o0 + 7, c, kd, row0 + 1, col0 + col] if 7 < present else q0; w1_8 = w[o0 + 8, c, kd, row0 + 1, col0 + col] if 8 < present else q0; w1_9 = w[o0 + 9, c, kd, row0 + 1, col0 + col] if 9 < present else q0; w1_10 = w[o0 + 10, c, kd, row0 + 1, col0 + col] if 10 < present else q0; w1_11 = w[o0 + 11, c, kd, row0 + 1, col0 + col] if 11 < present else q0; w1_12 = w[o0 + 12, c, kd, row0 + 1, col0 + col] if 12 < present else q0; w1_13 = w[o0 + 13, c, kd, row0 + 1, col0 + col] if 13 < present else q0; w1_14 = w[o0 + 14, c, kd, row0 + 1, col0 + col] if 14 < present else q0; w1_15 = w[o0 + 15, c, kd, row0 + 1, col0 + col] if 15 < present else q0
             w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, col] if 15 < valid else q0
+            present = valid if row0 + 2 < kernel_h and col0 + col < kernel_w else 0
+            w2_0 = w[o0 + 0, c, kd, row0 + 2, col0 + col] if 0 < present else q0; w2_1 = w[o0 + 1, c, kd, row0 + 2, col0 + col] if 1 < present else q0; w2_2 = w[o0 + 2, c, kd, row0 + 2, col0 + col] if 2 < present else q0; w2_3 = w[o0 + 3, c, kd, row0 + 2, col0 + col] if 3 < present else q0; w2_4 = w[o0 + 4, c, kd, row0 + 2, col0 + col] if 4 < present else q0; w2_5 = w[o0 + 5, c, kd, row0 + 2, col0 + col] if 5 < present else q0; w2_6 = w[o0 + 6, c, kd, row0 + 2, col0 + col] if 6 < present else q0; w2_7 = w[o0 + 7, c, kd, row0 + 2, col0 + col] if 7 < present else q0; w2_8 = w[o0 + 8, c, kd, row0 + 2, col0 + col] if 8 < present else q0; w2_9 = w[o0 + 9, c, kd, row0 + 2, col0 + col] if 9 < present else q0; w2_10 = w[o0 + 10, c, kd, row0 + 2, col0 + col] if 10 < present else q0; w2_11 = w[o0 + 11, c, kd, row0 + 2, col0 + col] if 11 < present else q0; w2_12 = w[o0 + 12, c, kd, row0 + 2, col0 + col] if 12 < present else q0; w2_13 = w[o0 + 13, c, kd, row0 + 2, col0 + col] if 13 < present else q0; w2_14 = w[o0 + 14, c, kd, row0 + 2, col0 + col] if 14 < present else q0; w2_15 = w[o0 + 15, c, kd, row0 + 2, col0 + col] if 15 < present else q0
             w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
@@ -59,15 +67,16 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
 
 
 @njit(parallel=True, cache=True)
-def _weights_f2(w, K, group_out, oblocks, cpad, U, tmp):
-    """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w G^T)[t] of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
-    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
-    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
+def _weights_f2(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp):
+    """U (G, OB, 16, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 sub-window s = (kd, i, j) of w
+    (O, Cg, KD, KH, KW)[g * group_out + 16 ob + k, c, kd, 3 i:3 i + 3, 3 j:3 j + 3] (blocks_h x blocks_w of them per depth
+    tap, S = KD * blocks_h * blocks_w), zero past the window, the group's last channel or Cg; one task per (group,
+    block of 16 output channels, sub-window, input channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * blocks_h * blocks_w * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_f2_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _weights_f2_tasks(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(parallel=True, cache=True)
@@ -104,12 +113,13 @@ def _pack_f2(x, groups, cblocks, pad_d, pad_h, pad_w, P):
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
+def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    reduction = taps_d * cpad  # the sums run over (depth tap, channel)
+    taps = offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (sub-window, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -119,19 +129,19 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t
-        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
+        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
             d = (i // (th * tw)) % od
             ty = (i // tw) % th
             tx = i % tw
-            for kc in range(taps_d * cblocks):
-                kd = kc // cblocks
-                cb = kc - kd * cblocks
-                z = d * stride_d + kd * dilation_d
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+            for sub_block in range(taps * cblocks):
+                sub = sub_block // cblocks
+                cb = sub_block - sub * cblocks
+                z = d * stride_d + offsets[sub, 0]
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
@@ -164,7 +174,7 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
                     e3 = load_run(S, at, 16)
-                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
+                    vat = np.uint64(j * reduction + sub * cpad + cb * 16) + np.uint64(r * 4) * vrow
                     v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(0) * vrow
                     store_run(V, at, v0)
@@ -321,28 +331,30 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride (stride_d, 1, 1) and
-    dilation (dilation_d, 1, 1), by F(2x2, 3x3) in strips of 16 tiles.
+def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
+    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
+    in strips of 16 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * 16), work_t
+    multiple of 16. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, V, M, S, first, end):
+def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    reduction = taps_d * cpad  # the sums run over (depth tap, channel)
+    taps = offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (sub-window, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -352,19 +364,19 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
         first_tile = (task - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, KD * CP): one t
-        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j at depth tap kd, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
+        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
             d = (i // (th * tw)) % od
             ty = (i // tw) % th
             tx = i % tw
-            for kc in range(taps_d * cblocks):
-                kd = kc // cblocks
-                cb = kc - kd * cblocks
-                z = d * stride_d + kd * dilation_d
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+            for sub_block in range(taps * cblocks):
+                sub = sub_block // cblocks
+                cb = sub_block - sub * cblocks
+                z = d * stride_d + offsets[sub, 0]
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
@@ -397,7 +409,7 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                     e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
                     e3 = load_run(S, at, 16)
-                    vat = np.uint64(j * reduction + kd * cpad + cb * 16) + np.uint64(r * 4) * vrow
+                    vat = np.uint64(j * reduction + sub * cpad + cb * 16) + np.uint64(r * 4) * vrow
                     v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                     at = vat + np.uint64(0) * vrow
                     store_run(V, at, v0)
@@ -504,19 +516,20 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the convolution with windows of taps_d x 3 x 3, stride (stride_d, 1, 1) and
-    dilation (dilation_d, 1, 1), by F(2x2, 3x3) in strips of 6 tiles.
+def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
+    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
+    in strips of 6 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, KD * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6. work_v (threads, T * per_task * KD * CP), work_m (threads, T * per_task * 16), work_t
+    multiple of 6. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, taps_d, stride_d, dilation_d, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
