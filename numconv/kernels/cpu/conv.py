@@ -28,15 +28,15 @@ The three public functions are small dispatchers around the register-blocked mul
 * A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D,
   or 3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
   products per sum (3 x 3 sub-windows, ``winograd.sub_windows``, x input channels), and at least
-  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve, goes to the fused Winograd F(2x2, 3x3) kernel instead
-  (``winograd.py``; a 5-tap axis as two 3-tap sub-windows): 2.25x fewer multiplies for 3x3, 1.56x for 5x5; so does
-  its input gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the
-  padding in each plane is at most the window's taps there less one. Strided 1D and 2D convolutions run over their
-  phase planes on the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row
-  formulations, which a strided layer cannot (M5's first layer, 80 taps at stride 4). (Winograd over the phase
-  planes, where each phase sees 3 x 3 taps, as AlexNet's 11 x 11 of stride 4, was measured slower than the blocked
-  kernels on the strided layer itself: 1.1-1.25x on AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it
-  is not kept.)
+  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an
+  axis), goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as two 3-tap
+  sub-windows): 2.25x fewer multiplies for 3x3, 1.56x for 5x5; so does its input gradient (the flipped-weight
+  convolution above) when the stride is 1 along the depth too and the padding in each plane is at most the window's
+  taps there less one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the
+  estimates say so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's
+  first layer, 80 taps at stride 4). (Winograd over the phase planes, where each phase sees 3 x 3 taps, as AlexNet's
+  11 x 11 of stride 4, was measured slower than the blocked kernels on the strided layer itself: 1.1-1.25x on
+  AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it is not kept.)
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry

@@ -3,7 +3,7 @@
 3 x 3 sub-windows of its 6 x 6 zero-padded form and a 3D window one 2D window per depth tap: each output plane sums
 the 2D convolutions of its sub-windows (``winograd_codegen.py`` documents the algorithm and the buffer layouts);
 this module sizes their buffers and calls them. ``conv.py`` decides when it is used (``tuning.WINOGRAD_MIN_CHANNELS``,
-``tuning.WINOGRAD_MIN_TILES``).
+``tuning.WINOGRAD_MIN_TILES``, ``tuning.WINOGRAD_WIDE_MIN_TILES``).
 
 One call:
 
@@ -107,7 +107,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) ->
     threads = numba.config.NUMBA_NUM_THREADS
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
-    # the last sub-window of a row or column starts SUB taps further per sub-window before it
+    # room for the last sub-window of a row and of a column, which starts offsets[-1] taps further in
     packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * TILE + 2 + int(offsets[-1, 1]),
                     tiles_w * TILE + 2 + int(offsets[-1, 2]), _LANES)
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
