@@ -372,9 +372,9 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
     fused = winograd_kernels.KERNELS[winograd.WIDTH]
 
     def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
-                          *rest):
-        tasks.append(("winograd", groups * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, *rest)
+                          chunks, *rest):
+        tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
 
     monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call

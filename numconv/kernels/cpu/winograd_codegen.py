@@ -35,11 +35,12 @@ Kernels written:
   s * CP + c, zero past a group's channels.
 * ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
   that the input transform works on 16 channels at once and no tile tests a bound.
-* ``_winograd_f2_w{W}``: the fused convolution. A task is one group and ``per_task`` consecutive tiles (tiles run
-  over the batch and the output planes); it transforms those tiles' inputs, every sub-window and channel, into a
-  per-thread buffer V (T, per_task, S * CP), then for each block of 16 output channels and each t multiplies U[t]
-  by V[t] in strips of W tiles with a 16 x W register block (one tile per broadcast), and
-  inverse-transforms straight into the NCDHW output.
+* ``_winograd_f2_w{W}``: the fused convolution. A task is one group, ``per_task`` consecutive tiles (tiles run
+  over the batch and the output planes) and one of ``chunks`` shares of the blocks of 16 output channels (more than
+  one share where there are fewer tile blocks than threads: each share transforms the tiles' inputs again); it
+  transforms those tiles' inputs, every sub-window and channel, into a per-thread buffer V (T, per_task, S * CP),
+  then for each block of 16 output channels of its share and each t multiplies U[t] by V[t] in strips of W tiles
+  with a 16 x W register block (one tile per broadcast), and inverse-transforms straight into the NCDHW output.
 """
 from __future__ import annotations
 
@@ -251,7 +252,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("")
     e("")
     L += tasks_header(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
-                      "offsets, per_task, V, M, S", "V, M and S")
+                      "offsets, per_task, chunks, V, M, S", "V, M and S")
     e("    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]")
     e("    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]")
     e("    cpad = cblocks * 16")
@@ -262,8 +263,9 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("    of = out.reshape(-1)")
     e("    pf = P.reshape(-1)")
     e("    for task in range(first, end):")
-    e("        g = task // blocks")
-    e("        first_tile = (task - g * blocks) * per_task")
+    e("        chunk = task % chunks  # which share of the output-channel blocks")
+    e("        g = task // (blocks * chunks)")
+    e("        first_tile = (task // chunks - g * blocks) * per_task")
     e("        count = min(per_task, tiles - first_tile)")
     e("        __CONSTS__")
     e("        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t")
@@ -299,7 +301,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
         e("                    " + transform_run(consts, f"v{col}", BT[col], "e", a))
         L += store_run_lines(" " * 20, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
     e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
-    e("        for ob in range(oblocks):")
+    e("        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):")
     e(f"            for t in range({T}):")
     e(f"                u_base = np.uint64(((g * oblocks + ob) * {T} + t) * reduction * 16)")
     e("                for j0 in range(0, per_task, " + str(W) + "):")
@@ -354,7 +356,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
     L += ranges_loop(f"_winograd_f{m}_w{W}", "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
-                     "offsets, per_task, work_v, work_m, work_t",
+                     "offsets, per_task, chunks, work_v, work_m, work_t",
                      ["out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 "
                       "windows whose input",
                       "starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane "
@@ -365,12 +367,13 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
                       "transformed weights;",
                       "bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); "
                       "``per_task`` a",
-                      f"multiple of {W}. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * "
+                      f"multiple of {W}; a task computes the blocks of 16 output channels of one of ``chunks`` "
+                      "shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * "
                       "16), work_t",
                       "(threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages "
                       "fault)."],
-                     "groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)",
-                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, "
+                     "groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)",
+                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, "
                      "work_v[tid], work_m[tid], work_t[tid]")
     return L
 

@@ -113,7 +113,7 @@ def _pack_f2(x, groups, cblocks, pad_d, pad_h, pad_w, P):
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, V, M, S, first, end):
+def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -125,8 +125,9 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
     of = out.reshape(-1)
     pf = P.reshape(-1)
     for task in range(first, end):
-        g = task // blocks
-        first_tile = (task - g * blocks) * per_task
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
         vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
@@ -188,7 +189,7 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     at = vat + np.uint64(3) * vrow
                     store_run(V, at, v3)
         # ---- per block of 16 output channels: the T channel sums, then the inverse transform
-        for ob in range(oblocks):
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(16):
                 u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
                 for j0 in range(0, per_task, 16):
@@ -331,24 +332,24 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v, work_m, work_t):
+def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
-    tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, V, M, S, first, end):
+def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -360,8 +361,9 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
     of = out.reshape(-1)
     pf = P.reshape(-1)
     for task in range(first, end):
-        g = task // blocks
-        first_tile = (task - g * blocks) * per_task
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
         vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
@@ -423,7 +425,7 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                     at = vat + np.uint64(3) * vrow
                     store_run(V, at, v3)
         # ---- per block of 16 output channels: the T channel sums, then the inverse transform
-        for ob in range(oblocks):
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(16):
                 u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
                 for j0 in range(0, per_task, 6):
@@ -516,20 +518,20 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v, work_m, work_t):
+def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
-    tasks = groups * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
