@@ -354,6 +354,32 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
 
 
+def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):
+    """A Winograd call with one block of tiles (16 tiles: a 3 x 3 layer on 8 x 8 at batch 1) splits its output
+    channels into a task per thread, as far as its blocks of 16 output channels go; every output is computed once
+    and right (the output starts as NaN)."""
+    from numconv.kernels.cpu import winograd_kernels
+
+    tasks = []
+    fused = winograd_kernels.KERNELS[winograd.WIDTH]
+
+    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
+                          chunks, *rest):
+        tasks.append(groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task))
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
+
+    monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
+    x = rng.standard_normal((1, 32, 1, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((48, 32, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    y = np.full((1, 48, 1, 8, 8), np.nan, np.float32)
+    cpu_conv.conv_forward_winograd(x, w, b, y, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+    assert tasks == [min(3, numba.get_num_threads())]  # 3 blocks of 16 output channels
+    want = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), b.astype(np.float64), (1, 1),
+                      [(1, 1), (1, 1)], (1, 1), 1)
+    np.testing.assert_allclose(y[:, :, 0], want, rtol=1e-4, atol=1e-4)
+
+
 def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
     """A parallel call splits its tasks into at most ``blocked.RANGES`` ranges; with more tasks than that, each
     range runs several, and every output is still computed (the outputs start as NaN, so a skipped task shows)."""
