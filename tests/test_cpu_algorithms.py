@@ -354,6 +354,19 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
 
 
+def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():
+    """Forcing the Winograd kernels where they do not apply is a ValueError that says what they compute, not a
+    wrong result: 7 taps along an axis, and an input gradient whose flipped window would need negative padding."""
+    x = np.zeros((1, 4, 1, 9, 9), np.float32)
+    w7, w5 = np.zeros((4, 4, 1, 7, 7), np.float32), np.zeros((4, 4, 1, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="3x3 or 5x5 windows"):
+        cpu_conv.conv_forward_winograd(x, w7, np.zeros(4, np.float32), np.empty((1, 4, 1, 9, 9), np.float32),
+                                       (1, 1, 1), (0, 3, 3), (1, 1, 1), 1)
+    with pytest.raises(ValueError, match="taps less one"):
+        cpu_conv.conv_grad_input_winograd(np.zeros((1, 4, 1, 15, 9), np.float32), w5, np.empty_like(x), (1, 1, 1),
+                                          (0, 5, 2), (1, 1, 1), 1)
+
+
 def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):
     """A Winograd call with one block of tiles (16 tiles: a 3 x 3 layer on 8 x 8 at batch 1) splits its output
     channels into a task per thread, as far as its blocks of 16 output channels go; every output is computed once
