@@ -70,8 +70,9 @@ def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
 @lru_cache(maxsize=64)
 def _offsets(kernel: tuple, dilation_d: int) -> np.ndarray:
     """Where each sub-window of a (KD, KH, KW) window starts, (depth, row, column) taps from the window's start, in
-    the order of ``_weights_f2``'s transformed weights: depth tap, then row, then column sub-window. Read-only,
-    int64."""
+    the one order of the sums: depth tap, then row, then column sub-window. With ``dilation_d`` 1, the (depth tap,
+    first row, first column) of each sub-window in the weight (``_weights_f2``'s table); otherwise where it reads
+    the packed input (the fused kernel's). Read-only, int64."""
     offsets = np.array([(kd * dilation_d, SUB * sh, SUB * sw) for kd in range(kernel[0])
                         for sh in range(WINDOWS[kernel[1]]) for sw in range(WINDOWS[kernel[2]])], np.int64)
     offsets.flags.writeable = False
@@ -128,7 +129,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) ->
         weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
             winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in,
-            WINDOWS[weight.shape[3]], WINDOWS[weight.shape[4]], transformed,
+            _offsets(tuple(weight.shape[2:]), 1), transformed,
             workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(

@@ -31,8 +31,9 @@ float64. Indices are unsigned, as in ``blocked.py``.
 Kernels written:
 
 * ``_weights_f2``: U (G, OB, T, S * CP, 16) from weight (O, Cg, KD, KH, KW), each 3 x 3 sub-window read in place
-  (zero past the window): 16 output channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index
-  s * CP + c, zero past a group's channels.
+  where a table of the sub-windows' (depth tap, first row, first column) says (zero past the window): 16 output
+  channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index s * CP + c, zero past a group's
+  channels.
 * ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
   that the input transform works on 16 channels at once and no tile tests a bound.
 * ``_winograd_f2_w{W}``: the fused convolution. A task is one group, ``per_task`` consecutive tiles (tiles run
@@ -151,16 +152,14 @@ def weights_source(m: int, consts: Constants) -> list:
     e = L.append
     e("")
     e("")
-    L += tasks_header(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, scratch", "scratch")
-    e("    group_in, taps_d, kernel_h, kernel_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]")
-    e("    taps = taps_d * blocks_h * blocks_w")
+    L += tasks_header(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, windows, U, scratch", "scratch")
+    e("    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]")
+    e("    taps = windows.shape[0]")
     e("    reduction = taps * cpad")
     e("    for task in range(first, end):")
     e("        c = task % cpad")
     e("        sub = (task // cpad) % taps")
-    e("        kd = sub // (blocks_h * blocks_w)")
-    e("        row0 = (sub // blocks_w) % blocks_h * 3")
-    e("        col0 = sub % blocks_w * 3")
+    e("        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]")
     e("        ob = (task // reduction) % oblocks")
     e("        g = task // (reduction * oblocks)")
     e("        __CONSTS__")
@@ -187,17 +186,16 @@ def weights_source(m: int, consts: Constants) -> list:
     for j in range(a):
         e("            " + transform_run(consts, f"s{j}", G[j], "r", 3))
         L += store_run_lines(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
-    L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp",
+    L += ranges_loop(f"_weights_f{m}", "w, K, group_out, oblocks, cpad, windows, U, tmp",
                      [f'U (G, OB, {a * a}, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 '
-                      'sub-window s = (kd, i, j) of w',
-                      "(O, Cg, KD, KH, KW)[g * group_out + 16 ob + k, c, kd, 3 i:3 i + 3, 3 j:3 j + 3] "
-                      "(blocks_h x blocks_w of them per depth",
-                      "tap, S = KD * blocks_h * blocks_w), zero past the window, the group's last channel or Cg; "
-                      "one task per (group,",
-                      "block of 16 output channels, sub-window, input channel). tmp: per-thread scratch (threads, "
-                      "16 * 3 * alpha)."],
-                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * blocks_h * blocks_w * cpad",
-                     "w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp[tid]")
+                      'sub-window s of w (O, Cg, KD, KH, KW)',
+                      "[g * group_out + 16 ob + k, c, kd, i:i + 3, j:j + 3], (kd, i, j) = windows[s] (S, 3), "
+                      "zero past the window, the",
+                      "group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, "
+                      "input channel). tmp:",
+                      "per-thread scratch (threads, 16 * 3 * alpha)."],
+                     "(w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad",
+                     "w, K, group_out, oblocks, cpad, windows, U, tmp[tid]")
     return L
 
 

@@ -9,17 +9,15 @@ from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, st
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _weights_f2_tasks(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, scratch, first, end):
+def _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_f2``, with the calling thread's scratch (scratch)."""
-    group_in, taps_d, kernel_h, kernel_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
-    taps = taps_d * blocks_h * blocks_w
+    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]
+    taps = windows.shape[0]
     reduction = taps * cpad
     for task in range(first, end):
         c = task % cpad
         sub = (task // cpad) % taps
-        kd = sub // (blocks_h * blocks_w)
-        row0 = (sub // blocks_w) % blocks_h * 3
-        col0 = sub % blocks_w * 3
+        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]
         ob = (task // reduction) % oblocks
         g = task // (reduction * oblocks)
         q0 = K[0]; q1 = K[1]
@@ -67,16 +65,16 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, scr
 
 
 @njit(parallel=True, cache=True)
-def _weights_f2(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp):
-    """U (G, OB, 16, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 sub-window s = (kd, i, j) of w
-    (O, Cg, KD, KH, KW)[g * group_out + 16 ob + k, c, kd, 3 i:3 i + 3, 3 j:3 j + 3] (blocks_h x blocks_w of them per depth
-    tap, S = KD * blocks_h * blocks_w), zero past the window, the group's last channel or Cg; one task per (group,
-    block of 16 output channels, sub-window, input channel). tmp: per-thread scratch (threads, 16 * 3 * alpha)."""
-    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * blocks_h * blocks_w * cpad
+def _weights_f2(w, K, group_out, oblocks, cpad, windows, U, tmp):
+    """U (G, OB, 16, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 sub-window s of w (O, Cg, KD, KH, KW)
+    [g * group_out + 16 ob + k, c, kd, i:i + 3, j:j + 3], (kd, i, j) = windows[s] (S, 3), zero past the window, the
+    group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, input channel). tmp:
+    per-thread scratch (threads, 16 * 3 * alpha)."""
+    tasks = (w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_f2_tasks(w, K, group_out, oblocks, cpad, blocks_h, blocks_w, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(parallel=True, cache=True)
