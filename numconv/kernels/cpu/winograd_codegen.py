@@ -34,8 +34,6 @@ Kernels written:
   where a table of the sub-windows' (depth tap, first row, first column) says (zero past the window): 16 output
   channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index s * CP + c, zero past a group's
   channels.
-* ``_pack_f2``: P (N, G, CB, DP, HP, WP, 16) from x (N, C, D, H, W): zero padded, 16 input channels per vector, so
-  that the input transform works on 16 channels at once and no tile tests a bound.
 * ``_winograd_f2_w{W}``: the fused convolution. A task is one group, ``per_task`` consecutive tiles (tiles run
   over the batch and the output planes) and one of ``chunks`` shares of the blocks of 16 output channels (more than
   one share where there are fewer tile blocks than threads: each share transforms the tiles' inputs again); it
@@ -199,46 +197,6 @@ def weights_source(m: int, consts: Constants) -> list:
     return L
 
 
-def pack_source(m: int) -> list:
-    L = []
-    e = L.append
-    e("")
-    e("")
-    e("@njit(parallel=True, cache=True)")
-    e(f"def _pack_f{m}(x, groups, cblocks, pad_d, pad_h, pad_w, P):")
-    e('    """P (N, G, CB, DP, HP, WP, 16)[n, g, cb, z, y, x, k] = x (N, C, D, H, W)'
-      '[n, g * Cg + 16 cb + k, z - pad_d, y - pad_h, x - pad_w],')
-    e("    zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read")
-    e('    side by side."""')
-    e("    batch, channels, depth, height, width = x.shape")
-    e("    group_in = channels // groups")
-    e("    dp, hp, wp = P.shape[3], P.shape[4], P.shape[5]")
-    e("    for task in prange(batch * groups * cblocks * dp * hp):")
-    e("        y = task % hp")
-    e("        z = (task // hp) % dp")
-    e("        cb = (task // (hp * dp)) % cblocks")
-    e("        g = (task // (hp * dp * cblocks)) % groups")
-    e("        n = task // (hp * dp * cblocks * groups)")
-    e("        row = P[n, g, cb, z, y]")
-    e("        sz = z - pad_d")
-    e("        sy = y - pad_h")
-    e("        c0 = g * group_in + cb * 16")
-    e("        valid = min(16, group_in - cb * 16)")
-    e("        if sz < 0 or sz >= depth or sy < 0 or sy >= height:")
-    e("            row[:, :] = 0.0")
-    e("            continue")
-    e("        lo = min(max(pad_w, 0), wp)")
-    e("        hi = min(max(pad_w + width, lo), wp)")
-    e("        row[:lo, :] = 0.0")
-    e("        row[hi:, :] = 0.0")
-    e("        for k in range(valid):")
-    e("            src = x[n, c0 + k, sz, sy]")
-    e("            for xx in range(lo, hi):")
-    e("                row[xx, k] = src[xx - pad_w]")
-    e("        row[lo:hi, valid:] = 0.0")
-    return L
-
-
 def conv_source(m: int, width: int, consts: Constants) -> list:
     mats = MATRICES[m]
     BT, AT = mats["BT"], mats["AT"]
@@ -361,8 +319,8 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
                       f"d * stride_d, by F({m}x{m}, 3x3)",
                       f"in strips of {W} tiles.",
                       "",
-                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) "
-                      "transformed weights;",
+                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, "
+                      "S * CP, 16) transformed weights;",
                       "bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); "
                       "``per_task`` a",
                       f"multiple of {W}; a task computes the blocks of 16 output channels of one of ``chunks`` "
@@ -378,7 +336,7 @@ def conv_source(m: int, width: int, consts: Constants) -> list:
 
 def module_source() -> str:
     consts = Constants()
-    bodies = ["\n".join(body) for body in (weights_source(TILE, consts), pack_source(TILE),
+    bodies = ["\n".join(body) for body in (weights_source(TILE, consts),
                                            *(conv_source(TILE, width, consts) for width in WIDTHS.values()))]
     # each kernel loads the constants it uses (q0, zero, starts its sums)
     text = "\n".join(body.replace("__CONSTS__", "; ".join(

@@ -77,39 +77,6 @@ def _weights_f2(w, K, group_out, oblocks, cpad, windows, U, tmp):
         _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
-@njit(parallel=True, cache=True)
-def _pack_f2(x, groups, cblocks, pad_d, pad_h, pad_w, P):
-    """P (N, G, CB, DP, HP, WP, 16)[n, g, cb, z, y, x, k] = x (N, C, D, H, W)[n, g * Cg + 16 cb + k, z - pad_d, y - pad_h, x - pad_w],
-    zero outside x and past the group's channels. One task per row of P; the row's 16 source rows are read
-    side by side."""
-    batch, channels, depth, height, width = x.shape
-    group_in = channels // groups
-    dp, hp, wp = P.shape[3], P.shape[4], P.shape[5]
-    for task in prange(batch * groups * cblocks * dp * hp):
-        y = task % hp
-        z = (task // hp) % dp
-        cb = (task // (hp * dp)) % cblocks
-        g = (task // (hp * dp * cblocks)) % groups
-        n = task // (hp * dp * cblocks * groups)
-        row = P[n, g, cb, z, y]
-        sz = z - pad_d
-        sy = y - pad_h
-        c0 = g * group_in + cb * 16
-        valid = min(16, group_in - cb * 16)
-        if sz < 0 or sz >= depth or sy < 0 or sy >= height:
-            row[:, :] = 0.0
-            continue
-        lo = min(max(pad_w, 0), wp)
-        hi = min(max(pad_w + width, lo), wp)
-        row[:lo, :] = 0.0
-        row[hi:, :] = 0.0
-        for k in range(valid):
-            src = x[n, c0 + k, sz, sy]
-            for xx in range(lo, hi):
-                row[xx, k] = src[xx - pad_w]
-        row[lo:hi, valid:] = 0.0
-
-
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w16``, with the calling thread's scratch (V, M and S)."""
@@ -335,7 +302,7 @@ def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 16 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
     multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
@@ -521,7 +488,7 @@ def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stri
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 6 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (see _pack); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
     multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
     (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
