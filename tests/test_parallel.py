@@ -54,6 +54,27 @@ def test_a_small_call_runs_one_thread_and_a_large_one_parallel(monkeypatch):
     assert _compiled(scaled) == (1, 1)
 
 
+def test_a_kernel_may_set_its_own_threshold(monkeypatch):
+    """``min_work`` replaces ``PARALLEL_MIN_WORK`` for that kernel alone (the pooling passes that compute values)."""
+    threads = numba.config.NUMBA_NUM_THREADS
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 10 ** 9)
+
+    @parallel_kernel(min_work=50 * (threads - 1))
+    def doubled(x, out):
+        for i in prange(x.shape[0]):
+            out[i] = 2.0 * x[i]
+
+    for size, compiled in ((49, (1, 0)), (50, (1, 1))):
+        x = np.arange(size, dtype=np.float64)
+        out = np.empty_like(x)
+        doubled(x, out)
+        np.testing.assert_array_equal(out, 2.0 * x)
+        assert _compiled(doubled) == compiled
+    scaled = _make_scaled()  # a kernel without its own threshold still follows PARALLEL_MIN_WORK
+    _scale_checked(scaled, 50, 2.0)
+    assert _compiled(scaled) == (1, 0)
+
+
 def test_the_largest_array_of_a_call_decides(monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100 * (numba.config.NUMBA_NUM_THREADS - 1))
     scaled = _make_scaled()

@@ -6,10 +6,11 @@ gufunc, wraps it twice and links every function it calls into each of those and 
 optimises and emits the whole at each level (a pooling kernel of LeNet-5's: 1.6 s one-threaded, 4.4 s parallel).
 :func:`parallel_kernel` compiles a kernel both ways from one source, each on its first call, and a call runs the
 parallel version only where its largest array's elements times the threads beyond the first reach
-``PARALLEL_MIN_WORK``: what more threads could save grows with both. ``prange`` is ``range`` in the one-thread
-version, and no kernel carries a floating-point sum from one ``prange`` iteration to the next, so both versions add
-in the same order (the spec check runs both and requires equal results; where a kernel leaves the order to the
-compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two differently).
+``PARALLEL_MIN_WORK`` (or the kernel's own ``min_work``): what more threads could save grows with both. ``prange``
+is ``range`` in the one-thread version, and no kernel carries a floating-point sum from one ``prange`` iteration to
+the next, so both versions add in the same order (the spec check runs both and requires equal results; where a
+kernel leaves the order to the compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two
+differently).
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ class ParallelKernel:
     runs the version that its size picks (module docstring). Signature and docstring are the function's."""
 
     def __init__(self, function, options: dict):
+        options = dict(options)
+        #: the work from which a call runs parallel, where the kernel sets its own (else ``PARALLEL_MIN_WORK``)
+        self.min_work = options.pop("min_work", None)
         self.parallel = njit(parallel=True, **options)(function)
         # a copy under another qualified name: Numba names a function's cache files after it, and its index would
         # not tell the two versions apart
@@ -74,12 +78,15 @@ class ParallelKernel:
                     largest = arg.size
             # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call
             # (7% of a 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
-            version = "parallel" if largest * (config.NUMBA_NUM_THREADS - 1) >= PARALLEL_MIN_WORK else "serial"
+            threshold = PARALLEL_MIN_WORK if self.min_work is None else self.min_work
+            version = "parallel" if largest * (config.NUMBA_NUM_THREADS - 1) >= threshold else "serial"
         return (self.parallel if version == "parallel" else self.serial)(*args)
 
 
 def parallel_kernel(function=None, **options):
-    """``njit(parallel=True, **options)``, as :class:`ParallelKernel`: a one-thread version for small calls."""
+    """``njit(parallel=True, **options)``, as :class:`ParallelKernel`: a one-thread version for small calls.
+    ``min_work`` (an option of its own, not Numba's) replaces ``PARALLEL_MIN_WORK`` for a kernel whose work per
+    element is larger, so that two threads pay on smaller arrays."""
     if function is None:
         return functools.partial(parallel_kernel, **options)
     return ParallelKernel(function, options)

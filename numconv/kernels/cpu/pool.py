@@ -64,6 +64,16 @@ SHORT_ROW = 16
 ROW_BLOCK = 16
 #: the planes are handed out to the threads in at most this many ranges, each with its own scratch rows
 TASKS = 64
+#: the passes that compute values alone, max-pooling without indices and average pooling, run parallel from an
+#: input of this many elements (times the threads beyond the first; the other kernels from
+#: ``parallel.PARALLEL_MIN_WORK``): a window reads several inputs per output and a row of outputs has a fixed cost,
+#: so two threads pay on smaller arrays than in an element-wise pass. One process, one thread against two, best of 5 x
+#: 40 calls (us): NiN's 3 x 3 of stride 2 on (1, 96, 32, 32) 59 -> 42 (its average pooling on (1, 192, 16, 16) 82 ->
+#: 62), AlexNet's on (1, 256, 27, 27) 128 -> 97; 2 x 2 windows on (8, 6, 28, 28), 37,632 elements, 20 -> 20 and 27 ->
+#: 25 (max, average), on (4, 48, 28, 28) 48 -> 42 and 71 -> 50; on (1, 32, 28, 28), 25,088, 16 -> 17 and 21 -> 21.
+#: The passes with indices keep the common threshold, under which LeNet-5's training steps at batch 32 compile no
+#: parallel loop on a first run
+VALUES_MIN_WORK = 2 ** 15
 #: the windows (height, width, stride along W; dilation 1) whose passes take the whole window in H and W, each
 #: compiled with its sizes as constants (the taps stay in registers, the strided loads become shuffles): LeNet's and
 #: C3D's 2 x 2 and AlexNet's and NiN's 3 x 3 of stride 2, the 3 x 3 of stride 1 that keeps the size, and 1D windows
@@ -678,7 +688,7 @@ def _max_values_task(x, out, task, tasks, kernel, stride, padding, dilation, pla
                         target[row + ow] = window_max(x, n, c, od, oh, ow, kernel, stride, padding, dilation)[0]
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
 def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, phases, widened, wide, window_rows,
                       window_taps, literal_step, border):
     tasks = scratch.shape[0]
@@ -737,7 +747,7 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
                                in_w, len(window_taps), len(literal_step))
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
 def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, window_depth, window_rows, window_taps,
                      literal_step):
     for task in prange(tasks):
@@ -1020,7 +1030,7 @@ def _avg_task(x, out, task, tasks, kernel, stride, padding, plan, divisors, inve
                             window * divisors[2, ow])
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
 def _avg_tasks(x, out, kernel, stride, padding, plan, divisors, inverses, scratch, phases, widened, wide,
                window_rows, window_taps, literal_step, border):
     tasks = scratch.shape[0]
@@ -1066,7 +1076,7 @@ def _avg_rows_task(x, out, task, tasks, stride, divisors, inverses, scratch, pha
                     _scale_run(total, 0, targets, to, out_w, inverses[0, od] * inverses[1, oh], inverses[2])
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
 def _avg_rows(x, out, stride, divisors, inverses, scratch, phases, widened, wide, window_depth, window_rows,
               window_taps, literal_step):
     tasks = scratch.shape[0]
