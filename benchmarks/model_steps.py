@@ -1,6 +1,6 @@
 """Training steps of the zoo's models, numconv beside PyTorch, each engine in a process of its own.
 
-    python benchmarks/model_steps.py [--models lenet5 alexnet ...] [--steps 8] [--json report.json]
+    python benchmarks/model_steps.py [--models lenet5 alexnet ...] [--steps 8] [--rounds 1] [--json report.json]
 
 A step is what ``numconv train`` does per batch: forward, cross-entropy, backward (without the images' gradient),
 SGD with momentum 0.9, Nesterov and weight decay 5e-4. PyTorch runs the same network, built layer by layer from
@@ -9,7 +9,10 @@ threads as Numba. Each engine runs in a new process (Numba's and PyTorch's worke
 compete for the cores), the engines taking turns model by model; the first steps, which compile and fault in
 memory, are not timed. Reported per model: the median and best step in milliseconds, their ratio numconv /
 PyTorch (below 1: numconv is faster), and memory: the process's peak resident size, and the growth of that peak
-over the resident size once the model and the batch exist (what the steps themselves needed).
+over the resident size once the model and the batch exist (what the steps themselves needed). With ``--rounds R``
+each engine runs R processes per model, taking turns in an order reversed every other round, and the ratio is the
+median of the rounds' ratios: a shared machine's speed drifts from one process to the next (C3D-small's 5 ms step
+read 0.88 to 1.23 in six single rounds).
 """
 from __future__ import annotations
 
@@ -174,11 +177,23 @@ def _run_child(engine: str, name: str, steps: int, warm_up: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _over_rounds(results: list) -> dict:
+    """One engine's rounds as one result: the median of their median steps, the best step, the largest peak."""
+    return {"median_ms": statistics.median(result["median_ms"] for result in results),
+            "best_ms": min(result["best_ms"] for result in results), "threads": results[0]["threads"],
+            "resident_before_mb": results[0]["resident_before_mb"],
+            "peak_mb": max(result["peak_mb"] for result in results),
+            "step_growth_mb": max(result["step_growth_mb"] for result in results)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(BATCHES), default=list(BATCHES))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warm-up", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each engine per model, the engines taking turns (the order reversed every "
+                             "other round); reported: the median of the rounds' medians and of their ratios")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -196,10 +211,16 @@ def main(argv=None) -> int:
               f"{'peak MB nc/torch':>17s} {'step MB nc/torch':>17s}")
     print(header)
     for name in args.models:
-        results = {engine: _run_child(engine, name, args.steps, args.warm_up) for engine in engines}
-        report[name] = results
+        rounds = []
+        for index in range(max(1, args.rounds)):
+            order = engines if index % 2 == 0 else engines[::-1]
+            rounds.append({engine: _run_child(engine, name, args.steps, args.warm_up) for engine in order})
+        results = {engine: _over_rounds([result[engine] for result in rounds]) for engine in engines}
+        report[name] = dict(results, rounds=rounds)
         ours, theirs = results["numconv"], results.get("torch")
-        ratio = ours["median_ms"] / theirs["median_ms"] if theirs else float("nan")
+        ratio = statistics.median(result["numconv"]["median_ms"] / result["torch"]["median_ms"]
+                                  for result in rounds) if theirs else float("nan")
+        report[name]["ratio"] = ratio
         peak = f"{ours['peak_mb']:.0f}/{theirs['peak_mb']:.0f}" if theirs else f"{ours['peak_mb']:.0f}/-"
         grown = f"{ours['step_growth_mb']:.0f}/{theirs['step_growth_mb']:.0f}" if theirs else \
             f"{ours['step_growth_mb']:.0f}/-"
