@@ -169,7 +169,7 @@ class _HostOwner:
 def empty(shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous host array of ``shape`` and ``dtype``, from the pool where it is large."""
     dtype = np.dtype(dtype)
-    shape = tuple(int(size) for size in shape)
+    shape = tuple(map(int, shape))
     nbytes = math.prod(shape) * dtype.itemsize
     if not HOST_POOL or nbytes < HOST_MIN_BYTES or dtype.hasobject:
         return np.empty(shape, dtype)

@@ -34,8 +34,16 @@ __all__ = ["PARALLEL_MIN_WORK", "parallel_kernel", "every_call"]
 #: large calls parallel
 PARALLEL_MIN_WORK = 2 ** 18
 
-#: which version every call runs while :func:`every_call` holds: "parallel", "serial", or None (by size)
-_forced = threading.local()
+
+class _Forcing(threading.local):
+    """Which version every call of this thread runs while :func:`every_call` holds: "parallel", "serial", or None
+    (by size). None is a class attribute, so that a thread that never set it reads it like any other attribute
+    (``getattr`` with a default on a thread-local that lacks the name took 0.4 us, a quarter of a call's overhead)."""
+
+    version = None
+
+
+_forced = _Forcing()
 
 
 @contextmanager
@@ -44,7 +52,7 @@ def every_call(version: str):
     or "serial") whatever its size: how the spec check proves both versions on small arrays."""
     if version not in ("parallel", "serial"):
         raise ValueError(f"version must be 'parallel' or 'serial', got {version!r}")
-    saved = getattr(_forced, "version", None)
+    saved = _forced.version
     _forced.version = version
     try:
         yield
@@ -70,17 +78,19 @@ class ParallelKernel:
         functools.update_wrapper(self, function)
 
     def __call__(self, *args):
-        version = getattr(_forced, "version", None)
-        if version is None:
-            largest = 0
+        version = _forced.version
+        if version is not None:
+            return (self.parallel if version == "parallel" else self.serial)(*args)
+        # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call (7% of a
+        # 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
+        extra_threads = config.NUMBA_NUM_THREADS - 1
+        if extra_threads > 0:
+            # some array's elements times the extra threads reach the threshold: its size reaches this quotient
+            least = -(-(PARALLEL_MIN_WORK if self.min_work is None else self.min_work) // extra_threads)
             for arg in args:
-                if isinstance(arg, np.ndarray) and arg.size > largest:
-                    largest = arg.size
-            # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call
-            # (7% of a 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
-            threshold = PARALLEL_MIN_WORK if self.min_work is None else self.min_work
-            version = "parallel" if largest * (config.NUMBA_NUM_THREADS - 1) >= threshold else "serial"
-        return (self.parallel if version == "parallel" else self.serial)(*args)
+                if isinstance(arg, np.ndarray) and arg.size >= least:
+                    return self.parallel(*args)
+        return self.serial(*args)
 
 
 def parallel_kernel(function=None, **options):
