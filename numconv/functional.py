@@ -345,7 +345,7 @@ def _plain_ints(value, depth: int = 2) -> bool:
     if depth == 0 or type(value) is not tuple:
         return False
     for item in value:  # a loop, not all() over a generator: this runs on every call of a layer
-        if not _plain_ints(item, depth - 1):
+        if type(item) is not int and not _plain_ints(item, depth - 1):  # an int item needs no call
             return False
     return True
 
