@@ -123,10 +123,11 @@ def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
                 target[row + i] = 0.0
             for i in range(np.uint64(x_hi * 16), row_size):
                 target[row + i] = 0.0
-            at = np.uint64(((n * channels + c0) * depth + sz) * height * width + (y - pad_h) * width - pad_w)
-            for xx in range(x_lo, x_hi):
-                position = row + np.uint64(xx * 16)
-                read = at + np.uint64(xx)
+            # the row's first input read, at column x_lo: never negative where the loop runs (unsigned offsets)
+            first_read = ((n * channels + c0) * depth + sz) * height * width + (y - pad_h) * width + x_lo - pad_w
+            for xx in range(x_hi - x_lo):
+                position = row + np.uint64((x_lo + xx) * 16)
+                read = np.uint64(first_read + xx)
                 for k in range(valid):
                     target[position + np.uint64(k)] = source[read + np.uint64(k) * plane]
                 for k in range(valid, 16):
