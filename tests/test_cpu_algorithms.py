@@ -367,27 +367,33 @@ def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():
                                           (0, 5, 2), (1, 1, 1), 1)
 
 
-def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):
-    """A Winograd call with one block of tiles (16 tiles: a 3 x 3 layer on 8 x 8 at batch 1) splits its output
-    channels into a task per thread, as far as its blocks of 16 output channels go; every output is computed once
-    and right (the output starts as NaN)."""
+def _count_winograd_tasks(monkeypatch, tasks: list) -> None:
+    """Wrap the fused Winograd kernel this CPU runs so that each call appends ("winograd", its task count) to
+    ``tasks`` before it runs."""
     from numconv.kernels.cpu import winograd_kernels
 
-    tasks = []
     fused = winograd_kernels.KERNELS[winograd.WIDTH]
 
     def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
                           chunks, *rest):
-        tasks.append(groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task))
+        tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
         fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
 
     monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
+
+
+def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):
+    """A Winograd call with one block of tiles (16 tiles: a 3 x 3 layer on 8 x 8 at batch 1) splits its output
+    channels into a task per thread, as far as its blocks of 16 output channels go; every output is computed once
+    and right (the output starts as NaN)."""
+    tasks = []
+    _count_winograd_tasks(monkeypatch, tasks)
     x = rng.standard_normal((1, 32, 1, 8, 8)).astype(np.float32)
     w = rng.standard_normal((48, 32, 1, 3, 3)).astype(np.float32)
     b = rng.standard_normal(48).astype(np.float32)
     y = np.full((1, 48, 1, 8, 8), np.nan, np.float32)
     cpu_conv.conv_forward_winograd(x, w, b, y, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
-    assert tasks == [min(3, numba.get_num_threads())]  # 3 blocks of 16 output channels
+    assert tasks == [("winograd", min(3, numba.get_num_threads()))]  # 3 blocks of 16 output channels
     want = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), b.astype(np.float64), (1, 1),
                       [(1, 1), (1, 1)], (1, 1), 1)
     np.testing.assert_allclose(y[:, :, 0], want, rtol=1e-4, atol=1e-4)
@@ -396,7 +402,7 @@ def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, 
 def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
     """A parallel call splits its tasks into at most ``blocked.RANGES`` ranges; with more tasks than that, each
     range runs several, and every output is still computed (the outputs start as NaN, so a skipped task shows)."""
-    from numconv.kernels.cpu import blocked, launch, winograd_kernels
+    from numconv.kernels.cpu import blocked, launch
 
     tasks = []
 
@@ -408,14 +414,7 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
 
     for (lanes, width), kernel in list(launch.KERNELS.items()):
         monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
-    fused = winograd_kernels.KERNELS[winograd.WIDTH]
-
-    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
-                          chunks, *rest):
-        tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
-
-    monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
+    _count_winograd_tasks(monkeypatch, tasks)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call
     x = rng.standard_normal((2, 512, 1, 34, 34)).astype(np.float32)
     w = rng.standard_normal((512, 32, 1, 3, 3)).astype(np.float32)
