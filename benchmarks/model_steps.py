@@ -197,6 +197,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.steps, args.warm_up)))
         return 0
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
     print(header)
     for name in args.models:
         rounds = []
-        for index in range(max(1, args.rounds)):
+        for index in range(args.rounds):
             order = engines if index % 2 == 0 else engines[::-1]
             rounds.append({engine: _run_child(engine, name, args.steps, args.warm_up) for engine in order})
         results = {engine: _over_rounds([result[engine] for result in rounds]) for engine in engines}
