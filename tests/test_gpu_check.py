@@ -85,9 +85,10 @@ def test_pytest_output_cut_short_still_counts_what_ran():
     log = ("tests/test_cuda.py::test_a PASSED [ 10%]\n"
            "tests/test_cuda.py::test_b[float32] FAILED [ 20%]\n"
            "tests/test_cuda.py::test_c SKIPPED (needs the simulator) [ 30%]\n"
-           "tests/test_cuda.py::test_d PASSED [ 40%]\n")
+           "tests/test_cuda.py::test_d PASSED [ 40%]\n"
+           "tests/test_cuda.py::test_e[avg_pool_backward-2D N1 C1 in 5x6 k3x3 s1x1 p1x1] PASSED [ 50%]\n")
     result = gpu_check.tests_result(log)
-    assert result["counts"] == {"passed": 2, "failed": 1, "skipped": 1}
+    assert result["counts"] == {"passed": 3, "failed": 1, "skipped": 1}
     assert result["not_passed"] == {"tests/test_cuda.py::test_b[float32]": "FAILED"}
     assert result["summary"] is None  # no closing line: the run was cut off
 
@@ -109,3 +110,37 @@ def test_the_targets_are_read_from_the_report():
     assert epoch[1:] == (False, "GPU / CPU 1.20")
     assert spec[1] is True
     assert tests[1] is False  # cut off before the end: not known to pass
+
+
+def test_a_spec_row_whose_kernel_raises_fails_that_row_and_the_stage_goes_on(tmp_path, monkeypatch):
+    import spec.check
+
+    calls = []
+
+    def check_case(case, kernel, rng):  # the first row's kernel cannot launch; the others pass
+        calls.append(kernel)
+        if len(calls) == 1:
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return _Passed()
+
+    monkeypatch.setattr(spec.check, "check_case", check_case)
+    report = gpu_check.StageReport(tmp_path / "spec.json")
+    gpu_check.stage_spec(report, simulate=True)
+    assert report["rows"] == report["planned"] == len(calls) == 6
+    assert report["failed"] == 1
+    assert report["failures"][0]["detail"] == "AttributeError: module 'numpy' has no attribute 'row_stack'"
+    assert json.loads((tmp_path / "spec.json").read_text())["failed"] == 1
+
+
+class _Passed:
+    ok, detail, bound = True, "", 1e-6
+
+
+def test_a_stage_that_failed_before_measuring_is_reported_by_its_status_alone():
+    report = {"mode": "gpu", "started": "2026-01-01T00:00:00+00:00", "command": "gpu_check.py", "budget_s": 450,
+              "stages": {name: {"status": "failed (exit status 1)", "seconds": 5.0, "budget_s": 60,
+                                "result": {"compile": {"compiled": 0, "seconds": 0.0}}}
+                         for name in ("training", "profile")}}
+    text = gpu_check.render(report)
+    assert "| profile | failed (exit status 1) | 5.0 | 60 | 0 | 0.0 |" in text
+    assert "## Profile" not in text and "## Training" not in text
