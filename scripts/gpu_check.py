@@ -392,12 +392,18 @@ def _synchronize() -> None:
 
 
 def _torch_cuda():
-    """torch, when it can run on this GPU; None otherwise (and always under the simulator)."""
+    """torch, when it can run on this GPU, set to compute in float32 as numconv does; None otherwise (and always
+    under the simulator). PyTorch lets cuDNN's convolutions round their operands to TF32 by default (10 bits of
+    mantissa, on the tensor cores): an H200 run with that default had cuDNN above the card's float32 peak."""
     try:
         import torch
     except ImportError:
         return None
-    return torch if torch.cuda.is_available() else None
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return torch
 
 
 def stage_device(report: StageReport, simulate: bool) -> None:
@@ -555,9 +561,9 @@ def stage_anchors(report: StageReport, simulate: bool) -> None:
         torch.backends.cudnn.benchmark = True  # the peer at its best: cuDNN picks its fastest algorithm per shape
     conv_cases, pool_cases = _tiny_cases() if simulate else (anchors.CONV_CASES, anchors.POOL_CASES)
     timer = _Timer(simulate, seconds=0.05 if simulate else 0.25, most=3 if simulate else 50)
-    report.save(peer="PyTorch (cuDNN)" if torch is not None else "no peer" + (" under the simulator" if simulate else
-                ": torch cannot use this GPU"), clock="host clocks (the simulator)" if simulate else "CUDA events",
-                conv=[], pool=[])
+    peer = ("PyTorch (cuDNN, float32 with TF32 off)" if torch is not None
+            else "no peer" + (" under the simulator" if simulate else ": torch cannot use this GPU"))
+    report.save(peer=peer, clock="host clocks (the simulator)" if simulate else "CUDA events", conv=[], pool=[])
     for case in conv_cases:
         row = {"name": case.name, "gflop": case.flops / 1e9,
                "large_alexnet": case.name.startswith("alex") and case.large}

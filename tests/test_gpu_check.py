@@ -144,3 +144,16 @@ def test_a_stage_that_failed_before_measuring_is_reported_by_its_status_alone():
     text = gpu_check.render(report)
     assert "| profile | failed (exit status 1) | 5.0 | 60 | 0 | 0.0 |" in text
     assert "## Profile" not in text and "## Training" not in text
+
+
+def test_the_peer_computes_in_float32_not_tf32(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    # PyTorch's flags (set through its C module, which monkeypatch cannot restore): TF32 allowed in both
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert gpu_check._torch_cuda() is torch
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
