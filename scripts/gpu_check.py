@@ -10,10 +10,12 @@ that a stage that fails, crashes or runs long costs only its own part of the rep
 finish, and DIR/gpu_check.json and DIR/gpu_check.md are rewritten after every stage (and a stage's partial results
 after each of its items), so a run cut short still reports what it did. DIR/logs/ holds each stage's output.
 
-Stages: ``device`` (names and versions, the caching pool checked), ``spec`` (``spec check --backend cuda``, every
+Stages: ``device`` (names and versions, the caching pool checked, the float32 multiply-add peak measured by
+``benchmarks/cuda_fma_peak.py``), ``spec`` (``spec check --backend cuda``, every
 row), ``tests`` (tests/test_cuda.py, tests/test_device_training.py and tests/test_cuda_memory.py on the device:
 ``NUMCONV_TEST_DEVICE=gpu``), ``anchors`` (forward, forward+backward and max-pooling with indices, float32, numconv
-against PyTorch (cuDNN), CUDA events around each call after a synchronise, kernels compiled before timing),
+against PyTorch (cuDNN, TF32 off), CUDA events around each call after a synchronise, kernels compiled before
+timing; each forward+backward call also taken apart launch by launch, the slowest three in the report),
 ``training`` (a LeNet-5 epoch on the GPU against one on the CPU from the same seed, final weights compared; an
 AlexNet training step at batch 128, time and memory, against PyTorch's) and ``profile`` (one LeNet-5 step: time in
 kernels against the host's time in launches and allocations). Every stage reports the kernels it compiled and the
@@ -237,8 +239,8 @@ def _render_device(device: dict) -> list:
     if not device:
         return []
     lines = ["", "## Device", ""]
-    for key in ("name", "compute_capability", "memory_gib", "driver", "runtime", "numba", "numba_cuda", "torch",
-                "cudnn", "cupy", "python"):
+    for key in ("name", "compute_capability", "memory_gib", "fma_peak_tflops", "driver", "runtime", "numba",
+                "numba_cuda", "torch", "cudnn", "cupy", "python"):
         if key in device:
             lines.append(f"- {key}: {device[key]}")
     if "pool" in device:
@@ -272,23 +274,48 @@ def _render_anchors(report: dict) -> list:
     if not anchors:
         return []
     peer = anchors.get("peer", "PyTorch")
+    peak = report["stages"].get("device", {}).get("result", {}).get("fma_peak_tflops")
     lines = ["", "## Anchor suite against " + peer, "",
              f"float32; best of the timed calls ({anchors.get('clock', 'CUDA events')}), ratio = numconv / peer "
-             "(below 1: numconv faster).", "",
-             "| case | GFLOP | fwd numconv ms | fwd peer ms | fwd ratio | f+b numconv ms | f+b peer ms | f+b ratio |"
-             " first call s |", "|---|---|---|---|---|---|---|---|---|"]
+             "(below 1: numconv faster); numconv's forward TFLOP/s, and that as a share of the multiply-add peak "
+             f"({_number(peak, '.1f')} TFLOP/s).", "",
+             "| case | GFLOP | fwd numconv ms | fwd peer ms | fwd ratio | fwd TFLOP/s | of peak | f+b numconv ms | "
+             "f+b peer ms | f+b ratio | first call s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in anchors.get("conv", []):
         forward, both = row["forward"], row.get("forward_backward", {})
+        tflops = forward.get("numconv_tflops")
+        share = tflops / peak if tflops is not None and peak else None
         lines.append(f"| {row['name']} | {row['gflop']:.2f} | {_number(forward.get('numconv_ms'), '.3f')} | "
                      f"{_number(forward.get('peer_ms'), '.3f')} | {_number(forward.get('ratio'))} | "
+                     f"{_number(tflops)} | {_number(share, '.1%')} | "
                      f"{_number(both.get('numconv_ms'), '.3f')} | {_number(both.get('peer_ms'), '.3f')} | "
                      f"{_number(both.get('ratio'))} | {_number(row.get('first_call_s'), '.1f')} |")
+    lines += _render_launches(anchors.get("conv", []))
     if anchors.get("pool"):
         lines += ["", "| max-pool with indices | numconv ms | peer ms | ratio | numconv GB/s |",
                   "|---|---|---|---|---|"]
         for row in anchors["pool"]:
             lines.append(f"| {row['name']} | {_number(row['numconv_ms'], '.3f')} | {_number(row.get('peer_ms'), '.3f')}"
                          f" | {_number(row.get('ratio'))} | {_number(row.get('numconv_gbs'), '.0f')} |")
+    return lines
+
+
+#: how many forward+backward calls the report takes apart launch by launch: the slowest against the peer
+SLOWEST_CALLS = 3
+
+
+def _render_launches(rows: list) -> list:
+    """The launches of the slowest forward+backward calls (by ratio to the peer, else by time), slowest first."""
+    measured = [row for row in rows if row.get("launches")]
+    slowest = sorted(measured, key=lambda row: -(row["forward_backward"].get("ratio")
+                                                 or row["forward_backward"]["numconv_ms"]))[:SLOWEST_CALLS]
+    lines = []
+    for row in slowest:
+        total = sum(launch["ms"] for launch in row["launches"])
+        lines += ["", f"{row['name']}, one forward+backward call: {len(row['launches'])} launches, {total:.3f} ms "
+                  "between their events", "", "| kernel | grid | block | ms |", "|---|---|---|---|"]
+        lines += [f"| {launch['kernel']} | {launch['grid']} | {launch['block']} | {launch['ms']:.3f} |"
+                  for launch in row["launches"]]
     return lines
 
 
@@ -422,6 +449,12 @@ def stage_device(report: StageReport, simulate: bool) -> None:
                 numba=_version("numba"), numba_cuda=_version("numba-cuda"), torch=_version("torch"),
                 cupy=_version("cupy-cuda13x") or _version("cupy-cuda12x"))
     print(f"{report['name']}; numba-cuda {report['numba_cuda']}; caching pool {report['pool']}", flush=True)
+    from benchmarks import cuda_fma_peak
+
+    # the ceiling the convolutions are read against; a tiny launch under the simulator proves the kernel runs
+    report.save(fma_peak_tflops=cuda_fma_peak.fma_peak_tflops(blocks=1, threads=4, repeats=4) if simulate
+                else cuda_fma_peak.fma_peak_tflops())
+    print(f"float32 multiply-add peak {report['fma_peak_tflops']:.1f} TFLOP/s", flush=True)
     if simulate:
         return
     from numba.cuda.cudadrv import driver as cuda_driver
@@ -553,6 +586,21 @@ class _Timer:
         return min(times), statistics.median(times), first
 
 
+def _launches(function) -> list:
+    """The kernels that one call of ``function`` launches, in order: name, grid, block and milliseconds (CUDA
+    events around each; host clocks under the simulator)."""
+    from numconv.kernels.cuda import support
+
+    function()  # compiled and allocated beforehand
+    _synchronize()
+    with support.recording_launches() as records:
+        function()
+        _synchronize()
+    return [{"kernel": record.kernel, "grid": str(record.grid), "block": str(record.block),
+             "ms": record.host_seconds * 1e3 if record.start is None else record.start.elapsed_time(record.end)}
+            for record in records]
+
+
 def stage_anchors(report: StageReport, simulate: bool) -> None:
     from benchmarks import anchors
 
@@ -577,6 +625,7 @@ def stage_anchors(report: StageReport, simulate: bool) -> None:
                 peer_best, peer_median, _ = timer.torch(torch, anchors.torch_conv(case, backward, device="cuda"))
                 entry.update(peer_ms=peer_best, peer_median_ms=peer_median, ratio=best / peer_best)
             row[mode] = entry
+        row["launches"] = _launches(anchors.numconv_conv(case, True, device="cuda"))
         report.save(conv=report["conv"] + [row])
         print(f"{case.name}: forward {row['forward']['numconv_ms']:.3f} ms ratio "
               f"{_number(row['forward'].get('ratio'))}, forward+backward ratio "

@@ -61,6 +61,11 @@ def test_the_simulated_run_measures_and_compares(simulated_run):
     anchors = stages["anchors"]["result"]
     assert [row["name"] for row in anchors["conv"]] == ["tiny_c2", "tiny_alex_g2", "tiny_c1"]
     assert all(row[mode]["numconv_ms"] > 0 for row in anchors["conv"] for mode in ("forward", "forward_backward"))
+    for row in anchors["conv"]:  # taken apart: the forward's, the input gradient's and the weight gradient's products
+        gemms = [launch for launch in row["launches"] if launch["kernel"].endswith("gemm")]
+        assert len(gemms) >= 3 and all(launch["ms"] > 0 and launch["grid"] and launch["block"] for launch in gemms)
+    assert (out / "gpu_check.md").read_text().count("one forward+backward call:") == gpu_check.SLOWEST_CALLS
+    assert stages["device"]["result"]["fma_peak_tflops"] > 0
     training = stages["training"]["result"]
     # the same seed on both backends: the epoch ends at the same weights, up to float32 rounding
     assert training["lenet"]["max_relative_difference"] < 1e-5

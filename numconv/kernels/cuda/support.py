@@ -158,12 +158,14 @@ def blocks_for(count: int, threads: int) -> int:
 
 class LaunchRecord(NamedTuple):
     """One launch seen by :func:`recording_launches`: the kernel's name, the seconds the host spent in the launch
-    call, and CUDA events recorded just before and after the kernel on the default stream (None under the
-    simulator, whose kernels finish inside the call)."""
+    call, CUDA events recorded just before and after the kernel on the default stream (None under the simulator,
+    whose kernels finish inside the call), and the launch's grid and block."""
     kernel: str
     host_seconds: float
     start: object
     end: object
+    grid: object = None
+    block: object = None
 
 
 #: the list that :func:`recording_launches` fills, while one is open
@@ -195,7 +197,7 @@ def _launch_recorded(kernel, grid, block, args) -> None:
     if events[1] is not None:
         events[1].record()
     name = getattr(getattr(kernel, "py_func", None), "__qualname__", type(kernel).__name__)
-    _recorded_launches.append(LaunchRecord(name, host_seconds, *events))
+    _recorded_launches.append(LaunchRecord(name, host_seconds, *events, grid, block))
 
 
 def launch(kernel, grid, block, *args) -> None:
