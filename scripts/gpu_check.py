@@ -11,7 +11,7 @@ finish, and DIR/gpu_check.json and DIR/gpu_check.md are rewritten after every st
 after each of its items), so a run cut short still reports what it did. DIR/logs/ holds each stage's output.
 
 Stages: ``device`` (names and versions, the caching pool checked, the float32 multiply-add peak measured by
-``benchmarks/cuda_fma_peak.py``), ``spec`` (``spec check --backend cuda``, every
+``scripts/cuda_fma_peak.py``), ``spec`` (``spec check --backend cuda``, every
 row), ``tests`` (tests/test_cuda.py, tests/test_device_training.py and tests/test_cuda_memory.py on the device:
 ``NUMCONV_TEST_DEVICE=gpu``), ``anchors`` (forward, forward+backward and max-pooling with indices, float32, numconv
 against PyTorch (cuDNN, TF32 off), CUDA events around each call after a synchronise, kernels compiled before
@@ -449,7 +449,7 @@ def stage_device(report: StageReport, simulate: bool) -> None:
                 numba=_version("numba"), numba_cuda=_version("numba-cuda"), torch=_version("torch"),
                 cupy=_version("cupy-cuda13x") or _version("cupy-cuda12x"))
     print(f"{report['name']}; numba-cuda {report['numba_cuda']}; caching pool {report['pool']}", flush=True)
-    from benchmarks import cuda_fma_peak
+    import cuda_fma_peak  # beside this script
 
     # the ceiling the convolutions are read against; a tiny launch under the simulator proves the kernel runs
     report.save(fma_peak_tflops=cuda_fma_peak.fma_peak_tflops(blocks=1, threads=4, repeats=4) if simulate

@@ -1,18 +1,25 @@
-"""A GPU's float32 multiply-add peak, measured as ``fma_peak.py`` measures the CPU's: a register-resident loop.
+"""A GPU's float32 multiply-add peak, measured as ``benchmarks/fma_peak.py`` measures the CPU's: a register-resident
+loop.
 
 Each thread keeps ``CHAINS`` independent accumulators in registers and updates each with ``cuda.fma`` (one
 multiply-add, two flops) in a long loop; ``BLOCKS_PER_MULTIPROCESSOR`` blocks of 256 threads per multiprocessor keep
 every FMA pipe busy while each chain waits on its own latency. The sum of the chains is stored so that the compiler
-keeps the loop. ``scripts/gpu_check.py`` reads the convolutions against this number.
+keeps the loop. ``gpu_check.py`` (beside this file) reads the convolutions against this number.
+
+    python3 scripts/cuda_fma_peak.py      # on a machine with an NVIDIA GPU, from the repository root
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import sys
+from pathlib import Path
+
 from numba import cuda, float32
 
-from numconv.kernels.cuda.support import simulated
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from numconv.kernels.cuda.support import simulated  # noqa: E402
 
 #: independent multiply-add chains per thread: enough to hide the FMA pipe's latency
 CHAINS = 8
