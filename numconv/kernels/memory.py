@@ -115,10 +115,12 @@ class BlockPool:
 #: whether large host arrays come from the pool (``NUMCONV_HOST_POOL=0``: NumPy's own allocation for all)
 HOST_POOL = os.environ.get("NUMCONV_HOST_POOL", "1") != "0"
 #: host requests of at least this many bytes come from the pool (smaller ones, whose page faults cost little beside
-#: the call that fills them, are plain NumPy arrays). From 128 KiB (glibc's threshold for mapping fresh pages), the
-#: pool took C3D-small's training step at batch 8 from 120-450 page faults to none, but not to a shorter step: 4.29
-#: against 4.18 ms (median of 16 rounds alternating in one process; a pooled array costs about 3.5 us more to make)
-HOST_MIN_BYTES = 1 << 22
+#: the call that fills them, are plain NumPy arrays). glibc gives arrays of 1-4 MiB back to the system and maps them
+#: afresh: C3D-small's training step at batch 8 took 265-480 page faults a step with 4 MiB here and none with 1 MiB,
+#: and 0.87 of the time (median of 12 rounds alternating in one process; 0.82 in another run); LeNet-5 (0.99),
+#: M5 (1.00) and NiN (0.97) at their batches were unchanged. 512 KiB gained nothing more (1.03), 128 KiB cost
+#: LeNet-5 3% (a pooled array takes 1.2 us longer to make than NumPy's)
+HOST_MIN_BYTES = 1 << 20
 #: the most bytes of host blocks kept while no array uses them
 HOST_CACHE_LIMIT = 1 << 30
 #: host block sizes are rounded up to a multiple of this many bytes, so that nearby sizes share blocks
