@@ -114,12 +114,13 @@ class BlockPool:
 
 #: whether large host arrays come from the pool (``NUMCONV_HOST_POOL=0``: NumPy's own allocation for all)
 HOST_POOL = os.environ.get("NUMCONV_HOST_POOL", "1") != "0"
-#: host requests of at least this many bytes come from the pool (smaller ones, whose page faults cost little beside
-#: the call that fills them, are plain NumPy arrays). glibc gives arrays of 1-4 MiB back to the system and maps them
-#: afresh: C3D-small's training step at batch 8 took 265-480 page faults a step with 4 MiB here and none with 1 MiB,
-#: and 0.87 of the time (median of 12 rounds alternating in one process; 0.82 in another run); LeNet-5 (0.99),
-#: M5 (1.00) and NiN (0.97) at their batches were unchanged. 512 KiB gained nothing more (1.03), 128 KiB cost
-#: LeNet-5 3% (a pooled array takes 1.2 us longer to make than NumPy's)
+#: host requests of at least this many bytes come from the pool; smaller ones are plain NumPy arrays, which glibc
+#: makes from any memory freed lately (still in the caches), where the pool reuses only a block of the same size.
+#: With 4 MiB, glibc handed C3D-small's 2 MiB activations back to the system and faulted them in again on every
+#: training step (265-480 page faults a step at batch 8, in most processes); with 1 MiB it took 0.82 and 0.87 of the
+#: time (medians of 12 rounds alternating in one process), LeNet-5 (0.99), M5 (1.00) and NiN (0.97) unchanged.
+#: 128 KiB (glibc's first threshold for mapping fresh pages) ends the faults that glibc's moving threshold still
+#: lets through now and then (224 a step in 2 of 8 processes), but cost LeNet-5 3-5%: its blocks came back cold
 HOST_MIN_BYTES = 1 << 20
 #: the most bytes of host blocks kept while no array uses them
 HOST_CACHE_LIMIT = 1 << 30
