@@ -8,6 +8,7 @@ arrays without copying. Recognising an array never imports numba's CUDA target, 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import weakref
 
 import numpy as np
@@ -52,6 +53,8 @@ def backend_of(*arrays) -> str:
 
 
 _pool_decided = False
+#: whether numba-cuda's CUDA target loaded (:func:`check_cuda_target`), once per process
+_target_checked = False
 
 
 def _cuda():
@@ -74,7 +77,32 @@ def _cuda():
             "device); to run the CUDA kernels without a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is first "
             "imported (Numba's CUDA simulator, slow)"
         )
+    if not _target_checked and not importlib.import_module("numconv.kernels.cuda.support").simulated():
+        check_cuda_target()
     return cuda
+
+
+def check_cuda_target() -> None:
+    """Load numba-cuda's implementations of NumPy on the GPU, which it otherwise loads inside the first kernel
+    launch; a RuntimeError says what to install when they cannot load with this NumPy (numba-cuda 0.30.4 registers
+    ``np.row_stack``, which NumPy 2.5 removed: every launch failed with an AttributeError deep in numba-cuda)."""
+    global _target_checked
+    try:
+        importlib.import_module("numba.cuda.cudaimpl")
+        _target_checked = True
+    except AttributeError as error:
+        raise RuntimeError(
+            f"numba-cuda {_version('numba-cuda')} cannot run with NumPy {np.__version__}: loading its CUDA target "
+            f"failed with AttributeError: {error}; install the versions numconv's cuda extra asks for "
+            "(pip install 'numconv[cuda]': NumPy below 2.5)"
+        ) from error
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 #: the CPU kernel package, once imported (every operation asks for it: an import call each time cost microseconds);

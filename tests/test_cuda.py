@@ -437,6 +437,49 @@ def test_kernels_cuda_explains_a_missing_gpu(monkeypatch):
     assert backend.kernels("cpu") is cpu_kernels
 
 
+def _load_cuda_target(prelude: str):
+    """``backend.check_cuda_target()`` in a process of its own without the simulator (the real CUDA target, which
+    loads without a GPU), after ``prelude``."""
+    import os
+    import subprocess
+
+    environment = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    program = prelude + "\nfrom numconv import backend\nbackend.check_cuda_target()\nprint('loaded')\n"
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=environment,
+                          timeout=300)
+
+
+def test_the_cuda_target_loads_with_this_numpy():
+    run = _load_cuda_target("")
+    assert run.returncode == 0 and run.stdout.strip() == "loaded", run.stderr[-2000:]
+
+
+def test_a_numpy_the_cuda_target_cannot_load_with_is_named_before_any_launch():
+    # NumPy 2.5 without np.row_stack, which numba-cuda 0.30.4 registers: its AttributeError must not escape raw
+    run = _load_cuda_target("import numpy\ndel numpy.row_stack")
+    if run.returncode == 0:  # a numba-cuda that no longer needs it
+        assert run.stdout.strip() == "loaded"
+        return
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: numba-cuda ") and "cannot run with NumPy" in last, run.stderr[-2000:]
+    assert "row_stack" in last and "pip install 'numconv[cuda]'" in last
+
+
+def test_a_cuda_target_that_fails_to_load_raises_a_runtime_error(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def failing(name, *args):
+        if name == "numba.cuda.cudaimpl":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", failing)
+    with pytest.raises(RuntimeError, match=r"cannot run with NumPy .*row_stack.*numconv\[cuda\]"):
+        backend.check_cuda_target()
+
+
 def test_simulated_launches_restore_the_switch_interval():
     if not support.simulated():
         pytest.skip("only the simulator changes the switch interval")
