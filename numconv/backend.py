@@ -77,7 +77,7 @@ def _cuda():
             "device); to run the CUDA kernels without a GPU, set NUMBA_ENABLE_CUDASIM=1 before numba is first "
             "imported (Numba's CUDA simulator, slow)"
         )
-    if not _target_checked and not importlib.import_module("numconv.kernels.cuda.support").simulated():
+    if not _target_checked:
         check_cuda_target()
     return cuda
 
@@ -85,17 +85,19 @@ def _cuda():
 def check_cuda_target() -> None:
     """Load numba-cuda's implementations of NumPy on the GPU, which it otherwise loads inside the first kernel
     launch; a RuntimeError says what to install when they cannot load with this NumPy (numba-cuda 0.30.4 registers
-    ``np.row_stack``, which NumPy 2.5 removed: every launch failed with an AttributeError deep in numba-cuda)."""
+    ``np.row_stack``, which NumPy 2.5 removed: every launch failed with an AttributeError deep in numba-cuda). The
+    simulator has no such target: nothing to load."""
     global _target_checked
-    try:
-        importlib.import_module("numba.cuda.cudaimpl")
-        _target_checked = True
-    except AttributeError as error:
-        raise RuntimeError(
-            f"numba-cuda {_version('numba-cuda')} cannot run with NumPy {np.__version__}: loading its CUDA target "
-            f"failed with AttributeError: {error}; install the versions numconv's cuda extra asks for "
-            "(pip install 'numconv[cuda]': NumPy below 2.5)"
-        ) from error
+    if not importlib.import_module("numconv.kernels.cuda.support").simulated():
+        try:
+            importlib.import_module("numba.cuda.cudaimpl")
+        except AttributeError as error:
+            raise RuntimeError(
+                f"numba-cuda {_version('numba-cuda')} cannot run with NumPy {np.__version__}: loading its CUDA "
+                f"target failed with AttributeError: {error}; install the versions numconv's cuda extra asks for "
+                "(pip install 'numconv[cuda]': NumPy below 2.5)"
+            ) from error
+    _target_checked = True
 
 
 def _version(package: str) -> str:

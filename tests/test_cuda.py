@@ -476,8 +476,21 @@ def test_a_cuda_target_that_fails_to_load_raises_a_runtime_error(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", failing)
+    monkeypatch.setattr(support, "simulated", lambda: False)  # the real target's path (the simulator has none)
     with pytest.raises(RuntimeError, match=r"cannot run with NumPy .*row_stack.*numconv\[cuda\]"):
         backend.check_cuda_target()
+
+
+def test_the_simulator_has_no_cuda_target_to_load(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+    imported = []
+    monkeypatch.setattr(importlib, "import_module", lambda name, *args: imported.append(name) or real(name, *args))
+    monkeypatch.setattr(support, "simulated", lambda: True)
+    monkeypatch.setattr(backend, "_target_checked", False)
+    backend.check_cuda_target()
+    assert "numba.cuda.cudaimpl" not in imported and backend._target_checked is True
 
 
 def test_simulated_launches_restore_the_switch_interval():
