@@ -1,25 +1,16 @@
 """A GPU's float32 multiply-add peak, measured as ``benchmarks/fma_peak.py`` measures the CPU's: a register-resident
-loop.
+loop, which ``gpu_check.py`` (beside this file) times and reads the convolutions against.
 
 Each thread keeps ``CHAINS`` independent accumulators in registers and updates each with ``cuda.fma`` (one
 multiply-add, two flops) in a long loop; ``BLOCKS_PER_MULTIPROCESSOR`` blocks of 256 threads per multiprocessor keep
 every FMA pipe busy while each chain waits on its own latency. The sum of the chains is stored so that the compiler
-keeps the loop. ``gpu_check.py`` (beside this file) reads the convolutions against this number.
-
-    python3 scripts/cuda_fma_peak.py      # on a machine with an NVIDIA GPU, from the repository root
+keeps the loop. The kernel lives in a module of its own, which imports numba at the top: Numba's simulator runs a
+kernel by swapping the ``cuda`` module among its globals, and gpu_check imports numba only inside its stages.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import sys
-from pathlib import Path
-
 from numba import cuda, float32
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from numconv.kernels.cuda.support import simulated  # noqa: E402
 
 #: independent multiply-add chains per thread: enough to hide the FMA pipe's latency
 CHAINS = 8
@@ -41,30 +32,10 @@ def _chains(out, repeats):
     out[i] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7
 
 
-def fma_peak_tflops(blocks: int | None = None, threads: int = THREADS, repeats: int = 8192, tries: int = 3) -> float:
-    """float32 TFLOP/s (a multiply-add counted as two) of the loop over ``blocks`` blocks (every multiprocessor's
-    share when None), best of ``tries`` launches timed by CUDA events after one that compiles. Under Numba's
-    simulator the launch is timed by the host's clock and the number means nothing about a GPU."""
+def peak_launch(blocks: int | None = None, threads: int = THREADS, repeats: int = 8192) -> tuple:
+    """(a no-argument callable launching the loop over ``blocks`` blocks, every multiprocessor's share when None;
+    the float32 operations it performs, a multiply-add counted as two)."""
     if blocks is None:
         blocks = cuda.get_current_device().MULTIPROCESSOR_COUNT * BLOCKS_PER_MULTIPROCESSOR
     out = cuda.device_array(blocks * threads, np.float32)
-    _chains[blocks, threads](out, repeats)
-    cuda.synchronize()
-    best = float("inf")
-    for _ in range(tries):
-        if simulated():
-            started = time.perf_counter()
-            _chains[blocks, threads](out, repeats)
-            best = min(best, time.perf_counter() - started)
-            continue
-        start, end = cuda.event(), cuda.event()
-        start.record()
-        _chains[blocks, threads](out, repeats)
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3)
-    return 2.0 * CHAINS * repeats * blocks * threads / best / 1e12
-
-
-if __name__ == "__main__":
-    print(f"{fma_peak_tflops():.1f} TFLOP/s")
+    return (lambda: _chains[blocks, threads](out, repeats)), 2.0 * CHAINS * repeats * blocks * threads

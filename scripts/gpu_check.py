@@ -452,9 +452,11 @@ def stage_device(report: StageReport, simulate: bool) -> None:
     print(f"{report['name']}; numba-cuda {report['numba_cuda']}; caching pool {report['pool']}", flush=True)
     import cuda_fma_peak  # beside this script
 
-    # the ceiling the convolutions are read against; a tiny launch under the simulator proves the kernel runs
-    report.save(fma_peak_tflops=cuda_fma_peak.fma_peak_tflops(blocks=1, threads=4, repeats=4) if simulate
-                else cuda_fma_peak.fma_peak_tflops())
+    # the ceiling the convolutions are read against, best of three launches after one that compiles; a tiny launch
+    # under the simulator proves the kernel runs
+    launch, flops = cuda_fma_peak.peak_launch(1, 4, 4) if simulate else cuda_fma_peak.peak_launch()
+    best_ms, _, _ = _Timer(simulate, seconds=0.0, most=3).numconv(launch)
+    report.save(fma_peak_tflops=flops / best_ms / 1e9)
     print(f"float32 multiply-add peak {report['fma_peak_tflops']:.1f} TFLOP/s", flush=True)
     if simulate:
         return
@@ -588,11 +590,10 @@ class _Timer:
 
 
 def _launches(function) -> list:
-    """The kernels that one call of ``function`` launches, in order: name, grid, block and milliseconds (CUDA
-    events around each; host clocks under the simulator)."""
+    """The kernels that one call of ``function`` (called before: compiled, its memory pooled) launches, in order:
+    name, grid, block and milliseconds (CUDA events around each; host clocks under the simulator)."""
     from numconv.kernels.cuda import support
 
-    function()  # compiled and allocated beforehand
     _synchronize()
     with support.recording_launches() as records:
         function()
@@ -617,7 +618,8 @@ def stage_anchors(report: StageReport, simulate: bool) -> None:
         row = {"name": case.name, "gflop": case.flops / 1e9,
                "large_alexnet": case.name.startswith("alex") and case.large}
         for mode, backward, factor in (("forward", False, 1.0), ("forward_backward", True, 3.0)):
-            best, median, first = timer.numconv(anchors.numconv_conv(case, backward, device="cuda"))
+            call = anchors.numconv_conv(case, backward, device="cuda")
+            best, median, first = timer.numconv(call)
             entry = {"numconv_ms": best, "numconv_median_ms": median,
                      "numconv_tflops": factor * case.flops / best / 1e9}
             if mode == "forward":
@@ -626,7 +628,7 @@ def stage_anchors(report: StageReport, simulate: bool) -> None:
                 peer_best, peer_median, _ = timer.torch(torch, anchors.torch_conv(case, backward, device="cuda"))
                 entry.update(peer_ms=peer_best, peer_median_ms=peer_median, ratio=best / peer_best)
             row[mode] = entry
-        row["launches"] = _launches(anchors.numconv_conv(case, True, device="cuda"))
+        row["launches"] = _launches(call)  # the forward+backward call just timed
         report.save(conv=report["conv"] + [row])
         print(f"{case.name}: forward {row['forward']['numconv_ms']:.3f} ms ratio "
               f"{_number(row['forward'].get('ratio'))}, forward+backward ratio "
