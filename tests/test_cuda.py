@@ -180,6 +180,19 @@ def test_launches_span_several_blocks_and_split_the_weight_reduction(monkeypatch
     assert any(kernel is gemm._add_splits for kernel, _, _ in launches), "the weight gradient was not split"
 
 
+def test_the_input_gradient_reduces_over_no_term_that_the_stride_skips():
+    """AlexNet's first layer (3 -> 96 channels, 11 x 11 taps at stride 4 on 227 x 227): its input gradient's product
+    has rows (image, 57 x 57 phase positions), columns (16 phases, 3 channels) and a reduction over (96 output
+    channels, 3 x 3 offsets), and its B takes every weight element of a column's channel exactly once."""
+    geo = gemm.conv_geometry((2, 3, 1, 227, 227), (96, 3, 1, 11, 11), (2, 96, 1, 55, 55), (1, 4, 4), (0, 0, 0),
+                             (1, 1, 1), 1)
+    rows, cols, depth = gemm.grad_input_extent(geo)
+    assert (rows, cols, depth) == (2 * 57 * 57, 16 * 3, 96 * 9)
+    lookup = gemm.build_table(gemm.GRAD_INPUT, geo)[depth * gemm.TABLE_WIDTH:].reshape(depth, 16)
+    # entries are o * (3 * 121) + tap, the element less the column's channel
+    assert sorted(lookup[lookup >= 0]) == [o * 3 * 121 + tap for o in range(96) for tap in range(121)]
+
+
 MAX_POOL_CASES = [
     # (ndim, shape, kernel, stride, padding, dilation, ceil_mode)
     (1, (2, 2, 9), 3, 2, 1, 1, False),

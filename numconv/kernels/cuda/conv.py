@@ -6,8 +6,9 @@ All three are implicit GEMMs on shared-memory tiles (numconv.kernels.cuda.gemm):
 
 - forward: rows are (n, output position), columns the output channels of a group, the reduction runs over
   (input channel, tap); the window is decoded from the indices, never copied out (no im2col buffer);
-- gradient of the input: rows are (n, input position), columns the input channels of a group, the reduction runs
-  over (output channel, tap) and gathers from the outputs whose window covers the input, so no atomics;
+- gradient of the input: in sub-pixel form, rows are (n, phase position), columns (stride phase, input channel of
+  a group), the reduction runs over (output channel, offset) and gathers from the outputs whose window covers the
+  input through the tap that the phase and offset select, so no atomics and no term that the stride skips;
 - gradient of the weight: rows are output channels, columns (input channel, tap), and the reduction over the batch
   and every output position is split across blocks and summed afterwards in a fixed order.
 """
@@ -78,12 +79,10 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
         conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups)
         return
     geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)
-    spatial = grad_input.shape[2] * grad_input.shape[3] * grad_input.shape[4]
-    taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
+    rows, cols, depth = gemm.grad_input_extent(geo)
     flat = _flat(grad_input)
-    gemm.product(gemm.GRAD_INPUT, _flat(grad_output), _flat(weight), flat, flat, geo,
-                 rows=grad_input.shape[0] * spatial, cols=weight.shape[1], depth=(weight.shape[0] // groups) * taps,
-                 groups=groups, a_along_k=False, b_along_k=True)
+    gemm.product(gemm.GRAD_INPUT, _flat(grad_output), _flat(weight), flat, flat, geo, rows=rows, cols=cols,
+                 depth=depth, groups=groups, a_along_k=False, b_along_k=True)
 
 
 def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):

@@ -7,15 +7,21 @@ never formed: a *kind* says how (m, k) and (k, j) map to elements of the arrays 
 kind          rows m                   columns j                    reduction k                  A, B
 ============  =======================  ===========================  ===========================  ==================
 FORWARD       (n, output position)     output channel in the group  (input channel, tap)         x window, weight
-GRAD_INPUT    (n, input position)      input channel in the group   (output channel, tap)        grad_output, weight
+GRAD_INPUT    (n, phase position)      (phase, input channel)       (output channel, offset)     grad_output, weight
 GRAD_WEIGHT   output channel in group  (input channel, tap)         (n, output position)         grad_output, x
 DENSE         row of A                 column of B                  k                            strided matrices
 ============  =======================  ===========================  ===========================  ==================
 
 The window equations are numconv.geometry's: input position ``i = stride * o - pad + dilation * tap`` along each
-axis, grouped input channel ``group * (C / groups) + c``. GRAD_INPUT inverts them by gathering: an input position
-receives from output ``o = (i + pad - dilation * tap) / stride`` when that is a whole number inside the output, so no
-atomics are needed. Positions outside the input (padding) read as zero.
+axis, grouped input channel ``group * (C / groups) + c``. GRAD_INPUT inverts them by gathering, in sub-pixel form:
+along an axis of stride s, input ``i = r + s * q`` (phase ``r`` in ``[0, s)``, phase position ``q``) receives from
+output ``o = q + e`` through the tap ``t`` with ``dilation * t = r + pad - s * e``, for every offset ``e`` that
+makes ``t`` a tap. So the rows are the phase positions, the columns are (phase, input channel), the reduction runs
+over (output channel, offset), and B is the weight element of the tap that (offset, phase) selects, or zero where
+there is none: no term is one that the stride skips (AlexNet's first layer, 11 x 11 taps at stride 4, reduces over
+3 x 3 offsets with 16 x 3 columns, where gathering every tap for every input position would reduce over 121 taps
+of which 1 in 16 reaches it, in 3 columns), and no atomics are needed. Positions outside the output read as zero;
+phase positions past the input's end are not written.
 
 A block computes a ``TM x TN`` tile of C with ``(TM / RM) x (TN / RN)`` threads; each thread accumulates ``RM x RN``
 results in registers, rows ``tx + i * (TM / RM)`` and columns ``ty + j * (TN / RN)`` (so consecutive threads own
@@ -27,8 +33,7 @@ reads of the product collide on shared-memory banks. The slices are double-buffe
 the current one is multiplied, one barrier per step. Each thread decodes the window indices of its rows (or
 columns) once, outside the reduction loop; along the reduction, the loads look the decoded (channel, tap) or
 output position up in a small table built once per geometry (:func:`build_table`), so that the inner loop does not
-divide, except by the stride in GRAD_INPUT (skipped at stride 1); GRAD_WEIGHT's reduction index (image, output
-position) is advanced by the step with carries.
+divide; GRAD_WEIGHT's reduction index (image, output position) is advanced by the step with carries.
 
 GRAD_WEIGHT reduces over the whole batch and every output position, so its reduction is split (``blockIdx.z``
 = group * splits + split): each split writes its partial sums to a workspace, and one more kernel adds the splits in
@@ -37,11 +42,12 @@ order. Results are deterministic; there are no atomics.
 Tile shapes come from :mod:`numconv.config` at each launch; each distinct (kind, dtype, tile, load order) compiles
 one specialisation.
 """
+from functools import lru_cache
+
 import numpy as np
 from numba import cuda
 
 from numconv import config
-from numconv.geometry import output_at_distance
 from numconv.kernels.cuda.support import blocks_for, launch, numba_type, simulated, specialise
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
@@ -60,7 +66,7 @@ _AM, _AK, _BK, _BJ, _CM, _CJ, _HAS_BIAS = range(7)
 GEOMETRY_LENGTH = 22
 _GRID_LIMIT = 65535  # blocks along the y and z axes of a grid
 #: int64 entries per reduction index in the decoded tables (see build_table)
-TABLE_WIDTH = 5
+TABLE_WIDTH = 4
 
 
 def conv_geometry(x_shape, weight_shape, out_shape, stride, padding, dilation, groups) -> tuple:
@@ -77,6 +83,21 @@ def dense_geometry(a_strides, b_strides, c_strides, has_bias) -> tuple:
 
 
 @_index_helper
+def _phase_position(geo, m):
+    """GRAD_INPUT's row ``m`` as (image, phase position along each axis): ``ceil(size / stride)`` positions an
+    axis, so that every phase's positions fit."""
+    qd_size = (geo[_D] + geo[_S0] - 1) // geo[_S0]
+    qh_size = (geo[_H] + geo[_S1] - 1) // geo[_S1]
+    qw_size = (geo[_W] + geo[_S2] - 1) // geo[_S2]
+    spatial = qd_size * qh_size * qw_size
+    n = m // spatial
+    q = m - n * spatial
+    qw = q % qw_size
+    rest = q // qw_size
+    return n, rest // qh_size, rest % qh_size, qw
+
+
+@_index_helper
 def _row_info(kind, geo, group, m):
     """What a row's loads share, decoded once: (base offset, and for the window kinds a window origin per axis)."""
     if kind == FORWARD:
@@ -90,14 +111,8 @@ def _row_info(kind, geo, group, m):
         return (n * geo[_C] * geo[_D] * geo[_H] * geo[_W], od * geo[_S0] - geo[_P0], oh * geo[_S1] - geo[_P1],
                 ow * geo[_S2] - geo[_P2])
     if kind == GRAD_INPUT:
-        spatial = geo[_D] * geo[_H] * geo[_W]
-        n = m // spatial
-        q = m - n * spatial
-        iw = q % geo[_W]
-        rest = q // geo[_W]
-        ih = rest % geo[_H]
-        i_d = rest // geo[_H]
-        return (n * geo[_O] * geo[_OD] * geo[_OH] * geo[_OW], i_d + geo[_P0], ih + geo[_P1], iw + geo[_P2])
+        n, qd, qh, qw = _phase_position(geo, m)
+        return (n * geo[_O] * geo[_OD] * geo[_OH] * geo[_OW], qd, qh, qw)
     if kind == GRAD_WEIGHT:
         return ((group * (geo[_O] // geo[_G]) + m) * geo[_OD] * geo[_OH] * geo[_OW], 0, 0, 0)
     return (m * geo[_AM], 0, 0, 0)
@@ -110,7 +125,9 @@ def _col_info(kind, geo, group, j):
     if kind == FORWARD:
         return ((group * (geo[_O] // geo[_G]) + j) * (geo[_C] // geo[_G]) * taps, 0, 0, 0)
     if kind == GRAD_INPUT:
-        return (j * taps, 0, 0, 0)
+        channels = geo[_C] // geo[_G]
+        phase = j // channels
+        return ((j - phase * channels) * taps, phase, 0, 0)
     if kind == GRAD_WEIGHT:
         c = j // taps
         t = j - c * taps
@@ -129,28 +146,79 @@ def _tap_offsets(geo) -> np.ndarray:
     return taps * np.array([geo[_L0], geo[_L1], geo[_L2]])
 
 
+def _phase_taps(kernel, stride, pad, dilation, out_size, in_size) -> tuple:
+    """Along one axis of GRAD_INPUT: the offsets ``e`` (ascending) by which some phase ``r`` reaches output
+    ``q + e`` from input ``r + stride * q`` (through tap ``t``, ``dilation * t = r + pad - stride * e``), keeping those
+    that some phase position can reach inside the output, and the tap of each (offset, phase), -1 for none."""
+    positions = -(-in_size // stride)
+    reached = {}
+    for phase in range(stride):
+        for tap in range(kernel):
+            distance = phase + pad - dilation * tap
+            if distance % stride == 0 and -positions < distance // stride < out_size:
+                reached[(distance // stride, phase)] = tap
+    offsets = sorted({offset for offset, _ in reached})
+    taps = np.array([[reached.get((offset, phase), -1) for phase in range(stride)] for offset in offsets],
+                    dtype=np.int64).reshape(len(offsets), stride)
+    return np.array(offsets, dtype=np.int64), taps
+
+
+@lru_cache(maxsize=256)
+def grad_input_offsets(geo) -> tuple:
+    """GRAD_INPUT's reduction over (output channel, offset): per axis the offsets and the tap of each (offset,
+    phase) (:func:`_phase_taps`), in (D, H, W) order. ``geo`` is a geometry tuple."""
+    return tuple(_phase_taps(geo[_KD + axis], geo[_S0 + axis], geo[_P0 + axis], geo[_L0 + axis], geo[_OD + axis],
+                             geo[_D + axis]) for axis in range(3))
+
+
+def grad_input_extent(geo) -> tuple:
+    """(rows, columns, reduction length) of GRAD_INPUT's product for each group: rows (image, phase position),
+    columns (phase, input channel), reduction (output channel, offset)."""
+    offsets = grad_input_offsets(tuple(geo))
+    positions = phases = reach = 1
+    for axis, (axis_offsets, _) in enumerate(offsets):
+        stride = geo[_S0 + axis]
+        positions *= -(-geo[_D + axis] // stride)
+        phases *= stride
+        reach *= len(axis_offsets)
+    return (geo[_N] * positions, phases * (geo[_C] // geo[_G]), (geo[_O] // geo[_G]) * reach)
+
+
 def build_table(kind, geo) -> np.ndarray:
     """The decoded reduction index of a kind, ``TABLE_WIDTH`` int64 per entry, so that the loads of the product
     look offsets up instead of dividing (integer division is slow on a GPU):
 
     - FORWARD, k = (c, tap): ``c * D*H*W`` and the tap's offset along each axis (dilation * tap);
-    - GRAD_INPUT, k = (o, tap): ``o * OD*OH*OW``, the tap's offsets, and ``o * (C/groups) * taps + tap`` (the
-      weight element less the column's ``c * taps``);
+    - GRAD_INPUT, k = (o, offset): ``o * OD*OH*OW`` and the offset ``e`` along each axis; then, after all of
+      them, ``phases`` entries per k, one per phase (flat over the axes' phases): the weight element
+      ``o * (C/groups) * taps + tap`` less the column's ``c * taps``, or -1 where the offset reaches no tap of that
+      phase;
     - GRAD_WEIGHT, per output position p (k = n * positions + p): the window origin ``stride * o`` along each axis;
     - DENSE: a single unused entry.
     """
     table = np.zeros((1, TABLE_WIDTH), dtype=np.int64)
-    if kind in (FORWARD, GRAD_INPUT):
+    if kind == FORWARD:
         offsets = _tap_offsets(geo)
-        taps = len(offsets)
-        groups = geo[_G]
-        count, step = ((geo[_C] // groups, geo[_D] * geo[_H] * geo[_W]) if kind == FORWARD
-                       else (geo[_O] // groups, geo[_OD] * geo[_OH] * geo[_OW]))
-        table = np.zeros((count * taps, TABLE_WIDTH), dtype=np.int64)
-        channel = np.repeat(np.arange(count), taps)
-        table[:, 0] = channel * step
-        table[:, 1:4] = np.tile(offsets, (count, 1))
-        table[:, 4] = channel * (geo[_C] // groups) * taps + np.tile(np.arange(taps), count)
+        count = geo[_C] // geo[_G]
+        table = np.zeros((count * len(offsets), TABLE_WIDTH), dtype=np.int64)
+        table[:, 0] = np.repeat(np.arange(count), len(offsets)) * geo[_D] * geo[_H] * geo[_W]
+        table[:, 1:] = np.tile(offsets, (count, 1))
+    elif kind == GRAD_INPUT:
+        (off_d, tap_d), (off_h, tap_h), (off_w, tap_w) = grad_input_offsets(tuple(geo))
+        count = geo[_O] // geo[_G]
+        offsets = np.stack(np.meshgrid(off_d, off_h, off_w, indexing="ij"), axis=-1).reshape(-1, 3)
+        table = np.zeros((count * len(offsets), TABLE_WIDTH), dtype=np.int64)
+        table[:, 0] = np.repeat(np.arange(count), len(offsets)) * geo[_OD] * geo[_OH] * geo[_OW]
+        table[:, 1:] = np.tile(offsets, (count, 1))
+        # taps[e_d, e_h, e_w, r_d, r_h, r_w]: the flat tap, -1 where any axis has none
+        taps = ((tap_d[:, None, None, :, None, None] * geo[_KH] + tap_h[None, :, None, None, :, None]) * geo[_KW] +
+                tap_w[None, None, :, None, None, :])
+        missing = ((tap_d[:, None, None, :, None, None] < 0) | (tap_h[None, :, None, None, :, None] < 0) |
+                   (tap_w[None, None, :, None, None, :] < 0))
+        taps = np.where(missing, -1, taps).reshape(len(offsets), -1)
+        weight_row = np.arange(count)[:, None, None] * (geo[_C] // geo[_G]) * geo[_KD] * geo[_KH] * geo[_KW]
+        lookup = np.where(taps[None] < 0, -1, weight_row + taps[None])
+        return np.concatenate([table.reshape(-1), lookup.reshape(-1)])
     elif kind == GRAD_WEIGHT:
         origins = np.indices((geo[_OD], geo[_OH], geo[_OW])).reshape(3, -1).T
         table = np.zeros((len(origins), TABLE_WIDTH), dtype=np.int64)
@@ -187,14 +255,11 @@ def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
         first = group * (geo[_C] // geo[_G]) * geo[_D] * geo[_H] * geo[_W]
         return base + first + table[e] + (i_d * geo[_H] + i_h) * geo[_W] + i_w
     if kind == GRAD_INPUT:
-        # output od reaches input i_d through tap td when stride * od = i_d + pad - dilation * td
+        # phase position q receives from output q + e
         e = k * TABLE_WIDTH
-        a_d = at_d - table[e + 1]
-        a_h = at_h - table[e + 2]
-        a_w = at_w - table[e + 3]
-        od = output_at_distance(a_d, geo[_S0])
-        oh = output_at_distance(a_h, geo[_S1])
-        ow = output_at_distance(a_w, geo[_S2])
+        od = at_d + table[e + 1]
+        oh = at_h + table[e + 2]
+        ow = at_w + table[e + 3]
         if od < 0 or oh < 0 or ow < 0 or od >= geo[_OD] or oh >= geo[_OH] or ow >= geo[_OW]:
             return -1
         first = group * (geo[_O] // geo[_G]) * geo[_OD] * geo[_OH] * geo[_OW]
@@ -205,14 +270,18 @@ def _a_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
 
 
 @_index_helper
-def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
+def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p, depth):
     """Flat index of B[k, j] in the array passed as B, or -1 where B[k, j] is zero (``n``, ``p`` as in
-    :func:`_a_index`)."""
+    :func:`_a_index`; ``depth``, the reduction's length, is where GRAD_INPUT's tap lookup starts in the table)."""
     if kind == FORWARD:
         return base + k
     if kind == GRAD_INPUT:
+        # at_d is the column's phase
+        element = table[depth * TABLE_WIDTH + k * (geo[_S0] * geo[_S1] * geo[_S2]) + at_d]
+        if element < 0:
+            return -1
         taps = geo[_KD] * geo[_KH] * geo[_KW]
-        return group * (geo[_O] // geo[_G]) * (geo[_C] // geo[_G]) * taps + base + table[k * TABLE_WIDTH + 4]
+        return group * (geo[_O] // geo[_G]) * (geo[_C] // geo[_G]) * taps + base + element
     if kind == GRAD_WEIGHT:
         e = p * TABLE_WIDTH
         i_d = table[e] + at_d
@@ -226,15 +295,25 @@ def _b_index(kind, geo, table, group, base, at_d, at_h, at_w, k, n, p):
 
 @_index_helper
 def _c_index(kind, geo, group, split, m, j):
-    """Flat index of C[m, j] in the array passed as C (for GRAD_WEIGHT, in the workspace row of ``split``)."""
+    """Flat index of C[m, j] in the array passed as C (for GRAD_WEIGHT, in the workspace row of ``split``), or -1
+    where there is no such element (GRAD_INPUT's phase positions past the input's end)."""
     if kind == FORWARD:
         spatial = geo[_OD] * geo[_OH] * geo[_OW]
         n = m // spatial
         return (n * geo[_O] + group * (geo[_O] // geo[_G]) + j) * spatial + (m - n * spatial)
     if kind == GRAD_INPUT:
-        spatial = geo[_D] * geo[_H] * geo[_W]
-        n = m // spatial
-        return (n * geo[_C] + group * (geo[_C] // geo[_G]) + j) * spatial + (m - n * spatial)
+        n, qd, qh, qw = _phase_position(geo, m)
+        channels = geo[_C] // geo[_G]
+        phase = j // channels
+        rw = phase % geo[_S2]
+        rest = phase // geo[_S2]
+        i_d = rest // geo[_S1] + geo[_S0] * qd
+        i_h = rest % geo[_S1] + geo[_S1] * qh
+        i_w = rw + geo[_S2] * qw
+        if i_d >= geo[_D] or i_h >= geo[_H] or i_w >= geo[_W]:
+            return -1
+        return ((n * geo[_C] + group * channels + j - phase * channels) * geo[_D] + i_d) * geo[_H] * geo[_W] + (
+            i_h * geo[_W] + i_w)
     if kind == GRAD_WEIGHT:
         row = (geo[_C] // geo[_G]) * geo[_KD] * geo[_KH] * geo[_KW]
         return split * geo[_O] * row + (group * (geo[_O] // geo[_G]) + m) * row + j
@@ -373,7 +452,7 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                         if k_next + k_l < k_end and col0 + j_l < cols:
                             at = _b_index(kind, geo, table, group, b_info[4 * r], b_info[4 * r + 1],
                                           b_info[4 * r + 2], b_info[4 * r + 3], k_next + k_l, b_image[r],
-                                          b_position[r])
+                                          b_position[r], depth)
                         if at >= 0:
                             b_tile[slot] = b[at]
                         else:
@@ -420,6 +499,8 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                     if j < cols:
                         at = _c_index(kind, geo, group, split, m, j)
                         bias_at = _bias_index(kind, geo, group, j)
+                        if at < 0:
+                            continue
                         if bias_at >= 0:
                             c[at] = acc[i * per_col + jj] + bias[bias_at]
                         else:
@@ -463,7 +544,7 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     rows_tile, cols_tile, depth_tile, per_row, per_col = tile
     grid_m, grid_n = blocks_for(rows, rows_tile), blocks_for(cols, cols_tile)
     splits = split_count(grid_m * grid_n * groups, depth) if split else 1
-    chunk = -(-(-(-depth // splits)) // depth_tile) * depth_tile
+    chunk = max(depth_tile, -(-(-(-depth // splits)) // depth_tile) * depth_tile)
     splits = -(-depth // chunk)
     if grid_n > _GRID_LIMIT or groups * splits > _GRID_LIMIT:
         raise ValueError(f"a product with {cols} columns, {groups} groups and {splits} splits needs more than "
@@ -480,4 +561,5 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
 
 
 __all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "DENSE", "TABLE_WIDTH", "conv_geometry", "dense_geometry",
-           "build_table", "device_table", "product", "tile_for", "split_count"]
+           "grad_input_offsets", "grad_input_extent", "build_table", "device_table", "product", "tile_for",
+           "split_count"]
