@@ -656,3 +656,11 @@ def test_non_finite_values_follow_the_cpu_and_pytorch_rules(rng):
     want = F.conv2d_backward(y, x, w, stride=2, padding=1)[0]
     _same_non_finite(to_np(F.conv2d_backward(to_dev(y), to_dev(x), to_dev(w), stride=2, padding=1)[0]), want)
     assert np.isfinite(want).any() and np.isnan(want).any()
+    # an infinite output gradient reaches only the inputs under its window: a stride longer than the window leaves
+    # the inputs between windows, a phase without taps, at zero
+    y = rng.standard_normal((1, 2, 2, 2))
+    y[0, 0, 0, 0] = np.inf
+    w = rng.standard_normal((2, 2, 2, 2))
+    want = F.conv2d_backward(y, x, w, stride=3)[0]
+    _same_non_finite(to_np(F.conv2d_backward(to_dev(y), to_dev(x), to_dev(w), stride=3)[0]), want)
+    assert np.isinf(want).any() and (want[:, :, 2] == 0).all()

@@ -74,11 +74,13 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
     grad_output (N, O, OD, OH, OW); weight (O, C // groups, KD, KH, KW); grad_input (N, C, D, H, W), overwritten.
     """
-    if not math.isfinite(total(weight)):  # pragma: no cover - NaN and infinities: tests/test_cuda.py
-        # the tiles' zeros around the output gradient would multiply them: only the valid terms, by plain loops
+    geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)
+    if not math.isfinite(total(weight)) or not (  # pragma: no cover - NaN and infinities: tests/test_cuda.py
+            gemm.grad_input_complete(geo) or math.isfinite(total(grad_output))):
+        # the product's zeros (outputs outside the gradient, taps a phase lacks) would multiply NaN or infinities
+        # into terms that do not exist: only the valid terms, by plain loops
         conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups)
         return
-    geo = gemm.conv_geometry(grad_input.shape, weight.shape, grad_output.shape, stride, padding, dilation, groups)
     rows, cols, depth = gemm.grad_input_extent(geo)
     flat = _flat(grad_input)
     gemm.product(gemm.GRAD_INPUT, _flat(grad_output), _flat(weight), flat, flat, geo, rows=rows, cols=cols,

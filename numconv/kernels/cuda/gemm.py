@@ -184,6 +184,12 @@ def grad_input_extent(geo) -> tuple:
     return (geo[_N] * positions, phases * (geo[_C] // geo[_G]), (geo[_O] // geo[_G]) * reach)
 
 
+def grad_input_complete(geo) -> bool:
+    """Whether every (offset, phase) of GRAD_INPUT's product selects a tap, so that no zero of B stands for a term
+    that does not exist (which a NaN or an infinity in the output gradient would turn into a NaN)."""
+    return all(bool((taps >= 0).all()) for _, taps in grad_input_offsets(tuple(geo)))
+
+
 def build_table(kind, geo) -> np.ndarray:
     """The decoded reduction index of a kind, ``TABLE_WIDTH`` int64 per entry, so that the loads of the product
     look offsets up instead of dividing (integer division is slow on a GPU):
@@ -561,5 +567,5 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
 
 
 __all__ = ["FORWARD", "GRAD_INPUT", "GRAD_WEIGHT", "DENSE", "TABLE_WIDTH", "conv_geometry", "dense_geometry",
-           "grad_input_offsets", "grad_input_extent", "build_table", "device_table", "product", "tile_for",
-           "split_count"]
+           "grad_input_offsets", "grad_input_extent", "grad_input_complete", "build_table", "device_table", "product",
+           "tile_for", "split_count"]
