@@ -18,7 +18,7 @@ from numba import cuda
 
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cuda import gemm
-from numconv.kernels.cuda.support import device_function, launch_flat, total
+from numconv.kernels.cuda.support import device_function, fill, launch_flat, total
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -82,6 +82,9 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
         conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups)
         return
     rows, cols, depth = gemm.grad_input_extent(geo)
+    if depth == 0:  # no output's window reaches the input: it lies in the padding the stride skips
+        fill(grad_input, 0.0)
+        return
     flat = _flat(grad_input)
     gemm.product(gemm.GRAD_INPUT, _flat(grad_output), _flat(weight), flat, flat, geo, rows=rows, cols=cols,
                  depth=depth, groups=groups, a_along_k=False, b_along_k=True)

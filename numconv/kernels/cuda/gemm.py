@@ -221,7 +221,7 @@ def build_table(kind, geo) -> np.ndarray:
                 tap_w[None, None, :, None, None, :])
         missing = ((tap_d[:, None, None, :, None, None] < 0) | (tap_h[None, :, None, None, :, None] < 0) |
                    (tap_w[None, None, :, None, None, :] < 0))
-        taps = np.where(missing, -1, taps).reshape(len(offsets), -1)
+        taps = np.where(missing, -1, taps).reshape(len(offsets), geo[_S0] * geo[_S1] * geo[_S2])
         weight_row = np.arange(count)[:, None, None] * (geo[_C] // geo[_G]) * geo[_KD] * geo[_KH] * geo[_KW]
         lookup = np.where(taps[None] < 0, -1, weight_row + taps[None])
         return np.concatenate([table.reshape(-1), lookup.reshape(-1)])
