@@ -58,21 +58,6 @@ def test_a_kernel_added_without_an_entry_is_caught(monkeypatch):
     assert registry.coverage_gaps("cpu") == (["pool.max_pool_forward_faster"], [])
 
 
-def test_the_registry_takes_every_branch_of_every_kernel():
-    """Every line and branch of every kernel file is run by some registry configuration (the CPU kernels as Python,
-    the CUDA kernels under the simulator; both measured at once, in two processes): a mutant anywhere in them
-    meets a row that sees it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from spec import coverage
-
-    backends = [b for b in ("cpu", "cuda") if b in registry.available_backends()]
-    with ThreadPoolExecutor(len(backends)) as pool:
-        missed = dict(zip(backends, pool.map(coverage.measure, backends)))
-    for backend, gaps in missed.items():
-        assert not gaps, f"{backend}: the registry leaves out " + "; ".join(coverage.describe(gaps))
-
-
 def _pool_geometries(name):
     """Each CPU registry row of the pooling kernel ``name``, as the kernel takes it: (kernel, stride, padding before,
     padding after, dilation) as 3D tuples (1D and 2D with leading singleton axes), and the output's width."""
