@@ -87,6 +87,42 @@ def _check_shape(array: np.ndarray, expected: tuple, name: str) -> None:
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {array.shape}")
 
 
+def _gradient_arrays(out, weight, bias, dtype, backend):
+    """The (grad_weight, grad_bias) arrays a backward writes the parameters' gradients into: ``out`` when given
+    (its arrays must match ``weight`` and ``bias``: shape, dtype, backend, C order, writeable; None for an absent
+    bias), else new ones (grad_bias None without a bias)."""
+    if out is None:
+        return tuple(None if parameter is None else empty(parameter.shape, dtype, backend)
+                     for parameter in (weight, bias))
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"out must be a (grad_weight, grad_bias) pair, got {type(out).__name__}")
+    arrays = []
+    for index, (target, parameter) in enumerate(zip(out, (weight, bias))):
+        name = f"out[{index}]"
+        if parameter is None or target is None:
+            if (parameter is None) != (target is None):
+                what = "the parameter is absent" if parameter is None else "the parameter has a gradient"
+                raise ValueError(f"{name} must be None exactly where the parameter is None; {what}, got "
+                                 f"{'None' if target is None else type(target).__name__}")
+            arrays.append(None)
+            continue
+        on_device = is_device_array(target)
+        if not (on_device or isinstance(target, np.ndarray)):
+            raise TypeError(f"{name} must be a NumPy or device array, got {type(target).__name__}")
+        if ("cuda" if on_device else "cpu") != backend:
+            raise TypeError(f"{name} must be on the same device as the operands ({backend}), got "
+                            f"{'cuda' if on_device else 'cpu'}")
+        target = as_device_array(target) if on_device else target
+        if target.dtype != dtype:
+            raise TypeError(f"{name} must have dtype {dtype}, got {target.dtype}")
+        _check_shape(target, parameter.shape, name)
+        contiguous = target.is_c_contiguous() if on_device else target.flags.c_contiguous
+        if not contiguous or not (on_device or target.flags.writeable):
+            raise ValueError(f"{name} must be a writeable C-contiguous array")
+        arrays.append(target)
+    return tuple(arrays)
+
+
 def _as_3d_spatial(array):
     """View (N, C, *spatial) with 1 to 3 spatial axes as (N, C, D, H, W), missing leading axes of size 1."""
     shape = tuple(array.shape)
@@ -153,7 +189,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
     return out
 
 
-def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim, needs_input_grad):
+def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, groups, ndim, needs_input_grad, out):
     x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
     needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
@@ -161,15 +197,13 @@ def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, grou
     backend = backend_of(grad_output, x, weight, bias)
     k = kernels(backend)
     grad_input = None
-    grad_weight = empty(weight.shape, x.dtype, backend)
+    grad_weight, grad_bias = _gradient_arrays(out, weight, bias, x.dtype, backend)
     g3 = _as_3d_spatial(grad_output)
     if needs_input_grad:
         grad_input = empty(x.shape, x.dtype, backend)
         k.conv.conv_grad_input(g3, _as_3d_spatial(weight), _as_3d_spatial(grad_input), *args)
     k.conv.conv_grad_weight(g3, _as_3d_spatial(x), _as_3d_spatial(grad_weight), *args)
-    grad_bias = None
     if bias is not None:
-        grad_bias = empty(bias.shape, x.dtype, backend)
         k.dense.bias_grad(grad_output.reshape(out_shape[0], out_shape[1], -1), grad_bias)
     return grad_input, grad_weight, grad_bias
 
@@ -193,21 +227,27 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                     needs_input_grad=True):
-    """Gradients of ``conv1d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 1, needs_input_grad)
+                     needs_input_grad=True, out=None):
+    """Gradients of ``conv1d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None);
+    ``out``, a (grad_weight, grad_bias) pair of arrays, receives the last two instead of new arrays."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 1, needs_input_grad,
+                          out)
 
 
 def conv2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                     needs_input_grad=True):
-    """Gradients of ``conv2d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 2, needs_input_grad)
+                     needs_input_grad=True, out=None):
+    """Gradients of ``conv2d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None);
+    ``out``, a (grad_weight, grad_bias) pair of arrays, receives the last two instead of new arrays."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 2, needs_input_grad,
+                          out)
 
 
 def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                     needs_input_grad=True):
-    """Gradients of ``conv3d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
-    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3, needs_input_grad)
+                     needs_input_grad=True, out=None):
+    """Gradients of ``conv3d``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None);
+    ``out``, a (grad_weight, grad_bias) pair of arrays, receives the last two instead of new arrays."""
+    return _conv_backward(grad_output, input, weight, bias, stride, padding, dilation, groups, 3, needs_input_grad,
+                          out)
 
 
 # --- transposed convolution ---------------------------------------------------------------------------------------
@@ -261,7 +301,7 @@ def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, di
 
 
 def _conv_transpose_backward(grad_output, x, weight, bias, stride, padding, output_padding, groups, dilation, ndim,
-                             needs_input_grad):
+                             needs_input_grad, out):
     x, weight, bias, out_shape, args = _conv_transpose_setup(x, weight, bias, stride, padding, output_padding,
                                                              groups, dilation, ndim)
     needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
@@ -275,11 +315,9 @@ def _conv_transpose_backward(grad_output, x, weight, bias, stride, padding, outp
         grad_input = empty(x.shape, x.dtype, backend)
         k.conv.conv_forward(g5, _as_3d_spatial(weight), zeros(weight.shape[0], x.dtype, backend),
                             _as_3d_spatial(grad_input), *args)
-    grad_weight = empty(weight.shape, x.dtype, backend)
+    grad_weight, grad_bias = _gradient_arrays(out, weight, bias, x.dtype, backend)
     k.conv.conv_grad_weight(_as_3d_spatial(x), g5, _as_3d_spatial(grad_weight), *args)
-    grad_bias = None
     if bias is not None:
-        grad_bias = empty(bias.shape, x.dtype, backend)
         k.dense.bias_grad(grad_output.reshape(out_shape[0], out_shape[1], -1), grad_bias)
     return grad_input, grad_weight, grad_bias
 
@@ -304,24 +342,27 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def conv_transpose1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                              groups=1, dilation=1, needs_input_grad=True):
-    """Gradients of ``conv_transpose1d``: (grad_input or None, grad_weight, grad_bias or None)."""
+                              groups=1, dilation=1, needs_input_grad=True, out=None):
+    """Gradients of ``conv_transpose1d``: (grad_input or None, grad_weight, grad_bias or None); ``out`` as in
+    :func:`conv1d_backward`."""
     return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
-                                    dilation, 1, needs_input_grad)
+                                    dilation, 1, needs_input_grad, out)
 
 
 def conv_transpose2d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                              groups=1, dilation=1, needs_input_grad=True):
-    """Gradients of ``conv_transpose2d``: (grad_input or None, grad_weight, grad_bias or None)."""
+                              groups=1, dilation=1, needs_input_grad=True, out=None):
+    """Gradients of ``conv_transpose2d``: (grad_input or None, grad_weight, grad_bias or None); ``out`` as in
+    :func:`conv2d_backward`."""
     return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
-                                    dilation, 2, needs_input_grad)
+                                    dilation, 2, needs_input_grad, out)
 
 
 def conv_transpose3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                              groups=1, dilation=1, needs_input_grad=True):
-    """Gradients of ``conv_transpose3d``: (grad_input or None, grad_weight, grad_bias or None)."""
+                              groups=1, dilation=1, needs_input_grad=True, out=None):
+    """Gradients of ``conv_transpose3d``: (grad_input or None, grad_weight, grad_bias or None); ``out`` as in
+    :func:`conv3d_backward`."""
     return _conv_transpose_backward(grad_output, input, weight, bias, stride, padding, output_padding, groups,
-                                    dilation, 3, needs_input_grad)
+                                    dilation, 3, needs_input_grad, out)
 
 
 # --- pooling ------------------------------------------------------------------------------------------------------
@@ -563,8 +604,9 @@ def linear(input, weight, bias=None):
     return out
 
 
-def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True):
-    """Gradients of ``linear``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None)."""
+def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True, out=None):
+    """Gradients of ``linear``: (grad_input or None if not ``needs_input_grad``, grad_weight, grad_bias or None);
+    ``out``, a (grad_weight, grad_bias) pair of arrays, receives the last two instead of new arrays."""
     x, weight, bias = _linear_setup(input, weight, bias)
     needs_input_grad = checks.flag(needs_input_grad, "needs_input_grad")
     grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
@@ -573,15 +615,13 @@ def linear_backward(grad_output, input, weight, bias=None, needs_input_grad=True
     k = kernels(backend)
     g2 = grad_output.reshape(-1, weight.shape[0])
     grad_input = None
-    grad_weight = empty(weight.shape, x.dtype, backend)
+    grad_weight, grad_bias = _gradient_arrays(out, weight, bias, x.dtype, backend)
     features = tuple(x.shape)[-1]
     if needs_input_grad:
         grad_input = empty(x.shape, x.dtype, backend)
         k.dense.linear_grad_input(g2, weight, grad_input.reshape(-1, features))
     k.dense.linear_grad_weight(g2, x.reshape(-1, features), grad_weight)
-    grad_bias = None
     if bias is not None:
-        grad_bias = empty(bias.shape, x.dtype, backend)
         k.dense.bias_grad(g2.reshape(g2.shape[0], g2.shape[1], 1), grad_bias)
     return grad_input, grad_weight, grad_bias
 
@@ -1004,10 +1044,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, bias=None, training=False,
-                        eps=1e-5):
+                        eps=1e-5, out=None):
     """Gradients of ``batch_norm``: (grad_input, grad_weight, grad_bias), the last two None where weight or bias
     is. With ``training`` the mean and variance are the batch's, recomputed from ``input`` (functions of it);
-    otherwise the running statistics, constants. The running statistics are not updated."""
+    otherwise the running statistics, constants. The running statistics are not updated. ``out``, a (grad_weight,
+    grad_bias) pair (None where the parameter is), receives the last two instead of new arrays."""
     x, running_mean, running_var, weight, bias, training, _, eps, backend = _batch_norm_setup(
         input, running_mean, running_var, weight, bias, training, 0.0, eps)
     grad_output = _float_array(grad_output, "grad_output", x.ndim, x.dtype)
@@ -1016,13 +1057,14 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     mean, var = _batch_statistics(x, backend) if training else (running_mean, running_var)
     channels = x.shape[1]
     grad_input = empty(x.shape, x.dtype, backend)
-    grad_weight = empty((channels,), x.dtype, backend)
-    grad_bias = empty((channels,), x.dtype, backend)
+    grad_weight, grad_bias = _gradient_arrays(out, weight, bias, x.dtype, backend)
     flat = (x.shape[0], channels, -1)
+    # the kernel writes both gradients (and may read them back): an absent parameter's goes to scratch of its own
+    sums = [empty((channels,), x.dtype, backend) if grad is None else grad for grad in (grad_weight, grad_bias)]
     kernels(backend).norm.batch_norm_backward(grad_output.reshape(flat), x.reshape(flat), mean, var,
                                               _ones_if_none(weight, x, backend), eps, training,
-                                              grad_input.reshape(flat), grad_weight, grad_bias)
-    return grad_input, grad_weight if weight is not None else None, grad_bias if bias is not None else None
+                                              grad_input.reshape(flat), *sums)
+    return grad_input, grad_weight, grad_bias
 
 
 _REDUCTIONS = ("mean", "sum", "none")

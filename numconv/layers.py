@@ -2,7 +2,9 @@
 
 Constructor arguments and state-dict key names are torch.nn's, so weights exported from PyTorch as numpy arrays
 load unchanged. ``backward`` returns the input's gradient and adds the parameters' gradients to ``.gradients()``
-(call ``zero_grad()`` between steps). A layer keeps only what its backward needs from the last forward.
+(call ``zero_grad()`` between steps, or ``begin_gradients()`` before the backward and ``end_gradients()`` after it,
+as the training step does: the backward then writes the gradients instead of adding them to zeros). A layer keeps
+only what its backward needs from the last forward.
 
 Layers with parameters (and ``Sequential``) take ``backward(grad_output, needs_input_grad=False)`` to skip the
 input's gradient and return ``None``: the training loop asks this of the whole network, whose input is data, so the
@@ -37,6 +39,11 @@ class Module:
 
     _parameter_names: tuple[str, ...] = ()
     _buffer_names: tuple[str, ...] = ()
+    #: whether the layer's backward writes its parameters' gradients, instead of adding to them, after
+    #: :meth:`begin_gradients` (numconv's layers with parameters do; any other layer is zeroed there)
+    _writes_fresh_gradients = False
+    #: set by :meth:`begin_gradients` until the layer's next backward has written its gradients
+    _fresh_gradients = False
 
     def __init__(self):
         self.training = True
@@ -101,8 +108,46 @@ class Module:
         return [array for _, array in self.named_gradients()]
 
     def zero_grad(self):
+        for layer in self._gradient_layers():
+            layer._fresh_gradients = False
         for grad in self.gradients():
             backend.fill(grad, 0)
+
+    def begin_gradients(self) -> None:
+        """What the training step does in place of :meth:`zero_grad`: the next backward of each of numconv's layers
+        writes its parameters' gradients instead of adding them to zeros (no pass zeroing them, no temporary arrays,
+        no pass adding them); any other layer with gradients is zeroed now. Until then a layer's gradient arrays
+        hold stale values: call :meth:`end_gradients` after the backward, before anything reads them."""
+        for layer in self._gradient_layers():
+            if layer._writes_fresh_gradients:
+                layer._fresh_gradients = True
+            else:
+                layer.zero_grad()
+
+    def end_gradients(self) -> None:
+        """Zero the gradients of the layers whose backward has not run since :meth:`begin_gradients` (all of them
+        on a process that has no rows in a step), so that every gradient is what :meth:`zero_grad` and the
+        backward passes would have left."""
+        for layer in self._gradient_layers():
+            if layer._fresh_gradients:
+                layer.zero_grad()
+
+    def _gradient_layers(self) -> list:
+        """The layers (this one, or those inside) that own gradient arrays, each once."""
+        return list({id(layer): layer for layer, _ in self.gradient_slots()}.values())
+
+    def _gradients_out(self):
+        """``out`` for the functional backward of a layer with a weight and a bias: its own gradient arrays while
+        they wait to be written (see :meth:`begin_gradients`), else None (new arrays, added afterwards)."""
+        return (self.weight_grad, self.bias_grad) if self._fresh_gradients else None
+
+    def _keep_gradients(self, grad_weight, grad_bias) -> None:
+        """After the functional backward: add its gradients to the layer's, unless it has just written them."""
+        if self._fresh_gradients:
+            self._fresh_gradients = False
+            return
+        _add_gradient(self.weight_grad, grad_weight)
+        _add_gradient(self.bias_grad, grad_bias)
 
     @property
     def device(self) -> str:
@@ -336,6 +381,7 @@ class _WeightedWindow(Module):
     op's keyword arguments (``_options``) and its spatial output (``_spatial_output``)."""
 
     _parameter_names = ("weight", "bias")
+    _writes_fresh_gradients = True
     _ndim = 0
     _function = ""
 
@@ -360,9 +406,9 @@ class _WeightedWindow(Module):
 
     def backward(self, grad_output, needs_input_grad=True):
         grad_input, grad_weight, grad_bias = getattr(F, f"{self._function}{self._ndim}d_backward")(
-            grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad, **self._options())
-        _add_gradient(self.weight_grad, grad_weight)
-        _add_gradient(self.bias_grad, grad_bias)
+            grad_output, self._input, self.weight, self.bias, needs_input_grad=needs_input_grad,
+            out=self._gradients_out(), **self._options())
+        self._keep_gradients(grad_weight, grad_bias)
         return grad_input
 
     def output_shape(self, input_shape):
@@ -576,6 +622,7 @@ class Linear(Module):
     """y = x W^T + b over (*, in_features)."""
 
     _parameter_names = ("weight", "bias")
+    _writes_fresh_gradients = True
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
@@ -595,9 +642,9 @@ class Linear(Module):
 
     def backward(self, grad_output, needs_input_grad=True):
         grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, self._input, self.weight, self.bias,
-                                                               needs_input_grad=needs_input_grad)
-        _add_gradient(self.weight_grad, grad_weight)
-        _add_gradient(self.bias_grad, grad_bias)
+                                                               needs_input_grad=needs_input_grad,
+                                                               out=self._gradients_out())
+        self._keep_gradients(grad_weight, grad_bias)
         return grad_input
 
     def output_shape(self, input_shape):
@@ -776,6 +823,7 @@ class _BatchNormNd(Module):
     ``track_running_stats=False`` keeps no running statistics and always uses the batch's."""
 
     _parameter_names = ("weight", "bias")
+    _writes_fresh_gradients = True
     _buffer_names = ("running_mean", "running_var", "num_batches_tracked")
     _ndims: tuple[int, ...] = ()
 
@@ -819,9 +867,8 @@ class _BatchNormNd(Module):
     def backward(self, grad_output):
         grad_input, grad_weight, grad_bias = F.batch_norm_backward(
             grad_output, self._input, self.running_mean, self.running_var, self.weight, self.bias,
-            self._batch_statistics, self.eps)
-        _add_gradient(self.weight_grad, grad_weight)
-        _add_gradient(self.bias_grad, grad_bias)
+            self._batch_statistics, self.eps, out=self._gradients_out())
+        self._keep_gradients(grad_weight, grad_bias)
         return grad_input
 
     def output_shape(self, input_shape):

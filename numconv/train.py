@@ -185,7 +185,7 @@ def step(model: Module, optimizer, inputs, targets, global_rows: int, parallel=N
     cross-entropy, the parallel strategy's combination of the gradients, ``optimizer.step()``. Returns the global
     batch's summed loss."""
     parallel = parallel if parallel is not None else distributed.Local()
-    model.zero_grad()
+    model.begin_gradients()  # the backward writes the gradients: no pass zeroing them, none adding to the zeros
     loss = 0.0
     if len(targets):
         logits = model.forward(inputs)
@@ -195,6 +195,7 @@ def step(model: Module, optimizer, inputs, targets, global_rows: int, parallel=N
         backward_without_input_grad(model, grad_logits)  # the input is data: no gradient needed
     else:
         parallel.skip_step(global_rows)
+    model.end_gradients()
     loss = parallel.finish_gradients(loss)
     optimizer.step()
     return loss

@@ -105,6 +105,30 @@ def test_backward_accumulates_and_zero_grad_clears_on_the_device(rng):
     assert all(not on_device(g).any() for g in device.gradients())
 
 
+def test_a_training_step_writes_the_gradients_without_zeroing_or_adding(rng):
+    """A device step launches no fill of the gradients before its forward and no addition into them: each layer's
+    backward writes them; and its gradients are the CPU step's."""
+    from numconv.kernels.cuda import support
+    from numconv.train import step
+
+    x = rng.standard_normal((3, 1, 8, 8)).astype(np.float32)
+    target = np.array([0, 3, 1])
+    host, device = tiny_net(), tiny_net().to("cuda")
+    for model in (host, device):
+        for grad in model.gradients():
+            backend.fill(grad, 5.0)  # what a last step left there: never added to
+    step(host, optim.SGD(host, lr=0.0), x, target, 3)
+    optimizer, inputs, labels = optim.SGD(device, lr=0.0), backend.to_device(x), backend.to_device(target)
+    with support.recording_launches() as launches:
+        step(device, optimizer, inputs, labels, 3)
+    kernels = [launch.kernel for launch in launches]
+    assert "_accumulate" not in kernels
+    assert kernels[0].endswith("gemm"), kernels[:3]  # the forward's first product comes first
+    for expected, actual in zip(host.gradients(), device.gradients()):
+        assert np.abs(expected).max() > 0
+        np.testing.assert_allclose(on_device(actual), expected, **TOL)
+
+
 def test_a_device_model_refuses_host_inputs():
     model = tiny_net().to("cuda")
     with pytest.raises(TypeError, match="mixed"):

@@ -79,6 +79,68 @@ def test_linear_backward_without_input_grad(rng):
     np.testing.assert_allclose(grad_bias, g.sum(axis=0), **TOL[np.float64])
 
 
+def _parameter_backwards(rng):
+    """(name, backward(out) -> (grad_input, grad_weight, grad_bias), weight, bias) for each backward with ``out``."""
+    x2, x3 = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((3, 5))
+    w2, w3, b = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    wt, bt = rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(2)
+    g2, g3 = rng.standard_normal((2, 4, 2, 3)), rng.standard_normal((3, 4))
+    gt = rng.standard_normal((2, 2, 8, 6))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    stats = (np.zeros(3), np.ones(3))
+    return [
+        ("conv2d", lambda out: F.conv2d_backward(g2, x2, w2, b, stride=2, padding=(0, 1), out=out), w2, b),
+        ("conv2d without bias", lambda out: F.conv2d_backward(g2, x2, w2, None, stride=2, padding=(0, 1),
+                                                              out=out), w2, None),
+        ("conv_transpose2d", lambda out: F.conv_transpose2d_backward(gt, x2, wt, bt, stride=(1, 1), groups=1,
+                                                                     padding=(0, 1), dilation=(2, 3), out=out),
+         wt, bt),
+        ("linear", lambda out: F.linear_backward(g3, x3, w3, b, out=out), w3, b),
+        ("batch_norm", lambda out: F.batch_norm_backward(x2, x2, *stats, gamma, beta, training=True, out=out),
+         gamma, beta),
+        ("batch_norm without affine", lambda out: F.batch_norm_backward(x2, x2, *stats, training=True, out=out),
+         None, None),
+    ]
+
+
+def test_backward_writes_the_parameters_gradients_into_out(rng):
+    """``out`` receives exactly what the backward returns without it, and is what it returns."""
+    for name, backward, weight, bias in _parameter_backwards(rng):
+        wants = backward(None)
+        out = tuple(None if p is None else np.full_like(p, np.nan) for p in (weight, bias))
+        gots = backward(out)
+        np.testing.assert_array_equal(gots[0], wants[0], err_msg=name)
+        for got, want, target in zip(gots[1:], wants[1:], out):
+            assert got is target, name
+            if want is not None:
+                assert np.abs(want).max() > 0
+                np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_backward_out_is_checked(rng):
+    w, b = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    g, x = rng.standard_normal((2, 4, 2, 3)), rng.standard_normal((2, 3, 6, 5))
+
+    def backward(out, bias=b):
+        return F.conv2d_backward(g, x, w, bias, stride=2, padding=(0, 1), out=out)
+
+    good_w, good_b = np.zeros_like(w), np.zeros_like(b)
+    with pytest.raises(TypeError, match="out must be a"):
+        backward(good_w)
+    with pytest.raises(ValueError, match=r"out\[0\] must have shape"):
+        backward((np.empty((4, 3, 2, 3)), good_b))
+    with pytest.raises(TypeError, match=r"out\[1\] must have dtype float64"):
+        backward((good_w, good_b.astype(np.float32)))
+    with pytest.raises(ValueError, match=r"out\[0\] must be a writeable C-contiguous"):
+        backward((np.empty((4, 3, 2, 3)).transpose(0, 1, 3, 2), good_b))
+    with pytest.raises(ValueError, match=r"out\[1\] must be None exactly where"):
+        backward((good_w, good_b), bias=None)
+    with pytest.raises(ValueError, match=r"out\[1\] must be None exactly where"):
+        backward((good_w, None))
+    with pytest.raises(TypeError, match=r"out\[0\] must be a NumPy or device array"):
+        backward((w.tolist(), good_b))
+
+
 @pytest.mark.parametrize("call", [
     lambda: F.conv1d_backward(np.ones((1, 1, 2)), np.ones((1, 1, 3)), np.ones((1, 1, 2)), needs_input_grad=1),
     lambda: F.linear_backward(np.ones((1, 1)), np.ones((1, 2)), np.ones((1, 2)), needs_input_grad="no"),

@@ -64,6 +64,23 @@ def _check_layer(layer, x, other_x, g, expected_y, expected_grad_x, expected_par
     layer.backward(g)
     for name, grad in layer.named_gradients():
         np.testing.assert_allclose(grad, expected_param_grads[name], **CLOSE)
+    # begin_gradients: the next backward writes the gradients, into the same arrays, whatever they held
+    for grad in layer.gradients():
+        grad[...] = 7.0
+    layer.begin_gradients()
+    layer.backward(g)
+    layer.end_gradients()
+    assert [id(array) for array in layer.gradients()] == grads_before
+    for name, grad in layer.named_gradients():
+        np.testing.assert_allclose(grad, expected_param_grads[name], **CLOSE)
+    layer.backward(g)  # and the one after it adds again
+    for name, grad in layer.named_gradients():
+        np.testing.assert_allclose(grad, 2 * expected_param_grads[name], **CLOSE)
+    # end_gradients zeroes what no backward wrote
+    layer.begin_gradients()
+    layer.end_gradients()
+    for grad in layer.gradients():
+        assert not grad.any()
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=_conv_id)
@@ -576,3 +593,38 @@ def test_valid_constructions_keep_their_arguments():
     assert MaxPool2d(3, stride=2, ceil_mode=True).output_shape((1, 1, 8, 8)) == (1, 1, 4, 4)
     assert MaxPool2d(3, stride=2).output_shape((1, 1, 8, 8)) == (1, 1, 3, 3)
     assert isinstance(Linear(2, 2), Module) and Linear(2, 2, bias=False).num_parameters() == 4
+
+
+class _Scale(Module):
+    """A user's layer with a parameter, y = w x, whose backward adds to its gradient with NumPy."""
+
+    _parameter_names = ("w",)
+
+    def __init__(self):
+        super().__init__()
+        self.w, self.w_grad = np.array([2.0]), np.zeros(1)
+
+    def forward(self, x):
+        self._input = x
+        return self.w * x
+
+    def backward(self, grad_output):
+        self.w_grad += (grad_output * self._input).sum()
+        return grad_output * self.w
+
+
+def test_begin_gradients_zeroes_a_layer_that_adds_to_its_gradients(rng):
+    """A layer that does not write its gradients itself (a user's) is zeroed by begin_gradients, as by zero_grad,
+    beside numconv's layers that write theirs."""
+    model = Sequential(Linear(3, 2, rng=rng, dtype=F64), _Scale())
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    model.forward(x)
+    model.backward(g)
+    once = [grad.copy() for grad in model.gradients()]
+    model.backward(g)
+    model.begin_gradients()
+    model.backward(g)
+    model.end_gradients()
+    for grad, expected in zip(model.gradients(), once):
+        np.testing.assert_allclose(grad, expected, **CLOSE)
+    assert model[1].w_grad[0] != 0
