@@ -383,9 +383,10 @@ def numconv_lenet_step(batch: int = 64, seed: int = 0):
     def step():
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
-        model.zero_grad()
+        model.begin_gradients()  # the backward writes the gradients, as PyTorch's after zero_grad() (set to None)
         grad_logits, _ = F.cross_entropy_backward(1.0, logits, labels)
         model.backward(grad_logits, needs_input_grad=False)  # the images need no gradient, as in PyTorch
+        model.end_gradients()
         optimizer.step()
         return loss
 

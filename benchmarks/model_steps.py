@@ -66,10 +66,13 @@ def numconv_step(name: str, seed: int = 0):
     optimizer = optim.SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
 
     def step():
-        model.zero_grad()
+        # as numconv.train.step does; PyTorch's optimizer.zero_grad() below likewise sets the gradients to None, so
+        # that its backward writes them instead of adding them to zeros
+        model.begin_gradients()
         logits = model.forward(x)
         grad, _ = F.cross_entropy_backward(1.0, logits, target)
         model.backward(grad, needs_input_grad=False)
+        model.end_gradients()
         optimizer.step()
 
     return step
