@@ -85,6 +85,15 @@ def _cpu_function(module: str, name: str):
     return getattr(function, "py_func", function)
 
 
+def test_the_registry_takes_every_branch_of_every_cuda_kernel():
+    """Every line and branch of every CUDA kernel file is run, under the simulator, by some registry configuration
+    (the CPU's: tests/test_spec.py)."""
+    from spec import coverage
+
+    gaps = coverage.measure("cuda")
+    assert not gaps, "the registry leaves out " + "; ".join(coverage.describe(gaps))
+
+
 def test_every_cpu_kernel_has_a_cuda_twin_with_its_signature():
     """Each kernel the registry checks on CUDA exists there with the CPU kernel's signature (which kernels each
     backend has, against the registry, is tests/test_spec.py's)."""
