@@ -39,8 +39,9 @@ class Module:
 
     _parameter_names: tuple[str, ...] = ()
     _buffer_names: tuple[str, ...] = ()
-    #: whether the layer's backward writes its parameters' gradients, instead of adding to them, after
-    #: :meth:`begin_gradients` (numconv's layers with parameters do; any other layer is zeroed there)
+    #: whether the ``backward`` defined beside it writes the parameters' gradients, instead of adding to them, after
+    #: :meth:`begin_gradients` (numconv's layers with parameters; any other layer, a subclass overriding their
+    #: backward included, is zeroed there)
     _writes_fresh_gradients = False
     #: set by :meth:`begin_gradients` until the layer's next backward has written its gradients
     _fresh_gradients = False
@@ -119,7 +120,7 @@ class Module:
         no pass adding them); any other layer with gradients is zeroed now. Until then a layer's gradient arrays
         hold stale values: call :meth:`end_gradients` after the backward, before anything reads them."""
         for layer in self._gradient_layers():
-            if layer._writes_fresh_gradients:
+            if _writes_its_gradients(type(layer)):
                 layer._fresh_gradients = True
             else:
                 layer.zero_grad()
@@ -334,6 +335,15 @@ def accepts_needs_input_grad(module: Module) -> bool:
     """Whether ``module.backward`` takes ``needs_input_grad`` (numconv's layers with parameters and Sequential do;
     a user's own layer may not)."""
     return _backward_takes_flag(type(module))
+
+
+@lru_cache(maxsize=None)
+def _writes_its_gradients(cls) -> bool:
+    """Whether ``cls.backward`` writes fresh gradients: the class that defines the backward in use says so."""
+    for klass in cls.__mro__:
+        if "backward" in vars(klass):
+            return bool(vars(klass).get("_writes_fresh_gradients", False))
+    return False
 
 
 @lru_cache(maxsize=None)

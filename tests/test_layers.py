@@ -613,10 +613,19 @@ class _Scale(Module):
         return grad_output * self.w
 
 
+class _LoggedLinear(Linear):
+    """A user's subclass of a numconv layer whose own backward adds to the gradients with NumPy."""
+
+    def backward(self, grad_output, needs_input_grad=True):
+        self.weight_grad += grad_output.T @ self._input
+        self.bias_grad += grad_output.sum(axis=0)
+        return grad_output @ self.weight
+
+
 def test_begin_gradients_zeroes_a_layer_that_adds_to_its_gradients(rng):
-    """A layer that does not write its gradients itself (a user's) is zeroed by begin_gradients, as by zero_grad,
-    beside numconv's layers that write theirs."""
-    model = Sequential(Linear(3, 2, rng=rng, dtype=F64), _Scale())
+    """A layer that does not write its gradients itself (a user's, or a user's subclass of numconv's that overrides
+    its backward) is zeroed by begin_gradients, as by zero_grad, beside numconv's layers that write theirs."""
+    model = Sequential(Linear(3, 2, rng=rng, dtype=F64), _Scale(), _LoggedLinear(2, 2, rng=rng, dtype=F64))
     x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
     model.forward(x)
     model.backward(g)
@@ -627,4 +636,4 @@ def test_begin_gradients_zeroes_a_layer_that_adds_to_its_gradients(rng):
     model.end_gradients()
     for grad, expected in zip(model.gradients(), once):
         np.testing.assert_allclose(grad, expected, **CLOSE)
-    assert model[1].w_grad[0] != 0
+    assert model[1].w_grad[0] != 0 and np.abs(model[2].weight_grad).max() > 0
