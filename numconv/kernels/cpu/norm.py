@@ -70,7 +70,7 @@ def lrn_forward(x, out, size, alpha, beta, k):
                 target[s] = source[s] * (offset + scale * total[s]) ** -beta
 
 
-#: positions per task of :func:`lrn_backward`: its 2 * size + 1 float64 scratch rows stay in the L1 cache
+#: positions per task of :func:`lrn_backward`: its 2 * size + 1 scratch rows stay in the L1 cache
 _BACKWARD_CHUNK = 256
 
 

@@ -48,6 +48,7 @@ import numpy as np
 from numba import cuda
 
 from numconv import config
+from numconv.geometry import window_position
 from numconv.kernels.cuda.support import blocks_for, launch, numba_type, simulated, specialise
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
@@ -98,6 +99,14 @@ def _phase_position(geo, m):
 
 
 @_index_helper
+def _phase_column(geo, j):
+    """GRAD_INPUT's column ``j`` as (phase, flat over the axes' phases; input channel within the group)."""
+    channels = geo[_C] // geo[_G]
+    phase = j // channels
+    return phase, j - phase * channels
+
+
+@_index_helper
 def _row_info(kind, geo, group, m):
     """What a row's loads share, decoded once: (base offset, and for the window kinds a window origin per axis)."""
     if kind == FORWARD:
@@ -125,9 +134,8 @@ def _col_info(kind, geo, group, j):
     if kind == FORWARD:
         return ((group * (geo[_O] // geo[_G]) + j) * (geo[_C] // geo[_G]) * taps, 0, 0, 0)
     if kind == GRAD_INPUT:
-        channels = geo[_C] // geo[_G]
-        phase = j // channels
-        return ((j - phase * channels) * taps, phase, 0, 0)
+        phase, c = _phase_column(geo, j)
+        return (c * taps, phase, 0, 0)
     if kind == GRAD_WEIGHT:
         c = j // taps
         t = j - c * taps
@@ -154,7 +162,8 @@ def _phase_taps(kernel, stride, pad, dilation, out_size, in_size) -> tuple:
     reached = {}
     for phase in range(stride):
         for tap in range(kernel):
-            distance = phase + pad - dilation * tap
+            # output q + e reads input phase + stride * q through the tap when window_position(e, ...) == phase
+            distance = phase - window_position(0, stride, pad, dilation, tap)
             if distance % stride == 0 and -positions < distance // stride < out_size:
                 reached[(distance // stride, phase)] = tap
     offsets = sorted({offset for offset, _ in reached})
@@ -309,8 +318,7 @@ def _c_index(kind, geo, group, split, m, j):
         return (n * geo[_O] + group * (geo[_O] // geo[_G]) + j) * spatial + (m - n * spatial)
     if kind == GRAD_INPUT:
         n, qd, qh, qw = _phase_position(geo, m)
-        channels = geo[_C] // geo[_G]
-        phase = j // channels
+        phase, c = _phase_column(geo, j)
         rw = phase % geo[_S2]
         rest = phase // geo[_S2]
         i_d = rest // geo[_S1] + geo[_S0] * qd
@@ -318,7 +326,7 @@ def _c_index(kind, geo, group, split, m, j):
         i_w = rw + geo[_S2] * qw
         if i_d >= geo[_D] or i_h >= geo[_H] or i_w >= geo[_W]:
             return -1
-        return ((n * geo[_C] + group * channels + j - phase * channels) * geo[_D] + i_d) * geo[_H] * geo[_W] + (
+        return ((n * geo[_C] + group * (geo[_C] // geo[_G]) + c) * geo[_D] + i_d) * geo[_H] * geo[_W] + (
             i_h * geo[_W] + i_w)
     if kind == GRAD_WEIGHT:
         row = (geo[_C] // geo[_G]) * geo[_KD] * geo[_KH] * geo[_KW]
@@ -550,7 +558,7 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     rows_tile, cols_tile, depth_tile, per_row, per_col = tile
     grid_m, grid_n = blocks_for(rows, rows_tile), blocks_for(cols, cols_tile)
     splits = split_count(grid_m * grid_n * groups, depth) if split else 1
-    chunk = max(depth_tile, -(-(-(-depth // splits)) // depth_tile) * depth_tile)
+    chunk = -(-(-(-depth // splits)) // depth_tile) * depth_tile
     splits = -(-depth // chunk)
     if grid_n > _GRID_LIMIT or groups * splits > _GRID_LIMIT:
         raise ValueError(f"a product with {cols} columns, {groups} groups and {splits} splits needs more than "
