@@ -2,6 +2,9 @@
 view of the old one is gone, the cached blocks stay within their limit, and results never see a block's old
 contents."""
 import gc
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -142,3 +145,36 @@ def test_an_array_let_go_inside_the_pool_s_critical_section_gives_its_block_back
     thread.join(10)
     assert released.is_set()
     assert _cached() >= LARGE[0] * 4
+
+
+_HEAP_CYCLES = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "numconv":
+    import numconv  # noqa: F401
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    arrays = [np.ones(128 * 1024, np.float32) for _ in range(3)]  # 512 KiB each: under the pool's size
+    del arrays
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+def _glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc's heap only")
+def test_arrays_under_the_pool_s_size_are_not_faulted_in_again_every_step():
+    """Three 512 KiB arrays made and let go 20 times, in a new process: without numconv, glibc maps each afresh
+    (a page fault per 4 KiB page touched); once numconv is imported, its heap keeps them."""
+    def faults(*imports):
+        done = subprocess.run([sys.executable, "-c", _HEAP_CYCLES, *imports], capture_output=True, text=True,
+                              timeout=120, check=True)
+        return float(done.stdout)
+
+    assert faults("numpy") > 100
+    assert faults("numconv") < 32
