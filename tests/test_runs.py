@@ -138,14 +138,21 @@ def test_a_run_computes_its_numbers(name, dtype):
     np.testing.assert_array_equal(np.array(got, dtype), np.array(expected, dtype))
 
 
+def _same_run(by_python, compiled):
+    """A Python run (an array of lanes) holds the compiled run's numbers (boxed as Python floats), in float32, the
+    dtype of the numbers it was made from."""
+    assert by_python.dtype == np.float32
+    np.testing.assert_array_equal(by_python, np.array(compiled, np.float32))
+
+
 def test_each_run_as_python_is_the_compiled_run():
     """What the kernels call with the JIT disabled (the spec's coverage measurement) computes what they compile."""
     values = np.arange(1, 9, dtype=np.float32)
     first, second = (np.float32(3), np.float32(-2)), (np.float32(5), np.float32(7))
-    assert runs._load_run(values, np.uint64(3), 3) == tuple(njit(lambda v: runs.load_run(v, np.uint64(3), 3))(values))
-    assert runs._add_run(first, np.float32(4)) == njit(lambda r, n: runs.add_run(r, n))(first, np.float32(4))
-    assert runs._multiply_add_run(first, second, np.float32(2)) == \
-        njit(lambda t, r, n: runs.multiply_add_run(t, r, n))(first, second, np.float32(2))
+    _same_run(runs._load_run(values, np.uint64(3), 3), njit(lambda v: runs.load_run(v, np.uint64(3), 3))(values))
+    _same_run(runs._add_run(first, np.float32(4)), njit(lambda r, n: runs.add_run(r, n))(first, np.float32(4)))
+    _same_run(runs._multiply_add_run(first, second, np.float32(2)),
+              njit(lambda t, r, n: runs.multiply_add_run(t, r, n))(first, second, np.float32(2)))
     by_python, compiled = np.zeros(12, np.float32), np.zeros(12, np.float32)
     runs._store_run(by_python, np.uint64(1), first)
     runs._store_lanes(by_python, np.uint64(4), np.uint64(3), (first, second))
@@ -153,12 +160,22 @@ def test_each_run_as_python_is_the_compiled_run():
                                                                                    (first, second))))(compiled)
     np.testing.assert_array_equal(by_python, compiled)
     assert by_python.tolist() == [0, 3, -2, 0, 3, 5, 0, -2, 7, 0, 0, 0]
+    # lanes 1 apart overlap: each lane's store overwrites the one before's second column, as compiled
+    by_python, compiled = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    runs._store_lanes(by_python, np.uint64(0), np.uint64(1), (first, second))
+    njit(lambda out: runs.store_lanes(out, np.uint64(0), np.uint64(1), (first, second)))(compiled)
+    np.testing.assert_array_equal(by_python, compiled)
+    assert by_python.tolist() == [3, -2, 7, 0]
     third, half = (np.float32(-4), np.float32(6)), np.float32(0.5)
     for formula in ("-1 +0 -0:2", "-0:0 +2", "+2"):
         by_python = runs._combine_run(formula, (first, second, third), (half,))
-        assert by_python == njit(lambda a, b, c, q: runs.combine_run(formula, (a, b, c), (q,)))(first, second, third,
-                                                                                                  half)
-    assert runs._combine_run("-1 +0 -0:2", (first, second, third), (half,)) == (-5 + 3 + 2, -7 - 2 - 3)
+        _same_run(by_python, njit(lambda a, b, c, q: runs.combine_run(formula, (a, b, c), (q,)))(first, second, third,
+                                                                                                  half))
+    assert runs._combine_run("-1 +0 -0:2", (first, second, third), (half,)).tolist() == [-5 + 3 + 2, -7 - 2 - 3]
+    # a run loaded keeps its numbers when the array it came from is written over
+    loaded = runs._load_run(values, np.uint64(0), 2)
+    runs._store_run(values, np.uint64(0), second)
+    assert loaded.tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("call", [

@@ -12,8 +12,13 @@ instruction against the statements written out.
 
 Each is a Numba intrinsic, which only compiled code can call; with the JIT disabled (``NUMBA_DISABLE_JIT``, as the
 spec's coverage measurement runs the kernels) the names are the plain Python functions beside them instead, which
-compute the same numbers. Arrays are flat and C-contiguous, starts unsigned or signed integers, runs tuples.
+compute the same numbers a run at a time, as NumPy arrays of its lanes (a run a kernel writes out as a tuple is taken
+as one): number by number, the coverage measurement's Winograd rows spent most of their time making tuples. Arrays
+are flat and C-contiguous, starts unsigned or signed integers, runs tuples.
 """
+from functools import lru_cache
+
+import numpy as np
 from numba import types
 from numba.core import config
 from numba.extending import intrinsic
@@ -32,8 +37,13 @@ def _floats(*kinds) -> bool:
     return all(isinstance(kind, types.Float) for kind in kinds) and len(set(kinds)) == 1
 
 
+def _lanes(run) -> np.ndarray:
+    """A run as the Python versions compute with it: an array of its lanes."""
+    return run if isinstance(run, np.ndarray) else np.array(run)
+
+
 def _load_run(array, start, count):
-    return tuple(array[start + i] for i in range(count))
+    return array[start:start + count].copy()  # a copy: a store into the array must not change the run
 
 
 @intrinsic(prefer_literal=True)
@@ -53,7 +63,7 @@ def _load_run_jit(typingctx, array, start, count):
 
 
 def _add_run(run, number):
-    return tuple(value + number for value in run)
+    return _lanes(run) + number
 
 
 @intrinsic
@@ -69,7 +79,7 @@ def _add_run_jit(typingctx, run, number):
 
 
 def _multiply_add_run(totals, run, number):
-    return tuple(total + value * number for total, value in zip(totals, run))
+    return _lanes(totals) + _lanes(run) * number
 
 
 @intrinsic
@@ -87,8 +97,8 @@ def _multiply_add_run_jit(typingctx, totals, run, number):
 
 
 def _store_run(array, start, run):
-    for i, value in enumerate(run):
-        array[start + i] = value
+    values = _lanes(run)
+    array[start:start + len(values)] = values
 
 
 @intrinsic
@@ -108,9 +118,9 @@ def _store_run_jit(typingctx, array, start, run):
 
 
 def _store_lanes(array, start, stride, runs):
-    for k in range(len(runs[0])):
-        for j, run in enumerate(runs):
-            array[start + k * stride + j] = run[k]
+    columns = np.array([_lanes(run) for run in runs])
+    for k in range(columns.shape[1]):  # lane by lane, as compiled: where lanes overlap, the later lane's stay
+        array[start + k * stride:start + k * stride + len(runs)] = columns[:, k]
 
 
 @intrinsic
@@ -134,8 +144,9 @@ def _store_lanes_jit(typingctx, array, start, stride, runs):
     return types.none(array, start, stride, runs), codegen
 
 
-def _terms(formula: str) -> list:
-    """The terms of a ``combine_run`` formula: [(sign, scale index or None, run index)]; ValueError where it is not
+@lru_cache(maxsize=None)
+def _terms(formula: str) -> tuple:
+    """The terms of a ``combine_run`` formula: ((sign, scale index or None, run index), ...); ValueError where it is not
     one or more terms ``+i``, ``-i``, ``+s:i`` or ``-s:i`` (run i, optionally times scale s) separated by spaces."""
     terms = []
     for term in formula.split():
@@ -146,26 +157,22 @@ def _terms(formula: str) -> list:
         terms.append((sign, int(scale) if scale else None, int(source)))
     if not terms:
         raise ValueError(f"formula must have a term, got {formula!r}")
-    return terms
+    return tuple(terms)
 
 
 def _combine_run(formula, runs, scales):
-    terms = _terms(formula)
-    result = []
-    for k in range(len(runs[0])):
-        total = None
-        for sign, scale, source in terms:
-            term = runs[source][k]
-            if total is None:  # a first term's sign binds to its scale, as in "-q * x"
-                if scale is None:
-                    total = -term if sign == "-" else term
-                else:
-                    total = (-scales[scale] if sign == "-" else scales[scale]) * term
+    total = None
+    for sign, scale, source in _terms(formula):
+        term = _lanes(runs[source])
+        if total is None:  # a first term's sign binds to its scale, as in "-q * x"
+            if scale is None:
+                total = -term if sign == "-" else term
             else:
-                term = term if scale is None else scales[scale] * term
-                total = total - term if sign == "-" else total + term
-        result.append(total)
-    return tuple(result)
+                total = (-scales[scale] if sign == "-" else scales[scale]) * term
+        else:
+            term = term if scale is None else scales[scale] * term
+            total = total - term if sign == "-" else total + term
+    return total
 
 
 @intrinsic(prefer_literal=True)
