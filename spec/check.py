@@ -276,6 +276,17 @@ def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, 
     return Result(True, total_trials, worst_bound if case.kind == "exact" else None, detail, probed)
 
 
+def check_row(row, rng: np.random.Generator) -> Result:
+    """:func:`check_case` on a registry row (its case built once); an identity test whose chance of passing a wrong
+    kernel is not under ``TARGET_BOUND`` (its values drawn from too narrow a range) fails too."""
+    case = row.case()
+    result = check_case(case, row.kernel(), rng)
+    if result.ok and case.kind == "exact" and not result.bound < TARGET_BOUND:
+        return Result(False, result.trials, result.bound, f"error bound {result.bound:.1e} is not under "
+                      f"{TARGET_BOUND:.0e}: {result.detail}", result.probed)
+    return result
+
+
 # --- connectivity --------------------------------------------------------------------------------------------------
 
 
@@ -366,7 +377,7 @@ def main(argv=None) -> int:
     for row in registry.rows(backends, quick=args.quick):
         if args.kernel and args.kernel not in row.kernel_name:
             continue
-        result = check_case(row.case(), row.kernel(), rng)
+        result = check_row(row, rng)
         rows += 1
         failures += not result.ok
         if result.bound is not None:

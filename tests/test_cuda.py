@@ -74,10 +74,8 @@ def test_cuda_kernel_equals_spec(row, monkeypatch):
     monkeypatch.setattr(config, "GEMM_TILE_NARROW", (8, 2, 8, 2, 1))
     monkeypatch.setattr(config, "SPLIT_MIN_DEPTH", 16)
     monkeypatch.setattr(config, "SPLIT_TARGET_BLOCKS", 4)
-    result = check.check_case(row.case(), row.kernel(), np.random.default_rng(0))
+    result = check.check_row(row, np.random.default_rng(0))
     assert result.ok, result.detail
-    if row.case().kind == "exact":
-        assert result.bound < check.TARGET_BOUND
 
 
 def _cpu_function(module: str, name: str):

@@ -19,10 +19,8 @@ CPU_ROWS = [row for row in registry.rows(["cpu"]) if row.entry.module != "pool"]
 
 @pytest.mark.parametrize("row", CPU_ROWS, ids=[f"{r.kernel_name}-{r.label}" for r in CPU_ROWS])
 def test_cpu_kernel_equals_spec(row):
-    result = check.check_case(row.case(), row.kernel(), np.random.default_rng(0))
+    result = check.check_row(row, np.random.default_rng(0))
     assert result.ok, result.detail
-    if row.case().kind == "exact":
-        assert result.bound < check.TARGET_BOUND
 
 
 @pytest.mark.parametrize("backend", registry.available_backends())
@@ -248,6 +246,19 @@ def test_error_bound_is_below_target_and_shrinks_with_trials():
     many = check.check_case(case, dense.linear_forward, np.random.default_rng(0), dtypes=(np.float32,))
     assert one.ok and many.ok
     assert many.bound < check.TARGET_BOUND < one.bound
+
+
+def test_a_row_whose_identity_test_bound_misses_the_target_fails(monkeypatch):
+    """A right kernel passes its row only where the identity test could have caught a wrong one: values drawn from
+    too narrow a range (a bound of 0.5) fail the row, in the tests and in ``python -m spec check``."""
+    row = next(row for row in CPU_ROWS if row.kernel_name == "linear_forward")
+    assert check.check_row(row, np.random.default_rng(0)).ok
+    narrow = check.Result(True, 64, 0.5, "identity")
+    monkeypatch.setattr(check, "check_case", lambda *args: narrow)
+    result = check.check_row(row, np.random.default_rng(0))
+    assert not result.ok and "5.0e-01" in result.detail
+    monkeypatch.setattr(registry, "rows", lambda *args, **kwargs: iter([row]))
+    assert check.main(["--backend", "cpu"]) == 1
 
 
 def test_numeric_rows_are_evaluated_past_float64():
