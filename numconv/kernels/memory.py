@@ -133,9 +133,9 @@ HOST_ALIGNMENT = 4096
 #: once more than twice that threshold lies free there; the threshold starts at 128 KiB and rises to the size of any
 #: larger mapping the process frees (mallopt(3), "dynamic mmap threshold"). The arrays under ``HOST_MIN_BYTES`` come
 #: from that heap, so a process whose first frees raised the threshold a little handed its small activations back
-#: and faulted them in again every step (C3D-small at batch 8: 224 faults a step, 4.8 ms instead of 4.2, in 3 of 6
-#: processes). Freeing one mapping of this size when numconv is imported raises the threshold as such a free would,
-#: in every process: no faults a step in 14 of 14
+#: and faulted them in again every step (C3D-small at batch 8: 224 faults a step, 4.8 ms instead of 4.2, in 2 of 6
+#: processes, and some steps of a third). Freeing one mapping of this size when numconv is imported raises the
+#: threshold as such a free would, in every process: no faults a step in 14 of 14
 HEAP_THRESHOLD_BYTES = 8 << 20
 
 
