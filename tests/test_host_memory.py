@@ -2,7 +2,6 @@
 view of the old one is gone, the cached blocks stay within their limit, and results never see a block's old
 contents."""
 import gc
-import os
 import subprocess
 import sys
 import threading
@@ -160,14 +159,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
-def _glibc() -> bool:
-    try:
-        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (ValueError, OSError, AttributeError):
-        return False
-
-
-@pytest.mark.skipif(not _glibc(), reason="glibc's heap only")
+@pytest.mark.skipif(not memory._glibc(), reason="glibc's heap only")
 def test_arrays_under_the_pool_s_size_are_not_faulted_in_again_every_step():
     """Three 512 KiB arrays made and let go 20 times, in a new process: without numconv, glibc maps each afresh
     (a page fault per 4 KiB page touched); once numconv is imported, its heap keeps them."""

@@ -148,13 +148,18 @@ def _host_block(size: int) -> tuple:
     return raw[skip:skip + size], address + skip
 
 
+def _glibc() -> bool:
+    """Whether the process's C library is glibc (``os.confstr`` is absent on Windows, the name unknown elsewhere)."""
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def _raise_heap_threshold() -> None:
     """Raise glibc's dynamic mmap threshold to ``HEAP_THRESHOLD_BYTES`` (where the C library is another, nothing)."""
-    try:
-        os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):  # not glibc
-        return
-    np.empty(HEAP_THRESHOLD_BYTES, np.uint8)  # mapped and freed at once; its pages are never touched
+    if _glibc():
+        np.empty(HEAP_THRESHOLD_BYTES, np.uint8)  # mapped and freed at once; its pages are never touched
 
 
 if HOST_POOL:
