@@ -19,7 +19,7 @@ def test_cpu_pooling_kernel_equals_spec(row):
 def _pool_geometries(name):
     """Each CPU registry row of the pooling kernel ``name``, as the kernel takes it: (kernel, stride, padding before,
     padding after, dilation) as 3D tuples (1D and 2D with leading singleton axes), and the output's width."""
-    for row in registry.rows(["cpu"]):
+    for row in POOL_ROWS:
         if row.kernel_name == name:
             axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
             yield tuple(tuple(getattr(a, field) for a in axes)
