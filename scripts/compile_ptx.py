@@ -85,7 +85,6 @@ def _drive_kernels(dtypes, recorded) -> None:
     labels = np.zeros(4, dtype=np.int64)
     support.fill(np.zeros(3, dtype=bool), True)
     support.cast(np.zeros(4, dtype=np.int32), np.int64)
-    support.int_range(labels)
     support.first_outside(labels, 0, 3)
 
 

@@ -195,7 +195,9 @@ def max_pool_backward_case(cfg: PoolConfig) -> Case:
 
     def call(kernel, a):
         out = np.empty(inputs["x"].shape, a["g"].dtype)
-        kernel(_five(a["g"]), _five(a["indices"]), _five(out))
+        outside = kernel(_five(a["g"]), _five(a["indices"]), _five(out))
+        if outside != 0:
+            raise AssertionError(f"max_pool_backward counted {outside} indices outside their plane, all lie inside")
         return {"grad_input": out}
 
     return Case({"g": g, "x": inputs["x"]}, {"grad_input": grads["x"]}, call, kind="piecewise",

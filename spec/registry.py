@@ -169,7 +169,7 @@ ENTRIES = (
 def kernel_function(backend: str, module: str, name: str) -> Callable:
     """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CPU kernel runs its
     parallel loops both ways (:func:`_both_versions`); a CUDA kernel's array arguments are copied to the device for
-    the call and every one is copied back afterwards."""
+    the call and every one is copied back afterwards; what the kernel returns is returned."""
     kernel = getattr(importlib.import_module(f"numconv.kernels.{backend}.{module}"), name)
     return _both_versions(kernel) if backend == "cpu" else _through_device(kernel)
 
@@ -204,10 +204,11 @@ def _through_device(kernel: Callable) -> Callable:
 
     def call(*args):
         moved = _arrays_replaced(args, cuda.to_device)
-        kernel(*moved)
+        result = kernel(*moved)
         for original, on_device in zip(args, moved):
             if isinstance(original, np.ndarray):
                 on_device.copy_to_host(original)
+        return result
 
     call.__wrapped__ = kernel
     return call

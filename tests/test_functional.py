@@ -221,6 +221,38 @@ def test_max_pool_matches_reference(case, dtype, rng):
     np.testing.assert_array_equal(grad, grad_from_indices)
 
 
+@pytest.mark.parametrize("version", ["serial", "parallel"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("bad", [-1, "plane", np.iinfo(np.int64).min, np.iinfo(np.int64).max])
+def test_max_pool_backward_rejects_an_index_outside_its_plane(bad, ndim, version, rng):
+    # the kernel checks the range as it scatters; one bad index among good ones, in the last plane of several
+    from numconv.kernels.cpu.parallel import every_call
+    spatial = {1: (8,), 2: (4, 6), 3: (2, 4, 4)}[ndim]
+    x = rng.standard_normal((2, 3) + spatial)
+    forward, backward = MAX_POOL[ndim]
+    y, indices = forward(x, 2, return_indices=True)
+    plane = int(np.prod(spatial))
+    bad = plane if bad == "plane" else bad
+    indices.reshape(-1)[-2] = bad
+    with every_call(version), pytest.raises(
+            ValueError, match=rf"indices must lie in \[0, {plane}\) \(flat within each plane\), got values from "
+                              rf"{indices.min()} to {indices.max()}$"):
+        backward(np.ones_like(y), x, 2, indices=indices)
+    indices.reshape(-1)[-2] = plane - 1
+    with every_call(version):
+        (grad,) = backward(np.ones_like(y), x, 2, indices=indices)
+    assert grad.reshape(6, -1)[-1, -1] >= 1.0
+
+
+def test_max_pool_backward_rejects_indices_of_the_wrong_dtype_or_shape(rng):
+    x = rng.standard_normal((1, 2, 4, 4))
+    y, indices = F.max_pool2d(x, 2, return_indices=True)
+    with pytest.raises(TypeError, match="indices must be int64 as max_pool returns them, got dtype int32"):
+        F.max_pool2d_backward(y, x, 2, indices=indices.astype(np.int32))
+    with pytest.raises(ValueError, match="indices"):
+        F.max_pool2d_backward(y, x, 2, indices=indices[:, :1])
+
+
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)

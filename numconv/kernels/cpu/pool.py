@@ -908,22 +908,32 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
 
 
 @_task
-def _scatter_task(grad_output, indices, grad_input, task, tasks):
+def _scatter_task(grad_output, indices, grad_input, outside, task, tasks):
     """max_pool_backward over task ``task`` of ``tasks``' planes: each plane zeroed, then every output's gradient
-    added at its maximum's index, in output order."""
+    added at its maximum's index, in output order; an index outside the plane is skipped and counted in
+    ``outside[task]``."""
     planes, out_plane = grad_output.shape[0], grad_output.shape[1]
+    # unsigned, as the indices are read: a negative index is then larger than any plane
+    in_plane = np.uint64(grad_input.shape[1])
+    skipped = 0
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         target = grad_input[plane]
         grads = grad_output[plane]
         where = indices[plane]
         target[:] = 0.0
         for i in range(np.uint64(out_plane)):
-            target[np.uint64(where[i])] += grads[i]
+            at = np.uint64(where[i])
+            if at < in_plane:
+                target[at] += grads[i]
+            else:
+                skipped += 1
+    outside[task] = skipped
 
 
 @parallel_kernel(cache=True)
 def max_pool_backward(grad_output, indices, grad_input):
     """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
+    Returns how many indices lie outside [0, plane size), each skipped (the caller raises where any does).
 
     grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
@@ -933,8 +943,10 @@ def max_pool_backward(grad_output, indices, grad_input):
     where = indices.reshape(planes, -1)
     targets = grad_input.reshape(planes, -1)
     tasks = min(planes, TASKS)
+    outside = np.zeros(tasks, np.int64)
     for task in prange(tasks):
-        _scatter_task(grads, where, targets, np.int64(task), tasks)
+        _scatter_task(grads, where, targets, outside, np.int64(task), tasks)
+    return outside.sum()
 
 
 @lru_cache(maxsize=256)

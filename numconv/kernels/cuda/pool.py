@@ -12,8 +12,10 @@ sum are numconv.kernels.scalar's ``window_max`` and ``window_sum``, the CPU's ow
 - max pooling's backward: the gradient of each output goes to the flat index of its maximum with an atomic add,
   one thread per output (the signature has no window, so the covering outputs cannot be gathered); where windows
   overlap, the order of the additions, and so the last bits of a sum of several gradients, may vary between runs;
+  an index outside its plane is counted in one device number, not written, and the count comes back;
 - global average pooling: one block per (n, c) row, a strided sum and a tree reduction in shared memory.
 """
+import numpy as np
 from numba import cuda
 
 from numconv.geometry import avg_pool_divisor, covering_output_range
@@ -82,23 +84,30 @@ def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
 
 
 @cuda.jit(cache=True)
-def _max_pool_scatter(grad_output, indices, grad_input):
+def _max_pool_scatter(grad_output, indices, grad_input, outside):
     i = cuda.grid(1)
     per_plane = indices.shape[1]
     if i < indices.shape[0] * per_plane:
         plane = i // per_plane
-        cuda.atomic.add(grad_input, (plane, indices[plane, i % per_plane]), grad_output[i])
+        at = indices[plane, i % per_plane]
+        if at >= 0 and at < grad_input.shape[1]:
+            cuda.atomic.add(grad_input, (plane, at), grad_output[i])
+        else:
+            cuda.atomic.add(outside, 0, 1)
 
 
 def max_pool_backward(grad_output, indices, grad_input):
     """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
+    Returns how many indices lie outside [0, plane size), each skipped (one number comes back).
 
     grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
     """
     fill(grad_input, 0.0)
     planes = grad_output.shape[0] * grad_output.shape[1]
+    outside = cuda.to_device(np.zeros(1, np.int64))
     launch_flat(_max_pool_scatter, grad_output.size, grad_output.reshape(-1), indices.reshape(planes, -1),
-                 grad_input.reshape(planes, -1))
+                grad_input.reshape(planes, -1), outside)
+    return int(outside.copy_to_host()[0])
 
 
 @cuda.jit(cache=True)

@@ -355,47 +355,6 @@ def contiguous(array):
 
 
 @cuda.jit(cache=True)
-def _int_range(values, result):
-    # result = [min, max], seeded by the launcher with values[0]; one atomic pair per thread after a strided scan
-    start = cuda.grid(1)
-    step = cuda.gridsize(1)
-    if start >= values.shape[0]:
-        return
-    low = values[start]
-    high = low
-    for i in range(start + step, values.shape[0], step):
-        value = values[i]
-        if value < low:
-            low = value
-        if value > high:
-            high = value
-    cuda.atomic.min(result, 0, low)
-    cuda.atomic.max(result, 1, high)
-
-
-def int_range(values) -> tuple[int, int]:
-    """(smallest, largest) of a non-empty int64 device array, as Python ints (two numbers come back)."""
-    flat = values.reshape(-1)
-    result = cuda.device_array(2, dtype=np.int64)
-    _copy_first_twice(flat, result)
-    threads = config.THREADS_PER_BLOCK
-    launch(_int_range, min(blocks_for(flat.shape[0], threads), 1024), threads, flat, result)
-    low, high = result.copy_to_host()
-    return int(low), int(high)
-
-
-@cuda.jit(cache=True)
-def _seed(values, result):
-    if cuda.grid(1) == 0:
-        result[0] = values[0]
-        result[1] = values[0]
-
-
-def _copy_first_twice(flat, result) -> None:
-    launch(_seed, 1, 1, flat, result)
-
-
-@cuda.jit(cache=True)
 def _first_outside(values, low, high, result):
     i = cuda.grid(1)
     if i < values.shape[0] and (values[i] < low or values[i] >= high):
@@ -441,6 +400,6 @@ def total(values) -> float:
 
 __all__ = [
     "FLOAT64", "simulated", "blocks_for", "launch", "launch_flat", "device_function", "specialise", "numba_type",
-    "reduce_threads", "tree_sum", "tree_max", "fill", "cast", "contiguous", "int_range", "first_outside", "total",
+    "reduce_threads", "tree_sum", "tree_max", "fill", "cast", "contiguous", "first_outside", "total",
     "LaunchRecord", "recording_launches",
 ]
