@@ -373,12 +373,13 @@ def test_device_validation_reports_what_the_cpu_reports(rng):
             F.cross_entropy(*arrays)
     x = rng.standard_normal((1, 1, 4, 4))
     g = rng.standard_normal((1, 1, 2, 2))
-    indices = np.array([[[[0, 3], [16, 2]]]])
-    message = r"indices must lie in \[0, 16\) \(flat within each plane\), got values from 0 to 16"
-    with pytest.raises(ValueError, match=message):
-        F.max_pool2d_backward(g, x, 2, indices=indices)
-    with pytest.raises(ValueError, match=message):
-        F.max_pool2d_backward(to_dev(g), to_dev(x), 2, indices=to_dev(indices))
+    for bad, low, high in ((16, 0, 16), (-1, -1, 3)):
+        indices = np.array([[[[0, 3], [bad, 2]]]])
+        message = rf"indices must lie in \[0, 16\) \(flat within each plane\), got values from {low} to {high}"
+        with pytest.raises(ValueError, match=message):
+            F.max_pool2d_backward(g, x, 2, indices=indices)
+        with pytest.raises(ValueError, match=message):
+            F.max_pool2d_backward(to_dev(g), to_dev(x), 2, indices=to_dev(indices))
     with pytest.raises(TypeError, match="must be float32 or float64, got dtype int64"):
         F.relu(to_dev(np.arange(3)))
     with pytest.raises(ValueError, match=r"weight must have 4 dimensions, got shape \(2, 3\)"):
