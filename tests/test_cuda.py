@@ -22,6 +22,7 @@ cuda = pytest.importorskip("numba.cuda")
 
 import numconv.functional as F  # noqa: E402
 from numconv import backend, config  # noqa: E402
+from numconv.kernels.cpu.parallel import every_call  # noqa: E402
 
 AVAILABLE = "cuda" in registry.available_backends()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="numba-cuda finds neither a GPU nor its simulator")
@@ -362,6 +363,28 @@ def test_strided_device_arrays_are_copied_on_the_device(rng):
     assert not device_view.is_c_contiguous()
     np.testing.assert_array_equal(to_np(F.conv2d(device_view, to_dev(w), padding=1)), F.conv2d(view, w, padding=1))
     np.testing.assert_array_equal(to_np(F.relu(device_view)), F.relu(view))
+
+
+def test_max_pool_backward_kernels_count_and_skip_each_index_outside_its_plane(rng):
+    """Both backends' kernels (the CPU's both versions) return exactly how many indices lie outside their plane, and
+    scatter the others."""
+    plane = 12
+    grads = integers(rng, (2, 3, 1, 1, 5), np.float64)
+    indices = rng.integers(0, plane, size=grads.shape)
+    for position, bad in ((0, -1), (7, plane), (13, -plane - 5), (29, plane + 7)):
+        indices.reshape(-1)[position] = bad
+    want = np.zeros((2, 3, plane))
+    for (n, c, _, _, k), index in np.ndenumerate(indices):
+        if 0 <= index < plane:
+            want[n, c, index] += grads[n, c, 0, 0, k]
+    for version in ("serial", "parallel"):
+        got = np.full((2, 3, 1, 1, plane), np.nan)
+        with every_call(version):
+            assert cpu_kernels.pool.max_pool_backward(grads, indices, got) == 4
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+    on_device = to_dev(np.full((2, 3, 1, 1, plane), np.nan))
+    assert pool.max_pool_backward(to_dev(grads), to_dev(indices), on_device) == 4
+    np.testing.assert_array_equal(to_np(on_device).reshape(want.shape), want)
 
 
 def test_device_validation_reports_what_the_cpu_reports(rng):
