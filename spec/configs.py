@@ -62,6 +62,18 @@ SUBPIXEL_CONFIGS = (
     ConvConfig(1, 1, 2, (256,), (6,), stride=(4,)),
     ConvConfig(1, 1, 1, (96,), (2,), stride=(3,), dilation=(2,)),
 )
+#: the input gradient with the batch's samples as lanes (64 per block): several samples, a stride whose phases see
+#: different taps and one that sees none, groups and dilation, 3D with depth padding (a padded slice of zeros), and
+#: more samples than a block holds (a second, partial block)
+SAMPLES_CONFIGS = (
+    ConvConfig(3, 2, 4, (5, 6), (3, 3), padding=(1, 1)),
+    ConvConfig(2, 4, 4, (6, 7), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2),
+    ConvConfig(2, 1, 2, (7,), (2,), stride=(3,)),
+    ConvConfig(2, 2, 2, (3, 4, 5), (3, 2, 3), stride=(1, 2, 1), padding=(0, 0, 1)),
+    ConvConfig(66, 1, 2, (4,), (2,), padding=(1,)),
+)
+#: where the automatic choice takes it (with AVX-512's 64 x 4 kernel): 64 samples, 8 -> 2 channels
+SAMPLES_AUTOMATIC_CONFIGS = (ConvConfig(64, 2, 8, (5,), (3,)),)
 #: stride 1 with rows shorter than a vector: the vectors run along the padded rows of each plane (the columns past
 #: the output's width are computed into scratch and dropped); 2D and 3D, groups, dilation
 PADDED_ROWS_CONFIGS = (

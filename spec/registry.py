@@ -31,8 +31,9 @@ from spec.configs import (
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
-    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS,
-    TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS, WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
+    ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS, SAMPLES_CONFIGS,
+    STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
+    WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -66,6 +67,8 @@ ENTRIES = (
     Entry("conv", "conv_grad_input_wide", conv_grad_input_case,
           WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2] + WIDE_STRIDED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_subpixel", conv_grad_input_case, SUBPIXEL_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_samples", conv_grad_input_case, SAMPLES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input", conv_grad_input_case, SAMPLES_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_lanes", conv_forward_case, LANES_CONFIGS + STRIPS_OUTER_CONFIGS[:1],
           backends=("cpu",)),
     Entry("conv", "conv_forward_winograd", conv_forward_case, WINOGRAD_CONFIGS + WINOGRAD_FORWARD_CONFIGS,

@@ -165,6 +165,14 @@ def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, 
     # video's 52.0 against 51.4)
     ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide" if WIDE_PAYS else "lanes", "phases"),
     ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide" if WIDE_PAYS else "lanes", "phases"),
+    # LeNet's second layer: its input gradient's 6 channels over 64 samples a vector, where the wide rows of 18
+    # padded positions keep 14 (0.50 against 0.57-0.65 ms); at batch 32 half the lanes would idle (0.47 against
+    # 0.38); on AVX2 the 64 x 1 kernel would take 6 strips of one channel (not measured there: not taken)
+    ((64, 6, 14, 14), (16, 6, 5, 5), {}, "lanes", "samples" if REGISTERS == 32 else "phases"),
+    ((32, 6, 14, 14), (16, 6, 5, 5), {}, "lanes", "phases"),
+    # more input channels than two strips of columns, or a block's sum too long: each strip streams its vectors
+    ((64, 16, 14, 14), (32, 16, 3, 3), dict(padding=1), "lanes", "phases"),
+    ((64, 8, 16, 16), (32, 8, 7, 7), dict(padding=3), "wide" if WIDE_PAYS else "lanes", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
@@ -236,6 +244,26 @@ def test_padded_buffers_shift_each_plane_and_crop_what_falls_outside(rng):
         np.testing.assert_array_equal(buf.reshape(expected.shape), expected, err_msg=f"{in_shape} {pads} {size}")
 
 
+def test_samples_buffers_pack_each_padded_plane_sample_by_sample(rng):
+    """The samples formulation's buffer holds lane k of block b at sample b * lanes + k of the padded buffer
+    (``_pad_rows``'s: each input at its index plus the pads), zeros around it and past the batch; every element is
+    written."""
+    for _ in range(40):
+        batch, channels, lanes = int(rng.integers(1, 10)), int(rng.integers(1, 4)), int(rng.integers(1, 5))
+        in_shape = tuple(int(v) for v in rng.integers(1, 5, 3))
+        pads = tuple(int(v) for v in rng.integers(0, 3, 3))
+        size = tuple(int(n + p + e) for n, p, e in zip(in_shape, pads, rng.integers(0, 3, 3)))
+        x = rng.standard_normal((batch, channels) + in_shape).astype(np.float32)
+        blocks = -(-batch // lanes)
+        buf = np.full(blocks * channels * int(np.prod(size)) * lanes, np.nan, np.float32)
+        cpu_conv._pad_by_sample(x.reshape(-1), buf, batch, channels, *in_shape, *pads, *size, lanes)
+        padded = np.zeros((blocks * lanes, channels) + size, np.float32)
+        padded[(slice(0, batch), slice(None)) + tuple(slice(p, p + n) for p, n in zip(pads, in_shape))] = x
+        expected = padded.reshape((blocks, lanes, channels) + size).transpose(0, 2, 3, 4, 5, 1)
+        np.testing.assert_array_equal(buf.reshape(expected.shape), expected,
+                                      err_msg=f"{batch} {lanes} {in_shape} {pads} {size}")
+
+
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
     # AlexNet's second layer: 128 output channels a group on the 32-lane kernel; its input gradient's 48 channels a
     # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel), but
@@ -287,6 +315,10 @@ CASES = [
     # strided, with 3 x 3 taps per stride phase (as AlexNet's first layer)
     ((2, 3, 23, 25), (32, 3, 11, 11), 4, (1, 2), 1, 1),
     ((1, 4, 9, 11), (34, 2, 5, 6), 2, 0, 1, 2),
+    # 64 samples and few channels, whose input gradient takes the samples as lanes by default; and 70 (two blocks of
+    # 64 samples, the second partial) with a stride whose phases see different taps
+    ((64, 3, 8, 9), (16, 3, 5, 5), 1, 0, 1, 1),
+    ((70, 2, 7, 6), (4, 1, 3, 2), (2, 1), (1, 0), 1, 2),
 ]
 
 
@@ -314,7 +346,7 @@ def _applies(case, variant) -> bool:
     return True
 
 
-VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases")
+VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -340,7 +372,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
         "subpixel": (c.conv_forward, c.conv_grad_input_subpixel, c.conv_grad_weight),
         "split": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split),
         "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight),
-        "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight)}[variant]
+        "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight),
+        "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

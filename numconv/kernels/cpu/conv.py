@@ -20,7 +20,11 @@ The three public functions are small dispatchers around the register-blocked mul
   axes swapped. With a stride s the input positions split into s phases per axis; each phase sees a subset of the
   taps at stride 1, so it runs on the same kernels and writes its strided slice ('phases'). When a phase has few
   channels, all phases instead become extra output channels of one stride-1 convolution whose absent taps are
-  zero weights ('subpixel'): AlexNet's first layer has 3 x 16 such channels instead of 3.
+  zero weights ('subpixel'): AlexNet's first layer has 3 x 16 such channels instead of 3. Where a phase has few
+  channels, short rows and a batch of 64 or more, its vectors hold instead one position of 64 samples
+  ('samples': LeNet-5's second layer, 16 -> 6 channels on 10 x 10), read from the padded output gradient packed
+  sample by sample (``_pad_by_sample``), with the input channels as columns; it wastes no lanes on the padded
+  rows' extra columns, which ``wide`` computes and drops.
 * ``conv_grad_weight`` vectorises over 16 output channels of the output gradient (packed position-major), or 32
   on the 32 x 7 kernel where a group's channels fill 32-lane blocks, and blocks the columns over (input channel,
   tap); the sum over batch and positions is split into chunks whose partial sums are added in float64.
@@ -39,7 +43,7 @@ The three public functions are small dispatchers around the register-blocked mul
   AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it is not kept.)
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phases``, ``*_subpixel`` and ``*_split`` functions at the end), so that the spec registry
+``*_phases``, ``*_subpixel``, ``*_samples`` and ``*_split`` functions at the end), so that the spec registry
 proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
@@ -64,7 +68,7 @@ from numconv.kernels.cpu.conv_cost import (
     SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
-from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables
+from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables
 from numconv.kernels.cpu.dense import pack_positions
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import gathered_input_gradient
@@ -79,7 +83,7 @@ __all__ = [
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
-    "conv_forward_phases",
+    "conv_forward_phases", "conv_grad_input_samples",
 ]
 
 _U = np.uint64
@@ -122,6 +126,33 @@ def _pad_rows(x, buf, planes, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, siz
                 buf[row + i] = 0.0
         for i in range(np.uint64(h_hi * size_w), slice_size):
             buf[first + i] = 0.0
+
+
+@parallel_kernel(cache=True)
+def _pad_by_sample(x, buf, batch, channels, in_d, in_h, in_w, pad_d, pad_h, pad_w, size_d, size_h, size_w, lanes):
+    """buf (blocks, channels, size_d, size_h, size_w, lanes)[b, c, i, j, l, k] = x (batch, channels, in_d, in_h,
+    in_w)[b * lanes + k, c, i - pad_d, j - pad_h, l - pad_w], zeros outside x and past the batch (blocks = batch /
+    lanes rounded up); both flat: ``_pad_rows``'s buffer packed for the ``samples`` formulation in one pass. One
+    task per slice of a block's channel; the pads are at least 0."""
+    slice_size = size_h * size_w * lanes
+    in_plane = in_d * in_h * in_w
+    for task in prange(-(-batch // lanes) * channels * size_d):
+        i_d = task % size_d
+        c = (task // size_d) % channels
+        block = task // (size_d * channels)
+        first = np.uint64(task) * np.uint64(slice_size)
+        valid = min(lanes, batch - block * lanes)
+        s_d = i_d - pad_d
+        for i in range(np.uint64(slice_size)):
+            buf[first + i] = 0.0
+        if s_d < 0 or s_d >= in_d:
+            continue
+        for i_h in range(max(pad_h, 0), min(pad_h + in_h, size_h)):
+            for i_w in range(max(pad_w, 0), min(pad_w + in_w, size_w)):
+                at = np.uint64((c * in_d + s_d) * in_h * in_w + (i_h - pad_h) * in_w + i_w - pad_w)
+                row = first + np.uint64((i_h * size_w + i_w) * lanes)
+                for k in range(valid):
+                    buf[row + np.uint64(k)] = x[at + np.uint64((block * lanes + k) * channels * in_plane)]
 
 
 @parallel_kernel(cache=True)
@@ -212,7 +243,7 @@ _AUTOMATIC = _Forced()
 
 def _chosen(layout: Layout, forced: _Forced) -> str:
     chosen = forced.algorithm or algorithm(layout)
-    if chosen not in useful_shares(layout):
+    if chosen != "samples" and chosen not in useful_shares(layout):
         raise ValueError(f"the {chosen} formulation does not apply to {layout}")
     return chosen
 
@@ -220,14 +251,15 @@ def _chosen(layout: Layout, forced: _Forced) -> str:
 def _slack(layout: Layout, forced: _Forced) -> int:
     """Elements past the padded buffer's end that a 'padded' run may read (into columns that are dropped)."""
     chosen = _chosen(layout, forced)
-    if chosen == "lanes" or rows_shape(layout, SHAPES[chosen][0])[1] != "padded":
+    if chosen in ("lanes", "samples") or rows_shape(layout, SHAPES[chosen][0])[1] != "padded":
         return 0
     return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + SHAPES[chosen][0]
 
 
 def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> None:
     """out (through ``out_flat``) = bias + the convolution of the padded buffer ``buf`` with ``weight``
-    (out_channels, group_in, KD, KH, KW) over the positions of ``layout``."""
+    (out_channels, group_in, KD, KH, KW) over the positions of ``layout``; for ``samples``, ``buf`` is that buffer
+    packed sample by sample (``_by_sample``)."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
     chosen, kernel, t = _blocked_plan(layout, forced)
@@ -250,10 +282,11 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
         weight.reshape(layout.groups, layout.group_out, reduction).transpose(0, 2, 1)), ("by group", layout.groups))
     by_group = by_group.reshape(layout.groups, -1)
     target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
+    group_size = layout.group_in * layout.plane * (lanes if chosen == "samples" else 1)
     for g in range(layout.groups):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else bias if layout.groups == 1 else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
-        _fma_shape(kernel, buf[g * layout.group_in * layout.plane:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
+        _fma_shape(kernel, buf[g * group_size:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
              t["xb"], t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
              t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col)
     if t["scratch"]:
@@ -273,7 +306,7 @@ def _blocked_plan(layout: Layout, forced: _Forced) -> tuple:
         kernel = forced.lanes_shape or lanes_shape(layout)
         return chosen, kernel, lanes_tables(layout, kernel[0])
     kernel = SHAPES[chosen]
-    return chosen, kernel, rows_tables(layout, kernel[0])
+    return chosen, kernel, (samples_tables if chosen == "samples" else rows_tables)(layout, kernel[0])
 
 
 def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
@@ -286,6 +319,15 @@ def _padded(x, pads, size, tag="input", slack=0) -> np.ndarray:
     _pad_rows(x.reshape(-1), buf, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], x.shape[4], pads[0], pads[1],
               pads[2], size[0], size[1], size[2])
     buf[used:] = 0.0
+    return buf
+
+
+def _by_sample(x, pads, size, lanes: int) -> np.ndarray:
+    """x (N, C, D, H, W) as ``_padded``'s buffer packed for the ``samples`` formulation: (N / lanes rounded up, C,
+    *size, lanes), lane k of block b holding sample b * lanes + k (zeros past the batch), flat."""
+    batch, channels = x.shape[:2]
+    buf = _workspace("by sample", -(-batch // lanes) * channels * math.prod(size) * lanes, x.dtype)
+    _pad_by_sample(x.reshape(-1), buf, batch, channels, *x.shape[2:], *pads, *size, lanes)
     return buf
 
 
@@ -482,12 +524,17 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
     if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):  # pragma: no cover
         strategy = "phases"  # the sub-pixel form's absent taps are zero weights: 0 * NaN (tests/test_nonfinite.py)
     if forced.algorithm == "lanes":
-        strategy = "phases"  # the sub-pixel form has no lanes formulation
+        strategy = "phases"  # neither the sub-pixel form nor the samples' lanes take the lanes formulation
     if strategy == "subpixel" and plan.subpixel is None:
         raise ValueError("the sub-pixel form does not apply: its rows are shorter than a vector")
+    if strategy == "samples":
+        forced = replace(forced, algorithm="samples")
     layouts = [plan.subpixel] if strategy == "subpixel" else [layout for _, _, layout in plan.phases if layout]
     slack = max([0] + [_slack(phase, forced) for phase in layouts])
-    buf = _padded(grad_output, plan.left, plan.size, "grad_output", slack)
+    if strategy == "samples":
+        buf = _by_sample(grad_output, plan.left, plan.size, SHAPES["samples"][0])
+    else:
+        buf = _padded(grad_output, plan.left, plan.size, "grad_output", slack)
     if strategy == "subpixel":
         layout = plan.subpixel
         target = grad_input
@@ -602,6 +649,13 @@ def conv_grad_input_wide(grad_output, weight, grad_input, stride, padding, dilat
     """``conv_grad_input`` phase by phase, each by the ``wide`` formulation; ValueError where it does not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(algorithm="wide", grad_input="phases"))
+
+
+def conv_grad_input_samples(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` phase by phase, each by the ``samples`` formulation (lanes the batch's samples, columns
+    the input channels), which applies everywhere."""
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
+                     _Forced(grad_input="samples"))
 
 
 def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, dilation, groups):

@@ -1,5 +1,6 @@
 """The CPU convolution's cost model: which formulation of the blocked kernel (``lanes``, ``rows`` or ``wide``)
-applies to a layout, and the estimated share of useful work of each (the constants are ``tuning.py``'s).
+applies to a layout, and the estimated share of useful work of each (the constants are ``tuning.py``'s); and the
+same estimate for ``samples``, which only the input gradient takes (its buffer is packed by sample).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _use(count: int, unit: int) -> float:
 
 #: formulation -> (lanes per vector operand, columns per task)
 SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning.COLUMNS),
-           "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
+           "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS), "samples": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
 
 
 def takes_paired(channels: int, reduction: int) -> bool:
@@ -93,6 +94,22 @@ def useful_shares(layout: Layout) -> dict:
             uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
                           * bonus * storing(lanes, lanes))
     return uses
+
+
+@lru_cache(maxsize=256)
+def samples_share(layout: Layout) -> float:
+    """The estimated share of useful work of the ``samples`` formulation (it applies to every layout): lanes the
+    batch's samples, ``tuning.WIDE_LANES`` per block, columns a group's output channels on the ``wide`` kernel,
+    every result stored through the tile (a lane's results lie a sample apart); 0 where a block's vectors or its
+    strips of columns exceed ``tuning.SAMPLES_MAX_BLOCK_BYTES`` or ``tuning.SAMPLES_MAX_STRIPS``."""
+    lanes, columns = SHAPES["samples"]
+    reduction = layout.group_in * math.prod(layout.kernel)
+    if (reduction * lanes * 4 > tuning.SAMPLES_MAX_BLOCK_BYTES
+            or -(-layout.group_out // columns) > tuning.SAMPLES_MAX_STRIPS):
+        return 0.0
+    multiplies = reduction * lanes / tuning.LANES
+    return (_use(layout.batch, lanes) * _use(layout.group_out, columns) * tuning.EFFICIENCY["wide"]
+            * tuning.SAMPLES_ADVANTAGE * multiplies / (multiplies + tuning.TILE_STORE_COST * lanes))
 
 
 @lru_cache(maxsize=256)

@@ -1,5 +1,6 @@
 """The CPU convolution's plans: the blocked kernel's offset tables for each formulation and for the weight
-gradient, and the input gradient's plan (its stride phases, or one sub-pixel convolution).
+gradient, and the input gradient's plan (its stride phases, the same with the batch's samples as lanes, or one
+sub-pixel convolution).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from numconv.kernels.cpu import tuning
-from numconv.kernels.cpu.conv_cost import best_use, rows_shape, useful_shares
+from numconv.kernels.cpu.conv_cost import best_use, rows_shape, samples_share, useful_shares
 from numconv.kernels.cpu.conv_layout import Layout, offsets
 
 _U = np.uint64
@@ -87,6 +88,37 @@ def rows_tables(layout: Layout, lanes: int):
 
 
 @lru_cache(maxsize=64)
+def samples_tables(layout: Layout, lanes: int):
+    """Tables of the ``samples`` formulation for one group (selected by offsetting the buffers, as for ``rows``):
+    blocks of ``lanes`` samples at one output position, read from the padded buffer packed sample by sample
+    ((N / lanes rounded up, in_channels * plane, lanes): ``dense.pack_positions``), columns the group's output
+    channels, lane k's results a sample after lane k - 1's."""
+    taps, inputs, outputs = offsets(layout)
+    plane = layout.plane
+    blocks = np.arange(-(-layout.batch // lanes))[:, None]
+    vb = ((blocks * layout.in_channels * plane + inputs[None, :]) * lanes).ravel()
+    reduction = layout.group_in * taps.size
+    channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
+    group_base = channels[::layout.group_out]
+    return dict(
+        voff=((np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel() * lanes).astype(_U),
+        vb=vb.astype(_U),
+        xr=(np.arange(reduction) * layout.group_out).astype(_U),
+        xc=np.arange(layout.group_out).astype(_U),
+        xb=np.zeros(vb.size, _U),
+        rlo=np.zeros(vb.size, _U),
+        rhi=np.full(vb.size, reduction, _U),
+        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
+               for g in range(layout.groups)],
+        group_base=[int(b) for b in group_base],
+        oblk=(blocks * lanes * layout.out_sample + outputs[None, :]).ravel().astype(_U),
+        ostride=_U(layout.out_sample),
+        lanes=np.repeat(np.minimum(layout.batch - blocks[:, 0] * lanes, lanes), inputs.size).astype(np.int64),
+        scratch=0,
+    )
+
+
+@lru_cache(maxsize=64)
 def reduction_tables(layout: Layout, shape: tuple, forced_chunks=None):
     """Tables for the weight gradient on the blocked kernel of ``shape`` (lanes, columns): blocks (chunk, group,
     ``lanes`` output channels), columns (input channel, tap), the sum over (n, position) split into chunks."""
@@ -152,14 +184,14 @@ def _subpixel_axis(size, kernel, stride, pad, dilation):
 
 @dataclass(frozen=True)
 class GradInputPlan:
-    strategy: str        # 'phases' or 'subpixel'
+    strategy: str        # 'phases', 'samples' (the phases with the batch's samples as lanes) or 'subpixel'
     left: tuple          # padding before the output gradient, per axis
     size: tuple          # its padded size
     phases: tuple        # ((phase, taps per axis, layout) or (phase, None, None) where a phase has no tap), ...
     subpixel: object     # the sub-pixel layout, or None
     subpixel_index: tuple
     subpixel_padded: bool  # whether the sub-pixel output covers more than the input (then it is cropped)
-    uses: tuple          # (phases, sub-pixel) estimated useful shares
+    uses: tuple          # (phases, sub-pixel, samples) estimated useful shares
 
 
 @lru_cache(maxsize=128)
@@ -176,7 +208,7 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
                      + [left[a] + first + count - 1 + (len(taps) - 1) * steps[a] + 1
                         for _, count, taps, first in axes[a] if taps])
                  for a in range(3))
-    phases, work, useful = [], 0.0, 0.0
+    phases, work, useful, by_sample = [], 0.0, 0.0, 0.0
     for (f_d, n_d, taps_d, first_d) in axes[0]:
         for (f_h, n_h, taps_h, first_h) in axes[1]:
             for (f_w, n_w, taps_w, first_w) in axes[2]:
@@ -190,7 +222,9 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
                 amount = n_d * n_h * n_w * len(taps_d) * len(taps_h) * len(taps_w)
                 work += amount
                 useful += amount * best_use(layout)
+                by_sample += amount * samples_share(layout)
     phase_use = useful / work if work else 1.0
+    samples_use = by_sample / work if work else 0.0
     # the sub-pixel form: every phase an extra output channel, written into an output padded to a multiple of
     # the stride
     count = math.prod(stride)
@@ -206,5 +240,8 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
     taps_used = math.prod(w_shape[2:]) / (count * math.prod(sub[a][1] for a in range(3)))
     subpixel_use = taps_used * max(uses.values()) if uses else 0.0
     strategy = "subpixel" if count > 1 and subpixel_use > phase_use * tuning.SUBPIXEL_ADVANTAGE else "phases"
+    if samples_use > max(phase_use, subpixel_use if strategy == "subpixel" else 0.0) * tuning.ADVANTAGE:
+        strategy = "samples"
     return GradInputPlan(strategy, left, size, tuple(phases), subpixel if uses else None,
-                          tuple(sub[a][3] for a in range(3)), out_size != tuple(in_shape), (phase_use, subpixel_use))
+                          tuple(sub[a][3] for a in range(3)), out_size != tuple(in_shape),
+                          (phase_use, subpixel_use, samples_use))

@@ -69,6 +69,24 @@ STORE_COST = 5
 #: a ``lanes`` task whose block has unused lanes (fewer than 16 output channels) stores through a tile and a loop
 #: over lanes and columns: about this many per result (LeNet's first layer, 6 channels: 2x slower than ``wide``)
 TILE_STORE_COST = 10
+#: the input gradient's ``samples`` formulation (lanes 64 samples of the batch, columns the input channels, on the
+#: ``wide`` kernel; ``conv_cost.samples_share``) is estimated at ``wide``'s factor times this: it uses every lane
+#: whatever the rows' length, where ``wide`` over short rows computes the padded columns too. Measured on AMD Zen 4
+#: over 22 input gradients, best of 120 calls each, samples' time over the automatic choice's: LeNet-5's second
+#: layer (16 -> 6 channels, 5 x 5 on 10 x 10) at batch 64 0.87 and 128 0.81, but 1.23 at 32 (half its lanes
+#: unused); 16 -> 3 channels 0.92; 32 -> 6 0.83; 32 -> 12 (3 x 3) 0.91; 16 -> 6 (3 x 3, stride 2) 0.67; slower:
+#: 16 -> 8 on 28 x 28 1.17, 32 -> 16 (3 x 3) 1.16, 64 -> 16 (stride 2) 2.07, LeNet-5's first layer (6 -> 1) 1.05,
+#: NiN's 1 x 1 layers 2.9-4.1, M5's and the audio's 3-tap layers 1.8-2.8. With 1.25 the estimates choose samples
+#: for exactly the faster ones (each needs more than 1.07-1.21, each slower one less than 1.28-2.97; 32 -> 12 is
+#: left to the others by the strips' limit below)
+SAMPLES_ADVANTAGE = 1.25
+#: ... and only where a block's vectors (its sum's length x 64 lanes, in float32) take at most this many bytes and a
+#: group's input channels at most this many strips of columns: each strip streams the block's vectors again, and a
+#: block's taps lie a whole position (64 lanes) apart, so that they share no cache line. Slower beyond (Zen 4, best
+#: of 30): 32 -> 16 channels, 3 x 3 (4 strips) 1.16x the automatic choice's time; 16 -> 16, 7 x 7 (200 KB, 4
+#: strips) 1.55x; 32 -> 8, 7 x 7 (400 KB, 2 strips) 1.18x; 64 -> 48, 5 x 5 (400 KB, 12 strips) 1.1x lanes'
+SAMPLES_MAX_BLOCK_BYTES = 256 * 1024
+SAMPLES_MAX_STRIPS = 2
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
