@@ -33,7 +33,7 @@ from spec.configs import (
     PHASES_CONFIGS, POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
     ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS, SAMPLES_CONFIGS,
     STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
-    WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
+    WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS, WINOGRAD_WEIGHT_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -74,6 +74,7 @@ ENTRIES = (
     Entry("conv", "conv_forward_winograd", conv_forward_case, WINOGRAD_CONFIGS + WINOGRAD_FORWARD_CONFIGS,
           backends=("cpu",)),
     Entry("conv", "conv_grad_input_winograd", conv_grad_input_case, WINOGRAD_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_winograd", conv_grad_weight_case, WINOGRAD_WEIGHT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_phases", conv_forward_case, PHASES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_lanes", conv_grad_input_case, LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_gather", conv_grad_input_case, CONV_CONFIGS),

@@ -12,7 +12,7 @@ from llvmlite import binding
 
 import numconv.functional as F
 from numconv import vectors
-from numconv.kernels.cpu import blocked, codegen, launch, tuning, winograd, winograd_codegen
+from numconv.kernels.cpu import blocked, codegen, launch, tuning, winograd, winograd_codegen, winograd_weight
 from numconv.kernels.cpu import conv as cpu_conv
 from numconv.kernels.cpu import conv_cost, conv_layout, conv_plan
 from tests import naive
@@ -319,6 +319,9 @@ CASES = [
     # 64 samples, the second partial) with a stride whose phases see different taps
     ((64, 3, 8, 9), (16, 3, 5, 5), 1, 0, 1, 1),
     ((70, 2, 7, 6), (4, 1, 3, 2), (2, 1), (1, 0), 1, 2),
+    # enough channels and tiles for the weight gradient to go to Winograd by default (two blocks of 64 input
+    # channels, 40 tiles of 2 x 2, the last row and column of them partial)
+    ((2, 128, 9, 7), (128, 128, 3, 3), 1, 1, 1, 1),
 ]
 
 
@@ -336,6 +339,11 @@ def _applies(case, variant) -> bool:
         ndim = len(x_shape) - 2
         return cpu_conv._phases_apply(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
                                       _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
+    if variant == "winograd_weight":
+        x_shape, w_shape, stride, padding, dilation, _ = case
+        ndim = len(x_shape) - 2
+        return winograd_weight.applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
+                                       _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
     if variant == "winograd":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
@@ -346,7 +354,8 @@ def _applies(case, variant) -> bool:
     return True
 
 
-VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples")
+VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
+            "winograd_weight")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -373,7 +382,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
         "split": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split),
         "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight),
         "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight),
-        "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight)}[variant]
+        "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight),
+        "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)
@@ -385,6 +395,39 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     np.testing.assert_allclose(y / scale(want), want / scale(want), **tolerance)
     np.testing.assert_allclose(grad_x / scale(want_x), want_x / scale(want_x), **tolerance)
     np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
+    ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third layer: 0.75 of the direct kernel's time
+    ((16, 384, 13, 13), (256, 192, 3, 3), 2, True),   # its fifth, 192 -> 128 channels a group
+    ((64, 192, 8, 8), (192, 192, 3, 3), 1, True),     # NiN's 3 x 3 layer at batch 64
+    ((2, 192, 8, 8), (192, 192, 3, 3), 1, True),      # ... at batch 2: 32 tiles
+    ((1, 192, 8, 8), (192, 192, 3, 3), 1, False),     # ... at batch 1: 16 tiles, too few to repay the transforms
+    ((64, 96, 16, 16), (96, 96, 3, 3), 1, False),     # 96 channels: 1.2x slower than the direct kernel
+    ((16, 128, 14, 14), (128, 128, 5, 5), 1, False),  # 5 x 5: not computed
+])
+def test_winograd_takes_the_weight_gradient_of_wide_3x3_layers_only(x_shape, w_shape, groups, chosen):
+    out = (x_shape[0], w_shape[0], 1) + tuple(x_shape[2:])
+    x5, w5 = _five(x_shape), _five(w_shape)
+    padding = (0, w_shape[2] // 2, w_shape[3] // 2)
+    assert cpu_conv._use_winograd_grad_weight(out, x5, w5, (1, 1, 1), padding, (1, 1, 1), groups,
+                                              cpu_conv._AUTOMATIC) is chosen
+    # a forced formulation of the direct kernel keeps it
+    assert not cpu_conv._use_winograd_grad_weight(out, x5, w5, (1, 1, 1), padding, (1, 1, 1), groups,
+                                                  cpu_conv._PAIRED)
+
+
+def test_forced_winograd_weight_gradient_refuses_what_it_does_not_compute():
+    """Strided, dilated, 5 x 5 and depth-padded layers are ValueErrors naming what it computes, not wrong results."""
+    g = np.zeros((1, 2, 1, 3, 3), np.float32)
+    for x_shape, w_shape, stride, padding, dilation in [
+            ((1, 2, 1, 7, 7), (2, 2, 1, 3, 3), (1, 2, 2), (0, 0, 0), (1, 1, 1)),
+            ((1, 2, 1, 7, 7), (2, 2, 1, 3, 3), (1, 1, 1), (0, 0, 0), (1, 2, 2)),
+            ((1, 2, 1, 7, 7), (2, 2, 1, 5, 5), (1, 1, 1), (0, 0, 0), (1, 1, 1)),
+            ((1, 2, 1, 5, 5), (2, 2, 1, 3, 3), (1, 1, 1), (1, 0, 0), (1, 1, 1))]:
+        with pytest.raises(ValueError, match="3x3 windows in each plane"):
+            cpu_conv.conv_grad_weight_winograd(g, np.zeros(x_shape, np.float32), np.empty(w_shape, np.float32),
+                                               stride, padding, dilation, 1)
 
 
 def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():

@@ -27,7 +27,10 @@ The three public functions are small dispatchers around the register-blocked mul
   rows' extra columns, which ``wide`` computes and drops.
 * ``conv_grad_weight`` vectorises over 16 output channels of the output gradient (packed position-major), or 32
   on the 32 x 7 kernel where a group's channels fill 32-lane blocks, and blocks the columns over (input channel,
-  tap); the sum over batch and positions is split into chunks whose partial sums are added in float64.
+  tap); the sum over batch and positions is split into chunks whose partial sums are added in float64. For 3 x 3
+  windows at stride 1 with at least ``tuning.WINOGRAD_WEIGHT_MIN_CHANNELS`` input and output channels per group it
+  goes to Winograd F(2x2, 3x3) instead (``winograd_weight.py``): 16 products over the output's 2 x 2 tiles where
+  the direct kernel sums 9 over its positions, 2.25x fewer multiplies.
 
 * A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D,
   or 3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
@@ -63,7 +66,7 @@ import numpy as np
 from numba import prange
 
 from numconv.geometry import conv_output_size
-from numconv.kernels.cpu import tuning, winograd
+from numconv.kernels.cpu import tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
     SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, useful_shares,
 )
@@ -83,7 +86,7 @@ __all__ = [
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
-    "conv_forward_phases", "conv_grad_input_samples",
+    "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd",
 ]
 
 _U = np.uint64
@@ -603,6 +606,12 @@ def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gro
 
 
 def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, forced: _Forced):
+    # Winograd's transforms mix neighbouring inputs and gradients: a NaN or an infinity would spread past its taps
+    if (_use_winograd_grad_weight(grad_output.shape, x.shape, grad_weight.shape, stride, padding, dilation, groups,
+                                  forced)
+            and (forced.winograd or _finite(x, grad_output))):
+        winograd_weight.grad_weight(grad_output, x, grad_weight, padding, groups, forced.chunks)
+        return
     layout = forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
     buf = _padded(x, padding, layout.padded)
     batch, out_channels = grad_output.shape[:2]
@@ -622,6 +631,18 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
                _zeros(columns, dtype.str))
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1))
+
+
+def _use_winograd_grad_weight(g_shape, x_shape, w_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
+    """The Winograd weight gradient (``winograd_weight.py``) where it applies and pays, or where it is forced (a
+    ValueError where forced but inapplicable)."""
+    applies = (winograd_weight.applies(x_shape, w_shape, tuple(stride), tuple(padding), tuple(dilation))
+               and g_shape[2] == x_shape[2])
+    if forced.winograd and not applies:
+        raise ValueError("the Winograd weight gradient computes convolutions with 3x3 windows in each plane, stride 1 "
+                         "and dilation 1, and one depth tap without depth padding, only")
+    return forced.winograd or (forced == _AUTOMATIC and applies and winograd_weight.worthwhile(
+        x_shape, w_shape, groups, (g_shape[0],) + tuple(g_shape[2:])))
 
 
 # --- one formulation forced, for the spec registry: each is proven on configurations where it applies -------------
@@ -717,6 +738,12 @@ def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilati
     """``conv_grad_weight`` with 32 output channels per block (the 32-lane kernel), which the automatic choice takes
     for groups of 32 output channels and sums over at least ``tuning.PAIRED_MIN_REDUCTION`` positions."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _PAIRED)
+
+
+def conv_grad_weight_winograd(grad_output, x, grad_weight, stride, padding, dilation, groups):
+    """``conv_grad_weight`` by Winograd F(2x2, 3x3) (3 x 3 windows in each plane at stride 1 and dilation 1, one depth
+    tap without depth padding), its sum over tiles split in two; ValueError where it does not apply."""
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(winograd=True, chunks=2))
 
 
 def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):

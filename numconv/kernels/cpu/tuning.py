@@ -113,6 +113,22 @@ WINOGRAD_MIN_TILES = 16
 #: / 1.14, at batch 16 0.79 / 0.80 / 0.96
 WINOGRAD_WIDE_MIN_TILES = 64
 
+#: the weight gradient of a 3 x 3 layer at stride 1 goes to Winograd F(2x2, 3x3) (``winograd_weight.py``) where a
+#: group has at least this many input and output channels: each tile's transforms (of its input channels and of its
+#: output channels) then serve that many products. Measured on AMD Zen 4, Winograd's time over the direct kernel's,
+#: best of 5-40 in one process: AlexNet's third layer (256 -> 384 on 13 x 13) 0.75 at batch 16 and 0.73 at 32, its
+#: fourth and fifth (384 -> 384 and 384 -> 256, 2 groups) 0.85 and 0.94; NiN's 192 -> 192 on 8 x 8 at batch 64 0.72;
+#: 128 -> 128 on 14 x 14 at batch 16 0.80, on 28 x 28 0.93-0.94; 128 -> 256 on 8 x 8 0.67; but 96 -> 96 on 16 x 16
+#: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6
+WINOGRAD_WEIGHT_MIN_CHANNELS = 128
+#: ... and where the output has at least this many 2 x 2 tiles: NiN's 192 -> 192 on 8 x 8 at batch 1 (16 tiles) 1.02,
+#: at batch 2 (32) 0.90, at 4 0.73; AlexNet's third layer at batch 1 (49) 0.91
+WINOGRAD_WEIGHT_MIN_TILES = 32
+#: its products sum over at most this many tiles at a time (64 input channels by 4 output channels per task, a
+#: block's vectors 256 KB), the chunks' products then added in float64: AlexNet's third layer at batch 32 (1568
+#: tiles) 33.0 ms against 35.0 in one chunk and 36.4 in chunks of 256; at batch 16 equal to one chunk
+WINOGRAD_WEIGHT_CHUNK_TILES = 1024
+
 #: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,
 #: absent taps as zero weights) is chosen over one convolution per phase when its estimate beats theirs by this
 SUBPIXEL_ADVANTAGE = 1.05
