@@ -417,6 +417,25 @@ def test_winograd_takes_the_weight_gradient_of_wide_3x3_layers_only(x_shape, w_s
                                                   cpu_conv._PAIRED)
 
 
+@pytest.mark.parametrize("pass_bytes,passes", [(None, 1), (1, 3)])
+def test_the_winograd_weight_gradient_goes_over_the_batch_in_passes_its_memory_allows(pass_bytes, passes, rng,
+                                                                                     monkeypatch):
+    """Where the transformed tiles of a batch outgrow ``tuning.WINOGRAD_WEIGHT_PASS_BYTES``, the samples go in passes
+    (here one each) whose gradients are added: the same result as the direct kernel, in as many passes."""
+    if pass_bytes is not None:
+        monkeypatch.setattr(tuning, "WINOGRAD_WEIGHT_PASS_BYTES", pass_bytes)
+    calls = []
+    transform = winograd_weight._input_tiles
+    monkeypatch.setattr(winograd_weight, "_input_tiles", lambda *args: calls.append(1) or transform(*args))
+    x = rng.standard_normal((3, 128, 1, 9, 8)).astype(np.float32)
+    g = rng.standard_normal((3, 128, 1, 9, 8)).astype(np.float32)
+    want, got = np.empty((128, 128, 1, 3, 3), np.float32), np.full((128, 128, 1, 3, 3), np.nan, np.float32)
+    cpu_conv.conv_grad_weight_paired(g, x, want, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+    cpu_conv.conv_grad_weight(g, x, got, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+    assert len(calls) == passes
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_forced_winograd_weight_gradient_refuses_what_it_does_not_compute():
     """Strided, dilated, 5 x 5 and depth-padded layers are ValueErrors naming what it computes, not wrong results."""
     g = np.zeros((1, 2, 1, 3, 3), np.float32)

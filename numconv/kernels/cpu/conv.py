@@ -610,7 +610,9 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     if (_use_winograd_grad_weight(grad_output.shape, x.shape, grad_weight.shape, stride, padding, dilation, groups,
                                   forced)
             and (forced.winograd or _finite(x, grad_output))):
-        winograd_weight.grad_weight(grad_output, x, grad_weight, padding, groups, forced.chunks)
+        # forced, one sample per pass, as a batch larger than a pass's memory goes
+        winograd_weight.grad_weight(grad_output, x, grad_weight, padding, groups, forced.chunks,
+                                    1 if forced.winograd else None)
         return
     layout = forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
     buf = _padded(x, padding, layout.padded)
@@ -742,7 +744,8 @@ def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilati
 
 def conv_grad_weight_winograd(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` by Winograd F(2x2, 3x3) (3 x 3 windows in each plane at stride 1 and dilation 1, one depth
-    tap without depth padding), its sum over tiles split in two; ValueError where it does not apply."""
+    tap without depth padding), its sum over tiles split in two and one sample per pass; ValueError where it does not
+    apply."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(winograd=True, chunks=2))
 
 

@@ -128,6 +128,9 @@ WINOGRAD_WEIGHT_MIN_TILES = 32
 #: block's vectors 256 KB), the chunks' products then added in float64: AlexNet's third layer at batch 32 (1568
 #: tiles) 33.0 ms against 35.0 in one chunk and 36.4 in chunks of 256; at batch 16 equal to one chunk
 WINOGRAD_WEIGHT_CHUNK_TILES = 1024
+#: ... and in passes of as many samples as this many bytes of transformed tiles (16 per tile, of its input and its
+#: output channels) hold: AlexNet's third layer at batch 32 takes 64 MB in one pass
+WINOGRAD_WEIGHT_PASS_BYTES = 128 * 2 ** 20
 
 #: the input gradient of a strided convolution: one sub-pixel convolution (all phases as extra output channels,
 #: absent taps as zero weights) is chosen over one convolution per phase when its estimate beats theirs by this

@@ -17,6 +17,10 @@ One call:
 3. the 16 products on the blocked kernel of ``SHAPE`` (lanes the input channels, columns the output channels, the
    sum over tiles split into chunks of at most ``tuning.REDUCTION_CHUNK_ELEMENTS / LANES`` tiles);
 4. G^T M G, the chunks' products added in float64 (``_weight_from_products``).
+
+Steps 1-4 run over passes of as many samples as ``tuning.WINOGRAD_WEIGHT_PASS_BYTES`` of transformed tiles hold,
+so that the scratch memory is bounded whatever the batch (a 512-channel layer on 56 x 56 at batch 32 would
+otherwise transform 1.6 GB); the passes' gradients are added in float64.
 """
 from __future__ import annotations
 
@@ -146,12 +150,12 @@ def _gradient_tiles(packed, out_h, out_w, tiles_h, tiles_w, transformed):
 
 
 @parallel_kernel(cache=True)
-def _weight_from_products(products, grad_weight):
-    """grad_weight (O, Cg, 1, 3, 3)[g * Og + o, c] = G^T M G for M[i, j] = the sum over chunks of products (chunks, 16,
-    G, Og, CB * L)[:, i * 4 + j, g, o, c], added in float64; G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
-    [0, 0, 1]]. One task per output channel, its input channels innermost."""
+def _weight_from_products(products, total, first):
+    """total (O, Cg, 1, 3, 3), float64: [g * Og + o, c] = (``first``) or += G^T M G for M[i, j] = the sum over chunks
+    of products (chunks, 16, G, Og, CB * L)[:, i * 4 + j, g, o, c], added in float64; G = [[1, 0, 0],
+    [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. One task per output channel, its input channels innermost."""
     chunks, _, groups, group_out, _ = products.shape
-    group_in = grad_weight.shape[1]
+    group_in = total.shape[1]
     for task in prange(groups * group_out):
         g, o = task // group_out, task % group_out
         m = np.empty((16, group_in))
@@ -171,9 +175,12 @@ def _weight_from_products(products, grad_weight):
         for c in range(group_in):  # G^T (M G): the same down the columns
             for kx in range(3):
                 s0, s1, s2, s3 = columns[kx, c], columns[3 + kx, c], columns[6 + kx, c], columns[9 + kx, c]
-                grad_weight[task, c, 0, 0, kx] = s0 + 0.5 * (s1 + s2)
-                grad_weight[task, c, 0, 1, kx] = 0.5 * (s1 - s2)
-                grad_weight[task, c, 0, 2, kx] = 0.5 * (s1 + s2) + s3
+                rows = (s0 + 0.5 * (s1 + s2), 0.5 * (s1 - s2), 0.5 * (s1 + s2) + s3)
+                for ky in range(3):
+                    if first:
+                        total[task, c, 0, ky, kx] = rows[ky]
+                    else:
+                        total[task, c, 0, ky, kx] += rows[ky]
 
 
 @lru_cache(maxsize=32)
@@ -200,37 +207,51 @@ def _tables(groups: int, in_blocks: int, group_out: int, group_in: int, tiles: i
     )
 
 
-def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None) -> None:
+def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, samples_per_pass=None) -> None:
     """grad_weight[o, c] = sum over the batch and output positions of grad_output * the input under each tap, by
     Winograd. grad_output (N, O, D, OH, OW); x (N, C, D, H, W); grad_weight (O, C // groups, 1, 3, 3), overwritten;
-    ``padding`` the (front, top, left) padding (the front 0); all C-contiguous, one float dtype. ``chunks``: into how
-    many the sum over tiles is split (at most one per tile; by default ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` tiles
-    each)."""
+    ``padding`` the (front, top, left) padding (the front 0); all C-contiguous, one float dtype.
+
+    The samples (depth slices) go in passes whose transformed tiles take at most ``tuning.WINOGRAD_WEIGHT_PASS_BYTES``
+    (or ``samples_per_pass`` each), their weight gradients added in float64; within a pass the sum over tiles is split
+    into ``chunks`` (by default of ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` tiles each; at most one per tile)."""
     batch, channels, depth, height, width = x.shape
     out_channels, out_h, out_w = grad_output.shape[1], grad_output.shape[3], grad_output.shape[4]
     samples = batch * depth  # one depth tap without depth padding: each depth slice is a sample of a 2D convolution
     group_in, group_out = channels // groups, out_channels // groups
     in_blocks = -(-group_in // LANES)
     tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
-    tiles = samples * tiles_h * tiles_w
-    chunks = -(-tiles // tuning.WINOGRAD_WEIGHT_CHUNK_TILES) if chunks is None else min(chunks, tiles)
+    per_sample = tiles_h * tiles_w
     dtype = x.dtype
+    if samples_per_pass is None:
+        tile_bytes = 16 * groups * (in_blocks * LANES + group_out) * dtype.itemsize
+        samples_per_pass = max(1, tuning.WINOGRAD_WEIGHT_PASS_BYTES // (per_sample * tile_bytes))
     planes = np.ascontiguousarray(x.transpose(0, 2, 1, 3, 4)) if depth > 1 else x
-    packed_input = workspace("winograd weight input", groups * in_blocks * samples * height * width * LANES, dtype)
-    packed_input = packed_input.reshape(groups * in_blocks, samples * height * width, LANES)
-    pack_positions(planes.reshape(samples, channels, height * width), groups, packed_input)
-    input_tiles = workspace("winograd weight input tiles", 16 * groups * in_blocks * tiles * LANES, dtype)
-    _input_tiles(packed_input, height, width, padding[1], padding[2], tiles_h, tiles_w,
-                 input_tiles.reshape(16, groups, in_blocks, tiles, LANES))
+    planes = planes.reshape(samples, channels, height * width)
     gradient = np.ascontiguousarray(grad_output.transpose(0, 2, 1, 3, 4)) if depth > 1 else grad_output
-    packed_gradient = workspace("winograd weight gradient", groups * samples * out_h * out_w * group_out, dtype)
-    packed_gradient = packed_gradient.reshape(groups, samples * out_h * out_w, group_out)
-    pack_positions(gradient.reshape(samples, out_channels, out_h * out_w), groups, packed_gradient)
-    gradient_tiles = workspace("winograd weight gradient tiles", 16 * groups * tiles * group_out, dtype)
-    _gradient_tiles(packed_gradient, out_h, out_w, tiles_h, tiles_w, gradient_tiles)
-    t = _tables(groups, in_blocks, group_out, group_in, tiles, chunks)
-    products = workspace("winograd weight products", chunks * 16 * groups * group_out * in_blocks * LANES, dtype)
-    fma(SHAPE, input_tiles, t["voff"], t["vb"], gradient_tiles, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
-        products, t["ocol"], t["oblk"], _U(1), t["lanes"], zeros(t["vb"].size * LANES, dtype.str),
-        zeros(group_out, dtype.str))
-    _weight_from_products(products.reshape(chunks, 16, groups, group_out, in_blocks * LANES), grad_weight_out)
+    gradient = gradient.reshape(samples, out_channels, out_h * out_w)
+    total = workspace("winograd weight sums", grad_weight_out.size, np.float64).reshape(grad_weight_out.shape)
+    for first in range(0, samples, samples_per_pass):
+        count = min(samples_per_pass, samples - first)
+        tiles = count * per_sample
+        passes_chunks = -(-tiles // tuning.WINOGRAD_WEIGHT_CHUNK_TILES) if chunks is None else min(chunks, tiles)
+        packed_input = workspace("winograd weight input", groups * in_blocks * count * height * width * LANES, dtype)
+        packed_input = packed_input.reshape(groups * in_blocks, count * height * width, LANES)
+        pack_positions(planes[first:first + count], groups, packed_input)
+        input_tiles = workspace("winograd weight input tiles", 16 * groups * in_blocks * tiles * LANES, dtype)
+        _input_tiles(packed_input, height, width, padding[1], padding[2], tiles_h, tiles_w,
+                     input_tiles.reshape(16, groups, in_blocks, tiles, LANES))
+        packed_gradient = workspace("winograd weight gradient", groups * count * out_h * out_w * group_out, dtype)
+        packed_gradient = packed_gradient.reshape(groups, count * out_h * out_w, group_out)
+        pack_positions(gradient[first:first + count], groups, packed_gradient)
+        gradient_tiles = workspace("winograd weight gradient tiles", 16 * groups * tiles * group_out, dtype)
+        _gradient_tiles(packed_gradient, out_h, out_w, tiles_h, tiles_w, gradient_tiles)
+        t = _tables(groups, in_blocks, group_out, group_in, tiles, passes_chunks)
+        products = workspace("winograd weight products",
+                             passes_chunks * 16 * groups * group_out * in_blocks * LANES, dtype)
+        fma(SHAPE, input_tiles, t["voff"], t["vb"], gradient_tiles, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
+            products, t["ocol"], t["oblk"], _U(1), t["lanes"], zeros(t["vb"].size * LANES, dtype.str),
+            zeros(group_out, dtype.str))
+        _weight_from_products(products.reshape(passes_chunks, 16, groups, group_out, in_blocks * LANES), total,
+                              first == 0)
+    grad_weight_out[...] = total
