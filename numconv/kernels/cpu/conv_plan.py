@@ -42,6 +42,26 @@ def lanes_tables(layout: Layout, lanes: int):
     )
 
 
+def _weight_columns(layout: Layout, taps, channels, blocks: int, scale: int) -> dict:
+    """The tables that the formulations whose columns are a group's output channels share (the weights broadcast,
+    ``blocks`` blocks): the sum over (input channel, tap) through the vector operand (``scale`` elements per input
+    position), the weights' rows and columns, and each group's output channels (``channels``: where each starts) as
+    offsets from its first."""
+    reduction = layout.group_in * taps.size
+    group_base = channels[::layout.group_out]
+    return dict(
+        voff=((np.arange(layout.group_in)[:, None] * layout.plane + taps[None, :]).ravel() * scale).astype(_U),
+        xr=(np.arange(reduction) * layout.group_out).astype(_U),
+        xc=np.arange(layout.group_out).astype(_U),
+        xb=np.zeros(blocks, _U),
+        rlo=np.zeros(blocks, _U),
+        rhi=np.full(blocks, reduction, _U),
+        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
+               for g in range(layout.groups)],
+        group_base=[int(b) for b in group_base],
+    )
+
+
 @lru_cache(maxsize=64)
 def rows_tables(layout: Layout, lanes: int):
     """Tables of one group; the group is selected by offsetting the buffers."""
@@ -66,19 +86,9 @@ def rows_tables(layout: Layout, lanes: int):
         channels = np.arange(layout.out_channels, dtype=np.int64) * out_plane
     n = np.arange(layout.batch)[:, None]
     vb = (n * (layout.in_channels * layout.plane) + row_in[None, :]).ravel()
-    reduction = layout.group_in * taps.size
-    group_base = channels[::layout.group_out]
     return dict(
-        voff=(np.arange(layout.group_in)[:, None] * layout.plane + taps[None, :]).ravel().astype(_U),
+        _weight_columns(layout, taps, channels, vb.size, 1),
         vb=vb.astype(_U),
-        xr=(np.arange(reduction) * layout.group_out).astype(_U),
-        xc=np.arange(layout.group_out).astype(_U),
-        xb=np.zeros(vb.size, _U),
-        rlo=np.zeros(vb.size, _U),
-        rhi=np.full(vb.size, reduction, _U),
-        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
-               for g in range(layout.groups)],
-        group_base=[int(b) for b in group_base],
         oblk=(n * out_sample + row_out[None, :]).ravel().astype(_U),
         ostride=_U(ostride),
         lanes=np.full(vb.size, lanes, np.int64),
@@ -97,20 +107,10 @@ def samples_tables(layout: Layout, lanes: int):
     plane = layout.plane
     blocks = np.arange(-(-layout.batch // lanes))[:, None]
     vb = ((blocks * layout.in_channels * plane + inputs[None, :]) * lanes).ravel()
-    reduction = layout.group_in * taps.size
     channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
-    group_base = channels[::layout.group_out]
     return dict(
-        voff=((np.arange(layout.group_in)[:, None] * plane + taps[None, :]).ravel() * lanes).astype(_U),
+        _weight_columns(layout, taps, channels, vb.size, lanes),
         vb=vb.astype(_U),
-        xr=(np.arange(reduction) * layout.group_out).astype(_U),
-        xc=np.arange(layout.group_out).astype(_U),
-        xb=np.zeros(vb.size, _U),
-        rlo=np.zeros(vb.size, _U),
-        rhi=np.full(vb.size, reduction, _U),
-        ocols=[(channels[g * layout.group_out:(g + 1) * layout.group_out] - group_base[g]).astype(_U)
-               for g in range(layout.groups)],
-        group_base=[int(b) for b in group_base],
         oblk=(blocks * lanes * layout.out_sample + outputs[None, :]).ravel().astype(_U),
         ostride=_U(layout.out_sample),
         lanes=np.repeat(np.minimum(layout.batch - blocks[:, 0] * lanes, lanes), inputs.size).astype(np.int64),
