@@ -68,6 +68,22 @@ def test_the_registry_takes_every_branch_of_every_cpu_kernel():
     assert not gaps, "the registry leaves out " + "; ".join(coverage.describe(gaps))
 
 
+def test_every_cpu_file_that_defines_a_kernel_is_measured_by_the_coverage_check():
+    """A kernel file left out of ``coverage.KERNEL_FILES`` escapes the branch check above whatever the registry
+    runs: every file of numconv/kernels/cpu with a kernel decorator at the start of a line is in it, or in
+    ``coverage.NOT_KERNEL_FILES`` with the reason."""
+    import re
+    from pathlib import Path
+
+    from spec import coverage
+
+    root = Path(coverage.ROOT)
+    defining = {str(path.relative_to(root)) for path in (root / "numconv/kernels/cpu").glob("*.py")
+                if re.search(r"^@(njit|parallel_kernel|_task)\b", path.read_text(), re.MULTILINE)}
+    assert "numconv/kernels/cpu/conv.py" in defining
+    assert defining - set(coverage.NOT_KERNEL_FILES) <= set(coverage.KERNEL_FILES["cpu"])
+
+
 def test_registry_spans_dimensions_groups_and_ceil_mode():
     convs = configs.CONV_CONFIGS
     assert {len(c.input_shape) for c in convs} == {1, 2, 3}

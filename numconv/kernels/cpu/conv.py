@@ -610,7 +610,7 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     if (_use_winograd_grad_weight(grad_output.shape, x.shape, grad_weight.shape, stride, padding, dilation, groups,
                                   forced)
             and (forced.winograd or _finite(x, grad_output))):
-        # forced, one sample per pass, as a batch larger than a pass's memory goes
+        # forced, a budget of one byte a pass: one sample each, as a batch larger than a pass's memory goes
         winograd_weight.grad_weight(grad_output, x, grad_weight, padding, groups, forced.chunks,
                                     1 if forced.winograd else None)
         return

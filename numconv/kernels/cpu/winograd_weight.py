@@ -207,14 +207,15 @@ def _tables(groups: int, in_blocks: int, group_out: int, group_in: int, tiles: i
     )
 
 
-def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, samples_per_pass=None) -> None:
+def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, pass_bytes=None) -> None:
     """grad_weight[o, c] = sum over the batch and output positions of grad_output * the input under each tap, by
     Winograd. grad_output (N, O, D, OH, OW); x (N, C, D, H, W); grad_weight (O, C // groups, 1, 3, 3), overwritten;
     ``padding`` the (front, top, left) padding (the front 0); all C-contiguous, one float dtype.
 
-    The samples (depth slices) go in passes whose transformed tiles take at most ``tuning.WINOGRAD_WEIGHT_PASS_BYTES``
-    (or ``samples_per_pass`` each), their weight gradients added in float64; within a pass the sum over tiles is split
-    into ``chunks`` (by default of ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` tiles each; at most one per tile)."""
+    The samples (depth slices) go in passes whose transformed tiles take at most ``pass_bytes`` (by default
+    ``tuning.WINOGRAD_WEIGHT_PASS_BYTES``; at least one sample a pass), their weight gradients added in float64; within
+    a pass the sum over tiles is split into ``chunks`` (by default of ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` tiles
+    each; at most one per tile)."""
     batch, channels, depth, height, width = x.shape
     out_channels, out_h, out_w = grad_output.shape[1], grad_output.shape[3], grad_output.shape[4]
     samples = batch * depth  # one depth tap without depth padding: each depth slice is a sample of a 2D convolution
@@ -223,9 +224,9 @@ def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, s
     tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
     per_sample = tiles_h * tiles_w
     dtype = x.dtype
-    if samples_per_pass is None:
-        tile_bytes = 16 * groups * (in_blocks * LANES + group_out) * dtype.itemsize
-        samples_per_pass = max(1, tuning.WINOGRAD_WEIGHT_PASS_BYTES // (per_sample * tile_bytes))
+    budget = tuning.WINOGRAD_WEIGHT_PASS_BYTES if pass_bytes is None else pass_bytes
+    tile_bytes = 16 * groups * (in_blocks * LANES + group_out) * dtype.itemsize
+    samples_per_pass = max(1, budget // (per_sample * tile_bytes))
     planes = np.ascontiguousarray(x.transpose(0, 2, 1, 3, 4)) if depth > 1 else x
     planes = planes.reshape(samples, channels, height * width)
     gradient = np.ascontiguousarray(grad_output.transpose(0, 2, 1, 3, 4)) if depth > 1 else grad_output
