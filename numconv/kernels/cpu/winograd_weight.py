@@ -15,7 +15,7 @@ One call:
 2. the output gradient packed channel-innermost (a group's output channels side by side) and its 2 x 2 tiles
    transformed, U (G, K, 16, Og) (``_gradient_tiles``);
 3. the 16 products on the blocked kernel of ``SHAPE`` (lanes the input channels, columns the output channels, the
-   sum over tiles split into chunks of at most ``tuning.REDUCTION_CHUNK_ELEMENTS / LANES`` tiles);
+   sum over tiles split into chunks of at most ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` tiles);
 4. G^T M G, the chunks' products added in float64 (``_weight_from_products``).
 
 Steps 1-4 run over passes of as many samples as ``tuning.WINOGRAD_WEIGHT_PASS_BYTES`` of transformed tiles hold,
