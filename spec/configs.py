@@ -132,7 +132,6 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 3, (4, 5), (5, 3), padding=(4, 0), padding_right=(1, 1)),
     ConvConfig(1, 2, 2, (3, 5, 4), (2, 5, 5), padding=(1, 2, 1), padding_right=(0, 1, 2)),
 )
-#: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
 #: the Winograd weight gradient (3 x 3 in each plane at stride 1; one depth tap): partial tiles, padding on either
 #: side, groups, a second (partial) block of 64 input channels, and depth slices as samples (the forced kernel splits
 #: the sum over tiles in two, as ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` splits a long one)
@@ -143,6 +142,7 @@ WINOGRAD_WEIGHT_CONFIGS = (
     ConvConfig(1, 66, 2, (3, 4), (3, 3), padding=(1, 1)),
     ConvConfig(2, 2, 3, (3, 4, 5), (1, 3, 3), padding=(0, 1, 1)),
 )
+#: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
 WINOGRAD_FORWARD_CONFIGS = (ConvConfig(1, 2, 2, (5, 3, 4), (2, 3, 3), stride=(2, 1, 1), padding=(1, 0, 1)),)
 #: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
 #: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or

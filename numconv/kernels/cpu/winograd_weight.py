@@ -111,7 +111,7 @@ def _gradient_tiles(packed, out_h, out_w, tiles_h, tiles_w, transformed):
     groups, _, channels = packed.shape
     samples = packed.shape[1] // (out_h * out_w)
     tiles = samples * tiles_h * tiles_w
-    plane = np.uint64(channels)
+    step = np.uint64(channels)  # from one of a tile's 16 rows to the next
     for task in prange(groups * samples * tiles_h):
         ty = task % tiles_h
         n = (task // tiles_h) % samples
@@ -132,21 +132,21 @@ def _gradient_tiles(packed, out_h, out_w, tiles_h, tiles_w, transformed):
                 a, b, c, d = rows[0, o], rows[1, o], rows[2, o], rows[3, o]
                 at = base + o
                 transformed[at] = a
-                transformed[at + plane] = a + b
-                transformed[at + 2 * plane] = a - b
-                transformed[at + 3 * plane] = -b
-                transformed[at + 4 * plane] = a + c
-                transformed[at + 5 * plane] = a + c + b + d
-                transformed[at + 6 * plane] = a + c - b - d
-                transformed[at + 7 * plane] = -b - d
-                transformed[at + 8 * plane] = a - c
-                transformed[at + 9 * plane] = a - c + b - d
-                transformed[at + 10 * plane] = a - c - b + d
-                transformed[at + 11 * plane] = d - b
-                transformed[at + 12 * plane] = -c
-                transformed[at + 13 * plane] = -c - d
-                transformed[at + 14 * plane] = d - c
-                transformed[at + 15 * plane] = d
+                transformed[at + step] = a + b
+                transformed[at + 2 * step] = a - b
+                transformed[at + 3 * step] = -b
+                transformed[at + 4 * step] = a + c
+                transformed[at + 5 * step] = a + c + b + d
+                transformed[at + 6 * step] = a + c - b - d
+                transformed[at + 7 * step] = -b - d
+                transformed[at + 8 * step] = a - c
+                transformed[at + 9 * step] = a - c + b - d
+                transformed[at + 10 * step] = a - c - b + d
+                transformed[at + 11 * step] = d - b
+                transformed[at + 12 * step] = -c
+                transformed[at + 13 * step] = -c - d
+                transformed[at + 14 * step] = d - c
+                transformed[at + 15 * step] = d
 
 
 @parallel_kernel(cache=True)
@@ -235,7 +235,7 @@ def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, p
     for first in range(0, samples, samples_per_pass):
         count = min(samples_per_pass, samples - first)
         tiles = count * per_sample
-        passes_chunks = -(-tiles // tuning.WINOGRAD_WEIGHT_CHUNK_TILES) if chunks is None else min(chunks, tiles)
+        pass_chunks = -(-tiles // tuning.WINOGRAD_WEIGHT_CHUNK_TILES) if chunks is None else min(chunks, tiles)
         packed_input = workspace("winograd weight input", groups * in_blocks * count * height * width * LANES, dtype)
         packed_input = packed_input.reshape(groups * in_blocks, count * height * width, LANES)
         pack_positions(planes[first:first + count], groups, packed_input)
@@ -247,12 +247,12 @@ def grad_weight(grad_output, x, grad_weight_out, padding, groups, chunks=None, p
         pack_positions(gradient[first:first + count], groups, packed_gradient)
         gradient_tiles = workspace("winograd weight gradient tiles", 16 * groups * tiles * group_out, dtype)
         _gradient_tiles(packed_gradient, out_h, out_w, tiles_h, tiles_w, gradient_tiles)
-        t = _tables(groups, in_blocks, group_out, group_in, tiles, passes_chunks)
+        t = _tables(groups, in_blocks, group_out, group_in, tiles, pass_chunks)
         products = workspace("winograd weight products",
-                             passes_chunks * 16 * groups * group_out * in_blocks * LANES, dtype)
+                             pass_chunks * 16 * groups * group_out * in_blocks * LANES, dtype)
         fma(SHAPE, input_tiles, t["voff"], t["vb"], gradient_tiles, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
             products, t["ocol"], t["oblk"], _U(1), t["lanes"], zeros(t["vb"].size * LANES, dtype.str),
             zeros(group_out, dtype.str))
-        _weight_from_products(products.reshape(passes_chunks, 16, groups, group_out, in_blocks * LANES), total,
+        _weight_from_products(products.reshape(pass_chunks, 16, groups, group_out, in_blocks * LANES), total,
                               first == 0)
     grad_weight_out[...] = total
