@@ -144,6 +144,14 @@ WINOGRAD_WEIGHT_CONFIGS = (
 )
 #: the forward kernel alone: a depth stride (the input gradient then has phases, which are not Winograd's)
 WINOGRAD_FORWARD_CONFIGS = (ConvConfig(1, 2, 2, (5, 3, 4), (2, 3, 3), stride=(2, 1, 1), padding=(1, 0, 1)),)
+#: a strided 2D convolution as Winograd's over its stride phases: kernel / stride rounding up to 3 (taps past the
+#: kernel are zero weights), strides that differ between rows and columns or are 1 along one, padding, groups
+PHASE_WINOGRAD_CONFIGS = (
+    ConvConfig(1, 2, 3, (9, 10), (5, 6), stride=(2, 2), padding=(1, 2)),
+    ConvConfig(1, 3, 2, (13, 12), (11, 9), stride=(4, 3)),
+    ConvConfig(2, 4, 4, (7, 8), (6, 5), stride=(2, 2), groups=2),
+    ConvConfig(1, 2, 3, (9, 10), (3, 5), stride=(1, 2), padding=(1, 2)),
+)
 #: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
 #: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or
 #: are 1 along one

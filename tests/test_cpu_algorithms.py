@@ -181,21 +181,46 @@ def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, for
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride", [
-    ((16, 3, 227, 227), (96, 3, 11, 11), 4),  # AlexNet's first layer: 363 products, 3 blocks of 32 channels
-    ((1, 3, 227, 227), (96, 3, 11, 11), 4),
+    ((1, 3, 227, 227), (96, 3, 11, 11), 4),   # AlexNet's first layer at batch 1: 363 products, 3 blocks of 32
+    ((16, 3, 227, 227), (32, 3, 11, 11), 4),  # ... with 32 output channels
     ((8, 16, 32, 32), (32, 16, 5, 5), 2),     # 400 products
 ])
 def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x_shape, w_shape, stride):
-    """Not over their stride phases: the 32 x 7 kernel (32 x 3 on AVX2) on the strided layer itself (1.1-1.25x
-    faster than Winograd over AlexNet's phase planes, which each see 3 x 3 taps, and than the blocked kernels
-    there)."""
+    """Where Winograd over their stride phases does not pay (too few tiles or output channels, too many
+    multiplies), not over their stride phases either: the 32 x 7 kernel (32 x 3 on AVX2) on the strided layer
+    itself (faster than the blocked kernels over the phases)."""
     x5, w5 = _five(x_shape), _five(w_shape)
     out = tuple((x5[a] - w5[a]) // s + 1 for a, s in ((3, stride), (4, stride)))
     route = cpu_conv._forward_route(x5, w5, (1,) + out, (1, stride, stride), (0, 0, 0), (1, 1, 1), 1,
                                     cpu_conv._AUTOMATIC)
-    assert not route.winograd and not route.phases
+    assert not route.winograd and not route.phase_winograd and not route.phases
     assert conv_cost.algorithm(route.layout) == "lanes"
     assert conv_cost.lanes_shape(route.layout) == PAIRED
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,groups,chosen", [
+    # AlexNet's first layer: 48 phase channels of 3 x 3 taps, 0.53 of the direct kernel's multiplies; 0.81-0.84 of
+    # its time from batch 3 (2352 tiles of 2 x 2), 0.99 at batch 2 (1568), 1.27 at batch 1
+    ((16, 3, 227, 227), (96, 3, 11, 11), 4, 1, True),
+    ((3, 3, 227, 227), (96, 3, 11, 11), 4, 1, True),
+    ((2, 3, 227, 227), (96, 3, 11, 11), 4, 1, False),
+    ((16, 3, 227, 227), (48, 3, 11, 11), 4, 1, True),
+    ((16, 4, 227, 227), (96, 2, 11, 11), 4, 2, True),
+    ((16, 4, 227, 227), (64, 2, 11, 11), 4, 2, False),  # 32 output channels a group
+    ((16, 3, 227, 227), (96, 3, 10, 10), 4, 1, False),  # 0.64 of the multiplies: 0.98 of the time
+    ((16, 32, 56, 56), (64, 32, 5, 5), 2, 1, False),    # 0.64: 1.09
+    ((16, 3, 227, 227), (96, 3, 7, 7), 4, 1, False),    # 2 x 2 taps a phase
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, False),  # 1D (M5's first layer): 20 taps a phase
+])
+def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w_shape, stride, groups, chosen):
+    x5, w5 = _five(x_shape), _five(w_shape)
+    strides = (1, 1, stride) if x_shape[2] == 1 else (1, stride, stride)
+    out = tuple((x5[a] - w5[a]) // strides[a - 2] + 1 for a in (2, 3, 4))
+    auto = cpu_conv._AUTOMATIC
+    assert cpu_conv._use_phase_winograd(x5, w5, out, strides, (0, 0, 0), (1, 1, 1), groups, auto) is chosen
+    assert not cpu_conv._use_phase_winograd(x5, w5, out, strides, (0, 0, 0), (1, 2, 2), groups, auto)
+    assert not cpu_conv._use_phase_winograd(x5, w5, out, strides, (0, 0, 0), (1, 1, 1), groups,
+                                            cpu_conv._Forced("lanes"))
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,dilation,chosen", [
@@ -339,6 +364,11 @@ def _applies(case, variant) -> bool:
         ndim = len(x_shape) - 2
         return cpu_conv._phases_apply(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
                                       _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
+    if variant == "phase_winograd":
+        x_shape, w_shape, stride, padding, dilation, _ = case
+        ndim = len(x_shape) - 2
+        return cpu_conv._phase_winograd_applies(_five(x_shape), _five(w_shape), _triple(stride, ndim, 1),
+                                                _triple(padding, ndim, 0), _triple(dilation, ndim, 1))
     if variant == "winograd_weight":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
@@ -355,7 +385,7 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight")
+            "winograd_weight", "phase_winograd")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -383,7 +413,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
         "winograd": (c.conv_forward_winograd, c.conv_grad_input_winograd, c.conv_grad_weight),
         "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight),
         "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight),
-        "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd)}[variant]
+        "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd),
+        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)
@@ -457,6 +488,9 @@ def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():
     with pytest.raises(ValueError, match="3x3 or 5x5 windows"):
         cpu_conv.conv_forward_winograd(x, w7, np.zeros(4, np.float32), np.empty((1, 4, 1, 9, 9), np.float32),
                                        (1, 1, 1), (0, 3, 3), (1, 1, 1), 1)
+    with pytest.raises(ValueError, match="kernel / stride rounding up to 3"):  # 7 / 4: 2 taps a phase
+        cpu_conv.conv_forward_phase_winograd(x, w7, np.zeros(4, np.float32), np.empty((1, 4, 1, 1, 1), np.float32),
+                                             (1, 4, 4), (0, 0, 0), (1, 1, 1), 1)
     with pytest.raises(ValueError, match="taps less one"):
         cpu_conv.conv_grad_input_winograd(np.zeros((1, 4, 1, 15, 9), np.float32), w5, np.empty_like(x), (1, 1, 1),
                                           (0, 5, 2), (1, 1, 1), 1)
@@ -672,6 +706,49 @@ def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng,
     reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, stride[1:],
                            [(p, p) for p in padding[1:]], (1, 1), groups)
     np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):
+    fills = _counting_fills(monkeypatch)
+    x = rng.standard_normal((2, 3, 1, 23, 21)).astype(np.float32)
+    w = rng.standard_normal((32, 3, 1, 11, 11)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    args = ((1, 4, 4), (0, 1, 0), (1, 1, 1), 1)
+    want = np.empty((2, 32, 1, 4, 3), np.float32)
+    cpu_conv.conv_forward_phase_winograd(x, w, bias, want, *args)
+    assert fills == ["winograd weights"]
+    for call in range(3):
+        out = np.full_like(want, np.nan)
+        cpu_conv.conv_forward_phase_winograd(x, frozen, bias, out, *args)
+        np.testing.assert_array_equal(out, want)
+    assert fills == ["winograd weights"] * 2  # the three calls with the frozen weight transform it once
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (4, 4),
+                           [(1, 1), (0, 0)], (1, 1), 1)
+    np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+def test_the_automatic_forward_takes_winograd_over_the_phases_where_it_pays(rng, monkeypatch):
+    """With the thresholds met (here lowered to a small layer's 12 tiles and 16 output channels), ``conv_forward``
+    runs Winograd's kernel on the phase planes, and its output is the strided convolution's."""
+    monkeypatch.setattr(tuning, "PHASE_WINOGRAD_MIN_TILES", 12)
+    monkeypatch.setattr(tuning, "PHASE_WINOGRAD_MIN_OUT_CHANNELS", 16)
+    cpu_conv._forward_route.cache_clear()
+    calls = []
+    fused = winograd.conv_forward
+    monkeypatch.setattr(winograd, "conv_forward", lambda planes, *rest: calls.append(planes.shape) or fused(
+        planes, *rest))
+    x = rng.standard_normal((2, 3, 1, 23, 25)).astype(np.float32)
+    w = rng.standard_normal((16, 3, 1, 11, 11)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)
+    out = np.full((2, 16, 1, 4, 5), np.nan, np.float32)
+    cpu_conv.conv_forward(x, w, bias, out, (1, 4, 4), (0, 1, 2), (1, 1, 1), 1)
+    cpu_conv._forward_route.cache_clear()
+    assert calls == [(2, 48, 1, 6, 7)]  # 3 channels x 16 phases; the output's 4 x 5 positions plus 2 taps
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (4, 4),
+                           [(1, 1), (2, 2)], (1, 1), 1)
+    np.testing.assert_allclose(out[:, :, 0], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 
 @pytest.mark.parametrize("variant", ["lanes", "rows", "winograd"])

@@ -41,13 +41,13 @@ The three public functions are small dispatchers around the register-blocked mul
   convolution above) when the stride is 1 along the depth too and the padding in each plane is at most the window's
   taps there less one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the
   estimates say so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's
-  first layer, 80 taps at stride 4). (Winograd over the phase planes, where each phase sees 3 x 3 taps, as AlexNet's
-  11 x 11 of stride 4, was measured slower than the blocked kernels on the strided layer itself: 1.1-1.25x on
-  AlexNet's first layer, 1.05-3x on 5 x 5 layers of stride 2; it is not kept.)
+  first layer, 80 taps at stride 4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase
+  planes are few enough against the direct kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough
+  output channels and tiles (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phases``, ``*_subpixel``, ``*_samples`` and ``*_split`` functions at the end), so that the spec registry
-proves every one of them on configurations it serves.
+``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples`` and ``*_split`` functions at the end), so that the
+spec registry proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
@@ -86,7 +86,7 @@ __all__ = [
     "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
-    "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd",
+    "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
 ]
 
 _U = np.uint64
@@ -238,6 +238,7 @@ class _Forced:
     grad_input: str | None = None
     chunks: int | None = None
     winograd: bool = False
+    phase_winograd: bool = False
     phases: bool = False
 
 
@@ -352,6 +353,9 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
     if route.winograd and (forced.winograd or _finite(x, weight)):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
         return
+    if route.phase_winograd and (forced.phase_winograd or _finite(x, weight)):
+        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
+        return
     # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
     if route.phases and (forced.phases or _finite(x)):
         _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
@@ -361,10 +365,11 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
 
 
 class _Route(NamedTuple):
-    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, the blocked
-    kernels over the phase planes (each where it applies and pays, and taken where the data allow it), else the
-    blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
+    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, Winograd over the
+    phase planes, the blocked kernels over the phase planes (each where it applies and pays, and taken where the
+    data allow it), else the blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
     winograd: bool
+    phase_winograd: bool
     phases: bool
     layout: Layout
     slack: int
@@ -376,6 +381,7 @@ def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation
     convolution's call (NiN's 1 x 1 layers at batch 1)."""
     layout = forward_layout(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups)
     return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
+                  _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced),
                   _use_phases(layout, x_shape, weight_shape, padding, forced), layout, _slack(layout, forced))
 
 
@@ -389,6 +395,35 @@ def _phases_apply(x_shape, weight_shape, stride, padding, dilation) -> bool:
     (the taps past the kernel zero weights)."""
     return (x_shape[2] == 1 and weight_shape[2] == 1 and stride[0] == 1 and padding[0] == 0
             and max(stride[1:]) > 1 and tuple(dilation[1:]) == (1, 1))
+
+
+def _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
+    """Whether the phase planes of a 2D convolution (``_phases_apply``) see 3 x 3 taps each (kernel / stride rounds
+    up to 3: AlexNet's 11 x 11 of stride 4): then Winograd's kernel computes their convolution."""
+    return (_phases_apply(x_shape, weight_shape, stride, padding, dilation)
+            and _phase_taps(weight_shape[3], stride[1]) == winograd.SUB
+            and _phase_taps(weight_shape[4], stride[2]) == winograd.SUB)
+
+
+def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups,
+                        forced: _Forced) -> bool:
+    """Winograd over the phase planes where it applies (``_phase_winograd_applies``) and pays: its multiplies (16
+    per 2 x 2 tile, input channel and stride phase) at most ``tuning.PHASE_WINOGRAD_MAX_MULTIPLIES`` of the direct
+    kernel's, at least ``tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS`` output channels a group and
+    ``tuning.PHASE_WINOGRAD_MIN_TILES`` output tiles; or where forced (a ValueError where it does not apply)."""
+    applies = _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation)
+    if forced.phase_winograd:
+        if not applies:
+            raise ValueError("the phase-plane Winograd kernel computes 2D convolutions with a stride above 1, "
+                             "dilation 1 and kernel / stride rounding up to 3 along rows and columns only")
+        return True
+    if forced != _AUTOMATIC or not applies:
+        return False
+    multiplies = (winograd.TILE + 2) ** 2 / winograd.TILE ** 2 * stride[1] * stride[2] / math.prod(weight_shape[3:])
+    tiles = x_shape[0] * math.prod(-(-size // winograd.TILE) for size in out_spatial[1:])
+    return (multiplies <= tuning.PHASE_WINOGRAD_MAX_MULTIPLIES
+            and weight_shape[0] // groups >= tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS
+            and tiles >= tuning.PHASE_WINOGRAD_MIN_TILES)
 
 
 def _phase_weight(weight, stride_h, stride_w):
@@ -457,6 +492,13 @@ def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Force
     automatic = replace(forced, phases=False)
     _convolve(_padded(planes, (0, 0, 0), layout.padded, slack=_slack(layout, automatic)), layout, phase_weight, bias,
               out.reshape(-1), automatic)
+
+
+def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
+    """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of its phase planes
+    (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
+    planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
+    winograd.conv_forward(planes, phase_weight, bias, out, (0, 0, 0), 1, 1, groups)
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
@@ -701,6 +743,12 @@ def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, d
     not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(winograd=True))
+
+
+def conv_forward_phase_winograd(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` of a strided 2D convolution by Winograd over its stride phases (kernel / stride rounding
+    up to 3 along rows and columns, dilation 1); ValueError where it does not apply."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(phase_winograd=True))
 
 
 def conv_forward_phases(x, weight, bias, out, stride, padding, dilation, groups):
