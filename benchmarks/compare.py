@@ -2,8 +2,9 @@
 
     python benchmarks/compare.py [--quick] [--json results.json] [--plot ratios.png] [--only NAME ...] [--no-start]
 
-For every case the engines run interleaved (numconv, PyTorch, ONNX Runtime, numconv, ...) after a warm-up call that
-compiles, and the best time of each is kept, so that a shared, noisy machine slows all alike. ONNX Runtime runs the
+For every case the engines take turns of three calls each (numconv, PyTorch, ONNX Runtime, numconv, ...) after a
+warm-up call that compiles, and the best time of each is kept, so that a shared, noisy machine slows all alike and
+no engine is timed while another's threads still hold the cores (``TURN``). ONNX Runtime runs the
 forward pass only (it is an inference engine), as a one-node ONNX model built with ``onnx.helper``, and its output
 must equal numconv's (largest difference below 1e-4 of the largest output) before it is timed.
 
@@ -55,19 +56,29 @@ except ImportError:  # the comparison degrades to numconv (and ONNX Runtime)
 PEERS = (("torch", "PyTorch"), ("ort", "ONNX Runtime"))
 
 
+#: each engine's calls in a row in every round (its turn). An engine's first call after another's runs slower: the
+#: other's threads still spin for a while, and its own data have left the cache. Measured on 2 cores in one process
+#: (best of 30 rounds): ONNX Runtime's AlexNet third layer took 27.6 ms after numconv's or PyTorch's call against
+#: 20.4 alone, its M5 second layer 20.6-30.3 against 16.5; in turns of three, 20.6 and 16.5 (numconv's and
+#: PyTorch's as alone too). The best of a turn leaves its first call out
+TURN = 3
+
+
 def best_times(functions: dict, rounds: int, budget: float, spread: float = 1.5) -> dict:
-    """Best wall time of each callable: one warm-up call each, then rounds in turn until ``rounds`` rounds are done
-    and at least ``spread`` seconds have passed (so that fast cases sample a shared machine's quiet moments too),
-    stopping early once ``budget`` seconds are spent (but never before 3 rounds), and after at most 1000 rounds."""
+    """Best wall time of each callable: one warm-up call each, then rounds in which each takes a turn of ``TURN``
+    calls in a row, until ``rounds`` rounds are done and at least ``spread`` seconds have passed (so that fast cases
+    sample a shared machine's quiet moments too), stopping early once ``budget`` seconds are spent (but never before
+    3 rounds), and after at most 1000 rounds."""
     for function in functions.values():
         function()
     best = {name: math.inf for name in functions}
     started = time.perf_counter()
     for round_index in range(1000):
         for name, function in functions.items():
-            begin = time.perf_counter()
-            function()
-            best[name] = min(best[name], time.perf_counter() - begin)
+            for _ in range(TURN):
+                begin = time.perf_counter()
+                function()
+                best[name] = min(best[name], time.perf_counter() - begin)
         elapsed = time.perf_counter() - started
         if round_index >= 2 and (elapsed > budget or (round_index + 1 >= rounds and elapsed > spread)):
             break
@@ -171,7 +182,7 @@ class Runner:
         self.mismatches = []
 
     def entry(self, case, mode: str, ours, theirs=None, ort=None, work: float = 0.0, unit: str = "gflops") -> dict:
-        """Time ``ours`` (numconv), ``theirs`` (PyTorch) and ``ort`` (ONNX Runtime) interleaved, after checking that
+        """Time ``ours`` (numconv), ``theirs`` (PyTorch) and ``ort`` (ONNX Runtime) in turns, after checking that
         ONNX Runtime's output equals numconv's; ``work`` flops (``unit`` 'gflops') or bytes ('gbs') per call."""
         functions = {"numconv": ours}
         if theirs is not None:

@@ -6,7 +6,8 @@ process.
 AlexNet (227x227) and Network in Network (32x32), built from numconv's zoo with a fixed seed and exported with
 ``numconv.onnx.to_model``, are loaded by ``numconv.onnx.load`` and by ``onnxruntime.InferenceSession``, and run on
 the same float32 images at batch 1 and 16. Both must give the same logits (relative error below 1e-4) before they
-are timed: interleaved, after a warm-up call that compiles, keeping the best time of each, as ``compare.py`` does.
+are timed: in turns of three calls each, after a warm-up call that compiles, keeping the best time of each, as
+``compare.py`` does.
 Reported: milliseconds, the ratio numconv / ONNX Runtime (below 1 means numconv is faster) and its geometric mean.
 
 Both engines use 2 threads (fewer if Numba is limited to fewer). For stable numbers on OpenBLAS builds, run with
