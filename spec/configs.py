@@ -152,6 +152,9 @@ PHASE_WINOGRAD_CONFIGS = (
     ConvConfig(2, 4, 4, (7, 8), (6, 5), stride=(2, 2), groups=2),
     ConvConfig(1, 2, 3, (9, 10), (3, 5), stride=(1, 2), padding=(1, 2)),
 )
+#: where the automatic choice weighs it: 3 x 3 taps a phase, too few tiles (``tuning.PHASE_WINOGRAD_MIN_TILES``) to
+#: take it
+PHASE_WINOGRAD_AUTOMATIC_CONFIGS = (ConvConfig(1, 2, 3, (9, 10), (5, 6), stride=(2, 2), padding=(1, 2)),)
 #: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
 #: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or
 #: are 1 along one
