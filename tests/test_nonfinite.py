@@ -61,8 +61,8 @@ OPS = {
     "conv2d 5x5 winograd": (*_conv(2), [(1, 32, 16, 16), (32, 32, 5, 5), (32,)], dict(padding=2)),
     # ... and its weight gradient's (tuning.WINOGRAD_WEIGHT_MIN_CHANNELS, WINOGRAD_WEIGHT_MIN_TILES: 128, 32 tiles)
     "conv2d winograd weight gradient": (*_conv(2), [(2, 128, 8, 8), (128, 128, 3, 3), (128,)], dict(padding=1)),
-    # Winograd over the phase planes (tuning.PHASE_WINOGRAD_*: 48 output channels, 2 x 32 x 32 tiles)
-    "conv2d strided winograd": (*_conv(2), [(2, 3, 259, 259), (48, 3, 11, 11), (48,)], dict(stride=4, padding=1)),
+    # Winograd over the phase planes (tuning.PHASE_WINOGRAD_*: 48 output channels, 32 x 32 tiles)
+    "conv2d strided winograd": (*_conv(2), [(1, 3, 259, 259), (48, 3, 11, 11), (48,)], dict(stride=4, padding=1)),
     "conv2d grouped": (*_conv(2), [(1, 4, 7, 7), (6, 2, 3, 3), (6,)], dict(stride=2, groups=2)),
     "conv3d": (*_conv(3), [(1, 2, 5, 6, 6), (3, 2, 3, 3, 3), (3,)], dict(padding=(1, 0, 1))),
     "conv3d winograd": (*_conv(3), [(1, 16, 4, 8, 8), (32, 16, 3, 3, 3), (32,)], dict(padding=1)),

@@ -439,12 +439,18 @@ def _phase_weight(weight, stride_h, stride_w):
     ).reshape(out_channels, group_in * stride_h * stride_w, 1, taps_h, taps_w)
 
 
+def _frozen_phase_weight(weight, stride_h, stride_w):
+    """``_phase_weight``, frozen where the weight is (so that a formulation packs it, or Winograd transforms it,
+    once too)."""
+    return _derived_array(weight, ("phase weight", stride_h, stride_w),
+                          lambda: _phase_weight(weight, stride_h, stride_w))
+
+
 def _split_into_phases(x, weight, out_shape, stride, padding):
     """(phase planes (N, C * s_h * s_w, 1, OH + TH - 1, OW + TW - 1), phase weights), the phase weights frozen
     where the weight is (so that a formulation packs them once too)."""
     stride_h, stride_w = stride[1], stride[2]
-    phase_weight = _derived_array(weight, ("phase weight", stride_h, stride_w),
-                                  lambda: _phase_weight(weight, stride_h, stride_w))
+    phase_weight = _frozen_phase_weight(weight, stride_h, stride_w)
     planes_shape = _planes_shape(x.shape, weight.shape, out_shape, stride)
     planes = _workspace("phase planes", math.prod(planes_shape), x.dtype).reshape(planes_shape)
     _phase_planes(x, padding[1], padding[2], stride_h, stride_w, planes)
@@ -497,8 +503,8 @@ def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Force
 def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
     """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of its phase planes
     (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
-    planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
-    winograd.conv_forward(planes, phase_weight, bias, out, (0, 0, 0), 1, 1, groups)
+    winograd.conv_forward(x, _frozen_phase_weight(weight, stride[1], stride[2]), bias, out, padding, 1, 1, groups,
+                          (stride[1], stride[2]))
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:

@@ -116,9 +116,10 @@ WINOGRAD_WIDE_MIN_TILES = 64
 #: a strided 2D convolution whose stride phases see 3 x 3 taps each goes to Winograd over its phase planes where
 #: Winograd's multiplies (16 per 2 x 2 tile, input channel and phase) are at most this share of the direct kernel's
 #: (kernel rows x columns per output and input channel). Measured on AMD Zen 4, Winograd's time over the direct
-#: kernel's (the 32 x 7 kernel), best of 5-200 in one process, alternating: AlexNet's first layer (11 x 11, stride 4,
-#: 3 -> 96 channels on 227 x 227; 0.53 of the multiplies) 0.81-0.84 at batch 3, 8 and 16; 10 x 10 of stride 4 (0.64)
-#: 0.98; 5 x 5 of stride 2 (0.64): 32 -> 64 channels on 56 x 56 1.09, 16 -> 32 1.50, 64 -> 64 on 28 x 28 1.63. (An
+#: kernel's (the 32 x 7 kernel), best of 15-120 in one process, in turns: AlexNet's first layer (11 x 11, stride 4,
+#: 3 -> 96 channels on 227 x 227; 0.53 of the multiplies) 0.78-0.79 at batch 2, 3 and 16; 10 x 10 of stride 4 (0.64)
+#: 0.98; 5 x 5 of stride 2 (0.64): 32 -> 64 channels on 56 x 56 1.09, 16 -> 32 1.50, 64 -> 64 on 28 x 28 1.63 (the
+#: last four with the phase planes written out and then packed, 7% slower than ``winograd._pack_phases``). (An
 #: earlier, faster host ran the 32 x 7 kernel on AlexNet's first layer at batch 16 in 10.3-13.0 ms, 260-330 GFLOP/s,
 #: past this one's FMA peak, and 1.1-1.25x faster than Winograd over its phases: on such a host this route does not
 #: pay, and these thresholds are to be measured again.)
@@ -126,9 +127,9 @@ PHASE_WINOGRAD_MAX_MULTIPLIES = 0.55
 #: ... where a group has at least this many output channels (each input tile's transform serves them all): 6 x 6 of
 #: stride 2, 3 -> 32 channels (0.44 of the multiplies) 1.65; AlexNet's first layer with 48 output channels 0.93
 PHASE_WINOGRAD_MIN_OUT_CHANNELS = 48
-#: ... and at least this many 2 x 2 output tiles: AlexNet's first layer at batch 1 (784 tiles) 1.27, at batch 2
-#: (1568) 0.99, at batch 3 (2352) 0.81
-PHASE_WINOGRAD_MIN_TILES = 2048
+#: ... and at least this many 2 x 2 output tiles: AlexNet's first layer at batch 2 (1568 tiles) 0.78, at batch 1
+#: (784) 0.91-1.03
+PHASE_WINOGRAD_MIN_TILES = 1024
 #: the weight gradient of a 3 x 3 layer at stride 1 goes to Winograd F(2x2, 3x3) (``winograd_weight.py``) where a
 #: group has at least this many input and output channels: each tile's transforms (of its input channels and of its
 #: output channels) then serve that many products. Measured on AMD Zen 4, Winograd's time over the direct kernel's,

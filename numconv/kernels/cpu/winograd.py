@@ -7,7 +7,8 @@ used (``tuning.WINOGRAD_MIN_CHANNELS``, ``tuning.WINOGRAD_MIN_TILES``, ``tuning.
 
 One call:
 
-1. ``_pack_input``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16).
+1. ``_pack_input``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16) (``_pack_phases``:
+   a strided input's phase planes).
 2. ``_weights_f2``: the transformed weights U (G, OB, 16, S * CP, 16) of the S sub-windows, 16 output channels per
    vector (once, for weights that can never change: ``launch.prepared``).
 3. ``_winograd_f2_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a per-thread
@@ -134,6 +135,48 @@ def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
                     target[position + np.uint64(k)] = 0.0
 
 
+@parallel_kernel(cache=True)
+def _pack_phases(x, groups, cblocks, pad_h, pad_w, stride_h, stride_w, phase_h, phase_w, packed):
+    """packed (N, G, CB, 1, HP, WP, 16)[n, g, cb, 0, y, x, k] = the phase planes (``conv._phase_planes``) of x (N, C,
+    1, H, W) at phase channel q = 16 cb + k of group g, (y, x): x[n, g * Cg + q // (s_h s_w), 0, y s_h + f_h - pad_h,
+    x s_w + f_w - pad_w] for q = (c s_h + f_h) s_w + f_w; zero outside x, past the planes' (``phase_h``,
+    ``phase_w``) and past the group's Cg s_h s_w phase channels. A strided convolution's phase planes packed for the
+    fused kernel in one pass, without writing the planes (AlexNet's first layer at batch 16: the planes and their
+    packing took 1.5 ms of its 14.3). One task per (sample, group, block); per row, each lane's columns inside x are
+    copied without a test."""
+    batch, channels, _, height, width = x.shape
+    group_in = channels // groups
+    phases = stride_h * stride_w
+    rows, columns = packed.shape[4], packed.shape[5]
+    source = x.reshape(-1)
+    target = packed.reshape(-1)
+    row_size = columns * 16
+    for task in prange(batch * groups * cblocks):
+        cb = task % cblocks
+        g = (task // cblocks) % groups
+        n = task // (cblocks * groups)
+        for y in range(rows):
+            row = np.uint64((task * rows + y) * row_size)
+            for k in range(16):
+                q = cb * 16 + k
+                in_y = y * stride_h + (q % phases) // stride_w - pad_h
+                shift = q % stride_w - pad_w  # the input column of phase column j is j * stride_w + shift
+                lo = min(max(-(shift // stride_w), 0), phase_w)
+                hi = min(max((width - 1 - shift) // stride_w + 1, lo), phase_w)
+                if q >= group_in * phases or y >= phase_h or in_y < 0 or in_y >= height:
+                    lo = hi = 0
+                lane = row + np.uint64(k)
+                for j in range(lo):
+                    target[lane + np.uint64(j * 16)] = 0.0
+                # the first input this lane reads, at column lo: never negative (unsigned offsets)
+                read = np.uint64(((n * channels + g * group_in + q // phases) * height + in_y) * width
+                                 + lo * stride_w + shift) if hi > lo else np.uint64(0)
+                for j in range(hi - lo):
+                    target[lane + np.uint64((lo + j) * 16)] = source[read + np.uint64(j * stride_w)]
+                for j in range(hi, columns):
+                    target[lane + np.uint64(j * 16)] = 0.0
+
+
 def _tiles_per_task(tiles: int, groups: int) -> int:
     # two strips per task let a block of U serve twice from the first-level cache while V still fits the second
     # (measured 5-30% faster on AlexNet's third layer), unless that leaves too few tasks for the threads
@@ -148,14 +191,19 @@ def _chunks(tile_tasks: int, out_blocks: int, threads: int) -> int:
     return max(1, min(out_blocks, -(-threads // tile_tasks)))
 
 
-def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) -> None:
+def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1)) -> None:
     """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd.
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH and KW each 3 or 5; bias (O,); out (N, O, OD, OH, OW),
     overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
     ``stride_d`` and ``dilation_d`` the depth's stride and dilation; all C-contiguous, one float dtype.
+
+    With ``phases`` (s_h, s_w) other than (1, 1), the convolution of x's phase planes at that stride instead
+    (``conv._phase_planes``, as packed by ``_pack_phases``: a strided 2D convolution whose phases see 3 x 3 taps):
+    x (N, C, 1, H, W), weight (O, C s_h s_w // groups, 1, 3, 3) the phase weights, ``padding`` the strided
+    convolution's.
     """
-    batch, channels = x.shape[:2]
+    batch, channels = x.shape[0], x.shape[1] * phases[0] * phases[1]
     out_channels, out_d, out_h, out_w = out.shape[1:]
     taps_d = weight.shape[2]
     offsets = _offsets(tuple(weight.shape[2:]), dilation_d)
@@ -179,7 +227,10 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups) ->
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
-    _pack_input(x, groups, in_blocks, padding[0], padding[1], padding[2], packed)
+    if phases == (1, 1):
+        _pack_input(x, groups, in_blocks, padding[0], padding[1], padding[2], packed)
+    else:
+        _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + 2, out_w + 2, packed)
     transformed = prepared(
         weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
