@@ -135,10 +135,7 @@ WINOGRAD_CONFIGS = (
 #: the Winograd weight gradient (3 x 3 in each plane at stride 1; one depth tap): partial tiles, padding on either
 #: side, groups, a second (partial) block of 64 input channels, and depth slices as samples (the forced kernel splits
 #: the sum over tiles in two, as ``tuning.WINOGRAD_WEIGHT_CHUNK_TILES`` splits a long one)
-WINOGRAD_WEIGHT_CONFIGS = (
-    ConvConfig(1, 2, 3, (5, 6), (3, 3), padding=(1, 1)),
-    ConvConfig(2, 4, 4, (4, 7), (3, 3), groups=2),
-    ConvConfig(1, 3, 2, (6, 5), (3, 3), padding=(2, 0), padding_right=(1, 2)),
+WINOGRAD_WEIGHT_CONFIGS = WINOGRAD_CONFIGS[:3] + (  # the forward kernel's 2D 3 x 3 rows
     ConvConfig(1, 66, 2, (3, 4), (3, 3), padding=(1, 1)),
     ConvConfig(2, 2, 3, (3, 4, 5), (1, 3, 3), padding=(0, 1, 1)),
 )
@@ -154,7 +151,7 @@ PHASE_WINOGRAD_CONFIGS = (
 )
 #: where the automatic choice weighs it: 3 x 3 taps a phase, too few tiles (``tuning.PHASE_WINOGRAD_MIN_TILES``) to
 #: take it
-PHASE_WINOGRAD_AUTOMATIC_CONFIGS = (ConvConfig(1, 2, 3, (9, 10), (5, 6), stride=(2, 2), padding=(1, 2)),)
+PHASE_WINOGRAD_AUTOMATIC_CONFIGS = PHASE_WINOGRAD_CONFIGS[:1]
 #: a strided 1D or 2D convolution as the stride-1 convolution of its phase planes on the blocked kernels: kernels
 #: that are and are not multiples of the stride, padding, groups, strides that differ between rows and columns or
 #: are 1 along one

@@ -420,7 +420,7 @@ def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dil
     if forced != _AUTOMATIC or not applies:
         return False
     multiplies = (winograd.TILE + 2) ** 2 / winograd.TILE ** 2 * stride[1] * stride[2] / math.prod(weight_shape[3:])
-    tiles = x_shape[0] * math.prod(-(-size // winograd.TILE) for size in out_spatial[1:])
+    tiles = winograd.output_tiles((x_shape[0],) + tuple(out_spatial))
     return (multiplies <= tuning.PHASE_WINOGRAD_MAX_MULTIPLIES
             and weight_shape[0] // groups >= tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS
             and tiles >= tuning.PHASE_WINOGRAD_MIN_TILES)

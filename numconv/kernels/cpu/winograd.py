@@ -57,14 +57,20 @@ def sub_windows(weight_shape) -> int:
     return weight_shape[2] * WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
 
 
+def output_tiles(out_shape) -> int:
+    """How many TILE x TILE output tiles the kernel computes for an output of ``out_shape`` (batch, depth, height,
+    width): the planes' partial tiles count whole."""
+    batch, depth, height, width = out_shape
+    return batch * depth * -(-height // TILE) * -(-width // TILE)
+
+
 def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
     """Whether the transforms pay (``tuning.py``): an input tile's transform serves every output channel of its
     group, an output tile's inverse transform a sum over every sub-window and input channel of it, and the
     transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width), more of
     them where the plane's window has sub-windows of its own."""
     sums = sub_windows(weight_shape) * (x_shape[1] // groups)
-    batch, depth, height, width = out_shape
-    tiles = batch * depth * -(-height // TILE) * -(-width // TILE)
+    tiles = output_tiles(out_shape)
     wide = WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]] > 1
     return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
             and tiles >= (tuning.WINOGRAD_WIDE_MIN_TILES if wide else tuning.WINOGRAD_MIN_TILES))
@@ -230,7 +236,9 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     if phases == (1, 1):
         _pack_input(x, groups, in_blocks, padding[0], padding[1], padding[2], packed)
     else:
-        _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + 2, out_w + 2, packed)
+        # the phase planes span the output plus a window's reach (``conv._planes_shape``)
+        _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + SUB - 1,
+                     out_w + SUB - 1, packed)
     transformed = prepared(
         weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
