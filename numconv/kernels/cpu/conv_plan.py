@@ -101,7 +101,7 @@ def rows_tables(layout: Layout, lanes: int):
 def samples_tables(layout: Layout, lanes: int):
     """Tables of the ``samples`` formulation for one group (selected by offsetting the buffers, as for ``rows``):
     blocks of ``lanes`` samples at one output position, read from the padded buffer packed sample by sample
-    ((N / lanes rounded up, in_channels * plane, lanes): ``dense.pack_positions``), columns the group's output
+    ((N / lanes rounded up, in_channels * plane, lanes): ``conv._pad_by_sample``), columns the group's output
     channels, lane k's results a sample after lane k - 1's."""
     taps, inputs, outputs = offsets(layout)
     plane = layout.plane
