@@ -124,6 +124,14 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     ((1, 64, 8, 8), (64, 64, 5, 5), 1, False),         # 16 tiles
     ((4, 64, 8, 16), (64, 64, 5, 3), 1, True),
     ((16, 64, 16, 16), (64, 64, 7, 7), 1, False),
+    # windows one row tall by F(2, 3): the audio layer (1000 positions, batch 32) and M5's last 3-tap layer (992
+    # tiles), 5 taps; not with 64 channels, at one sample (500 tiles), nor 3 x 1 (one column wide)
+    ((32, 128, 1000), (128, 128, 3), 1, True),
+    ((32, 256, 61), (512, 256, 3), 1, True),
+    ((8, 128, 250), (128, 128, 5), 1, True),
+    ((32, 64, 1000), (64, 64, 3), 1, False),
+    ((1, 128, 1000), (128, 128, 3), 1, False),
+    ((32, 128, 100, 10), (128, 128, 3, 1), 1, False),
 ])
 def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, groups, chosen):
     x5, w5 = _five(x_shape), _five(w_shape)
@@ -337,6 +345,11 @@ CASES = [
     ((2, 4, 7, 6), (6, 2, 5, 5), 1, 2, 1, 2),
     ((4, 32, 8, 8), (33, 32, 5, 5), 1, 2, 1, 1),
     ((1, 3, 3, 6, 9), (4, 3, 2, 5, 3), 1, (1, 4, 0), 1, 1),
+    # windows one row tall, by F(2, 3): 1D with a partial second block of channels and an odd length, 5 taps with
+    # groups and the largest padding, and 1 x 3 over several rows
+    ((2, 17, 13), (18, 17, 3), 1, 1, 1, 1),
+    ((2, 8, 9), (6, 4, 5), 1, 4, 1, 2),
+    ((1, 3, 4, 11), (5, 3, 1, 3), 1, (0, 1), 1, 1),
     # strided, with 3 x 3 taps per stride phase (as AlexNet's first layer)
     ((2, 3, 23, 25), (32, 3, 11, 11), 4, (1, 2), 1, 1),
     ((1, 4, 9, 11), (34, 2, 5, 6), 2, 0, 1, 2),
@@ -488,6 +501,9 @@ def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():
     with pytest.raises(ValueError, match="3x3 or 5x5 windows"):
         cpu_conv.conv_forward_winograd(x, w7, np.zeros(4, np.float32), np.empty((1, 4, 1, 9, 9), np.float32),
                                        (1, 1, 1), (0, 3, 3), (1, 1, 1), 1)
+    with pytest.raises(ValueError, match="1x3 or 1x5 one row tall"):  # 3 x 1: one column wide
+        cpu_conv.conv_forward_winograd(x, np.zeros((4, 4, 1, 3, 1), np.float32), np.zeros(4, np.float32),
+                                       np.empty((1, 4, 1, 9, 9), np.float32), (1, 1, 1), (0, 1, 0), (1, 1, 1), 1)
     with pytest.raises(ValueError, match="kernel / stride rounding up to 3"):  # 7 / 4: 2 taps a phase
         cpu_conv.conv_forward_phase_winograd(x, w7, np.zeros(4, np.float32), np.empty((1, 4, 1, 1, 1), np.float32),
                                              (1, 4, 4), (0, 0, 0), (1, 1, 1), 1)
@@ -501,14 +517,14 @@ def _count_winograd_tasks(monkeypatch, tasks: list) -> None:
     ``tasks`` before it runs."""
     from numconv.kernels.cpu import winograd_kernels
 
-    fused = winograd_kernels.KERNELS[winograd.WIDTH]
+    fused = winograd_kernels.KERNELS[winograd.TILE, winograd.WIDTH]
 
     def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
                           chunks, *rest):
         tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
         fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
 
-    monkeypatch.setitem(winograd_kernels.KERNELS, winograd.WIDTH, counting_winograd)
+    monkeypatch.setitem(winograd_kernels.KERNELS, (winograd.TILE, winograd.WIDTH), counting_winograd)
 
 
 def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):

@@ -32,18 +32,20 @@ The three public functions are small dispatchers around the register-blocked mul
   goes to Winograd F(2x2, 3x3) instead (``winograd_weight.py``): 16 products over the output's 2 x 2 tiles where
   the direct kernel sums 9 over its positions, 2.25x fewer multiplies.
 
-* A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D,
-  or 3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
+* A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D, or
+  3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
   products per sum (3 x 3 sub-windows, ``winograd.sub_windows``, x input channels), and at least
-  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an
-  axis), goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as two 3-tap
-  sub-windows): 2.25x fewer multiplies for 3x3, 1.56x for 5x5; so does its input gradient (the flipped-weight
-  convolution above) when the stride is 1 along the depth too and the padding in each plane is at most the window's
-  taps there less one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the
-  estimates say so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's
-  first layer, 80 taps at stride 4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase
-  planes are few enough against the direct kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough
-  output channels and tiles (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
+  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an axis),
+  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as two 3-tap sub-windows):
+  2.25x fewer multiplies for 3x3, 1.56x for 5x5. Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3)
+  there, 1.5x fewer multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and
+  ``tuning.WINOGRAD_ROW_MIN_TILES`` tiles of 1 x 2 outputs. So does the input gradient (the flipped-weight convolution
+  above) when the stride is 1 along the depth too and the padding in each plane is at most the window's taps there
+  less one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates say
+  so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first layer, 80 taps
+  at stride 4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase planes are few enough
+  against the direct kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough output channels and tiles
+  (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples`` and ``*_split`` functions at the end), so that the
@@ -512,8 +514,8 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
     applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd kernel computes convolutions with 3x3 or 5x5 windows in each plane, "
-                             "stride 1 and dilation 1 along its rows and columns only")
+            raise ValueError("the Winograd kernel computes convolutions with 3x3 or 5x5 windows in each plane "
+                             "(1x3 or 1x5 one row tall), stride 1 and dilation 1 along its rows and columns only")
         return True
     return (forced.algorithm is None and applies
             and winograd.worthwhile(x_shape, weight_shape, groups,
@@ -626,9 +628,9 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
                and padding[1] < w_shape[3] and padding[2] < w_shape[4])
     if forced.winograd:
         if not applies:
-            raise ValueError("the Winograd input gradient needs a convolution with 3x3 or 5x5 windows in each plane, "
-                             "stride 1, dilation 1 along rows and columns and padding there of at most the window's "
-                             "taps less one")
+            raise ValueError("the Winograd input gradient needs a convolution with 3x3 or 5x5 windows in each plane "
+                             "(1x3 or 1x5 one row tall), stride 1, dilation 1 along rows and columns and padding "
+                             "there of at most the window's taps less one")
         return True
     return (forced.algorithm is None and forced.grad_input is None and applies
             and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:])))
@@ -737,16 +739,16 @@ def conv_grad_input_subpixel(grad_output, weight, grad_input, stride, padding, d
 
 
 def conv_forward_winograd(x, weight, bias, out, stride, padding, dilation, groups):
-    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, stride 1
-    and dilation 1 there; any depth of window, depth stride, depth dilation and channel count); ValueError where it
-    does not apply."""
+    """``conv_forward`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, or F(2, 3)
+    for 1 x 3 or 1 x 5 windows one row tall; stride 1 and dilation 1 there; any depth of window, depth stride, depth
+    dilation and channel count); ValueError where it does not apply."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(winograd=True))
 
 
 def conv_grad_input_winograd(grad_output, weight, grad_input, stride, padding, dilation, groups):
-    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, stride
-    1, dilation 1 and padding at most the taps less one there, stride 1 along the depth); ValueError where it does
-    not apply."""
+    """``conv_grad_input`` by the fused Winograd F(2x2, 3x3) kernel (3 or 5 taps along each axis of a plane, or F(2,
+    3) for 1 x 3 or 1 x 5 windows one row tall; stride 1, dilation 1 and padding at most the taps less one there,
+    stride 1 along the depth); ValueError where it does not apply."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,
                      _Forced(winograd=True))
 

@@ -112,6 +112,16 @@ WINOGRAD_MIN_TILES = 16
 #: 0.91, at batch 16 0.70 / 0.73 / 0.78; AlexNet's grouped 48 -> 128 on 27 x 27 at batch 1 (196 tiles) 0.86 / 0.96
 #: / 1.14, at batch 16 0.79 / 0.80 / 0.96
 WINOGRAD_WIDE_MIN_TILES = 64
+#: windows one row tall (1D convolutions: 1 x 3, 1 x 5) take F(2, 3), 4 multiplies per 2 outputs against the direct
+#: kernel's 6, where a group has at least this many channels in and out (sums per transform element: input channels
+#: x sub-windows) ... Measured on AMD Zen 4 with 3 taps, Winograd's time over the direct kernel's: 128 -> 128 on
+#: 1000 at batch 32 0.79, M5's 128 -> 256 on 248 0.79, 256 -> 512 on 61 (960 tiles) 0.75; with 64 channels 0.92-1.04
+#: (1000 tiles), 48 1.04, 32 1.24-1.30, 16 -> 32 1.88; 5 taps (two sub-windows, sums over twice the input channels):
+#: 128 -> 128 on 1000 at batch 32 0.85, on 250 at batch 8 0.97, 64 -> 64 0.99
+WINOGRAD_ROW_MIN_CHANNELS = 128
+#: ... and at least this many 1 x 2 output tiles: 128 channels on 2 x 1000 tiles 0.86, 1000 at batch 1 (500 tiles)
+#: 1.11, 248 (123) 1.09; 256 -> 512 on 30 tiles 1.85
+WINOGRAD_ROW_MIN_TILES = 960
 
 #: a strided 2D convolution whose stride phases see 3 x 3 taps each goes to Winograd over its phase planes where
 #: Winograd's multiplies (16 per 2 x 2 tile, input channel and phase) are at most this share of the direct kernel's

@@ -1,7 +1,8 @@
 """The fused Winograd F(2x2, 3x3) forward convolution: 3x3 or 5x5 windows within each plane at stride 1 and dilation
-1, any padding and groups; in 3D any depth of window, stride and dilation along the depth. A 5 x 5 window is four
-3 x 3 sub-windows of its 6 x 6 zero-padded form and a 3D window one 2D window per depth tap: each output plane sums
-the 2D convolutions of its sub-windows (``winograd_codegen.py`` documents the algorithm and the buffer layouts);
+1, any padding and groups; in 3D any depth of window, stride and dilation along the depth. Windows one row tall (1D
+convolutions: 1 x 3 or 1 x 5) take F(1x2, 1x3) = F(2, 3) instead, 1 x 2 output tiles. A 5 x 5 window is four 3 x 3
+sub-windows of its 6 x 6 zero-padded form and a 3D window one 2D window per depth tap: each output plane sums the
+2D convolutions of its sub-windows (``winograd_codegen.py`` documents the algorithm and the buffer layouts);
 this module packs the input, sizes the generated kernels' buffers and calls them. ``conv.py`` decides when it is
 used (``tuning.WINOGRAD_MIN_CHANNELS``, ``tuning.WINOGRAD_MIN_TILES``, ``tuning.WINOGRAD_WIDE_MIN_TILES``).
 
@@ -9,11 +10,12 @@ One call:
 
 1. ``_pack_input``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16) (``_pack_phases``:
    a strided input's phase planes).
-2. ``_weights_f2``: the transformed weights U (G, OB, 16, S * CP, 16) of the S sub-windows, 16 output channels per
-   vector (once, for weights that can never change: ``launch.prepared``).
-3. ``_winograd_f2_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a per-thread
-   buffer, the 16 channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as this CPU's vector
-   registers allow: ``winograd_kernels.WIDTHS``), and the inverse transform (plus bias) into the output.
+2. ``_weights_2x2`` (``_weights_1x2``): the transformed weights U (G, OB, T, S * CP, 16) of the S sub-windows, 16
+   output channels per vector, T = 16 (4) (once, for weights that can never change: ``launch.prepared``).
+3. ``_winograd_2x2_w{WIDTH}`` (``_winograd_1x2_w{WIDTH}``): per task (a group and ``per_task`` tiles), the input
+   transform into a per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as
+   this CPU's vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transform (plus bias) into the
+   output.
 """
 from __future__ import annotations
 
@@ -42,26 +44,33 @@ WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
 WINDOWS = {3: 1, 5: 2}
 #: the taps of a sub-window along each axis of a plane
 SUB = 3
+#: along the rows, also a window of one tap: one sub-window one row tall, tiles of one output row
+ROW_WINDOWS = {1: 1, **WINDOWS}
 
 
 def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
-    """Whether a (N, C, D, H, W) convolution is one this kernel computes: windows of 3 or 5 taps along the rows and
-    along the columns, stride 1 and dilation 1 there (anything along the depth)."""
-    return (all(size in WINDOWS for size in weight_shape[3:]) and tuple(stride[1:]) == (1, 1)
+    """Whether a (N, C, D, H, W) convolution is one this kernel computes: windows of 1, 3 or 5 taps along the rows
+    and of 3 or 5 along the columns, stride 1 and dilation 1 there (anything along the depth)."""
+    return (weight_shape[3] in ROW_WINDOWS and weight_shape[4] in WINDOWS and tuple(stride[1:]) == (1, 1)
             and tuple(dilation[1:]) == (1, 1))
 
 
+def row_tile(weight_shape) -> int:
+    """The output tiles' rows for a window of ``weight_shape`` (O, Cg, KD, KH, KW): TILE, or 1 where KH is 1."""
+    return 1 if weight_shape[3] == 1 else TILE
+
+
 def sub_windows(weight_shape) -> int:
-    """How many 3 x 3 sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per sub-window
-    of its plane."""
-    return weight_shape[2] * WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
+    """How many 3 x 3 (1 x 3) sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per
+    sub-window of its plane."""
+    return weight_shape[2] * ROW_WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
 
 
-def output_tiles(out_shape) -> int:
-    """How many TILE x TILE output tiles the kernel computes for an output of ``out_shape`` (batch, depth, height,
-    width): the planes' partial tiles count whole."""
+def output_tiles(out_shape, rows=TILE) -> int:
+    """How many ``rows`` x TILE output tiles the kernel computes for an output of ``out_shape`` (batch, depth,
+    height, width): the planes' partial tiles count whole."""
     batch, depth, height, width = out_shape
-    return batch * depth * -(-height // TILE) * -(-width // TILE)
+    return batch * depth * -(-height // rows) * -(-width // TILE)
 
 
 def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
@@ -70,8 +79,11 @@ def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
     transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width), more of
     them where the plane's window has sub-windows of its own."""
     sums = sub_windows(weight_shape) * (x_shape[1] // groups)
-    tiles = output_tiles(out_shape)
-    wide = WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]] > 1
+    tiles = output_tiles(out_shape, row_tile(weight_shape))
+    wide = ROW_WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]] > 1
+    if row_tile(weight_shape) == 1:
+        return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_ROW_MIN_CHANNELS
+                and tiles >= tuning.WINOGRAD_ROW_MIN_TILES)
     return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
             and tiles >= (tuning.WINOGRAD_WIDE_MIN_TILES if wide else tuning.WINOGRAD_MIN_TILES))
 
@@ -83,7 +95,7 @@ def _offsets(kernel: tuple, dilation_d: int) -> np.ndarray:
     first row, first column) of each sub-window in the weight (``_weights_f2``'s table); otherwise where it reads
     the packed input (the fused kernel's). Read-only, int64."""
     offsets = np.array([(kd * dilation_d, SUB * sh, SUB * sw) for kd in range(kernel[0])
-                        for sh in range(WINDOWS[kernel[1]]) for sw in range(WINDOWS[kernel[2]])], np.int64)
+                        for sh in range(ROW_WINDOWS[kernel[1]]) for sw in range(WINDOWS[kernel[2]])], np.int64)
     offsets.flags.writeable = False
     return offsets
 
@@ -200,8 +212,8 @@ def _chunks(tile_tasks: int, out_blocks: int, threads: int) -> int:
 def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1)) -> None:
     """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd.
 
-    x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH and KW each 3 or 5; bias (O,); out (N, O, OD, OH, OW),
-    overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
+    x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH 1, 3 or 5 and KW 3 or 5; bias (O,); out (N, O,
+    OD, OH, OW), overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
     ``stride_d`` and ``dilation_d`` the depth's stride and dilation; all C-contiguous, one float dtype.
 
     With ``phases`` (s_h, s_w) other than (1, 1), the convolution of x's phase planes at that stride instead
@@ -215,9 +227,11 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     offsets = _offsets(tuple(weight.shape[2:]), dilation_d)
     taps = offsets.shape[0]
     group_in, group_out = channels // groups, out_channels // groups
-    alpha = TILE + 2
-    transforms = alpha * alpha
-    tiles_h, tiles_w = -(-out_h // TILE), -(-out_w // TILE)
+    rows = row_tile(weight.shape)
+    alpha = TILE + SUB - 1
+    alpha_h = alpha if rows == TILE else 1  # the input tile's rows
+    transforms = alpha_h * alpha
+    tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
     tiles = batch * out_d * tiles_h * tiles_w
     per_task = _tiles_per_task(tiles, groups)
     in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
@@ -228,8 +242,8 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
     # room for the last sub-window of a row and of a column, which starts offsets[-1] taps further in
-    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * TILE + 2 + int(offsets[-1, 1]),
-                    tiles_w * TILE + 2 + int(offsets[-1, 2]), _LANES)
+    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + alpha_h - rows + int(offsets[-1, 1]),
+                    tiles_w * TILE + alpha - TILE + int(offsets[-1, 2]), _LANES)
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
@@ -242,12 +256,12 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     transformed = prepared(
         weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
-            winograd_kernels._weights_f2, weight, constants, group_out, out_blocks, padded_in,
+            winograd_kernels.WEIGHTS[rows], weight, constants, group_out, out_blocks, padded_in,
             _offsets(tuple(weight.shape[2:]), 1), transformed,
             workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(
-        winograd_kernels.KERNELS[WIDTH], packed, transformed, lane_bias.reshape(-1), constants, out, groups,
+        winograd_kernels.KERNELS[rows, WIDTH], packed, transformed, lane_bias.reshape(-1), constants, out, groups,
         group_out, out_blocks, tiles_h, tiles_w, stride_d, offsets, per_task, chunks,
         workspace("winograd tiles", threads * transforms * per_task * taps * padded_in, dtype).reshape(threads, -1),
         workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),

@@ -9,8 +9,8 @@ from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, st
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_weights_f2``, with the calling thread's scratch (scratch)."""
+def _weights_2x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_2x2``, with the calling thread's scratch (scratch)."""
     group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]
     taps = windows.shape[0]
     reduction = taps * cpad
@@ -26,8 +26,8 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first
         o0 = g * group_out + ob * 16
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         for col in range(3):
-            # pass 1 (per kernel column): the alpha x 3 product G w, 16 output channels at once; the taps past
-            # the window (a 5-tap axis as two sub-windows of 3) zero
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once; the taps
+            # past the window (a 5-tap axis as two sub-windows of 3) zero
             present = valid if row0 + 0 < kernel_h and col0 + col < kernel_w else 0
             w0_0 = w[o0 + 0, c, kd, row0 + 0, col0 + col] if 0 < present else q0; w0_1 = w[o0 + 1, c, kd, row0 + 0, col0 + col] if 1 < present else q0; w0_2 = w[o0 + 2, c, kd, row0 + 0, col0 + col] if 2 < present else q0; w0_3 = w[o0 + 3, c, kd, row0 + 0, col0 + col] if 3 < present else q0; w0_4 = w[o0 + 4, c, kd, row0 + 0, col0 + col] if 4 < present else q0; w0_5 = w[o0 + 5, c, kd, row0 + 0, col0 + col] if 5 < present else q0; w0_6 = w[o0 + 6, c, kd, row0 + 0, col0 + col] if 6 < present else q0; w0_7 = w[o0 + 7, c, kd, row0 + 0, col0 + col] if 7 < present else q0; w0_8 = w[o0 + 8, c, kd, row0 + 0, col0 + col] if 8 < present else q0; w0_9 = w[o0 + 9, c, kd, row0 + 0, col0 + col] if 9 < present else q0; w0_10 = w[o0 + 10, c, kd, row0 + 0, col0 + col] if 10 < present else q0; w0_11 = w[o0 + 11, c, kd, row0 + 0, col0 + col] if 11 < present else q0; w0_12 = w[o0 + 12, c, kd, row0 + 0, col0 + col] if 12 < present else q0; w0_13 = w[o0 + 13, c, kd, row0 + 0, col0 + col] if 13 < present else q0; w0_14 = w[o0 + 14, c, kd, row0 + 0, col0 + col] if 14 < present else q0; w0_15 = w[o0 + 15, c, kd, row0 + 0, col0 + col] if 15 < present else q0
             w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
@@ -65,7 +65,7 @@ def _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first
 
 
 @njit(parallel=True, cache=True)
-def _weights_f2(w, K, group_out, oblocks, cpad, windows, U, tmp):
+def _weights_2x2(w, K, group_out, oblocks, cpad, windows, U, tmp):
     """U (G, OB, 16, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 sub-window s of w (O, Cg, KD, KH, KW)
     [g * group_out + 16 ob + k, c, kd, i:i + 3, j:j + 3], (kd, i, j) = windows[s] (S, 3), zero past the window, the
     group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, input channel). tmp:
@@ -74,12 +74,69 @@ def _weights_f2(w, K, group_out, oblocks, cpad, windows, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_f2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _weights_2x2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w16``, with the calling thread's scratch (V, M and S)."""
+def _weights_1x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_1x2``, with the calling thread's scratch (scratch)."""
+    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]
+    taps = windows.shape[0]
+    reduction = taps * cpad
+    for task in range(first, end):
+        c = task % cpad
+        sub = (task // cpad) % taps
+        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 4 * reduction + sub * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        for col in range(3):
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once; the taps
+            # past the window (a 5-tap axis as two sub-windows of 3) zero
+            present = valid if row0 + 0 < kernel_h and col0 + col < kernel_w else 0
+            w0_0 = w[o0 + 0, c, kd, row0 + 0, col0 + col] if 0 < present else q0; w0_1 = w[o0 + 1, c, kd, row0 + 0, col0 + col] if 1 < present else q0; w0_2 = w[o0 + 2, c, kd, row0 + 0, col0 + col] if 2 < present else q0; w0_3 = w[o0 + 3, c, kd, row0 + 0, col0 + col] if 3 < present else q0; w0_4 = w[o0 + 4, c, kd, row0 + 0, col0 + col] if 4 < present else q0; w0_5 = w[o0 + 5, c, kd, row0 + 0, col0 + col] if 5 < present else q0; w0_6 = w[o0 + 6, c, kd, row0 + 0, col0 + col] if 6 < present else q0; w0_7 = w[o0 + 7, c, kd, row0 + 0, col0 + col] if 7 < present else q0; w0_8 = w[o0 + 8, c, kd, row0 + 0, col0 + col] if 8 < present else q0; w0_9 = w[o0 + 9, c, kd, row0 + 0, col0 + col] if 9 < present else q0; w0_10 = w[o0 + 10, c, kd, row0 + 0, col0 + col] if 10 < present else q0; w0_11 = w[o0 + 11, c, kd, row0 + 0, col0 + col] if 11 < present else q0; w0_12 = w[o0 + 12, c, kd, row0 + 0, col0 + col] if 12 < present else q0; w0_13 = w[o0 + 13, c, kd, row0 + 0, col0 + col] if 13 < present else q0; w0_14 = w[o0 + 14, c, kd, row0 + 0, col0 + col] if 14 < present else q0; w0_15 = w[o0 + 15, c, kd, row0 + 0, col0 + col] if 15 < present else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            p0 = combine_run("+0", (w0,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+        for i in range(1):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(i * 4 + 3) * step
+            store_run(U, at, s3)
+
+
+@njit(parallel=True, cache=True)
+def _weights_1x2(w, K, group_out, oblocks, cpad, windows, U, tmp):
+    """U (G, OB, 4, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 1 x 3 sub-window s of w (O, Cg, KD, KH, KW)
+    [g * group_out + 16 ob + k, c, kd, i:i + 1, j:j + 3], (kd, i, j) = windows[s] (S, 3), zero past the window, the
+    group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, input channel). tmp:
+    per-thread scratch (threads, 16 * 3 * alpha)."""
+    tasks = (w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_1x2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_2x2_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
@@ -287,7 +344,7 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
                     else:
-                        # an edge tile or a partial block of channels: through S (row m of it is free)
+                        # an edge tile or a partial block of channels: through S
                         at = np.uint64(128)
                         store_run(S, at + np.uint64(0), z0)
                         store_run(S, at + np.uint64(16), z1)
@@ -297,7 +354,7 @@ def _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_2x2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 16 tiles.
@@ -305,17 +362,17 @@ def _winograd_f2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
     multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_f2_w6``, with the calling thread's scratch (V, M and S)."""
+def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_2x2_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
@@ -473,7 +530,7 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
                     else:
-                        # an edge tile or a partial block of channels: through S (row m of it is free)
+                        # an edge tile or a partial block of channels: through S
                         at = np.uint64(128)
                         store_run(S, at + np.uint64(0), z0)
                         store_run(S, at + np.uint64(16), z1)
@@ -483,7 +540,7 @@ def _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw
 
 
 @njit(parallel=True, cache=True)
-def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_2x2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
     starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
     in strips of 6 tiles.
@@ -491,16 +548,363 @@ def _winograd_f2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stri
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
     multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, alpha * alpha * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_f2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x2_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
+        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                sub = sub_block // cblocks
+                cb = sub_block - sub * cblocks
+                z = d * stride_d + offsets[sub, 0]
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
+                # one row: d BT^T, stored at V[col, j, 16 cb:16 cb + 16]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64(48)
+                e3 = load_run(pf, at, 16)
+                vat = np.uint64(j * reduction + sub * cpad + cb * 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(3) * vrow
+                store_run(V, at, v3)
+        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(4):
+                u_base = np.uint64(((g * oblocks + ob) * 4 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(1, oh - ty * 1)):
+                    # the one row: M AT^T + bias, stored channel by channel
+                    at = np.uint64((0 * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64((1 * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64((2 * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    at = np.uint64((3 * per_task + j) * 16)
+                    f3 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(0)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 1 x 3 windows whose input
+    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(1x2, 1x3)
+    in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
+    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x2_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
+        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                sub = sub_block // cblocks
+                cb = sub_block - sub * cblocks
+                z = d * stride_d + offsets[sub, 0]
+                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
+                # one row: d BT^T, stored at V[col, j, 16 cb:16 cb + 16]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64(48)
+                e3 = load_run(pf, at, 16)
+                vat = np.uint64(j * reduction + sub * cpad + cb * 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(3) * vrow
+                store_run(V, at, v3)
+        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(4):
+                u_base = np.uint64(((g * oblocks + ob) * 4 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(1, oh - ty * 1)):
+                    # the one row: M AT^T + bias, stored channel by channel
+                    at = np.uint64((0 * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64((1 * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64((2 * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    at = np.uint64((3 * per_task + j) * 16)
+                    f3 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(0)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 1 x 3 windows whose input
+    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(1x2, 1x3)
+    in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
+    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
 TILE, LANES = 2, 16
-#: tiles per strip per count of vector registers, and the fused kernel of each width
+#: tiles per strip per count of vector registers
 WIDTHS = {32: 16, 16: 6}
-KERNELS = {16: _winograd_f2_w16, 6: _winograd_f2_w6}
+#: the weight transform per output tile's rows (2, or 1 for windows one row tall)
+WEIGHTS = {2: _weights_2x2, 1: _weights_1x2}
+#: the fused kernel per (output tile's rows, width)
+KERNELS = {(2, 16): _winograd_2x2_w16, (2, 6): _winograd_2x2_w6, (1, 16): _winograd_1x2_w16, (1, 6): _winograd_1x2_w6}
