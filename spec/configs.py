@@ -126,7 +126,7 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 3, (3, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
     ConvConfig(1, 4, 2, (4, 3, 3), (2, 3, 3), padding=(3, 0, 1), padding_right=(0, 0, 1), dilation=(2, 1, 1),
                groups=2),
-    # 5 taps along a plane's axis, as 3 x 3 sub-windows of a zero-padded 6: 5 x 5 with groups, 5 x 3 with the
+    # 5 taps along a plane's axis, as F(2, 3) and F(2, 2) sub-windows: 5 x 5 with groups, 5 x 3 with the
     # largest padding the input gradient takes (4 = taps - 1) and none, and 3D with two depth taps
     ConvConfig(1, 4, 4, (6, 5), (5, 5), padding=(2, 2), groups=2),
     ConvConfig(1, 2, 3, (4, 5), (5, 3), padding=(4, 0), padding_right=(1, 1)),

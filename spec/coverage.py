@@ -54,7 +54,7 @@ def _other_registers_kernels() -> list[str]:
     mine = vectors.registers()
     names = [codegen.kernel_name(*shape) for registers, shapes in blocked.SHAPES.items() if registers != mine
              for shape in shapes]
-    names += [kernel.__name__ for (_, width), kernel in winograd_kernels.KERNELS.items()
+    names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]
     return [rf"def {name}(_tasks)?\(" for name in names]
 

@@ -115,7 +115,7 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     ((1, 256, 6, 6), (384, 256, 3, 3), 1, False),     # one sample: 9 output tiles, too few for its weights
     ((1, 256, 7, 7), (384, 256, 3, 3), 1, True),      # 16
     ((1, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 49
-    # 5 x 5 as four 3 x 3 sub-windows: AlexNet's second layer, NiN's second 5 x 5 at one sample (64 tiles), its first
+    # 5 x 5 as four sub-windows: AlexNet's second layer, NiN's second 5 x 5 at one sample (64 tiles), its first
     # (3 input channels: 12 products per sum), too few tiles for a 5 x 5, a 5 x 3 window, and 7 taps (not served)
     ((16, 96, 27, 27), (256, 48, 5, 5), 2, True),
     ((16, 256, 13, 13), (384, 256, 5, 5), 1, True),
@@ -340,8 +340,8 @@ CASES = [
     ((1, 16, 5, 4, 4), (32, 16, 3, 3, 3), (2, 1, 1), 1, 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
-    # 5 taps along a plane's axis: Winograd sums over 3 x 3 sub-windows (NiN's and AlexNet's 5 x 5 layers in small;
-    # the second with 64 tiles, chosen by default)
+    # 5 taps along a plane's axis: Winograd sums over F(2, 3) and F(2, 2) sub-windows (NiN's and AlexNet's 5 x 5
+    # layers in small; the second with 64 tiles, chosen by default)
     ((2, 4, 7, 6), (6, 2, 5, 5), 1, 2, 1, 2),
     ((4, 32, 8, 8), (33, 32, 5, 5), 1, 2, 1, 1),
     ((1, 3, 3, 6, 9), (4, 3, 2, 5, 3), 1, (1, 4, 0), 1, 1),
@@ -517,14 +517,14 @@ def _count_winograd_tasks(monkeypatch, tasks: list) -> None:
     ``tasks`` before it runs."""
     from numconv.kernels.cpu import winograd_kernels
 
-    fused = winograd_kernels.KERNELS[winograd.TILE, winograd.WIDTH]
+    fused = winograd_kernels.KERNELS[3, 3, winograd.WIDTH]
 
-    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task,
+    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task,
                           chunks, *rest):
         tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, *rest)
+        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, *rest)
 
-    monkeypatch.setitem(winograd_kernels.KERNELS, (winograd.TILE, winograd.WIDTH), counting_winograd)
+    monkeypatch.setitem(winograd_kernels.KERNELS, (3, 3, winograd.WIDTH), counting_winograd)
 
 
 def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):

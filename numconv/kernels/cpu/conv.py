@@ -34,10 +34,10 @@ The three public functions are small dispatchers around the register-blocked mul
 
 * A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D, or
   3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
-  products per sum (3 x 3 sub-windows, ``winograd.sub_windows``, x input channels), and at least
+  products per sum (sub-windows, ``winograd.sub_windows``, x input channels), and at least
   ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an axis),
-  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as two 3-tap sub-windows):
-  2.25x fewer multiplies for 3x3, 1.56x for 5x5. Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3)
+  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as F(2, 3) and F(2, 2)):
+  2.25x fewer multiplies for 3x3, 2.04x for 5x5. Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3)
   there, 1.5x fewer multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and
   ``tuning.WINOGRAD_ROW_MIN_TILES`` tiles of 1 x 2 outputs. So does the input gradient (the flipped-weight convolution
   above) when the stride is 1 along the depth too and the padding in each plane is at most the window's taps there

@@ -90,9 +90,9 @@ SAMPLES_MAX_STRIPS = 2
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
-#: a forward pass with 3x3 or 5x5 windows at stride 1 in each plane goes to the fused Winograd F(2x2, 3x3) kernel
-#: (``winograd.py``) when a group has at least this many output channels and sums at least this many products per
-#: transform element (3 x 3 sub-windows x input channels): measured 1.2-1.5x faster than ``lanes`` with 64 to 384
+#: a forward pass with 3x3 or 5x5 windows at stride 1 in each plane goes to the fused Winograd kernel (``winograd.py``)
+#: when a group has at least this many output channels and sums at least this many products per transform element
+#: (sub-windows x input channels): measured 1.2-1.5x faster than ``lanes`` with 64 to 384
 #: channels in 2D; in 3D (3 depth taps) 1.4x with 16 input and 32 output channels, about even with 16 output
 #: channels and 1.6x slower with 8: with few channels the transforms cost more than the multiplies they save
 WINOGRAD_MIN_CHANNELS = 32
@@ -104,8 +104,10 @@ WINOGRAD_MIN_CHANNELS = 32
 #: batch 1, the weights last used a whole forward pass before, the whole of AlexNet ran 4% faster with its 3 x 3
 #: layers by Winograd (17.15 -> 16.5 ms, five rounds alternating), NiN 2% (its last 3 x 3 layer, eight rounds)
 WINOGRAD_MIN_TILES = 16
-#: ... or this many where the window has 5 taps along a row or a column (four 3 x 3 sub-windows for 5 x 5): it saves
-#: 1.56x of the multiplies rather than 2.25x, which repays the transforms on more tiles only. Measured on AMD Zen 4,
+#: ... or this many where the window has 5 taps along a row or a column: it saves 2.04x of the multiplies for 5 x 5
+#: rather than 2.25x, with four sub-windows' transforms, which repays them on more tiles only. Measured on AMD Zen 4
+#: with the earlier form of 5 taps as two 3-tap sub-windows (1.56x; the 3 + 2 split only made Winograd faster:
+#: AlexNet's second layer 25.4 -> 21.4 ms, so the threshold errs towards the direct kernel),
 #: Winograd's time over the direct kernel's, one process alternating (weights frozen / not frozen, whose transform
 #: then runs on every call / the input gradient): 64 -> 64 channels on 8 x 8 at batch 1 (16 tiles) 1.13 / 1.44 /
 #: 1.32, at batch 4 (64 tiles) 0.73 / 1.02 / 1.14; NiN's 96 -> 192 on 16 x 16 at batch 1 (64 tiles) 0.62 / 0.87 /

@@ -1,21 +1,20 @@
-"""The fused Winograd F(2x2, 3x3) forward convolution: 3x3 or 5x5 windows within each plane at stride 1 and dilation
-1, any padding and groups; in 3D any depth of window, stride and dilation along the depth. Windows one row tall (1D
-convolutions: 1 x 3 or 1 x 5) take F(1x2, 1x3) = F(2, 3) instead, 1 x 2 output tiles. A 5 x 5 window is four 3 x 3
-sub-windows of its 6 x 6 zero-padded form and a 3D window one 2D window per depth tap: each output plane sums the
-2D convolutions of its sub-windows (``winograd_codegen.py`` documents the algorithm and the buffer layouts);
-this module packs the input, sizes the generated kernels' buffers and calls them. ``conv.py`` decides when it is
-used (``tuning.WINOGRAD_MIN_CHANNELS``, ``tuning.WINOGRAD_MIN_TILES``, ``tuning.WINOGRAD_WIDE_MIN_TILES``).
+"""The fused Winograd forward convolution: 3x3 or 5x5 windows within each plane at stride 1 and dilation 1, any
+padding and groups; in 3D any depth of window, stride and dilation along the depth; and windows one row tall (1D
+convolutions: 1 x 3 or 1 x 5). A 3-tap axis is F(2, 3), a 5-tap axis F(2, 3) and F(2, 2) side by side, a 1-tap
+axis the identity; a window is the sum of its sub-windows and a 3D window one 2D window per depth tap
+(``winograd_codegen.py`` documents the algorithm and the buffer layouts); this module packs the input, sizes the
+generated kernels' buffers and calls them. ``conv.py`` decides when it is used (``tuning.WINOGRAD_MIN_CHANNELS``,
+``tuning.WINOGRAD_MIN_TILES``, ``tuning.WINOGRAD_WIDE_MIN_TILES``, ``tuning.WINOGRAD_ROW_*``).
 
 One call:
 
 1. ``_pack_input``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16) (``_pack_phases``:
    a strided input's phase planes).
-2. ``_weights_2x2`` (``_weights_1x2``): the transformed weights U (G, OB, T, S * CP, 16) of the S sub-windows, 16
-   output channels per vector, T = 16 (4) (once, for weights that can never change: ``launch.prepared``).
-3. ``_winograd_2x2_w{WIDTH}`` (``_winograd_1x2_w{WIDTH}``): per task (a group and ``per_task`` tiles), the input
-   transform into a per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as
-   this CPU's vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transform (plus bias) into the
-   output.
+2. ``_weights_{rows}x{columns}``: the transformed weights U (G, OB, T, KD * CP, 16) of the window's T transform
+   elements, 16 output channels per vector (once, for weights that can never change: ``launch.prepared``).
+3. ``_winograd_{rows}x{columns}_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a
+   per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as this CPU's
+   vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transforms (plus bias) into the output.
 """
 from __future__ import annotations
 
@@ -36,13 +35,13 @@ from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
 WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
 
 
-#: the window sizes along a plane's rows and columns that the kernels serve, each as sub-windows of 3 taps: 3 as one,
-#: 5 as two (the 6 taps of two, the last a zero weight). A 5 x 5 layer then takes 64 multiplies per 4 outputs and
-#: input channel against the direct kernel's 100 (times measured: ``tuning.WINOGRAD_WIDE_MIN_TILES``). 7 taps, three
-#: sub-windows of 9, would save less (36 multiplies per output against 49); no layer of the zoo or the anchor suite
-#: has them, and they are not taken
+#: the window sizes along a plane's rows and columns that the kernels serve, with the parts each is split into
+#: (``winograd_codegen.PARTS``): 3 taps as F(2, 3), 5 as F(2, 3) and F(2, 2) side by side. A 5 x 5 layer then takes
+#: 49 multiplies per 4 outputs and input channel against the direct kernel's 100 (64 as four F(2x2, 3x3) over a
+#: 6 x 6 zero-padded window: AlexNet's second layer at batch 16, 25.4 -> 21.4 ms; times measured:
+#: ``tuning.WINOGRAD_WIDE_MIN_TILES``). No layer of the zoo or the anchor suite has 7 taps, and they are not taken
 WINDOWS = {3: 1, 5: 2}
-#: the taps of a sub-window along each axis of a plane
+#: the taps of a phase plane's window along each axis (Winograd over a strided layer's phases: ``conv.py``)
 SUB = 3
 #: along the rows, also a window of one tap: one sub-window one row tall, tiles of one output row
 ROW_WINDOWS = {1: 1, **WINDOWS}
@@ -61,8 +60,8 @@ def row_tile(weight_shape) -> int:
 
 
 def sub_windows(weight_shape) -> int:
-    """How many 3 x 3 (1 x 3) sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per
-    sub-window of its plane."""
+    """How many sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per part of its
+    plane's rows and columns."""
     return weight_shape[2] * ROW_WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
 
 
@@ -89,13 +88,10 @@ def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _offsets(kernel: tuple, dilation_d: int) -> np.ndarray:
-    """Where each sub-window of a (KD, KH, KW) window starts, (depth, row, column) taps from the window's start, in
-    the one order of the sums: depth tap, then row, then column sub-window. With ``dilation_d`` 1, the (depth tap,
-    first row, first column) of each sub-window in the weight (``_weights_f2``'s table); otherwise where it reads
-    the packed input (the fused kernel's). Read-only, int64."""
-    offsets = np.array([(kd * dilation_d, SUB * sh, SUB * sw) for kd in range(kernel[0])
-                        for sh in range(ROW_WINDOWS[kernel[1]]) for sw in range(WINDOWS[kernel[2]])], np.int64)
+def _depth_offsets(taps_d: int, dilation_d: int) -> np.ndarray:
+    """How many input planes past an output plane's first each of its ``taps_d`` depth taps reads. Read-only,
+    int64."""
+    offsets = np.arange(taps_d, dtype=np.int64) * dilation_d
     offsets.flags.writeable = False
     return offsets
 
@@ -223,14 +219,11 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     """
     batch, channels = x.shape[0], x.shape[1] * phases[0] * phases[1]
     out_channels, out_d, out_h, out_w = out.shape[1:]
-    taps_d = weight.shape[2]
-    offsets = _offsets(tuple(weight.shape[2:]), dilation_d)
-    taps = offsets.shape[0]
+    taps_d, window = weight.shape[2], (weight.shape[3], weight.shape[4])
+    depth_offsets = _depth_offsets(taps_d, dilation_d)
     group_in, group_out = channels // groups, out_channels // groups
     rows = row_tile(weight.shape)
-    alpha = TILE + SUB - 1
-    alpha_h = alpha if rows == TILE else 1  # the input tile's rows
-    transforms = alpha_h * alpha
+    elements = winograd_kernels.ELEMENTS[window]
     tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
     tiles = batch * out_d * tiles_h * tiles_w
     per_task = _tiles_per_task(tiles, groups)
@@ -241,9 +234,9 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     chunks = _chunks(groups * -(-tiles // per_task), out_blocks, numba.get_num_threads())
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
-    # room for the last sub-window of a row and of a column, which starts offsets[-1] taps further in
-    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + alpha_h - rows + int(offsets[-1, 1]),
-                    tiles_w * TILE + alpha - TILE + int(offsets[-1, 2]), _LANES)
+    # room for the inputs that the last tiles' sub-windows read past the output
+    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + winograd_kernels.REACH[window[0]],
+                    tiles_w * TILE + winograd_kernels.REACH[window[1]], _LANES)
     packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
     lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
     lane_bias[:, :group_out] = bias.reshape(groups, group_out)
@@ -254,15 +247,14 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
         _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + SUB - 1,
                      out_w + SUB - 1, packed)
     transformed = prepared(
-        weight, "winograd weights", groups * out_blocks * transforms * taps * padded_in * _LANES, dtype,
+        weight, "winograd weights", groups * out_blocks * elements * taps_d * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
-            winograd_kernels.WEIGHTS[rows], weight, constants, group_out, out_blocks, padded_in,
-            _offsets(tuple(weight.shape[2:]), 1), transformed,
-            workspace("winograd weight rows", threads * 3 * alpha * _LANES, dtype).reshape(threads, -1)),
+            winograd_kernels.WEIGHTS[window], weight, constants, group_out, out_blocks, padded_in, transformed,
+            workspace("winograd weight rows", threads * 3 * 4 * _LANES, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(
-        winograd_kernels.KERNELS[rows, WIDTH], packed, transformed, lane_bias.reshape(-1), constants, out, groups,
-        group_out, out_blocks, tiles_h, tiles_w, stride_d, offsets, per_task, chunks,
-        workspace("winograd tiles", threads * transforms * per_task * taps * padded_in, dtype).reshape(threads, -1),
-        workspace("winograd sums", threads * transforms * per_task * _LANES, dtype).reshape(threads, -1),
-        workspace("winograd scratch", threads * transforms * _LANES, dtype).reshape(threads, -1))
+        winograd_kernels.KERNELS[window + (WIDTH,)], packed, transformed, lane_bias.reshape(-1), constants, out,
+        groups, group_out, out_blocks, tiles_h, tiles_w, stride_d, depth_offsets, per_task, chunks,
+        workspace("winograd tiles", threads * elements * per_task * taps_d * padded_in, dtype).reshape(threads, -1),
+        workspace("winograd sums", threads * elements * per_task * _LANES, dtype).reshape(threads, -1),
+        workspace("winograd scratch", threads * elements * _LANES, dtype).reshape(threads, -1))

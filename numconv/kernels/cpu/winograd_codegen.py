@@ -1,25 +1,28 @@
-"""Writes ``winograd_kernels.py``: the fused Winograd F(2x2, 3x3) convolution behind stride-1 forward passes with
-3 x 3 or 5 x 5 windows in each plane (2D, and 3D with any depth of window).
+"""Writes ``winograd_kernels.py``: the fused Winograd convolution behind stride-1 forward passes with 3 x 3 or 5 x 5
+windows in each plane (2D, and 3D with any depth of window), and 1 x 3 or 1 x 5 windows one row tall (1D).
 
 Run ``python -m numconv.kernels.cpu.winograd_codegen`` after editing this file; ``tests/test_cpu_algorithms.py``
 fails when the generated module is out of date.
 
-Notation: alpha = m + 2 = 4 is the side of an input tile and T = alpha^2 = 16 the number of transform elements, for
-output tiles of m x m = 2 x 2. With the matrices of Lavin & Gray, ``BT`` (alpha x alpha), ``G`` (alpha x 3) and
-``AT`` (m x alpha), one output tile is ``Y = AT [ (G g G^T) * (BT d BT^T) ] AT^T`` summed over input channels, so
-that for each transform element t the channel sum is a matrix product: M[t][o, tile] = sum_c U[t][o, c] V[t][c, tile].
-A window larger than 3 x 3 in its plane is a sum of 3 x 3 ones: a 5 x 5 window, padded with a row and a column of
-zero weights to 6 x 6, is four 3 x 3 sub-windows whose inputs start 0 or 3 rows and 0 or 3 columns further, and a 3D
-window is one 2D window per depth tap kd (output plane d reads input plane d * stride_d + kd * dilation_d). Each
-sub-window s has its offset (depth, row, column) into the packed input, and the sums simply run over (s, c), the
-transformed weights of every sub-window side by side, so the same kernels serve them all (a 3 x 3 window in 2D is
-one sub-window). 16 multiplies give 4 outputs where the direct convolution needs 36 for a 3 x 3 window (2.25x
-fewer) and 64 for a 5 x 5 one where it needs 100 (1.56x fewer). F(2x2, 3x3) is exact wherever the direct
-convolution is: its coefficients are 0, +-1 and +-1/2, so on small integers every step is exact (the spec registry
-proves it by the same identity test), and its float32 error is below the direct kernel's (shorter sums).
-F(4x4, 3x3) does 4x fewer multiplies and was measured faster still, but its coefficients (1/6, 1/24, ...) are not
-binary fractions and its float32 error was 4x the direct kernel's, so it is not used; nor is F(2x2, 5x5), whose 6 x 6
-tiles take the same coefficients.
+Notation: F(m, r) computes m outputs of an r-tap window from alpha = m + r - 1 inputs with alpha multiplies; with
+its matrices ``BT`` (alpha x alpha), ``G`` (alpha x r) and ``AT`` (m x alpha), a 2D tile of F(m_h, r_h) x F(m_w,
+r_w) is ``Y = AT_h [ (G_h g G_w^T) * (BT_h d BT_w^T) ] AT_w^T`` summed over input channels, so that for each of its
+alpha_h alpha_w transform elements t the channel sum is a matrix product: M[t][o, tile] = sum_c U[t][o, c]
+V[t][c, tile]. Each axis of a window is split into parts (``PARTS``): 3 taps are F(2, 3) (Lavin & Gray's), 5 taps
+F(2, 3) over the first three and F(2, 2) over the last two, one tap (the rows of a 1D window) the identity F(1, 1).
+A window is then the sum of its sub-windows, one per row part and column part: a 5 x 5 window four of 3 x 3, 3 x 2,
+2 x 3 and 2 x 2 taps starting 0 or 3 rows and columns in, with 16, 12, 12 and 9 transform elements, 49 multiplies
+per 2 x 2 outputs where the direct convolution needs 100 (four F(2x2, 3x3) over the window padded to 6 x 6, as
+before, took 64: AlexNet's second layer 25.4 -> 21.4 ms); a 3 x 3 window is one sub-window, 16 multiplies where the
+direct convolution needs 36; 1 x 3 is F(2, 3), 4 where it needs 6. The sub-windows' transform elements are numbered
+one after another (``kinds``), so that one loop of products serves them all; each sub-window has its own input
+transform and inverse transform, and an output tile is the bias plus the sum of the sub-windows' inverse
+transforms. A 3D window is one 2D window per depth tap kd (output plane d reads input plane d * stride_d +
+kd * dilation_d): the sums run over (kd, c). Every coefficient is 0, +-1 or +-1/2, so on small integers every step
+is exact wherever the direct convolution is (the spec registry proves it by the same identity test), and the float32
+error is below the direct kernel's (shorter sums). F(4x4, 3x3) does 4x fewer multiplies than direct and was measured
+faster still, but its coefficients (1/6, 1/24, ...) are not binary fractions and its float32 error was 4x the direct
+kernel's, so it is not used; nor is F(2x2, 5x5), whose 6 x 6 tiles take the same coefficients.
 
 Every vector in these kernels is a run of 16 lanes, a tuple loaded, combined, multiplied-added and stored by one
 statement (``runs.py``: the same machine code as the 16 scalar statements per vector that these kernels were
@@ -28,18 +31,18 @@ turns into one AVX-512 register (``winograd.py`` enables it while they compile, 
 come from the array ``K`` of the data's dtype, because a Python float literal would promote float32 arithmetic to
 float64. Indices are unsigned, as in ``blocked.py``.
 
-Kernels written:
+Kernels written, per window in a plane (``WINDOWS``: rows x columns):
 
-* ``_weights_f2``: U (G, OB, T, S * CP, 16) from weight (O, Cg, KD, KH, KW), each 3 x 3 sub-window read in place
-  where a table of the sub-windows' (depth tap, first row, first column) says (zero past the window): 16 output
-  channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index s * CP + c, zero past a group's
-  channels.
-* ``_winograd_f2_w{W}``: the fused convolution. A task is one group, ``per_task`` consecutive tiles (tiles run
-  over the batch and the output planes) and one of ``chunks`` shares of the blocks of 16 output channels (more than
-  one share where there are fewer tile blocks than threads: each share transforms the tiles' inputs again); it
-  transforms those tiles' inputs, every sub-window and channel, into a per-thread buffer V (T, per_task, S * CP),
-  then for each block of 16 output channels of its share and each t multiplies U[t] by V[t] in strips of W tiles
-  with a 16 x W register block (one tile per broadcast), and inverse-transforms straight into the NCDHW output.
+* ``_weights_{rows}x{columns}``: U (G, OB, T, KD * CP, 16) from weight (O, Cg, KD, rows, columns), T the window's
+  transform elements: 16 output channels per vector (the ``lanes`` layout of ``conv.py``), the sum's index
+  kd * CP + c, zero past a group's channels.
+* ``_winograd_{rows}x{columns}_w{W}``: the fused convolution. A task is one group, ``per_task`` consecutive tiles
+  (tiles run over the batch and the output planes) and one of ``chunks`` shares of the blocks of 16 output channels
+  (more than one share where there are fewer tile blocks than threads: each share transforms the tiles' inputs
+  again); it transforms those tiles' inputs, every sub-window, depth tap and channel, into a per-thread buffer V (T,
+  per_task, KD * CP), then for each block of 16 output channels of its share and each t multiplies U[t] by V[t] in
+  strips of W tiles with a 16 x W register block (one tile per broadcast), and inverse-transforms straight into the
+  NCDHW output.
 """
 from __future__ import annotations
 
@@ -59,15 +62,54 @@ TILE = 2
 WIDTHS = {32: 16, 16: 6}
 
 F = Fraction
-MATRICES = {
-    2: dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-            G=[[1, 0, 0], [F(1, 2), F(1, 2), F(1, 2)], [F(1, 2), F(-1, 2), F(1, 2)], [0, 0, 1]],
-            AT=[[1, 1, 1, 0], [0, 1, -1, -1]]),
-    1: dict(BT=[[1]], G=[[1]], AT=[[1]]),
+#: the 1D algorithms an axis of a window is split into: F(m, r) computes m outputs of r taps from m + r - 1 inputs
+#: with m + r - 1 multiplies. F(2, 3) is Lavin & Gray's; F(2, 2) is m0 = (d0 - d1) g0, m1 = d1 (g0 + g1),
+#: m2 = (d2 - d1) g1, y0 = m0 + m1, y1 = m1 + m2; F(1, 1) is the identity (the rows of a window one row tall)
+ALGORITHMS = {
+    (2, 3): dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+                 G=[[1, 0, 0], [F(1, 2), F(1, 2), F(1, 2)], [F(1, 2), F(-1, 2), F(1, 2)], [0, 0, 1]],
+                 AT=[[1, 1, 1, 0], [0, 1, -1, -1]]),
+    (2, 2): dict(BT=[[1, -1, 0], [0, 1, 0], [0, -1, 1]], G=[[1, 0], [1, 1], [0, 1]], AT=[[1, 1, 0], [0, 1, 1]]),
+    (1, 1): dict(BT=[[1]], G=[[1]], AT=[[1]]),
 }
-#: the output tiles' rows: 2 x 2 tiles of 3 x 3 sub-windows, and 1 x 2 tiles of 1 x 3 ones for windows one row tall
-#: (1D convolutions), F(1x2, 1x3) = F(2, 3), 4 multiplies per 2 outputs against the direct kernel's 6
-ROW_TILES = (2, 1)
+#: how an axis of each window size is split: (algorithm, first tap) per part. 5 taps are F(2, 3) and F(2, 2) side
+#: by side: 7 multiplies per 2 outputs, 49 per 2 x 2 tile of a 5 x 5 window (as four sub-windows of F(2, 3) over a
+#: 6 x 6 zero-padded window, 64, before; the direct kernel 100). One tap is the rows of a window one row tall
+PARTS = {1: (((1, 1), 0),), 3: (((2, 3), 0),), 5: (((2, 3), 0), ((2, 2), 3))}
+#: the window sizes (rows, columns) in a plane that have kernels
+WINDOWS = tuple((rows, columns) for rows in (3, 5, 1) for columns in (3, 5))
+
+
+class Part:
+    """One part of an axis: its algorithm's matrices, outputs m, taps r, inputs alpha = m + r - 1, first tap."""
+
+    def __init__(self, algorithm, first):
+        self.m, self.taps = algorithm
+        self.BT, self.G, self.AT = (ALGORITHMS[algorithm][key] for key in ("BT", "G", "AT"))
+        self.alpha = self.m + self.taps - 1
+        self.first = first
+
+
+def kinds(rows: int, columns: int) -> list:
+    """The sub-window kinds of a window of ``rows`` x ``columns`` taps in a plane: (row part, column part, first
+    transform element), their transform elements numbered kind after kind."""
+    result, first = [], 0
+    for row_algorithm, row_first in PARTS[rows]:
+        for column_algorithm, column_first in PARTS[columns]:
+            row, column = Part(row_algorithm, row_first), Part(column_algorithm, column_first)
+            result.append((row, column, first))
+            first += row.alpha * column.alpha
+    return result
+
+
+def transform_elements(rows: int, columns: int) -> int:
+    """The transform elements of all the kinds of a window (16 for 3 x 3, 49 for 5 x 5, 4 for 1 x 3)."""
+    return sum(row.alpha * column.alpha for row, column, _ in kinds(rows, columns))
+
+
+def window_name(rows: int, columns: int) -> str:
+    return f"{rows}x{columns}"
+
 
 HEADER = '''"""Fused Winograd convolution kernels: GENERATED by ``python -m numconv.kernels.cpu.winograd_codegen`` from
 ``winograd_codegen.py``, which documents them. Do not edit by hand."""
@@ -147,93 +189,87 @@ def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: 
     return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments, per_thread=True)
 
 
-def axis(m: int):
-    """(BT, G, AT, taps, alpha) of one axis of a tile: F(m, taps) with m = 2 output positions of 3 taps, or m = 1
-    of one (the identity: the rows of a window one row tall)."""
-    mats = MATRICES[m]
-    taps = len(mats["G"][0])
-    return mats["BT"], mats["G"], mats["AT"], taps, m + taps - 1
-
-
-def tile_name(m_h: int) -> str:
-    """The kernels' name for output tiles of ``m_h`` x TILE: "2x2", or "1x2" for windows one row tall."""
-    return f"{m_h}x{TILE}"
-
-
-def weights_source(m_h: int, consts: Constants) -> list:
-    _, G_h, _, taps_h, a_h = axis(m_h)
-    _, G, _, _, a = axis(TILE)
-    name = f"_weights_{tile_name(m_h)}"
+def weights_source(rows: int, columns: int, consts: Constants) -> list:
+    name = f"_weights_{window_name(rows, columns)}"
+    elements = transform_elements(rows, columns)
     L = []
     e = L.append
     e("")
     e("")
-    L += tasks_header(name, "w, K, group_out, oblocks, cpad, windows, U, scratch", "scratch")
-    e("    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]")
-    e("    taps = windows.shape[0]")
-    e("    reduction = taps * cpad")
+    L += tasks_header(name, "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
+    e("    group_in, taps_d = w.shape[1], w.shape[2]")
+    e("    reduction = taps_d * cpad")
     e("    for task in range(first, end):")
     e("        c = task % cpad")
-    e("        sub = (task // cpad) % taps")
-    e("        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]")
+    e("        kd = (task // cpad) % taps_d")
     e("        ob = (task // reduction) % oblocks")
     e("        g = task // (reduction * oblocks)")
     e("        __CONSTS__")
-    e(f"        base = np.uint64(((g * oblocks + ob) * {a_h * a} * reduction + sub * cpad + c) * 16)")
+    e(f"        base = np.uint64(((g * oblocks + ob) * {elements} * reduction + kd * cpad + c) * 16)")
     e("        step = np.uint64(reduction * 16)")
     # the zero-padded lanes: past the group's output channels or past its input channels
     e("        o0 = g * group_out + ob * 16")
     e("        valid = min(16, group_out - ob * 16) if c < group_in else 0")
-    e("        for col in range(3):")
-    e(f"            # pass 1 (per kernel column): the {a_h} x {taps_h} product G w, 16 output channels at once; the "
-      "taps")
-    e("            # past the window (a 5-tap axis as two sub-windows of 3) zero")
-    for r in range(taps_h):
-        e(f"            present = valid if row0 + {r} < kernel_h and col0 + col < kernel_w else 0")
-        e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, row0 + {r}, col0 + col] if {{k}} < present "
-                                  "else q0"))
-        e(f"            w{r} = (" + ", ".join(f"w{r}_{k}" for k in range(LANES)) + ")")
-    for i in range(a_h):
-        e("            " + transform_run(consts, f"p{i}", G_h[i], "w", taps_h))
-        e(f"            store_run(scratch, ({i} * 3 + col) * 16, p{i})")
-    e(f"        for i in range({a_h}):")
-    e("            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U")
-    for col in range(3):
-        e(f"            r{col} = load_run(scratch, (i * 3 + {col}) * 16, {LANES})")
-    for j in range(a):
-        e("            " + transform_run(consts, f"s{j}", G[j], "r", 3))
-        L += store_run_lines(" " * 12, "U", f"base + np.uint64(i * {a} + {j}) * step", f"s{j}")
-    L += ranges_loop(name, "w, K, group_out, oblocks, cpad, windows, U, tmp",
-                     [f'U (G, OB, {a_h * a}, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the '
-                      f'{taps_h} x 3 sub-window s of w (O, Cg, KD, KH, KW)',
-                      f"[g * group_out + 16 ob + k, c, kd, i:i + {taps_h}, j:j + 3], (kd, i, j) = windows[s] (S, 3), "
-                      "zero past the window, the",
-                      "group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, "
-                      "input channel). tmp:",
-                      "per-thread scratch (threads, 16 * 3 * alpha)."],
-                     "(w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad",
-                     "w, K, group_out, oblocks, cpad, windows, U, tmp[tid]")
+    for row, column, first in kinds(rows, columns):
+        e(f"        # the {row.taps} x {column.taps} sub-window from tap ({row.first}, {column.first}): F({row.m}, "
+          f"{row.taps}) x F({column.m}, {column.taps}), transform elements {first} to "
+          f"{first + row.alpha * column.alpha - 1}")
+        e(f"        for col in range({column.taps}):")
+        e(f"            # pass 1 (per kernel column): the {row.alpha} x {row.taps} product G w, 16 output channels at "
+          "once")
+        for r in range(row.taps):
+            e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, {row.first + r}, {column.first} + col] "
+                                      "if {k} < valid else q0"))
+            e(f"            w{r} = (" + ", ".join(f"w{r}_{k}" for k in range(LANES)) + ")")
+        for i in range(row.alpha):
+            e("            " + transform_run(consts, f"p{i}", row.G[i], "w", row.taps))
+            e(f"            store_run(scratch, ({i} * 3 + col) * 16, p{i})")
+        e(f"        for i in range({row.alpha}):")
+        e("            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U")
+        for col in range(column.taps):
+            e(f"            r{col} = load_run(scratch, (i * 3 + {col}) * 16, {LANES})")
+        for j in range(column.alpha):
+            e("            " + transform_run(consts, f"s{j}", column.G[j], "r", column.taps))
+            L += store_run_lines(" " * 12, "U", f"base + np.uint64({first} + i * {column.alpha} + {j}) * step",
+                                 f"s{j}")
+    L += ranges_loop(name, "w, K, group_out, oblocks, cpad, U, tmp",
+                     [f"U (G, OB, {elements}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the "
+                      f"sub-window s of the {rows} x {columns} window",
+                      "(``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, "
+                      f"{rows}, {columns})[g * group_out + 16 ob + k, c, kd],",
+                      "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
+                      "depth tap, input",
+                      "channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."],
+                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad",
+                     "w, K, group_out, oblocks, cpad, U, tmp[tid]")
     return L
 
 
-def conv_source(m_h: int, width: int, consts: Constants) -> list:
-    BT_h, _, AT_h, taps_h, a_h = axis(m_h)
-    BT, _, AT, _, a = axis(TILE)
-    m = TILE
-    T = a_h * a
+def conv_source(rows: int, columns: int, width: int, consts: Constants) -> list:
+    parts = kinds(rows, columns)
+    m_h, m = parts[0][0].m, TILE
+    elements = transform_elements(rows, columns)
     W = width
-    name = f"_winograd_{tile_name(m_h)}_w{W}"
+    name = f"_winograd_{window_name(rows, columns)}_w{W}"
+    # S (elements * 16 per thread): an input tile's first pass, then each sub-window's first inverse pass in a region
+    # of its own, then an edge tile's row
+    regions, at = [], 0
+    for row, column, _ in parts:
+        regions.append(at)
+        at += m_h * column.alpha if row.alpha > 1 else 0
+    edge = at
+    assert edge + m <= elements and all(row.alpha * column.alpha <= elements for row, column, _ in parts)
     L = []
     e = L.append
     e("")
     e("")
     L += tasks_header(name, "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
-                      "offsets, per_task, chunks, V, M, S", "V, M and S")
+                      "depth_offsets, per_task, chunks, V, M, S", "V, M and S")
     e("    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]")
     e("    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]")
     e("    cpad = cblocks * 16")
-    e("    taps = offsets.shape[0]")
-    e("    reduction = taps * cpad  # the sums run over (sub-window, channel)")
+    e("    taps = depth_offsets.shape[0]")
+    e("    reduction = taps * cpad  # the sums run over (depth tap, channel)")
     e("    tiles = batch * od * th * tw")
     e("    blocks = (tiles + per_task - 1) // per_task")
     e("    of = out.reshape(-1)")
@@ -244,9 +280,10 @@ def conv_source(m_h: int, width: int, consts: Constants) -> list:
     e("        first_tile = (task // chunks - g * blocks) * per_task")
     e("        count = min(per_task, tiles - first_tile)")
     e("        __CONSTS__")
-    e("        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t")
-    e("        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 "
-      "channels per vector")
+    e(f"        vrow = np.uint64(per_task * reduction)  # V ({elements}, per_task, KD * CP): one t")
+    e("        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements "
+      "after the earlier ones',")
+    e("        # 16 channels per vector")
     e("        for j in range(per_task):")
     e("            i = min(first_tile + j, tiles - 1)  "
       "# a short last block repeats its last tile; those results are dropped")
@@ -255,38 +292,43 @@ def conv_source(m_h: int, width: int, consts: Constants) -> list:
     e("            ty = (i // tw) % th")
     e("            tx = i % tw")
     e("            for sub_block in range(taps * cblocks):")
-    e("                sub = sub_block // cblocks")
-    e("                cb = sub_block - sub * cblocks")
-    e("                z = d * stride_d + offsets[sub, 0]")
-    e(f"                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * {m_h} "
-      f"+ offsets[sub, 1]) * wp + tx * {m} + offsets[sub, 2]) * 16)")
-    if a_h > 1:
-        e(f"                for s in range({a}):")
-        e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
-        for r in range(a_h):
-            L += load_run_lines(" " * 20, f"d{r}", "pf", f"base + np.uint64(({r} * wp + s) * 16)")
-        for i in range(a_h):
-            e("                    " + transform_run(consts, f"b{i}", BT_h[i], "d", a_h))
-            L += store_run_lines(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
-        e(f"                for r in range({a_h}):")
-        e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at "
-          "V[r * alpha + col, j, 16 cb:16 cb + 16]")
-        for s_ in range(a):
-            L += load_run_lines(" " * 20, f"e{s_}", "S", f"np.uint64((r * {a} + {s_}) * 16)")
-        inner, row = " " * 20, f" + np.uint64(r * {a}) * vrow"
-    else:
-        e("                # one row: d BT^T, stored at V[col, j, 16 cb:16 cb + 16]")
-        for s_ in range(a):
-            L += load_run_lines(" " * 16, f"e{s_}", "pf", f"base + np.uint64({s_ * 16})")
-        inner, row = " " * 16, ""
-    e(f"{inner}vat = np.uint64(j * reduction + sub * cpad + cb * 16){row}")
-    for col in range(a):
-        e(inner + transform_run(consts, f"v{col}", BT[col], "e", a))
-        L += store_run_lines(inner, "V", f"vat + np.uint64({col}) * vrow", f"v{col}")
-    e("        # ---- per block of 16 output channels: the T channel sums, then the inverse transform")
+    e("                kd = sub_block // cblocks")
+    e("                cb = sub_block - kd * cblocks")
+    e("                z = d * stride_d + depth_offsets[kd]")
+    e(f"                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * {m_h}) * wp "
+      f"+ tx * {m}) * 16)")
+    e("                vat = np.uint64(j * reduction + kd * cpad + cb * 16)")
+    for row, column, first in parts:
+        a = column.alpha
+        e(f"                # the {row.taps} x {column.taps} sub-window from tap ({row.first}, {column.first})")
+        e(f"                base = corner + np.uint64(({row.first} * wp + {column.first}) * 16)")
+        if row.alpha > 1:
+            e(f"                for s in range({a}):")
+            e("                    # pass 1 (per column s of the tile): BT d, alpha rows")
+            for r in range(row.alpha):
+                L += load_run_lines(" " * 20, f"d{r}", "pf", f"base + np.uint64(({r} * wp + s) * 16)")
+            for i in range(row.alpha):
+                e("                    " + transform_run(consts, f"b{i}", row.BT[i], "d", row.alpha))
+                L += store_run_lines(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"b{i}")
+            e(f"                for r in range({row.alpha}):")
+            e("                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at "
+              f"V[{first} + r * {a} + col, j, kd * CP + 16 cb:...]")
+            for s_ in range(a):
+                L += load_run_lines(" " * 20, f"e{s_}", "S", f"np.uint64((r * {a} + {s_}) * 16)")
+            inner, at_row = " " * 20, f"np.uint64({first} + r * {a} + {{col}})"
+        else:
+            e(f"                # one row: d BT^T, stored at V[{first} + col, j, kd * CP + 16 cb:...]")
+            for s_ in range(a):
+                L += load_run_lines(" " * 16, f"e{s_}", "pf", f"base + np.uint64({s_ * 16})")
+            inner, at_row = " " * 16, f"np.uint64({first} + {{col}})"
+        for col in range(a):
+            e(inner + transform_run(consts, f"v{col}", column.BT[col], "e", a))
+            L += store_run_lines(inner, "V", f"vat + {at_row.format(col=col)} * vrow", f"v{col}")
+    e("        # ---- per block of 16 output channels: the channel sums of every transform element, then the "
+      "inverse transforms")
     e("        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):")
-    e(f"            for t in range({T}):")
-    e(f"                u_base = np.uint64(((g * oblocks + ob) * {T} + t) * reduction * 16)")
+    e(f"            for t in range({elements}):")
+    e(f"                u_base = np.uint64(((g * oblocks + ob) * {elements} + t) * reduction * 16)")
     e("                for j0 in range(0, per_task, " + str(W) + "):")
     e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)")
     for j in range(W):
@@ -299,7 +341,7 @@ def conv_source(m_h: int, width: int, consts: Constants) -> list:
     for j in range(W):
         e(f"                        s = V[x{j} + c]")
         e(f"                        a{j} = multiply_add_run(a{j}, w, s)")
-    e("                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)")
+    e(f"                    m_at = np.uint64((t * per_task + j0) * 16)  # M ({elements}, per_task, 16)")
     for j in range(W):
         e(f"                    store_run(M, m_at + np.uint64({j * 16}), a{j})")
     e("            o0 = g * group_out + ob * 16")
@@ -312,29 +354,32 @@ def conv_source(m_h: int, width: int, consts: Constants) -> list:
     e("                d = (i // (th * tw)) % od")
     e("                ty = (i // tw) % th")
     e("                tx = i % tw")
-    if a_h > 1:
+    for (row, column, first), region in zip(parts, regions):
+        if row.alpha == 1:
+            continue
+        a = column.alpha
         e(f"                for s in range({a}):")
-        e("                    # pass 1 (per column s): AT M, m rows, into S")
-        for r in range(a_h):
-            L += load_run_lines(" " * 20, f"h{r}", "M", f"np.uint64(((({r} * {a} + s) * per_task) + j) * 16)")
+        e(f"                    # pass 1 (per column s) of the {row.taps} x {column.taps} sub-window: AT M, m rows, "
+          f"into S from {region * 16}")
+        for r in range(row.alpha):
+            L += load_run_lines(" " * 20, f"h{r}", "M", f"np.uint64(((({first} + {r} * {a} + s) * per_task) + j) * 16)")
         for i in range(m_h):
-            e("                    " + transform_run(consts, f"y{i}", AT_h[i], "h", a_h))
-            L += store_run_lines(" " * 20, "S", f"np.uint64(({i} * {a} + s) * 16)", f"y{i}")
+            e("                    " + transform_run(consts, f"y{i}", row.AT[i], "h", row.alpha))
+            L += store_run_lines(" " * 20, "S", f"np.uint64(({region} + {i} * {a} + s) * 16)", f"y{i}")
     e(f"                full = valid == 16 and tx * {m} + {m} <= ow")
     e(f"                for r in range(min({m_h}, oh - ty * {m_h})):")
-    if a_h > 1:
-        e("                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel")
+    e("                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel "
+      "by channel")
+    for index, ((row, column, first), region) in enumerate(zip(parts, regions)):
+        a = column.alpha
         for s_ in range(a):
-            L += load_run_lines(" " * 20, f"f{s_}", "S", f"np.uint64((r * {a} + {s_}) * 16)")
-        # an edge tile's row goes through S's row m, which pass 1 leaves free
-        edge = m_h * a * 16
-    else:
-        e("                    # the one row: M AT^T + bias, stored channel by channel")
-        for s_ in range(a):
-            L += load_run_lines(" " * 20, f"f{s_}", "M", f"np.uint64(({s_} * per_task + j) * 16)")
-        edge = 0
-    for q in range(m):
-        e("                    " + transform_run(consts, f"z{q}", AT[q], "f", a, first="lane_bias"))
+            if row.alpha > 1:
+                L += load_run_lines(" " * 20, f"f{s_}", "S", f"np.uint64(({region} + r * {a} + {s_}) * 16)")
+            else:
+                L += load_run_lines(" " * 20, f"f{s_}", "M", f"np.uint64((({first} + {s_}) * per_task + j) * 16)")
+        for q in range(m):
+            e("                    " + transform_run(consts, f"z{q}", column.AT[q], "f", a,
+                                                     first="lane_bias" if index == 0 else f"z{q}"))
     e(f"                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * {m_h} + r) * ow "
       f"+ tx * {m})")
     e("                    plane = np.uint64(od * oh * ow)")
@@ -342,54 +387,59 @@ def conv_source(m_h: int, width: int, consts: Constants) -> list:
     e("                        store_lanes(of, row, plane, (" + ", ".join(f"z{q}" for q in range(m)) + ",))")
     e("                    else:")
     e("                        # an edge tile or a partial block of channels: through S")
-    e(f"                        at = np.uint64({edge})")
+    e(f"                        at = np.uint64({edge * 16})")
     for q in range(m):
         e(f"                        store_run(S, at + np.uint64({q * 16}), z{q})")
     e(f"                        for q in range(min({m}, ow - tx * {m})):")
     e("                            for k in range(valid):")
     e("                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
     L += ranges_loop(name, "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, "
-                     "offsets, per_task, chunks, work_v, work_m, work_t",
-                     ["out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with "
-                      f"{taps_h} x 3 windows whose input",
-                      "starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane "
-                      f"d * stride_d, by F({m_h}x{m}, {taps_h}x3)",
-                      f"in strips of {W} tiles.",
+                     "depth_offsets, per_task, chunks, work_v, work_m, work_t",
+                     [f"out (N, O, OD, OH, OW) = bias + the convolution with a {rows} x {columns} window in each "
+                      "plane, each depth tap kd reading",
+                      "input plane d * stride_d + depth_offsets[kd] for output plane d, by "
+                      + " + ".join(f"F({row.m}x{column.m}, {row.taps}x{column.taps})" for row, column, _ in parts)
+                      + f" in strips of {W} tiles.",
                       "",
-                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, "
-                      "S * CP, 16) transformed weights;",
+                      "P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, "
+                      f"{elements}, KD * CP, 16) transformed weights;",
                       "bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); "
                       "``per_task`` a",
                       f"multiple of {W}; a task computes the blocks of 16 output channels of one of ``chunks`` "
-                      "shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * "
-                      "16), work_t",
-                      "(threads, T * 16): per-thread scratch, so that no task allocates (fresh pages "
+                      f"shares. work_v (threads, {elements} * per_task * KD * CP), work_m (threads, {elements} * "
+                      "per_task * 16), work_t",
+                      f"(threads, {elements} * 16): per-thread scratch, so that no task allocates (fresh pages "
                       "fault)."],
                      "groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)",
-                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, "
-                     "work_v[tid], work_m[tid], work_t[tid]")
+                     "P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, "
+                     "chunks, work_v[tid], work_m[tid], work_t[tid]")
     return L
 
 
 def module_source() -> str:
     consts = Constants()
     bodies = ["\n".join(body) for body in (
-        *(weights_source(m_h, consts) for m_h in ROW_TILES),
-        *(conv_source(m_h, width, consts) for m_h in ROW_TILES for width in WIDTHS.values()))]
+        *(weights_source(rows, columns, consts) for rows, columns in WINDOWS),
+        *(conv_source(rows, columns, width, consts) for rows, columns in WINDOWS for width in WIDTHS.values()))]
     # each kernel loads the constants it uses (q0, zero, starts its sums)
     text = "\n".join(body.replace("__CONSTS__", "; ".join(
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
         for body in bodies)
+    reach = {taps: max(Part(*part).first + Part(*part).alpha for part in parts) - Part(*parts[0]).m
+             for taps, parts in PARTS.items()}
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
             f"#: output tile side, and the lanes of the kernels' vectors\n"
             f"TILE, LANES = {TILE}, {LANES}\n"
             f"#: tiles per strip per count of vector registers\n"
             f"WIDTHS = {WIDTHS!r}\n"
-            f"#: the weight transform per output tile's rows (2, or 1 for windows one row tall)\nWEIGHTS = {{"
-            + ", ".join(f"{m_h}: _weights_{tile_name(m_h)}" for m_h in ROW_TILES) + "}\n"
-            "#: the fused kernel per (output tile's rows, width)\nKERNELS = {"
-            + ", ".join(f"({m_h}, {width}): _winograd_{tile_name(m_h)}_w{width}" for m_h in ROW_TILES
-                        for width in WIDTHS.values()) + "}\n")
+            "#: per window size along an axis, how many inputs past a tile's outputs its sub-windows read\n"
+            f"REACH = {reach!r}\n"
+            "#: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused "
+            "kernel of each width\n"
+            "ELEMENTS = {" + ", ".join(f"{window}: {transform_elements(*window)}" for window in WINDOWS) + "}\n"
+            "WEIGHTS = {" + ", ".join(f"{window}: _weights_{window_name(*window)}" for window in WINDOWS) + "}\n"
+            "KERNELS = {" + ", ".join(f"({rows}, {columns}, {width}): _winograd_{window_name(rows, columns)}_w{width}"
+                                      for rows, columns in WINDOWS for width in WIDTHS.values()) + "}\n")
 
 
 def main() -> None:

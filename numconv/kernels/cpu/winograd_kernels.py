@@ -9,33 +9,28 @@ from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, st
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _weights_2x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_weights_2x2``, with the calling thread's scratch (scratch)."""
-    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]
-    taps = windows.shape[0]
-    reduction = taps * cpad
+def _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_3x3``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
     for task in range(first, end):
         c = task % cpad
-        sub = (task // cpad) % taps
-        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]
+        kd = (task // cpad) % taps_d
         ob = (task // reduction) % oblocks
         g = task // (reduction * oblocks)
         q0 = K[0]; q1 = K[1]
-        base = np.uint64(((g * oblocks + ob) * 16 * reduction + sub * cpad + c) * 16)
+        base = np.uint64(((g * oblocks + ob) * 16 * reduction + kd * cpad + c) * 16)
         step = np.uint64(reduction * 16)
         o0 = g * group_out + ob * 16
         valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once; the taps
-            # past the window (a 5-tap axis as two sub-windows of 3) zero
-            present = valid if row0 + 0 < kernel_h and col0 + col < kernel_w else 0
-            w0_0 = w[o0 + 0, c, kd, row0 + 0, col0 + col] if 0 < present else q0; w0_1 = w[o0 + 1, c, kd, row0 + 0, col0 + col] if 1 < present else q0; w0_2 = w[o0 + 2, c, kd, row0 + 0, col0 + col] if 2 < present else q0; w0_3 = w[o0 + 3, c, kd, row0 + 0, col0 + col] if 3 < present else q0; w0_4 = w[o0 + 4, c, kd, row0 + 0, col0 + col] if 4 < present else q0; w0_5 = w[o0 + 5, c, kd, row0 + 0, col0 + col] if 5 < present else q0; w0_6 = w[o0 + 6, c, kd, row0 + 0, col0 + col] if 6 < present else q0; w0_7 = w[o0 + 7, c, kd, row0 + 0, col0 + col] if 7 < present else q0; w0_8 = w[o0 + 8, c, kd, row0 + 0, col0 + col] if 8 < present else q0; w0_9 = w[o0 + 9, c, kd, row0 + 0, col0 + col] if 9 < present else q0; w0_10 = w[o0 + 10, c, kd, row0 + 0, col0 + col] if 10 < present else q0; w0_11 = w[o0 + 11, c, kd, row0 + 0, col0 + col] if 11 < present else q0; w0_12 = w[o0 + 12, c, kd, row0 + 0, col0 + col] if 12 < present else q0; w0_13 = w[o0 + 13, c, kd, row0 + 0, col0 + col] if 13 < present else q0; w0_14 = w[o0 + 14, c, kd, row0 + 0, col0 + col] if 14 < present else q0; w0_15 = w[o0 + 15, c, kd, row0 + 0, col0 + col] if 15 < present else q0
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
             w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            present = valid if row0 + 1 < kernel_h and col0 + col < kernel_w else 0
-            w1_0 = w[o0 + 0, c, kd, row0 + 1, col0 + col] if 0 < present else q0; w1_1 = w[o0 + 1, c, kd, row0 + 1, col0 + col] if 1 < present else q0; w1_2 = w[o0 + 2, c, kd, row0 + 1, col0 + col] if 2 < present else q0; w1_3 = w[o0 + 3, c, kd, row0 + 1, col0 + col] if 3 < present else q0; w1_4 = w[o0 + 4, c, kd, row0 + 1, col0 + col] if 4 < present else q0; w1_5 = w[o0 + 5, c, kd, row0 + 1, col0 + col] if 5 < present else q0; w1_6 = w[o0 + 6, c, kd, row0 + 1, col0 + col] if 6 < present else q0; w1_7 = w[o0 + 7, c, kd, row0 + 1, col0 + col] if 7 < present else q0; w1_8 = w[o0 + 8, c, kd, row0 + 1, col0 + col] if 8 < present else q0; w1_9 = w[o0 + 9, c, kd, row0 + 1, col0 + col] if 9 < present else q0; w1_10 = w[o0 + 10, c, kd, row0 + 1, col0 + col] if 10 < present else q0; w1_11 = w[o0 + 11, c, kd, row0 + 1, col0 + col] if 11 < present else q0; w1_12 = w[o0 + 12, c, kd, row0 + 1, col0 + col] if 12 < present else q0; w1_13 = w[o0 + 13, c, kd, row0 + 1, col0 + col] if 13 < present else q0; w1_14 = w[o0 + 14, c, kd, row0 + 1, col0 + col] if 14 < present else q0; w1_15 = w[o0 + 15, c, kd, row0 + 1, col0 + col] if 15 < present else q0
+            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
             w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            present = valid if row0 + 2 < kernel_h and col0 + col < kernel_w else 0
-            w2_0 = w[o0 + 0, c, kd, row0 + 2, col0 + col] if 0 < present else q0; w2_1 = w[o0 + 1, c, kd, row0 + 2, col0 + col] if 1 < present else q0; w2_2 = w[o0 + 2, c, kd, row0 + 2, col0 + col] if 2 < present else q0; w2_3 = w[o0 + 3, c, kd, row0 + 2, col0 + col] if 3 < present else q0; w2_4 = w[o0 + 4, c, kd, row0 + 2, col0 + col] if 4 < present else q0; w2_5 = w[o0 + 5, c, kd, row0 + 2, col0 + col] if 5 < present else q0; w2_6 = w[o0 + 6, c, kd, row0 + 2, col0 + col] if 6 < present else q0; w2_7 = w[o0 + 7, c, kd, row0 + 2, col0 + col] if 7 < present else q0; w2_8 = w[o0 + 8, c, kd, row0 + 2, col0 + col] if 8 < present else q0; w2_9 = w[o0 + 9, c, kd, row0 + 2, col0 + col] if 9 < present else q0; w2_10 = w[o0 + 10, c, kd, row0 + 2, col0 + col] if 10 < present else q0; w2_11 = w[o0 + 11, c, kd, row0 + 2, col0 + col] if 11 < present else q0; w2_12 = w[o0 + 12, c, kd, row0 + 2, col0 + col] if 12 < present else q0; w2_13 = w[o0 + 13, c, kd, row0 + 2, col0 + col] if 13 < present else q0; w2_14 = w[o0 + 14, c, kd, row0 + 2, col0 + col] if 14 < present else q0; w2_15 = w[o0 + 15, c, kd, row0 + 2, col0 + col] if 15 < present else q0
+            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
             w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
@@ -51,54 +46,389 @@ def _weights_2x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, firs
             r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
             r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
             s0 = combine_run("+0", (r0, r1, r2,), ())
-            at = base + np.uint64(i * 4 + 0) * step
+            at = base + np.uint64(0 + i * 4 + 0) * step
             store_run(U, at, s0)
             s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
-            at = base + np.uint64(i * 4 + 1) * step
+            at = base + np.uint64(0 + i * 4 + 1) * step
             store_run(U, at, s1)
             s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
-            at = base + np.uint64(i * 4 + 2) * step
+            at = base + np.uint64(0 + i * 4 + 2) * step
             store_run(U, at, s2)
             s3 = combine_run("+2", (r0, r1, r2,), ())
-            at = base + np.uint64(i * 4 + 3) * step
+            at = base + np.uint64(0 + i * 4 + 3) * step
             store_run(U, at, s3)
 
 
 @njit(parallel=True, cache=True)
-def _weights_2x2(w, K, group_out, oblocks, cpad, windows, U, tmp):
-    """U (G, OB, 16, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 3 x 3 sub-window s of w (O, Cg, KD, KH, KW)
-    [g * group_out + 16 ob + k, c, kd, i:i + 3, j:j + 3], (kd, i, j) = windows[s] (S, 3), zero past the window, the
-    group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, input channel). tmp:
-    per-thread scratch (threads, 16 * 3 * alpha)."""
-    tasks = (w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad
+def _weights_3x3(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 3 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_2x2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _weights_1x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_weights_1x2``, with the calling thread's scratch (scratch)."""
-    group_in, kernel_h, kernel_w = w.shape[1], w.shape[3], w.shape[4]
-    taps = windows.shape[0]
-    reduction = taps * cpad
+def _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_3x5``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
     for task in range(first, end):
         c = task % cpad
-        sub = (task // cpad) % taps
-        kd, row0, col0 = windows[sub, 0], windows[sub, 1], windows[sub, 2]
+        kd = (task // cpad) % taps_d
         ob = (task // reduction) % oblocks
         g = task // (reduction * oblocks)
         q0 = K[0]; q1 = K[1]
-        base = np.uint64(((g * oblocks + ob) * 4 * reduction + sub * cpad + c) * 16)
+        base = np.uint64(((g * oblocks + ob) * 28 * reduction + kd * cpad + c) * 16)
         step = np.uint64(reduction * 16)
         o0 = g * group_out + ob * 16
         valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once; the taps
-            # past the window (a 5-tap axis as two sub-windows of 3) zero
-            present = valid if row0 + 0 < kernel_h and col0 + col < kernel_w else 0
-            w0_0 = w[o0 + 0, c, kd, row0 + 0, col0 + col] if 0 < present else q0; w0_1 = w[o0 + 1, c, kd, row0 + 0, col0 + col] if 1 < present else q0; w0_2 = w[o0 + 2, c, kd, row0 + 0, col0 + col] if 2 < present else q0; w0_3 = w[o0 + 3, c, kd, row0 + 0, col0 + col] if 3 < present else q0; w0_4 = w[o0 + 4, c, kd, row0 + 0, col0 + col] if 4 < present else q0; w0_5 = w[o0 + 5, c, kd, row0 + 0, col0 + col] if 5 < present else q0; w0_6 = w[o0 + 6, c, kd, row0 + 0, col0 + col] if 6 < present else q0; w0_7 = w[o0 + 7, c, kd, row0 + 0, col0 + col] if 7 < present else q0; w0_8 = w[o0 + 8, c, kd, row0 + 0, col0 + col] if 8 < present else q0; w0_9 = w[o0 + 9, c, kd, row0 + 0, col0 + col] if 9 < present else q0; w0_10 = w[o0 + 10, c, kd, row0 + 0, col0 + col] if 10 < present else q0; w0_11 = w[o0 + 11, c, kd, row0 + 0, col0 + col] if 11 < present else q0; w0_12 = w[o0 + 12, c, kd, row0 + 0, col0 + col] if 12 < present else q0; w0_13 = w[o0 + 13, c, kd, row0 + 0, col0 + col] if 13 < present else q0; w0_14 = w[o0 + 14, c, kd, row0 + 0, col0 + col] if 14 < present else q0; w0_15 = w[o0 + 15, c, kd, row0 + 0, col0 + col] if 15 < present else q0
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
+        for i in range(4):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 3) * step
+            store_run(U, at, s3)
+        # the 3 x 2 sub-window from tap (0, 3): F(2, 3) x F(2, 2), transform elements 16 to 27
+        for col in range(2):
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 1, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 3 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            w2_0 = w[o0 + 0, c, kd, 2, 3 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 3 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 3 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 3 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 3 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 3 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 3 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 3 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 3 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 3 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 3 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 3 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 3 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 3 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 3 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 3 + col] if 15 < valid else q0
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
+        for i in range(4):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            s0 = combine_run("+0", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0 +1", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+1", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 2) * step
+            store_run(U, at, s2)
+
+
+@njit(parallel=True, cache=True)
+def _weights_3x5(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 5 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 5)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_5x3``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
+    for task in range(first, end):
+        c = task % cpad
+        kd = (task // cpad) % taps_d
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 28 * reduction + kd * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
+        for col in range(3):
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
+        for i in range(4):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 3) * step
+            store_run(U, at, s3)
+        # the 2 x 3 sub-window from tap (3, 0): F(2, 2) x F(2, 3), transform elements 16 to 27
+        for col in range(3):
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 3, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 4, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 0 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            p0 = combine_run("+0", (w0, w1,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0 +1", (w0, w1,), ())
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+1", (w0, w1,), ())
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+        for i in range(3):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(16 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(16 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(16 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(16 + i * 4 + 3) * step
+            store_run(U, at, s3)
+
+
+@njit(parallel=True, cache=True)
+def _weights_5x3(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 3 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 3)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_5x5``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
+    for task in range(first, end):
+        c = task % cpad
+        kd = (task // cpad) % taps_d
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 49 * reduction + kd * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
+        for col in range(3):
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
+        for i in range(4):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 3) * step
+            store_run(U, at, s3)
+        # the 3 x 2 sub-window from tap (0, 3): F(2, 3) x F(2, 2), transform elements 16 to 27
+        for col in range(2):
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 1, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 3 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            w2_0 = w[o0 + 0, c, kd, 2, 3 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 3 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 3 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 3 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 3 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 3 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 3 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 3 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 3 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 3 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 3 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 3 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 3 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 3 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 3 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 3 + col] if 15 < valid else q0
+            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (3 * 3 + col) * 16, p3)
+        for i in range(4):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            s0 = combine_run("+0", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0 +1", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+1", (r0, r1,), ())
+            at = base + np.uint64(16 + i * 3 + 2) * step
+            store_run(U, at, s2)
+        # the 2 x 3 sub-window from tap (3, 0): F(2, 2) x F(2, 3), transform elements 28 to 39
+        for col in range(3):
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 3, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 4, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 0 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            p0 = combine_run("+0", (w0, w1,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0 +1", (w0, w1,), ())
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+1", (w0, w1,), ())
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+        for i in range(3):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(28 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(28 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(28 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(28 + i * 4 + 3) * step
+            store_run(U, at, s3)
+        # the 2 x 2 sub-window from tap (3, 3): F(2, 2) x F(2, 2), transform elements 40 to 48
+        for col in range(2):
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 3, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 3 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            w1_0 = w[o0 + 0, c, kd, 4, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 3 + col] if 15 < valid else q0
+            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            p0 = combine_run("+0", (w0, w1,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+            p1 = combine_run("+0 +1", (w0, w1,), ())
+            store_run(scratch, (1 * 3 + col) * 16, p1)
+            p2 = combine_run("+1", (w0, w1,), ())
+            store_run(scratch, (2 * 3 + col) * 16, p2)
+        for i in range(3):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            s0 = combine_run("+0", (r0, r1,), ())
+            at = base + np.uint64(40 + i * 3 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0 +1", (r0, r1,), ())
+            at = base + np.uint64(40 + i * 3 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+1", (r0, r1,), ())
+            at = base + np.uint64(40 + i * 3 + 2) * step
+            store_run(U, at, s2)
+
+
+@njit(parallel=True, cache=True)
+def _weights_5x5(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 49, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 5 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 5)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_1x3``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
+    for task in range(first, end):
+        c = task % cpad
+        kd = (task // cpad) % taps_d
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 4 * reduction + kd * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 1 x 3 sub-window from tap (0, 0): F(1, 1) x F(2, 3), transform elements 0 to 3
+        for col in range(3):
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
             w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
             p0 = combine_run("+0", (w0,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
@@ -108,40 +438,114 @@ def _weights_1x2_tasks(w, K, group_out, oblocks, cpad, windows, U, scratch, firs
             r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
             r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
             s0 = combine_run("+0", (r0, r1, r2,), ())
-            at = base + np.uint64(i * 4 + 0) * step
+            at = base + np.uint64(0 + i * 4 + 0) * step
             store_run(U, at, s0)
             s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
-            at = base + np.uint64(i * 4 + 1) * step
+            at = base + np.uint64(0 + i * 4 + 1) * step
             store_run(U, at, s1)
             s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
-            at = base + np.uint64(i * 4 + 2) * step
+            at = base + np.uint64(0 + i * 4 + 2) * step
             store_run(U, at, s2)
             s3 = combine_run("+2", (r0, r1, r2,), ())
-            at = base + np.uint64(i * 4 + 3) * step
+            at = base + np.uint64(0 + i * 4 + 3) * step
             store_run(U, at, s3)
 
 
 @njit(parallel=True, cache=True)
-def _weights_1x2(w, K, group_out, oblocks, cpad, windows, U, tmp):
-    """U (G, OB, 4, S * CP, 16)[g, ob, t, s * CP + c, k] = (G w_s G^T)[t], w_s the 1 x 3 sub-window s of w (O, Cg, KD, KH, KW)
-    [g * group_out + 16 ob + k, c, kd, i:i + 1, j:j + 3], (kd, i, j) = windows[s] (S, 3), zero past the window, the
-    group's last channel or Cg; one task per (group, block of 16 output channels, sub-window, input channel). tmp:
-    per-thread scratch (threads, 16 * 3 * alpha)."""
-    tasks = (w.shape[0] // group_out) * oblocks * windows.shape[0] * cpad
+def _weights_1x3(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 4, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 3 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 3)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_1x2_tasks(w, K, group_out, oblocks, cpad, windows, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_2x2_w16``, with the calling thread's scratch (V, M and S)."""
+def _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_1x5``, with the calling thread's scratch (scratch)."""
+    group_in, taps_d = w.shape[1], w.shape[2]
+    reduction = taps_d * cpad
+    for task in range(first, end):
+        c = task % cpad
+        kd = (task // cpad) % taps_d
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 7 * reduction + kd * cpad + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        # the 1 x 3 sub-window from tap (0, 0): F(1, 1) x F(2, 3), transform elements 0 to 3
+        for col in range(3):
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            p0 = combine_run("+0", (w0,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+        for i in range(1):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            r2 = load_run(scratch, (i * 3 + 2) * 16, 16)
+            s0 = combine_run("+0", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+            at = base + np.uint64(0 + i * 4 + 2) * step
+            store_run(U, at, s2)
+            s3 = combine_run("+2", (r0, r1, r2,), ())
+            at = base + np.uint64(0 + i * 4 + 3) * step
+            store_run(U, at, s3)
+        # the 1 x 2 sub-window from tap (0, 3): F(1, 1) x F(2, 2), transform elements 4 to 6
+        for col in range(2):
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
+            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
+            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            p0 = combine_run("+0", (w0,), ())
+            store_run(scratch, (0 * 3 + col) * 16, p0)
+        for i in range(1):
+            # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+            r0 = load_run(scratch, (i * 3 + 0) * 16, 16)
+            r1 = load_run(scratch, (i * 3 + 1) * 16, 16)
+            s0 = combine_run("+0", (r0, r1,), ())
+            at = base + np.uint64(4 + i * 3 + 0) * step
+            store_run(U, at, s0)
+            s1 = combine_run("+0 +1", (r0, r1,), ())
+            at = base + np.uint64(4 + i * 3 + 1) * step
+            store_run(U, at, s1)
+            s2 = combine_run("+1", (r0, r1,), ())
+            at = base + np.uint64(4 + i * 3 + 2) * step
+            store_run(U, at, s2)
+
+
+@njit(parallel=True, cache=True)
+def _weights_1x5(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 7, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 5 window
+    (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 5)[g * group_out + 16 ob + k, c, kd],
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
+    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    taps = offsets.shape[0]
-    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -152,8 +556,9 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
-        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (16, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
@@ -161,10 +566,13 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
             ty = (i // tw) % th
             tx = i % tw
             for sub_block in range(taps * cblocks):
-                sub = sub_block // cblocks
-                cb = sub_block - sub * cblocks
-                z = d * stride_d + offsets[sub, 0]
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
@@ -188,7 +596,7 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     at = np.uint64((3 * 4 + s) * 16)
                     store_run(S, at, b3)
                 for r in range(4):
-                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
                     at = np.uint64((r * 4 + 0) * 16)
                     e0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
@@ -197,20 +605,19 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
                     e3 = load_run(S, at, 16)
-                    vat = np.uint64(j * reduction + sub * cpad + cb * 16) + np.uint64(r * 4) * vrow
                     v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(0) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
                     store_run(V, at, v0)
                     v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(1) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
                     store_run(V, at, v1)
                     v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(2) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
                     store_run(V, at, v2)
                     v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(3) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
                     store_run(V, at, v3)
-        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
         for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(16):
                 u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
@@ -283,7 +690,7 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (16, per_task, 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -311,31 +718,31 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 ty = (i // tw) % th
                 tx = i % tw
                 for s in range(4):
-                    # pass 1 (per column s): AT M, m rows, into S
-                    at = np.uint64((((0 * 4 + s) * per_task) + j) * 16)
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
-                    at = np.uint64((0 * 4 + s) * 16)
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
                     store_run(S, at, y0)
                     y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
-                    at = np.uint64((1 * 4 + s) * 16)
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
                     store_run(S, at, y1)
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(2, oh - ty * 2)):
-                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel
-                    at = np.uint64((r * 4 + 0) * 16)
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
                     f0 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 1) * 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
                     f1 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 2) * 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
                     f2 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 3) * 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
@@ -354,30 +761,29 @@ def _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_2x2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
-    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
-    in strips of 16 tiles.
+def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 16 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 16, KD * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t
+    (threads, 16 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_2x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_2x2_w6``, with the calling thread's scratch (V, M and S)."""
+def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    taps = offsets.shape[0]
-    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -388,8 +794,9 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
-        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (16, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
@@ -397,10 +804,13 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
             ty = (i // tw) % th
             tx = i % tw
             for sub_block in range(taps * cblocks):
-                sub = sub_block // cblocks
-                cb = sub_block - sub * cblocks
-                z = d * stride_d + offsets[sub, 0]
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
                 for s in range(4):
                     # pass 1 (per column s of the tile): BT d, alpha rows
                     at = base + np.uint64((0 * wp + s) * 16)
@@ -424,7 +834,7 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     at = np.uint64((3 * 4 + s) * 16)
                     store_run(S, at, b3)
                 for r in range(4):
-                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[r * alpha + col, j, 16 cb:16 cb + 16]
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
                     at = np.uint64((r * 4 + 0) * 16)
                     e0 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 1) * 16)
@@ -433,20 +843,19 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     e2 = load_run(S, at, 16)
                     at = np.uint64((r * 4 + 3) * 16)
                     e3 = load_run(S, at, 16)
-                    vat = np.uint64(j * reduction + sub * cpad + cb * 16) + np.uint64(r * 4) * vrow
                     v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(0) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
                     store_run(V, at, v0)
                     v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(1) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
                     store_run(V, at, v1)
                     v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(2) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
                     store_run(V, at, v2)
                     v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
-                    at = vat + np.uint64(3) * vrow
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
                     store_run(V, at, v3)
-        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
         for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(16):
                 u_base = np.uint64(((g * oblocks + ob) * 16 + t) * reduction * 16)
@@ -479,7 +888,7 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (16, per_task, 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -497,31 +906,31 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 ty = (i // tw) % th
                 tx = i % tw
                 for s in range(4):
-                    # pass 1 (per column s): AT M, m rows, into S
-                    at = np.uint64((((0 * 4 + s) * per_task) + j) * 16)
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
-                    at = np.uint64((0 * 4 + s) * 16)
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
                     store_run(S, at, y0)
                     y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
-                    at = np.uint64((1 * 4 + s) * 16)
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
                     store_run(S, at, y1)
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(2, oh - ty * 2)):
-                    # pass 2 (per output row r): (AT M) AT^T + bias, stored channel by channel
-                    at = np.uint64((r * 4 + 0) * 16)
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
                     f0 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 1) * 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
                     f1 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 2) * 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
                     f2 = load_run(S, at, 16)
-                    at = np.uint64((r * 4 + 3) * 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
@@ -540,30 +949,29 @@ def _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_2x2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 3 x 3 windows whose input
-    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(2x2, 3x3)
-    in strips of 6 tiles.
+def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 6 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 16, KD * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t
+    (threads, 16 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_2x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x2_w16``, with the calling thread's scratch (V, M and S)."""
+def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    taps = offsets.shape[0]
-    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -574,8 +982,9 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
-        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
@@ -583,11 +992,1928 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
             ty = (i // tw) % th
             tx = i % tw
             for sub_block in range(taps * cblocks):
-                sub = sub_block // cblocks
-                cb = sub_block - sub * cblocks
-                z = d * stride_d + offsets[sub, 0]
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
-                # one row: d BT^T, stored at V[col, j, 16 cb:16 cb + 16]
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 3 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 3 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(28):
+                u_base = np.uint64(((g * oblocks + ob) * 28 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(224)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
+    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 3 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 3 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(28):
+                u_base = np.uint64(((g * oblocks + ob) * 28 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(224)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
+    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 2 x 3 sub-window from tap (3, 0)
+                base = corner + np.uint64((3 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(28):
+                u_base = np.uint64(((g * oblocks + ob) * 28 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(4):
+                    # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((8 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((8 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(256)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
+    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 2 x 3 sub-window from tap (3, 0)
+                base = corner + np.uint64((3 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(16 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(28):
+                u_base = np.uint64(((g * oblocks + ob) * 28 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(4):
+                    # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((8 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((8 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(256)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
+    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (49, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 3 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 3 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+                # the 2 x 3 sub-window from tap (3, 0)
+                base = corner + np.uint64((3 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[28 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 2 x 2 sub-window from tap (3, 3)
+                base = corner + np.uint64((3 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[40 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(49):
+                u_base = np.uint64(((g * oblocks + ob) * 49 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (49, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(4):
+                    # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 224
+                    at = np.uint64((((28 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((28 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((28 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((14 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((14 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 2 x 2 sub-window: AT M, m rows, into S from 352
+                    at = np.uint64((((40 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((40 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((40 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((22 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((22 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    at = np.uint64((14 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    at = np.uint64((22 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((22 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((22 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(448)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 49, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t
+    (threads, 49 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (49, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 3 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 4 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(0 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 3 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    at = base + np.uint64((3 * wp + s) * 16)
+                    d3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                    at = np.uint64((3 * 3 + s) * 16)
+                    store_run(S, at, b3)
+                for r in range(4):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[16 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(16 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+                # the 2 x 3 sub-window from tap (3, 0)
+                base = corner + np.uint64((3 * wp + 0) * 16)
+                for s in range(4):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 4 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 4 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 4 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[28 + r * 4 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 4 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    at = np.uint64((r * 4 + 3) * 16)
+                    e3 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 2) * vrow
+                    store_run(V, at, v2)
+                    v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                    at = vat + np.uint64(28 + r * 4 + 3) * vrow
+                    store_run(V, at, v3)
+                # the 2 x 2 sub-window from tap (3, 3)
+                base = corner + np.uint64((3 * wp + 3) * 16)
+                for s in range(3):
+                    # pass 1 (per column s of the tile): BT d, alpha rows
+                    at = base + np.uint64((0 * wp + s) * 16)
+                    d0 = load_run(pf, at, 16)
+                    at = base + np.uint64((1 * wp + s) * 16)
+                    d1 = load_run(pf, at, 16)
+                    at = base + np.uint64((2 * wp + s) * 16)
+                    d2 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -1", (d0, d1, d2,), ())
+                    at = np.uint64((0 * 3 + s) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1", (d0, d1, d2,), ())
+                    at = np.uint64((1 * 3 + s) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (d0, d1, d2,), ())
+                    at = np.uint64((2 * 3 + s) * 16)
+                    store_run(S, at, b2)
+                for r in range(3):
+                    # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[40 + r * 3 + col, j, kd * CP + 16 cb:...]
+                    at = np.uint64((r * 3 + 0) * 16)
+                    e0 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 1) * 16)
+                    e1 = load_run(S, at, 16)
+                    at = np.uint64((r * 3 + 2) * 16)
+                    e2 = load_run(S, at, 16)
+                    v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 0) * vrow
+                    store_run(V, at, v0)
+                    v1 = combine_run("+1", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 1) * vrow
+                    store_run(V, at, v1)
+                    v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                    at = vat + np.uint64(40 + r * 3 + 2) * vrow
+                    store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(49):
+                u_base = np.uint64(((g * oblocks + ob) * 49 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (49, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                for s in range(4):
+                    # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((0 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
+                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((8 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(4):
+                    # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 224
+                    at = np.uint64((((28 + 0 * 4 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((28 + 1 * 4 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((28 + 2 * 4 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((14 + 0 * 4 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((14 + 1 * 4 + s) * 16)
+                    store_run(S, at, y1)
+                for s in range(3):
+                    # pass 1 (per column s) of the 2 x 2 sub-window: AT M, m rows, into S from 352
+                    at = np.uint64((((40 + 0 * 3 + s) * per_task) + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64((((40 + 1 * 3 + s) * per_task) + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64((((40 + 2 * 3 + s) * per_task) + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1", (h0, h1, h2,), ())
+                    at = np.uint64((22 + 0 * 3 + s) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 +2", (h0, h1, h2,), ())
+                    at = np.uint64((22 + 1 * 3 + s) * 16)
+                    store_run(S, at, y1)
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(2, oh - ty * 2)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64((0 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((0 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64((8 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((8 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    at = np.uint64((14 + r * 4 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    at = np.uint64((14 + r * 4 + 3) * 16)
+                    f3 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    at = np.uint64((22 + r * 3 + 0) * 16)
+                    f0 = load_run(S, at, 16)
+                    at = np.uint64((22 + r * 3 + 1) * 16)
+                    f1 = load_run(S, at, 16)
+                    at = np.uint64((22 + r * 3 + 2) * 16)
+                    f2 = load_run(S, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(448)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 49, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t
+    (threads, 49 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (4, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
                 at = base + np.uint64(0)
                 e0 = load_run(pf, at, 16)
                 at = base + np.uint64(16)
@@ -596,20 +2922,19 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 e2 = load_run(pf, at, 16)
                 at = base + np.uint64(48)
                 e3 = load_run(pf, at, 16)
-                vat = np.uint64(j * reduction + sub * cpad + cb * 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(0) * vrow
+                at = vat + np.uint64(0 + 0) * vrow
                 store_run(V, at, v0)
                 v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(1) * vrow
+                at = vat + np.uint64(0 + 1) * vrow
                 store_run(V, at, v1)
                 v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(2) * vrow
+                at = vat + np.uint64(0 + 2) * vrow
                 store_run(V, at, v2)
                 v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(3) * vrow
+                at = vat + np.uint64(0 + 3) * vrow
                 store_run(V, at, v3)
-        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
         for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(4):
                 u_base = np.uint64(((g * oblocks + ob) * 4 + t) * reduction * 16)
@@ -682,7 +3007,7 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (4, per_task, 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -711,14 +3036,14 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 tx = i % tw
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
-                    # the one row: M AT^T + bias, stored channel by channel
-                    at = np.uint64((0 * per_task + j) * 16)
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64(((0 + 0) * per_task + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64((1 * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * per_task + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64((2 * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * per_task + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64((3 * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * per_task + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
@@ -737,30 +3062,29 @@ def _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x2_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 1 x 3 windows whose input
-    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(1x2, 1x3)
-    in strips of 16 tiles.
+def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 16 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 4, KD * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t
+    (threads, 4 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x2_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, V, M, S, first, end):
-    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x2_w6``, with the calling thread's scratch (V, M and S)."""
+def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     cpad = cblocks * 16
-    taps = offsets.shape[0]
-    reduction = taps * cpad  # the sums run over (sub-window, channel)
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
     tiles = batch * od * th * tw
     blocks = (tiles + per_task - 1) // per_task
     of = out.reshape(-1)
@@ -771,8 +3095,9 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (T, per_task, S * CP): one t
-        # ---- input transform: V[t, j, sub * CP + c] = (BT d BT^T)[t] of tile j under sub-window sub, 16 channels per vector
+        vrow = np.uint64(per_task * reduction)  # V (4, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
         for j in range(per_task):
             i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
             n = i // (od * th * tw)
@@ -780,11 +3105,14 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
             ty = (i // tw) % th
             tx = i % tw
             for sub_block in range(taps * cblocks):
-                sub = sub_block // cblocks
-                cb = sub_block - sub * cblocks
-                z = d * stride_d + offsets[sub, 0]
-                base = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1 + offsets[sub, 1]) * wp + tx * 2 + offsets[sub, 2]) * 16)
-                # one row: d BT^T, stored at V[col, j, 16 cb:16 cb + 16]
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
                 at = base + np.uint64(0)
                 e0 = load_run(pf, at, 16)
                 at = base + np.uint64(16)
@@ -793,20 +3121,19 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 e2 = load_run(pf, at, 16)
                 at = base + np.uint64(48)
                 e3 = load_run(pf, at, 16)
-                vat = np.uint64(j * reduction + sub * cpad + cb * 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(0) * vrow
+                at = vat + np.uint64(0 + 0) * vrow
                 store_run(V, at, v0)
                 v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(1) * vrow
+                at = vat + np.uint64(0 + 1) * vrow
                 store_run(V, at, v1)
                 v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(2) * vrow
+                at = vat + np.uint64(0 + 2) * vrow
                 store_run(V, at, v2)
                 v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
-                at = vat + np.uint64(3) * vrow
+                at = vat + np.uint64(0 + 3) * vrow
                 store_run(V, at, v3)
-        # ---- per block of 16 output channels: the T channel sums, then the inverse transform
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
         for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
             for t in range(4):
                 u_base = np.uint64(((g * oblocks + ob) * 4 + t) * reduction * 16)
@@ -839,7 +3166,7 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (T, per_task, 16)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (4, per_task, 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -858,14 +3185,14 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 tx = i % tw
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
-                    # the one row: M AT^T + bias, stored channel by channel
-                    at = np.uint64((0 * per_task + j) * 16)
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64(((0 + 0) * per_task + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64((1 * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * per_task + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64((2 * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * per_task + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64((3 * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * per_task + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
@@ -884,27 +3211,428 @@ def _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x2_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v, work_m, work_t):
-    """out (N, O, OD, OH, OW) = bias + the sum over sub-windows q of the convolutions with 1 x 3 windows whose input
-    starts offsets[q] = (depth, row, column) further into P, output plane d reading input plane d * stride_d, by F(1x2, 1x3)
-    in strips of 6 tiles.
+def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 6 tiles.
 
-    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, T, S * CP, 16) transformed weights;
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 4, KD * CP, 16) transformed weights;
     bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, T * per_task * S * CP), work_m (threads, T * per_task * 16), work_t
-    (threads, T * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t
+    (threads, 4 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x2_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (7, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64(48)
+                e3 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 3) * vrow
+                store_run(V, at, v3)
+                # the 1 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                # one row: d BT^T, stored at V[4 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 2) * vrow
+                store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(7):
+                u_base = np.uint64(((g * oblocks + ob) * 7 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (7, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(1, oh - ty * 1)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    f3 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64(((4 + 0) * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64(((4 + 1) * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64(((4 + 2) * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(0)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 7, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t
+    (threads, 7 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction)  # V (7, per_task, KD * CP): one t
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64(48)
+                e3 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 3) * vrow
+                store_run(V, at, v3)
+                # the 1 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                # one row: d BT^T, stored at V[4 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64(0)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64(16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64(32)
+                e2 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 2) * vrow
+                store_run(V, at, v2)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(7):
+                u_base = np.uint64(((g * oblocks + ob) * 7 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * per_task + j0) * 16)  # M (7, per_task, 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
+            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (od * th * tw)
+                d = (i // (th * tw)) % od
+                ty = (i // tw) % th
+                tx = i % tw
+                full = valid == 16 and tx * 2 + 2 <= ow
+                for r in range(min(1, oh - ty * 1)):
+                    # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    f3 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                    z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    at = np.uint64(((4 + 0) * per_task + j) * 16)
+                    f0 = load_run(M, at, 16)
+                    at = np.uint64(((4 + 1) * per_task + j) * 16)
+                    f1 = load_run(M, at, 16)
+                    at = np.uint64(((4 + 2) * per_task + j) * 16)
+                    f2 = load_run(M, at, 16)
+                    z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                    z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    plane = np.uint64(od * oh * ow)
+                    if full:
+                        store_lanes(of, row, plane, (z0, z1,))
+                    else:
+                        # an edge tile or a partial block of channels: through S
+                        at = np.uint64(0)
+                        store_run(S, at + np.uint64(0), z0)
+                        store_run(S, at + np.uint64(16), z1)
+                        for q in range(min(2, ow - tx * 2)):
+                            for k in range(valid):
+                                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 7, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
+    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t
+    (threads, 7 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
 TILE, LANES = 2, 16
 #: tiles per strip per count of vector registers
 WIDTHS = {32: 16, 16: 6}
-#: the weight transform per output tile's rows (2, or 1 for windows one row tall)
-WEIGHTS = {2: _weights_2x2, 1: _weights_1x2}
-#: the fused kernel per (output tile's rows, width)
-KERNELS = {(2, 16): _winograd_2x2_w16, (2, 6): _winograd_2x2_w6, (1, 16): _winograd_1x2_w16, (1, 6): _winograd_1x2_w6}
+#: per window size along an axis, how many inputs past a tile's outputs its sub-windows read
+REACH = {1: 0, 3: 2, 5: 4}
+#: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused kernel of each width
+ELEMENTS = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7}
+WEIGHTS = {(3, 3): _weights_3x3, (3, 5): _weights_3x5, (5, 3): _weights_5x3, (5, 5): _weights_5x5, (1, 3): _weights_1x3, (1, 5): _weights_1x5}
+KERNELS = {(3, 3, 16): _winograd_3x3_w16, (3, 3, 6): _winograd_3x3_w6, (3, 5, 16): _winograd_3x5_w16, (3, 5, 6): _winograd_3x5_w6, (5, 3, 16): _winograd_5x3_w16, (5, 3, 6): _winograd_5x3_w6, (5, 5, 16): _winograd_5x5_w16, (5, 5, 6): _winograd_5x5_w6, (1, 3, 16): _winograd_1x3_w16, (1, 3, 6): _winograd_1x3_w6, (1, 5, 16): _winograd_1x5_w16, (1, 5, 6): _winograd_1x5_w6}
