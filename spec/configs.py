@@ -131,10 +131,16 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 4, 4, (6, 5), (5, 5), padding=(2, 2), groups=2),
     ConvConfig(1, 2, 3, (4, 5), (5, 3), padding=(4, 0), padding_right=(1, 1)),
     ConvConfig(1, 2, 2, (3, 5, 4), (2, 5, 5), padding=(1, 2, 1), padding_right=(0, 1, 2)),
+    # ... with a whole block of 16 output channels (its tiles stored straight from the sums): 3 x 5 (and a partial
+    # second block), 5 x 3, 5 x 5
+    ConvConfig(1, 3, 17, (4, 6), (3, 5), padding=(1, 2)),
+    ConvConfig(1, 2, 16, (6, 4), (5, 3), padding=(2, 1)),
+    ConvConfig(1, 2, 16, (5, 6), (5, 5), padding=(2, 2)),
     # windows one row tall, by F(2, 3): 1D with a partial block of channels and an edge tile, 5 taps with groups and
-    # the largest padding, and 1 x 3 windows over several rows
+    # the largest padding and with a whole block of output channels, and 1 x 3 windows over several rows
     ConvConfig(1, 17, 18, (11,), (3,), padding=(1,)),
     ConvConfig(2, 4, 4, (9,), (5,), padding=(4,), padding_right=(1,), groups=2),
+    ConvConfig(1, 2, 16, (7,), (5,), padding=(2,)),
     ConvConfig(1, 2, 3, (3, 7), (1, 3), padding=(0, 1)),
 )
 #: the Winograd weight gradient (3 x 3 in each plane at stride 1; one depth tap): partial tiles, padding on either
