@@ -250,7 +250,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
         weight, "winograd weights", groups * out_blocks * elements * taps_d * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
             winograd_kernels.WEIGHTS[window], weight, constants, group_out, out_blocks, padded_in, transformed,
-            workspace("winograd weight rows", threads * 3 * 4 * _LANES, dtype).reshape(threads, -1)),
+            workspace("winograd weight rows", threads * winograd_kernels.WEIGHT_SCRATCH, dtype).reshape(threads, -1)),
         (groups,))
     run_vectorized(
         winograd_kernels.KERNELS[window + (WIDTH,)], packed, transformed, lane_bias.reshape(-1), constants, out,

@@ -138,11 +138,6 @@ class Constants:
         return [f"q{i} = K[{i}]" for i in range(len(self.values))]
 
 
-def lanes(fmt: str) -> str:
-    """One statement per lane, joined on a line: ``fmt`` uses {k}."""
-    return "; ".join(fmt.format(k=k) for k in range(LANES))
-
-
 def transform_run(consts: Constants, target: str, coeffs, source: str, count: int, first: str = "") -> str:
     """``target = combine_run(...)`` (``runs.py``): one row of a transform matrix applied to the runs ``source0 ..
     source{count - 1}``, lane by lane sum_i coeffs[i] * source_i, zeros skipped, left to right, a coefficient of +-1
@@ -189,6 +184,10 @@ def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: 
     return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments, per_thread=True)
 
 
+#: where a weight transform's scratch row holds a kernel column's gathered taps, after its 4 x 3 runs of products
+GATHERED = 4 * 3 * LANES
+
+
 def weights_source(rows: int, columns: int, consts: Constants) -> list:
     name = f"_weights_{window_name(rows, columns)}"
     elements = transform_elements(rows, columns)
@@ -216,11 +215,15 @@ def weights_source(rows: int, columns: int, consts: Constants) -> list:
           f"{first + row.alpha * column.alpha - 1}")
         e(f"        for col in range({column.taps}):")
         e(f"            # pass 1 (per kernel column): the {row.alpha} x {row.taps} product G w, 16 output channels at "
-          "once")
+          "once, each")
+        e("            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled "
+          "slowly)")
+        e(f"            for r in range({row.taps}):")
+        e("                for k in range(16):")
+        e(f"                    scratch[{GATHERED} + r * 16 + k] = w[o0 + k, c, kd, {row.first} + r, "
+          f"{column.first} + col] if k < valid else q0")
         for r in range(row.taps):
-            e("            " + lanes(f"w{r}_{{k}} = w[o0 + {{k}}, c, kd, {row.first + r}, {column.first} + col] "
-                                      "if {k} < valid else q0"))
-            e(f"            w{r} = (" + ", ".join(f"w{r}_{k}" for k in range(LANES)) + ")")
+            e(f"            w{r} = load_run(scratch, {GATHERED + 16 * r}, {LANES})")
         for i in range(row.alpha):
             e("            " + transform_run(consts, f"p{i}", row.G[i], "w", row.taps))
             e(f"            store_run(scratch, ({i} * 3 + col) * 16, p{i})")
@@ -239,7 +242,7 @@ def weights_source(rows: int, columns: int, consts: Constants) -> list:
                       f"{rows}, {columns})[g * group_out + 16 ob + k, c, kd],",
                       "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
                       "depth tap, input",
-                      "channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."],
+                      f"channel). tmp: per-thread scratch (threads, {GATHERED + 3 * LANES})."],
                      "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad",
                      "w, K, group_out, oblocks, cpad, U, tmp[tid]")
     return L
@@ -346,8 +349,7 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants) -> list:
         e(f"                    store_run(M, m_at + np.uint64({j * 16}), a{j})")
     e("            o0 = g * group_out + ob * 16")
     e("            valid = min(16, group_out - ob * 16)")
-    e("            " + lanes("bias{k} = bias[(g * oblocks + ob) * 16 + {k}]"))
-    e("            lane_bias = (" + ", ".join(f"bias{k}" for k in range(LANES)) + ")")
+    e(f"            lane_bias = load_run(bias, (g * oblocks + ob) * 16, {LANES})")
     e("            for j in range(count):")
     e("                i = first_tile + j")
     e("                n = i // (od * th * tw)")
@@ -432,6 +434,8 @@ def module_source() -> str:
             f"TILE, LANES = {TILE}, {LANES}\n"
             f"#: tiles per strip per count of vector registers\n"
             f"WIDTHS = {WIDTHS!r}\n"
+            "#: the floats of a weight transform's scratch row per thread\n"
+            f"WEIGHT_SCRATCH = {GATHERED + 3 * LANES}\n"
             "#: per window size along an axis, how many inputs past a tile's outputs its sub-windows read\n"
             f"REACH = {reach!r}\n"
             "#: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused "

@@ -25,13 +25,14 @@ def _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -64,7 +65,7 @@ def _weights_3x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -89,13 +90,14 @@ def _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -123,13 +125,14 @@ def _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
         # the 3 x 2 sub-window from tap (0, 3): F(2, 3) x F(2, 2), transform elements 16 to 27
         for col in range(2):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 3 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 3 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 3 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 3 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 3 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 3 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 3 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 3 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 3 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 3 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 3 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 3 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 3 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 3 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 3 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 3 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 3 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 3 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -158,7 +161,7 @@ def _weights_3x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -183,13 +186,14 @@ def _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -217,11 +221,13 @@ def _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
         # the 2 x 3 sub-window from tap (3, 0): F(2, 2) x F(2, 3), transform elements 16 to 27
         for col in range(3):
-            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 3, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 4, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(2):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 3 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
             p0 = combine_run("+0", (w0, w1,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0 +1", (w0, w1,), ())
@@ -252,7 +258,7 @@ def _weights_5x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -277,13 +283,14 @@ def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 3 x 3 sub-window from tap (0, 0): F(2, 3) x F(2, 3), transform elements 0 to 15
         for col in range(3):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 0 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 0 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 0 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 0 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 0 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 0 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 0 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 0 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 0 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 0 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 0 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 0 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 0 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 0 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 0 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 0 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -311,13 +318,14 @@ def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
         # the 3 x 2 sub-window from tap (0, 3): F(2, 3) x F(2, 2), transform elements 16 to 27
         for col in range(2):
-            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 1, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 1, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 1, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 1, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 1, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 1, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 1, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 1, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 1, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 1, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 1, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 1, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 1, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 1, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 1, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 1, 3 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
-            w2_0 = w[o0 + 0, c, kd, 2, 3 + col] if 0 < valid else q0; w2_1 = w[o0 + 1, c, kd, 2, 3 + col] if 1 < valid else q0; w2_2 = w[o0 + 2, c, kd, 2, 3 + col] if 2 < valid else q0; w2_3 = w[o0 + 3, c, kd, 2, 3 + col] if 3 < valid else q0; w2_4 = w[o0 + 4, c, kd, 2, 3 + col] if 4 < valid else q0; w2_5 = w[o0 + 5, c, kd, 2, 3 + col] if 5 < valid else q0; w2_6 = w[o0 + 6, c, kd, 2, 3 + col] if 6 < valid else q0; w2_7 = w[o0 + 7, c, kd, 2, 3 + col] if 7 < valid else q0; w2_8 = w[o0 + 8, c, kd, 2, 3 + col] if 8 < valid else q0; w2_9 = w[o0 + 9, c, kd, 2, 3 + col] if 9 < valid else q0; w2_10 = w[o0 + 10, c, kd, 2, 3 + col] if 10 < valid else q0; w2_11 = w[o0 + 11, c, kd, 2, 3 + col] if 11 < valid else q0; w2_12 = w[o0 + 12, c, kd, 2, 3 + col] if 12 < valid else q0; w2_13 = w[o0 + 13, c, kd, 2, 3 + col] if 13 < valid else q0; w2_14 = w[o0 + 14, c, kd, 2, 3 + col] if 14 < valid else q0; w2_15 = w[o0 + 15, c, kd, 2, 3 + col] if 15 < valid else q0
-            w2 = (w2_0, w2_1, w2_2, w2_3, w2_4, w2_5, w2_6, w2_7, w2_8, w2_9, w2_10, w2_11, w2_12, w2_13, w2_14, w2_15)
+            # pass 1 (per kernel column): the 4 x 3 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(3):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 3 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
+            w2 = load_run(scratch, 224, 16)
             p0 = combine_run("+0", (w0, w1, w2,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
@@ -341,11 +349,13 @@ def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s2)
         # the 2 x 3 sub-window from tap (3, 0): F(2, 2) x F(2, 3), transform elements 28 to 39
         for col in range(3):
-            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 3, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 4, 0 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 0 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 0 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 0 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 0 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 0 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 0 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 0 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 0 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 0 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 0 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 0 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 0 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 0 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 0 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 0 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(2):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 3 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
             p0 = combine_run("+0", (w0, w1,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0 +1", (w0, w1,), ())
@@ -371,11 +381,13 @@ def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
         # the 2 x 2 sub-window from tap (3, 3): F(2, 2) x F(2, 2), transform elements 40 to 48
         for col in range(2):
-            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 3, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 3, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 3, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 3, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 3, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 3, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 3, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 3, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 3, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 3, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 3, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 3, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 3, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 3, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 3, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 3, 3 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
-            w1_0 = w[o0 + 0, c, kd, 4, 3 + col] if 0 < valid else q0; w1_1 = w[o0 + 1, c, kd, 4, 3 + col] if 1 < valid else q0; w1_2 = w[o0 + 2, c, kd, 4, 3 + col] if 2 < valid else q0; w1_3 = w[o0 + 3, c, kd, 4, 3 + col] if 3 < valid else q0; w1_4 = w[o0 + 4, c, kd, 4, 3 + col] if 4 < valid else q0; w1_5 = w[o0 + 5, c, kd, 4, 3 + col] if 5 < valid else q0; w1_6 = w[o0 + 6, c, kd, 4, 3 + col] if 6 < valid else q0; w1_7 = w[o0 + 7, c, kd, 4, 3 + col] if 7 < valid else q0; w1_8 = w[o0 + 8, c, kd, 4, 3 + col] if 8 < valid else q0; w1_9 = w[o0 + 9, c, kd, 4, 3 + col] if 9 < valid else q0; w1_10 = w[o0 + 10, c, kd, 4, 3 + col] if 10 < valid else q0; w1_11 = w[o0 + 11, c, kd, 4, 3 + col] if 11 < valid else q0; w1_12 = w[o0 + 12, c, kd, 4, 3 + col] if 12 < valid else q0; w1_13 = w[o0 + 13, c, kd, 4, 3 + col] if 13 < valid else q0; w1_14 = w[o0 + 14, c, kd, 4, 3 + col] if 14 < valid else q0; w1_15 = w[o0 + 15, c, kd, 4, 3 + col] if 15 < valid else q0
-            w1 = (w1_0, w1_1, w1_2, w1_3, w1_4, w1_5, w1_6, w1_7, w1_8, w1_9, w1_10, w1_11, w1_12, w1_13, w1_14, w1_15)
+            # pass 1 (per kernel column): the 3 x 2 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(2):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 3 + r, 3 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
+            w1 = load_run(scratch, 208, 16)
             p0 = combine_run("+0", (w0, w1,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
             p1 = combine_run("+0 +1", (w0, w1,), ())
@@ -402,7 +414,7 @@ def _weights_5x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 49, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -427,9 +439,12 @@ def _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 1 x 3 sub-window from tap (0, 0): F(1, 1) x F(2, 3), transform elements 0 to 3
         for col in range(3):
-            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(1):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
             p0 = combine_run("+0", (w0,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
         for i in range(1):
@@ -456,7 +471,7 @@ def _weights_1x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 4, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -481,9 +496,12 @@ def _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
         valid = min(16, group_out - ob * 16) if c < group_in else 0
         # the 1 x 3 sub-window from tap (0, 0): F(1, 1) x F(2, 3), transform elements 0 to 3
         for col in range(3):
-            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 0 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 0 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 0 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 0 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 0 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 0 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 0 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 0 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 0 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 0 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 0 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 0 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 0 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 0 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 0 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 0 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(1):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 0 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
             p0 = combine_run("+0", (w0,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
         for i in range(1):
@@ -505,9 +523,12 @@ def _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
         # the 1 x 2 sub-window from tap (0, 3): F(1, 1) x F(2, 2), transform elements 4 to 6
         for col in range(2):
-            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once
-            w0_0 = w[o0 + 0, c, kd, 0, 3 + col] if 0 < valid else q0; w0_1 = w[o0 + 1, c, kd, 0, 3 + col] if 1 < valid else q0; w0_2 = w[o0 + 2, c, kd, 0, 3 + col] if 2 < valid else q0; w0_3 = w[o0 + 3, c, kd, 0, 3 + col] if 3 < valid else q0; w0_4 = w[o0 + 4, c, kd, 0, 3 + col] if 4 < valid else q0; w0_5 = w[o0 + 5, c, kd, 0, 3 + col] if 5 < valid else q0; w0_6 = w[o0 + 6, c, kd, 0, 3 + col] if 6 < valid else q0; w0_7 = w[o0 + 7, c, kd, 0, 3 + col] if 7 < valid else q0; w0_8 = w[o0 + 8, c, kd, 0, 3 + col] if 8 < valid else q0; w0_9 = w[o0 + 9, c, kd, 0, 3 + col] if 9 < valid else q0; w0_10 = w[o0 + 10, c, kd, 0, 3 + col] if 10 < valid else q0; w0_11 = w[o0 + 11, c, kd, 0, 3 + col] if 11 < valid else q0; w0_12 = w[o0 + 12, c, kd, 0, 3 + col] if 12 < valid else q0; w0_13 = w[o0 + 13, c, kd, 0, 3 + col] if 13 < valid else q0; w0_14 = w[o0 + 14, c, kd, 0, 3 + col] if 14 < valid else q0; w0_15 = w[o0 + 15, c, kd, 0, 3 + col] if 15 < valid else q0
-            w0 = (w0_0, w0_1, w0_2, w0_3, w0_4, w0_5, w0_6, w0_7, w0_8, w0_9, w0_10, w0_11, w0_12, w0_13, w0_14, w0_15)
+            # pass 1 (per kernel column): the 1 x 1 product G w, 16 output channels at once, each
+            # tap's 16 gathered into the scratch after the products (a loop: 16 statements a tap compiled slowly)
+            for r in range(1):
+                for k in range(16):
+                    scratch[192 + r * 16 + k] = w[o0 + k, c, kd, 0 + r, 3 + col] if k < valid else q0
+            w0 = load_run(scratch, 192, 16)
             p0 = combine_run("+0", (w0,), ())
             store_run(scratch, (0 * 3 + col) * 16, p0)
         for i in range(1):
@@ -530,7 +551,7 @@ def _weights_1x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 7, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 16 * 3 * 4)."""
+    channel). tmp: per-thread scratch (threads, 240)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -709,8 +730,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -897,8 +917,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -1176,8 +1195,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -1429,8 +1447,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -1732,8 +1749,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -1985,8 +2001,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -2365,8 +2380,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -2741,8 +2755,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -3026,8 +3039,7 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -3175,8 +3187,7 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -3392,8 +3403,7 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(M, m_at + np.uint64(240), a15)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -3567,8 +3577,7 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(M, m_at + np.uint64(80), a5)
             o0 = g * group_out + ob * 16
             valid = min(16, group_out - ob * 16)
-            bias0 = bias[(g * oblocks + ob) * 16 + 0]; bias1 = bias[(g * oblocks + ob) * 16 + 1]; bias2 = bias[(g * oblocks + ob) * 16 + 2]; bias3 = bias[(g * oblocks + ob) * 16 + 3]; bias4 = bias[(g * oblocks + ob) * 16 + 4]; bias5 = bias[(g * oblocks + ob) * 16 + 5]; bias6 = bias[(g * oblocks + ob) * 16 + 6]; bias7 = bias[(g * oblocks + ob) * 16 + 7]; bias8 = bias[(g * oblocks + ob) * 16 + 8]; bias9 = bias[(g * oblocks + ob) * 16 + 9]; bias10 = bias[(g * oblocks + ob) * 16 + 10]; bias11 = bias[(g * oblocks + ob) * 16 + 11]; bias12 = bias[(g * oblocks + ob) * 16 + 12]; bias13 = bias[(g * oblocks + ob) * 16 + 13]; bias14 = bias[(g * oblocks + ob) * 16 + 14]; bias15 = bias[(g * oblocks + ob) * 16 + 15]
-            lane_bias = (bias0, bias1, bias2, bias3, bias4, bias5, bias6, bias7, bias8, bias9, bias10, bias11, bias12, bias13, bias14, bias15)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
             for j in range(count):
                 i = first_tile + j
                 n = i // (od * th * tw)
@@ -3630,6 +3639,8 @@ CONSTANTS = [0.0, 0.5]
 TILE, LANES = 2, 16
 #: tiles per strip per count of vector registers
 WIDTHS = {32: 16, 16: 6}
+#: the floats of a weight transform's scratch row per thread
+WEIGHT_SCRATCH = 240
 #: per window size along an axis, how many inputs past a tile's outputs its sub-windows read
 REACH = {1: 0, 3: 2, 5: 4}
 #: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused kernel of each width
