@@ -35,34 +35,33 @@ from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
 WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
 
 
-#: the window sizes along a plane's rows and columns that the kernels serve, with the parts each is split into
-#: (``winograd_codegen.PARTS``): 3 taps as F(2, 3), 5 as F(2, 3) and F(2, 2) side by side. A 5 x 5 layer then takes
-#: 49 multiplies per 4 outputs and input channel against the direct kernel's 100 (64 as four F(2x2, 3x3) over a
-#: 6 x 6 zero-padded window: AlexNet's second layer at batch 16, 25.4 -> 21.4 ms; times measured:
-#: ``tuning.WINOGRAD_WIDE_MIN_TILES``). No layer of the zoo or the anchor suite has 7 taps, and they are not taken
-WINDOWS = {3: 1, 5: 2}
 #: the taps of a phase plane's window along each axis (Winograd over a strided layer's phases: ``conv.py``)
 SUB = 3
-#: along the rows, also a window of one tap: one sub-window one row tall, tiles of one output row
-ROW_WINDOWS = {1: 1, **WINDOWS}
 
 
 def applies(x_shape, weight_shape, stride, padding, dilation) -> bool:
-    """Whether a (N, C, D, H, W) convolution is one this kernel computes: windows of 1, 3 or 5 taps along the rows
-    and of 3 or 5 along the columns, stride 1 and dilation 1 there (anything along the depth)."""
-    return (weight_shape[3] in ROW_WINDOWS and weight_shape[4] in WINDOWS and tuple(stride[1:]) == (1, 1)
+    """Whether a (N, C, D, H, W) convolution is one this kernel computes: a window in each plane that has generated
+    kernels (``winograd_kernels.ELEMENTS``: 1, 3 or 5 taps along the rows and 3 or 5 along the columns; a 5 x 5
+    layer takes 49 multiplies per 4 outputs and input channel against the direct kernel's 100; no layer of the zoo
+    or the anchor suite has 7 taps), stride 1 and dilation 1 there (anything along the depth)."""
+    return ((weight_shape[3], weight_shape[4]) in winograd_kernels.ELEMENTS and tuple(stride[1:]) == (1, 1)
             and tuple(dilation[1:]) == (1, 1))
 
 
 def row_tile(weight_shape) -> int:
     """The output tiles' rows for a window of ``weight_shape`` (O, Cg, KD, KH, KW): TILE, or 1 where KH is 1."""
-    return 1 if weight_shape[3] == 1 else TILE
+    return winograd_kernels.OUTPUTS[weight_shape[3]]
+
+
+def _plane_sub_windows(weight_shape) -> int:
+    """How many sub-windows a window's plane is summed from: one per part of its rows and of its columns."""
+    return winograd_kernels.PARTS[weight_shape[3]] * winograd_kernels.PARTS[weight_shape[4]]
 
 
 def sub_windows(weight_shape) -> int:
-    """How many sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per part of its
-    plane's rows and columns."""
-    return weight_shape[2] * ROW_WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]]
+    """How many sub-windows a window of (KD, KH, KW) taps is summed from: one per depth tap and per sub-window of
+    its plane."""
+    return weight_shape[2] * _plane_sub_windows(weight_shape)
 
 
 def output_tiles(out_shape, rows=TILE) -> int:
@@ -79,7 +78,7 @@ def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
     them where the plane's window has sub-windows of its own."""
     sums = sub_windows(weight_shape) * (x_shape[1] // groups)
     tiles = output_tiles(out_shape, row_tile(weight_shape))
-    wide = ROW_WINDOWS[weight_shape[3]] * WINDOWS[weight_shape[4]] > 1
+    wide = _plane_sub_windows(weight_shape) > 1
     if row_tile(weight_shape) == 1:
         return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_ROW_MIN_CHANNELS
                 and tiles >= tuning.WINOGRAD_ROW_MIN_TILES)

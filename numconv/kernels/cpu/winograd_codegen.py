@@ -427,8 +427,9 @@ def module_source() -> str:
     text = "\n".join(body.replace("__CONSTS__", "; ".join(
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
         for body in bodies)
-    reach = {taps: max(Part(*part).first + Part(*part).alpha for part in parts) - Part(*parts[0]).m
-             for taps, parts in PARTS.items()}
+    axes = {taps: [Part(*part) for part in parts] for taps, parts in PARTS.items()}
+    outputs = {taps: parts[0].m for taps, parts in axes.items()}
+    reach = {taps: max(part.first + part.alpha for part in parts) - parts[0].m for taps, parts in axes.items()}
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
             f"#: output tile side, and the lanes of the kernels' vectors\n"
             f"TILE, LANES = {TILE}, {LANES}\n"
@@ -436,7 +437,10 @@ def module_source() -> str:
             f"WIDTHS = {WIDTHS!r}\n"
             "#: the floats of a weight transform's scratch row per thread\n"
             f"WEIGHT_SCRATCH = {GATHERED + 3 * LANES}\n"
-            "#: per window size along an axis, how many inputs past a tile's outputs its sub-windows read\n"
+            "#: per window size along an axis: the parts it is split into, a tile's outputs along it, and how many "
+            "inputs past them its sub-windows read\n"
+            f"PARTS = { {taps: len(parts) for taps, parts in axes.items()}!r}\n"
+            f"OUTPUTS = {outputs!r}\n"
             f"REACH = {reach!r}\n"
             "#: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused "
             "kernel of each width\n"

@@ -3641,7 +3641,9 @@ TILE, LANES = 2, 16
 WIDTHS = {32: 16, 16: 6}
 #: the floats of a weight transform's scratch row per thread
 WEIGHT_SCRATCH = 240
-#: per window size along an axis, how many inputs past a tile's outputs its sub-windows read
+#: per window size along an axis: the parts it is split into, a tile's outputs along it, and how many inputs past them its sub-windows read
+PARTS = {1: 1, 3: 1, 5: 2}
+OUTPUTS = {1: 1, 3: 2, 5: 2}
 REACH = {1: 0, 3: 2, 5: 4}
 #: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused kernel of each width
 ELEMENTS = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7}
