@@ -138,8 +138,10 @@ def lrn_backward(grad_output, x, grad_input, size, alpha, beta, k):
 
 #: the flags of batch normalisation's row sums: reassociation lets LLVM split a row's float64 sum into vector lanes
 #: (a sum in strict order runs at one add per latency, 4x slower than memory here); every row of one length is
-#: summed in the same order, so the results are deterministic
-_REORDERED = {"reassoc", "contract"}
+#: summed in the same order, so the results are deterministic. Not contraction: with it, on an Intel Xeon, LLVM fused
+#: a square and its addition into one multiply-add in a kernel's one-thread version and not in its parallel one, a
+#: variance 1 ulp apart between the two (the spec check's 2 x 2 x 2 row); without it, the same speed
+_REORDERED = {"reassoc"}
 
 
 @njit(fastmath=_REORDERED, cache=True)
