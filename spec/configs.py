@@ -124,6 +124,11 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 3, 2, (6, 5), (3, 3), padding=(2, 0), padding_right=(1, 2)),
     ConvConfig(1, 17, 18, (3, 4), (3, 3), padding=(1, 1)),
     ConvConfig(1, 2, 3, (3, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
+    # 3 x 3 x 3 at depth stride and dilation 1, F(2, 3) along the depth too: a whole block of 16 output channels and
+    # a partial second block of input channels over an even count of planes; groups, asymmetric depth padding and
+    # the input gradient's widest (2) over an odd count
+    ConvConfig(1, 17, 16, (2, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
+    ConvConfig(2, 4, 4, (3, 3, 3), (3, 3, 3), padding=(2, 1, 0), padding_right=(0, 1, 1), groups=2),
     ConvConfig(1, 4, 2, (4, 3, 3), (2, 3, 3), padding=(3, 0, 1), padding_right=(0, 0, 1), dilation=(2, 1, 1),
                groups=2),
     # 5 taps along a plane's axis, as F(2, 3) and F(2, 2) sub-windows: 5 x 5 with groups, 5 x 3 with the

@@ -107,7 +107,7 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
     ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third and fourth layers
     ((16, 384, 13, 13), (384, 192, 3, 3), 2, True),
-    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, True),  # 3D: one 2D Winograd sum per depth tap
+    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, True),  # 3D: F(2, 3) along the depth too
     ((8, 16, 8, 8, 8), (32, 16, 3, 3, 3), 1, True),    # three depth taps of 16 channels: 48 products per sum
     ((16, 32, 13, 13), (32, 16, 3, 3), 2, False),    # 2D with 16 channels a group: too few products per sum
     ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
@@ -342,6 +342,10 @@ CASES = [
     ((1, 16, 5, 4, 4), (32, 16, 3, 3, 3), (2, 1, 1), 1, 1, 1),
     ((1, 3, 5, 9, 70), (4, 3, 3, 2, 3), 1, (1, 0, 1), 1, 1),
     ((1, 2, 4, 6, 40), (4, 2, 2, 3, 3), (1, 2, 2), 1, 1, 1),
+    # 3 x 3 x 3 at depth stride and dilation 1: F(2, 3) along the depth too, over an odd count of output planes with
+    # partial blocks of channels, and over two with groups and no depth padding
+    ((2, 17, 5, 4, 5), (18, 17, 3, 3, 3), 1, 1, 1, 1),
+    ((1, 32, 4, 6, 6), (34, 16, 3, 3, 3), 1, (0, 1, 1), 1, 2),
     # 5 taps along a plane's axis: Winograd sums over F(2, 3) and F(2, 2) sub-windows (NiN's and AlexNet's 5 x 5
     # layers in small; the second with 64 tiles, chosen by default)
     ((2, 4, 7, 6), (6, 2, 5, 5), 1, 2, 1, 2),
@@ -512,6 +516,21 @@ def test_forced_winograd_refuses_windows_and_padding_it_does_not_compute():
     with pytest.raises(ValueError, match="taps less one"):
         cpu_conv.conv_grad_input_winograd(np.zeros((1, 4, 1, 15, 9), np.float32), w5, np.empty_like(x), (1, 1, 1),
                                           (0, 5, 2), (1, 1, 1), 1)
+
+
+@pytest.mark.parametrize("w_shape,stride_d,dilation_d,out_depth,transformed", [
+    ((32, 16, 3, 3, 3), 1, 1, 8, True),    # C3D-small's second layer: tiles of 2 x 2 x 2 outputs
+    ((32, 16, 3, 3, 3), 1, 1, 3, True),    # an odd count of planes: the last tile's second plane is dropped
+    ((32, 16, 3, 3, 3), 1, 1, 1, False),   # one plane: 64 multiplies for 48
+    ((32, 16, 3, 3, 3), 2, 1, 8, False),   # a depth stride or dilation: one 2D window per depth tap
+    ((32, 16, 3, 3, 3), 1, 2, 8, False),
+    ((32, 16, 2, 3, 3), 1, 1, 8, False),   # 2 or 5 depth taps, 5 x 5 in the plane: no such kernel
+    ((32, 16, 5, 3, 3), 1, 1, 8, False),
+    ((32, 16, 3, 5, 5), 1, 1, 8, False),
+])
+def test_winograd_transforms_the_depth_of_3x3x3_windows_at_depth_stride_1(w_shape, stride_d, dilation_d, out_depth,
+                                                                           transformed):
+    assert winograd.transforms_depth(w_shape, stride_d, dilation_d, out_depth) is transformed
 
 
 def _count_winograd_tasks(monkeypatch, tasks: list) -> None:

@@ -32,19 +32,20 @@ The three public functions are small dispatchers around the register-blocked mul
   goes to Winograd F(2x2, 3x3) instead (``winograd_weight.py``): 16 products over the output's 2 x 2 tiles where
   the direct kernel sums 9 over its positions, 2.25x fewer multiplies.
 
-* A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D, or
-  3D with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many
-  products per sum (sub-windows, ``winograd.sub_windows``, x input channels), and at least
-  ``tuning.WINOGRAD_MIN_TILES`` output tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an axis),
-  goes to the fused Winograd F(2x2, 3x3) kernel instead (``winograd.py``; a 5-tap axis as F(2, 3) and F(2, 2)):
-  2.25x fewer multiplies for 3x3, 2.04x for 5x5. Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3)
-  there, 1.5x fewer multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and
+* A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D, or 3D
+  with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products
+  per sum (sub-windows, ``winograd.sub_windows``, x input channels), and at least ``tuning.WINOGRAD_MIN_TILES`` output
+  tiles to serve (``tuning.WINOGRAD_WIDE_MIN_TILES`` with 5 taps along an axis), goes to the fused Winograd F(2x2, 3x3)
+  kernel instead (``winograd.py``; a 5-tap axis as F(2, 3) and F(2, 2)): 2.25x fewer multiplies for 3x3, 2.04x for 5x5;
+  a 3 x 3 x 3 window at depth stride and dilation 1 takes F(2, 3) along the depth too, 3.4x fewer than the direct kernel
+  (``winograd.transforms_depth``). Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3) there, 1.5x fewer
+  multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and
   ``tuning.WINOGRAD_ROW_MIN_TILES`` tiles of 1 x 2 outputs. So does the input gradient (the flipped-weight convolution
-  above) when the stride is 1 along the depth too and the padding in each plane is at most the window's taps there
-  less one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates say
-  so: the planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first layer, 80 taps
-  at stride 4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase planes are few enough
-  against the direct kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough output channels and tiles
+  above) when the stride is 1 along the depth too and the padding in each plane is at most the window's taps there less
+  one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates say so: the
+  planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first layer, 80 taps at stride
+  4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase planes are few enough against the direct
+  kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough output channels and tiles
   (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,

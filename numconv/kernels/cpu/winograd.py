@@ -1,8 +1,9 @@
 """The fused Winograd forward convolution: 3x3 or 5x5 windows within each plane at stride 1 and dilation 1, any
 padding and groups; in 3D any depth of window, stride and dilation along the depth; and windows one row tall (1D
 convolutions: 1 x 3 or 1 x 5). A 3-tap axis is F(2, 3), a 5-tap axis F(2, 3) and F(2, 2) side by side, a 1-tap
-axis the identity; a window is the sum of its sub-windows and a 3D window one 2D window per depth tap
-(``winograd_codegen.py`` documents the algorithm and the buffer layouts); this module packs the input, sizes the
+axis the identity; a window is the sum of its sub-windows and a 3D window one 2D window per depth tap, except that
+a 3 x 3 x 3 window at depth stride and dilation 1 takes F(2, 3) along the depth too (``transforms_depth``;
+``winograd_codegen.py`` documents the algorithm and the buffer layouts); this module packs the input, sizes the
 generated kernels' buffers and calls them. ``conv.py`` decides when it is used (``tuning.WINOGRAD_MIN_CHANNELS``,
 ``tuning.WINOGRAD_MIN_TILES``, ``tuning.WINOGRAD_WIDE_MIN_TILES``, ``tuning.WINOGRAD_ROW_*``).
 
@@ -11,10 +12,12 @@ One call:
 1. ``_pack_input``: the input, zero padded, into 16-channel blocks (N, G, CB, DP, HP, WP, 16) (``_pack_phases``:
    a strided input's phase planes).
 2. ``_weights_{rows}x{columns}``: the transformed weights U (G, OB, T, KD * CP, 16) of the window's T transform
-   elements, 16 output channels per vector (once, for weights that can never change: ``launch.prepared``).
-3. ``_winograd_{rows}x{columns}_w{WIDTH}``: per task (a group and ``per_task`` tiles), the input transform into a
-   per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked product (``WIDTH`` as this CPU's
-   vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transforms (plus bias) into the output.
+   elements, 16 output channels per vector (once, for weights that can never change: ``launch.prepared``);
+   ``_weights_3x3x3`` U (G, OB, 64, CP, 16) where the depth is transformed too.
+3. ``_winograd_{rows}x{columns}_w{WIDTH}`` (``_winograd_3x3x3_w{WIDTH}``): per task (a group and ``per_task``
+   tiles), the input transform into a per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked
+   product (``WIDTH`` as this CPU's vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transforms
+   (plus bias) into the output.
 """
 from __future__ import annotations
 
@@ -69,6 +72,15 @@ def output_tiles(out_shape, rows=TILE) -> int:
     height, width): the planes' partial tiles count whole."""
     batch, depth, height, width = out_shape
     return batch * depth * -(-height // rows) * -(-width // TILE)
+
+
+def transforms_depth(weight_shape, stride_d, dilation_d, out_depth) -> bool:
+    """Whether the depth axis is transformed too (F(2, 3): ``winograd_codegen.DEPTH``): 3 depth taps at depth stride
+    and dilation 1 over a plane window that has such a kernel, and at least 2 output planes. A tile of 2 planes
+    takes 64 multiplies per 2 x 2 x 2 outputs and input channel where a 2D window per depth tap takes 96: one output
+    plane alone would take 64 for 48."""
+    return (tuple(weight_shape[2:]) in winograd_kernels.ELEMENTS and stride_d == 1 and dilation_d == 1
+            and out_depth >= winograd_kernels.DEPTH_OUTPUTS)
 
 
 def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
@@ -218,13 +230,17 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     """
     batch, channels = x.shape[0], x.shape[1] * phases[0] * phases[1]
     out_channels, out_d, out_h, out_w = out.shape[1:]
+    depth = phases == (1, 1) and transforms_depth(weight.shape, stride_d, dilation_d, out_d)
     taps_d, window = weight.shape[2], (weight.shape[3], weight.shape[4])
-    depth_offsets = _depth_offsets(taps_d, dilation_d)
+    # a depth-transformed window's kernels by (3, rows, columns), its sums over the channels alone
+    key, reduction_taps = ((taps_d,) + window, 1) if depth else (window, taps_d)
     group_in, group_out = channels // groups, out_channels // groups
     rows = row_tile(weight.shape)
-    elements = winograd_kernels.ELEMENTS[window]
+    elements = winograd_kernels.ELEMENTS[key]
+    # the tiles' planes: output planes, or pairs of them
+    tile_planes = -(-out_d // winograd_kernels.DEPTH_OUTPUTS) if depth else out_d
     tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
-    tiles = batch * out_d * tiles_h * tiles_w
+    tiles = batch * tile_planes * tiles_h * tiles_w
     per_task = _tiles_per_task(tiles, groups)
     in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
     padded_in = in_blocks * _LANES
@@ -233,6 +249,9 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     chunks = _chunks(groups * -(-tiles // per_task), out_blocks, numba.get_num_threads())
     constants = np.array(winograd_kernels.CONSTANTS, dtype)
     packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
+    if depth:
+        # the last tile's second plane, past an odd count of output planes, reads zeros
+        packed_depth = tile_planes * winograd_kernels.DEPTH_OUTPUTS + taps_d - 1
     # room for the inputs that the last tiles' sub-windows read past the output
     packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + winograd_kernels.REACH[window[0]],
                     tiles_w * TILE + winograd_kernels.REACH[window[1]], _LANES)
@@ -246,14 +265,17 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
         _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + SUB - 1,
                      out_w + SUB - 1, packed)
     transformed = prepared(
-        weight, "winograd weights", groups * out_blocks * elements * taps_d * padded_in * _LANES, dtype,
+        weight, "winograd depth weights" if depth else "winograd weights",
+        groups * out_blocks * elements * reduction_taps * padded_in * _LANES, dtype,
         lambda transformed: run_vectorized(
-            winograd_kernels.WEIGHTS[window], weight, constants, group_out, out_blocks, padded_in, transformed,
+            winograd_kernels.WEIGHTS[key], weight, constants, group_out, out_blocks, padded_in, transformed,
             workspace("winograd weight rows", threads * winograd_kernels.WEIGHT_SCRATCH, dtype).reshape(threads, -1)),
         (groups,))
+    depth_arguments = () if depth else (stride_d, _depth_offsets(taps_d, dilation_d))
     run_vectorized(
-        winograd_kernels.KERNELS[window + (WIDTH,)], packed, transformed, lane_bias.reshape(-1), constants, out,
-        groups, group_out, out_blocks, tiles_h, tiles_w, stride_d, depth_offsets, per_task, chunks,
-        workspace("winograd tiles", threads * elements * per_task * taps_d * padded_in, dtype).reshape(threads, -1),
-        workspace("winograd sums", threads * elements * per_task * _LANES, dtype).reshape(threads, -1),
-        workspace("winograd scratch", threads * elements * _LANES, dtype).reshape(threads, -1))
+        winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed, lane_bias.reshape(-1), constants, out,
+        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks,
+        workspace("winograd tiles", threads * elements * (per_task * reduction_taps * padded_in + _LANES),
+                  dtype).reshape(threads, -1),
+        workspace("winograd sums", threads * elements * (per_task + 1) * _LANES, dtype).reshape(threads, -1),
+        workspace("winograd scratch", threads * winograd_kernels.SCRATCH[key] * _LANES, dtype).reshape(threads, -1))

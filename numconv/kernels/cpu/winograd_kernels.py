@@ -65,7 +65,7 @@ def _weights_3x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -161,7 +161,7 @@ def _weights_3x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -258,7 +258,7 @@ def _weights_5x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -414,7 +414,7 @@ def _weights_5x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 49, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -471,7 +471,7 @@ def _weights_1x3(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 4, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -551,12 +551,121 @@ def _weights_1x5(w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 7, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
-    channel). tmp: per-thread scratch (threads, 240)."""
+    channel). tmp: per-thread scratch (threads, 912)."""
     tasks = (w.shape[0] // group_out) * oblocks * w.shape[2] * cpad
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
         _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _weights_3x3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_weights_3x3x3``, with the calling thread's scratch (scratch)."""
+    group_in = w.shape[1]
+    reduction = cpad  # the depth taps are transformed too: the sums run over the channels alone
+    for task in range(first, end):
+        c = task % cpad
+        ob = (task // reduction) % oblocks
+        g = task // (reduction * oblocks)
+        q0 = K[0]; q1 = K[1]
+        base = np.uint64(((g * oblocks + ob) * 64 * reduction + c) * 16)
+        step = np.uint64(reduction * 16)
+        o0 = g * group_out + ob * 16
+        valid = min(16, group_out - ob * 16) if c < group_in else 0
+        for col in range(3):
+            # the column's 3 x 3 taps (depth, row), 16 output channels each
+            for tap in range(9):
+                for k in range(16):
+                    scratch[768 + tap * 16 + k] = w[o0 + k, c, tap // 3, tap % 3, col] if k < valid else q0
+            t0_0 = load_run(scratch, 768, 16)
+            t0_1 = load_run(scratch, 816, 16)
+            t0_2 = load_run(scratch, 864, 16)
+            t1_0 = load_run(scratch, 784, 16)
+            t1_1 = load_run(scratch, 832, 16)
+            t1_2 = load_run(scratch, 880, 16)
+            t2_0 = load_run(scratch, 800, 16)
+            t2_1 = load_run(scratch, 848, 16)
+            t2_2 = load_run(scratch, 896, 16)
+            # depth transform element 0: the taps summed along the depth by row 0 of G, then pass 1 (G w)
+            w0 = combine_run("+0", (t0_0, t0_1, t0_2,), ())
+            w1 = combine_run("+0", (t1_0, t1_1, t1_2,), ())
+            w2 = combine_run("+0", (t2_0, t2_1, t2_2,), ())
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (0 + 0) * 48 + col * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (0 + 1) * 48 + col * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (0 + 2) * 48 + col * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (0 + 3) * 48 + col * 16, p3)
+            # depth transform element 1: the taps summed along the depth by row 1 of G, then pass 1 (G w)
+            w0 = combine_run("+0:0 +0:1 +0:2", (t0_0, t0_1, t0_2,), (q1, ))
+            w1 = combine_run("+0:0 +0:1 +0:2", (t1_0, t1_1, t1_2,), (q1, ))
+            w2 = combine_run("+0:0 +0:1 +0:2", (t2_0, t2_1, t2_2,), (q1, ))
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (4 + 0) * 48 + col * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (4 + 1) * 48 + col * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (4 + 2) * 48 + col * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (4 + 3) * 48 + col * 16, p3)
+            # depth transform element 2: the taps summed along the depth by row 2 of G, then pass 1 (G w)
+            w0 = combine_run("+0:0 -0:1 +0:2", (t0_0, t0_1, t0_2,), (q1, ))
+            w1 = combine_run("+0:0 -0:1 +0:2", (t1_0, t1_1, t1_2,), (q1, ))
+            w2 = combine_run("+0:0 -0:1 +0:2", (t2_0, t2_1, t2_2,), (q1, ))
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (8 + 0) * 48 + col * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (8 + 1) * 48 + col * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (8 + 2) * 48 + col * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (8 + 3) * 48 + col * 16, p3)
+            # depth transform element 3: the taps summed along the depth by row 3 of G, then pass 1 (G w)
+            w0 = combine_run("+2", (t0_0, t0_1, t0_2,), ())
+            w1 = combine_run("+2", (t1_0, t1_1, t1_2,), ())
+            w2 = combine_run("+2", (t2_0, t2_1, t2_2,), ())
+            p0 = combine_run("+0", (w0, w1, w2,), ())
+            store_run(scratch, (12 + 0) * 48 + col * 16, p0)
+            p1 = combine_run("+0:0 +0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (12 + 1) * 48 + col * 16, p1)
+            p2 = combine_run("+0:0 -0:1 +0:2", (w0, w1, w2,), (q1, ))
+            store_run(scratch, (12 + 2) * 48 + col * 16, p2)
+            p3 = combine_run("+2", (w0, w1, w2,), ())
+            store_run(scratch, (12 + 3) * 48 + col * 16, p3)
+        for layer in range(4):
+            first_row = layer * 4
+            for i in range(4):
+                # pass 2 (per row of G w): (G w) G^T, stored as 16-lane vectors of U
+                r0 = load_run(scratch, (first_row + i) * 48 + 0 * 16, 16)
+                r1 = load_run(scratch, (first_row + i) * 48 + 1 * 16, 16)
+                r2 = load_run(scratch, (first_row + i) * 48 + 2 * 16, 16)
+                s0 = combine_run("+0", (r0, r1, r2,), ())
+                at = base + np.uint64(layer * 16 + i * 4 + 0) * step
+                store_run(U, at, s0)
+                s1 = combine_run("+0:0 +0:1 +0:2", (r0, r1, r2,), (q1, ))
+                at = base + np.uint64(layer * 16 + i * 4 + 1) * step
+                store_run(U, at, s1)
+                s2 = combine_run("+0:0 -0:1 +0:2", (r0, r1, r2,), (q1, ))
+                at = base + np.uint64(layer * 16 + i * 4 + 2) * step
+                store_run(U, at, s2)
+                s3 = combine_run("+2", (r0, r1, r2,), ())
+                at = base + np.uint64(layer * 16 + i * 4 + 3) * step
+                store_run(U, at, s3)
+
+
+@njit(parallel=True, cache=True)
+def _weights_3x3x3(w, K, group_out, oblocks, cpad, U, tmp):
+    """U (G, OB, 64, CP, 16)[g, ob, 16 e + t, c, k] = (G_d (G w G^T))[e, t] of w (O, Cg, 3, 3, 3)[g * group_out + 16 ob + k, c]:
+    the depth axis' transform element e (F(2, 3) over the 3 depth taps) of the 3 x 3 window's element t,
+    zero past the group's last channel or Cg; one task per (group, block of 16 output channels, input channel). tmp: per-thread scratch (threads, 912)."""
+    tasks = (w.shape[0] // group_out) * oblocks * cpad
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _weights_3x3x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -577,7 +686,8 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (16, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (16, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -711,7 +821,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (16, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -737,15 +847,16 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -766,7 +877,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -786,9 +897,10 @@ def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 16, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t
-    (threads, 16 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t (threads, 16 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -814,7 +926,8 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (16, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (16, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -908,7 +1021,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (16, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -924,15 +1037,16 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -953,7 +1067,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -973,9 +1087,10 @@ def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 16, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t
-    (threads, 16 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 16 * per_task * KD * CP), work_m (threads, 16 * per_task * 16), work_t (threads, 16 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -1001,7 +1116,8 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (28, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -1176,7 +1292,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1202,15 +1318,16 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -1220,13 +1337,13 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 3 * 3 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((8 + 0 * 3 + s) * 16)
@@ -1255,7 +1372,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -1275,9 +1392,10 @@ def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
-    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t (threads, 28 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -1303,7 +1421,8 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (28, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -1438,7 +1557,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1454,15 +1573,16 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -1472,13 +1592,13 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 3 * 3 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((8 + 0 * 3 + s) * 16)
@@ -1507,7 +1627,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -1527,9 +1647,10 @@ def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
-    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t (threads, 28 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -1555,7 +1676,8 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (28, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -1730,7 +1852,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1756,15 +1878,16 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -1774,11 +1897,11 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(S, at, y1)
                 for s in range(4):
                     # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((8 + 0 * 4 + s) * 16)
@@ -1809,7 +1932,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -1829,9 +1952,10 @@ def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
-    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t (threads, 28 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -1857,7 +1981,8 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (28, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (28, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -1992,7 +2117,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (28, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2008,15 +2133,16 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -2026,11 +2152,11 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(S, at, y1)
                 for s in range(4):
                     # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((8 + 0 * 4 + s) * 16)
@@ -2061,7 +2187,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -2081,9 +2207,10 @@ def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 28, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t
-    (threads, 28 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 28 * per_task * KD * CP), work_m (threads, 28 * per_task * 16), work_t (threads, 28 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -2109,7 +2236,8 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (49, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (49, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -2361,7 +2489,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (49, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2387,15 +2515,16 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -2405,13 +2534,13 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 3 * 3 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((8 + 0 * 3 + s) * 16)
@@ -2421,11 +2550,11 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(S, at, y1)
                 for s in range(4):
                     # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 224
-                    at = np.uint64((((28 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((28 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((28 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((14 + 0 * 4 + s) * 16)
@@ -2435,11 +2564,11 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 2 x 2 sub-window: AT M, m rows, into S from 352
-                    at = np.uint64((((40 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((40 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((40 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((22 + 0 * 3 + s) * 16)
@@ -2486,7 +2615,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -2506,9 +2635,10 @@ def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 49, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t
-    (threads, 49 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t (threads, 49 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -2534,7 +2664,8 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (49, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (49, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -2746,7 +2877,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (49, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2762,15 +2893,16 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 for s in range(4):
                     # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
-                    at = np.uint64((((0 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((0 + 3 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((0 + 3 * 4 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((0 + 0 * 4 + s) * 16)
@@ -2780,13 +2912,13 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 3 x 2 sub-window: AT M, m rows, into S from 128
-                    at = np.uint64((((16 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
-                    at = np.uint64((((16 + 3 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((16 + 3 * 3 + s) * mrow + j) * 16)
                     h3 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
                     at = np.uint64((8 + 0 * 3 + s) * 16)
@@ -2796,11 +2928,11 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(S, at, y1)
                 for s in range(4):
                     # pass 1 (per column s) of the 2 x 3 sub-window: AT M, m rows, into S from 224
-                    at = np.uint64((((28 + 0 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 0 * 4 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((28 + 1 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 1 * 4 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((28 + 2 * 4 + s) * per_task) + j) * 16)
+                    at = np.uint64(((28 + 2 * 4 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((14 + 0 * 4 + s) * 16)
@@ -2810,11 +2942,11 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     store_run(S, at, y1)
                 for s in range(3):
                     # pass 1 (per column s) of the 2 x 2 sub-window: AT M, m rows, into S from 352
-                    at = np.uint64((((40 + 0 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 0 * 3 + s) * mrow + j) * 16)
                     h0 = load_run(M, at, 16)
-                    at = np.uint64((((40 + 1 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 1 * 3 + s) * mrow + j) * 16)
                     h1 = load_run(M, at, 16)
-                    at = np.uint64((((40 + 2 * 3 + s) * per_task) + j) * 16)
+                    at = np.uint64(((40 + 2 * 3 + s) * mrow + j) * 16)
                     h2 = load_run(M, at, 16)
                     y0 = combine_run("+0 +1", (h0, h1, h2,), ())
                     at = np.uint64((22 + 0 * 3 + s) * 16)
@@ -2861,7 +2993,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 2 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -2881,9 +3013,10 @@ def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 49, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t
-    (threads, 49 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 49 * per_task * KD * CP), work_m (threads, 49 * per_task * 16), work_t (threads, 49 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -2909,7 +3042,8 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (4, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (4, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -2927,13 +3061,13 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 # the 1 x 3 sub-window from tap (0, 0)
                 base = corner + np.uint64((0 * wp + 0) * 16)
                 # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
-                at = base + np.uint64(48)
+                at = base + np.uint64((0 * wp + 3) * 16)
                 e3 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                 at = vat + np.uint64(0 + 0) * vrow
@@ -3020,7 +3154,7 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (4, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3046,20 +3180,21 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
                     # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
-                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    at = np.uint64(((0 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * mrow + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -3079,9 +3214,10 @@ def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 4, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t
-    (threads, 4 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t (threads, 4 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -3107,7 +3243,8 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (4, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (4, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -3125,13 +3262,13 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 # the 1 x 3 sub-window from tap (0, 0)
                 base = corner + np.uint64((0 * wp + 0) * 16)
                 # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
-                at = base + np.uint64(48)
+                at = base + np.uint64((0 * wp + 3) * 16)
                 e3 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                 at = vat + np.uint64(0 + 0) * vrow
@@ -3178,7 +3315,7 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (4, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3194,20 +3331,21 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
                     # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
-                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    at = np.uint64(((0 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * mrow + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -3227,9 +3365,10 @@ def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 4, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t
-    (threads, 4 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 4 * per_task * KD * CP), work_m (threads, 4 * per_task * 16), work_t (threads, 4 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -3255,7 +3394,8 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (7, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (7, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -3273,13 +3413,13 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 # the 1 x 3 sub-window from tap (0, 0)
                 base = corner + np.uint64((0 * wp + 0) * 16)
                 # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
-                at = base + np.uint64(48)
+                at = base + np.uint64((0 * wp + 3) * 16)
                 e3 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                 at = vat + np.uint64(0 + 0) * vrow
@@ -3296,11 +3436,11 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 # the 1 x 2 sub-window from tap (0, 3)
                 base = corner + np.uint64((0 * wp + 3) * 16)
                 # one row: d BT^T, stored at V[4 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -1", (e0, e1, e2,), ())
                 at = vat + np.uint64(4 + 0) * vrow
@@ -3384,7 +3524,7 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (7, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3410,28 +3550,29 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
                     # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
-                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    at = np.uint64(((0 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * mrow + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    at = np.uint64(((4 + 0) * per_task + j) * 16)
+                    at = np.uint64(((4 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((4 + 1) * per_task + j) * 16)
+                    at = np.uint64(((4 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((4 + 2) * per_task + j) * 16)
+                    at = np.uint64(((4 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -3451,9 +3592,10 @@ def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 16 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 7, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t
-    (threads, 7 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t (threads, 7 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
@@ -3479,7 +3621,8 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
         first_tile = (task // chunks - g * blocks) * per_task
         count = min(per_task, tiles - first_tile)
         q0 = K[0]
-        vrow = np.uint64(per_task * reduction)  # V (7, per_task, KD * CP): one t
+        vrow = np.uint64(per_task * reduction + 16)  # V (7, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
         # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
         # 16 channels per vector
         for j in range(per_task):
@@ -3497,13 +3640,13 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 # the 1 x 3 sub-window from tap (0, 0)
                 base = corner + np.uint64((0 * wp + 0) * 16)
                 # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
-                at = base + np.uint64(48)
+                at = base + np.uint64((0 * wp + 3) * 16)
                 e3 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
                 at = vat + np.uint64(0 + 0) * vrow
@@ -3520,11 +3663,11 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 # the 1 x 2 sub-window from tap (0, 3)
                 base = corner + np.uint64((0 * wp + 3) * 16)
                 # one row: d BT^T, stored at V[4 + col, j, kd * CP + 16 cb:...]
-                at = base + np.uint64(0)
+                at = base + np.uint64((0 * wp + 0) * 16)
                 e0 = load_run(pf, at, 16)
-                at = base + np.uint64(16)
+                at = base + np.uint64((0 * wp + 1) * 16)
                 e1 = load_run(pf, at, 16)
-                at = base + np.uint64(32)
+                at = base + np.uint64((0 * wp + 2) * 16)
                 e2 = load_run(pf, at, 16)
                 v0 = combine_run("+0 -1", (e0, e1, e2,), ())
                 at = vat + np.uint64(4 + 0) * vrow
@@ -3568,7 +3711,7 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * per_task + j0) * 16)  # M (7, per_task, 16)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3584,28 +3727,29 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                 d = (i // (th * tw)) % od
                 ty = (i // tw) % th
                 tx = i % tw
+                z = d  # the output plane
                 full = valid == 16 and tx * 2 + 2 <= ow
                 for r in range(min(1, oh - ty * 1)):
                     # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
-                    at = np.uint64(((0 + 0) * per_task + j) * 16)
+                    at = np.uint64(((0 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 1) * per_task + j) * 16)
+                    at = np.uint64(((0 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 2) * per_task + j) * 16)
+                    at = np.uint64(((0 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
-                    at = np.uint64(((0 + 3) * per_task + j) * 16)
+                    at = np.uint64(((0 + 3) * mrow + j) * 16)
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
-                    at = np.uint64(((4 + 0) * per_task + j) * 16)
+                    at = np.uint64(((4 + 0) * mrow + j) * 16)
                     f0 = load_run(M, at, 16)
-                    at = np.uint64(((4 + 1) * per_task + j) * 16)
+                    at = np.uint64(((4 + 1) * mrow + j) * 16)
                     f1 = load_run(M, at, 16)
-                    at = np.uint64(((4 + 2) * per_task + j) * 16)
+                    at = np.uint64(((4 + 2) * mrow + j) * 16)
                     f2 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
-                    row = np.uint64((((n * out_channels + o0) * od + d) * oh + ty * 1 + r) * ow + tx * 2)
+                    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
                         store_lanes(of, row, plane, (z0, z1,))
@@ -3625,14 +3769,529 @@ def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 6 tiles.
 
     P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 7, KD * CP, 16) transformed weights;
-    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw); ``per_task`` a
-    multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares. work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t
-    (threads, 7 * 16): per-thread scratch, so that no task allocates (fresh pages fault)."""
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 7 * per_task * KD * CP), work_m (threads, 7 * per_task * 16), work_t (threads, 7 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
     tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
         _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w16``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    reduction = cpad  # the depth taps are transformed too: the sums run over the channels alone
+    td = (od + 1) // 2  # tiles of 2 output planes
+    tiles = batch * td * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction + 16)  # V (64, per_task * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (td * th * tw)
+            d = (i // (th * tw)) % td
+            ty = (i // tw) % th
+            tx = i % tw
+            for cb in range(cblocks):
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + d * 2) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + cb * 16)
+                plane_step = np.uint64(hp * wp * 16)
+                for p in range(16):
+                    # the depth pass (per position p of the plane tile): BT d along the depth, into S from run 16
+                    column = corner + np.uint64(((p // 4) * wp + p % 4) * 16)
+                    at = column + np.uint64(0) * plane_step
+                    c0 = load_run(pf, at, 16)
+                    at = column + np.uint64(1) * plane_step
+                    c1 = load_run(pf, at, 16)
+                    at = column + np.uint64(2) * plane_step
+                    c2 = load_run(pf, at, 16)
+                    at = column + np.uint64(3) * plane_step
+                    c3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 0 + p) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 16 + p) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 32 + p) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 48 + p) * 16)
+                    store_run(S, at, b3)
+                for layer in range(4):
+                    # the plane transform of each depth transform element's tile
+                    deep_at = np.uint64((16 + layer * 16) * 16)
+                    v_layer = vat + np.uint64(layer * 16) * vrow
+                    # the 3 x 3 sub-window from tap (0, 0)
+                    for s in range(4):
+                        # pass 1 (per column s of the tile): BT d, alpha rows
+                        at = deep_at + np.uint64((0 * 4 + s) * 16)
+                        d0 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((1 * 4 + s) * 16)
+                        d1 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((2 * 4 + s) * 16)
+                        d2 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((3 * 4 + s) * 16)
+                        d3 = load_run(S, at, 16)
+                        b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((0 * 4 + s) * 16)
+                        store_run(S, at, b0)
+                        b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((1 * 4 + s) * 16)
+                        store_run(S, at, b1)
+                        b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((2 * 4 + s) * 16)
+                        store_run(S, at, b2)
+                        b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                        at = np.uint64((3 * 4 + s) * 16)
+                        store_run(S, at, b3)
+                    for r in range(4):
+                        # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, 16 cb:...]
+                        at = np.uint64((r * 4 + 0) * 16)
+                        e0 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 1) * 16)
+                        e1 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 2) * 16)
+                        e2 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 3) * 16)
+                        e3 = load_run(S, at, 16)
+                        v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 0) * vrow
+                        store_run(V, at, v0)
+                        v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 1) * vrow
+                        store_run(V, at, v1)
+                        v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 2) * vrow
+                        store_run(V, at, v2)
+                        v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 3) * vrow
+                        store_run(V, at, v3)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(64):
+                u_base = np.uint64(((g * oblocks + ob) * 64 + t) * reduction * 16)
+                for j0 in range(0, per_task, 16):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    x14 = v_base + np.uint64(14 * reduction)
+                    x15 = v_base + np.uint64(15 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        s = V[x14 + c]
+                        a14 = multiply_add_run(a14, w, s)
+                        s = V[x15 + c]
+                        a15 = multiply_add_run(a15, w, s)
+                    m_at = np.uint64((t * mrow + j0) * 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_at + np.uint64(224), a14)
+                    store_run(M, m_at + np.uint64(240), a15)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (td * th * tw)
+                d = (i // (th * tw)) % td
+                ty = (i // tw) % th
+                tx = i % tw
+                for p in range(16):
+                    # the depth pass (per plane element p): AT M along the depth, 2 planes' sums into S from run 16
+                    at = np.uint64(((0 + p) * mrow + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64(((16 + p) * mrow + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64(((32 + p) * mrow + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64(((48 + p) * mrow + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((16 + 0 + p) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((16 + 16 + p) * 16)
+                    store_run(S, at, y1)
+                for dz in range(min(2, od - d * 2)):
+                    z = d * 2 + dz  # the output plane
+                    sums_at = np.uint64((16 + dz * 16) * 16)
+                    for s in range(4):
+                        # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                        at = sums_at + np.uint64((0 + 0 * 4 + s) * 16)
+                        h0 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 1 * 4 + s) * 16)
+                        h1 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 2 * 4 + s) * 16)
+                        h2 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 3 * 4 + s) * 16)
+                        h3 = load_run(S, at, 16)
+                        y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                        at = np.uint64((0 + 0 * 4 + s) * 16)
+                        store_run(S, at, y0)
+                        y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                        at = np.uint64((0 + 1 * 4 + s) * 16)
+                        store_run(S, at, y1)
+                    full = valid == 16 and tx * 2 + 2 <= ow
+                    for r in range(min(2, oh - ty * 2)):
+                        # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                        at = np.uint64((0 + r * 4 + 0) * 16)
+                        f0 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 1) * 16)
+                        f1 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 2) * 16)
+                        f2 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 3) * 16)
+                        f3 = load_run(S, at, 16)
+                        z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                        z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
+                        plane = np.uint64(od * oh * ow)
+                        if full:
+                            store_lanes(of, row, plane, (z0, z1,))
+                        else:
+                            # an edge tile or a partial block of channels: through S
+                            at = np.uint64(128)
+                            store_run(S, at + np.uint64(0), z0)
+                            store_run(S, at + np.uint64(16), z1)
+                            for q in range(min(2, ow - tx * 2)):
+                                for k in range(valid):
+                                    of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
+    F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 16 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``), DP at least 2 td + 2; U (G, OB, 64, CP, 16)
+    transformed weights; bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, td, th, tw), td = ceil(OD / 2);
+    ``per_task`` a multiple of 16; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 64 * per_task * CP), work_m (threads, 64 * per_task * 16), work_t (threads, 80 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * ((out.shape[2] + 1) // 2) * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w6``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    reduction = cpad  # the depth taps are transformed too: the sums run over the channels alone
+    td = (od + 1) // 2  # tiles of 2 output planes
+    tiles = batch * td * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction + 16)  # V (64, per_task * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (td * th * tw)
+            d = (i // (th * tw)) % td
+            ty = (i // tw) % th
+            tx = i % tw
+            for cb in range(cblocks):
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + d * 2) * hp + ty * 2) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + cb * 16)
+                plane_step = np.uint64(hp * wp * 16)
+                for p in range(16):
+                    # the depth pass (per position p of the plane tile): BT d along the depth, into S from run 16
+                    column = corner + np.uint64(((p // 4) * wp + p % 4) * 16)
+                    at = column + np.uint64(0) * plane_step
+                    c0 = load_run(pf, at, 16)
+                    at = column + np.uint64(1) * plane_step
+                    c1 = load_run(pf, at, 16)
+                    at = column + np.uint64(2) * plane_step
+                    c2 = load_run(pf, at, 16)
+                    at = column + np.uint64(3) * plane_step
+                    c3 = load_run(pf, at, 16)
+                    b0 = combine_run("+0 -2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 0 + p) * 16)
+                    store_run(S, at, b0)
+                    b1 = combine_run("+1 +2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 16 + p) * 16)
+                    store_run(S, at, b1)
+                    b2 = combine_run("-1 +2", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 32 + p) * 16)
+                    store_run(S, at, b2)
+                    b3 = combine_run("+1 -3", (c0, c1, c2, c3,), ())
+                    at = np.uint64((16 + 48 + p) * 16)
+                    store_run(S, at, b3)
+                for layer in range(4):
+                    # the plane transform of each depth transform element's tile
+                    deep_at = np.uint64((16 + layer * 16) * 16)
+                    v_layer = vat + np.uint64(layer * 16) * vrow
+                    # the 3 x 3 sub-window from tap (0, 0)
+                    for s in range(4):
+                        # pass 1 (per column s of the tile): BT d, alpha rows
+                        at = deep_at + np.uint64((0 * 4 + s) * 16)
+                        d0 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((1 * 4 + s) * 16)
+                        d1 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((2 * 4 + s) * 16)
+                        d2 = load_run(S, at, 16)
+                        at = deep_at + np.uint64((3 * 4 + s) * 16)
+                        d3 = load_run(S, at, 16)
+                        b0 = combine_run("+0 -2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((0 * 4 + s) * 16)
+                        store_run(S, at, b0)
+                        b1 = combine_run("+1 +2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((1 * 4 + s) * 16)
+                        store_run(S, at, b1)
+                        b2 = combine_run("-1 +2", (d0, d1, d2, d3,), ())
+                        at = np.uint64((2 * 4 + s) * 16)
+                        store_run(S, at, b2)
+                        b3 = combine_run("+1 -3", (d0, d1, d2, d3,), ())
+                        at = np.uint64((3 * 4 + s) * 16)
+                        store_run(S, at, b3)
+                    for r in range(4):
+                        # pass 2 (per row r of BT d): (BT d) BT^T, stored at V[0 + r * 4 + col, j, 16 cb:...]
+                        at = np.uint64((r * 4 + 0) * 16)
+                        e0 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 1) * 16)
+                        e1 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 2) * 16)
+                        e2 = load_run(S, at, 16)
+                        at = np.uint64((r * 4 + 3) * 16)
+                        e3 = load_run(S, at, 16)
+                        v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 0) * vrow
+                        store_run(V, at, v0)
+                        v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 1) * vrow
+                        store_run(V, at, v1)
+                        v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 2) * vrow
+                        store_run(V, at, v2)
+                        v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                        at = v_layer + np.uint64(0 + r * 4 + 3) * vrow
+                        store_run(V, at, v3)
+        # ---- per block of 16 output channels: the channel sums of every transform element, then the inverse transforms
+        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):
+            for t in range(64):
+                u_base = np.uint64(((g * oblocks + ob) * 64 + t) * reduction * 16)
+                for j0 in range(0, per_task, 6):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                    m_at = np.uint64((t * mrow + j0) * 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+            o0 = g * group_out + ob * 16
+            valid = min(16, group_out - ob * 16)
+            lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
+            for j in range(count):
+                i = first_tile + j
+                n = i // (td * th * tw)
+                d = (i // (th * tw)) % td
+                ty = (i // tw) % th
+                tx = i % tw
+                for p in range(16):
+                    # the depth pass (per plane element p): AT M along the depth, 2 planes' sums into S from run 16
+                    at = np.uint64(((0 + p) * mrow + j) * 16)
+                    h0 = load_run(M, at, 16)
+                    at = np.uint64(((16 + p) * mrow + j) * 16)
+                    h1 = load_run(M, at, 16)
+                    at = np.uint64(((32 + p) * mrow + j) * 16)
+                    h2 = load_run(M, at, 16)
+                    at = np.uint64(((48 + p) * mrow + j) * 16)
+                    h3 = load_run(M, at, 16)
+                    y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                    at = np.uint64((16 + 0 + p) * 16)
+                    store_run(S, at, y0)
+                    y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                    at = np.uint64((16 + 16 + p) * 16)
+                    store_run(S, at, y1)
+                for dz in range(min(2, od - d * 2)):
+                    z = d * 2 + dz  # the output plane
+                    sums_at = np.uint64((16 + dz * 16) * 16)
+                    for s in range(4):
+                        # pass 1 (per column s) of the 3 x 3 sub-window: AT M, m rows, into S from 0
+                        at = sums_at + np.uint64((0 + 0 * 4 + s) * 16)
+                        h0 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 1 * 4 + s) * 16)
+                        h1 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 2 * 4 + s) * 16)
+                        h2 = load_run(S, at, 16)
+                        at = sums_at + np.uint64((0 + 3 * 4 + s) * 16)
+                        h3 = load_run(S, at, 16)
+                        y0 = combine_run("+0 +1 +2", (h0, h1, h2, h3,), ())
+                        at = np.uint64((0 + 0 * 4 + s) * 16)
+                        store_run(S, at, y0)
+                        y1 = combine_run("+1 -2 -3", (h0, h1, h2, h3,), ())
+                        at = np.uint64((0 + 1 * 4 + s) * 16)
+                        store_run(S, at, y1)
+                    full = valid == 16 and tx * 2 + 2 <= ow
+                    for r in range(min(2, oh - ty * 2)):
+                        # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                        at = np.uint64((0 + r * 4 + 0) * 16)
+                        f0 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 1) * 16)
+                        f1 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 2) * 16)
+                        f2 = load_run(S, at, 16)
+                        at = np.uint64((0 + r * 4 + 3) * 16)
+                        f3 = load_run(S, at, 16)
+                        z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                        z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
+                        plane = np.uint64(od * oh * ow)
+                        if full:
+                            store_lanes(of, row, plane, (z0, z1,))
+                        else:
+                            # an edge tile or a partial block of channels: through S
+                            at = np.uint64(128)
+                            store_run(S, at + np.uint64(0), z0)
+                            store_run(S, at + np.uint64(16), z1)
+                            for q in range(min(2, ow - tx * 2)):
+                                for k in range(valid):
+                                    of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
+    F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 6 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``), DP at least 2 td + 2; U (G, OB, 64, CP, 16)
+    transformed weights; bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, td, th, tw), td = ceil(OD / 2);
+    ``per_task`` a multiple of 6; a task computes the blocks of 16 output channels of one of ``chunks`` shares.
+    work_v (threads, 64 * per_task * CP), work_m (threads, 64 * per_task * 16), work_t (threads, 80 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * ((out.shape[2] + 1) // 2) * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
@@ -3640,12 +4299,15 @@ TILE, LANES = 2, 16
 #: tiles per strip per count of vector registers
 WIDTHS = {32: 16, 16: 6}
 #: the floats of a weight transform's scratch row per thread
-WEIGHT_SCRATCH = 240
+WEIGHT_SCRATCH = 912
 #: per window size along an axis: the parts it is split into, a tile's outputs along it, and how many inputs past them its sub-windows read
 PARTS = {1: 1, 3: 1, 5: 2}
 OUTPUTS = {1: 1, 3: 2, 5: 2}
 REACH = {1: 0, 3: 2, 5: 4}
-#: per window (rows, columns) in a plane: the transform elements, the weight transform and the fused kernel of each width
-ELEMENTS = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7}
-WEIGHTS = {(3, 3): _weights_3x3, (3, 5): _weights_3x5, (5, 3): _weights_5x3, (5, 5): _weights_5x5, (1, 3): _weights_1x3, (1, 5): _weights_1x5}
-KERNELS = {(3, 3, 16): _winograd_3x3_w16, (3, 3, 6): _winograd_3x3_w6, (3, 5, 16): _winograd_3x5_w16, (3, 5, 6): _winograd_3x5_w6, (5, 3, 16): _winograd_5x3_w16, (5, 3, 6): _winograd_5x3_w6, (5, 5, 16): _winograd_5x5_w16, (5, 5, 6): _winograd_5x5_w6, (1, 3, 16): _winograd_1x3_w16, (1, 3, 6): _winograd_1x3_w6, (1, 5, 16): _winograd_1x5_w16, (1, 5, 6): _winograd_1x5_w6}
+#: a depth-transformed window's output planes per tile
+DEPTH_OUTPUTS = 2
+#: per window, (rows, columns) in a plane or (3, rows, columns) with a depth axis transformed too: the transform elements, the runs of 16 of a fused kernel's scratch per thread, the weight transform and the fused kernel of each width
+ELEMENTS = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7, (3, 3, 3): 64}
+SCRATCH = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7, (3, 3, 3): 80}
+WEIGHTS = {(3, 3): _weights_3x3, (3, 5): _weights_3x5, (5, 3): _weights_5x3, (5, 5): _weights_5x5, (1, 3): _weights_1x3, (1, 5): _weights_1x5, (3, 3, 3): _weights_3x3x3}
+KERNELS = {(3, 3, 16): _winograd_3x3_w16, (3, 3, 6): _winograd_3x3_w6, (3, 5, 16): _winograd_3x5_w16, (3, 5, 6): _winograd_3x5_w6, (5, 3, 16): _winograd_5x3_w16, (5, 3, 6): _winograd_5x3_w6, (5, 5, 16): _winograd_5x5_w16, (5, 5, 6): _winograd_5x5_w6, (1, 3, 16): _winograd_1x3_w16, (1, 3, 6): _winograd_1x3_w6, (1, 5, 16): _winograd_1x5_w16, (1, 5, 6): _winograd_1x5_w6, (3, 3, 3, 16): _winograd_3x3x3_w16, (3, 3, 3, 6): _winograd_3x3x3_w6}
