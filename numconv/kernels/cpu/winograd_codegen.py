@@ -205,14 +205,16 @@ GATHERED = 4 * 3 * LANES
 WEIGHT_SCRATCH = 4 * 4 * 3 * LANES + 3 * 3 * LANES
 
 
+def weights_header(name: str) -> list:
+    """The two blank lines and the first lines of the weight transform ``name``'s tasks function."""
+    return ["", ""] + tasks_header(name, "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
+
+
 def weights_source(rows: int, columns: int, consts: Constants) -> list:
     name = f"_weights_{window_name(rows, columns)}"
     elements = transform_elements(rows, columns)
-    L = []
+    L = weights_header(name)
     e = L.append
-    e("")
-    e("")
-    L += tasks_header(name, "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
     e("    group_in, taps_d = w.shape[1], w.shape[2]")
     e("    reduction = taps_d * cpad")
     e("    for task in range(first, end):")
@@ -286,11 +288,8 @@ def depth_weights_source(rows: int, columns: int, consts: Constants) -> list:
     elements = plane_elements * DEPTH.alpha
     # the scratch: each (e, i) first-pass row's runs per kernel column, then a column's gathered taps
     gathered = DEPTH.alpha * row.alpha * column.taps * LANES
-    L = []
+    L = weights_header(name)
     e = L.append
-    e("")
-    e("")
-    L += tasks_header(name, "w, K, group_out, oblocks, cpad, U, scratch", "scratch")
     e("    group_in = w.shape[1]")
     e("    reduction = cpad  # the depth taps are transformed too: the sums run over the channels alone")
     e("    for task in range(first, end):")
