@@ -200,9 +200,27 @@ def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: 
 
 #: where a weight transform's scratch row holds a kernel column's gathered taps, after its 4 x 3 runs of products
 GATHERED = 4 * 3 * LANES
-#: the floats of a weight transform's scratch per thread: the largest, a depth-transformed window's 4 x 4 x 3 runs of
-#: products and 3 x 3 of gathered taps
-WEIGHT_SCRATCH = 4 * 4 * 3 * LANES + 3 * 3 * LANES
+
+
+def gathered_at(rows: int, columns: int, depth: bool = False) -> int:
+    """Where a weight transform's scratch holds a kernel column's gathered taps: after its first pass's runs (with a
+    depth axis, those of every depth transform element)."""
+    if not depth:
+        return GATHERED
+    (row, column, _), = kinds(rows, columns)
+    return DEPTH.alpha * row.alpha * column.taps * LANES
+
+
+def weight_scratch(rows: int, columns: int, depth: bool = False) -> int:
+    """The floats of scratch per thread that a window's weight transform uses: its first pass's runs, then a kernel
+    column's gathered taps (with a depth axis, of every depth tap)."""
+    gathered_taps = max(row.taps for row, _, _ in kinds(rows, columns)) * (DEPTH.taps if depth else 1)
+    return gathered_at(rows, columns, depth) + gathered_taps * LANES
+
+
+#: the floats of the weight transforms' scratch per thread: the most any window's takes
+WEIGHT_SCRATCH = max([weight_scratch(rows, columns) for rows, columns in WINDOWS]
+                     + [weight_scratch(rows, columns, True) for rows, columns in DEPTH_WINDOWS])
 
 
 def weights_header(name: str) -> list:
@@ -287,7 +305,7 @@ def depth_weights_source(rows: int, columns: int, consts: Constants) -> list:
     plane_elements = transform_elements(rows, columns)
     elements = plane_elements * DEPTH.alpha
     # the scratch: each (e, i) first-pass row's runs per kernel column, then a column's gathered taps
-    gathered = DEPTH.alpha * row.alpha * column.taps * LANES
+    gathered = gathered_at(rows, columns, True)
     L = weights_header(name)
     e = L.append
     e("    group_in = w.shape[1]")
