@@ -12,7 +12,8 @@ cache, so kernels compiled either way are kept apart.
 The register-blocked kernels also need to know how many vector registers their accumulators may take:
 :func:`registers`. A block sized for AVX-512's 32 registers spills on a CPU with 16 (AVX2: AMD's Zen 1-3, Intel's
 client CPUs), where numconv's convolutions then ran 2-3x slower than PyTorch's. The choice between them weighs
-whether a 512-bit multiply-add takes the CPU one step or two: :func:`double_pumped`.
+whether a 512-bit multiply-add takes the CPU one step or two (:func:`double_pumped`), and whether a vector load
+that crosses a cache line costs two loads (:func:`splits_line_loads`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from functools import lru_cache
 import numba
 from llvmlite import binding
 
-__all__ = ["double_pumped", "prefer_full_width", "registers"]
+__all__ = ["double_pumped", "prefer_full_width", "registers", "splits_line_loads"]
 
 #: the LLVM tuning feature turned off
 NARROW = "prefer-256-bit"
@@ -65,3 +66,21 @@ def double_pumped() -> bool:
     halves (:data:`DOUBLE_PUMPED`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where set). Once per process."""
     name = numba.config.CPU_NAME or binding.get_host_cpu_name()
     return registers() == 32 and name in DOUBLE_PUMPED
+
+
+#: LLVM's names of Intel's CPUs with AVX-512. A 64-byte load that is not 64-byte aligned crosses a cache line, and
+#: these CPUs then take two of their loads for it: measured on a 2-core Xeon (LLVM: rocketlake), one thread, the
+#: 64 x 4 kernel ran at 144 GFLOP/s with its vectors aligned and 112 with them 1, 4 or 8 floats off; the 32 x 7
+#: kernel at 142 and 131. The kernels whose vectors run along rows (one start per kernel column) feel it
+SPLIT_LINE_LOADS = frozenset({"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+                              "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+                              "graniterapids", "graniterapids-d", "diamondrapids"})
+
+
+@lru_cache(maxsize=None)
+def splits_line_loads() -> bool:
+    """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that splits a vector load
+    crossing a cache line into two (:data:`SPLIT_LINE_LOADS`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where
+    set). Once per process."""
+    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
+    return registers() == 32 and name in SPLIT_LINE_LOADS

@@ -22,9 +22,12 @@ from tests import naive
 SINGLE, PAIRED = (tuning.LANES, tuning.COLUMNS), (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
 #: the count of vector registers that the machine-dependent choices below were measured for
 REGISTERS = vectors.registers()
-#: whether the 64 x 4 kernel's saved loads earn it the edge over ``lanes`` that the estimates give it: with 32
-#: registers, but not where 512-bit multiply-adds run as two halves (AMD Zen 4)
-WIDE_PAYS = REGISTERS == 32 and not vectors.double_pumped()
+#: whether a vector load crossing a cache line costs two (Intel's AVX-512 CPUs): the rows' vectors then pay for it
+SPLITS = vectors.splits_line_loads()
+#: whether the 64 x 4 kernel's saved loads earn it the edge over ``lanes`` that the estimates give it along rows:
+#: with 32 registers, but not where 512-bit multiply-adds run as two halves (AMD Zen 4), nor where the rows'
+#: unaligned vectors cost two loads each
+WIDE_PAYS = REGISTERS == 32 and not vectors.double_pumped() and not SPLITS
 
 
 def _five(shape):
@@ -170,7 +173,8 @@ def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, 
     # three input planes: long rows earn no bonus over the lanes, but 64 positions per vector (four multiply-adds
     # per number loaded) beat 16 channels per vector (one); with AVX2's 64 x 1 kernel they do not (NiN's first
     # layer: lanes 14.3 ms, wide 26.3; the video's: 80 and 147), nor on Zen 4 (NiN's: 11.1 against 13.5; the
-    # video's 52.0 against 51.4)
+    # video's 52.0 against 51.4), nor on an Intel Xeon (the 32 x 7 kernel: NiN's 7.99 against 15.3; the video's
+    # 37.2 against 54.3)
     ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide" if WIDE_PAYS else "lanes", "phases"),
     ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide" if WIDE_PAYS else "lanes", "phases"),
     # LeNet's second layer: its input gradient's 6 channels over 64 samples a vector, where the wide rows of 18
@@ -235,9 +239,10 @@ def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,dilation,chosen", [
     # M5's first layer: 4 phase planes, rows of 3981 positions, for the 64 x 4 kernel; on AVX2 the 64 x 1 kernel
-    # does not repay them (16.5 ms by lanes on the strided layer, 30 over the phases)
-    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, REGISTERS == 32),
-    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, REGISTERS == 32),
+    # does not repay them (16.5 ms by lanes on the strided layer, 30 over the phases), nor on an Intel Xeon, where
+    # the rows' vectors cross cache lines (32 x 7 on the strided layer: 4.7-4.8 ms, 6.15 over the phases)
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not SPLITS),
+    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not SPLITS),
     ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 2, False),  # dilated: the phases would interleave
     ((8, 16, 64, 64), (32, 16, 3, 3), 2, 1, False),     # 64 phase channels of 2 x 2 taps: 44% of them zero weights
 ])
@@ -307,9 +312,12 @@ def test_samples_buffers_pack_each_padded_plane_sample_by_sample(rng):
     # M5's fourth layer: 512 output channels summing 768 products each take the 32-lane kernel
     ((32, 256, 31), (512, 256, 3), dict(padding=1), "lanes", PAIRED),
     ((32, 128, 31), (512, 128, 3), dict(padding=1), "lanes", PAIRED),  # 384 products: 1.4x faster than 16 x 14
-    # 192 products: 16 lanes, but 32 on AVX2 (NiN's 1 x 1: 19.5 ms against 23.5)
-    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", SINGLE if REGISTERS == 32 else PAIRED),
-    ((32, 32, 31), (512, 32, 3), dict(padding=1), "lanes", SINGLE),  # 96 products: 16 lanes
+    # 192 products: 16 lanes, but 32 on AVX2 (NiN's 1 x 1: 19.5 ms against 23.5) and on Intel's AVX-512 CPUs (NiN's
+    # 1 x 1 on 16 x 16 planes: 5.44 against 9.07)
+    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", SINGLE if REGISTERS == 32 and not SPLITS else PAIRED),
+    # 96 products: 16 lanes, but 32 on Intel's (from 64 products: NiN's first layer, 75, 7.99 against 9.66)
+    ((32, 32, 31), (512, 32, 3), dict(padding=1), "lanes", PAIRED if SPLITS else SINGLE),
+    ((32, 16, 31), (512, 16, 3), dict(padding=1), "lanes", SINGLE),  # 48 products: 16 lanes everywhere
 ])
 def test_the_estimates_weigh_each_kernels_speed(x_shape, w_shape, kwargs, grad_input, shape):
     layout, plan = _layouts(x_shape, w_shape, **kwargs)
@@ -623,16 +631,17 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
     ((2, 3, 48, 48), (64, 3, 3, 3), 1, True),       # two blocks of 32 lanes, 2 x 46 x 46 positions: 2 chunks
     ((1, 4, 30, 30), (64, 2, 3, 3), 2, True),       # 32 channels a group, 784 positions
     ((1, 4, 21, 21), (64, 2, 3, 3), 2, True),       # 361 positions
-    ((1, 4, 20, 21), (64, 2, 3, 3), 2, REGISTERS == 16),  # 342 positions: too short a sum, but on AVX2
-    ((1, 4, 14, 15), (64, 2, 3, 3), 2, False),      # 156 positions: too short a sum on any CPU
+    ((1, 4, 20, 21), (64, 2, 3, 3), 2, REGISTERS == 16 or SPLITS),  # 342: too short a sum, but on AVX2, Intel's
+    ((1, 4, 14, 15), (64, 2, 3, 3), 2, SPLITS),     # 156 positions: long enough on Intel's AVX-512 CPUs only
+    ((1, 4, 9, 9), (64, 2, 3, 3), 2, False),        # 49 positions: too short a sum on any CPU
     ((2, 3, 40, 40), (48, 3, 3, 3), 1, False),      # 48 channels fill 16-lane blocks, not 32-lane ones
     ((2, 3, 40, 40), (16, 3, 3, 3), 1, False),
 ])
 def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_shape, groups, paired, rng,
                                                                     monkeypatch):
     """Groups whose output channels fill 32-lane blocks, summing over at least ``tuning.PAIRED_MIN_REDUCTION``
-    positions (360; 192 on AVX2), take the 32-lane kernel for the weight gradient, other layers the 16-lane one;
-    either way the values are the float64 sums'."""
+    positions (360; 192 on AVX2; 64 on Intel's AVX-512 CPUs), take the 32-lane kernel for the weight gradient,
+    other layers the 16-lane one; either way the values are the float64 sums'."""
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     out_size = tuple(s - 2 for s in x_shape[2:])
@@ -923,15 +932,19 @@ def test_the_kernels_follow_the_vector_registers_numba_compiles_for(avx512):
 _WIDE_PROBE = """
 from numconv import vectors
 from numconv.kernels.cpu import tuning
-print(vectors.double_pumped(), tuning.EFFICIENCY["wide"])
+print(vectors.double_pumped(), vectors.splits_line_loads(), tuning.EFFICIENCY["wide"], tuning.UNALIGNED_ROWS,
+      tuning.PAIRED_MIN_REDUCTION)
 """
 
 
 @pytest.mark.parametrize("cpu_name,avx512,expected", [
-    ("znver4", True, "True 1.0"),           # AMD Zen 4: 512-bit operations in two 256-bit halves
-    ("znver5", True, "False 1.2"),          # Zen 5 and the AVX-512 Xeons: two full 512-bit multiply-adds a cycle
-    ("sapphirerapids", True, "False 1.2"),
-    ("znver4", False, "False 0.6"),         # AVX2 alone: 256-bit code, the 16-register kernels
+    ("znver4", True, "True False 1.0 1.0 360"),     # AMD Zen 4: 512-bit operations in two 256-bit halves
+    ("znver5", True, "False False 1.2 1.0 360"),    # Zen 5: two full 512-bit multiply-adds a cycle
+    # Intel's AVX-512 CPUs: two full multiply-adds a cycle, and a load across a cache line costs two
+    ("sapphirerapids", True, "False True 1.2 0.78 64"),
+    ("rocketlake", True, "False True 1.2 0.78 64"),
+    ("znver4", False, "False False 0.6 1.0 192"),   # AVX2 alone: 256-bit code, the 16-register kernels
+    ("skylake", False, "False False 0.6 1.0 192"),  # ... on Intel's too (the split loads are priced for AVX-512)
 ])
 def test_the_wide_kernels_edge_follows_how_the_cpu_runs_512_bit_multiply_adds(cpu_name, avx512, expected):
     result = _run_with_features(_WIDE_PROBE, avx512, cpu_name)

@@ -81,7 +81,8 @@ def useful_shares(layout: Layout) -> dict:
         used = min(layout.group_out, tuning.LANES)
         cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
         kernel = tuning.PAIRED_EFFICIENCY if lanes_shape(layout)[0] == tuning.PAIRED_LANES else 1.0
-        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel
+        aliased = tuning.ALIASED_LANES if layout.plane % 1024 == 0 and layout.out_plane % 1024 == 0 else 1.0
+        uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
                          * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):
         lanes, columns = SHAPES[form]
@@ -91,8 +92,9 @@ def useful_shares(layout: Layout) -> dict:
             long_rows = length >= tuning.LONG_ROW and layout.group_in >= tuning.LONG_ROW_MIN_CHANNELS
             bonus = tuning.LONG_ROW_BONUS if long_rows else 1.0
             kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
+            unaligned = 1.0 if kind == "flat" else tuning.UNALIGNED_ROWS
             uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
-                          * bonus * storing(lanes, lanes))
+                          * unaligned * bonus * storing(lanes, lanes))
     return uses
 
 

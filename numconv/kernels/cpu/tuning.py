@@ -31,7 +31,11 @@ SHAPES = blocked.SHAPES[vectors.registers()]
 #: C3D-small's third, 864, 1.3x (AMD Zen 5). With 16 registers, the 32 x 3 kernel storing lane by lane against
 #: 16 x 5 (AMD Zen 3): NiN's 1 x 1, 192 products, 19.5 against 23.5 ms; the audio's second layer, 384, 24.8 against
 #: 28.7; AlexNet's first, 363, even; the video's first, 81, 70 against 60 (slower); the audio's first, 80, even
-PAIRED_MIN_REDUCTION = {32: 360, 16: 192}[vectors.registers()]
+#: On a CPU that splits unaligned vector loads (``vectors.splits_line_loads``: Intel's, measured on a 2-core Xeon with
+#: the 32 x 7 kernel storing lane by lane) 32 x 7 ran faster than 16 x 14 down to the shortest sums measured: NiN's
+#: first layer (75 products) 7.99 against 9.66 ms, M5's first (80) 4.7 against 5.9, NiN's 1 x 1 layers (192) on
+#: 16 x 16 planes 5.44 against 9.07 and their input gradients 5.24 against 8.87; shorter sums were not measured
+PAIRED_MIN_REDUCTION = 64 if vectors.splits_line_loads() else {32: 360, 16: 192}[vectors.registers()]
 
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor, and
 #: times ``PAIRED_EFFICIENCY`` for ``lanes`` on the 32 x 7 kernel. The factors are the kernels' own speeds: the
@@ -56,12 +60,29 @@ EFFICIENCY, PAIRED_EFFICIENCY = {
     (32, True): ({"lanes": 1.0, "rows": 1.0, "wide": 1.0}, 1.2),
     (16, False): ({"lanes": 1.0, "rows": 0.75, "wide": 0.6}, 1.05),
 }[vectors.registers(), vectors.double_pumped()]
+#: ``rows`` and ``wide`` load their vectors from a row at each kernel column's offset, so that most of them cross a
+#: cache line; on a CPU that splits such loads (``vectors.splits_line_loads``) their estimates are multiplied by
+#: this, except for a 1 x 1 convolution's whole planes ('flat', whose vectors start at multiples of 64 positions).
+#: The factor is the 64 x 4 kernel's own speed unaligned over aligned (112 against 144 GFLOP/s on a Xeon). With it
+#: the layers that measured faster by 32 x 7 than by 64 x 4 there take 32 x 7: NiN's first layer (7.99 against
+#: 15.3 ms), the video's first (37.2 against 54.3), M5's 3-tap layers (5.91 against 6.95), the audio's second
+#: (14.9 against 17.2), C3D-small's second (0.51 against 1.03)
+UNALIGNED_ROWS = 0.78 if vectors.splits_line_loads() else 1.0
+#: where a ``lanes`` task's output channels and input channels both lie a multiple of 4 KB apart (planes of 1024
+#: float32 numbers: 32 x 32), its 32 stores of a column and its broadcast numbers of a strip fall into the same
+#: first-level cache set, which holds 12 lines on such a Xeon; its estimate is multiplied by this. Measured there on
+#: NiN's 1 x 1 layers and their input gradients, 32 x 7's time over 64 x 4's: 0.80 (median of 2) on 16 x 16 planes
+#: and 1.12 (median of 9; 0.91-2.56) on 32 x 32 planes, whose quotient this is. Not measured on other CPUs
+ALIASED_LANES = 0.7 if vectors.splits_line_loads() else 1.0
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
 #: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
 #: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``
-#: than by rows, NiN's 5x5 and C3D's 3x3x3 on an AMD Zen 4)
+#: than by rows, NiN's 5x5 and C3D's 3x3x3 on an AMD Zen 4). Not on a CPU that splits unaligned loads
+#: (``vectors.splits_line_loads``), where ``lanes`` jumping between planes cost only where they alias
+#: (``ALIASED_LANES``): on a Xeon NiN's 1 x 1 layers on 16 x 16 and 8 x 8 planes, forward and input gradient, ran
+#: 1.13-1.28x faster by 32 x 7 than by 64 x 4 over whole planes (5.22 against 6.89 ms, 1.37 against 1.55)
 LONG_ROW = 64
-LONG_ROW_BONUS = 1.2
+LONG_ROW_BONUS = 1.0 if vectors.splits_line_loads() else 1.2
 LONG_ROW_MIN_CHANNELS = 4
 #: storing one result (a scalar store from the register tile) costs about this many vector multiply-adds: with a
 #: short reduction (LeNet's first layer sums 25 products) the stores are a large share of a task
@@ -79,7 +100,11 @@ TILE_STORE_COST = 10
 #: NiN's 1 x 1 layers 2.9-4.1, M5's and the audio's 3-tap layers 1.8-2.8. With 1.25 the estimates choose samples
 #: for exactly the faster ones (each needs more than 1.07-1.21, each slower one less than 1.28-2.97; 32 -> 12 is
 #: left to the others by the strips' limit below)
-SAMPLES_ADVANTAGE = 1.25
+#: On a CPU that splits unaligned loads (``vectors.splits_line_loads``) the rows' estimate pays ``UNALIGNED_ROWS``
+#: and the samples' aligned vectors do not, yet on an Intel Xeon samples ran no faster than the rows: LeNet-5's
+#: first layer's input gradient at batch 64 0.43 against 0.38 ms, its second's 0.51-0.54 against 0.49-0.52. There
+#: 0.92 leaves the first to the rows and the second, about even, to samples, as on Zen 4
+SAMPLES_ADVANTAGE = 0.92 if vectors.splits_line_loads() else 1.25
 #: ... and only where a block's vectors (its sum's length x 64 lanes, in float32) take at most this many bytes and a
 #: group's input channels at most this many strips of columns: each strip streams the block's vectors again, and a
 #: block's taps lie a whole position (64 lanes) apart, so that they share no cache line. Slower beyond (Zen 4, best
