@@ -456,10 +456,11 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
-    ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third layer: 0.75 of the direct kernel's time
-    ((16, 384, 13, 13), (256, 192, 3, 3), 2, True),   # its fifth, 192 -> 128 channels a group
-    ((64, 192, 8, 8), (192, 192, 3, 3), 1, True),     # NiN's 3 x 3 layer at batch 64
-    ((2, 192, 8, 8), (192, 192, 3, 3), 1, True),      # ... at batch 2: 32 tiles
+    # on Intel's AVX-512 CPUs none (AlexNet's third layer: 1.68 of the direct kernel's time on a Xeon)
+    ((16, 256, 13, 13), (384, 256, 3, 3), 1, not SPLITS),   # AlexNet's third layer: 0.75 of the direct kernel's time
+    ((16, 384, 13, 13), (256, 192, 3, 3), 2, not SPLITS),   # its fifth, 192 -> 128 channels a group
+    ((64, 192, 8, 8), (192, 192, 3, 3), 1, not SPLITS),     # NiN's 3 x 3 layer at batch 64
+    ((2, 192, 8, 8), (192, 192, 3, 3), 1, not SPLITS),      # ... at batch 2: 32 tiles
     ((1, 192, 8, 8), (192, 192, 3, 3), 1, False),     # ... at batch 1: 16 tiles, too few to repay the transforms
     ((64, 96, 16, 16), (96, 96, 3, 3), 1, False),     # 96 channels: 1.2x slower than the direct kernel
     ((16, 128, 14, 14), (128, 128, 5, 5), 1, False),  # 5 x 5: not computed
@@ -482,6 +483,7 @@ def test_the_winograd_weight_gradient_goes_over_the_batch_in_passes_its_memory_a
     (here one each) whose gradients are added: the same result as the direct kernel, in as many passes."""
     if pass_bytes is not None:
         monkeypatch.setattr(tuning, "WINOGRAD_WEIGHT_PASS_BYTES", pass_bytes)
+    monkeypatch.setattr(tuning, "WINOGRAD_WEIGHT_MIN_CHANNELS", 128)  # where the CPU's estimates take it
     calls = []
     transform = winograd_weight._input_tiles
     monkeypatch.setattr(winograd_weight, "_input_tiles", lambda *args: calls.append(1) or transform(*args))

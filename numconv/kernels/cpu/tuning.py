@@ -11,6 +11,8 @@ The blocked kernel (``codegen.py``) multiplies a 16-lane vector by one broadcast
   rows are short; a 1x1 convolution without padding treats each whole plane as one row.
 """
 
+import math
+
 from numconv import vectors
 from numconv.kernels.cpu import blocked
 
@@ -173,8 +175,11 @@ PHASE_WINOGRAD_MIN_TILES = 1024
 #: best of 5-40 in one process: AlexNet's third layer (256 -> 384 on 13 x 13) 0.75 at batch 16 and 0.73 at 32, its
 #: fourth and fifth (384 -> 384 and 384 -> 256, 2 groups) 0.85 and 0.94; NiN's 192 -> 192 on 8 x 8 at batch 64 0.72;
 #: 128 -> 128 on 14 x 14 at batch 16 0.80, on 28 x 28 0.93-0.94; 128 -> 256 on 8 x 8 0.67; but 96 -> 96 on 16 x 16
-#: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6
-WINOGRAD_WEIGHT_MIN_CHANNELS = 128
+#: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6. Never on Intel's AVX-512 CPUs (``vectors.splits_line_loads``), where
+#: the direct kernel runs two full 512-bit multiply-adds a cycle: measured on a Xeon, best of 15 in one process,
+#: Winograd's time over the 32 x 7 kernel's: AlexNet's third layer at batch 16 1.68 (27.2 against 16.2 ms) and 32
+#: 2.02, its fourth 1.80, its fifth 1.79; NiN's 192 -> 192 on 8 x 8 at batch 64 1.39 (not measured on AMD Zen 5)
+WINOGRAD_WEIGHT_MIN_CHANNELS = math.inf if vectors.splits_line_loads() else 128
 #: ... and where the output has at least this many 2 x 2 tiles: NiN's 192 -> 192 on 8 x 8 at batch 1 (16 tiles) 1.02,
 #: at batch 2 (32) 0.90, at 4 0.73; AlexNet's third layer at batch 1 (49) 0.91
 WINOGRAD_WEIGHT_MIN_TILES = 32
