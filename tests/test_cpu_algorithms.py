@@ -214,11 +214,12 @@ def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,groups,chosen", [
     # AlexNet's first layer: 48 phase channels of 3 x 3 taps, 0.53 of the direct kernel's multiplies; 0.78-0.79 of
-    # its time from batch 2 (1568 tiles of 2 x 2), 0.91-1.03 at batch 1 (784)
-    ((16, 3, 227, 227), (96, 3, 11, 11), 4, 1, True),
-    ((2, 3, 227, 227), (96, 3, 11, 11), 4, 1, True),
+    # its time from batch 2 (1568 tiles of 2 x 2), 0.91-1.03 at batch 1 (784); but on an Intel Xeon, against the
+    # 32-lane kernel, 1.05-1.10 at batch 16 and 32, 0.95-1.02 at 2 and 8
+    ((16, 3, 227, 227), (96, 3, 11, 11), 4, 1, not SPLITS),
+    ((2, 3, 227, 227), (96, 3, 11, 11), 4, 1, not SPLITS),
     ((1, 3, 227, 227), (96, 3, 11, 11), 4, 1, False),
-    ((16, 3, 227, 227), (48, 3, 11, 11), 4, 1, True),
+    ((16, 3, 227, 227), (48, 3, 11, 11), 4, 1, True),   # 16 x 14 the direct kernel: 0.75-0.79 on the Xeon
     ((16, 4, 227, 227), (96, 2, 11, 11), 4, 2, True),
     ((16, 4, 227, 227), (64, 2, 11, 11), 4, 2, False),  # 32 output channels a group
     ((16, 3, 227, 227), (96, 3, 10, 10), 4, 1, False),  # 0.64 of the multiplies: 0.98 of the time

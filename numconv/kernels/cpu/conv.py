@@ -413,7 +413,8 @@ def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dil
     """Winograd over the phase planes where it applies (``_phase_winograd_applies``) and pays: its multiplies (16
     per 2 x 2 tile, input channel and stride phase) at most ``tuning.PHASE_WINOGRAD_MAX_MULTIPLIES`` of the direct
     kernel's, at least ``tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS`` output channels a group and
-    ``tuning.PHASE_WINOGRAD_MIN_TILES`` output tiles; or where forced (a ValueError where it does not apply)."""
+    ``tuning.PHASE_WINOGRAD_MIN_TILES`` output tiles, the direct kernel not the 32-lane one where that beats it
+    (``tuning.PHASE_WINOGRAD_BEATS_PAIRED``); or where forced (a ValueError where it does not apply)."""
     applies = _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.phase_winograd:
         if not applies:
@@ -424,9 +425,11 @@ def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dil
         return False
     multiplies = (winograd.TILE + 2) ** 2 / winograd.TILE ** 2 * stride[1] * stride[2] / math.prod(weight_shape[3:])
     tiles = winograd.output_tiles((x_shape[0],) + tuple(out_spatial))
+    direct_lanes = paired_shape(weight_shape[0] // groups, math.prod(weight_shape[1:]))[0]
     return (multiplies <= tuning.PHASE_WINOGRAD_MAX_MULTIPLIES
             and weight_shape[0] // groups >= tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS
-            and tiles >= tuning.PHASE_WINOGRAD_MIN_TILES)
+            and tiles >= tuning.PHASE_WINOGRAD_MIN_TILES
+            and (tuning.PHASE_WINOGRAD_BEATS_PAIRED or direct_lanes != tuning.PAIRED_LANES))
 
 
 def _phase_weight(weight, stride_h, stride_w):

@@ -163,6 +163,11 @@ WINOGRAD_ROW_MIN_TILES = 960
 #: past this one's FMA peak, and 1.1-1.25x faster than Winograd over its phases: on such a host this route does not
 #: pay, and these thresholds are to be measured again.)
 PHASE_WINOGRAD_MAX_MULTIPLIES = 0.55
+#: ... but on Intel's AVX-512 CPUs (``vectors.splits_line_loads``) not where the direct kernel is the 32-lane one
+#: (``conv_cost.paired_shape``). Measured on a Xeon, Winograd's time over the direct kernel's, best of 10 in one
+#: process, two rounds: AlexNet's first layer (96 output channels: 32 x 7) 1.05-1.10 at batch 16 and 32, 0.95-1.02
+#: at 2 and 8; with 48 output channels (16 x 14) 0.75-0.79 at batch 16
+PHASE_WINOGRAD_BEATS_PAIRED = not vectors.splits_line_loads()
 #: ... where a group has at least this many output channels (each input tile's transform serves them all): 6 x 6 of
 #: stride 2, 3 -> 32 channels (0.44 of the multiplies) 1.65; AlexNet's first layer with 48 output channels 0.93
 PHASE_WINOGRAD_MIN_OUT_CHANNELS = 48
