@@ -64,8 +64,13 @@ DOUBLE_PUMPED = frozenset({"znver4"})
 def double_pumped() -> bool:
     """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that runs them as two 256-bit
     halves (:data:`DOUBLE_PUMPED`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where set). Once per process."""
-    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
-    return registers() == 32 and name in DOUBLE_PUMPED
+    return _wide_vectors_on(DOUBLE_PUMPED)
+
+
+def _wide_vectors_on(names: frozenset) -> bool:
+    """Whether Numba's code uses 512-bit vectors on a CPU that LLVM names one of ``names`` (the CPU Numba compiles
+    for: ``NUMBA_CPU_NAME`` where set, else the host's)."""
+    return registers() == 32 and (numba.config.CPU_NAME or binding.get_host_cpu_name()) in names
 
 
 #: LLVM's names of Intel's CPUs with AVX-512. A 64-byte load that is not 64-byte aligned crosses a cache line, and
@@ -82,5 +87,4 @@ def splits_line_loads() -> bool:
     """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that splits a vector load
     crossing a cache line into two (:data:`SPLIT_LINE_LOADS`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where
     set). Once per process."""
-    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
-    return registers() == 32 and name in SPLIT_LINE_LOADS
+    return _wide_vectors_on(SPLIT_LINE_LOADS)

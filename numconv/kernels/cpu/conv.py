@@ -71,7 +71,7 @@ from numba import prange
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, useful_shares,
+    SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, takes_paired, useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables
@@ -414,7 +414,8 @@ def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dil
     per 2 x 2 tile, input channel and stride phase) at most ``tuning.PHASE_WINOGRAD_MAX_MULTIPLIES`` of the direct
     kernel's, at least ``tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS`` output channels a group and
     ``tuning.PHASE_WINOGRAD_MIN_TILES`` output tiles, the direct kernel not the 32-lane one where that beats it
-    (``tuning.PHASE_WINOGRAD_BEATS_PAIRED``); or where forced (a ValueError where it does not apply)."""
+    (``tuning.PHASE_WINOGRAD_BEATS_PAIRED``, ``conv_cost.takes_paired``); or where forced (a ValueError where it
+    does not apply)."""
     applies = _phase_winograd_applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.phase_winograd:
         if not applies:
@@ -425,11 +426,11 @@ def _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dil
         return False
     multiplies = (winograd.TILE + 2) ** 2 / winograd.TILE ** 2 * stride[1] * stride[2] / math.prod(weight_shape[3:])
     tiles = winograd.output_tiles((x_shape[0],) + tuple(out_spatial))
-    direct_lanes = paired_shape(weight_shape[0] // groups, math.prod(weight_shape[1:]))[0]
+    group_out = weight_shape[0] // groups
     return (multiplies <= tuning.PHASE_WINOGRAD_MAX_MULTIPLIES
-            and weight_shape[0] // groups >= tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS
+            and group_out >= tuning.PHASE_WINOGRAD_MIN_OUT_CHANNELS
             and tiles >= tuning.PHASE_WINOGRAD_MIN_TILES
-            and (tuning.PHASE_WINOGRAD_BEATS_PAIRED or direct_lanes != tuning.PAIRED_LANES))
+            and (tuning.PHASE_WINOGRAD_BEATS_PAIRED or not takes_paired(group_out, math.prod(weight_shape[1:]))))
 
 
 def _phase_weight(weight, stride_h, stride_w):

@@ -81,7 +81,8 @@ def useful_shares(layout: Layout) -> dict:
         used = min(layout.group_out, tuning.LANES)
         cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
         kernel = tuning.PAIRED_EFFICIENCY if lanes_shape(layout)[0] == tuning.PAIRED_LANES else 1.0
-        aliased = tuning.ALIASED_LANES if layout.plane % 1024 == 0 and layout.out_plane % 1024 == 0 else 1.0
+        aliases = layout.plane % tuning.ALIASED_PLANE == 0 and layout.out_plane % tuning.ALIASED_PLANE == 0
+        aliased = tuning.ALIASED_LANES if aliases else 1.0
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
                          * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):

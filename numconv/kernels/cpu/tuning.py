@@ -76,6 +76,8 @@ UNALIGNED_ROWS = 0.78 if vectors.splits_line_loads() else 1.0
 #: NiN's 1 x 1 layers and their input gradients, 32 x 7's time over 64 x 4's: 0.80 (median of 2) on 16 x 16 planes
 #: and 1.12 (median of 9; 0.91-2.56) on 32 x 32 planes, whose quotient this is. Not measured on other CPUs
 ALIASED_LANES = 0.7 if vectors.splits_line_loads() else 1.0
+#: ... planes of a multiple of this many numbers (4 KB of float32)
+ALIASED_PLANE = 1024
 #: rows at least this long stream their input well, where ``lanes`` jumps between channel planes: their estimate
 #: is multiplied by ``LONG_ROW_BONUS`` where a group has at least ``LONG_ROW_MIN_CHANNELS`` input channels (with
 #: one to three planes ``lanes`` reads as few streams: 3-channel first layers measured 1.2-1.3x faster by ``lanes``
