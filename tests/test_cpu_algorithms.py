@@ -107,48 +107,54 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(inner / 7))
 
 
-@pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
-    ((16, 256, 13, 13), (384, 256, 3, 3), 1, True),   # AlexNet's third and fourth layers
-    ((16, 384, 13, 13), (384, 192, 3, 3), 2, True),
-    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, True),  # 3D: F(2, 3) along the depth too
-    ((8, 16, 8, 8, 8), (32, 16, 3, 3, 3), 1, True),    # three depth taps of 16 channels: 48 products per sum
-    ((16, 32, 13, 13), (32, 16, 3, 3), 2, False),    # 2D with 16 channels a group: too few products per sum
-    ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False),   # too few output channels
-    ((64, 6, 28, 28), (16, 6, 3, 3), 1, False),      # too few channels for the transforms to pay
-    ((1, 256, 6, 6), (384, 256, 3, 3), 1, False),     # one sample: 9 output tiles, too few for its weights
-    ((1, 256, 7, 7), (384, 256, 3, 3), 1, True),      # 16
-    ((1, 256, 13, 13), (384, 256, 3, 3), 1, True),    # 49
+@pytest.mark.parametrize("x_shape,w_shape,groups,chosen,chosen_unfrozen", [
+    ((16, 256, 13, 13), (384, 256, 3, 3), 1, True, True),   # AlexNet's third and fourth layers
+    ((16, 384, 13, 13), (384, 192, 3, 3), 2, True, True),
+    ((4, 64, 8, 56, 56), (128, 64, 3, 3, 3), 1, True, True),  # 3D: F(2, 3) along the depth too
+    ((8, 16, 8, 8, 8), (32, 16, 3, 3, 3), 1, True, True),    # three depth taps of 16 channels: 48 products per sum
+    ((16, 32, 13, 13), (32, 16, 3, 3), 2, False, False),    # 2D with 16 channels a group: too few products per sum
+    ((8, 32, 8, 8, 8), (16, 32, 3, 3, 3), 1, False, False),   # too few output channels
+    ((64, 6, 28, 28), (16, 6, 3, 3), 1, False, False),      # too few channels for the transforms to pay
+    ((1, 256, 6, 6), (384, 256, 3, 3), 1, False, False),     # one sample: 9 output tiles, too few for its weights
+    # 16 and 49 tiles: enough for a frozen weight, too few for a weight transformed in the call
+    ((1, 256, 7, 7), (384, 256, 3, 3), 1, True, False),
+    ((1, 256, 13, 13), (384, 256, 3, 3), 1, True, False),
+    ((4, 256, 13, 13), (384, 256, 3, 3), 1, True, True),  # 196
     # 5 x 5 as four sub-windows: AlexNet's second layer, NiN's second 5 x 5 at one sample (64 tiles), its first
     # (3 input channels: 12 products per sum), too few tiles for a 5 x 5, a 5 x 3 window, and 7 taps (not served)
-    ((16, 96, 27, 27), (256, 48, 5, 5), 2, True),
-    ((16, 256, 13, 13), (384, 256, 5, 5), 1, True),
-    ((1, 96, 16, 16), (192, 96, 5, 5), 1, True),
-    ((64, 3, 32, 32), (192, 3, 5, 5), 1, False),
-    ((1, 64, 8, 8), (64, 64, 5, 5), 1, False),         # 16 tiles
-    ((4, 64, 8, 16), (64, 64, 5, 3), 1, True),
-    ((16, 64, 16, 16), (64, 64, 7, 7), 1, False),
+    ((16, 96, 27, 27), (256, 48, 5, 5), 2, True, True),
+    ((16, 256, 13, 13), (384, 256, 5, 5), 1, True, True),
+    ((1, 96, 16, 16), (192, 96, 5, 5), 1, True, not SPLITS),  # 64 tiles; transformed in the call, 512 on Intel
+    ((8, 96, 16, 16), (192, 96, 5, 5), 1, True, True),
+    ((64, 3, 32, 32), (192, 3, 5, 5), 1, False, False),
+    ((1, 64, 8, 8), (64, 64, 5, 5), 1, False, False),         # 16 tiles
+    ((4, 64, 8, 16), (64, 64, 5, 3), 1, True, not SPLITS),  # 128 tiles
+    ((16, 64, 16, 16), (64, 64, 7, 7), 1, False, False),
     # windows one row tall by F(2, 3): the audio layer (1000 positions, batch 32) and M5's last 3-tap layer (992
     # tiles), 5 taps; not with 64 channels, at one sample (500 tiles), nor 3 x 1 (one column wide)
-    ((32, 128, 1000), (128, 128, 3), 1, True),
-    ((32, 256, 61), (512, 256, 3), 1, True),
-    ((8, 128, 250), (128, 128, 5), 1, True),
-    ((32, 64, 1000), (64, 64, 3), 1, False),
-    ((1, 128, 1000), (128, 128, 3), 1, False),
-    ((32, 128, 100, 10), (128, 128, 3, 1), 1, False),
+    ((32, 128, 1000), (128, 128, 3), 1, True, True),
+    ((32, 256, 61), (512, 256, 3), 1, True, True),
+    ((8, 128, 250), (128, 128, 5), 1, True, True),
+    ((32, 64, 1000), (64, 64, 3), 1, False, False),
+    ((1, 128, 1000), (128, 128, 3), 1, False, False),
+    ((32, 128, 100, 10), (128, 128, 3, 1), 1, False, False),
 ])
-def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, groups, chosen):
+def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, groups, chosen, chosen_unfrozen):
+    """``chosen`` for a frozen weight (transformed once), ``chosen_unfrozen`` for one transformed in every call."""
     x5, w5 = _five(x_shape), _five(w_shape)
     auto = cpu_conv._AUTOMATIC
     # each axis padded to keep its size (stride 1)
     same = (w5[2] // 2, w5[3] // 2, w5[4] // 2)
-    assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 1), groups, auto) is chosen
-    assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), same, (1, 1, 1), groups, auto)
-    assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 2), groups, auto)
-    # a depth stride or dilation leaves each plane's windows at stride 1: still Winograd's
-    assert cpu_conv._use_winograd(x5, w5, (2, 1, 1), same, (2, 1, 1), groups, auto) is chosen
+    for frozen, expected in ((True, chosen), (False, chosen_unfrozen)):
+        assert cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 1), groups, auto, frozen) is expected
+        assert not cpu_conv._use_winograd(x5, w5, (1, 2, 2), same, (1, 1, 1), groups, auto, frozen)
+        assert not cpu_conv._use_winograd(x5, w5, (1, 1, 1), same, (1, 1, 2), groups, auto, frozen)
+        # a depth stride or dilation leaves each plane's windows at stride 1: still Winograd's
+        assert cpu_conv._use_winograd(x5, w5, (2, 1, 1), same, (2, 1, 1), groups, auto, frozen) is expected
     # the input gradient (same spatial size) is the transposed convolution: also Winograd, but not with padding
-    # beyond the window (its flipped form would need a negative one), and a depth stride splits it into phases
-    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), same, (1, 1, 1), groups, auto) is chosen
+    # beyond the window (its flipped form would need a negative one), and a depth stride splits it into phases; its
+    # flipped weight is a new array, transformed in every call
+    assert cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), same, (1, 1, 1), groups, auto) is chosen_unfrozen
     assert not cpu_conv._use_winograd_grad_input(w5, x5, (1, 1, 1), (0, w5[3], w5[4] - 1), (1, 1, 1), groups,
                                                  auto)
     assert not cpu_conv._use_winograd_grad_input(w5, x5, (2, 1, 1), same, (1, 1, 1), groups, auto)
@@ -206,7 +212,7 @@ def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x
     x5, w5 = _five(x_shape), _five(w_shape)
     out = tuple((x5[a] - w5[a]) // s + 1 for a, s in ((3, stride), (4, stride)))
     route = cpu_conv._forward_route(x5, w5, (1,) + out, (1, stride, stride), (0, 0, 0), (1, 1, 1), 1,
-                                    cpu_conv._AUTOMATIC)
+                                    cpu_conv._AUTOMATIC, False)
     assert not route.winograd and not route.phase_winograd and not route.phases
     assert conv_cost.algorithm(route.layout) == "lanes"
     assert conv_cost.lanes_shape(route.layout) == PAIRED
@@ -755,6 +761,27 @@ def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng,
     reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, stride[1:],
                            [(p, p) for p in padding[1:]], (1, 1), groups)
     np.testing.assert_allclose(want[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
+    """One sample of 64 -> 64 channels on 8 x 8 (16 tiles): a frozen weight, transformed once, by Winograd; the same
+    weight not frozen, whose transform would run in the call, on the direct kernel; both equal to the naive sum."""
+    runs = []
+    transform = winograd.conv_forward
+    monkeypatch.setattr(winograd, "conv_forward", lambda *args: runs.append(args) or transform(*args))
+    x = rng.standard_normal((1, 64, 1, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    args = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+    reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
+                           [(1, 1), (1, 1)], (1, 1), 1)
+    for weight, by_winograd in ((w, False), (frozen, True)):
+        out = np.full((1, 64, 1, 8, 8), np.nan, np.float32)
+        cpu_conv.conv_forward(x, weight, bias, out, *args)
+        assert len(runs) == int(by_winograd)
+        np.testing.assert_allclose(out[:, :, 0], reference, rtol=1e-4, atol=1e-4)
 
 
 def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):

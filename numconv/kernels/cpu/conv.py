@@ -79,8 +79,8 @@ from numconv.kernels.cpu.dense import pack_positions
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import (
-    derived as _derived, derived_array as _derived_array, fma as _fma_shape, prepared as _prepared,
-    workspace as _workspace, zeros as _zeros,
+    derived as _derived, derived_array as _derived_array, fma as _fma_shape, is_frozen as _is_frozen,
+    prepared as _prepared, workspace as _workspace, zeros as _zeros,
 )
 
 #: the kernels of this module: what the spec registry must cover
@@ -351,7 +351,7 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
 def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
     route = _forward_route(x.shape, weight.shape, out.shape[2:], tuple(stride), tuple(padding), tuple(dilation),
-                           groups, forced)
+                           groups, forced, _is_frozen(weight))
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
     if route.winograd and (forced.winograd or _finite(x, weight)):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
@@ -379,11 +379,12 @@ class _Route(NamedTuple):
 
 
 @lru_cache(maxsize=256)
-def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced: _Forced) -> _Route:
-    """The :class:`_Route` of a forward convolution, remembered per geometry: deciding it took a fifth of a small
-    convolution's call (NiN's 1 x 1 layers at batch 1)."""
+def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced: _Forced,
+                   frozen: bool) -> _Route:
+    """The :class:`_Route` of a forward convolution, remembered per geometry and whether the weight is ``frozen``:
+    deciding it took a fifth of a small convolution's call (NiN's 1 x 1 layers at batch 1)."""
     layout = forward_layout(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups)
-    return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced),
+    return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced, frozen),
                   _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced),
                   _use_phases(layout, x_shape, weight_shape, padding, forced), layout, _slack(layout, forced))
 
@@ -514,8 +515,9 @@ def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> No
                           (stride[1], stride[2]))
 
 
-def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
-    """Winograd where it applies and pays, or where it is forced (a ValueError where forced but inapplicable)."""
+def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced, frozen: bool) -> bool:
+    """Winograd where it applies and pays (fewer tiles pay for a ``frozen`` weight, transformed once), or where it is
+    forced (a ValueError where forced but inapplicable)."""
     applies = winograd.applies(x_shape, weight_shape, stride, padding, dilation)
     if forced.winograd:
         if not applies:
@@ -524,7 +526,7 @@ def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forc
         return True
     return (forced.algorithm is None and applies
             and winograd.worthwhile(x_shape, weight_shape, groups,
-                                    _output_shape(x_shape, weight_shape, stride, padding, dilation)))
+                                    _output_shape(x_shape, weight_shape, stride, padding, dilation), frozen))
 
 
 def _output_shape(x_shape, weight_shape, stride, padding, dilation) -> tuple:
@@ -628,7 +630,8 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
     """The input gradient of a convolution with 3x3 or 5x5 windows in each plane and stride 1 is such a convolution
     of the output gradient (padded by taps - 1 - padding in each plane, with the depth taps reversed): Winograd where
     the forward is one Winograd computes, its stride is 1 along the depth too, the padding in each plane is at most
-    the taps there less one and the channels pay (the same counts, swapped), or where forced."""
+    the taps there less one and the channels pay (the same counts, swapped; the flipped weight is a new array, its
+    transform in every call), or where forced."""
     applies = (winograd.applies(x_shape, w_shape, stride, padding, dilation) and stride[0] == 1
                and padding[1] < w_shape[3] and padding[2] < w_shape[4])
     if forced.winograd:
@@ -638,7 +641,7 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
                              "there of at most the window's taps less one")
         return True
     return (forced.algorithm is None and forced.grad_input is None and applies
-            and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:])))
+            and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:]), False))
 
 
 def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups) -> None:

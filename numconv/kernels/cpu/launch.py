@@ -257,6 +257,11 @@ def _remembered(source: np.ndarray):
     return entry[1] if entry is not None and entry[0]() is owner else None
 
 
+def is_frozen(array: np.ndarray) -> bool:
+    """Whether ``array`` views frozen memory (:func:`freeze`): what is prepared from it is computed once."""
+    return _remembered(array) is not None
+
+
 def derived(source: np.ndarray, key: tuple, compute):
     """``compute()``, a value that depends on ``source``'s elements and on ``key`` alone: remembered where
     ``source`` views frozen memory (:func:`freeze`; the view's place, shape and dtype are part of the key),

@@ -143,6 +143,21 @@ WINOGRAD_MIN_TILES = 16
 #: 0.91, at batch 16 0.70 / 0.73 / 0.78; AlexNet's grouped 48 -> 128 on 27 x 27 at batch 1 (196 tiles) 0.86 / 0.96
 #: / 1.14, at batch 16 0.79 / 0.80 / 0.96
 WINOGRAD_WIDE_MIN_TILES = 64
+#: ... and, where the weight is transformed on every call (not frozen: a training step's, an input gradient's flipped
+#: weight), at least this many tiles, 3 x 3 windows, or (next) 5 x 5: the transform then runs in the call, a pass
+#: over the weight that writes 16/9 (3 x 3) or 36/25 of it, which a few tiles cannot repay. Measured on an Intel Xeon,
+#: Winograd's time over the better direct kernel's, best of 21 in one process, weights not frozen: NiN's 192 -> 192
+#: on 8 x 8 at batch 1 (16 tiles) 1.35, 2 (32) 1.19, 4 (64) 0.98, 8 0.84; 64 -> 64 on 8 x 8 1.02 at 16 tiles, 0.94 at
+#: 32, 0.89 at 64; AlexNet's 256 -> 384 on 13 x 13 at batch 1 (49 tiles) 1.65, 2 1.36, 4 (196) 1.16, 8 (392) 0.96;
+#: on AMD Zen 4 (above) 64 -> 64 on 8 x 8 1.44 at 16 tiles, 1.02 at 64. Frozen weights keep the thresholds above
+#: (the transform runs once): on the Xeon NiN's 192 -> 192 at batch 1 by Winograd 0.12 ms, directly 0.18
+WINOGRAD_UNFROZEN_MIN_TILES = 64
+#: ... 5 x 5 windows, where the direct kernel runs two full 512-bit multiply-adds a cycle (Intel's AVX-512 CPUs,
+#: ``vectors.splits_line_loads``): NiN's 96 -> 192 on 16 x 16 at batch 1 (64 tiles) 1.62, 2 1.28, 4 (256) 1.05, 8
+#: (512) 0.89; AlexNet's grouped 48 -> 128 on 27 x 27 at batch 1 (196 tiles) 1.13, 2 (392) 0.98, 4 0.91. Elsewhere
+#: ``WINOGRAD_WIDE_MIN_TILES``: on AMD Zen 4 NiN's layer at batch 1 measured 0.87 and AlexNet's 0.96 with the
+#: weights not frozen
+WINOGRAD_WIDE_UNFROZEN_MIN_TILES = 512 if vectors.splits_line_loads() else WINOGRAD_WIDE_MIN_TILES
 #: windows one row tall (1D convolutions: 1 x 3, 1 x 5) take F(2, 3), 4 multiplies per 2 outputs against the direct
 #: kernel's 6, where a group has at least this many channels in and out (sums per transform element: input channels
 #: x sub-windows) ... Measured on AMD Zen 4 with 3 taps, Winograd's time over the direct kernel's: 128 -> 128 on

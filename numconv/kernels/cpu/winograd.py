@@ -83,19 +83,23 @@ def transforms_depth(weight_shape, stride_d, dilation_d, out_depth) -> bool:
             and out_depth >= winograd_kernels.DEPTH_OUTPUTS)
 
 
-def worthwhile(x_shape, weight_shape, groups, out_shape) -> bool:
+def worthwhile(x_shape, weight_shape, groups, out_shape, frozen: bool) -> bool:
     """Whether the transforms pay (``tuning.py``): an input tile's transform serves every output channel of its
     group, an output tile's inverse transform a sum over every sub-window and input channel of it, and the
     transformed weights serve enough tiles of the output (``out_shape``: batch, depth, height and width), more of
-    them where the plane's window has sub-windows of its own."""
+    them where the plane's window has sub-windows of its own, and more again where the weight is not ``frozen``
+    (``launch.freeze``), whose transform then runs in every call."""
     sums = sub_windows(weight_shape) * (x_shape[1] // groups)
     tiles = output_tiles(out_shape, row_tile(weight_shape))
     wide = _plane_sub_windows(weight_shape) > 1
     if row_tile(weight_shape) == 1:
         return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_ROW_MIN_CHANNELS
                 and tiles >= tuning.WINOGRAD_ROW_MIN_TILES)
-    return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS
-            and tiles >= (tuning.WINOGRAD_WIDE_MIN_TILES if wide else tuning.WINOGRAD_MIN_TILES))
+    if wide:
+        least = tuning.WINOGRAD_WIDE_MIN_TILES if frozen else tuning.WINOGRAD_WIDE_UNFROZEN_MIN_TILES
+    else:
+        least = tuning.WINOGRAD_MIN_TILES if frozen else tuning.WINOGRAD_UNFROZEN_MIN_TILES
+    return min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS and tiles >= least
 
 
 @lru_cache(maxsize=64)
