@@ -55,10 +55,12 @@ def _conv(n):
 OPS = {
     "conv1d": (*_conv(1), [(2, 3, 15), (4, 3, 3), (4,)], dict(stride=2, padding=1)),
     "conv2d": (*_conv(2), [(2, 3, 9, 8), (4, 3, 3, 3), (4,)], dict(padding=1)),
-    # Winograd's layers with the fewest output tiles it takes (tuning.WINOGRAD_MIN_TILES: 16 of 2 x 2)
-    "conv2d winograd": (*_conv(2), [(1, 32, 8, 8), (32, 32, 3, 3), (32,)], dict(padding=1)),
-    # ... and its 5 x 5 layers (four sub-windows; tuning.WINOGRAD_WIDE_MIN_TILES: 64)
-    "conv2d 5x5 winograd": (*_conv(2), [(1, 32, 16, 16), (32, 32, 5, 5), (32,)], dict(padding=2)),
+    # Winograd's layers with the fewest output tiles it takes for a weight transformed in the call, as here
+    # (tuning.WINOGRAD_UNFROZEN_MIN_TILES: 64 of 2 x 2)
+    "conv2d winograd": (*_conv(2), [(4, 32, 8, 8), (32, 32, 3, 3), (32,)], dict(padding=1)),
+    # ... and its 5 x 5 layers (four sub-windows; tuning.WINOGRAD_WIDE_UNFROZEN_MIN_TILES: 512 on Intel's AVX-512
+    # CPUs, 64 elsewhere)
+    "conv2d 5x5 winograd": (*_conv(2), [(2, 32, 32, 32), (32, 32, 5, 5), (32,)], dict(padding=2)),
     # ... and its weight gradient's (tuning.WINOGRAD_WEIGHT_MIN_CHANNELS, WINOGRAD_WEIGHT_MIN_TILES: 128, 32 tiles)
     "conv2d winograd weight gradient": (*_conv(2), [(2, 128, 8, 8), (128, 128, 3, 3), (128,)], dict(padding=1)),
     # Winograd over the phase planes (tuning.PHASE_WINOGRAD_*: 48 output channels, 32 x 32 tiles)

@@ -95,10 +95,8 @@ def worthwhile(x_shape, weight_shape, groups, out_shape, frozen: bool) -> bool:
     if row_tile(weight_shape) == 1:
         return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_ROW_MIN_CHANNELS
                 and tiles >= tuning.WINOGRAD_ROW_MIN_TILES)
-    if wide:
-        least = tuning.WINOGRAD_WIDE_MIN_TILES if frozen else tuning.WINOGRAD_WIDE_UNFROZEN_MIN_TILES
-    else:
-        least = tuning.WINOGRAD_MIN_TILES if frozen else tuning.WINOGRAD_UNFROZEN_MIN_TILES
+    least = ((tuning.WINOGRAD_WIDE_MIN_TILES if frozen else tuning.WINOGRAD_WIDE_UNFROZEN_MIN_TILES) if wide
+             else tuning.WINOGRAD_MIN_TILES if frozen else tuning.WINOGRAD_UNFROZEN_MIN_TILES)
     return min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS and tiles >= least
 
 
