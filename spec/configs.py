@@ -101,6 +101,16 @@ PAIRED_LANES_CONFIGS = (
     # one position per sample, 7 samples: a whole strip whose results are stored straight from the accumulators
     ConvConfig(7, 1, 32, (3,), (3,)),
 )
+#: 1 x 1 convolutions over packed panels (``packed.py``): a plane of one whole block of 64 positions and a partial
+#: one, a task per block (few tasks), 5 output channels (a whole strip of 4 and a partial one); two chunks of 256
+#: positions (the second partial) in each of two groups' planes, dilation (one tap: no effect), whole strips; 2D and
+#: 3D planes
+PACKED_CONFIGS = (
+    ConvConfig(1, 2, 5, (66,), (1,)),
+    ConvConfig(2, 4, 4, (300,), (1,), dilation=(2,), groups=2),
+    ConvConfig(1, 3, 4, (8, 9), (1, 1)),
+    ConvConfig(1, 2, 3, (2, 4, 9), (1, 1, 1)),
+)
 #: sums long enough that one block's vectors over the sum outgrow the first-level cache (the blocked kernels'
 #: ``STRIPS_OUTER_MIN_BLOCK``), few enough blocks: the kernel's tasks take the strips outermost. 16 lanes summing
 #: 258 products (``lanes``); 64 positions summing 66 (``wide``); the 32-lane kernel's are

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNEL_FILES = {
     "cpu": ["numconv/kernels/cpu/activation.py", "numconv/kernels/cpu/conv.py", "numconv/kernels/cpu/conv_layout.py",
             "numconv/kernels/cpu/conv_cost.py", "numconv/kernels/cpu/conv_plan.py", "numconv/kernels/cpu/dense.py",
-            "numconv/kernels/cpu/loss.py", "numconv/kernels/cpu/norm.py", "numconv/kernels/cpu/pointwise.py",
+            "numconv/kernels/cpu/loss.py", "numconv/kernels/cpu/norm.py", "numconv/kernels/cpu/packed.py",
+            "numconv/kernels/cpu/pointwise.py",
             "numconv/kernels/cpu/pool.py", "numconv/kernels/cpu/blocked.py", "numconv/kernels/cpu/winograd.py",
             "numconv/kernels/cpu/winograd_kernels.py", "numconv/kernels/cpu/winograd_weight.py",
             "numconv/kernels/scalar.py"],

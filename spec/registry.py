@@ -28,7 +28,7 @@ from spec.cases import (
 from spec.check import Case, VersionsDiffer
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
-    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
+    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PACKED_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
     POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
@@ -153,6 +153,8 @@ ENTRIES = (
           tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case,
           PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
           backends=("cpu",)),

@@ -12,7 +12,7 @@ from llvmlite import binding
 
 import numconv.functional as F
 from numconv import vectors
-from numconv.kernels.cpu import blocked, codegen, launch, tuning, winograd, winograd_codegen, winograd_weight
+from numconv.kernels.cpu import blocked, codegen, launch, packed, tuning, winograd, winograd_codegen, winograd_weight
 from numconv.kernels.cpu import conv as cpu_conv
 from numconv.kernels.cpu import conv_cost, conv_layout, conv_plan
 from tests import naive
@@ -782,6 +782,69 @@ def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
         cpu_conv.conv_forward(x, weight, bias, out, *args)
         assert len(runs) == int(by_winograd)
         np.testing.assert_allclose(out[:, :, 0], reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
+    # NiN's 1 x 1 layers on 32 x 32 planes (a multiple of 1024 floats: tuning.PACKED_MIN_COLUMNS_ALIASED), 160 and 96
+    # output channels; their input gradients 192 and 160 input channels
+    ((32, 192, 32, 32), (160, 192, 1, 1), {}, SPLITS, SPLITS),
+    ((16, 160, 32, 32), (96, 160, 1, 1), {}, SPLITS, SPLITS),
+    ((16, 192, 32, 32), (32, 192, 1, 1), {}, False, SPLITS),  # too few output channels for the copy to pay
+    # on 8 x 8 (not aliased: tuning.PACKED_MIN_COLUMNS), 192 channels; NiN's last layer, 10 output channels
+    ((64, 192, 8, 8), (192, 192, 1, 1), {}, SPLITS, SPLITS),
+    ((64, 192, 8, 8), (10, 192, 1, 1), {}, False, SPLITS),
+    ((64, 32, 16, 16), (64, 32, 1, 1), {}, False, False),
+    # a plane shorter than a vector's positions; strided, padded and 3 x 3 layers are not 1 x 1 products
+    ((64, 192, 4, 4), (192, 192, 1, 1), {}, False, False),
+    ((32, 192, 32, 32), (160, 192, 1, 1), dict(stride=2), False, False),
+    ((32, 192, 32, 32), (160, 192, 1, 1), dict(padding=1), False, False),
+    ((32, 192, 32, 32), (160, 192, 3, 3), dict(padding=1), False, False),
+    # 3D and grouped: positions flattened, a product per group
+    ((8, 128, 8, 16, 16), (128, 128, 1, 1, 1), {}, SPLITS, SPLITS),
+    ((16, 192, 32, 32), (192, 96, 1, 1), dict(groups=2), SPLITS, SPLITS),
+])
+def test_1x1_layers_take_packed_panels_where_the_copy_pays(x_shape, w_shape, kwargs, forward, grad_input):
+    x5, w5 = _five(x_shape), _five(w_shape)
+    stride = (1,) + (kwargs.get("stride", 1),) * 2
+    padding = (0,) + (kwargs.get("padding", 0),) * 2
+    groups = kwargs.get("groups", 1)
+    out = tuple((x5[a] + 2 * padding[a - 2] - w5[a]) // stride[a - 2] + 1 for a in (2, 3, 4))
+    auto = cpu_conv._AUTOMATIC
+    assert cpu_conv._forward_route(x5, w5, out, stride, padding, (1, 1, 1), groups, auto, False).packed is forward
+    assert cpu_conv._use_packed(x5, w5, stride, padding, auto, w5[1]) is grad_input
+    # a forced formulation never takes them
+    forced = cpu_conv._Forced(algorithm="lanes")
+    assert not cpu_conv._forward_route(x5, w5, out, stride, padding, (1, 1, 1), groups, forced, False).packed
+
+
+def test_packed_panels_run_the_automatic_1x1_layers_where_they_pay(rng, monkeypatch):
+    """With the thresholds at one channel, every CPU's automatic forward pass and input gradient of a 1 x 1 layer
+    (two chunks of 256 positions, the second partial, in each of two groups) go through the packed panels, and give
+    the plain sums; a strided one does not."""
+    monkeypatch.setattr(tuning, "PACKED_MIN_COLUMNS", 1)
+    monkeypatch.setattr(tuning, "PACKED_MIN_COLUMNS_ALIASED", 1)
+    runs = []
+    products = packed.channel_products
+    monkeypatch.setattr(packed, "channel_products", lambda *args, **kw: runs.append(kw) or products(*args, **kw))
+    x = rng.standard_normal((2, 6, 1, 15, 21)).astype(np.float32)
+    w = rng.standard_normal((10, 3, 1, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(10).astype(np.float32)
+    args = ((1, 1, 1), (0, 0, 0), (1, 1, 1), 2)
+    out = np.full((2, 10, 1, 15, 21), np.nan, np.float32)
+    cpu_conv.conv_forward(x, w, bias, out, *args)
+    want = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1), [(0, 0), (0, 0)],
+                      (1, 1), 2)
+    np.testing.assert_allclose(out[:, :, 0], want, rtol=1e-5, atol=1e-5)
+    grad_output = rng.standard_normal(out.shape).astype(np.float32)
+    grad_input = np.full_like(x, np.nan)
+    cpu_conv.conv_grad_input(grad_output, w, grad_input, *args)
+    gathered = np.full_like(x, np.nan)
+    cpu_conv.conv_grad_input_gather(grad_output, w, gathered, *args)
+    np.testing.assert_allclose(grad_input, gathered, rtol=1e-5, atol=1e-5)
+    assert runs == [{"transposed": False}, {"transposed": True}]
+    strided = np.empty((2, 10, 1, 8, 11), np.float32)
+    cpu_conv.conv_forward(x, w, bias, strided, (1, 2, 2), (0, 0, 0), (1, 1, 1), 2)
+    assert len(runs) == 2
 
 
 def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):

@@ -66,6 +66,8 @@ OPS = {
     # Winograd over the phase planes (tuning.PHASE_WINOGRAD_*: 48 output channels, 32 x 32 tiles)
     "conv2d strided winograd": (*_conv(2), [(1, 3, 259, 259), (48, 3, 11, 11), (48,)], dict(stride=4, padding=1)),
     "conv2d grouped": (*_conv(2), [(1, 4, 7, 7), (6, 2, 3, 3), (6,)], dict(stride=2, groups=2)),
+    # a 1 x 1 layer over packed panels (``packed.py``; SETTINGS), its plane's last block partial
+    "conv2d 1x1 packed": (*_conv(2), [(2, 3, 9, 9), (4, 3, 1, 1), (4,)], {}),
     "conv3d": (*_conv(3), [(1, 2, 5, 6, 6), (3, 2, 3, 3, 3), (3,)], dict(padding=(1, 0, 1))),
     "conv3d winograd": (*_conv(3), [(1, 16, 4, 8, 8), (32, 16, 3, 3, 3), (32,)], dict(padding=1)),
     "linear": (F.linear, F.linear_backward, TF.linear, [(5, 7), (4, 7), (4,)], {}),
@@ -97,8 +99,10 @@ def test_inputs_that_only_the_phase_planes_zero_taps_read_stay_out_of_the_output
 
 
 #: the thresholds a row sets so that the automatic choice takes the kernel it names on every CPU (Intel's AVX-512 CPUs
-#: leave the Winograd weight gradient to the direct kernel: ``tuning.WINOGRAD_WEIGHT_MIN_CHANNELS``)
-SETTINGS = {"conv2d winograd weight gradient": {"WINOGRAD_WEIGHT_MIN_CHANNELS": 128}}
+#: leave the Winograd weight gradient to the direct kernel: ``tuning.WINOGRAD_WEIGHT_MIN_CHANNELS``; only they take
+#: the packed panels, and for more channels: ``tuning.PACKED_MIN_COLUMNS``)
+SETTINGS = {"conv2d winograd weight gradient": {"WINOGRAD_WEIGHT_MIN_CHANNELS": 128},
+            "conv2d 1x1 packed": {"PACKED_MIN_COLUMNS": 1, "PACKED_MIN_COLUMNS_ALIASED": 1}}
 
 
 def _rows():

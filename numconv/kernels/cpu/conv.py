@@ -69,7 +69,7 @@ import numpy as np
 from numba import prange
 
 from numconv.geometry import conv_output_size
-from numconv.kernels.cpu import tuning, winograd, winograd_weight
+from numconv.kernels.cpu import packed, tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
     SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, takes_paired, useful_shares,
 )
@@ -90,6 +90,7 @@ __all__ = [
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
+    "conv_forward_packed", "conv_grad_input_packed",
 ]
 
 _U = np.uint64
@@ -243,6 +244,7 @@ class _Forced:
     winograd: bool = False
     phase_winograd: bool = False
     phases: bool = False
+    packed: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -352,6 +354,10 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
     route = _forward_route(x.shape, weight.shape, out.shape[2:], tuple(stride), tuple(padding), tuple(dilation),
                            groups, forced, _is_frozen(weight))
+    if route.packed:
+        init = _zeros(weight.shape[0], x.dtype.str) if bias is None else bias
+        packed.channel_products(x, weight, init, out, groups, transposed=False)
+        return
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
     if route.winograd and (forced.winograd or _finite(x, weight)):
         winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
@@ -368,9 +374,11 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
 
 
 class _Route(NamedTuple):
-    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: Winograd, Winograd over the
-    phase planes, the blocked kernels over the phase planes (each where it applies and pays, and taken where the
-    data allow it), else the blocked kernels over ``layout``, whose padded buffer has ``slack`` more zeros."""
+    """The ways ``_conv_forward`` may take for one geometry, in the order it tries them: a 1 x 1 convolution over
+    packed panels, Winograd, Winograd over the phase planes, the blocked kernels over the phase planes (each where it
+    applies and pays, and taken where the data allow it), else the blocked kernels over ``layout``, whose padded
+    buffer has ``slack`` more zeros."""
+    packed: bool
     winograd: bool
     phase_winograd: bool
     phases: bool
@@ -384,9 +392,25 @@ def _forward_route(x_shape, weight_shape, out_spatial, stride, padding, dilation
     """The :class:`_Route` of a forward convolution, remembered per geometry and whether the weight is ``frozen``:
     deciding it took a fifth of a small convolution's call (NiN's 1 x 1 layers at batch 1)."""
     layout = forward_layout(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups)
-    return _Route(_use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced, frozen),
+    return _Route(_use_packed(x_shape, weight_shape, stride, padding, forced, weight_shape[0] // groups),
+                  _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced, frozen),
                   _use_phase_winograd(x_shape, weight_shape, out_spatial, stride, padding, dilation, groups, forced),
                   _use_phases(layout, x_shape, weight_shape, padding, forced), layout, _slack(layout, forced))
+
+
+def _use_packed(x_shape, weight_shape, stride, padding, forced: _Forced, columns: int) -> bool:
+    """A 1 x 1 convolution at stride 1 without padding (any dilation: one tap) over packed panels (``packed.py``)
+    where it pays, computing ``columns`` channels a group (``tuning.PACKED_MIN_COLUMNS``), or where forced (a
+    ValueError where forced but inapplicable). Its input gradient is one too, with the weight transposed."""
+    applies = (tuple(weight_shape[2:]) == (1, 1, 1) and tuple(stride) == (1, 1, 1)
+               and tuple(padding) == (0, 0, 0))
+    if forced.packed:
+        if not applies:
+            raise ValueError("the packed kernel computes 1 x 1 convolutions at stride 1 without padding only")
+        return True
+    plane = math.prod(x_shape[2:])
+    least = tuning.PACKED_MIN_COLUMNS_ALIASED if plane % tuning.ALIASED_PLANE == 0 else tuning.PACKED_MIN_COLUMNS
+    return forced == _AUTOMATIC and applies and plane >= tuning.WIDE_LANES and columns >= least
 
 
 def _phase_taps(kernel: int, stride: int) -> int:
@@ -568,6 +592,11 @@ def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, 
 
 def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, forced: _Forced):
     groups = int(groups)
+    if _use_packed(grad_input.shape, weight.shape, stride, padding, forced, weight.shape[1]):
+        # no zeros enter its sums (no padding, no absent taps): a NaN or an infinity spreads as in the plain sum
+        packed.channel_products(grad_output, weight, _zeros(grad_input.shape[1], grad_output.dtype.str),
+                                grad_input, groups, transposed=True)
+        return
     plan = grad_input_plan(grad_output.shape, weight.shape, grad_input.shape, tuple(stride), tuple(padding),
                             tuple(dilation), groups)
     automatic = not forced.algorithm and not forced.grad_input and not forced.winograd
@@ -811,6 +840,18 @@ def conv_grad_weight_winograd(grad_output, x, grad_weight, stride, padding, dila
     tap without depth padding), its sum over tiles split in two and one sample per pass; ValueError where it does not
     apply."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(winograd=True, chunks=2))
+
+
+def conv_forward_packed(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` of a 1 x 1 convolution at stride 1 without padding over packed panels of positions
+    (``packed.py``); ValueError where it does not apply."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(packed=True))
+
+
+def conv_grad_input_packed(grad_output, weight, grad_input, stride, padding, dilation, groups):
+    """``conv_grad_input`` of a 1 x 1 convolution at stride 1 without padding over packed panels of positions
+    (``packed.py``); ValueError where it does not apply."""
+    _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups, _Forced(packed=True))
 
 
 def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dilation, groups):

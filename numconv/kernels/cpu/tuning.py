@@ -119,6 +119,21 @@ SAMPLES_MAX_STRIPS = 2
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
+#: a 1 x 1 convolution at stride 1 without padding, and its input gradient, go to the blocked kernel over panels
+#: packed task by task (``packed.py``) where its product has at least this many output channels a group (of the
+#: input gradient: input channels), and planes of at least ``WIDE_LANES`` positions: the copy of a task's positions
+#: is repaid strip by strip. On Intel's AVX-512 CPUs (``vectors.splits_line_loads``), where it was measured; elsewhere
+#: never (AMD Zen 4 and 5 not measured). On an Intel Xeon, best of 7 in one process, packed over the better of
+#: ``lanes`` and ``wide``: 192 input channels on 8 x 8 at batch 64, 16 -> 128 output channels 1.28-1.40, 1.29, 0.98,
+#: 1.08, 0.86, 1.01, 192 0.83; 32 on 16 x 16, 48 -> 128 1.20, 1.26, 1.01, 0.96; NiN's 192 -> 192 on 16 x 16 4.4-4.7
+#: ms against 5.2-5.4 by ``wide``; 4 -> 32 output channels 1.1-2.3
+PACKED_MIN_COLUMNS = 128 if vectors.splits_line_loads() else math.inf
+#: ... or this many where a plane is a multiple of ``ALIASED_PLANE`` floats, whose rows, read in place, share the
+#: first-level cache's sets: 192 input channels on 32 x 32 at batch 16, 24 -> 128 output channels 0.94, 1.09-1.11,
+#: 0.79, 0.76, 0.77, 0.84; NiN's 192 -> 160 at batch 32 8.2-8.4 ms against 12.6 by ``wide``, at batch 1 0.26-0.29
+#: against 0.31-0.41, 160 -> 96 at batch 16 2.0 against 2.9
+PACKED_MIN_COLUMNS_ALIASED = 48 if vectors.splits_line_loads() else math.inf
+
 #: a forward pass with 3x3 or 5x5 windows at stride 1 in each plane goes to the fused Winograd kernel (``winograd.py``)
 #: when a group has at least this many output channels and sums at least this many products per transform element
 #: (sub-windows x input channels): measured 1.2-1.5x faster than ``lanes`` with 64 to 384
