@@ -48,7 +48,8 @@ ENVIRONMENT = {"cpu": {"NUMBA_DISABLE_JIT": "1"}, "cuda": {"NUMBA_ENABLE_CUDASIM
 
 def _other_registers_kernels() -> list[str]:
     """Patterns of the def lines of the generated CPU kernels sized for another count of vector registers than this
-    CPU's (excluding a def line excludes its whole function)."""
+    CPU's, and of the paired Winograd kernels where this CPU does not take them (excluding a def line excludes its
+    whole function)."""
     from numconv import vectors
     from numconv.kernels.cpu import blocked, codegen, winograd_kernels
 
@@ -57,6 +58,10 @@ def _other_registers_kernels() -> list[str]:
              for shape in shapes]
     names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]
+    from numconv.kernels.cpu import tuning
+
+    if not tuning.WINOGRAD_PAIRED:
+        names += [kernel.__name__ for kernel in winograd_kernels.PAIRED.values()]
     return [rf"def {name}(_tasks)?\(" for name in names]
 
 

@@ -551,18 +551,21 @@ def test_winograd_transforms_the_depth_of_3x3x3_windows_at_depth_stride_1(w_shap
 
 
 def _count_winograd_tasks(monkeypatch, tasks: list) -> None:
-    """Wrap the fused Winograd kernel this CPU runs so that each call appends ("winograd", its task count) to
-    ``tasks`` before it runs."""
+    """Wrap the fused 3 x 3 Winograd kernels this CPU runs (one block of output channels at a time, and two) so that
+    each call appends ("winograd", its task count) to ``tasks`` before it runs."""
     from numconv.kernels.cpu import winograd_kernels
 
-    fused = winograd_kernels.KERNELS[3, 3, winograd.WIDTH]
+    def counting(fused):
+        def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets,
+                              per_task, chunks, *rest):
+            tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
+            fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks,
+                  *rest)
+        return counting_winograd
 
-    def counting_winograd(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task,
-                          chunks, *rest):
-        tasks.append(("winograd", groups * chunks * -(-P.shape[0] * out.shape[2] * th * tw // per_task)))
-        fused(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, *rest)
-
-    monkeypatch.setitem(winograd_kernels.KERNELS, (3, 3, winograd.WIDTH), counting_winograd)
+    monkeypatch.setitem(winograd_kernels.KERNELS, (3, 3, winograd.WIDTH),
+                        counting(winograd_kernels.KERNELS[3, 3, winograd.WIDTH]))
+    monkeypatch.setitem(winograd_kernels.PAIRED, (3, 3), counting(winograd_kernels.PAIRED[3, 3]))
 
 
 def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, monkeypatch):

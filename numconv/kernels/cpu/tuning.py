@@ -119,6 +119,15 @@ SAMPLES_MAX_STRIPS = 2
 #: ``lanes`` is kept unless another formulation's estimate beats it by this factor
 ADVANTAGE = 1.05
 
+#: the fused Winograd kernel's products take two blocks of 16 output channels per broadcast number, in strips of 14
+#: tiles (``winograd_kernels.PAIRED``; 28 accumulators, 2 vector loads and 14 broadcasts per 28 multiply-adds, where
+#: one block takes 1 and 16 per 16), where a group has more than 16 output channels: on Intel's AVX-512 CPUs
+#: (``vectors.splits_line_loads``), where it was measured; AMD Zen 4 and 5 not measured. On an Intel Xeon, the fused
+#: kernel alone with a frozen weight, best of 5 x 3 in one process, two rounds, its time over one block's: AlexNet's
+#: third layer at batch 16 0.76-0.77, its fourth 0.77-0.79, its second 0.90-0.93; NiN's 96 -> 192 5 x 5 on 16 x 16 at
+#: batch 16 0.86-0.87, 192 -> 192 3 x 3 on 8 x 8 0.89-0.90; the video's 64 -> 128 3 x 3 x 3 0.82-0.83; 64 -> 48 on
+#: 10 x 10 at batch 4 (3 blocks) 0.98-1.00
+WINOGRAD_PAIRED = vectors.splits_line_loads()
 #: a 1 x 1 convolution at stride 1 without padding, and its input gradient, go to the blocked kernel over panels
 #: packed task by task (``packed.py``) where its product has at least this many output channels a group (of the
 #: input gradient: input channels), and planes of at least ``WIDE_LANES`` positions: the copy of a task's positions

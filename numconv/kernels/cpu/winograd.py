@@ -17,7 +17,9 @@ One call:
 3. ``_winograd_{rows}x{columns}_w{WIDTH}`` (``_winograd_3x3x3_w{WIDTH}``): per task (a group and ``per_task``
    tiles), the input transform into a per-thread buffer, the T channel sums by a 16 x ``WIDTH`` register-blocked
    product (``WIDTH`` as this CPU's vector registers allow: ``winograd_kernels.WIDTHS``), and the inverse transforms
-   (plus bias) into the output.
+   (plus bias) into the output; where ``tuning.WINOGRAD_PAIRED`` and a group has more than 16 output channels,
+   ``_winograd_{rows}x{columns}_w14x2`` (``winograd_kernels.PAIRED``), whose products take two blocks of 16 output
+   channels at a time.
 """
 from __future__ import annotations
 
@@ -204,10 +206,11 @@ def _pack_phases(x, groups, cblocks, pad_h, pad_w, stride_h, stride_w, phase_h, 
                     target[lane + np.uint64(j * 16)] = 0.0
 
 
-def _tiles_per_task(tiles: int, groups: int) -> int:
-    # two strips per task let a block of U serve twice from the first-level cache while V still fits the second
-    # (measured 5-30% faster on AlexNet's third layer), unless that leaves too few tasks for the threads
-    return 2 * WIDTH if groups * -(-tiles // (2 * WIDTH)) >= tuning.MIN_TASKS else WIDTH
+def _tiles_per_task(tiles: int, groups: int, width: int) -> int:
+    # two strips of ``width`` tiles per task let a block of U serve twice from the first-level cache while V still
+    # fits the second (measured 5-30% faster on AlexNet's third layer), unless that leaves too few tasks for the
+    # threads
+    return 2 * width if groups * -(-tiles // (2 * width)) >= tuning.MIN_TASKS else width
 
 
 def _chunks(tile_tasks: int, out_blocks: int, threads: int) -> int:
@@ -243,8 +246,11 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     tile_planes = -(-out_d // winograd_kernels.DEPTH_OUTPUTS) if depth else out_d
     tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
     tiles = batch * tile_planes * tiles_h * tiles_w
-    per_task = _tiles_per_task(tiles, groups)
     in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
+    # two blocks of output channels a product step where a group has two (``tuning.WINOGRAD_PAIRED``)
+    paired = tuning.WINOGRAD_PAIRED and out_blocks > 1 and key in winograd_kernels.PAIRED
+    width = winograd_kernels.PAIRED_WIDTH if paired else WIDTH
+    per_task = _tiles_per_task(tiles, groups, width)
     padded_in = in_blocks * _LANES
     dtype = x.dtype
     threads = numba.config.NUMBA_NUM_THREADS
@@ -275,9 +281,11 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
         (groups,))
     depth_arguments = () if depth else (stride_d, _depth_offsets(taps_d, dilation_d))
     run_vectorized(
-        winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed, lane_bias.reshape(-1), constants, out,
+        winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed,
+        lane_bias.reshape(-1), constants, out,
         groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks,
         workspace("winograd tiles", threads * elements * (per_task * reduction_taps * padded_in + _LANES),
                   dtype).reshape(threads, -1),
-        workspace("winograd sums", threads * elements * (per_task + 1) * _LANES, dtype).reshape(threads, -1),
+        workspace("winograd sums", threads * (1 + paired) * elements * (per_task + 1) * _LANES,
+                  dtype).reshape(threads, -1),
         workspace("winograd scratch", threads * winograd_kernels.SCRATCH[key] * _LANES, dtype).reshape(threads, -1))

@@ -67,6 +67,12 @@ TILE = 2
 #: columns (``codegen.SHAPES``): 16 x 16 accumulators in AVX-512's 32, 16 x 6 in AVX2's 16 (6 and 5 measured alike
 #: on an AMD Zen 3, 4 slower)
 WIDTHS = {32: 16, 16: 6}
+#: tiles per strip of the paired kernels (``conv_source``'s ``paired``: two blocks of 16 output channels per
+#: broadcast number, 28 accumulators), written for AVX-512's 32 registers and windows with rows of tiles (not the
+#: 1D ones); ``winograd.py`` takes them where ``tuning.WINOGRAD_PAIRED``. On an Intel Xeon, NiN's and AlexNet's
+#: layers, the fused kernel alone: 0.76-0.93 of the time of 16 tiles of one block; 8 tiles 0.92-0.98, 12 0.82-0.98;
+#: the 1D audio layer 1.02-1.03 with 12
+PAIRED_WIDTH = 14
 
 F = Fraction
 #: the 1D algorithms an axis of a window is split into: F(m, r) computes m outputs of r taps from m + r - 1 inputs
@@ -119,6 +125,11 @@ def kinds(rows: int, columns: int) -> list:
 def transform_elements(rows: int, columns: int) -> int:
     """The transform elements of all the kinds of a window (16 for 3 x 3, 49 for 5 x 5, 4 for 1 x 3)."""
     return sum(row.alpha * column.alpha for row, column, _ in kinds(rows, columns))
+
+
+def paired_name(rows: int, columns: int, depth: bool = False) -> str:
+    """The name of a window's paired fused kernel (``conv_source``)."""
+    return f"_winograd_{window_name(rows, columns, depth)}_w{PAIRED_WIDTH}x2"
 
 
 def window_name(rows: int, columns: int, depth: bool = False) -> str:
@@ -350,18 +361,21 @@ def depth_weights_source(rows: int, columns: int, consts: Constants) -> list:
     return L
 
 
-def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: bool = False) -> list:
+def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: bool = False, paired: bool = False
+                ) -> list:
     """The fused kernel of a window in a plane; with ``depth``, of a window of 3 depth taps at depth stride and
     dilation 1 whose depth axis is F(2, 3) too (``DEPTH``): its tiles are 2 output planes deep, an input tile's
     4 planes are first combined by BT along the depth into 4 plane tiles in S, each then transformed as a plane's,
-    and an output tile's sums are first combined by AT along the depth into 2 planes' in S."""
+    and an output tile's sums are first combined by AT along the depth into 2 planes' in S. With ``paired``, the
+    products take two blocks of 16 output channels at a time (``PAIRED_WIDTH``), their sums one after the other in M
+    (``paired_name``)."""
     parts = kinds(rows, columns)
     m_h, m = parts[0][0].m, TILE
     plane_elements = transform_elements(rows, columns)
     layers = DEPTH.alpha if depth else 1  # depth transform elements
     elements = plane_elements * layers
     W = width
-    name = f"_winograd_{window_name(rows, columns, depth)}_w{W}"
+    name = paired_name(rows, columns, depth) if paired else f"_winograd_{window_name(rows, columns, depth)}_w{W}"
     # S (SCRATCH runs of 16 per thread): an input tile's first pass, then each sub-window's first inverse pass in a
     # region of its own, then an edge tile's row; with a depth axis, from run ``deep`` on, an input tile's planes
     # combined along the depth (``layers`` x plane_elements runs), later an output tile's sums combined along it
@@ -480,26 +494,50 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
           f"+ tx * {m}) * 16)")
         e("                vat = np.uint64(j * reduction + kd * cpad + cb * 16)")
         plane_input(" " * 16, "pf", lambda r, s: f"base + np.uint64(({r} * wp + {s}) * 16)", "vat")
-    e("        # ---- per block of 16 output channels: the channel sums of every transform element, then the "
-      "inverse transforms")
-    e("        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):")
+    if paired:
+        e("        # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the "
+          "second block's")
+        e("        # in M after the first's; then each block's inverse transforms")
+        e("        ob_end = (chunk + 1) * oblocks // chunks")
+        e(f"        m_half = np.uint64({elements} * mrow * 16)")
+        e("        for pair in range(chunk * oblocks // chunks, ob_end, 2):")
+        e("            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once")
+    else:
+        e("        # ---- per block of 16 output channels: the channel sums of every transform element, then the "
+          "inverse transforms")
+        e("        for ob in range(chunk * oblocks // chunks, (chunk + 1) * oblocks // chunks):")
     e(f"            for t in range({elements}):")
-    e(f"                u_base = np.uint64(((g * oblocks + ob) * {elements} + t) * reduction * 16)")
+    e(f"                u_base = np.uint64(((g * oblocks + {'pair' if paired else 'ob'}) * {elements} + t) * reduction "
+      "* 16)")
+    if paired:
+        e(f"                u_next = u_base + np.uint64(second * {elements}) * np.uint64(reduction * 16)")
     e("                for j0 in range(0, per_task, " + str(W) + "):")
     e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)")
     for j in range(W):
         e(f"                    x{j} = v_base + np.uint64({j} * reduction)")
+    sums = ("a", "b") if paired else ("a",)
     for j in range(W):
-        e(f"                    a{j} = (" + ", ".join(["q0"] * LANES) + ")")
+        for a in sums:
+            e(f"                    {a}{j} = (" + ", ".join(["q0"] * LANES) + ")")
     e("                    for c in range(np.uint64(0), np.uint64(reduction)):")
     e("                        u_at = u_base + c * np.uint64(16)")
     e(f"                        w = load_run(U, u_at, {LANES})")
+    if paired:
+        e(f"                        w_next = load_run(U, u_next + c * np.uint64(16), {LANES})")
     for j in range(W):
         e(f"                        s = V[x{j} + c]")
-        e(f"                        a{j} = multiply_add_run(a{j}, w, s)")
+        for a, vector in zip(sums, ("w", "w_next")):
+            e(f"                        {a}{j} = multiply_add_run({a}{j}, {vector}, s)")
     e("                    m_at = np.uint64((t * mrow + j0) * 16)")
-    for j in range(W):
-        e(f"                    store_run(M, m_at + np.uint64({j * 16}), a{j})")
+    for a, at in zip(sums, ("m_at", "m_half + m_at")):
+        for j in range(W):
+            e(f"                    store_run(M, {at} + np.uint64({j * 16}), {a}{j})")
+    # the inverse transforms of a block, or of each of the pair's (its lines shifted in below)
+    if paired:
+        e("            for half in range(1 + second):")
+        e("                ob = pair + half")
+        e("                m_off = np.uint64(half) * m_half")
+    inverse_start = len(L)
     e("            o0 = g * group_out + ob * 16")
     e("            valid = min(16, group_out - ob * 16)")
     e(f"            lane_bias = load_run(bias, (g * oblocks + ob) * 16, {LANES})")
@@ -561,6 +599,9 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
     e(f"{indent}        for q in range(min({m}, ow - tx * {m})):")
     e(f"{indent}            for k in range(valid):")
     e(f"{indent}                of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]")
+    if paired:
+        L[inverse_start:] = [" " * 4 + line.replace("load_run(M, ", "load_run(M, m_off + ") if line else line
+                             for line in L[inverse_start:]]
     algorithm = " + ".join(f"F({row.m}x{column.m}, {row.taps}x{column.taps})" for row, column, _ in parts)
     if depth:
         summary = [f"out (N, O, OD, OH, OW) = bias + the convolution with a 3 x {rows} x {columns} window at depth "
@@ -585,9 +626,10 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
     tile_planes = f"((out.shape[2] + {DEPTH.m - 1}) // {DEPTH.m})" if depth else "out.shape[2]"
     L += ranges_loop(name, f"{params}, work_v, work_m, work_t",
                      summary + [f"``per_task`` a multiple of {W}; a task computes the blocks of 16 output channels of "
-                                "one of ``chunks`` shares.",
-                                f"work_v (threads, {v_size}), work_m (threads, {elements} * per_task * 16), work_t "
-                                f"(threads, {scratch} * 16):",
+                                "one of ``chunks`` shares" + (", two at a time." if paired else "."),
+                                f"work_v (threads, {v_size}), work_m (threads, "
+                                + (f"2 * {elements} * (per_task + 1) * 16" if paired else f"{elements} * per_task * 16")
+                                + f"), work_t (threads, {scratch} * 16):",
                                 "per-thread scratch, so that no task allocates (fresh pages fault)."],
                      f"groups * chunks * ((P.shape[0] * {tile_planes} * th * tw + per_task - 1) // per_task)",
                      f"{params}, work_v[tid], work_m[tid], work_t[tid]")
@@ -609,7 +651,9 @@ def module_source() -> str:
         *((depth_weights_source if depth else weights_source)(rows, columns, consts)
           for rows, columns, depth in windows),
         *(conv_source(rows, columns, width, consts, depth) for rows, columns, depth in windows
-          for width in WIDTHS.values()))]
+          for width in WIDTHS.values()),
+        *(conv_source(rows, columns, PAIRED_WIDTH, consts, depth, paired=True) for rows, columns, depth in windows
+          if rows > 1 or depth))]
     # each kernel loads the constants it uses (q0, zero, starts its sums)
     text = "\n".join(body.replace("__CONSTS__", "; ".join(
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
@@ -627,8 +671,9 @@ def module_source() -> str:
     return (HEADER + text + f"\n\nCONSTANTS = {[float(v) for v in consts.values]!r}\n"
             f"#: output tile side, and the lanes of the kernels' vectors\n"
             f"TILE, LANES = {TILE}, {LANES}\n"
-            f"#: tiles per strip per count of vector registers\n"
+            f"#: tiles per strip per count of vector registers, and of the paired kernels\n"
             f"WIDTHS = {WIDTHS!r}\n"
+            f"PAIRED_WIDTH = {PAIRED_WIDTH}\n"
             "#: the floats of a weight transform's scratch row per thread\n"
             f"WEIGHT_SCRATCH = {WEIGHT_SCRATCH}\n"
             "#: per window size along an axis: the parts it is split into, a tile's outputs along it, and how many "
@@ -645,7 +690,10 @@ def module_source() -> str:
             f"SCRATCH = {mapping(scratch_runs)}\n"
             f"WEIGHTS = {mapping(lambda r, c, d: '_weights_' + window_name(r, c, d))}\n"
             "KERNELS = {" + ", ".join(f"{key(*window) + (width,)}: _winograd_{window_name(*window)}_w{width}"
-                                      for window in windows for width in WIDTHS.values()) + "}\n")
+                                      for window in windows for width in WIDTHS.values()) + "}\n"
+            "#: per window with rows of tiles, its paired fused kernel\n"
+            "PAIRED = {" + ", ".join(f"{key(*window)}: {paired_name(*window)}" for window in windows
+                                     if window[0] > 1 or window[2]) + "}\n")
 
 
 def main() -> None:
