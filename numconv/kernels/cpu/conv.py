@@ -71,7 +71,8 @@ from numba import prange
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import packed, tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, best_use, lanes_shape, paired_shape, rows_shape, takes_paired, useful_shares,
+    SHAPES, algorithm, aliased_plane, best_use, lanes_shape, paired_shape, rows_shape, takes_paired,
+    useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables
@@ -409,7 +410,7 @@ def _use_packed(x_shape, weight_shape, stride, padding, forced: _Forced, columns
             raise ValueError("the packed kernel computes 1 x 1 convolutions at stride 1 without padding only")
         return True
     plane = math.prod(x_shape[2:])
-    least = tuning.PACKED_MIN_COLUMNS_ALIASED if plane % tuning.ALIASED_PLANE == 0 else tuning.PACKED_MIN_COLUMNS
+    least = tuning.PACKED_MIN_COLUMNS_ALIASED if aliased_plane(plane) else tuning.PACKED_MIN_COLUMNS
     return forced == _AUTOMATIC and applies and plane >= tuning.WIDE_LANES and columns >= least
 
 

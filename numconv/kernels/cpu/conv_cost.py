@@ -44,6 +44,12 @@ SHAPES = {"lanes": (tuning.LANES, tuning.COLUMNS), "rows": (tuning.LANES, tuning
            "wide": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS), "samples": (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)}
 
 
+def aliased_plane(positions: int) -> bool:
+    """Whether a plane of ``positions`` numbers is a multiple of ``tuning.ALIASED_PLANE``: the same position of its
+    channels then falls into the same few sets of the first-level cache."""
+    return positions % tuning.ALIASED_PLANE == 0
+
+
 def takes_paired(channels: int, reduction: int) -> bool:
     """Whether the ``lanes`` formulation runs the 32-lane kernel for groups of ``channels`` lane channels whose
     outputs each sum ``reduction`` products: where the channels fill 32-lane blocks as well as 16-lane ones and the
@@ -81,7 +87,7 @@ def useful_shares(layout: Layout) -> dict:
         used = min(layout.group_out, tuning.LANES)
         cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
         kernel = tuning.PAIRED_EFFICIENCY if lanes_shape(layout)[0] == tuning.PAIRED_LANES else 1.0
-        aliases = layout.plane % tuning.ALIASED_PLANE == 0 and layout.out_plane % tuning.ALIASED_PLANE == 0
+        aliases = aliased_plane(layout.plane) and aliased_plane(layout.out_plane)
         aliased = tuning.ALIASED_LANES if aliases else 1.0
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
                          * storing(tuning.LANES, used, cost))
