@@ -51,15 +51,13 @@ def _other_registers_kernels() -> list[str]:
     CPU's, and of the paired Winograd kernels where this CPU does not take them (excluding a def line excludes its
     whole function)."""
     from numconv import vectors
-    from numconv.kernels.cpu import blocked, codegen, winograd_kernels
+    from numconv.kernels.cpu import blocked, codegen, tuning, winograd_kernels
 
     mine = vectors.registers()
     names = [codegen.kernel_name(*shape) for registers, shapes in blocked.SHAPES.items() if registers != mine
              for shape in shapes]
     names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]
-    from numconv.kernels.cpu import tuning
-
     if not tuning.WINOGRAD_PAIRED:
         names += [kernel.__name__ for kernel in winograd_kernels.PAIRED.values()]
     return [rf"def {name}(_tasks)?\(" for name in names]

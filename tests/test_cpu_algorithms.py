@@ -730,6 +730,16 @@ def _counting_fills(monkeypatch):
     return fills
 
 
+def _layer_with_frozen_copy(rng, x_shape, w_shape):
+    """A float32 input, weight and bias of these shapes, and a frozen copy of the weight (``F.freeze``)."""
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    bias = rng.standard_normal(w_shape[0]).astype(np.float32)
+    frozen = w.copy()
+    F.freeze(frozen)
+    return x, w, bias, frozen
+
+
 #: variant -> (kernel, x shape, weight shape, stride, padding, groups): weights packed (lanes), transposed (rows),
 #: Winograd-transformed; a strided first layer's packed for the 32-lane kernel; one spread over its stride phases
 FROZEN_CASES = {
@@ -746,11 +756,7 @@ def test_frozen_weights_are_prepared_once_and_give_the_same_values(variant, rng,
     kernel, x_shape, w_shape, stride, padding, groups = FROZEN_CASES[variant]
     fills = _counting_fills(monkeypatch)
     run = getattr(cpu_conv, kernel)
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = rng.standard_normal(w_shape).astype(np.float32)
-    bias = rng.standard_normal(w_shape[0]).astype(np.float32)
-    frozen = w.copy()
-    F.freeze(frozen)
+    x, w, bias, frozen = _layer_with_frozen_copy(rng, x_shape, w_shape)
     args = (stride, padding, (1, 1, 1), groups)
     out_size = tuple((x_shape[a] + 2 * padding[a - 2] - w_shape[a]) // stride[a - 2] + 1 for a in (3, 4))
     want = np.empty((x_shape[0], w_shape[0], 1) + out_size, np.float32)
@@ -772,11 +778,7 @@ def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
     runs = []
     transform = winograd.conv_forward
     monkeypatch.setattr(winograd, "conv_forward", lambda *args: runs.append(args) or transform(*args))
-    x = rng.standard_normal((1, 64, 1, 8, 8)).astype(np.float32)
-    w = rng.standard_normal((64, 64, 1, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(64).astype(np.float32)
-    frozen = w.copy()
-    F.freeze(frozen)
+    x, w, bias, frozen = _layer_with_frozen_copy(rng, (1, 64, 1, 8, 8), (64, 64, 1, 3, 3))
     args = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
     reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
                            [(1, 1), (1, 1)], (1, 1), 1)
@@ -852,11 +854,7 @@ def test_packed_panels_run_the_automatic_1x1_layers_where_they_pay(rng, monkeypa
 
 def test_a_frozen_strided_weight_is_spread_over_its_phases_and_transformed_once(rng, monkeypatch):
     fills = _counting_fills(monkeypatch)
-    x = rng.standard_normal((2, 3, 1, 23, 21)).astype(np.float32)
-    w = rng.standard_normal((32, 3, 1, 11, 11)).astype(np.float32)
-    bias = rng.standard_normal(32).astype(np.float32)
-    frozen = w.copy()
-    F.freeze(frozen)
+    x, w, bias, frozen = _layer_with_frozen_copy(rng, (2, 3, 1, 23, 21), (32, 3, 1, 11, 11))
     args = ((1, 4, 4), (0, 1, 0), (1, 1, 1), 1)
     want = np.empty((2, 32, 1, 4, 3), np.float32)
     cpu_conv.conv_forward_phase_winograd(x, w, bias, want, *args)
