@@ -283,11 +283,13 @@ TILE_CONFIGS = (
 )
 
 #: the average's backward by the CPU's phases route (``numconv.kernels.cpu.pool.PHASE_WINDOWS``: rows of 16 outputs or
-#: more): AlexNet's 3 x 3 of stride 2, padded, over an odd row (a column past the whole groups of two), and a 4 x 4
-#: of stride 2 whose input slices two output depths cover, its last window overhanging the row (ceil_mode)
+#: more): AlexNet's 3 x 3 of stride 2, padded, over an odd row (a column past the whole groups of two); a 4 x 4
+#: of stride 2 whose input slices two output depths cover, its last window overhanging the row (ceil_mode); and a
+#: window one row high of stride 2 along H, whose odd rows no tap reaches
 POOL_PHASE_CONFIGS = (
     PoolConfig(1, 1, (5, 35), (3, 3), (2, 2), (1, 1)),
     PoolConfig(1, 1, (3, 4, 34), (2, 4, 4), (1, 2, 2), ceil_mode=True),
+    PoolConfig(1, 1, (4, 33), (1, 3), (2, 2)),
 )
 
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's

@@ -166,11 +166,12 @@ def test_each_window_taken_whole_meets_torch_on_long_rows(window, rng):
 
 
 def _ordered_avg_backward(g, x_shape, kernel, stride, padding):
-    """The average's backward as documented, to the last bit: each input's terms (its windows' gradient / the
-    window's size, padding counted, in float64) summed in output order from 0.0, and rounded once."""
+    """The average's backward as documented, to the last bit: each input's terms (its windows' gradient times the
+    float64 reciprocal of the window's size, padding counted) summed in float64 in output order from 0.0, and
+    rounded once."""
     ndim = len(kernel)
     grad = np.zeros(x_shape[:2] + tuple(s + 2 * p for s, p in zip(x_shape[2:], padding)), np.float64)
-    shares = g.astype(np.float64) / float(np.prod(kernel))
+    shares = g.astype(np.float64) * (1.0 / float(np.prod(kernel)))
     for out in np.ndindex(*g.shape[2:]):
         window = tuple(slice(o * s, o * s + k) for o, s, k in zip(out, stride, kernel))
         grad[(slice(None), slice(None)) + window] += shares[(slice(None), slice(None)) + out][(...,) + (None,) * ndim]

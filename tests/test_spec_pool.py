@@ -72,9 +72,8 @@ def test_every_window_of_the_average_backward_phases_route_meets_the_spec():
 
     checked = set()
     for kernel, stride, _, _, _, out_w in _pool_geometries("avg_pool_backward"):
-        literals = _phase_window((1, 1, out_w), kernel, stride)
-        if literals is not None:
-            checked.add(tuple(len(literal) for literal in literals))
+        if _phase_window((1, 1, out_w), kernel, stride) is not None:
+            checked.add(((kernel[2] - 1) // stride[2] + 1, stride[2]))
     assert set(PHASE_WINDOWS) <= checked, set(PHASE_WINDOWS) - checked
 
 

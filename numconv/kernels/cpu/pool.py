@@ -31,10 +31,12 @@ each of their windows in a float64 register, and every other window of the route
 once.
 
 The average's backward takes a tiling route where the windows tile the input (``TILE_WIDTHS``): each input's
-gradient is then its one window's share, spread over the window's rows. Elsewhere, over long rows, each input row
-sums the shares of the output rows that cover it: by stride phases of its columns where the window is one of
-``PHASE_WINDOWS`` (AlexNet's 3 x 3 of stride 2: each phase reads contiguous shares, and the phases are stored
-interleaved), else from rows of shares spread at the stride with zeros between, a tap at a time.
+gradient is then its one window's share, spread over the window's rows. Elsewhere, over long rows: where the window
+is one of ``PHASE_WINDOWS`` (AlexNet's 3 x 3 of stride 2), by stride phases of the rows and the columns, each pair of
+taps adding its shares to every input of a phase in one long run (the shares sit in rows with zeros around, so that
+one offset reaches them all), and the phases are stored interleaved; else each input row sums the shares of the
+output rows that cover it, from rows of shares spread at the stride with zeros between, a tap at a time. A share is
+the gradient times the float64 reciprocal of its window's size (``_share_reciprocals``).
 
 The tasks compile with NumPy's error model, as the parallel loops that call them do (``_task``).
 """
@@ -108,6 +110,8 @@ _PASS = 6
 #: a pass that ends at its block's last row runs on to a multiple of this many positions (past the block's end,
 #: into scratch that nothing reads, where the input allows it): no scalar remainder after LLVM's vector loop
 ROUND_UP = 32
+#: float64 lanes of a 512-bit vector: the phases route's rows of shares are a whole number of them
+VECTOR = 8
 
 #: each parallel kernel's work per task: compiled with NumPy's error model (a division by zero gives an infinity or a
 #: NaN), as the parallel loops are; Python's checks every division for a zero divisor, a branch that keeps LLVM from
@@ -962,6 +966,21 @@ def _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_i
 
 
 @lru_cache(maxsize=256)
+def _share_reciprocals(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad) -> np.ndarray:
+    """(OD, OH, OW): 1 / the window's size (``_divisors``) of each output, rounded to float64, the factor of its
+    gradient's share in the average's backward. A multiplication where a division per output took a sixth of
+    AlexNet's backward; for one term (the tiling route) the float32 rounding of the float64 product equals that of
+    the float64 quotient for every window smaller than 2 ** 27 (a quotient of a float32 by an integer lies at least
+    2 ** -25 / size, relatively, from a float32 rounding boundary, the product within 2 ** -52 of it)."""
+    divisors = _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad)
+    sizes = divisors[0, :out_shape[0], None, None] * divisors[1, None, :out_shape[1], None] \
+        * divisors[2, None, None, :out_shape[2]]
+    reciprocals = 1.0 / sizes
+    reciprocals.flags.writeable = False
+    return reciprocals
+
+
+@lru_cache(maxsize=256)
 def _divisors_and_inverses(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad) -> tuple:
     """(``_divisors``, their inverses where every size is a power of two (unused entries 0), else an empty array)."""
     divisors = _divisors(in_shape, out_shape, kernel, stride, padding, padding_end, count_include_pad)
@@ -1132,11 +1151,12 @@ def _spread_run(spread, start, total, count, taps):
 
 
 @_task
-def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, padding, divisors, inner, scratch,
+def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, padding, reciprocals, inner, scratch,
                        spread, window_rows, window_taps):
-    """avg_pool_backward over task ``task`` of ``tasks``' planes: each input's terms (its windows' gradient / window
-    size) summed in float64, in output order, and rounded once. ``window_rows`` and ``window_taps`` are tuples whose
-    lengths are the window's height and width where the loops take it whole (else empty).
+    """avg_pool_backward over task ``task`` of ``tasks``' planes: each input's terms (its windows' gradient times
+    ``reciprocals``, ``_share_reciprocals``) summed in float64, in output order, and rounded once. ``window_rows``
+    and ``window_taps`` are tuples whose lengths are the window's height and width where the loops take it whole
+    (else empty).
 
     Short rows (``spread`` empty): output row by output row, each share is added to the inputs of its window in a
     float64 copy of the input depth slice (``inner``: the output rows [0, 1) and columns [2, 3) whose windows lie
@@ -1164,12 +1184,11 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
                     total[f] = 0.0
                 for od in range(d_lo, d_hi):
                     for oh in range(out_h):
-                        size = divisors[0, od] * divisors[1, oh]
                         row = (od * out_h + oh) * out_w
                         origin = (oh * stride[1] - padding[1]) * in_w - padding[2]
                         inside = inner[0] <= oh < inner[1]
                         for ow in range(out_w):
-                            share = source[row + ow] / (size * divisors[2, ow])
+                            share = source[row + ow] * reciprocals[od, oh, ow]
                             if inside and inner[2] <= ow < inner[3]:
                                 at = np.uint64(origin + ow * stride[2])
                                 for r in range(height):
@@ -1195,10 +1214,9 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
                     line = lines[oh]
                     for i in range(np.uint64(length)):
                         line[i] = 0.0
-                    size = divisors[0, od] * divisors[1, oh]
                     row = (od * out_h + oh) * out_w
                     for ow in range(out_w):
-                        line[margin + ow * stride[2]] = source[row + ow] / (size * divisors[2, ow])
+                        line[margin + ow * stride[2]] = source[row + ow] * reciprocals[od, oh, ow]
             for i_h in range(in_h):
                 h_lo, h_hi = covering_output_range(i_h, kernel[1], stride[1], padding[1], out_h)
                 for i in range(np.uint64(in_w)):
@@ -1216,11 +1234,11 @@ def _avg_backward_task(grad_output, grad_input, task, tasks, kernel, stride, pad
 
 
 @parallel_kernel(cache=True)
-def _avg_backward_tasks(grad_output, grad_input, kernel, stride, padding, divisors, inner, scratch, spread,
+def _avg_backward_tasks(grad_output, grad_input, kernel, stride, padding, reciprocals, inner, scratch, spread,
                         window_rows, window_taps):
     tasks = scratch.shape[0]
     for task in prange(tasks):
-        _avg_backward_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, divisors, inner,
+        _avg_backward_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, reciprocals, inner,
                            scratch, spread, window_rows, window_taps)
 
 
@@ -1233,86 +1251,125 @@ def _tile_width(kernel, stride, padding, padding_end):
 
 
 def _phase_window(out_shape, kernel, stride):
-    """The phases route's window (``PHASE_WINDOWS``) as literals, two tuples of zeros as long as the taps of a phase
-    at most and the stride along W; None where the route does not apply (rows of fewer than ``SHORT_ROW``
-    outputs, or another window)."""
+    """The phases route's stride along W (``PHASE_WINDOWS``) as a literal, a tuple of that many zeros; None where the
+    route does not apply (rows of fewer than ``SHORT_ROW`` outputs, or another window)."""
     taps, steps = (kernel[2] - 1) // stride[2] + 1, stride[2]
     if out_shape[2] < SHORT_ROW or (taps, steps) not in PHASE_WINDOWS:
         return None
-    return (0,) * taps, (0,) * steps
+    return (0,) * steps
+
+
+@lru_cache(maxsize=256)
+def _phase_layout(in_shape, out_shape, kernel, stride, padding) -> tuple:
+    """The phases route's scratch (``_avg_backward_phases_task``): (rows of a block of shares, their ``pitch``, the
+    float64 totals of a task). Rows are a whole number of vectors; every run is ``_phase_run`` long, so a block's
+    rows reach from the first tap's reach above output row 0 to the last input row's reach, and one row and a run's
+    rounding more, which runs read past their last row and past the last block."""
+    reach = []
+    for axis in (1, 2):
+        extent = []
+        for phase in range(stride[axis]):
+            _, shift = phase_taps(phase, kernel[axis], stride[axis], padding[axis])
+            extent.append(-(-(in_shape[axis] - phase) // stride[axis]) + shift)
+        reach.append((kernel[axis] - 1) // stride[axis] + max(out_shape[axis], *extent))
+    pitch = -(-reach[1] // VECTOR) * VECTOR
+    rows = -(-in_shape[1] // stride[1])
+    lines = reach[0] + 1 + -(-ROUND_UP // pitch)
+    return lines, pitch, stride[2] * _phase_run(rows, pitch)
+
+
+@njit(cache=True, inline="always")
+def _phase_run(rows, pitch):
+    """A run of the phases route over ``rows`` rows of ``pitch``, rounded up to ``ROUND_UP`` positions (no scalar
+    remainder after LLVM's vector loop)."""
+    return -(-rows * pitch // ROUND_UP) * ROUND_UP
+
+
+@njit(cache=True, inline="always")
+def _add_run(total, start, shares, offset, count, first):
+    """total[start + i] (+)= shares[start + offset + i] for i in [0, count): assigned where ``first``, else added."""
+    if first:
+        for i in range(np.uint64(count)):
+            total[np.uint64(start) + i] = shares[np.uint64(start + offset) + i]
+    else:
+        for i in range(np.uint64(count)):
+            total[np.uint64(start) + i] += shares[np.uint64(start + offset) + i]
 
 
 @_task
-def _avg_backward_phases_task(grad_output, grad_input, task, tasks, kernel, stride, padding, divisors, scratch,
-                              lines, window_taps, window_steps):
-    """avg_pool_backward by the phases route over task ``task`` of ``tasks``' planes (``_phase_window``): for each
-    input depth slice, the shares of each output row that covers it (``lines[task]``, contiguous, zeros around);
-    then, input row by input row, each stride phase of its columns in a float64 row of ``scratch``, adding per
-    covering output row a contiguous run of shares per tap, the taps from the last (the outputs in order), every
-    tap in one pass where the phase has them all; the phases then stored interleaved."""
+def _avg_backward_phases_task(grad_output, grad_input, task, tasks, kernel, stride, padding, reciprocals, scratch,
+                              lines, pitch, window_steps):
+    """avg_pool_backward by the phases route over task ``task`` of ``tasks``' planes (``_phase_window``).
+
+    For each input depth slice, the shares of each output depth that covers it go into ``lines[task]`` (one block of
+    rows per output depth, rows ``pitch`` long, share (oh, ow) at row ``top + oh``, column ``left + ow``, zeros
+    around: written once per task, never overwritten). An input (ph_h + s_h a, ph_w + s_w m) of stride phases
+    (ph_h, ph_w) is reached by the phase's taps (``phase_taps``) j_h, j_w through output (a + shift_h - j_h,
+    m + shift_w - j_w): for one pair of taps that is one offset into the shares for every (a, m), so each pair adds
+    its shares to all of the phases' inputs in one long run (``scratch[task]``: a row of ``pitch`` per a, a block
+    per phase along W), output depths first, then the taps from the last (the outputs in order). A run covers every
+    column of its rows, and the columns past a phase's inputs take junk that is never stored. Each row of a phase
+    along H is then stored interleaving the phases along W."""
     planes = grad_output.shape[0] * grad_output.shape[1]
     out_d, out_h, out_w = grad_output.shape[2], grad_output.shape[3], grad_output.shape[4]
     in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
-    taps, steps = len(window_taps), len(window_steps)
+    steps = len(window_steps)
     sources, targets = grad_output.reshape(-1), grad_input.reshape(-1)
     total = scratch[task]
-    columns = scratch.shape[1] // steps
     shares = lines[task].reshape(-1)
-    length = lines.shape[3]
-    margin = taps - 1
+    block = lines.shape[2] * pitch
+    top, left = (kernel[1] - 1) // stride[1], (kernel[2] - 1) // stride[2]
+    phase_size = total.size // steps
     groups = in_w // steps
+    for i in range(np.uint64(shares.size)):
+        shares[i] = 0.0
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         for i_d in range(in_d):
-            target = np.uint64((plane * in_d + i_d) * in_h * in_w)
             d_lo, d_hi = covering_output_range(i_d, kernel[0], stride[0], padding[0], out_d)
             for od in range(d_lo, d_hi):
                 for oh in range(out_h):
-                    size = divisors[0, od] * divisors[1, oh]
-                    row = np.uint64(((od - d_lo) * out_h + oh) * length)
+                    at = np.uint64((od - d_lo) * block + (top + oh) * pitch + left)
                     source = np.uint64(((plane * out_d + od) * out_h + oh) * out_w)
-                    for i in range(np.uint64(margin)):
-                        shares[row + i] = 0.0
+                    row_reciprocals = reciprocals[od, oh]
                     for ow in range(np.uint64(out_w)):
-                        shares[row + np.uint64(margin) + ow] = sources[source + ow] / (size * divisors[2, ow])
-                    for i in range(np.uint64(margin + out_w), np.uint64(length)):
-                        shares[row + i] = 0.0
-            for i_h in range(in_h):
-                h_lo, h_hi = covering_output_range(i_h, kernel[1], stride[1], padding[1], out_h)
-                for phase in range(steps):
-                    tap_count, shift = phase_taps(phase, kernel[2], steps, padding[2])
-                    base = np.uint64(phase * columns)
-                    phase_columns = np.uint64((in_w - phase + steps - 1) // steps)
-                    for m in range(phase_columns):
-                        total[base + m] = 0.0
+                        shares[at + ow] = sources[source + ow] * row_reciprocals[ow]
+            target = (plane * in_d + i_d) * in_h * in_w
+            for phase_h in range(stride[1]):
+                rows = (in_h - phase_h + stride[1] - 1) // stride[1]
+                run = _phase_run(rows, pitch)
+                taps_h, shift_h = phase_taps(phase_h, kernel[1], stride[1], padding[1])
+                for phase_w in range(steps):
+                    taps_w, shift_w = phase_taps(phase_w, kernel[2], steps, padding[2])
+                    base = phase_w * phase_size
+                    first = True
                     for od in range(d_lo, d_hi):
-                        for oh in range(h_lo, h_hi):
-                            # tap j of the phase reads output m + shift - j: its share at start - j + m
-                            start = np.uint64(((od - d_lo) * out_h + oh) * length + margin + shift)
-                            if tap_count == taps:
-                                for m in range(phase_columns):
-                                    current = total[base + m]
-                                    for t in range(taps):
-                                        current += shares[start - np.uint64(taps - 1 - t) + m]
-                                    total[base + m] = current
-                                continue
-                            for j in range(tap_count - 1, -1, -1):
-                                for m in range(phase_columns):
-                                    total[base + m] += shares[start - np.uint64(j) + m]
-                at = target + np.uint64(i_h * in_w)
-                for m in range(np.uint64(groups)):
-                    for phase in range(steps):
-                        targets[at + m * np.uint64(steps) + np.uint64(phase)] = total[np.uint64(phase * columns) + m]
-                for i_w in range(groups * steps, in_w):
-                    targets[at + np.uint64(i_w)] = total[(i_w % steps) * columns + i_w // steps]
+                        for j_h in range(taps_h - 1, -1, -1):
+                            for j_w in range(taps_w - 1, -1, -1):
+                                offset = (od - d_lo) * block + (top + shift_h - j_h) * pitch + left + shift_w - j_w \
+                                    - base
+                                _add_run(total, base, shares, offset, run, first)
+                                first = False
+                    if first:
+                        for i in range(np.uint64(run)):
+                            total[np.uint64(base) + i] = 0.0
+                for a in range(rows):
+                    at = np.uint64(target + (phase_h + stride[1] * a) * in_w)
+                    row = np.uint64(a * pitch)
+                    for m in range(np.uint64(groups)):
+                        for phase in range(steps):
+                            targets[at + m * np.uint64(steps) + np.uint64(phase)] = \
+                                total[np.uint64(phase * phase_size) + row + m]
+                    for i_w in range(groups * steps, in_w):
+                        targets[at + np.uint64(i_w)] = total[(i_w % steps) * phase_size + a * pitch + i_w // steps]
 
 
 @parallel_kernel(cache=True)
-def _avg_backward_phases(grad_output, grad_input, kernel, stride, padding, divisors, scratch, lines, window_taps,
+def _avg_backward_phases(grad_output, grad_input, kernel, stride, padding, reciprocals, scratch, lines, pitch,
                          window_steps):
     tasks = scratch.shape[0]
     for task in prange(tasks):
-        _avg_backward_phases_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, divisors,
-                                  scratch, lines, window_taps, window_steps)
+        _avg_backward_phases_task(grad_output, grad_input, np.int64(task), tasks, kernel, stride, padding, reciprocals,
+                                  scratch, lines, pitch, window_steps)
 
 
 @njit(cache=True, inline="always")
@@ -1324,11 +1381,11 @@ def _spread_shares(shares, target, at, count, width):
 
 
 @_task
-def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, divisors, scratch, window_taps):
+def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, reciprocals, scratch, window_taps):
     """avg_pool_backward by the tiling route over task ``task`` of ``tasks``' planes: each output row's shares
-    (gradient / window size, in float64, in its float64 row of ``scratch``) spread over the rows of its windows, and
-    zeros where no window reaches (floor mode's last inputs). One term per input: the rounding of the general path's
-    float64 sum."""
+    (gradient times ``reciprocals``, in float64, in its float64 row of ``scratch``) spread over the rows of its
+    windows, and zeros where no window reaches (floor mode's last inputs). One term per input: the rounding of the
+    general path's float64 sum, and of the float64 quotient (``_share_reciprocals``)."""
     planes, out_d, out_h, out_w = grad_output.shape[0] * grad_output.shape[1], grad_output.shape[2], \
         grad_output.shape[3], grad_output.shape[4]
     in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
@@ -1340,10 +1397,10 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, divis
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         for od in range(out_d):
             for oh in range(out_h):
-                size = divisors[0, od] * divisors[1, oh]
                 source = ((plane * out_d + od) * out_h + oh) * out_w
+                row_reciprocals = reciprocals[od, oh]
                 for v in range(np.uint64(out_w)):
-                    shares[v] = sources[np.uint64(source) + v] / (size * divisors[2, v])
+                    shares[v] = sources[np.uint64(source) + v] * row_reciprocals[v]
                 for i_d in range(od * kernel[0], min((od + 1) * kernel[0], in_d)):
                     for i_h in range(oh * kernel[1], min((oh + 1) * kernel[1], in_h)):
                         row = ((plane * in_d + i_d) * in_h + i_h) * in_w
@@ -1359,39 +1416,36 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, divis
 
 
 @parallel_kernel(cache=True)
-def _avg_backward_tiles(grad_output, grad_input, kernel, divisors, scratch, window_taps):
+def _avg_backward_tiles(grad_output, grad_input, kernel, reciprocals, scratch, window_taps):
     tasks = scratch.shape[0]
     for task in prange(tasks):
-        _avg_backward_tiles_task(grad_output, grad_input, np.int64(task), tasks, kernel, divisors, scratch,
+        _avg_backward_tiles_task(grad_output, grad_input, np.int64(task), tasks, kernel, reciprocals, scratch,
                                  window_taps)
 
 
 def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     """grad_input[i] = sum over the windows containing i of grad_output / window size.
 
-    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten. Each input's terms are summed in
-    float64, in output order, and rounded once.
+    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten. Each input's terms, its windows'
+    gradients times the float64 reciprocal of the window's size (``_share_reciprocals``), are summed in float64, in
+    output order, and rounded once.
     """
     window = _ints(kernel), _ints(stride), _ints(padding)
     in_shape, out_shape = _ints(grad_input.shape[2:]), _ints(grad_output.shape[2:])
-    divisors = _divisors(in_shape, out_shape, *window, _ints(padding_end), bool(count_include_pad))
+    reciprocals = _share_reciprocals(in_shape, out_shape, *window, _ints(padding_end), bool(count_include_pad))
     tasks = min(grad_output.shape[0] * grad_output.shape[1], TASKS)
     tile_width = _tile_width(*window, padding_end)
     if tile_width is not None:
-        _avg_backward_tiles(grad_output, grad_input, window[0], divisors, np.empty((tasks, out_shape[2]), np.float64),
-                            tile_width)
+        _avg_backward_tiles(grad_output, grad_input, window[0], reciprocals,
+                            np.empty((tasks, out_shape[2]), np.float64), tile_width)
         return
     # the long-row routes keep one set of rows of shares per output depth that covers an input depth slice
     depths = -(-window[0][0] // window[1][0])
     phase_window = _phase_window(out_shape, *window[:2])
     if phase_window is not None:
-        # a row of shares: the first tap's reach left of output 0, the outputs, and on to the last column's reach
-        taps, steps = len(phase_window[0]), len(phase_window[1])
-        columns = -(-in_shape[2] // steps)
-        length = taps - 1 + max(out_shape[2], columns + (steps - 1 + window[2][2]) // steps)
-        lines = np.empty((tasks, depths, out_shape[1], length), np.float64)
-        _avg_backward_phases(grad_output, grad_input, *window, divisors, np.empty((tasks, steps * columns), np.float64),
-                             lines, *phase_window)
+        lines, pitch, totals = _phase_layout(in_shape, out_shape, *window)
+        _avg_backward_phases(grad_output, grad_input, *window, reciprocals, np.empty((tasks, totals), np.float64),
+                             np.empty((tasks, depths, lines, pitch), np.float64), pitch, phase_window)
         return
     height, width = window[0][1], window[0][2]
     whole = ((0,) * height, (0,) * width) if any(w[:2] == (height, width) for w in WHOLE_WINDOWS) else ((), ())
@@ -1404,7 +1458,7 @@ def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_
         scratch = np.empty((tasks, in_shape[2]), np.float64)
         spread = np.empty((tasks, depths, out_shape[1], length), np.float64)
         inner = np.zeros(4, np.int64)
-    _avg_backward_tasks(grad_output, grad_input, *window, divisors, inner, scratch, spread, *whole)
+    _avg_backward_tasks(grad_output, grad_input, *window, reciprocals, inner, scratch, spread, *whole)
 
 
 @lru_cache(maxsize=256)

@@ -172,14 +172,16 @@ def _avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding
             for ow in range(w_lo, w_hi):
                 div_w = avg_pool_divisor(ow, in_w, kernel[2], stride[2], padding[2], padding_end[2],
                                          count_include_pad)
-                total += grad_output[n, c, od, oh, ow] / (div_d * div_h * div_w)
+                total += grad_output[n, c, od, oh, ow] * (1.0 / (div_d * div_h * div_w))
     grad_input[n, c, i_d, ih, iw] = total
 
 
 def avg_pool_backward(grad_output, grad_input, kernel, stride, padding, padding_end, count_include_pad):
     """grad_input[i] = sum over the windows containing i of grad_output / window size.
 
-    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    grad_output (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten. Each input's terms, its windows'
+    gradients times the float64 reciprocal of the window's size, are summed in float64, in output order, and rounded
+    once, as on the CPU.
     """
     launch_flat(_avg_pool_backward, grad_input.size, grad_output, grad_input, kernel, stride, padding, padding_end,
                 bool(count_include_pad))
