@@ -187,8 +187,14 @@ def _both_versions(kernel: Callable) -> Callable:
     """``kernel`` called twice, every parallel loop it reaches first on one thread, then parallel
     (``numconv.kernels.cpu.parallel``: the spec's arrays are small, so that a call would otherwise run the one-thread
     versions alone); the second call's results are returned, and the first's must equal them, NaN for NaN
-    (``VersionsDiffer`` otherwise)."""
+    (``VersionsDiffer`` otherwise). With Numba's JIT disabled (the coverage measurement, ``spec/coverage.py``) both
+    versions are the same Python function, and ``kernel`` is called once."""
+    from numba.core import config
+
     from numconv.kernels.cpu.parallel import every_call
+
+    if config.DISABLE_JIT:
+        return kernel
 
     def call(*args):
         copies = _arrays_replaced(args, np.copy)
