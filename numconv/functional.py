@@ -179,13 +179,15 @@ def _conv_window(in_shape, weight_shape, stride, padding, dilation, groups) -> t
 _conv_call = functools.lru_cache(maxsize=256)(_conv_window)
 
 
-def _conv(x, weight, bias, stride, padding, dilation, groups, ndim):
+def _conv(x, weight, bias, stride, padding, dilation, groups, ndim, relu=False):
     x, weight, bias, out_shape, args = _conv_setup(x, weight, bias, stride, padding, dilation, groups, ndim)
     backend = backend_of(x, weight, bias)
+    kernel = kernels(backend).conv
+    forward = kernel.conv_forward_relu if checks.flag(relu, "relu") else kernel.conv_forward
     out = empty(out_shape, x.dtype, backend)
     if bias is None:
         bias = zeros(weight.shape[0], x.dtype, backend)
-    kernels(backend).conv.conv_forward(_as_3d_spatial(x), _as_3d_spatial(weight), bias, _as_3d_spatial(out), *args)
+    forward(_as_3d_spatial(x), _as_3d_spatial(weight), bias, _as_3d_spatial(out), *args)
     return out
 
 
@@ -208,22 +210,23 @@ def _conv_backward(grad_output, x, weight, bias, stride, padding, dilation, grou
     return grad_input, grad_weight, grad_bias
 
 
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, relu=False):
     """1D convolution (cross-correlation, as in PyTorch). input (N, C, L); weight (O, C // groups, K); bias (O,)
-    or None. ``padding`` is an int, a 1-tuple, 'valid' or 'same'. Returns (N, O, L_out)."""
-    return _conv(input, weight, bias, stride, padding, dilation, groups, 1)
+    or None. ``padding`` is an int, a 1-tuple, 'valid' or 'same'. Returns (N, O, L_out). With ``relu``, the ReLU
+    of that, applied as each output is stored (``relu(conv1d(...))`` in one pass over the output; NaN stays NaN)."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 1, relu)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, relu=False):
     """2D convolution. input (N, C, H, W); weight (O, C // groups, KH, KW); bias (O,) or None.
-    Returns (N, O, H_out, W_out)."""
-    return _conv(input, weight, bias, stride, padding, dilation, groups, 2)
+    Returns (N, O, H_out, W_out); with ``relu``, its ReLU, as ``conv1d``."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 2, relu)
 
 
-def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, relu=False):
     """3D convolution. input (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,) or None.
-    Returns (N, O, D_out, H_out, W_out)."""
-    return _conv(input, weight, bias, stride, padding, dilation, groups, 3)
+    Returns (N, O, D_out, H_out, W_out); with ``relu``, its ReLU, as ``conv1d``."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 3, relu)
 
 
 def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

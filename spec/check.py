@@ -151,7 +151,7 @@ def _max_terms(case: Case) -> int:
     return terms
 
 
-def _sample_ranges(case: Case, dtypes) -> dict:
+def sample_ranges(case: Case, dtypes) -> dict:
     """For each dtype, the largest R such that every partial sum of values in [-R, R] (times the input scales),
     with every fractional bit of the coefficients, stays exact. The expressions are analysed once for all dtypes."""
     denominator = 1
@@ -219,7 +219,7 @@ def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, 
     worst_bound, total_trials, worst_ulps = 0.0, 0, 0.0
     # the ranges bound the identity test and size the drawn integers; a case with a sampler of its own (every
     # numeric one) and no identity to bound needs neither, and its expressions cost seconds to expand
-    radii = _sample_ranges(case, dtypes) if case.kind == "exact" or case.sample is None else {}
+    radii = sample_ranges(case, dtypes) if case.kind == "exact" or case.sample is None else {}
     for dtype in dtypes:
         radius = radii.get(dtype)
         if case.kind == "exact":
@@ -268,7 +268,8 @@ def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, 
     if case.kind == "exact":
         detail = f"identity, degree {case.degree}"
     elif case.kind == "piecewise":
-        detail = "piecewise, distinct integers, values and routing exact"
+        detail = ("piecewise, distinct integers, values and routing exact" if case.sample is None
+                  else "piecewise, integers with exact sums, values exact")
         if case.tie_trials:
             detail += ", ties to the first"
     else:

@@ -16,7 +16,7 @@ from spec.cases import (
     softmax_backward_case, softmax_forward_case, tanh_backward_case, tanh_forward_case,
     accumulate_case, add_case, avg_pool_backward_case, avg_pool_forward_case, batch_norm_backward_case,
     batch_norm_forward_case, batch_norm_statistics_case, bias_add_case, bias_grad_case, running_average_case,
-    conv_forward_case,
+    conv_forward_case, conv_forward_relu_case,
     concat_channels_backward_case, concat_channels_forward_case, conv_grad_input_case, conv_grad_weight_case,
     conv_transpose_case, cross_entropy_backward_case,
     cross_entropy_forward_case,
@@ -54,6 +54,7 @@ class Entry:
 
 ENTRIES = (
     Entry("conv", "conv_forward", conv_forward_case, CONV_CONFIGS),
+    Entry("conv", "conv_forward_relu", conv_forward_relu_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_input", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, CONV_CONFIGS),
     # conv_transpose1d/2d/3d run the input-gradient kernel forwards: held to the transposed equations as well
@@ -156,6 +157,9 @@ ENTRIES = (
     Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case,
+          PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
+          backends=("cpu",)),
+    Entry("conv", "conv_forward_relu", conv_forward_relu_case,
           PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
           backends=("cpu",)),
     Entry("conv", "conv_grad_weight_paired", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_CONFIGS, backends=("cpu",)),

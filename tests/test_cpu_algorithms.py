@@ -69,9 +69,11 @@ def test_the_kernels_of_this_cpu_are_those_its_registers_hold():
 @pytest.mark.parametrize("shape", list(blocked.KERNELS))
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("sum_length", ["short", "long", "long, many blocks"])
-def test_every_generated_kernel_computes_its_blocked_products(shape, transposed, sum_length, rng):
+@pytest.mark.parametrize("relu", [False, True])
+def test_every_generated_kernel_computes_its_blocked_products(shape, transposed, sum_length, relu, rng):
     """Each kernel, whether this CPU's registers take it or not, on a matrix product with a partial block of lanes
-    and a partial strip of columns: out = A B + the lane and column terms, stored with the lanes strided (one
+    and a partial strip of columns: out = A B + the lane and column terms (0 where negative with ``relu``, as a
+    convolution whose ReLU is fused stores them), stored with the lanes strided (one
     output row per lane) or contiguous (the vector stores of the rows formulations). Its tasks run block by block,
     or strip by strip where a block's vectors over the whole sum outgrow the first-level cache and all the blocks'
     fit the second-level one (``blocked.STRIPS_OUTER_MIN_BLOCK``, ``STRIPS_OUTER_MAX_BYTES``)."""
@@ -101,8 +103,11 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     rlo, rhi = np.zeros(blocks, u), np.full(blocks, inner, u)
     assert blocked.takes_strips_outer(v, vb, rlo, rhi, lanes) is (sum_length == "long")
     launch.fma(shape, v, voff, vb, b.reshape(-1), xr, xc, np.zeros(blocks, u), rlo, rhi, out, ocol, oblk, ostride,
-               counts, init_lane, init_col)
+               counts, init_lane, init_col, relu=relu)
     want = a.astype(np.float64) @ b.astype(np.float64) + init_lane[:rows, None] + init_col[None, :]
+    if relu:
+        want = np.maximum(want, 0.0)
+        assert (want == 0).mean() > 0.3  # the floor is reached
     got = out.reshape(columns, rows).T if transposed else out.reshape(rows, columns)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(inner / 7))
 
@@ -425,7 +430,9 @@ VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _a
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case,variant", VARIANT_CASES, ids=[f"{c[0]}{c[1]}-{v}" for c, v in VARIANT_CASES])
-def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
+def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkeypatch):
+    """Each algorithm's forward pass, input gradient and weight gradient against the float64 loops; the forward pass
+    with its ReLU fused is the same forward pass, 0 where negative, to the bit."""
     x_shape, w_shape, stride, padding, dilation, groups = case
     ndim = len(x_shape) - 2
     tup = lambda v: (v,) * ndim if isinstance(v, int) else tuple(v)  # noqa: E731
@@ -460,6 +467,14 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng):
     np.testing.assert_allclose(y / scale(want), want / scale(want), **tolerance)
     np.testing.assert_allclose(grad_x / scale(want_x), want_x / scale(want_x), **tolerance)
     np.testing.assert_allclose(grad_w / scale(want_w), want_w / scale(want_w), **tolerance)
+    # a bias shifted by the outputs' median, so that about half of them are negative
+    shifted, plain, rectified = (b - np.median(y)).astype(dtype), np.empty_like(y), np.full_like(y, np.nan)
+    forward(five(x), five(w), shifted, five(plain), *geometry)
+    unfused = cpu_conv._conv_forward
+    monkeypatch.setattr(cpu_conv, "_conv_forward", lambda *args: unfused(*args, relu=True))
+    forward(five(x), five(w), shifted, five(rectified), *geometry)
+    np.testing.assert_array_equal(rectified, np.maximum(plain, 0))
+    assert (plain < 0).any() and (plain > 0).any()
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [

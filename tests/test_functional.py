@@ -151,6 +151,12 @@ def test_needs_input_grad_must_be_a_bool(call):
         call()
 
 
+@pytest.mark.parametrize("relu", [1, "yes", None])
+def test_relu_of_a_convolution_must_be_a_bool(relu):
+    with pytest.raises(TypeError, match=f"relu must be a bool, got {relu!r}"):
+        F.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), relu=relu)
+
+
 @pytest.mark.parametrize("kernel,dilation", [(4, 1), (3, 2), (5, 1)])
 def test_conv_same_padding_keeps_size_and_puts_extra_right(kernel, dilation, rng):
     x = rng.standard_normal((1, 2, 9)).astype(np.float64)

@@ -136,6 +136,22 @@ def test_op_with_non_finite_values_matches_torch(name, argument, pattern, rng, m
         _assert_same(got, expected, f"gradient of argument {index}")
 
 
+@pytest.mark.parametrize("name", [name for name in OPS if name.startswith("conv")])
+@pytest.mark.parametrize("argument", [0, 1])
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_a_convolution_with_its_relu_fused_is_torchs_relu_of_it(name, argument, pattern, rng, monkeypatch):
+    """relu=True gives PyTorch's relu(conv(...)) with non-finite inputs or weights too: NaN stays NaN, +inf stays,
+    -inf becomes 0."""
+    forward, _, reference, shapes, keywords = OPS[name]
+    for setting, value in SETTINGS.get(name, {}).items():
+        monkeypatch.setattr(tuning, setting, value)
+    arrays = [rng.standard_normal(shape) for shape in shapes]
+    arrays[argument] = _poison(arrays[argument], pattern, rng)
+    want = torch.relu(reference(*(torch.tensor(a) for a in arrays), **keywords)).numpy()
+    _assert_same(forward(*arrays, relu=True, **keywords), want, "output")
+    assert (want == 0).any() or not np.isfinite(want).any()  # a NaN weight in every output channel: NaN alone
+
+
 @pytest.mark.parametrize("ndim,shape,keywords", [
     (1, (2, 3, 12), dict(kernel_size=4, stride=3)),
     (2, (2, 3, 7, 7), dict(kernel_size=3, stride=2, padding=1)),

@@ -408,6 +408,35 @@ def test_relu_overwrites_only_values_that_nothing_else_reads(rng, monkeypatch):
         np.testing.assert_array_equal(weight, y)
 
 
+def test_a_relu_that_alone_reads_a_convolution_is_fused_into_it(rng, monkeypatch):
+    """Conv -> Relu runs as one convolution with its ReLU fused (F.relu is never called), wherever the run does not
+    ask for the convolution's own output; a convolution that another node reads too is left whole. Every value is
+    ONNX Runtime's."""
+    from onnx import helper
+
+    import numconv.functional as F
+
+    calls = []
+    relu, conv2d = F.relu, F.conv2d
+    monkeypatch.setattr(F, "relu", lambda x, inplace=False: (calls.append("relu"), relu(x, inplace=inplace))[1])
+    monkeypatch.setattr(F, "conv2d", lambda *a, **k: (calls.append(("conv", k.get("relu", False))), conv2d(*a, **k))[1])
+    w, v = rng.standard_normal((2, 2, 3, 3)).astype(np.float32), rng.standard_normal((2, 2, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "v"], ["d"]), helper.make_node("Relu", ["d"], ["e"]),
+             helper.make_node("Add", ["d", "e"], ["out"])]
+    proto = _model(nodes, initializers=[onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(v, "v")])
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    session, theirs = nx.load(proto), ort.InferenceSession(proto.SerializeToString())
+    (out,) = session.run(None, {"x": x})
+    assert calls == [("conv", True), ("conv", False), "relu"]
+    np.testing.assert_allclose(out, theirs.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    calls.clear()
+    c, r = session.run(["c", "r"], {"x": x})
+    assert calls[:2] == [("conv", False), "relu"]
+    np.testing.assert_array_equal(r, np.maximum(c, 0))
+    assert (c < 0).any()
+
+
 @pytest.mark.parametrize("node, message", [
     (("Softplus", {}), "node s \\(Softplus\\): the operator Softplus is not supported"),
     (("ConvTranspose", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}), "pads=\\[0, 0, 1, 1\\] differ between"),

@@ -99,6 +99,21 @@ def _combine_by_number(first, second, third, scale):
         (-scale * a0 + c0, -scale * a1 + c1, -scale * a2 + c2, -scale * a3 + c3)
 
 
+@njit(fastmath=FASTMATH)
+def _floor_by_run(first, second, floor):
+    return runs.floor_run(first, floor), runs.floor_run(second, floor)
+
+
+@njit(fastmath=FASTMATH)
+def _floor_by_number(first, second, floor):
+    a0, a1, a2, a3 = first
+    b0, b1, b2, b3 = second
+    return (floor if a0 < floor else a0, floor if a1 < floor else a1, floor if a2 < floor else a2,
+            floor if a3 < floor else a3), \
+        (floor if b0 < floor else b0, floor if b1 < floor else b1, floor if b2 < floor else b2,
+         floor if b3 < floor else b3)
+
+
 def _arguments(dtype):
     """Arguments for each pair, in ``dtype``: small integers, whose sums and products are exact either way."""
     values = np.arange(1, 9, dtype=dtype)
@@ -108,13 +123,15 @@ def _arguments(dtype):
         "multiply_add": (first, second, dtype(3)),
         "store": (np.zeros(24, dtype), np.uint64(1), np.uint64(4), first, second),
         "combine": (first, second, tuple(dtype(v) for v in (-4, 6, 8, -2)), dtype(0.5)),
+        "floor": (first, second, dtype(0)),
     }
 
 
 PAIRS = {"load_add": (_load_add_by_run, _load_add_by_number),
          "multiply_add": (_multiply_add_by_run, _multiply_add_by_number),
          "store": (_store_by_run, _store_by_number),
-         "combine": (_combine_by_run, _combine_by_number)}
+         "combine": (_combine_by_run, _combine_by_number),
+         "floor": (_floor_by_run, _floor_by_number)}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -172,6 +189,13 @@ def test_each_run_as_python_is_the_compiled_run():
         _same_run(by_python, njit(lambda a, b, c, q: runs.combine_run(formula, (a, b, c), (q,)))(first, second, third,
                                                                                                   half))
     assert runs._combine_run("-1 +0 -0:2", (first, second, third), (half,)).tolist() == [-5 + 3 + 2, -7 - 2 - 3]
+    nan = (np.float32(np.nan), np.float32(-0.5), np.float32(2), np.float32(-np.inf))
+    for floor in (np.float32(0), np.float32(-np.inf)):
+        by_python = runs._floor_run(nan, floor)
+        _same_run(by_python, njit(lambda r, f: runs.floor_run(r, f))(nan, floor))
+    # NaN is not below any floor: a fused ReLU keeps it, as PyTorch's does; -inf as the floor keeps every number
+    np.testing.assert_array_equal(runs._floor_run(nan, np.float32(0)), [np.nan, 0, 2, 0])
+    np.testing.assert_array_equal(runs._floor_run(nan, np.float32(-np.inf)), nan)
     # a run loaded keeps its numbers when the array it came from is written over
     loaded = runs._load_run(values, np.uint64(0), 2)
     runs._store_run(values, np.uint64(0), second)

@@ -55,6 +55,17 @@ class Session:
         # the index of the last step that reads each value: intermediate results are freed after it
         self._last_reader = {name: index for index, step in enumerate(self._steps) for name in step.inputs if name}
         self._computed = {name for step in self._steps if step.op != "Constant" for name in step.outputs if name}
+        # Conv step -> the Relu step that alone reads its output: the ReLU is fused into the convolution (as ONNX
+        # Runtime fuses it) wherever a run does not ask for the convolution's own output
+        readers = {}
+        for index, step in enumerate(self._steps):
+            for name in set(step.inputs):
+                readers.setdefault(name, []).append(index)
+        self._relu_after = {}
+        for index, step in enumerate(self._steps):
+            only = readers.get(step.outputs[0], []) if step.op == "Conv" else []
+            if len(only) == 1 and self._steps[only[0]].op == "Relu":
+                self._relu_after[index] = only[0]
 
     def get_inputs(self) -> list:
         return [NodeArg(name, None if shape is None else list(shape), _ONNX_TYPE_NAMES[dtype])
@@ -98,18 +109,26 @@ class Session:
         # memory this run must not write to, even once its name is let go: the caller's inputs and the model's
         # constants (an Identity or a Reshape passes them on under a computed name)
         external = [value for value in feeds.values() if isinstance(value, np.ndarray)]
+        fused = set()  # the Relu steps fused into the Conv before them in this run
         for index, step in enumerate(self._steps):
+            if index in fused:
+                continue
             if step.op == "Constant":
                 live[step.outputs[0]] = _on(step.params["value"], where)
                 external.append(live[step.outputs[0]])
                 continue
             # two dictionaries rather than a ChainMap, whose lookups run in Python (NiN: 41 a run)
             arguments = [(live[name] if name in live else weights[name]) if name else None for name in step.inputs]
-            if step.op == "Relu" and self._spent(step.inputs[0], index, kept, live, external):
+            outputs = step.outputs
+            relu = self._relu_after.get(index)
+            if relu is not None and step.outputs[0] not in kept:
+                fused.add(relu)
+                outputs, results = self._steps[relu].outputs, _conv(self, step, arguments, where, relu=True)
+            elif step.op == "Relu" and self._spent(step.inputs[0], index, kept, live, external):
                 results = [F.relu(arguments[0], inplace=True)]  # as ONNX Runtime fuses it into the step before
             else:
                 results = _OPS[step.op](self, step, arguments, where)
-            for name, value in zip(step.outputs, results):
+            for name, value in zip(outputs, results):
                 if name:
                     live[name] = value
             for name in step.inputs:  # a value no later step reads is let go now, not at the end of the run
@@ -190,8 +209,8 @@ def _dims(x, step: Step) -> int:
     return dims
 
 
-def _conv(session, step, arguments, where):
-    """Conv, or ConvTranspose (whose steps carry an output_padding)."""
+def _conv(session, step, arguments, where, relu=False):
+    """Conv, or ConvTranspose (whose steps carry an output_padding); a Conv with ``relu`` followed by its ReLU."""
     x, weight = arguments[0], arguments[1]
     bias = arguments[2] if len(arguments) > 2 else None
     p = step.params
@@ -200,6 +219,8 @@ def _conv(session, step, arguments, where):
     name = "conv"
     if "output_padding" in p:
         options["output_padding"], name = p["output_padding"], "conv_transpose"
+    elif relu:
+        options["relu"] = True
     return [getattr(F, f"{name}{_dims(x, step)}d")(x, weight, bias, **options)]
 
 

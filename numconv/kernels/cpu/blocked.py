@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
-from numconv.kernels.cpu.runs import add_run, load_run, multiply_add_run, store_lanes, store_run
+from numconv.kernels.cpu.runs import add_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 
 #: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
 #: ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it cannot be cached)
@@ -31,7 +31,7 @@ def takes_strips_outer(V, vb, rlo, rhi, lanes):
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 14 x (t // blocks)."""
     columns = xc.shape[0]
@@ -110,6 +110,20 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
             a11 = multiply_add_run(a11, w, X[x11 + x_at])
             a12 = multiply_add_run(a12, w, X[x12 + x_at])
             a13 = multiply_add_run(a13, w, X[x13 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
+        a3 = floor_run(a3, floor)
+        a4 = floor_run(a4, floor)
+        a5 = floor_run(a5, floor)
+        a6 = floor_run(a6, floor)
+        a7 = floor_run(a7, floor)
+        a8 = floor_run(a8, floor)
+        a9 = floor_run(a9, floor)
+        a10 = floor_run(a10, floor)
+        a11 = floor_run(a11, floor)
+        a12 = floor_run(a12, floor)
+        a13 = floor_run(a13, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 16 and ostride == 1 and j0 + 14 <= columns:
@@ -152,16 +166,16 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
 
 
 @njit(parallel=True, cache=True)
-def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """16 lanes x 14 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 13) // 14)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 4 x (t // blocks)."""
     columns = xc.shape[0]
@@ -200,6 +214,10 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             a1 = multiply_add_run(a1, w, X[x1 + x_at])
             a2 = multiply_add_run(a2, w, X[x2 + x_at])
             a3 = multiply_add_run(a3, w, X[x3 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
+        a3 = floor_run(a3, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 64 and ostride == 1 and j0 + 4 <= columns:
@@ -220,16 +238,16 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 
 
 @njit(parallel=True, cache=True)
-def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """64 lanes x 4 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 3) // 4)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 7 x (t // blocks)."""
     columns = xc.shape[0]
@@ -280,6 +298,13 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             a4 = multiply_add_run(a4, w, X[x4 + x_at])
             a5 = multiply_add_run(a5, w, X[x5 + x_at])
             a6 = multiply_add_run(a6, w, X[x6 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
+        a3 = floor_run(a3, floor)
+        a4 = floor_run(a4, floor)
+        a5 = floor_run(a5, floor)
+        a6 = floor_run(a6, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
@@ -308,16 +333,16 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 
 
 @njit(parallel=True, cache=True)
-def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """32 lanes x 7 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 6) // 7)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 5 x (t // blocks)."""
     columns = xc.shape[0]
@@ -360,6 +385,11 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             a2 = multiply_add_run(a2, w, X[x2 + x_at])
             a3 = multiply_add_run(a3, w, X[x3 + x_at])
             a4 = multiply_add_run(a4, w, X[x4 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
+        a3 = floor_run(a3, floor)
+        a4 = floor_run(a4, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 16 and ostride == 1 and j0 + 5 <= columns:
@@ -384,16 +414,16 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 
 
 @njit(parallel=True, cache=True)
-def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """16 lanes x 5 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 4) // 5)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 1 x (t // blocks)."""
     columns = xc.shape[0]
@@ -420,6 +450,7 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             x_at = xr[r]
             w = load_run(V, v_at, 64)
             a0 = multiply_add_run(a0, w, X[x0 + x_at])
+        a0 = floor_run(a0, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 64 and ostride == 1 and j0 + 1 <= columns:
@@ -434,16 +465,16 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 
 
 @njit(parallel=True, cache=True)
-def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """64 lanes x 1 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 0) // 1)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, first, end):
+def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
     columns = xc.shape[0]
@@ -478,6 +509,9 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
             a0 = multiply_add_run(a0, w, X[x0 + x_at])
             a1 = multiply_add_run(a1, w, X[x1 + x_at])
             a2 = multiply_add_run(a2, w, X[x2 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
         if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
@@ -498,12 +532,12 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 
 
 @njit(parallel=True, cache=True)
-def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col):
+def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """32 lanes x 3 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 2) // 3)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 #: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers

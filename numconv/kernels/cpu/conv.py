@@ -86,8 +86,8 @@ from numconv.kernels.cpu.launch import (
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_forward_rows", "conv_forward_wide",
-    "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
+    "conv_forward", "conv_forward_relu", "conv_grad_input", "conv_grad_weight", "conv_forward_rows",
+    "conv_forward_wide", "conv_forward_lanes", "conv_forward_winograd", "conv_grad_input_rows", "conv_grad_input_wide",
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
@@ -266,10 +266,10 @@ def _slack(layout: Layout, forced: _Forced) -> int:
     return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + SHAPES[chosen][0]
 
 
-def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> None:
+def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu: bool = False) -> None:
     """out (through ``out_flat``) = bias + the convolution of the padded buffer ``buf`` with ``weight``
-    (out_channels, group_in, KD, KH, KW) over the positions of ``layout``; for ``samples``, ``buf`` is that buffer
-    packed sample by sample (``_by_sample``)."""
+    (out_channels, group_in, KD, KH, KW) over the positions of ``layout``, its negative numbers 0 with ``relu``; for
+    ``samples``, ``buf`` is that buffer packed sample by sample (``_by_sample``)."""
     dtype = buf.dtype
     reduction = layout.group_in * math.prod(layout.kernel)
     chosen, kernel, t = _blocked_plan(layout, forced)
@@ -285,7 +285,7 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
         _fma_shape(kernel, packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
              out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
-             _zeros(t["xc"].size, dtype.str))
+             _zeros(t["xc"].size, dtype.str), relu=relu)
         return
     by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
         by_group.reshape(layout.groups, reduction, layout.group_out),
@@ -298,7 +298,7 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced) -> N
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
         _fma_shape(kernel, buf[g * group_size:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
              t["xb"], t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
-             t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col)
+             t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col, relu=relu)
     if t["scratch"]:
         # the kept columns of the padded rows, cut out by _pad_rows (in parallel: NumPy's strided copy of LeNet's
         # first layer's output took a quarter of its forward pass, 55 us, _pad_rows 18)
@@ -352,26 +352,32 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _AUTOMATIC)
 
 
-def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced):
+def conv_forward_relu(x, weight, bias, out, stride, padding, dilation, groups):
+    """out = max(0, ``conv_forward``'s out), the ReLU applied as each result is stored (a NaN stays NaN), in the
+    same shapes: a convolution followed by a ReLU in one pass over the output instead of three."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _AUTOMATIC, relu=True)
+
+
+def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, forced: _Forced, relu: bool = False):
     route = _forward_route(x.shape, weight.shape, out.shape[2:], tuple(stride), tuple(padding), tuple(dilation),
                            groups, forced, _is_frozen(weight))
     if route.packed:
         init = _zeros(weight.shape[0], x.dtype.str) if bias is None else bias
-        packed.channel_products(x, weight, init, out, groups, transposed=False)
+        packed.channel_products(x, weight, init, out, groups, transposed=False, relu=relu)
         return
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
     if route.winograd and (forced.winograd or _finite(x, weight)):
-        winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups)
+        winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups, relu=relu)
         return
     if route.phase_winograd and (forced.phase_winograd or _finite(x, weight)):
-        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups)
+        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups, relu)
         return
     # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
     if route.phases and (forced.phases or _finite(x)):
-        _phase_forward(x, weight, bias, out, stride, padding, groups, forced)
+        _phase_forward(x, weight, bias, out, stride, padding, groups, forced, relu)
         return
     _convolve(_padded(x, padding, route.layout.padded, slack=route.slack), route.layout, weight, bias,
-              out.reshape(-1), forced)
+              out.reshape(-1), forced, relu)
 
 
 class _Route(NamedTuple):
@@ -523,21 +529,21 @@ def _use_phases(layout: Layout, x_shape, weight_shape, padding, forced: _Forced)
     return best_use(phased) * real_taps > best_use(layout) * tuning.ADVANTAGE
 
 
-def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Forced) -> None:
+def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Forced, relu: bool) -> None:
     """``conv_forward`` of a strided convolution as the stride-1 convolution of its phase planes, on the blocked
     kernels (``_use_phases``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
     planes, phase_weight = _split_into_phases(x, weight, out.shape, stride, padding)
     layout = _phase_layout(x.shape, weight.shape, out.shape, stride, groups)
     automatic = replace(forced, phases=False)
     _convolve(_padded(planes, (0, 0, 0), layout.padded, slack=_slack(layout, automatic)), layout, phase_weight, bias,
-              out.reshape(-1), automatic)
+              out.reshape(-1), automatic, relu)
 
 
-def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups) -> None:
+def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups, relu: bool) -> None:
     """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of its phase planes
     (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
     winograd.conv_forward(x, _frozen_phase_weight(weight, stride[1], stride[2]), bias, out, padding, 1, 1, groups,
-                          (stride[1], stride[2]))
+                          (stride[1], stride[2]), relu=relu)
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced, frozen: bool) -> bool:

@@ -58,13 +58,20 @@ def run_vectorized(kernel, *args) -> None:
         _compiled.add(key)
 
 
-def fma(shape: tuple, *args) -> None:
-    """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning)."""
+def fma(shape: tuple, *args, relu: bool = False) -> None:
+    """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning; all but its
+    ``floor``, which is 0 with ``relu`` and else -inf, in the output's dtype)."""
     kernel = KERNELS[shape]
     ahead = _ahead.pop(kernel, None)
     if ahead is not None:  # compiled by another process: wait, then Numba loads it from the cache
         ahead.wait()
-    run_vectorized(kernel, *args)
+    run_vectorized(kernel, *args, floor(args[9].dtype, relu))
+
+
+def floor(dtype, relu: bool):
+    """The number below which a kernel's results are raised: 0 where a ReLU is fused into it, else -inf (nothing is
+    raised, NaN included), as a number of ``dtype``, the kernels' float type."""
+    return dtype.type(0.0 if relu else -np.inf)
 
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import blocked, codegen, tuning
-from numconv.kernels.cpu.launch import run_vectorized, workspace
+from numconv.kernels.cpu.launch import floor, run_vectorized, workspace
 from numconv.kernels.cpu.runs import load_run, store_run
 
 _LANES = tuning.WIDE_LANES
@@ -36,12 +36,12 @@ CHUNK = 4 * _LANES
 
 @njit(parallel=True, cache=True)
 def _channel_products(source, X, xr, xc, group_size, init_col, out, groups, rows, columns, positions, chunk,
-                      panels):
-    """out (N, groups * columns, positions)[n, g * columns + j, p] = init_col[g * columns + j]
-    + sum_{r < rows} X[g * group_size + xc[j] + xr[r]] * source (N, groups * rows, positions)[n, g * rows + r, p],
-    all flat. A task per sample, group and ``chunk`` positions (a multiple of the blocked kernel's lanes); panels
-    (threads, rows * chunk): each thread's panel, block s of a chunk holding row r's positions at (s * rows + r) *
-    lanes, zeros past the plane's end."""
+                      panels, floor):
+    """out (N, groups * columns, positions)[n, g * columns + j, p] = max(floor, init_col[g * columns + j]
+    + sum_{r < rows} X[g * group_size + xc[j] + xr[r]] * source (N, groups * rows, positions)[n, g * rows + r, p]),
+    all flat (``floor`` as in ``codegen.py``). A task per sample, group and ``chunk`` positions (a multiple of the
+    blocked kernel's lanes); panels (threads, rows * chunk): each thread's panel, block s of a chunk holding row r's
+    positions at (s * rows + r) * lanes, zeros past the plane's end."""
     lanes = _LANES
     per_plane = (positions + chunk - 1) // chunk
     tasks = source.shape[0] // (groups * rows * positions) * groups * per_plane
@@ -82,7 +82,7 @@ def _channel_products(source, X, xr, xc, group_size, init_col, out, groups, rows
                 used[0] = min(lanes, positions - first - s * lanes)
                 _TASKS(panel[s * rows * lanes:(s + 1) * rows * lanes], voff, zero, X, xr, xc, x_base, zero, sum_end,
                        out, ocol, o_base, np.uint64(1), used, init_lane, init_col[g * columns:(g + 1) * columns],
-                       0, strips)
+                       floor, 0, strips)
 
 
 @lru_cache(maxsize=64)
@@ -94,11 +94,12 @@ def _tables(rows: int, columns: int, transposed: bool):
     return np.arange(rows).astype(np.uint64), (np.arange(columns) * rows).astype(np.uint64)
 
 
-def channel_products(source, weight, init_col, out, groups: int, transposed: bool) -> None:
+def channel_products(source, weight, init_col, out, groups: int, transposed: bool, relu: bool = False) -> None:
     """out (N, groups * columns, *spatial) = init_col (groups * columns,) + each group's (columns, rows) matrix of
     ``weight`` times source (N, groups * rows, *spatial) at every position: with ``transposed``, the transposed
     (rows, columns) matrices (an input gradient, ``weight`` (groups * rows, columns)); else ``weight``
-    (groups * columns, rows) (a forward pass). C-contiguous, one float dtype."""
+    (groups * columns, rows) (a forward pass); its negative numbers 0 with ``relu``. C-contiguous, one float
+    dtype."""
     batch = source.shape[0]
     rows, columns = source.shape[1] // groups, out.shape[1] // groups
     positions = source.size // (batch * source.shape[1])
@@ -108,4 +109,4 @@ def channel_products(source, weight, init_col, out, groups: int, transposed: boo
     chunk = CHUNK if batch * groups * -(-positions // CHUNK) >= 2 * threads else _LANES
     panels = workspace("packed panels", threads * rows * chunk, source.dtype).reshape(threads, -1)
     run_vectorized(_channel_products, source.reshape(-1), weight.reshape(-1), xr, xc, rows * columns, init_col,
-                   out.reshape(-1), groups, rows, columns, positions, chunk, panels)
+                   out.reshape(-1), groups, rows, columns, positions, chunk, panels, floor(out.dtype, relu))

@@ -1,5 +1,5 @@
-"""Runs of numbers as tuples: the loads, sums, multiply-adds and stores of the generated kernels (``blocked.py``,
-``winograd_kernels.py``), one statement per run of a vector's lanes instead of one per number.
+"""Runs of numbers as tuples: the loads, sums, multiply-adds, floors and stores of the generated kernels
+(``blocked.py``, ``winograd_kernels.py``), one statement per run of a vector's lanes instead of one per number.
 
 A blocked kernel keeps its block's results in registers: a tuple of ``lanes`` numbers per column, which LLVM splits
 into scalars and its SLP vectoriser joins again into vector registers. Numba types and lowers every statement on
@@ -94,6 +94,27 @@ def _multiply_add_run_jit(typingctx, totals, run, number):
             for k in range(totals.count)])
 
     return totals(totals, run, number), codegen
+
+
+def _floor_run(run, floor):
+    values = _lanes(run)
+    return np.where(values < floor, floor, values).astype(values.dtype)
+
+
+@intrinsic
+def _floor_run_jit(typingctx, run, floor):
+    if not (isinstance(run, types.UniTuple) and _floats(run.dtype, floor)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes = []
+        for k in range(run.count):
+            number = builder.extract_value(args[0], k)
+            # ordered: a NaN is not below the floor and stays NaN, as a comparison written out in Python keeps it
+            lanes.append(builder.select(builder.fcmp_ordered("<", number, args[1]), args[1], number))
+        return context.make_tuple(builder, run, lanes)
+
+    return run(run, floor), codegen
 
 
 def _store_run(array, start, run):
@@ -217,6 +238,9 @@ add_run = _add_run_jit if _JIT else _add_run
 #: ``multiply_add_run(totals, run, number)``: each of ``totals`` plus its lane of ``run`` times ``number`` (a
 #: column's sums after one reduction step: the vector operand's lanes times the column's broadcast number)
 multiply_add_run = _multiply_add_run_jit if _JIT else _multiply_add_run
+#: ``floor_run(run, floor)``: each of ``run``, or ``floor`` where it is below (a fused ReLU's floor 0; -inf keeps
+#: every number, NaN included)
+floor_run = _floor_run_jit if _JIT else _floor_run
 #: ``store_run(array, start, run)``: array[start + i] = run[i] (a column's lanes, contiguous in the output)
 store_run = _store_run_jit if _JIT else _store_run
 #: ``store_lanes(array, start, stride, runs)``: array[start + k * stride + j] = runs[j][k], lane by lane (every

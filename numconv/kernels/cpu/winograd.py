@@ -32,7 +32,7 @@ from numba import prange
 
 from numconv import vectors
 from numconv.kernels.cpu import tuning, winograd_kernels
-from numconv.kernels.cpu.launch import prepared, run_vectorized, workspace
+from numconv.kernels.cpu.launch import floor, prepared, run_vectorized, workspace
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
 
@@ -221,8 +221,9 @@ def _chunks(tile_tasks: int, out_blocks: int, threads: int) -> int:
     return max(1, min(out_blocks, -(-threads // tile_tasks)))
 
 
-def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1)) -> None:
-    """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd.
+def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1), relu=False) -> None:
+    """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd; with
+    ``relu``, 0 where that is negative.
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH 1, 3 or 5 and KW 3 or 5; bias (O,); out (N, O,
     OD, OH, OW), overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
@@ -283,7 +284,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     run_vectorized(
         winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed,
         lane_bias.reshape(-1), constants, out,
-        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks,
+        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks, floor(dtype, relu),
         workspace("winograd tiles", threads * elements * (per_task * reduction_taps * padded_in + _LANES),
                   dtype).reshape(threads, -1),
         workspace("winograd sums", threads * (1 + paired) * elements * (per_task + 1) * _LANES,

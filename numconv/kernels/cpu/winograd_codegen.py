@@ -18,7 +18,8 @@ before, took 64: AlexNet's second layer 25.4 -> 21.4 ms); a 3 x 3 window is one 
 direct convolution needs 36; 1 x 3 is F(2, 3), 4 where it needs 6. The sub-windows' transform elements are numbered
 one after another (``kinds``), so that one loop of products serves them all; each sub-window has its own input
 transform and inverse transform, and an output tile is the bias plus the sum of the sub-windows' inverse
-transforms. A 3D window is one 2D window per depth tap kd (output plane d reads input plane d * stride_d +
+transforms, raised to ``floor`` where below it (``runs.floor_run``: -inf, or 0 for a convolution whose ReLU is fused
+into it). A 3D window is one 2D window per depth tap kd (output plane d reads input plane d * stride_d +
 kd * dilation_d): the sums run over (kd, c). A 3 x 3 x 3 window at depth stride and dilation 1 is F(2, 3) along
 the depth too (``DEPTH``): F(2x2x2, 3x3x3), 64 transform elements, a tile 2 output planes deep and the sums over c
 alone, 64 multiplies per 8 outputs where a 2D window per depth tap takes 96 (C3D-small's 16 -> 32 layer at batch 8,
@@ -143,7 +144,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
-from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, store_lanes, store_run
+from numconv.kernels.cpu.runs import combine_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 '''
 
 
@@ -388,7 +389,7 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
     assert edge + m <= plane_elements and all(row.alpha * column.alpha <= plane_elements for row, column, _ in parts)
     assert not depth or len(parts) == 1, "a depth axis is generated for windows of one sub-window in a plane"
     depth_params = "" if depth else "stride_d, depth_offsets, "
-    params = f"P, U, bias, K, out, groups, group_out, oblocks, th, tw, {depth_params}per_task, chunks"
+    params = f"P, U, bias, K, out, groups, group_out, oblocks, th, tw, {depth_params}per_task, chunks, floor"
     # the tiles' planes: output planes, or pairs of them with a depth axis
     planes = "td" if depth else "od"
     L = []
@@ -587,6 +588,8 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
         for q in range(m):
             e(indent + "    " + transform_run(consts, f"z{q}", column.AT[q], "f", a,
                                               first="lane_bias" if index == 0 else f"z{q}"))
+    for q in range(m):
+        e(f"{indent}    z{q} = floor_run(z{q}, floor)")
     e(f"{indent}    row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * {m_h} + r) * ow + tx * {m})")
     e(f"{indent}    plane = np.uint64(od * oh * ow)")
     e(f"{indent}    if full:")

@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
-from numconv.kernels.cpu.runs import combine_run, load_run, multiply_add_run, store_lanes, store_run
+from numconv.kernels.cpu.runs import combine_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -669,7 +669,7 @@ def _weights_3x3x3(w, K, group_out, oblocks, cpad, U, tmp):
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -877,6 +877,8 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -892,7 +894,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 16 tiles.
 
@@ -905,11 +907,11 @@ def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -1067,6 +1069,8 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -1082,7 +1086,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 6 tiles.
 
@@ -1095,11 +1099,11 @@ def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -1372,6 +1376,8 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -1387,7 +1393,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 16 tiles.
 
@@ -1400,11 +1406,11 @@ def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -1627,6 +1633,8 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -1642,7 +1650,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 6 tiles.
 
@@ -1655,11 +1663,11 @@ def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -1932,6 +1940,8 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -1947,7 +1957,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 16 tiles.
 
@@ -1960,11 +1970,11 @@ def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -2187,6 +2197,8 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f3 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -2202,7 +2214,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 6 tiles.
 
@@ -2215,11 +2227,11 @@ def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -2615,6 +2627,8 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -2630,7 +2644,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 16 tiles.
 
@@ -2643,11 +2657,11 @@ def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -2993,6 +3007,8 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f2 = load_run(S, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -3008,7 +3024,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 6 tiles.
 
@@ -3021,11 +3037,11 @@ def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -3194,6 +3210,8 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -3209,7 +3227,7 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 16 tiles.
 
@@ -3222,11 +3240,11 @@ def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -3345,6 +3363,8 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f3 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                     z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -3360,7 +3380,7 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 6 tiles.
 
@@ -3373,11 +3393,11 @@ def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -3572,6 +3592,8 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     f2 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -3587,7 +3609,7 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 16 tiles.
 
@@ -3600,11 +3622,11 @@ def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -3749,6 +3771,8 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     f2 = load_run(M, at, 16)
                     z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                     z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                    z0 = floor_run(z0, floor)
+                    z1 = floor_run(z1, floor)
                     row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
                     plane = np.uint64(od * oh * ow)
                     if full:
@@ -3764,7 +3788,7 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
 
 
 @njit(parallel=True, cache=True)
-def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 6 tiles.
 
@@ -3777,11 +3801,11 @@ def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -4031,6 +4055,8 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         f3 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                         z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -4046,7 +4072,7 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 16 tiles.
 
@@ -4059,11 +4085,11 @@ def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -4263,6 +4289,8 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
                         f3 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                         z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -4278,7 +4306,7 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 6 tiles.
 
@@ -4291,11 +4319,11 @@ def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -4544,6 +4572,8 @@ def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         f3 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                         z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -4559,7 +4589,7 @@ def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 14 tiles.
 
@@ -4572,11 +4602,11 @@ def _winograd_3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -4890,6 +4920,8 @@ def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         f2 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                         z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -4905,7 +4937,7 @@ def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 14 tiles.
 
@@ -4918,11 +4950,11 @@ def _winograd_3x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -5236,6 +5268,8 @@ def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         f3 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2 +3", (z0, f0, f1, f2, f3,), ())
                         z1 = combine_run("+0 +2 -3 -4", (z1, f0, f1, f2, f3,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -5251,7 +5285,7 @@ def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 14 tiles.
 
@@ -5264,11 +5298,11 @@ def _winograd_5x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, V, M, S, first, end):
+def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -5705,6 +5739,8 @@ def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         f2 = load_run(S, at, 16)
                         z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
                         z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
                         row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                         plane = np.uint64(od * oh * ow)
                         if full:
@@ -5720,7 +5756,7 @@ def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
 
 
 @njit(parallel=True, cache=True)
-def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v, work_m, work_t):
+def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 14 tiles.
 
@@ -5733,11 +5769,11 @@ def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, V, M, S, first, end):
+def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
     out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -6028,6 +6064,8 @@ def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, 
                             f3 = load_run(S, at, 16)
                             z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
                             z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                            z0 = floor_run(z0, floor)
+                            z1 = floor_run(z1, floor)
                             row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 2 + r) * ow + tx * 2)
                             plane = np.uint64(od * oh * ow)
                             if full:
@@ -6043,7 +6081,7 @@ def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, 
 
 
 @njit(parallel=True, cache=True)
-def _winograd_3x3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v, work_m, work_t):
+def _winograd_3x3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 14 tiles.
 
@@ -6056,7 +6094,7 @@ def _winograd_3x3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors

@@ -22,7 +22,7 @@ from numconv.kernels.cuda.support import device_function, fill, launch_flat, tot
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
-    "conv_forward", "conv_grad_input", "conv_grad_weight", "conv_grad_input_gather",
+    "conv_forward", "conv_forward_relu", "conv_grad_input", "conv_grad_weight", "conv_grad_input_gather",
 ]
 
 
@@ -60,12 +60,21 @@ def conv_forward(x, weight, bias, out, stride, padding, dilation, groups):
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW); bias (O,); out (N, O, OD, OH, OW), overwritten.
     """
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, relu=False)
+
+
+def conv_forward_relu(x, weight, bias, out, stride, padding, dilation, groups):
+    """out = max(0, ``conv_forward``'s out), the ReLU applied as each result is stored (a NaN stays NaN)."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, relu=True)
+
+
+def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, relu):
     geo = gemm.conv_geometry(x.shape, weight.shape, out.shape, stride, padding, dilation, groups)
     spatial = out.shape[2] * out.shape[3] * out.shape[4]
     taps = weight.shape[2] * weight.shape[3] * weight.shape[4]
     gemm.product(gemm.FORWARD, _flat(x), _flat(weight), _flat(out), bias, geo, rows=x.shape[0] * spatial,
                  cols=weight.shape[0] // groups, depth=weight.shape[1] * taps, groups=groups, a_along_k=False,
-                 b_along_k=True)
+                 b_along_k=True, relu=relu)
 
 
 def conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups):

@@ -368,7 +368,7 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
     index = cuda.int64
 
     @cuda.jit(cache=True)
-    def gemm(a, b, c, bias, table, geo, rows, cols, depth, chunk):
+    def gemm(a, b, c, bias, table, geo, rows, cols, depth, chunk, floor):
         a_tile = cuda.shared.array(a_buffers, value)
         b_tile = cuda.shared.array(b_buffers, value)
         acc = cuda.local.array(acc_size, value)
@@ -515,10 +515,13 @@ def _kernel(kind, dtype_name, tile, a_along_k, b_along_k):
                         bias_at = _bias_index(kind, geo, group, j)
                         if at < 0:
                             continue
+                        total = acc[i * per_col + jj]
                         if bias_at >= 0:
-                            c[at] = acc[i * per_col + jj] + bias[bias_at]
-                        else:
-                            c[at] = acc[i * per_col + jj]
+                            total += bias[bias_at]
+                        # a fused ReLU's floor (-inf for none): a NaN is not below it and stays NaN
+                        if total < floor:
+                            total = floor
+                        c[at] = total
 
     return gemm
 
@@ -551,9 +554,10 @@ def split_count(blocks: int, depth: int) -> int:
     return max(1, min(most, wanted))
 
 
-def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_along_k, split=False):
+def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_along_k, split=False, relu=False):
     """Launch ``C = A B`` of ``kind`` on flat device arrays (C overwritten, ``bias`` read only where the kind adds
-    one). With ``split`` (GRAD_WEIGHT), the reduction may be split over a workspace and summed afterwards."""
+    one; with ``relu``, 0 where C is negative). With ``split`` (GRAD_WEIGHT), the reduction may be split over a
+    workspace and summed afterwards (never with ``relu``: the floor applies to each split's part)."""
     tile = tile_for(cols)
     rows_tile, cols_tile, depth_tile, per_row, per_col = tile
     grid_m, grid_n = blocks_for(rows, rows_tile), blocks_for(cols, cols_tile)
@@ -567,7 +571,7 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     threads = (rows_tile // per_row) * (cols_tile // per_col)
     target = c if splits == 1 else cuda.device_array(splits * c.shape[0], dtype=c.dtype)
     launch(kernel, (grid_m, grid_n, groups * splits), threads, a, b, target, bias, device_table(kind, geo),
-           tuple(geo), int(rows), int(cols), int(depth), int(chunk))
+           tuple(geo), int(rows), int(cols), int(depth), int(chunk), np.dtype(c.dtype).type(0.0 if relu else -np.inf))
     if splits > 1:
         size = c.shape[0]
         block = config.THREADS_PER_BLOCK
