@@ -54,7 +54,6 @@ class Entry:
 
 ENTRIES = (
     Entry("conv", "conv_forward", conv_forward_case, CONV_CONFIGS),
-    Entry("conv", "conv_forward_relu", conv_forward_relu_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_input", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, CONV_CONFIGS),
     # conv_transpose1d/2d/3d run the input-gradient kernel forwards: held to the transposed equations as well
@@ -159,9 +158,6 @@ ENTRIES = (
     Entry("conv", "conv_forward", conv_forward_case,
           PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
           backends=("cpu",)),
-    Entry("conv", "conv_forward_relu", conv_forward_relu_case,
-          PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
-          backends=("cpu",)),
     Entry("conv", "conv_grad_weight_paired", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
@@ -176,6 +172,10 @@ ENTRIES = (
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, TILE_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, POOL_PHASE_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_relu", conv_forward_relu_case, CONV_CONFIGS),
+    Entry("conv", "conv_forward_relu", conv_forward_relu_case,
+          PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
+          backends=("cpu",)),
 )
 
 

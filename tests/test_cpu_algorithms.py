@@ -792,7 +792,7 @@ def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
     weight not frozen, whose transform would run in the call, on the direct kernel; both equal to the naive sum."""
     runs = []
     transform = winograd.conv_forward
-    monkeypatch.setattr(winograd, "conv_forward", lambda *args: runs.append(args) or transform(*args))
+    monkeypatch.setattr(winograd, "conv_forward", lambda *args, **kw: runs.append(args) or transform(*args, **kw))
     x, w, bias, frozen = _layer_with_frozen_copy(rng, (1, 64, 1, 8, 8), (64, 64, 1, 3, 3))
     args = ((1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
     reference = naive.conv(x[:, :, 0].astype(np.float64), w[:, :, 0].astype(np.float64), bias, (1, 1),
@@ -861,7 +861,7 @@ def test_packed_panels_run_the_automatic_1x1_layers_where_they_pay(rng, monkeypa
     gathered = np.full_like(x, np.nan)
     cpu_conv.conv_grad_input_gather(grad_output, w, gathered, *args)
     np.testing.assert_allclose(grad_input, gathered, rtol=1e-5, atol=1e-5)
-    assert runs == [{"transposed": False}, {"transposed": True}]
+    assert runs == [{"transposed": False, "relu": False}, {"transposed": True}]
     strided = np.empty((2, 10, 1, 8, 11), np.float32)
     cpu_conv.conv_forward(x, w, bias, strided, (1, 2, 2), (0, 0, 0), (1, 1, 1), 2)
     assert len(runs) == 2
@@ -892,8 +892,8 @@ def test_the_automatic_forward_takes_winograd_over_the_phases_where_it_pays(rng,
     cpu_conv._forward_route.cache_clear()
     calls = []
     fused = winograd.conv_forward
-    monkeypatch.setattr(winograd, "conv_forward", lambda x, *rest: calls.append((x.shape, rest[-1])) or fused(
-        x, *rest))
+    monkeypatch.setattr(winograd, "conv_forward", lambda x, *rest, **kw: calls.append((x.shape, rest[-1])) or fused(
+        x, *rest, **kw))
     x = rng.standard_normal((2, 3, 1, 23, 25)).astype(np.float32)
     w = rng.standard_normal((16, 3, 1, 11, 11)).astype(np.float32)
     bias = rng.standard_normal(16).astype(np.float32)
