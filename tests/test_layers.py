@@ -206,6 +206,48 @@ def test_relu_layer_matches_functional(rng):
     _check_layer(ReLU(), x, rng.standard_normal(x.shape), g, F.relu(x), grad_x, {})
 
 
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_a_convolution_followed_by_a_relu_runs_with_the_relu_fused(ndim, rng, monkeypatch):
+    """Sequential runs Conv -> ReLU as one convolution with its ReLU fused (F.relu is never called), with the
+    numbers of the two layers run one after the other: the output, the input's and the parameters' gradients."""
+    spatial = (7,) * ndim
+    conv, relu = CONV[ndim][0](3, 4, 3, padding=1, rng=np.random.default_rng(0), dtype=F64), ReLU()
+    model = Sequential(conv, relu, CONV[ndim][0](4, 2, 1, rng=np.random.default_rng(1), dtype=F64))
+    x = rng.standard_normal((2, 3) + spatial)
+    unfused = model[2].forward(relu.forward(conv.forward(x)))
+    g = rng.standard_normal(unfused.shape)
+    model[2].begin_gradients(), conv.begin_gradients()
+    want_x = conv.backward(relu.backward(model[2].backward(g)))
+    want_w, want_b = conv.weight_grad.copy(), conv.bias_grad.copy()
+    calls = []
+    monkeypatch.setattr(F, "relu", lambda *args, **kwargs: calls.append(args) or pytest.fail("F.relu was called"))
+    y = model.forward(x)
+    np.testing.assert_array_equal(y, unfused)
+    assert calls == [] and (relu._output == 0).mean() > 0.2
+    model.begin_gradients()
+    np.testing.assert_array_equal(model.backward(g), want_x)
+    np.testing.assert_array_equal(conv.weight_grad, want_w)
+    np.testing.assert_array_equal(conv.bias_grad, want_b)
+
+
+def test_a_relu_or_convolution_whose_forward_was_replaced_runs_as_written(rng):
+    """A subclass's forward, or one set on the instance, is what runs: Sequential fuses only numconv's own two."""
+
+    class Leaky(ReLU):
+        def forward(self, x):
+            self._output = np.where(x > 0, x, 0.5 * x)
+            return self._output
+
+    x = rng.standard_normal((1, 2, 5, 5))
+    conv = Conv2d(2, 2, 3, rng=np.random.default_rng(0), dtype=F64)
+    plain = conv.forward(x)
+    assert (plain < 0).any()
+    np.testing.assert_array_equal(Sequential(conv, Leaky()).forward(x), np.where(plain > 0, plain, 0.5 * plain))
+    relu = ReLU()
+    relu.forward = lambda value: value + 1.0
+    np.testing.assert_array_equal(Sequential(conv, relu).forward(x), plain + 1.0)
+
+
 def test_local_response_norm_layer_matches_functional(rng):
     # distinct constants, so that a layer passing them in the wrong order is caught
     options = dict(size=3, alpha=0.3, beta=0.6, k=1.5)
