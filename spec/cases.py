@@ -63,7 +63,7 @@ def conv_forward_relu_case(cfg: ConvConfig) -> Case:
     ``conv_forward`` draws them (every sum exact in each dtype), so that each output is either the convolution's
     exact value or, where that is negative, 0. No connectivity probe: a one-hot input's negative products are 0."""
     inputs, y, _, _ = _conv_spec(cfg)
-    rectified = np.vectorize(lambda v: sp.Max(v, 0), otypes=[object])(y)
+    rectified = np.vectorize(lambda v: sp.Max(v, 0, evaluate=False), otypes=[object])(y)
     radii = sample_ranges(Case(inputs, {"y": y}, None, degree=2), DTYPES)
 
     def sample(rng, dtype):
