@@ -1,5 +1,5 @@
 """numconv under concurrency: processes forked after numconv has run kernels, and several Python threads calling
-kernels at once. Both need Numba's TBB threading layer (numconv/kernels/cpu/threads.py)."""
+kernels at once. Both need Numba's TBB threading layer (numconv/kernels/threads.py)."""
 import os
 import subprocess
 import sys
@@ -46,6 +46,18 @@ def test_forked_children_compute_the_parents_results():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["layer"] == "tbb"
     assert result["children"] == result["parent"]
+
+
+def test_the_threads_take_tbb_even_when_started_before_the_first_kernel():
+    """numba.get_num_threads() and set_num_threads() start Numba's threads and fix their layer: right after
+    ``import numconv`` (as numconv's benchmarks and MPI setup call them) that layer is TBB, not OpenMP."""
+    program = ("import numba, numpy as np, numconv; numba.set_num_threads(numba.get_num_threads()); "
+               "numconv.functional.conv2d(np.ones((2, 64, 64, 64), np.float32), np.ones((4, 64, 3, 3), np.float32)); "
+               "print(numba.threading_layer())")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tbb"]
 
 
 def _workloads(rng):

@@ -6,7 +6,8 @@ process forks (GNU OpenMP kills every child of a process that has used it: "fork
 using GNU OpenMP, this is unsafe", and the parent's pool then waits forever) and when several Python threads launch
 kernels at once (``workqueue`` aborts). numconv depends on the ``tbb`` package, but pip puts its library in the
 environment's ``lib/`` folder, where Numba's TBB layer does not look: :func:`load_tbb` loads it first, so that
-Numba finds it. A ``NUMBA_THREADING_LAYER`` the user set wins.
+Numba finds it. A ``NUMBA_THREADING_LAYER`` the user set wins. It runs when ``numconv.kernels`` is imported (by
+``import numconv``); a program that started Numba's threads before importing numconv keeps the layer they took.
 """
 from __future__ import annotations
 
