@@ -62,23 +62,31 @@ PEERS = (("torch", "PyTorch"), ("ort", "ONNX Runtime"))
 #: 20.4 alone, its M5 second layer 20.6-30.3 against 16.5; in turns of three, 20.6 and 16.5 (numconv's and
 #: PyTorch's as alone too). The best of a turn leaves its first call out
 TURN = 3
+#: ... and each turn lasts at least this long: PyTorch's OpenMP threads spin for a few milliseconds after its last
+#: call, holding the cores from the next engine's threads. After PyTorch's turn numconv's LeNet first layer (on
+#: TBB) took 0.48-0.57 ms a call for the first 3.5 ms, then 0.23-0.24 (median of 40 turns, ``TURN`` calls of
+#: PyTorch's before each): in turns of three short calls, every call of a layer that fast was one PyTorch's threads
+#: slowed
+TURN_SECONDS = 0.01
 
 
 def best_times(functions: dict, rounds: int, budget: float, spread: float = 1.5) -> dict:
     """Best wall time of each callable: one warm-up call each, then rounds in which each takes a turn of ``TURN``
-    calls in a row, until ``rounds`` rounds are done and at least ``spread`` seconds have passed (so that fast cases
-    sample a shared machine's quiet moments too), stopping early once ``budget`` seconds are spent (but never before
-    3 rounds), and after at most 1000 rounds."""
+    calls in a row, and more until the turn has lasted ``TURN_SECONDS``, until ``rounds`` rounds are done and at
+    least ``spread`` seconds have passed (so that fast cases sample a shared machine's quiet moments too), stopping
+    early once ``budget`` seconds are spent (but never before 3 rounds), and after at most 1000 rounds."""
     for function in functions.values():
         function()
     best = {name: math.inf for name in functions}
     started = time.perf_counter()
     for round_index in range(1000):
         for name, function in functions.items():
-            for _ in range(TURN):
+            turn_started, calls = time.perf_counter(), 0
+            while calls < TURN or time.perf_counter() - turn_started < TURN_SECONDS:
                 begin = time.perf_counter()
                 function()
                 best[name] = min(best[name], time.perf_counter() - begin)
+                calls += 1
         elapsed = time.perf_counter() - started
         if round_index >= 2 and (elapsed > budget or (round_index + 1 >= rounds and elapsed > spread)):
             break
