@@ -1,6 +1,7 @@
 """The bodies that both backends' kernels share, written once as ``@njit`` functions: what an element-wise
 formula does with NaN and infinities (decided here as PyTorch does it), the SGD step, the softmax cross-entropy's
-terms, a pooling window's maximum and sum, and a convolution's gathered input gradient.
+terms, a pooling window's maximum and sum, and a convolution's gathered input gradient; and the floor that a
+convolution with its ReLU fused raises its results to, which both backends' launchers pass to their kernels.
 
 numba-cuda compiles ``@njit`` functions that the CUDA kernels call as device functions. Those that take arrays
 reach the CUDA kernels through ``support.device_function`` instead, which compiles the same Python source as a
@@ -8,9 +9,16 @@ device function (Numba's CUDA simulator cannot hand its arrays to compiled CPU c
 """
 import math
 
+import numpy as np
 from numba import njit
 
 from numconv.geometry import covering_output, window_position
+
+
+def relu_floor(dtype, relu: bool):
+    """The number below which a convolution's results are raised as they are stored: 0 where its ReLU is fused into
+    it, else -inf (nothing is raised, NaN included), as a number of ``dtype``, the kernels' float type."""
+    return np.dtype(dtype).type(0.0 if relu else -np.inf)
 
 
 @njit(cache=True, inline="always")

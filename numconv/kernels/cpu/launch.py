@@ -15,6 +15,7 @@ import numpy as np
 
 from numconv.kernels.cpu import blocked, tuning
 from numconv.kernels.memory import release_host_cache
+from numconv.kernels.scalar import relu_floor
 
 #: (lanes, columns) -> kernel, for every generated shape (``tuning.SHAPES`` are the ones this CPU runs)
 KERNELS = blocked.KERNELS
@@ -65,13 +66,7 @@ def fma(shape: tuple, *args, relu: bool = False) -> None:
     ahead = _ahead.pop(kernel, None)
     if ahead is not None:  # compiled by another process: wait, then Numba loads it from the cache
         ahead.wait()
-    run_vectorized(kernel, *args, floor(args[9].dtype, relu))
-
-
-def floor(dtype, relu: bool):
-    """The number below which a kernel's results are raised: 0 where a ReLU is fused into it, else -inf (nothing is
-    raised, NaN included), as a number of ``dtype``, the kernels' float type."""
-    return dtype.type(0.0 if relu else -np.inf)
+    run_vectorized(kernel, *args, relu_floor(args[9].dtype, relu))
 
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)

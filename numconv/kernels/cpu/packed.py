@@ -22,8 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu import blocked, codegen, tuning
-from numconv.kernels.cpu.launch import floor, run_vectorized, workspace
+from numconv.kernels.cpu.launch import run_vectorized, workspace
 from numconv.kernels.cpu.runs import load_run, store_run
+from numconv.kernels.scalar import relu_floor
 
 _LANES = tuning.WIDE_LANES
 _TASKS = getattr(blocked, codegen.kernel_name(tuning.WIDE_LANES, tuning.WIDE_COLUMNS) + "_tasks")
@@ -109,4 +110,4 @@ def channel_products(source, weight, init_col, out, groups: int, transposed: boo
     chunk = CHUNK if batch * groups * -(-positions // CHUNK) >= 2 * threads else _LANES
     panels = workspace("packed panels", threads * rows * chunk, source.dtype).reshape(threads, -1)
     run_vectorized(_channel_products, source.reshape(-1), weight.reshape(-1), xr, xc, rows * columns, init_col,
-                   out.reshape(-1), groups, rows, columns, positions, chunk, panels, floor(out.dtype, relu))
+                   out.reshape(-1), groups, rows, columns, positions, chunk, panels, relu_floor(out.dtype, relu))

@@ -32,9 +32,10 @@ from numba import prange
 
 from numconv import vectors
 from numconv.kernels.cpu import tuning, winograd_kernels
-from numconv.kernels.cpu.launch import floor, prepared, run_vectorized, workspace
+from numconv.kernels.cpu.launch import prepared, run_vectorized, workspace
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
+from numconv.kernels.scalar import relu_floor
 
 #: tiles per strip of the fused kernel this CPU runs
 WIDTH = winograd_kernels.WIDTHS[vectors.registers()]
@@ -284,7 +285,7 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     run_vectorized(
         winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed,
         lane_bias.reshape(-1), constants, out,
-        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks, floor(dtype, relu),
+        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks, relu_floor(dtype, relu),
         workspace("winograd tiles", threads * elements * (per_task * reduction_taps * padded_in + _LANES),
                   dtype).reshape(threads, -1),
         workspace("winograd sums", threads * (1 + paired) * elements * (per_task + 1) * _LANES,

@@ -49,6 +49,7 @@ from numba import cuda
 
 from numconv import config
 from numconv.geometry import window_position
+from numconv.kernels.scalar import relu_floor
 from numconv.kernels.cuda.support import blocks_for, launch, numba_type, simulated, specialise
 
 FORWARD, GRAD_INPUT, GRAD_WEIGHT, DENSE = 0, 1, 2, 3
@@ -571,7 +572,7 @@ def product(kind, a, b, c, bias, geo, rows, cols, depth, groups, a_along_k, b_al
     threads = (rows_tile // per_row) * (cols_tile // per_col)
     target = c if splits == 1 else cuda.device_array(splits * c.shape[0], dtype=c.dtype)
     launch(kernel, (grid_m, grid_n, groups * splits), threads, a, b, target, bias, device_table(kind, geo),
-           tuple(geo), int(rows), int(cols), int(depth), int(chunk), np.dtype(c.dtype).type(0.0 if relu else -np.inf))
+           tuple(geo), int(rows), int(cols), int(depth), int(chunk), relu_floor(c.dtype, relu))
     if splits > 1:
         size = c.shape[0]
         block = config.THREADS_PER_BLOCK
