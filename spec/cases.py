@@ -62,20 +62,15 @@ def conv_forward_relu_case(cfg: ConvConfig) -> Case:
     """``conv_forward`` with its ReLU fused, y = max(conv, 0): piecewise, on integers drawn as the identity test of
     ``conv_forward`` draws them (every sum exact in each dtype), so that each output is either the convolution's
     exact value or, where that is negative, 0. No connectivity probe: a one-hot input's negative products are 0."""
-    inputs, y, _, _ = _conv_spec(cfg)
-    rectified = np.vectorize(lambda v: sp.Max(v, 0, evaluate=False), otypes=[object])(y)
-    radii = sample_ranges(Case(inputs, {"y": y}, None, degree=2), DTYPES)
+    plain = conv_forward_case(cfg)
+    rectified = np.vectorize(lambda v: sp.Max(v, 0, evaluate=False), otypes=[object])(plain.outputs["y"])
+    radii = sample_ranges(plain, DTYPES)
 
     def sample(rng, dtype):
         radius = radii[dtype]
-        return {name: rng.integers(-radius, radius + 1, size=symbols.shape) for name, symbols in inputs.items()}
+        return {name: rng.integers(-radius, radius + 1, size=symbols.shape) for name, symbols in plain.inputs.items()}
 
-    def call(kernel, a):
-        out = np.empty(y.shape, a["x"].dtype)
-        kernel(_five(a["x"]), _five(a["weight"]), a["bias"], _five(out), *_conv_args(cfg))
-        return {"y": out}
-
-    return Case(inputs, {"y": rectified}, call, kind="piecewise", sample=sample)
+    return Case(plain.inputs, {"y": rectified}, plain.call, kind="piecewise", sample=sample)
 
 
 def conv_grad_input_case(cfg: ConvConfig) -> Case:
