@@ -316,6 +316,37 @@ def test_samples_buffers_pack_each_padded_plane_sample_by_sample(rng):
                                       err_msg=f"{batch} {lanes} {in_shape} {pads} {size}")
 
 
+def test_samples_sums_run_from_the_first_to_the_last_tap_that_reads_the_output_gradient(rng):
+    """Each position's sum in the samples formulation (``filled_taps``) starts at its first tap, in the window's
+    row-major order, that reads inside the output gradient within its padded buffer and ends after its last, so
+    that every tap it skips reads a zero; a position whose every tap reads zeros sums nothing."""
+    skipped = 0
+    for _ in range(60):
+        ndim = int(rng.integers(1, 4))
+        x_spatial = tuple(int(v) for v in rng.integers(1, 9, ndim))
+        kernel = tuple(int(v) for v in rng.integers(1, 5, ndim))
+        stride, dilation = (tuple(int(v) for v in rng.integers(1, 3, ndim)) for _ in range(2))
+        padding = tuple(int(rng.integers(0, k * d)) for k, d in zip(kernel, dilation))
+        if min(x + 2 * p - d * (k - 1) for x, p, d, k in zip(x_spatial, padding, dilation, kernel)) < 1:
+            continue  # no output
+        _, plan = _layouts((2, 3) + x_spatial, (4, 3) + kernel, stride, padding, dilation)
+        for _, _, layout in plan.phases:
+            if layout is None:
+                continue
+            first, stop = conv_layout.filled_taps(layout)
+            taps = np.stack(np.meshgrid(*(np.arange(k) for k in layout.kernel), indexing="ij"), -1).reshape(-1, 3)
+            positions = np.stack(np.meshgrid(*(np.arange(n) for n in layout.positions), indexing="ij"), -1)
+            for p, q in enumerate(positions.reshape(-1, 3)):
+                read = np.array(layout.origin) + np.array(layout.stride) * q + np.array(layout.dilation) * taps
+                inside = np.all([(read[:, a] >= begin) & (read[:, a] < end)
+                                 for a, (begin, end) in enumerate(layout.filled)], axis=0)
+                where = np.flatnonzero(inside)
+                want = (where[0], where[-1] + 1) if where.size else (0, 0)
+                assert (first[p], stop[p]) == want, (layout, q)
+                skipped += len(taps) - (stop[p] - first[p])
+    assert skipped > 0
+
+
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
     # AlexNet's second layer: 128 output channels a group on the 32-lane kernel; its input gradient's 48 channels a
     # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel), but

@@ -22,7 +22,9 @@ class Layout:
     and is written at ``out_offset + out_step * q`` (strided for the phases of an input gradient). Output channel
     o starts at ``o * prod(out_shape)`` within its sample, or at ``channel_offsets[o]`` when given (the sub-pixel
     channels of an input gradient interleave within one plane); ``out_channels`` is then the number of these
-    channels and ``sample_size`` the output's size per sample.
+    channels and ``sample_size`` the output's size per sample. ``filled``, where given, is the box of the padded
+    buffer ((start, stop) per axis) outside which it holds only zeros: the ``samples`` formulation skips the taps that
+    read there (an input gradient's padded output gradient, 18 x 18 around 10 x 10 in LeNet-5's second layer).
     """
 
     batch: int
@@ -40,6 +42,7 @@ class Layout:
     out_step: tuple = (1, 1, 1)
     channel_offsets: tuple | None = None
     sample_size: int | None = None
+    filled: tuple | None = None
 
     def __post_init__(self):
         # the cost model's and the offset tables' caches hash a layout on every call: once here, where hashing the
@@ -90,6 +93,31 @@ def offsets(layout: Layout):
     off, step = layout.out_offset, layout.out_step
     outputs = (((off[0] + q_d * step[0]) * out_h + off[1] + q_h * step[1]) * out_w + off[2] + q_w * step[2]).ravel()
     return taps, inputs, outputs
+
+
+@lru_cache(maxsize=64)
+def filled_taps(layout: Layout):
+    """(first, stop) (S,) per output position: the taps, numbered in the window's row-major order, from the first to
+    the last that reads inside ``layout.filled`` (every tap where it is None); first == stop where none does. Taps
+    between the two may still read zeros (a window's corner over a row of padding)."""
+    count = math.prod(layout.positions)
+    if layout.filled is None:
+        return np.zeros(count, np.int64), np.full(count, math.prod(layout.kernel), np.int64)
+    low, high = [], []
+    for a in range(3):
+        start = layout.origin[a] + np.arange(layout.positions[a], dtype=np.int64) * layout.stride[a]
+        begin, end = layout.filled[a]
+        dilation = layout.dilation[a]
+        # taps t with begin <= start + t * dilation < end, within the window
+        low.append(np.clip(-((start - begin) // dilation), 0, layout.kernel[a]))
+        high.append(np.clip((end - 1 - start) // dilation + 1, 0, layout.kernel[a]))
+    low_d, low_h, low_w = np.meshgrid(*low, indexing="ij")
+    high_d, high_h, high_w = np.meshgrid(*high, indexing="ij")
+    empty = ((low_d >= high_d) | (low_h >= high_h) | (low_w >= high_w)).ravel()
+    _, size_h, size_w = layout.kernel
+    first = ((low_d * size_h + low_h) * size_w + low_w).ravel()
+    stop = (((high_d - 1) * size_h + high_h - 1) * size_w + high_w).ravel()
+    return np.where(empty, 0, first), np.where(empty, 0, stop)
 
 
 def forward_layout(x_shape, weight_shape, positions, stride, padding, dilation, groups) -> Layout:

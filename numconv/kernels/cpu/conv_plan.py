@@ -12,7 +12,7 @@ import numpy as np
 
 from numconv.kernels.cpu import tuning
 from numconv.kernels.cpu.conv_cost import best_use, rows_shape, samples_share, useful_shares
-from numconv.kernels.cpu.conv_layout import Layout, offsets
+from numconv.kernels.cpu.conv_layout import Layout, filled_taps, offsets
 
 _U = np.uint64
 
@@ -102,14 +102,23 @@ def samples_tables(layout: Layout, lanes: int):
     """Tables of the ``samples`` formulation for one group (selected by offsetting the buffers, as for ``rows``):
     blocks of ``lanes`` samples at one output position, read from the padded buffer packed sample by sample
     ((N / lanes rounded up, in_channels * plane, lanes): ``conv._pad_by_sample``), columns the group's output
-    channels, lane k's results a sample after lane k - 1's."""
+    channels, lane k's results a sample after lane k - 1's. The sum goes tap by tap (every input channel of a tap
+    before the next tap), so that each block's runs only over the taps that ``filled_taps`` leaves it: those of
+    LeNet-5's second layer's input gradient read 18 x 18 planes around the 10 x 10 output gradient, and half of all
+    its taps read the zeros around it."""
     taps, inputs, outputs = offsets(layout)
-    plane = layout.plane
+    plane, group_in = layout.plane, layout.group_in
     blocks = np.arange(-(-layout.batch // lanes))[:, None]
     vb = ((blocks * layout.in_channels * plane + inputs[None, :]) * lanes).ravel()
     channels = np.array([layout.channel_offset(o) for o in range(layout.out_channels)], np.int64)
+    first, stop = filled_taps(layout)
+    channel = np.arange(group_in)[None, :]
     return dict(
         _weight_columns(layout, taps, channels, vb.size, lanes),
+        voff=((channel * plane + taps[:, None]) * lanes).ravel().astype(_U),
+        xr=((channel * taps.size + np.arange(taps.size)[:, None]) * layout.group_out).ravel().astype(_U),
+        rlo=np.tile(first * group_in, blocks.size).astype(_U),
+        rhi=np.tile(stop * group_in, blocks.size).astype(_U),
         vb=vb.astype(_U),
         oblk=(blocks * lanes * layout.out_sample + outputs[None, :]).ravel().astype(_U),
         ostride=_U(layout.out_sample),
@@ -208,6 +217,7 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
                      + [left[a] + first + count - 1 + (len(taps) - 1) * steps[a] + 1
                         for _, count, taps, first in axes[a] if taps])
                  for a in range(3))
+    filled = tuple((left[a], left[a] + g_shape[2 + a]) for a in range(3))  # where the output gradient lies
     phases, work, useful, by_sample = [], 0.0, 0.0, 0.0
     for (f_d, n_d, taps_d, first_d) in axes[0]:
         for (f_h, n_h, taps_h, first_h) in axes[1]:
@@ -217,7 +227,7 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
                     continue
                 layout = Layout(batch, out_channels, size, (left[0] + first_d, left[1] + first_h, left[2] + first_w),
                                  (1, 1, 1), steps, (len(taps_d), len(taps_h), len(taps_w)), groups, (n_d, n_h, n_w),
-                                 in_channels, tuple(in_shape), (f_d, f_h, f_w), tuple(stride))
+                                 in_channels, tuple(in_shape), (f_d, f_h, f_w), tuple(stride), filled=filled)
                 phases.append(((f_d, f_h, f_w), (tuple(taps_d), tuple(taps_h), tuple(taps_w)), layout))
                 amount = n_d * n_h * n_w * len(taps_d) * len(taps_h) * len(taps_w)
                 work += amount
@@ -235,7 +245,8 @@ def grad_input_plan(g_shape, w_shape, x_shape, stride, padding, dilation, groups
                     for f_w in range(stride[2]))
     subpixel = Layout(batch, out_channels, size, tuple(left[a] + sub[a][0] for a in range(3)), (1, 1, 1), (1, 1, 1),
                        tuple(sub[a][1] for a in range(3)), groups, tuple(sub[a][2] for a in range(3)),
-                       in_channels * count, out_size, (0, 0, 0), tuple(stride), offsets, in_channels * out_plane)
+                       in_channels * count, out_size, (0, 0, 0), tuple(stride), offsets, in_channels * out_plane,
+                       filled)
     uses = useful_shares(subpixel)
     taps_used = math.prod(w_shape[2:]) / (count * math.prod(sub[a][1] for a in range(3)))
     subpixel_use = taps_used * max(uses.values()) if uses else 0.0

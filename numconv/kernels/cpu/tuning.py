@@ -107,7 +107,10 @@ TILE_STORE_COST = 10
 #: On a CPU that splits unaligned loads (``vectors.splits_line_loads``) the rows' estimate pays ``UNALIGNED_ROWS``
 #: and the samples' aligned vectors do not, yet on an Intel Xeon samples ran no faster than the rows: LeNet-5's
 #: first layer's input gradient at batch 64 0.43 against 0.38 ms, its second's 0.51-0.54 against 0.49-0.52. There
-#: 0.92 leaves the first to the rows and the second, about even, to samples, as on Zen 4
+#: 0.92 leaves the first to the rows and the second, about even, to samples, as on Zen 4. Measured before each
+#: position's sum skipped the taps over zeros (``conv_layout.filled_taps``), which the estimate leaves out: on the
+#: Xeon that made samples 1.2-1.3x faster where 0.66 of the taps remained (LeNet-5's second layer, batch 64 and
+#: 128), not the 1.5x that its products alone would give, and the choices among 16 input gradients did not move
 SAMPLES_ADVANTAGE = 0.92 if vectors.splits_line_loads() else 1.25
 #: ... and only where a block's vectors (its sum's length x 64 lanes, in float32) take at most this many bytes and a
 #: group's input channels at most this many strips of columns: each strip streams the block's vectors again, and a
