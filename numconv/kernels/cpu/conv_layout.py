@@ -100,13 +100,11 @@ def filled_taps(layout: Layout):
     """(first, stop) (S,) per output position: the taps, numbered in the window's row-major order, from the first to
     the last that reads inside ``layout.filled`` (every tap where it is None); first == stop where none does. Taps
     between the two may still read zeros (a window's corner over a row of padding)."""
-    count = math.prod(layout.positions)
-    if layout.filled is None:
-        return np.zeros(count, np.int64), np.full(count, math.prod(layout.kernel), np.int64)
+    filled = layout.filled or tuple((0, size) for size in layout.padded)
     low, high = [], []
     for a in range(3):
         start = layout.origin[a] + np.arange(layout.positions[a], dtype=np.int64) * layout.stride[a]
-        begin, end = layout.filled[a]
+        begin, end = filled[a]
         dilation = layout.dilation[a]
         # taps t with begin <= start + t * dilation < end, within the window
         low.append(np.clip(-((start - begin) // dilation), 0, layout.kernel[a]))
