@@ -30,7 +30,7 @@ from numba import prange
 
 from numconv.kernels.cpu import tuning
 from numconv.kernels.cpu.launch import fma, workspace, zeros
-from numconv.kernels.cpu.parallel import parallel_kernel
+from numconv.kernels.cpu.parallel import PACK_MIN_WORK, parallel_kernel
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -83,7 +83,7 @@ def _batch_lanes_tables(batch: int, in_features: int, out_features: int, lanes: 
     )
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=PACK_MIN_WORK)
 def pack_positions(source, groups, packed):
     """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = source (N, O, S)[n, g * group_out + L * ob
     + k, p], zero past the group's last channel: L channels side by side for every position (L lanes per block:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 from numba import config, njit
 
-__all__ = ["PARALLEL_MIN_WORK", "parallel_kernel", "every_call"]
+__all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "parallel_kernel", "every_call"]
 
 #: a call runs parallel where its largest array's elements times (threads - 1) reach this, the threads being those
 #: Numba starts (``NUMBA_NUM_THREADS``; with 1, every call runs the one-thread version): with 2 threads from 262,144
@@ -33,6 +33,14 @@ __all__ = ["PARALLEL_MIN_WORK", "parallel_kernel", "every_call"]
 #: batch of 64, 0.95-0.98x, its large calls parallel; in one process, alternating); every larger zoo model keeps its
 #: large calls parallel
 PARALLEL_MIN_WORK = 2 ** 18
+#: the packing passes that gather each position's channels into vector lanes (``dense.pack_positions``,
+#: ``winograd._pack_input``: a read strided across channel planes per element) run parallel from this many
+#: elements instead: on an Intel Xeon, best of 200, one thread against two, C3D-small's training step's calls (us):
+#: the Winograd packs of 128,000, 110,592 and 256,000 elements 31.6 -> 16.1, 20.4 -> 13.9, 63.1 -> 26.8 (55,296: 9.9
+#: -> 9.1), the positions' of 131,072 52.3 -> 32.4 (32,768: 13.6 -> 11.6); the whole step 4.63 -> 4.51 ms (medians of
+#: 6 rounds alternating in one process), LeNet-5's at batch 64 and M5's unchanged. LeNet-5 at batch 32 runs no
+#: Winograd and already packs positions in parallel, so its first run compiles nothing more
+PACK_MIN_WORK = 2 ** 16
 
 
 class _Forcing(threading.local):

@@ -33,7 +33,7 @@ from numba import prange
 from numconv import vectors
 from numconv.kernels.cpu import tuning, winograd_kernels
 from numconv.kernels.cpu.launch import prepared, run_vectorized, workspace
-from numconv.kernels.cpu.parallel import parallel_kernel
+from numconv.kernels.cpu.parallel import PACK_MIN_WORK, parallel_kernel
 from numconv.kernels.cpu.winograd_kernels import LANES as _LANES, TILE
 from numconv.kernels.scalar import relu_floor
 
@@ -112,7 +112,7 @@ def _depth_offsets(taps_d: int, dilation_d: int) -> np.ndarray:
     return offsets
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, min_work=PACK_MIN_WORK)
 def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
     """packed (N, G, CB, DP, HP, WP, 16)[n, g, cb, z, y, x, k] = x (N, C, D, H, W)[n, g * Cg + 16 cb + k, z - pad_d,
     y - pad_h, x - pad_w], zero outside x and past the group's channels. One task per depth slice of a block; each
