@@ -25,7 +25,7 @@ The three public functions are small dispatchers around the register-blocked mul
   ('samples': LeNet-5's second layer, 16 -> 6 channels on 10 x 10), read from the padded output gradient packed
   sample by sample (``_pad_by_sample``), with the input channels as columns; it wastes no lanes on the padded
   rows' extra columns, which ``wide`` computes and drops, and each position sums only from its first to its last
-  tap that reads the output gradient rather than the zeros around it (LeNet-5's: 0.66 of the taps; 0.49-0.50 ms
+  tap that reads the output gradient rather than the zeros around it (LeNet-5's: 0.66 of the taps; 0.48-0.51 ms
   -> 0.40 at batch 64, 0.86 -> 0.65-0.68 at 128, on a Xeon).
 * ``conv_grad_weight`` vectorises over 16 output channels of the output gradient (packed position-major), or 32
   on the 32 x 7 kernel where a group's channels fill 32-lane blocks, and blocks the columns over (input channel,
