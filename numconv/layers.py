@@ -421,8 +421,12 @@ class _WeightedWindow(Module):
         self._input = None
 
     def forward(self, x):
+        return self._run(x)
+
+    def _run(self, x, **fused):
+        """The functional op on ``x`` (kept for the backward), with ``fused`` passed on (a convolution's ``relu``)."""
         self._input = x
-        return getattr(F, f"{self._function}{self._ndim}d")(x, self.weight, self.bias, **self._options())
+        return getattr(F, f"{self._function}{self._ndim}d")(x, self.weight, self.bias, **fused, **self._options())
 
     def backward(self, grad_output, needs_input_grad=True):
         grad_input, grad_weight, grad_bias = getattr(F, f"{self._function}{self._ndim}d_backward")(
@@ -451,8 +455,7 @@ class _ConvNd(_WeightedWindow):
 
     def _forward_relu(self, x):
         """max(0, ``forward(x)``), the ReLU applied as the convolution stores its output."""
-        self._input = x
-        return getattr(F, f"conv{self._ndim}d")(x, self.weight, self.bias, relu=True, **self._options())
+        return self._run(x, relu=True)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, rng=None, dtype=np.float32):
