@@ -246,10 +246,11 @@ AVG_POOL_ROW_CONFIGS = (
 
 #: the constants of the CPU's pooling loops that the configurations above leave out for max or for average pooling:
 #: windows taken whole (``numconv.kernels.cpu.pool.WHOLE_WINDOWS``, each compiled with its own sizes), 1D windows of
-#: 2 (stride 2) and 4 (stride 4, with padding) and the 3 x 3 window of stride 1; a window taken a tap at a time with
-#: a stride of 4
+#: 2 (stride 2) and 4 (stride 4) and the 2 x 2, with padding (without, the rows route takes them), and the 3 x 3
+#: window of stride 1; a window taken a tap at a time with a stride of 4
 POOL_LITERAL_CONFIGS = (
-    PoolConfig(1, 2, (10,), (2,), (2,)),
+    PoolConfig(1, 2, (9,), (2,), (2,), (1,)),
+    PoolConfig(1, 1, (5, 6), (2, 2), (2, 2), (1, 1)),
     PoolConfig(1, 1, (13,), (4,), (4,), (1,)),
     PoolConfig(1, 1, (5, 6), (3, 3), (1, 1), (1, 1)),
     PoolConfig(1, 1, (3, 14), (2, 3), (1, 4)),
@@ -271,6 +272,16 @@ ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (34,), (3,), (2,), ceil_mode=True),
     PoolConfig(1, 1, (66,), (4,), (4,)),
     PoolConfig(1, 1, (67,), (4,), (4,), ceil_mode=True),
+)
+
+#: the CPU's rows route over rows shorter than 16 outputs (``numconv.kernels.cpu.pool._short_rows``: windows that
+#: do not overlap, without padding, of a power of two of inputs; the average's from 6 outputs): in 1D, a window of 4;
+#: in 2D, 2 x 2 over planes of 42 outputs, whose first rows compute blocks that run on into the next rows and whose
+#: last rows are computed on their own; in 3D, 2 x 2 x 2 over planes of 36 outputs
+SHORT_ROW_CONFIGS = (
+    PoolConfig(1, 2, (28,), (4,), (4,)),
+    PoolConfig(1, 2, (12, 14), (2, 2), (2, 2)),
+    PoolConfig(1, 1, (4, 6, 12), (2, 2, 2), (2, 2, 2)),
 )
 
 #: the average's backward by the CPU's tiling route (windows as long as their strides, no padding: each width of

@@ -33,6 +33,7 @@ from spec.configs import (
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
     POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
     ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS, SAMPLES_CONFIGS,
+    SHORT_ROW_CONFIGS,
     STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
     WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS, WINOGRAD_WEIGHT_CONFIGS,
 )
@@ -170,6 +171,9 @@ ENTRIES = (
     Entry("pool", "max_pool_forward", max_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "max_pool_forward", max_pool_forward_case, SHORT_ROW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, SHORT_ROW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "avg_pool_forward", avg_pool_forward_case, SHORT_ROW_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, TILE_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_backward", avg_pool_backward_case, POOL_PHASE_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_relu", conv_forward_relu_case, CONV_CONFIGS),

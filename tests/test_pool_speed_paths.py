@@ -10,7 +10,7 @@ import pytest
 
 import numconv.functional as F
 from numconv.kernels.cpu.pool import (
-    PHASE_WINDOWS, ROW_WINDOWS, TILE_WIDTHS, WHOLE_WINDOWS, _phase_window, _row_window, _tile_width,
+    PHASE_WINDOWS, ROW_WINDOWS, SHORT_ROW, TILE_WIDTHS, WHOLE_WINDOWS, _phase_window, _row_window, _tile_width,
 )
 from tests import naive
 
@@ -24,7 +24,8 @@ TORCH_MAX_POOL = {1: torch.nn.functional.max_pool1d, 2: torch.nn.functional.max_
 
 # (spatial shape, kernel, stride, padding, dilation, ceil_mode): padding at most half the window, as PyTorch takes it
 CASES = [
-    # short rows, a plane per pass: AlexNet's 3 x 3 windows of stride 2, LeNet's 2 x 2
+    # short rows: AlexNet's 3 x 3 windows of stride 2, a plane per pass; LeNet's 2 x 2, a block per row (the rows
+    # route's short rows)
     ((13, 13), 3, 2, 0, 1, False),
     ((12, 12), 2, 2, 0, 1, False),
     # the same with padding and ceil_mode: border rows and columns
@@ -179,6 +180,18 @@ def _ordered_avg_backward(g, x_shape, kernel, stride, padding):
     return grad[(slice(None), slice(None)) + inside].astype(g.dtype)
 
 
+def _assert_max_pool_meets_torch(x, ndim, values, indices, options):
+    """``values`` and ``indices`` (numconv's max-pooling of ``x`` with ``options``, indices returned) and the call
+    without indices equal PyTorch's, NaN, ties and signed zeros included."""
+    want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+    np.testing.assert_array_equal(values, want.numpy())
+    np.testing.assert_array_equal(indices, want_indices.numpy())
+    only_values = MAX_POOL[ndim](x, **options)
+    np.testing.assert_array_equal(only_values, want.numpy())
+    numbers = ~np.isnan(only_values)
+    np.testing.assert_array_equal(np.signbit(only_values[numbers]), np.signbit(want.numpy()[numbers]))
+
+
 # a window of each of the rows route's loops: a depth of one, of two, and windows split into phases (the spec rows
 # check every window of ROW_WINDOWS, each compiled with its own constants)
 ROW_LOOPS = [(1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2)]
@@ -201,19 +214,46 @@ def test_each_loop_of_the_rows_route_meets_torch(window, rng):
         values, indices = MAX_POOL[ndim](x, return_indices=True, **options)
         geometry = [(lead,) * (3 - ndim) + tuple(v) for lead, v in ((1, kernel), (1, stride), (0, (0,) * ndim),
                                                                      (1, (1,) * ndim))]
-        assert _row_window(values.shape[-1], *geometry) is not None
-        want, want_indices = TORCH_MAX_POOL[ndim](torch.from_numpy(x), return_indices=True, **options)
+        assert _row_window((1,) * (3 - ndim) + spatial, (1,) * (3 - ndim) + values.shape[2:], *geometry) is not None
         assert values.shape[-1] == 21 + extra
-        np.testing.assert_array_equal(values, want.numpy())
-        np.testing.assert_array_equal(indices, want_indices.numpy())
-        only_values = MAX_POOL[ndim](x, **options)
-        np.testing.assert_array_equal(only_values, want.numpy())
-        numbers = ~np.isnan(only_values)
-        np.testing.assert_array_equal(np.signbit(only_values[numbers]), np.signbit(want.numpy()[numbers]))
+        _assert_max_pool_meets_torch(x, ndim, values, indices, options)
         x = rng.standard_normal((2, 3) + spatial).astype(np.float32)
         y = AVG_POOL[ndim][0](x, **options)
         args = (list(kernel), list(stride), [0] * ndim, ceil_mode, True)
         np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), *args), rtol=6e-8, atol=1e-12)
+
+
+# the windows whose rows the rows route takes when they are shorter than SHORT_ROW: no overlap, a power of two of
+# inputs (``_short_rows``)
+SHORT_WINDOWS = [window for window in ROW_WINDOWS if window[2] <= window[3]]
+
+
+@pytest.mark.parametrize("window", SHORT_WINDOWS)
+def test_rows_shorter_than_a_block_meet_torch(window, rng):
+    """Rows of 1 to 15 outputs, for each window whose short rows the rows route takes: max values and indices equal
+    PyTorch's, NaN, ties and signed zeros included, and averages the float64 reference's (the average's short rows
+    from SHORT_AVERAGE_ROW outputs: 14 and 15 here, the others a plane at a time). Over planes of fewer
+    outputs than a block (each row computed on its own) and of more (blocks running on into the next rows), a plane
+    per task and several (more planes than tasks), floor mode's unused last inputs, and the input's last rows, whose
+    blocks would read past its end."""
+    assert len(SHORT_WINDOWS) == 4
+    depth, height, width, step = window
+    ndim = 3 if depth > 1 else 2 if height > 1 else 1
+    kernel = (depth, height, width)[3 - ndim:]
+    for out_w, out_h, extra, planes in ((1, 3, 0, (1, 2)), (5, 6, 1, (2, 3)), (14, 4, 0, (35, 2)),
+                                       (15, 1, 1, (3, 1))):
+        spatial = (depth * 2, height * out_h + extra, step * out_w + extra * (step - width))[3 - ndim:]
+        options = dict(kernel_size=kernel, stride=kernel)
+        x = _special_input(rng, planes + spatial, np.float32)
+        values, indices = MAX_POOL[ndim](x, return_indices=True, **options)
+        assert values.shape[-1] == out_w < SHORT_ROW
+        assert _row_window((1,) * (3 - ndim) + spatial, (1,) * (3 - ndim) + values.shape[2:],
+                           (1,) * (3 - ndim) + kernel, (1,) * (3 - ndim) + kernel, (0, 0, 0), (1, 1, 1))
+        _assert_max_pool_meets_torch(x, ndim, values, indices, options)
+        x = rng.standard_normal(planes + spatial).astype(np.float32)
+        y = AVG_POOL[ndim][0](x, **options)
+        np.testing.assert_allclose(y, naive.avg_pool(x.astype(np.float64), list(kernel), list(kernel), [0] * ndim,
+                                                     False, True), rtol=6e-8, atol=1e-12)
 
 
 TORCH_AVG_POOL = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d,

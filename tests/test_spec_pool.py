@@ -1,5 +1,7 @@
 """The CPU pooling kernels against the spec: the registry's pooling rows, every window each pooling route compiles
 with its sizes as constants, and random pooling configurations."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,14 +18,24 @@ def test_cpu_pooling_kernel_equals_spec(row):
     assert result.ok, result.detail
 
 
+def _takes_rows_route(name, kernel, stride, before, dilation, in_shape, out_shape) -> bool:
+    """Whether the forward pooling ``name`` takes the rows route for this geometry (``_row_window``; the average's
+    short rows from ``SHORT_AVERAGE_ROW`` outputs)."""
+    from numconv.kernels.cpu.pool import SHORT_AVERAGE_ROW, _row_window
+
+    if name == "avg_pool_forward" and out_shape[2] < SHORT_AVERAGE_ROW:
+        return False
+    return _row_window(in_shape, out_shape, kernel, stride, before, dilation) is not None
+
+
 def _pool_geometries(name):
     """Each CPU registry row of the pooling kernel ``name``, as the kernel takes it: (kernel, stride, padding before,
-    padding after, dilation) as 3D tuples (1D and 2D with leading singleton axes), and the output's width."""
+    padding after, dilation, input shape, output shape) as 3D tuples (1D and 2D with leading singleton axes)."""
     for row in POOL_ROWS:
         if row.kernel_name == name:
             axes = (windows.Axis(1, 1),) * (3 - len(row.config.window.axes)) + row.config.window.axes
             yield tuple(tuple(getattr(a, field) for a in axes)
-                        for field in ("kernel", "stride", "pad_left", "right", "dilation")) + (axes[-1].out_size,)
+                        for field in ("kernel", "stride", "pad_left", "right", "dilation", "size", "out_size"))
 
 
 @pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "max_pool_backward",
@@ -34,8 +46,11 @@ def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
     from numconv.kernels.cpu.pool import WHOLE_WINDOWS
 
     checked = set()
-    for kernel, stride, _, _, dilation, _ in _pool_geometries(name):
-        if dilation[1] == dilation[2] == 1:
+    for kernel, stride, before, _, dilation, in_shape, out_shape in _pool_geometries(name):
+        # the forward passes that the rows route takes compile no whole-window loop of the passes
+        forward = name.endswith("forward") or name.endswith("values")
+        if dilation[1] == dilation[2] == 1 and not (
+                forward and _takes_rows_route(name, kernel, stride, before, dilation, in_shape, out_shape)):
             checked.add((kernel[1], kernel[2], stride[2]))
     assert set(WHOLE_WINDOWS) <= checked, set(WHOLE_WINDOWS) - checked
 
@@ -44,13 +59,34 @@ def test_every_window_the_cpu_pooling_takes_whole_meets_the_spec(name):
 def test_every_window_of_the_cpu_rows_route_meets_the_spec(name):
     """The rows route compiles each window of ROW_WINDOWS with its sizes as constants: each must have a row in the
     registry that the route takes (by the route's own rule), or a wrong constant in one of them would pass."""
-    from numconv.kernels.cpu.pool import ROW_WINDOWS, _row_window
+    from numconv.kernels.cpu.pool import ROW_WINDOWS, SHORT_ROW
 
     checked = set()
-    for kernel, stride, before, _, dilation, out_w in _pool_geometries(name):
-        if _row_window(out_w, kernel, stride, before, dilation) is not None:
+    for kernel, stride, before, _, dilation, in_shape, out_shape in _pool_geometries(name):
+        if out_shape[2] >= SHORT_ROW and _takes_rows_route(name, kernel, stride, before, dilation, in_shape,
+                                                             out_shape):
             checked.add((*kernel, stride[2]))
     assert set(ROW_WINDOWS) <= checked, set(ROW_WINDOWS) - checked
+
+
+@pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "avg_pool_forward"])
+def test_rows_shorter_than_a_block_meet_the_spec_in_each_dimension(name):
+    """The rows route takes rows shorter than SHORT_ROW too, a block of outputs per row (``_short_rows``) with the
+    window's sizes as constants: the registry has such rows in 1D, 2D and 3D, and planes of at least a block of
+    outputs, whose first rows' blocks run on into the next rows (a plane per task: every row of a smaller one is
+    computed on its own)."""
+    from numconv.kernels.cpu.pool import SHORT_AVERAGE_BLOCK, SHORT_BLOCK, SHORT_ROW
+
+    block = SHORT_AVERAGE_BLOCK if name == "avg_pool_forward" else SHORT_BLOCK
+    dimensions, running_on = set(), set()
+    for kernel, stride, before, _, dilation, in_shape, out_shape in _pool_geometries(name):
+        if out_shape[2] < SHORT_ROW and _takes_rows_route(name, kernel, stride, before, dilation, in_shape,
+                                                            out_shape):
+            dimensions.add(3 if kernel[0] > 1 else 2 if kernel[1] > 1 else 1)
+            if math.prod(out_shape) >= block:
+                running_on.add(kernel)
+    assert dimensions == {1, 2, 3}
+    assert running_on
 
 
 def test_every_width_of_the_average_backward_tiling_route_meets_the_spec():
@@ -59,7 +95,7 @@ def test_every_width_of_the_average_backward_tiling_route_meets_the_spec():
     from numconv.kernels.cpu.pool import TILE_WIDTHS, _tile_width
 
     checked = set()
-    for kernel, stride, before, after, _, _ in _pool_geometries("avg_pool_backward"):
+    for kernel, stride, before, after, _, _, _ in _pool_geometries("avg_pool_backward"):
         if _tile_width(kernel, stride, before, after) is not None:
             checked.add(kernel[2])
     assert set(TILE_WIDTHS) <= checked, set(TILE_WIDTHS) - checked
@@ -71,8 +107,8 @@ def test_every_window_of_the_average_backward_phases_route_meets_the_spec():
     from numconv.kernels.cpu.pool import PHASE_WINDOWS, _phase_window
 
     checked = set()
-    for kernel, stride, _, _, _, out_w in _pool_geometries("avg_pool_backward"):
-        if _phase_window((1, 1, out_w), kernel, stride) is not None:
+    for kernel, stride, _, _, _, _, out_shape in _pool_geometries("avg_pool_backward"):
+        if _phase_window((1, 1, out_shape[2]), kernel, stride) is not None:
             checked.add(((kernel[2] - 1) // stride[2] + 1, stride[2]))
     assert set(PHASE_WINDOWS) <= checked, set(PHASE_WINDOWS) - checked
 

@@ -28,7 +28,8 @@ included) in registers, and stored once, with no plan, no scratch row and no pas
 are split into phases a row at a time, as above; the maximum alone (no indices) takes each column's maximum over the
 window's rows as it splits them (``_split_column_maxima``), then the maximum of a window's columns; the average sums
 each of their windows in a float64 register, and every other window of the route in a float64 row, and divides
-once.
+once. Rows shorter than ``SHORT_ROW`` take the route where their windows do not overlap: each row computes a
+constant block of outputs, running on into the next rows' (``_short_rows``).
 
 The average's backward takes a tiling route where the windows tile the input (``TILE_WIDTHS``): each input's
 gradient is then its one window's share, spread over the window's rows. Elsewhere, over long rows: where the window
@@ -58,12 +59,23 @@ __all__ = [
     "global_avg_pool_forward", "global_avg_pool_backward",
 ]
 
-#: output rows shorter than this are pooled a whole plane (of one output depth) per pass, where the strides allow
+#: output rows shorter than this are pooled a whole plane (of one output depth) per pass, where the strides allow,
+#: unless the rows route takes them (``_short_rows``)
 SHORT_ROW = 16
 #: the rows route computes the rows of windows split into phases in blocks of this many outputs, the last block
 #: overlapping the one before where a row is no multiple of it (``_row_span``); ``SHORT_ROW`` keeps shorter rows
 #: off the route
 ROW_BLOCK = 16
+#: the outputs that the rows route computes for each row shorter than ``SHORT_ROW`` (``_short_rows``), the maximum's
+#: and the average's: constants, so that a row is whole vectors and no remainder. The average's is longer because
+#: LLVM unrolls a float64 loop of 16 into scalars before it vectorises loops (LeNet's 2 x 2 average over (64, 6,
+#: 28, 28), one thread: 147 us with 16, 56 with 24, 76 with 32)
+SHORT_BLOCK = 16
+SHORT_AVERAGE_BLOCK = 24
+#: the average takes the rows route over short rows of at least this many outputs (shorter ones a plane at a time):
+#: LeNet's 2 x 2, one thread, best of 5 x 200 calls (us): rows of 14, over (64, 6, 28, 28), 134-146 -> 81-83; rows of
+#: 5, (64, 16, 10, 10), 79-82 -> 69-79; rows of 4, (32, 64, 8, 8), 95-98 -> 102-117, a block of 24 for 4 outputs
+SHORT_AVERAGE_ROW = 6
 #: the planes are handed out to the threads in at most this many ranges, each with its own scratch rows
 TASKS = 64
 #: the passes that compute values alone, max-pooling without indices and average pooling, run parallel from an
@@ -90,7 +102,9 @@ WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4
 #: in registers from its windows' inputs and stored once, with no plan, no scratch row and no pass per depth tap
 #: (the 2 x 2 x 2 pooling of a video, (4, 64, 16, 112, 112): 11.5 -> 6.7 ms for the maximum, 14.4 -> 5.9 for the
 #: average). The windows of ``WHOLE_WINDOWS`` that come without padding, and C3D's 2 x 2 x 2; each is one more
-#: specialisation of the three forward kernels, compiled on a first call.
+#: specialisation of the three forward kernels, compiled on a first call. Rows shorter than ``SHORT_ROW`` take the
+#: route too where their windows do not overlap (no more taps than the stride), lie inside the input as it is (no
+#: widening) and hold a power of two of inputs (``_short_rows``).
 ROW_WINDOWS = ((1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2), (1, 1, 2, 2), (1, 1, 3, 2), (1, 1, 4, 4))
 #: the windows (taps of a stride phase at most, stride along W) whose rows the average's backward, where they are
 #: long, computes by stride phases (``_phase_window``): widths of 3 and 4 of stride 2, as AlexNet's and NiN's 3 x 3
@@ -203,12 +217,11 @@ def _layout(x, out, kernel, stride, padding, dilation) -> tuple:
     """The plan and what the compiled loops depend on, for a forward pooling: (window tuples as ints, plan, (window
     height, window width, stride along W of a window in ``WHOLE_WINDOWS``, all 0 for any other window; the border
     columns, or None where there is no border: neither border columns nor rows that the passes leave out), widened
-    size). The
-    three sizes travel as the lengths of tuples of zeros, which are part of their types: each window of
-    ``WHOLE_WINDOWS`` compiles its own loops with constant sizes (numba's ``literally`` would do the same, but goes
-    through the compiler on every call); without a border, the window-by-window code (and ``scalar.window_max``, a
-    first run's compilation) is not compiled at all; the size each plane is widened to (``_widened``), or (0, 0, 0).
-    Remembered per geometry."""
+    size, the rows route's window (``_row_window``, or None)). The three sizes travel as the lengths of tuples of
+    zeros, which are part of their types: each window of ``WHOLE_WINDOWS`` compiles its own loops with constant sizes
+    (numba's ``literally`` would do the same, but goes through the compiler on every call); without a border, the
+    window-by-window code (and ``scalar.window_max``, a first run's compilation) is not compiled at all; the size each
+    plane is widened to (``_widened``), or (0, 0, 0). Remembered per geometry."""
     return _layout_of(x.shape[2:], out.shape[2:], tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
@@ -223,7 +236,7 @@ def _layout_of(in_shape, out_shape, kernel, stride, padding, dilation) -> tuple:
     # windows, so that a specialisation holds either the whole window's loop or the tap loops, never both
     sizes = _whole_window(window[0], window[1], window[3]) if plan[2] < plan[3] else (0, 0, 0)
     return (window, plan, (*((0,) * size for size in sizes), None if every_row and not len(border) else border),
-            widened or (0, 0, 0))
+            widened or (0, 0, 0), _row_window(_ints(in_shape), _ints(out_shape), *window))
 
 
 def _widened(in_shape, out_shape, kernel, stride, padding, dilation):
@@ -240,16 +253,101 @@ def _widened(in_shape, out_shape, kernel, stride, padding, dilation):
 
 
 @lru_cache(maxsize=256)
-def _row_window(out_w, kernel, stride, padding, dilation):
+def _row_window(in_shape, out_shape, kernel, stride, padding, dilation):
     """The rows route's window (``ROW_WINDOWS``) as literals: tuples of zeros as long as its depth, height, width
     and stride along W, which compile the route's loops with those sizes as constants; None where the route does
-    not take the pooling (padding, dilation, rows shorter than ``SHORT_ROW``, another window). Without padding every
-    window is whole: inside the input, or inside its widened copy where ceil_mode's last windows overhang (the
-    maximum alone of windows split into phases repeats the last row and column instead: ``_split_column_maxima``)."""
+    not take the pooling (padding, dilation, another window, rows shorter than ``SHORT_ROW`` unless their windows
+    do not overlap, lie inside the input and hold a power of two of inputs, whose average a multiplication by the
+    exact inverse gives: ``_short_rows``). Without padding every window is whole: inside the input, or inside its
+    widened copy where ceil_mode's last windows overhang (the maximum alone of windows split into phases repeats the
+    last row and column instead: ``_split_column_maxima``)."""
     window = (kernel[0], kernel[1], kernel[2], stride[2])
-    if any(padding) or any(d != 1 for d in dilation) or out_w < SHORT_ROW or window not in ROW_WINDOWS:
+    if any(padding) or any(d != 1 for d in dilation) or window not in ROW_WINDOWS:
+        return None
+    inputs = math.prod(kernel)
+    if out_shape[2] < SHORT_ROW and (kernel[2] > stride[2] or inputs & (inputs - 1) or _widened(
+            in_shape, out_shape, kernel, stride, padding, dilation)):
         return None
     return tuple((0,) * size for size in window)
+
+
+@njit(cache=True, inline="always")
+def _short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, window_rows, window_taps, literal_step):
+    """The rows route over task ``task`` of ``tasks``' planes where rows are shorter than ``SHORT_ROW``
+    (``_row_window``: windows that do not overlap, read in place, each of a power of two of inputs): the maximum of
+    each window, and its index where ``indices`` is an array, or the average where ``inverse`` (the inverse of the
+    window's size) is a number, a row at a time in output order. ``indices`` and ``inverse`` are None otherwise: Numba
+    then leaves the other operations out of the specialisation. A row computes a block of ``SHORT_BLOCK`` outputs
+    (the average, ``SHORT_AVERAGE_BLOCK``) where the block's windows stay inside the input and its outputs inside the
+    task's: those past the row's end land on the next rows' outputs, which write them again after it. Elsewhere (a
+    task's last rows) a row computes its own outputs alone. The rows' offsets advance by addition, and the loop is
+    inlined into the parallel loop rather than called as a task function like the other routes' (which the serial
+    and parallel versions share): a row's work is a vector or two, and as a task function LeNet's 2 x 2 over (64, 6,
+    28, 28) took 1.2-1.4x as long (one thread: maximum 66 against 47-54 us, average 101 against 81-83). The price is
+    compiling the loop for each version: LeNet-5's first run, 10.5-10.9 -> 11.1-11.5 s."""
+    planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+    source, targets = x.reshape(-1), out.reshape(-1)
+    if indices is None:
+        target_indices = None
+    else:
+        target_indices = indices.reshape(-1)
+    depth, rows, taps, step = len(window_depth), len(window_rows), len(window_taps), len(literal_step)
+    if inverse is None:
+        block = SHORT_BLOCK
+    else:
+        block = SHORT_AVERAGE_BLOCK
+    # the last input that a block's windows read, from the first
+    reach = (block - 1) * step + taps - 1 + (depth - 1) * in_h * in_w + (rows - 1) * in_w
+    first, last = task * planes // tasks, (task + 1) * planes // tasks
+    end = last * out_d * out_h * out_w
+    to = first * out_d * out_h * out_w
+    for plane in range(first, last):
+        for od in range(out_d):
+            origin = od * stride[0] * in_h * in_w
+            start = plane * in_d * in_h * in_w + origin
+            for oh in range(out_h):
+                count = block if out_w <= block and to + block <= end and start + reach < source.shape[0] else out_w
+                if inverse is not None:
+                    if count == block:
+                        _average_row(source, start, targets, to, SHORT_AVERAGE_BLOCK, depth, in_h * in_w, rows,
+                                     in_w, taps, step, inverse)
+                    else:
+                        _average_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step,
+                                     inverse)
+                elif target_indices is None:
+                    if count == block:
+                        _max_value_row(source, start, targets, to, SHORT_BLOCK, depth, in_h * in_w, rows, in_w, taps,
+                                       step)
+                    else:
+                        _max_value_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step)
+                elif count == block:
+                    _max_index_row(source, start, targets, target_indices, to, SHORT_BLOCK, depth, in_h * in_w, rows,
+                                   in_w, taps, step, origin, in_h * in_w, in_w)
+                else:
+                    _max_index_row(source, start, targets, target_indices, to, out_w, depth, in_h * in_w, rows, in_w,
+                                   taps, step, origin, in_h * in_w, in_w)
+                start += stride[1] * in_w
+                origin += stride[1] * in_w
+                to += out_w
+
+
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
+def _short_values(x, out, inverse, tasks, stride, window_depth, window_rows, window_taps, literal_step):
+    """The rows route's short rows of the maximum (``inverse`` None) or the average (``_short_rows``), over ``tasks``
+    tasks. A kernel of its own, so that a model whose rows are all short compiles none of the longer rows' loops."""
+    for task in prange(tasks):
+        _short_rows(x, out, None, inverse, np.int64(task), tasks, stride, window_depth, window_rows, window_taps,
+                    literal_step)
+
+
+@parallel_kernel(cache=True)
+def _short_indices(x, out, indices, tasks, stride, window_depth, window_rows, window_taps, literal_step):
+    """The rows route's short rows of the maximum and its index (``_short_rows``), parallel from the common
+    threshold, as the other passes with indices (not ``VALUES_MIN_WORK``)."""
+    for task in prange(tasks):
+        _short_rows(x, out, indices, None, np.int64(task), tasks, stride, window_depth, window_rows, window_taps,
+                    literal_step)
 
 
 def _row_phases(tasks: int, out_w: int, row_window: tuple, dtype, rows: int = 0):
@@ -455,6 +553,22 @@ def _max_value_row(source, start, target, to, count, depth, depth_step, rows, ro
                     value = source[at + np.uint64(d * depth_step + r * row_step + t)]
                     current = value if raises_max(value, current) else current
         target[np.uint64(to) + v] = current
+
+
+@njit(cache=True, inline="always")
+def _average_row(source, start, target, to, count, depth, depth_step, rows, row_step, taps, step, inverse):
+    """target[to + v] for v in [0, count) = the float64 sum of source[start + v * step + d * depth_step + r *
+    row_step + t] over the window's taps in window order (``_sum_run``'s) times ``inverse``, the exact inverse of the
+    window's size (``_scale_run``'s). The sum stays in a register: the rows route's short rows (``_short_rows``),
+    where a scratch row's passes cost more than the sums."""
+    for v in range(np.uint64(count)):
+        at = np.uint64(start) + v * np.uint64(step)
+        current = 0.0
+        for d in range(depth):
+            for r in range(rows):
+                for t in range(taps):
+                    current += source[at + np.uint64(d * depth_step + r * row_step + t)]
+        target[np.uint64(to) + v] = current * inverse
 
 
 @njit(cache=True, inline="always")
@@ -702,14 +816,15 @@ def _max_values_tasks(x, out, kernel, stride, padding, dilation, plan, scratch, 
 
 
 @njit(cache=True, inline="always")
-def _row_geometry(x, out, plane, widened, wide, task, filler):
+def _row_geometry(x, source, out, plane, widened, wide, task, filler):
     """(where a task reads plane ``plane`` from, the offset of its first input there, the (H, W) of what it reads,
-    where its outputs start) for the rows route: the input itself, or the plane widened into ``wide[task]``."""
+    where its outputs start) for the rows route: the input itself (``source``, ``x`` flattened once per task: a
+    reshape per plane cost LeNet's 2 x 2 pooling a sixth of its time), or the plane widened into ``wide[task]``."""
     plane_size = x.shape[2] * x.shape[3] * x.shape[4]
     first_out = plane * out.shape[2] * out.shape[3] * out.shape[4]
     if wide is None:  # pooled in place; Numba leaves the other branch out of this specialisation
-        return x.reshape(-1), plane * plane_size, x.shape[3], x.shape[4], first_out
-    reads = _widen_plane(x.reshape(-1), plane * plane_size, x.shape[2:], widened, filler, wide[task])
+        return source, plane * plane_size, x.shape[3], x.shape[4], first_out
+    reads = _widen_plane(source, plane * plane_size, x.shape[2:], widened, filler, wide[task])
     return reads, 0, widened[1], widened[2], first_out
 
 
@@ -743,7 +858,7 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
                     _max_value_column_row(row_phases, row_first_rows, targets, to, out_w, len(window_taps),
                                           len(literal_step))
             continue
-        reads, base, in_h, in_w, first_out = _row_geometry(x, out, plane, widened, wide, task, -math.inf)
+        reads, base, in_h, in_w, first_out = _row_geometry(x, source, out, plane, widened, wide, task, -math.inf)
         for od in range(out_d):
             for oh in range(out_h):
                 start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
@@ -762,9 +877,11 @@ def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, w
 def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     """out = the maximum of each window: ``max_pool_forward`` without the indices (the same values by the same
     rule: padding never wins, a NaN wins). x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten."""
-    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, dilation)
+    window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
-    row_window = _row_window(out.shape[4], *window)
+    if row_window is not None and out.shape[4] < SHORT_ROW:
+        _short_values(x, out, None, tasks, window[1], *row_window)
+        return
     if row_window is not None:
         # windows split into phases take the maximum of their rows first, in one row of phases, from the input
         phases = _row_phases(tasks, out.shape[4], row_window, x.dtype, rows=1)
@@ -865,9 +982,9 @@ def _max_indices_rows_task(x, out, indices, task, tasks, stride, phases, widened
     """max_pool_forward by the rows route over task ``task`` of ``tasks``' planes (as ``_max_values_rows_task``)."""
     planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
     plane_h, plane_w = x.shape[3], x.shape[4]
-    targets, target_indices = out.reshape(-1), indices.reshape(-1)
+    source, targets, target_indices = x.reshape(-1), out.reshape(-1), indices.reshape(-1)
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
-        reads, base, in_h, in_w, first_out = _row_geometry(x, out, plane, widened, wide, task, -math.inf)
+        reads, base, in_h, in_w, first_out = _row_geometry(x, source, out, plane, widened, wide, task, -math.inf)
         for od in range(out_d):
             for oh in range(out_h):
                 start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
@@ -898,10 +1015,12 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     over any number, and the last NaN over earlier ones, as in PyTorch. x (N, C, D, H, W); out and indices
     (N, C, OD, OH, OW), overwritten.
     """
-    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, dilation)
+    window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     wide = _widened_scratch(tasks, plan, widened, x.dtype)
-    row_window = _row_window(out.shape[4], *window)
+    if row_window is not None and out.shape[4] < SHORT_ROW:
+        _short_indices(x, out, indices, tasks, window[1], *row_window)
+        return
     if row_window is not None:
         _max_indices_rows(x, out, indices, tasks, window[1], _row_phases(tasks, out.shape[4], row_window, x.dtype),
                           widened, wide, *row_window)
@@ -1079,12 +1198,12 @@ def _avg_rows_task(x, out, task, tasks, stride, divisors, inverses, scratch, pha
     scratch row's length, a multiple of ``ROUND_UP`` (windows past the row's end, never stored), where the input
     reaches: no scalar remainder after LLVM's vector loop (AlexNet's 27 outputs a row: 0.98 -> 0.88 ms)."""
     planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    targets = out.reshape(-1)
+    source, targets = x.reshape(-1), out.reshape(-1)
     total = scratch[task]
     rounded = total.shape[0]
     step = len(literal_step)
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
-        reads, base, in_h, in_w, first_out = _row_geometry(x, out, plane, widened, wide, task, -0.0)
+        reads, base, in_h, in_w, first_out = _row_geometry(x, source, out, plane, widened, wide, task, -0.0)
         # the last input that a rounded row's windows read, from its first
         reach = (rounded - 1) * step + max(step, len(window_taps)) - 1 + (len(window_depth) - 1) * in_h * in_w \
             + (len(window_rows) - 1) * in_w
@@ -1124,13 +1243,17 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
     x (N, C, D, H, W); out (N, C, OD, OH, OW), overwritten. The sums run in float64, in window order, as
     ``scalar.window_sum``'s.
     """
-    window, plan, literals, widened = _layout(x, out, kernel, stride, padding, (1, 1, 1))
-    divisors = _divisors_and_inverses(_ints(x.shape[2:]), _ints(out.shape[2:]), *window[:3], _ints(padding_end),
+    window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, (1, 1, 1))
+    # the shapes are tuples of ints already, the window's too (``_layout``): no conversion per call
+    divisors = _divisors_and_inverses(x.shape[2:], out.shape[2:], *window[:3], tuple(padding_end),
                                       bool(count_include_pad))
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     wide = _widened_scratch(tasks, plan, widened, x.dtype)
-    row_window = _row_window(out.shape[4], *window)
-    if row_window is not None:
+    if row_window is not None and SHORT_AVERAGE_ROW <= out.shape[4] < SHORT_ROW:
+        # windows that are whole, each of a power of two of inputs (``_row_window``)
+        _short_values(x, out, 1.0 / math.prod(window[0]), tasks, window[1], *row_window)
+        return
+    if row_window is not None and out.shape[4] >= SHORT_ROW:
         rounded = -(-out.shape[4] // ROUND_UP) * ROUND_UP
         _avg_rows(x, out, window[1], *divisors, np.empty((tasks, rounded), np.float64),
                   _row_phases(tasks, out.shape[4], row_window, x.dtype), widened, wide, *row_window)
