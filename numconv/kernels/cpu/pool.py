@@ -68,8 +68,8 @@ SHORT_ROW = 16
 ROW_BLOCK = 16
 #: the outputs that the rows route computes for each row shorter than ``SHORT_ROW`` (``_short_rows``), the maximum's
 #: and the average's: constants, so that a row is whole vectors and no remainder. The average's is longer because
-#: LLVM unrolls a float64 loop of 16 into scalars before it vectorises loops (LeNet's 2 x 2 average over (64, 6,
-#: 28, 28), one thread: 147 us with 16, 56 with 24, 76 with 32)
+#: LLVM unrolls a float64 loop of 16 into scalars before it vectorises loops (the rows of LeNet's 2 x 2 average over
+#: (64, 6, 28, 28) in a loop of their own, one thread: 147 us with 16, 56 with 24, 76 with 32)
 SHORT_BLOCK = 16
 SHORT_AVERAGE_BLOCK = 24
 #: the average takes the rows route over short rows of at least this many outputs (shorter ones a plane at a time):
