@@ -307,21 +307,21 @@ def _short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, win
             origin = od * stride[0] * in_h * in_w
             start = plane * in_d * in_h * in_w + origin
             for oh in range(out_h):
-                count = block if out_w <= block and to + block <= end and start + reach < source.shape[0] else out_w
+                whole = out_w <= block and to + block <= end and start + reach < source.shape[0]
                 if inverse is not None:
-                    if count == block:
+                    if whole:
                         _average_row(source, start, targets, to, SHORT_AVERAGE_BLOCK, depth, in_h * in_w, rows,
                                      in_w, taps, step, inverse)
                     else:
                         _average_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step,
                                      inverse)
                 elif target_indices is None:
-                    if count == block:
+                    if whole:
                         _max_value_row(source, start, targets, to, SHORT_BLOCK, depth, in_h * in_w, rows, in_w, taps,
                                        step)
                     else:
                         _max_value_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step)
-                elif count == block:
+                elif whole:
                     _max_index_row(source, start, targets, target_indices, to, SHORT_BLOCK, depth, in_h * in_w, rows,
                                    in_w, taps, step, origin, in_h * in_w, in_w)
                 else:
@@ -1017,10 +1017,10 @@ def max_pool_forward(x, out, indices, kernel, stride, padding, dilation):
     """
     window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
-    wide = _widened_scratch(tasks, plan, widened, x.dtype)
     if row_window is not None and out.shape[4] < SHORT_ROW:
         _short_indices(x, out, indices, tasks, window[1], *row_window)
         return
+    wide = _widened_scratch(tasks, plan, widened, x.dtype)
     if row_window is not None:
         _max_indices_rows(x, out, indices, tasks, window[1], _row_phases(tasks, out.shape[4], row_window, x.dtype),
                           widened, wide, *row_window)
@@ -1244,15 +1244,15 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
     ``scalar.window_sum``'s.
     """
     window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, (1, 1, 1))
+    tasks = min(x.shape[0] * x.shape[1], TASKS)
+    if row_window is not None and SHORT_AVERAGE_ROW <= out.shape[4] < SHORT_ROW:
+        # windows that are whole, each of a power of two of inputs (``_row_window``): no divisors per output
+        _short_values(x, out, 1.0 / math.prod(window[0]), tasks, window[1], *row_window)
+        return
     # the shapes are tuples of ints already, the window's too (``_layout``): no conversion per call
     divisors = _divisors_and_inverses(x.shape[2:], out.shape[2:], *window[:3], tuple(padding_end),
                                       bool(count_include_pad))
-    tasks = min(x.shape[0] * x.shape[1], TASKS)
     wide = _widened_scratch(tasks, plan, widened, x.dtype)
-    if row_window is not None and SHORT_AVERAGE_ROW <= out.shape[4] < SHORT_ROW:
-        # windows that are whole, each of a power of two of inputs (``_row_window``)
-        _short_values(x, out, 1.0 / math.prod(window[0]), tasks, window[1], *row_window)
-        return
     if row_window is not None and out.shape[4] >= SHORT_ROW:
         rounded = -(-out.shape[4] // ROUND_UP) * ROUND_UP
         _avg_rows(x, out, window[1], *divisors, np.empty((tasks, rounded), np.float64),
