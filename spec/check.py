@@ -206,15 +206,17 @@ class VersionsDiffer(Exception):
 
 
 def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DTYPES,
-               trials: int | None = None) -> Result:
-    """Run the identity (or piecewise or numeric) test and, when the case allows it, the connectivity probe."""
+               trials: int | None = None, probe: bool = True) -> Result:
+    """Run the identity (or piecewise or numeric) test and, when the case allows it and ``probe``, the connectivity
+    probe."""
     try:
-        return _check_case(case, kernel, rng, dtypes, trials)
+        return _check_case(case, kernel, rng, dtypes, trials, probe)
     except VersionsDiffer as error:
         return Result(False, 0, None, str(error))
 
 
-def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, trials: int | None) -> Result:
+def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, trials: int | None,
+                probe: bool) -> Result:
     evaluate = Evaluator(case.inputs, case.outputs, case.kind)
     worst_bound, total_trials, worst_ulps = 0.0, 0, 0.0
     # the ranges bound the identity test and size the drawn integers; a case with a sampler of its own (every
@@ -260,7 +262,7 @@ def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, 
         if case.kind == "exact":
             worst_bound = max(worst_bound, per_trial ** needed)
     probed = False
-    if case.probe is not None:
+    if case.probe is not None and probe:
         mismatch = connectivity_mismatch(case, kernel)
         if mismatch:
             return Result(False, total_trials, None, f"connectivity: {mismatch}", probed=True)
@@ -277,12 +279,14 @@ def _check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes, 
     return Result(True, total_trials, worst_bound if case.kind == "exact" else None, detail, probed)
 
 
-def check_row(row, rng: np.random.Generator) -> Result:
+def check_row(row, rng: np.random.Generator, paths: bool = False) -> Result:
     """:func:`check_case` on a registry row (its case built once); an identity test whose chance of passing a wrong
-    kernel is not under ``TARGET_BOUND`` (its values drawn from too narrow a range) fails too."""
+    kernel is not under ``TARGET_BOUND`` (its values drawn from too narrow a range) fails too. With ``paths``, the
+    row's kernel paths only, for ``spec coverage``: one trial per dtype (and the tie trials), no connectivity probe,
+    and no bound to meet."""
     case = row.case()
-    result = check_case(case, row.kernel(), rng)
-    if result.ok and case.kind == "exact" and not result.bound < TARGET_BOUND:
+    result = check_case(case, row.kernel(), rng, trials=1 if paths else None, probe=not paths)
+    if result.ok and case.kind == "exact" and not paths and not result.bound < TARGET_BOUND:
         return Result(False, result.trials, result.bound, f"error bound {result.bound:.1e} is not under "
                       f"{TARGET_BOUND:.0e}: {result.detail}", result.probed)
     return result
@@ -364,6 +368,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one configuration per kernel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernel", default=None, help="only kernels whose name contains this text")
+    parser.add_argument("--paths", action="store_true",
+                        help="each row's kernel paths only, as `spec coverage` measures them: one trial per dtype and "
+                             "no connectivity probe (a kernel's path depends on its configuration and the tie trials' "
+                             "values, not on how many trials it runs); not a proof")
     args = parser.parse_args(argv)
     backends = registry.available_backends() if args.backend == "all" else [args.backend]
     if args.backend == "cuda" and "cuda" not in registry.available_backends():
@@ -378,7 +386,7 @@ def main(argv=None) -> int:
     for row in registry.rows(backends, quick=args.quick):
         if args.kernel and args.kernel not in row.kernel_name:
             continue
-        result = check_row(row, rng)
+        result = check_row(row, rng, paths=args.paths)
         rows += 1
         failures += not result.ok
         if result.bound is not None:

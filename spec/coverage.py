@@ -4,7 +4,10 @@ registry's configurations reach.
 A kernel line that no configuration runs is a line the spec never proves: a wrong offset there passes every row.
 So the spec check runs again, in a child process, under coverage.py: the CPU kernels as plain Python
 (``NUMBA_DISABLE_JIT=1``, so that coverage sees their lines), the CUDA kernels under Numba's simulator (which runs
-them as Python anyway). The report lists every line and branch of the kernel files that no row took; error paths
+them as Python anyway). It runs as ``spec check --paths``: each row's kernel once per dtype, and on the tie trials'
+values, without the connectivity probe, since a row's path through a kernel depends on its configuration and those
+values, not on how many times it runs (the full check, which proves the kernels, runs in ``tests/test_spec.py``).
+The report lists every line and branch of the kernel files that no row took; error paths
 and the handling of NaN and infinities (which the registry's integer identity tests cannot hold) are excluded in
 ``setup.cfg``, and so are the generated kernels whose blocks this CPU's vector registers do not take
 (``numconv.vectors.registers``): the registry proves the kernels this machine runs, and
@@ -87,8 +90,8 @@ def measure(backend: str, quick: bool = False) -> dict:
         include = ",".join(str(ROOT / name) for name in KERNEL_FILES[backend])
         environment = dict(os.environ, **ENVIRONMENT[backend])
         rcfile = _rcfile(Path(scratch))
-        command = [sys.executable, "-m", "coverage", "run", f"--rcfile={rcfile}",
-                   f"--data-file={data}", f"--include={include}", "-m", "spec", "check", "--backend", backend]
+        command = [sys.executable, "-m", "coverage", "run", f"--rcfile={rcfile}", f"--data-file={data}",
+                   f"--include={include}", "-m", "spec", "check", "--backend", backend, "--paths"]
         checked = subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, env=environment,
                                  capture_output=True, text=True)
         if checked.returncode != 0:
