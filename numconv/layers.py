@@ -279,7 +279,8 @@ class Sequential(Module):
 
     def forward(self, x):
         """The layers in order; a convolution followed by a ReLU runs as one convolution with the ReLU fused
-        (:func:`_fuses_relu`): one pass over the output instead of three, the same numbers."""
+        (:func:`_fuses_relu`): one pass over the output instead of three, the same numbers. A max-pooling after a
+        ReLU keeps its output for the backward (:func:`_masks_pooled`)."""
         layers = list(self._layers.values())
         index = 0
         while index < len(layers):
@@ -287,25 +288,41 @@ class Sequential(Module):
             if index + 1 < len(layers) and _fuses_relu(layer, layers[index + 1]):
                 x = layers[index + 1]._output = layer._forward_relu(x)
                 index += 2
-            else:
-                x = layer.forward(x)
-                index += 1
+                continue
+            x = layer.forward(x)
+            if index and _masks_pooled(layers[index - 1], layer):
+                layer._pooled = x
+            index += 1
         return x
 
     def backward(self, grad_output, needs_input_grad=True):
         """Backward through the layers in reverse. With ``needs_input_grad=False`` the layers before the first one
-        with parameters are skipped, that one is told not to compute its input's gradient, and None is returned."""
+        with parameters are skipped, that one is told not to compute its input's gradient, and None is returned.
+        A ReLU followed by a max-pooling that ran together in the last forward take their backward as one
+        (:func:`_masks_pooled`)."""
         layers = list(self._layers.values())
         first = 0
         if not needs_input_grad:
             first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
-        for index in range(len(layers) - 1, first - 1, -1):
+        index = len(layers) - 1
+        while index >= first:
+            layer = layers[index]
             if index == first and not needs_input_grad:
-                backward_without_input_grad(layers[index], grad_output)
-                layers[index]._run_backward_hooks()
+                backward_without_input_grad(layer, grad_output)
+                layer._run_backward_hooks()
                 return None
-            grad_output = layers[index].backward(grad_output)
-            layers[index]._run_backward_hooks()
+            relu = layers[index - 1] if index > first else None
+            if (relu is not None and _masks_pooled(relu, layer) and layer._pooled is not None
+                    and layer._input is relu._output):
+                (masked,) = F.relu_backward(grad_output, layer._pooled)
+                grad_output = layer.backward(masked)
+                layer._run_backward_hooks()
+                relu._run_backward_hooks()
+                index -= 2
+                continue
+            grad_output = layer.backward(grad_output)
+            layer._run_backward_hooks()
+            index -= 1
         return grad_output if needs_input_grad else None
 
     def output_shape(self, input_shape):
@@ -564,6 +581,8 @@ class _MaxPoolNd(_PoolNd):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self._indices = None
+        # the output, kept by a Sequential where a ReLU precedes this layer (``_masks_pooled``)
+        self._pooled = None
 
     def _options(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -733,6 +752,19 @@ def _fuses_relu(layer, following) -> bool:
     written)."""
     return (isinstance(layer, _ConvNd) and type(layer).forward is _WeightedWindow.forward
             and type(following) is ReLU and "forward" not in vars(layer) and "forward" not in vars(following))
+
+
+def _masks_pooled(layer, following) -> bool:
+    """Whether ``layer`` and ``following`` are a ReLU and a max-pooling whose backward :class:`Sequential` runs as
+    the pooling's backward of the gradient masked by the pooled output's signs (ReLU's backward on the pooled
+    output), instead of ReLU's backward over the pooling's whole input after it: the same numbers, since the pooling
+    routes each window's gradient to the input its maximum came from, whose value the pooled output holds (windows
+    that share an input share its mask), and a mask over the pooled output reads a fraction of the input (a fourth
+    for 2 x 2 windows). Exactly numconv's classes, their ``forward`` and ``backward`` replaced neither by a subclass
+    nor on the instance (which then run as written)."""
+    return (type(layer) is ReLU and isinstance(following, _MaxPoolNd)
+            and type(following).forward is _MaxPoolNd.forward and type(following).backward is _MaxPoolNd.backward
+            and not {"forward", "backward"} & (vars(layer).keys() | vars(following).keys()))
 
 
 class Sigmoid(_OutputActivation):

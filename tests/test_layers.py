@@ -248,6 +248,80 @@ def test_a_relu_or_convolution_whose_forward_was_replaced_runs_as_written(rng):
     np.testing.assert_array_equal(Sequential(conv, relu).forward(x), plain + 1.0)
 
 
+MAX_POOLS = {1: MaxPool1d, 2: MaxPool2d, 3: MaxPool3d}
+
+
+@pytest.mark.parametrize("ndim, options", [
+    (1, dict(kernel_size=3, stride=2, padding=1)),  # overlapping windows: an input may be two windows' maximum
+    (2, dict(kernel_size=2)),
+    (2, dict(kernel_size=3, stride=2, ceil_mode=True)),
+    (3, dict(kernel_size=(1, 2, 2))),
+])
+@pytest.mark.parametrize("training", [True, False])
+def test_a_relu_followed_by_a_max_pooling_runs_its_backward_masked_over_the_pooled_output(ndim, options, training,
+                                                                                           rng, monkeypatch):
+    """Sequential runs ReLU -> MaxPool's backward as the pooling's backward of the gradient masked by the pooled
+    output (F.relu_backward over the pooled shape, never the input's), with the numbers of the two layers run one
+    after the other, bit for bit: windows wholly negative (a maximum of 0, ties to the first), a NaN (which passes
+    the gradient), overlapping windows whose shared maximum gets both gradients, in training (indices kept) and
+    evaluation; a convolution before them, whose gradients follow."""
+    spatial = (9,) * ndim
+    conv = CONV[ndim][0](2, 3, 3, padding=1, rng=np.random.default_rng(0), dtype=F64)
+    relu, pool = ReLU(), MAX_POOLS[ndim](**options)
+    model = Sequential(conv, relu, pool)
+    model.train(training)
+    x = rng.standard_normal((2, 2) + spatial)
+    x[0, :, :4] = -5.0  # whole windows of the ReLU's output at 0
+    x[1, 0, 3] = np.nan
+    unfused = pool.forward(relu.forward(conv.forward(x)))
+    g = rng.standard_normal(unfused.shape)
+    conv.begin_gradients()
+    want_x = conv.backward(relu.backward(pool.backward(g)))
+    want_w, want_b = conv.weight_grad.copy(), conv.bias_grad.copy()
+    assert np.isnan(unfused).any() and (unfused == 0).mean() > 0.1
+    masked_shapes = []
+    relu_backward = F.relu_backward
+    monkeypatch.setattr(F, "relu_backward", lambda grad, value: masked_shapes.append(value.shape)
+                        or relu_backward(grad, value))
+    np.testing.assert_array_equal(model.forward(x), unfused)
+    model.begin_gradients()
+    got_x = model.backward(g)
+    assert masked_shapes == [unfused.shape]
+    np.testing.assert_array_equal(got_x, want_x)
+    np.testing.assert_array_equal(conv.weight_grad, want_w)
+    np.testing.assert_array_equal(conv.bias_grad, want_b)
+    model.begin_gradients()
+    assert model.backward(g, needs_input_grad=False) is None
+    np.testing.assert_array_equal(conv.weight_grad, want_w)
+
+
+def test_a_relu_or_max_pooling_whose_backward_was_replaced_runs_as_written(rng):
+    """Sequential masks the pooled gradient only for numconv's own ReLU and max-pooling, and only after a forward
+    that ran them together: a ReLU subclass's backward, a backward set on the instance, and a pooling whose input
+    is no longer the ReLU's output run as written."""
+
+    class Doubled(ReLU):
+        def backward(self, grad_output):
+            return 2.0 * super().backward(grad_output)
+
+    x = rng.standard_normal((1, 2, 6, 6))
+    g = rng.standard_normal((1, 2, 3, 3))
+    plain = Sequential(ReLU(), MaxPool2d(2))
+    plain.forward(x)
+    expected = plain.backward(g)
+    doubled = Sequential(Doubled(), MaxPool2d(2))
+    doubled.forward(x)
+    np.testing.assert_array_equal(doubled.backward(g), 2.0 * expected)
+    replaced = Sequential(ReLU(), MaxPool2d(2))
+    replaced.forward(x)
+    replaced[1].backward = lambda grad: np.ones_like(x)
+    np.testing.assert_array_equal(replaced.backward(g), np.where(x > 0, 1.0, 0.0))
+    plain[1].forward(-np.abs(x))  # the pooling alone, on another input: its backward no longer follows the ReLU's
+    apart = plain[0].backward(plain[1].backward(g))
+    assert (apart != 0).any()
+    np.testing.assert_array_equal(plain.backward(g), apart)
+
+
 def test_local_response_norm_layer_matches_functional(rng):
     # distinct constants, so that a layer passing them in the wrong order is caught
     options = dict(size=3, alpha=0.3, beta=0.6, k=1.5)
