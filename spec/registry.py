@@ -163,6 +163,8 @@ ENTRIES = (
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_dot", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
+    Entry("dense", "linear_grad_input_panels", linear_grad_input_case, LINEAR_CONFIGS, backends=("cpu",)),
+    Entry("dense", "linear_grad_weight_panels", linear_grad_weight_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward", max_pool_forward_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, POOL_LITERAL_CONFIGS),
     Entry("pool", "max_pool_backward", max_pool_backward_case, POOL_LITERAL_CONFIGS),
