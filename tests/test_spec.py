@@ -270,11 +270,23 @@ def test_a_row_whose_identity_test_bound_misses_the_target_fails(monkeypatch):
     row = next(row for row in CPU_ROWS if row.kernel_name == "linear_forward")
     assert check.check_row(row, np.random.default_rng(0)).ok
     narrow = check.Result(True, 64, 0.5, "identity")
-    monkeypatch.setattr(check, "check_case", lambda *args: narrow)
+    monkeypatch.setattr(check, "check_case", lambda *args, **kwargs: narrow)
     result = check.check_row(row, np.random.default_rng(0))
     assert not result.ok and "5.0e-01" in result.detail
     monkeypatch.setattr(registry, "rows", lambda *args, **kwargs: iter([row]))
     assert check.main(["--backend", "cpu"]) == 1
+
+
+def test_the_paths_run_takes_one_trial_per_dtype_without_the_probe_or_the_bound(monkeypatch):
+    """``spec check --paths`` (what ``spec coverage`` measures) runs a row's kernel once per dtype, never probes
+    its connectivity and asks no error bound of it; the full check does all three."""
+    row = next(row for row in CPU_ROWS if row.kernel_name == "linear_forward")
+    full = check.check_row(row, np.random.default_rng(0))
+    assert full.ok and full.probed and full.trials > len(check.DTYPES)
+    monkeypatch.setattr(check, "connectivity_mismatch", lambda *args: pytest.fail("the paths run probed"))
+    paths = check.check_row(row, np.random.default_rng(0), paths=True)
+    assert paths.ok and not paths.probed and paths.trials == len(check.DTYPES)
+    assert not paths.bound < check.TARGET_BOUND  # one trial's bound, which the paths run does not require
 
 
 def test_numeric_rows_are_evaluated_past_float64():
