@@ -271,9 +271,9 @@ def _linear_grad_input(grad_output, weight, grad_input, in_place: bool) -> None:
     in_features = weight.shape[1]
     t = _grad_input_tables(batch, in_features, out_features, in_place)
     lanes = t["lanes_per_panel"]
-    panels = weight.reshape(-1) if in_place else _panels("linear weight panels", weight, t["starts"], t["width"],
-                                                         lanes)
-    fma(_KERNEL[lanes], panels, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
+    vectors = weight.reshape(-1) if in_place else _panels("linear weight panels", weight, t["starts"], t["width"],
+                                                          lanes)
+    fma(_KERNEL[lanes], vectors, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
         t["rhi"], grad_input.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
         zeros(t["vb"].size * lanes, grad_output.dtype.str), zeros(batch, grad_output.dtype.str))
 
@@ -293,8 +293,8 @@ def _linear_grad_weight(grad_output, x, grad_weight, in_place: bool) -> None:
     in_features = x.shape[1]
     t = _grad_weight_tables(batch, in_features, out_features, in_place)
     lanes = t["lanes_per_panel"]
-    panels = x.reshape(-1) if in_place else _panels("linear input panels", x, t["starts"], t["width"], lanes)
-    fma(_KERNEL[lanes], panels, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
+    vectors = x.reshape(-1) if in_place else _panels("linear input panels", x, t["starts"], t["width"], lanes)
+    fma(_KERNEL[lanes], vectors, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
         t["rhi"], grad_weight.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
         zeros(t["vb"].size * lanes, x.dtype.str), zeros(t["xc"].size, x.dtype.str))
 
