@@ -597,6 +597,7 @@ class _MaxPoolNd(_PoolNd):
         else:
             out, self._indices = pool(x, **self._options()), None
         self._input = x
+        self._pooled = None  # a Sequential that ran this forward keeps the output again (``_masks_pooled``)
         return out
 
     def backward(self, grad_output):

@@ -296,9 +296,9 @@ def test_a_relu_followed_by_a_max_pooling_runs_its_backward_masked_over_the_pool
 
 
 def test_a_relu_or_max_pooling_whose_backward_was_replaced_runs_as_written(rng):
-    """Sequential masks the pooled gradient only for numconv's own ReLU and max-pooling, and only after a forward
-    that ran them together: a ReLU subclass's backward, a backward set on the instance, and a pooling whose input
-    is no longer the ReLU's output run as written."""
+    """Sequential masks the pooled gradient only for numconv's own ReLU and max-pooling, and only after its own
+    forward ran them together: a ReLU subclass's backward, a backward set on the instance, a pooling whose input is
+    no longer the ReLU's output, and the two run by hand after the Sequential's forward run as written."""
 
     class Doubled(ReLU):
         def backward(self, grad_output):
@@ -320,6 +320,9 @@ def test_a_relu_or_max_pooling_whose_backward_was_replaced_runs_as_written(rng):
     apart = plain[0].backward(plain[1].backward(g))
     assert (apart != 0).any()
     np.testing.assert_array_equal(plain.backward(g), apart)
+    plain.forward(np.abs(x))  # then both layers by hand on another input: the Sequential's pooled output is stale
+    plain[1].forward(plain[0].forward(-np.abs(x)))
+    np.testing.assert_array_equal(plain.backward(g), np.zeros_like(x))
 
 
 def test_local_response_norm_layer_matches_functional(rng):
