@@ -104,12 +104,15 @@ PAIRED_LANES_CONFIGS = (
 #: 1 x 1 convolutions over packed panels (``packed.py``): a plane of one whole block of 64 positions and a partial
 #: one, a task per block (few tasks), 5 output channels (a whole strip of 4 and a partial one); two chunks of 256
 #: positions (the second partial) in each of two groups' planes, dilation (one tap: no effect), whole strips; 2D and
-#: 3D planes
+#: 3D planes; a task per block and share of the output channels where the blocks alone are fewer than twice the
+#: threads: 9 channels (strips of 4, 4 and 1) in two shares, 13 (four strips) in up to four
 PACKED_CONFIGS = (
     ConvConfig(1, 2, 5, (66,), (1,)),
     ConvConfig(2, 4, 4, (300,), (1,), dilation=(2,), groups=2),
     ConvConfig(1, 3, 4, (8, 9), (1, 1)),
     ConvConfig(1, 2, 3, (2, 4, 9), (1, 1, 1)),
+    ConvConfig(1, 9, 9, (70,), (1,)),
+    ConvConfig(1, 5, 13, (8, 8), (1, 1)),
 )
 #: sums long enough that one block's vectors over the sum outgrow the first-level cache (the blocked kernels'
 #: ``STRIPS_OUTER_MIN_BLOCK``), few enough blocks: the kernel's tasks take the strips outermost. 16 lanes summing
