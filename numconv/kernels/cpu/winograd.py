@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -222,6 +223,74 @@ def _chunks(tile_tasks: int, out_blocks: int, threads: int) -> int:
     return max(1, min(out_blocks, -(-threads // tile_tasks)))
 
 
+class _Plan(NamedTuple):
+    """What one geometry's calls share: the kernel, its sizes and the scratch sizes (see :func:`_plan`)."""
+
+    kernel: object
+    weights: object
+    depth: bool
+    reduction_taps: int
+    group_out: int
+    out_blocks: int
+    padded_in: int
+    in_blocks: int
+    tiles_h: int
+    tiles_w: int
+    per_task: int
+    chunks: int
+    packed_shape: tuple
+    transformed_size: int
+    depth_arguments: tuple
+    tiles_size: int
+    sums_size: int
+    scratch_size: int
+    constants: np.ndarray
+
+
+@lru_cache(maxsize=128)
+def _plan(x_shape, weight_shape, out_shape, stride_d, dilation_d, groups, phases, dtype: str, threads: int,
+          running: int) -> _Plan:
+    """The :class:`_Plan` of a call of :func:`conv_forward` for these shapes and parameters, ``threads`` the threads
+    Numba starts and ``running`` those a parallel call runs on now: remembered, since working it out took more time
+    than the kernel on a small layer (NiN's 192 -> 192 3 x 3 on 8 x 8 at batch 1)."""
+    batch, channels = x_shape[0], x_shape[1] * phases[0] * phases[1]
+    out_channels, out_d, out_h, out_w = out_shape[1:]
+    depth = phases == (1, 1) and transforms_depth(weight_shape, stride_d, dilation_d, out_d)
+    taps_d, window = weight_shape[2], (weight_shape[3], weight_shape[4])
+    # a depth-transformed window's kernels by (3, rows, columns), its sums over the channels alone
+    key, reduction_taps = ((taps_d,) + window, 1) if depth else (window, taps_d)
+    group_in, group_out = channels // groups, out_channels // groups
+    rows = row_tile(weight_shape)
+    elements = winograd_kernels.ELEMENTS[key]
+    # the tiles' planes: output planes, or pairs of them
+    tile_planes = -(-out_d // winograd_kernels.DEPTH_OUTPUTS) if depth else out_d
+    tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
+    tiles = batch * tile_planes * tiles_h * tiles_w
+    in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
+    # two blocks of output channels a product step where a group has two (``tuning.WINOGRAD_PAIRED``)
+    paired = tuning.WINOGRAD_PAIRED and out_blocks > 1 and key in winograd_kernels.PAIRED
+    width = winograd_kernels.PAIRED_WIDTH if paired else WIDTH
+    per_task = _tiles_per_task(tiles, groups, width)
+    padded_in = in_blocks * _LANES
+    packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
+    if depth:
+        # the last tile's second plane, past an odd count of output planes, reads zeros
+        packed_depth = tile_planes * winograd_kernels.DEPTH_OUTPUTS + taps_d - 1
+    # room for the inputs that the last tiles' sub-windows read past the output
+    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + winograd_kernels.REACH[window[0]],
+                    tiles_w * TILE + winograd_kernels.REACH[window[1]], _LANES)
+    return _Plan(
+        winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)],
+        winograd_kernels.WEIGHTS[key], depth, reduction_taps, group_out, out_blocks, padded_in, in_blocks, tiles_h,
+        tiles_w, per_task, _chunks(groups * -(-tiles // per_task), out_blocks, running), packed_shape,
+        groups * out_blocks * elements * reduction_taps * padded_in * _LANES,
+        () if depth else (stride_d, _depth_offsets(taps_d, dilation_d)),
+        threads * elements * (per_task * reduction_taps * padded_in + _LANES),
+        threads * (1 + paired) * elements * (per_task + 1) * _LANES,
+        threads * winograd_kernels.SCRATCH[key] * _LANES,
+        np.array(winograd_kernels.CONSTANTS, dtype))
+
+
 def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1), relu=False) -> None:
     """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd; with
     ``relu``, 0 where that is negative.
@@ -235,59 +304,30 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     x (N, C, 1, H, W), weight (O, C s_h s_w // groups, 1, 3, 3) the phase weights, ``padding`` the strided
     convolution's.
     """
-    batch, channels = x.shape[0], x.shape[1] * phases[0] * phases[1]
-    out_channels, out_d, out_h, out_w = out.shape[1:]
-    depth = phases == (1, 1) and transforms_depth(weight.shape, stride_d, dilation_d, out_d)
-    taps_d, window = weight.shape[2], (weight.shape[3], weight.shape[4])
-    # a depth-transformed window's kernels by (3, rows, columns), its sums over the channels alone
-    key, reduction_taps = ((taps_d,) + window, 1) if depth else (window, taps_d)
-    group_in, group_out = channels // groups, out_channels // groups
-    rows = row_tile(weight.shape)
-    elements = winograd_kernels.ELEMENTS[key]
-    # the tiles' planes: output planes, or pairs of them
-    tile_planes = -(-out_d // winograd_kernels.DEPTH_OUTPUTS) if depth else out_d
-    tiles_h, tiles_w = -(-out_h // rows), -(-out_w // TILE)
-    tiles = batch * tile_planes * tiles_h * tiles_w
-    in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
-    # two blocks of output channels a product step where a group has two (``tuning.WINOGRAD_PAIRED``)
-    paired = tuning.WINOGRAD_PAIRED and out_blocks > 1 and key in winograd_kernels.PAIRED
-    width = winograd_kernels.PAIRED_WIDTH if paired else WIDTH
-    per_task = _tiles_per_task(tiles, groups, width)
-    padded_in = in_blocks * _LANES
     dtype = x.dtype
     threads = numba.config.NUMBA_NUM_THREADS
-    chunks = _chunks(groups * -(-tiles // per_task), out_blocks, numba.get_num_threads())
-    constants = np.array(winograd_kernels.CONSTANTS, dtype)
-    packed_depth = (out_d - 1) * stride_d + (taps_d - 1) * dilation_d + 1
-    if depth:
-        # the last tile's second plane, past an odd count of output planes, reads zeros
-        packed_depth = tile_planes * winograd_kernels.DEPTH_OUTPUTS + taps_d - 1
-    # room for the inputs that the last tiles' sub-windows read past the output
-    packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + winograd_kernels.REACH[window[0]],
-                    tiles_w * TILE + winograd_kernels.REACH[window[1]], _LANES)
-    packed = workspace("winograd input", math.prod(packed_shape), dtype).reshape(packed_shape)
-    lane_bias = np.zeros((groups, out_blocks * _LANES), dtype)
-    lane_bias[:, :group_out] = bias.reshape(groups, group_out)
+    plan = _plan(x.shape, weight.shape, out.shape, stride_d, dilation_d, groups, phases, dtype.str, threads,
+                 numba.get_num_threads())
+    packed = workspace("winograd input", math.prod(plan.packed_shape), dtype).reshape(plan.packed_shape)
+    lane_bias = np.zeros((groups, plan.out_blocks * _LANES), dtype)
+    lane_bias[:, :plan.group_out] = bias.reshape(groups, plan.group_out)
     if phases == (1, 1):
-        _pack_input(x, groups, in_blocks, padding[0], padding[1], padding[2], packed)
+        _pack_input(x, groups, plan.in_blocks, padding[0], padding[1], padding[2], packed)
     else:
         # the phase planes span the output plus a window's reach (``conv._planes_shape``)
-        _pack_phases(x, groups, in_blocks, padding[1], padding[2], phases[0], phases[1], out_h + SUB - 1,
-                     out_w + SUB - 1, packed)
+        _pack_phases(x, groups, plan.in_blocks, padding[1], padding[2], phases[0], phases[1],
+                     out.shape[3] + SUB - 1, out.shape[4] + SUB - 1, packed)
     transformed = prepared(
-        weight, "winograd depth weights" if depth else "winograd weights",
-        groups * out_blocks * elements * reduction_taps * padded_in * _LANES, dtype,
+        weight, "winograd depth weights" if plan.depth else "winograd weights",
+        plan.transformed_size, dtype,
         lambda transformed: run_vectorized(
-            winograd_kernels.WEIGHTS[key], weight, constants, group_out, out_blocks, padded_in, transformed,
+            plan.weights, weight, plan.constants, plan.group_out, plan.out_blocks, plan.padded_in, transformed,
             workspace("winograd weight rows", threads * winograd_kernels.WEIGHT_SCRATCH, dtype).reshape(threads, -1)),
         (groups,))
-    depth_arguments = () if depth else (stride_d, _depth_offsets(taps_d, dilation_d))
     run_vectorized(
-        winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)], packed, transformed,
-        lane_bias.reshape(-1), constants, out,
-        groups, group_out, out_blocks, tiles_h, tiles_w, *depth_arguments, per_task, chunks, relu_floor(dtype, relu),
-        workspace("winograd tiles", threads * elements * (per_task * reduction_taps * padded_in + _LANES),
-                  dtype).reshape(threads, -1),
-        workspace("winograd sums", threads * (1 + paired) * elements * (per_task + 1) * _LANES,
-                  dtype).reshape(threads, -1),
-        workspace("winograd scratch", threads * winograd_kernels.SCRATCH[key] * _LANES, dtype).reshape(threads, -1))
+        plan.kernel, packed, transformed, lane_bias.reshape(-1), plan.constants, out,
+        groups, plan.group_out, plan.out_blocks, plan.tiles_h, plan.tiles_w, *plan.depth_arguments, plan.per_task,
+        plan.chunks, relu_floor(dtype, relu),
+        workspace("winograd tiles", plan.tiles_size, dtype).reshape(threads, -1),
+        workspace("winograd sums", plan.sums_size, dtype).reshape(threads, -1),
+        workspace("winograd scratch", plan.scratch_size, dtype).reshape(threads, -1))
