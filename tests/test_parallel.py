@@ -1,5 +1,6 @@
 """The parallel kernels' two versions: which one a call runs, that both compute the same, and that Numba's cache
 keeps them apart."""
+import ast
 import inspect
 import os
 import subprocess
@@ -181,3 +182,40 @@ print(sum(pointwise.relu_forward.serial.stats.cache_hits.values()),
     for run in runs:
         assert run.returncode == 0, run.stderr
     assert [run.stdout.split() for run in runs] == [["0", "0"], ["1", "1"]]
+
+
+#: NumPy calls and array methods that Numba turns into a parallel loop of their own inside a parallel kernel
+_ARRAY_LOOPS = {"zeros", "ones", "full", "arange", "zeros_like", "ones_like", "full_like", "sum", "max", "min",
+                "mean", "astype", "copy", "fill", "sqrt", "exp"}
+
+
+def _is_parallel(function: ast.FunctionDef) -> bool:
+    for decorator in function.decorator_list:
+        text = ast.unparse(decorator)
+        if "parallel_kernel" in text or "parallel=True" in text:
+            return True
+    return False
+
+
+def _array_loops_outside_prange(node) -> list:
+    """The calls of ``_ARRAY_LOOPS`` under ``node`` that no ``for ... in prange(...)`` loop encloses."""
+    if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and ast.unparse(node.iter.func) == "prange":
+        return []  # nested in a parallel loop, such an expression runs as a plain loop in each task
+    found = []
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ARRAY_LOOPS:
+        found.append(ast.unparse(node))
+    for child in ast.iter_child_nodes(node):
+        found += _array_loops_outside_prange(child)
+    return found
+
+
+def test_no_parallel_kernel_builds_arrays_outside_its_parallel_loop():
+    """Each NumPy expression in a parallel kernel outside its prange loop is a parallel loop of its own, one more
+    start of the thread pool on every call (the packed 1 x 1 kernel once built its tables so: seven starts, 10 of a
+    small call's 14 us). Tables are built by the caller, and counts summed by a plain loop."""
+    offenders = []
+    for path in sorted((ROOT / "numconv" / "kernels" / "cpu").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and _is_parallel(node):
+                offenders += [f"{path.name}:{node.name}: {call}" for call in _array_loops_outside_prange(node)]
+    assert offenders == []
