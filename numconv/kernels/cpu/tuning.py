@@ -158,8 +158,11 @@ WINOGRAD_MIN_CHANNELS = 32
 #: that they came from the last-level cache: NiN's 192 -> 192 channels on 6 x 6 (9 tiles) 1.53x slower than the
 #: direct kernel, on 8 x 8 (16 tiles) 1.05x, AlexNet's 256 -> 384 on 13 x 13 (49 tiles) 0.78x; in ONNX sessions at
 #: batch 1, the weights last used a whole forward pass before, the whole of AlexNet ran 4% faster with its 3 x 3
-#: layers by Winograd (17.15 -> 16.5 ms, five rounds alternating), NiN 2% (its last 3 x 3 layer, eight rounds)
-WINOGRAD_MIN_TILES = 16
+#: layers by Winograd (17.15 -> 16.5 ms, five rounds alternating), NiN 2% (its last 3 x 3 layer, eight rounds).
+#: On an Intel Xeon (``vectors.splits_line_loads``) the same session ran that layer faster directly: NiN at batch 1,
+#: medians of 6 and 10 rounds alternating in one process, 2.038 against 1.998 ms and 2.084 against 2.038; at batch 2
+#: (32 tiles) Winograd still paid, 3.049 against 3.104
+WINOGRAD_MIN_TILES = 32 if vectors.splits_line_loads() else 16
 #: ... or this many where the window has 5 taps along a row or a column: it saves 2.04x of the multiplies for 5 x 5
 #: rather than 2.25x, with four sub-windows' transforms, which repays them on more tiles only. Measured on AMD Zen 4
 #: with the earlier form of 5 taps as two 3-tap sub-windows (1.56x; the 3 + 2 split only made Winograd faster:
