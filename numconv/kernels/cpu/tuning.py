@@ -180,7 +180,8 @@ WINOGRAD_WIDE_MIN_TILES = 64
 #: on 8 x 8 at batch 1 (16 tiles) 1.35, 2 (32) 1.19, 4 (64) 0.98, 8 0.84; 64 -> 64 on 8 x 8 1.02 at 16 tiles, 0.94 at
 #: 32, 0.89 at 64; AlexNet's 256 -> 384 on 13 x 13 at batch 1 (49 tiles) 1.65, 2 1.36, 4 (196) 1.16, 8 (392) 0.96;
 #: on AMD Zen 4 (above) 64 -> 64 on 8 x 8 1.44 at 16 tiles, 1.02 at 64. Frozen weights keep the thresholds above
-#: (the transform runs once): on the Xeon NiN's 192 -> 192 at batch 1 by Winograd 0.12 ms, directly 0.18
+#: (the transform runs once): on the Xeon NiN's 192 -> 192 at batch 1 by Winograd 0.12 ms, directly 0.18, called
+#: alone (in a session, among the other layers, the direct kernel made the whole run faster: ``WINOGRAD_MIN_TILES``)
 WINOGRAD_UNFROZEN_MIN_TILES = 64
 #: ... 5 x 5 windows, where the direct kernel runs two full 512-bit multiply-adds a cycle (Intel's AVX-512 CPUs,
 #: ``vectors.splits_line_loads``): NiN's 96 -> 192 on 16 x 16 at batch 1 (64 tiles) 1.62, 2 1.28, 4 (256) 1.05, 8
