@@ -689,6 +689,33 @@ def ort_alexnet_forward(batch: int = 16, seed: int = 0, threads: int | None = No
     return _ort_runner(proto, {"input": images}, threads)
 
 
+def _nin_session_feed(batch: int, seed: int):
+    """numconv's NiN (seed ``seed``) exported with ``numconv.onnx.to_model``, and the feed of ``batch`` random 32x32
+    images for it."""
+    import numconv.onnx
+    from numconv import models
+
+    proto = numconv.onnx.to_model(models.nin(rng=seed), (1, 3, 32, 32))
+    images = np.random.default_rng(seed).standard_normal((batch, 3, 32, 32), dtype=np.float32)
+    return proto, {"input": images}
+
+
+def numconv_nin_session(batch: int = 1, seed: int = 0):
+    """NiN's inference through numconv's ONNX session (``numconv.onnx.load``) on the exported model: at batch 1 the
+    case where each call's fixed costs weigh most. Returns the list ``session.run`` returns."""
+    import numconv.onnx
+
+    proto, feed = _nin_session_feed(batch, seed)
+    session = numconv.onnx.load(proto)
+    return lambda: session.run(None, feed)
+
+
+def ort_nin_session(batch: int = 1, seed: int = 0, threads: int | None = None):
+    """The same exported NiN and images as :func:`numconv_nin_session`, in ONNX Runtime."""
+    proto, feed = _nin_session_feed(batch, seed)
+    return _ort_runner(proto, feed, threads)
+
+
 def relative_error(ours, theirs) -> float:
     """The largest absolute difference over the largest absolute value of ``theirs`` (0 for two empty arrays)."""
     ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)

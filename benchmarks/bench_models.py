@@ -1,6 +1,6 @@
-"""Whole models: a LeNet-5 training step at batch 64 and an AlexNet forward pass at batch 16 (also in ONNX Runtime,
-when it is installed), and the time from a new process to the first LeNet-5 training step with a warm and with an
-empty compile cache."""
+"""Whole models: a LeNet-5 training step at batch 64, an AlexNet forward pass at batch 16 (also in ONNX Runtime,
+when it is installed), NiN's inference at batch 1 through ONNX sessions (numconv's and ONNX Runtime's), and the time
+from a new process to the first LeNet-5 training step with a warm and with an empty compile cache."""
 import os
 import subprocess
 import sys
@@ -88,4 +88,21 @@ class OrtAlexNet:
         _setup.warm_up(self.forward)
 
     def time_forward_batch16(self):
+        self.forward()
+
+
+class NiNSession:
+    """NiN exported with ``numconv.onnx.to_model``, at batch 1, through numconv's ONNX session and ONNX Runtime's
+    (``benchmarks/onnx_import.py`` compares them in one process). Skipped without onnx and onnxruntime."""
+
+    timeout = 600
+    params = ["numconv", "onnxruntime"]
+    param_names = ["engine"]
+
+    def setup(self, engine):
+        _setup.require_ort()
+        self.forward = anchors.numconv_nin_session() if engine == "numconv" else anchors.ort_nin_session()
+        _setup.warm_up(self.forward)
+
+    def time_forward_batch1(self, engine):
         self.forward()
