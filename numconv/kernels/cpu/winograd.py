@@ -280,15 +280,17 @@ def _plan(x_shape, weight_shape, out_shape, stride_d, dilation_d, groups, phases
     packed_shape = (batch, groups, in_blocks, packed_depth, tiles_h * rows + winograd_kernels.REACH[window[0]],
                     tiles_w * TILE + winograd_kernels.REACH[window[1]], _LANES)
     return _Plan(
-        winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)],
-        winograd_kernels.WEIGHTS[key], depth, reduction_taps, group_out, out_blocks, padded_in, in_blocks, tiles_h,
-        tiles_w, per_task, _chunks(groups * -(-tiles // per_task), out_blocks, running), packed_shape,
-        groups * out_blocks * elements * reduction_taps * padded_in * _LANES,
-        () if depth else (stride_d, _depth_offsets(taps_d, dilation_d)),
-        threads * elements * (per_task * reduction_taps * padded_in + _LANES),
-        threads * (1 + paired) * elements * (per_task + 1) * _LANES,
-        threads * winograd_kernels.SCRATCH[key] * _LANES,
-        np.array(winograd_kernels.CONSTANTS, dtype))
+        kernel=winograd_kernels.PAIRED[key] if paired else winograd_kernels.KERNELS[key + (WIDTH,)],
+        weights=winograd_kernels.WEIGHTS[key], depth=depth, reduction_taps=reduction_taps, group_out=group_out,
+        out_blocks=out_blocks, padded_in=padded_in, in_blocks=in_blocks, tiles_h=tiles_h, tiles_w=tiles_w,
+        per_task=per_task, chunks=_chunks(groups * -(-tiles // per_task), out_blocks, running),
+        packed_shape=packed_shape,
+        transformed_size=groups * out_blocks * elements * reduction_taps * padded_in * _LANES,
+        depth_arguments=() if depth else (stride_d, _depth_offsets(taps_d, dilation_d)),
+        tiles_size=threads * elements * (per_task * reduction_taps * padded_in + _LANES),
+        sums_size=threads * (1 + paired) * elements * (per_task + 1) * _LANES,
+        scratch_size=threads * winograd_kernels.SCRATCH[key] * _LANES,
+        constants=np.array(winograd_kernels.CONSTANTS, dtype))
 
 
 def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1), relu=False) -> None:
