@@ -184,9 +184,11 @@ print(sum(pointwise.relu_forward.serial.stats.cache_hits.values()),
     assert [run.stdout.split() for run in runs] == [["0", "0"], ["1", "1"]]
 
 
-#: NumPy calls and array methods that Numba turns into a parallel loop of their own inside a parallel kernel
-_ARRAY_LOOPS = {"zeros", "ones", "full", "arange", "zeros_like", "ones_like", "full_like", "sum", "max", "min",
-                "mean", "astype", "copy", "fill", "sqrt", "exp"}
+#: NumPy functions (called as ``np.name``) and array methods that Numba turns into a parallel loop of their own
+#: inside a parallel kernel; ``math.sqrt`` and the like on scalars are not among them
+_NUMPY_LOOPS = {"zeros", "ones", "full", "arange", "zeros_like", "ones_like", "full_like", "sqrt", "exp", "sum",
+                "max", "min", "mean"}
+_METHOD_LOOPS = {"sum", "max", "min", "mean", "astype", "copy", "fill"}
 
 
 def _is_parallel(function: ast.FunctionDef) -> bool:
@@ -198,12 +200,16 @@ def _is_parallel(function: ast.FunctionDef) -> bool:
 
 
 def _array_loops_outside_prange(node) -> list:
-    """The calls of ``_ARRAY_LOOPS`` under ``node`` that no ``for ... in prange(...)`` loop encloses."""
+    """The calls of ``_NUMPY_LOOPS`` and ``_METHOD_LOOPS`` under ``node`` that no ``for ... in prange(...)`` loop
+    encloses."""
     if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and ast.unparse(node.iter.func) == "prange":
         return []  # nested in a parallel loop, such an expression runs as a plain loop in each task
     found = []
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _ARRAY_LOOPS:
-        found.append(ast.unparse(node))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        owner = ast.unparse(node.func.value)
+        if (node.func.attr in _NUMPY_LOOPS and owner in ("np", "numpy")) or (
+                node.func.attr in _METHOD_LOOPS and owner not in ("np", "numpy", "math")):
+            found.append(ast.unparse(node))
     for child in ast.iter_child_nodes(node):
         found += _array_loops_outside_prange(child)
     return found
