@@ -129,7 +129,9 @@ ADVANTAGE = 1.05
 #: kernel alone with a frozen weight, best of 5 x 3 in one process, two rounds, its time over one block's: AlexNet's
 #: third layer at batch 16 0.76-0.77, its fourth 0.77-0.79, its second 0.90-0.93; NiN's 96 -> 192 5 x 5 on 16 x 16 at
 #: batch 16 0.86-0.87, 192 -> 192 3 x 3 on 8 x 8 0.89-0.90; the video's 64 -> 128 3 x 3 x 3 0.82-0.83; 64 -> 48 on
-#: 10 x 10 at batch 4 (3 blocks) 0.98-1.00
+#: 10 x 10 at batch 4 (3 blocks) 0.98-1.00. 1D, 128 -> 128 channels with 3 taps, the whole Winograd call over the
+#: best direct kernel's, best of 18 alternating in one process, two rounds each: with pairs 0.87-0.98 on 1000 at
+#: batch 32 and 0.80 on 248, with one block 0.97-1.10 and 0.91-1.03
 WINOGRAD_PAIRED = vectors.splits_line_loads()
 #: a 1 x 1 convolution at stride 1 without padding, and its input gradient, go to the blocked kernel over panels
 #: packed task by task (``packed.py``) where its product has at least this many output channels a group (of the

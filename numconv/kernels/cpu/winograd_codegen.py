@@ -69,10 +69,11 @@ TILE = 2
 #: on an AMD Zen 3, 4 slower)
 WIDTHS = {32: 16, 16: 6}
 #: tiles per strip of the paired kernels (``conv_source``'s ``paired``: two blocks of 16 output channels per
-#: broadcast number, 28 accumulators), written for AVX-512's 32 registers and windows with rows of tiles (not the
-#: 1D ones); ``winograd.py`` takes them where ``tuning.WINOGRAD_PAIRED``. On an Intel Xeon, NiN's and AlexNet's
-#: layers, the fused kernel alone: 0.76-0.93 of the time of 16 tiles of one block; 8 tiles 0.92-0.98, 12 0.82-0.98;
-#: the 1D audio layer 1.02-1.03 with 12
+#: broadcast number, 28 accumulators), written for AVX-512's 32 registers; ``winograd.py`` takes them where
+#: ``tuning.WINOGRAD_PAIRED``. On an Intel Xeon, NiN's and AlexNet's layers, the fused kernel alone: 0.76-0.93 of the
+#: time of 16 tiles of one block; 8 tiles 0.92-0.98, 12 0.82-0.98. Windows one row tall too: 16 tiles of one block
+#: address their 16 broadcast rows from 16 registers, more than x86-64 has free, and the compiled loop moved
+#: addresses between registers and the stack, 26 moves a step; 14 tiles of two blocks run 12% faster (``tuning``)
 PAIRED_WIDTH = 14
 
 F = Fraction
@@ -655,8 +656,7 @@ def module_source() -> str:
           for rows, columns, depth in windows),
         *(conv_source(rows, columns, width, consts, depth) for rows, columns, depth in windows
           for width in WIDTHS.values()),
-        *(conv_source(rows, columns, PAIRED_WIDTH, consts, depth, paired=True) for rows, columns, depth in windows
-          if rows > 1 or depth))]
+        *(conv_source(rows, columns, PAIRED_WIDTH, consts, depth, paired=True) for rows, columns, depth in windows))]
     # each kernel loads the constants it uses (q0, zero, starts its sums)
     text = "\n".join(body.replace("__CONSTS__", "; ".join(
         load for load in consts.loads() if re.search(rf"\b{load.split()[0]}\b", body.replace("__CONSTS__", ""))))
@@ -694,9 +694,8 @@ def module_source() -> str:
             f"WEIGHTS = {mapping(lambda r, c, d: '_weights_' + window_name(r, c, d))}\n"
             "KERNELS = {" + ", ".join(f"{key(*window) + (width,)}: _winograd_{window_name(*window)}_w{width}"
                                       for window in windows for width in WIDTHS.values()) + "}\n"
-            "#: per window with rows of tiles, its paired fused kernel\n"
-            "PAIRED = {" + ", ".join(f"{key(*window)}: {paired_name(*window)}" for window in windows
-                                     if window[0] > 1 or window[2]) + "}\n")
+            "#: per window, its paired fused kernel\n"
+            "PAIRED = {" + ", ".join(f"{key(*window)}: {paired_name(*window)}" for window in windows) + "}\n")
 
 
 def main() -> None:

@@ -5773,6 +5773,520 @@ def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w14x2``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction + 16)  # V (4, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64((0 * wp + 0) * 16)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 1) * 16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 2) * 16)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 3) * 16)
+                e3 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 3) * vrow
+                store_run(V, at, v3)
+        # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
+        # in M after the first's; then each block's inverse transforms
+        ob_end = (chunk + 1) * oblocks // chunks
+        m_half = np.uint64(4 * mrow * 16)
+        for pair in range(chunk * oblocks // chunks, ob_end, 2):
+            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            for t in range(4):
+                u_base = np.uint64(((g * oblocks + pair) * 4 + t) * reduction * 16)
+                u_next = u_base + np.uint64(second * 4) * np.uint64(reduction * 16)
+                for j0 in range(0, per_task, 14):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        b0 = multiply_add_run(b0, w_next, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        b1 = multiply_add_run(b1, w_next, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        b2 = multiply_add_run(b2, w_next, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        b3 = multiply_add_run(b3, w_next, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        b4 = multiply_add_run(b4, w_next, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        b5 = multiply_add_run(b5, w_next, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        b6 = multiply_add_run(b6, w_next, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        b7 = multiply_add_run(b7, w_next, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        b8 = multiply_add_run(b8, w_next, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        b9 = multiply_add_run(b9, w_next, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        b10 = multiply_add_run(b10, w_next, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        b11 = multiply_add_run(b11, w_next, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        b12 = multiply_add_run(b12, w_next, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        b13 = multiply_add_run(b13, w_next, s)
+                    m_at = np.uint64((t * mrow + j0) * 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_half + m_at + np.uint64(0), b0)
+                    store_run(M, m_half + m_at + np.uint64(16), b1)
+                    store_run(M, m_half + m_at + np.uint64(32), b2)
+                    store_run(M, m_half + m_at + np.uint64(48), b3)
+                    store_run(M, m_half + m_at + np.uint64(64), b4)
+                    store_run(M, m_half + m_at + np.uint64(80), b5)
+                    store_run(M, m_half + m_at + np.uint64(96), b6)
+                    store_run(M, m_half + m_at + np.uint64(112), b7)
+                    store_run(M, m_half + m_at + np.uint64(128), b8)
+                    store_run(M, m_half + m_at + np.uint64(144), b9)
+                    store_run(M, m_half + m_at + np.uint64(160), b10)
+                    store_run(M, m_half + m_at + np.uint64(176), b11)
+                    store_run(M, m_half + m_at + np.uint64(192), b12)
+                    store_run(M, m_half + m_at + np.uint64(208), b13)
+            for half in range(1 + second):
+                ob = pair + half
+                m_off = np.uint64(half) * m_half
+                o0 = g * group_out + ob * 16
+                valid = min(16, group_out - ob * 16)
+                lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
+                for j in range(count):
+                    i = first_tile + j
+                    n = i // (od * th * tw)
+                    d = (i // (th * tw)) % od
+                    ty = (i // tw) % th
+                    tx = i % tw
+                    z = d  # the output plane
+                    full = valid == 16 and tx * 2 + 2 <= ow
+                    for r in range(min(1, oh - ty * 1)):
+                        # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                        at = np.uint64(((0 + 0) * mrow + j) * 16)
+                        f0 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 1) * mrow + j) * 16)
+                        f1 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 2) * mrow + j) * 16)
+                        f2 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 3) * mrow + j) * 16)
+                        f3 = load_run(M, m_off + at, 16)
+                        z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                        z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
+                        row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
+                        plane = np.uint64(od * oh * ow)
+                        if full:
+                            store_lanes(of, row, plane, (z0, z1,))
+                        else:
+                            # an edge tile or a partial block of channels: through S
+                            at = np.uint64(0)
+                            store_run(S, at + np.uint64(0), z0)
+                            store_run(S, at + np.uint64(16), z1)
+                            for q in range(min(2, ow - tx * 2)):
+                                for k in range(valid):
+                                    of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 14 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 4, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 14; a task computes the blocks of 16 output channels of one of ``chunks`` shares, two at a time.
+    work_v (threads, 4 * per_task * KD * CP), work_m (threads, 2 * 4 * (per_task + 1) * 16), work_t (threads, 4 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
+    """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w14x2``, with the calling thread's scratch (V, M and S)."""
+    batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
+    out_channels, od, oh, ow = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    cpad = cblocks * 16
+    taps = depth_offsets.shape[0]
+    reduction = taps * cpad  # the sums run over (depth tap, channel)
+    tiles = batch * od * th * tw
+    blocks = (tiles + per_task - 1) // per_task
+    of = out.reshape(-1)
+    pf = P.reshape(-1)
+    for task in range(first, end):
+        chunk = task % chunks  # which share of the output-channel blocks
+        g = task // (blocks * chunks)
+        first_tile = (task // chunks - g * blocks) * per_task
+        count = min(per_task, tiles - first_tile)
+        q0 = K[0]
+        vrow = np.uint64(per_task * reduction + 16)  # V (7, per_task * KD * CP + 16): one t, skewed a line
+        mrow = per_task + 1  # M (elements, per_task + 1, 16): one t, skewed a line
+        # ---- input transform: V[t, j, kd * CP + c] = (BT d BT^T)[t] of tile j, each sub-window's elements after the earlier ones',
+        # 16 channels per vector
+        for j in range(per_task):
+            i = min(first_tile + j, tiles - 1)  # a short last block repeats its last tile; those results are dropped
+            n = i // (od * th * tw)
+            d = (i // (th * tw)) % od
+            ty = (i // tw) % th
+            tx = i % tw
+            for sub_block in range(taps * cblocks):
+                kd = sub_block // cblocks
+                cb = sub_block - kd * cblocks
+                z = d * stride_d + depth_offsets[kd]
+                corner = np.uint64((((((n * groups + g) * cblocks + cb) * dp + z) * hp + ty * 1) * wp + tx * 2) * 16)
+                vat = np.uint64(j * reduction + kd * cpad + cb * 16)
+                # the 1 x 3 sub-window from tap (0, 0)
+                base = corner + np.uint64((0 * wp + 0) * 16)
+                # one row: d BT^T, stored at V[0 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64((0 * wp + 0) * 16)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 1) * 16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 2) * 16)
+                e2 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 3) * 16)
+                e3 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 2) * vrow
+                store_run(V, at, v2)
+                v3 = combine_run("+1 -3", (e0, e1, e2, e3,), ())
+                at = vat + np.uint64(0 + 3) * vrow
+                store_run(V, at, v3)
+                # the 1 x 2 sub-window from tap (0, 3)
+                base = corner + np.uint64((0 * wp + 3) * 16)
+                # one row: d BT^T, stored at V[4 + col, j, kd * CP + 16 cb:...]
+                at = base + np.uint64((0 * wp + 0) * 16)
+                e0 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 1) * 16)
+                e1 = load_run(pf, at, 16)
+                at = base + np.uint64((0 * wp + 2) * 16)
+                e2 = load_run(pf, at, 16)
+                v0 = combine_run("+0 -1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 0) * vrow
+                store_run(V, at, v0)
+                v1 = combine_run("+1", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 1) * vrow
+                store_run(V, at, v1)
+                v2 = combine_run("-1 +2", (e0, e1, e2,), ())
+                at = vat + np.uint64(4 + 2) * vrow
+                store_run(V, at, v2)
+        # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
+        # in M after the first's; then each block's inverse transforms
+        ob_end = (chunk + 1) * oblocks // chunks
+        m_half = np.uint64(7 * mrow * 16)
+        for pair in range(chunk * oblocks // chunks, ob_end, 2):
+            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            for t in range(7):
+                u_base = np.uint64(((g * oblocks + pair) * 7 + t) * reduction * 16)
+                u_next = u_base + np.uint64(second * 7) * np.uint64(reduction * 16)
+                for j0 in range(0, per_task, 14):
+                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
+                    x0 = v_base + np.uint64(0 * reduction)
+                    x1 = v_base + np.uint64(1 * reduction)
+                    x2 = v_base + np.uint64(2 * reduction)
+                    x3 = v_base + np.uint64(3 * reduction)
+                    x4 = v_base + np.uint64(4 * reduction)
+                    x5 = v_base + np.uint64(5 * reduction)
+                    x6 = v_base + np.uint64(6 * reduction)
+                    x7 = v_base + np.uint64(7 * reduction)
+                    x8 = v_base + np.uint64(8 * reduction)
+                    x9 = v_base + np.uint64(9 * reduction)
+                    x10 = v_base + np.uint64(10 * reduction)
+                    x11 = v_base + np.uint64(11 * reduction)
+                    x12 = v_base + np.uint64(12 * reduction)
+                    x13 = v_base + np.uint64(13 * reduction)
+                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                    for c in range(np.uint64(0), np.uint64(reduction)):
+                        u_at = u_base + c * np.uint64(16)
+                        w = load_run(U, u_at, 16)
+                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                        s = V[x0 + c]
+                        a0 = multiply_add_run(a0, w, s)
+                        b0 = multiply_add_run(b0, w_next, s)
+                        s = V[x1 + c]
+                        a1 = multiply_add_run(a1, w, s)
+                        b1 = multiply_add_run(b1, w_next, s)
+                        s = V[x2 + c]
+                        a2 = multiply_add_run(a2, w, s)
+                        b2 = multiply_add_run(b2, w_next, s)
+                        s = V[x3 + c]
+                        a3 = multiply_add_run(a3, w, s)
+                        b3 = multiply_add_run(b3, w_next, s)
+                        s = V[x4 + c]
+                        a4 = multiply_add_run(a4, w, s)
+                        b4 = multiply_add_run(b4, w_next, s)
+                        s = V[x5 + c]
+                        a5 = multiply_add_run(a5, w, s)
+                        b5 = multiply_add_run(b5, w_next, s)
+                        s = V[x6 + c]
+                        a6 = multiply_add_run(a6, w, s)
+                        b6 = multiply_add_run(b6, w_next, s)
+                        s = V[x7 + c]
+                        a7 = multiply_add_run(a7, w, s)
+                        b7 = multiply_add_run(b7, w_next, s)
+                        s = V[x8 + c]
+                        a8 = multiply_add_run(a8, w, s)
+                        b8 = multiply_add_run(b8, w_next, s)
+                        s = V[x9 + c]
+                        a9 = multiply_add_run(a9, w, s)
+                        b9 = multiply_add_run(b9, w_next, s)
+                        s = V[x10 + c]
+                        a10 = multiply_add_run(a10, w, s)
+                        b10 = multiply_add_run(b10, w_next, s)
+                        s = V[x11 + c]
+                        a11 = multiply_add_run(a11, w, s)
+                        b11 = multiply_add_run(b11, w_next, s)
+                        s = V[x12 + c]
+                        a12 = multiply_add_run(a12, w, s)
+                        b12 = multiply_add_run(b12, w_next, s)
+                        s = V[x13 + c]
+                        a13 = multiply_add_run(a13, w, s)
+                        b13 = multiply_add_run(b13, w_next, s)
+                    m_at = np.uint64((t * mrow + j0) * 16)
+                    store_run(M, m_at + np.uint64(0), a0)
+                    store_run(M, m_at + np.uint64(16), a1)
+                    store_run(M, m_at + np.uint64(32), a2)
+                    store_run(M, m_at + np.uint64(48), a3)
+                    store_run(M, m_at + np.uint64(64), a4)
+                    store_run(M, m_at + np.uint64(80), a5)
+                    store_run(M, m_at + np.uint64(96), a6)
+                    store_run(M, m_at + np.uint64(112), a7)
+                    store_run(M, m_at + np.uint64(128), a8)
+                    store_run(M, m_at + np.uint64(144), a9)
+                    store_run(M, m_at + np.uint64(160), a10)
+                    store_run(M, m_at + np.uint64(176), a11)
+                    store_run(M, m_at + np.uint64(192), a12)
+                    store_run(M, m_at + np.uint64(208), a13)
+                    store_run(M, m_half + m_at + np.uint64(0), b0)
+                    store_run(M, m_half + m_at + np.uint64(16), b1)
+                    store_run(M, m_half + m_at + np.uint64(32), b2)
+                    store_run(M, m_half + m_at + np.uint64(48), b3)
+                    store_run(M, m_half + m_at + np.uint64(64), b4)
+                    store_run(M, m_half + m_at + np.uint64(80), b5)
+                    store_run(M, m_half + m_at + np.uint64(96), b6)
+                    store_run(M, m_half + m_at + np.uint64(112), b7)
+                    store_run(M, m_half + m_at + np.uint64(128), b8)
+                    store_run(M, m_half + m_at + np.uint64(144), b9)
+                    store_run(M, m_half + m_at + np.uint64(160), b10)
+                    store_run(M, m_half + m_at + np.uint64(176), b11)
+                    store_run(M, m_half + m_at + np.uint64(192), b12)
+                    store_run(M, m_half + m_at + np.uint64(208), b13)
+            for half in range(1 + second):
+                ob = pair + half
+                m_off = np.uint64(half) * m_half
+                o0 = g * group_out + ob * 16
+                valid = min(16, group_out - ob * 16)
+                lane_bias = load_run(bias, (g * oblocks + ob) * 16, 16)
+                for j in range(count):
+                    i = first_tile + j
+                    n = i // (od * th * tw)
+                    d = (i // (th * tw)) % od
+                    ty = (i // tw) % th
+                    tx = i % tw
+                    z = d  # the output plane
+                    full = valid == 16 and tx * 2 + 2 <= ow
+                    for r in range(min(1, oh - ty * 1)):
+                        # pass 2 (per output row r): bias + the sum over sub-windows of (AT M) AT^T, stored channel by channel
+                        at = np.uint64(((0 + 0) * mrow + j) * 16)
+                        f0 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 1) * mrow + j) * 16)
+                        f1 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 2) * mrow + j) * 16)
+                        f2 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((0 + 3) * mrow + j) * 16)
+                        f3 = load_run(M, m_off + at, 16)
+                        z0 = combine_run("+0 +1 +2 +3", (lane_bias, f0, f1, f2, f3,), ())
+                        z1 = combine_run("+0 +2 -3 -4", (lane_bias, f0, f1, f2, f3,), ())
+                        at = np.uint64(((4 + 0) * mrow + j) * 16)
+                        f0 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((4 + 1) * mrow + j) * 16)
+                        f1 = load_run(M, m_off + at, 16)
+                        at = np.uint64(((4 + 2) * mrow + j) * 16)
+                        f2 = load_run(M, m_off + at, 16)
+                        z0 = combine_run("+0 +1 +2", (z0, f0, f1, f2,), ())
+                        z1 = combine_run("+0 +2 +3", (z1, f0, f1, f2,), ())
+                        z0 = floor_run(z0, floor)
+                        z1 = floor_run(z1, floor)
+                        row = np.uint64((((n * out_channels + o0) * od + z) * oh + ty * 1 + r) * ow + tx * 2)
+                        plane = np.uint64(od * oh * ow)
+                        if full:
+                            store_lanes(of, row, plane, (z0, z1,))
+                        else:
+                            # an edge tile or a partial block of channels: through S
+                            at = np.uint64(0)
+                            store_run(S, at + np.uint64(0), z0)
+                            store_run(S, at + np.uint64(16), z1)
+                            for q in range(min(2, ow - tx * 2)):
+                                for k in range(valid):
+                                    of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
+
+
+@njit(parallel=True, cache=True)
+def _winograd_1x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+    """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
+    input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 14 tiles.
+
+    P (N, G, CB, DP, HP, WP, 16) packed padded input (``winograd._pack_input``); U (G, OB, 7, KD * CP, 16) transformed weights;
+    bias (G * OB * 16,) zero padded; K the constants; tiles run n-major over (N, OD, th, tw);
+    ``per_task`` a multiple of 14; a task computes the blocks of 16 output channels of one of ``chunks`` shares, two at a time.
+    work_v (threads, 7 * per_task * KD * CP), work_m (threads, 2 * 7 * (per_task + 1) * 16), work_t (threads, 7 * 16):
+    per-thread scratch, so that no task allocates (fresh pages fault)."""
+    tasks = groups * chunks * ((P.shape[0] * out.shape[2] * th * tw + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        tid = numba.get_thread_id()
+        _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -6115,5 +6629,5 @@ ELEMENTS = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7
 SCRATCH = {(3, 3): 16, (3, 5): 28, (5, 3): 28, (5, 5): 49, (1, 3): 4, (1, 5): 7, (3, 3, 3): 80}
 WEIGHTS = {(3, 3): _weights_3x3, (3, 5): _weights_3x5, (5, 3): _weights_5x3, (5, 5): _weights_5x5, (1, 3): _weights_1x3, (1, 5): _weights_1x5, (3, 3, 3): _weights_3x3x3}
 KERNELS = {(3, 3, 16): _winograd_3x3_w16, (3, 3, 6): _winograd_3x3_w6, (3, 5, 16): _winograd_3x5_w16, (3, 5, 6): _winograd_3x5_w6, (5, 3, 16): _winograd_5x3_w16, (5, 3, 6): _winograd_5x3_w6, (5, 5, 16): _winograd_5x5_w16, (5, 5, 6): _winograd_5x5_w6, (1, 3, 16): _winograd_1x3_w16, (1, 3, 6): _winograd_1x3_w6, (1, 5, 16): _winograd_1x5_w16, (1, 5, 6): _winograd_1x5_w6, (3, 3, 3, 16): _winograd_3x3x3_w16, (3, 3, 3, 6): _winograd_3x3x3_w6}
-#: per window with rows of tiles, its paired fused kernel
-PAIRED = {(3, 3): _winograd_3x3_w14x2, (3, 5): _winograd_3x5_w14x2, (5, 3): _winograd_5x3_w14x2, (5, 5): _winograd_5x5_w14x2, (3, 3, 3): _winograd_3x3x3_w14x2}
+#: per window, its paired fused kernel
+PAIRED = {(3, 3): _winograd_3x3_w14x2, (3, 5): _winograd_3x5_w14x2, (5, 3): _winograd_5x3_w14x2, (5, 5): _winograd_5x5_w14x2, (1, 3): _winograd_1x3_w14x2, (1, 5): _winograd_1x5_w14x2, (3, 3, 3): _winograd_3x3x3_w14x2}
