@@ -136,12 +136,14 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     ((4, 64, 8, 16), (64, 64, 5, 3), 1, True, not SPLITS),  # 128 tiles
     ((16, 64, 16, 16), (64, 64, 7, 7), 1, False, False),
     # windows one row tall by F(2, 3): the audio layer (1000 positions, batch 32) and M5's last 3-tap layer (992
-    # tiles), 5 taps; not with 64 channels, at one sample (500 tiles), nor 3 x 1 (one column wide)
+    # tiles), 5 taps; one sample (500 tiles) where the products take two blocks at a time; not with 64 channels,
+    # on 124 tiles, nor 3 x 1 (one column wide)
     ((32, 128, 1000), (128, 128, 3), 1, True, True),
     ((32, 256, 61), (512, 256, 3), 1, True, True),
     ((8, 128, 250), (128, 128, 5), 1, True, True),
+    ((1, 128, 1000), (128, 128, 3), 1, tuning.WINOGRAD_PAIRED, tuning.WINOGRAD_PAIRED),
     ((32, 64, 1000), (64, 64, 3), 1, False, False),
-    ((1, 128, 1000), (128, 128, 3), 1, False, False),
+    ((1, 128, 248), (128, 128, 3), 1, False, False),
     ((32, 128, 100, 10), (128, 128, 3, 1), 1, False, False),
 ])
 def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, groups, chosen, chosen_unfrozen):

@@ -55,8 +55,8 @@ def _conv(n):
 OPS = {
     "conv1d": (*_conv(1), [(2, 3, 15), (4, 3, 3), (4,)], dict(stride=2, padding=1)),
     "conv2d": (*_conv(2), [(2, 3, 9, 8), (4, 3, 3, 3), (4,)], dict(padding=1)),
-    # Winograd's 1D layers with the fewest channels and tiles it takes (tuning.WINOGRAD_ROW_MIN_CHANNELS,
-    # WINOGRAD_ROW_MIN_TILES: 128, 960 of 1 x 2)
+    # Winograd's 1D layers with the fewest channels it takes (tuning.WINOGRAD_ROW_MIN_CHANNELS: 128) and tiles enough
+    # on every CPU (tuning.WINOGRAD_ROW_MIN_TILES: 960 of 1 x 2)
     "conv1d winograd": (*_conv(1), [(8, 128, 240), (128, 128, 3), (128,)], dict(padding=1)),
     # Winograd's layers with the fewest output tiles it takes for a weight transformed in the call, as here
     # (tuning.WINOGRAD_UNFROZEN_MIN_TILES: 64 of 2 x 2)

@@ -199,8 +199,13 @@ WINOGRAD_WIDE_UNFROZEN_MIN_TILES = 512 if vectors.splits_line_loads() else WINOG
 #: 128 -> 128 on 1000 at batch 32 0.85, on 250 at batch 8 0.97, 64 -> 64 0.99
 WINOGRAD_ROW_MIN_CHANNELS = 128
 #: ... and at least this many 1 x 2 output tiles: 128 channels on 2 x 1000 tiles 0.86, 1000 at batch 1 (500 tiles)
-#: 1.11, 248 (123) 1.09; 256 -> 512 on 30 tiles 1.85
-WINOGRAD_ROW_MIN_TILES = 960
+#: 1.11, 248 (123) 1.09; 256 -> 512 on 30 tiles 1.85. Where the products take two blocks at a time
+#: (``WINOGRAD_PAIRED``), fewer: on an Intel Xeon, the weight transformed in every call, best of 18 alternating in
+#: one process: 128 -> 128 on 1000 at batch 1 (500 tiles) 0.69, on 30 at batch 32 (480) 0.74, on 495 at batch 1
+#: (248) 0.85-0.86, on 120 at batch 4 (240) 0.88, on 248 at batch 1 (124) 0.86; 256 -> 512 on 30 at batch 32 (480)
+#: 0.75-0.78, on 61 at batch 4 (124) 1.07, at batch 2 (62) 1.42; 128 -> 256 on 123 (62) 1.04; 256 -> 256 on 495
+#: (248) 0.88; 5 taps, 128 -> 128: 480 tiles 0.80, 248 0.90-0.93
+WINOGRAD_ROW_MIN_TILES = 240 if WINOGRAD_PAIRED else 960
 
 #: a strided 2D convolution whose stride phases see 3 x 3 taps each goes to Winograd over its phase planes where
 #: Winograd's multiplies (16 per 2 x 2 tile, input channel and phase) are at most this share of the direct kernel's
