@@ -165,9 +165,11 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 2, 16, (4, 4), (3, 3), padding=(1, 1)),
     ConvConfig(1, 2, 16, (4, 6), (3, 5), padding=(1, 2)),
     # windows one row tall, by F(2, 3): 1D with a partial block of channels and an edge tile (two blocks of output
-    # channels, paired where pairs are taken), 5 taps with groups and the largest padding, with a whole block of
-    # output channels and with two blocks, and 1 x 3 windows over several rows
+    # channels, paired where pairs are taken) and with one whole block (its tiles stored straight from the sums), 5
+    # taps with groups and the largest padding, with a whole block of output channels and with two blocks, and 1 x 3
+    # windows over several rows
     ConvConfig(1, 17, 18, (11,), (3,), padding=(1,)),
+    ConvConfig(1, 2, 16, (7,), (3,), padding=(1,)),
     ConvConfig(2, 4, 4, (9,), (5,), padding=(4,), padding_right=(1,), groups=2),
     ConvConfig(1, 2, 16, (7,), (5,), padding=(2,)),
     ConvConfig(1, 3, 33, (9,), (5,), padding=(2,)),
