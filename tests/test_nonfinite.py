@@ -55,9 +55,9 @@ def _conv(n):
 OPS = {
     "conv1d": (*_conv(1), [(2, 3, 15), (4, 3, 3), (4,)], dict(stride=2, padding=1)),
     "conv2d": (*_conv(2), [(2, 3, 9, 8), (4, 3, 3, 3), (4,)], dict(padding=1)),
-    # Winograd's 1D layers with the fewest channels it takes (tuning.WINOGRAD_ROW_MIN_CHANNELS: 128) and tiles enough
-    # on every CPU (tuning.WINOGRAD_ROW_MIN_TILES: 960 of 1 x 2)
-    "conv1d winograd": (*_conv(1), [(8, 128, 240), (128, 128, 3), (128,)], dict(padding=1)),
+    # Winograd's 1D layers (SETTINGS: its channel and tile thresholds lowered to this layer's 32 and 20), two blocks
+    # of output channels
+    "conv1d winograd": (*_conv(1), [(2, 32, 20), (32, 32, 3), (32,)], dict(padding=1)),
     # Winograd's layers with the fewest output tiles it takes for a weight transformed in the call, as here
     # (tuning.WINOGRAD_UNFROZEN_MIN_TILES: 64 of 2 x 2)
     "conv2d winograd": (*_conv(2), [(4, 32, 8, 8), (32, 32, 3, 3), (32,)], dict(padding=1)),
@@ -104,7 +104,8 @@ def test_inputs_that_only_the_phase_planes_zero_taps_read_stay_out_of_the_output
 #: the thresholds a row sets so that the automatic choice takes the kernel it names on every CPU (Intel's AVX-512 CPUs
 #: leave the Winograd weight gradient to the direct kernel: ``tuning.WINOGRAD_WEIGHT_MIN_CHANNELS``; only they take
 #: the packed panels, and for more channels: ``tuning.PACKED_MIN_COLUMNS``)
-SETTINGS = {"conv2d winograd weight gradient": {"WINOGRAD_WEIGHT_MIN_CHANNELS": 128},
+SETTINGS = {"conv1d winograd": {"WINOGRAD_ROW_MIN_CHANNELS": 32, "WINOGRAD_ROW_MIN_TILES": 20},
+            "conv2d winograd weight gradient": {"WINOGRAD_WEIGHT_MIN_CHANNELS": 128},
             "conv2d 1x1 packed": {"PACKED_MIN_COLUMNS": 1, "PACKED_MIN_COLUMNS_ALIASED": 1}}
 
 
