@@ -268,7 +268,7 @@ def _plan(x_shape, weight_shape, out_shape, stride_d, dilation_d, groups, phases
     tiles = batch * tile_planes * tiles_h * tiles_w
     in_blocks, out_blocks = -(-group_in // _LANES), -(-group_out // _LANES)
     # two blocks of output channels a product step where a group has two (``tuning.WINOGRAD_PAIRED``)
-    paired = tuning.WINOGRAD_PAIRED and out_blocks > 1 and key in winograd_kernels.PAIRED
+    paired = tuning.WINOGRAD_PAIRED and out_blocks > 1
     width = winograd_kernels.PAIRED_WIDTH if paired else WIDTH
     per_task = _tiles_per_task(tiles, groups, width)
     padded_in = in_blocks * _LANES
