@@ -71,9 +71,9 @@ WIDTHS = {32: 16, 16: 6}
 #: tiles per strip of the paired kernels (``conv_source``'s ``paired``: two blocks of 16 output channels per
 #: broadcast number, 28 accumulators), written for AVX-512's 32 registers; ``winograd.py`` takes them where
 #: ``tuning.WINOGRAD_PAIRED``. On an Intel Xeon, NiN's and AlexNet's layers, the fused kernel alone: 0.76-0.93 of the
-#: time of 16 tiles of one block; 8 tiles 0.92-0.98, 12 0.82-0.98. Windows one row tall too: 16 tiles of one block
-#: address their 16 broadcast rows from 16 registers, more than x86-64 has free, and the compiled loop moved
-#: addresses between registers and the stack, 26 moves a step; 14 tiles of two blocks run 12% faster (``tuning``)
+#: time of 16 tiles of one block; 8 tiles 0.92-0.98, 12 0.82-0.98. Windows one row tall too, 12% faster
+#: (``tuning``): 16 tiles of one block load a broadcast number per multiply-add, and their 16 row addresses are more
+#: than x86-64 has free registers (the compiled loop moved them through the stack, 26 moves a step)
 PAIRED_WIDTH = 14
 
 F = Fraction
