@@ -18,9 +18,9 @@ new process to the first LeNet-5 training step, with an empty and with a filled 
 subprocesses. Without PyTorch, or without onnx and onnxruntime, that peer's columns show "-".
 
 All engines use the same number of threads (numba's, by default every core). For stable numbers on OpenBLAS
-builds, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset. Leave OMP_WAIT_POLICY unset: numconv's kernels run
-on Numba's OpenMP threading layer too, and PASSIVE makes every parallel loop wake its threads (2-3x on the small
-cases).
+builds, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset. numconv's kernels run on Numba's TBB threading layer
+(``numconv.kernels.threads``), which OMP_WAIT_POLICY does not affect; PyTorch's OpenMP runtime reads it, so leave
+it unset to time PyTorch as it is installed.
 """
 from __future__ import annotations
 

@@ -7,8 +7,10 @@ the update over every training batch (the batches are cut beforehand, and the te
 timed separately).
 
 Each framework trains in a child process of its own (this script re-invoked with ``--engine numconv`` or
-``--engine torch``), because Numba's OpenMP threading layer and PyTorch's OpenMP runtime in one process can fight
-over the cores, their spinning workers making epochs up to a hundred times slower. The parent writes the data, the
+``--engine torch``), because two thread pools in one process slow each other: with Numba on its OpenMP layer,
+the two OpenMP runtimes' spinning workers made epochs up to a hundred times slower; on the TBB layer numconv now
+uses, the anchor suite's 1D convolution still ran 1.4x slower for about 300 ms after PyTorch's calls on 2 cores
+(with OMP_WAIT_POLICY=PASSIVE too). The parent writes the data, the
 initial weights and every epoch's shuffling to a temporary directory, starts both children, and has them run
 epoch by epoch, taking turns to go first and never at the same time; each child answers one line of JSON per epoch
 on its standard output and leaves its final weights in the directory. Another busy process on a small machine
