@@ -51,8 +51,8 @@ ENVIRONMENT = {"cpu": {"NUMBA_DISABLE_JIT": "1"}, "cuda": {"NUMBA_ENABLE_CUDASIM
 
 def _other_registers_kernels() -> list[str]:
     """Patterns of the def lines of the generated CPU kernels sized for another count of vector registers than this
-    CPU's, and of the paired Winograd kernels where this CPU does not take them (excluding a def line excludes its
-    whole function)."""
+    CPU's (and of their variants that split the sum), and of the paired Winograd kernels where this CPU does not take
+    them (excluding a def line excludes its whole function)."""
     from numconv import vectors
     from numconv.kernels.cpu import blocked, codegen, tuning, winograd_kernels
 
@@ -63,7 +63,7 @@ def _other_registers_kernels() -> list[str]:
               if width != winograd_kernels.WIDTHS[mine]]
     if not tuning.WINOGRAD_PAIRED:
         names += [kernel.__name__ for kernel in winograd_kernels.PAIRED.values()]
-    return [rf"def {name}(_tasks)?\(" for name in names]
+    return [rf"def {name}(_split)?(_tasks)?\(" for name in names]
 
 
 def _rcfile(scratch: Path) -> Path:

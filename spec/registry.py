@@ -33,7 +33,7 @@ from spec.configs import (
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
     POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
     ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS, SAMPLES_CONFIGS,
-    SHORT_ROW_CONFIGS,
+    SHORT_ROW_CONFIGS, SPLIT_CONFIGS,
     STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
     WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS, WINOGRAD_WEIGHT_CONFIGS,
 )
@@ -153,6 +153,7 @@ ENTRIES = (
           # running statistics: the same row sums, without the symbolic cost of statistics that depend on x
           tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_split", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),

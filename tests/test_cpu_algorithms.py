@@ -80,7 +80,33 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
     lanes, width = shape
     inner = 7 if sum_length == "short" else blocked.STRIPS_OUTER_MIN_BLOCK // (4 * lanes) + 1
     full_blocks = blocked.STRIPS_OUTER_MAX_BYTES // (4 * lanes * inner) + 1 if sum_length == "long, many blocks" else 2
-    rows, columns = full_blocks * lanes + 3, 3 * width + 2
+    operands, want = _blocked_product(rng, lanes, full_blocks * lanes + 3, inner, 3 * width + 2, transposed, relu)
+    v, vb, rlo, rhi = operands[0], operands[2], operands[7], operands[8]
+    assert blocked.takes_strips_outer(v, vb, rlo, rhi, lanes) is (sum_length == "long")
+    launch.fma(shape, *operands, relu=relu)
+    np.testing.assert_allclose(_product_result(operands[9], want.shape, transposed), want, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(inner / 7))
+
+
+@pytest.mark.parametrize("shape", list(blocked.SPLIT_KERNELS))
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_every_split_kernel_computes_its_blocked_products(shape, transposed, relu, rng):
+    """Each kernel that splits its sum (``codegen.split_kernel_source``), whether this CPU's registers take it or not,
+    on the product of ``test_every_generated_kernel_computes_its_blocked_products``: a sum of three whole chunks and a
+    partial one, four strips (the last partial) two to a task, a partial block of lanes; every result of the
+    chunks before the last comes back through the task's scratch, so a lost or misplaced one shows."""
+    lanes, width = shape
+    chunk, inner = 16, 3 * 16 + 5
+    operands, want = _blocked_product(rng, lanes, 2 * lanes + 3, inner, 3 * width + 2, transposed, relu)
+    launch.fma_split(shape, *operands, chunk=chunk, per_task=2, relu=relu)
+    np.testing.assert_allclose(_product_result(operands[9], want.shape, transposed), want, rtol=1e-5, atol=1e-5)
+
+
+def _blocked_product(rng, lanes: int, rows: int, inner: int, columns: int, transposed: bool, relu: bool):
+    """The blocked kernels' operands (``codegen.py``'s, without ``floor``) for out = A B + the lane and column terms,
+    A (rows, inner) in blocks of ``lanes``, stored with the lanes strided (one output row per lane) or, with
+    ``transposed``, contiguous; and that product in float64 (0 where negative with ``relu``)."""
     a = rng.standard_normal((rows, inner)).astype(np.float32)
     b = rng.standard_normal((inner, columns)).astype(np.float32)
     blocks = -(-rows // lanes)
@@ -101,15 +127,17 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
         ocol, oblk, ostride = np.arange(columns).astype(u), (np.arange(blocks) * lanes * columns).astype(u), u(columns)
     counts = np.minimum(lanes, rows - np.arange(blocks) * lanes).astype(np.int64)
     rlo, rhi = np.zeros(blocks, u), np.full(blocks, inner, u)
-    assert blocked.takes_strips_outer(v, vb, rlo, rhi, lanes) is (sum_length == "long")
-    launch.fma(shape, v, voff, vb, b.reshape(-1), xr, xc, np.zeros(blocks, u), rlo, rhi, out, ocol, oblk, ostride,
-               counts, init_lane, init_col, relu=relu)
     want = a.astype(np.float64) @ b.astype(np.float64) + init_lane[:rows, None] + init_col[None, :]
     if relu:
         want = np.maximum(want, 0.0)
         assert (want == 0).mean() > 0.3  # the floor is reached
-    got = out.reshape(columns, rows).T if transposed else out.reshape(rows, columns)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(inner / 7))
+    return (v, voff, vb, b.reshape(-1), xr, xc, np.zeros(blocks, u), rlo, rhi, out, ocol, oblk, ostride, counts,
+            init_lane, init_col), want
+
+
+def _product_result(out: np.ndarray, shape: tuple, transposed: bool) -> np.ndarray:
+    rows, columns = shape
+    return out.reshape(columns, rows).T if transposed else out.reshape(rows, columns)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen,chosen_unfrozen", [
@@ -646,8 +674,19 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
             kernel(V, voff, vb, X, xr, xc, *rest)
         return run
 
+    def counting_split(kernel, width):
+        def run(V, voff, vb, X, xr, xc, *rest):
+            strips = -(-xc.shape[0] // width)
+            tasks.append((width, vb.shape[0] * -(-strips // rest[-1])))  # rest[-1]: strips a task
+            kernel(V, voff, vb, X, xr, xc, *rest)
+        return run
+
     for (lanes, width), kernel in list(launch.KERNELS.items()):
         monkeypatch.setitem(launch.KERNELS, (lanes, width), counting(kernel, width))
+    # the paired variant's blocks (32 channels of 32 x 9 taps, 36 KB) split their sums: a strip a task here
+    monkeypatch.setattr(tuning, "SPLIT_MAX_STRIPS", 1)
+    for (lanes, width), kernel in list(launch.SPLIT_KERNELS.items()):
+        monkeypatch.setitem(launch.SPLIT_KERNELS, (lanes, width), counting_split(kernel, width))
     _count_winograd_tasks(monkeypatch, tasks)
     # 16 groups of 32 channels: 576 Winograd tasks of 32 tiles, and over 256 tasks per blocked-kernel call
     x = rng.standard_normal((2, 512, 1, 34, 34)).astype(np.float32)

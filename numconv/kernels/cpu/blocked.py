@@ -540,6 +540,198 @@ def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
         _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)
+    on, the sum chunk by chunk."""
+    columns = xc.shape[0]
+    strips = (columns + 6) // 7
+    groups = (strips + per_task - 1) // per_task
+    last = columns - 1
+    sums = np.empty(per_task * 224, out.dtype)
+    for task in range(first, end):
+        b = task // groups
+        first_strip = (task - b * groups) * per_task
+        end_strip = min(strips, first_strip + per_task)
+        v_base = vb[b]
+        x_base = xb[b]
+        lane_init = load_run(init_lane, np.uint64(b * 32), 32)
+        for r_first in range(rlo[b], rhi[b], chunk):
+            r_end = min(r_first + chunk, rhi[b])
+            for strip in range(first_strip, end_strip):
+                j0 = strip * 7
+                kept = np.uint64((strip - first_strip) * 224)
+                c0 = min(j0 + 0, last)
+                x0 = xc[c0] + x_base
+                c1 = min(j0 + 1, last)
+                x1 = xc[c1] + x_base
+                c2 = min(j0 + 2, last)
+                x2 = xc[c2] + x_base
+                c3 = min(j0 + 3, last)
+                x3 = xc[c3] + x_base
+                c4 = min(j0 + 4, last)
+                x4 = xc[c4] + x_base
+                c5 = min(j0 + 5, last)
+                x5 = xc[c5] + x_base
+                c6 = min(j0 + 6, last)
+                x6 = xc[c6] + x_base
+                if r_first == rlo[b]:
+                    a0 = add_run(lane_init, init_col[c0])
+                    a1 = add_run(lane_init, init_col[c1])
+                    a2 = add_run(lane_init, init_col[c2])
+                    a3 = add_run(lane_init, init_col[c3])
+                    a4 = add_run(lane_init, init_col[c4])
+                    a5 = add_run(lane_init, init_col[c5])
+                    a6 = add_run(lane_init, init_col[c6])
+                else:
+                    a0 = load_run(sums, kept + np.uint64(0), 32)
+                    a1 = load_run(sums, kept + np.uint64(32), 32)
+                    a2 = load_run(sums, kept + np.uint64(64), 32)
+                    a3 = load_run(sums, kept + np.uint64(96), 32)
+                    a4 = load_run(sums, kept + np.uint64(128), 32)
+                    a5 = load_run(sums, kept + np.uint64(160), 32)
+                    a6 = load_run(sums, kept + np.uint64(192), 32)
+                for r in range(r_first, r_end):
+                    v_at = voff[r] + v_base
+                    x_at = xr[r]
+                    w = load_run(V, v_at, 32)
+                    a0 = multiply_add_run(a0, w, X[x0 + x_at])
+                    a1 = multiply_add_run(a1, w, X[x1 + x_at])
+                    a2 = multiply_add_run(a2, w, X[x2 + x_at])
+                    a3 = multiply_add_run(a3, w, X[x3 + x_at])
+                    a4 = multiply_add_run(a4, w, X[x4 + x_at])
+                    a5 = multiply_add_run(a5, w, X[x5 + x_at])
+                    a6 = multiply_add_run(a6, w, X[x6 + x_at])
+                if r_end < rhi[b]:
+                    store_run(sums, kept + np.uint64(0), a0)
+                    store_run(sums, kept + np.uint64(32), a1)
+                    store_run(sums, kept + np.uint64(64), a2)
+                    store_run(sums, kept + np.uint64(96), a3)
+                    store_run(sums, kept + np.uint64(128), a4)
+                    store_run(sums, kept + np.uint64(160), a5)
+                    store_run(sums, kept + np.uint64(192), a6)
+                else:
+                    a0 = floor_run(a0, floor)
+                    a1 = floor_run(a1, floor)
+                    a2 = floor_run(a2, floor)
+                    a3 = floor_run(a3, floor)
+                    a4 = floor_run(a4, floor)
+                    a5 = floor_run(a5, floor)
+                    a6 = floor_run(a6, floor)
+                    n_lanes = lanes[b]
+                    o_base = oblk[b]
+                    if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
+                        store_run(out, ocol[j0 + 0] + o_base, a0)
+                        store_run(out, ocol[j0 + 1] + o_base, a1)
+                        store_run(out, ocol[j0 + 2] + o_base, a2)
+                        store_run(out, ocol[j0 + 3] + o_base, a3)
+                        store_run(out, ocol[j0 + 4] + o_base, a4)
+                        store_run(out, ocol[j0 + 5] + o_base, a5)
+                        store_run(out, ocol[j0 + 6] + o_base, a6)
+                    elif n_lanes == 32 and j0 + 7 <= columns and ocol[j0 + 6] - ocol[j0] == 6:
+                        store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6))
+                    else:
+                        tile = np.empty(224, out.dtype)
+                        store_run(tile, 0, a0)
+                        store_run(tile, 32, a1)
+                        store_run(tile, 64, a2)
+                        store_run(tile, 96, a3)
+                        store_run(tile, 128, a4)
+                        store_run(tile, 160, a5)
+                        store_run(tile, 192, a6)
+                        for j in range(min(7, columns - j0)):
+                            at = ocol[j0 + j] + o_base
+                            for k in range(n_lanes):
+                                out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_32x7_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task):
+    """32 lanes x 7 columns per strip, the sum split into chunks; see codegen.py."""
+    tasks = vb.shape[0] * (((xc.shape[0] + 6) // 7 + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)
+    on, the sum chunk by chunk."""
+    columns = xc.shape[0]
+    strips = (columns + 2) // 3
+    groups = (strips + per_task - 1) // per_task
+    last = columns - 1
+    sums = np.empty(per_task * 96, out.dtype)
+    for task in range(first, end):
+        b = task // groups
+        first_strip = (task - b * groups) * per_task
+        end_strip = min(strips, first_strip + per_task)
+        v_base = vb[b]
+        x_base = xb[b]
+        lane_init = load_run(init_lane, np.uint64(b * 32), 32)
+        for r_first in range(rlo[b], rhi[b], chunk):
+            r_end = min(r_first + chunk, rhi[b])
+            for strip in range(first_strip, end_strip):
+                j0 = strip * 3
+                kept = np.uint64((strip - first_strip) * 96)
+                c0 = min(j0 + 0, last)
+                x0 = xc[c0] + x_base
+                c1 = min(j0 + 1, last)
+                x1 = xc[c1] + x_base
+                c2 = min(j0 + 2, last)
+                x2 = xc[c2] + x_base
+                if r_first == rlo[b]:
+                    a0 = add_run(lane_init, init_col[c0])
+                    a1 = add_run(lane_init, init_col[c1])
+                    a2 = add_run(lane_init, init_col[c2])
+                else:
+                    a0 = load_run(sums, kept + np.uint64(0), 32)
+                    a1 = load_run(sums, kept + np.uint64(32), 32)
+                    a2 = load_run(sums, kept + np.uint64(64), 32)
+                for r in range(r_first, r_end):
+                    v_at = voff[r] + v_base
+                    x_at = xr[r]
+                    w = load_run(V, v_at, 32)
+                    a0 = multiply_add_run(a0, w, X[x0 + x_at])
+                    a1 = multiply_add_run(a1, w, X[x1 + x_at])
+                    a2 = multiply_add_run(a2, w, X[x2 + x_at])
+                if r_end < rhi[b]:
+                    store_run(sums, kept + np.uint64(0), a0)
+                    store_run(sums, kept + np.uint64(32), a1)
+                    store_run(sums, kept + np.uint64(64), a2)
+                else:
+                    a0 = floor_run(a0, floor)
+                    a1 = floor_run(a1, floor)
+                    a2 = floor_run(a2, floor)
+                    n_lanes = lanes[b]
+                    o_base = oblk[b]
+                    if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
+                        store_run(out, ocol[j0 + 0] + o_base, a0)
+                        store_run(out, ocol[j0 + 1] + o_base, a1)
+                        store_run(out, ocol[j0 + 2] + o_base, a2)
+                    elif n_lanes == 32 and j0 + 3 <= columns and ocol[j0 + 2] - ocol[j0] == 2:
+                        store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2))
+                    else:
+                        tile = np.empty(96, out.dtype)
+                        store_run(tile, 0, a0)
+                        store_run(tile, 32, a1)
+                        store_run(tile, 64, a2)
+                        for j in range(min(3, columns - j0)):
+                            at = ocol[j0 + j] + o_base
+                            for k in range(n_lanes):
+                                out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task):
+    """32 lanes x 3 columns per strip, the sum split into chunks; see codegen.py."""
+    tasks = vb.shape[0] * (((xc.shape[0] + 2) // 3 + per_task - 1) // per_task)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
 #: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers
 SHAPES = {32: ((16, 14), (64, 4), (32, 7)), 16: ((16, 5), (64, 1), (32, 3))}
 #: every generated kernel by its (lanes, columns)
@@ -550,4 +742,9 @@ KERNELS = {
     (16, 5): _fma_16x5,
     (64, 1): _fma_64x1,
     (32, 3): _fma_32x3,
+}
+#: the kernels whose tasks split the sum (``split_kernel_source``), for the two-vector shapes
+SPLIT_KERNELS = {
+    (32, 7): _fma_32x7_split,
+    (32, 3): _fma_32x3_split,
 }

@@ -96,6 +96,32 @@ def kernel_name(lanes: int, width: int) -> str:
     return f"_fma_{lanes}x{width}"
 
 
+def store_lines(lanes: int, width: int, indent: str) -> list:
+    """The lines that store a task's ``width`` columns of ``lanes`` sums (``a0`` ...) after their floor, at ``indent``:
+    whole runs where the lanes are contiguous, lane by lane where the columns are, else through a small tile."""
+    lines = [f"{indent}a{j} = floor_run(a{j}, floor)" for j in range(width)]
+    lines += [f"{indent}n_lanes = lanes[b]", f"{indent}o_base = oblk[b]"]
+    # every lane of every column, contiguous lanes: a run of stores per column, which the SLP vectoriser turns
+    # into whole-vector stores
+    lines.append(f"{indent}if n_lanes == {lanes} and ostride == 1 and j0 + {width} <= columns:")
+    lines += [f"{indent}    store_run(out, ocol[j0 + {j}] + o_base, a{j})" for j in range(width)]
+    if lanes <= 2 * LANES:
+        # every lane of every column, the columns contiguous in the output (output channels as lanes, the
+        # ``lanes`` formulation): lane by lane (10% on AlexNet's first layer; the 32 x 3 kernel on NiN's 1 x 1
+        # layers, AVX2: 19.5 ms against 30.6 through the tile)
+        lines.append(f"{indent}elif n_lanes == {lanes} and j0 + {width} <= columns "
+                     f"and ocol[j0 + {width - 1}] - ocol[j0] == {width - 1}:")
+        lines.append(f"{indent}    store_lanes(out, ocol[j0] + o_base, ostride, ("
+                     + ", ".join(f"a{j}" for j in range(width)) + "))")
+    lines.append(f"{indent}else:")
+    lines.append(f"{indent}    tile = np.empty({width * lanes}, out.dtype)")
+    lines += [f"{indent}    store_run(tile, {j * lanes}, a{j})" for j in range(width)]
+    lines += [f"{indent}    for j in range(min({width}, columns - j0)):", f"{indent}        at = ocol[j0 + j] + o_base",
+              f"{indent}        for k in range(n_lanes):",
+              f"{indent}            out[at + np.uint64(k) * ostride] = tile[j * {lanes} + k]"]
+    return lines
+
+
 def kernel_source(lanes: int, width: int) -> str:
     """The source of the kernel with ``lanes`` lanes (a multiple of 16) and ``width`` columns per task."""
     lines = []
@@ -136,31 +162,7 @@ def kernel_source(lanes: int, width: int) -> str:
     emit(f"            w = load_run(V, v_at, {lanes})")
     for j in range(width):
         emit(f"            a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])")
-    for j in range(width):
-        emit(f"        a{j} = floor_run(a{j}, floor)")
-    emit("        n_lanes = lanes[b]")
-    emit("        o_base = oblk[b]")
-    # every lane of every column, contiguous lanes: a run of stores per column, which the SLP vectoriser turns
-    # into whole-vector stores
-    emit(f"        if n_lanes == {lanes} and ostride == 1 and j0 + {width} <= columns:")
-    for j in range(width):
-        emit(f"            store_run(out, ocol[j0 + {j}] + o_base, a{j})")
-    if lanes <= 2 * LANES:
-        # every lane of every column, the columns contiguous in the output (output channels as lanes, the
-        # ``lanes`` formulation): lane by lane (10% on AlexNet's first layer; the 32 x 3 kernel on NiN's 1 x 1
-        # layers, AVX2: 19.5 ms against 30.6 through the tile)
-        emit(f"        elif n_lanes == {lanes} and j0 + {width} <= columns "
-             f"and ocol[j0 + {width - 1}] - ocol[j0] == {width - 1}:")
-        emit("            store_lanes(out, ocol[j0] + o_base, ostride, (" + ", ".join(f"a{j}" for j in range(width))
-             + "))")
-    emit("        else:")
-    emit(f"            tile = np.empty({width * lanes}, out.dtype)")
-    for j in range(width):
-        emit(f"            store_run(tile, {j * lanes}, a{j})")
-    emit(f"            for j in range(min({width}, columns - j0)):")
-    emit("                at = ocol[j0 + j] + o_base")
-    emit("                for k in range(n_lanes):")
-    emit(f"                    out[at + np.uint64(k) * ostride] = tile[j * {lanes} + k]")
+    lines.extend(store_lines(lanes, width, "        "))
     emit("")
     emit("")
     operands = "V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor"
@@ -170,12 +172,71 @@ def kernel_source(lanes: int, width: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def split_kernel_source(lanes: int, width: int) -> str:
+    """The source of the kernel with ``lanes`` lanes and ``width`` columns per strip whose tasks split the sum:
+    ``_fma_{lanes}x{width}_split``, with two more operands, ``chunk`` and ``per_task``. A task takes one block and
+    ``per_task`` consecutive strips (fewer in its block's last task); for each ``chunk`` rows of the sum it runs every
+    one of its strips, keeping their sums between chunks in a scratch of the task's (vector loads and stores), so
+    that the block's vectors of one chunk stay in the first-level cache while its strips reuse them. The last chunk
+    stores as the other kernels do."""
+    name = kernel_name(lanes, width) + "_split"
+    lines = ["", "", TASKS_DECORATOR,
+             f"def {name}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, "
+             "init_col, floor, chunk, per_task, first, end):",
+             '    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)',
+             '    on, the sum chunk by chunk."""',
+             "    columns = xc.shape[0]",
+             f"    strips = (columns + {width - 1}) // {width}",
+             "    groups = (strips + per_task - 1) // per_task",
+             "    last = columns - 1",
+             f"    sums = np.empty(per_task * {width * lanes}, out.dtype)",
+             "    for task in range(first, end):",
+             "        b = task // groups",
+             "        first_strip = (task - b * groups) * per_task",
+             "        end_strip = min(strips, first_strip + per_task)",
+             "        v_base = vb[b]",
+             "        x_base = xb[b]",
+             f"        lane_init = load_run(init_lane, np.uint64(b * {lanes}), {lanes})",
+             "        for r_first in range(rlo[b], rhi[b], chunk):",
+             "            r_end = min(r_first + chunk, rhi[b])",
+             "            for strip in range(first_strip, end_strip):",
+             f"                j0 = strip * {width}",
+             f"                kept = np.uint64((strip - first_strip) * {width * lanes})"]
+    for j in range(width):
+        lines += [f"                c{j} = min(j0 + {j}, last)", f"                x{j} = xc[c{j}] + x_base"]
+    lines.append("                if r_first == rlo[b]:")
+    lines += [f"                    a{j} = add_run(lane_init, init_col[c{j}])" for j in range(width)]
+    lines.append("                else:")
+    lines += [f"                    a{j} = load_run(sums, kept + np.uint64({j * lanes}), {lanes})"
+              for j in range(width)]
+    lines += ["                for r in range(r_first, r_end):", "                    v_at = voff[r] + v_base",
+              "                    x_at = xr[r]", f"                    w = load_run(V, v_at, {lanes})"]
+    lines += [f"                    a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])" for j in range(width)]
+    lines.append("                if r_end < rhi[b]:")
+    lines += [f"                    store_run(sums, kept + np.uint64({j * lanes}), a{j})" for j in range(width)]
+    lines.append("                else:")
+    lines += store_lines(lanes, width, "                    ")
+    lines += ["", ""]
+    operands = ("V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, "
+                "chunk, per_task")
+    lines += ranges_loop(name, operands, [f"{lanes} lanes x {width} columns per strip, the sum split into chunks; see "
+                                          "codegen.py."],
+                         f"vb.shape[0] * (((xc.shape[0] + {width - 1}) // {width} + per_task - 1) // per_task)",
+                         operands)
+    return "\n".join(lines) + "\n"
+
+
 def module_source() -> str:
     every = [shape for shapes in SHAPES.values() for shape in shapes]
+    split = [shapes[-1] for shapes in SHAPES.values()]
     kernels = "".join(f"\n    {shape!r}: {kernel_name(*shape)}," for shape in every)
+    split_kernels = "".join(f"\n    {shape!r}: {kernel_name(*shape)}_split," for shape in split)
     return (HEADER + "".join(kernel_source(lanes, width) for lanes, width in every)
+            + "".join(split_kernel_source(lanes, width) for lanes, width in split)
             + "\n\n#: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers"
-            f"\nSHAPES = {SHAPES!r}\n#: every generated kernel by its (lanes, columns)\nKERNELS = {{{kernels}\n}}\n")
+            f"\nSHAPES = {SHAPES!r}\n#: every generated kernel by its (lanes, columns)\nKERNELS = {{{kernels}\n}}\n"
+            "#: the kernels whose tasks split the sum (``split_kernel_source``), for the two-vector shapes\n"
+            f"SPLIT_KERNELS = {{{split_kernels}\n}}\n")
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -82,8 +83,8 @@ from numconv.kernels.cpu.dense import pack_positions
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import gathered_input_gradient
 from numconv.kernels.cpu.launch import (
-    derived as _derived, derived_array as _derived_array, fma as _fma_shape, is_frozen as _is_frozen,
-    prepared as _prepared, workspace as _workspace, zeros as _zeros,
+    SPLIT_KERNELS as _SPLIT_KERNELS, derived as _derived, derived_array as _derived_array, fma as _fma_shape,
+    fma_split as _fma_split, is_frozen as _is_frozen, prepared as _prepared, workspace as _workspace, zeros as _zeros,
 )
 
 #: the kernels of this module: what the spec registry must cover
@@ -93,7 +94,7 @@ __all__ = [
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
-    "conv_forward_packed", "conv_grad_input_packed",
+    "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split",
 ]
 
 _U = np.uint64
@@ -236,9 +237,9 @@ def _sum_partials(partials, out):
 @dataclass(frozen=True)
 class _Forced:
     """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
-    for ``lanes`` the kernel's shape), a strategy for the input gradient, a chunk count for the weight gradient's
-    sum, or the Winograd kernel. It is passed down as an argument, so that calls from several threads at once never
-    see each other's choice."""
+    for ``lanes`` the kernel's shape, and whether its variant that splits the sum inside its tasks runs), a strategy
+    for the input gradient, a chunk count for the weight gradient's sum, or the Winograd kernel. It is passed down as
+    an argument, so that calls from several threads at once never see each other's choice."""
 
     algorithm: str | None = None
     lanes_shape: tuple | None = None
@@ -248,6 +249,7 @@ class _Forced:
     phase_winograd: bool = False
     phases: bool = False
     packed: bool = False
+    split: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -285,9 +287,13 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
-        _fma_shape(kernel, packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
-             out_flat, t["ocol"], t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1),
-             _zeros(t["xc"].size, dtype.str), relu=relu)
+        operands = (packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], out_flat, t["ocol"],
+                    t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1), _zeros(t["xc"].size, dtype.str))
+        split = _split_sum(kernel, reduction, dtype.itemsize, t["vb"].size, t["xc"].size, forced.split)
+        if split is None:
+            _fma_shape(kernel, *operands, relu=relu)
+        else:
+            _fma_split(kernel, *operands, chunk=split[0], per_task=split[1], relu=relu)
         return
     by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
         by_group.reshape(layout.groups, reduction, layout.group_out),
@@ -307,6 +313,23 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         depth, rows, width = layout.positions
         _pad_rows(target, out_flat, layout.batch * layout.out_channels, depth, rows, t["scratch_width"], 0, 0, 0,
                   depth, rows, width)
+
+
+def _split_sum(kernel: tuple, reduction: int, itemsize: int, blocks: int, columns: int, forced: bool = False):
+    """(rows per chunk, strips per task) where the ``lanes`` formulation's tasks split each block's sum of
+    ``reduction`` rows (``tuning.SPLIT_MIN_BLOCK_BYTES``: the 32-lane kernel, blocks of packed weights larger than
+    the first-level cache, each chunk reused by at least ``tuning.SPLIT_MIN_STRIPS`` strips), or, ``forced``,
+    wherever the kernel has that variant; else None."""
+    lanes, width = kernel
+    block_bytes = reduction * lanes * itemsize
+    if kernel not in _SPLIT_KERNELS or (block_bytes <= tuning.SPLIT_MIN_BLOCK_BYTES and not forced):
+        return None
+    strips = -(-columns // width)
+    shared = blocks * strips // (tuning.SPLIT_TASKS_PER_THREAD * numba.get_num_threads())
+    per_task = min(tuning.SPLIT_MAX_STRIPS, strips, shared)
+    if per_task < tuning.SPLIT_MIN_STRIPS and not forced:
+        return None
+    return -(-reduction // -(-block_bytes // tuning.SPLIT_CHUNK_BYTES)), max(1, per_task)
 
 
 @lru_cache(maxsize=64)
@@ -831,6 +854,17 @@ def conv_forward_paired(x, weight, bias, out, stride, padding, dilation, groups)
     """``conv_forward`` by the ``lanes`` formulation with 32 output channels per block (the 32-lane kernel), which
     the automatic choice takes for groups of 32 output channels and long sums."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _PAIRED)
+
+
+#: ``_PAIRED`` with the kernel's variant that splits the sum wherever it has one
+_SPLIT = replace(_PAIRED, split=True)
+
+
+def conv_forward_split(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the ``lanes`` formulation on the 32-lane kernel's variant whose tasks split the sum into
+    chunks (``codegen.split_kernel_source``), whatever the sizes; the automatic choice takes it for large blocks of
+    weights reused by many strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``)."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _SPLIT)
 
 
 def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dilation, groups):

@@ -19,6 +19,8 @@ from numconv.kernels.scalar import relu_floor
 
 #: (lanes, columns) -> kernel, for every generated shape (``tuning.SHAPES`` are the ones this CPU runs)
 KERNELS = blocked.KERNELS
+#: (lanes, columns) -> the kernel of that shape whose tasks split the sum, for the two-vector shapes
+SPLIT_KERNELS = blocked.SPLIT_KERNELS
 
 
 @contextmanager
@@ -69,6 +71,16 @@ def fma(shape: tuple, *args, relu: bool = False) -> None:
     run_vectorized(kernel, *args, relu_floor(args[9].dtype, relu))
 
 
+def fma_split(shape: tuple, *args, chunk: int, per_task: int, relu: bool = False) -> None:
+    """Run the blocked kernel of ``shape`` whose tasks split the sum (``codegen.split_kernel_source``) on ``args``,
+    as :func:`fma` does, in chunks of ``chunk`` rows, ``per_task`` strips a task."""
+    kernel = SPLIT_KERNELS[shape]
+    ahead = _ahead.pop(kernel, None)
+    if ahead is not None:
+        ahead.wait()
+    run_vectorized(kernel, *args, relu_floor(args[9].dtype, relu), np.int64(chunk), np.int64(per_task))
+
+
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
 _ahead = {}
 
@@ -90,11 +102,12 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     """
     started = 0
     for shape in _shapes_for(model, dtype):
-        kernel = KERNELS[shape]
-        if kernel in _ahead or _in_cache(kernel):
-            continue
-        _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r})", behind=True)
-        started += 1
+        # the two-vector shape's kernel that splits the sum too: the large blocks of such models take it
+        for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True)):
+            if kernel is None or kernel in _ahead or _in_cache(kernel):
+                continue
+            _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r}, {split!r})", behind=True)
+            started += 1
     if started and model is not None:
         passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes', {batch!r})")
         started += 1
@@ -170,12 +183,20 @@ def _in_cache(kernel) -> bool:
         return True
 
 
-def run_once(shape: tuple, dtype: str) -> None:
-    """Run a one-output-row convolution through the blocked kernel of ``shape``, as a real call does, so that
-    the kernel is compiled for ``dtype`` and saved to Numba's cache (what a :func:`compile_ahead` process runs)."""
+def run_once(shape: tuple, dtype: str, split: bool = False) -> None:
+    """Run a one-output-row convolution through the blocked kernel of ``shape`` (with ``split``, its variant that
+    splits the sum, on a sum long enough to take it), as a real call does, so that the kernel is compiled for
+    ``dtype`` and saved to Numba's cache (what a :func:`compile_ahead` process runs)."""
     from numconv.kernels.cpu import conv
 
     lanes = shape[0]
+    if split:
+        channels = 2 * tuning.SPLIT_CHUNK_BYTES // (lanes * np.dtype(dtype).itemsize)  # two chunks
+        x = np.ones((1, channels, 1, 1, 1), dtype)
+        out = np.empty((1, lanes, 1, 1, 1), dtype)
+        conv.conv_forward_split(x, np.ones((lanes, channels, 1, 1, 1), dtype), None, out, (1, 1, 1), (0, 0, 0),
+                                (1, 1, 1), 1)
+        return
     # channels as lanes (16 or 32 output channels pick 16 x 14 or 32 x 7); the wide kernel runs rows of positions
     for_lanes = shape != (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
     x = np.ones((1, 1, 1, 1, 1 if for_lanes else lanes), dtype)
@@ -344,8 +365,9 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
     network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
     batch = batch or DOT_MAX_BATCH + 1
     x = np.ones((batch,) + models.INPUT_SHAPES[model], dtype)
-    saved = dict(KERNELS)
+    saved, saved_split = dict(KERNELS), dict(SPLIT_KERNELS)
     KERNELS.update(dict.fromkeys(KERNELS, _zero_output))
+    SPLIT_KERNELS.update(dict.fromkeys(SPLIT_KERNELS, _zero_output))
     try:
         if part == "passes":
             network.train()
@@ -364,3 +386,4 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
         network.forward(np.ones((evaluation_batch or EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
     finally:
         KERNELS.update(saved)
+        SPLIT_KERNELS.update(saved_split)

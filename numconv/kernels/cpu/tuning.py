@@ -263,3 +263,18 @@ SUBPIXEL_ADVANTAGE = 1.05
 REDUCTION_CHUNK_ELEMENTS = 2 ** 17
 REDUCTION_MIN_CHUNK = 64
 MIN_TASKS = 8
+
+#: the forward pass's ``lanes`` formulation on the 32-lane kernel splits each block's sum into chunks inside its tasks
+#: (``codegen.split_kernel_source``) where the block's packed weights exceed SPLIT_MIN_BLOCK_BYTES, in equal chunks of
+#: at most SPLIT_CHUNK_BYTES, so that a chunk stays in the first-level cache while a task's strips reuse it: up to
+#: SPLIT_MAX_STRIPS strips a task, fewer where the threads would otherwise get under SPLIT_TASKS_PER_THREAD tasks
+#: each, and not at all under SPLIT_MIN_STRIPS. On an Intel Xeon (AVX-512), two threads, alternating in one process:
+#: AlexNet's first layer at batch 16 (46 KB blocks, 6915 strips), 13.72 -> 11.23-11.63 ms in chunks of 121-182 rows
+#: and 64 strips a task (12.06 with 16 strips a task). Blocks with few strips gain too little for the chunks' extra
+#: loads and stores to show: NiN's 192 -> 192 channels, 3 x 3 on 8 x 8 at batch 1 (221 KB blocks, 10 strips), 0.96-1.02
+#: in separate measurements. The weight gradient's sum gained nothing so (alex_c2_g2: 27.0 against 26.4-28.5 ms)
+SPLIT_MIN_BLOCK_BYTES = 32 * 1024
+SPLIT_CHUNK_BYTES = 16 * 1024
+SPLIT_MIN_STRIPS = 16
+SPLIT_MAX_STRIPS = 64
+SPLIT_TASKS_PER_THREAD = 4
