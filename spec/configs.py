@@ -102,12 +102,12 @@ PAIRED_LANES_CONFIGS = (
     ConvConfig(7, 1, 32, (3,), (3,)),
 )
 #: the 32-lane kernel's variant that splits the sum (forced: the automatic choice takes it for large blocks reused
-#: by many strips) on sums of 260 products: three chunks in float32, five in float64 (``tuning.SPLIT_CHUNK_BYTES``),
+#: by many strips) on sums of 130 products: two chunks in float32, three in float64 (``tuning.SPLIT_CHUNK_BYTES``),
 #: a whole strip stored lane by lane and a partial one, a strip a task; then one position per sample, 7 samples,
 #: stored straight from the accumulators
 SPLIT_CONFIGS = (
-    ConvConfig(1, 26, 32, (17,), (10,)),
-    ConvConfig(7, 26, 32, (10,), (10,)),
+    ConvConfig(1, 13, 32, (17,), (10,)),
+    ConvConfig(7, 13, 32, (10,), (10,)),
 )
 #: 1 x 1 convolutions over packed panels (``packed.py``): a plane of one whole block of 64 positions and a partial
 #: one, a task per block (few tasks), 5 output channels (a whole strip of 4 and a partial one); two chunks of 256
