@@ -96,6 +96,24 @@ def kernel_name(lanes: int, width: int) -> str:
     return f"_fma_{lanes}x{width}"
 
 
+def column_lines(width: int, indent: str) -> list:
+    """The lines that address a strip's ``width`` columns from ``j0`` (the last strip repeats the last column)."""
+    return [line for j in range(width)
+            for line in (f"{indent}c{j} = min(j0 + {j}, last)", f"{indent}x{j} = xc[c{j}] + x_base")]
+
+
+def initial_lines(width: int, indent: str) -> list:
+    """The lines that start each column's sums at ``lane_init`` plus its column term."""
+    return [f"{indent}a{j} = add_run(lane_init, init_col[c{j}])" for j in range(width)]
+
+
+def sum_lines(lanes: int, width: int, indent: str, rows: str) -> list:
+    """The loop that adds the products of the sum's ``rows`` (a ``range`` argument list) to the columns' sums."""
+    return ([f"{indent}for r in range({rows}):", f"{indent}    v_at = voff[r] + v_base", f"{indent}    x_at = xr[r]",
+             f"{indent}    w = load_run(V, v_at, {lanes})"]
+            + [f"{indent}    a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])" for j in range(width)])
+
+
 def store_lines(lanes: int, width: int, indent: str) -> list:
     """The lines that store a task's ``width`` columns of ``lanes`` sums (``a0`` ...) after their floor, at ``indent``:
     whole runs where the lanes are contiguous, lane by lane where the columns are, else through a small tile."""
@@ -149,19 +167,11 @@ def kernel_source(lanes: int, width: int) -> str:
     emit("        last = columns - 1")
     emit("        v_base = vb[b]")
     emit("        x_base = xb[b]")
-    for j in range(width):
-        emit(f"        c{j} = min(j0 + {j}, last)")
-        emit(f"        x{j} = xc[c{j}] + x_base")
+    lines.extend(column_lines(width, "        "))
     # column j's sums, one number per lane: a tuple of ``lanes`` (``runs.py``)
     emit(f"        lane_init = load_run(init_lane, np.uint64(b * {lanes}), {lanes})")
-    for j in range(width):
-        emit(f"        a{j} = add_run(lane_init, init_col[c{j}])")
-    emit("        for r in range(rlo[b], rhi[b]):")
-    emit("            v_at = voff[r] + v_base")
-    emit("            x_at = xr[r]")
-    emit(f"            w = load_run(V, v_at, {lanes})")
-    for j in range(width):
-        emit(f"            a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])")
+    lines.extend(initial_lines(width, "        "))
+    lines.extend(sum_lines(lanes, width, "        ", "rlo[b], rhi[b]"))
     lines.extend(store_lines(lanes, width, "        "))
     emit("")
     emit("")
@@ -202,16 +212,13 @@ def split_kernel_source(lanes: int, width: int) -> str:
              "            for strip in range(first_strip, end_strip):",
              f"                j0 = strip * {width}",
              f"                kept = np.uint64((strip - first_strip) * {width * lanes})"]
-    for j in range(width):
-        lines += [f"                c{j} = min(j0 + {j}, last)", f"                x{j} = xc[c{j}] + x_base"]
+    lines += column_lines(width, "                ")
     lines.append("                if r_first == rlo[b]:")
-    lines += [f"                    a{j} = add_run(lane_init, init_col[c{j}])" for j in range(width)]
+    lines += initial_lines(width, "                    ")
     lines.append("                else:")
     lines += [f"                    a{j} = load_run(sums, kept + np.uint64({j * lanes}), {lanes})"
               for j in range(width)]
-    lines += ["                for r in range(r_first, r_end):", "                    v_at = voff[r] + v_base",
-              "                    x_at = xr[r]", f"                    w = load_run(V, v_at, {lanes})"]
-    lines += [f"                    a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])" for j in range(width)]
+    lines += sum_lines(lanes, width, "                ", "r_first, r_end")
     lines.append("                if r_end < rhi[b]:")
     lines += [f"                    store_run(sums, kept + np.uint64({j * lanes}), a{j})" for j in range(width)]
     lines.append("                else:")

@@ -64,25 +64,26 @@ def run_vectorized(kernel, *args) -> None:
 def fma(shape: tuple, *args, relu: bool = False) -> None:
     """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning; all but its
     ``floor``, which is 0 with ``relu`` and else -inf, in the output's dtype)."""
-    kernel = KERNELS[shape]
-    ahead = _ahead.pop(kernel, None)
-    if ahead is not None:  # compiled by another process: wait, then Numba loads it from the cache
-        ahead.wait()
-    run_vectorized(kernel, *args, relu_floor(args[9].dtype, relu))
+    run_vectorized(_compiled_ahead(KERNELS[shape]), *args, relu_floor(args[9].dtype, relu))
 
 
 def fma_split(shape: tuple, *args, chunk: int, per_task: int, relu: bool = False) -> None:
     """Run the blocked kernel of ``shape`` whose tasks split the sum (``codegen.split_kernel_source``) on ``args``,
     as :func:`fma` does, in chunks of ``chunk`` rows, ``per_task`` strips a task."""
-    kernel = SPLIT_KERNELS[shape]
-    ahead = _ahead.pop(kernel, None)
-    if ahead is not None:
-        ahead.wait()
-    run_vectorized(kernel, *args, relu_floor(args[9].dtype, relu), np.int64(chunk), np.int64(per_task))
+    run_vectorized(_compiled_ahead(SPLIT_KERNELS[shape]), *args, relu_floor(args[9].dtype, relu), np.int64(chunk),
+                   np.int64(per_task))
 
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
 _ahead = {}
+
+
+def _compiled_ahead(kernel):
+    """``kernel``, once the process compiling it ahead (if any) has finished: Numba then loads it from the cache."""
+    ahead = _ahead.pop(kernel, None)
+    if ahead is not None:
+        ahead.wait()
+    return kernel
 
 
 def compile_ahead(dtype="float32", model: str | None = None, batch: int | None = None,
