@@ -109,6 +109,18 @@ SPLIT_CONFIGS = (
     ConvConfig(1, 13, 32, (17,), (10,)),
     ConvConfig(7, 13, 32, (10,), (10,)),
 )
+#: the ``wide`` formulation with the sum over input channels split into 3 chunks (forced: the automatic choice takes
+#: it, and the same split of ``rows``, for rows of outputs that read large input rows): 5 channels in chunks of 1, 2
+#: and 2 along a 1D row; a depth tap in 3D over two samples; the padded rows of a plane (computed into scratch, then
+#: cut)
+CHANNEL_CHUNK_CONFIGS = (
+    ConvConfig(1, 5, 3, (66,), (3,)),
+    ConvConfig(2, 3, 1, (2, 1, 66), (2, 1, 3)),
+    ConvConfig(1, 4, 3, (5, 20), (3, 3), padding=(1, 1)),
+)
+#: where the automatic choice takes them: 34 input planes (17 channels x 2 depth taps) of rows of 1000, 136,000
+#: bytes in float32, in 2 chunks
+CHANNEL_CHUNKS_AUTOMATIC_CONFIGS = (ConvConfig(1, 17, 1, (2, 1, 1000), (2, 1, 1)),)
 #: 1 x 1 convolutions over packed panels (``packed.py``): a plane of one whole block of 64 positions and a partial
 #: one, a task per block (few tasks), 5 output channels (a whole strip of 4 and a partial one); two chunks of 256
 #: positions (the second partial) in each of two groups' planes, dilation (one tap: no effect), whole strips; 2D and

@@ -27,7 +27,8 @@ from spec.cases import (
 )
 from spec.check import Case, VersionsDiffer
 from spec.configs import (
-    AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
+    AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CHANNEL_CHUNK_CONFIGS,
+    CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
     LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PACKED_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
@@ -183,6 +184,9 @@ ENTRIES = (
     Entry("conv", "conv_forward_relu", conv_forward_relu_case,
           PAIRED_AUTOMATIC_CONFIGS + PHASES_AUTOMATIC_CONFIGS + PHASE_WINOGRAD_AUTOMATIC_CONFIGS,
           backends=("cpu",)),
+    Entry("conv", "conv_forward_channel_chunks", conv_forward_case, CHANNEL_CHUNK_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward", conv_forward_case, CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_relu", conv_forward_relu_case, CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, backends=("cpu",)),
 )
 
 

@@ -406,6 +406,23 @@ def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():
     assert conv_cost.algorithm(layout) == "wide"
 
 
+@pytest.mark.parametrize("x_shape,w_shape,padding,chunks", [
+    # 64 channels x 3 depth taps, rows of 114 (a video's first layer's input gradient): 6 chunks of 32 planes
+    ((4, 64, 16, 112, 112), (3, 64, 3, 3, 3), 1, 6),
+    ((16, 128, 16000), (1, 128, 3), 0, 4),      # 128 planes in one row
+    ((8, 128, 224, 224), (3, 128, 3, 3), 1, 4),
+    ((8, 64, 112, 112), (3, 64, 3, 3), 1, 1),   # 87.5 KB of rows a row of outputs: none
+    ((4, 64, 8, 28, 28), (3, 64, 3, 3, 3), 1, 1),  # short rows
+    ((8, 64, 224, 224), (3, 64, 1, 1), 0, 1),   # a matrix product: no rows shared
+    ((8, 64, 224, 224), (3, 64, 3, 3), 1, 2),
+])
+def test_rows_reading_many_large_input_rows_sum_over_chunks_of_channels(x_shape, w_shape, padding, chunks):
+    layout, _ = _layouts(x_shape, w_shape, padding=padding)
+    chosen = conv_cost.algorithm(layout)
+    assert chosen in ("rows", "wide")
+    assert cpu_conv._channel_chunks(layout, chosen, 4, cpu_conv._AUTOMATIC) == chunks
+
+
 CASES = [
     # (x shape, w shape, stride, padding, dilation, groups)
     ((3, 5, 17, 19), (21, 5, 3, 3), 1, 1, 1, 1),
@@ -459,6 +476,12 @@ def _applies(case, variant) -> bool:
             layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
+    if variant == "channel_chunks":
+        try:
+            cpu_conv._channel_chunks(forward_layout, "wide", 4, cpu_conv._WIDE_CHUNKS)
+        except ValueError:
+            return False
+        return "wide" in conv_cost.useful_shares(forward_layout)
     if variant == "phases":
         x_shape, w_shape, stride, padding, dilation, _ = case
         ndim = len(x_shape) - 2
@@ -485,7 +508,7 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight", "phase_winograd")
+            "winograd_weight", "phase_winograd", "channel_chunks")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -516,7 +539,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
         "phases": (c.conv_forward_phases, c.conv_grad_input, c.conv_grad_weight),
         "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight),
         "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd),
-        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight)}[variant]
+        "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight),
+        "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

@@ -34,6 +34,12 @@ The three public functions are small dispatchers around the register-blocked mul
   goes to Winograd F(2x2, 3x3) instead (``winograd_weight.py``): 16 products over the output's 2 x 2 tiles where
   the direct kernel sums 9 over its positions, 2.25x fewer multiplies.
 
+* ``rows`` and ``wide`` read their vectors from the input's rows, and a row of outputs reads a run of every input
+  plane under its window. Where those rows are large and the planes many (a video's first layer's input gradient:
+  64 channels x 3 depth taps of rows of 114), the sum over input channels is split into chunks of a few dozen
+  planes, one call of the kernel each into partial sums of its own, added in float64 (``_channel_chunks``): the
+  next row of outputs then finds the rows it shares with this one still in the cache (239 -> 92 ms).
+
 * A forward pass with 3x3 or 5x5 windows (3 or 5 taps along each of a plane's axes) at stride 1 in each plane (2D, or 3D
   with any depth of window), at least ``tuning.WINOGRAD_MIN_CHANNELS`` output channels per group and as many products
   per sum (sub-windows, ``winograd.sub_windows``, x input channels), and at least ``tuning.WINOGRAD_MIN_TILES`` output
@@ -51,8 +57,8 @@ The three public functions are small dispatchers around the register-blocked mul
   (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples`` and ``*_split`` functions at the end), so that the
-spec registry proves every one of them on configurations it serves.
+``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split`` and ``*_channel_chunks`` functions at
+the end), so that the spec registry proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
@@ -81,7 +87,7 @@ from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables
 from numconv.kernels.cpu.dense import pack_positions
 from numconv.kernels.cpu.parallel import parallel_kernel
-from numconv.kernels.scalar import gathered_input_gradient
+from numconv.kernels.scalar import gathered_input_gradient, relu_floor
 from numconv.kernels.cpu.launch import (
     SPLIT_KERNELS as _SPLIT_KERNELS, derived as _derived, derived_array as _derived_array, fma as _fma_shape,
     fma_split as _fma_split, is_frozen as _is_frozen, prepared as _prepared, workspace as _workspace, zeros as _zeros,
@@ -94,7 +100,7 @@ __all__ = [
     "conv_grad_input_lanes", "conv_grad_input_subpixel", "conv_grad_input_winograd", "conv_grad_input_gather",
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
-    "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split",
+    "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
 ]
 
 _U = np.uint64
@@ -221,14 +227,15 @@ def _gather_grad_input(grad_output, weight, grad_input, stride, padding, dilatio
 
 
 @parallel_kernel(cache=True)
-def _sum_partials(partials, out):
-    """out[i] = sum over t of partials[t, i], added in float64."""
+def _sum_partials(partials, out, floor):
+    """out[i] = sum over t of partials[t, i], added in float64, or ``floor`` where the sum is below it (0 for a fused
+    ReLU, else -inf; a NaN stays NaN)."""
     chunks, size = partials.shape
     for i in prange(size):
         total = 0.0
         for t in range(chunks):
             total += partials[t, i]
-        out[i] = total
+        out[i] = floor if total < floor else total
 
 
 # --- running the blocked kernel over a layout ---------------------------------------------------------------------
@@ -238,7 +245,8 @@ def _sum_partials(partials, out):
 class _Forced:
     """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
     for ``lanes`` the kernel's shape, and whether its variant that splits the sum inside its tasks runs), a strategy
-    for the input gradient, a chunk count for the weight gradient's sum, or the Winograd kernel. It is passed down as
+    for the input gradient, a chunk count for the weight gradient's sum or for the input channels of a ``rows`` or
+    ``wide`` sum, or the Winograd kernel. It is passed down as
     an argument, so that calls from several threads at once never see each other's choice."""
 
     algorithm: str | None = None
@@ -250,6 +258,7 @@ class _Forced:
     phases: bool = False
     packed: bool = False
     split: bool = False
+    channel_chunks: int | None = None
 
 
 _AUTOMATIC = _Forced()
@@ -301,7 +310,10 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
     by_group = by_group.reshape(layout.groups, -1)
     target = out_flat if not t["scratch"] else _workspace("padded rows", t["scratch"], dtype)
     group_size = layout.group_in * layout.plane * (lanes if chosen == "samples" else 1)
-    for g in range(layout.groups):
+    chunks = _channel_chunks(layout, chosen, dtype.itemsize, forced)
+    if chunks > 1:
+        _convolve_in_chunks(buf, layout, by_group[0], bias, target, kernel, t, chunks, relu)
+    for g in range(layout.groups if chunks == 1 else 0):
         init_col = _zeros(layout.group_out, dtype.str) if bias is None else bias if layout.groups == 1 else \
             np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
         _fma_shape(kernel, buf[g * group_size:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
@@ -313,6 +325,49 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         depth, rows, width = layout.positions
         _pad_rows(target, out_flat, layout.batch * layout.out_channels, depth, rows, t["scratch_width"], 0, 0, 0,
                   depth, rows, width)
+
+
+def _channel_chunks(layout: Layout, chosen: str, itemsize: int, forced: _Forced) -> int:
+    """How many chunks of input channels the ``rows`` and ``wide`` formulations split each sum into (1: none). Their
+    vectors are runs of input rows, and each block of outputs reads a run from every input plane under its window
+    (input channels x depth taps of them); where a row of outputs reads more than ``tuning.ROWS_CHUNK_MIN_BYTES`` of
+    input rows, more than ``tuning.ROWS_CHUNK_PLANES`` planes at a time ran slower. Applies to one group whose output
+    channels fit one strip of columns (so that the partial sums are few) and to outputs that cover the output array
+    (no strided phase, no sub-pixel channels); ``forced.channel_chunks`` forces that many chunks (at most the input
+    channels) where it applies, and is a ValueError elsewhere."""
+    applies = (chosen in ("rows", "wide") and layout.groups == 1 and layout.out_channels <= SHAPES[chosen][1]
+               and layout.channel_offsets is None and layout.out_step == (1, 1, 1)
+               and layout.out_offset == (0, 0, 0) and tuple(layout.out_shape) == tuple(layout.positions))
+    if forced.channel_chunks:
+        if not applies:
+            raise ValueError("input channels are split into chunks only by the rows or wide formulation, for one "
+                             "group of at most a strip of output channels that covers the output")
+        return min(forced.channel_chunks, layout.in_channels)
+    planes = layout.in_channels * layout.kernel[0]
+    row_bytes = planes * layout.kernel[1] * layout.padded[2] * itemsize
+    if not applies or layout.kernel == (1, 1, 1) or row_bytes <= tuning.ROWS_CHUNK_MIN_BYTES:
+        return 1
+    return min(layout.in_channels, -(-planes // tuning.ROWS_CHUNK_PLANES))
+
+
+def _convolve_in_chunks(buf, layout: Layout, weight_rows, bias, target, kernel: tuple, t: dict, chunks: int,
+                        relu: bool) -> None:
+    """``_convolve``'s ``rows`` or ``wide`` call (one group, ``weight_rows`` its weights by (input channel, tap))
+    with the sum over input channels split into ``chunks`` chunks (``_channel_chunks``): each call of the kernel sums
+    one chunk's (channel, tap) terms for every block into partials of its own, the first with the bias, and the
+    partials are added in float64 into ``target`` (the fused ReLU's floor applied there)."""
+    dtype = buf.dtype
+    taps = math.prod(layout.kernel)
+    blocks = t["vb"].size
+    partials = _workspace("channel chunks", chunks * target.size, dtype).reshape(chunks, target.size)
+    no_bias = _zeros(layout.out_channels, dtype.str)
+    for chunk in range(chunks):
+        first = chunk * layout.in_channels // chunks * taps
+        stop = (chunk + 1) * layout.in_channels // chunks * taps
+        _fma_shape(kernel, buf, t["voff"], t["vb"], weight_rows, t["xr"], t["xc"], t["xb"], np.full(blocks, first, _U),
+                   np.full(blocks, stop, _U), partials[chunk], t["ocols"][0], t["oblk"], t["ostride"], t["lanes"],
+                   _zeros(blocks * kernel[0], dtype.str), bias if chunk == 0 and bias is not None else no_bias)
+    _sum_partials(partials, target, relu_floor(dtype, relu))
 
 
 def _split_sum(kernel: tuple, reduction: int, itemsize: int, blocks: int, columns: int, forced: bool = False):
@@ -751,7 +806,7 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
                target, t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str),
                _zeros(columns, dtype.str))
     if chunks > 1:
-        _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1))
+        _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
 
 
 def _use_winograd_grad_weight(g_shape, x_shape, w_shape, stride, padding, dilation, groups, forced: _Forced) -> bool:
@@ -865,6 +920,16 @@ def conv_forward_split(x, weight, bias, out, stride, padding, dilation, groups):
     chunks (``codegen.split_kernel_source``), whatever the sizes; the automatic choice takes it for large blocks of
     weights reused by many strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``)."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _SPLIT)
+
+
+_WIDE_CHUNKS = _Forced(algorithm="wide", channel_chunks=3)
+
+
+def conv_forward_channel_chunks(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the ``wide`` formulation with the sum over input channels split into 3 chunks (fewer
+    where there are fewer channels), which the automatic choice takes for large ``rows`` and ``wide`` calls
+    (``_channel_chunks``); ValueError where it does not apply."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _WIDE_CHUNKS)
 
 
 def conv_grad_input_paired(grad_output, weight, grad_input, stride, padding, dilation, groups):

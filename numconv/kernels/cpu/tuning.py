@@ -278,3 +278,17 @@ SPLIT_CHUNK_BYTES = 16 * 1024
 SPLIT_MIN_STRIPS = 16
 SPLIT_MAX_STRIPS = 64
 SPLIT_TASKS_PER_THREAD = 4
+
+#: the ``rows`` and ``wide`` formulations split a sum over input channels into chunks of at most this many input
+#: planes (input channels x depth taps) where a row of outputs reads more than ``ROWS_CHUNK_MIN_BYTES`` of input rows
+#: (planes x row taps x the padded row's length; ``conv._channel_chunks``). A block reads a run from every plane under
+#: its window, and the next row of outputs reads most of those rows again; over many planes the reuse is lost.
+#: Measured on an Intel Xeon, 2 threads, one process, 3 x 3 (x 3) windows into 1-3 output channels, ms (chunks: the
+#: time with 1, 2, 4, 6 or 8 chunks): 64 channels x 3 depth taps of 112 x 112 planes (the video's first layer's input
+#: gradient): 233, 140, 104, 91, 88; 128 channels of 224 x 224: 66, 28, 24, 24, 25; 64 of 224 x 224: 27.0, 26.0,
+#: 24.8, 26.2, 27.2; 256 of 56 x 56: 5.1, 5.2, 4.2, 4.2, 4.0; 128 in one row of 16,000 (3 taps): 35.7, 28.4, 22.3,
+#: 22.1, 21.8; 64 of 5 x 5 windows of 224 x 224: 19.6, 19.1, 19.6, 19.7, 20.0. Below the bytes, no gain or a loss: 64
+#: channels of 112 x 112 (87.5 KB) 4.0 either way; 64 x 3 depth taps of 28 x 28 (69 KB) 2.2, 2.3, 2.3, 2.3, 2.5; 16 x 3
+#: of 112 x 112 (66 KB) 22.6 against 23.9 in 2; 128 of 28 x 28 (46 KB) 1.23, 1.12, 1.17, 1.29, 1.31
+ROWS_CHUNK_PLANES = 32
+ROWS_CHUNK_MIN_BYTES = 128 * 1024
