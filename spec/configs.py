@@ -121,6 +121,18 @@ CHANNEL_CHUNK_CONFIGS = (
 #: where the automatic choice takes them: 34 input planes (17 channels x 2 depth taps) of rows of 1000, 136,000
 #: bytes in float32, in 2 chunks
 CHANNEL_CHUNKS_AUTOMATIC_CONFIGS = (ConvConfig(1, 17, 1, (2, 1, 1000), (2, 1, 1)),)
+#: the weight gradient with the taps along a row as lanes (forced, its sum in two chunks): 40 taps in runs of 32 at 0
+#: and 8 (the second's first taps computed twice) at stride 2 over two samples, 9 output channels (a whole strip of 7
+#: and a partial one); groups and padding along the row; rows of taps under rows of a plane with its padding; depth
+#: taps. With AVX2 the runs are the same and the strips 3 wide
+TAPS_CONFIGS = (
+    ConvConfig(2, 1, 9, (60,), (40,), stride=(2,)),
+    ConvConfig(1, 4, 4, (38,), (33,), padding=(2,), groups=2),
+    ConvConfig(1, 2, 3, (3, 36), (2, 32), padding=(1, 0)),
+    ConvConfig(1, 1, 2, (2, 2, 34), (2, 1, 32)),
+)
+#: where the automatic choice takes it: 32 taps of one input channel (32 products per output gradient's element)
+TAPS_AUTOMATIC_CONFIGS = (ConvConfig(1, 1, 2, (40,), (32,)),)
 #: 1 x 1 convolutions over packed panels (``packed.py``): a plane of one whole block of 64 positions and a partial
 #: one, a task per block (few tasks), 5 output channels (a whole strip of 4 and a partial one); two chunks of 256
 #: positions (the second partial) in each of two groups' planes, dilation (one tap: no effect), whole strips; 2D and

@@ -34,7 +34,7 @@ from spec.configs import (
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
     POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
     ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS, SAMPLES_CONFIGS,
-    SHORT_ROW_CONFIGS, SPLIT_CONFIGS,
+    SHORT_ROW_CONFIGS, SPLIT_CONFIGS, TAPS_AUTOMATIC_CONFIGS, TAPS_CONFIGS,
     STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
     WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS, WINOGRAD_WEIGHT_CONFIGS,
 )
@@ -187,6 +187,8 @@ ENTRIES = (
     Entry("conv", "conv_forward_channel_chunks", conv_forward_case, CHANNEL_CHUNK_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward", conv_forward_case, CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_relu", conv_forward_relu_case, CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_taps", conv_grad_weight_case, TAPS_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight", conv_grad_weight_case, TAPS_AUTOMATIC_CONFIGS, backends=("cpu",)),
 )
 
 

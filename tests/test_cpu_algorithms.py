@@ -423,6 +423,30 @@ def test_rows_reading_many_large_input_rows_sum_over_chunks_of_channels(x_shape,
     assert cpu_conv._channel_chunks(layout, chosen, 4, cpu_conv._AUTOMATIC) == chunks
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,taps", [
+    ((32, 1, 8000), (128, 1, 80), 4, True),         # M5's first layer: 80 taps in runs at 0, 32 and 48
+    ((32, 1, 16000), (64, 1, 32), 2, True),
+    ((16, 8, 8000), (32, 8, 64), 1, True),          # 512 products per output gradient's element
+    ((16, 16, 4000), (64, 16, 40), 1, False),       # runs at 0 and 8: 0.62 of the taps computed
+    ((16, 16, 4000), (64, 16, 64), 1, False),       # 1024 products
+    ((32, 16, 4000), (64, 16, 20), 2, False),       # fewer taps than lanes
+    ((16, 3, 227, 227), (96, 3, 11, 11), 4, False),  # AlexNet's first layer
+])
+def test_the_weight_gradient_takes_long_rows_of_taps_over_few_channels_as_lanes(x_shape, w_shape, stride, taps):
+    layout, _ = _layouts(x_shape, w_shape, stride=stride)
+    shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
+    assert cpu_conv._taps_shape(layout, cpu_conv._AUTOMATIC) == (shape if taps else None)
+    # another formulation forced keeps it out
+    assert cpu_conv._taps_shape(layout, cpu_conv._PAIRED) is None
+
+
+def test_the_taps_as_lanes_refuse_rows_shorter_than_the_lanes():
+    x, g = np.zeros((1, 1, 1, 1, 40), np.float32), np.zeros((1, 2, 1, 1, 21), np.float32)
+    with pytest.raises(ValueError, match="taps as lanes"):
+        cpu_conv.conv_grad_weight_taps(g, x, np.zeros((2, 1, 1, 1, 20), np.float32), (1, 1, 1), (0, 0, 0),
+                                       (1, 1, 1), 1)
+
+
 CASES = [
     # (x shape, w shape, stride, padding, dilation, groups)
     ((3, 5, 17, 19), (21, 5, 3, 3), 1, 1, 1, 1),
@@ -433,6 +457,8 @@ CASES = [
     ((2, 33, 7, 9), (17, 33, 1, 1), 1, 0, 1, 1),
     # enough channels per group for Winograd to be chosen: two blocks of 16 lanes, the second partial
     ((2, 64, 7, 9), (66, 32, 3, 3), 1, (2, 1), 1, 2),
+    # a row of 36 taps: the weight gradient with the taps as lanes (runs of 32 at 0 and 4)
+    ((2, 3, 70), (5, 3, 36), 2, 1, 1, 1),
     # 3D with 3x3 windows in each plane: Winograd sums over the depth taps, with depth padding, stride, dilation
     ((1, 32, 1, 4, 4), (32, 32, 1, 3, 3), 1, 1, 1, 1),
     ((1, 32, 2, 4, 4), (32, 32, 1, 3, 3), (2, 1, 1), (0, 1, 1), 1, 1),
@@ -476,6 +502,9 @@ def _applies(case, variant) -> bool:
             layout is None or variant in conv_cost.useful_shares(layout) for _, _, layout in plan.phases)
     if variant == "subpixel":
         return plan.subpixel is not None
+    if variant == "taps":
+        x_shape, w_shape, stride, padding, dilation, _ = case
+        return w_shape[-1] >= tuning.PAIRED_LANES and _triple(dilation, len(x_shape) - 2, 1)[2] == 1
     if variant == "channel_chunks":
         try:
             cpu_conv._channel_chunks(forward_layout, "wide", 4, cpu_conv._WIDE_CHUNKS)
@@ -508,7 +537,7 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight", "phase_winograd", "channel_chunks")
+            "winograd_weight", "phase_winograd", "channel_chunks", "taps")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -540,7 +569,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
         "samples": (c.conv_forward, c.conv_grad_input_samples, c.conv_grad_weight),
         "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd),
         "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight),
-        "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight)}[variant]
+        "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight),
+        "taps": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_taps)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

@@ -29,7 +29,10 @@ The three public functions are small dispatchers around the register-blocked mul
   -> 0.40 at batch 64, 0.86 -> 0.65-0.68 at 128, on a Xeon).
 * ``conv_grad_weight`` vectorises over 16 output channels of the output gradient (packed position-major), or 32
   on the 32 x 7 kernel where a group's channels fill 32-lane blocks, and blocks the columns over (input channel,
-  tap); the sum over batch and positions is split into chunks whose partial sums are added in float64. For 3 x 3
+  tap); the sum over batch and positions is split into chunks whose partial sums are added in float64. Where a row
+  of the window holds at least 32 taps and a group has few input channels (M5's first layer: 80 taps of one
+  channel), it vectorises over 32 neighbouring taps of the padded input instead, the output channels as columns
+  and the output gradient broadcast as it is, which packs nothing (``conv_plan.taps_tables``). For 3 x 3
   windows at stride 1 with at least ``tuning.WINOGRAD_WEIGHT_MIN_CHANNELS`` input and output channels per group it
   goes to Winograd F(2x2, 3x3) instead (``winograd_weight.py``): 16 products over the output's 2 x 2 tiles where
   the direct kernel sums 9 over its positions, 2.25x fewer multiplies.
@@ -57,8 +60,8 @@ The three public functions are small dispatchers around the register-blocked mul
   (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split`` and ``*_channel_chunks`` functions at
-the end), so that the spec registry proves every one of them on configurations it serves.
+``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split``, ``*_channel_chunks`` and ``*_taps``
+functions at the end), so that the spec registry proves every one of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
@@ -84,7 +87,9 @@ from numconv.kernels.cpu.conv_cost import (
     useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
-from numconv.kernels.cpu.conv_plan import grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables
+from numconv.kernels.cpu.conv_plan import (
+    grad_input_plan, lanes_tables, reduction_tables, rows_tables, samples_tables, taps_tables,
+)
 from numconv.kernels.cpu.dense import pack_positions
 from numconv.kernels.cpu.parallel import parallel_kernel
 from numconv.kernels.scalar import gathered_input_gradient, relu_floor
@@ -101,6 +106,7 @@ __all__ = [
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
     "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
+    "conv_grad_weight_taps",
 ]
 
 _U = np.uint64
@@ -246,7 +252,7 @@ class _Forced:
     """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
     for ``lanes`` the kernel's shape, and whether its variant that splits the sum inside its tasks runs), a strategy
     for the input gradient, a chunk count for the weight gradient's sum or for the input channels of a ``rows`` or
-    ``wide`` sum, or the Winograd kernel. It is passed down as
+    ``wide`` sum, the weight gradient's taps as lanes, or the Winograd kernel. It is passed down as
     an argument, so that calls from several threads at once never see each other's choice."""
 
     algorithm: str | None = None
@@ -259,6 +265,7 @@ class _Forced:
     packed: bool = False
     split: bool = False
     channel_chunks: int | None = None
+    taps: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -790,6 +797,10 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
         return
     layout = forward_layout(x.shape, grad_weight.shape, grad_output.shape[2:], stride, padding, dilation, groups)
     buf = _padded(x, padding, layout.padded)
+    taps_shape = _taps_shape(layout, forced)
+    if taps_shape is not None:
+        _taps_grad_weight(grad_output, buf, grad_weight, layout, taps_shape, forced)
+        return
     batch, out_channels = grad_output.shape[:2]
     positions = math.prod(grad_output.shape[2:])
     shape = forced.lanes_shape or paired_shape(layout.group_out, batch * positions)
@@ -805,6 +816,39 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     _fma_shape(shape, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
                target, t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str),
                _zeros(columns, dtype.str))
+    if chunks > 1:
+        _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
+
+
+def _taps_shape(layout: Layout, forced: _Forced):
+    """The blocked kernel's (lanes, columns) where the weight gradient takes the window's taps along a row as lanes
+    (``conv_plan.taps_tables``: the 32-lane kernel), else None. It applies where a row holds at least as many taps
+    as lanes at dilation 1, and pays where few products per output gradient's element (a group's input channels x
+    the window) leave the other formulation's packing of the output gradient a large share of its time, and the
+    runs of lanes fill the row (``tuning.TAPS_*``); or where forced (a ValueError where it does not apply)."""
+    lanes, columns = tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS
+    row_taps = layout.kernel[2]
+    applies = row_taps >= lanes and layout.dilation[2] == 1
+    if forced.taps:
+        if not applies:
+            raise ValueError(f"the weight gradient takes the taps as lanes only for windows of at least {lanes} taps "
+                             f"along a row at dilation 1")
+        return lanes, columns
+    pays = (row_taps / (lanes * -(-row_taps // lanes)) >= tuning.TAPS_MIN_LANE_USE
+            and layout.group_in * math.prod(layout.kernel) <= tuning.TAPS_MAX_PRODUCTS)
+    return (lanes, columns) if forced == _AUTOMATIC and applies and pays else None
+
+
+def _taps_grad_weight(grad_output, buf, grad_weight, layout: Layout, shape: tuple, forced: _Forced) -> None:
+    """``conv_grad_weight`` over ``taps_tables``: the padded input ``buf`` as the vectors, the output gradient
+    broadcast, each chunk of the sum into partials of its own, added in float64."""
+    dtype = buf.dtype
+    t = taps_tables(layout, shape, forced.chunks)
+    chunks, size = t["chunks"], grad_weight.size
+    target = grad_weight.reshape(-1) if chunks == 1 else _workspace("partials", chunks * size, dtype)
+    _fma_shape(shape, buf, t["voff"], t["vb"], grad_output.reshape(-1), t["xr"], t["xc"], t["xb"], t["rlo"],
+               t["rhi"], target, t["ocol"], t["oblk"], _U(1), t["lanes"], _zeros(t["vb"].size * shape[0], dtype.str),
+               _zeros(t["xc"].size, dtype.str))
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
 
@@ -941,6 +985,14 @@ def conv_grad_weight_paired(grad_output, x, grad_weight, stride, padding, dilati
     """``conv_grad_weight`` with 32 output channels per block (the 32-lane kernel), which the automatic choice takes
     for groups of 32 output channels and sums over at least ``tuning.PAIRED_MIN_REDUCTION`` positions."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _PAIRED)
+
+
+def conv_grad_weight_taps(grad_output, x, grad_weight, stride, padding, dilation, groups):
+    """``conv_grad_weight`` with the window's taps along a row as lanes (``conv_plan.taps_tables``), its sum split
+    into 2 chunks (fewer if it is shorter), which the automatic choice takes for long rows of taps over few input
+    channels; ValueError where it does not apply (fewer taps along a row than the 32-lane kernel's lanes, or
+    dilation along the row)."""
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(taps=True, chunks=2))
 
 
 def conv_grad_weight_winograd(grad_output, x, grad_weight, stride, padding, dilation, groups):

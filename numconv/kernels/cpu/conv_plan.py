@@ -164,6 +164,53 @@ def reduction_tables(layout: Layout, shape: tuple, forced_chunks=None):
     )
 
 
+@lru_cache(maxsize=64)
+def taps_tables(layout: Layout, shape: tuple, forced_chunks=None):
+    """Tables for the weight gradient with the window's taps along a row as lanes, on the blocked kernel of ``shape``
+    (lanes, columns): blocks (chunk, group, input channel, depth tap, row tap, run of ``lanes`` neighbouring taps
+    along the row; the last run moved back to end at the window's end, its first taps computed twice), read from the
+    padded input at each position's window; columns a group's output channels, the output gradient broadcast; the sum
+    over (n, position) split into chunks as :func:`reduction_tables` splits it, of at most
+    ``tuning.TAPS_CHUNK_ELEMENTS`` elements of the output gradient. Needs at least ``lanes`` taps along the row and
+    dilation 1 there, so that a run's taps are neighbouring inputs."""
+    lanes, columns_per_task = shape
+    _, inputs, outputs = offsets(layout)
+    _, size_h, size_w = layout.padded
+    depth_taps, row_taps, taps = layout.kernel
+    window = math.prod(layout.kernel)
+    group_in, group_out = layout.group_in, layout.group_out
+    total = layout.batch * inputs.size
+    runs = np.minimum(np.arange(0, taps, lanes), taps - lanes)
+    group, channel, depth, row, run = (axis.ravel() for axis in np.meshgrid(
+        np.arange(layout.groups), np.arange(group_in), np.arange(depth_taps), np.arange(row_taps), runs,
+        indexing="ij"))
+    per_chunk = group.size
+    base_tasks = per_chunk * -(-group_out // columns_per_task)
+    longest = tuning.TAPS_CHUNK_ELEMENTS // group_out
+    chunks = max(-(-total // longest),
+                 min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
+    if forced_chunks is not None:
+        chunks = min(forced_chunks, total)
+    chunk = np.repeat(np.arange(chunks), per_chunk)
+    run_at = (group * group_in + channel) * layout.plane + (
+        depth * layout.dilation[0] * size_h + row * layout.dilation[1]) * size_w + run
+    weight_at = (group * group_out * group_in + channel) * window + (depth * row_taps + row) * taps + run
+    n = np.arange(layout.batch)[:, None]
+    return dict(
+        voff=(n * (layout.in_channels * layout.plane) + inputs[None, :]).ravel().astype(_U),
+        vb=np.tile(run_at, chunks).astype(_U),
+        xr=(n * (layout.out_channels * layout.out_plane) + outputs[None, :]).ravel().astype(_U),
+        xc=(np.arange(group_out) * layout.out_plane).astype(_U),
+        xb=np.tile(group * group_out * layout.out_plane, chunks).astype(_U),
+        rlo=(chunk * total // chunks).astype(_U),
+        rhi=((chunk + 1) * total // chunks).astype(_U),
+        ocol=(np.arange(group_out) * group_in * window).astype(_U),
+        oblk=(chunk * layout.out_channels * group_in * window + np.tile(weight_at, chunks)).astype(_U),
+        lanes=np.full(chunks * per_chunk, lanes, np.int64),
+        chunks=chunks,
+    )
+
+
 def _phases(size, kernel, stride, pad, dilation):
     """Per input phase f (positions f, f + s, ...): (f, count, taps reversed, first offset). Input position
     f + s q collects weight[t] * g[q + (f + pad - t d) / s] over the taps t that divide evenly; reversed, the taps

@@ -263,6 +263,23 @@ SUBPIXEL_ADVANTAGE = 1.05
 REDUCTION_CHUNK_ELEMENTS = 2 ** 17
 REDUCTION_MIN_CHUNK = 64
 MIN_TASKS = 8
+#: the weight gradient takes the window's taps along a row as lanes (``conv._taps_shape``, on the 32-lane kernel:
+#: the padded input as the vectors, the output gradient broadcast, nothing packed) where runs of 32 taps fill at least
+#: ``TAPS_MIN_LANE_USE`` of the taps computed and each output gradient's element feeds at most ``TAPS_MAX_PRODUCTS``
+#: multiply-adds (a group's input channels x the window): there the other formulation's packing of the output
+#: gradient, a pass over memory, is a large share of its time. Measured on an Intel Xeon, 2 threads, one process, ms,
+#: the other formulation against taps (32 x 7; 16 x 14; 64 x 4): M5's first layer (1 -> 128 channels, 80 taps at
+#: stride 4, 8000 samples, batch 32) 11.8 against 5.9 (7.1; 7.6), of which the packing 3.5; the audio's (16,000
+#: samples) 25.0 against 13.8 (15.4; 16.5); 1 -> 64 channels, 32 taps at stride 2, 16,000 samples: 19.5 against 4.8;
+#: 8 -> 32 channels, 64 taps, 8000 samples, batch 16 (512 products): 17.7 against 15.3 (24.1; 14.5); slower with
+#: 16 -> 64 channels and 40 taps (runs of 32 at 0 and 8: 0.62 of the taps computed, 640 products), 21.2 against
+#: 30.4, and with 20 taps on 16 lanes (runs at 0 and 4), 12.6 against 20.4
+TAPS_MIN_LANE_USE = 0.75
+TAPS_MAX_PRODUCTS = 512
+#: the sum of ``conv_plan.taps_tables`` goes in chunks of at most this many output gradient elements (4 MB of float32),
+#: split further for ``MIN_TASKS``: M5's first layer with chunks of 2^15, 2^17, 2^19, 2^21 and 2^23 elements took
+#: 10.3, 6.3, 5.8, 5.8 and 6.0 ms (more chunks, more partial sums; each task's setup over shorter sums)
+TAPS_CHUNK_ELEMENTS = 2 ** 20
 
 #: the forward pass's ``lanes`` formulation on the 32-lane kernel splits each block's sum into chunks inside its tasks
 #: (``codegen.split_kernel_source``) where the block's packed weights exceed SPLIT_MIN_BLOCK_BYTES, in equal chunks of
