@@ -1,4 +1,6 @@
 """The public functions against the NumPy reference (tests/naive.py), finite differences and PyTorch."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -155,6 +157,43 @@ def test_needs_input_grad_must_be_a_bool(call):
 def test_relu_of_a_convolution_must_be_a_bool(relu):
     with pytest.raises(TypeError, match=f"relu must be a bool, got {relu!r}"):
         F.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), relu=relu)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,options", [
+    ((2, 4, 9), (6, 2, 3), dict(padding="same", groups=2, relu=True)),
+    ((1, 3, 7, 8), (5, 3, 3, 2), dict(stride=2, padding=1, dilation=(1, 2))),
+    ((1, 2, 3, 5, 4), (3, 2, 2, 3, 3), dict(padding=(0, 1, 1), relu=True)),
+])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_a_bound_convolution_gives_the_convolution_of_each_input(x_shape, w_shape, options, with_bias, rng):
+    """F.bind_conv checks once; its run gives convNd's result (the fused ReLU's too) for every new input, a strided
+    or read-only one included (copied), and refuses an input of another shape, dtype or kind."""
+    ndim = len(x_shape) - 2
+    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32) if with_bias else None
+    run = F.bind_conv(np.zeros(x_shape, np.float32), w, b, **options)
+    for _ in range(2):
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        np.testing.assert_array_equal(run(x), conv(x, w, b, **options))
+    strided = rng.standard_normal(x_shape[:-1] + (2 * x_shape[-1],)).astype(np.float32)[..., ::2]
+    strided.flags.writeable = False
+    np.testing.assert_array_equal(run(strided), conv(np.ascontiguousarray(strided), w, b, **options))
+    with pytest.raises(ValueError, match=re.escape(f"input must have shape {tuple(x_shape)}, got")):
+        run(np.zeros((x_shape[0] + 1,) + x_shape[1:], np.float32))
+    with pytest.raises(TypeError, match="input has dtype float64; the convolution was bound to float32 inputs"):
+        run(np.zeros(x_shape))
+    with pytest.raises(TypeError, match="input must be an array, got None"):
+        run(None)
+
+
+def test_bind_conv_checks_what_convNd_checks():
+    with pytest.raises(ValueError, match="input must have at least 3 dimensions"):
+        F.bind_conv(np.zeros((2, 3), np.float32), np.zeros((1, 2, 1), np.float32))
+    with pytest.raises(ValueError, match="1 to 3 spatial dimensions"):
+        F.bind_conv(np.zeros((1, 1, 2, 2, 2, 2), np.float32), np.zeros((1, 1, 1, 1, 1, 1), np.float32))
+    with pytest.raises(TypeError, match="relu must be a bool"):
+        F.bind_conv(np.zeros((1, 1, 3), np.float32), np.zeros((1, 1, 2), np.float32), relu=1)
 
 
 @pytest.mark.parametrize("kernel,dilation", [(4, 1), (3, 2), (5, 1)])

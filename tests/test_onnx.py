@@ -417,9 +417,14 @@ def test_a_relu_that_alone_reads_a_convolution_is_fused_into_it(rng, monkeypatch
     import numconv.functional as F
 
     calls = []
-    relu, conv2d = F.relu, F.conv2d
+    relu, bind_conv = F.relu, F.bind_conv
+
+    def recording_bind(*args, **options):  # each run of a bound convolution is recorded
+        run, fused = bind_conv(*args, **options), options.get("relu", False)
+        return lambda x: (calls.append(("conv", fused)), run(x))[1]
+
     monkeypatch.setattr(F, "relu", lambda x, inplace=False: (calls.append("relu"), relu(x, inplace=inplace))[1])
-    monkeypatch.setattr(F, "conv2d", lambda *a, **k: (calls.append(("conv", k.get("relu", False))), conv2d(*a, **k))[1])
+    monkeypatch.setattr(F, "bind_conv", recording_bind)
     w, v = rng.standard_normal((2, 2, 3, 3)).astype(np.float32), rng.standard_normal((2, 2, 1, 1)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("Conv", ["r", "v"], ["d"]), helper.make_node("Relu", ["d"], ["e"]),
@@ -435,6 +440,29 @@ def test_a_relu_that_alone_reads_a_convolution_is_fused_into_it(rng, monkeypatch
     assert calls[:2] == [("conv", False), "relu"]
     np.testing.assert_array_equal(r, np.maximum(c, 0))
     assert (c < 0).any()
+
+
+def test_a_convolution_checked_once_per_input_shape_reads_the_weights_each_run_gives(rng):
+    """A session's Conv steps over stored weights are bound (``F.bind_conv``) once per input shape: each batch size
+    gets a convolution of its own; a weight given as an input is read anew at every run. Every value is ONNX
+    Runtime's."""
+    from onnx import TensorProto, helper
+
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 5, 6])
+    y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    stored = helper.make_graph([conv], "g", [x_info], [y_info], [onnx.numpy_helper.from_array(w, "w")])
+    given = helper.make_graph([conv], "g", [x_info, helper.make_tensor_value_info("w", TensorProto.FLOAT, w.shape)],
+                              [y_info])
+    for graph in (stored, given):
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        session, theirs = nx.load(proto), ort.InferenceSession(proto.SerializeToString())
+        for batch in (1, 2, 1):
+            feed = {"x": rng.standard_normal((batch, 2, 5, 6)).astype(np.float32)}
+            if graph is given:
+                feed["w"] = rng.standard_normal(w.shape).astype(np.float32)
+            np.testing.assert_allclose(session.run(None, feed)[0], theirs.run(None, feed)[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("node, message", [

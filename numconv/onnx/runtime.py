@@ -48,6 +48,9 @@ class Session:
         self._on_backend = {}  # backend -> {name: float initializer there}
         self._weight_ids = set()  # the identities of the arrays of ``_on_backend``
         self._prepared = {}  # (step name, backend) -> (weight, bias) for Gemm and MatMul
+        # (Conv step's identity, backend, input shape, dtype, ReLU fused) -> (its convolution checked once
+        # (F.bind_conv), the stored weight and bias it reads)
+        self._bound = {}
         self._described = [NodeArg(value.name, shape_of(value), _ELEMENT_NAMES.get(
             value.type.tensor_type.elem_type, "tensor")) for value in model.graph.output]
         self._values = {name for step in self._steps for name in step.outputs if name} | set(self._initializers) | {
@@ -214,14 +217,23 @@ def _conv(session, step, arguments, where, relu=False):
     x, weight = arguments[0], arguments[1]
     bias = arguments[2] if len(arguments) > 2 else None
     p = step.params
+    key = (id(step), where, tuple(x.shape), x.dtype.str, relu)
+    bound = session._bound.get(key)
+    if bound is not None and bound[1] is weight and bound[2] is bias:
+        return [bound[0](x)]
     padding = resolve_padding(p, tuple(x.shape[2:]), tuple(weight.shape[2:]))
     options = dict(stride=p["stride"], padding=padding, dilation=p["dilation"], groups=p["groups"])
-    name = "conv"
     if "output_padding" in p:
-        options["output_padding"], name = p["output_padding"], "conv_transpose"
-    elif relu:
-        options["relu"] = True
-    return [getattr(F, f"{name}{_dims(x, step)}d")(x, weight, bias, **options)]
+        options["output_padding"] = p["output_padding"]
+        return [getattr(F, f"conv_transpose{_dims(x, step)}d")(x, weight, bias, **options)]
+    call = getattr(F, f"conv{_dims(x, step)}d")
+    stored = session._weights(where)
+    if any(value is not stored.get(name) for name, value in zip(step.inputs[1:], arguments[1:]) if name):
+        return [call(x, weight, bias, relu=relu, **options)]  # a weight computed, or fed, at run time
+    # the session's stored weights, the same arrays at every run on this backend: checked once per input shape
+    run = F.bind_conv(x, weight, bias, relu=relu, **options)
+    session._bound[key] = (run, weight, bias)
+    return [run(x)]
 
 
 def _max_pool(session, step, arguments, where):
