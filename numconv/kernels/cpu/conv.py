@@ -320,12 +320,13 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
     chunks = _channel_chunks(layout, chosen, dtype.itemsize, forced)
     if chunks > 1:
         _convolve_in_chunks(buf, layout, by_group[0], bias, target, kernel, t, chunks, relu)
-    for g in range(layout.groups if chunks == 1 else 0):
-        init_col = _zeros(layout.group_out, dtype.str) if bias is None else bias if layout.groups == 1 else \
-            np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
-        _fma_shape(kernel, buf[g * group_size:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"],
-             t["xb"], t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
-             t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col, relu=relu)
+    else:
+        for g in range(layout.groups):
+            init_col = _zeros(layout.group_out, dtype.str) if bias is None else bias if layout.groups == 1 else \
+                np.ascontiguousarray(bias[g * layout.group_out:(g + 1) * layout.group_out])
+            _fma_shape(kernel, buf[g * group_size:], t["voff"], t["vb"], by_group[g], t["xr"], t["xc"], t["xb"],
+                       t["rlo"], t["rhi"], target[t["group_base"][g]:], t["ocols"][g], t["oblk"], t["ostride"],
+                       t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), init_col, relu=relu)
     if t["scratch"]:
         # the kept columns of the padded rows, cut out by _pad_rows (in parallel: NumPy's strided copy of LeNet's
         # first layer's output took a quarter of its forward pass, 55 us, _pad_rows 18)
@@ -338,10 +339,11 @@ def _channel_chunks(layout: Layout, chosen: str, itemsize: int, forced: _Forced)
     """How many chunks of input channels the ``rows`` and ``wide`` formulations split each sum into (1: none). Their
     vectors are runs of input rows, and each block of outputs reads a run from every input plane under its window
     (input channels x depth taps of them); where a row of outputs reads more than ``tuning.ROWS_CHUNK_MIN_BYTES`` of
-    input rows, more than ``tuning.ROWS_CHUNK_PLANES`` planes at a time ran slower. Applies to one group whose output
-    channels fit one strip of columns (so that the partial sums are few) and to outputs that cover the output array
-    (no strided phase, no sub-pixel channels); ``forced.channel_chunks`` forces that many chunks (at most the input
-    channels) where it applies, and is a ValueError elsewhere."""
+    input rows, more than ``tuning.ROWS_CHUNK_PLANES`` planes at a time ran slower; a 1 x 1 window (a matrix
+    product, whose neighbouring outputs share no input) is left whole. Applies to one group whose output channels fit
+    one strip of columns (so that the partial sums are few) and to outputs that cover the output array (no strided
+    phase, no sub-pixel channels); ``forced.channel_chunks`` forces that many chunks (at most the input channels)
+    where it applies, and is a ValueError elsewhere."""
     applies = (chosen in ("rows", "wide") and layout.groups == 1 and layout.out_channels <= SHAPES[chosen][1]
                and layout.channel_offsets is None and layout.out_step == (1, 1, 1)
                and layout.out_offset == (0, 0, 0) and tuple(layout.out_shape) == tuple(layout.positions))
