@@ -86,7 +86,7 @@ def _cpu_function(module: str, name: str):
 
 def test_the_registry_takes_every_branch_of_every_cuda_kernel():
     """Every line and branch of every CUDA kernel file is run, under the simulator, by some registry configuration
-    (the CPU's: tests/test_coverage.py)."""
+    (the CPU's: tests/test_spec.py)."""
     from spec import coverage
 
     gaps = coverage.measure("cuda")

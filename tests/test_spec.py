@@ -58,6 +58,18 @@ def test_a_kernel_added_without_an_entry_is_caught(monkeypatch):
     assert registry.coverage_gaps("cpu") == (["pool.max_pool_forward_faster"], [])
 
 
+def test_the_registry_takes_every_branch_of_every_cpu_kernel():
+    """Every line and branch of every CPU kernel file is run, as Python, by some registry configuration: a mutant
+    anywhere in them meets a row that sees it. (The CUDA kernels' twin of this test is tests/test_cuda.py's, so
+    that the test runner's workers, which take whole files, run the two at once. It stays in this file of many
+    tests: the runner hands out the files with the most tests first, and in a file of its own it ran last, CI 17:30
+    -> 19:12.)"""
+    from spec import coverage
+
+    gaps = coverage.measure("cpu")
+    assert not gaps, "the registry leaves out " + "; ".join(coverage.describe(gaps))
+
+
 def test_every_cpu_file_that_defines_a_kernel_is_measured_by_the_coverage_check():
     """A kernel file left out of ``coverage.KERNEL_FILES`` escapes the branch check above whatever the registry
     runs: every file of numconv/kernels/cpu with a kernel decorator at the start of a line is in it, or in
