@@ -127,6 +127,16 @@ def samples_tables(layout: Layout, lanes: int):
     )
 
 
+def _sum_chunks(total: int, longest: int, base_tasks: int, forced_chunks=None) -> int:
+    """How many chunks a weight gradient's sum over ``total`` (n, position) terms is split into: chunks of at most
+    ``longest`` terms, more where ``base_tasks`` (the tasks of one chunk) are fewer than ``tuning.MIN_TASKS``, as
+    long as a chunk keeps ``tuning.REDUCTION_MIN_CHUNK`` terms; ``forced_chunks`` (at most ``total``) where given."""
+    if forced_chunks is not None:
+        return min(forced_chunks, total)
+    return max(-(-total // longest),
+               min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
+
+
 @lru_cache(maxsize=64)
 def reduction_tables(layout: Layout, shape: tuple, forced_chunks=None):
     """Tables for the weight gradient on the blocked kernel of ``shape`` (lanes, columns): blocks (chunk, group,
@@ -138,11 +148,7 @@ def reduction_tables(layout: Layout, shape: tuple, forced_chunks=None):
     total = layout.batch * inputs.size
     per_group = -(-layout.group_out // lanes)
     base_tasks = layout.groups * per_group * -(-columns // columns_per_task)
-    longest = tuning.REDUCTION_CHUNK_ELEMENTS // lanes
-    chunks = max(-(-total // longest),
-                 min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
-    if forced_chunks is not None:
-        chunks = min(forced_chunks, total)
+    chunks = _sum_chunks(total, tuning.REDUCTION_CHUNK_ELEMENTS // lanes, base_tasks, forced_chunks)
     blocks = np.arange(chunks * layout.groups * per_group)
     chunk, within = blocks // (layout.groups * per_group), blocks % (layout.groups * per_group)
     group, local = within // per_group, (within % per_group) * lanes
@@ -170,7 +176,7 @@ def taps_tables(layout: Layout, shape: tuple, forced_chunks=None):
     (lanes, columns): blocks (chunk, group, input channel, depth tap, row tap, run of ``lanes`` neighbouring taps
     along the row; the last run moved back to end at the window's end, its first taps computed twice), read from the
     padded input at each position's window; columns a group's output channels, the output gradient broadcast; the sum
-    over (n, position) split into chunks as :func:`reduction_tables` splits it, of at most
+    over (n, position) split into chunks by :func:`_sum_chunks`, of at most
     ``tuning.TAPS_CHUNK_ELEMENTS`` elements of the output gradient. Needs at least ``lanes`` taps along the row and
     dilation 1 there, so that a run's taps are neighbouring inputs."""
     lanes, columns_per_task = shape
@@ -186,11 +192,7 @@ def taps_tables(layout: Layout, shape: tuple, forced_chunks=None):
         indexing="ij"))
     per_chunk = group.size
     base_tasks = per_chunk * -(-group_out // columns_per_task)
-    longest = tuning.TAPS_CHUNK_ELEMENTS // group_out
-    chunks = max(-(-total // longest),
-                 min(-(-tuning.MIN_TASKS // base_tasks), max(total // tuning.REDUCTION_MIN_CHUNK, 1)))
-    if forced_chunks is not None:
-        chunks = min(forced_chunks, total)
+    chunks = _sum_chunks(total, tuning.TAPS_CHUNK_ELEMENTS // group_out, base_tasks, forced_chunks)
     chunk = np.repeat(np.arange(chunks), per_chunk)
     run_at = (group * group_in + channel) * layout.plane + (
         depth * layout.dilation[0] * size_h + row * layout.dilation[1]) * size_w + run
