@@ -104,10 +104,12 @@ PAIRED_LANES_CONFIGS = (
 #: the 32-lane kernel's variant that splits the sum (forced: the automatic choice takes it for large blocks reused
 #: by many strips) on sums of 130 products: two chunks in float32, three in float64 (``tuning.SPLIT_CHUNK_BYTES``),
 #: a whole strip stored lane by lane and a partial one, a strip a task; then one position per sample, 7 samples,
-#: stored straight from the accumulators
+#: stored straight from the accumulators; then two groups of two blocks each (33 channels) over two samples, two tasks
+#: per block, which the tasks take block by block for each run of strips
 SPLIT_CONFIGS = (
     ConvConfig(1, 13, 32, (17,), (10,)),
     ConvConfig(7, 13, 32, (10,), (10,)),
+    ConvConfig(2, 4, 66, (16,), (3,), groups=2),
 )
 #: the ``wide`` formulation with the sum over input channels split into 3 chunks (forced: the automatic choice takes
 #: it, and the same split of ``rows``, for rows of outputs that read large input rows): 5 channels in chunks of 1, 2

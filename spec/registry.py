@@ -155,6 +155,7 @@ ENTRIES = (
           tuple(ShapeConfig(cfg.shape, cfg.params + (("training", 0),)) for cfg in BATCH_NORM_ROW_CONFIGS)),
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_split", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_forward_split_strips", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),

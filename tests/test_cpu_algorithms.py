@@ -91,15 +91,17 @@ def test_every_generated_kernel_computes_its_blocked_products(shape, transposed,
 @pytest.mark.parametrize("shape", list(blocked.SPLIT_KERNELS))
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-def test_every_split_kernel_computes_its_blocked_products(shape, transposed, relu, rng):
+@pytest.mark.parametrize("strips_outer", [False, True])
+def test_every_split_kernel_computes_its_blocked_products(shape, transposed, relu, strips_outer, rng):
     """Each kernel that splits its sum (``codegen.split_kernel_source``), whether this CPU's registers take it or not,
     on the product of ``test_every_generated_kernel_computes_its_blocked_products``: a sum of three whole chunks and a
-    partial one, four strips (the last partial) two to a task, a partial block of lanes; every result of the
-    chunks before the last comes back through the task's scratch, so a lost or misplaced one shows."""
+    partial one, four strips (the last partial) two to a task, a partial block of lanes, the tasks block by block or
+    run of strips by run of strips; every result of the chunks before the last comes back through the task's scratch,
+    so a lost or misplaced one shows."""
     lanes, width = shape
     chunk, inner = 16, 3 * 16 + 5
     operands, want = _blocked_product(rng, lanes, 2 * lanes + 3, inner, 3 * width + 2, transposed, relu)
-    launch.fma_split(shape, *operands, chunk=chunk, per_task=2, relu=relu)
+    launch.fma_split(shape, *operands, chunk=chunk, per_task=2, strips_outer=strips_outer, relu=relu)
     np.testing.assert_allclose(_product_result(operands[9], want.shape, transposed), want, rtol=1e-5, atol=1e-5)
 
 

@@ -541,17 +541,24 @@ def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, la
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)
-    on, the sum chunk by chunk."""
+def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)
+    on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum
+    chunk by chunk."""
     columns = xc.shape[0]
     strips = (columns + 6) // 7
-    groups = (strips + per_task - 1) // per_task
+    runs = (strips + per_task - 1) // per_task
+    blocks = vb.shape[0]
     last = columns - 1
     sums = np.empty(per_task * 224, out.dtype)
     for task in range(first, end):
-        b = task // groups
-        first_strip = (task - b * groups) * per_task
+        if strips_outer:
+            b = task % blocks
+            run = task // blocks
+        else:
+            b = task // runs
+            run = task - b * runs
+        first_strip = run * per_task
         end_strip = min(strips, first_strip + per_task)
         v_base = vb[b]
         x_base = xb[b]
@@ -646,26 +653,33 @@ def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
 
 
 @njit(parallel=True, cache=True)
-def _fma_32x7_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task):
+def _fma_32x7_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
     """32 lanes x 7 columns per strip, the sum split into chunks; see codegen.py."""
     tasks = vb.shape[0] * (((xc.shape[0] + 6) // 7 + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, first, end):
-    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)
-    on, the sum chunk by chunk."""
+def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)
+    on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum
+    chunk by chunk."""
     columns = xc.shape[0]
     strips = (columns + 2) // 3
-    groups = (strips + per_task - 1) // per_task
+    runs = (strips + per_task - 1) // per_task
+    blocks = vb.shape[0]
     last = columns - 1
     sums = np.empty(per_task * 96, out.dtype)
     for task in range(first, end):
-        b = task // groups
-        first_strip = (task - b * groups) * per_task
+        if strips_outer:
+            b = task % blocks
+            run = task // blocks
+        else:
+            b = task // runs
+            run = task - b * runs
+        first_strip = run * per_task
         end_strip = min(strips, first_strip + per_task)
         v_base = vb[b]
         x_base = xb[b]
@@ -724,12 +738,12 @@ def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
 
 
 @njit(parallel=True, cache=True)
-def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task):
+def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
     """32 lanes x 3 columns per strip, the sum split into chunks; see codegen.py."""
     tasks = vb.shape[0] * (((xc.shape[0] + 2) // 3 + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, at * tasks // ranges, (at + 1) * tasks // ranges)
+        _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges)
 
 
 #: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers

@@ -21,7 +21,8 @@ testing bounds in the loop; only the final store skips repeats. When a task's la
 output, its results are stored straight from the accumulators (vector stores); in the 16- and 32-lane kernels also when
 the columns are contiguous instead (lane by lane); otherwise through a small tile and a loop that handles any lane
 stride and count. A call's tasks go block by block, or strip by strip where that keeps a strip's numbers in the
-first-level cache for every block (``STRIPS_OUTER_MIN_BLOCK``, ``STRIPS_OUTER_MAX_BYTES``).
+first-level cache for every block (``STRIPS_OUTER_MIN_BLOCK``, ``STRIPS_OUTER_MAX_BYTES``); the kernels that split the
+sum go block by block, or run of strips by run of strips where their caller says so (``strips_outer``).
 """
 from __future__ import annotations
 
@@ -184,25 +185,33 @@ def kernel_source(lanes: int, width: int) -> str:
 
 def split_kernel_source(lanes: int, width: int) -> str:
     """The source of the kernel with ``lanes`` lanes and ``width`` columns per strip whose tasks split the sum:
-    ``_fma_{lanes}x{width}_split``, with two more operands, ``chunk`` and ``per_task``. A task takes one block and
-    ``per_task`` consecutive strips (fewer in its block's last task); for each ``chunk`` rows of the sum it runs every
-    one of its strips, keeping their sums between chunks in a scratch of the task's (vector loads and stores), so
-    that the block's vectors of one chunk stay in the first-level cache while its strips reuse them. The last chunk
-    stores as the other kernels do."""
+    ``_fma_{lanes}x{width}_split``, with three more operands, ``chunk``, ``per_task`` and ``strips_outer``. A task
+    takes one block and ``per_task`` consecutive strips (fewer in its block's last task), the tasks block by block or,
+    with ``strips_outer``, every block for one run of strips before the next; for each ``chunk`` rows of
+    the sum it runs every one of its strips, keeping their sums between chunks in a scratch of the task's (vector
+    loads and stores), so that the block's vectors of one chunk stay in the first-level cache while its strips reuse
+    them. The last chunk stores as the other kernels do."""
     name = kernel_name(lanes, width) + "_split"
     lines = ["", "", TASKS_DECORATOR,
              f"def {name}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, "
-             "init_col, floor, chunk, per_task, first, end):",
-             '    """Tasks ``first`` to ``end`` - 1: task t is block t // groups, strips from per_task x (t % groups)',
-             '    on, the sum chunk by chunk."""',
+             "init_col, floor, chunk, per_task, strips_outer, first, end):",
+             '    """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)',
+             '    on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum',
+             '    chunk by chunk."""',
              "    columns = xc.shape[0]",
              f"    strips = (columns + {width - 1}) // {width}",
-             "    groups = (strips + per_task - 1) // per_task",
+             "    runs = (strips + per_task - 1) // per_task",
+             "    blocks = vb.shape[0]",
              "    last = columns - 1",
              f"    sums = np.empty(per_task * {width * lanes}, out.dtype)",
              "    for task in range(first, end):",
-             "        b = task // groups",
-             "        first_strip = (task - b * groups) * per_task",
+             "        if strips_outer:",
+             "            b = task % blocks",
+             "            run = task // blocks",
+             "        else:",
+             "            b = task // runs",
+             "            run = task - b * runs",
+             "        first_strip = run * per_task",
              "        end_strip = min(strips, first_strip + per_task)",
              "        v_base = vb[b]",
              "        x_base = xb[b]",
@@ -225,7 +234,7 @@ def split_kernel_source(lanes: int, width: int) -> str:
     lines += store_lines(lanes, width, "                    ")
     lines += ["", ""]
     operands = ("V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, "
-                "chunk, per_task")
+                "chunk, per_task, strips_outer")
     lines += ranges_loop(name, operands, [f"{lanes} lanes x {width} columns per strip, the sum split into chunks; see "
                                           "codegen.py."],
                          f"vb.shape[0] * (((xc.shape[0] + {width - 1}) // {width} + per_task - 1) // per_task)",

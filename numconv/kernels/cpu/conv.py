@@ -106,7 +106,7 @@ __all__ = [
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
     "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
-    "conv_grad_weight_taps",
+    "conv_grad_weight_taps", "conv_forward_split_strips",
 ]
 
 _U = np.uint64
@@ -252,8 +252,9 @@ class _Forced:
     """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
     for ``lanes`` the kernel's shape, and whether its variant that splits the sum inside its tasks runs), a strategy
     for the input gradient, a chunk count for the weight gradient's sum or for the input channels of a ``rows`` or
-    ``wide`` sum, the weight gradient's taps as lanes, or the Winograd kernel. It is passed down as
-    an argument, so that calls from several threads at once never see each other's choice."""
+    ``wide`` sum, the weight gradient's taps as lanes, the order of the tasks of the kernel that splits the sum,
+    or the Winograd kernel. It is passed down as an argument, so that calls from several threads at once never see
+    each other's choice."""
 
     algorithm: str | None = None
     lanes_shape: tuple | None = None
@@ -266,6 +267,7 @@ class _Forced:
     split: bool = False
     channel_chunks: int | None = None
     taps: bool = False
+    strips_outer: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -309,7 +311,8 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         if split is None:
             _fma_shape(kernel, *operands, relu=relu)
         else:
-            _fma_split(kernel, *operands, chunk=split[0], per_task=split[1], relu=relu)
+            strips_outer = forced.strips_outer or buf.nbytes > tuning.SPLIT_STRIPS_OUTER_MIN_BYTES
+            _fma_split(kernel, *operands, chunk=split[0], per_task=split[1], strips_outer=strips_outer, relu=relu)
         return
     by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
         by_group.reshape(layout.groups, reduction, layout.group_out),
@@ -390,10 +393,14 @@ def _split_sum(kernel: tuple, reduction: int, itemsize: int, blocks: int, column
         return None
     strips = -(-columns // width)
     shared = blocks * strips // (tuning.SPLIT_TASKS_PER_THREAD * numba.get_num_threads())
-    per_task = min(tuning.SPLIT_MAX_STRIPS, strips, shared)
+    per_task = max(1, min(tuning.SPLIT_MAX_STRIPS, strips, shared))
     if per_task < tuning.SPLIT_MIN_STRIPS and not forced:
         return None
-    return -(-reduction // -(-block_bytes // tuning.SPLIT_CHUNK_BYTES)), max(1, per_task)
+    # runs of strips of equal length: where the tasks take every block for a run before the next run, a short last
+    # run leaves the threads uneven work (128 -> 256 channels, 3 taps on 61 positions at batch 8: 70 strips in runs
+    # of 64 and 6, 684 us; in runs of 35, 408)
+    per_task = -(-strips // -(-strips // per_task))
+    return -(-reduction // -(-block_bytes // tuning.SPLIT_CHUNK_BYTES)), per_task
 
 
 @lru_cache(maxsize=64)
@@ -966,6 +973,16 @@ def conv_forward_split(x, weight, bias, out, stride, padding, dilation, groups):
     chunks (``codegen.split_kernel_source``), whatever the sizes; the automatic choice takes it for large blocks of
     weights reused by many strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``)."""
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _SPLIT)
+
+
+#: ``_SPLIT`` with its tasks taking every block for one run of strips before the next run
+_SPLIT_STRIPS = replace(_SPLIT, strips_outer=True)
+
+
+def conv_forward_split_strips(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward_split`` with the tasks taking every block for one run of strips before the next run, as the
+    automatic choice orders them for inputs larger than ``tuning.SPLIT_STRIPS_OUTER_MIN_BYTES``."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _SPLIT_STRIPS)
 
 
 _WIDE_CHUNKS = _Forced(algorithm="wide", channel_chunks=3)

@@ -67,11 +67,12 @@ def fma(shape: tuple, *args, relu: bool = False) -> None:
     run_vectorized(_compiled_ahead(KERNELS[shape]), *args, relu_floor(args[9].dtype, relu))
 
 
-def fma_split(shape: tuple, *args, chunk: int, per_task: int, relu: bool = False) -> None:
+def fma_split(shape: tuple, *args, chunk: int, per_task: int, strips_outer: bool = False, relu: bool = False) -> None:
     """Run the blocked kernel of ``shape`` whose tasks split the sum (``codegen.split_kernel_source``) on ``args``,
-    as :func:`fma` does, in chunks of ``chunk`` rows, ``per_task`` strips a task."""
+    as :func:`fma` does, in chunks of ``chunk`` rows, ``per_task`` strips a task, the tasks block by block or, with
+    ``strips_outer``, every block for a run of strips before the next run."""
     run_vectorized(_compiled_ahead(SPLIT_KERNELS[shape]), *args, relu_floor(args[9].dtype, relu), np.int64(chunk),
-                   np.int64(per_task))
+                   np.int64(per_task), bool(strips_outer))
 
 
 #: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)

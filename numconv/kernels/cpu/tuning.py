@@ -295,6 +295,15 @@ SPLIT_CHUNK_BYTES = 16 * 1024
 SPLIT_MIN_STRIPS = 16
 SPLIT_MAX_STRIPS = 64
 SPLIT_TASKS_PER_THREAD = 4
+#: ... and its tasks take every block for one run of strips before the next run where the input it broadcasts (the
+#: padded buffer) exceeds SPLIT_STRIPS_OUTER_MIN_BYTES, so that a run's inputs come from memory once for every block
+#: rather than once per block; below it block by block, each thread then reading fewer blocks' weights. On an Intel
+#: Xeon, two threads, in one process, alternating, runs of strips first against blocks first: the audio's second
+#: layer (16 MB, 4 blocks) 13.9 against 15.9 ms, AlexNet's first at batch 16 (10 MB, 3 blocks) 12.9 against 14.1, at
+#: batch 32 25.8 against 27.8; 128 -> 128 channels, 3 taps on 1000 at batches 2, 4 and 8 (1, 2 and 4 MB) 820, 1447
+#: and 2834 against 814, 1496 and 2923 us; 128 -> 256 on 61 at batches 8, 16 and 32 (0.25, 0.5 and 1 MB) 684, 804 and
+#: 1537 against 408, 779 and 1568 (the first with a short last run: runs are now of equal length, ``conv._split_sum``)
+SPLIT_STRIPS_OUTER_MIN_BYTES = 1024 * 1024
 
 #: the ``rows`` and ``wide`` formulations split a sum over input channels into chunks of at most this many input
 #: planes (input channels x depth taps) where a row of outputs reads more than ``ROWS_CHUNK_MIN_BYTES`` of input rows
