@@ -165,10 +165,11 @@ def _product_result(out: np.ndarray, shape: tuple, transposed: bool) -> np.ndarr
     ((1, 64, 8, 8), (64, 64, 5, 5), 1, False, False),         # 16 tiles
     ((4, 64, 8, 16), (64, 64, 5, 3), 1, True, not SPLITS),  # 128 tiles
     ((16, 64, 16, 16), (64, 64, 7, 7), 1, False, False),
-    # windows one row tall by F(2, 3): the audio layer (1000 positions, batch 32) and M5's last 3-tap layer (992
-    # tiles), 5 taps; one sample (500 tiles) where the products take two blocks at a time; not with 64 channels,
-    # on 124 tiles, nor 3 x 1 (one column wide)
-    ((32, 128, 1000), (128, 128, 3), 1, True, True),
+    # windows one row tall by F(2, 3): the audio layer at batch 8 (1000 positions), but not at 32 (16,000 tiles) on
+    # Intel, M5's last 3-tap layer (992 tiles), 5 taps; one sample (500 tiles) where the products take two blocks at
+    # a time; not with 64 channels, on 124 tiles, nor 3 x 1 (one column wide)
+    ((8, 128, 1000), (128, 128, 3), 1, True, True),
+    ((32, 128, 1000), (128, 128, 3), 1, not SPLITS, not SPLITS),
     ((32, 256, 61), (512, 256, 3), 1, True, True),
     ((8, 128, 250), (128, 128, 5), 1, True, True),
     ((1, 128, 1000), (128, 128, 3), 1, tuning.WINOGRAD_PAIRED, tuning.WINOGRAD_PAIRED),

@@ -50,14 +50,15 @@ The three public functions are small dispatchers around the register-blocked mul
   kernel instead (``winograd.py``; a 5-tap axis as F(2, 3) and F(2, 2)): 2.25x fewer multiplies for 3x3, 2.04x for 5x5;
   a 3 x 3 x 3 window at depth stride and dilation 1 takes F(2, 3) along the depth too, 3.4x fewer than the direct kernel
   (``winograd.transforms_depth``). Windows one row tall (1D convolutions, 1 x 3 or 1 x 5) take F(2, 3) there, 1.5x fewer
-  multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and
-  ``tuning.WINOGRAD_ROW_MIN_TILES`` tiles of 1 x 2 outputs. So does the input gradient (the flipped-weight convolution
-  above) when the stride is 1 along the depth too and the padding in each plane is at most the window's taps there less
-  one. Strided 1D and 2D convolutions run over their phase planes on the blocked kernels where the estimates say so: the
-  planes' stride-1 rows can take the row formulations, which a strided layer cannot (M5's first layer, 80 taps at stride
-  4). Where each phase sees 3 x 3 taps and Winograd's multiplies over the phase planes are few enough against the direct
-  kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of them), with enough output channels and tiles
-  (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd kernel instead.
+  multiplies for 3 taps, with at least ``tuning.WINOGRAD_ROW_MIN_CHANNELS`` channels and from
+  ``tuning.WINOGRAD_ROW_MIN_TILES`` to ``tuning.WINOGRAD_ROW_MAX_TILES`` tiles of 1 x 2 outputs. So does the input
+  gradient (the flipped-weight convolution above) when the stride is 1 along the depth too and the padding in each
+  plane is at most the window's taps there less one. Strided 1D and 2D convolutions run over their phase planes on
+  the blocked kernels where the estimates say so: the planes' stride-1 rows can take the row formulations, which a
+  strided layer cannot (M5's first layer, 80 taps at stride 4). Where each phase sees 3 x 3 taps and Winograd's
+  multiplies over the phase planes are few enough against the direct kernel's (AlexNet's 11 x 11 of stride 4: 0.53 of
+  them), with enough output channels and tiles (``tuning.PHASE_WINOGRAD_*``), the phase planes go to the Winograd
+  kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
 ``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split``, ``*_channel_chunks`` and ``*_taps``
@@ -462,11 +463,12 @@ def _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, force
         packed.channel_products(x, weight, init, out, groups, transposed=False, relu=relu)
         return
     # Winograd's transforms mix neighbouring inputs and taps: a NaN or an infinity would spread past its windows
-    if route.winograd and (forced.winograd or _finite(x, weight)):
-        winograd.conv_forward(x, weight, bias, out, padding, stride[0], dilation[0], groups, relu=relu)
+    # (Winograd checks the input as it packs it, and leaves it to the blocked kernels where one holds one)
+    if route.winograd and (forced.winograd or _finite(weight)) and winograd.conv_forward(
+            x, weight, bias, out, padding, stride[0], dilation[0], groups, relu=relu, finite_only=not forced.winograd):
         return
-    if route.phase_winograd and (forced.phase_winograd or _finite(x, weight)):
-        _phase_winograd_forward(x, weight, bias, out, stride, padding, groups, relu)
+    if route.phase_winograd and (forced.phase_winograd or _finite(weight)) and _phase_winograd_forward(
+            x, weight, bias, out, stride, padding, groups, relu, finite_only=not forced.phase_winograd):
         return
     # the taps past the kernel are zero weights: 0 * infinity would be a NaN where the input holds one
     if route.phases and (forced.phases or _finite(x)):
@@ -635,11 +637,12 @@ def _phase_forward(x, weight, bias, out, stride, padding, groups, forced: _Force
               out.reshape(-1), automatic, relu)
 
 
-def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups, relu: bool) -> None:
+def _phase_winograd_forward(x, weight, bias, out, stride, padding, groups, relu: bool, finite_only: bool) -> bool:
     """``conv_forward`` of a strided 2D convolution as Winograd's stride-1 3 x 3 convolution of its phase planes
-    (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW)."""
-    winograd.conv_forward(x, _frozen_phase_weight(weight, stride[1], stride[2]), bias, out, padding, 1, 1, groups,
-                          (stride[1], stride[2]), relu=relu)
+    (``_use_phase_winograd``). x (N, C, 1, H, W); weight (O, C // groups, 1, KH, KW); out (N, O, 1, OH, OW). Returns
+    whether ``out`` holds the result (``winograd.conv_forward``'s ``finite_only``)."""
+    return winograd.conv_forward(x, _frozen_phase_weight(weight, stride[1], stride[2]), bias, out, padding, 1, 1,
+                                 groups, (stride[1], stride[2]), relu=relu, finite_only=finite_only)
 
 
 def _use_winograd(x_shape, weight_shape, stride, padding, dilation, groups, forced: _Forced, frozen: bool) -> bool:
@@ -709,8 +712,8 @@ def _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation,
         return
     winograd_applies = _use_winograd_grad_input(weight.shape, grad_input.shape, stride, padding, dilation, groups,
                                                 forced)
-    if winograd_applies and (forced.winograd or _finite(grad_output)):
-        _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups)
+    if winograd_applies and _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups,
+                                                 finite_only=not forced.winograd):
         return
     strategy = forced.grad_input or plan.strategy
     if strategy == "subpixel" and not forced.grad_input and not _finite(grad_output):  # pragma: no cover
@@ -776,15 +779,18 @@ def _use_winograd_grad_input(w_shape, x_shape, stride, padding, dilation, groups
             and winograd.worthwhile(x_shape, w_shape, groups, (x_shape[0],) + tuple(x_shape[2:]), False))
 
 
-def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups) -> None:
+def _winograd_grad_input(grad_output, weight, grad_input, plan, padding, dilation, groups, finite_only: bool) -> bool:
+    """The input gradient by Winograd's forward kernel (``_use_winograd_grad_input``); returns whether
+    ``grad_input`` holds it (``winograd.conv_forward``'s ``finite_only``: the output gradient checked as it is
+    packed)."""
     (_, taps, _), = plan.phases  # stride 1: one phase, whose taps run backwards (the flipped kernel)
     flipped = _swapped(weight, groups)[:, :, _tap_slice(taps[0]), _tap_slice(taps[1]), _tap_slice(taps[2])]
     # along each axis the flipped window's first tap lands (taps - 1) * dilation - padding before the input's first
     # position (2 - padding in each plane)
     flipped_padding = tuple((weight.shape[2 + axis] - 1) * dilation[axis] - padding[axis] for axis in range(3))
     no_bias = _zeros(grad_input.shape[1], grad_output.dtype.str)
-    winograd.conv_forward(grad_output, np.ascontiguousarray(flipped), no_bias, grad_input, flipped_padding, 1,
-                          dilation[0], groups)
+    return winograd.conv_forward(grad_output, np.ascontiguousarray(flipped), no_bias, grad_input, flipped_padding, 1,
+                                 dilation[0], groups, finite_only=finite_only)
 
 
 def conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups):

@@ -206,6 +206,14 @@ WINOGRAD_ROW_MIN_CHANNELS = 128
 #: 0.75-0.78, on 61 at batch 4 (124) 1.07, at batch 2 (62) 1.42; 128 -> 256 on 123 (62) 1.04; 256 -> 256 on 495
 #: (248) 0.88; 5 taps, 128 -> 128: 480 tiles 0.80, 248 0.90-0.93
 WINOGRAD_ROW_MIN_TILES = 240 if WINOGRAD_PAIRED else 960
+#: ... and at most this many: past them the direct kernel took over, forward and input gradient alike, once its
+#: 32-lane tasks that split the sum go strip by strip (``codegen.split_kernel_source``). On an Intel Xeon, two threads,
+#: best of 7 alternating in one process, Winograd's time over the direct kernel's (forward / input gradient): 128 ->
+#: 128 on 1000 at batch 8 (4000 tiles) 0.88 / 0.94, 12 (6000) 0.98, 16 (8000) 1.03 / 1.07, 20 1.11, 24 1.14 / 1.11,
+#: 32 (16,000) 1.09 / 1.13; with 5 taps at 8, 16 and 24: 0.92, 1.03, 1.07 / 1.08; 256 -> 256 on 495 at 8, 16 and 32
+#: (7920 tiles): 0.83, 0.93, 0.95 / 0.99; 128 -> 128 on 248 at 64 (7936) 0.94, at 128 0.99 / 1.04. Not measured on
+#: AMD (where Winograd measured 0.79 on the first of these at batch 32 against the earlier direct kernel): no limit
+WINOGRAD_ROW_MAX_TILES = 8192 if vectors.splits_line_loads() else 2 ** 62
 
 #: a strided 2D convolution whose stride phases see 3 x 3 taps each goes to Winograd over its phase planes where
 #: Winograd's multiplies (16 per 2 x 2 tile, input channel and phase) are at most this share of the direct kernel's

@@ -98,7 +98,7 @@ def worthwhile(x_shape, weight_shape, groups, out_shape, frozen: bool) -> bool:
     wide = _plane_sub_windows(weight_shape) > 1
     if row_tile(weight_shape) == 1:
         return (min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_ROW_MIN_CHANNELS
-                and tiles >= tuning.WINOGRAD_ROW_MIN_TILES)
+                and tuning.WINOGRAD_ROW_MIN_TILES <= tiles <= tuning.WINOGRAD_ROW_MAX_TILES)
     least = ((tuning.WINOGRAD_WIDE_MIN_TILES if frozen else tuning.WINOGRAD_WIDE_UNFROZEN_MIN_TILES) if wide
              else tuning.WINOGRAD_MIN_TILES if frozen else tuning.WINOGRAD_UNFROZEN_MIN_TILES)
     return min(sums, weight_shape[0] // groups) >= tuning.WINOGRAD_MIN_CHANNELS and tiles >= least
@@ -119,7 +119,8 @@ def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
     y - pad_h, x - pad_w], zero outside x and past the group's channels. One task per depth slice of a block; each
     position's 16 channels are read across the channel planes and stored as one run, and the padding is zeroed in
     runs (a task per row, storing each channel's row 16 floats apart, was 2-3x slower: C3D-small's 16 -> 32 layer's
-    input 85 -> 31 us, AlexNet's second layer's at batch 16 711 -> 307 us)."""
+    input 85 -> 31 us, AlexNet's second layer's at batch 16 711 -> 307 us). Returns how many of the values read are
+    NaN or infinite: the pass reads each of x's once, so the check that Winograd may run costs no pass of its own."""
     batch, channels, depth, height, width = x.shape
     group_in = channels // groups
     slices, rows, columns = packed.shape[3], packed.shape[4], packed.shape[5]
@@ -132,6 +133,7 @@ def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
     y_hi = min(max(pad_h + height, y_lo), rows)
     x_lo = min(max(pad_w, 0), columns)
     x_hi = min(max(pad_w + width, x_lo), columns)
+    non_finite = 0
     for task in prange(batch * groups * cblocks * slices):
         z = task % slices
         cb = (task // slices) % cblocks
@@ -161,9 +163,13 @@ def _pack_input(x, groups, cblocks, pad_d, pad_h, pad_w, packed):
                 position = row + np.uint64((x_lo + xx) * 16)
                 read = np.uint64(first_read + xx)
                 for k in range(valid):
-                    target[position + np.uint64(k)] = source[read + np.uint64(k) * plane]
+                    value = source[read + np.uint64(k) * plane]
+                    target[position + np.uint64(k)] = value
+                    if not math.isfinite(value):
+                        non_finite += 1  # pragma: no cover - NaN and infinities: tests/test_nonfinite.py
                 for k in range(valid, 16):
                     target[position + np.uint64(k)] = 0.0
+    return non_finite
 
 
 @parallel_kernel(cache=True)
@@ -174,7 +180,7 @@ def _pack_phases(x, groups, cblocks, pad_h, pad_w, stride_h, stride_w, phase_h, 
     ``phase_w``) and past the group's Cg s_h s_w phase channels. A strided convolution's phase planes packed for the
     fused kernel in one pass, without writing the planes (AlexNet's first layer at batch 16: the planes and their
     packing took 1.5 ms of its 14.3). One task per (sample, group, block); per row, each lane's columns inside x are
-    copied without a test."""
+    copied without a test. Returns how many of the values read are NaN or infinite (as ``_pack_input``)."""
     batch, channels, _, height, width = x.shape
     group_in = channels // groups
     phases = stride_h * stride_w
@@ -182,6 +188,7 @@ def _pack_phases(x, groups, cblocks, pad_h, pad_w, stride_h, stride_w, phase_h, 
     source = x.reshape(-1)
     target = packed.reshape(-1)
     row_size = columns * 16
+    non_finite = 0
     for task in prange(batch * groups * cblocks):
         cb = task % cblocks
         g = (task // cblocks) % groups
@@ -203,9 +210,13 @@ def _pack_phases(x, groups, cblocks, pad_h, pad_w, stride_h, stride_w, phase_h, 
                 read = np.uint64(((n * channels + g * group_in + q // phases) * height + in_y) * width
                                  + lo * stride_w + shift) if hi > lo else np.uint64(0)
                 for j in range(hi - lo):
-                    target[lane + np.uint64((lo + j) * 16)] = source[read + np.uint64(j * stride_w)]
+                    value = source[read + np.uint64(j * stride_w)]
+                    target[lane + np.uint64((lo + j) * 16)] = value
+                    if not math.isfinite(value):
+                        non_finite += 1  # pragma: no cover - NaN and infinities: tests/test_nonfinite.py
                 for j in range(hi, columns):
                     target[lane + np.uint64(j * 16)] = 0.0
+    return non_finite
 
 
 def _tiles_per_task(tiles: int, groups: int, width: int) -> int:
@@ -293,9 +304,12 @@ def _plan(x_shape, weight_shape, out_shape, stride_d, dilation_d, groups, phases
         constants=np.array(winograd_kernels.CONSTANTS, dtype))
 
 
-def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1), relu=False) -> None:
+def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, phases=(1, 1), relu=False,
+                 finite_only=False) -> bool:
     """out[n, o] = bias[o] + sum_{c, taps} weight[o, c, taps] * x[n, group(o) + c, window(taps)], by Winograd; with
-    ``relu``, 0 where that is negative.
+    ``relu``, 0 where that is negative. With ``finite_only``, where x holds a NaN or an infinity (which the
+    transforms would spread past its windows), nothing is computed and ``out`` is left as it was: returns whether
+    ``out`` holds the result.
 
     x (N, C, D, H, W); weight (O, C // groups, KD, KH, KW), KH 1, 3 or 5 and KW 3 or 5; bias (O,); out (N, O,
     OD, OH, OW), overwritten (its shape fixes the padding after each axis); ``padding`` the (front, top, left) padding,
@@ -314,11 +328,13 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
     lane_bias = np.zeros((groups, plan.out_blocks * _LANES), dtype)
     lane_bias[:, :plan.group_out] = bias.reshape(groups, plan.group_out)
     if phases == (1, 1):
-        _pack_input(x, groups, plan.in_blocks, padding[0], padding[1], padding[2], packed)
+        non_finite = _pack_input(x, groups, plan.in_blocks, padding[0], padding[1], padding[2], packed)
     else:
         # the phase planes span the output plus a window's reach (``conv._planes_shape``)
-        _pack_phases(x, groups, plan.in_blocks, padding[1], padding[2], phases[0], phases[1],
-                     out.shape[3] + SUB - 1, out.shape[4] + SUB - 1, packed)
+        non_finite = _pack_phases(x, groups, plan.in_blocks, padding[1], padding[2], phases[0], phases[1],
+                                  out.shape[3] + SUB - 1, out.shape[4] + SUB - 1, packed)
+    if finite_only and non_finite:  # pragma: no cover - NaN and infinities: tests/test_nonfinite.py
+        return False
     transformed = prepared(
         weight, "winograd depth weights" if plan.depth else "winograd weights",
         plan.transformed_size, dtype,
@@ -333,3 +349,4 @@ def conv_forward(x, weight, bias, out, padding, stride_d, dilation_d, groups, ph
         workspace("winograd tiles", plan.tiles_size, dtype).reshape(threads, -1),
         workspace("winograd sums", plan.sums_size, dtype).reshape(threads, -1),
         workspace("winograd scratch", plan.scratch_size, dtype).reshape(threads, -1))
+    return True
