@@ -84,6 +84,9 @@ ENTRIES = (
     Entry("conv", "conv_grad_input_gather", conv_grad_input_case, CONV_CONFIGS),
     Entry("conv", "conv_grad_weight_split", conv_grad_weight_case,
           (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),
+    # the same, each chunk's rows of the output gradient packed just before its sum (runs that cross samples, groups)
+    Entry("conv", "conv_grad_weight_streamed", conv_grad_weight_case,
+          (CONV_CONFIGS[0], CONV_CONFIGS[4], CONV_CONFIGS[7], LANES_CONFIGS[-1]), backends=("cpu",)),
     Entry("dense", "bias_grad", bias_grad_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),
     Entry("dense", "bias_add", bias_add_case, (ShapeConfig((2, 3, 4)), ShapeConfig((3, 2, 1)))),
     Entry("pool", "max_pool_forward", max_pool_forward_case, MAX_POOL_CONFIGS),

@@ -443,6 +443,33 @@ def test_the_weight_gradient_takes_long_rows_of_taps_over_few_channels_as_lanes(
     assert cpu_conv._taps_shape(layout, cpu_conv._PAIRED) is None
 
 
+@pytest.mark.parametrize("threshold,streamed", [(2 ** 16, True), (2 ** 30, False)])
+def test_an_output_gradient_too_large_for_the_caches_is_packed_chunk_by_chunk(threshold, streamed, rng, monkeypatch):
+    """Where the packed output gradient would take ``tuning.STREAMED_MIN_BYTES`` (here lowered to 64 KB: one block of
+    32 output channels x 4800 positions, 614 KB), the weight gradient packs each chunk's rows just before summing
+    them, runs that start inside a sample, and sums the same products in the same order as packed whole."""
+    monkeypatch.setattr(tuning, "STREAMED_MIN_BYTES", threshold)
+    x = rng.standard_normal((3, 8, 1, 40, 40)).astype(np.float32)
+    g = rng.standard_normal((3, 32, 1, 40, 40)).astype(np.float32)
+    packs = []
+    whole = cpu_conv.pack_positions
+    monkeypatch.setattr(cpu_conv, "pack_positions",
+                        lambda source, groups, packed, first: packs.append((first, packed.shape[1]))
+                        or whole(source, groups, packed, first))
+    got = np.empty((32, 8, 1, 3, 3), np.float32)
+    cpu_conv.conv_grad_weight(g, x, got, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+    want = naive.conv_backward(g[:, :, 0].astype(np.float64), x[:, :, 0].astype(np.float64),
+                               np.zeros((32, 8, 3, 3)), (1, 1), [(1, 1), (1, 1)], (1, 1), 1)[1]
+    np.testing.assert_allclose(got[:, :, 0], want, rtol=1e-4, atol=1e-3)
+    if streamed:
+        # consecutive runs covering the 4800 rows, the second starting inside the first sample's 1600
+        assert len(packs) > 1 and packs[0][0] == 0 and sum(rows for _, rows in packs) == 4800
+        assert all(first + rows == following for (first, rows), (following, _) in zip(packs, packs[1:]))
+        assert any(first % 1600 for first, _ in packs)
+    else:
+        assert packs == [(0, 4800)]
+
+
 def test_the_taps_as_lanes_refuse_rows_shorter_than_the_lanes():
     x, g = np.zeros((1, 1, 1, 1, 40), np.float32), np.zeros((1, 2, 1, 1, 21), np.float32)
     with pytest.raises(ValueError, match="taps as lanes"):
@@ -540,7 +567,7 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight", "phase_winograd", "channel_chunks", "taps")
+            "winograd_weight", "phase_winograd", "channel_chunks", "taps", "streamed")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -573,7 +600,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
         "winograd_weight": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_winograd),
         "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight),
         "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight),
-        "taps": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_taps)}[variant]
+        "taps": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_taps),
+        "streamed": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_streamed)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

@@ -107,7 +107,7 @@ __all__ = [
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
     "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
-    "conv_grad_weight_taps", "conv_forward_split_strips",
+    "conv_grad_weight_taps", "conv_forward_split_strips", "conv_grad_weight_streamed",
 ]
 
 _U = np.uint64
@@ -253,9 +253,9 @@ class _Forced:
     """What a forced variant at the end of this module takes instead of the automatic choice: a formulation (and
     for ``lanes`` the kernel's shape, and whether its variant that splits the sum inside its tasks runs), a strategy
     for the input gradient, a chunk count for the weight gradient's sum or for the input channels of a ``rows`` or
-    ``wide`` sum, the weight gradient's taps as lanes, the order of the tasks of the kernel that splits the sum,
-    or the Winograd kernel. It is passed down as an argument, so that calls from several threads at once never see
-    each other's choice."""
+    ``wide`` sum, the weight gradient's taps as lanes or its output gradient packed chunk by chunk, the order of the
+    tasks of the kernel that splits the sum, or the Winograd kernel. It is passed down as an argument, so that calls
+    from several threads at once never see each other's choice."""
 
     algorithm: str | None = None
     lanes_shape: tuple | None = None
@@ -269,6 +269,7 @@ class _Forced:
     channel_chunks: int | None = None
     taps: bool = False
     strips_outer: bool = False
+    streamed: bool = False
 
 
 _AUTOMATIC = _Forced()
@@ -302,7 +303,7 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         # the output channels side by side for every (input channel, tap): a weight packed as an output gradient
         packed = _prepared(weight, "weights", math.prod(packed_shape), dtype, lambda packed: pack_positions(
             np.ascontiguousarray(weight).reshape(1, layout.out_channels, reduction), layout.groups,
-            packed.reshape(packed_shape)), ("lanes", layout.groups, lanes))
+            packed.reshape(packed_shape), 0), ("lanes", layout.groups, lanes))
         init = np.zeros((layout.groups, t["per_group"] * lanes), dtype)
         if bias is not None:
             init[:, :layout.group_out] = bias.reshape(layout.groups, layout.group_out)
@@ -822,17 +823,39 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     lanes = shape[0]
     t = reduction_tables(layout, shape, forced.chunks)
     dtype = x.dtype
-    packed = _workspace("grad_output", layout.groups * t["per_group"] * batch * positions * lanes, dtype)
-    packed = packed.reshape(layout.groups * t["per_group"], batch * positions, lanes)
-    pack_positions(grad_output.reshape(batch, out_channels, positions), layout.groups, packed)
+    blocks = layout.groups * t["per_group"]
+    source = grad_output.reshape(batch, out_channels, positions)
     columns = t["ocol"].size
     chunks = t["chunks"]
     target = grad_weight.reshape(-1) if chunks == 1 else _workspace("partials", chunks * out_channels * columns, dtype)
-    _fma_shape(shape, packed.reshape(-1), t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"],
-               target, t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str),
-               _zeros(columns, dtype.str))
+    no_lane_terms, no_column_terms = _zeros(blocks * lanes, dtype.str), _zeros(columns, dtype.str)
+    if _streams(blocks * batch * positions * lanes * dtype.itemsize, chunks, forced):
+        # chunk by chunk: each chunk's rows packed into a window that the second-level cache holds, then summed
+        total = batch * positions
+        window = _workspace("grad_output rows", blocks * -(-total // chunks) * lanes, dtype)
+        for chunk in range(chunks):
+            first, stop = chunk * total // chunks, (chunk + 1) * total // chunks
+            rows = window[:blocks * (stop - first) * lanes]
+            pack_positions(source, layout.groups, rows.reshape(blocks, stop - first, lanes), first)
+            in_chunk = slice(chunk * blocks, (chunk + 1) * blocks)
+            _fma_shape(shape, rows, t["voff"], np.arange(0, rows.size, (stop - first) * lanes, dtype=_U), buf,
+                       t["xr"][first:stop], t["xc"], t["xb"][in_chunk], _zeros(blocks, "u8"),
+                       np.full(blocks, stop - first, _U), target, t["ocol"], t["oblk"][in_chunk], _U(columns),
+                       t["lanes"][in_chunk], no_lane_terms, no_column_terms)
+    else:
+        packed = _workspace("grad_output", blocks * batch * positions * lanes, dtype)
+        pack_positions(source, layout.groups, packed.reshape(blocks, batch * positions, lanes), 0)
+        _fma_shape(shape, packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], target,
+                   t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str),
+                   no_column_terms)
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
+
+
+def _streams(packed_bytes: int, chunks: int, forced: _Forced) -> bool:
+    """Whether the weight gradient packs its output gradient chunk by chunk, each just before its sum
+    (``tuning.STREAMED_MIN_BYTES``), rather than all of it first: where packed whole it outgrows the caches."""
+    return forced.streamed or (forced == _AUTOMATIC and chunks > 1 and packed_bytes >= tuning.STREAMED_MIN_BYTES)
 
 
 def _taps_shape(layout: Layout, forced: _Forced):
@@ -1048,3 +1071,10 @@ def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dil
 def conv_grad_weight_split(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` with the sum over batch and positions split into 3 chunks (fewer if it is shorter)."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(chunks=3))
+
+
+def conv_grad_weight_streamed(grad_output, x, grad_weight, stride, padding, dilation, groups):
+    """``conv_grad_weight_split`` with each chunk's rows of the output gradient packed just before its sum, as the
+    automatic choice does where the whole output gradient packed would take ``tuning.STREAMED_MIN_BYTES``."""
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups,
+                      _Forced(chunks=3, streamed=True))

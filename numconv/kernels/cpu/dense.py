@@ -91,28 +91,33 @@ def _batch_lanes_tables(batch: int, in_features: int, out_features: int, lanes: 
 
 
 @parallel_kernel(cache=True, min_work=PACK_MIN_WORK)
-def pack_positions(source, groups, packed):
-    """packed (groups * blocks, N * S, L)[g * blocks + ob, n * S + p, k] = source (N, O, S)[n, g * group_out + L * ob
-    + k, p], zero past the group's last channel: L channels side by side for every position (L lanes per block:
-    packed's last axis). The convolution's weight gradient packs its output gradient so (O output channels, S output
-    positions), its ``lanes`` formulation its weights (one sample of O output channels, S = input channels x taps),
-    the forward pass here its input (one sample of O = batch rows, S = input features). Positions go in chunks of
-    256, so that the tile written stays in the first-level cache while each of the L rows is read in order (row by
-    row: 1.1-1.5x faster than lane by lane with 32 lanes)."""
-    batch, out_channels, size = source.shape
+def pack_positions(source, groups, packed, first_row):
+    """packed (groups * blocks, R, L)[g * blocks + ob, n * S + p - first_row, k] = source (N, O, S)[n, g * group_out
+    + L * ob + k, p] for the R rows n * S + p from ``first_row`` on, zero past the group's last channel: L channels
+    side by side for every position (L lanes per block: packed's last axis). The convolution's weight gradient packs
+    its output gradient so (O output channels, S output positions; all N * S rows, or a run of them at a time), its
+    ``lanes`` formulation its weights (one sample of O output channels, S = input channels x taps), the forward pass
+    here its input (one sample of O = batch rows, S = input features). Positions go in chunks of 256 within a
+    sample, so that the tile written stays in the first-level cache while each of the L rows is read in order (row
+    by row: 1.1-1.5x faster than lane by lane with 32 lanes)."""
+    out_channels, size = source.shape[1], source.shape[2]
     lanes = packed.shape[2]
+    rows = packed.shape[1]
     group_out = out_channels // groups
     blocks = packed.shape[0] // groups
     chunks = (size + 255) // 256
-    for task in prange(packed.shape[0] * batch * chunks):
-        b = task // (batch * chunks)
-        n = (task // chunks) % batch
-        start = (task % chunks) * 256
-        stop = min(start + 256, size)
+    first_sample = first_row // size
+    samples = (first_row + rows + size - 1) // size - first_sample
+    for task in prange(packed.shape[0] * samples * chunks):
+        b = task // (samples * chunks)
+        n = first_sample + (task // chunks) % samples
+        # the chunk's positions, cut to the rows packed (none where the chunk lies outside them)
+        start = max((task % chunks) * 256, first_row - n * size)
+        stop = max(start, min((task % chunks) * 256 + 256, size, first_row + rows - n * size))
         g = b // blocks
         first = g * group_out + (b % blocks) * lanes
         valid = min(lanes, g * group_out + group_out - first)
-        tile = packed[b, n * size + start:n * size + stop]
+        tile = packed[b, n * size + start - first_row:n * size + stop - first_row]
         if valid < lanes:
             # zeros first, a contiguous fill in whole vectors, then the channels over them: lane by lane, LeNet-5's
             # first layer's 6 channels in 16 lanes took 10 passes of single stores for the zeros (its weight
@@ -249,7 +254,7 @@ def _linear_forward(x, weight, bias, out, lanes: int) -> None:
     # the samples, ``lanes`` side by side for each input feature (NumPy's transposed copy of AlexNet's fc6 input at
     # batch 32 took 539 us, this 69)
     packed = workspace("linear input blocks", t["padded"] * in_features, x.dtype)
-    pack_positions(x.reshape(1, batch, in_features), 1, packed.reshape(-1, in_features, lanes))
+    pack_positions(x.reshape(1, batch, in_features), 1, packed.reshape(-1, in_features, lanes), 0)
     fma(_KERNEL[lanes], packed, t["voff"], t["vb"], weight.reshape(-1), t["xr"], t["xc"], t["xb"],
         t["rlo"], t["rhi"], out.reshape(-1), t["ocol"], t["oblk"], t["ostride"], t["lanes"],
         zeros(t["vb"].size * lanes, x.dtype.str), bias)
