@@ -188,12 +188,17 @@ WINOGRAD_CONFIGS = (
     ConvConfig(1, 3, 17, (4, 6), (3, 5), padding=(1, 2)),
     ConvConfig(1, 2, 16, (6, 4), (5, 3), padding=(2, 1)),
     ConvConfig(1, 2, 16, (5, 6), (5, 5), padding=(2, 2)),
-    # more than 16 output channels, whose products take two blocks at a time where ``tuning.WINOGRAD_PAIRED``: 5 x 5
-    # with three blocks (a pair and one alone, or with two threads and few tiles a share of one and a share of two),
-    # 5 x 3, and 3 x 3 x 3 with the depth transformed
+    # more than 16 output channels, whose products take two blocks at a time where ``tuning.WINOGRAD_PAIRED``, a
+    # share's last block alone with one: three blocks (a pair and one alone, or with two threads and few tiles a
+    # share of one and a share of two), 5 x 5, 5 x 3, and 3 x 3 x 3 with the depth transformed; over one input
+    # channel and one tile, 3 x 3, 3 x 5 and 1 x 3. (A 3 x 3 x 3 window over 2 x 2 x 2 inputs draws integers too
+    # large for its transforms to stay exact in float32: the sample range bounds the direct sum, of 16 terms there)
     ConvConfig(1, 2, 33, (4, 4), (5, 5), padding=(2, 2)),
-    ConvConfig(1, 2, 17, (5, 4), (5, 3), padding=(2, 1)),
-    ConvConfig(1, 2, 17, (2, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
+    ConvConfig(1, 2, 33, (5, 4), (5, 3), padding=(2, 1)),
+    ConvConfig(1, 2, 33, (2, 3, 4), (3, 3, 3), padding=(1, 1, 1)),
+    ConvConfig(1, 1, 33, (2, 2), (3, 3), padding=(1, 1)),
+    ConvConfig(1, 1, 33, (2, 2), (3, 5), padding=(1, 2)),
+    ConvConfig(1, 1, 33, (2,), (3,), padding=(1,)),
     # ... and exactly one block (where pairs are taken, the configurations above with 17 and 18 channels run paired):
     # whole tiles of a whole block stored straight from the sums, 3 x 3 and 3 x 5
     ConvConfig(1, 2, 16, (4, 4), (3, 3), padding=(1, 1)),

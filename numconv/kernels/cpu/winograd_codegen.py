@@ -499,11 +499,12 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
     if paired:
         e("        # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the "
           "second block's")
-        e("        # in M after the first's; then each block's inverse transforms")
+        e("        # in M after the first's (a share's last block alone: its own); then each block's inverse "
+          "transforms")
         e("        ob_end = (chunk + 1) * oblocks // chunks")
         e(f"        m_half = np.uint64({elements} * mrow * 16)")
         e("        for pair in range(chunk * oblocks // chunks, ob_end, 2):")
-        e("            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once")
+        e("            second = 1 if pair + 1 < ob_end else 0")
     else:
         e("        # ---- per block of 16 output channels: the channel sums of every transform element, then the "
           "inverse transforms")
@@ -512,28 +513,39 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
     e(f"                u_base = np.uint64(((g * oblocks + {'pair' if paired else 'ob'}) * {elements} + t) * reduction "
       "* 16)")
     if paired:
-        e(f"                u_next = u_base + np.uint64(second * {elements}) * np.uint64(reduction * 16)")
+        e(f"                u_next = u_base + np.uint64({elements}) * np.uint64(reduction * 16)")
     e("                for j0 in range(0, per_task, " + str(W) + "):")
     e("                    v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)")
     for j in range(W):
         e(f"                    x{j} = v_base + np.uint64({j} * reduction)")
-    sums = ("a", "b") if paired else ("a",)
-    for j in range(W):
-        for a in sums:
-            e(f"                    {a}{j} = (" + ", ".join(["q0"] * LANES) + ")")
-    e("                    for c in range(np.uint64(0), np.uint64(reduction)):")
-    e("                        u_at = u_base + c * np.uint64(16)")
-    e(f"                        w = load_run(U, u_at, {LANES})")
-    if paired:
-        e(f"                        w_next = load_run(U, u_next + c * np.uint64(16), {LANES})")
-    for j in range(W):
-        e(f"                        s = V[x{j} + c]")
-        for a, vector in zip(sums, ("w", "w_next")):
-            e(f"                        {a}{j} = multiply_add_run({a}{j}, {vector}, s)")
     e("                    m_at = np.uint64((t * mrow + j0) * 16)")
-    for a, at in zip(sums, ("m_at", "m_half + m_at")):
+
+    def products(indent: str, sums: tuple) -> None:
+        """The sums over the channels of ``W`` tiles for one block (``a``) or two (``a``, ``b``), stored to M."""
         for j in range(W):
-            e(f"                    store_run(M, {at} + np.uint64({j * 16}), {a}{j})")
+            for a in sums:
+                e(f"{indent}{a}{j} = (" + ", ".join(["q0"] * LANES) + ")")
+        e(f"{indent}for c in range(np.uint64(0), np.uint64(reduction)):")
+        e(f"{indent}    w = load_run(U, u_base + c * np.uint64(16), {LANES})")
+        if len(sums) == 2:
+            e(f"{indent}    w_next = load_run(U, u_next + c * np.uint64(16), {LANES})")
+        for j in range(W):
+            e(f"{indent}    s = V[x{j} + c]")
+            for a, vector in zip(sums, ("w", "w_next")):
+                e(f"{indent}    {a}{j} = multiply_add_run({a}{j}, {vector}, s)")
+        for a, at in zip(sums, ("m_at", "m_half + m_at")):
+            for j in range(W):
+                e(f"{indent}store_run(M, {at} + np.uint64({j * 16}), {a}{j})")
+
+    if paired:
+        # a lone last block takes one vector per step rather than its pair's two (AlexNet's second layer's input
+        # gradient, 3 blocks a group: a quarter of its products were the lone block's repeated)
+        e("                    if second:")
+        products(" " * 24, ("a", "b"))
+        e("                    else:")
+        products(" " * 24, ("a",))
+    else:
+        products(" " * 20, ("a",))
     # the inverse transforms of a block, or of each of the pair's (its lines shifted in below)
     if paired:
         e("            for half in range(1 + second):")

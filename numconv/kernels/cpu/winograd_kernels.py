@@ -770,6 +770,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -787,8 +788,7 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -821,7 +821,6 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1002,6 +1001,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -1009,8 +1009,7 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -1023,7 +1022,6 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1245,6 +1243,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -1262,8 +1261,7 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -1296,7 +1294,6 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1542,6 +1539,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -1549,8 +1547,7 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -1563,7 +1560,6 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -1809,6 +1805,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -1826,8 +1823,7 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -1860,7 +1856,6 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2106,6 +2101,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -2113,8 +2109,7 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -2127,7 +2122,6 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2450,6 +2444,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -2467,8 +2462,7 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -2501,7 +2495,6 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -2870,6 +2863,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -2877,8 +2871,7 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -2891,7 +2884,6 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3119,6 +3111,7 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -3136,8 +3129,7 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -3170,7 +3162,6 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3312,6 +3303,7 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -3319,8 +3311,7 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -3333,7 +3324,6 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3493,6 +3483,7 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -3510,8 +3501,7 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -3544,7 +3534,6 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3712,6 +3701,7 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -3719,8 +3709,7 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -3733,7 +3722,6 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -3930,6 +3918,7 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x13 = v_base + np.uint64(13 * reduction)
                     x14 = v_base + np.uint64(14 * reduction)
                     x15 = v_base + np.uint64(15 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -3947,8 +3936,7 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     a14 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a15 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -3981,7 +3969,6 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                         a14 = multiply_add_run(a14, w, s)
                         s = V[x15 + c]
                         a15 = multiply_add_run(a15, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -4204,6 +4191,7 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
                     x3 = v_base + np.uint64(3 * reduction)
                     x4 = v_base + np.uint64(4 * reduction)
                     x5 = v_base + np.uint64(5 * reduction)
+                    m_at = np.uint64((t * mrow + j0) * 16)
                     a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
@@ -4211,8 +4199,7 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
                     a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
                     for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
+                        w = load_run(U, u_base + c * np.uint64(16), 16)
                         s = V[x0 + c]
                         a0 = multiply_add_run(a0, w, s)
                         s = V[x1 + c]
@@ -4225,7 +4212,6 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
                         a4 = multiply_add_run(a4, w, s)
                         s = V[x5 + c]
                         a5 = multiply_add_run(a5, w, s)
-                    m_at = np.uint64((t * mrow + j0) * 16)
                     store_run(M, m_at + np.uint64(0), a0)
                     store_run(M, m_at + np.uint64(16), a1)
                     store_run(M, m_at + np.uint64(32), a2)
@@ -4403,14 +4389,14 @@ def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     at = vat + np.uint64(0 + r * 4 + 3) * vrow
                     store_run(V, at, v3)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(16 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(16):
                 u_base = np.uint64(((g * oblocks + pair) * 16 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 16) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(16) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -4427,109 +4413,168 @@ def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -4727,14 +4772,14 @@ def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     at = vat + np.uint64(16 + r * 3 + 2) * vrow
                     store_run(V, at, v2)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(28 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(28):
                 u_base = np.uint64(((g * oblocks + pair) * 28 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 28) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(28) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -4751,109 +4796,168 @@ def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -5075,14 +5179,14 @@ def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     at = vat + np.uint64(16 + r * 4 + 3) * vrow
                     store_run(V, at, v3)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(28 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(28):
                 u_base = np.uint64(((g * oblocks + pair) * 28 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 28) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(28) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -5099,109 +5203,168 @@ def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -5500,14 +5663,14 @@ def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     at = vat + np.uint64(40 + r * 3 + 2) * vrow
                     store_run(V, at, v2)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(49 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(49):
                 u_base = np.uint64(((g * oblocks + pair) * 49 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 49) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(49) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -5524,109 +5687,168 @@ def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -5830,14 +6052,14 @@ def _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                 at = vat + np.uint64(0 + 3) * vrow
                 store_run(V, at, v3)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(4 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(4):
                 u_base = np.uint64(((g * oblocks + pair) * 4 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 4) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(4) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -5854,109 +6076,168 @@ def _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -6092,14 +6373,14 @@ def _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                 at = vat + np.uint64(4 + 2) * vrow
                 store_run(V, at, v2)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(7 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(7):
                 u_base = np.uint64(((g * oblocks + pair) * 7 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 7) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(7) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -6116,109 +6397,168 @@ def _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
@@ -6391,14 +6731,14 @@ def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, 
                         at = v_layer + np.uint64(0 + r * 4 + 3) * vrow
                         store_run(V, at, v3)
         # ---- per pair of blocks of 16 output channels: the channel sums of every transform element, the second block's
-        # in M after the first's; then each block's inverse transforms
+        # in M after the first's (a share's last block alone: its own); then each block's inverse transforms
         ob_end = (chunk + 1) * oblocks // chunks
         m_half = np.uint64(64 * mrow * 16)
         for pair in range(chunk * oblocks // chunks, ob_end, 2):
-            second = 1 if pair + 1 < ob_end else 0  # a share's last block alone is read twice, kept once
+            second = 1 if pair + 1 < ob_end else 0
             for t in range(64):
                 u_base = np.uint64(((g * oblocks + pair) * 64 + t) * reduction * 16)
-                u_next = u_base + np.uint64(second * 64) * np.uint64(reduction * 16)
+                u_next = u_base + np.uint64(64) * np.uint64(reduction * 16)
                 for j0 in range(0, per_task, 14):
                     v_base = np.uint64(t) * vrow + np.uint64(j0 * reduction)
                     x0 = v_base + np.uint64(0 * reduction)
@@ -6415,109 +6755,168 @@ def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, 
                     x11 = v_base + np.uint64(11 * reduction)
                     x12 = v_base + np.uint64(12 * reduction)
                     x13 = v_base + np.uint64(13 * reduction)
-                    a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
-                    for c in range(np.uint64(0), np.uint64(reduction)):
-                        u_at = u_base + c * np.uint64(16)
-                        w = load_run(U, u_at, 16)
-                        w_next = load_run(U, u_next + c * np.uint64(16), 16)
-                        s = V[x0 + c]
-                        a0 = multiply_add_run(a0, w, s)
-                        b0 = multiply_add_run(b0, w_next, s)
-                        s = V[x1 + c]
-                        a1 = multiply_add_run(a1, w, s)
-                        b1 = multiply_add_run(b1, w_next, s)
-                        s = V[x2 + c]
-                        a2 = multiply_add_run(a2, w, s)
-                        b2 = multiply_add_run(b2, w_next, s)
-                        s = V[x3 + c]
-                        a3 = multiply_add_run(a3, w, s)
-                        b3 = multiply_add_run(b3, w_next, s)
-                        s = V[x4 + c]
-                        a4 = multiply_add_run(a4, w, s)
-                        b4 = multiply_add_run(b4, w_next, s)
-                        s = V[x5 + c]
-                        a5 = multiply_add_run(a5, w, s)
-                        b5 = multiply_add_run(b5, w_next, s)
-                        s = V[x6 + c]
-                        a6 = multiply_add_run(a6, w, s)
-                        b6 = multiply_add_run(b6, w_next, s)
-                        s = V[x7 + c]
-                        a7 = multiply_add_run(a7, w, s)
-                        b7 = multiply_add_run(b7, w_next, s)
-                        s = V[x8 + c]
-                        a8 = multiply_add_run(a8, w, s)
-                        b8 = multiply_add_run(b8, w_next, s)
-                        s = V[x9 + c]
-                        a9 = multiply_add_run(a9, w, s)
-                        b9 = multiply_add_run(b9, w_next, s)
-                        s = V[x10 + c]
-                        a10 = multiply_add_run(a10, w, s)
-                        b10 = multiply_add_run(b10, w_next, s)
-                        s = V[x11 + c]
-                        a11 = multiply_add_run(a11, w, s)
-                        b11 = multiply_add_run(b11, w_next, s)
-                        s = V[x12 + c]
-                        a12 = multiply_add_run(a12, w, s)
-                        b12 = multiply_add_run(b12, w_next, s)
-                        s = V[x13 + c]
-                        a13 = multiply_add_run(a13, w, s)
-                        b13 = multiply_add_run(b13, w_next, s)
                     m_at = np.uint64((t * mrow + j0) * 16)
-                    store_run(M, m_at + np.uint64(0), a0)
-                    store_run(M, m_at + np.uint64(16), a1)
-                    store_run(M, m_at + np.uint64(32), a2)
-                    store_run(M, m_at + np.uint64(48), a3)
-                    store_run(M, m_at + np.uint64(64), a4)
-                    store_run(M, m_at + np.uint64(80), a5)
-                    store_run(M, m_at + np.uint64(96), a6)
-                    store_run(M, m_at + np.uint64(112), a7)
-                    store_run(M, m_at + np.uint64(128), a8)
-                    store_run(M, m_at + np.uint64(144), a9)
-                    store_run(M, m_at + np.uint64(160), a10)
-                    store_run(M, m_at + np.uint64(176), a11)
-                    store_run(M, m_at + np.uint64(192), a12)
-                    store_run(M, m_at + np.uint64(208), a13)
-                    store_run(M, m_half + m_at + np.uint64(0), b0)
-                    store_run(M, m_half + m_at + np.uint64(16), b1)
-                    store_run(M, m_half + m_at + np.uint64(32), b2)
-                    store_run(M, m_half + m_at + np.uint64(48), b3)
-                    store_run(M, m_half + m_at + np.uint64(64), b4)
-                    store_run(M, m_half + m_at + np.uint64(80), b5)
-                    store_run(M, m_half + m_at + np.uint64(96), b6)
-                    store_run(M, m_half + m_at + np.uint64(112), b7)
-                    store_run(M, m_half + m_at + np.uint64(128), b8)
-                    store_run(M, m_half + m_at + np.uint64(144), b9)
-                    store_run(M, m_half + m_at + np.uint64(160), b10)
-                    store_run(M, m_half + m_at + np.uint64(176), b11)
-                    store_run(M, m_half + m_at + np.uint64(192), b12)
-                    store_run(M, m_half + m_at + np.uint64(208), b13)
+                    if second:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        b13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            w_next = load_run(U, u_next + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            b0 = multiply_add_run(b0, w_next, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            b1 = multiply_add_run(b1, w_next, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            b2 = multiply_add_run(b2, w_next, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            b3 = multiply_add_run(b3, w_next, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            b4 = multiply_add_run(b4, w_next, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            b5 = multiply_add_run(b5, w_next, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            b6 = multiply_add_run(b6, w_next, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            b7 = multiply_add_run(b7, w_next, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            b8 = multiply_add_run(b8, w_next, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            b9 = multiply_add_run(b9, w_next, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            b10 = multiply_add_run(b10, w_next, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            b11 = multiply_add_run(b11, w_next, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            b12 = multiply_add_run(b12, w_next, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                            b13 = multiply_add_run(b13, w_next, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
+                        store_run(M, m_half + m_at + np.uint64(0), b0)
+                        store_run(M, m_half + m_at + np.uint64(16), b1)
+                        store_run(M, m_half + m_at + np.uint64(32), b2)
+                        store_run(M, m_half + m_at + np.uint64(48), b3)
+                        store_run(M, m_half + m_at + np.uint64(64), b4)
+                        store_run(M, m_half + m_at + np.uint64(80), b5)
+                        store_run(M, m_half + m_at + np.uint64(96), b6)
+                        store_run(M, m_half + m_at + np.uint64(112), b7)
+                        store_run(M, m_half + m_at + np.uint64(128), b8)
+                        store_run(M, m_half + m_at + np.uint64(144), b9)
+                        store_run(M, m_half + m_at + np.uint64(160), b10)
+                        store_run(M, m_half + m_at + np.uint64(176), b11)
+                        store_run(M, m_half + m_at + np.uint64(192), b12)
+                        store_run(M, m_half + m_at + np.uint64(208), b13)
+                    else:
+                        a0 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a1 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a2 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a3 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a4 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a5 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a6 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a7 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a8 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a9 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a10 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a11 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a12 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        a13 = (q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0, q0)
+                        for c in range(np.uint64(0), np.uint64(reduction)):
+                            w = load_run(U, u_base + c * np.uint64(16), 16)
+                            s = V[x0 + c]
+                            a0 = multiply_add_run(a0, w, s)
+                            s = V[x1 + c]
+                            a1 = multiply_add_run(a1, w, s)
+                            s = V[x2 + c]
+                            a2 = multiply_add_run(a2, w, s)
+                            s = V[x3 + c]
+                            a3 = multiply_add_run(a3, w, s)
+                            s = V[x4 + c]
+                            a4 = multiply_add_run(a4, w, s)
+                            s = V[x5 + c]
+                            a5 = multiply_add_run(a5, w, s)
+                            s = V[x6 + c]
+                            a6 = multiply_add_run(a6, w, s)
+                            s = V[x7 + c]
+                            a7 = multiply_add_run(a7, w, s)
+                            s = V[x8 + c]
+                            a8 = multiply_add_run(a8, w, s)
+                            s = V[x9 + c]
+                            a9 = multiply_add_run(a9, w, s)
+                            s = V[x10 + c]
+                            a10 = multiply_add_run(a10, w, s)
+                            s = V[x11 + c]
+                            a11 = multiply_add_run(a11, w, s)
+                            s = V[x12 + c]
+                            a12 = multiply_add_run(a12, w, s)
+                            s = V[x13 + c]
+                            a13 = multiply_add_run(a13, w, s)
+                        store_run(M, m_at + np.uint64(0), a0)
+                        store_run(M, m_at + np.uint64(16), a1)
+                        store_run(M, m_at + np.uint64(32), a2)
+                        store_run(M, m_at + np.uint64(48), a3)
+                        store_run(M, m_at + np.uint64(64), a4)
+                        store_run(M, m_at + np.uint64(80), a5)
+                        store_run(M, m_at + np.uint64(96), a6)
+                        store_run(M, m_at + np.uint64(112), a7)
+                        store_run(M, m_at + np.uint64(128), a8)
+                        store_run(M, m_at + np.uint64(144), a9)
+                        store_run(M, m_at + np.uint64(160), a10)
+                        store_run(M, m_at + np.uint64(176), a11)
+                        store_run(M, m_at + np.uint64(192), a12)
+                        store_run(M, m_at + np.uint64(208), a13)
             for half in range(1 + second):
                 ob = pair + half
                 m_off = np.uint64(half) * m_half
