@@ -462,10 +462,15 @@ def test_an_output_gradient_too_large_for_the_caches_is_packed_chunk_by_chunk(th
                                np.zeros((32, 8, 3, 3)), (1, 1), [(1, 1), (1, 1)], (1, 1), 1)[1]
     np.testing.assert_allclose(got[:, :, 0], want, rtol=1e-4, atol=1e-3)
     if streamed:
-        # consecutive runs covering the 4800 rows, the second starting inside the first sample's 1600
+        # consecutive runs covering the 4800 rows, one starting inside a sample (of 1600 rows)
         assert len(packs) > 1 and packs[0][0] == 0 and sum(rows for _, rows in packs) == 4800
         assert all(first + rows == following for (first, rows), (following, _) in zip(packs, packs[1:]))
         assert any(first % 1600 for first, _ in packs)
+        # ... and to the bit what packing it whole gives
+        monkeypatch.setattr(tuning, "STREAMED_MIN_BYTES", 2 ** 30)
+        whole_result = np.empty_like(got)
+        cpu_conv.conv_grad_weight(g, x, whole_result, (1, 1, 1), (0, 1, 1), (1, 1, 1), 1)
+        np.testing.assert_array_equal(got, whole_result)
     else:
         assert packs == [(0, 4800)]
 

@@ -187,10 +187,10 @@ def split_kernel_source(lanes: int, width: int) -> str:
     """The source of the kernel with ``lanes`` lanes and ``width`` columns per strip whose tasks split the sum:
     ``_fma_{lanes}x{width}_split``, with three more operands, ``chunk``, ``per_task`` and ``strips_outer``. A task
     takes one block and ``per_task`` consecutive strips (fewer in its block's last task), the tasks block by block or,
-    with ``strips_outer``, every block for one run of strips before the next; for each ``chunk`` rows of
-    the sum it runs every one of its strips, keeping their sums between chunks in a scratch of the task's (vector
-    loads and stores), so that the block's vectors of one chunk stay in the first-level cache while its strips reuse
-    them. The last chunk stores as the other kernels do."""
+    with ``strips_outer``, every block for one run of strips before the next; for each ``chunk`` rows of the sum it
+    runs every one of its strips, keeping their sums between chunks in a scratch of the task's (vector loads and
+    stores), so that the block's vectors of one chunk stay in the first-level cache while its strips reuse them. The
+    last chunk stores as the other kernels do."""
     name = kernel_name(lanes, width) + "_split"
     lines = ["", "", TASKS_DECORATOR,
              f"def {name}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, "

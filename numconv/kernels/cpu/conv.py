@@ -61,8 +61,9 @@ The three public functions are small dispatchers around the register-blocked mul
   kernel instead.
 
 Each formulation and strategy is also reachable forced (the ``*_lanes``, ``*_rows``, ``*_wide``, ``*_winograd``,
-``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split``, ``*_channel_chunks`` and ``*_taps``
-functions at the end), so that the spec registry proves every one of them on configurations it serves.
+``*_phase_winograd``, ``*_phases``, ``*_subpixel``, ``*_samples``, ``*_split``, ``*_split_strips``,
+``*_channel_chunks``, ``*_taps`` and ``*_streamed`` functions at the end), so that the spec registry proves every one
+of them on configurations it serves.
 
 The tables depend only on the shapes and are cached; inputs are padded on every call, and weights packed on every
 call unless they are frozen (``F.freeze``: an ONNX session's), which are packed once (``launch.prepared``). The
