@@ -68,26 +68,35 @@ TURN = 3
 #: PyTorch's before each): in turns of three short calls, every call of a layer that fast was one PyTorch's threads
 #: slowed
 TURN_SECONDS = 0.01
+#: ... and before each turn the process sleeps this long, untimed, when another callable took the turn before: the
+#: other engine's threads spin for longer than a turn. After a turn of PyTorch's average-pooling backward on
+#: AlexNet's first pooled layer, numconv's (1.55 ms a call alone) took 3.6 ms in the first 3 ms, 5.9 in the next 3,
+#: 3.0 at 9-12 ms, 1.8 at 15-18 and 1.55 from 21 ms on (medians of 40 turns); its turns of 10 ms measured 2.3-2.9 ms
+#: where it ran 1.4-1.5 alone, and 1.40 with turns of 30 ms
+TURN_GAP_SECONDS = 0.03
 
 
 def best_times(functions: dict, rounds: int, budget: float, spread: float = 1.5) -> dict:
     """Best wall time of each callable: one warm-up call each, then rounds in which each takes a turn of ``TURN``
-    calls in a row, and more until the turn has lasted ``TURN_SECONDS``, until ``rounds`` rounds are done and at
-    least ``spread`` seconds have passed (so that fast cases sample a shared machine's quiet moments too), stopping
-    early once ``budget`` seconds are spent (but never before 3 rounds), and after at most 1000 rounds."""
+    calls in a row, and more until the turn has lasted ``TURN_SECONDS``, after an untimed pause of
+    ``TURN_GAP_SECONDS`` where there is more than one callable, until ``rounds`` rounds are done and at least
+    ``spread`` seconds of turns have passed (so that fast cases sample a shared machine's quiet moments too), stopping
+    early once ``budget`` seconds of turns are spent (but never before 3 rounds), and after at most 1000 rounds."""
     for function in functions.values():
         function()
     best = {name: math.inf for name in functions}
-    started = time.perf_counter()
+    elapsed = 0.0
     for round_index in range(1000):
         for name, function in functions.items():
+            if len(functions) > 1:
+                time.sleep(TURN_GAP_SECONDS)
             turn_started, calls = time.perf_counter(), 0
             while calls < TURN or time.perf_counter() - turn_started < TURN_SECONDS:
                 begin = time.perf_counter()
                 function()
                 best[name] = min(best[name], time.perf_counter() - begin)
                 calls += 1
-        elapsed = time.perf_counter() - started
+            elapsed += time.perf_counter() - turn_started
         if round_index >= 2 and (elapsed > budget or (round_index + 1 >= rounds and elapsed > spread)):
             break
     return best
