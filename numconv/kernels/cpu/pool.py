@@ -1518,6 +1518,9 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, recip
     in_d, in_h, in_w = grad_input.shape[2], grad_input.shape[3], grad_input.shape[4]
     sources, targets = grad_output.reshape(-1), grad_input.reshape(-1)
     shares = scratch[task]
+    # an input row's gradients, spread once into this row (in the first-level cache), then copied to each input row
+    # of the windows: scalar stores straight to memory filled the store buffer (the audio layer's 65 MB 8.0 ms)
+    spread = np.empty(in_w, grad_input.dtype)
     width = len(window_taps)
     # whole windows along W, then the columns of a last window that overhangs (ceil_mode) or of none (floor mode)
     whole = min(in_w // width, out_w)
@@ -1528,12 +1531,14 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, recip
                 row_reciprocals = reciprocals[od, oh]
                 for v in range(np.uint64(out_w)):
                     shares[v] = sources[np.uint64(source) + v] * row_reciprocals[v]
+                _spread_shares(shares, spread, 0, whole, width)
+                for i_w in range(whole * width, in_w):
+                    spread[i_w] = shares[i_w // width] if i_w // width < out_w else 0.0
                 for i_d in range(od * kernel[0], min((od + 1) * kernel[0], in_d)):
                     for i_h in range(oh * kernel[1], min((oh + 1) * kernel[1], in_h)):
-                        row = ((plane * in_d + i_d) * in_h + i_h) * in_w
-                        _spread_shares(shares, targets, row, whole, width)
-                        for i_w in range(whole * width, in_w):
-                            targets[row + i_w] = shares[i_w // width] if i_w // width < out_w else 0.0
+                        row = np.uint64(((plane * in_d + i_d) * in_h + i_h) * in_w)
+                        for i_w in range(np.uint64(in_w)):
+                            targets[row + i_w] = spread[i_w]
         for i_d in range(in_d):
             for i_h in range(in_h):
                 if i_d >= out_d * kernel[0] or i_h >= out_h * kernel[1]:
