@@ -246,7 +246,11 @@ PHASE_WINOGRAD_MIN_TILES = 1024
 #: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6. Never on Intel's AVX-512 CPUs (``vectors.splits_line_loads``), where
 #: the direct kernel runs two full 512-bit multiply-adds a cycle: measured on a Xeon, best of 15 in one process,
 #: Winograd's time over the 32 x 7 kernel's: AlexNet's third layer at batch 16 1.68 (27.2 against 16.2 ms) and 32
-#: 2.02, its fourth 1.80, its fifth 1.79; NiN's 192 -> 192 on 8 x 8 at batch 64 1.39 (not measured on AMD Zen 5)
+#: 2.02, its fourth 1.80, its fifth 1.79; NiN's 192 -> 192 on 8 x 8 at batch 64 1.39 (not measured on AMD Zen 5).
+#: Profiled there later (AlexNet's third layer, Winograd 43 ms against 18 directly): the 16 products took 34.5 ms (72
+#: GFLOP/s: a tile's output-gradient row lies 16 x Og numbers after the last's, a new line every step of the sum), the
+#: transforms and packs 10; the products over tiles laid out channel by channel ran alone at 170-234 GFLOP/s, 10.5-14
+#: ms, which with the transforms would still not beat the direct kernel
 WINOGRAD_WEIGHT_MIN_CHANNELS = math.inf if vectors.splits_line_loads() else 128
 #: ... and where the output has at least this many 2 x 2 tiles: NiN's 192 -> 192 on 8 x 8 at batch 1 (16 tiles) 1.02,
 #: at batch 2 (32) 0.90, at 4 0.73; AlexNet's third layer at batch 1 (49) 0.91
