@@ -206,13 +206,13 @@ def _phase_planes(x, pad_h, pad_w, stride_h, stride_w, planes):
 
 @parallel_kernel(cache=True)
 def _swapped_taps(weight, groups, offsets, target):
-    """target (C, O // groups, *taps)[g * Cg + c, o, t] = weight (O, Cg, *window)[g * (O // groups) + o, c,
-    offsets[t]] for each tap t of a phase, both flat, offsets into a (KD, KH, KW) window: the channel axes swapped
-    within each group, the phase's taps in its order (reversed for the input gradient). One task per block of 16
-    output channels of a group: it reads their 16 rows of the weight side by side and writes runs of 16 x taps
-    numbers per input channel. (NumPy's copy of the swapped view read the weight across its rows, a line per number,
-    and 5D indexing here computed each index: AlexNet's third layer's 3.5 MB took 2.3 and 2.0 ms a call after a
-    Winograd call had evicted it.)"""
+    """target (C, O // groups, T)[g * Cg + c, o, t] = weight (O, Cg, K)[g * (O // groups) + o, c, offsets[t]]: K
+    the window's taps and T a phase's, each flattened, ``offsets`` the phase's taps' places in the window. The
+    channel axes swapped within each group, the phase's taps in its order (reversed for the input gradient). One
+    task per block of 16 output channels of a group: it reads their 16 rows of the weight side by side and writes
+    runs of 16 x T numbers per input channel. (NumPy's copy of the swapped view read the weight across its rows, a
+    line per number, and 5D indexing here computed each index: AlexNet's third layer's 3.5 MB took 2.3 and 2.0 ms a
+    call after a Winograd call had evicted it.)"""
     out_channels, group_in, window = weight.shape[0], weight.shape[1], weight.shape[2]
     group_out, taps = out_channels // groups, target.shape[2]
     source, flat = weight.reshape(-1), target.reshape(-1)
