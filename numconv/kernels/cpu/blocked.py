@@ -92,24 +92,44 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
         a11 = add_run(lane_init, init_col[c11])
         a12 = add_run(lane_init, init_col[c12])
         a13 = add_run(lane_init, init_col[c13])
-        for r in range(rlo[b], rhi[b]):
-            v_at = voff[r] + v_base
-            x_at = xr[r]
-            w = load_run(V, v_at, 16)
-            a0 = multiply_add_run(a0, w, X[x0 + x_at])
-            a1 = multiply_add_run(a1, w, X[x1 + x_at])
-            a2 = multiply_add_run(a2, w, X[x2 + x_at])
-            a3 = multiply_add_run(a3, w, X[x3 + x_at])
-            a4 = multiply_add_run(a4, w, X[x4 + x_at])
-            a5 = multiply_add_run(a5, w, X[x5 + x_at])
-            a6 = multiply_add_run(a6, w, X[x6 + x_at])
-            a7 = multiply_add_run(a7, w, X[x7 + x_at])
-            a8 = multiply_add_run(a8, w, X[x8 + x_at])
-            a9 = multiply_add_run(a9, w, X[x9 + x_at])
-            a10 = multiply_add_run(a10, w, X[x10 + x_at])
-            a11 = multiply_add_run(a11, w, X[x11 + x_at])
-            a12 = multiply_add_run(a12, w, X[x12 + x_at])
-            a13 = multiply_add_run(a13, w, X[x13 + x_at])
+        if x1 == x0 + np.uint64(1) and x2 == x0 + np.uint64(2) and x3 == x0 + np.uint64(3) and x4 == x0 + np.uint64(4) and x5 == x0 + np.uint64(5) and x6 == x0 + np.uint64(6) and x7 == x0 + np.uint64(7) and x8 == x0 + np.uint64(8) and x9 == x0 + np.uint64(9) and x10 == x0 + np.uint64(10) and x11 == x0 + np.uint64(11) and x12 == x0 + np.uint64(12) and x13 == x0 + np.uint64(13):
+            for r in range(rlo[b], rhi[b]):
+                v_at = voff[r] + v_base
+                x_at = xr[r] + x0
+                w = load_run(V, v_at, 16)
+                a0 = multiply_add_run(a0, w, X[x_at + np.uint64(0)])
+                a1 = multiply_add_run(a1, w, X[x_at + np.uint64(1)])
+                a2 = multiply_add_run(a2, w, X[x_at + np.uint64(2)])
+                a3 = multiply_add_run(a3, w, X[x_at + np.uint64(3)])
+                a4 = multiply_add_run(a4, w, X[x_at + np.uint64(4)])
+                a5 = multiply_add_run(a5, w, X[x_at + np.uint64(5)])
+                a6 = multiply_add_run(a6, w, X[x_at + np.uint64(6)])
+                a7 = multiply_add_run(a7, w, X[x_at + np.uint64(7)])
+                a8 = multiply_add_run(a8, w, X[x_at + np.uint64(8)])
+                a9 = multiply_add_run(a9, w, X[x_at + np.uint64(9)])
+                a10 = multiply_add_run(a10, w, X[x_at + np.uint64(10)])
+                a11 = multiply_add_run(a11, w, X[x_at + np.uint64(11)])
+                a12 = multiply_add_run(a12, w, X[x_at + np.uint64(12)])
+                a13 = multiply_add_run(a13, w, X[x_at + np.uint64(13)])
+        else:
+            for r in range(rlo[b], rhi[b]):
+                v_at = voff[r] + v_base
+                x_at = xr[r]
+                w = load_run(V, v_at, 16)
+                a0 = multiply_add_run(a0, w, X[x0 + x_at])
+                a1 = multiply_add_run(a1, w, X[x1 + x_at])
+                a2 = multiply_add_run(a2, w, X[x2 + x_at])
+                a3 = multiply_add_run(a3, w, X[x3 + x_at])
+                a4 = multiply_add_run(a4, w, X[x4 + x_at])
+                a5 = multiply_add_run(a5, w, X[x5 + x_at])
+                a6 = multiply_add_run(a6, w, X[x6 + x_at])
+                a7 = multiply_add_run(a7, w, X[x7 + x_at])
+                a8 = multiply_add_run(a8, w, X[x8 + x_at])
+                a9 = multiply_add_run(a9, w, X[x9 + x_at])
+                a10 = multiply_add_run(a10, w, X[x10 + x_at])
+                a11 = multiply_add_run(a11, w, X[x11 + x_at])
+                a12 = multiply_add_run(a12, w, X[x12 + x_at])
+                a13 = multiply_add_run(a13, w, X[x13 + x_at])
         a0 = floor_run(a0, floor)
         a1 = floor_run(a1, floor)
         a2 = floor_run(a2, floor)
