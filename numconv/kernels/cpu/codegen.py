@@ -17,7 +17,9 @@ and reduction step, which Numba compiles in half the time that one per number to
 LLVM splits into scalars and keeps in vector registers (its SLP vectoriser turns each group of 16 into one AVX-512
 register, or two AVX2 ones; ``launch.vectorizer_settings`` enables it while these kernels compile). Indices are unsigned
 so that no negative-index wrap-around test blocks vectorisation. The last strip repeats the last column instead of
-testing bounds in the loop; only the final store skips repeats. When a task's lanes are all used and contiguous in the
+testing bounds in the loop; only the final store skips repeats. In kernels of many columns a strip whose columns'
+numbers are consecutive in X sums through a loop of its own that addresses them from one base
+(``CONSECUTIVE_MIN_WIDTH``). When a task's lanes are all used and contiguous in the
 output, its results are stored straight from the accumulators (vector stores); in the 16- and 32-lane kernels also when
 the columns are contiguous instead (lane by lane); otherwise through a small tile and a loop that handles any lane
 stride and count. A call's tasks go block by block, or strip by strip where that keeps a strip's numbers in the
