@@ -120,19 +120,20 @@ def initial_lines(width: int, indent: str) -> list:
 def sum_lines(lanes: int, width: int, indent: str, rows: str) -> list:
     """The loop that adds the products of the sum's ``rows`` (a ``range`` argument list) to the columns' sums; in
     kernels of at least ``CONSECUTIVE_MIN_WIDTH`` columns, a second loop for strips whose columns' numbers are
-    consecutive in X (the ``rows`` and ``wide`` formulations' weights, a ``lanes`` strip along one output row), which
-    addresses them from one base."""
-    general = ([f"{indent}for r in range({rows}):", f"{indent}    v_at = voff[r] + v_base", f"{indent}    x_at = xr[r]",
-                f"{indent}    w = load_run(V, v_at, {lanes})"]
-               + [f"{indent}    a{j} = multiply_add_run(a{j}, w, X[x{j} + x_at])" for j in range(width)])
+    consecutive in X (the ``rows`` formulation's weights, a ``lanes`` strip along one output row), which addresses
+    them from one base."""
+
+    def loop(at: str, indent: str, address) -> list:
+        """The loop, the step's offset in X ``at`` (as ``x_at``), column j's number at X[``address(j)``]."""
+        return ([f"{indent}for r in range({rows}):", f"{indent}    v_at = voff[r] + v_base", f"{indent}    x_at = {at}",
+                 f"{indent}    w = load_run(V, v_at, {lanes})"]
+                + [f"{indent}    a{j} = multiply_add_run(a{j}, w, X[{address(j)}])" for j in range(width)])
+
     if width < CONSECUTIVE_MIN_WIDTH:
-        return general
+        return loop("xr[r]", indent, lambda j: f"x{j} + x_at")
     consecutive = " and ".join(f"x{j} == x0 + np.uint64({j})" for j in range(1, width))
-    return ([f"{indent}if {consecutive}:", f"{indent}    for r in range({rows}):",
-             f"{indent}        v_at = voff[r] + v_base", f"{indent}        x_at = xr[r] + x0",
-             f"{indent}        w = load_run(V, v_at, {lanes})"]
-            + [f"{indent}        a{j} = multiply_add_run(a{j}, w, X[x_at + np.uint64({j})])" for j in range(width)]
-            + [f"{indent}else:"] + [f"    {line}" for line in general])
+    return ([f"{indent}if {consecutive}:"] + loop("xr[r] + x0", indent + "    ", lambda j: f"x_at + np.uint64({j})")
+            + [f"{indent}else:"] + loop("xr[r]", indent + "    ", lambda j: f"x{j} + x_at"))
 
 
 def store_lines(lanes: int, width: int, indent: str) -> list:
