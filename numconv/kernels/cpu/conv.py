@@ -242,8 +242,10 @@ def _phase_weight_of(weight, groups, taps) -> np.ndarray:
 @lru_cache(maxsize=256)
 def _tap_offsets(window: tuple, taps: tuple) -> np.ndarray:
     """The flat offsets into a (KD, KH, KW) ``window`` of every tap of a phase (``taps``: one tuple per axis), in
-    its order (6 us a call computed, 0.1 remembered)."""
-    return np.ravel_multi_index(np.ix_(*taps), window).reshape(-1)
+    its order (6 us a call computed, 0.1 remembered). Read-only: every call of the phase shares it."""
+    offsets = np.ravel_multi_index(np.ix_(*taps), window).reshape(-1)
+    offsets.flags.writeable = False
+    return offsets
 
 
 @parallel_kernel(cache=True)

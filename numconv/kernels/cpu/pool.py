@@ -1500,11 +1500,11 @@ def _avg_backward_phases(grad_output, grad_input, kernel, stride, padding, recip
 
 
 @njit(cache=True, inline="always")
-def _spread_shares(shares, target, at, count, width):
-    """target[at + v * width + t] = shares[v] for t in [0, width), v in [0, count)."""
+def _spread_shares(shares, target, count, width):
+    """target[v * width + t] = shares[v] for t in [0, width), v in [0, count)."""
     for v in range(np.uint64(count)):
         for t in range(width):
-            target[np.uint64(at) + v * np.uint64(width) + np.uint64(t)] = shares[v]
+            target[v * np.uint64(width) + np.uint64(t)] = shares[v]
 
 
 @_task
@@ -1531,7 +1531,7 @@ def _avg_backward_tiles_task(grad_output, grad_input, task, tasks, kernel, recip
                 row_reciprocals = reciprocals[od, oh]
                 for v in range(np.uint64(out_w)):
                     shares[v] = sources[np.uint64(source) + v] * row_reciprocals[v]
-                _spread_shares(shares, spread, 0, whole, width)
+                _spread_shares(shares, spread, whole, width)
                 for i_w in range(whole * width, in_w):
                     spread[i_w] = shares[i_w // width] if i_w // width < out_w else 0.0
                 for i_d in range(od * kernel[0], min((od + 1) * kernel[0], in_d)):
