@@ -12,8 +12,8 @@ cache, so kernels compiled either way are kept apart.
 The register-blocked kernels also need to know how many vector registers their accumulators may take:
 :func:`registers`. A block sized for AVX-512's 32 registers spills on a CPU with 16 (AVX2: AMD's Zen 1-3, Intel's
 client CPUs), where numconv's convolutions then ran 2-3x slower than PyTorch's. The choice between them weighs
-whether a 512-bit multiply-add takes the CPU one step or two (:func:`double_pumped`), and whether a vector load
-that crosses a cache line costs two loads (:func:`splits_line_loads`).
+whether a 512-bit multiply-add takes the CPU one step or two (:func:`double_pumped`, :func:`full_width_fma`), and
+whether a vector load that crosses a cache line costs two loads (:func:`splits_line_loads`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from functools import lru_cache
 import numba
 from llvmlite import binding
 
-__all__ = ["double_pumped", "prefer_full_width", "registers", "splits_line_loads"]
+__all__ = ["double_pumped", "full_width_fma", "prefer_full_width", "registers", "splits_line_loads"]
 
 #: the LLVM tuning feature turned off
 NARROW = "prefer-256-bit"
@@ -65,6 +65,15 @@ def double_pumped() -> bool:
     """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that runs them as two 256-bit
     halves (:data:`DOUBLE_PUMPED`; the CPU Numba compiles for, ``NUMBA_CPU_NAME`` where set). Once per process."""
     return _wide_vectors_on(DOUBLE_PUMPED)
+
+
+@lru_cache(maxsize=None)
+def full_width_fma() -> bool:
+    """Whether Numba's code uses 512-bit vectors (:func:`registers` is 32) on a CPU that runs two 512-bit
+    multiply-adds a cycle, at full width: Intel's AVX-512 CPUs and AMD Zen 5, every one but :data:`DOUBLE_PUMPED`.
+    The choices between the direct kernels and what trades multiply-adds for transforms or copies (Winograd's, the
+    packed panels) were measured apart on such CPUs (``kernels/cpu/tuning.py``). Once per process."""
+    return registers() == 32 and not double_pumped()
 
 
 def _wide_vectors_on(names: frozenset) -> bool:

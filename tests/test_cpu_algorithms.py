@@ -24,10 +24,12 @@ SINGLE, PAIRED = (tuning.LANES, tuning.COLUMNS), (tuning.PAIRED_LANES, tuning.PA
 REGISTERS = vectors.registers()
 #: whether a vector load crossing a cache line costs two (Intel's AVX-512 CPUs): the rows' vectors then pay for it
 SPLITS = vectors.splits_line_loads()
-#: whether the 64 x 4 kernel's saved loads earn it the edge over ``lanes`` that the estimates give it along rows:
-#: with 32 registers, but not where 512-bit multiply-adds run as two halves (AMD Zen 4), nor where the rows'
-#: unaligned vectors cost two loads each
-WIDE_PAYS = REGISTERS == 32 and not vectors.double_pumped() and not SPLITS
+#: whether 512-bit multiply-adds run at full width, two a cycle (Intel's AVX-512 CPUs, AMD Zen 5): the direct kernels
+#: then keep up with what trades multiply-adds for transforms and copies, and take the 32-lane kernel for short sums
+FULL = vectors.full_width_fma()
+#: whether windows one row tall go to Winograd's F(2, 3) at all: not where the 32-lane direct kernel keeps up (AMD
+#: Zen 5: full-width multiply-adds, and vector loads across cache lines at no extra cost)
+ROW_WINOGRAD = SPLITS or not FULL
 
 
 def _five(shape):
@@ -166,13 +168,14 @@ def _product_result(out: np.ndarray, shape: tuple, transposed: bool) -> np.ndarr
     ((4, 64, 8, 16), (64, 64, 5, 3), 1, True, not SPLITS),  # 128 tiles
     ((16, 64, 16, 16), (64, 64, 7, 7), 1, False, False),
     # windows one row tall by F(2, 3): the audio layer at batch 8 (1000 positions), but not at 32 (16,000 tiles) on
-    # Intel, M5's last 3-tap layer (992 tiles), 5 taps; one sample (500 tiles) where the products take two blocks at
-    # a time; not with 64 channels, on 124 tiles, nor 3 x 1 (one column wide)
-    ((8, 128, 1000), (128, 128, 3), 1, True, True),
-    ((32, 128, 1000), (128, 128, 3), 1, not SPLITS, not SPLITS),
-    ((32, 256, 61), (512, 256, 3), 1, True, True),
-    ((8, 128, 250), (128, 128, 5), 1, True, True),
-    ((1, 128, 1000), (128, 128, 3), 1, tuning.WINOGRAD_PAIRED, tuning.WINOGRAD_PAIRED),
+    # Intel, M5's last 3-tap layer (992 tiles), 5 taps; one sample (500 tiles) on Intel only; never on AMD Zen 5
+    # (the direct kernel as fast forward, faster backward); not with 64 channels, on 124 tiles, nor 3 x 1 (one
+    # column wide)
+    ((8, 128, 1000), (128, 128, 3), 1, ROW_WINOGRAD, ROW_WINOGRAD),
+    ((32, 128, 1000), (128, 128, 3), 1, not FULL, not FULL),
+    ((32, 256, 61), (512, 256, 3), 1, ROW_WINOGRAD, ROW_WINOGRAD),
+    ((8, 128, 250), (128, 128, 5), 1, ROW_WINOGRAD, ROW_WINOGRAD),
+    ((1, 128, 1000), (128, 128, 3), 1, SPLITS, SPLITS),
     ((32, 64, 1000), (64, 64, 3), 1, False, False),
     ((1, 128, 248), (128, 128, 3), 1, False, False),
     ((32, 128, 100, 10), (128, 128, 3, 1), 1, False, False),
@@ -208,28 +211,31 @@ def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, 
     # sub-pixel form measured 35)
     ((32, 1, 16000), (128, 1, 80), dict(stride=4), "lanes", "subpixel" if REGISTERS == 32 else "phases"),
     # long rows: 64 positions per block (1x1: whole planes); not on AVX2, where the 64 x 1 kernel loads nine
-    # numbers per eight multiply-adds (NiN's: 48 ms, lanes 23; the audio's: 52 and 29)
-    ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide" if REGISTERS == 32 else "lanes", "phases"),
-    # (on Zen 4 about even: 16.6 ms by wide, 16.7 by lanes)
-    ((32, 128, 1000), (128, 128, 3), dict(padding=1), "wide" if WIDE_PAYS else "lanes", "phases"),
+    # numbers per eight multiply-adds (NiN's: 48 ms, lanes 23; the audio's: 52 and 29), nor on AMD Zen 5, where the
+    # 32-lane kernel ties (and NiN's layer takes the packed panels)
+    ((32, 192, 32, 32), (160, 192, 1, 1), {}, "wide" if REGISTERS == 32 and not (FULL and not SPLITS) else "lanes",
+     "phases"),
+    # the 32-lane kernel (on Zen 4 about even with wide: 16.6 ms by wide, 16.7 by lanes; on Zen 5 8.1-8.6 against
+    # 9.6-10.5)
+    ((32, 128, 1000), (128, 128, 3), dict(padding=1), "lanes", "phases"),
     # LeNet's first layer: 6 output channels, rows of 28; the vectors run along the padded rows of each plane
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", "phases"),
-    # three input planes: long rows earn no bonus over the lanes, but 64 positions per vector (four multiply-adds
-    # per number loaded) beat 16 channels per vector (one); with AVX2's 64 x 1 kernel they do not (NiN's first
-    # layer: lanes 14.3 ms, wide 26.3; the video's: 80 and 147), nor on Zen 4 (NiN's: 11.1 against 13.5; the
-    # video's 52.0 against 51.4), nor on an Intel Xeon (the 32 x 7 kernel: NiN's 7.99 against 15.3; the video's
-    # 37.2 against 54.3)
-    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "wide" if WIDE_PAYS else "lanes", "phases"),
-    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "wide" if WIDE_PAYS else "lanes", "phases"),
+    # three input planes: long rows earn no bonus over the lanes, and 64 positions per vector (four multiply-adds
+    # per number loaded) do not beat the lanes either: with AVX2's 64 x 1 kernel (NiN's first layer: lanes 14.3 ms,
+    # wide 26.3; the video's: 80 and 147), on Zen 4 (NiN's: 11.1 against 13.5; the video's 52.0 against 51.4), on an
+    # Intel Xeon (the 32 x 7 kernel: NiN's 7.99 against 15.3; the video's 37.2 against 54.3), on Zen 5 (32 x 7:
+    # NiN's 6.2-6.3 against 7.4-7.6; the video's 26.3-26.9 against 26.3)
+    ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "lanes", "phases"),
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "lanes", "phases"),
     # LeNet's second layer: its input gradient's 6 channels over 64 samples a vector, where the wide rows of 18
     # padded positions keep 14 (0.50 against 0.57-0.65 ms); at batch 32 half the lanes would idle (0.47 against
     # 0.38); on AVX2 the 64 x 1 kernel would take 6 strips of one channel (not measured there: not taken)
     ((64, 6, 14, 14), (16, 6, 5, 5), {}, "lanes", "samples" if REGISTERS == 32 else "phases"),
     ((32, 6, 14, 14), (16, 6, 5, 5), {}, "lanes", "phases"),
     # more input channels than two strips of columns, or a block's sum too long: each strip streams its vectors.
-    # The forward: about even where the 64 x 4 kernel's saved loads count (an Intel Xeon with two 512-bit FMA units:
-    # wide 0.65 ms, lanes 0.68), lanes elsewhere; and lanes for 7 x 7 taps of 8 channels (there 1.57 against 2.43)
-    ((64, 16, 14, 14), (32, 16, 3, 3), dict(padding=1), "wide" if WIDE_PAYS else "lanes", "phases"),
+    # The forward: lanes (an Intel Xeon with two 512-bit FMA units: wide 0.65 ms, lanes 0.68; AMD Zen 5, 32 x 7: wide
+    # 0.43, lanes 0.34); and lanes for 7 x 7 taps of 8 channels (there 1.57 against 2.43)
+    ((64, 16, 14, 14), (32, 16, 3, 3), dict(padding=1), "lanes", "phases"),
     ((64, 8, 16, 16), (32, 8, 7, 7), dict(padding=3), "lanes", "phases"),
 ])
 def test_anchor_layers_get_the_expected_algorithms(x_shape, w_shape, kwargs, forward, grad_input):
@@ -258,10 +264,11 @@ def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,groups,chosen", [
     # AlexNet's first layer: 48 phase channels of 3 x 3 taps, 0.53 of the direct kernel's multiplies; 0.78-0.79 of
-    # its time from batch 2 (1568 tiles of 2 x 2), 0.91-1.03 at batch 1 (784); but on an Intel Xeon, against the
-    # 32-lane kernel, 1.05-1.10 at batch 16 and 32, 0.95-1.02 at 2 and 8
-    ((16, 3, 227, 227), (96, 3, 11, 11), 4, 1, not SPLITS),
-    ((2, 3, 227, 227), (96, 3, 11, 11), 4, 1, not SPLITS),
+    # its time from batch 2 (1568 tiles of 2 x 2), 0.91-1.03 at batch 1 (784) on Zen 4; but where the multiply-adds
+    # run at full width, against the 32-lane kernel, 1.05-1.10 at batch 16 and 32, 0.95-1.02 at 2 and 8 (an Intel
+    # Xeon), 1.07-1.10 at 16 (AMD Zen 5)
+    ((16, 3, 227, 227), (96, 3, 11, 11), 4, 1, not FULL),
+    ((2, 3, 227, 227), (96, 3, 11, 11), 4, 1, not FULL),
     ((1, 3, 227, 227), (96, 3, 11, 11), 4, 1, False),
     ((16, 3, 227, 227), (48, 3, 11, 11), 4, 1, True),   # 16 x 14 the direct kernel: 0.75-0.79 on the Xeon
     ((16, 4, 227, 227), (96, 2, 11, 11), 4, 2, True),
@@ -284,10 +291,11 @@ def test_strided_layers_with_three_taps_per_phase_take_phase_winograd(x_shape, w
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,dilation,chosen", [
     # M5's first layer: 4 phase planes, rows of 3981 positions, for the 64 x 4 kernel; on AVX2 the 64 x 1 kernel
-    # does not repay them (16.5 ms by lanes on the strided layer, 30 over the phases), nor on an Intel Xeon, where
-    # the rows' vectors cross cache lines (32 x 7 on the strided layer: 4.7-4.8 ms, 6.15 over the phases)
-    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not SPLITS),
-    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not SPLITS),
+    # does not repay them (16.5 ms by lanes on the strided layer, 30 over the phases), nor where the 32-lane kernel
+    # takes its 80 products: on an Intel Xeon, where the rows' vectors cross cache lines (32 x 7 on the strided
+    # layer: 4.7-4.8 ms, 6.15 over the phases), and on AMD Zen 5 (3.57 against 3.55: even)
+    ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not FULL),
+    ((32, 1, 1, 8000), (128, 1, 1, 80), 4, 1, REGISTERS == 32 and not FULL),
     ((32, 1, 1, 16000), (128, 1, 1, 80), 4, 2, False),  # dilated: the phases would interleave
     ((8, 16, 64, 64), (32, 16, 3, 3), 2, 1, False),     # 64 phase channels of 2 x 2 taps: 44% of them zero weights
 ])
@@ -383,16 +391,20 @@ def test_samples_sums_run_from_the_first_to_the_last_tap_that_reads_the_output_g
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,grad_input,shape", [
     # AlexNet's second layer: 128 output channels a group on the 32-lane kernel; its input gradient's 48 channels a
     # group fill 16-lane blocks only, and its 27-wide rows, padded, fill 64-position vectors (the wide kernel), but
-    # not on AVX2, where lanes ran it in 55 ms and 64 x 1 in 116, nor on Zen 4 (37.7 against 40.5)
-    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "wide" if WIDE_PAYS else "lanes", PAIRED),
+    # not on AVX2, where lanes ran it in 55 ms and 64 x 1 in 116, nor on Zen 4 (37.7 against 40.5), nor where the
+    # rows' vectors across cache lines cost two loads (Intel's)
+    ((16, 96, 27, 27), (256, 48, 5, 5), dict(padding=2, groups=2), "wide" if FULL and not SPLITS else "lanes",
+     PAIRED),
     # M5's fourth layer: 512 output channels summing 768 products each take the 32-lane kernel
     ((32, 256, 31), (512, 256, 3), dict(padding=1), "lanes", PAIRED),
     ((32, 128, 31), (512, 128, 3), dict(padding=1), "lanes", PAIRED),  # 384 products: 1.4x faster than 16 x 14
-    # 192 products: 16 lanes, but 32 on AVX2 (NiN's 1 x 1: 19.5 ms against 23.5) and on Intel's AVX-512 CPUs (NiN's
-    # 1 x 1 on 16 x 16 planes: 5.44 against 9.07)
-    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", SINGLE if REGISTERS == 32 and not SPLITS else PAIRED),
-    # 96 products: 16 lanes, but 32 on Intel's (from 64 products: NiN's first layer, 75, 7.99 against 9.66)
-    ((32, 32, 31), (512, 32, 3), dict(padding=1), "lanes", PAIRED if SPLITS else SINGLE),
+    # 192 products: 16 lanes on Zen 4, but 32 on AVX2 (NiN's 1 x 1: 19.5 ms against 23.5) and where the multiply-adds
+    # run at full width (Intel's AVX-512 CPUs: NiN's 1 x 1 on 16 x 16 planes, 5.44 against 9.07; AMD Zen 5: this
+    # layer, 0.52 against 0.69)
+    ((32, 64, 31), (512, 64, 3), dict(padding=1), "lanes", SINGLE if REGISTERS == 32 and not FULL else PAIRED),
+    # 96 products: 16 lanes, but 32 at full width (from 64 products: NiN's first layer, 75, 7.99 against 9.66 on a
+    # Xeon, 6.2 against 7.0 on Zen 5)
+    ((32, 32, 31), (512, 32, 3), dict(padding=1), "lanes", PAIRED if FULL else SINGLE),
     ((32, 16, 31), (512, 16, 3), dict(padding=1), "lanes", SINGLE),  # 48 products: 16 lanes everywhere
 ])
 def test_the_estimates_weigh_each_kernels_speed(x_shape, w_shape, kwargs, grad_input, shape):
@@ -629,11 +641,12 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
 
 
 @pytest.mark.parametrize("x_shape,w_shape,groups,chosen", [
-    # on Intel's AVX-512 CPUs none (AlexNet's third layer: 1.68 of the direct kernel's time on a Xeon)
-    ((16, 256, 13, 13), (384, 256, 3, 3), 1, not SPLITS),   # AlexNet's third layer: 0.75 of the direct kernel's time
-    ((16, 384, 13, 13), (256, 192, 3, 3), 2, not SPLITS),   # its fifth, 192 -> 128 channels a group
-    ((64, 192, 8, 8), (192, 192, 3, 3), 1, not SPLITS),     # NiN's 3 x 3 layer at batch 64
-    ((2, 192, 8, 8), (192, 192, 3, 3), 1, not SPLITS),      # ... at batch 2: 32 tiles
+    # where the multiply-adds run at full width none (AlexNet's third layer: 1.68 of the direct kernel's time on a
+    # Xeon, 1.32 on AMD Zen 5)
+    ((16, 256, 13, 13), (384, 256, 3, 3), 1, not FULL),   # AlexNet's third layer: 0.75 of the direct kernel's time
+    ((16, 384, 13, 13), (256, 192, 3, 3), 2, not FULL),   # its fifth, 192 -> 128 channels a group
+    ((64, 192, 8, 8), (192, 192, 3, 3), 1, not FULL),     # NiN's 3 x 3 layer at batch 64
+    ((2, 192, 8, 8), (192, 192, 3, 3), 1, not FULL),      # ... at batch 2: 32 tiles
     ((1, 192, 8, 8), (192, 192, 3, 3), 1, False),     # ... at batch 1: 16 tiles, too few to repay the transforms
     ((64, 96, 16, 16), (96, 96, 3, 3), 1, False),     # 96 channels: 1.2x slower than the direct kernel
     ((16, 128, 14, 14), (128, 128, 5, 5), 1, False),  # 5 x 5: not computed
@@ -820,8 +833,8 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
     ((2, 3, 48, 48), (64, 3, 3, 3), 1, True),       # two blocks of 32 lanes, 2 x 46 x 46 positions: 2 chunks
     ((1, 4, 30, 30), (64, 2, 3, 3), 2, True),       # 32 channels a group, 784 positions
     ((1, 4, 21, 21), (64, 2, 3, 3), 2, True),       # 361 positions
-    ((1, 4, 20, 21), (64, 2, 3, 3), 2, REGISTERS == 16 or SPLITS),  # 342: too short a sum, but on AVX2, Intel's
-    ((1, 4, 14, 15), (64, 2, 3, 3), 2, SPLITS),     # 156 positions: long enough on Intel's AVX-512 CPUs only
+    ((1, 4, 20, 21), (64, 2, 3, 3), 2, REGISTERS == 16 or FULL),  # 342: too short a sum on Zen 4 only
+    ((1, 4, 14, 15), (64, 2, 3, 3), 2, FULL),     # 156 positions: long enough where multiply-adds run at full width
     ((1, 4, 9, 9), (64, 2, 3, 3), 2, False),        # 49 positions: too short a sum on any CPU
     ((2, 3, 40, 40), (48, 3, 3, 3), 1, False),      # 48 channels fill 16-lane blocks, not 32-lane ones
     ((2, 3, 40, 40), (16, 3, 3, 3), 1, False),
@@ -829,8 +842,8 @@ def test_weight_gradient_sums_long_reductions_accurately(rng):
 def test_the_weight_gradient_takes_32_channel_blocks_for_long_sums(x_shape, w_shape, groups, paired, rng,
                                                                     monkeypatch):
     """Groups whose output channels fill 32-lane blocks, summing over at least ``tuning.PAIRED_MIN_REDUCTION``
-    positions (360; 192 on AVX2; 64 on Intel's AVX-512 CPUs), take the 32-lane kernel for the weight gradient,
-    other layers the 16-lane one; either way the values are the float64 sums'."""
+    positions (360; 192 on AVX2; 64 where 512-bit multiply-adds run at full width), take the 32-lane kernel for the
+    weight gradient, other layers the 16-lane one; either way the values are the float64 sums'."""
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     out_size = tuple(s - 2 for s in x_shape[2:])
@@ -969,12 +982,12 @@ def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
 @pytest.mark.parametrize("x_shape,w_shape,kwargs,forward,grad_input", [
     # NiN's 1 x 1 layers on 32 x 32 planes (a multiple of 1024 floats: tuning.PACKED_MIN_COLUMNS_ALIASED), 160 and 96
     # output channels; their input gradients 192 and 160 input channels
-    ((32, 192, 32, 32), (160, 192, 1, 1), {}, SPLITS, SPLITS),
-    ((16, 160, 32, 32), (96, 160, 1, 1), {}, SPLITS, SPLITS),
-    ((16, 192, 32, 32), (32, 192, 1, 1), {}, False, SPLITS),  # too few output channels for the copy to pay
+    ((32, 192, 32, 32), (160, 192, 1, 1), {}, FULL, FULL),
+    ((16, 160, 32, 32), (96, 160, 1, 1), {}, FULL, FULL),
+    ((16, 192, 32, 32), (32, 192, 1, 1), {}, False, FULL),  # too few output channels for the copy to pay
     # on 8 x 8 (not aliased: tuning.PACKED_MIN_COLUMNS), 192 channels; NiN's last layer, 10 output channels
-    ((64, 192, 8, 8), (192, 192, 1, 1), {}, SPLITS, SPLITS),
-    ((64, 192, 8, 8), (10, 192, 1, 1), {}, False, SPLITS),
+    ((64, 192, 8, 8), (192, 192, 1, 1), {}, FULL, FULL),
+    ((64, 192, 8, 8), (10, 192, 1, 1), {}, False, FULL),
     ((64, 32, 16, 16), (64, 32, 1, 1), {}, False, False),
     # a plane shorter than a vector's positions; strided, padded and 3 x 3 layers are not 1 x 1 products
     ((64, 192, 4, 4), (192, 192, 1, 1), {}, False, False),
@@ -982,8 +995,8 @@ def test_few_tiles_take_winograd_only_for_a_frozen_weight(rng, monkeypatch):
     ((32, 192, 32, 32), (160, 192, 1, 1), dict(padding=1), False, False),
     ((32, 192, 32, 32), (160, 192, 3, 3), dict(padding=1), False, False),
     # 3D and grouped: positions flattened, a product per group
-    ((8, 128, 8, 16, 16), (128, 128, 1, 1, 1), {}, SPLITS, SPLITS),
-    ((16, 192, 32, 32), (192, 96, 1, 1), dict(groups=2), SPLITS, SPLITS),
+    ((8, 128, 8, 16, 16), (128, 128, 1, 1, 1), {}, FULL, FULL),
+    ((16, 192, 32, 32), (192, 96, 1, 1), dict(groups=2), FULL, FULL),
 ])
 def test_1x1_layers_take_packed_panels_where_the_copy_pays(x_shape, w_shape, kwargs, forward, grad_input):
     x5, w5 = _five(x_shape), _five(w_shape)
@@ -1203,19 +1216,25 @@ def test_the_kernels_follow_the_vector_registers_numba_compiles_for(avx512):
 _WIDE_PROBE = """
 from numconv import vectors
 from numconv.kernels.cpu import tuning
-print(vectors.double_pumped(), vectors.splits_line_loads(), tuning.EFFICIENCY["wide"], tuning.UNALIGNED_ROWS,
-      tuning.PAIRED_MIN_REDUCTION)
+print(vectors.double_pumped(), vectors.full_width_fma(), vectors.splits_line_loads(), tuning.EFFICIENCY["wide"],
+      tuning.UNALIGNED_ROWS, tuning.PAIRED_MIN_REDUCTION, tuning.WINOGRAD_PAIRED, tuning.PACKED_MIN_COLUMNS,
+      tuning.WINOGRAD_WEIGHT_MIN_CHANNELS, tuning.WINOGRAD_ROW_MIN_TILES)
 """
 
 
 @pytest.mark.parametrize("cpu_name,avx512,expected", [
-    ("znver4", True, "True False 1.0 1.0 360"),     # AMD Zen 4: 512-bit operations in two 256-bit halves
-    ("znver5", True, "False False 1.2 1.0 360"),    # Zen 5: two full 512-bit multiply-adds a cycle
+    # AMD Zen 4: 512-bit operations in two 256-bit halves
+    ("znver4", True, "True False False 1.0 1.0 360 False inf 128 960"),
+    # Zen 5: two full 512-bit multiply-adds a cycle; the direct kernels keep up with Winograd's weight gradient and
+    # its rows, and the packed panels pay
+    ("znver5", True, "False True False 1.2 1.0 64 True 128 inf inf"),
     # Intel's AVX-512 CPUs: two full multiply-adds a cycle, and a load across a cache line costs two
-    ("sapphirerapids", True, "False True 1.2 0.78 64"),
-    ("rocketlake", True, "False True 1.2 0.78 64"),
-    ("znver4", False, "False False 0.6 1.0 192"),   # AVX2 alone: 256-bit code, the 16-register kernels
-    ("skylake", False, "False False 0.6 1.0 192"),  # ... on Intel's too (the split loads are priced for AVX-512)
+    ("sapphirerapids", True, "False True True 1.2 0.78 64 True 128 inf 240"),
+    ("rocketlake", True, "False True True 1.2 0.78 64 True 128 inf 240"),
+    # AVX2 alone: 256-bit code, the 16-register kernels
+    ("znver4", False, "False False False 0.6 1.0 192 False inf 128 960"),
+    # ... on Intel's too (the split loads are priced for AVX-512)
+    ("skylake", False, "False False False 0.6 1.0 192 False inf 128 960"),
 ])
 def test_the_wide_kernels_edge_follows_how_the_cpu_runs_512_bit_multiply_adds(cpu_name, avx512, expected):
     result = _run_with_features(_WIDE_PROBE, avx512, cpu_name)

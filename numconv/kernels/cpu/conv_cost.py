@@ -83,10 +83,11 @@ def useful_shares(layout: Layout) -> dict:
     def storing(lanes, stored, cost=tuning.STORE_COST):  # the share of a task's time spent multiplying
         return reduction * lanes / 16 / (reduction * lanes / 16 + cost * stored)
 
+    paired = lanes_shape(layout)[0] == tuning.PAIRED_LANES
     if layout.channel_offsets is None:
         used = min(layout.group_out, tuning.LANES)
         cost = tuning.STORE_COST if used == tuning.LANES else tuning.TILE_STORE_COST
-        kernel = tuning.PAIRED_EFFICIENCY if lanes_shape(layout)[0] == tuning.PAIRED_LANES else 1.0
+        kernel = tuning.PAIRED_EFFICIENCY if paired else 1.0
         aliases = aliased_plane(layout.plane) and aliased_plane(layout.out_plane)
         aliased = tuning.ALIASED_LANES if aliases else 1.0
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
@@ -96,7 +97,7 @@ def useful_shares(layout: Layout) -> dict:
         rows = rows_shape(layout, lanes)
         if rows is not None:
             length, kind = rows
-            long_rows = length >= tuning.LONG_ROW and layout.group_in >= tuning.LONG_ROW_MIN_CHANNELS
+            long_rows = length >= tuning.LONG_ROW and layout.group_in >= tuning.LONG_ROW_MIN_CHANNELS and not paired
             bonus = tuning.LONG_ROW_BONUS if long_rows else 1.0
             kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
             unaligned = 1.0 if kind == "flat" else tuning.UNALIGNED_ROWS

@@ -36,8 +36,12 @@ SHAPES = blocked.SHAPES[vectors.registers()]
 #: On a CPU that splits unaligned vector loads (``vectors.splits_line_loads``: Intel's, measured on a 2-core Xeon with
 #: the 32 x 7 kernel storing lane by lane) 32 x 7 ran faster than 16 x 14 down to the shortest sums measured: NiN's
 #: first layer (75 products) 7.99 against 9.66 ms, M5's first (80) 4.7 against 5.9, NiN's 1 x 1 layers (192) on
-#: 16 x 16 planes 5.44 against 9.07 and their input gradients 5.24 against 8.87; shorter sums were not measured
-PAIRED_MIN_REDUCTION = 64 if vectors.splits_line_loads() else {32: 360, 16: 192}[vectors.registers()]
+#: 16 x 16 planes 5.44 against 9.07 and their input gradients 5.24 against 8.87; shorter sums were not measured.
+#: So on every CPU that runs 512-bit multiply-adds at full width (``vectors.full_width_fma``): on an AMD Zen 5, best of
+#: 8 alternating in one process, forward, 32 x 7 against 16 x 14, NiN's first layer (75 products) 6.17 against 6.99
+#: ms; 64 -> 512 channels, 3 taps on 31 (192) 0.52 against 0.69, 32 -> 512 (96) 0.30 against 0.40; their input
+#: gradients even
+PAIRED_MIN_REDUCTION = 64 if vectors.full_width_fma() else {32: 360, 16: 192}[vectors.registers()]
 
 #: a formulation's estimated useful share is (used lanes / lanes) x (used columns / columns) times this factor, and
 #: times ``PAIRED_EFFICIENCY`` for ``lanes`` on the 32 x 7 kernel. The factors are the kernels' own speeds: the
@@ -84,7 +88,11 @@ ALIASED_PLANE = 1024
 #: than by rows, NiN's 5x5 and C3D's 3x3x3 on an AMD Zen 4). Not on a CPU that splits unaligned loads
 #: (``vectors.splits_line_loads``), where ``lanes`` jumping between planes cost only where they alias
 #: (``ALIASED_LANES``): on a Xeon NiN's 1 x 1 layers on 16 x 16 and 8 x 8 planes, forward and input gradient, ran
-#: 1.13-1.28x faster by 32 x 7 than by 64 x 4 over whole planes (5.22 against 6.89 ms, 1.37 against 1.55)
+#: 1.13-1.28x faster by 32 x 7 than by 64 x 4 over whole planes (5.22 against 6.89 ms, 1.37 against 1.55). Nor
+#: against ``lanes`` on the 32-lane kernel (the bonus was measured against 16 x 14): on an AMD Zen 5, best of 8
+#: alternating in one process, 128 -> 128 channels, 3 taps on 1000 at batch 32, 64 x 4 against 32 x 7 9.6 against 8.1
+#: and 10.5 against 8.6 ms; LeNet-5's first layer's input gradient (one channel: 16 x 14) keeps it, 0.25-0.27 ms by
+#: 64 x 4 against 0.30-0.32 by samples
 LONG_ROW = 64
 LONG_ROW_BONUS = 1.0 if vectors.splits_line_loads() else 1.2
 LONG_ROW_MIN_CHANNELS = 4
@@ -123,30 +131,36 @@ SAMPLES_MAX_STRIPS = 2
 ADVANTAGE = 1.05
 
 #: the fused Winograd kernel's products take two blocks of 16 output channels per broadcast number, in strips of 14
-#: tiles (``winograd_kernels.PAIRED``; 28 accumulators, 2 vector loads and 14 broadcasts per 28 multiply-adds, where
-#: one block takes 1 and 16 per 16), where a group has more than 16 output channels: on Intel's AVX-512 CPUs
-#: (``vectors.splits_line_loads``), where it was measured; AMD Zen 4 and 5 not measured. On an Intel Xeon, the fused
-#: kernel alone with a frozen weight, best of 5 x 3 in one process, two rounds, its time over one block's: AlexNet's
-#: third layer at batch 16 0.76-0.77, its fourth 0.77-0.79, its second 0.90-0.93; NiN's 96 -> 192 5 x 5 on 16 x 16 at
-#: batch 16 0.86-0.87, 192 -> 192 3 x 3 on 8 x 8 0.89-0.90; the video's 64 -> 128 3 x 3 x 3 0.82-0.83; 64 -> 48 on
-#: 10 x 10 at batch 4 (3 blocks) 0.98-1.00. 1D, 128 -> 128 channels with 3 taps, the whole Winograd call over the
-#: best direct kernel's, best of 18 alternating in one process, two rounds each: with pairs 0.87-0.98 on 1000 at
-#: batch 32 and 0.80 on 248, with one block 0.97-1.10 and 0.91-1.03
-WINOGRAD_PAIRED = vectors.splits_line_loads()
-#: a 1 x 1 convolution at stride 1 without padding, and its input gradient, go to the blocked kernel over panels
-#: packed task by task (``packed.py``) where its product has at least this many output channels a group (of the
-#: input gradient: input channels), and planes of at least ``WIDE_LANES`` positions: the copy of a task's positions
-#: is repaid strip by strip. On Intel's AVX-512 CPUs (``vectors.splits_line_loads``), where it was measured; elsewhere
-#: never (AMD Zen 4 and 5 not measured). On an Intel Xeon, best of 7 in one process, packed over the better of
-#: ``lanes`` and ``wide``: 192 input channels on 8 x 8 at batch 64, 16 -> 128 output channels 1.28-1.40, 1.29, 0.98,
-#: 1.08, 0.86, 1.01, 192 0.83; 32 on 16 x 16, 48 -> 128 1.20, 1.26, 1.01, 0.96; NiN's 192 -> 192 on 16 x 16 4.4-4.7
-#: ms against 5.2-5.4 by ``wide``; 4 -> 32 output channels 1.1-2.3
-PACKED_MIN_COLUMNS = 128 if vectors.splits_line_loads() else math.inf
+#: tiles (``winograd_kernels.PAIRED``; 28 accumulators, 2 vector loads and 14 broadcasts per 28 multiply-adds, where one
+#: block takes 1 and 16 per 16), where a group has more than 16 output channels: on CPUs that run two full 512-bit
+#: multiply-adds a cycle (``vectors.full_width_fma``), where it was measured; AMD Zen 4 not measured. On an Intel Xeon,
+#: the fused kernel alone with a frozen weight, best of 5 x 3 in one process, two rounds, its time over one block's:
+#: AlexNet's third layer at batch 16 0.76-0.77, its fourth 0.77-0.79, its second 0.90-0.93; NiN's 96 -> 192 5 x 5 on 16
+#: x 16 at batch 16 0.86-0.87, 192 -> 192 3 x 3 on 8 x 8 0.89-0.90; the video's 64 -> 128 3 x 3 x 3 0.82-0.83; 64 -> 48
+#: on 10 x 10 at batch 4 (3 blocks) 0.98-1.00. 1D, 128 -> 128 channels with 3 taps, the whole Winograd call over the
+#: best direct kernel's, best of 18 alternating in one process, two rounds each: with pairs 0.87-0.98 on 1000 at batch
+#: 32 and 0.80 on 248, with one block 0.97-1.10 and 0.91-1.03. On an AMD Zen 5, forward / input gradient, best of 8
+#: alternating in one process, pairs' time over one block's: AlexNet's third layer 0.90 / 0.90, its fourth 0.96 / 0.95,
+#: its second 0.99 / 0.94; the video's 64 -> 128 0.94 / 0.92; 128 -> 128 with 3 taps on 1000 at batch 32 0.99 / 0.96
+WINOGRAD_PAIRED = vectors.full_width_fma()
+#: a 1 x 1 convolution at stride 1 without padding, and its input gradient, go to the blocked kernel over panels packed
+#: task by task (``packed.py``) where its product has at least this many output channels a group (of the input gradient:
+#: input channels), and planes of at least ``WIDE_LANES`` positions: the copy of a task's positions is repaid strip by
+#: strip. Where 512-bit multiply-adds run at full width (``vectors.full_width_fma``), where it was measured; elsewhere
+#: never (AMD Zen 4 not measured). On an Intel Xeon, best of 7 in one process, packed over the better of ``lanes`` and
+#: ``wide``: 192 input channels on 8 x 8 at batch 64, 16 -> 128 output channels 1.28-1.40, 1.29, 0.98, 1.08, 0.86, 1.01,
+#: 192 0.83; 32 on 16 x 16, 48 -> 128 1.20, 1.26, 1.01, 0.96; NiN's 192 -> 192 on 16 x 16 4.4-4.7 ms against 5.2-5.4 by
+#: ``wide``; 4 -> 32 output channels 1.1-2.3. On an AMD Zen 5, best of 8 alternating in one process, packed over the
+#: automatic choice before (forward / input gradient): 192 -> 192 on 16 x 16 at batch 64 0.73 / 0.82 (over the 32-lane
+#: kernel's: 0.94 / 1.08), on 8 x 8 0.91 / 0.92 (0.86 / 1.06), at batch 1 0.63 / 0.26; 256 -> 128 on 13 x 13 at batch 16
+#: 0.71 / 0.73; 192 -> 10 on 8 x 8 1.27 / (192 input channels) 0.84
+PACKED_MIN_COLUMNS = 128 if vectors.full_width_fma() else math.inf
 #: ... or this many where a plane is a multiple of ``ALIASED_PLANE`` floats, whose rows, read in place, share the
 #: first-level cache's sets: 192 input channels on 32 x 32 at batch 16, 24 -> 128 output channels 0.94, 1.09-1.11,
 #: 0.79, 0.76, 0.77, 0.84; NiN's 192 -> 160 at batch 32 8.2-8.4 ms against 12.6 by ``wide``, at batch 1 0.26-0.29
-#: against 0.31-0.41, 160 -> 96 at batch 16 2.0 against 2.9
-PACKED_MIN_COLUMNS_ALIASED = 48 if vectors.splits_line_loads() else math.inf
+#: against 0.31-0.41, 160 -> 96 at batch 16 2.0 against 2.9. On an AMD Zen 5 (as above): NiN's 192 -> 160 on 32 x 32
+#: at batch 64 0.69 / 0.64, at batch 1 0.62 / 0.71; 160 -> 96 at batch 64 0.71 / 0.58
+PACKED_MIN_COLUMNS_ALIASED = 48 if vectors.full_width_fma() else math.inf
 
 #: a forward pass with 3x3 or 5x5 windows at stride 1 in each plane goes to the fused Winograd kernel (``winograd.py``)
 #: when a group has at least this many output channels and sums at least this many products per transform element
@@ -204,8 +218,12 @@ WINOGRAD_ROW_MIN_CHANNELS = 128
 #: one process: 128 -> 128 on 1000 at batch 1 (500 tiles) 0.69, on 30 at batch 32 (480) 0.74, on 495 at batch 1
 #: (248) 0.85-0.86, on 120 at batch 4 (240) 0.88, on 248 at batch 1 (124) 0.86; 256 -> 512 on 30 at batch 32 (480)
 #: 0.75-0.78, on 61 at batch 4 (124) 1.07, at batch 2 (62) 1.42; 128 -> 256 on 123 (62) 1.04; 256 -> 256 on 495
-#: (248) 0.88; 5 taps, 128 -> 128: 480 tiles 0.80, 248 0.90-0.93
-WINOGRAD_ROW_MIN_TILES = 240 if WINOGRAD_PAIRED else 960
+#: (248) 0.88; 5 taps, 128 -> 128: 480 tiles 0.80, 248 0.90-0.93. Never on an AMD Zen 5, where the direct kernel
+#: (32 x 7) keeps up: with pairs, best of 8 alternating in one process, forward / input gradient over the better
+#: direct kernel's: 128 -> 128 on 1000 at batch 1 (500 tiles) 0.96 / 1.07, at 8 (4000) 0.96 / 1.06, at 32 (16,000)
+#: 1.03 / 1.02; 256 -> 256 on 248 at 32 (3968) 1.04 / 1.28; 256 -> 512 on 61 at 32 (960) 1.04 / 1.18, at 4 (120)
+#: 1.50 / 1.30
+WINOGRAD_ROW_MIN_TILES = 240 if vectors.splits_line_loads() else math.inf if vectors.full_width_fma() else 960
 #: ... and at most this many: past them the direct kernel took over, forward and input gradient alike, once its
 #: 32-lane tasks that split the sum go strip by strip (``codegen.split_kernel_source``). On an Intel Xeon, two threads,
 #: best of 7 alternating in one process, Winograd's time over the direct kernel's (forward / input gradient): 128 ->
@@ -226,11 +244,12 @@ WINOGRAD_ROW_MAX_TILES = 8192 if vectors.splits_line_loads() else 2 ** 62
 #: past this one's FMA peak, and 1.1-1.25x faster than Winograd over its phases: on such a host this route does not
 #: pay, and these thresholds are to be measured again.)
 PHASE_WINOGRAD_MAX_MULTIPLIES = 0.55
-#: ... but on Intel's AVX-512 CPUs (``vectors.splits_line_loads``) not where the direct kernel is the 32-lane one
-#: (``conv_cost.paired_shape``). Measured on a Xeon, Winograd's time over the direct kernel's, best of 10 in one
-#: process, two rounds: AlexNet's first layer (96 output channels: 32 x 7) 1.05-1.10 at batch 16 and 32, 0.95-1.02
-#: at 2 and 8; with 48 output channels (16 x 14) 0.75-0.79 at batch 16
-PHASE_WINOGRAD_BEATS_PAIRED = not vectors.splits_line_loads()
+#: ... but where 512-bit multiply-adds run at full width (``vectors.full_width_fma``) not where the direct kernel is
+#: the 32-lane one (``conv_cost.paired_shape``). Measured on a Xeon, Winograd's time over the direct kernel's, best
+#: of 10 in one process, two rounds: AlexNet's first layer (96 output channels: 32 x 7) 1.05-1.10 at batch 16 and
+#: 32, 0.95-1.02 at 2 and 8; with 48 output channels (16 x 14) 0.75-0.79 at batch 16. On an AMD Zen 5 (best of 10,
+#: alternating, three processes) AlexNet's first layer at batch 16 1.07-1.10 (8.65-8.99 against 7.96-8.15 ms)
+PHASE_WINOGRAD_BEATS_PAIRED = not vectors.full_width_fma()
 #: ... where a group has at least this many output channels (each input tile's transform serves them all): 6 x 6 of
 #: stride 2, 3 -> 32 channels (0.44 of the multiplies) 1.65; AlexNet's first layer with 48 output channels 0.93
 PHASE_WINOGRAD_MIN_OUT_CHANNELS = 48
@@ -243,15 +262,16 @@ PHASE_WINOGRAD_MIN_TILES = 1024
 #: best of 5-40 in one process: AlexNet's third layer (256 -> 384 on 13 x 13) 0.75 at batch 16 and 0.73 at 32, its
 #: fourth and fifth (384 -> 384 and 384 -> 256, 2 groups) 0.85 and 0.94; NiN's 192 -> 192 on 8 x 8 at batch 64 0.72;
 #: 128 -> 128 on 14 x 14 at batch 16 0.80, on 28 x 28 0.93-0.94; 128 -> 256 on 8 x 8 0.67; but 96 -> 96 on 16 x 16
-#: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6. Never on Intel's AVX-512 CPUs (``vectors.splits_line_loads``), where
-#: the direct kernel runs two full 512-bit multiply-adds a cycle: measured on a Xeon, best of 15 in one process,
+#: 1.17-1.21, 64 -> 64 1.09-1.30, 32 -> 32 2.6. Never where the direct kernel runs two full 512-bit multiply-adds a
+#: cycle (``vectors.full_width_fma``): measured on a Xeon, best of 15 in one process,
 #: Winograd's time over the 32 x 7 kernel's: AlexNet's third layer at batch 16 1.68 (27.2 against 16.2 ms) and 32
-#: 2.02, its fourth 1.80, its fifth 1.79; NiN's 192 -> 192 on 8 x 8 at batch 64 1.39 (not measured on AMD Zen 5).
+#: 2.02, its fourth 1.80, its fifth 1.79; NiN's 192 -> 192 on 8 x 8 at batch 64 1.39; on an AMD Zen 5, best of 8
+#: alternating in one process, AlexNet's third layer at batch 16 1.32 (14.2 against 10.8 ms), its fourth 1.33.
 #: Profiled there later (AlexNet's third layer, Winograd 43 ms against 18 directly): the 16 products took 34.5 ms (72
 #: GFLOP/s: a tile's output-gradient row lies 16 x Og numbers after the last's, a new line every step of the sum), the
 #: transforms and packs 10; the products over tiles laid out channel by channel ran alone at 170-234 GFLOP/s, 10.5-14
 #: ms, which with the transforms would still not beat the direct kernel
-WINOGRAD_WEIGHT_MIN_CHANNELS = math.inf if vectors.splits_line_loads() else 128
+WINOGRAD_WEIGHT_MIN_CHANNELS = math.inf if vectors.full_width_fma() else 128
 #: ... and where the output has at least this many 2 x 2 tiles: NiN's 192 -> 192 on 8 x 8 at batch 1 (16 tiles) 1.02,
 #: at batch 2 (32) 0.90, at 4 0.73; AlexNet's third layer at batch 1 (49) 0.91
 WINOGRAD_WEIGHT_MIN_TILES = 32
