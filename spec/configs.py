@@ -308,11 +308,12 @@ POOL_LITERAL_CONFIGS = (
 #: (widened, or for the maximum of windows split into phases, the last row and column repeated: the second row of
 #: windows of the 4 x 34 overhangs by a row, its last window by a column too; the last, a window of 4 over 3 inputs:
 #: the average's division by a size that is no power of two, which its other windows of that route, all split into
-#: phases, divide by in a loop of their own)
+#: phases, divide by in a loop of their own); the 2 x 2 x 2 over rows of 22 outputs, whose maximum goes in blocks of
+#: 16, the last overlapping the first
 ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (7, 33), (3, 3), (2, 2)),
     PoolConfig(1, 1, (4, 34), (3, 3), (2, 2), ceil_mode=True),
-    PoolConfig(1, 1, (2, 2, 33), (2, 2, 2), (2, 2, 2)),
+    PoolConfig(1, 1, (2, 2, 45), (2, 2, 2), (2, 2, 2)),
     PoolConfig(1, 2, (2, 32), (2, 2), (2, 2)),
     PoolConfig(1, 1, (32,), (2,), (2,)),
     PoolConfig(1, 1, (34,), (3,), (2,), ceil_mode=True),

@@ -556,6 +556,22 @@ def _max_value_row(source, start, target, to, count, depth, depth_step, rows, ro
 
 
 @njit(cache=True, inline="always")
+def _max_value_blocks(source, start, target, to, count, depth, depth_step, rows, row_step, taps, step):
+    """``_max_value_row`` over a row of ``count`` outputs (at least ``ROW_BLOCK``) in blocks of ``ROW_BLOCK``, the last
+    ending at the row's end (overlapping the one before: the same values again): each block a vector of every tap,
+    with no loop and no scalar remainder (as one loop, a row of 56 left 8 outputs to 4-wide vectors)."""
+    first = 0
+    while first + ROW_BLOCK <= count:
+        _max_value_row(source, start + first * step, target, to + first, ROW_BLOCK, depth, depth_step, rows, row_step,
+                       taps, step)
+        first += ROW_BLOCK
+    if first < count:
+        first = count - ROW_BLOCK
+        _max_value_row(source, start + first * step, target, to + first, ROW_BLOCK, depth, depth_step, rows, row_step,
+                       taps, step)
+
+
+@njit(cache=True, inline="always")
 def _average_row(source, start, target, to, count, depth, depth_step, rows, row_step, taps, step, inverse):
     """target[to + v] for v in [0, count) = the float64 sum of source[start + v * step + d * depth_step + r *
     row_step + t] over the window's taps in window order (``_sum_run``'s) times ``inverse``, the exact inverse of the
@@ -866,12 +882,36 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
                                in_w, len(window_taps), len(literal_step))
 
 
+@njit(cache=True, inline="always")
+def _max_values_rows_in_place(x, out, source, targets, task, tasks, stride, window_depth, window_rows, window_taps,
+                              literal_step):
+    """``_max_values_rows_task`` where the windows are read in place and not split into phases, from ``source`` into
+    ``targets`` (x and out flattened before the parallel loop: flattened inside it, LLVM can no longer tell that they
+    do not overlap, and checks at every row), each row in blocks (``_max_value_blocks``). The video's 2 x 2 x 2 over
+    (4, 64, 16, 112, 112): 8.1 -> 6.5 ms (AMD Zen 5, best of 40 alternating in one process; in blocks but flattened
+    in the loop, 10.7)."""
+    planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    in_h, in_w = x.shape[3], x.shape[4]
+    for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
+        base, first_out = plane * x.shape[2] * in_h * in_w, plane * out_d * out_h * out_w
+        for od in range(out_d):
+            for oh in range(out_h):
+                start, to = _row_at(od, oh, out, stride, base, in_h, in_w, first_out)
+                _max_value_blocks(source, start, targets, to, out_w, len(window_depth), in_h * in_w, len(window_rows),
+                                  in_w, len(window_taps), len(literal_step))
+
+
 @parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
 def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, window_depth, window_rows, window_taps,
                      literal_step):
+    source, targets = x.reshape(-1), out.reshape(-1)
     for task in prange(tasks):
-        _max_values_rows_task(x, out, np.int64(task), tasks, stride, phases, first_rows, widened, wide, window_depth,
-                              window_rows, window_taps, literal_step)
+        if phases is None and wide is None:
+            _max_values_rows_in_place(x, out, source, targets, np.int64(task), tasks, stride, window_depth,
+                                      window_rows, window_taps, literal_step)
+        else:
+            _max_values_rows_task(x, out, np.int64(task), tasks, stride, phases, first_rows, widened, wide,
+                                  window_depth, window_rows, window_taps, literal_step)
 
 
 def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
