@@ -146,21 +146,21 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
         a13 = floor_run(a13, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 16 and ostride == 1 and j0 + 14 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
-            store_run(out, ocol[j0 + 1] + o_base, a1)
-            store_run(out, ocol[j0 + 2] + o_base, a2)
-            store_run(out, ocol[j0 + 3] + o_base, a3)
-            store_run(out, ocol[j0 + 4] + o_base, a4)
-            store_run(out, ocol[j0 + 5] + o_base, a5)
-            store_run(out, ocol[j0 + 6] + o_base, a6)
-            store_run(out, ocol[j0 + 7] + o_base, a7)
-            store_run(out, ocol[j0 + 8] + o_base, a8)
-            store_run(out, ocol[j0 + 9] + o_base, a9)
-            store_run(out, ocol[j0 + 10] + o_base, a10)
-            store_run(out, ocol[j0 + 11] + o_base, a11)
-            store_run(out, ocol[j0 + 12] + o_base, a12)
-            store_run(out, ocol[j0 + 13] + o_base, a13)
+        if n_lanes == 16 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
+            store_run(out, ocol[c3] + o_base, a3)
+            store_run(out, ocol[c4] + o_base, a4)
+            store_run(out, ocol[c5] + o_base, a5)
+            store_run(out, ocol[c6] + o_base, a6)
+            store_run(out, ocol[c7] + o_base, a7)
+            store_run(out, ocol[c8] + o_base, a8)
+            store_run(out, ocol[c9] + o_base, a9)
+            store_run(out, ocol[c10] + o_base, a10)
+            store_run(out, ocol[c11] + o_base, a11)
+            store_run(out, ocol[c12] + o_base, a12)
+            store_run(out, ocol[c13] + o_base, a13)
         elif n_lanes == 16 and j0 + 14 <= columns and ocol[j0 + 13] - ocol[j0] == 13:
             store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13))
         else:
@@ -240,11 +240,11 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         a3 = floor_run(a3, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 64 and ostride == 1 and j0 + 4 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
-            store_run(out, ocol[j0 + 1] + o_base, a1)
-            store_run(out, ocol[j0 + 2] + o_base, a2)
-            store_run(out, ocol[j0 + 3] + o_base, a3)
+        if n_lanes == 64 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
+            store_run(out, ocol[c3] + o_base, a3)
         else:
             tile = np.empty(256, out.dtype)
             store_run(tile, 0, a0)
@@ -327,14 +327,14 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         a6 = floor_run(a6, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
-            store_run(out, ocol[j0 + 1] + o_base, a1)
-            store_run(out, ocol[j0 + 2] + o_base, a2)
-            store_run(out, ocol[j0 + 3] + o_base, a3)
-            store_run(out, ocol[j0 + 4] + o_base, a4)
-            store_run(out, ocol[j0 + 5] + o_base, a5)
-            store_run(out, ocol[j0 + 6] + o_base, a6)
+        if n_lanes == 32 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
+            store_run(out, ocol[c3] + o_base, a3)
+            store_run(out, ocol[c4] + o_base, a4)
+            store_run(out, ocol[c5] + o_base, a5)
+            store_run(out, ocol[c6] + o_base, a6)
         elif n_lanes == 32 and j0 + 7 <= columns and ocol[j0 + 6] - ocol[j0] == 6:
             store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6))
         else:
@@ -412,12 +412,12 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         a4 = floor_run(a4, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 16 and ostride == 1 and j0 + 5 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
-            store_run(out, ocol[j0 + 1] + o_base, a1)
-            store_run(out, ocol[j0 + 2] + o_base, a2)
-            store_run(out, ocol[j0 + 3] + o_base, a3)
-            store_run(out, ocol[j0 + 4] + o_base, a4)
+        if n_lanes == 16 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
+            store_run(out, ocol[c3] + o_base, a3)
+            store_run(out, ocol[c4] + o_base, a4)
         elif n_lanes == 16 and j0 + 5 <= columns and ocol[j0 + 4] - ocol[j0] == 4:
             store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4))
         else:
@@ -473,8 +473,8 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         a0 = floor_run(a0, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 64 and ostride == 1 and j0 + 1 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
+        if n_lanes == 64 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
         else:
             tile = np.empty(64, out.dtype)
             store_run(tile, 0, a0)
@@ -534,10 +534,10 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
         a2 = floor_run(a2, floor)
         n_lanes = lanes[b]
         o_base = oblk[b]
-        if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
-            store_run(out, ocol[j0 + 0] + o_base, a0)
-            store_run(out, ocol[j0 + 1] + o_base, a1)
-            store_run(out, ocol[j0 + 2] + o_base, a2)
+        if n_lanes == 32 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
         elif n_lanes == 32 and j0 + 3 <= columns and ocol[j0 + 2] - ocol[j0] == 2:
             store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2))
         else:
@@ -647,14 +647,14 @@ def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
                     a6 = floor_run(a6, floor)
                     n_lanes = lanes[b]
                     o_base = oblk[b]
-                    if n_lanes == 32 and ostride == 1 and j0 + 7 <= columns:
-                        store_run(out, ocol[j0 + 0] + o_base, a0)
-                        store_run(out, ocol[j0 + 1] + o_base, a1)
-                        store_run(out, ocol[j0 + 2] + o_base, a2)
-                        store_run(out, ocol[j0 + 3] + o_base, a3)
-                        store_run(out, ocol[j0 + 4] + o_base, a4)
-                        store_run(out, ocol[j0 + 5] + o_base, a5)
-                        store_run(out, ocol[j0 + 6] + o_base, a6)
+                    if n_lanes == 32 and ostride == 1:
+                        store_run(out, ocol[c0] + o_base, a0)
+                        store_run(out, ocol[c1] + o_base, a1)
+                        store_run(out, ocol[c2] + o_base, a2)
+                        store_run(out, ocol[c3] + o_base, a3)
+                        store_run(out, ocol[c4] + o_base, a4)
+                        store_run(out, ocol[c5] + o_base, a5)
+                        store_run(out, ocol[c6] + o_base, a6)
                     elif n_lanes == 32 and j0 + 7 <= columns and ocol[j0 + 6] - ocol[j0] == 6:
                         store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2, a3, a4, a5, a6))
                     else:
@@ -740,10 +740,10 @@ def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
                     a2 = floor_run(a2, floor)
                     n_lanes = lanes[b]
                     o_base = oblk[b]
-                    if n_lanes == 32 and ostride == 1 and j0 + 3 <= columns:
-                        store_run(out, ocol[j0 + 0] + o_base, a0)
-                        store_run(out, ocol[j0 + 1] + o_base, a1)
-                        store_run(out, ocol[j0 + 2] + o_base, a2)
+                    if n_lanes == 32 and ostride == 1:
+                        store_run(out, ocol[c0] + o_base, a0)
+                        store_run(out, ocol[c1] + o_base, a1)
+                        store_run(out, ocol[c2] + o_base, a2)
                     elif n_lanes == 32 and j0 + 3 <= columns and ocol[j0 + 2] - ocol[j0] == 2:
                         store_lanes(out, ocol[j0] + o_base, ostride, (a0, a1, a2))
                     else:

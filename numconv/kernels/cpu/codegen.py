@@ -17,11 +17,11 @@ and reduction step, which Numba compiles in half the time that one per number to
 LLVM splits into scalars and keeps in vector registers (its SLP vectoriser turns each group of 16 into one AVX-512
 register, or two AVX2 ones; ``launch.vectorizer_settings`` enables it while these kernels compile). Indices are unsigned
 so that no negative-index wrap-around test blocks vectorisation. The last strip repeats the last column instead of
-testing bounds in the loop; only the final store skips repeats. In kernels of many columns a strip whose columns'
-numbers are consecutive in X sums through a loop of its own that addresses them from one base
-(``CONSECUTIVE_MIN_WIDTH``). When a task's lanes are all used and contiguous in the
-output, its results are stored straight from the accumulators (vector stores); in the 16- and 32-lane kernels also when
-the columns are contiguous instead (lane by lane); otherwise through a small tile and a loop that handles any lane
+testing bounds in the loop; the final store skips repeats, or, where it stores whole vectors, stores them over the last
+column again. In kernels of many columns a strip whose columns' numbers are consecutive in X sums through a loop of its
+own that addresses them from one base (``CONSECUTIVE_MIN_WIDTH``). When a task's lanes are all used and contiguous in
+the output, its results are stored straight from the accumulators (vector stores); in the 16- and 32-lane kernels also
+when the columns are contiguous instead (lane by lane); otherwise through a small tile and a loop that handles any lane
 stride and count. A call's tasks go block by block, or strip by strip where that keeps a strip's numbers in the
 first-level cache for every block (``STRIPS_OUTER_MIN_BLOCK``, ``STRIPS_OUTER_MAX_BYTES``); the kernels that split the
 sum go block by block, or run of strips by run of strips where their caller says so (``strips_outer``).
@@ -141,10 +141,10 @@ def store_lines(lanes: int, width: int, indent: str) -> list:
     whole runs where the lanes are contiguous, lane by lane where the columns are, else through a small tile."""
     lines = [f"{indent}a{j} = floor_run(a{j}, floor)" for j in range(width)]
     lines += [f"{indent}n_lanes = lanes[b]", f"{indent}o_base = oblk[b]"]
-    # every lane of every column, contiguous lanes: a run of stores per column, which the SLP vectoriser turns
-    # into whole-vector stores
-    lines.append(f"{indent}if n_lanes == {lanes} and ostride == 1 and j0 + {width} <= columns:")
-    lines += [f"{indent}    store_run(out, ocol[j0 + {j}] + o_base, a{j})" for j in range(width)]
+    # every lane, contiguous: a run of stores per column, which the SLP vectoriser turns into whole-vector stores;
+    # in the last strip its repeats of the last column store the same numbers to the same place again
+    lines.append(f"{indent}if n_lanes == {lanes} and ostride == 1:")
+    lines += [f"{indent}    store_run(out, ocol[c{j}] + o_base, a{j})" for j in range(width)]
     if lanes <= 2 * LANES:
         # every lane of every column, the columns contiguous in the output (output channels as lanes, the
         # ``lanes`` formulation): lane by lane (10% on AlexNet's first layer; the 32 x 3 kernel on NiN's 1 x 1
