@@ -433,29 +433,25 @@ def _split_phases(source, start, count, rows, row_step, taps, step, phases):
 
 @njit(cache=True, inline="always")
 def _column_maximum(source, at, rows, row_step, present, clamped):
-    """(the maximum by ``raises_max`` of source[at + r * row_step] for r in [0, rows), the first r where it occurs),
-    rows from ``present`` on repeating the last present one where ``clamped``."""
+    """The maximum by ``raises_max`` of source[at + r * row_step] for r in [0, rows), rows from ``present`` on
+    repeating the last present one where ``clamped``."""
     current = source[at]
-    first_row = np.int32(0)
     for r in range(1, rows):
         value = source[at + np.uint64((min(r, present - 1) if clamped else r) * row_step)]
-        take = raises_max(value, current)
-        current = value if take else current
-        first_row = np.int32(r) if take else first_row
-    return current, first_row
+        current = value if raises_max(value, current) else current
+    return current
 
 
 @njit(cache=True, inline="always")
-def _split_column_maxima(source, start, count, rows, row_step, present, taps, step, phases, first_rows):
+def _split_column_maxima(source, start, count, rows, row_step, present, taps, step, phases):
     """``_split_phases`` of one row of ``row_step`` inputs: the maximum by ``raises_max`` of each column over the
     window's ``rows`` rows, phases[q * (count + taps) + k] = max over r of source[start + r * row_step + k * step +
-    q], and in ``first_rows`` at the same place the row of its first occurrence, so that a window's maximum is then
-    that of its ``taps`` column maxima (``_max_value_column_row``: a third of the taps of AlexNet's and NiN's 3 x 3 per
-    window). Rows from ``present`` on repeat the last present one, and columns past the row the last one, where
-    ceil_mode's last windows overhang the input: a repeated input changes no maximum, nor its first occurrence, and
-    the plane is read in place rather than from a copy widened with -inf. NiN's 3 x 3 of stride 2 with ceil_mode
-    over (16, 96, 32, 32): 0.55 -> 0.37 ms (0.32 without the rows, which keep the first of a -0.0 and a 0.0); over
-    (1, 96, 32, 32) 71 -> 49 us, in one process, alternating."""
+    q], so that a window's maximum is then that of its ``taps`` column maxima (``_max_value_column_row``: a third of
+    the taps of AlexNet's and NiN's 3 x 3 per window). Rows from ``present`` on repeat the last present one, and
+    columns past the row the last one, where ceil_mode's last windows overhang the input: a repeated input changes no
+    maximum, nor its first occurrence, and the plane is read in place rather than from a copy widened with -inf.
+    NiN's 3 x 3 of stride 2 with ceil_mode over (16, 96, 32, 32): 0.55 -> 0.37 ms; over (1, 96, 32, 32) 71 -> 49 us,
+    in one process, alternating."""
     length = np.uint64(count + taps)
     # windows whose phases all read inside the row, where no row overhangs: rows at a constant distance, unclamped, a
     # loop that LLVM vectorises (rows clamped inside it measured 3-4x slower); the rest take the loop below
@@ -463,14 +459,14 @@ def _split_column_maxima(source, start, count, rows, row_step, present, taps, st
     for k in range(full):
         for q in range(step):
             at = np.uint64(q) * length + k
-            phases[at], first_rows[at] = _column_maximum(
-                source, np.uint64(start) + k * np.uint64(step) + np.uint64(q), rows, row_step, rows, False)
+            phases[at] = _column_maximum(source, np.uint64(start) + k * np.uint64(step) + np.uint64(q), rows,
+                                         row_step, rows, False)
     last = np.uint64(row_step - 1)
     for q in range(step):
         for k in range(full, np.uint64(count + (taps - 1 - q) // step)):
             at = np.uint64(q) * length + k
-            phases[at], first_rows[at] = _column_maximum(
-                source, np.uint64(start) + min(k * np.uint64(step) + np.uint64(q), last), rows, row_step, present, True)
+            phases[at] = _column_maximum(source, np.uint64(start) + min(k * np.uint64(step) + np.uint64(q), last),
+                                         rows, row_step, present, True)
 
 
 @njit(cache=True, inline="always")
@@ -609,24 +605,45 @@ def _max_index_row(source, start, target, indices, to, count, depth, depth_step,
 
 
 @njit(cache=True, inline="always")
-def _max_value_column_row(phases, first_rows, target, to, count, taps, step):
-    """``_max_value_row`` for windows of one depth from the column maxima of ``_split_column_maxima``: target[to + v]
-    = the maximum of window v's ``taps`` columns, the first in window order (row by row) among equal ones, by the
-    rows of their first occurrences: a column's maximum is taken over an equal one to its left only from an earlier
-    row, so that a -0.0 and a 0.0 come out as the window's first of them, as ``max_pool_forward`` finds it."""
+def _max_value_column_row(phases, target, to, count, taps, step, source, start, rows, row_step, present):
+    """``_max_value_row`` for windows of one depth from the column maxima of ``_split_column_maxima`` of the row at
+    ``start`` in ``source``: target[to + v] = the maximum of window v's ``taps`` columns. Taken column by column, equal
+    numbers may come out in another order than the window's, which only a -0.0 and a 0.0 tell apart: windows whose
+    maximum is zero are taken again in window order (``_window_maximum``), so that they come out as the window's
+    first, as ``max_pool_forward`` finds it. Column maxima that kept the rows of their first occurrences to order
+    ties instead measured 1.5x slower (AlexNet's 3 x 3 of stride 2 over (16, 96, 55, 55): 0.79 against 0.51 ms,
+    alternating)."""
     length = count + taps
+    zeros = False
     for span in range(2):
         lo, hi = _row_span(span, count)
         for v in range(lo, hi):
             current = phases[_phase_offset(0, 0, step, length, v)]
-            first_row = first_rows[_phase_offset(0, 0, step, length, v)]
             for t in range(1, taps):
                 value = phases[_phase_offset(0, t, step, length, v)]
-                value_row = first_rows[_phase_offset(0, t, step, length, v)]
-                take = raises_max(value, current) | ((value == current) & (value_row < first_row))
-                current = value if take else current
-                first_row = value_row if take else first_row
+                current = value if raises_max(value, current) else current
             target[np.uint64(to) + v] = current
+            zeros |= current == 0.0
+    if zeros:  # pragma: no cover - signed zeros: tests/test_pool_speed_paths.py (the spec draws no zeros)
+        for v in range(np.uint64(count)):
+            if target[np.uint64(to) + v] == 0.0:
+                target[np.uint64(to) + v] = _window_maximum(source, start, v * np.uint64(step), rows, row_step,
+                                                            present, taps)
+
+
+@njit(cache=True, inline="always")
+def _window_maximum(source, start, column, rows, row_step, present, taps):
+    """The maximum by ``raises_max`` of the window of ``rows`` x ``taps`` inputs from ``column`` of the row at
+    ``start``, in window order (the first of equal ones), rows from ``present`` on and columns past the row
+    repeating the last (``_split_column_maxima``'s overhanging windows)."""
+    current = -math.inf
+    last = np.uint64(row_step - 1)
+    for r in range(rows):
+        row = np.uint64(start) + np.uint64(min(r, present - 1) * row_step)
+        for t in range(taps):
+            value = source[row + min(column + np.uint64(t), last)]
+            current = value if raises_max(value, current) else current
+    return current
 
 
 @njit(cache=True, inline="always")
@@ -852,16 +869,15 @@ def _row_at(od, oh, out, stride, base, in_h, in_w, first_out):
 
 
 @_task
-def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widened, wide, window_depth, window_rows,
-                          window_taps, literal_step):
+def _max_values_rows_task(x, out, task, tasks, stride, phases, widened, wide, window_depth, window_rows, window_taps,
+                          literal_step):
     """max_pool_forward_values by the rows route (``ROW_WINDOWS``) over task ``task`` of ``tasks``' planes, with its
-    rows of ``phases`` and ``first_rows`` (``_split_column_maxima``'s, where windows overlap) or of ``wide`` (as
-    ``_max_values_task``); the window's sizes are the literals' lengths."""
+    row of ``phases`` (``_split_column_maxima``'s, where windows overlap) or of ``wide`` (as ``_max_values_task``); the
+    window's sizes are the literals' lengths."""
     planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
     targets = out.reshape(-1)
     source = x.reshape(-1)
     row_phases = phases[task] if phases is not None else None
-    row_first_rows = first_rows[task] if phases is not None else None
     for plane in range(task * planes // tasks, (task + 1) * planes // tasks):
         if phases is not None:  # windows of one depth, read in place (``_split_column_maxima``)
             in_h, in_w = x.shape[3], x.shape[4]
@@ -869,10 +885,11 @@ def _max_values_rows_task(x, out, task, tasks, stride, phases, first_rows, widen
             for od in range(out_d):
                 for oh in range(out_h):
                     start, to = _row_at(od, oh, out, stride, plane * x.shape[2] * in_h * in_w, in_h, in_w, first_out)
-                    _split_column_maxima(source, start, out_w, len(window_rows), in_w, in_h - oh * stride[1],
-                                         len(window_taps), len(literal_step), row_phases, row_first_rows)
-                    _max_value_column_row(row_phases, row_first_rows, targets, to, out_w, len(window_taps),
-                                          len(literal_step))
+                    present = in_h - oh * stride[1]
+                    _split_column_maxima(source, start, out_w, len(window_rows), in_w, present, len(window_taps),
+                                         len(literal_step), row_phases)
+                    _max_value_column_row(row_phases, targets, to, out_w, len(window_taps), len(literal_step), source,
+                                          start, len(window_rows), in_w, present)
             continue
         reads, base, in_h, in_w, first_out = _row_geometry(x, source, out, plane, widened, wide, task, -math.inf)
         # one loop a row, not ``_max_value_blocks``: here, with the arrays flattened in the task, LLVM checks every
@@ -905,7 +922,7 @@ def _max_values_rows_in_place(x, out, source, targets, task, tasks, stride, wind
 
 
 @parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
-def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, window_depth, window_rows, window_taps,
+def _max_values_rows(x, out, tasks, stride, phases, widened, wide, window_depth, window_rows, window_taps,
                      literal_step):
     source, targets = x.reshape(-1), out.reshape(-1)
     for task in prange(tasks):
@@ -913,8 +930,8 @@ def _max_values_rows(x, out, tasks, stride, phases, first_rows, widened, wide, w
             _max_values_rows_in_place(x, out, source, targets, np.int64(task), tasks, stride, window_depth,
                                       window_rows, window_taps, literal_step)
         else:
-            _max_values_rows_task(x, out, np.int64(task), tasks, stride, phases, first_rows, widened, wide,
-                                  window_depth, window_rows, window_taps, literal_step)
+            _max_values_rows_task(x, out, np.int64(task), tasks, stride, phases, widened, wide, window_depth,
+                                  window_rows, window_taps, literal_step)
 
 
 def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
@@ -928,9 +945,8 @@ def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     if row_window is not None:
         # windows split into phases take the maximum of their rows first, in one row of phases, from the input
         phases = _row_phases(tasks, out.shape[4], row_window, x.dtype, rows=1)
-        first_rows = None if phases is None else np.empty(phases.shape, np.int32)
         wide = None if phases is not None else _widened_scratch(tasks, plan, widened, x.dtype)
-        _max_values_rows(x, out, tasks, window[1], phases, first_rows, widened, wide, *row_window)
+        _max_values_rows(x, out, tasks, window[1], phases, widened, wide, *row_window)
         return
     wide = _widened_scratch(tasks, plan, widened, x.dtype)
     _max_values_tasks(x, out, *window, plan, np.empty((tasks, plan[7]), x.dtype),
