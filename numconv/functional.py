@@ -462,7 +462,7 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
 
 
 def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices, ndim):
-    x, _, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    x, window, out_shape = _pool_setup(x, kernel_size, stride, padding, dilation, ceil_mode, ndim)
     grad_output = _float_array(grad_output, "grad_output", ndim + 2, x.dtype)
     _check_shape(grad_output, out_shape, "grad_output")
     if indices is None:
@@ -473,8 +473,7 @@ def _max_pool_backward(grad_output, x, kernel_size, stride, padding, dilation, c
     grad_input = empty(x.shape, x.dtype, backend)
     # the kernel checks the indices' range as it scatters (a separate pass cost an eighth of the backward)
     outside = kernels(backend).pool.max_pool_backward(
-        _as_3d_spatial(grad_output), _as_3d_spatial(indices), _as_3d_spatial(grad_input)
-    )
+        _as_3d_spatial(grad_output), _as_3d_spatial(indices), _as_3d_spatial(grad_input), *window[:4])
     if outside:
         plane = int(np.prod(x.shape[2:]))
         values = indices.copy_to_host() if is_device_array(indices) else indices

@@ -210,7 +210,8 @@ def max_pool_backward_case(cfg: PoolConfig) -> Case:
 
     def call(kernel, a):
         out = np.empty(inputs["x"].shape, a["g"].dtype)
-        outside = kernel(_five(a["g"]), _five(a["indices"]), _five(out))
+        outside = kernel(_five(a["g"]), _five(a["indices"]), _five(out), *_pool_args(cfg),
+                         _triple([axis.dilation for axis in cfg.window.axes], 1))
         if outside != 0:
             raise AssertionError(f"max_pool_backward counted {outside} indices outside their plane, all lie inside")
         return {"grad_input": out}

@@ -309,7 +309,8 @@ POOL_LITERAL_CONFIGS = (
 #: windows of the 4 x 34 overhangs by a row, its last window by a column too; the last, a window of 4 over 3 inputs:
 #: the average's division by a size that is no power of two, which its other windows of that route, all split into
 #: phases, divide by in a loop of their own); the 2 x 2 x 2 over rows of 22 outputs, whose maximum goes in blocks of
-#: 16, the last overlapping the first
+#: 16, the last overlapping the first. The maximum's backward takes them too: its 1D windows as long as their stride
+#: go by the tiling route (``max_pool_backward``), the last of the window of 4 over 3 inputs
 ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (7, 33), (3, 3), (2, 2)),
     PoolConfig(1, 1, (4, 34), (3, 3), (2, 2), ceil_mode=True),

@@ -179,6 +179,7 @@ ENTRIES = (
     Entry("pool", "max_pool_forward", max_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
+    Entry("pool", "max_pool_backward", max_pool_backward_case, ROW_WINDOW_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward", max_pool_forward_case, SHORT_ROW_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward_values", max_pool_forward_values_case, SHORT_ROW_CONFIGS, backends=("cpu",)),
     Entry("pool", "avg_pool_forward", avg_pool_forward_case, SHORT_ROW_CONFIGS, backends=("cpu",)),

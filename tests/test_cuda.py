@@ -365,9 +365,11 @@ def test_strided_device_arrays_are_copied_on_the_device(rng):
     np.testing.assert_array_equal(to_np(F.relu(device_view)), F.relu(view))
 
 
-def test_max_pool_backward_kernels_count_and_skip_each_index_outside_its_plane(rng):
+@pytest.mark.parametrize("window", [(1, 1, 3), (1, 1, 2)], ids=["scatter", "tiles"])
+def test_max_pool_backward_kernels_count_and_skip_each_index_outside_its_plane(window, rng):
     """Both backends' kernels (the CPU's both versions) return exactly how many indices lie outside their plane, and
-    scatter the others."""
+    scatter the others: also where the windows tile the plane (2 of stride 2 over 12 inputs, for 5 outputs), whose
+    route writes each input once and scatters a plane where an index lies outside its window."""
     plane = 12
     grads = integers(rng, (2, 3, 1, 1, 5), np.float64)
     indices = rng.integers(0, plane, size=grads.shape)
@@ -380,10 +382,10 @@ def test_max_pool_backward_kernels_count_and_skip_each_index_outside_its_plane(r
     for version in ("serial", "parallel"):
         got = np.full((2, 3, 1, 1, plane), np.nan)
         with every_call(version):
-            assert cpu_kernels.pool.max_pool_backward(grads, indices, got) == 4
+            assert cpu_kernels.pool.max_pool_backward(grads, indices, got, window, window, (0, 0, 0), (1, 1, 1)) == 4
         np.testing.assert_array_equal(got.reshape(want.shape), want)
     on_device = to_dev(np.full((2, 3, 1, 1, plane), np.nan))
-    assert pool.max_pool_backward(to_dev(grads), to_dev(indices), on_device) == 4
+    assert pool.max_pool_backward(to_dev(grads), to_dev(indices), on_device, window, window, (0, 0, 0), (1, 1, 1)) == 4
     np.testing.assert_array_equal(to_np(on_device).reshape(want.shape), want)
 
 

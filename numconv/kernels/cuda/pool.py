@@ -96,11 +96,12 @@ def _max_pool_scatter(grad_output, indices, grad_input, outside):
             cuda.atomic.add(outside, 0, 1)  # pragma: no cover - indices outside their plane: tests/test_cuda.py
 
 
-def max_pool_backward(grad_output, indices, grad_input):
+def max_pool_backward(grad_output, indices, grad_input, kernel, stride, padding, dilation):
     """grad_input[flat index] += grad_output for every window: the gradient goes to each window's maximum.
     Returns how many indices lie outside [0, plane size), each skipped (one number comes back).
 
-    grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten.
+    grad_output and indices (N, C, OD, OH, OW); grad_input (N, C, D, H, W), overwritten; the pooling's ``kernel``,
+    ``stride``, ``padding`` and ``dilation`` (the CPU's twin chooses its route by them) are not read here.
     """
     fill(grad_input, 0.0)
     planes = grad_output.shape[0] * grad_output.shape[1]
