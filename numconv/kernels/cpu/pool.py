@@ -1125,7 +1125,8 @@ def _scatter_task(grad_output, indices, grad_input, outside, task, tasks):
 
 @njit(cache=True, inline="always")
 def _total(counts):
-    """The sum of a task's counts, in the kernel (NumPy's .sum() outside it cost a 30 us call a tenth more)."""
+    """The sum of the tasks' counts, in the kernel: with it and the reshapes (``_planes``) in Python, LeNet-5's
+    pooling backward, a 34 us call, measured 38-48 us."""
     total = 0
     for task in range(counts.shape[0]):
         total += counts[task]
