@@ -91,6 +91,16 @@ LANES_CONFIGS = ROWS_GRAD_INPUT_CONFIGS + (
     ConvConfig(1, 1, 16, (16,), (3,)),
 )
 
+#: the ``lanes`` formulation on the 16-lane kernel as wide as a short row (16 x 10 with AVX-512; forced: the automatic
+#: choice takes it for rows of 10 outputs at stride 1): 16 output channels along a row of 10 (a strip of consecutive
+#: inputs, stored lane by lane); 10 samples of one position (a strip of numbers apart, stored as vectors); 3 channels
+#: along a row of 5 (a partial strip, repeating its last column, and a partial block of lanes: through the tile)
+ROW_STRIPS_CONFIGS = (
+    ConvConfig(1, 1, 16, (12,), (3,)),
+    ConvConfig(10, 1, 16, (3,), (3,)),
+    ConvConfig(1, 2, 3, (7,), (3,)),
+)
+
 #: the ``lanes`` formulation through the 32-lane kernel (32 x 7, or 32 x 3 with AVX2; forced: the automatic choice
 #: takes it for sums of ``tuning.PAIRED_MIN_REDUCTION`` products and more): groups of 32 output channels (a full
 #: block; 32 input channels, for the input gradient), a whole strip of positions (stored lane by lane) and a

@@ -57,8 +57,8 @@ def _other_registers_kernels() -> list[str]:
     from numconv.kernels.cpu import blocked, codegen, tuning, winograd_kernels
 
     mine = vectors.registers()
-    names = [codegen.kernel_name(*shape) for registers, shapes in blocked.SHAPES.items() if registers != mine
-             for shape in shapes]
+    names = [codegen.kernel_name(*shape) for table in (blocked.SHAPES, blocked.ROW_SHAPES)
+             for registers, shapes in table.items() if registers != mine for shape in shapes]
     names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]
     if not tuning.WINOGRAD_PAIRED:

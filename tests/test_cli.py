@@ -249,10 +249,12 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     monkeypatch.setattr(launch, "_ahead", {})
     monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch, evaluation_batch:
                         parts.append((part, batch, evaluation_batch)))
-    assert launch.compile_ahead("float32", "lenet5", 32, 100) == 3
-    assert [(call.split("(")[0], behind) for call, behind in started] == [
-        ("run_once", True), ("run_once", True), ("run_model_once", False)]
-    assert started[2][0] == "run_model_once('lenet5', 'float32', 'passes', 32)"
+    # 16 x 14 and 64 x 4, with AVX-512 16 x 10 too (the second layer's rows of 10), and the passes
+    blocked = 2 + len(tuning.ROW_SHAPES)
+    assert launch.compile_ahead("float32", "lenet5", 32, 100) == blocked + 1
+    assert [(call.split("(")[0], behind) for call, behind in started] == [("run_once", True)] * blocked + [
+        ("run_model_once", False)]
+    assert started[-1][0] == "run_model_once('lenet5', 'float32', 'passes', 32)"
     assert parts == [("rest", 32, 100)]
     script = ("import os; from numconv.kernels.cpu import launch; before = os.nice(0); launch.behind(); "
               "print(before, os.nice(0))")
@@ -275,7 +277,8 @@ import numconv.functional as F
 from numconv import cli
 from numconv import models, optim, train
 from numconv.kernels.cpu import launch
-assert launch.compile_ahead("float32", "lenet5", 32) == 3  # the two blocked kernels, and the model's others
+# the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10), and the model's others
+assert launch.compile_ahead("float32", "lenet5", 32) == 3 + len(launch.tuning.ROW_SHAPES)
 assert launch.compile_ahead("float32", "lenet5", 32) == 0  # already under way
 compiled = []
 
@@ -299,7 +302,7 @@ optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
 model.eval()
 model.forward(np.ones((train.EVALUATION_BATCH, 1, 28, 28), np.float32))
 print(sorted(compiled))
-for shape in launch.tuning.SHAPES:
+for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     kernel = launch.KERNELS[shape]
     print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
@@ -309,6 +312,9 @@ for shape in launch.tuning.SHAPES:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
     assert lines[0] == "[]", result.stdout
-    # LeNet-5 runs both blocked kernels (its first layer's 6 channels take the wide one); each was a cache hit
+    # LeNet-5 runs the 16- and 64-lane blocked kernels (its first layer's 6 channels take the wide one, its weight
+    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each was a cache
+    # hit
     single, wide, _ = tuning.SHAPES
     assert lines[1:3] == [f"{single} 1 0", f"{wide} 1 0"], result.stdout
+    assert lines[4:4 + len(tuning.ROW_SHAPES)] == [f"{shape} 1 0" for shape in tuning.ROW_SHAPES], result.stdout

@@ -1003,6 +1003,18 @@ def conv_forward_lanes(x, weight, bias, out, stride, padding, dilation, groups):
     _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _Forced(algorithm="lanes"))
 
 
+#: the ``lanes`` formulation on the 16-lane kernel as wide as a short row (``tuning.ROW_SHAPES``; the 16-lane kernel
+#: of ``tuning.SHAPES`` where this CPU has none)
+_ROW_STRIPS = _Forced(algorithm="lanes", lanes_shape=(tuning.ROW_SHAPES or ((tuning.LANES, tuning.COLUMNS),))[0])
+
+
+def conv_forward_row_strips(x, weight, bias, out, stride, padding, dilation, groups):
+    """``conv_forward`` by the ``lanes`` formulation on the kernel whose strips are as wide as a short output row,
+    whatever the rows; the automatic choice takes it for rows of its width at stride 1
+    (``conv_cost.lanes_shape``)."""
+    _conv_forward(x, weight, bias, out, stride, padding, dilation, groups, _ROW_STRIPS)
+
+
 def conv_grad_input_lanes(grad_output, weight, grad_input, stride, padding, dilation, groups):
     """``conv_grad_input`` with every phase by the ``lanes`` formulation."""
     _conv_grad_input(grad_output, weight, grad_input, stride, padding, dilation, groups,

@@ -70,8 +70,15 @@ def paired_shape(channels: int, reduction: int) -> tuple:
 
 
 def lanes_shape(layout: Layout) -> tuple:
-    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs (:func:`paired_shape`)."""
-    return paired_shape(layout.group_out, layout.group_in * math.prod(layout.kernel))
+    """(lanes, columns) of the blocked kernel that the ``lanes`` formulation runs: :func:`paired_shape`'s, or, in
+    place of the 16-lane kernel, one of ``tuning.ROW_SHAPES`` as wide as the output's rows where they are shorter
+    than its strips and computed at stride 1 (each strip is then one row, its inputs consecutive)."""
+    shape = paired_shape(layout.group_out, layout.group_in * math.prod(layout.kernel))
+    if shape == (tuning.LANES, tuning.COLUMNS) and layout.stride[2] == 1:
+        for row_shape in tuning.ROW_SHAPES:
+            if row_shape[1] == layout.positions[2]:
+                return row_shape
+    return shape
 
 
 @lru_cache(maxsize=256)

@@ -121,19 +121,22 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
 
 def _shapes_for(model: str | None, dtype) -> list:
     """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (each of this CPU's
-    ``tuning.SHAPES`` without one): the 32-lane kernel only where a convolution's forward (lanes: a group's output
-    channels, summing over its input channels and taps), its input gradient (the other way round) or its weight
-    gradient (a group's output channels, summing over a training batch's positions: long) can take it
-    (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``), so that a model that never
-    runs it leaves the cores to the others."""
+    ``tuning.SHAPES`` and ``tuning.ROW_SHAPES`` without one): the 32-lane kernel only where a convolution's forward
+    (lanes: a group's output channels, summing over its input channels and taps), its input gradient (the other way
+    round) or its weight gradient (a group's output channels, summing over a training batch's positions: long) can
+    take it (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``); a kernel as wide as
+    a short row only where a convolution at stride 1 along its rows has input or output rows that wide (its input
+    gradient's rows or its forward's, at the model's ``models.INPUT_SHAPES``); so that a model that never runs one
+    leaves the cores to the others."""
     if model is None:
-        return list(tuning.SHAPES)
+        return list(tuning.SHAPES) + list(tuning.ROW_SHAPES)
     from numconv import layers, models
     from numconv.kernels.cpu.conv_cost import takes_paired
     from numconv.kernels.cpu.dense import streams_weight
 
+    network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
     paired = False
-    for layer in _layers_of(models.MODELS[model](rng=0, dtype=np.dtype(dtype))):
+    for layer in _layers_of(network):
         if isinstance(layer, layers._ConvNd):
             group_out, group_in = layer.weight.shape[0] // layer._options()["groups"], layer.weight.shape[1]
             taps = int(np.prod(layer.weight.shape[2:]))
@@ -142,7 +145,24 @@ def _shapes_for(model: str | None, dtype) -> list:
         if isinstance(layer, layers.Linear):
             paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
-    return [shape for shape in tuning.SHAPES if paired or shape != paired_shape]
+    rows = _row_widths(network, models.INPUT_SHAPES[model])
+    return ([shape for shape in tuning.SHAPES if paired or shape != paired_shape]
+            + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows])
+
+
+def _row_widths(network, input_shape: tuple) -> set:
+    """The widths of the input and output rows of ``network``'s convolutions at stride 1 along their rows, for an
+    input of ``input_shape`` (without the batch axis)."""
+    from numconv import layers
+
+    widths = set()
+    shape = (1,) + tuple(input_shape)
+    for _, layer in network.named_layers():
+        out_shape = layer.output_shape(shape)
+        if isinstance(layer, layers._ConvNd) and np.ravel(layer.stride)[-1] == 1:
+            widths |= {shape[-1], out_shape[-1]}
+        shape = out_shape
+    return widths
 
 
 def _layers_of(network):
@@ -199,9 +219,10 @@ def run_once(shape: tuple, dtype: str, split: bool = False) -> None:
         conv.conv_forward_split(x, np.ones((lanes, channels, 1, 1, 1), dtype), None, out, (1, 1, 1), (0, 0, 0),
                                 (1, 1, 1), 1)
         return
-    # channels as lanes (16 or 32 output channels pick 16 x 14 or 32 x 7); the wide kernel runs rows of positions
+    # channels as lanes (16 or 32 output channels pick 16 x 14 or 32 x 7, and a row as wide as a row kernel that
+    # kernel); the wide kernel runs rows of positions
     for_lanes = shape != (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
-    x = np.ones((1, 1, 1, 1, 1 if for_lanes else lanes), dtype)
+    x = np.ones((1, 1, 1, 1, shape[1] if shape in tuning.ROW_SHAPES else 1 if for_lanes else lanes), dtype)
     weight = np.ones((lanes if for_lanes else 1, 1, 1, 1, 1), dtype)
     out = np.empty((1, weight.shape[0], 1, 1, x.shape[4]), dtype)
     run = conv.conv_forward if for_lanes else conv.conv_forward_wide

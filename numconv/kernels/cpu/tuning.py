@@ -24,6 +24,9 @@ from numconv.kernels.cpu import blocked
 #: each broadcast number feeds two). With 16 registers (AVX2): 16 x 5, 64 x 1 and 32 x 3
 SHAPES = blocked.SHAPES[vectors.registers()]
 (LANES, COLUMNS), (WIDE_LANES, WIDE_COLUMNS), (PAIRED_LANES, PAIRED_COLUMNS) = SHAPES
+#: the 16-lane kernels as wide as an output row shorter than ``COLUMNS`` (``blocked.ROW_SHAPES``: with 32 registers
+#: 16 x 10; none with 16), which the ``lanes`` formulation takes for such rows (``conv_cost.lanes_shape``)
+ROW_SHAPES = blocked.ROW_SHAPES[vectors.registers()]
 
 #: the ``lanes`` formulation takes the 32-lane kernel only for sums of at least this many products per output. With
 #: 32 registers (measured while the 32 x 7 kernel stored every result through a tile, which a short sum does not
