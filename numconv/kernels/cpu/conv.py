@@ -108,7 +108,7 @@ __all__ = [
     "conv_grad_weight_split", "conv_forward_paired", "conv_grad_input_paired", "conv_grad_weight_paired",
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
     "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
-    "conv_grad_weight_taps", "conv_forward_split_strips", "conv_grad_weight_streamed",
+    "conv_grad_weight_taps", "conv_forward_split_strips", "conv_grad_weight_streamed", "conv_forward_row_strips",
 ]
 
 _U = np.uint64
