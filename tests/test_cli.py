@@ -263,6 +263,20 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     assert after == min(before + launch.BEHIND, 19) and launch.BEHIND > 0, result.stderr
 
 
+@pytest.mark.parametrize("shape,split", [(shape, False) for shape in tuning.SHAPES + tuning.ROW_SHAPES]
+                         + [(shape, True) for shape in launch.SPLIT_KERNELS if shape in tuning.SHAPES])
+def test_each_process_compiling_ahead_runs_its_own_kernel(shape, split, monkeypatch):
+    """``run_once(shape)``, what a process compiling ahead runs, calls the blocked kernel of that shape (or its variant
+    that splits the sum), not another that its convolution's sizes would pick."""
+    from numconv.kernels.cpu import conv as cpu_conv
+
+    ran = []
+    record = (lambda kernel, *operands, **options: ran.append((kernel, split)))
+    monkeypatch.setattr(cpu_conv, "_fma_split" if split else "_fma_shape", record)
+    launch.run_once(shape, "float32", split)
+    assert ran == [(shape, split)]
+
+
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
     """With an empty compile cache, compile_ahead (its processes, and its own share in this one) compiles exactly the
     versions of the kernels that a training step of the batch size it was given and an evaluation of the model then

@@ -219,14 +219,16 @@ def run_once(shape: tuple, dtype: str, split: bool = False) -> None:
         conv.conv_forward_split(x, np.ones((lanes, channels, 1, 1, 1), dtype), None, out, (1, 1, 1), (0, 0, 0),
                                 (1, 1, 1), 1)
         return
-    # channels as lanes (16 or 32 output channels pick 16 x 14 or 32 x 7, and a row as wide as a row kernel that
-    # kernel); the wide kernel runs rows of positions
-    for_lanes = shape != (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
-    x = np.ones((1, 1, 1, 1, shape[1] if shape in tuning.ROW_SHAPES else 1 if for_lanes else lanes), dtype)
-    weight = np.ones((lanes if for_lanes else 1, 1, 1, 1, 1), dtype)
-    out = np.empty((1, weight.shape[0], 1, 1, x.shape[4]), dtype)
-    run = conv.conv_forward if for_lanes else conv.conv_forward_wide
-    run(x, weight, None, out, (1, 1, 1), (0, 0, 0), (1, 1, 1), 1)
+    if shape == (tuning.WIDE_LANES, tuning.WIDE_COLUMNS):  # a row of positions
+        out = np.empty((1, 1, 1, 1, lanes), dtype)
+        conv.conv_forward_wide(np.ones(out.shape, dtype), np.ones((1, 1, 1, 1, 1), dtype), None, out, (1, 1, 1),
+                               (0, 0, 0), (1, 1, 1), 1)
+        return
+    # output channels as lanes, on this kernel: the automatic choice would take 16 x 14 for a sum of one product,
+    # however many the channels
+    out = np.empty((1, lanes, 1, 1, 1), dtype)
+    conv._conv_forward(np.ones((1, 1, 1, 1, 1), dtype), np.ones((lanes, 1, 1, 1, 1), dtype), None, out, (1, 1, 1),
+                       (0, 0, 0), (1, 1, 1), 1, conv._Forced(algorithm="lanes", lanes_shape=shape))
 
 
 @lru_cache(maxsize=64)
