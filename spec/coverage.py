@@ -57,7 +57,7 @@ def _other_registers_kernels() -> list[str]:
     from numconv.kernels.cpu import blocked, codegen, tuning, winograd_kernels
 
     mine = vectors.registers()
-    names = [codegen.kernel_name(*shape) for table in (blocked.SHAPES, blocked.ROW_SHAPES)
+    names = [codegen.kernel_name(*shape) for table in (blocked.SHAPES, blocked.ROW_SHAPES, blocked.CHANNEL_SHAPES)
              for registers, shapes in table.items() if registers != mine for shape in shapes]
     names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]
