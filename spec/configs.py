@@ -47,9 +47,10 @@ WIDE_CONFIGS = (
     ConvConfig(1, 3, 2, (8, 8), (1, 1)),
     # a whole task: 64 positions x 4 output channels, stored straight from the accumulators
     ConvConfig(1, 1, 4, (66,), (3,)),
-    # 5 channels each way, for the kernel whose columns fit them (64 x 6 with AVX-512): a strip repeating its last
-    # column, a block of 64 positions stored straight and one of 4 through the tile
-    ConvConfig(1, 5, 5, (70,), (3,)),
+    # 5 output channels, for the kernel whose columns fit them (64 x 6 with AVX-512): a strip repeating its last
+    # column, a block of 64 positions stored straight and one of 4 through the tile, summing 66 products (the tasks
+    # take the strips outermost, as ``STRIPS_OUTER_CONFIGS``)
+    ConvConfig(1, 22, 5, (70,), (3,)),
 )
 #: the input gradient by ``wide`` of a strided convolution: two phases of at least 64 positions, written with
 #: stride 2 (through the kernel's tile: with AVX2's 64 x 1 kernel every strip is whole, so only a strided output

@@ -85,7 +85,7 @@ from numba import prange
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import packed, tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, aliased_plane, best_use, kernel_shape, lanes_shape, paired_shape, rows_shape, takes_paired,
+    SHAPES, algorithm, aliased_plane, best_use, kernel_shape, paired_shape, rows_shape, takes_paired,
     useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
@@ -456,10 +456,9 @@ def _blocked_plan(layout: Layout, forced: _Forced) -> tuple:
     """(formulation, the blocked kernel's (lanes, columns), its offset tables) of ``layout``, remembered as long as
     the tables are (``conv_plan``)."""
     chosen = _chosen(layout, forced)
+    kernel = forced.lanes_shape if chosen == "lanes" and forced.lanes_shape else kernel_shape(layout, chosen)
     if chosen == "lanes":
-        kernel = forced.lanes_shape or lanes_shape(layout)
         return chosen, kernel, lanes_tables(layout, kernel[0])
-    kernel = kernel_shape(layout, chosen)
     return chosen, kernel, (samples_tables if chosen == "samples" else rows_tables)(layout, kernel[0])
 
 
