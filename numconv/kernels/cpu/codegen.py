@@ -53,11 +53,12 @@ CONSECUTIVE_MIN_WIDTH = 8
 ROW_SHAPES = {32: ((16, 10),), 16: ()}
 #: 64-lane kernels whose columns fit a group's count of channels that ``SHAPES``' 64-lane strips waste (the ``wide``
 #: and ``samples`` formulations, whose columns are output channels), per count of vector registers. With 32
-#: registers, 64 x 6 (24 accumulators, as many as 16 x 14 less four): LeNet-5's first layer (1 -> 6 channels), forward,
-#: 0.097 ms against 0.113 by 64 x 4, whose strips of 4 compute 8 columns for 6; its second layer's input gradient (6
-#: columns, by samples) 0.195 against 0.251 (AMD Zen 5, best of 40 alternating in one process). Where 64 x 4 wastes
-#: nothing it stays: NiN's 1 x 1 (160 channels) ran 6.14 ms by 64 x 6 against 8.24 by 64 x 4, the video's first
-#: layer (64) 28.4 against 27.9. With 16 registers the 64-lane kernel is 1 wide: none
+#: registers, 64 x 6 (24 accumulators, and the step's four vectors and one broadcast number: 29 registers): LeNet-5's
+#: first layer (1 -> 6 channels), forward, 0.097 ms against 0.113 by 64 x 4, whose strips of 4 compute 8 columns for
+#: 6; its second layer's input gradient (6 columns, by samples) 0.195 against 0.251 (AMD Zen 5, best of 40
+#: alternating in one process). Where 64 x 4 wastes nothing it stays: the video's first layer (64 channels) ran 28.4
+#: ms by 64 x 6 against 27.9, NiN's 1 x 1 (160) on its packed panels 5.8-6.6 against 5.8-6.7 (three processes each,
+#: alternating). With 16 registers the 64-lane kernel is 1 wide: none
 CHANNEL_SHAPES = {32: ((64, 6),), 16: ()}
 TARGET = Path(__file__).with_name("blocked.py")
 
