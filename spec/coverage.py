@@ -54,10 +54,10 @@ def _other_registers_kernels() -> list[str]:
     CPU's (and of their variants that split the sum), and of the paired Winograd kernels where this CPU does not take
     them (excluding a def line excludes its whole function)."""
     from numconv import vectors
-    from numconv.kernels.cpu import blocked, codegen, tuning, winograd_kernels
+    from numconv.kernels.cpu import codegen, tuning, winograd_kernels
 
     mine = vectors.registers()
-    names = [codegen.kernel_name(*shape) for table in (blocked.SHAPES, blocked.ROW_SHAPES, blocked.CHANNEL_SHAPES)
+    names = [codegen.kernel_name(*shape) for table in codegen.TABLES
              for registers, shapes in table.items() if registers != mine for shape in shapes]
     names += [kernel.__name__ for (*_, width), kernel in winograd_kernels.KERNELS.items()
               if width != winograd_kernels.WIDTHS[mine]]

@@ -264,8 +264,7 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     assert after == min(before + launch.BEHIND, 19) and launch.BEHIND > 0, result.stderr
 
 
-@pytest.mark.parametrize("shape,split", [(shape, False) for shape in
-                                         tuning.SHAPES + tuning.ROW_SHAPES + tuning.CHANNEL_SHAPES]
+@pytest.mark.parametrize("shape,split", [(shape, False) for shape in tuning.KERNEL_SHAPES]
                          + [(shape, True) for shape in launch.SPLIT_KERNELS if shape in tuning.SHAPES])
 def test_each_process_compiling_ahead_runs_its_own_kernel(shape, split, monkeypatch):
     """``run_once(shape)``, what a process compiling ahead runs, calls the blocked kernel of that shape (or its variant

@@ -67,7 +67,7 @@ def test_the_kernels_of_this_cpu_are_those_its_registers_hold():
     assert winograd.WIDTH == winograd_codegen.WIDTHS[REGISTERS]
     # the accumulators and one step's vector operand fit: registers of 16 float32 (AVX-512) or 8 (AVX2)
     per_register = 16 if REGISTERS == 32 else 8
-    for lanes, columns in tuning.SHAPES + tuning.ROW_SHAPES + tuning.CHANNEL_SHAPES:
+    for lanes, columns in tuning.KERNEL_SHAPES:
         assert lanes // per_register * (columns + 1) <= REGISTERS, (lanes, columns)
 
 

@@ -131,7 +131,7 @@ def _shapes_for(model: str | None, dtype) -> list:
     its input gradient's) take it (``conv_cost.wide_shape``); so that a model that never runs one leaves the cores
     to the others."""
     if model is None:
-        return list(tuning.SHAPES) + list(tuning.ROW_SHAPES) + list(tuning.CHANNEL_SHAPES)
+        return list(tuning.KERNEL_SHAPES)
     from numconv import layers, models
     from numconv.kernels.cpu.conv_cost import takes_paired, wide_shape
     from numconv.kernels.cpu.dense import streams_weight

@@ -31,6 +31,8 @@ ROW_SHAPES = blocked.ROW_SHAPES[vectors.registers()]
 #: (``blocked.CHANNEL_SHAPES``: with 32 registers 64 x 6; none with 16), which the ``wide`` and ``samples``
 #: formulations take for such groups (``conv_cost.wide_shape``)
 CHANNEL_SHAPES = blocked.CHANNEL_SHAPES[vectors.registers()]
+#: every blocked kernel this CPU runs
+KERNEL_SHAPES = SHAPES + ROW_SHAPES + CHANNEL_SHAPES
 
 #: the ``lanes`` formulation takes the 32-lane kernel only for sums of at least this many products per output. With
 #: 32 registers (measured while the 32 x 7 kernel stored every result through a tile, which a short sum does not
