@@ -47,10 +47,6 @@ WIDE_CONFIGS = (
     ConvConfig(1, 3, 2, (8, 8), (1, 1)),
     # a whole task: 64 positions x 4 output channels, stored straight from the accumulators
     ConvConfig(1, 1, 4, (66,), (3,)),
-    # 5 output channels, for the kernel whose columns fit them (64 x 6 with AVX-512): a strip repeating its last
-    # column, a block of 64 positions stored straight and one of 4 through the tile, summing 66 products (the tasks
-    # take the strips outermost, as ``STRIPS_OUTER_CONFIGS``)
-    ConvConfig(1, 22, 5, (70,), (3,)),
 )
 #: the input gradient by ``wide`` of a strided convolution: two phases of at least 64 positions, written with
 #: stride 2 (through the kernel's tile: with AVX2's 64 x 1 kernel every strip is whole, so only a strided output
@@ -75,8 +71,6 @@ SAMPLES_CONFIGS = (
     ConvConfig(2, 1, 2, (7,), (2,), stride=(3,)),
     ConvConfig(2, 2, 2, (3, 4, 5), (3, 2, 3), stride=(1, 2, 1), padding=(0, 0, 1)),
     ConvConfig(66, 1, 2, (4,), (2,), padding=(1,)),
-    # 5 input channels: the kernel whose columns fit them (64 x 6 with AVX-512)
-    ConvConfig(2, 5, 2, (6,), (3,), padding=(1,)),
 )
 #: where the automatic choice takes it (with AVX-512's 64 x 4 kernel): 64 samples, 8 -> 2 channels
 SAMPLES_AUTOMATIC_CONFIGS = (ConvConfig(64, 2, 8, (5,), (3,)),)

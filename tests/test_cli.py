@@ -249,9 +249,8 @@ def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
     monkeypatch.setattr(launch, "_ahead", {})
     monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch, evaluation_batch:
                         parts.append((part, batch, evaluation_batch)))
-    # 16 x 14 and 64 x 4, with AVX-512 16 x 10 (the second layer's rows of 10) and 64 x 6 (the first layer's 6
-    # channels) too, and the passes
-    blocked = 2 + len(tuning.ROW_SHAPES) + len(tuning.CHANNEL_SHAPES)
+    # 16 x 14 and 64 x 4, with AVX-512 16 x 10 too (the second layer's rows of 10), and the passes
+    blocked = 2 + len(tuning.ROW_SHAPES)
     assert launch.compile_ahead("float32", "lenet5", 32, 100) == blocked + 1
     assert [(call.split("(")[0], behind) for call, behind in started] == [("run_once", True)] * blocked + [
         ("run_model_once", False)]
@@ -292,9 +291,8 @@ import numconv.functional as F
 from numconv import cli
 from numconv import models, optim, train
 from numconv.kernels.cpu import launch
-# the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10 and 64 x 6), and the model's others
-extra = launch.tuning.ROW_SHAPES + launch.tuning.CHANNEL_SHAPES
-assert launch.compile_ahead("float32", "lenet5", 32) == 3 + len(extra)
+# the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10), and the model's others
+assert launch.compile_ahead("float32", "lenet5", 32) == 3 + len(launch.tuning.ROW_SHAPES)
 assert launch.compile_ahead("float32", "lenet5", 32) == 0  # already under way
 compiled = []
 
@@ -318,7 +316,7 @@ optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
 model.eval()
 model.forward(np.ones((train.EVALUATION_BATCH, 1, 28, 28), np.float32))
 print(sorted(compiled))
-for shape in launch.tuning.SHAPES + extra:
+for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     kernel = launch.KERNELS[shape]
     print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
@@ -328,11 +326,9 @@ for shape in launch.tuning.SHAPES + extra:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
     assert lines[0] == "[]", result.stdout
-    # LeNet-5 runs the 16- and 64-lane blocked kernels (its dense layers' gradients take the 64-lane one, its weight
-    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10 and the 64-lane
-    # one whose columns fit its first layer's 6 channels (and its second layer's input gradient's); each was a cache
+    # LeNet-5 runs the 16- and 64-lane blocked kernels (its first layer's 6 channels take the wide one, its weight
+    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each was a cache
     # hit
     single, wide, _ = tuning.SHAPES
     assert lines[1:3] == [f"{single} 1 0", f"{wide} 1 0"], result.stdout
-    extra = tuning.ROW_SHAPES + tuning.CHANNEL_SHAPES
-    assert lines[4:4 + len(extra)] == [f"{shape} 1 0" for shape in extra], result.stdout
+    assert lines[4:4 + len(tuning.ROW_SHAPES)] == [f"{shape} 1 0" for shape in tuning.ROW_SHAPES], result.stdout

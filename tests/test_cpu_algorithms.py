@@ -20,7 +20,6 @@ from tests import naive
 #: the blocked kernels of one and of two vectors per column that this CPU's registers take (16 x 14 and 32 x 7 with
 #: AVX-512's 32, 16 x 5 and 32 x 3 with AVX2's 16)
 SINGLE, PAIRED = (tuning.LANES, tuning.COLUMNS), (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
-WIDE = (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
 #: the count of vector registers that the machine-dependent choices below were measured for
 REGISTERS = vectors.registers()
 #: whether a vector load crossing a cache line costs two (Intel's AVX-512 CPUs): the rows' vectors then pay for it
@@ -63,7 +62,6 @@ def test_generated_kernels_are_up_to_date():
 def test_the_kernels_of_this_cpu_are_those_its_registers_hold():
     assert tuning.SHAPES == blocked.SHAPES[REGISTERS]
     assert tuning.ROW_SHAPES == blocked.ROW_SHAPES[REGISTERS]
-    assert tuning.CHANNEL_SHAPES == blocked.CHANNEL_SHAPES[REGISTERS]
     assert winograd.WIDTH == winograd_codegen.WIDTHS[REGISTERS]
     # the accumulators and one step's vector operand fit: registers of 16 float32 (AVX-512) or 8 (AVX2)
     per_register = 16 if REGISTERS == 32 else 8
@@ -277,34 +275,6 @@ def test_strided_layers_whose_channels_fill_32_lanes_run_on_the_32_lane_kernel(x
 def test_rows_shorter_than_a_strip_take_the_kernel_as_wide_as_them(x_shape, w_shape, kwargs, shape):
     layout, _ = _layouts(x_shape, w_shape, **kwargs)
     assert conv_cost.lanes_shape(layout) == shape
-
-
-#: the 64-lane kernel whose columns fit 6 channels, where this CPU has one
-SIX = tuning.CHANNEL_SHAPES[0] if tuning.CHANNEL_SHAPES else WIDE
-
-
-@pytest.mark.parametrize("x_shape,w_shape,kwargs,formulation,shape", [
-    # LeNet-5's first layer (1 -> 6 channels), which the automatic choice runs by wide: 64 x 6 0.097-0.099 ms against
-    # 0.113-0.114 by 64 x 4 (AMD Zen 5, best of 40-60 alternating in one process), whose two strips compute 8 columns
-    # for 6
-    ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "wide", SIX),
-    ((2, 1, 70), (5, 1, 3), {}, "wide", SIX),                     # 5 channels: 5 of 6 columns against 5 of 8
-    ((2, 1, 70), (4, 1, 3), {}, "wide", WIDE),                    # a whole strip of 4
-    ((2, 1, 70), (3, 1, 3), {}, "wide", WIDE),                    # 3 of 4 columns against 3 of 6
-    ((2, 1, 70), (12, 1, 3), {}, "wide", WIDE),                   # both whole: the 64 x 4 kernel
-    # LeNet-5's second layer's input gradient (16 -> 6 channels: the flipped convolution's layout), by samples
-    ((64, 16, 10, 10), (6, 16, 5, 5), dict(padding=4), "samples", SIX),
-])
-def test_groups_of_channels_that_waste_the_wide_kernels_columns_take_the_kernel_that_fits_them(
-        x_shape, w_shape, kwargs, formulation, shape):
-    layout, _ = _layouts(x_shape, w_shape, **kwargs)
-    assert conv_cost.kernel_shape(layout, formulation) == shape
-    assert cpu_conv._blocked_plan(layout, cpu_conv._Forced(algorithm=formulation))[1] == shape
-
-
-def test_lenet5s_first_layer_runs_the_wide_kernel_that_fits_its_six_channels():
-    layout, _ = _layouts((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
-    assert cpu_conv._blocked_plan(layout, cpu_conv._AUTOMATIC)[:2] == ("wide", SIX)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,groups,chosen", [

@@ -85,7 +85,7 @@ from numba import prange
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import packed, tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, aliased_plane, best_use, kernel_shape, paired_shape, rows_shape, takes_paired,
+    SHAPES, algorithm, aliased_plane, best_use, lanes_shape, paired_shape, rows_shape, takes_paired,
     useful_shares,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
@@ -399,8 +399,7 @@ def _channel_chunks(layout: Layout, chosen: str, itemsize: int, forced: _Forced)
     one strip of columns (so that the partial sums are few) and to outputs that cover the output array (no strided
     phase, no sub-pixel channels); ``forced.channel_chunks`` forces that many chunks (at most the input channels)
     where it applies, and is a ValueError elsewhere."""
-    applies = (chosen in ("rows", "wide") and layout.groups == 1
-               and layout.out_channels <= kernel_shape(layout, chosen)[1]
+    applies = (chosen in ("rows", "wide") and layout.groups == 1 and layout.out_channels <= SHAPES[chosen][1]
                and layout.channel_offsets is None and layout.out_step == (1, 1, 1)
                and layout.out_offset == (0, 0, 0) and tuple(layout.out_shape) == tuple(layout.positions))
     if forced.channel_chunks:
@@ -461,9 +460,10 @@ def _blocked_plan(layout: Layout, forced: _Forced) -> tuple:
     """(formulation, the blocked kernel's (lanes, columns), its offset tables) of ``layout``, remembered as long as
     the tables are (``conv_plan``)."""
     chosen = _chosen(layout, forced)
-    kernel = forced.lanes_shape if chosen == "lanes" and forced.lanes_shape else kernel_shape(layout, chosen)
     if chosen == "lanes":
+        kernel = forced.lanes_shape or lanes_shape(layout)
         return chosen, kernel, lanes_tables(layout, kernel[0])
+    kernel = SHAPES[chosen]
     return chosen, kernel, (samples_tables if chosen == "samples" else rows_tables)(layout, kernel[0])
 
 

@@ -81,26 +81,6 @@ def lanes_shape(layout: Layout) -> tuple:
     return shape
 
 
-def wide_shape(channels: int) -> tuple:
-    """(lanes, columns) of the 64-lane kernel that the ``wide`` and ``samples`` formulations run for groups of
-    ``channels`` output channels (their columns): one of ``tuning.CHANNEL_SHAPES`` where its strips leave fewer
-    columns unused than the 64 x 4 kernel's (6 channels: 64 x 6), else that one."""
-    shape = (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
-    for channel_shape in tuning.CHANNEL_SHAPES:
-        if _use(channels, channel_shape[1]) > _use(channels, shape[1]):
-            shape = channel_shape
-    return shape
-
-
-def kernel_shape(layout: Layout, form: str) -> tuple:
-    """(lanes, columns) of the blocked kernel that formulation ``form`` runs for ``layout``."""
-    if form == "lanes":
-        return lanes_shape(layout)
-    if form in ("wide", "samples"):
-        return wide_shape(layout.group_out)
-    return SHAPES[form]
-
-
 @lru_cache(maxsize=256)
 def useful_shares(layout: Layout) -> dict:
     """The estimated share of useful work of each formulation that applies (see tuning.py)."""
@@ -120,7 +100,7 @@ def useful_shares(layout: Layout) -> dict:
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
                          * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):
-        lanes, columns = kernel_shape(layout, form)
+        lanes, columns = SHAPES[form]
         rows = rows_shape(layout, lanes)
         if rows is not None:
             length, kind = rows
@@ -139,7 +119,7 @@ def samples_share(layout: Layout) -> float:
     batch's samples, ``tuning.WIDE_LANES`` per block, columns a group's output channels on the ``wide`` kernel,
     every result stored through the tile (a lane's results lie a sample apart); 0 where a block's vectors or its
     strips of columns exceed ``tuning.SAMPLES_MAX_BLOCK_BYTES`` or ``tuning.SAMPLES_MAX_STRIPS``."""
-    lanes, columns = kernel_shape(layout, "samples")
+    lanes, columns = SHAPES["samples"]
     reduction = layout.group_in * math.prod(layout.kernel)
     if (reduction * lanes * 4 > tuning.SAMPLES_MAX_BLOCK_BYTES
             or -(-layout.group_out // columns) > tuning.SAMPLES_MAX_STRIPS):

@@ -121,38 +121,33 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
 
 def _shapes_for(model: str | None, dtype) -> list:
     """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (each of this CPU's
-    ``tuning.SHAPES``, ``tuning.ROW_SHAPES`` and ``tuning.CHANNEL_SHAPES`` without one): the 32-lane kernel only where
-    a convolution's forward (lanes: a group's output channels, summing over its input channels and taps), its input
-    gradient (the other way round) or its weight gradient (a group's output channels, summing over a training batch's
-    positions: long) can take it (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``);
-    a kernel as wide as a short row only where a convolution at stride 1 along its rows has input or output rows that
-    wide (its input gradient's rows or its forward's, at the model's ``models.INPUT_SHAPES``); a kernel whose columns
-    fit a group's channels only where a convolution's groups of output or input channels (its forward's columns or
-    its input gradient's) take it (``conv_cost.wide_shape``); so that a model that never runs one leaves the cores
-    to the others."""
+    ``tuning.SHAPES`` and ``tuning.ROW_SHAPES`` without one): the 32-lane kernel only where a convolution's forward
+    (lanes: a group's output channels, summing over its input channels and taps), its input gradient (the other way
+    round) or its weight gradient (a group's output channels, summing over a training batch's positions: long) can
+    take it (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``); a kernel as wide as
+    a short row only where a convolution at stride 1 along its rows has input or output rows that wide (its input
+    gradient's rows or its forward's, at the model's ``models.INPUT_SHAPES``); so that a model that never runs one
+    leaves the cores to the others."""
     if model is None:
         return list(tuning.KERNEL_SHAPES)
     from numconv import layers, models
-    from numconv.kernels.cpu.conv_cost import takes_paired, wide_shape
+    from numconv.kernels.cpu.conv_cost import takes_paired
     from numconv.kernels.cpu.dense import streams_weight
 
     network = models.MODELS[model](rng=0, dtype=np.dtype(dtype))
     paired = False
-    wide_shapes = set()
     for layer in _layers_of(network):
         if isinstance(layer, layers._ConvNd):
             group_out, group_in = layer.weight.shape[0] // layer._options()["groups"], layer.weight.shape[1]
             taps = int(np.prod(layer.weight.shape[2:]))
             paired |= (takes_paired(group_out, group_in * taps) or takes_paired(group_in, group_out * taps)
                        or takes_paired(group_out, tuning.PAIRED_MIN_REDUCTION))
-            wide_shapes |= {wide_shape(group_out), wide_shape(group_in)}
         if isinstance(layer, layers.Linear):
             paired |= streams_weight(layer.weight)
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
     rows = _row_widths(network, models.INPUT_SHAPES[model])
     return ([shape for shape in tuning.SHAPES if paired or shape != paired_shape]
-            + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows]
-            + [shape for shape in tuning.CHANNEL_SHAPES if shape in wide_shapes])
+            + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows])
 
 
 def _row_widths(network, input_shape: tuple) -> set:
@@ -224,10 +219,10 @@ def run_once(shape: tuple, dtype: str, split: bool = False) -> None:
         conv.conv_forward_split(x, np.ones((lanes, channels, 1, 1, 1), dtype), None, out, (1, 1, 1), (0, 0, 0),
                                 (1, 1, 1), 1)
         return
-    if lanes == tuning.WIDE_LANES:  # a row of positions, into as many output channels as the kernel has columns
-        out = np.empty((1, shape[1], 1, 1, lanes), dtype)
-        conv.conv_forward_wide(np.ones((1, 1, 1, 1, lanes), dtype), np.ones((shape[1], 1, 1, 1, 1), dtype), None, out,
-                               (1, 1, 1), (0, 0, 0), (1, 1, 1), 1)
+    if shape == (tuning.WIDE_LANES, tuning.WIDE_COLUMNS):  # a row of positions
+        out = np.empty((1, 1, 1, 1, lanes), dtype)
+        conv.conv_forward_wide(np.ones(out.shape, dtype), np.ones((1, 1, 1, 1, 1), dtype), None, out, (1, 1, 1),
+                               (0, 0, 0), (1, 1, 1), 1)
         return
     # output channels as lanes, on this kernel: the automatic choice would take 16 x 14 for a sum of one product,
     # however many the channels

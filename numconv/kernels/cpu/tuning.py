@@ -27,12 +27,8 @@ SHAPES = blocked.SHAPES[vectors.registers()]
 #: the 16-lane kernels as wide as an output row shorter than ``COLUMNS`` (``blocked.ROW_SHAPES``: with 32 registers
 #: 16 x 10; none with 16), which the ``lanes`` formulation takes for such rows (``conv_cost.lanes_shape``)
 ROW_SHAPES = blocked.ROW_SHAPES[vectors.registers()]
-#: the 64-lane kernels whose columns fit a group's channels where ``WIDE_COLUMNS`` leave some of a strip unused
-#: (``blocked.CHANNEL_SHAPES``: with 32 registers 64 x 6; none with 16), which the ``wide`` and ``samples``
-#: formulations take for such groups (``conv_cost.wide_shape``)
-CHANNEL_SHAPES = blocked.CHANNEL_SHAPES[vectors.registers()]
 #: every blocked kernel this CPU runs
-KERNEL_SHAPES = SHAPES + ROW_SHAPES + CHANNEL_SHAPES
+KERNEL_SHAPES = SHAPES + ROW_SHAPES
 
 #: the ``lanes`` formulation takes the 32-lane kernel only for sums of at least this many products per output. With
 #: 32 registers (measured while the 32 x 7 kernel stored every result through a tile, which a short sum does not
