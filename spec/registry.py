@@ -28,8 +28,8 @@ from spec.cases import (
 from spec.check import Case, VersionsDiffer
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CHANNEL_CHUNK_CONFIGS,
-    CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, CONV_CONFIGS, LANES_CONFIGS,
-    LINEAR_CONFIGS, LOSS_CONFIGS, MAX_POOL_CONFIGS, PACKED_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
+    CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, LINEAR_LONG_ROW_CONFIGS,
+    LOSS_CONFIGS, MAX_POOL_CONFIGS, PACKED_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
     POOL_LITERAL_CONFIGS, POOL_PHASE_CONFIGS,
@@ -170,6 +170,8 @@ ENTRIES = (
     Entry("conv", "conv_grad_weight", conv_grad_weight_case, PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_paired", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_forward_dot", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
+    Entry("dense", "linear_forward_lanes", linear_forward_case, LINEAR_CONFIGS, backends=("cpu",)),
+    Entry("dense", "linear_forward", linear_forward_case, LINEAR_LONG_ROW_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_grad_input_panels", linear_grad_input_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("dense", "linear_grad_weight_panels", linear_grad_weight_case, LINEAR_CONFIGS, backends=("cpu",)),
     Entry("pool", "max_pool_forward", max_pool_forward_case, POOL_LITERAL_CONFIGS),

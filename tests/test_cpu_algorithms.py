@@ -897,13 +897,14 @@ def test_a_large_dense_layer_takes_up_to_32_samples_in_one_block(batch, paired, 
 
 @pytest.mark.parametrize("batch", [1, 3, 4, 5])
 def test_a_dense_forward_of_up_to_four_samples_takes_dot_products_along_the_weight_rows(batch, rng, monkeypatch):
-    """Up to four samples run as dot products along the weight's rows, more on the 16-lane blocks; both give the
-    float64 product's values, the bias included."""
+    """Up to four samples run as dot products along the weight's rows, more (over rows longer than the tiles of
+    dot products take) on the 16-lane blocks; both give the float64 product's values, the bias included."""
     from numconv.kernels.cpu import dense, launch
 
-    x = rng.standard_normal((batch, 333)).astype(np.float32)
-    w = rng.standard_normal((75, 333)).astype(np.float32)
+    x = rng.standard_normal((batch, 1033)).astype(np.float32)
+    w = rng.standard_normal((75, 1033)).astype(np.float32)
     bias = rng.standard_normal(75).astype(np.float32)
+    assert not dense.takes_dot_tiles(x, w)
     taken = []
     monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
     out = np.full((batch, 75), np.nan, np.float32)
@@ -911,6 +912,34 @@ def test_a_dense_forward_of_up_to_four_samples_takes_dot_products_along_the_weig
     assert taken == ([] if batch <= dense.DOT_MAX_BATCH else [SINGLE])
     want = x.astype(np.float64) @ w.astype(np.float64).T + bias
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch, in_features, out_features, dtype, tiles", [
+    (64, 400, 120, np.float32, True), (7, 1024, 10, np.float32, True), (9, 513, 6, np.float64, False),
+    (1025, 256, 5, np.float32, False),
+])
+def test_a_dense_forward_with_short_weight_rows_and_a_small_input_takes_tiles_of_dot_products(
+        batch, in_features, out_features, dtype, tiles, rng, monkeypatch):
+    """LeNet-5's dense layers at a training batch (weight rows of at most 4 KiB, an input of at most 1 MiB) run as
+    dot products in tiles of 4 samples x 4 features, with the samples and features past the last tile one at a time;
+    longer rows (513 float64 numbers) or a larger input (1025 x 256 float32) take the 16-lane blocks. Either way the
+    values are the float64 product's, the bias included, on one thread and on two."""
+    from numconv.kernels.cpu import dense, launch
+    from numconv.kernels.cpu.parallel import every_call
+
+    x = rng.standard_normal((batch, in_features)).astype(dtype)
+    w = rng.standard_normal((out_features, in_features)).astype(dtype)
+    bias = rng.standard_normal(out_features).astype(dtype)
+    assert dense.takes_dot_tiles(x, w) == tiles
+    want = x.astype(np.float64) @ w.astype(np.float64).T + bias
+    for version in ("serial", "parallel"):
+        taken = []
+        monkeypatch.setattr(dense, "fma", lambda shape, *args: (taken.append(shape), launch.fma(shape, *args)))
+        out = np.full((batch, out_features), np.nan, dtype)
+        with every_call(version):
+            dense.linear_forward(x, w, bias, out)
+        assert taken == ([] if tiles else [SINGLE])
+        np.testing.assert_allclose(out, want, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-3)
 
 
 def test_scratch_buffers_can_be_released(rng):

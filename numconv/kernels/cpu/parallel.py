@@ -76,6 +76,8 @@ class ParallelKernel:
         options = dict(options)
         #: the work from which a call runs parallel, where the kernel sets its own (else ``PARALLEL_MIN_WORK``)
         self.min_work = options.pop("min_work", None)
+        #: the kernel's own measure of a call's work, a function of its arguments, or None: its largest array's size
+        self.work = options.pop("work", None)
         self.parallel = njit(parallel=True, **options)(function)
         # a copy under another qualified name: Numba names a function's cache files after it, and its index would
         # not tell the two versions apart
@@ -92,6 +94,8 @@ class ParallelKernel:
         # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call (7% of a
         # 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
         extra_threads = config.NUMBA_NUM_THREADS - 1
+        if extra_threads > 0 and self.work is not None:
+            return (self.parallel if self.work(*args) * extra_threads >= self.min_work else self.serial)(*args)
         if extra_threads > 0:
             # some array's elements times the extra threads reach the threshold: its size reaches this quotient
             least = -(-(PARALLEL_MIN_WORK if self.min_work is None else self.min_work) // extra_threads)
@@ -104,7 +108,8 @@ class ParallelKernel:
 def parallel_kernel(function=None, **options):
     """``njit(parallel=True, **options)``, as :class:`ParallelKernel`: a one-thread version for small calls.
     ``min_work`` (an option of its own, not Numba's) replaces ``PARALLEL_MIN_WORK`` for a kernel whose work per
-    element is larger, so that two threads pay on smaller arrays."""
+    element is larger, so that two threads pay on smaller arrays; ``work`` (another), a function of the kernel's
+    arguments, measures a call's work where its largest array does not (a matrix product's multiply-adds)."""
     if function is None:
         return functools.partial(parallel_kernel, **options)
     return ParallelKernel(function, options)
