@@ -76,6 +76,29 @@ def test_a_kernel_may_set_its_own_threshold(monkeypatch):
     assert _compiled(scaled) == (1, 0)
 
 
+def test_a_kernel_may_measure_its_own_work():
+    """With ``work``, a function of the call's arguments (a matrix product's multiply-adds), that measure against
+    ``min_work`` decides, not the largest array: 7 x 7 rows times 7 columns run parallel from 343, whatever the
+    arrays' sizes."""
+    threads = numba.config.NUMBA_NUM_THREADS
+
+    @parallel_kernel(min_work=343 * (threads - 1), work=lambda a, b, out: a.shape[0] * b.size)
+    def product(a, b, out):
+        for row in prange(a.shape[0]):
+            for column in range(b.shape[0]):
+                total = 0.0
+                for k in range(a.shape[1]):
+                    total += a[row, k] * b[column, k]
+                out[row, column] = total
+
+    for rows, compiled in ((6, (1, 0)), (7, (1, 1))):
+        a, b = np.arange(rows * 7.0).reshape(rows, 7), np.arange(49.0).reshape(7, 7)
+        out = np.empty((rows, 7))
+        product(a, b, out)
+        np.testing.assert_array_equal(out, a @ b.T)
+        assert _compiled(product) == compiled
+
+
 def test_the_largest_array_of_a_call_decides(monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 100 * (numba.config.NUMBA_NUM_THREADS - 1))
     scaled = _make_scaled()

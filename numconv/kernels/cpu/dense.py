@@ -10,8 +10,8 @@ broadcasts weight rows, so the weight matrix is never repacked; it is streamed o
 Up to ``DOT_MAX_BATCH`` samples (inference, one image at a time) would leave most lanes of a 16-sample vector
 empty; there each output is instead a dot product along a weight row (``_dot_rows``), vectorised over input
 features, which streams the weight at memory speed (fc6 at batch 1: 14.3 -> 5.4 ms). Larger batches take the dot
-products too where the weight's rows are short and the input small (``takes_dot_tiles``: LeNet-5's, NiN-sized
-classifiers), in tiles of 4 samples by 4 output features: the input is not packed, and the tiles stay in the caches.
+products too where the weight's rows are short and the input small (``takes_dot_tiles``: LeNet-5's dense layers),
+in tiles of 4 samples by 4 output features: the input is not packed, and the rows stay in the caches.
 
 Both gradients vectorise over input features, 64 at a time (the 64 x 4 kernel; 16 x 14 when there are fewer than
 64), so that their results leave through the kernel's vector stores along rows of ``grad_input`` and

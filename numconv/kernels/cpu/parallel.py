@@ -5,8 +5,9 @@ small arrays outweighs the work, and at its first call, the compile: Numba build
 gufunc, wraps it twice and links every function it calls into each of those and into the kernel, and LLVM
 optimises and emits the whole at each level (a pooling kernel of LeNet-5's: 1.6 s one-threaded, 4.4 s parallel).
 :func:`parallel_kernel` compiles a kernel both ways from one source, each on its first call, and a call runs the
-parallel version only where its largest array's elements times the threads beyond the first reach
-``PARALLEL_MIN_WORK`` (or the kernel's own ``min_work``): what more threads could save grows with both. ``prange``
+parallel version only where its largest array's elements (or the kernel's own measure of work, as a matrix
+product's multiply-adds) times the threads beyond the first reach ``PARALLEL_MIN_WORK`` (or the kernel's own
+``min_work``): what more threads could save grows with both. ``prange``
 is ``range`` in the one-thread version, and no kernel carries a floating-point sum from one ``prange`` iteration to
 the next, so both versions add in the same order (the spec check runs both and requires equal results; where a
 kernel leaves the order to the compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two
