@@ -95,11 +95,12 @@ class ParallelKernel:
         # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call (7% of a
         # 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
         extra_threads = config.NUMBA_NUM_THREADS - 1
-        if extra_threads > 0 and self.work is not None:
-            return (self.parallel if self.work(*args) * extra_threads >= self.min_work else self.serial)(*args)
         if extra_threads > 0:
-            # some array's elements times the extra threads reach the threshold: its size reaches this quotient
+            # the work times the extra threads reach the threshold: the work reaches this quotient
             least = -(-(PARALLEL_MIN_WORK if self.min_work is None else self.min_work) // extra_threads)
+            if self.work is not None:
+                return (self.parallel if self.work(*args) >= least else self.serial)(*args)
+            # else the work is some array's elements
             for arg in args:
                 if isinstance(arg, np.ndarray) and arg.size >= least:
                     return self.parallel(*args)
