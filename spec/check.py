@@ -79,6 +79,45 @@ class Result:
     probed: bool = False
 
 
+class NotIntegral(Exception):
+    """An expression that :func:`integer_code` does not print: lambdify's printer takes it."""
+
+
+def integer_code(expr) -> str:
+    """Python source for ``expr``, built from symbols, integers, sums, products, positive integer powers, Max and
+    Heaviside (``_PIECEWISE_MODULES``' name), which Python's integers evaluate exactly; NotIntegral for anything else
+    (a rational: the exact rows scale theirs away first). Written for the spec's expressions: lambdify's printer asks
+    each of a convolution's hundred thousand products for its precedence and sign, and took a third of the spec
+    check's time outside compilation (``_integer_function`` is lambdify's function for these)."""
+    if expr.is_Symbol:
+        return expr.name
+    if expr.is_Integer:
+        return f"({expr.p})"
+    if expr.is_Add:
+        return "(" + " + ".join(map(integer_code, expr.args)) + ")"
+    if expr.is_Mul:
+        return "(" + "*".join(map(integer_code, expr.args)) + ")"
+    if expr.is_Pow and expr.exp.is_Integer and expr.exp > 0:
+        return f"({integer_code(expr.base)}**{expr.exp.p})"
+    if isinstance(expr, sp.Max):
+        return f"max({', '.join(map(integer_code, expr.args))})"
+    if isinstance(expr, sp.Heaviside):  # its value at 0 (the second argument) is the module's own
+        return f"Heaviside({integer_code(expr.args[0])})"
+    raise NotIntegral(expr)
+
+
+def _integer_function(symbols: list, expressions: list):
+    """``lambdify(symbols, expressions)`` for expressions that :func:`integer_code` prints."""
+    code = [integer_code(e) for e in expressions]
+    arguments = [f"_arguments{i}" for i in range(len(symbols))]
+    lines = [f"def evaluate({', '.join(arguments)}):"]
+    lines += [f"    [{', '.join(s.name for s in group)}] = {argument}" for group, argument in zip(symbols, arguments)]
+    lines.append(f"    return [{', '.join(code)}]")
+    namespace = dict(_PIECEWISE_MODULES[0], max=max)
+    exec(compile("\n".join(lines), "<spec expressions>", "exec"), namespace)
+    return namespace["evaluate"]
+
+
 class Evaluator:
     """Evaluates expression arrays at integer or mpmath points, exactly where the expressions allow it."""
 
@@ -98,9 +137,12 @@ class Evaluator:
             exact = kind == "exact" and flat
             denominator = math.lcm(*(_denominator(e) for e in flat)) if exact else 1
             scaled = [sp.expand(e * denominator) if denominator != 1 else e for e in flat]
-            modules = _PIECEWISE_MODULES if kind == "piecewise" else "math"
-            self.functions[name] = (sp.lambdify(symbols, scaled, modules=modules, printer=_printer(kind)), denominator,
-                                    expressions.shape)
+            try:
+                function = _integer_function(symbols, scaled)
+            except NotIntegral:
+                modules = _PIECEWISE_MODULES if kind == "piecewise" else "math"
+                function = sp.lambdify(symbols, scaled, modules=modules, printer=_printer(kind))
+            self.functions[name] = (function, denominator, expressions.shape)
 
     def __call__(self, values: dict) -> dict:
         if self.kind == "numeric":
@@ -122,7 +164,9 @@ class Evaluator:
 
 def _denominator(expr) -> int:
     """The least common denominator of a polynomial's rational coefficients."""
-    return math.lcm(*(int(r.q) for r in expr.atoms(sp.Rational)))
+    if expr.is_Rational:
+        return int(expr.q)
+    return math.lcm(*map(_denominator, expr.args)) if expr.args else 1
 
 
 def _is_monomial(term) -> bool:
@@ -132,13 +176,18 @@ def _is_monomial(term) -> bool:
                for f in factors)
 
 
-def _term_count(expr) -> int:
-    """How many terms ``expr`` has once expanded. A sum of monomials is already expanded (sympy has merged its like
-    terms), so it is counted as it stands: expanding a large convolution's sums again cost seconds a row."""
+def _expanded_terms(expr) -> tuple:
+    """The terms of ``expr`` once expanded. A sum of monomials is already expanded (sympy has merged its like
+    terms), so it is taken as it stands: expanding a large convolution's sums again cost seconds a row."""
     terms = sp.Add.make_args(expr)
     if all(_is_monomial(term) for term in terms):
-        return len(terms)
-    return len(sp.Add.make_args(sp.expand(expr)))
+        return terms
+    return sp.Add.make_args(sp.expand(expr))
+
+
+def _term_count(expr) -> int:
+    """How many terms ``expr`` has once expanded."""
+    return len(_expanded_terms(expr))
 
 
 def _max_terms(case: Case) -> int:
@@ -307,7 +356,7 @@ def spec_connections(case: Case) -> set:
     connections = set()
     for out_index in np.ndindex(*case.outputs[output_name].shape):
         expr = case.outputs[output_name][out_index]
-        pieces = expr.args if isinstance(expr, sp.Max) else sp.Add.make_args(sp.expand(expr))
+        pieces = expr.args if isinstance(expr, sp.Max) else _expanded_terms(expr)
         for piece in pieces:
             found = dict(where[symbol] for symbol in piece.free_symbols if symbol in where)
             if probe_name in found:

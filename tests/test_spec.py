@@ -309,6 +309,43 @@ def test_term_count_of_an_expanded_sum_is_its_length_and_other_forms_are_expande
     assert check._term_count((x + 1) ** 2) == 3
 
 
+def test_the_fast_product_is_the_expression_sympy_builds():
+    """``ops.product``, which skips sympy's flattening for two plain symbols, gives the very expression ``*`` does
+    (the same factors in the same order, so equal, with the same hash and the same printed form): names that sort
+    differently as strings and as numbers, both orders of the operands, and the operands it leaves to ``*``."""
+    w, x, g = ops.symbol_array("w", (2, 11)), ops.symbol_array("x", (2, 11)), ops.symbol_array("g", (3,))
+    pairs = [(w[1, 10], x[1, 9]), (x[1, 9], w[1, 10]), (x[0, 10], x[0, 9]), (g[2], x[1, 0]), (x[1, 0], g[2]),
+             (g[0], sp.Integer(1)), (g[1], sp.Rational(1, 9)), (sp.Integer(-3), x[0, 1]), (x[0, 1], x[0, 1])]
+    for a, b in pairs:
+        built, expected = ops.product(a, b), a * b
+        assert built == expected and built.args == expected.args and hash(built) == hash(expected)
+        assert sp.srepr(built) == sp.srepr(expected)
+    inputs, y = ops.conv(ConvConfig(1, 2, 2, (3, 4), (2, 3), padding=(1, 1), groups=2))
+    window = ConvConfig(1, 2, 2, (3, 4), (2, 3), padding=(1, 1), groups=2).window
+    for (n, o, *position), expression in np.ndenumerate(y):
+        terms = [inputs["bias"][o]] + [inputs["weight"][(o, 0) + tap] * inputs["x"][(n, o) + index]
+                                       for tap, index, inside in window.window(tuple(position)) if inside]
+        assert sp.srepr(expression) == sp.srepr(sp.Add(*terms))
+
+
+def test_integer_code_evaluates_as_lambdify():
+    """The spec's own printer (``check.integer_code``) gives, on integers, lambdify's values exactly: sums with
+    negative and large coefficients, powers, a Max, a Heaviside at, above and below 0; and it declines what Python's
+    integers would not evaluate exactly (a rational, exp), which lambdify then takes."""
+    a, b, c = sp.symbols("a b c")
+    expressions = [3 * a * b - 7 * c ** 2 + 2 ** 40 * a - 5, sp.Max(a, b, c), sp.Max(a - b, 0),
+                   b * sp.Heaviside(a - sp.Max(b, c, evaluate=False), evaluate=False), sp.Integer(0)]
+    evaluate = check._integer_function([[a, b], [c]], expressions)
+    reference = sp.lambdify([[a, b], [c]], expressions, modules=check._PIECEWISE_MODULES,
+                            printer=check._printer("piecewise"))
+    for values in itertools.product((-3, 0, 2, 5), repeat=3):
+        args = [list(values[:2]), [values[2]]]
+        assert evaluate(*args) == reference(*args)
+    for declined in (a / 3, sp.exp(a), a ** -1):
+        with pytest.raises(check.NotIntegral):
+            check.integer_code(declined)
+
+
 def test_the_max_derivative_is_sympys():
     symbols = sp.symbols("a b c d")
     for count in (2, 4):
