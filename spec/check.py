@@ -113,7 +113,7 @@ def _integer_function(symbols: list, expressions: list):
     lines = [f"def evaluate({', '.join(arguments)}):"]
     lines += [f"    [{', '.join(s.name for s in group)}] = {argument}" for group, argument in zip(symbols, arguments)]
     lines.append(f"    return [{', '.join(code)}]")
-    namespace = dict(_PIECEWISE_MODULES[0], max=max)
+    namespace = dict(_PIECEWISE_MODULES[0])
     exec(compile("\n".join(lines), "<spec expressions>", "exec"), namespace)
     return namespace["evaluate"]
 

@@ -409,16 +409,14 @@ def gradients(outputs: np.ndarray, wrt: dict[str, np.ndarray], grad_name: str = 
 def _derivative(term, symbol):
     """d term / d symbol: for a number times distinct symbols of power 1 (a convolution's w * x, a sum's x), the
     product of the other factors; for anything else, sympy.diff."""
-    if term.is_Mul and len(term.args) == 2:  # w * x: the other symbol, without comparing expressions
-        first, second = term.args
-        if first is symbol and second.is_Symbol:
-            return second
-        if second is symbol and first.is_Symbol:
-            return first
-    if term == symbol:
+    if term.is_Symbol and term == symbol:
         return sp.Integer(1)
     if term.is_Mul and all(factor.is_Symbol or factor.is_Number for factor in term.args):
-        others = [factor for factor in term.args if factor != symbol]
+        # by identity: the symbol is one of the term's own factors (sympy's comparison costs microseconds), unless
+        # it is an equal symbol of another object, as with sympy's cache off
+        others = [factor for factor in term.args if factor is not symbol]
+        if len(others) == len(term.args):
+            others = [factor for factor in term.args if factor != symbol]
         return others[0] if len(others) == 1 else sp.Mul(*others)
     if isinstance(term, sp.Max) and symbol in term.args and all(arg.is_Symbol for arg in term.args):
         return _max_derivative(term, symbol)

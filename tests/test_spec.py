@@ -320,8 +320,9 @@ def test_the_fast_product_is_the_expression_sympy_builds():
         built, expected = ops.product(a, b), a * b
         assert built == expected and built.args == expected.args and hash(built) == hash(expected)
         assert sp.srepr(built) == sp.srepr(expected)
-    inputs, y = ops.conv(ConvConfig(1, 2, 2, (3, 4), (2, 3), padding=(1, 1), groups=2))
-    window = ConvConfig(1, 2, 2, (3, 4), (2, 3), padding=(1, 1), groups=2).window
+    config = ConvConfig(1, 2, 2, (3, 4), (2, 3), padding=(1, 1), groups=2)
+    inputs, y = ops.conv(config)
+    window = config.window
     for (n, o, *position), expression in np.ndenumerate(y):
         terms = [inputs["bias"][o]] + [inputs["weight"][(o, 0) + tap] * inputs["x"][(n, o) + index]
                                        for tap, index, inside in window.window(tuple(position)) if inside]
