@@ -36,8 +36,9 @@ from spec.configs import (
     ROWS_FORWARD_CONFIGS, ROWS_GRAD_INPUT_CONFIGS, ROW_STRIPS_CONFIGS, ROW_WINDOW_CONFIGS, SAMPLES_AUTOMATIC_CONFIGS,
     SAMPLES_CONFIGS,
     SHORT_ROW_CONFIGS, SPLIT_CONFIGS, TAPS_AUTOMATIC_CONFIGS, TAPS_CONFIGS,
-    STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_STRIDED_CONFIGS,
-    WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS, WINOGRAD_WEIGHT_CONFIGS,
+    STRIPS_OUTER_CONFIGS, SUBPIXEL_CONFIGS, TILE_CONFIGS, TRANSPOSED_CONFIGS, WIDE_CONFIGS, WIDE_ROW_CONFIGS,
+    WIDE_ROW_STRIDED_CONFIGS, WIDE_STRIDED_CONFIGS, WINOGRAD_CONFIGS, WINOGRAD_FORWARD_CONFIGS,
+    WINOGRAD_WEIGHT_CONFIGS,
 )
 from spec.ops import ShapeConfig
 
@@ -67,9 +68,10 @@ ENTRIES = (
     Entry("conv", "conv_grad_input_rows", conv_grad_input_case, ROWS_GRAD_INPUT_CONFIGS + PADDED_ROWS_CONFIGS,
           backends=("cpu",)),
     Entry("conv", "conv_forward_wide", conv_forward_case,
-          WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2] + STRIPS_OUTER_CONFIGS[1:], backends=("cpu",)),
+          WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2] + STRIPS_OUTER_CONFIGS[1:] + WIDE_ROW_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_wide", conv_grad_input_case,
-          WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2] + WIDE_STRIDED_CONFIGS, backends=("cpu",)),
+          WIDE_CONFIGS + PADDED_ROWS_CONFIGS[1:2] + WIDE_STRIDED_CONFIGS + WIDE_ROW_STRIDED_CONFIGS,
+          backends=("cpu",)),
     Entry("conv", "conv_grad_input_subpixel", conv_grad_input_case, SUBPIXEL_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_samples", conv_grad_input_case, SAMPLES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input", conv_grad_input_case, SAMPLES_AUTOMATIC_CONFIGS, backends=("cpu",)),

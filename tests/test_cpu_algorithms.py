@@ -225,9 +225,11 @@ def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, 
     # per number loaded) do not beat the lanes either: with AVX2's 64 x 1 kernel (NiN's first layer: lanes 14.3 ms,
     # wide 26.3; the video's: 80 and 147), on Zen 4 (NiN's: 11.1 against 13.5; the video's 52.0 against 51.4), on an
     # Intel Xeon (the 32 x 7 kernel: NiN's 7.99 against 15.3; the video's 37.2 against 54.3), on Zen 5 (32 x 7:
-    # NiN's 6.2-6.3 against 7.4-7.6; the video's 26.3-26.9 against 26.3)
+    # NiN's 6.2-6.3 against 7.4-7.6); but on Zen 5 the video's rows of 112 fill the wide kernel as long as them
+    # (112 x 3), where 64 x 4 left 16 of 128 lanes unused: 0.90-0.91x the time of 32 x 7 by lanes
     ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "lanes", "phases"),
-    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1), "lanes", "phases"),
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1),
+     "wide" if REGISTERS == 32 and FULL and not SPLITS else "lanes", "phases"),
     # LeNet's second layer: its input gradient's 6 channels over 64 samples a vector, where the wide rows of 18
     # padded positions keep 14 (0.50 against 0.57-0.65 ms); at batch 32 half the lanes would idle (0.47 against
     # 0.38); on AVX2 the 64 x 1 kernel would take 6 strips of one channel (not measured there: not taken)
@@ -428,6 +430,30 @@ def test_the_estimates_weigh_each_kernels_speed(x_shape, w_shape, kwargs, grad_i
     assert conv_cost.algorithm(grad_layout) == grad_input
     assert conv_cost.algorithm(layout) == "lanes"
     assert conv_cost.lanes_shape(layout) == shape
+
+
+#: the ``wide`` kernel as long as a row of 112 where this CPU has one, else 64 x 4 (64 x 1 with AVX2)
+WIDE_ROW = (tuning.WIDE_ROW_SHAPES or ((tuning.WIDE_LANES, tuning.WIDE_COLUMNS),))[0]
+WIDE = (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,chosen,shape", [
+    # the video's first layer: rows of 112 at stride 1, 81 products; by 112 x 3 0.90-0.91x the time of 32 x 7 by
+    # lanes, where 64 x 4 leaves 16 of each row's 128 lanes unused (AMD Zen 5)
+    ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), "wide", WIDE_ROW),
+    ((8, 16, 112, 112), (16, 16, 3, 3), "wide", WIDE_ROW),  # 0.91x
+    ((16, 3, 112, 112), (32, 3, 3, 3), "wide", WIDE_ROW),   # 0.81x
+    # 864 products: 112 x 3 1.14x the time of 32 x 7
+    ((2, 32, 8, 112, 112), (32, 32, 3, 3, 3), "lanes", WIDE_ROW),
+    # rows of 111 and 113: 64 x 4
+    ((4, 3, 16, 111, 111), (64, 3, 3, 3, 3), None, WIDE),
+    ((4, 3, 16, 113, 113), (64, 3, 3, 3, 3), None, WIDE),
+])
+def test_rows_of_112_take_the_wide_kernel_as_long_as_them(x_shape, w_shape, chosen, shape):
+    layout, _ = _layouts(x_shape, w_shape, padding=1)
+    assert conv_cost.wide_shape(layout) == shape
+    if chosen is not None and REGISTERS == 32 and FULL and not SPLITS:  # measured there
+        assert conv_cost.algorithm(layout) == chosen
 
 
 def test_a_first_layer_input_gradient_with_three_channels_uses_wide_rows():

@@ -693,6 +693,71 @@ def _fma_16x10(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, l
 
 
 @njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _fma_112x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
+    """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
+    or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
+    columns = xc.shape[0]
+    strips = (columns + 2) // 3
+    blocks = vb.shape[0]
+    strips_outer = takes_strips_outer(V, vb, rlo, rhi, 112)
+    for task in range(first, end):
+        if strips_outer:
+            strip = task // blocks
+            b = task - strip * blocks
+        else:
+            b = task // strips
+            strip = task - b * strips
+        j0 = strip * 3
+        last = columns - 1
+        v_base = vb[b]
+        x_base = xb[b]
+        c0 = min(j0 + 0, last)
+        x0 = xc[c0] + x_base
+        c1 = min(j0 + 1, last)
+        x1 = xc[c1] + x_base
+        c2 = min(j0 + 2, last)
+        x2 = xc[c2] + x_base
+        lane_init = load_run(init_lane, np.uint64(b * 112), 112)
+        a0 = add_run(lane_init, init_col[c0])
+        a1 = add_run(lane_init, init_col[c1])
+        a2 = add_run(lane_init, init_col[c2])
+        for r in range(rlo[b], rhi[b]):
+            v_at = voff[r] + v_base
+            x_at = xr[r]
+            w = load_run(V, v_at, 112)
+            a0 = multiply_add_run(a0, w, X[x0 + x_at])
+            a1 = multiply_add_run(a1, w, X[x1 + x_at])
+            a2 = multiply_add_run(a2, w, X[x2 + x_at])
+        a0 = floor_run(a0, floor)
+        a1 = floor_run(a1, floor)
+        a2 = floor_run(a2, floor)
+        n_lanes = lanes[b]
+        o_base = oblk[b]
+        if n_lanes == 112 and ostride == 1:
+            store_run(out, ocol[c0] + o_base, a0)
+            store_run(out, ocol[c1] + o_base, a1)
+            store_run(out, ocol[c2] + o_base, a2)
+        else:
+            tile = np.empty(336, out.dtype)
+            store_run(tile, 0, a0)
+            store_run(tile, 112, a1)
+            store_run(tile, 224, a2)
+            for j in range(min(3, columns - j0)):
+                at = ocol[j0 + j] + o_base
+                for k in range(n_lanes):
+                    out[at + np.uint64(k) * ostride] = tile[j * 112 + k]
+
+
+@njit(parallel=True, cache=True)
+def _fma_112x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+    """112 lanes x 3 columns per task; see codegen.py."""
+    tasks = vb.shape[0] * ((xc.shape[0] + 2) // 3)
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        _fma_112x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+
+
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)
     on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum
@@ -902,6 +967,8 @@ def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 SHAPES = {32: ((16, 14), (64, 4), (32, 7)), 16: ((16, 5), (64, 1), (32, 3))}
 #: the 16-lane kernels as wide as a short output row, per count of vector registers
 ROW_SHAPES = {32: ((16, 10),), 16: ()}
+#: the ``wide`` kernels as long as an output row, per count of vector registers
+WIDE_ROW_SHAPES = {32: ((112, 3),), 16: ()}
 #: every generated kernel by its (lanes, columns)
 KERNELS = {
     (16, 14): _fma_16x14,
@@ -911,6 +978,7 @@ KERNELS = {
     (64, 1): _fma_64x1,
     (32, 3): _fma_32x3,
     (16, 10): _fma_16x10,
+    (112, 3): _fma_112x3,
 }
 #: the kernels whose tasks split the sum (``split_kernel_source``), for the two-vector shapes
 SPLIT_KERNELS = {

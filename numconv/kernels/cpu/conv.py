@@ -13,9 +13,10 @@ The three public functions are small dispatchers around the register-blocked mul
   the wasted work (``tuning.py``): 16 output channels per vector with output positions as columns (``lanes``: any
   stride, small planes, many channels), or neighbouring output positions per vector with output channels as
   columns: 16 positions and 14 channels per task (``rows``) or 64 positions and 4 channels (``wide``: few output
-  channels, such as the input gradient of a first layer). The positions of a vector run along an output row
-  (stride 1), along a whole plane (a 1x1 convolution: a matrix product), or along the padded rows of a plane when
-  rows are short (the extra columns go to scratch and are dropped).
+  channels, such as the input gradient of a first layer; on rows of 112 at stride 1, a whole row and 3 channels,
+  ``tuning.WIDE_ROW_SHAPES``, where 64 would leave 16 of a row's 128 lanes unused). The positions of a vector run
+  along an output row (stride 1), along a whole plane (a 1x1 convolution: a matrix product), or along the padded
+  rows of a plane when rows are short (the extra columns go to scratch and are dropped).
 * ``conv_grad_input`` is a forward convolution of the output gradient with the weights flipped and their channel
   axes swapped. With a stride s the input positions split into s phases per axis; each phase sees a subset of the
   taps at stride 1, so it runs on the same kernels and writes its strided slice ('phases'). When a phase has few
@@ -85,8 +86,8 @@ from numba import prange
 from numconv.geometry import conv_output_size
 from numconv.kernels.cpu import packed, tuning, winograd, winograd_weight
 from numconv.kernels.cpu.conv_cost import (
-    SHAPES, algorithm, aliased_plane, best_use, lanes_shape, paired_shape, rows_shape, takes_paired,
-    useful_shares,
+    SHAPES, algorithm, aliased_plane, best_use, lanes_shape, paired_shape, rows_shape, takes_paired, useful_shares,
+    wide_shape,
 )
 from numconv.kernels.cpu.conv_layout import Layout, forward_layout
 from numconv.kernels.cpu.conv_plan import (
@@ -332,12 +333,21 @@ def _chosen(layout: Layout, forced: _Forced) -> str:
     return chosen
 
 
+def _row_kernel(layout: Layout, chosen: str) -> tuple:
+    """(lanes, columns) of the blocked kernel of the ``rows``, ``wide`` or ``samples`` formulation: ``wide``'s as
+    long as a row where one is (``wide_shape``)."""
+    return wide_shape(layout) if chosen == "wide" else SHAPES[chosen]
+
+
 def _slack(layout: Layout, forced: _Forced) -> int:
     """Elements past the padded buffer's end that a 'padded' run may read (into columns that are dropped)."""
     chosen = _chosen(layout, forced)
-    if chosen in ("lanes", "samples") or rows_shape(layout, SHAPES[chosen][0])[1] != "padded":
+    if chosen in ("lanes", "samples"):
         return 0
-    return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + SHAPES[chosen][0]
+    lanes = _row_kernel(layout, chosen)[0]
+    if rows_shape(layout, lanes)[1] != "padded":
+        return 0
+    return (layout.kernel[2] - 1) * layout.dilation[2] + layout.padded[2] + lanes
 
 
 def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu: bool = False) -> None:
@@ -399,7 +409,8 @@ def _channel_chunks(layout: Layout, chosen: str, itemsize: int, forced: _Forced)
     one strip of columns (so that the partial sums are few) and to outputs that cover the output array (no strided
     phase, no sub-pixel channels); ``forced.channel_chunks`` forces that many chunks (at most the input channels)
     where it applies, and is a ValueError elsewhere."""
-    applies = (chosen in ("rows", "wide") and layout.groups == 1 and layout.out_channels <= SHAPES[chosen][1]
+    applies = (chosen in ("rows", "wide") and layout.groups == 1
+               and layout.out_channels <= _row_kernel(layout, chosen)[1]
                and layout.channel_offsets is None and layout.out_step == (1, 1, 1)
                and layout.out_offset == (0, 0, 0) and tuple(layout.out_shape) == tuple(layout.positions))
     if forced.channel_chunks:
@@ -463,7 +474,7 @@ def _blocked_plan(layout: Layout, forced: _Forced) -> tuple:
     if chosen == "lanes":
         kernel = forced.lanes_shape or lanes_shape(layout)
         return chosen, kernel, lanes_tables(layout, kernel[0])
-    kernel = SHAPES[chosen]
+    kernel = _row_kernel(layout, chosen)
     return chosen, kernel, (samples_tables if chosen == "samples" else rows_tables)(layout, kernel[0])
 
 

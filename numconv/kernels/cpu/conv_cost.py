@@ -81,6 +81,17 @@ def lanes_shape(layout: Layout) -> tuple:
     return shape
 
 
+def wide_shape(layout: Layout) -> tuple:
+    """(lanes, columns) of the blocked kernel that the ``wide`` formulation runs: one of ``tuning.WIDE_ROW_SHAPES``
+    as long as the output's rows where they are computed at stride 1 (each block is then one row), else 64 x 4
+    (``tuning.WIDE_LANES``, ``tuning.WIDE_COLUMNS``)."""
+    if layout.stride[2] == 1:
+        for row_shape in tuning.WIDE_ROW_SHAPES:
+            if row_shape[0] == layout.positions[2]:
+                return row_shape
+    return tuning.WIDE_LANES, tuning.WIDE_COLUMNS
+
+
 @lru_cache(maxsize=256)
 def useful_shares(layout: Layout) -> dict:
     """The estimated share of useful work of each formulation that applies (see tuning.py)."""
@@ -100,7 +111,7 @@ def useful_shares(layout: Layout) -> dict:
         uses["lanes"] = (_use(layout.group_out, tuning.LANES) * tuning.EFFICIENCY["lanes"] * kernel * aliased
                          * storing(tuning.LANES, used, cost))
     for form in ("rows", "wide"):
-        lanes, columns = SHAPES[form]
+        lanes, columns = wide_shape(layout) if form == "wide" else SHAPES[form]
         rows = rows_shape(layout, lanes)
         if rows is not None:
             length, kind = rows
@@ -108,8 +119,11 @@ def useful_shares(layout: Layout) -> dict:
             bonus = tuning.LONG_ROW_BONUS if long_rows else 1.0
             kept = layout.positions[2] / layout.padded[2] if kind == "padded" else 1.0
             unaligned = 1.0 if kind == "flat" else tuning.UNALIGNED_ROWS
+            whole_row = (lanes, columns) in tuning.WIDE_ROW_SHAPES
+            speed = tuning.WIDE_ROW_EFFICIENCY if whole_row else 1.0
+            cost = tuning.WIDE_ROW_STORE_COST if whole_row else tuning.STORE_COST
             uses[form] = (_use(length, lanes) * kept * _use(layout.group_out, columns) * tuning.EFFICIENCY[form]
-                          * unaligned * bonus * storing(lanes, lanes))
+                          * speed * unaligned * bonus * storing(lanes, lanes, cost))
     return uses
 
 

@@ -121,13 +121,14 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
 
 def _shapes_for(model: str | None, dtype) -> list:
     """The shapes of the blocked kernels worth compiling ahead for the zoo model ``model`` (each of this CPU's
-    ``tuning.SHAPES`` and ``tuning.ROW_SHAPES`` without one): the 32-lane kernel only where a convolution's forward
-    (lanes: a group's output channels, summing over its input channels and taps), its input gradient (the other way
-    round) or its weight gradient (a group's output channels, summing over a training batch's positions: long) can
-    take it (``conv_cost.takes_paired``), or a dense layer's forward (``dense.streams_weight``); a kernel as wide as
-    a short row only where a convolution at stride 1 along its rows has input or output rows that wide (its input
-    gradient's rows or its forward's, at the model's ``models.INPUT_SHAPES``); so that a model that never runs one
-    leaves the cores to the others."""
+    ``tuning.SHAPES``, ``tuning.ROW_SHAPES`` and ``tuning.WIDE_ROW_SHAPES`` without one): the 32-lane kernel only
+    where a convolution's forward (lanes: a group's output channels, summing over its input channels and taps), its
+    input gradient (the other way round) or its weight gradient (a group's output channels, summing over a training
+    batch's positions: long) can take it (``conv_cost.takes_paired``), or a dense layer's forward
+    (``dense.streams_weight``); a kernel as wide as a short row, or as long as a row of ``wide``, only where a
+    convolution at stride 1 along its rows has input or output rows that wide (its input gradient's rows or its
+    forward's, at the model's ``models.INPUT_SHAPES``); so that a model that never runs one leaves the cores to the
+    others."""
     if model is None:
         return list(tuning.KERNEL_SHAPES)
     from numconv import layers, models
@@ -147,7 +148,8 @@ def _shapes_for(model: str | None, dtype) -> list:
     paired_shape = (tuning.PAIRED_LANES, tuning.PAIRED_COLUMNS)
     rows = _row_widths(network, models.INPUT_SHAPES[model])
     return ([shape for shape in tuning.SHAPES if paired or shape != paired_shape]
-            + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows])
+            + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows]
+            + [shape for shape in tuning.WIDE_ROW_SHAPES if shape[0] in rows])
 
 
 def _row_widths(network, input_shape: tuple) -> set:
@@ -219,7 +221,7 @@ def run_once(shape: tuple, dtype: str, split: bool = False) -> None:
         conv.conv_forward_split(x, np.ones((lanes, channels, 1, 1, 1), dtype), None, out, (1, 1, 1), (0, 0, 0),
                                 (1, 1, 1), 1)
         return
-    if shape == (tuning.WIDE_LANES, tuning.WIDE_COLUMNS):  # a row of positions
+    if shape == (tuning.WIDE_LANES, tuning.WIDE_COLUMNS) or shape in tuning.WIDE_ROW_SHAPES:  # a row of positions
         out = np.empty((1, 1, 1, 1, lanes), dtype)
         conv.conv_forward_wide(np.ones(out.shape, dtype), np.ones((1, 1, 1, 1, 1), dtype), None, out, (1, 1, 1),
                                (0, 0, 0), (1, 1, 1), 1)

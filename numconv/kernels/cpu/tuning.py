@@ -27,8 +27,11 @@ SHAPES = blocked.SHAPES[vectors.registers()]
 #: the 16-lane kernels as wide as an output row shorter than ``COLUMNS`` (``blocked.ROW_SHAPES``: with 32 registers
 #: 16 x 10; none with 16), which the ``lanes`` formulation takes for such rows (``conv_cost.lanes_shape``)
 ROW_SHAPES = blocked.ROW_SHAPES[vectors.registers()]
+#: the ``wide`` kernels as long as an output row (``blocked.WIDE_ROW_SHAPES``: with 32 registers 112 x 3; none with
+#: 16), which the ``wide`` formulation takes for rows of that many positions at stride 1 (``conv_cost.wide_shape``)
+WIDE_ROW_SHAPES = blocked.WIDE_ROW_SHAPES[vectors.registers()]
 #: every blocked kernel this CPU runs
-KERNEL_SHAPES = SHAPES + ROW_SHAPES
+KERNEL_SHAPES = SHAPES + ROW_SHAPES + WIDE_ROW_SHAPES
 
 #: the ``lanes`` formulation takes the 32-lane kernel only for sums of at least this many products per output. With
 #: 32 registers (measured while the 32 x 7 kernel stored every result through a tile, which a short sum does not
@@ -79,6 +82,17 @@ EFFICIENCY, PAIRED_EFFICIENCY = {
 #: 15.3 ms), the video's first (37.2 against 54.3), M5's 3-tap layers (5.91 against 6.95), the audio's second
 #: (14.9 against 17.2), C3D-small's second (0.51 against 1.03)
 UNALIGNED_ROWS = 0.78 if vectors.splits_line_loads() else 1.0
+#: a ``wide`` kernel as long as a row (``WIDE_ROW_SHAPES``) stores every block as whole vectors, a row of results
+#: at a time, so its estimate counts WIDE_ROW_STORE_COST multiply-adds per result stored (``STORE_COST`` elsewhere),
+#: and its multiply-adds at WIDE_ROW_EFFICIENCY of the 64 x 4 kernel's (seven unaligned row loads per three
+#: broadcast numbers). Fitted to two layers on an AMD Zen 5, 112 x 3 against 32 x 7 by ``lanes`` (medians of 12-20
+#: rounds alternating in one process): the video's first layer (3 -> 64 channels, 3x3x3, 81 products per output)
+#: 0.90-0.91x the time, and 32 -> 32 channels 3x3x3 on (2, 32, 8, 112, 112) (864 products) 1.14x; with them the
+#: estimates also choose 112 x 3 on the two other layers measured, where it was faster: 16 -> 16 channels 3 x 3 on
+#: (8, 16, 112, 112) 0.91x, 3 -> 32 on (16, 3, 112, 112) 0.81x (predicted 0.75x and 0.64x). Not measured on other
+#: CPUs
+WIDE_ROW_EFFICIENCY = 0.87
+WIDE_ROW_STORE_COST = 2.7
 #: where a ``lanes`` task's output channels and input channels both lie a multiple of 4 KB apart (planes of 1024
 #: float32 numbers: 32 x 32), its 32 stores of a column and its broadcast numbers of a strip fall into the same
 #: first-level cache set, which holds 12 lines on such a Xeon; its estimate is multiplied by this. Measured there on
