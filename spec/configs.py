@@ -52,14 +52,15 @@ WIDE_CONFIGS = (
 #: stride 2 (through the kernel's tile: with AVX2's 64 x 1 kernel every strip is whole, so only a strided output
 #: takes that path)
 WIDE_STRIDED_CONFIGS = (ConvConfig(1, 1, 2, (132,), (4,), stride=(2,), padding=(1,)),)
-#: rows of 112 outputs at stride 1, which ``wide`` computes on the kernel as long as a row (112 x 3 with AVX-512, a
-#: block a row): 4 output channels (a whole strip of 3 columns and a last one repeating its column), stored as
-#: vectors; 13 channels, 39 products, a block of vectors larger than ``blocked.STRIPS_OUTER_MIN_BLOCK`` (its tasks
-#: take every block for one strip before the next); for the input gradient, a stride of 2 over 224 inputs, whose two
-#: phases of 112 positions are written with stride 2 (through the kernel's tile)
+#: rows of 112 outputs at stride 1, which ``wide`` computes on the kernel whose blocks tile them (112 x 3 with
+#: AVX-512, a block a row): 4 output channels (a whole strip of 3 columns and a last one repeating its column),
+#: stored as vectors; 13 channels, 39 products, a block of vectors larger than ``blocked.STRIPS_OUTER_MIN_BLOCK`` (its
+#: tasks take every block for one strip before the next); a row of 224 (two blocks); for the input gradient, a stride
+#: of 2 over 224 inputs, whose two phases of 112 positions are written with stride 2 (through the kernel's tile)
 WIDE_ROW_CONFIGS = (
     ConvConfig(1, 2, 4, (114,), (3,)),
     ConvConfig(1, 13, 3, (114,), (3,)),
+    ConvConfig(1, 1, 2, (226,), (3,)),
 )
 WIDE_ROW_STRIDED_CONFIGS = (ConvConfig(1, 1, 2, (224,), (4,), stride=(2,), padding=(1,)),)
 #: the input gradient as one sub-pixel convolution: strided, rows of at least 16 (64 for ``wide``) positions

@@ -967,7 +967,7 @@ def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
 SHAPES = {32: ((16, 14), (64, 4), (32, 7)), 16: ((16, 5), (64, 1), (32, 3))}
 #: the 16-lane kernels as wide as a short output row, per count of vector registers
 ROW_SHAPES = {32: ((16, 10),), 16: ()}
-#: the ``wide`` kernels as long as an output row, per count of vector registers
+#: the ``wide`` kernels whose blocks tile output rows, per count of vector registers
 WIDE_ROW_SHAPES = {32: ((112, 3),), 16: ()}
 #: every generated kernel by its (lanes, columns)
 KERNELS = {

@@ -51,12 +51,12 @@ CONSECUTIVE_MIN_WIDTH = 8
 #: 16 x 14 (AMD Zen 5, best of 40 alternating in one process). With 16 registers the 16-lane kernel is 5 wide,
 #: under ``CONSECUTIVE_MIN_WIDTH``: none
 ROW_SHAPES = {32: ((16, 10),), 16: ()}
-#: kernels as long as an output row for the ``wide`` formulation, per count of vector registers: a row of 112
-#: outputs at stride 1 is one block of seven vectors, where 64 x 4's blocks of 64 compute 128 positions for it. With
-#: 32 registers, 112 x 3 (21 accumulators; four columns would leave no register for the operands): the anchor
-#: suite's video_c1 (3 -> 64 channels, 3x3x3 on rows of 112), forced onto ``wide``, 0.92-0.93x the time of 64 x 4
-#: (median of 25 rounds alternating in one process, twice; best 25.2-25.8 against 27.6 ms, AMD Zen 5). With 16
-#: registers: none
+#: kernels for the ``wide`` formulation whose blocks tile output rows exactly, per count of vector registers: a row of
+#: 112 outputs at stride 1 (or of 224, ...) is one block of seven vectors (or two), where 64 x 4's blocks of 64
+#: compute 128 positions for 112 (256 for 224). With 32 registers, 112 x 3 (21 accumulators; four columns would leave
+#: no register for the operands): the anchor suite's video_c1 (3 -> 64 channels, 3x3x3 on rows of 112), forced onto
+#: ``wide``, 0.92-0.93x the time of 64 x 4 (median of 25 rounds alternating in one process, twice; best 25.2-25.8
+#: against 27.6 ms, AMD Zen 5); 3 -> 64 channels 3 x 3 on (8, 3, 224, 224), 0.87x. With 16 registers: none
 WIDE_ROW_SHAPES = {32: ((112, 3),), 16: ()}
 #: every table of generated shapes
 TABLES = (SHAPES, ROW_SHAPES, WIDE_ROW_SHAPES)
@@ -289,7 +289,7 @@ def module_source() -> str:
             f"\nSHAPES = {SHAPES!r}\n"
             "#: the 16-lane kernels as wide as a short output row, per count of vector registers\n"
             f"ROW_SHAPES = {ROW_SHAPES!r}\n"
-            "#: the ``wide`` kernels as long as an output row, per count of vector registers\n"
+            "#: the ``wide`` kernels whose blocks tile output rows, per count of vector registers\n"
             f"WIDE_ROW_SHAPES = {WIDE_ROW_SHAPES!r}\n"
             f"#: every generated kernel by its (lanes, columns)\nKERNELS = {{{kernels}\n}}\n"
             "#: the kernels whose tasks split the sum (``split_kernel_source``), for the two-vector shapes\n"

@@ -13,10 +13,10 @@ The three public functions are small dispatchers around the register-blocked mul
   the wasted work (``tuning.py``): 16 output channels per vector with output positions as columns (``lanes``: any
   stride, small planes, many channels), or neighbouring output positions per vector with output channels as
   columns: 16 positions and 14 channels per task (``rows``) or 64 positions and 4 channels (``wide``: few output
-  channels, such as the input gradient of a first layer; on rows of 112 at stride 1, a whole row and 3 channels,
-  ``tuning.WIDE_ROW_SHAPES``, where 64 would leave 16 of a row's 128 lanes unused). The positions of a vector run
-  along an output row (stride 1), along a whole plane (a 1x1 convolution: a matrix product), or along the padded
-  rows of a plane when rows are short (the extra columns go to scratch and are dropped).
+  channels, such as the input gradient of a first layer; on rows of 112 or 224 at stride 1, 112 positions and 3
+  channels, ``tuning.WIDE_ROW_SHAPES``, where blocks of 64 would leave 16 of 128 lanes unused). The positions of a
+  vector run along an output row (stride 1), along a whole plane (a 1x1 convolution: a matrix product), or along
+  the padded rows of a plane when rows are short (the extra columns go to scratch and are dropped).
 * ``conv_grad_input`` is a forward convolution of the output gradient with the weights flipped and their channel
   axes swapped. With a stride s the input positions split into s phases per axis; each phase sees a subset of the
   taps at stride 1, so it runs on the same kernels and writes its strided slice ('phases'). When a phase has few
@@ -334,8 +334,8 @@ def _chosen(layout: Layout, forced: _Forced) -> str:
 
 
 def _row_kernel(layout: Layout, chosen: str) -> tuple:
-    """(lanes, columns) of the blocked kernel of the ``rows``, ``wide`` or ``samples`` formulation: ``wide``'s as
-    long as a row where one is (``wide_shape``)."""
+    """(lanes, columns) of the blocked kernel of the ``rows``, ``wide`` or ``samples`` formulation: ``wide``'s
+    whose blocks tile the rows where one does (``wide_shape``)."""
     return wide_shape(layout) if chosen == "wide" else SHAPES[chosen]
 
 

@@ -83,11 +83,11 @@ def lanes_shape(layout: Layout) -> tuple:
 
 def wide_shape(layout: Layout) -> tuple:
     """(lanes, columns) of the blocked kernel that the ``wide`` formulation runs: one of ``tuning.WIDE_ROW_SHAPES``
-    as long as the output's rows where they are computed at stride 1 (each block is then one row), else 64 x 4
-    (``tuning.WIDE_LANES``, ``tuning.WIDE_COLUMNS``)."""
+    whose blocks tile the output's rows exactly where they are computed at stride 1 (rows of a multiple of its
+    lanes), else 64 x 4 (``tuning.WIDE_LANES``, ``tuning.WIDE_COLUMNS``)."""
     if layout.stride[2] == 1:
         for row_shape in tuning.WIDE_ROW_SHAPES:
-            if row_shape[0] == layout.positions[2]:
+            if layout.positions[2] % row_shape[0] == 0:
                 return row_shape
     return tuning.WIDE_LANES, tuning.WIDE_COLUMNS
 

@@ -125,10 +125,10 @@ def _shapes_for(model: str | None, dtype) -> list:
     where a convolution's forward (lanes: a group's output channels, summing over its input channels and taps), its
     input gradient (the other way round) or its weight gradient (a group's output channels, summing over a training
     batch's positions: long) can take it (``conv_cost.takes_paired``), or a dense layer's forward
-    (``dense.streams_weight``); a kernel as wide as a short row, or as long as a row of ``wide``, only where a
-    convolution at stride 1 along its rows has input or output rows that wide (its input gradient's rows or its
-    forward's, at the model's ``models.INPUT_SHAPES``); so that a model that never runs one leaves the cores to the
-    others."""
+    (``dense.streams_weight``); a kernel as wide as a short row only where a convolution at stride 1 along its rows
+    has input or output rows that wide (its input gradient's rows or its forward's, at the model's
+    ``models.INPUT_SHAPES``), and a ``wide`` kernel whose blocks tile rows only where such rows are a multiple of its
+    lanes; so that a model that never runs one leaves the cores to the others."""
     if model is None:
         return list(tuning.KERNEL_SHAPES)
     from numconv import layers, models
@@ -149,7 +149,7 @@ def _shapes_for(model: str | None, dtype) -> list:
     rows = _row_widths(network, models.INPUT_SHAPES[model])
     return ([shape for shape in tuning.SHAPES if paired or shape != paired_shape]
             + [shape for shape in tuning.ROW_SHAPES if shape[1] in rows]
-            + [shape for shape in tuning.WIDE_ROW_SHAPES if shape[0] in rows])
+            + [shape for shape in tuning.WIDE_ROW_SHAPES if any(width % shape[0] == 0 for width in rows)])
 
 
 def _row_widths(network, input_shape: tuple) -> set:

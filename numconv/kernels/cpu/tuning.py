@@ -27,8 +27,9 @@ SHAPES = blocked.SHAPES[vectors.registers()]
 #: the 16-lane kernels as wide as an output row shorter than ``COLUMNS`` (``blocked.ROW_SHAPES``: with 32 registers
 #: 16 x 10; none with 16), which the ``lanes`` formulation takes for such rows (``conv_cost.lanes_shape``)
 ROW_SHAPES = blocked.ROW_SHAPES[vectors.registers()]
-#: the ``wide`` kernels as long as an output row (``blocked.WIDE_ROW_SHAPES``: with 32 registers 112 x 3; none with
-#: 16), which the ``wide`` formulation takes for rows of that many positions at stride 1 (``conv_cost.wide_shape``)
+#: the ``wide`` kernels whose blocks tile output rows exactly (``blocked.WIDE_ROW_SHAPES``: with 32 registers 112 x 3;
+#: none with 16), which the ``wide`` formulation takes for rows of a multiple of their lanes at stride 1
+#: (``conv_cost.wide_shape``)
 WIDE_ROW_SHAPES = blocked.WIDE_ROW_SHAPES[vectors.registers()]
 #: every blocked kernel this CPU runs
 KERNEL_SHAPES = SHAPES + ROW_SHAPES + WIDE_ROW_SHAPES
@@ -82,15 +83,17 @@ EFFICIENCY, PAIRED_EFFICIENCY = {
 #: 15.3 ms), the video's first (37.2 against 54.3), M5's 3-tap layers (5.91 against 6.95), the audio's second
 #: (14.9 against 17.2), C3D-small's second (0.51 against 1.03)
 UNALIGNED_ROWS = 0.78 if vectors.splits_line_loads() else 1.0
-#: a ``wide`` kernel as long as a row (``WIDE_ROW_SHAPES``) stores every block as whole vectors, a row of results
-#: at a time, so its estimate counts WIDE_ROW_STORE_COST multiply-adds per result stored (``STORE_COST`` elsewhere),
-#: and its multiply-adds at WIDE_ROW_EFFICIENCY of the 64 x 4 kernel's (seven unaligned row loads per three
-#: broadcast numbers). Fitted to two layers on an AMD Zen 5, 112 x 3 against 32 x 7 by ``lanes`` (medians of 12-20
+#: a ``wide`` kernel whose blocks tile rows (``WIDE_ROW_SHAPES``) stores every block as whole vectors, so its
+#: estimate counts WIDE_ROW_STORE_COST multiply-adds per result stored (``STORE_COST`` elsewhere), and its
+#: multiply-adds at WIDE_ROW_EFFICIENCY of the 64 x 4 kernel's (seven unaligned row loads per three broadcast
+#: numbers). Fitted to two layers on an AMD Zen 5, 112 x 3 against 32 x 7 by ``lanes`` (medians of 12-20
 #: rounds alternating in one process): the video's first layer (3 -> 64 channels, 3x3x3, 81 products per output)
 #: 0.90-0.91x the time, and 32 -> 32 channels 3x3x3 on (2, 32, 8, 112, 112) (864 products) 1.14x; with them the
 #: estimates also choose 112 x 3 on the two other layers measured, where it was faster: 16 -> 16 channels 3 x 3 on
-#: (8, 16, 112, 112) 0.91x, 3 -> 32 on (16, 3, 112, 112) 0.81x (predicted 0.75x and 0.64x). Not measured on other
-#: CPUs
+#: (8, 16, 112, 112) 0.91x, 3 -> 32 on (16, 3, 112, 112) 0.81x (predicted 0.75x and 0.64x), and on rows of 224,
+#: where 64 x 4 leaves 32 of 256 lanes unused: 3 -> 64 channels 3 x 3 on (8, 3, 224, 224) 0.72x (64 x 4, which the
+#: estimates took before, 0.82x), 3 -> 32 channels 3x3x3 on (4, 3, 8, 224, 224) 0.94x (64 x 4 1.10x). Not measured
+#: on other CPUs
 WIDE_ROW_EFFICIENCY = 0.87
 WIDE_ROW_STORE_COST = 2.7
 #: where a ``lanes`` task's output channels and input channels both lie a multiple of 4 KB apart (planes of 1024
