@@ -53,12 +53,12 @@ WIDE_CONFIGS = (
 #: takes that path)
 WIDE_STRIDED_CONFIGS = (ConvConfig(1, 1, 2, (132,), (4,), stride=(2,), padding=(1,)),)
 #: rows of 112 outputs at stride 1, which ``wide`` computes on the kernel whose blocks tile them (112 x 3 with
-#: AVX-512, a block a row): 4 output channels (a whole strip of 3 columns and a last one repeating its column),
+#: AVX-512, a block a row): 5 output channels (a whole strip of 3 columns and a last one repeating its column),
 #: stored as vectors; 13 channels, 39 products, a block of vectors larger than ``blocked.STRIPS_OUTER_MIN_BLOCK`` (its
 #: tasks take every block for one strip before the next); a row of 224 (two blocks); for the input gradient, a stride
 #: of 2 over 224 inputs, whose two phases of 112 positions are written with stride 2 (through the kernel's tile)
 WIDE_ROW_CONFIGS = (
-    ConvConfig(1, 2, 4, (114,), (3,)),
+    ConvConfig(1, 2, 5, (114,), (3,)),
     ConvConfig(1, 13, 3, (114,), (3,)),
     ConvConfig(1, 1, 2, (226,), (3,)),
 )

@@ -84,12 +84,18 @@ def lanes_shape(layout: Layout) -> tuple:
 def wide_shape(layout: Layout) -> tuple:
     """(lanes, columns) of the blocked kernel that the ``wide`` formulation runs: one of ``tuning.WIDE_ROW_SHAPES``
     whose blocks tile the output's rows exactly where they are computed at stride 1 (rows of a multiple of its
-    lanes), else 64 x 4 (``tuning.WIDE_LANES``, ``tuning.WIDE_COLUMNS``)."""
+    lanes) and where it leaves fewer lanes and columns unused than 64 x 4 (``tuning.WIDE_LANES``,
+    ``tuning.WIDE_COLUMNS``), else 64 x 4: 4 output channels a group fill a strip of 64 x 4 but take two of 112 x 3,
+    and keep the split of a long sum over input channels (``conv._channel_chunks``, for one strip): a first layer's
+    input gradient from 64 channels to 4 over (4, 4, 16, 112, 112), on 112 x 3 unsplit 72-74 ms, on 64 x 4 in 6
+    chunks 63-65 (AMD Zen 5)."""
+    wide = (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
     if layout.stride[2] == 1:
-        for row_shape in tuning.WIDE_ROW_SHAPES:
-            if layout.positions[2] % row_shape[0] == 0:
-                return row_shape
-    return tuning.WIDE_LANES, tuning.WIDE_COLUMNS
+        for lanes, columns in tuning.WIDE_ROW_SHAPES:
+            wide_use = _use(layout.positions[2], wide[0]) * _use(layout.group_out, wide[1])
+            if layout.positions[2] % lanes == 0 and _use(layout.group_out, columns) > wide_use:
+                return lanes, columns
+    return wide
 
 
 @lru_cache(maxsize=256)
