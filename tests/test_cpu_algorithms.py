@@ -225,8 +225,8 @@ def test_winograd_takes_wide_3x3_and_5x5_stride_1_layers_only(x_shape, w_shape, 
     # per number loaded) do not beat the lanes either: with AVX2's 64 x 1 kernel (NiN's first layer: lanes 14.3 ms,
     # wide 26.3; the video's: 80 and 147), on Zen 4 (NiN's: 11.1 against 13.5; the video's 52.0 against 51.4), on an
     # Intel Xeon (the 32 x 7 kernel: NiN's 7.99 against 15.3; the video's 37.2 against 54.3), on Zen 5 (32 x 7:
-    # NiN's 6.2-6.3 against 7.4-7.6); but on Zen 5 the video's rows of 112 fill the wide kernel as long as them
-    # (112 x 3), where 64 x 4 left 16 of 128 lanes unused: 0.90-0.91x the time of 32 x 7 by lanes
+    # NiN's 6.2-6.3 against 7.4-7.6); but on Zen 5 the video's rows of 112 fill the wide kernel whose blocks tile
+    # them (112 x 3), where 64 x 4 left 16 of 128 lanes unused: 0.90-0.91x the time of 32 x 7 by lanes
     ((64, 3, 32, 32), (192, 3, 5, 5), dict(padding=2), "lanes", "phases"),
     ((4, 3, 16, 112, 112), (64, 3, 3, 3, 3), dict(padding=1),
      "wide" if REGISTERS == 32 and FULL and not SPLITS else "lanes", "phases"),

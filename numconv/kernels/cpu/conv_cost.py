@@ -91,8 +91,8 @@ def wide_shape(layout: Layout) -> tuple:
     chunks 63-65 (AMD Zen 5)."""
     wide = (tuning.WIDE_LANES, tuning.WIDE_COLUMNS)
     if layout.stride[2] == 1:
+        wide_use = _use(layout.positions[2], wide[0]) * _use(layout.group_out, wide[1])
         for lanes, columns in tuning.WIDE_ROW_SHAPES:
-            wide_use = _use(layout.positions[2], wide[0]) * _use(layout.group_out, wide[1])
             if layout.positions[2] % lanes == 0 and _use(layout.group_out, columns) > wide_use:
                 return lanes, columns
     return wide
