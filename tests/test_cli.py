@@ -318,7 +318,8 @@ model.forward(np.ones((train.EVALUATION_BATCH, 1, 28, 28), np.float32))
 print(sorted(compiled))
 for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     kernel = launch.KERNELS[shape]
-    print(shape, sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+    print(shape, *(sum(counts.values()) for part in (kernel.loop, kernel.task)
+                   for counts in (part.stats.cache_hits, part.stats.cache_misses)))
 """
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
@@ -327,8 +328,8 @@ for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     lines = result.stdout.split("\n")
     assert lines[0] == "[]", result.stdout
     # LeNet-5 runs the 16- and 64-lane blocked kernels (its first layer's 6 channels take the wide one, its weight
-    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each was a cache
-    # hit
+    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each loop and
+    # each task was a cache hit
     single, wide, _ = tuning.SHAPES
-    assert lines[1:3] == [f"{single} 1 0", f"{wide} 1 0"], result.stdout
-    assert lines[4:4 + len(tuning.ROW_SHAPES)] == [f"{shape} 1 0" for shape in tuning.ROW_SHAPES], result.stdout
+    assert lines[1:3] == [f"{single} 1 0 1 0", f"{wide} 1 0 1 0"], result.stdout
+    assert lines[4:4 + len(tuning.ROW_SHAPES)] == [f"{shape} 1 0 1 0" for shape in tuning.ROW_SHAPES], result.stdout

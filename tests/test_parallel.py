@@ -10,10 +10,11 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-from numba import prange
+from numba import njit, prange
+from numba.core.errors import TypingError
 
 from numconv.kernels.cpu import dense, parallel, pointwise, pool
-from numconv.kernels.cpu.parallel import every_call, parallel_kernel
+from numconv.kernels.cpu.parallel import call_task, every_call, parallel_kernel, task_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,3 +249,58 @@ def test_no_parallel_kernel_builds_arrays_outside_its_parallel_loop():
             if isinstance(node, ast.FunctionDef) and _is_parallel(node):
                 offenders += [f"{path.name}:{node.name}: {call}" for call in _array_loops_outside_prange(node)]
     assert offenders == []
+
+
+@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
+def _offset_scaled_tasks(x, factor, out, scratch, first, end):
+    """Tasks ``first`` to ``end`` - 1: out[i] = x[i] * factor + 0.375, the 0.375 through the calling thread's
+    scratch (a constant that marks the task's code)."""
+    scratch[0] = 0.375
+    for i in range(first, end):
+        out[i] = x[i] * factor + scratch[0]
+
+
+@task_loop(_offset_scaled_tasks, per_thread=1)
+def _offset_scaled(task_address, x, factor, out, scratch):
+    """out = x * factor + 0.375 in ranges of tasks. x, out (size,); scratch (threads, 1)."""
+    tasks = x.shape[0]
+    ranges = min(tasks, 8)
+    for at in prange(ranges):
+        call_task(_offset_scaled_tasks, task_address,
+                  (x, factor, out, scratch[numba.get_thread_id()], at * tasks // ranges, (at + 1) * tasks // ranges))
+
+
+def _offset_scaled_checked(x, factor=3.0):
+    out = np.zeros_like(x)
+    _offset_scaled(x, factor, out, np.zeros((numba.config.NUMBA_NUM_THREADS, 1), x.dtype))
+    np.testing.assert_array_equal(out, x * x.dtype.type(factor) + x.dtype.type(0.375))
+
+
+def test_a_task_loop_runs_every_task_through_its_task_compiled_apart():
+    """Each range of tasks runs (more tasks than ranges), the scratch is the thread's row, a version of the task per
+    dtype; the loop calls the task by its address, so the task's code is not linked into the loop's."""
+    for dtype in (np.float64, np.float32):
+        _offset_scaled_checked(np.arange(37, dtype=dtype))
+    task = _offset_scaled.task
+    assert {signature[0].dtype for signature in task.signatures} == {numba.float64, numba.float32}
+    assert all(signature[3] == numba.types.Array(signature[0].dtype, 1, "C") for signature in task.signatures)
+    # the task's constant is in its own code and not in the loop's (a task called by name is inlined there)
+    assert all("3.750000e-01" in code for code in task.inspect_llvm().values())
+    assert not any("3.750000e-01" in code for code in _offset_scaled.loop.inspect_llvm().values())
+
+
+def test_a_read_only_array_runs_the_tasks_version_for_a_writeable_one():
+    x = np.arange(20, dtype=np.float64)
+    _offset_scaled_checked(x)
+    compiled = len(_offset_scaled.task.signatures)
+    x.flags.writeable = False
+    _offset_scaled_checked(x)
+    assert len(_offset_scaled.task.signatures) == compiled
+
+
+def test_a_task_loop_refuses_arguments_its_task_was_not_compiled_for():
+    """Arguments of other kinds than those the task was compiled for (here a strided array after contiguous ones of
+    the same dtype) stop the loop's compile with the task's name, never reach the task."""
+    _offset_scaled_checked(np.arange(20, dtype=np.float64))
+    with pytest.raises(TypingError, match="_offset_scaled_tasks is not compiled for"):
+        _offset_scaled_checked(np.arange(40, dtype=np.float64)[::2])

@@ -3,6 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
+from numconv.kernels.cpu.parallel import call_task, task_loop
 from numconv.kernels.cpu.runs import add_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 
 #: a parallel call splits its tasks into at most this many ranges: 16 per thread on 16 threads, enough to even out
@@ -30,7 +31,7 @@ def takes_strips_outer(V, vb, rlo, rhi, lanes):
     return block_bytes > STRIPS_OUTER_MIN_BLOCK and V.size * V.itemsize <= STRIPS_OUTER_MAX_BYTES
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 14 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 14 x (t // blocks)."""
@@ -185,16 +186,16 @@ def _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
                     out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_16x14(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_16x14_tasks)
+def _fma_16x14(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """16 lanes x 14 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 13) // 14)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_16x14_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_16x14_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 4 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 4 x (t // blocks)."""
@@ -257,16 +258,16 @@ def _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
                     out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_64x4(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_64x4_tasks)
+def _fma_64x4(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """64 lanes x 4 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 3) // 4)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_64x4_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_64x4_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 7 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 7 x (t // blocks)."""
@@ -352,16 +353,16 @@ def _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
                     out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_32x7(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_32x7_tasks)
+def _fma_32x7(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """32 lanes x 7 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 6) // 7)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x7_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_32x7_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 5 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 5 x (t // blocks)."""
@@ -433,16 +434,16 @@ def _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
                     out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_16x5(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_16x5_tasks)
+def _fma_16x5(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """16 lanes x 5 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 4) // 5)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_16x5_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_16x5_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 1 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 1 x (t // blocks)."""
@@ -484,16 +485,16 @@ def _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
                     out[at + np.uint64(k) * ostride] = tile[j * 64 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_64x1(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_64x1_tasks)
+def _fma_64x1(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """64 lanes x 1 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 0) // 1)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_64x1_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_64x1_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
@@ -551,16 +552,16 @@ def _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostri
                     out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_32x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_32x3_tasks)
+def _fma_32x3(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """32 lanes x 3 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 2) // 3)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_32x3_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_16x10_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 10 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 10 x (t // blocks)."""
@@ -683,16 +684,16 @@ def _fma_16x10_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
                     out[at + np.uint64(k) * ostride] = tile[j * 16 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_16x10(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_16x10_tasks)
+def _fma_16x10(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """16 lanes x 10 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 9) // 10)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_16x10_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_16x10_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_112x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // strips, columns from 3 x (t % strips),
     or, with the strips outer, block t % blocks, columns from 3 x (t // blocks)."""
@@ -748,16 +749,16 @@ def _fma_112x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostr
                     out[at + np.uint64(k) * ostride] = tile[j * 112 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_112x3(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
+@task_loop(_fma_112x3_tasks)
+def _fma_112x3(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor):
     """112 lanes x 3 columns per task; see codegen.py."""
     tasks = vb.shape[0] * ((xc.shape[0] + 2) // 3)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_112x3_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_112x3_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)
     on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum
@@ -869,16 +870,16 @@ def _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
                                 out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_32x7_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
+@task_loop(_fma_32x7_split_tasks)
+def _fma_32x7_split(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
     """32 lanes x 7 columns per strip, the sum split into chunks; see codegen.py."""
     tasks = vb.shape[0] * (((xc.shape[0] + 6) // 7 + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x7_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_32x7_split_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, first, end):
     """Tasks ``first`` to ``end`` - 1: task t is block t // runs, strips from per_task x (t % runs)
     on, or, with the strips outer, block t % blocks, strips from per_task x (t // blocks) on; the sum
@@ -954,13 +955,13 @@ def _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk,
                                 out[at + np.uint64(k) * ostride] = tile[j * 32 + k]
 
 
-@njit(parallel=True, cache=True)
-def _fma_32x3_split(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
+@task_loop(_fma_32x3_split_tasks)
+def _fma_32x3_split(task_address, V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer):
     """32 lanes x 3 columns per strip, the sum split into chunks; see codegen.py."""
     tasks = vb.shape[0] * (((xc.shape[0] + 2) // 3 + per_task - 1) // per_task)
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
-        _fma_32x3_split_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_fma_32x3_split_tasks, task_address, (V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, chunk, per_task, strips_outer, at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
 #: the (lanes, columns) of the kernels that blocks of registers fit, per count of vector registers

@@ -200,9 +200,10 @@ def behind() -> None:
 
 
 def _in_cache(kernel) -> bool:
-    """Whether Numba's cache holds any compiled version of ``kernel`` (its index for the current source)."""
+    """Whether Numba's cache holds any compiled version of the blocked ``kernel``'s loop and of its task (their
+    indexes for the current source)."""
     try:
-        return bool(kernel._cache._cache_file._load_index())
+        return all(part._cache._cache_file._load_index() for part in (kernel.loop, kernel.task))
     except (AttributeError, OSError):  # another Numba's internals, or an unreadable cache: compile in-process
         return True
 

@@ -12,6 +12,12 @@ is ``range`` in the one-thread version, and no kernel carries a floating-point s
 the next, so both versions add in the same order (the spec check runs both and requires equal results; where a
 kernel leaves the order to the compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two
 differently).
+
+The generated kernels (``blocked.py``, ``winograd_kernels.py``) are a parallel loop over ranges of tasks whose body
+is one call of a large task function. Called by name, the task would be linked into the loop's compiled body, the
+gufunc that Numba builds around it and the kernel, and LLVM would optimise and emit it again at each level (a 5 x 5
+Winograd weight transform: 3.6 s for its task, 10.2 s more for its loop). :func:`task_loop` compiles the task on
+its own instead and the loop calls it by its address (:func:`call_task`), as Numba calls any compiled function.
 """
 from __future__ import annotations
 
@@ -21,9 +27,12 @@ import types
 from contextlib import contextmanager
 
 import numpy as np
-from numba import config, njit
+from numba import config, njit, typeof
+from numba import types as numba_types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic, overload
 
-__all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "parallel_kernel", "every_call"]
+__all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "parallel_kernel", "every_call", "task_loop", "call_task"]
 
 #: a call runs parallel where its largest array's elements times (threads - 1) reach this, the threads being those
 #: Numba starts (``NUMBA_NUM_THREADS``; with 1, every call runs the one-thread version): with 2 threads from 262,144
@@ -115,3 +124,80 @@ def parallel_kernel(function=None, **options):
     if function is None:
         return functools.partial(parallel_kernel, **options)
     return ParallelKernel(function, options)
+
+
+def call_task(task, address, arguments) -> None:
+    """``task(*arguments)``. Compiled, a call of the function at ``address``: ``task``'s version for the types of
+    ``arguments``, which must have been compiled (:class:`TaskLoop` compiles it before the loop), so that the caller
+    does not link ``task`` into its own code. As Python (``NUMBA_DISABLE_JIT``), a call of ``task``."""
+    task(*arguments)
+
+
+def _task_types(argument_types) -> tuple:
+    """The types a task is compiled for: its arguments', arrays taken as writeable and aligned (a read-only or
+    unaligned array has the same representation), so that one version serves every caller."""
+    return tuple(numba_types.Array(kind.dtype, kind.ndim, kind.layout) if isinstance(kind, numba_types.Array)
+                 else kind
+                 for kind in argument_types)
+
+
+@intrinsic
+def _call_address(typingctx, task, address, arguments):
+    """``call_task``'s compiled form: Numba's own calling convention, through a pointer."""
+    argument_types = _task_types(arguments.types)
+    if argument_types not in task.dispatcher.overloads:
+        raise errors.TypingError(f"{task.dispatcher.__name__} is not compiled for {argument_types}: its loop's "
+                                 "TaskLoop compiles it for the arguments it is given")
+
+    def codegen(context, builder, signature, args):
+        function_type = context.call_conv.get_function_type(numba_types.void, argument_types)
+        function = builder.inttoptr(args[1], function_type.as_pointer())
+        values = cgutils.unpack_tuple(builder, args[2], len(argument_types))
+        # a task raises nothing (kernels take valid input), so its status is not read
+        context.call_conv.call_function(builder, function, numba_types.void, argument_types, values)
+        return context.get_dummy_value()
+
+    return numba_types.void(task, address, arguments), codegen
+
+
+@overload(call_task)
+def _call_task_compiled(task, address, arguments):
+    return lambda task, address, arguments: _call_address(task, address, arguments)
+
+
+class TaskLoop:
+    """A parallel loop over ranges of tasks, ``loop(task_address, *arguments)``, that calls its task function
+    ``task`` through :func:`call_task`; called as ``kernel(*arguments)``. The task's arguments are the loop's, the
+    last ``per_thread`` of them (2D per-thread scratch) as the calling thread's row, then the range's first and end
+    task (int64). The task is compiled for each float dtype of the first argument: every caller passes the same kinds
+    of arguments but for that dtype (as ``launch.run_vectorized`` keys its calls)."""
+
+    def __init__(self, function, task, per_thread: int):
+        self.loop = njit(parallel=True, cache=True)(function)
+        self.task = task
+        self.per_thread = per_thread
+        self._addresses = {}
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args):
+        address = self._addresses.get(args[0].dtype.char)
+        if address is None:
+            address = self._addresses[args[0].dtype.char] = self._compile_task(args)
+        self.loop(address, *args)
+
+    def _compile_task(self, args) -> int:
+        """The address of the task's version for the loop's ``args``, compiled (or loaded from the cache)."""
+        if config.DISABLE_JIT:
+            return 0
+        argument_types = [typeof(arg) for arg in args]
+        split = len(argument_types) - self.per_thread
+        signature = _task_types((*argument_types[:split], *(scratch.copy(ndim=1) for scratch in argument_types[split:]),
+                                 numba_types.int64, numba_types.int64))
+        self.task.compile(signature)
+        compiled = self.task.overloads[signature]
+        return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
+def task_loop(task, per_thread: int = 0):
+    """Decorator: the parallel loop below, as a :class:`TaskLoop` calling ``task``."""
+    return lambda function: TaskLoop(function, task, per_thread)

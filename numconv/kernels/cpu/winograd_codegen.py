@@ -145,6 +145,7 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
+from numconv.kernels.cpu.parallel import call_task, task_loop
 from numconv.kernels.cpu.runs import combine_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 '''
 
@@ -207,8 +208,8 @@ def tasks_header(kernel: str, parameters: str, scratch: str) -> list:
 
 
 def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: str) -> list:
-    """``codegen.ranges_loop`` after two blank lines, ``tid`` naming the calling thread in ``arguments``."""
-    return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments, per_thread=True)
+    """``codegen.ranges_loop`` after two blank lines."""
+    return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments)
 
 
 #: where a weight transform's scratch row holds a kernel column's gathered taps, after its 4 x 3 runs of products

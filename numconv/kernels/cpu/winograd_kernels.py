@@ -5,10 +5,11 @@ import numpy as np
 from numba import njit, prange
 
 from numconv.kernels.cpu.blocked import RANGES
+from numconv.kernels.cpu.parallel import call_task, task_loop
 from numconv.kernels.cpu.runs import combine_run, floor_run, load_run, multiply_add_run, store_lanes, store_run
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_3x3``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -60,8 +61,8 @@ def _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
 
 
-@njit(parallel=True, cache=True)
-def _weights_3x3(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_3x3_tasks, per_thread=1)
+def _weights_3x3(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 16, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -70,10 +71,10 @@ def _weights_3x3(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_3x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_3x3_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_3x5``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -156,8 +157,8 @@ def _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s2)
 
 
-@njit(parallel=True, cache=True)
-def _weights_3x5(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_3x5_tasks, per_thread=1)
+def _weights_3x5(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 3 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 3, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -166,10 +167,10 @@ def _weights_3x5(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_3x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_3x5_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_5x3``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -253,8 +254,8 @@ def _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
 
 
-@njit(parallel=True, cache=True)
-def _weights_5x3(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_5x3_tasks, per_thread=1)
+def _weights_5x3(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 28, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -263,10 +264,10 @@ def _weights_5x3(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_5x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_5x3_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_5x5``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -409,8 +410,8 @@ def _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s2)
 
 
-@njit(parallel=True, cache=True)
-def _weights_5x5(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_5x5_tasks, per_thread=1)
+def _weights_5x5(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 49, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 5 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 5, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -419,10 +420,10 @@ def _weights_5x5(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_5x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_5x5_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_1x3``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -466,8 +467,8 @@ def _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s3)
 
 
-@njit(parallel=True, cache=True)
-def _weights_1x3(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_1x3_tasks, per_thread=1)
+def _weights_1x3(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 4, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 3 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 3)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -476,10 +477,10 @@ def _weights_1x3(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_1x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_1x3_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_1x5``, with the calling thread's scratch (scratch)."""
     group_in, taps_d = w.shape[1], w.shape[2]
@@ -546,8 +547,8 @@ def _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
             store_run(U, at, s2)
 
 
-@njit(parallel=True, cache=True)
-def _weights_1x5(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_1x5_tasks, per_thread=1)
+def _weights_1x5(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 7, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the sub-window s of the 1 x 5 window
     (``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, 1, 5)[g * group_out + 16 ob + k, c, kd],
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, depth tap, input
@@ -556,10 +557,10 @@ def _weights_1x5(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_1x5_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_1x5_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _weights_3x3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_weights_3x3x3``, with the calling thread's scratch (scratch)."""
     group_in = w.shape[1]
@@ -656,8 +657,8 @@ def _weights_3x3x3_tasks(w, K, group_out, oblocks, cpad, U, scratch, first, end)
                 store_run(U, at, s3)
 
 
-@njit(parallel=True, cache=True)
-def _weights_3x3x3(w, K, group_out, oblocks, cpad, U, tmp):
+@task_loop(_weights_3x3x3_tasks, per_thread=1)
+def _weights_3x3x3(task_address, w, K, group_out, oblocks, cpad, U, tmp):
     """U (G, OB, 64, CP, 16)[g, ob, 16 e + t, c, k] = (G_d (G w G^T))[e, t] of w (O, Cg, 3, 3, 3)[g * group_out + 16 ob + k, c]:
     the depth axis' transform element e (F(2, 3) over the 3 depth taps) of the 3 x 3 window's element t,
     zero past the group's last channel or Cg; one task per (group, block of 16 output channels, input channel). tmp: per-thread scratch (threads, 912)."""
@@ -665,10 +666,10 @@ def _weights_3x3x3(w, K, group_out, oblocks, cpad, U, tmp):
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _weights_3x3x3_tasks(w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_weights_3x3x3_tasks, task_address, (w, K, group_out, oblocks, cpad, U, tmp[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -892,8 +893,8 @@ def _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3_w16_tasks, per_thread=3)
+def _winograd_3x3_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 16 tiles.
 
@@ -906,10 +907,10 @@ def _winograd_3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -1083,8 +1084,8 @@ def _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3_w6_tasks, per_thread=3)
+def _winograd_3x3_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 6 tiles.
 
@@ -1097,10 +1098,10 @@ def _winograd_3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -1389,8 +1390,8 @@ def _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x5_w16_tasks, per_thread=3)
+def _winograd_3x5_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 16 tiles.
 
@@ -1403,10 +1404,10 @@ def _winograd_3x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x5_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -1645,8 +1646,8 @@ def _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x5_w6_tasks, per_thread=3)
+def _winograd_3x5_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 6 tiles.
 
@@ -1659,10 +1660,10 @@ def _winograd_3x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x5_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -1951,8 +1952,8 @@ def _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x3_w16_tasks, per_thread=3)
+def _winograd_5x3_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 16 tiles.
 
@@ -1965,10 +1966,10 @@ def _winograd_5x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x3_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -2207,8 +2208,8 @@ def _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x3_w6_tasks, per_thread=3)
+def _winograd_5x3_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 6 tiles.
 
@@ -2221,10 +2222,10 @@ def _winograd_5x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x3_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -2636,8 +2637,8 @@ def _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x5_w16_tasks, per_thread=3)
+def _winograd_5x5_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 16 tiles.
 
@@ -2650,10 +2651,10 @@ def _winograd_5x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x5_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -3015,8 +3016,8 @@ def _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x5_w6_tasks, per_thread=3)
+def _winograd_5x5_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 6 tiles.
 
@@ -3029,10 +3030,10 @@ def _winograd_5x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x5_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -3217,8 +3218,8 @@ def _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x3_w16_tasks, per_thread=3)
+def _winograd_1x3_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 16 tiles.
 
@@ -3231,10 +3232,10 @@ def _winograd_1x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x3_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -3369,8 +3370,8 @@ def _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x3_w6_tasks, per_thread=3)
+def _winograd_1x3_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 6 tiles.
 
@@ -3383,10 +3384,10 @@ def _winograd_1x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x3_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -3597,8 +3598,8 @@ def _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, 
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x5_w16_tasks, per_thread=3)
+def _winograd_1x5_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 16 tiles.
 
@@ -3611,10 +3612,10 @@ def _winograd_1x5_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, st
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x5_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x5_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -3775,8 +3776,8 @@ def _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, t
                                 of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x5_w6_tasks, per_thread=3)
+def _winograd_1x5_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 6 tiles.
 
@@ -3789,10 +3790,10 @@ def _winograd_1x5_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, str
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x5_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x5_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w16``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -4058,8 +4059,8 @@ def _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3x3_w16_tasks, per_thread=3)
+def _winograd_3x3x3_w16(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 16 tiles.
 
@@ -4072,10 +4073,10 @@ def _winograd_3x3x3_w16(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w16_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3x3_w16_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w6``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -4291,8 +4292,8 @@ def _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th,
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3x3_w6_tasks, per_thread=3)
+def _winograd_3x3x3_w6(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 6 tiles.
 
@@ -4305,10 +4306,10 @@ def _winograd_3x3x3_w6(P, U, bias, K, out, groups, group_out, oblocks, th, tw, p
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w6_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3x3_w6_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -4633,8 +4634,8 @@ def _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3_w14x2_tasks, per_thread=3)
+def _winograd_3x3_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) in strips of 14 tiles.
 
@@ -4647,10 +4648,10 @@ def _winograd_3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x5_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -5040,8 +5041,8 @@ def _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x5_w14x2_tasks, per_thread=3)
+def _winograd_3x5_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) in strips of 14 tiles.
 
@@ -5054,10 +5055,10 @@ def _winograd_3x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x5_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -5447,8 +5448,8 @@ def _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x3_w14x2_tasks, per_thread=3)
+def _winograd_5x3_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 2x3) in strips of 14 tiles.
 
@@ -5461,10 +5462,10 @@ def _winograd_5x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x3_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_5x5_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -5977,8 +5978,8 @@ def _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_5x5_w14x2_tasks, per_thread=3)
+def _winograd_5x5_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 5 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(2x2, 3x3) + F(2x2, 3x2) + F(2x2, 2x3) + F(2x2, 2x2) in strips of 14 tiles.
 
@@ -5991,10 +5992,10 @@ def _winograd_5x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_5x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_5x5_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -6280,8 +6281,8 @@ def _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x3_w14x2_tasks, per_thread=3)
+def _winograd_1x3_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 3 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) in strips of 14 tiles.
 
@@ -6294,10 +6295,10 @@ def _winograd_1x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x3_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_1x5_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -6609,8 +6610,8 @@ def _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th
                                     of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_1x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_1x5_w14x2_tasks, per_thread=3)
+def _winograd_1x5_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 1 x 5 window in each plane, each depth tap kd reading
     input plane d * stride_d + depth_offsets[kd] for output plane d, by F(1x2, 1x3) + F(1x2, 1x2) in strips of 14 tiles.
 
@@ -6623,10 +6624,10 @@ def _winograd_1x5_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, 
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_1x5_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_1x5_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, stride_d, depth_offsets, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
-@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
 def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, V, M, S, first, end):
     """Tasks ``first`` to ``end`` - 1 of ``_winograd_3x3x3_w14x2``, with the calling thread's scratch (V, M and S)."""
     batch, cblocks, dp, hp, wp = P.shape[0], P.shape[2], P.shape[3], P.shape[4], P.shape[5]
@@ -6993,8 +6994,8 @@ def _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, 
                                         of[row + np.uint64(k) * plane + np.uint64(q)] = S[at + np.uint64(q * 16 + k)]
 
 
-@njit(parallel=True, cache=True)
-def _winograd_3x3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
+@task_loop(_winograd_3x3x3_w14x2_tasks, per_thread=3)
+def _winograd_3x3x3_w14x2(task_address, P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v, work_m, work_t):
     """out (N, O, OD, OH, OW) = bias + the convolution with a 3 x 3 x 3 window at depth stride and dilation 1, by
     F(2, 3) along the depth and F(2x2, 3x3) in each plane (tiles of 2 x 2 x 2 outputs) in strips of 14 tiles.
 
@@ -7007,7 +7008,7 @@ def _winograd_3x3x3_w14x2(P, U, bias, K, out, groups, group_out, oblocks, th, tw
     ranges = min(tasks, RANGES)
     for at in prange(ranges):
         tid = numba.get_thread_id()
-        _winograd_3x3x3_w14x2_tasks(P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges)
+        call_task(_winograd_3x3x3_w14x2_tasks, task_address, (P, U, bias, K, out, groups, group_out, oblocks, th, tw, per_task, chunks, floor, work_v[tid], work_m[tid], work_t[tid], at * tasks // ranges, (at + 1) * tasks // ranges))
 
 CONSTANTS = [0.0, 0.5]
 #: output tile side, and the lanes of the kernels' vectors
