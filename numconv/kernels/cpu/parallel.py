@@ -16,8 +16,9 @@ differently).
 The generated kernels (``blocked.py``, ``winograd_kernels.py``) are a parallel loop over ranges of tasks whose body
 is one call of a large task function. Called by name, the task would be linked into the loop's compiled body, the
 gufunc that Numba builds around it and the kernel, and LLVM would optimise and emit it again at each level (a 5 x 5
-Winograd weight transform: 3.6 s for its task, 10.2 s more for its loop). :func:`task_loop` compiles the task on
-its own instead and the loop calls it by its address (:func:`call_task`), as Numba calls any compiled function.
+Winograd weight transform, float32: its task 5.2 s, its loop 8.2 s more; the fused kernel's task 9.7 s, its loop 5.5 s
+more). :func:`task_loop` compiles the task on its own instead and the loop calls it by its address (:func:`call_task`),
+as Numba calls any compiled function: the two loops then compile in 0.8 and 1.4 s.
 """
 from __future__ import annotations
 
