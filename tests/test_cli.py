@@ -232,35 +232,97 @@ def test_a_first_run_says_so_when_kernels_compile_in_other_processes(monkeypatch
     assert started == [("float64", "nin", 48, 100)]
 
 
-class _Finished:
-    """Stands in for a finished process."""
+class _Helper:
+    """Stands in for a helper process of compile_ahead (``launch.serve``): records each job it is asked to run, and
+    answers ``answer`` ("done", "failed", or "" once it has died)."""
 
-    def wait(self):
-        return 0
+    def __init__(self, asked: list, answer: str):
+        self.asked, self.answer = asked, answer
+        self.stdin = self.stdout = self
+
+    def write(self, line):
+        self.asked.append(line.rstrip("\n"))
+
+    def flush(self):
+        pass
+
+    def readline(self):
+        return self.answer + "\n" if self.answer else ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        return False
 
 
-def test_the_blocked_kernels_compile_behind_the_training_process(monkeypatch):
-    """A first run's blocked kernels compile in processes that lower their priority first; the process compiling the
-    passes, which the training process waits for, keeps its own. Both parts of the model's run take the run's batch
-    size, which picks the versions of the parallel kernels."""
-    started, parts = [], []
-    monkeypatch.setattr(launch, "_start", lambda call, behind=False: started.append((call, behind)) or _Finished())
+def _first_run_jobs(monkeypatch, answer: str, threads: int) -> tuple:
+    """compile_ahead for LeNet-5 with nothing in the cache, ``threads`` Numba threads and helpers that answer
+    ``answer``: (what each helper was asked, in order; what ran in this process)."""
+    helpers, here = [], []
+
+    def run_once(*args):
+        here.append(f"run_once {args!r}")
+
+    def run_model_once(model, dtype, part, batch=None, evaluation_batch=None):
+        here.append(f"run_model_once {(model, dtype, part, batch)!r}" if part == "passes"
+                    else (part, batch, evaluation_batch))
+
+    def start_helper(command, **options):
+        assert command[1:] == ["-c", "from numconv.kernels.cpu import launch; launch.serve()"]
+        helpers.append([])
+        return _Helper(helpers[-1], answer)
+
+    monkeypatch.setattr(launch, "run_once", run_once)
+    monkeypatch.setattr(launch, "run_model_once", run_model_once)
     monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
-    monkeypatch.setattr(launch, "_ahead", {})
-    monkeypatch.setattr(launch, "run_model_once", lambda model, dtype, part, batch, evaluation_batch:
-                        parts.append((part, batch, evaluation_batch)))
-    # 16 x 14 and 64 x 4, with AVX-512 16 x 10 too (the second layer's rows of 10), and the passes
-    blocked = 2 + len(tuning.ROW_SHAPES)
-    assert launch.compile_ahead("float32", "lenet5", 32, 100) == blocked + 1
-    assert [(call.split("(")[0], behind) for call, behind in started] == [("run_once", True)] * blocked + [
-        ("run_model_once", False)]
-    assert started[-1][0] == "run_model_once('lenet5', 'float32', 'passes', 32)"
-    assert parts == [("rest", 32, 100)]
-    script = ("import os; from numconv.kernels.cpu import launch; before = os.nice(0); launch.behind(); "
-              "print(before, os.nice(0))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    before, after = map(int, result.stdout.split())
-    assert after == min(before + launch.BEHIND, 19) and launch.BEHIND > 0, result.stderr
+    monkeypatch.setattr(launch.subprocess, "Popen", start_helper)
+    monkeypatch.setattr(launch.numba.config, "NUMBA_NUM_THREADS", threads)
+    # the passes, then 16 x 14, 64 x 4 and, with AVX-512, 16 x 10 (the second layer's rows of 10)
+    assert launch.compile_ahead("float32", "lenet5", 32, 100) == 3 + len(tuning.ROW_SHAPES)
+    return helpers, here
+
+
+def test_a_first_run_shares_its_compile_jobs_between_helpers_and_itself(monkeypatch):
+    """A helper process per core beside the training process takes jobs, the first one the passes of a training
+    step of the run's batch size; the training process runs the rest of the model's run, for the run's batch sizes
+    (which pick each parallel kernel's version), and takes jobs too: every job runs once, somewhere. The blocked
+    kernels go by columns, the longest compiles first."""
+    helpers, here = _first_run_jobs(monkeypatch, "done", threads=3)
+    assert len(helpers) == 2
+    assert helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
+    assert helpers[1][0] == "run_once ((16, 14), 'float32', False)"
+    assert ("rest", 32, 100) in here
+    kernels = ["run_once ((16, 14), 'float32', False)", "run_once ((64, 4), 'float32', False)"] + [
+        f"run_once ({shape!r}, 'float32', False)" for shape in tuning.ROW_SHAPES]
+    ran = sorted(helpers[0] + helpers[1] + [job for job in here if job != ("rest", 32, 100)])
+    assert ran == sorted(kernels + ["run_model_once ('lenet5', 'float32', 'passes', 32)"])
+    helpers, here = _first_run_jobs(monkeypatch, "done", threads=1)  # one thread: still one helper
+    assert len(helpers) == 1 and helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
+
+
+@pytest.mark.parametrize("answer", ["failed", ""])
+def test_a_job_that_fails_in_a_helper_runs_in_the_training_process(answer, monkeypatch):
+    """A job that fails in a helper (or whose helper has died: no answer) runs again in the training process, where
+    its error shows; every job runs there once."""
+    helpers, here = _first_run_jobs(monkeypatch, answer, threads=2)
+    assert len(helpers) == 1 and helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
+    assert sorted(job for job in here if job != ("rest", 32, 100)) == sorted(helpers[0])
+
+
+def test_a_helper_runs_the_jobs_it_reads_and_answers_each(monkeypatch, capsys):
+    """``launch.serve`` reads a job a line (a function and a tuple of literals), runs it, and answers "done", or
+    "failed" when it raises, until its input ends."""
+    import io
+
+    ran = []
+    monkeypatch.setattr(launch, "run_once", lambda *args: ran.append(args))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("run_once ((16, 14), 'float64', True)\n"
+                                                  "run_model_once ('lenet5', 'float32', 'nothing', 32)\n"
+                                                  "run_once ((64, 4), 'float32', False)\n"))
+    launch.serve()
+    assert capsys.readouterr().out == "done\nfailed\ndone\n"
+    assert ran == [((16, 14), "float64", True), ((64, 4), "float32", False)]
 
 
 @pytest.mark.parametrize("shape,split", [(shape, False) for shape in tuning.KERNEL_SHAPES]
@@ -278,12 +340,11 @@ def test_each_process_compiling_ahead_runs_its_own_kernel(shape, split, monkeypa
 
 
 def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
-    """With an empty compile cache, compile_ahead (its processes, and its own share in this one) compiles exactly the
-    versions of the kernels that a training step of the batch size it was given and an evaluation of the model then
-    call (the sizes pick each parallel kernel's version: LeNet-5's training batch of 32 takes the one-thread ones,
-    an evaluation batch's first layers the parallel ones): it returns once the process compiling the passes is done,
-    and this process then compiles none of numconv's (the blocked kernels' processes are waited for at their first
-    call)."""
+    """With an empty compile cache, compile_ahead (its helper processes, and its own share in this one) compiles
+    exactly the versions of the kernels that a training step of the batch size it was given and an evaluation of the
+    model then call (the sizes pick each parallel kernel's version: LeNet-5's training batch of 32 takes the
+    one-thread ones, an evaluation batch's first layers the parallel ones): it returns once every job is done, and this
+    process then compiles none of numconv's; the passes' kernels, which a helper compiled, load from the cache."""
     script = """
 import numpy as np
 from numba.core import event
@@ -293,7 +354,7 @@ from numconv import models, optim, train
 from numconv.kernels.cpu import launch
 # the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10), and the model's others
 assert launch.compile_ahead("float32", "lenet5", 32) == 3 + len(launch.tuning.ROW_SHAPES)
-assert launch.compile_ahead("float32", "lenet5", 32) == 0  # already under way
+assert launch.compile_ahead("float32", "lenet5", 32) == 0  # all in the cache
 compiled = []
 
 
@@ -316,6 +377,8 @@ optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=1e-4).step()
 model.eval()
 model.forward(np.ones((train.EVALUATION_BATCH, 1, 28, 28), np.float32))
 print(sorted(compiled))
+from numconv.kernels.cpu import pool
+print(sum(pool._short_indices.serial.stats.cache_hits.values()))  # the training step's pooling, from the passes
 for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     kernel = launch.KERNELS[shape]
     print(shape, *(sum(counts.values()) for part in (kernel.loop, kernel.task)
@@ -327,9 +390,11 @@ for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("\n")
     assert lines[0] == "[]", result.stdout
+    assert lines[1] == "1", result.stdout
     # LeNet-5 runs the 16- and 64-lane blocked kernels (its first layer's 6 channels take the wide one, its weight
     # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each loop and
-    # each task was a cache hit
+    # each task was loaded from the cache, or compiled once by this process's share of the jobs
+    once = ("1 0 1 0", "0 1 0 1")
     single, wide, _ = tuning.SHAPES
-    assert lines[1:3] == [f"{single} 1 0 1 0", f"{wide} 1 0 1 0"], result.stdout
-    assert lines[4:4 + len(tuning.ROW_SHAPES)] == [f"{shape} 1 0 1 0" for shape in tuning.ROW_SHAPES], result.stdout
+    for line, shape in zip(lines[2:4] + lines[5:5 + len(tuning.ROW_SHAPES)], (single, wide) + tuning.ROW_SHAPES):
+        assert line.startswith(f"{shape} ") and line[len(f"{shape} "):] in once, result.stdout

@@ -2,11 +2,13 @@
 buffers, and operands prepared once from arrays that can never change."""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 import threading
 import weakref
+from collections import deque
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -64,59 +66,113 @@ def run_vectorized(kernel, *args) -> None:
 def fma(shape: tuple, *args, relu: bool = False) -> None:
     """Run the blocked kernel of ``shape`` (lanes, columns) on ``args`` (see codegen.py for their meaning; all but its
     ``floor``, which is 0 with ``relu`` and else -inf, in the output's dtype)."""
-    run_vectorized(_compiled_ahead(KERNELS[shape]), *args, relu_floor(args[9].dtype, relu))
+    run_vectorized(KERNELS[shape], *args, relu_floor(args[9].dtype, relu))
 
 
 def fma_split(shape: tuple, *args, chunk: int, per_task: int, strips_outer: bool = False, relu: bool = False) -> None:
     """Run the blocked kernel of ``shape`` whose tasks split the sum (``codegen.split_kernel_source``) on ``args``,
     as :func:`fma` does, in chunks of ``chunk`` rows, ``per_task`` strips a task, the tasks block by block or, with
     ``strips_outer``, every block for a run of strips before the next run."""
-    run_vectorized(_compiled_ahead(SPLIT_KERNELS[shape]), *args, relu_floor(args[9].dtype, relu), np.int64(chunk),
+    run_vectorized(SPLIT_KERNELS[shape], *args, relu_floor(args[9].dtype, relu), np.int64(chunk),
                    np.int64(per_task), bool(strips_outer))
-
-
-#: blocked kernel -> the process compiling it into Numba's cache (see compile_ahead)
-_ahead = {}
-
-
-def _compiled_ahead(kernel):
-    """``kernel``, once the process compiling it ahead (if any) has finished: Numba then loads it from the cache."""
-    ahead = _ahead.pop(kernel, None)
-    if ahead is not None:
-        ahead.wait()
-    return kernel
 
 
 def compile_ahead(dtype="float32", model: str | None = None, batch: int | None = None,
                   evaluation_batch: int | None = None) -> int:
-    """On a first run, compile kernels in other processes while this one goes on; returns how many started.
+    """On a first run, compile kernels in helper processes and in this one, sharing the cores, before the run goes
+    on; returns how many jobs ran (0 with the cache filled: nothing starts).
 
-    Each blocked kernel that Numba's cache lacks compiles in a process of its own, at a lower priority
-    (:func:`behind`): they are the largest (3-4.5 s each on a 2-core machine), and Numba compiles one function at
-    a time per process. This process's first call of each waits for its process, then loads it from the cache.
-    With ``model`` (a zoo model's name), the model's other kernels are compiled too, split in two: one more process
-    runs the forward and backward passes of a training step of ``batch`` samples (``run_model_once(...,
-    "passes")``), and this one the dense layers' passes, the loss, the SGD update and an evaluation of
-    ``evaluation_batch`` samples (``"rest"``), then waits for that process
-    before it returns, so that the training that follows loads the passes' kernels rather than compiling them a
-    second time beside it (on a 2-core machine, LeNet-5's first run compiled five kernels twice so, 4-5 s of CPU).
-    With the cache filled, nothing starts.
-    """
-    started = 0
-    for shape in _shapes_for(model, dtype):
-        # the two-vector shape's kernel that splits the sum too: the large blocks of such models take it
-        for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True)):
-            if kernel is None or kernel in _ahead or _in_cache(kernel):
-                continue
-            _ahead[kernel] = _start(f"run_once({shape!r}, {np.dtype(dtype).name!r}, {split!r})", behind=True)
-            started += 1
-    if started and model is not None:
-        passes = _start(f"run_model_once({model!r}, {np.dtype(dtype).name!r}, 'passes', {batch!r})")
-        started += 1
-        run_model_once(model, np.dtype(dtype).name, "rest", batch, evaluation_batch)
-        release_host_cache()  # the blocks of its arrays, whose sizes are the zoo's inputs' rather than the run's
-        passes.wait()
-    return started
+    The jobs: with ``model`` (a zoo model's name), first, the forward and backward passes of a training step of
+    ``batch`` samples (``run_model_once(..., "passes")``); then each blocked kernel that Numba's cache lacks
+    (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine). One helper process per core beside this
+    one (at least one, :func:`serve`), each taking the next job as it finishes one: a process pays about 1.3 s of CPU
+    to import numconv and start Numba, and a process per job, more processes than cores, had LeNet-5's first run pay
+    that five times. Meanwhile this process runs the rest of the model's training run (``"rest"``: the dense layers'
+    passes, the loss, the SGD update, an evaluation of ``evaluation_batch`` samples), then takes jobs itself until
+    none is left, and waits for the helpers' last; a job that fails in a helper (or whose helper dies) runs here,
+    where its error shows. Every kernel the run calls is then in the cache or compiled in this process."""
+    name = np.dtype(dtype).name
+    # the kernels with more columns first, the longer compiles (LeNet-5's on a 2-core machine: 16 x 14 4.0 s,
+    # 16 x 10 3.4 s, 64 x 4 2.6 s), so that the last job to end is a short one
+    shapes = sorted(_shapes_for(model, dtype), key=lambda shape: -shape[1])
+    jobs = deque((run_once, (shape, name, split)) for shape in shapes
+                 for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True))
+                 if kernel is not None and not _in_cache(kernel))
+    if not jobs:
+        return 0
+    if model is not None:
+        jobs.appendleft((run_model_once, (model, name, "passes", batch)))
+    count = len(jobs)
+    failed = deque()
+    # each helper's first job handed out here, so that the passes go to a helper whatever the threads' timing
+    feeders = [threading.Thread(target=_feed, args=(jobs.popleft(), jobs, failed), daemon=True)
+               for _ in range(min(count, max(1, numba.config.NUMBA_NUM_THREADS - 1)))]
+    try:
+        for feeder in feeders:
+            feeder.start()
+        if model is not None:
+            run_model_once(model, name, "rest", batch, evaluation_batch)
+            release_host_cache()  # the blocks of its arrays, whose sizes are the zoo's inputs' rather than the run's
+        _run_jobs(jobs)
+        for feeder in feeders:
+            feeder.join()
+    finally:
+        jobs.clear()  # after an error here, the helpers take no more
+    _run_jobs(failed)
+    return count
+
+
+def _feed(job, jobs: deque, failed: deque) -> None:
+    """Keep a helper process (:func:`serve`) busy: ask it to run ``job``, then each next one taken from ``jobs``,
+    until none is left; a job that fails there (or whose helper dies) goes to ``failed``."""
+    try:
+        helper = subprocess.Popen([sys.executable, "-c", "from numconv.kernels.cpu import launch; launch.serve()"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:  # no helper: the caller runs the job
+        failed.append(job)
+        return
+    with helper:
+        while job is not None:
+            try:
+                helper.stdin.write(f"{job[0].__name__} {job[1]!r}\n")
+                helper.stdin.flush()
+                done = helper.stdout.readline() == "done\n"
+            except OSError:  # the helper has gone
+                done = False
+            if not done:
+                failed.append(job)
+            job = _next_job(jobs)
+
+
+def serve() -> None:
+    """A helper process of :func:`compile_ahead`: run each job read from the standard input, a line ``name
+    arguments`` (``run_once`` or ``run_model_once``, and the repr of a tuple of literals), and answer a line ``done`` or
+    ``failed``, until the input ends."""
+    jobs = {"run_once": run_once, "run_model_once": run_model_once}
+    for line in sys.stdin:
+        name, arguments = line.split(" ", 1)
+        try:
+            jobs[name](*ast.literal_eval(arguments))
+            answer = "done"
+        except Exception:  # the caller runs the job again itself, where the error shows
+            answer = "failed"
+        print(answer, flush=True)
+
+
+def _next_job(jobs: deque):
+    """The next job of ``jobs`` (taken by whichever thread asks first), or None when none is left."""
+    try:
+        return jobs.popleft()
+    except IndexError:
+        return None
+
+
+def _run_jobs(jobs: deque) -> None:
+    """Run the jobs of ``jobs`` in this process, taking each as the helpers take theirs, until none is left."""
+    job = _next_job(jobs)
+    while job is not None:
+        job[0](*job[1])
+        job = _next_job(jobs)
 
 
 def _shapes_for(model: str | None, dtype) -> list:
@@ -174,29 +230,6 @@ def _layers_of(network):
         layer = pending.pop()
         pending.extend(layer.children())
         yield layer
-
-
-def _start(call: str, behind: bool = False) -> subprocess.Popen:
-    """A quiet Python process running ``launch.<call>``; with ``behind``, it first lowers its priority
-    (:func:`behind`)."""
-    first = "launch.behind(); " if behind else ""
-    return subprocess.Popen([sys.executable, "-c", f"from numconv.kernels.cpu import launch; {first}launch.{call}"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-#: how much lower than the training process's the priority of a process compiling a blocked kernel is (Unix nice)
-BEHIND = 10
-
-
-def behind() -> None:
-    """Lower this process's scheduling priority by ``BEHIND`` where the platform can (``os.nice``): what a process
-    compiling a blocked kernel ahead does first. The processes of a first run outnumber the cores; at equal priority
-    they shared them evenly, and the one that compiles the training step's passes, which the training process waits
-    for first, finished last. Behind it, the blocked kernels compile on what it and the training process leave
-    (LeNet-5's first epoch on a 2-core machine: 18-20 s after the command started, against 22-26 at equal priority,
-    runs alternating; the processes' CPU time fell too, 35-39 s against 41-49)."""
-    if hasattr(os, "nice"):
-        os.nice(BEHIND)
 
 
 def _in_cache(kernel) -> bool:

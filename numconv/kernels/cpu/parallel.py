@@ -39,8 +39,9 @@ __all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "parallel_kernel", "every_call"
 #: Numba starts (``NUMBA_NUM_THREADS``; with 1, every call runs the one-thread version): with 2 threads from 262,144
 #: elements (1 MiB of float32), with 16 from 17,477. Above where two threads start to pay on a call of its own (a
 #: ReLU of 51,200 elements ran faster on one, of 150,528 on two; max-pooling with indices 1.4x faster on two at
-#: 51,200 already), so that the training steps of LeNet-5 at its default batch of 32 (150,528 elements at most)
-#: compile no parallel loop on a first run (its training step 0.99-1.02x the time with every loop parallel; at a
+#: 51,200 already), so that in the training steps of LeNet-5 at its default batch of 32 (150,528 elements at most)
+#: the kernels on this threshold compile no parallel loop on a first run (the padding, packing and dense kernels,
+#: whose thresholds are their own, do; its training step 0.99-1.02x the time with every loop parallel; at a
 #: batch of 64, 0.95-0.98x, its large calls parallel; in one process, alternating); every larger zoo model keeps its
 #: large calls parallel
 PARALLEL_MIN_WORK = 2 ** 18
