@@ -319,9 +319,10 @@ def test_a_helper_runs_the_jobs_it_reads_and_answers_each(monkeypatch, capsys):
     monkeypatch.setattr(launch, "run_once", lambda *args: ran.append(args))
     monkeypatch.setattr(sys, "stdin", io.StringIO("run_once ((16, 14), 'float64', True)\n"
                                                   "run_model_once ('lenet5', 'float32', 'nothing', 32)\n"
+                                                  "nothing\n"
                                                   "run_once ((64, 4), 'float32', False)\n"))
     launch.serve()
-    assert capsys.readouterr().out == "done\nfailed\ndone\n"
+    assert capsys.readouterr().out == "done\nfailed\nfailed\ndone\n"
     assert ran == [((16, 14), "float64", True), ((64, 4), "float32", False)]
 
 

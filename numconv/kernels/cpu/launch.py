@@ -150,8 +150,8 @@ def serve() -> None:
     ``failed``, until the input ends."""
     jobs = {"run_once": run_once, "run_model_once": run_model_once}
     for line in sys.stdin:
-        name, arguments = line.split(" ", 1)
         try:
+            name, arguments = line.split(" ", 1)
             jobs[name](*ast.literal_eval(arguments))
             answer = "done"
         except Exception:  # the caller runs the job again itself, where the error shows
