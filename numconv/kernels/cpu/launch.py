@@ -95,6 +95,7 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     # the kernels with more columns first, the longer compiles (LeNet-5's on a 2-core machine: 16 x 14 4.0 s,
     # 16 x 10 3.4 s, 64 x 4 2.6 s), so that the last job to end is a short one
     shapes = sorted(_shapes_for(model, dtype), key=lambda shape: -shape[1])
+    # with the two-vector shape, its kernel that splits the sum too: the large blocks of such models take it
     jobs = deque((run_once, (shape, name, split)) for shape in shapes
                  for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True))
                  if kernel is not None and not _in_cache(kernel))
