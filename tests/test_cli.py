@@ -344,8 +344,9 @@ def test_kernels_compiled_ahead_are_the_ones_a_run_loads(tmp_path):
     """With an empty compile cache, compile_ahead (its helper processes, and its own share in this one) compiles
     exactly the versions of the kernels that a training step of the batch size it was given and an evaluation of the
     model then call (the sizes pick each parallel kernel's version: LeNet-5's training batch of 32 takes the
-    one-thread ones, an evaluation batch's first layers the parallel ones): it returns once every job is done, and this
-    process then compiles none of numconv's; the passes' kernels, which a helper compiled, load from the cache."""
+    one-thread ones of most, an evaluation batch's first layers the parallel ones): it returns once every job is done,
+    and this process then compiles none of numconv's; the passes' kernels, which a helper compiled, load from the
+    cache."""
     script = """
 import numpy as np
 from numba.core import event
