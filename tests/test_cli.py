@@ -264,9 +264,8 @@ def _first_run_jobs(monkeypatch, answer: str, threads: int) -> tuple:
     def run_once(*args):
         here.append(f"run_once {args!r}")
 
-    def run_model_once(model, dtype, part, batch=None, evaluation_batch=None):
-        here.append(f"run_model_once {(model, dtype, part, batch)!r}" if part == "passes"
-                    else (part, batch, evaluation_batch))
+    def run_model_once(*args):
+        here.append(f"run_model_once {args!r}")
 
     def start_helper(command, **options):
         assert command[1:] == ["-c", "from numconv.kernels.cpu import launch; launch.serve()"]
@@ -278,25 +277,34 @@ def _first_run_jobs(monkeypatch, answer: str, threads: int) -> tuple:
     monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
     monkeypatch.setattr(launch.subprocess, "Popen", start_helper)
     monkeypatch.setattr(launch.numba.config, "NUMBA_NUM_THREADS", threads)
-    # the passes, then 16 x 14, 64 x 4 and, with AVX-512, 16 x 10 (the second layer's rows of 10)
-    assert launch.compile_ahead("float32", "lenet5", 32, 100) == 3 + len(tuning.ROW_SHAPES)
+    # the passes, then 16 x 14, 64 x 4 and, with AVX-512, 16 x 10 (the second layer's rows of 10), then the evaluation
+    assert launch.compile_ahead("float32", "lenet5", 32, 100) == 4 + len(tuning.ROW_SHAPES)
     return helpers, here
+
+
+#: what the training process runs itself in ``_first_run_jobs``, besides jobs
+_REST = "run_model_once ('lenet5', 'float32', 'rest', 32)"
+
+
+def _lenet_jobs() -> list:
+    """The jobs of LeNet-5's first run in ``_first_run_jobs``, sorted."""
+    kernels = ["run_once ((16, 14), 'float32', False)", "run_once ((64, 4), 'float32', False)"] + [
+        f"run_once ({shape!r}, 'float32', False)" for shape in tuning.ROW_SHAPES]
+    return sorted(kernels + ["run_model_once ('lenet5', 'float32', 'passes', 32)",
+                             "run_model_once ('lenet5', 'float32', 'evaluation', 32, 100)"])
 
 
 def test_a_first_run_shares_its_compile_jobs_between_helpers_and_itself(monkeypatch):
     """A helper process per core beside the training process takes jobs, the first one the passes of a training
-    step of the run's batch size; the training process runs the rest of the model's run, for the run's batch sizes
-    (which pick each parallel kernel's version), and takes jobs too: every job runs once, somewhere. The blocked
-    kernels go by columns, the longest compiles first."""
+    step of the run's batch size, the last the evaluation of the run's evaluation batch (the sizes pick each parallel
+    kernel's version); the training process runs the rest of the training step first, and takes jobs too: every job
+    runs once, somewhere. The blocked kernels go by columns, the longest compiles first."""
     helpers, here = _first_run_jobs(monkeypatch, "done", threads=3)
     assert len(helpers) == 2
     assert helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
     assert helpers[1][0] == "run_once ((16, 14), 'float32', False)"
-    assert ("rest", 32, 100) in here
-    kernels = ["run_once ((16, 14), 'float32', False)", "run_once ((64, 4), 'float32', False)"] + [
-        f"run_once ({shape!r}, 'float32', False)" for shape in tuning.ROW_SHAPES]
-    ran = sorted(helpers[0] + helpers[1] + [job for job in here if job != ("rest", 32, 100)])
-    assert ran == sorted(kernels + ["run_model_once ('lenet5', 'float32', 'passes', 32)"])
+    assert here[0] == _REST
+    assert sorted(helpers[0] + helpers[1] + here[1:]) == _lenet_jobs()
     helpers, here = _first_run_jobs(monkeypatch, "done", threads=1)  # one thread: still one helper
     assert len(helpers) == 1 and helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
 
@@ -307,7 +315,7 @@ def test_a_job_that_fails_in_a_helper_runs_in_the_training_process(answer, monke
     its error shows; every job runs there once."""
     helpers, here = _first_run_jobs(monkeypatch, answer, threads=2)
     assert len(helpers) == 1 and helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
-    assert sorted(job for job in here if job != ("rest", 32, 100)) == sorted(helpers[0])
+    assert here[0] == _REST and sorted(here[1:]) == _lenet_jobs() and set(helpers[0]) <= set(here[1:])
 
 
 def test_a_helper_runs_the_jobs_it_reads_and_answers_each(monkeypatch, capsys):
@@ -354,8 +362,8 @@ import numconv.functional as F
 from numconv import cli
 from numconv import models, optim, train
 from numconv.kernels.cpu import launch
-# the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10), and the model's others
-assert launch.compile_ahead("float32", "lenet5", 32) == 3 + len(launch.tuning.ROW_SHAPES)
+# the passes, the blocked kernels (16 x 14, 64 x 4 and, with AVX-512, 16 x 10) and the evaluation
+assert launch.compile_ahead("float32", "lenet5", 32) == 4 + len(launch.tuning.ROW_SHAPES)
 assert launch.compile_ahead("float32", "lenet5", 32) == 0  # all in the cache
 compiled = []
 

@@ -84,13 +84,15 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
 
     The jobs: with ``model`` (a zoo model's name), first, the forward and backward passes of a training step of
     ``batch`` samples (``run_model_once(..., "passes")``); then each blocked kernel that Numba's cache lacks
-    (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine). One helper process per core beside this
-    one (at least one, :func:`serve`), each taking the next job as it finishes one: a process pays about 1.3 s of CPU
-    to import numconv and start Numba, and a process per job, more processes than cores, had LeNet-5's first run pay
-    that five times. Meanwhile this process runs the rest of the model's training run (``"rest"``: the dense layers'
-    passes, the loss, the SGD update, an evaluation of ``evaluation_batch`` samples), then takes jobs itself until
-    none is left, and waits for the helpers' last; a job that fails in a helper (or whose helper dies) runs here,
-    where its error shows. Every kernel the run calls is then in the cache or compiled in this process."""
+    (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine); last, with ``model``, an evaluation of
+    ``evaluation_batch`` samples (``"evaluation"``), whose convolutions then mostly load what the passes compiled
+    (run beside the passes from the start, it compiled AlexNet's Winograd kernels a second time: 17 s of CPU). One
+    helper process per core beside this one (at least one, :func:`serve`), each taking the next job as it finishes
+    one: a process pays about 1.3 s of CPU to import numconv and start Numba, and a process per job, more processes
+    than cores, had LeNet-5's first run pay that five times. Meanwhile this process runs the rest of the model's
+    training step (``"rest"``: the dense layers' passes, the loss, the SGD update), then takes jobs itself until none
+    is left, and waits for the helpers' last; a job that fails in a helper (or whose helper dies) runs here, where its
+    error shows. Every kernel the run calls is then in the cache or compiled in this process."""
     name = np.dtype(dtype).name
     # the kernels with more columns first, the longer compiles (LeNet-5's on a 2-core machine: 16 x 14 4.0 s,
     # 16 x 10 3.4 s, 64 x 4 2.6 s), so that the last job to end is a short one
@@ -103,6 +105,7 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
         return 0
     if model is not None:
         jobs.appendleft((run_model_once, (model, name, "passes", batch)))
+        jobs.append((run_model_once, (model, name, "evaluation", batch, evaluation_batch)))
     count = len(jobs)
     failed = deque()
     # each helper's first job handed out here, so that the passes go to a helper whatever the threads' timing
@@ -112,7 +115,7 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
         for feeder in feeders:
             feeder.start()
         if model is not None:
-            run_model_once(model, name, "rest", batch, evaluation_batch)
+            run_model_once(model, name, "rest", batch)
             release_host_cache()  # the blocks of its arrays, whose sizes are the zoo's inputs' rather than the run's
         _run_jobs(jobs)
         for feeder in feeders:
@@ -402,7 +405,7 @@ def _zero_output(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, *rest):
 
 
 #: the parts of a training run that :func:`run_model_once` can run
-MODEL_PARTS = ("passes", "rest")
+MODEL_PARTS = ("passes", "rest", "evaluation")
 
 
 def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
@@ -410,13 +413,13 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
     """Run ``part`` of a training run of the zoo model ``model`` on a batch of ``batch`` samples (by default
     ``dense.DOT_MAX_BATCH + 1``, the dense layers' path of a training batch), with every blocked kernel replaced by
     zeros: "passes", the forward and backward passes of a training step; "rest", the dense layers' passes on their
-    own first (the other part reaches them only after the convolutions and poolings of its forward pass), the
-    cross-entropy and its gradient, an SGD step with momentum and weight decay, and last an evaluation of
-    ``evaluation_batch`` samples (by default ``train.EVALUATION_BATCH``, ``evaluate``'s), whose convolutions run the
-    kernels that the other part compiles first, which it has saved by then. The sizes are to be the run's, since they
-    pick each parallel kernel's version (``parallel.py``): a run passes the batch its evaluation takes (for AlexNet's
-    100 test images, all of them: this part's process peaked at 1.7 GB, against 2.8 GB with 256 images). What
-    :func:`compile_ahead` runs to compile, and save to Numba's cache, the model's other kernels."""
+    own (the passes reach them only after the convolutions and poolings of the forward pass), the cross-entropy and
+    its gradient, an SGD step with momentum and weight decay; "evaluation", an evaluation of ``evaluation_batch``
+    samples (by default ``train.EVALUATION_BATCH``, ``evaluate``'s), whose convolutions run kernels that the passes
+    compile too. The sizes are to be the run's, since they pick each parallel kernel's version (``parallel.py``): a
+    run passes the batch its evaluation takes (for AlexNet's 100 test images, all of them: the process running the
+    evaluation peaked at 1.7 GB, against 2.8 GB with 256 images). What :func:`compile_ahead` runs to compile, and save
+    to Numba's cache, the model's other kernels."""
     import numconv.functional as F
     from numconv import layers, models, optim
     from numconv.kernels.cpu.dense import DOT_MAX_BATCH
@@ -431,6 +434,10 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
     KERNELS.update(dict.fromkeys(KERNELS, _zero_output))
     SPLIT_KERNELS.update(dict.fromkeys(SPLIT_KERNELS, _zero_output))
     try:
+        if part == "evaluation":
+            network.eval()
+            network.forward(np.ones((evaluation_batch or EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
+            return
         if part == "passes":
             network.train()
             logits = network.forward(x)
@@ -444,8 +451,6 @@ def run_model_once(model: str, dtype: str, part: str, batch: int | None = None,
         F.cross_entropy(logits, target, reduction="sum")
         F.cross_entropy_backward(0.5, logits, target, reduction="sum")
         optim.SGD(network, lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True).step()
-        network.eval()
-        network.forward(np.ones((evaluation_batch or EVALUATION_BATCH,) + models.INPUT_SHAPES[model], dtype))
     finally:
         KERNELS.update(saved)
         SPLIT_KERNELS.update(saved_split)
