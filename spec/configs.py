@@ -343,7 +343,7 @@ ROW_WINDOW_CONFIGS = (
     PoolConfig(1, 1, (67,), (4,), (4,), ceil_mode=True),
 )
 
-#: the CPU's rows route over rows shorter than 16 outputs (``numconv.kernels.cpu.pool._short_rows``: windows that
+#: the CPU's rows route over rows shorter than 16 outputs (``numconv.kernels.cpu.pool._short_rows_of``: windows that
 #: do not overlap, without padding, of a power of two of inputs; the average's from 6 outputs): in 1D, a window of 4;
 #: in 2D, 2 x 2 over planes of 42 outputs, whose first rows compute blocks that run on into the next rows and whose
 #: last rows are computed on their own; in 3D, 2 x 2 x 2 over planes of 36 outputs

@@ -224,7 +224,7 @@ def test_each_loop_of_the_rows_route_meets_torch(window, rng):
 
 
 # the windows whose rows the rows route takes when they are shorter than SHORT_ROW: no overlap, a power of two of
-# inputs (``_short_rows``)
+# inputs (``_short_rows_of``)
 SHORT_WINDOWS = [window for window in ROW_WINDOWS if window[2] <= window[3]]
 
 

@@ -71,7 +71,7 @@ def test_every_window_of_the_cpu_rows_route_meets_the_spec(name):
 
 @pytest.mark.parametrize("name", ["max_pool_forward", "max_pool_forward_values", "avg_pool_forward"])
 def test_rows_shorter_than_a_block_meet_the_spec_in_each_dimension(name):
-    """The rows route takes rows shorter than SHORT_ROW too, a block of outputs per row (``_short_rows``) with the
+    """The rows route takes rows shorter than SHORT_ROW too, a block of outputs per row (``_short_rows_of``) with the
     window's sizes as constants: the registry has such rows in 1D, 2D and 3D, and planes of at least a block of
     outputs, whose first rows' blocks run on into the next rows (a plane per task: every row of a smaller one is
     computed on its own)."""

@@ -29,7 +29,7 @@ are split into phases a row at a time, as above; the maximum alone (no indices) 
 window's rows as it splits them (``_split_column_maxima``), then the maximum of a window's columns; the average sums
 each of their windows in a float64 register, and every other window of the route in a float64 row, and divides
 once. Rows shorter than ``SHORT_ROW`` take the route where their windows do not overlap: each row computes a
-constant block of outputs, running on into the next rows' (``_short_rows``).
+constant block of outputs, running on into the next rows' (``_short_rows_of``).
 
 The maximum's backward zeroes each plane and adds each output's gradient at its index; where 1D windows tile the input
 (``TILE_WIDTHS``), it writes each input once instead, its window's gradient or zero (``_max_backward_tiles_task``).
@@ -63,13 +63,13 @@ __all__ = [
 ]
 
 #: output rows shorter than this are pooled a whole plane (of one output depth) per pass, where the strides allow,
-#: unless the rows route takes them (``_short_rows``)
+#: unless the rows route takes them (``_short_rows_of``)
 SHORT_ROW = 16
 #: the rows route computes the rows of windows split into phases in blocks of this many outputs, the last block
 #: overlapping the one before where a row is no multiple of it (``_row_span``); ``SHORT_ROW`` keeps shorter rows
 #: off the route
 ROW_BLOCK = 16
-#: the outputs that the rows route computes for each row shorter than ``SHORT_ROW`` (``_short_rows``), the maximum's
+#: the outputs that the rows route computes for each row shorter than ``SHORT_ROW`` (``_short_rows_of``), the maximum's
 #: and the average's: constants, so that a row is whole vectors and no remainder. The average's is longer because
 #: LLVM unrolls a float64 loop of 16 into scalars before it vectorises loops (the rows of LeNet's 2 x 2 average over
 #: (64, 6, 28, 28) in a loop of their own, one thread: 147 us with 16, 56 with 24, 76 with 32)
@@ -107,7 +107,7 @@ WHOLE_WINDOWS = ((2, 2, 2), (3, 3, 2), (3, 3, 1), (1, 2, 2), (1, 3, 2), (1, 4, 4
 #: average). The windows of ``WHOLE_WINDOWS`` that come without padding, and C3D's 2 x 2 x 2; each is one more
 #: specialisation of the three forward kernels, compiled on a first call. Rows shorter than ``SHORT_ROW`` take the
 #: route too where their windows do not overlap (no more taps than the stride), lie inside the input as it is (no
-#: widening) and hold a power of two of inputs (``_short_rows``).
+#: widening) and hold a power of two of inputs (``_short_rows_of``).
 ROW_WINDOWS = ((1, 2, 2, 2), (2, 2, 2, 2), (1, 3, 3, 2), (1, 1, 2, 2), (1, 1, 3, 2), (1, 1, 4, 4))
 #: the windows (taps of a stride phase at most, stride along W) whose rows the average's backward, where they are
 #: long, computes by stride phases (``_phase_window``): widths of 3 and 4 of stride 2, as AlexNet's and NiN's 3 x 3
@@ -264,7 +264,7 @@ def _row_window(in_shape, out_shape, kernel, stride, padding, dilation):
     and stride along W, which compile the route's loops with those sizes as constants; None where the route does
     not take the pooling (padding, dilation, another window, rows shorter than ``SHORT_ROW`` unless their windows
     do not overlap, lie inside the input and hold a power of two of inputs, whose average a multiplication by the
-    exact inverse gives: ``_short_rows``). Without padding every window is whole: inside the input, or inside its
+    exact inverse gives: ``_short_rows_of``). Without padding every window is whole: inside the input, or inside its
     widened copy where ceil_mode's last windows overhang (the maximum alone of windows split into phases repeats the
     last row and column instead: ``_split_column_maxima``)."""
     window = (kernel[0], kernel[1], kernel[2], stride[2])
@@ -277,83 +277,102 @@ def _row_window(in_shape, out_shape, kernel, stride, padding, dilation):
     return tuple((0,) * size for size in window)
 
 
+def _short_rows_of(row, block):
+    """The rows route's loop over task ``task`` of ``tasks``' planes where rows are shorter than ``SHORT_ROW``
+    (``_row_window``: windows that do not overlap, read in place, each of a power of two of inputs), for one row
+    operation ``row`` (``_short_maximum_row``, ``_short_index_row``, ``_short_average_row``), a row at a time in output
+    order. A row computes a block of ``block`` outputs where the block's windows stay inside the input and its outputs
+    inside the task's: those past the row's end land on the next rows' outputs, which write them again after it.
+    Elsewhere (a task's last rows) a row computes its own outputs alone. The rows' offsets advance by addition.
+
+    One loop per operation, so that a kernel compiles only its own: with the three in one loop, Numba inlined all of
+    them before it pruned the two a kernel does not take (LeNet's 2 x 2 maximum: 1.6 -> 0.86 s one-threaded, 3.35 ->
+    2.38 s parallel). The loop is inlined into the parallel loop rather than called as a task function like the other
+    routes' (which the serial and parallel versions share): a row's work is a vector or two, and as a task function
+    LeNet's 2 x 2 over (64, 6, 28, 28) took 1.2-1.4x as long (one thread: maximum 66 against 47-54 us, average 101
+    against 81-83)."""
+
+    @njit(cache=True, inline="always")
+    def short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, window_rows, window_taps,
+                   literal_step):
+        planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
+        in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
+        source, targets = x.reshape(-1), out.reshape(-1)
+        depth, rows, taps, step = len(window_depth), len(window_rows), len(window_taps), len(literal_step)
+        # the last input that a block's windows read, from the first
+        reach = (block - 1) * step + taps - 1 + (depth - 1) * in_h * in_w + (rows - 1) * in_w
+        first, last = task * planes // tasks, (task + 1) * planes // tasks
+        end = last * out_d * out_h * out_w
+        to = first * out_d * out_h * out_w
+        for plane in range(first, last):
+            for od in range(out_d):
+                origin = od * stride[0] * in_h * in_w
+                start = plane * in_d * in_h * in_w + origin
+                for oh in range(out_h):
+                    if out_w <= block and to + block <= end and start + reach < source.shape[0]:
+                        row(source, start, targets, indices, inverse, to, block, depth, in_h, in_w, rows, taps, step,
+                            origin)
+                    else:
+                        row(source, start, targets, indices, inverse, to, out_w, depth, in_h, in_w, rows, taps, step,
+                            origin)
+                    start += stride[1] * in_w
+                    origin += stride[1] * in_w
+                    to += out_w
+
+    return short_rows
+
+
 @njit(cache=True, inline="always")
-def _short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, window_rows, window_taps, literal_step):
-    """The rows route over task ``task`` of ``tasks``' planes where rows are shorter than ``SHORT_ROW``
-    (``_row_window``: windows that do not overlap, read in place, each of a power of two of inputs): the maximum of
-    each window, and its index where ``indices`` is an array, or the average where ``inverse`` (the inverse of the
-    window's size) is a number, a row at a time in output order. ``indices`` and ``inverse`` are None otherwise: Numba
-    then leaves the other operations out of the specialisation. A row computes a block of ``SHORT_BLOCK`` outputs
-    (the average, ``SHORT_AVERAGE_BLOCK``) where the block's windows stay inside the input and its outputs inside the
-    task's: those past the row's end land on the next rows' outputs, which write them again after it. Elsewhere (a
-    task's last rows) a row computes its own outputs alone. The rows' offsets advance by addition, and the loop is
-    inlined into the parallel loop rather than called as a task function like the other routes' (which the serial
-    and parallel versions share): a row's work is a vector or two, and as a task function LeNet's 2 x 2 over (64, 6,
-    28, 28) took 1.2-1.4x as long (one thread: maximum 66 against 47-54 us, average 101 against 81-83). The price is
-    compiling the loop for each version: LeNet-5's first run, 10.5-10.9 -> 11.1-11.5 s."""
-    planes, out_d, out_h, out_w = x.shape[0] * x.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    in_d, in_h, in_w = x.shape[2], x.shape[3], x.shape[4]
-    source, targets = x.reshape(-1), out.reshape(-1)
-    if indices is None:
-        target_indices = None
-    else:
-        target_indices = indices.reshape(-1)
-    depth, rows, taps, step = len(window_depth), len(window_rows), len(window_taps), len(literal_step)
-    if inverse is None:
-        block = SHORT_BLOCK
-    else:
-        block = SHORT_AVERAGE_BLOCK
-    # the last input that a block's windows read, from the first
-    reach = (block - 1) * step + taps - 1 + (depth - 1) * in_h * in_w + (rows - 1) * in_w
-    first, last = task * planes // tasks, (task + 1) * planes // tasks
-    end = last * out_d * out_h * out_w
-    to = first * out_d * out_h * out_w
-    for plane in range(first, last):
-        for od in range(out_d):
-            origin = od * stride[0] * in_h * in_w
-            start = plane * in_d * in_h * in_w + origin
-            for oh in range(out_h):
-                whole = out_w <= block and to + block <= end and start + reach < source.shape[0]
-                if inverse is not None:
-                    if whole:
-                        _average_row(source, start, targets, to, SHORT_AVERAGE_BLOCK, depth, in_h * in_w, rows,
-                                     in_w, taps, step, inverse)
-                    else:
-                        _average_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step,
-                                     inverse)
-                elif target_indices is None:
-                    if whole:
-                        _max_value_row(source, start, targets, to, SHORT_BLOCK, depth, in_h * in_w, rows, in_w, taps,
-                                       step)
-                    else:
-                        _max_value_row(source, start, targets, to, out_w, depth, in_h * in_w, rows, in_w, taps, step)
-                elif whole:
-                    _max_index_row(source, start, targets, target_indices, to, SHORT_BLOCK, depth, in_h * in_w, rows,
-                                   in_w, taps, step, origin, in_h * in_w, in_w)
-                else:
-                    _max_index_row(source, start, targets, target_indices, to, out_w, depth, in_h * in_w, rows, in_w,
-                                   taps, step, origin, in_h * in_w, in_w)
-                start += stride[1] * in_w
-                origin += stride[1] * in_w
-                to += out_w
+def _short_maximum_row(source, start, targets, indices, inverse, to, count, depth, in_h, in_w, rows, taps, step,
+                       origin):
+    """``_max_value_row`` in ``_short_rows_of``'s terms: ``indices`` and ``inverse`` unused (None)."""
+    _max_value_row(source, start, targets, to, count, depth, in_h * in_w, rows, in_w, taps, step)
+
+
+@njit(cache=True, inline="always")
+def _short_index_row(source, start, targets, indices, inverse, to, count, depth, in_h, in_w, rows, taps, step,
+                     origin):
+    """``_max_index_row`` in ``_short_rows_of``'s terms, ``indices`` flat; ``inverse`` unused (None)."""
+    _max_index_row(source, start, targets, indices, to, count, depth, in_h * in_w, rows, in_w, taps, step,
+                   origin, in_h * in_w, in_w)
+
+
+@njit(cache=True, inline="always")
+def _short_average_row(source, start, targets, indices, inverse, to, count, depth, in_h, in_w, rows, taps, step,
+                       origin):
+    """``_average_row`` in ``_short_rows_of``'s terms; ``indices`` unused (None)."""
+    _average_row(source, start, targets, to, count, depth, in_h * in_w, rows, in_w, taps, step, inverse)
+
+
+_short_maximum_rows = _short_rows_of(_short_maximum_row, SHORT_BLOCK)
+_short_index_rows = _short_rows_of(_short_index_row, SHORT_BLOCK)
+_short_average_rows = _short_rows_of(_short_average_row, SHORT_AVERAGE_BLOCK)
 
 
 @parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
-def _short_values(x, out, inverse, tasks, stride, window_depth, window_rows, window_taps, literal_step):
-    """The rows route's short rows of the maximum (``inverse`` None) or the average (``_short_rows``), over ``tasks``
-    tasks. A kernel of its own, so that a model whose rows are all short compiles none of the longer rows' loops."""
+def _short_maxima(x, out, tasks, stride, window_depth, window_rows, window_taps, literal_step):
+    """The rows route's short rows of the maximum (``_short_rows_of``), over ``tasks`` tasks. A kernel of its own, so
+    that a model whose rows are all short compiles none of the longer rows' loops."""
     for task in prange(tasks):
-        _short_rows(x, out, None, inverse, np.int64(task), tasks, stride, window_depth, window_rows, window_taps,
-                    literal_step)
+        _short_maximum_rows(x, out, None, None, np.int64(task), tasks, stride, window_depth, window_rows, window_taps,
+                            literal_step)
+
+
+@parallel_kernel(cache=True, min_work=VALUES_MIN_WORK)
+def _short_averages(x, out, inverse, tasks, stride, window_depth, window_rows, window_taps, literal_step):
+    """The rows route's short rows of the average, ``inverse`` the inverse of the window's size (``_short_rows_of``)."""
+    for task in prange(tasks):
+        _short_average_rows(x, out, None, inverse, np.int64(task), tasks, stride, window_depth, window_rows,
+                            window_taps, literal_step)
 
 
 @parallel_kernel(cache=True)
 def _short_indices(x, out, indices, tasks, stride, window_depth, window_rows, window_taps, literal_step):
-    """The rows route's short rows of the maximum and its index (``_short_rows``), parallel from the common
+    """The rows route's short rows of the maximum and its index (``_short_rows_of``), parallel from the common
     threshold, as the other passes with indices (not ``VALUES_MIN_WORK``)."""
     for task in prange(tasks):
-        _short_rows(x, out, indices, None, np.int64(task), tasks, stride, window_depth, window_rows, window_taps,
-                    literal_step)
+        _short_index_rows(x, out, indices.reshape(-1), None, np.int64(task), tasks, stride, window_depth,
+                          window_rows, window_taps, literal_step)
 
 
 def _row_phases(tasks: int, out_w: int, row_window: tuple, dtype, rows: int = 0):
@@ -577,7 +596,7 @@ def _max_value_blocks(source, start, target, to, count, depth, depth_step, rows,
 def _average_row(source, start, target, to, count, depth, depth_step, rows, row_step, taps, step, inverse):
     """target[to + v] for v in [0, count) = the float64 sum of source[start + v * step + d * depth_step + r *
     row_step + t] over the window's taps in window order (``_sum_run``'s) times ``inverse``, the exact inverse of the
-    window's size (``_scale_run``'s). The sum stays in a register: the rows route's short rows (``_short_rows``),
+    window's size (``_scale_run``'s). The sum stays in a register: the rows route's short rows (``_short_rows_of``),
     where a scratch row's passes cost more than the sums."""
     for v in range(np.uint64(count)):
         at = np.uint64(start) + v * np.uint64(step)
@@ -946,7 +965,7 @@ def max_pool_forward_values(x, out, kernel, stride, padding, dilation):
     window, plan, literals, widened, row_window = _layout(x, out, kernel, stride, padding, dilation)
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     if row_window is not None and out.shape[4] < SHORT_ROW:
-        _short_values(x, out, None, tasks, window[1], *row_window)
+        _short_maxima(x, out, tasks, window[1], *row_window)
         return
     if row_window is not None:
         # windows split into phases take the maximum of their rows first, in one row of phases, from the input
@@ -1395,7 +1414,7 @@ def avg_pool_forward(x, out, kernel, stride, padding, padding_end, count_include
     tasks = min(x.shape[0] * x.shape[1], TASKS)
     if row_window is not None and SHORT_AVERAGE_ROW <= out.shape[4] < SHORT_ROW:
         # windows that are whole, each of a power of two of inputs (``_row_window``): no divisors per output
-        _short_values(x, out, 1.0 / math.prod(window[0]), tasks, window[1], *row_window)
+        _short_averages(x, out, 1.0 / math.prod(window[0]), tasks, window[1], *row_window)
         return
     # the shapes are tuples of ints already, the window's too (``_layout``): no conversion per call
     divisors = _divisors_and_inverses(x.shape[2:], out.shape[2:], *window[:3], tuple(padding_end),
