@@ -286,11 +286,12 @@ def _short_rows_of(row, block):
     Elsewhere (a task's last rows) a row computes its own outputs alone. The rows' offsets advance by addition.
 
     One loop per operation, so that a kernel compiles only its own: with the three in one loop, Numba inlined all of
-    them before it pruned the two a kernel does not take (LeNet's 2 x 2 maximum: 1.6 -> 0.86 s one-threaded, 3.35 ->
-    2.38 s parallel). The loop is inlined into the parallel loop rather than called as a task function like the other
-    routes' (which the serial and parallel versions share): a row's work is a vector or two, and as a task function
-    LeNet's 2 x 2 over (64, 6, 28, 28) took 1.2-1.4x as long (one thread: maximum 66 against 47-54 us, average 101
-    against 81-83)."""
+    them before it pruned the two a kernel does not take (first calls on LeNet's 2 x 2 over (32, 6, 28, 28),
+    one-threaded and parallel: the maximum 2.6 and 3.4 s -> 1.1 and 2.9, with indices 2.3 and 4.2 -> 1.4 and 2.8, the
+    average 2.2 and 3.7 -> 1.1 and 2.2). The loop is inlined into the parallel loop rather than called as a task
+    function like the other routes' (which the serial and parallel versions share): a row's work is a vector or two,
+    and as a task function LeNet's 2 x 2 over (64, 6, 28, 28) took 1.2-1.4x as long (one thread: maximum 66 against
+    47-54 us, average 101 against 81-83)."""
 
     @njit(cache=True, inline="always")
     def short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, window_rows, window_taps,
