@@ -277,7 +277,7 @@ def _first_run_jobs(monkeypatch, answer: str, threads: int) -> tuple:
     monkeypatch.setattr(launch, "_in_cache", lambda kernel: False)
     monkeypatch.setattr(launch.subprocess, "Popen", start_helper)
     monkeypatch.setattr(launch.numba.config, "NUMBA_NUM_THREADS", threads)
-    # the passes, then 16 x 14, 64 x 4 and, with AVX-512, 16 x 10 (the second layer's rows of 10), then the evaluation
+    # the passes, the evaluation, 16 x 14, 64 x 4 and, with AVX-512, 16 x 10 (the second layer's rows of 10)
     assert launch.compile_ahead("float32", "lenet5", 32, 100) == 4 + len(tuning.ROW_SHAPES)
     return helpers, here
 
@@ -296,9 +296,9 @@ def _lenet_jobs() -> list:
 
 def test_a_first_run_shares_its_compile_jobs_between_helpers_and_itself(monkeypatch):
     """A helper process per core beside the training process takes jobs, the first one the passes of a training
-    step of the run's batch size, the last the evaluation of the run's evaluation batch (the sizes pick each parallel
-    kernel's version); the training process runs the rest of the training step first, and takes jobs too: every job
-    runs once, somewhere. The blocked kernels go by columns, the longest compiles first."""
+    step of the run's batch size, and the evaluation of the run's evaluation batch after them (the sizes pick each
+    parallel kernel's version); the training process runs the rest of the training step first, and takes jobs too:
+    every job runs once, somewhere. The blocked kernels go by columns, the longest compiles first."""
     helpers, here = _first_run_jobs(monkeypatch, "done", threads=3)
     assert len(helpers) == 2
     assert helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
@@ -307,6 +307,23 @@ def test_a_first_run_shares_its_compile_jobs_between_helpers_and_itself(monkeypa
     assert sorted(helpers[0] + helpers[1] + here[1:]) == _lenet_jobs()
     helpers, here = _first_run_jobs(monkeypatch, "done", threads=1)  # one thread: still one helper
     assert len(helpers) == 1 and helpers[0][0] == "run_model_once ('lenet5', 'float32', 'passes', 32)"
+
+
+def test_the_evaluation_waits_for_the_passes_then_goes_next_or_when_nothing_else_is_left():
+    """compile_ahead's queue holds the evaluation back until the passes have ended (so that it loads what they
+    compile), then hands it out before the jobs still queued (it is long: last, it kept one process busy while the
+    other idled), or hands it out once no other job is left rather than leave a process idle."""
+    passes, evaluation, first, second = ("passes",), ("evaluation",), ("16 x 14",), ("64 x 4",)
+    jobs = launch._Jobs([passes, first, second], held=evaluation, after=passes)
+    assert len(jobs) == 4 and jobs.next() == passes and jobs.next() == first
+    jobs.ended(first)  # another job's end releases nothing
+    assert len(jobs) == 2
+    jobs.ended(passes)
+    assert [jobs.next() for _ in range(3)] == [evaluation, second, None]
+    jobs = launch._Jobs([passes, first], held=evaluation, after=passes)
+    assert [jobs.next() for _ in range(4)] == [passes, first, evaluation, None]
+    jobs.ended(passes)  # handed out already: it comes no second time
+    assert jobs.next() is None and len(jobs) == 0
 
 
 @pytest.mark.parametrize("answer", ["failed", ""])

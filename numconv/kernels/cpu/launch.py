@@ -84,9 +84,10 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
 
     The jobs: with ``model`` (a zoo model's name), first, the forward and backward passes of a training step of
     ``batch`` samples (``run_model_once(..., "passes")``); then each blocked kernel that Numba's cache lacks
-    (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine); last, with ``model``, an evaluation of
-    ``evaluation_batch`` samples (``"evaluation"``), whose convolutions then mostly load what the passes compiled
-    (run beside the passes from the start, it compiled AlexNet's Winograd kernels a second time: 17 s of CPU). One
+    (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine); and with ``model``, an evaluation of
+    ``evaluation_batch`` samples (``"evaluation"``), held back until the passes have ended, so that its convolutions
+    mostly load what they compiled (run beside the passes, it compiled AlexNet's Winograd kernels a second time: 17 s
+    of CPU), then the next job, or until no other job is left (:class:`_Jobs`). One
     helper process per core beside this one (at least one, :func:`serve`), each taking the next job as it finishes
     one: a process pays about 1.3 s of CPU to import numconv and start Numba, and a process per job, more processes
     than cores, had LeNet-5's first run pay that five times. Meanwhile this process runs the rest of the model's
@@ -98,18 +99,21 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     # 16 x 10 3.4 s, 64 x 4 2.6 s), so that the last job to end is a short one
     shapes = sorted(_shapes_for(model, dtype), key=lambda shape: -shape[1])
     # with the two-vector shape, its kernel that splits the sum too: the large blocks of such models take it
-    jobs = deque((run_once, (shape, name, split)) for shape in shapes
-                 for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True))
-                 if kernel is not None and not _in_cache(kernel))
-    if not jobs:
+    kernels = [(run_once, (shape, name, split)) for shape in shapes
+               for kernel, split in ((KERNELS[shape], False), (SPLIT_KERNELS.get(shape), True))
+               if kernel is not None and not _in_cache(kernel)]
+    if not kernels:
         return 0
-    if model is not None:
-        jobs.appendleft((run_model_once, (model, name, "passes", batch)))
-        jobs.append((run_model_once, (model, name, "evaluation", batch, evaluation_batch)))
+    if model is None:
+        jobs = _Jobs(kernels)
+    else:
+        passes = (run_model_once, (model, name, "passes", batch))
+        jobs = _Jobs([passes] + kernels, held=(run_model_once, (model, name, "evaluation", batch, evaluation_batch)),
+                     after=passes)
     count = len(jobs)
     failed = deque()
     # each helper's first job handed out here, so that the passes go to a helper whatever the threads' timing
-    feeders = [threading.Thread(target=_feed, args=(jobs.popleft(), jobs, failed), daemon=True)
+    feeders = [threading.Thread(target=_feed, args=(jobs.next(), jobs, failed), daemon=True)
                for _ in range(min(count, max(1, numba.config.NUMBA_NUM_THREADS - 1)))]
     try:
         for feeder in feeders:
@@ -122,11 +126,47 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
             feeder.join()
     finally:
         jobs.clear()  # after an error here, the helpers take no more
-    _run_jobs(failed)
+    _run_jobs(_Jobs(failed))
     return count
 
 
-def _feed(job, jobs: deque, failed: deque) -> None:
+class _Jobs:
+    """The jobs of :func:`compile_ahead`, taken in order by whichever thread asks first (:meth:`next`), and a job
+    ``held`` back until the job ``after`` has ended (then it is the next one) or no other is left: the evaluation,
+    after the passes. Held back to the end of the queue, it left one process idle on LeNet-5's first run while the
+    other compiled it (2.8 s: its parallel max-pooling); run at once it compiles what the passes are compiling."""
+
+    def __init__(self, jobs: list, held=None, after=None):
+        self._queue = deque(jobs)
+        self._held, self._after = held, after
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._queue) + (self._held is not None)
+
+    def next(self):
+        """The next job, or None when none is left."""
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            job, self._held = self._held, None
+            return job
+
+    def ended(self, job) -> None:
+        """``job`` has ended (done or failed): where it is the one the held job waits for, that one goes next."""
+        with self._lock:
+            if job is self._after and self._held is not None:
+                self._queue.appendleft(self._held)
+                self._held = None
+
+    def clear(self) -> None:
+        """No job is left (after an error, so that the helpers take no more)."""
+        with self._lock:
+            self._queue.clear()
+            self._held = None
+
+
+def _feed(job, jobs: _Jobs, failed: deque) -> None:
     """Keep a helper process (:func:`serve`) busy: ask it to run ``job``, then each next one taken from ``jobs``,
     until none is left; a job that fails there (or whose helper dies) goes to ``failed``."""
     try:
@@ -145,7 +185,8 @@ def _feed(job, jobs: deque, failed: deque) -> None:
                 done = False
             if not done:
                 failed.append(job)
-            job = _next_job(jobs)
+            jobs.ended(job)
+            job = jobs.next()
 
 
 def serve() -> None:
@@ -163,20 +204,13 @@ def serve() -> None:
         print(answer, flush=True)
 
 
-def _next_job(jobs: deque):
-    """The next job of ``jobs`` (taken by whichever thread asks first), or None when none is left."""
-    try:
-        return jobs.popleft()
-    except IndexError:
-        return None
-
-
-def _run_jobs(jobs: deque) -> None:
+def _run_jobs(jobs: _Jobs) -> None:
     """Run the jobs of ``jobs`` in this process, taking each as the helpers take theirs, until none is left."""
-    job = _next_job(jobs)
+    job = jobs.next()
     while job is not None:
         job[0](*job[1])
-        job = _next_job(jobs)
+        jobs.ended(job)
+        job = jobs.next()
 
 
 def _shapes_for(model: str | None, dtype) -> list:
