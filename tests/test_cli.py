@@ -407,9 +407,10 @@ print(sorted(compiled))
 from numconv.kernels.cpu import pool
 print(sum(pool._short_indices.serial.stats.cache_hits.values()))  # the training step's pooling, from the passes
 for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
-    kernel = launch.KERNELS[shape]
-    print(shape, *(sum(counts.values()) for part in (kernel.loop, kernel.task)
-                   for counts in (part.stats.cache_hits, part.stats.cache_misses)))
+    task = launch.KERNELS[shape].task
+    print(shape, sum(task.stats.cache_hits.values()), sum(task.stats.cache_misses.values()))
+loop = launch.KERNELS[launch.tuning.SHAPES[0]].loop
+print(sum(loop.stats.cache_hits.values()), sum(loop.stats.cache_misses.values()))
 """
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
@@ -419,9 +420,11 @@ for shape in launch.tuning.SHAPES + launch.tuning.ROW_SHAPES:
     assert lines[0] == "[]", result.stdout
     assert lines[1] == "1", result.stdout
     # LeNet-5 runs the 16- and 64-lane blocked kernels (its first layer's 6 channels take the wide one, its weight
-    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each loop and
-    # each task was loaded from the cache, or compiled once by this process's share of the jobs
-    once = ("1 0 1 0", "0 1 0 1")
+    # gradients the 16-lane one) and, with AVX-512, the one as wide as its second layer's rows of 10; each task, and
+    # the one loop they share (their arguments have the same types), was loaded from the cache, or compiled once by
+    # this process's share of the jobs
+    once = ("1 0", "0 1")
     single, wide, _ = tuning.SHAPES
     for line, shape in zip(lines[2:4] + lines[5:5 + len(tuning.ROW_SHAPES)], (single, wide) + tuning.ROW_SHAPES):
         assert line.startswith(f"{shape} ") and line[len(f"{shape} "):] in once, result.stdout
+    assert lines[5 + len(tuning.ROW_SHAPES)] in once, result.stdout

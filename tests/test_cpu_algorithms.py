@@ -816,9 +816,9 @@ def test_winograd_shares_output_channels_when_tiles_are_fewer_than_threads(rng, 
 
 
 def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
-    """A parallel call splits its tasks into at most ``blocked.RANGES`` ranges; with more tasks than that, each
+    """A parallel call splits its tasks into at most ``parallel.RANGES`` ranges; with more tasks than that, each
     range runs several, and every output is still computed (the outputs start as NaN, so a skipped task shows)."""
-    from numconv.kernels.cpu import blocked, launch
+    from numconv.kernels.cpu import launch, parallel
 
     tasks = []
 
@@ -859,13 +859,13 @@ def test_calls_with_more_tasks_than_ranges_run_every_task(rng, monkeypatch):
         getattr(c, f"conv_forward_{variant}")(x, w, b, y, *geometry)
         grad_x = np.full_like(x, np.nan)
         getattr(c, f"conv_grad_input_{variant}")(g[:, :, None], w, grad_x, *geometry)
-        assert max(count for _, count in tasks) > blocked.RANGES, (variant, tasks)
+        assert max(count for _, count in tasks) > parallel.RANGES, (variant, tasks)
         np.testing.assert_allclose(y[:, :, 0], want, rtol=1e-4, atol=1e-3, err_msg=variant)
         np.testing.assert_allclose(grad_x[:, :, 0], want_x, rtol=1e-4, atol=1e-3, err_msg=variant)
     tasks.clear()
     grad_w = np.full_like(w, np.nan)
     c.conv_grad_weight(g[:, :, None], x, grad_w, *geometry)
-    assert max(count for _, count in tasks) > blocked.RANGES, tasks
+    assert max(count for _, count in tasks) > parallel.RANGES, tasks
     np.testing.assert_allclose(grad_w[:, :, 0], want_w, rtol=1e-4, atol=2e-3)
 
 

@@ -14,7 +14,7 @@ from numba import njit, prange
 from numba.core.errors import TypingError
 
 from numconv.kernels.cpu import dense, parallel, pointwise, pool
-from numconv.kernels.cpu.parallel import call_task, every_call, parallel_kernel, task_loop
+from numconv.kernels.cpu.parallel import every_call, parallel_kernel, task_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,13 +261,24 @@ def _offset_scaled_tasks(x, factor, out, scratch, first, end):
 
 
 @task_loop(_offset_scaled_tasks, per_thread=1)
-def _offset_scaled(task_address, x, factor, out, scratch):
-    """out = x * factor + 0.375 in ranges of tasks. x, out (size,); scratch (threads, 1)."""
-    tasks = x.shape[0]
-    ranges = min(tasks, 8)
-    for at in prange(ranges):
-        call_task(_offset_scaled_tasks, task_address,
-                  (x, factor, out, scratch[numba.get_thread_id()], at * tasks // ranges, (at + 1) * tasks // ranges))
+def _offset_scaled(x, factor, out, scratch):
+    """out = x * factor + 0.375 in ranges of tasks, a task per element. x, out (size,); scratch (threads, 1). Returns
+    its count of tasks."""
+    return x.shape[0]
+
+
+@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
+def _offset_doubled_tasks(x, factor, out, scratch, first, end):
+    """``_offset_scaled_tasks`` with 2 x factor and 0.625."""
+    scratch[0] = 0.625
+    for i in range(first, end):
+        out[i] = x[i] * (2 * factor) + scratch[0]
+
+
+@task_loop(_offset_doubled_tasks, per_thread=1)
+def _offset_doubled(x, factor, out, scratch):
+    """out = x * 2 factor + 0.625, as ``_offset_scaled``."""
+    return x.shape[0]
 
 
 def _offset_scaled_checked(x, factor=3.0):
@@ -280,13 +291,27 @@ def test_a_task_loop_runs_every_task_through_its_task_compiled_apart():
     """Each range of tasks runs (more tasks than ranges), the scratch is the thread's row, a version of the task per
     dtype; the loop calls the task by its address, so the task's code is not linked into the loop's."""
     for dtype in (np.float64, np.float32):
+        _offset_scaled_checked(np.arange(parallel.RANGES * 2 + 37, dtype=dtype))
         _offset_scaled_checked(np.arange(37, dtype=dtype))
     task = _offset_scaled.task
     assert {signature[0].dtype for signature in task.signatures} == {numba.float64, numba.float32}
     assert all(signature[3] == numba.types.Array(signature[0].dtype, 1, "C") for signature in task.signatures)
     # the task's constant is in its own code and not in the loop's (a task called by name is inlined there)
     assert all("3.750000e-01" in code for code in task.inspect_llvm().values())
-    assert not any("3.750000e-01" in code for code in _offset_scaled.loop.inspect_llvm().values())
+    assert not any("3.750000e-01" in code for code in parallel._ranges.inspect_llvm().values())
+
+
+def test_task_loops_whose_arguments_have_the_same_types_share_one_compiled_loop():
+    """A second kernel of the same arguments' types runs its own task through the loop the first one compiled: the
+    loop compiles once for both."""
+    x = np.arange(50, dtype=np.float64)
+    _offset_scaled_checked(x)
+    loops = len(parallel._ranges.overloads)
+    out = np.zeros_like(x)
+    _offset_doubled(x, 3.0, out, np.zeros((numba.config.NUMBA_NUM_THREADS, 1)))
+    np.testing.assert_array_equal(out, x * 6.0 + 0.625)
+    assert len(parallel._ranges.overloads) == loops
+    assert len(_offset_doubled.task.overloads) == 1
 
 
 def test_a_read_only_array_runs_the_tasks_version_for_a_writeable_one():
@@ -300,7 +325,7 @@ def test_a_read_only_array_runs_the_tasks_version_for_a_writeable_one():
 
 def test_a_task_loop_refuses_arguments_its_task_was_not_compiled_for():
     """Arguments of other kinds than those the task was compiled for (here a strided array after contiguous ones of
-    the same dtype) stop the loop's compile with the task's name, never reach the task."""
+    the same dtype) stop the loop's compile, never reach the task."""
     _offset_scaled_checked(np.arange(20, dtype=np.float64))
-    with pytest.raises(TypingError, match="_offset_scaled_tasks is not compiled for"):
+    with pytest.raises(TypingError, match="no task is compiled for"):
         _offset_scaled_checked(np.arange(40, dtype=np.float64)[::2])

@@ -271,8 +271,8 @@ def _layers_of(network):
 
 
 def _in_cache(kernel) -> bool:
-    """Whether Numba's cache holds any compiled version of the blocked ``kernel``'s loop and of its task (their
-    indexes for the current source)."""
+    """Whether Numba's cache holds any compiled version of the blocked ``kernel``'s task and of the loop that it
+    shares with the others (their indexes for the current source)."""
     try:
         return all(part._cache._cache_file._load_index() for part in (kernel.loop, kernel.task))
     except (AttributeError, OSError):  # another Numba's internals, or an unreadable cache: compile in-process

@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from numconv.kernels.cpu import blocked, codegen, tuning
 from numconv.kernels.cpu.launch import run_vectorized, workspace
+from numconv.kernels.cpu.parallel import RANGES
 from numconv.kernels.cpu.runs import load_run, store_run
 from numconv.kernels.scalar import relu_floor
 
@@ -51,7 +52,7 @@ def _channel_products(source, X, xr, xc, group_size, init_col, out, groups, rows
     per_plane = (positions + chunk - 1) // chunk
     strips = (columns + tuning.WIDE_COLUMNS - 1) // tuning.WIDE_COLUMNS
     tasks = source.shape[0] // (groups * rows * positions) * groups * per_plane * parts
-    ranges = min(tasks, blocked.RANGES)
+    ranges = min(tasks, RANGES)
     for at in prange(ranges):
         panel = panels[numba.get_thread_id()]
         x_base = np.empty(1, np.uint64)

@@ -18,7 +18,8 @@ is one call of a large task function. Called by name, the task would be linked i
 gufunc that Numba builds around it and the kernel, and LLVM would optimise and emit it again at each level (a 5 x 5
 Winograd weight transform, float32: its task 5.2 s, its loop 8.2 s more; the fused kernel's task 9.7 s, its loop 5.5 s
 more). :func:`task_loop` compiles the task on its own instead and the loop calls it by its address (:func:`call_task`),
-as Numba calls any compiled function: the two loops then compile in 0.8 and 1.4 s.
+as Numba calls any compiled function: the two loops then compile in 0.8 and 1.4 s. One loop (``_ranges``) serves
+every task whose arguments have the same types, so that it compiles once for all of them.
 """
 from __future__ import annotations
 
@@ -27,13 +28,20 @@ import threading
 import types
 from contextlib import contextmanager
 
+import numba
 import numpy as np
-from numba import config, njit, typeof
+from numba import config, njit, prange, typeof
 from numba import types as numba_types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
-__all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "parallel_kernel", "every_call", "task_loop", "call_task"]
+__all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "RANGES", "parallel_kernel", "every_call", "task_loop", "call_task",
+           "thread_rows"]
+
+#: a parallel call of a :class:`TaskLoop` splits its tasks into at most this many ranges: 16 per thread on 16
+#: threads, enough to even out ranges of uneven cost (the thread count cannot be read here: a kernel that asks for it
+#: cannot be cached)
+RANGES = 256
 
 #: a call runs parallel where its largest array's elements times (threads - 1) reach this, the threads being those
 #: Numba starts (``NUMBA_NUM_THREADS``; with 1, every call runs the one-thread version): with 2 threads from 262,144
@@ -129,10 +137,16 @@ def parallel_kernel(function=None, **options):
 
 
 def call_task(task, address, arguments) -> None:
-    """``task(*arguments)``. Compiled, a call of the function at ``address``: ``task``'s version for the types of
+    """``task(*arguments)``. Compiled, a call of the function at ``address``: a task's version for the types of
     ``arguments``, which must have been compiled (:class:`TaskLoop` compiles it before the loop), so that the caller
-    does not link ``task`` into its own code. As Python (``NUMBA_DISABLE_JIT``), a call of ``task``."""
+    does not link the task into its own code; ``task`` is then None, so that every task whose arguments have the
+    same types shares the caller's compiled code. As Python (``NUMBA_DISABLE_JIT``), a call of ``task``."""
     task(*arguments)
+
+
+#: the argument types that :class:`TaskLoop` has compiled a task for in this process: the types ``call_task``
+#: accepts when its caller compiles
+_compiled_task_types = set()
 
 
 def _task_types(argument_types) -> tuple:
@@ -144,48 +158,78 @@ def _task_types(argument_types) -> tuple:
 
 
 @intrinsic
-def _call_address(typingctx, task, address, arguments):
+def _call_address(typingctx, address, arguments):
     """``call_task``'s compiled form: Numba's own calling convention, through a pointer."""
     argument_types = _task_types(arguments.types)
-    if argument_types not in task.dispatcher.overloads:
-        raise errors.TypingError(f"{task.dispatcher.__name__} is not compiled for {argument_types}: its loop's "
-                                 "TaskLoop compiles it for the arguments it is given")
+    if argument_types not in _compiled_task_types:
+        raise errors.TypingError(f"no task is compiled for {argument_types}: a TaskLoop compiles its task for the "
+                                 "arguments it is given")
 
     def codegen(context, builder, signature, args):
         function_type = context.call_conv.get_function_type(numba_types.void, argument_types)
-        function = builder.inttoptr(args[1], function_type.as_pointer())
-        values = cgutils.unpack_tuple(builder, args[2], len(argument_types))
+        function = builder.inttoptr(args[0], function_type.as_pointer())
+        values = cgutils.unpack_tuple(builder, args[1], len(argument_types))
         # a task raises nothing (kernels take valid input), so its status is not read
         context.call_conv.call_function(builder, function, numba_types.void, argument_types, values)
         return context.get_dummy_value()
 
-    return numba_types.void(task, address, arguments), codegen
+    return numba_types.void(address, arguments), codegen
 
 
 @overload(call_task)
 def _call_task_compiled(task, address, arguments):
-    return lambda task, address, arguments: _call_address(task, address, arguments)
+    return lambda task, address, arguments: _call_address(address, arguments)
+
+
+def thread_rows(scratch: tuple, thread: int) -> tuple:
+    """(scratch[0][thread], scratch[1][thread], ...): the row of ``thread`` of each per-thread scratch array."""
+    return tuple(rows[thread] for rows in scratch)
+
+
+@overload(thread_rows)
+def _thread_rows_compiled(scratch, thread):
+    if len(scratch) == 0:
+        return lambda scratch, thread: ()
+    return lambda scratch, thread: (scratch[0][thread],) + thread_rows(scratch[1:], thread)
+
+
+@njit(parallel=True, cache=True)
+def _ranges(task, task_address, tasks, arguments, scratch):
+    """Tasks 0 to ``tasks`` - 1 in at most ``RANGES`` ranges over the threads: a ``call_task(task, task_address,
+    (*arguments, *the calling thread's row of each of scratch, first, end))`` per range. Every :class:`TaskLoop`
+    runs its tasks here (``task`` None, compiled: the task is reached by its address), so that one compiled loop
+    serves every task whose arguments have the same types."""
+    ranges = min(tasks, RANGES)
+    for at in prange(ranges):
+        call_task(task, task_address, arguments + thread_rows(scratch, numba.get_thread_id())
+                  + (at * tasks // ranges, (at + 1) * tasks // ranges))
 
 
 class TaskLoop:
-    """A parallel loop over ranges of tasks, ``loop(task_address, *arguments)``, that calls its task function
-    ``task`` through :func:`call_task`; called as ``kernel(*arguments)``. The task's arguments are the loop's, the
-    last ``per_thread`` of them (2D per-thread scratch) as the calling thread's row, then the range's first and end
-    task (int64). The task is compiled for each float dtype of the first argument: every caller passes the same kinds
-    of arguments but for that dtype (as ``launch.run_vectorized`` keys its calls)."""
+    """A parallel loop over ranges of tasks that calls its task function ``task`` through :func:`call_task`
+    (:func:`_ranges`), as ``kernel(*arguments)``: ``count(*arguments)`` (Python, the function decorated by
+    :func:`task_loop`) gives the number of tasks. The task's arguments are the kernel's, the last ``per_thread`` of
+    them (2D per-thread scratch) as the calling thread's row, then the range's first and end task (int64). The task
+    is compiled for each float dtype of the first argument: every caller passes the same kinds of arguments but for
+    that dtype (as ``launch.run_vectorized`` keys its calls). The loop is compiled once for all tasks whose
+    arguments have the same types, rather than once per kernel (0.6 s each: the three blocked kernels of LeNet-5's
+    first run, the Winograd kernels of one window each)."""
 
-    def __init__(self, function, task, per_thread: int):
-        self.loop = njit(parallel=True, cache=True)(function)
+    def __init__(self, count, task, per_thread: int):
+        self.count = count
         self.task = task
+        #: the compiled loop, shared (``_ranges``)
+        self.loop = _ranges
         self.per_thread = per_thread
         self._addresses = {}
-        functools.update_wrapper(self, function)
+        functools.update_wrapper(self, count)
 
     def __call__(self, *args):
         address = self._addresses.get(args[0].dtype.char)
         if address is None:
             address = self._addresses[args[0].dtype.char] = self._compile_task(args)
-        self.loop(address, *args)
+        split = len(args) - self.per_thread
+        _ranges(self.task if config.DISABLE_JIT else None, address, self.count(*args), args[:split], args[split:])
 
     def _compile_task(self, args) -> int:
         """The address of the task's version for the loop's ``args``, compiled (or loaded from the cache)."""
@@ -196,10 +240,12 @@ class TaskLoop:
         signature = _task_types((*argument_types[:split], *(scratch.copy(ndim=1) for scratch in argument_types[split:]),
                                  numba_types.int64, numba_types.int64))
         self.task.compile(signature)
+        _compiled_task_types.add(signature)
         compiled = self.task.overloads[signature]
         return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
 def task_loop(task, per_thread: int = 0):
-    """Decorator: the parallel loop below, as a :class:`TaskLoop` calling ``task``."""
-    return lambda function: TaskLoop(function, task, per_thread)
+    """Decorator: the function below, which gives the number of tasks of its arguments, as a :class:`TaskLoop` of
+    ``task``."""
+    return lambda count: TaskLoop(count, task, per_thread)
