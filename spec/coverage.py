@@ -44,6 +44,9 @@ KERNEL_FILES = {
 #: other file of numconv/kernels/cpu that defines a kernel to be in ``KERNEL_FILES``)
 NOT_KERNEL_FILES = {
     "numconv/kernels/cpu/codegen.py": "writes blocked.py (a kernel file); its decorators are the text it writes",
+    "numconv/kernels/cpu/parallel.py": "runs kernels: the choice of a kernel's one-thread or parallel version, and "
+                                       "the one parallel loop of every blocked and Winograd kernel (``_ranges``), "
+                                       "which their spec checks run; its call of a task by address is compiled code",
 }
 #: how each backend's kernels run as Python
 ENVIRONMENT = {"cpu": {"NUMBA_DISABLE_JIT": "1"}, "cuda": {"NUMBA_ENABLE_CUDASIM": "1"}}

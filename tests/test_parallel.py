@@ -251,7 +251,8 @@ def test_no_parallel_kernel_builds_arrays_outside_its_parallel_loop():
     assert offenders == []
 
 
-@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
+# not cached, so that the test can read their compiled code (code loaded from the cache cannot be inspected)
+@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _offset_scaled_tasks(x, factor, out, scratch, first, end):
     """Tasks ``first`` to ``end`` - 1: out[i] = x[i] * factor + 0.375, the 0.375 through the calling thread's
     scratch (a constant that marks the task's code)."""
@@ -267,7 +268,7 @@ def _offset_scaled(x, factor, out, scratch):
     return x.shape[0]
 
 
-@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)
+@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _offset_doubled_tasks(x, factor, out, scratch, first, end):
     """``_offset_scaled_tasks`` with 2 x factor and 0.625."""
     scratch[0] = 0.625
@@ -296,9 +297,16 @@ def test_a_task_loop_runs_every_task_through_its_task_compiled_apart():
     task = _offset_scaled.task
     assert {signature[0].dtype for signature in task.signatures} == {numba.float64, numba.float32}
     assert all(signature[3] == numba.types.Array(signature[0].dtype, 1, "C") for signature in task.signatures)
-    # the task's constant is in its own code and not in the loop's (a task called by name is inlined there)
+    # the task's constant is in its own code and not in the loop's (a task called by name is inlined there); the
+    # loop compiled afresh, as the one loaded from the cache cannot be inspected
     assert all("3.750000e-01" in code for code in task.inspect_llvm().values())
-    assert not any("3.750000e-01" in code for code in parallel._ranges.inspect_llvm().values())
+    loop = numba.njit(parallel=True)(parallel._ranges.py_func)
+    x = np.arange(37, dtype=np.float64)
+    out = np.zeros_like(x)
+    scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 1))
+    loop(None, _offset_scaled._addresses["d"], x.shape[0], (x, 3.0, out), (scratch,))
+    np.testing.assert_array_equal(out, x * 3.0 + 0.375)
+    assert not any("3.750000e-01" in code for code in loop.inspect_llvm().values())
 
 
 def test_task_loops_whose_arguments_have_the_same_types_share_one_compiled_loop():
