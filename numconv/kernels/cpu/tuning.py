@@ -92,9 +92,12 @@ UNALIGNED_ROWS = 0.78 if vectors.splits_line_loads() else 1.0
 #: estimates also choose 112 x 3 on the two other layers measured, where it was faster: 16 -> 16 channels 3 x 3 on
 #: (8, 16, 112, 112) 0.91x, 3 -> 32 on (16, 3, 112, 112) 0.81x (predicted 0.75x and 0.64x), and on rows of 224,
 #: where 64 x 4 leaves 32 of 256 lanes unused: 3 -> 64 channels 3 x 3 on (8, 3, 224, 224) 0.72x (64 x 4, which the
-#: estimates took before, 0.82x), 3 -> 32 channels 3x3x3 on (4, 3, 8, 224, 224) 0.94x (64 x 4 1.10x). Not measured
-#: on other CPUs
-WIDE_ROW_EFFICIENCY = 0.87
+#: estimates took before, 0.82x), 3 -> 32 channels 3x3x3 on (4, 3, 8, 224, 224) 0.94x (64 x 4 1.10x). Where 512-bit
+#: multiply-adds run as two halves (AMD Zen 4), 112 x 3 against ``lanes`` (two runs of 12 rounds alternating in one
+#: process): the video's first layer 1.02-1.06x, 16 -> 16 channels 0.93-1.03x, 3 -> 32 0.94-1.06x, 3 -> 64 on rows of
+#: 224 1.01-1.04x, 32 -> 32 3x3x3 0.89x; at 0.87 the estimates took 112 x 3 for the first four (1.09-1.29x lanes'
+#: share); the mean of the four's errors in the log fits 0.73, under which the first two take ``lanes``
+WIDE_ROW_EFFICIENCY = 0.87 if vectors.full_width_fma() else 0.73
 WIDE_ROW_STORE_COST = 2.7
 #: where a ``lanes`` task's output channels and input channels both lie a multiple of 4 KB apart (planes of 1024
 #: float32 numbers: 32 x 32), its 32 stores of a column and its broadcast numbers of a strip fall into the same
