@@ -85,9 +85,9 @@ def compile_ahead(dtype="float32", model: str | None = None, batch: int | None =
     The jobs: with ``model`` (a zoo model's name), first, the forward and backward passes of a training step of
     ``batch`` samples (``run_model_once(..., "passes")``); then each blocked kernel that Numba's cache lacks
     (``run_once``), the largest kernels (3-4.5 s each on a 2-core machine); and with ``model``, an evaluation of
-    ``evaluation_batch`` samples (``"evaluation"``), held back until the passes have ended, so that its convolutions
-    mostly load what they compiled (run beside the passes, it compiled AlexNet's Winograd kernels a second time: 17 s
-    of CPU), then the next job, or until no other job is left (:class:`_Jobs`). One
+    ``evaluation_batch`` samples (``"evaluation"``), held back until the passes have ended (it is then the next job)
+    or no other job is left (:class:`_Jobs`), so that its convolutions mostly load what the passes compiled (run
+    beside them, it compiled AlexNet's Winograd kernels a second time: 17 s of CPU). One
     helper process per core beside this one (at least one, :func:`serve`), each taking the next job as it finishes
     one: a process pays about 1.3 s of CPU to import numconv and start Numba, and a process per job, more processes
     than cores, had LeNet-5's first run pay that five times. Meanwhile this process runs the rest of the model's

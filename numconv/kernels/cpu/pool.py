@@ -278,12 +278,13 @@ def _row_window(in_shape, out_shape, kernel, stride, padding, dilation):
 
 
 def _short_rows_of(row, block):
-    """The rows route's loop over task ``task`` of ``tasks``' planes where rows are shorter than ``SHORT_ROW``
-    (``_row_window``: windows that do not overlap, read in place, each of a power of two of inputs), for one row
-    operation ``row`` (``_short_maximum_row``, ``_short_index_row``, ``_short_average_row``), a row at a time in output
-    order. A row computes a block of ``block`` outputs where the block's windows stay inside the input and its outputs
-    inside the task's: those past the row's end land on the next rows' outputs, which write them again after it.
-    Elsewhere (a task's last rows) a row computes its own outputs alone. The rows' offsets advance by addition.
+    """The rows route's loop, for one row operation ``row`` (``_short_maximum_row``, ``_short_index_row``,
+    ``_short_average_row``), over task ``task`` of ``tasks``' planes where rows are shorter than ``SHORT_ROW``
+    (``_row_window``: windows that do not overlap, read in place, each of a power of two of inputs), a row at a time
+    in output order. A row computes a block of ``block`` outputs where the block's windows stay inside the input and
+    its outputs inside the task's: those past the row's end land on the next rows' outputs, which write them again
+    after it. Elsewhere (a task's last rows) a row computes its own outputs alone. The rows' offsets advance by
+    addition.
 
     One loop per operation, so that a kernel compiles only its own: with the three in one loop, Numba inlined all of
     them before it pruned the two a kernel does not take (first calls on LeNet's 2 x 2 over (32, 6, 28, 28),
@@ -291,7 +292,7 @@ def _short_rows_of(row, block):
     average 2.2 and 3.7 -> 1.1 and 2.2). The loop is inlined into the parallel loop rather than called as a task
     function like the other routes' (which the serial and parallel versions share): a row's work is a vector or two,
     and as a task function LeNet's 2 x 2 over (64, 6, 28, 28) took 1.2-1.4x as long (one thread: maximum 66 against
-    47-54 us, average 101 against 81-83)."""
+    47-54 us, average 101 against 81-83); the price is compiling the loop in each version."""
 
     @njit(cache=True, inline="always")
     def short_rows(x, out, indices, inverse, task, tasks, stride, window_depth, window_rows, window_taps,
