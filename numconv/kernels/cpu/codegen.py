@@ -98,21 +98,17 @@ def takes_strips_outer(V, vb, rlo, rhi, lanes):
 TASKS_DECORATOR = '@njit(fastmath={"contract"}, no_cpython_wrapper=True, no_cfunc_wrapper=True, cache=True)'
 
 
-def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: str) -> list:
+def task_count(kernel: str, parameters: str, doc: list, tasks: str, per_thread: int = 0) -> list:
     """The lines of ``kernel(parameters)`` (docstring lines ``doc``), a ``parallel.TaskLoop`` that runs its ``tasks``
     tasks (the function's result, in Python) in at most ``RANGES`` ranges over the threads, a call of
-    ``kernel``_tasks(``arguments``, first, end) per range (``parallel._ranges``, one loop for every kernel whose
-    arguments have the same types). ``arguments`` are the parameters, the last of them maybe per-thread scratch
-    rows, ``name[tid]``, ``tid`` naming the calling thread.
+    ``kernel``_tasks(parameters, first, end) per range (``parallel._ranges``, one loop for every kernel whose
+    arguments have the same types), the last ``per_thread`` parameters (per-thread scratch) as the calling thread's
+    rows.
 
     The tasks are a function of their own because Numba's parallel lowering types and lowers a loop's body a second
     time (the 16 x 14 kernel compiled in 8.5 s with its body in the loop, 5.3 s as a function), and are called by
     address so that the loop's compile does not optimise and emit them again (``parallel.py``); ranges rather than
     a call per task, which was up to 1.9x slower where tasks are short. Used by ``winograd_codegen.py`` too."""
-    names = [name.strip() for name in arguments.split(",")]
-    per_thread = sum(name.endswith("[tid]") for name in names)
-    assert all(name.endswith("[tid]") for name in names[len(names) - per_thread:]), "scratch rows come last"
-    assert [name.removesuffix("[tid]") for name in names] == [name.strip() for name in parameters.split(",")]
     decorator = f"@task_loop({kernel}_tasks" + (f", per_thread={per_thread})" if per_thread else ")")
     lines = [decorator, f"def {kernel}({parameters}):"]
     lines += [f'    """{doc[0]}'] + [f"    {line}".rstrip() for line in doc[1:]]
@@ -187,7 +183,7 @@ def kernel_source(lanes: int, width: int) -> str:
     emit = lines.append
     emit("")
     emit("")
-    # the tasks, a range of them per call from the kernel's parallel loop (``ranges_loop``)
+    # the tasks, a range of them per call from the shared parallel loop (``task_count``)
     emit(TASKS_DECORATOR)
     emit(f"def {kernel_name(lanes, width)}_tasks(V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, "
          "lanes, init_lane, init_col, floor, first, end):")
@@ -217,9 +213,9 @@ def kernel_source(lanes: int, width: int) -> str:
     emit("")
     emit("")
     operands = "V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor"
-    lines += ranges_loop(kernel_name(lanes, width), operands,
-                         [f"{lanes} lanes x {width} columns per task; see codegen.py."],
-                         f"vb.shape[0] * ((xc.shape[0] + {width - 1}) // {width})", operands)
+    lines += task_count(kernel_name(lanes, width), operands,
+                        [f"{lanes} lanes x {width} columns per task; see codegen.py."],
+                        f"vb.shape[0] * ((xc.shape[0] + {width - 1}) // {width})")
     return "\n".join(lines) + "\n"
 
 
@@ -275,10 +271,9 @@ def split_kernel_source(lanes: int, width: int) -> str:
     lines += ["", ""]
     operands = ("V, voff, vb, X, xr, xc, xb, rlo, rhi, out, ocol, oblk, ostride, lanes, init_lane, init_col, floor, "
                 "chunk, per_task, strips_outer")
-    lines += ranges_loop(name, operands, [f"{lanes} lanes x {width} columns per strip, the sum split into chunks; see "
-                                          "codegen.py."],
-                         f"vb.shape[0] * (((xc.shape[0] + {width - 1}) // {width} + per_task - 1) // per_task)",
-                         operands)
+    lines += task_count(name, operands, [f"{lanes} lanes x {width} columns per strip, the sum split into "
+                                         "chunks; see codegen.py."],
+                        f"vb.shape[0] * (((xc.shape[0] + {width - 1}) // {width} + per_task - 1) // per_task)")
     return "\n".join(lines) + "\n"
 
 

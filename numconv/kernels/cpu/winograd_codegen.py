@@ -199,15 +199,15 @@ def store_run_lines(indent: str, array: str, address: str, name: str) -> list:
 
 def tasks_header(kernel: str, parameters: str, scratch: str) -> list:
     """The first lines of ``kernel``'s tasks function: it runs tasks ``first`` to ``end`` - 1 with the calling
-    thread's scratch, called per range of tasks from the kernel's parallel loop (``codegen.ranges_loop``)."""
+    thread's scratch, called per range of tasks from the shared parallel loop (``codegen.task_count``)."""
     return [codegen.TASKS_DECORATOR, f"def {kernel}_tasks({parameters}, first, end):",
             f'    """Tasks ``first`` to ``end`` - 1 of ``{kernel}``, with the calling thread\'s scratch '
             f'({scratch})."""']
 
 
-def ranges_loop(kernel: str, parameters: str, doc: list, tasks: str, arguments: str) -> list:
-    """``codegen.ranges_loop`` after two blank lines."""
-    return ["", ""] + codegen.ranges_loop(kernel, parameters, doc, tasks, arguments)
+def task_count(kernel: str, parameters: str, doc: list, tasks: str, per_thread: int) -> list:
+    """``codegen.task_count`` after two blank lines."""
+    return ["", ""] + codegen.task_count(kernel, parameters, doc, tasks, per_thread)
 
 
 #: where a weight transform's scratch row holds a kernel column's gathered taps, after its 4 x 3 runs of products
@@ -275,16 +275,15 @@ def weights_source(rows: int, columns: int, consts: Constants) -> list:
             e(f"            w{r} = load_run(scratch, {GATHERED + 16 * r}, {LANES})")
         pass_one(L, consts, row, "p{i}", "({i} * 3 + col) * 16", " " * 12)
         pass_two(L, consts, row, column, "({i} * 3 + {col}) * 16", f"{first} + i * {column.alpha} + {{j}}", " " * 8)
-    L += ranges_loop(name, "w, K, group_out, oblocks, cpad, U, tmp",
-                     [f"U (G, OB, {elements}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the "
-                      f"sub-window s of the {rows} x {columns} window",
-                      "(``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, "
-                      f"{rows}, {columns})[g * group_out + 16 ob + k, c, kd],",
-                      "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
-                      "depth tap, input",
-                      f"channel). tmp: per-thread scratch (threads, {WEIGHT_SCRATCH})."],
-                     "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad",
-                     "w, K, group_out, oblocks, cpad, U, tmp[tid]")
+    L += task_count(name, "w, K, group_out, oblocks, cpad, U, tmp",
+                    [f"U (G, OB, {elements}, KD * CP, 16)[g, ob, t, kd * CP + c, k] = (G w_s G^T)[t] of the "
+                     f"sub-window s of the {rows} x {columns} window",
+                     "(``kinds``: its transform elements numbered after the earlier sub-windows') of w (O, Cg, KD, "
+                     f"{rows}, {columns})[g * group_out + 16 ob + k, c, kd],",
+                     "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
+                     "depth tap, input",
+                     f"channel). tmp: per-thread scratch (threads, {WEIGHT_SCRATCH})."],
+                    "(w.shape[0] // group_out) * oblocks * w.shape[2] * cpad", per_thread=1)
     return L
 
 
@@ -351,14 +350,14 @@ def depth_weights_source(rows: int, columns: int, consts: Constants) -> list:
     e(f"            first_row = layer * {row.alpha}")
     pass_two(L, consts, row, column, f"(first_row + {{i}}) * {column.taps * LANES} + {{col}} * 16",
              f"layer * {plane_elements} + i * {column.alpha} + {{j}}", " " * 12)
-    L += ranges_loop(name, "w, K, group_out, oblocks, cpad, U, tmp",
-                     [f"U (G, OB, {elements}, CP, 16)[g, ob, {plane_elements} e + t, c, k] = (G_d (G w G^T))[e, t] "
-                      f"of w (O, Cg, 3, {rows}, {columns})[g * group_out + 16 ob + k, c]:",
-                      f"the depth axis' transform element e (F(2, 3) over the 3 depth taps) of the {rows} x {columns} "
-                      "window's element t,",
-                      "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
-                      f"input channel). tmp: per-thread scratch (threads, {WEIGHT_SCRATCH}).", ],
-                     "(w.shape[0] // group_out) * oblocks * cpad", "w, K, group_out, oblocks, cpad, U, tmp[tid]")
+    L += task_count(name, "w, K, group_out, oblocks, cpad, U, tmp",
+                    [f"U (G, OB, {elements}, CP, 16)[g, ob, {plane_elements} e + t, c, k] = (G_d (G w G^T))[e, t] "
+                     f"of w (O, Cg, 3, {rows}, {columns})[g * group_out + 16 ob + k, c]:",
+                     f"the depth axis' transform element e (F(2, 3) over the 3 depth taps) of the {rows} x {columns} "
+                     "window's element t,",
+                     "zero past the group's last channel or Cg; one task per (group, block of 16 output channels, "
+                     f"input channel). tmp: per-thread scratch (threads, {WEIGHT_SCRATCH}).", ],
+                    "(w.shape[0] // group_out) * oblocks * cpad", per_thread=1)
     return L
 
 
@@ -639,15 +638,15 @@ def conv_source(rows: int, columns: int, width: int, consts: Constants, depth: b
         v_size = f"{elements} * per_task * KD * CP"
     scratch = scratch_runs(rows, columns, depth)
     tile_planes = f"((out.shape[2] + {DEPTH.m - 1}) // {DEPTH.m})" if depth else "out.shape[2]"
-    L += ranges_loop(name, f"{params}, work_v, work_m, work_t",
-                     summary + [f"``per_task`` a multiple of {W}; a task computes the blocks of 16 output channels of "
-                                "one of ``chunks`` shares" + (", two at a time." if paired else "."),
-                                f"work_v (threads, {v_size}), work_m (threads, "
-                                + (f"2 * {elements} * (per_task + 1) * 16" if paired else f"{elements} * per_task * 16")
-                                + f"), work_t (threads, {scratch} * 16):",
-                                "per-thread scratch, so that no task allocates (fresh pages fault)."],
-                     f"groups * chunks * ((P.shape[0] * {tile_planes} * th * tw + per_task - 1) // per_task)",
-                     f"{params}, work_v[tid], work_m[tid], work_t[tid]")
+    L += task_count(name, f"{params}, work_v, work_m, work_t",
+                    summary + [f"``per_task`` a multiple of {W}; a task computes the blocks of 16 output channels of "
+                               "one of ``chunks`` shares" + (", two at a time." if paired else "."),
+                               f"work_v (threads, {v_size}), work_m (threads, "
+                               + (f"2 * {elements} * (per_task + 1) * 16" if paired else f"{elements} * per_task * 16")
+                               + f"), work_t (threads, {scratch} * 16):",
+                               "per-thread scratch, so that no task allocates (fresh pages fault)."],
+                    f"groups * chunks * ((P.shape[0] * {tile_planes} * th * tw + per_task - 1) // per_task)",
+                    per_thread=3)
     return L
 
 
