@@ -251,7 +251,8 @@ def _numeric_error_ulps(got: np.ndarray, expected: np.ndarray, dtype) -> float:
 
 
 class VersionsDiffer(Exception):
-    """A CPU kernel's one-thread and parallel versions computed different results (``registry._both_versions``)."""
+    """A CPU kernel's one-thread, streamed and parallel versions did not all compute the same results
+    (``registry._both_versions``)."""
 
 
 def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DTYPES,

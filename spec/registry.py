@@ -216,27 +216,33 @@ def _both_versions(kernel: Callable) -> Callable:
     """``kernel`` called twice, every parallel loop it reaches first on one thread, then parallel
     (``numconv.kernels.cpu.parallel``: the spec's arrays are small, so that a call would otherwise run the one-thread
     versions alone); the second call's results are returned, and the first's must equal them, NaN for NaN
-    (``VersionsDiffer`` otherwise). With Numba's JIT disabled (the coverage measurement, ``spec/coverage.py``) both
-    versions are the same Python function, and ``kernel`` is called once."""
+    (``VersionsDiffer`` otherwise). An element-wise kernel that streams large outputs past the caches is called a
+    third time, streamed, and must equal them too. With Numba's JIT disabled (the coverage measurement,
+    ``spec/coverage.py``) every version is the same Python function, and ``kernel`` is called once."""
     from numba.core import config
 
     from numconv.kernels.cpu.parallel import every_call
 
     if config.DISABLE_JIT:
         return kernel
+    versions = ("serial", "streamed", "parallel") if getattr(kernel, "streams", False) else ("serial", "parallel")
 
     def call(*args):
-        copies = _arrays_replaced(args, np.copy)
-        with every_call("serial"):
-            serial_result = kernel(*copies)
-        with every_call("parallel"):
-            result = kernel(*args)
-        differing = [position for position, (one, other) in enumerate(zip(copies, args))
-                     if isinstance(other, np.ndarray) and not np.array_equal(one, other, equal_nan=True)]
-        returned_differs = result is not None and not np.array_equal(serial_result, result, equal_nan=True)
-        if differing or returned_differs:
-            raise VersionsDiffer(f"the one-thread and parallel versions of {kernel.__name__} differ in "
-                                 f"{f'arguments {differing}' if differing else 'the value returned'}")
+        results = {}
+        for version in versions:
+            arguments = args if version == "parallel" else _arrays_replaced(args, np.copy)
+            with every_call(version):
+                results[version] = (arguments, kernel(*arguments))
+        arguments, result = results["parallel"]
+        for version in versions[:-1]:
+            copies, other_result = results[version]
+            differing = [position for position, (one, other) in enumerate(zip(copies, arguments))
+                         if isinstance(other, np.ndarray) and not np.array_equal(one, other, equal_nan=True)]
+            returned_differs = result is not None and not np.array_equal(other_result, result, equal_nan=True)
+            if differing or returned_differs:
+                raise VersionsDiffer(f"the {'one-thread' if version == 'serial' else version} and parallel versions of "
+                                     f"{kernel.__name__} differ in "
+                                     f"{f'arguments {differing}' if differing else 'the value returned'}")
         return result
 
     call.__wrapped__ = kernel

@@ -142,7 +142,7 @@ def test_every_call_restores_the_version_it_found():
 
 
 def test_every_call_names_a_bad_version():
-    with pytest.raises(ValueError, match="version must be 'parallel' or 'serial', got 'threads'"):
+    with pytest.raises(ValueError, match="version must be 'parallel', 'serial' or 'streamed', got 'threads'"):
         with every_call("threads"):
             pass
 

@@ -50,6 +50,22 @@ def test_a_parallel_kernel_whose_one_thread_version_differs_fails_its_rows(monke
     assert result.detail == "the one-thread and parallel versions of relu_forward differ in arguments [1]"
 
 
+def test_a_streamed_version_that_differs_fails_its_rows(monkeypatch):
+    """An element-wise kernel's streamed version (large outputs, past the caches) runs in every row as well."""
+    from numconv.kernels.cpu import pointwise
+
+    entry = registry.entry("add_forward")
+    case, rng = entry.build(entry.configs[0]), np.random.default_rng(0)
+
+    def subtracted(a, b, out):
+        out[:] = a - b
+
+    monkeypatch.setattr(pointwise.add_forward, "_streamed", subtracted)
+    result = check.check_case(case, registry.kernel_function("cpu", "pointwise", "add_forward"), rng)
+    assert not result.ok
+    assert result.detail == "the streamed and parallel versions of add_forward differ in arguments [2]"
+
+
 def test_a_kernel_added_without_an_entry_is_caught(monkeypatch):
     from numconv.kernels.cpu import pool
 

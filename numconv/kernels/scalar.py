@@ -49,6 +49,18 @@ def raises_max(value, current):
 
 
 @njit(cache=True, inline="always")
+def add(a, b):
+    """a + b: an element of a residual connection's join."""
+    return a + b
+
+
+@njit(cache=True, inline="always")
+def product(a, b):
+    """a * b: an element of the element-wise product."""
+    return a * b
+
+
+@njit(cache=True, inline="always")
 def relu(x):
     """max(x, 0); NaN stays NaN, as in PyTorch."""
     return x if not x <= 0.0 else 0.0
@@ -86,6 +98,24 @@ def sigmoid(x):
         return 1.0 / (1.0 + math.exp(-x))
     shrunk = math.exp(x)
     return shrunk / (1.0 + shrunk)
+
+
+@njit(cache=True, inline="always")
+def sigmoid_gradient(grad, y):
+    """The sigmoid's backward from its output ``y``: grad * y * (1 - y)."""
+    return grad * y * (1.0 - y)
+
+
+@njit(cache=True, inline="always")
+def tanh(x):
+    """tanh(x) (``math.tanh``, as a function a kernel can hand to another)."""
+    return math.tanh(x)
+
+
+@njit(cache=True, inline="always")
+def tanh_gradient(grad, y):
+    """tanh's backward from its output ``y``: grad * (1 - y^2)."""
+    return grad * (1.0 - y * y)
 
 
 @njit(cache=True, inline="always")

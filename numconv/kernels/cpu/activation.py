@@ -1,12 +1,16 @@
 """Activations and the element-wise product for the CPU: LeakyReLU, the logistic sigmoid, tanh, the product of two
 arrays, and the softmax of each row. Element-wise kernels take flat (size,) views; the softmax takes (rows, K) and
-normalises each row in float64 after subtracting its maximum. Arrays are C-contiguous."""
+normalises each row in float64 after subtracting its maximum. Arrays are C-contiguous. The element-wise kernels
+write through ``map_part``, so that large outputs stream past the caches (``streaming.py``)."""
 import math
 
 from numba import prange
 
 from numconv.kernels.cpu.parallel import parallel_kernel
-from numconv.kernels.scalar import leaky_relu, leaky_relu_gradient, sigmoid
+from numconv.kernels.cpu.streaming import element_parts, map_part
+from numconv.kernels.scalar import (
+    leaky_relu, leaky_relu_gradient, product, sigmoid, sigmoid_gradient, tanh, tanh_gradient,
+)
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -15,53 +19,53 @@ __all__ = [
 ]
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def leaky_relu_forward(x, slope, out):
     """out = x where x > 0, else slope * x. x and out (size,)."""
-    for i in prange(x.shape[0]):
-        out[i] = leaky_relu(x[i], slope)
+    for part in prange(element_parts(out.shape[0])):
+        map_part(leaky_relu, out, part, x, slope)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def leaky_relu_backward(grad_output, x, slope, grad_input):
     """grad_input = grad_output where x > 0, else slope * grad_output. All (size,)."""
-    for i in prange(x.shape[0]):
-        grad_input[i] = leaky_relu_gradient(grad_output[i], x[i], slope)
+    for part in prange(element_parts(grad_input.shape[0])):
+        map_part(leaky_relu_gradient, grad_input, part, grad_output, x, slope)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def sigmoid_forward(x, out):
     """out = 1 / (1 + exp(-x)). x and out (size,)."""
-    for i in prange(x.shape[0]):
-        out[i] = sigmoid(x[i])
+    for part in prange(element_parts(out.shape[0])):
+        map_part(sigmoid, out, part, x)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def sigmoid_backward(grad_output, y, grad_input):
     """grad_input = grad_output * y * (1 - y), from the forward's output y. All (size,)."""
-    for i in prange(y.shape[0]):
-        grad_input[i] = grad_output[i] * y[i] * (1.0 - y[i])
+    for part in prange(element_parts(grad_input.shape[0])):
+        map_part(sigmoid_gradient, grad_input, part, grad_output, y)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def tanh_forward(x, out):
     """out = tanh(x). x and out (size,)."""
-    for i in prange(x.shape[0]):
-        out[i] = math.tanh(x[i])
+    for part in prange(element_parts(out.shape[0])):
+        map_part(tanh, out, part, x)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def tanh_backward(grad_output, y, grad_input):
     """grad_input = grad_output * (1 - y^2), from the forward's output y. All (size,)."""
-    for i in prange(y.shape[0]):
-        grad_input[i] = grad_output[i] * (1.0 - y[i] * y[i])
+    for part in prange(element_parts(grad_input.shape[0])):
+        map_part(tanh_gradient, grad_input, part, grad_output, y)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def multiply_forward(a, b, out):
     """out = a * b, element-wise (also each factor's gradient: grad_output times the other). All (size,)."""
-    for i in prange(a.shape[0]):
-        out[i] = a[i] * b[i]
+    for part in prange(element_parts(out.shape[0])):
+        map_part(product, out, part, a, b)
 
 
 @parallel_kernel(cache=True)

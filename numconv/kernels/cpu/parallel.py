@@ -11,7 +11,10 @@ product's multiply-adds) times the threads beyond the first reach ``PARALLEL_MIN
 is ``range`` in the one-thread version, and no kernel carries a floating-point sum from one ``prange`` iteration to
 the next, so both versions add in the same order (the spec check runs both and requires equal results; where a
 kernel leaves the order to the compiler, ``fastmath``'s reassociation, LLVM could still vectorise the two
-differently).
+differently). An element-wise kernel declared with ``streams=True`` has a third version, parallel, whose loop
+runs over blocks instead of elements (``streaming.py``): a call runs it where the output, the last argument, is
+at least ``streaming.STREAM_MIN_BYTES`` and no other argument shares its memory (an in-place call reads each line it
+writes, and gains nothing).
 
 The generated kernels (``blocked.py``, ``winograd_kernels.py``) are a parallel loop over ranges of tasks whose body
 is one call of a large task function. Called by name, the task would be linked into the loop's compiled body, the
@@ -34,6 +37,8 @@ from numba import config, njit, prange, typeof
 from numba import types as numba_types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
+
+from numconv.kernels.cpu import streaming
 
 __all__ = ["PARALLEL_MIN_WORK", "PACK_MIN_WORK", "RANGES", "parallel_kernel", "every_call", "task_loop", "call_task",
            "thread_rows"]
@@ -63,8 +68,13 @@ PARALLEL_MIN_WORK = 2 ** 18
 PACK_MIN_WORK = 2 ** 16
 
 
+#: the versions :func:`every_call` may force
+VERSIONS = ("parallel", "serial", "streamed")
+
+
 class _Forcing(threading.local):
-    """Which version every call of this thread runs while :func:`every_call` holds: "parallel", "serial", or None
+    """Which version every call of this thread runs while :func:`every_call` holds: "parallel", "serial", "streamed"
+    (the parallel version for a kernel that does not stream), or None
     (by size). None is a class attribute, so that a thread that never set it reads it like any other attribute
     (``getattr`` with a default on a thread-local that lacks the name took 0.4 us, a quarter of a call's overhead)."""
 
@@ -76,10 +86,10 @@ _forced = _Forcing()
 
 @contextmanager
 def every_call(version: str):
-    """While the block runs, every call of a :func:`parallel_kernel` in this thread runs ``version`` ("parallel"
-    or "serial") whatever its size: how the spec check proves both versions on small arrays."""
-    if version not in ("parallel", "serial"):
-        raise ValueError(f"version must be 'parallel' or 'serial', got {version!r}")
+    """While the block runs, every call of a :func:`parallel_kernel` in this thread runs ``version`` ("parallel",
+    "serial" or "streamed") whatever its size: how the spec check proves every version on small arrays."""
+    if version not in VERSIONS:
+        raise ValueError(f"version must be 'parallel', 'serial' or 'streamed', got {version!r}")
     saved = _forced.version
     _forced.version = version
     try:
@@ -98,19 +108,30 @@ class ParallelKernel:
         self.min_work = options.pop("min_work", None)
         #: the kernel's own measure of a call's work, a function of its arguments, or None: its largest array's size
         self.work = options.pop("work", None)
+        #: whether the kernel has a streamed version (module docstring)
+        self.streams = options.pop("streams", False)
         self.parallel = njit(parallel=True, **options)(function)
         # a copy under another qualified name: Numba names a function's cache files after it, and its index would
         # not tell the two versions apart
-        serial = types.FunctionType(function.__code__, function.__globals__, function.__name__,
-                                    function.__defaults__, function.__closure__)
-        serial.__qualname__ = f"{function.__qualname__}_serial"
-        self.serial = njit(**options)(serial)
+        self.serial = njit(**options)(_renamed(function, "serial", function.__globals__))
+        self._function, self._options, self._streamed = function, options, None
         functools.update_wrapper(self, function)
+
+    @property
+    def streamed(self):
+        """The streamed version (``streams`` only): made at its first use, when the kernel's module has defined every
+        name it reads, from a copy of the module's namespace with ``streaming.STREAMED`` in it."""
+        if self._streamed is None:
+            namespace = dict(self._function.__globals__, **streaming.STREAMED)
+            self._streamed = njit(parallel=True, **self._options)(_renamed(self._function, "streamed", namespace))
+        return self._streamed
 
     def __call__(self, *args):
         version = _forced.version
         if version is not None:
-            return (self.parallel if version == "parallel" else self.serial)(*args)
+            if version == "streamed" and self.streams:
+                return self.streamed(*args)
+            return (self.serial if version == "serial" else self.parallel)(*args)
         # the threads Numba starts, not numba.get_num_threads(): that takes two locks, a microsecond a call (7% of a
         # 30 us pooling backward); set_num_threads lowers the threads a parallel call runs on
         extra_threads = config.NUMBA_NUM_THREADS - 1
@@ -118,19 +139,40 @@ class ParallelKernel:
             # the work times the extra threads reach the threshold: the work reaches this quotient
             least = -(-(PARALLEL_MIN_WORK if self.min_work is None else self.min_work) // extra_threads)
             if self.work is not None:
-                return (self.parallel if self.work(*args) >= least else self.serial)(*args)
+                return (self._large if self.work(*args) >= least else self.serial)(*args)
             # else the work is some array's elements
             for arg in args:
                 if isinstance(arg, np.ndarray) and arg.size >= least:
-                    return self.parallel(*args)
-        return self.serial(*args)
+                    return self._large(*args)
+            return self.serial(*args)
+        return (self.streamed if self._streams_output(args) else self.serial)(*args)
+
+    def _large(self, *args):
+        """A call large enough for the threads: the streamed version where its output streams, else the parallel
+        one (asked only here, so that a small call pays nothing for the question)."""
+        return (self.streamed if self._streams_output(args) else self.parallel)(*args)
+
+    def _streams_output(self, args) -> bool:
+        """Whether a call streams its output (``streams`` only; module docstring)."""
+        return self.streams and args[-1].nbytes >= streaming.STREAM_MIN_BYTES and not any(
+            isinstance(arg, np.ndarray) and np.may_share_memory(arg, args[-1]) for arg in args[:-1])
+
+
+def _renamed(function, version: str, namespace: dict):
+    """A copy of ``function`` that reads its globals from ``namespace``, its qualified name ending in ``_version``."""
+    copy = types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                              function.__closure__)
+    copy.__qualname__ = f"{function.__qualname__}_{version}"
+    return copy
 
 
 def parallel_kernel(function=None, **options):
     """``njit(parallel=True, **options)``, as :class:`ParallelKernel`: a one-thread version for small calls.
     ``min_work`` (an option of its own, not Numba's) replaces ``PARALLEL_MIN_WORK`` for a kernel whose work per
     element is larger, so that two threads pay on smaller arrays; ``work`` (another), a function of the kernel's
-    arguments, measures a call's work where its largest array does not (a matrix product's multiply-adds)."""
+    arguments, measures a call's work where its largest array does not (a matrix product's multiply-adds);
+    ``streams`` (another), for a kernel that writes its last argument through ``streaming.map_part``, adds the
+    version that streams large outputs past the caches."""
     if function is None:
         return functools.partial(parallel_kernel, **options)
     return ParallelKernel(function, options)

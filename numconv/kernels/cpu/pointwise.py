@@ -1,9 +1,12 @@
 """Element-wise kernels for the CPU on flat (size,) views: ReLU, dropout, addition, gradient accumulation and the
-SGD step; and the copies of a concatenation along channels. Arrays are C-contiguous."""
+SGD step; and the copies of a concatenation along channels. Arrays are C-contiguous. The kernels that write a new
+array element by element do it through ``map_part``, so that large outputs stream past the caches
+(``streaming.py``)."""
 from numba import prange
 
 from numconv.kernels.cpu.parallel import parallel_kernel
-from numconv.kernels.scalar import masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
+from numconv.kernels.cpu.streaming import element_parts, map_part
+from numconv.kernels.scalar import add, masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
 
 #: the kernels of this module: what the spec registry must cover
 __all__ = [
@@ -12,7 +15,7 @@ __all__ = [
 ]
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def relu_forward(x, out):
     """out = max(x, 0); NaN stays NaN. x and out (size,): one array (in place) or two that do not overlap."""
     if x.ctypes.data == out.ctypes.data:
@@ -21,30 +24,30 @@ def relu_forward(x, out):
         for i in prange(x.shape[0]):
             x[i] = relu(x[i])
     else:
-        for i in prange(x.shape[0]):
-            out[i] = relu(x[i])
+        for part in prange(element_parts(out.shape[0])):
+            map_part(relu, out, part, x)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def relu_backward(grad_output, x, grad_input):
     """grad_input = grad_output except where x <= 0 (where it is 0; a NaN x passes the gradient). All (size,)."""
-    for i in prange(x.shape[0]):
-        grad_input[i] = relu_gradient(grad_output[i], x[i])
+    for part in prange(element_parts(grad_input.shape[0])):
+        map_part(relu_gradient, grad_input, part, grad_output, x)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def dropout_forward(x, mask, scale, out):
     """out = x * mask * scale (inverted dropout: kept units are scaled by 1 / (1 - p) in training; a dropped NaN
     stays NaN). x and out (size,); mask (size,) of 0/1; scale a float."""
-    for i in prange(x.shape[0]):
-        out[i] = masked_scale(x[i], mask[i], scale)
+    for part in prange(element_parts(out.shape[0])):
+        map_part(masked_scale, out, part, x, mask, scale)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def dropout_backward(grad_output, mask, scale, grad_input):
     """grad_input = grad_output * mask * scale. All (size,); mask of 0/1."""
-    for i in prange(grad_output.shape[0]):
-        grad_input[i] = masked_scale(grad_output[i], mask[i], scale)
+    for part in prange(element_parts(grad_input.shape[0])):
+        map_part(masked_scale, grad_input, part, grad_output, mask, scale)
 
 
 @parallel_kernel(cache=True)
@@ -64,11 +67,11 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_i
                                  lr_in_velocity)
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, streams=True)
 def add_forward(a, b, out):
     """out = a + b (a residual connection). All (size,)."""
-    for i in prange(a.shape[0]):
-        out[i] = a[i] + b[i]
+    for part in prange(element_parts(out.shape[0])):
+        map_part(add, out, part, a, b)
 
 
 @parallel_kernel(cache=True)

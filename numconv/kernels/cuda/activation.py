@@ -5,7 +5,9 @@ import math
 
 from numba import cuda
 
-from numconv.kernels.scalar import leaky_relu, leaky_relu_gradient, sigmoid
+from numconv.kernels.scalar import (
+    leaky_relu, leaky_relu_gradient, product, sigmoid, sigmoid_gradient, tanh, tanh_gradient,
+)
 from numconv.kernels.cuda.support import launch_flat
 
 #: the kernels of this module: what the spec registry must cover
@@ -55,7 +57,7 @@ def sigmoid_forward(x, out):
 def _sigmoid_backward(grad_output, y, grad_input):
     i = cuda.grid(1)
     if i < y.shape[0]:
-        grad_input[i] = grad_output[i] * y[i] * (1.0 - y[i])
+        grad_input[i] = sigmoid_gradient(grad_output[i], y[i])
 
 
 def sigmoid_backward(grad_output, y, grad_input):
@@ -67,7 +69,7 @@ def sigmoid_backward(grad_output, y, grad_input):
 def _tanh_forward(x, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        out[i] = math.tanh(x[i])
+        out[i] = tanh(x[i])
 
 
 def tanh_forward(x, out):
@@ -79,7 +81,7 @@ def tanh_forward(x, out):
 def _tanh_backward(grad_output, y, grad_input):
     i = cuda.grid(1)
     if i < y.shape[0]:
-        grad_input[i] = grad_output[i] * (1.0 - y[i] * y[i])
+        grad_input[i] = tanh_gradient(grad_output[i], y[i])
 
 
 def tanh_backward(grad_output, y, grad_input):
@@ -91,7 +93,7 @@ def tanh_backward(grad_output, y, grad_input):
 def _multiply_forward(a, b, out):
     i = cuda.grid(1)
     if i < a.shape[0]:
-        out[i] = a[i] * b[i]
+        out[i] = product(a[i], b[i])
 
 
 def multiply_forward(a, b, out):

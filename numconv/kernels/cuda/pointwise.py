@@ -6,7 +6,7 @@ kernels' signatures and semantics.
 """
 from numba import cuda
 
-from numconv.kernels.scalar import masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
+from numconv.kernels.scalar import add, masked_scale, relu, relu_gradient, sgd_parameter, sgd_velocity
 from numconv.kernels.cuda.support import launch_flat
 
 #: the kernels of this module: what the spec registry must cover
@@ -90,7 +90,7 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov, lr_i
 def _add_forward(a, b, out):
     i = cuda.grid(1)
     if i < a.shape[0]:
-        out[i] = a[i] + b[i]
+        out[i] = add(a[i], b[i])
 
 
 def add_forward(a, b, out):
