@@ -374,9 +374,10 @@ POOL_PHASE_CONFIGS = (
 
 #: (batch, in_features, out_features): rows narrower than a 16-wide vector, exactly one, one and a bit (the CPU's
 #: last block overlaps the one before), more than 16 samples, more input features than a 64-lane block, and the CPU's
-#: dot products in tiles of 4 x 4: whole tiles only, and tiles with samples and features past them
+#: dot products in tiles of 4 x 4: whole tiles only, tiles with samples and features past them, and whole tiles of
+#: samples with features past them
 LINEAR_CONFIGS = (ShapeConfig((3, 5, 4)), ShapeConfig((1, 16, 2)), ShapeConfig((2, 21, 3)), ShapeConfig((18, 3, 2)),
-                  ShapeConfig((8, 33, 4)), ShapeConfig((6, 19, 9)),
+                  ShapeConfig((8, 33, 4)), ShapeConfig((6, 19, 9)), ShapeConfig((8, 7, 6)),
                   ShapeConfig((2, 70, 3)))
 #: a weight row longer than the CPU's tiles of dot products take (``dense.DOT_MAX_ROW_BYTES`` in float32 and float64)
 #: for more samples than a 16-lane block: the automatic forward pass's choice between the 16- and 32-lane kernels

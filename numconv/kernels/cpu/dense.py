@@ -269,8 +269,13 @@ def _dot_rows(x, weight, bias, out):
     out_features = weight.shape[0]
     sample_tiles, feature_tiles = (batch // 4 if batch > DOT_MAX_BATCH else 0), out_features // 4
     tiles = sample_tiles * feature_tiles
+    # the weight rows whose dot products are taken one at a time: all, where samples are left past the last tile (or
+    # no tile is taken), else those past the last tile. Only they get tasks: Numba splits a parallel loop into one
+    # equal range per thread, and empty tasks left LeNet-5's fc1 at batch 64 (480 tiles and 120 rows with nothing to
+    # do) 300 tiles on one thread and 180 on the other
+    first_single = 0 if sample_tiles == 0 or batch % 4 else 4 * feature_tiles
     zero = out.dtype.type(0)
-    for task in prange(tiles + out_features):
+    for task in prange(tiles + out_features - first_single):
         if task < tiles:
             n, o = 4 * (task % sample_tiles), 4 * (task // sample_tiles)
             x0, x1, x2, x3 = x[n], x[n + 1], x[n + 2], x[n + 3]
@@ -305,7 +310,7 @@ def _dot_rows(x, weight, bias, out):
             out[n + 3, o], out[n + 3, o + 1], out[n + 3, o + 2], out[n + 3, o + 3] = \
                 c0 + s30, c1 + s31, c2 + s32, c3 + s33
         else:
-            o = task - tiles
+            o = first_single + task - tiles
             row = weight[o]
             for n in range(4 * sample_tiles if o < 4 * feature_tiles else 0, batch):
                 sample = x[n]
