@@ -208,12 +208,14 @@ def _streamed_map(typingctx, function, out, first, end, arguments):
             return ir.Constant(integer, value)
 
         def result(index):
-            operands = [builder.load(builder.gep(source.data, [index])) if isinstance(kind, numba_types.Array)
-                        else source for kind, source in zip(arguments_type.types, sources)]
+            # each element as Numba holds a value (a boolean mask's byte as a bit)
+            operands = [context.unpack_value(builder, kind.dtype, builder.gep(source.data, [index]))
+                        if isinstance(kind, numba_types.Array) else source
+                        for kind, source in zip(arguments_type.types, sources)]
             return context.cast(builder, call(builder, operands), scalar.return_type, out_type.dtype)
 
         def store(index):
-            builder.store(result(index), builder.gep(target.data, [index]))
+            context.pack_value(builder, out_type.dtype, result(index), builder.gep(target.data, [index]))
 
         # the elements before the first 64-byte boundary (all of them where out is not aligned to its elements)
         count = builder.sub(end, first)
