@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from numba import njit, prange
+from numba.core.errors import TypingError
 
 from numconv.kernels.cpu import activation, parallel, pointwise, streaming
 from numconv.kernels.cpu.parallel import every_call
@@ -46,6 +46,11 @@ def _operands(kinds, size, dtype, offset, rng):
     return operands
 
 
+def _on_boundary(buffer):
+    """``buffer`` from its first element on a 64-byte boundary (NumPy aligns to 16 bytes at most)."""
+    return buffer[-buffer.ctypes.data % streaming.LINE // buffer.itemsize:]
+
+
 def test_the_kernels_that_stream_are_the_element_wise_ones():
     declared = {kernel for module in (pointwise, activation) for kernel in map(module.__dict__.get, module.__all__)
                 if kernel.streams}
@@ -65,11 +70,12 @@ def test_every_version_computes_the_reference_across_blocks_and_boundaries(kerne
         expected = reference(*(o.astype(np.float64) if isinstance(o, np.ndarray) else float(o) for o in operands))
         results = {}
         for version in parallel.VERSIONS:
-            buffer = np.full(size + offset + 1, -7.0, dtype)
+            buffer = _on_boundary(np.full(size + offset + 1 + streaming.LINE, -7.0, dtype))
             out = buffer[offset:offset + size]
             with every_call(version):
                 kernel(*operands, out)
-            assert (buffer[:offset] == -7.0).all() and buffer[-1] == -7.0, f"{version} wrote outside its output"
+            assert (buffer[:offset] == -7.0).all() and (buffer[offset + size:] == -7.0).all(), \
+                f"{version} wrote outside its output"
             results[version] = out
         np.testing.assert_array_equal(results["streamed"], results["serial"], err_msg=f"{size} from {offset}")
         np.testing.assert_array_equal(results["parallel"], results["serial"], err_msg=f"{size} from {offset}")
@@ -105,6 +111,7 @@ def test_a_large_output_streams_and_a_small_or_in_place_one_does_not(monkeypatch
     is the last-level cache's size)."""
     monkeypatch.setattr(streaming, "STREAM_MIN_BYTES", 4000)
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(parallel.config, "NUMBA_NUM_THREADS", 2)
     calls = []
     for version in ("streamed", "parallel", "serial"):  # the streamed version is made once, into ``_streamed``
         monkeypatch.setattr(pointwise.relu_forward, "_streamed" if version == "streamed" else version,
@@ -113,7 +120,8 @@ def test_a_large_output_streams_and_a_small_or_in_place_one_does_not(monkeypatch
     pointwise.relu_forward(x, np.empty(1000, np.float32))  # 4000 bytes
     pointwise.relu_forward(x[:999], np.empty(999, np.float32))
     pointwise.relu_forward(x, x)  # in place
-    assert calls == ["streamed", "parallel", "parallel"]
+    pointwise.relu_forward(np.ones(2000, np.float32)[::2], np.empty(1000, np.float32))  # a strided input
+    assert calls == ["streamed", "parallel", "parallel", "parallel"]
 
 
 def test_one_thread_streams_a_large_output_too(monkeypatch):
@@ -129,25 +137,32 @@ def test_one_thread_streams_a_large_output_too(monkeypatch):
     assert calls == ["streamed", "serial"]
 
 
-def test_the_streamed_loop_stores_whole_vectors_past_the_caches_and_fences_them():
-    """Compiled afresh (code loaded from Numba's cache cannot be inspected): x86's non-temporal vector store and the
-    store fence after each block; elsewhere, the non-temporal hint that LLVM turns into the target's own."""
-
-    @njit(parallel=True)
-    def squared(x, out):
-        for part in prange(streaming.stream_parts(out.shape[0])):
-            streaming.stream_part(product, out, part, x, x)
-
-    x = np.arange(100, dtype=np.float32)
-    out = np.empty_like(x)
-    squared(x, out)
-    np.testing.assert_array_equal(out, x * x)
+@pytest.mark.parametrize("kernel", [pointwise.add_forward, pointwise.dropout_forward], ids=lambda k: k.__name__)
+def test_the_streamed_version_stores_whole_vectors_past_the_caches_and_fences_them(kernel, rng):
+    """The kernel's streamed version built afresh (code loaded from Numba's cache cannot be inspected): x86's
+    non-temporal vector store and the store fence after each block; elsewhere, the non-temporal hint that LLVM
+    turns into the target's own. A kernel whose loop escaped the streamed names would compile to plain stores."""
+    fresh = parallel.ParallelKernel(kernel._function, {"streams": True})
+    kinds, reference = STREAMING_KERNELS[kernel]
+    operands = _operands(kinds, 100, np.float32, 0, rng)
+    out = np.empty(100, np.float32)
+    with every_call("streamed"):
+        fresh(*operands, out)
+    np.testing.assert_allclose(out, reference(*(o.astype(np.float64) if isinstance(o, np.ndarray) else float(o)
+                                                for o in operands)), rtol=1e-6)
     if platform.machine().lower() in ("x86_64", "amd64"):
-        assembly = "\n".join(squared.inspect_asm().values())
-        assert re.search(r"vmovntps\s+%[xyz]mm", assembly), "no non-temporal vector store"
+        assembly = "\n".join(fresh.streamed.inspect_asm().values())
+        assert re.search(r"\bv?movntps\s", assembly), "no non-temporal vector store"
         assert "sfence" in assembly
     else:
-        assert "!nontemporal" in "\n".join(squared.inspect_llvm().values())
+        assert "!nontemporal" in "\n".join(fresh.streamed.inspect_llvm().values())
+
+
+def test_a_streamed_map_refuses_strided_arrays():
+    """Its elements are addressed from the arrays' data pointers."""
+    x = np.ones(64, np.float32)
+    with every_call("streamed"), pytest.raises(TypingError, match="a streamed map takes C-contiguous arrays"):
+        pointwise.add_forward(x[::2], x[::2], np.empty(32, np.float32))
 
 
 def test_the_streamed_part_as_python_is_the_plain_map():

@@ -153,9 +153,12 @@ class ParallelKernel:
         return (self.streamed if self._streams_output(args) else self.parallel)(*args)
 
     def _streams_output(self, args) -> bool:
-        """Whether a call streams its output (``streams`` only; module docstring)."""
-        return self.streams and args[-1].nbytes >= streaming.STREAM_MIN_BYTES and not any(
-            isinstance(arg, np.ndarray) and np.may_share_memory(arg, args[-1]) for arg in args[:-1])
+        """Whether a call streams its output (``streams`` only; module docstring). The streamed loop reads and writes
+        whole blocks of contiguous elements: a strided view (which no caller passes) takes the parallel version."""
+        out = args[-1]
+        return self.streams and out.nbytes >= streaming.STREAM_MIN_BYTES and out.flags.c_contiguous and not any(
+            isinstance(arg, np.ndarray) and (np.may_share_memory(arg, out) or not arg.flags.c_contiguous)
+            for arg in args[:-1])
 
 
 def _renamed(function, version: str, namespace: dict):

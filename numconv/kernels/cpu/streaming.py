@@ -25,7 +25,7 @@ import platform
 import numpy as np
 from llvmlite import ir
 from numba import types as numba_types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
 __all__ = ["BLOCK", "STREAMED", "STREAM_MIN_BYTES", "element_parts", "map_part", "stream_part", "stream_parts"]
@@ -187,7 +187,11 @@ def _loop(builder, start, stop, body, unrolled=True):
 
 @intrinsic
 def _streamed_map(typingctx, function, out, first, end, arguments):
-    """out[i] = function(*arguments at i) for i in [first, end), whole 64-byte vectors by non-temporal stores."""
+    """out[i] = function(*arguments at i) for i in [first, end), whole 64-byte vectors by non-temporal stores. The
+    arrays must be C-contiguous (their elements are addressed from their data pointers)."""
+    strided = [kind for kind in (out, *arguments.types) if isinstance(kind, numba_types.Array) and kind.layout != "C"]
+    if strided:
+        raise errors.TypingError(f"a streamed map takes C-contiguous arrays, got {strided[0]}")
     values = tuple(kind.dtype if isinstance(kind, numba_types.Array) else kind for kind in arguments.types)
     scalar = typingctx.resolve_function_type(function, values, {})
     lanes = LINE * 8 // out.dtype.bitwidth
