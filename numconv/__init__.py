@@ -4,6 +4,10 @@ from numconv.vectors import prefer_full_width
 
 prefer_full_width()  # before the first @njit below fixes Numba's CPU features
 
+from numconv.kernels.cache import install  # noqa: E402
+
+install()  # before the first kernel is defined: cached kernels follow the modules they depend on
+
 from numconv import data, functional, geometry, init, layers, models, optim, train, viz  # noqa: E402
 from numconv.backend import backend_of, to_device, to_host  # noqa: E402
 
