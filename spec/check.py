@@ -252,7 +252,7 @@ def _numeric_error_ulps(got: np.ndarray, expected: np.ndarray, dtype) -> float:
 
 class VersionsDiffer(Exception):
     """A CPU kernel's one-thread, streamed and parallel versions did not all compute the same results
-    (``registry._both_versions``)."""
+    (``registry._every_version``)."""
 
 
 def check_case(case: Case, kernel: Callable, rng: np.random.Generator, dtypes=DTYPES,

@@ -205,19 +205,19 @@ ENTRIES = (
 
 
 def kernel_function(backend: str, module: str, name: str) -> Callable:
-    """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CPU kernel runs its
-    parallel loops both ways (:func:`_both_versions`); a CUDA kernel's array arguments are copied to the device for
+    """The kernel ``numconv.kernels.<backend>.<module>.<name>``, callable with numpy arrays: a CPU kernel runs every
+    version it is compiled in (:func:`_every_version`); a CUDA kernel's array arguments are copied to the device for
     the call and every one is copied back afterwards; what the kernel returns is returned."""
     kernel = getattr(importlib.import_module(f"numconv.kernels.{backend}.{module}"), name)
-    return _both_versions(kernel) if backend == "cpu" else _through_device(kernel)
+    return _every_version(kernel) if backend == "cpu" else _through_device(kernel)
 
 
-def _both_versions(kernel: Callable) -> Callable:
+def _every_version(kernel: Callable) -> Callable:
     """``kernel`` called twice, every parallel loop it reaches first on one thread, then parallel
     (``numconv.kernels.cpu.parallel``: the spec's arrays are small, so that a call would otherwise run the one-thread
-    versions alone); the second call's results are returned, and the first's must equal them, NaN for NaN
+    versions alone); the last call's results are returned, and the others' must equal them, NaN for NaN
     (``VersionsDiffer`` otherwise). An element-wise kernel that streams large outputs past the caches is called a
-    third time, streamed, and must equal them too. With Numba's JIT disabled (the coverage measurement,
+    third time between the two, streamed. With Numba's JIT disabled (the coverage measurement,
     ``spec/coverage.py``) every version is the same Python function, and ``kernel`` is called once."""
     from numba.core import config
 
