@@ -36,6 +36,8 @@ BLOCK = 1 << 14
 LINE = 64
 #: the size a last-level cache is taken to have where the system does not say (Linux's sysfs does)
 DEFAULT_LAST_LEVEL_CACHE = 32 << 20
+#: the suffixes of sysfs's cache sizes
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
 def last_level_cache_bytes(cpu_caches: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
@@ -48,8 +50,7 @@ def last_level_cache_bytes(cpu_caches: str = "/sys/devices/system/cpu/cpu0/cache
                 with open(os.path.join(cpu_caches, entry, "level")) as level, \
                         open(os.path.join(cpu_caches, entry, "size")) as size:
                     text = size.read().strip().upper()
-                    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-                    sizes[int(level.read())] = int(text.rstrip("KMG")) * units.get(text[-1:], 1)
+                    sizes[int(level.read())] = int(text.rstrip("KMG")) * _UNITS.get(text[-1:], 1)
     except (OSError, ValueError):
         return DEFAULT_LAST_LEVEL_CACHE
     return sizes[max(sizes)] if sizes else DEFAULT_LAST_LEVEL_CACHE
