@@ -47,6 +47,9 @@ NOT_KERNEL_FILES = {
     "numconv/kernels/cpu/parallel.py": "runs kernels: the choice of a kernel's one-thread or parallel version, and "
                                        "the one parallel loop of every blocked and Winograd kernel (``_ranges``), "
                                        "which their spec checks run; its call of a task by address is compiled code",
+    "numconv/kernels/cpu/streaming.py": "the element-wise kernels' loop parts: one element, which the kernels' rows "
+                                        "run, or a block streamed by compiled code (an intrinsic) that the spec "
+                                        "check runs in every row",
 }
 #: how each backend's kernels run as Python
 ENVIRONMENT = {"cpu": {"NUMBA_DISABLE_JIT": "1"}, "cuda": {"NUMBA_ENABLE_CUDASIM": "1"}}

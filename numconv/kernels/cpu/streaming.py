@@ -24,6 +24,7 @@ import platform
 
 import numpy as np
 from llvmlite import ir
+from numba import njit
 from numba import types as numba_types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
@@ -63,24 +64,16 @@ STREAM_MIN_BYTES = last_level_cache_bytes()
 FENCED = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
+@njit(cache=True, inline="always")
 def element_parts(size):
     """The parts of a kernel's loop over ``size`` elements: each element, in the versions that do not stream."""
     return size
 
 
-@overload(element_parts, inline="always")
-def _element_parts_compiled(size):
-    return lambda size: size
-
-
+@njit(cache=True, inline="always")
 def stream_parts(size):
     """The parts of a streamed loop over ``size`` elements: blocks of ``BLOCK`` elements."""
     return (size + BLOCK - 1) // BLOCK
-
-
-@overload(stream_parts, inline="always")
-def _stream_parts_compiled(size):
-    return lambda size: (size + BLOCK - 1) // BLOCK
 
 
 def _element_of(argument, index):
@@ -99,12 +92,25 @@ def map_part(function, out, part, first, second=None, third=None):
     """out[part] = function(first, second, third at part): one element of an element-wise kernel, in the versions
     that do not stream. The operands: one to three (size,) arrays, taken at the element, and scalars, passed as they
     are (``second`` and ``third`` only where given); ``function`` a scalar ``@njit`` function."""
-    operands = [operand for operand in (first, second, third) if operand is not None]
-    out[part] = function(*(_element_of(operand, part) for operand in operands))
+    out[part] = function(*(_element_of(operand, part) for operand in _given_operands(first, second, third)))
 
 
 def _given(operand) -> bool:
     return not (operand is None or isinstance(operand, (numba_types.NoneType, numba_types.Omitted)))
+
+
+def _given_operands(first, second, third) -> tuple:
+    """The operands given (``second`` and ``third`` may be left out), as a tuple."""
+    return tuple(operand for operand in (first, second, third) if operand is not None)
+
+
+@overload(_given_operands, inline="always")
+def _given_operands_compiled(first, second, third):
+    if _given(third):
+        return lambda first, second, third: (first, second, third)
+    if _given(second):
+        return lambda first, second, third: (first, second)
+    return lambda first, second, third: (first,)
 
 
 # Compiled, inlined into the kernel with the function as a global of its own (a call that took the function as an
@@ -139,21 +145,10 @@ def stream_part(function, out, part, first, second=None, third=None):
 
 @overload(stream_part, inline="always")
 def _stream_part_compiled(function, out, part, first, second=None, third=None):
-    if _given(third):
-        def ternary(function, out, part, first, second=None, third=None):
-            start = part * BLOCK
-            _streamed_map(function, out, start, min(start + BLOCK, out.shape[0]), (first, second, third))
-        return ternary
-    if _given(second):
-        def binary(function, out, part, first, second=None, third=None):
-            start = part * BLOCK
-            _streamed_map(function, out, start, min(start + BLOCK, out.shape[0]), (first, second))
-        return binary
-
-    def unary(function, out, part, first, second=None, third=None):
+    def streamed(function, out, part, first, second=None, third=None):
         start = part * BLOCK
-        _streamed_map(function, out, start, min(start + BLOCK, out.shape[0]), (first,))
-    return unary
+        _streamed_map(function, out, start, min(start + BLOCK, out.shape[0]), _given_operands(first, second, third))
+    return streamed
 
 
 #: the names a kernel's streamed version reads in place of its own (``ParallelKernel.streamed``)
