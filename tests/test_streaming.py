@@ -174,11 +174,29 @@ def test_the_streamed_part_as_python_is_the_plain_map():
     np.testing.assert_array_equal(out, x * 3.0)
 
 
-def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
-    for index, (level, size) in enumerate((("1", "48K"), ("2", "2048K"), ("3", "36M"))):
+def test_the_caches_are_read_from_sysfs(tmp_path):
+    for index, (level, kind, size) in enumerate((("1", "Data", "48K"), ("1", "Instruction", "64K"),
+                                                 ("2", "Unified", "2048K"), ("3", "Unified", "36M"))):
         entry = tmp_path / f"index{index}"
         entry.mkdir()
         (entry / "level").write_text(level + "\n")
+        (entry / "type").write_text(kind + "\n")
         (entry / "size").write_text(size + "\n")
-    assert streaming.last_level_cache_bytes(str(tmp_path)) == 36 << 20
-    assert streaming.last_level_cache_bytes(str(tmp_path / "absent")) == streaming.DEFAULT_LAST_LEVEL_CACHE
+    assert streaming.cache_sizes(str(tmp_path)) == {1: 48 << 10, 2: 2 << 20, 3: 36 << 20}
+    assert streaming.cache_sizes(str(tmp_path / "absent")) == {}
+
+
+def test_the_vendor_is_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert streaming.cpu_vendor(str(cpuinfo)) == "AuthenticAMD"
+    assert streaming.cpu_vendor(str(tmp_path / "absent")) == ""
+
+
+def test_outputs_stream_from_the_last_level_or_on_intel_the_second_levels():
+    sizes = {1: 48 << 10, 2: 2 << 20, 3: 480 << 20}
+    assert streaming.stream_min_bytes(sizes, "AuthenticAMD", 2) == 480 << 20
+    assert streaming.stream_min_bytes(sizes, "GenuineIntel", 2) == 4 << 20
+    assert streaming.stream_min_bytes(sizes, "GenuineIntel", 1) == 2 << 20
+    assert streaming.stream_min_bytes({1: 32 << 10}, "GenuineIntel", 2) == 32 << 10
+    assert streaming.stream_min_bytes({}, "GenuineIntel", 2) == streaming.DEFAULT_LAST_LEVEL_CACHE
