@@ -132,6 +132,15 @@ SPLIT_CONFIGS = (
     ConvConfig(7, 13, 32, (10,), (10,)),
     ConvConfig(2, 4, 66, (16,), (3,), groups=2),
 )
+#: the weight gradient on that variant (forced: the automatic choice takes it where the output gradient is packed
+#: whole), its sum over batch and positions in 2 chunks first: 2 x 130 positions, each chunk of 130 rows split again
+#: in 2 (float32) or 3 (float64) inside the tasks, 33 output channels (a full block and one of one lane, stored
+#: through the tile), three whole strips of columns and a partial one, more than one strip a task (with two threads
+#: or one); then two groups of a full block each, padding, in 2D
+GRAD_WEIGHT_SPLIT_CONFIGS = (
+    ConvConfig(2, 8, 33, (132,), (3,)),
+    ConvConfig(1, 4, 64, (16, 18), (3, 3), padding=(1, 1), groups=2),
+)
 #: the ``wide`` formulation with the sum over input channels split into 3 chunks (forced: the automatic choice takes
 #: it, and the same split of ``rows``, for rows of outputs that read large input rows): 5 channels in chunks of 1, 2
 #: and 2 along a 1D row; a depth tap in 3D over two samples; the padded rows of a plane (computed into scratch, then

@@ -28,7 +28,8 @@ from spec.cases import (
 from spec.check import Case, VersionsDiffer
 from spec.configs import (
     AVG_POOL_CONFIGS, AVG_POOL_ROW_CONFIGS, BATCH_NORM_CONFIGS, BATCH_NORM_ROW_CONFIGS, CHANNEL_CHUNK_CONFIGS,
-    CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, CONV_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS, LINEAR_LONG_ROW_CONFIGS,
+    CHANNEL_CHUNKS_AUTOMATIC_CONFIGS, CONV_CONFIGS, GRAD_WEIGHT_SPLIT_CONFIGS, LANES_CONFIGS, LINEAR_CONFIGS,
+    LINEAR_LONG_ROW_CONFIGS,
     LOSS_CONFIGS, MAX_POOL_CONFIGS, PACKED_CONFIGS, PADDED_ROWS_CONFIGS, PAIRED_AUTOMATIC_CONFIGS,
     PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS, PAIRED_GRAD_WEIGHT_CONFIGS, PAIRED_LANES_CONFIGS, PHASES_AUTOMATIC_CONFIGS,
     PHASES_CONFIGS, PHASE_WINOGRAD_AUTOMATIC_CONFIGS, PHASE_WINOGRAD_CONFIGS,
@@ -162,6 +163,8 @@ ENTRIES = (
     Entry("conv", "conv_forward_paired", conv_forward_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_split", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_split_strips", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_split_tasks", conv_grad_weight_case, GRAD_WEIGHT_SPLIT_CONFIGS,
+          backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),

@@ -108,6 +108,28 @@ def test_every_split_kernel_computes_its_blocked_products(shape, transposed, rel
     np.testing.assert_allclose(_product_result(operands[9], want.shape, transposed), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch,splits", [(3, True), (1, False)])
+def test_the_weight_gradient_splits_the_sum_in_its_tasks_where_blocks_are_large(batch, splits, rng, monkeypatch):
+    """Where the packed output gradient's blocks outgrow the first-level cache (``tuning.SPLIT_MIN_BLOCK_BYTES``) and
+    many strips reuse each, the weight gradient runs the 32-lane kernel's variant that splits the sum in its tasks, as
+    the forward pass does: 64 -> 128 channels, 5 x 5 on 13 x 13, 3 samples (507 positions a block, 65 KB); one
+    sample's 21 KB blocks stay whole. Against the float64 loops."""
+    x = rng.standard_normal((batch, 64, 13, 13)).astype(np.float32)
+    g = rng.standard_normal((batch, 128, 13, 13)).astype(np.float32)
+    w = np.zeros((128, 64, 5, 5))
+    _, want, _ = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w, (1, 1), [(2, 2), (2, 2)],
+                                     (1, 1), 1)
+    chunks = []
+    split = cpu_conv._fma_split
+    monkeypatch.setattr(cpu_conv, "_fma_split", lambda *args, **options: (chunks.append(options["chunk"]),
+                                                                          split(*args, **options)))
+    got = np.empty((128, 64, 1, 5, 5), np.float32)
+    cpu_conv.conv_grad_weight(g.reshape(_five(g.shape)), x.reshape(_five(x.shape)), got, (1, 1, 1), (0, 2, 2),
+                              (1, 1, 1), 1)
+    assert bool(chunks) is splits and all(chunk < batch * 169 for chunk in chunks)
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def _blocked_product(rng, lanes: int, rows: int, inner: int, columns: int, transposed: bool, relu: bool):
     """The blocked kernels' operands (``codegen.py``'s, without ``floor``) for out = A B + the lane and column terms,
     A (rows, inner) in blocks of ``lanes``, stored with the lanes strided (one output row per lane) or, with
@@ -635,7 +657,7 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight", "phase_winograd", "channel_chunks", "taps", "streamed")
+            "winograd_weight", "phase_winograd", "channel_chunks", "taps", "streamed", "split_tasks")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -669,7 +691,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
         "phase_winograd": (c.conv_forward_phase_winograd, c.conv_grad_input, c.conv_grad_weight),
         "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight),
         "taps": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_taps),
-        "streamed": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_streamed)}[variant]
+        "streamed": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_streamed),
+        "split_tasks": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split_tasks)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

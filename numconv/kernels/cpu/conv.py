@@ -110,6 +110,7 @@ __all__ = [
     "conv_forward_phases", "conv_grad_input_samples", "conv_grad_weight_winograd", "conv_forward_phase_winograd",
     "conv_forward_packed", "conv_grad_input_packed", "conv_forward_split", "conv_forward_channel_chunks",
     "conv_grad_weight_taps", "conv_forward_split_strips", "conv_grad_weight_streamed", "conv_forward_row_strips",
+    "conv_grad_weight_split_tasks",
 ]
 
 _U = np.uint64
@@ -888,9 +889,13 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
     else:
         packed = _workspace("grad_output", blocks * batch * positions * lanes, dtype)
         pack_positions(source, layout.groups, packed.reshape(blocks, batch * positions, lanes), 0)
-        _fma_shape(shape, packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], target,
-                   t["ocol"], t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str),
-                   no_column_terms)
+        operands = (packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], target, t["ocol"],
+                    t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), no_column_terms)
+        split = _split_sum(shape, -(-batch * positions // chunks), dtype.itemsize, t["vb"].size, columns, forced.split)
+        if split is None:
+            _fma_shape(shape, *operands)
+        else:
+            _fma_split(shape, *operands, chunk=split[0], per_task=split[1], strips_outer=forced.strips_outer)
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
 
@@ -1126,6 +1131,18 @@ def conv_grad_input_gather(grad_output, weight, grad_input, stride, padding, dil
 def conv_grad_weight_split(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` with the sum over batch and positions split into 3 chunks (fewer if it is shorter)."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _Forced(chunks=3))
+
+
+#: ``_SPLIT`` with the weight gradient's sum over batch and positions in 2 chunks too, each then split in its tasks
+_SPLIT_CHUNKS = replace(_SPLIT, chunks=2)
+
+
+def conv_grad_weight_split_tasks(grad_output, x, grad_weight, stride, padding, dilation, groups):
+    """``conv_grad_weight`` on the 32-lane kernel's variant whose tasks split the sum into chunks (as
+    ``conv_forward_split``), the sum over batch and positions first in 2 chunks (fewer if it is shorter), whatever
+    the sizes; the automatic choice takes the variant where the output gradient is packed whole, for large blocks of
+    it reused by many strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``)."""
+    _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _SPLIT_CHUNKS)
 
 
 def conv_grad_weight_streamed(grad_output, x, grad_weight, stride, padding, dilation, groups):
