@@ -165,6 +165,8 @@ ENTRIES = (
     Entry("conv", "conv_forward_split_strips", conv_forward_case, SPLIT_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_weight_split_tasks", conv_grad_weight_case, GRAD_WEIGHT_SPLIT_CONFIGS,
           backends=("cpu",)),
+    Entry("conv", "conv_grad_weight_streamed_split_tasks", conv_grad_weight_case, GRAD_WEIGHT_SPLIT_CONFIGS,
+          backends=("cpu",)),
     Entry("conv", "conv_grad_input_paired", conv_grad_input_case, PAIRED_LANES_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_forward_packed", conv_forward_case, PACKED_CONFIGS, backends=("cpu",)),
     Entry("conv", "conv_grad_input_packed", conv_grad_input_case, PACKED_CONFIGS, backends=("cpu",)),

@@ -108,25 +108,35 @@ def test_every_split_kernel_computes_its_blocked_products(shape, transposed, rel
     np.testing.assert_allclose(_product_result(operands[9], want.shape, transposed), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch,splits", [(3, True), (1, False)])
-def test_the_weight_gradient_splits_the_sum_in_its_tasks_where_blocks_are_large(batch, splits, rng, monkeypatch):
+@pytest.mark.parametrize("batch,size,streamed,splits", [(3, 13, False, True), (1, 13, False, False),
+                                                       (4, 13, True, True), (1, 28, False, False)])
+def test_the_weight_gradient_splits_the_sum_in_its_tasks_where_blocks_are_large(batch, size, streamed, splits, rng,
+                                                                               monkeypatch):
     """Where the packed output gradient's blocks outgrow the first-level cache (``tuning.SPLIT_MIN_BLOCK_BYTES``) and
     many strips reuse each, the weight gradient runs the 32-lane kernel's variant that splits the sum in its tasks, as
-    the forward pass does: 64 -> 128 channels, 5 x 5 on 13 x 13, 3 samples (507 positions a block, 65 KB); one
-    sample's 21 KB blocks stay whole. Against the float64 loops."""
-    x = rng.standard_normal((batch, 64, 13, 13)).astype(np.float32)
-    g = rng.standard_normal((batch, 128, 13, 13)).astype(np.float32)
+    the forward pass does: 64 -> 128 channels, 5 x 5 on 13 x 13, 3 samples (507 positions a block, 65 KB), packed
+    whole or (4 samples, the thresholds lowered) in two chunks packed one by one; one sample's 21 KB blocks stay
+    whole, and so do 28 x 28 planes (padded, 1024 numbers: ``tuning.ALIASED_PLANE``). Against the float64 loops."""
+    if streamed:
+        monkeypatch.setattr(tuning, "STREAMED_MIN_BYTES", 0)
+        monkeypatch.setattr(tuning, "REDUCTION_CHUNK_ELEMENTS", 2 ** 14)
+        cpu_conv.reduction_tables.cache_clear()
+    x = rng.standard_normal((batch, 64, size, size)).astype(np.float32)
+    g = rng.standard_normal((batch, 128, size, size)).astype(np.float32)
     w = np.zeros((128, 64, 5, 5))
     _, want, _ = naive.conv_backward(g.astype(np.float64), x.astype(np.float64), w, (1, 1), [(2, 2), (2, 2)],
                                      (1, 1), 1)
-    chunks = []
-    split = cpu_conv._fma_split
+    chunks, packs = [], []
+    split, pack = cpu_conv._fma_split, cpu_conv.pack_positions
     monkeypatch.setattr(cpu_conv, "_fma_split", lambda *args, **options: (chunks.append(options["chunk"]),
                                                                           split(*args, **options)))
+    monkeypatch.setattr(cpu_conv, "pack_positions", lambda *args: (packs.append(args[2].shape), pack(*args)))
     got = np.empty((128, 64, 1, 5, 5), np.float32)
     cpu_conv.conv_grad_weight(g.reshape(_five(g.shape)), x.reshape(_five(x.shape)), got, (1, 1, 1), (0, 2, 2),
                               (1, 1, 1), 1)
-    assert bool(chunks) is splits and all(chunk < batch * 169 for chunk in chunks)
+    cpu_conv.reduction_tables.cache_clear()
+    assert len(packs) == (2 if streamed else 1)
+    assert len(chunks) == (len(packs) if splits else 0) and all(chunk < batch * size * size for chunk in chunks)
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
@@ -657,7 +667,8 @@ def _applies(case, variant) -> bool:
 
 
 VARIANTS = ("auto", "lanes", "rows", "wide", "subpixel", "split", "winograd", "phases", "samples",
-            "winograd_weight", "phase_winograd", "channel_chunks", "taps", "streamed", "split_tasks")
+            "winograd_weight", "phase_winograd", "channel_chunks", "taps", "streamed", "split_tasks",
+            "streamed_split_tasks")
 VARIANT_CASES = [(case, variant) for case in CASES for variant in VARIANTS if _applies(case, variant)]
 
 
@@ -692,7 +703,8 @@ def test_every_algorithm_matches_the_reference(case, dtype, variant, rng, monkey
         "channel_chunks": (c.conv_forward_channel_chunks, c.conv_grad_input, c.conv_grad_weight),
         "taps": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_taps),
         "streamed": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_streamed),
-        "split_tasks": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split_tasks)}[variant]
+        "split_tasks": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_split_tasks),
+        "streamed_split_tasks": (c.conv_forward, c.conv_grad_input, c.conv_grad_weight_streamed_split_tasks)}[variant]
     five = lambda a: a.reshape(_five(a.shape))  # noqa: E731
     geometry = (_triple(stride, ndim, 1), _triple(padding, ndim, 0), _triple(dilation, ndim, 1), groups)
     y, grad_x, grad_w = np.empty(want.shape, dtype), np.empty_like(x), np.empty_like(w)

@@ -355,12 +355,15 @@ TAPS_CHUNK_ELEMENTS = 2 ** 20
 #: AlexNet's first layer at batch 16 (46 KB blocks, 6915 strips), 13.72 -> 11.23-11.63 ms in chunks of 121-182 rows
 #: and 64 strips a task (12.06 with 16 strips a task). Blocks with few strips gain too little for the chunks' extra
 #: loads and stores to show: NiN's 192 -> 192 channels, 3 x 3 on 8 x 8 at batch 1 (221 KB blocks, 10 strips), 0.96-1.02
-#: in separate measurements. The weight gradient's sum splits the same way where its output gradient is packed
-#: whole (its packed blocks in the weights' place; ``conv._conv_grad_weight``): on an Intel Xeon, two threads, best
-#: of 9 in four processes per tree alternating, AlexNet's third layer at batch 16 18.1-18.4 -> 17.3-17.4 ms, its
-#: fourth 13.5-13.9 -> 12.7-12.9, C3D-small's third 0.30 -> 0.27-0.28; the other anchor layers even. Not where it
-#: packs chunk by chunk (``STREAMED_MIN_BYTES``): split there, alex_c2_g2 and video_c2 ran 0.92-0.95 of the time, but
-#: NiN's 1 x 1 layer 1.3-1.5 (its columns' inputs a 4 KB plane apart) and alex_c1 and video_c1 1.01-1.04
+#: in separate measurements. The weight gradient's sum splits the same way (its packed output gradient's blocks in
+#: the weights' place; ``conv._grad_weight_split``). On an Intel Xeon, two threads, best of 7-9 in three or four
+#: processes per tree alternating: where the output gradient is packed whole, AlexNet's third layer at batch 16
+#: 18.1-18.4 -> 17.3-17.4 ms, its fourth 13.5-13.9 -> 12.7-12.9, C3D-small's third 0.30 -> 0.27-0.28; where it is
+#: packed chunk by chunk (``STREAMED_MIN_BYTES``), AlexNet's second layer at batch 32 56.3-56.8 -> 52.8-53.4 and at 16
+#: 27.9-28.8 -> 26.1-26.7, NiN's 96 -> 192 channels 5 x 5 at batch 64 56.7-57.4 -> 52.4-53.2 and 192 -> 192 1 x 1 on
+#: 16 x 16 8.0-8.3 -> 7.0-7.8, the video's second 168-169 -> 158; AlexNet's third to fifth at batch 32 even, its first
+#: 17.3-18.3 -> 18.0-18.3; NiN's 1 x 1 on 32 x 32 planes 1.3-1.5x slower (not split: ``ALIASED_PLANE``). Training
+#: steps (``model_steps.py``, three rounds alternating): NiN 403.5-411.1 -> 398.1-404.1 ms, AlexNet 665-675 -> 660-666
 SPLIT_MIN_BLOCK_BYTES = 32 * 1024
 SPLIT_CHUNK_BYTES = 16 * 1024
 SPLIT_MIN_STRIPS = 16
