@@ -188,8 +188,10 @@ STRIPS_OUTER_CONFIGS = (ConvConfig(1, 86, 16, (3,), (3,)), ConvConfig(1, 22, 4, 
 PAIRED_GRAD_WEIGHT_CONFIGS = PAIRED_LANES_CONFIGS + (ConvConfig(2, 3, 64, (5,), (3,)),)
 #: where the automatic choice takes the 32 x 7 kernel: 32 output channels summing 1024 products each (one position)
 PAIRED_AUTOMATIC_CONFIGS = (ConvConfig(1, 128, 32, (8,), (8,)),)
-#: and where the weight gradient's does: 32 output channels, a sum over 1024 positions
-PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS = (ConvConfig(4, 1, 32, (256,), (1,)),)
+#: and where the weight gradient's does: 32 output channels, a sum over 1024 positions; then a row of 1024 numbers,
+#: a plane that aliases in the first-level cache (``tuning.ALIASED_PLANE``: ``conv._grad_weight_split`` keeps its sum
+#: whole in its tasks)
+PAIRED_GRAD_WEIGHT_AUTOMATIC_CONFIGS = (ConvConfig(4, 1, 32, (256,), (1,)), ConvConfig(1, 1, 1, (1024,), (3,)))
 
 #: the fused Winograd F(2x2, 3x3) kernel (3x3 or 5x5 windows at stride 1 in each plane): output sizes that leave
 #: partial edge tiles, asymmetric and wide padding, groups, more than 16 input and output channels (a second, partial

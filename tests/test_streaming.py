@@ -108,7 +108,7 @@ def test_nan_passes_every_version_as_it_does_the_plain_one():
 
 def test_a_large_output_streams_and_a_small_or_in_place_one_does_not(monkeypatch):
     """From ``STREAM_MIN_BYTES`` of output, where no input shares its memory (monkeypatched small: a real threshold
-    is the last-level cache's size)."""
+    is a cache's size, megabytes: ``stream_min_bytes``)."""
     monkeypatch.setattr(streaming, "STREAM_MIN_BYTES", 4000)
     monkeypatch.setattr(parallel, "PARALLEL_MIN_WORK", 1)
     monkeypatch.setattr(parallel.config, "NUMBA_NUM_THREADS", 2)

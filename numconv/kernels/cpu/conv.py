@@ -1157,8 +1157,9 @@ _SPLIT_CHUNKS = replace(_SPLIT, chunks=2)
 def conv_grad_weight_split_tasks(grad_output, x, grad_weight, stride, padding, dilation, groups):
     """``conv_grad_weight`` on the 32-lane kernel's variant whose tasks split the sum into chunks (as
     ``conv_forward_split``), the sum over batch and positions first in 2 chunks (fewer if it is shorter), whatever
-    the sizes; the automatic choice takes the variant where the output gradient is packed whole, for large blocks of
-    it reused by many strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``)."""
+    the sizes; the automatic choice takes the variant for large blocks of the packed output gradient reused by many
+    strips (``tuning.SPLIT_MIN_BLOCK_BYTES``, ``tuning.SPLIT_MIN_STRIPS``) over planes that do not alias
+    (``_grad_weight_split``)."""
     _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, groups, _SPLIT_CHUNKS)
 
 
