@@ -371,11 +371,8 @@ def _convolve(buf, layout: Layout, weight, bias, out_flat, forced: _Forced, relu
         operands = (packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], out_flat, t["ocol"],
                     t["oblk"], _U(layout.out_plane), t["lanes"], init.reshape(-1), _zeros(t["xc"].size, dtype.str))
         split = _split_sum(kernel, reduction, dtype.itemsize, t["vb"].size, t["xc"].size, forced.split)
-        if split is None:
-            _fma_shape(kernel, *operands, relu=relu)
-        else:
-            strips_outer = forced.strips_outer or buf.nbytes > tuning.SPLIT_STRIPS_OUTER_MIN_BYTES
-            _fma_split(kernel, *operands, chunk=split[0], per_task=split[1], strips_outer=strips_outer, relu=relu)
+        _fma_tasks(kernel, operands, split, forced.strips_outer or buf.nbytes > tuning.SPLIT_STRIPS_OUTER_MIN_BYTES,
+                   relu=relu)
         return
     by_group = _prepared(weight, "weights", weight.size, dtype, lambda by_group: np.copyto(
         by_group.reshape(layout.groups, reduction, layout.group_out),
@@ -444,6 +441,16 @@ def _convolve_in_chunks(buf, layout: Layout, weight_rows, bias, target, kernel: 
                    np.full(blocks, stop, _U), partials[chunk], t["ocols"][0], t["oblk"], t["ostride"], t["lanes"],
                    _zeros(blocks * kernel[0], dtype.str), bias if chunk == 0 and bias is not None else no_bias)
     _sum_partials(partials, target, relu_floor(dtype, relu))
+
+
+def _fma_tasks(kernel: tuple, operands: tuple, split, strips_outer: bool, **options) -> None:
+    """The blocked kernel of shape ``kernel`` on ``operands`` (``launch.fma``'s, with its ``options``: ``relu``), or,
+    where ``split`` is given (rows per chunk, strips per task: :func:`_split_sum`), its variant whose tasks split the
+    sum, the tasks ordered by ``strips_outer``."""
+    if split is None:
+        _fma_shape(kernel, *operands, **options)
+    else:
+        _fma_split(kernel, *operands, chunk=split[0], per_task=split[1], strips_outer=strips_outer, **options)
 
 
 def _split_sum(kernel: tuple, reduction: int, itemsize: int, blocks: int, columns: int, forced: bool = False):
@@ -886,22 +893,15 @@ def _conv_grad_weight(grad_output, x, grad_weight, stride, padding, dilation, gr
                         t["xr"][first:stop], t["xc"], t["xb"][in_chunk], _zeros(blocks, "u8"),
                         np.full(blocks, stop - first, _U), target, t["ocol"], t["oblk"][in_chunk], _U(columns),
                         t["lanes"][in_chunk], no_lane_terms, no_column_terms)
-            split = _grad_weight_split(layout, shape, stop - first, dtype.itemsize, blocks, columns, forced)
-            if split is None:
-                _fma_shape(shape, *operands)
-            else:
-                _fma_split(shape, *operands, chunk=split[0], per_task=split[1], strips_outer=forced.strips_outer)
+            _fma_tasks(shape, operands, _grad_weight_split(layout, shape, stop - first, dtype.itemsize, blocks,
+                                                           columns, forced), forced.strips_outer)
     else:
         packed = _workspace("grad_output", blocks * batch * positions * lanes, dtype)
         pack_positions(source, layout.groups, packed.reshape(blocks, batch * positions, lanes), 0)
         operands = (packed, t["voff"], t["vb"], buf, t["xr"], t["xc"], t["xb"], t["rlo"], t["rhi"], target, t["ocol"],
                     t["oblk"], _U(columns), t["lanes"], _zeros(t["vb"].size * lanes, dtype.str), no_column_terms)
-        split = _grad_weight_split(layout, shape, -(-batch * positions // chunks), dtype.itemsize, t["vb"].size,
-                                   columns, forced)
-        if split is None:
-            _fma_shape(shape, *operands)
-        else:
-            _fma_split(shape, *operands, chunk=split[0], per_task=split[1], strips_outer=forced.strips_outer)
+        _fma_tasks(shape, operands, _grad_weight_split(layout, shape, -(-batch * positions // chunks), dtype.itemsize,
+                                                       t["vb"].size, columns, forced), forced.strips_outer)
     if chunks > 1:
         _sum_partials(target.reshape(chunks, -1), grad_weight.reshape(-1), relu_floor(dtype, False))
 
